@@ -1,0 +1,13 @@
+"""kdbounds: the generalization theory of knowledge distillation, turned into experiments.
+
+Subpackages (import what you need; nothing heavy is imported here):
+
+- ``kdbounds.bounds``      Theorems 1, 2, 3A, 3B as pure functions of measured quantities (numpy).
+- ``kdbounds.curvature``   Hessian operators and estimators with ``torch.func``.
+- ``kdbounds.divergence``  predictive (and Laplace weight-space) distillation divergence.
+- ``kdbounds.pid``         partial information decomposition of distilled knowledge.
+- ``kdbounds.fidelity``    functional-transfer statistics.
+- ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill``  CIFAR data, model zoo, trainer.
+"""
+
+__version__ = "0.1.0"
