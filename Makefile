@@ -1,0 +1,19 @@
+# Set-up and the two commands of README.md. KDBOUNDS_DATA defaults to ../shared/data (the
+# development machines and CI keep real CIFAR-10 there); override it to point at your own copy.
+PY ?= python3
+export KDBOUNDS_DATA ?= $(abspath ../shared/data)
+PRESET ?= default
+
+.PHONY: install run test bench
+install:
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+
+run: install
+	$(PY) experiments/linear_gaussian_tradeoffs.py --out results/linear_gaussian_tradeoffs
+
+test: install
+	$(PY) -m pytest -q -n 2 --durations=15
+
+bench: install
+	$(PY) benchmarks/run_all.py
