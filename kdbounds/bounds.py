@@ -1,0 +1,524 @@
+"""Generalization bounds for knowledge distillation (theory.md §4), as pure functions.
+
+Every function takes *measured* quantities (a divergence ``K = KL(q_S || q_T)``, a sub-Gaussian
+proxy, a gradient norm, curvature, spectra) and returns a number; nothing here trains, samples or
+prints.  All arithmetic is float64 numpy/scipy.  Notation follows ``shared/docs/theory.md``:
+
+* Theorem 1 (sub-Gaussian):      ``|gen(S) - gen(T)| <= sqrt(2 sigma_n^2 K)``
+* Theorem 2 (central condition): ``gen(S) >= c gen(T) - K / eta``
+* Theorem 3A (sharpness radius): ``|gen(S|D) - gen(T|D)| <= a_rho sqrt(2K)``,
+  ``a_rho = G0 rho + beta rho^2 / 2``
+* Theorem 3B (Gaussian teacher, quadratic gap): exact Donsker-Varadhan-Cramer bound
+  ``inf_{lam>0} (K + psi(lam)) / lam`` and its sub-gamma relaxation ``sqrt(2 v K) + c_+ K``.
+
+Bad input raises ``ValueError`` (or ``TypeError``) naming the argument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+__all__ = [
+    "subgaussian_bound",
+    "central_lower_bound",
+    "central_eta_from_subgaussian",
+    "sharpness_radius_bound",
+    "tightness_radius",
+    "subgamma_bound",
+    "log_mgf_quadratic",
+    "quadratic_spectrum",
+    "gaussian_quadratic_bound",
+    "GaussianQuadraticBound",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# validation helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _scalar(name: str, value: Any) -> float:
+    """Convert ``value`` to a finite Python float or raise naming ``name``."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise TypeError(f"{name} must be a scalar, got an array of shape {value.shape}")
+        value = value.reshape(()).item()
+    if not isinstance(value, (Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x
+
+
+def _nonneg(name: str, value: Any) -> float:
+    x = _scalar(name, value)
+    if x < 0.0:
+        raise ValueError(
+            f"{name} must be >= 0, got {x}"
+            + (" (clip tiny negative KL estimates to 0 before calling)" if name == "divergence" else "")
+        )
+    return x
+
+
+def _positive(name: str, value: Any) -> float:
+    x = _scalar(name, value)
+    if x <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {x}")
+    return x
+
+
+def _unit_interval(name: str, value: Any) -> float:
+    x = _scalar(name, value)
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {x}")
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 1 and Theorem 2
+# ----------------------------------------------------------------------------------------------
+
+
+def subgaussian_bound(divergence: float, sigma: float, n: float | None = None) -> float:
+    """Theorem 1: ``|gen(S) - gen(T)| <= sqrt(2 sigma^2 K / n)``.
+
+    ``sigma`` is a per-sample sub-Gaussian proxy of the loss when ``n`` is given (a loss in
+    ``[0, B]`` has ``sigma = B/2``), so the gap's proxy is ``sigma_n = sigma / sqrt(n)``; with
+    ``n=None`` ``sigma`` is the proxy of the gap itself and the bound is ``sqrt(2 sigma^2 K)``.
+    ``K = 0`` gives 0 (equal expected gaps).
+    """
+    k = _nonneg("divergence", divergence)
+    s = _nonneg("sigma", sigma)
+    if n is None:
+        return math.sqrt(2.0 * s * s * k)
+    nn = _positive("n", n)
+    return math.sqrt(2.0 * s * s * k / nn)
+
+
+def central_lower_bound(gen_teacher: float, divergence: float, eta: float, c: float) -> float:
+    """Theorem 2: ``gen(S) >= c gen(T) - K / eta`` under the (eta, c)-central condition.
+
+    ``eta > 0``, ``c in [0, 1]``; ``gen_teacher`` may have any sign.
+    """
+    g = _scalar("gen_teacher", gen_teacher)
+    k = _nonneg("divergence", divergence)
+    e = _positive("eta", eta)
+    cc = _unit_interval("c", c)
+    return cc * g - k / e
+
+
+def central_eta_from_subgaussian(gen_teacher: float, sigma_n: float, c: float) -> float:
+    """The eta for which sub-Gaussianity implies the (eta, c)-central condition.
+
+    ``log E e^{-eta G} <= -eta E G + eta^2 sigma_n^2 / 2 <= -c eta E G`` holds iff
+    ``eta <= 2 (1 - c) gen(T) / sigma_n^2``; this returns the largest such eta,
+    ``eta = 2 (1 - c) gen(T) / sigma_n^2``.  Needs ``gen_teacher > 0``, ``sigma_n > 0``, ``c in [0, 1)``.
+    Plugging it into :func:`central_lower_bound` and maximising over c gives
+    ``gen(T) - sqrt(2 sigma_n^2 K)`` (when ``sqrt(sigma_n^2 K / 2) <= gen(T)``).
+    """
+    g = _scalar("gen_teacher", gen_teacher)
+    s = _positive("sigma_n", sigma_n)
+    cc = _unit_interval("c", c)
+    if g <= 0.0:
+        raise ValueError(
+            f"gen_teacher must be > 0 for a positive eta, got {g}; the central condition "
+            "derived from sub-Gaussianity is vacuous for a non-positive teacher gap"
+        )
+    if cc >= 1.0:
+        raise ValueError("c must be < 1 here (c = 1 gives eta = 0); pick c in [0, 1)")
+    return 2.0 * (1.0 - cc) * g / (s * s)
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 3A
+# ----------------------------------------------------------------------------------------------
+
+
+def sharpness_radius_bound(divergence: float, rho: float, grad_norm: float, curvature: float) -> float:
+    """Theorem 3A: ``|gen(S|D) - gen(T|D)| <= a_rho sqrt(2 K)``, ``a_rho = G0 rho + beta rho^2 / 2``.
+
+    ``rho``: radius of the ball (around the teacher's centre m) that supports the teacher kernel;
+    ``grad_norm`` ``G0 = ||grad f(m)||``; ``curvature`` ``beta >= ||hess f||_op`` on the ball.
+    """
+    k = _nonneg("divergence", divergence)
+    r = _nonneg("rho", rho)
+    g0 = _nonneg("grad_norm", grad_norm)
+    beta = _nonneg("curvature", curvature)
+    a_rho = g0 * r + 0.5 * beta * r * r
+    return a_rho * math.sqrt(2.0 * k)
+
+
+def tightness_radius(sigma: float, grad_norm: float, curvature: float) -> float:
+    """Tightness radius ``rho0 = (sqrt(G0^2 + 2 beta sigma) - G0) / beta`` (``sigma / G0`` if beta = 0).
+
+    ``a_rho < sigma`` iff ``rho < rho0``; evaluated in the cancellation-free form
+    ``rho0 = 2 sigma / (sqrt(G0^2 + 2 beta sigma) + G0)``.  Returns ``inf`` when G0 = beta = 0
+    (and sigma > 0), 0 when sigma = 0.
+    """
+    s = _nonneg("sigma", sigma)
+    g0 = _nonneg("grad_norm", grad_norm)
+    beta = _nonneg("curvature", curvature)
+    denom = math.sqrt(g0 * g0 + 2.0 * beta * s) + g0
+    if s == 0.0:
+        return 0.0
+    if denom == 0.0:
+        return math.inf
+    return 2.0 * s / denom
+
+
+# ----------------------------------------------------------------------------------------------
+# sub-gamma and Theorem 3B
+# ----------------------------------------------------------------------------------------------
+
+
+def subgamma_bound(divergence: float, v: float, c_plus: float, c_minus: float = 0.0) -> tuple[float, float]:
+    """Sub-gamma two-sided bound ``(-sqrt(2 v K) - c_- K,  sqrt(2 v K) + c_+ K)``.
+
+    Valid when ``psi(lam) <= lam^2 v / (2 (1 - c_+ lam))`` for ``0 < lam < 1/c_+`` (and the mirror
+    statement with ``c_-`` for ``-lam``); returns ``(lower, upper)`` on ``gen(S|D) - gen(T|D)``.
+    """
+    k = _nonneg("divergence", divergence)
+    vv = _nonneg("v", v)
+    cp = _nonneg("c_plus", c_plus)
+    cm = _nonneg("c_minus", c_minus)
+    root = math.sqrt(2.0 * vv * k)
+    return (0.0 - root - cm * k, root + cp * k)
+
+
+def _as_spectrum(eigenvalues: Any, b_proj: Any, multiplicity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and flatten ``(eigenvalues, b_proj)`` to matching 1-D arrays of a_i and b_i^2."""
+    if isinstance(multiplicity, bool) or not isinstance(multiplicity, (int, np.integer)):
+        raise TypeError(f"multiplicity must be a positive int, got {multiplicity!r}")
+    if multiplicity < 1:
+        raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
+    try:
+        a = np.asarray(eigenvalues, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"eigenvalues must be a 1-D array of reals: {exc}") from None
+    if a.ndim != 1:
+        raise ValueError(f"eigenvalues must be 1-D, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("eigenvalues must be finite (found NaN or inf)")
+    m = a.shape[0]
+    if b_proj is None:
+        raise ValueError("b_proj is required with eigenvalues (pass zeros for a centred gap gradient)")
+    try:
+        b = np.asarray(b_proj, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"b_proj must be an array of reals: {exc}") from None
+    if not np.all(np.isfinite(b)):
+        raise ValueError("b_proj must be finite (found NaN or inf)")
+    k = int(multiplicity)
+    if b.shape == (m, k) or (k == 1 and b.shape == (m,)) or b.shape == (m * k,):
+        b2 = (b.reshape(m, k) ** 2).sum(axis=1) if k > 1 else b.reshape(m) ** 2
+    else:
+        raise ValueError(
+            f"b_proj shape {b.shape} does not match eigenvalues of length {m} with multiplicity {k}: "
+            f"expected ({m}, {k}) or the C-order flattening ({m * k},)"
+            + (f" or ({m},)" if k == 1 else "")
+        )
+    return a, b2
+
+
+def _phi_neg_log(one_minus_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``-log(1 - x) - x`` (= sum_{j>=2} x^j / j >= 0), accurate for small |x|.
+
+    ``one_minus_x`` is passed separately so that the caller can compute ``1 - x`` exactly near
+    the pole.
+    """
+    out = np.empty_like(x)
+    small = np.abs(x) < 0.1
+    if np.any(small):
+        xs = x[small]
+        term = xs * xs
+        acc = term / 2.0
+        power = term
+        for j in range(3, 20):
+            power = power * xs
+            acc = acc + power / j
+        out[small] = acc
+    big = ~small
+    if np.any(big):
+        out[big] = -np.log(one_minus_x[big]) - x[big]
+    return out
+
+
+def log_mgf_quadratic(lam: float, eigenvalues: Any, b_proj: Any, multiplicity: int = 1) -> float:
+    """Log-MGF of a Gaussian quadratic, ``psi(lam) = log E exp(lam (f - E f))``.
+
+    For ``w ~ N(m, S)`` and ``f(w) = f(m) + b^T (w-m) + (w-m)^T H (w-m) / 2``, with
+    ``A = S^{1/2} H S^{1/2}`` (eigenvalues ``a_i``) and ``b_i`` the components of ``b' = S^{1/2} b``
+    in A's eigenbasis::
+
+        psi(lam) = sum_i [ -1/2 log(1 - lam a_i) - lam a_i / 2 + (lam^2 / 2) b_i^2 / (1 - lam a_i) ].
+
+    Outside the admissible set ``1 - lam a_i > 0`` for all i the MGF is infinite and this returns
+    ``+inf`` (not an error), so that it can be fed to an optimiser.  ``multiplicity`` repeats every
+    a_i (``A kron I_multiplicity``); ``b_proj`` then has shape ``(len(eigenvalues), multiplicity)``
+    or its C-order flattening.
+    """
+    lam_f = _scalar("lam", lam)
+    a, b2 = _as_spectrum(eigenvalues, b_proj, multiplicity)
+    return _psi_mult(lam_f, a, b2, int(multiplicity))
+
+
+def _psi_mult(lam: float, a: np.ndarray, b2: np.ndarray, mult: int) -> float:
+    """psi with each a_i repeated ``mult`` times and ``b2`` the per-eigenvalue summed b^2."""
+    x = lam * a
+    om = 1.0 - x
+    if np.any(om <= 0.0):
+        return math.inf
+    return float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
+
+
+def _dv_upper(k: float, a: np.ndarray, b2: np.ndarray, mult: int) -> tuple[float, float]:
+    """``inf_{lam>0} (K + psi(lam)) / lam`` and its argmin (see :func:`gaussian_quadratic_bound`).
+
+    The objective is quasi-convex in lam (sublevel sets ``{K + psi <= t lam}`` are convex), so a
+    bounded Brent search on a monotone reparametrisation finds the global minimum.  With
+    ``c_+ = max(a, 0) > 0`` we use ``lam = sigmoid(z) / c_+`` so that ``1 - lam a_i =
+    sigmoid(-z) + sigmoid(z) (1 - a_i / c_+)`` is computed without cancellation near the pole; with
+    ``c_+ = 0`` we use ``lam = exp(z)``.
+    """
+    v = float(mult * 0.5 * np.sum(a * a) + np.sum(b2))
+    if k == 0.0 or v == 0.0:
+        # psi >= 0 with psi(lam) = O(lam^2): the infimum is 0 (approached as lam -> 0 for K = 0,
+        # as lam -> inf for psi == 0).
+        return 0.0, (0.0 if k == 0.0 else math.inf)
+    c_plus = float(max(a.max(initial=0.0), 0.0))
+    # sub-gamma optimum as the centre of the search window
+    lam_sg = 1.0 / (c_plus + math.sqrt(v / (2.0 * k)))
+
+    if c_plus > 0.0:
+        ratio = a / c_plus
+
+        def lam_of(z: float) -> float:
+            return 1.0 / (1.0 + math.exp(-z)) / c_plus if z > -700 else math.exp(z) / c_plus
+
+        def objective(z: float) -> float:
+            s_pos = 1.0 / (1.0 + math.exp(-z)) if z > -700 else math.exp(z)
+            s_neg = 1.0 / (1.0 + math.exp(z)) if z < 700 else math.exp(-z)
+            lam = s_pos / c_plus
+            om = s_neg + s_pos * (1.0 - ratio)
+            x = lam * a
+            psi = float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
+            return (k + psi) / lam
+
+        u = lam_sg * c_plus
+        z0 = math.log(u) - math.log1p(-u)
+        lo, hi = z0 - 60.0, min(z0 + 60.0, 700.0)
+    else:
+
+        def lam_of(z: float) -> float:
+            return math.exp(z)
+
+        def objective(z: float) -> float:
+            lam = math.exp(z)
+            x = lam * a
+            om = 1.0 - x
+            psi = float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
+            return (k + psi) / lam
+
+        z0 = math.log(lam_sg)
+        lo, hi = z0 - 60.0, min(z0 + 60.0, 300.0)
+
+    res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-11, "maxiter": 500})
+    z_best, f_best = float(res.x), float(res.fun)
+    # guard: Brent's bounded method never evaluates the endpoints, and the starting point is a
+    # valid candidate too
+    for z in (z0,):
+        fz = objective(z)
+        if fz < f_best:
+            z_best, f_best = z, fz
+    return f_best, lam_of(z_best)
+
+
+@dataclass(frozen=True)
+class GaussianQuadraticBound:
+    """Theorem 3B for a Gaussian teacher ``N(m, S)`` and a quadratic gap function.
+
+    ``upper = inf_{lam>0} (K + psi(lam)) / lam`` and ``lower = -inf_{lam>0} (K + psi(-lam)) / lam``
+    bound ``gen(S|D) - gen(T|D)``; ``subgamma_upper = sqrt(2 v K) + c_plus K`` and
+    ``subgamma_lower = -sqrt(2 v K) - c_minus K`` are their relaxations, with
+    ``v = Var_T f = ||b'||^2 + ||A||_F^2 / 2`` and ``c_+- = max(lambda_max(+-A), 0)``.
+    ``lambda_upper`` / ``lambda_lower`` are the optimal lam (0 when K = 0; inf when the infimum is
+    approached at lam -> inf).  ``trace_a = tr A = tr(H S)`` gives ``gen(T) = f(m) + trace_a / 2``.
+    """
+
+    divergence: float
+    upper: float
+    lower: float
+    lambda_upper: float
+    lambda_lower: float
+    subgamma_upper: float
+    subgamma_lower: float
+    v: float
+    c_plus: float
+    c_minus: float
+    trace_a: float
+    dimension: int
+    multiplicity: int
+
+    def k0(self, sigma: float) -> float:
+        """``K0 = 2 (sigma - sqrt v)^2 / c_+^2``: the sub-gamma bound beats a global proxy sigma
+        (``sqrt(2 sigma^2 K)``) for ``K < K0`` (if ``sqrt v < sigma``).  ``inf`` if ``c_+ = 0`` and
+        ``sqrt v < sigma``; 0 if ``sqrt v >= sigma``."""
+        s = _nonneg("sigma", sigma)
+        sv = math.sqrt(self.v)
+        if sv >= s:
+            return 0.0
+        if self.c_plus == 0.0:
+            return math.inf
+        return 2.0 * (s - sv) ** 2 / self.c_plus**2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral form ``(a, b_proj)`` of a dense Gaussian-quadratic problem.
+
+    ``A = S^{1/2} H S^{1/2} = Q diag(a) Q^T`` and ``b_proj = Q^T S^{1/2} grad``.  ``grad`` has shape
+    ``(p,)`` or ``(p, k)`` (k output copies sharing H and S, i.e. ``H kron I_k``; column j of
+    ``grad`` is the gradient w.r.t. the j-th copy); ``b_proj`` has the same trailing shape.
+    ``hessian`` must be symmetric and ``cov`` symmetric positive semi-definite (relative tolerance
+    ``tol``); ``S^{1/2}`` is the symmetric square root from ``eigh``.
+    """
+    h = _matrix("hessian", hessian)
+    s = _matrix("cov", cov)
+    p = h.shape[0]
+    if s.shape != (p, p):
+        raise ValueError(f"cov has shape {s.shape}, expected ({p}, {p}) to match hessian")
+    try:
+        g = np.asarray(grad, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"grad must be an array of reals: {exc}") from None
+    if g.ndim not in (1, 2) or g.shape[0] != p:
+        raise ValueError(f"grad has shape {g.shape}, expected ({p},) or ({p}, k) to match hessian")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("grad must be finite (found NaN or inf)")
+    scale_h = max(float(np.max(np.abs(h))), 1e-300)
+    if np.max(np.abs(h - h.T)) > tol * scale_h:
+        raise ValueError("hessian must be symmetric (max |H - H^T| exceeds tol * max |H|); symmetrise it")
+    scale_s = max(float(np.max(np.abs(s))), 1e-300)
+    if np.max(np.abs(s - s.T)) > tol * scale_s:
+        raise ValueError("cov must be symmetric (max |S - S^T| exceeds tol * max |S|)")
+    h = 0.5 * (h + h.T)
+    s = 0.5 * (s + s.T)
+    es, vs = np.linalg.eigh(s)
+    if es.size and es.min() < -tol * max(es.max(), 0.0) - 1e-300:
+        raise ValueError(f"cov must be positive semi-definite, smallest eigenvalue {es.min():.3e}")
+    root = (vs * np.sqrt(np.clip(es, 0.0, None))) @ vs.T
+    a_mat = root @ h @ root
+    a_mat = 0.5 * (a_mat + a_mat.T)
+    a, q = np.linalg.eigh(a_mat)
+    b_proj = q.T @ (root @ g)
+    return a, b_proj
+
+
+def _matrix(name: str, value: Any) -> np.ndarray:
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a square array of reals: {exc}") from None
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    return m
+
+
+def gaussian_quadratic_bound(
+    divergence: float,
+    *,
+    eigenvalues: Any = None,
+    b_proj: Any = None,
+    grad: Any = None,
+    hessian: Any = None,
+    cov: Any = None,
+    multiplicity: int = 1,
+) -> GaussianQuadraticBound:
+    """Theorem 3B: exact Donsker-Varadhan-Cramer bounds for a Gaussian teacher, quadratic gap.
+
+    Teacher kernel ``N(m, S)``, gap ``f(w) = f(m) + b^T (w-m) + (w-m)^T H (w-m) / 2``,
+    ``A = S^{1/2} H S^{1/2}``, ``b' = S^{1/2} b``, ``psi`` as in :func:`log_mgf_quadratic`.  For any
+    student Q with ``KL(Q || N(m, S)) = K``::
+
+        -inf_{lam>0} (K + psi(-lam))/lam <= E_Q f - E_T f <= inf_{lam>0} (K + psi(lam))/lam
+        -sqrt(2 v K) - c_- K <= (lower)          (upper) <= sqrt(2 v K) + c_+ K
+
+    with ``v = ||b'||^2 + ||A||_F^2 / 2`` and ``c_+- = max(lambda_max(+-A), 0)``.  The upper
+    infimum runs over the admissible interval ``(0, 1/c_+)`` by a bounded 1-D minimisation
+    (``scipy.optimize.minimize_scalar``) in a variable that resolves both ends; K = 0 gives 0.
+
+    Give either the spectra (``eigenvalues`` of A and ``b_proj``, the components of b' in A's
+    eigenbasis) or the dense ``grad`` (b), ``hessian`` (H) and ``cov`` (S).  ``multiplicity`` k
+    repeats every eigenvalue (A kron I_k, e.g. the linear-Gaussian case with k outputs); then
+    ``b_proj`` has shape ``(len(eigenvalues), k)`` (row i: the k components along eigenvector i)
+    or its C-order flattening, and in the dense path ``grad`` has shape ``(p, k)``.  For the
+    linear-Gaussian model with gradient matrix ``G`` (k x d), ``Sigma_T^{1/2} (Sigma_x - Sigma_hat)
+    Sigma_T^{1/2} = Q diag(a_tilde) Q^T``: ``eigenvalues = 2 a_tilde``,
+    ``b_proj = (G Sigma_T^{1/2} Q).T``, ``multiplicity = k``.
+    """
+    k = _nonneg("divergence", divergence)
+    spectral = eigenvalues is not None or b_proj is not None
+    dense = grad is not None or hessian is not None or cov is not None
+    if spectral and dense:
+        raise ValueError("give either (eigenvalues, b_proj) or (grad, hessian, cov), not both")
+    if not spectral and not dense:
+        raise ValueError("give either (eigenvalues, b_proj) or (grad, hessian, cov)")
+    if isinstance(multiplicity, bool) or not isinstance(multiplicity, (int, np.integer)):
+        raise TypeError(f"multiplicity must be a positive int, got {multiplicity!r}")
+    if multiplicity < 1:
+        raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
+    mult = int(multiplicity)
+    if dense:
+        if grad is None or hessian is None or cov is None:
+            raise ValueError("the dense path needs all of grad, hessian and cov")
+        g_arr = np.asarray(grad)
+        if mult > 1 and g_arr.ndim == 2 and g_arr.shape[1] != mult:
+            raise ValueError(f"grad has shape {g_arr.shape}; with multiplicity {mult} it must be (p, {mult})")
+        if mult > 1 and g_arr.ndim == 1:
+            raise ValueError(f"with multiplicity {mult} grad must have shape (p, {mult})")
+        if mult == 1 and g_arr.ndim == 2 and g_arr.shape[1] != 1:
+            raise ValueError(
+                f"grad has shape {g_arr.shape}; pass multiplicity={g_arr.shape[1]} for k output copies"
+            )
+        a, b_mat = quadratic_spectrum(grad, hessian, cov)
+        a, b2 = _as_spectrum(a, b_mat.reshape(a.shape[0], -1) if mult > 1 else b_mat.reshape(-1), mult)
+    else:
+        if eigenvalues is None or b_proj is None:
+            raise ValueError("the spectral path needs both eigenvalues and b_proj")
+        a, b2 = _as_spectrum(eigenvalues, b_proj, mult)
+
+    v = float(mult * 0.5 * np.sum(a * a) + np.sum(b2))
+    c_plus = float(max(a.max(initial=0.0), 0.0)) + 0.0
+    c_minus = float(max((-a).max(initial=0.0), 0.0)) + 0.0
+    upper, lam_u = _dv_upper(k, a, b2, mult)
+    neg_upper, lam_l = _dv_upper(k, -a, b2, mult)
+    sg_lo, sg_hi = subgamma_bound(k, v, c_plus, c_minus)
+    lower = 0.0 - neg_upper
+    return GaussianQuadraticBound(
+        divergence=k,
+        upper=float(upper),
+        lower=float(lower),
+        lambda_upper=float(lam_u),
+        lambda_lower=float(lam_l),
+        subgamma_upper=float(sg_hi),
+        subgamma_lower=float(sg_lo),
+        v=v,
+        c_plus=c_plus,
+        c_minus=c_minus,
+        trace_a=float(mult * np.sum(a)),
+        dimension=int(a.shape[0] * mult),
+        multiplicity=mult,
+    )
