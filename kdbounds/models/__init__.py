@@ -1,0 +1,24 @@
+"""CIFAR model zoo: ResNets (8 … 110, 8x4, 32x4), wide ResNets, VGG-BN.
+
+>>> from kdbounds.models import build_model
+>>> m = build_model("resnet20", num_classes=10, seed=0)
+>>> out = m(x, return_features=True)   # FeatureOutput(logits, stages, pooled)
+
+Contract of every model: ``forward(x, return_features=False)``; attributes ``arch``, ``num_classes``,
+``stage_channels`` (channels of each entry of ``stages``), ``feature_dim`` (size of ``pooled``),
+and ``classifier`` (the final ``nn.Linear``).
+"""
+
+from .base import CifarModel, FeatureOutput, init_weights
+from .registry import MODEL_NAMES, available_models, build_model, count_parameters, register_model
+
+__all__ = [
+    "CifarModel",
+    "FeatureOutput",
+    "MODEL_NAMES",
+    "available_models",
+    "build_model",
+    "count_parameters",
+    "init_weights",
+    "register_model",
+]

@@ -1,0 +1,77 @@
+"""Model registry: ``build_model(name, num_classes=10, seed=None)``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .base import CifarModel, init_weights
+from .resnet import CifarResNet
+from .vgg import VGG
+from .wrn import WideResNet
+
+__all__ = ["MODEL_NAMES", "available_models", "build_model", "count_parameters", "register_model"]
+
+_REGISTRY: dict[str, Callable[[int], CifarModel]] = {}
+
+
+def register_model(name: str, factory: Callable[[int], CifarModel]) -> None:
+    """Register ``factory(num_classes) -> CifarModel`` under ``name`` (lower case)."""
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+for _d in (8, 14, 20, 32, 44, 56, 110):
+    register_model(f"resnet{_d}", lambda c, d=_d: CifarResNet(f"resnet{d}", d, (16, 16, 32, 64), c))
+for _d in (8, 32):
+    register_model(f"resnet{_d}x4", lambda c, d=_d: CifarResNet(f"resnet{d}x4", d, (32, 64, 128, 256), c))
+for _d, _k in ((16, 1), (16, 2), (16, 8), (40, 1), (40, 2), (28, 10)):
+    register_model(f"wrn_{_d}_{_k}", lambda c, d=_d, k=_k: WideResNet(f"wrn_{d}_{k}", d, k, c))
+for _name in ("vgg8", "vgg11", "vgg13"):
+    register_model(_name, lambda c, n=_name: VGG(n, c))
+
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(_REGISTRY)
+
+
+def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> CifarModel:
+    """Build a CIFAR model by name, freshly initialised (see :func:`init_weights`).
+
+    Args:
+        name: one of :func:`available_models` (e.g. ``"resnet20"``, ``"wrn_40_2"``, ``"vgg8"``);
+            case-insensitive, ``-`` accepted for ``_`` (``"WRN-40-2"``).
+        num_classes: classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).
+        seed: if given, initialisation draws from a private ``torch.Generator`` seeded with it
+            (the global RNG is untouched); if None it draws from the global torch RNG.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name string; got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(_REGISTRY)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int (10 or 100 for CIFAR); got {num_classes!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
+    if seed is None:
+        model = _REGISTRY[key](num_classes)
+        init_weights(model, None)
+        return model
+    # module constructors draw their default init from the global RNG; fork it so that a seeded
+    # build leaves the caller's RNG stream untouched, then re-initialise from a private generator
+    with torch.random.fork_rng(devices=[]):
+        model = _REGISTRY[key](num_classes)
+    init_weights(model, torch.Generator().manual_seed(seed))
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
