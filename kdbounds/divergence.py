@@ -1,0 +1,680 @@
+r"""Distillation divergence estimators (measurement layer, torch).
+
+Three families, all in the direction **student ‖ teacher** (theory.md §2, forced by the
+change-of-measure argument with Q = student, P = teacher):
+
+1. **Predictive divergence of classifiers** (theory.md §6)::
+
+       K̂ = (1/n) Σ_x KL( p_S(·|x) ‖ p_T(·|x) ),   p(·|x) = softmax(z(x) / t)
+
+   with a standard error ``sd / sqrt(n)`` and a seeded bootstrap percentile confidence interval.
+   Optionally each side is an ensemble: the predictive law is the *mixture* (average of the
+   members' probabilities), computed in log space with ``logsumexp``.
+   Entry points: :func:`predictive_divergence` (modules or logits + data) and the pure core
+   :func:`divergence_from_logits`.
+
+2. **Laplace weight-space divergence** (theory.md §3.3, §6) for pairs that share a parameter
+   space: :func:`laplace_divergence` gives, in closed form,
+   ``KL( N(w_S, τ (H_S + δI)⁻¹) ‖ N(w_T, τ (H_T + δI)⁻¹) )`` for diagonal or small dense
+   (last-layer) precisions, split into its mean and covariance terms.
+
+3. **Gaussian predictive kernels** (theory.md §3.6, regression): :func:`gaussian_predictive_divergence`
+   is the KL between matrix normals ``MN(M_S, I_k, C_S)`` and ``MN(M_T, I_k, C_T)`` (§3.3 with
+   ``(M, Σ, d) → (M X_*, C, m)``).
+
+Conventions. Modules are evaluated in eval mode (BatchNorm uses its running statistics, dropout is
+off) under ``torch.no_grad()``; the training flag of every submodule is restored afterwards.
+Per-example KLs are computed in float64 from ``log_softmax`` (never ``log(softmax)``). Inputs follow
+each model's device unless ``device`` is given. Nothing here prints or writes files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "DivergenceEstimate",
+    "LaplaceDivergence",
+    "GaussianDivergence",
+    "predictive_divergence",
+    "divergence_from_logits",
+    "mixture_log_probs",
+    "summarize_per_example",
+    "collect_logits",
+    "laplace_divergence",
+    "gaussian_predictive_divergence",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DivergenceEstimate:
+    """Mean per-input KL(p_S ‖ p_T) with its uncertainty.
+
+    Attributes:
+        value: the sample mean ``(1/n) Σ_i KL_i`` (nats).
+        stderr: ``sd(KL_i, ddof=1) / sqrt(n)``; ``inf`` when ``n == 1``.
+        ci_low, ci_high: confidence interval at level ``ci`` (bootstrap percentile, or the normal
+            approximation clipped at 0 when ``n_boot == 0``; ``(0, inf)`` when ``n == 1``).
+        n: number of inputs.
+        temperature: the softmax temperature ``t``.
+        ci: confidence level of the interval.
+        n_boot: number of bootstrap resamples (0 = normal approximation).
+        ci_method: ``"percentile"`` or ``"normal"``.
+        per_example: the ``n`` per-input KLs (float64, CPU) when requested, else ``None``.
+    """
+
+    value: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    n: int
+    temperature: float
+    ci: float = 0.95
+    n_boot: int = 0
+    ci_method: str = "percentile"
+    per_example: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self, include_per_example: bool = False) -> dict[str, Any]:
+        """JSON-ready dict; the per-example vector only when ``include_per_example``."""
+        d: dict[str, Any] = {
+            "value": self.value,
+            "stderr": self.stderr,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "n": self.n,
+            "temperature": self.temperature,
+            "ci": self.ci,
+            "n_boot": self.n_boot,
+            "ci_method": self.ci_method,
+        }
+        if include_per_example and self.per_example is not None:
+            d["per_example"] = self.per_example.tolist()
+        return d
+
+
+@dataclass(frozen=True)
+class LaplaceDivergence:
+    """Closed-form KL between two Laplace (Gaussian) weight posteriors.
+
+    ``value = mean_term + cov_term`` with
+    ``mean_term = ½ Δᵀ Σ_T⁻¹ Δ = (1/2τ) Δᵀ P_T Δ`` and
+    ``cov_term = ½ [tr(Σ_T⁻¹ Σ_S) − p − log det(Σ_T⁻¹ Σ_S)] = ½ [tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹)]``
+    (``P = H + δI``, ``Σ = τ P⁻¹``; the covariance term does not depend on τ).
+    """
+
+    value: float
+    mean_term: float
+    cov_term: float
+    dim: int
+    tau: float
+    delta: float
+    kind: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "mean_term": self.mean_term,
+            "cov_term": self.cov_term,
+            "dim": self.dim,
+            "tau": self.tau,
+            "delta": self.delta,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class GaussianDivergence:
+    """KL between matrix normals ``MN(M_S, I_k, C_S) ‖ MN(M_T, I_k, C_T)`` (theory.md §3.3).
+
+    ``mean_term = ½ tr(Δ C_T⁻¹ Δᵀ)``, ``cov_term = (k/2)[tr(C_T⁻¹ C_S) − m − log det(C_T⁻¹ C_S)]``.
+    """
+
+    value: float
+    mean_term: float
+    cov_term: float
+    k: int
+    m: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "mean_term": self.mean_term,
+            "cov_term": self.cov_term,
+            "k": self.k,
+            "m": self.m,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Pure core
+# --------------------------------------------------------------------------------------------
+
+
+def _check_temperature(temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a positive number, got {type(temperature).__name__}")
+    t = float(temperature)
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def _as_logits(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of logits of shape (n, classes), got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, classes), got shape {tuple(x.shape)}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must be a floating-point tensor of logits, got dtype {x.dtype}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} has no classes (shape {tuple(x.shape)})")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite logits; check the model's outputs")
+    return x
+
+
+def mixture_log_probs(logits: Sequence[torch.Tensor] | torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    r"""Log-probabilities of the mixture ``(1/M) Σ_j softmax(z_j / t)`` (float64).
+
+    ``log p = logsumexp_j log_softmax(z_j / t) − log M``. A single tensor is a single member.
+    """
+    t = _check_temperature(temperature)
+    members = [logits] if isinstance(logits, torch.Tensor) else list(logits)
+    if not members:
+        raise ValueError("logits: an ensemble needs at least one member")
+    lps = []
+    for j, z in enumerate(members):
+        z = _as_logits(z, f"logits[{j}]")
+        if lps and z.shape != lps[0].shape:
+            raise ValueError(
+                f"ensemble members disagree in shape: member 0 has {tuple(lps[0].shape)}, "
+                f"member {j} has {tuple(z.shape)}"
+            )
+        lps.append(torch.log_softmax(z.to(torch.float64) / t, dim=1))
+    if len(lps) == 1:
+        return lps[0]
+    return torch.logsumexp(torch.stack(lps, 0), dim=0) - math.log(len(lps))
+
+
+def _kl_from_log_probs(lp_s: torch.Tensor, lp_t: torch.Tensor) -> torch.Tensor:
+    # KL(p_s || p_t) = Σ_c p_s (log p_s − log p_t); terms with p_s = 0 contribute 0.
+    p_s = lp_s.exp()
+    diff = torch.where(p_s > 0, lp_s - lp_t, torch.zeros_like(lp_s))
+    kl = (p_s * diff).sum(dim=1)
+    # Exact KL is ≥ 0; remove rounding noise of order 1e-16.
+    return kl.clamp_min(0.0)
+
+
+def divergence_from_logits(
+    s_logits: torch.Tensor | Sequence[torch.Tensor],
+    t_logits: torch.Tensor | Sequence[torch.Tensor],
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    r"""Per-example ``KL( softmax(z_S/t) ‖ softmax(z_T/t) )`` in nats, float64, shape ``(n,)``.
+
+    ``KL_i = Σ_c p_S,c (log p_S,c − log p_T,c)`` with ``log p = log_softmax(z / t)``. Either side may be
+    a sequence of logits tensors (an ensemble): its law is then the mixture of the members' softmaxes.
+
+    Raises:
+        ValueError: class counts or example counts differ (both named), non-finite logits,
+            temperature ≤ 0, no examples.
+    """
+    t = _check_temperature(temperature)
+    lp_s = mixture_log_probs(s_logits, t)
+    lp_t = mixture_log_probs(t_logits, t)
+    if lp_s.shape[1] != lp_t.shape[1]:
+        raise ValueError(
+            f"class counts differ: the student has {lp_s.shape[1]} classes but the teacher has "
+            f"{lp_t.shape[1]}; the predictive divergence needs the same label space"
+        )
+    if lp_s.shape[0] != lp_t.shape[0]:
+        raise ValueError(
+            f"example counts differ: the student has logits for {lp_s.shape[0]} inputs but the teacher "
+            f"for {lp_t.shape[0]}; evaluate both on the same inputs in the same order"
+        )
+    if lp_s.shape[0] == 0:
+        raise ValueError("no examples: the logits are empty (n = 0)")
+    lp_t = lp_t.to(lp_s.device)
+    return _kl_from_log_probs(lp_s, lp_t)
+
+
+def summarize_per_example(
+    values: torch.Tensor | np.ndarray | Sequence[float],
+    *,
+    temperature: float = 1.0,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    keep_per_example: bool = False,
+) -> DivergenceEstimate:
+    r"""Mean, standard error and bootstrap percentile CI of per-example divergences.
+
+    ``value = mean(v)``, ``stderr = sd(v, ddof=1)/sqrt(n)``. The CI resamples the n values with
+    replacement ``n_boot`` times (``numpy.random.default_rng(seed)``) and takes the
+    ``(1−ci)/2`` and ``(1+ci)/2`` quantiles of the resampled means. ``n_boot = 0`` gives the normal
+    interval ``value ± z·stderr`` clipped at 0.
+    """
+    if isinstance(values, torch.Tensor):
+        v = values.detach().to("cpu", torch.float64).numpy()
+    else:
+        v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1:
+        raise ValueError(f"values must be one-dimensional (one divergence per example), got shape {v.shape}")
+    n = int(v.shape[0])
+    if n == 0:
+        raise ValueError("no examples: cannot estimate a divergence from an empty data set")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("values contain NaN or infinite per-example divergences")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot must be an integer ≥ 0, got {n_boot!r}")
+    if not (0.0 < float(ci) < 1.0):
+        raise ValueError(f"ci must be a confidence level in (0, 1), got {ci!r}")
+    t = _check_temperature(temperature)
+    mean = float(v.mean())
+    per = torch.from_numpy(v.copy()) if keep_per_example else None
+    if n == 1:
+        return DivergenceEstimate(mean, math.inf, 0.0, math.inf, 1, t, float(ci), int(n_boot),
+                                  "percentile" if n_boot else "normal", per)
+    sd = float(v.std(ddof=1))
+    se = sd / math.sqrt(n)
+    alpha = (1.0 - float(ci)) / 2.0
+    if n_boot == 0:
+        from scipy.stats import norm
+
+        z = float(norm.ppf(1.0 - alpha))
+        lo, hi = max(mean - z * se, 0.0), mean + z * se
+        method = "normal"
+    else:
+        rng = np.random.default_rng(seed)
+        means = np.empty(int(n_boot), dtype=np.float64)
+        # Chunk the resamples so that memory stays ~ 8 MB whatever n is.
+        chunk = max(1, min(int(n_boot), 1_000_000 // n))
+        for start in range(0, int(n_boot), chunk):
+            stop = min(int(n_boot), start + chunk)
+            idx = rng.integers(0, n, size=(stop - start, n))
+            means[start:stop] = v[idx].mean(axis=1)
+        lo, hi = (float(q) for q in np.quantile(means, [alpha, 1.0 - alpha]))
+        method = "percentile"
+    return DivergenceEstimate(mean, se, lo, hi, n, t, float(ci), int(n_boot), method, per)
+
+
+# --------------------------------------------------------------------------------------------
+# Models and data
+# --------------------------------------------------------------------------------------------
+
+
+def _output_logits(out: Any, name: str) -> torch.Tensor:
+    """Logits from a model output: a tensor, an object with ``.logits``, a dict with 'logits',
+    or a tuple/list whose first element is the logits (e.g. a ``FeatureOutput`` NamedTuple)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
+        return out.logits
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(
+        f"{name} returned {type(out).__name__}; expected a logits tensor, an object with a .logits "
+        "tensor, a dict with key 'logits' or a tuple whose first element is the logits"
+    )
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return None
+
+
+def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
+    """Yield input tensors from a tensor of inputs or an iterable of (x, y) batches / x tensors."""
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        if data.ndim == 0:
+            raise ValueError("data must be a tensor of inputs with a leading batch dimension, got a scalar")
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size]
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be a tensor of inputs or an iterable of (x, y) batches, got {type(data).__name__}"
+        )
+    for i, batch in enumerate(data):
+        if isinstance(batch, torch.Tensor):
+            x = batch
+        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+            x = batch[0]
+        elif isinstance(batch, dict) and isinstance(batch.get("x", batch.get("input")), torch.Tensor):
+            x = batch.get("x", batch.get("input"))
+        else:
+            raise TypeError(
+                f"data batch {i} is a {type(batch).__name__}; expected a tensor x or an (x, y) pair"
+            )
+        yield x
+
+
+class _EvalMode:
+    """Context manager: eval mode + no_grad for several modules, restoring each submodule's flag."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        self.modules = modules
+        self.saved: list[list[tuple[nn.Module, bool]]] = []
+        self._nograd = torch.no_grad()
+
+    def __enter__(self) -> "_EvalMode":
+        for m in self.modules:
+            self.saved.append([(sub, sub.training) for sub in m.modules()])
+            m.eval()
+        self._nograd.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._nograd.__exit__(*exc)
+        for flags in self.saved:
+            for sub, flag in flags:
+                sub.training = flag
+
+
+def collect_logits(
+    models: nn.Module | Sequence[nn.Module],
+    data: Any,
+    *,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """Evaluate one or several modules on ``data`` (eval mode, no grad) and return their logits.
+
+    Returns one float32/float64 CPU tensor ``(n, classes)`` per model, in data order. Inputs are
+    moved to ``device`` if given, else to each model's own device. ``progress`` shows a tqdm bar.
+    """
+    mods = [models] if isinstance(models, nn.Module) else list(models)
+    for j, m in enumerate(mods):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{j}] must be an nn.Module, got {type(m).__name__}")
+    devs = [torch.device(device) if device is not None else _model_device(m) for m in mods]
+    outs: list[list[torch.Tensor]] = [[] for _ in mods]
+    it: Iterable[torch.Tensor] = _batches(data, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="logits", leave=False)
+    with _EvalMode(mods):
+        for x in it:
+            for j, (m, dev) in enumerate(zip(mods, devs)):
+                xin = x.to(dev) if dev is not None else x
+                z = _output_logits(m(xin), f"model {j}")
+                if z.ndim != 2:
+                    raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
+                outs[j].append(z.detach().to("cpu"))
+    if not outs or not outs[0]:
+        raise ValueError("data is empty: no batches were produced")
+    return [torch.cat(o, 0) for o in outs]
+
+
+def _members(main: Any, extra: Sequence[Any] | None, name: str) -> list[Any]:
+    members: list[Any] = []
+    if main is not None:
+        if isinstance(main, (list, tuple)):
+            members.extend(main)
+        else:
+            members.append(main)
+    if extra is not None:
+        if isinstance(extra, (nn.Module, torch.Tensor)):
+            members.append(extra)
+        else:
+            members.extend(list(extra))
+    if not members:
+        raise ValueError(f"{name}: give a model, a logits tensor or a non-empty ensemble")
+    for j, m in enumerate(members):
+        if isinstance(m, np.ndarray):
+            members[j] = torch.from_numpy(m)
+        elif not isinstance(m, (nn.Module, torch.Tensor)):
+            raise TypeError(
+                f"{name} member {j} is a {type(m).__name__}; expected an nn.Module or a logits tensor"
+            )
+    return members
+
+
+def predictive_divergence(
+    student: nn.Module | torch.Tensor | Sequence[nn.Module | torch.Tensor] | None,
+    teacher: nn.Module | torch.Tensor | Sequence[nn.Module | torch.Tensor] | None,
+    data: Any = None,
+    temperature: float = 1.0,
+    *,
+    ensemble_student: Sequence[nn.Module | torch.Tensor] | None = None,
+    ensemble_teacher: Sequence[nn.Module | torch.Tensor] | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    keep_per_example: bool = False,
+    progress: bool = False,
+) -> DivergenceEstimate:
+    r"""Predictive distillation divergence ``K̂ = (1/n) Σ_x KL( p_S(·|x) ‖ p_T(·|x) )`` (theory.md §6).
+
+    ``p(·|x) = softmax(z(x)/t)``; for an ensemble, the mixture ``(1/M) Σ_j softmax(z_j(x)/t)``.
+
+    Args:
+        student, teacher: an ``nn.Module`` (evaluated on ``data`` in eval mode under no_grad, its
+            training flags restored afterwards; outputs may be a tensor, a ``FeatureOutput``-like
+            NamedTuple with ``.logits`` or a tuple whose first element is the logits), a precomputed
+            logits tensor ``(n, classes)`` in data order, or a list of those (an ensemble). May be
+            ``None`` when the corresponding ``ensemble_*`` is given.
+        data: a tensor of inputs or an iterable of ``(x, y)`` batches (e.g. a DataLoader). Needed
+            when a module is involved; ignored (may be ``None``) when all members are logits.
+        temperature: softmax temperature ``t > 0``.
+        ensemble_student, ensemble_teacher: extra members whose probabilities are averaged with
+            ``student`` / ``teacher`` (mixture) before the KL.
+        n_boot, ci, seed: bootstrap percentile CI with ``numpy.random.default_rng(seed)``;
+            ``n_boot = 0`` uses the normal approximation.
+        device: move inputs there (default: each model's own device).
+        batch_size: batch size used when ``data`` is a tensor.
+        keep_per_example: keep the per-input KLs in ``per_example``.
+        progress: tqdm bar while evaluating modules.
+
+    Returns:
+        :class:`DivergenceEstimate` with ``value``, ``stderr = sd/sqrt(n)``, ``ci_low``, ``ci_high``, ``n``.
+
+    Raises:
+        ValueError: class counts differ (both named), empty data, temperature ≤ 0, a module given
+            without ``data``, logits counts that do not match the data.
+    """
+    t = _check_temperature(temperature)
+    s_members = _members(student, ensemble_student, "student")
+    t_members = _members(teacher, ensemble_teacher, "teacher")
+    modules = [m for m in s_members + t_members if isinstance(m, nn.Module)]
+    mod_logits: dict[int, torch.Tensor] = {}
+    if modules:
+        if data is None:
+            raise ValueError(
+                "data is None but a model was given: pass the inputs (a tensor or an iterable of (x, y) batches)"
+            )
+        zs = collect_logits(modules, data, device=device, batch_size=batch_size, progress=progress)
+        mod_logits = {id(m): z for m, z in zip(modules, zs)}
+
+    def resolve(members: list[Any], name: str) -> list[torch.Tensor]:
+        out = []
+        for j, m in enumerate(members):
+            z = mod_logits[id(m)] if isinstance(m, nn.Module) else m
+            out.append(_as_logits(z, f"{name} member {j} logits").detach().to("cpu"))
+        return out
+
+    zs_s = resolve(s_members, "student")
+    zs_t = resolve(t_members, "teacher")
+    if zs_s[0].shape[1] != zs_t[0].shape[1]:
+        raise ValueError(
+            f"class counts differ: the student has {zs_s[0].shape[1]} classes but the teacher has "
+            f"{zs_t[0].shape[1]}; the predictive divergence needs the same label space"
+        )
+    if any(z.shape[0] == 0 for z in zs_s + zs_t):
+        raise ValueError("empty data: no inputs to average the divergence over")
+    kl = divergence_from_logits(zs_s, zs_t, t)
+    return summarize_per_example(
+        kl, temperature=t, n_boot=n_boot, ci=ci, seed=seed, keep_per_example=keep_per_example
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Closed-form Gaussian divergences
+# --------------------------------------------------------------------------------------------
+
+
+def _as_f64(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, (list, tuple, float, int)):
+        x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}")
+    x = x.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return x
+
+
+def _cholesky(a: torch.Tensor, name: str) -> torch.Tensor:
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {tuple(a.shape)}")
+    if not torch.allclose(a, a.T, rtol=1e-8, atol=1e-10 * max(1.0, float(a.abs().max()))):
+        raise ValueError(f"{name} must be symmetric")
+    L, info = torch.linalg.cholesky_ex(0.5 * (a + a.T))
+    if int(info) != 0:
+        raise ValueError(
+            f"{name} is not positive definite (Cholesky failed at column {int(info)}); "
+            "increase the damping delta or regularise the matrix"
+        )
+    return L
+
+
+def _logdet_chol(L: torch.Tensor) -> float:
+    return float(2.0 * torch.log(torch.diagonal(L)).sum())
+
+
+def laplace_divergence(
+    w_s: Any,
+    w_t: Any,
+    prec_s: Any,
+    prec_t: Any,
+    tau: float = 1.0,
+    kind: Literal["diag", "dense", "last_layer"] = "diag",
+    *,
+    delta: float = 0.0,
+) -> LaplaceDivergence:
+    r"""Closed-form ``KL( N(w_S, τ P_S⁻¹) ‖ N(w_T, τ P_T⁻¹) )`` with ``P = H + δI`` (theory.md §3.3, §6).
+
+    With ``Δ = w_S − w_T`` and ``p`` parameters:
+
+        mean term  = (1/(2τ)) Δᵀ P_T Δ
+        cov term   = ½ [ tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹) ]    (τ cancels)
+
+    ``kind="diag"``: ``prec_*`` are vectors (diagonal precisions, e.g. a diagonal GGN/Fisher);
+    cov term ``= ½ Σ_i φ(P_T,i / P_S,i)``, ``φ(x) = x − 1 − log x``.
+    ``kind="dense"`` (alias ``"last_layer"``): ``prec_*`` are small dense ``p×p`` matrices (e.g. the
+    last-layer Hessian/GGN); traces and log-determinants by Cholesky, no explicit inverse.
+    Weights of any shape are flattened (row-major, the same order as the precision's rows).
+
+    Raises:
+        ValueError: shapes disagree, τ ≤ 0, δ < 0, a damped precision that is not positive definite.
+    """
+    if kind not in ("diag", "dense", "last_layer"):
+        raise ValueError(f"kind must be 'diag', 'dense' or 'last_layer', got {kind!r}")
+    tau_f = float(tau)
+    if not math.isfinite(tau_f) or tau_f <= 0:
+        raise ValueError(f"tau must be a finite number > 0 (the posterior temperature), got {tau!r}")
+    delta_f = float(delta)
+    if not math.isfinite(delta_f) or delta_f < 0:
+        raise ValueError(f"delta must be a finite damping ≥ 0, got {delta!r}")
+    ws = _as_f64(w_s, "w_s").reshape(-1)
+    wt = _as_f64(w_t, "w_t").reshape(-1)
+    if ws.shape != wt.shape:
+        raise ValueError(
+            f"w_s and w_t must have the same number of parameters, got {ws.numel()} and {wt.numel()}"
+        )
+    p = ws.numel()
+    if p == 0:
+        raise ValueError("w_s is empty: no parameters")
+    diff = ws - wt
+    Ps = _as_f64(prec_s, "prec_s")
+    Pt = _as_f64(prec_t, "prec_t")
+    if kind == "diag":
+        Ps, Pt = Ps.reshape(-1) + delta_f, Pt.reshape(-1) + delta_f
+        for P, nm in ((Ps, "prec_s"), (Pt, "prec_t")):
+            if P.numel() != p:
+                raise ValueError(f"{nm} must hold one precision per parameter ({p}), got {P.numel()}")
+            if bool((P <= 0).any()):
+                bad = int((P <= 0).sum())
+                raise ValueError(
+                    f"{nm} + delta has {bad} non-positive entries; a Laplace precision must be > 0 — "
+                    "use a larger delta (damping) or a positive curvature (GGN/Fisher)"
+                )
+        mean_term = float(0.5 / tau_f * (Pt * diff * diff).sum())
+        r = Pt / Ps
+        cov_term = float(0.5 * (r - 1.0 - torch.log(r)).sum())
+    else:
+        for P, nm in ((Ps, "prec_s"), (Pt, "prec_t")):
+            if P.shape != (p, p):
+                raise ValueError(f"{nm} must be a {p}×{p} matrix for {p} parameters, got shape {tuple(P.shape)}")
+        eye = torch.eye(p, dtype=torch.float64)
+        Ls = _cholesky(Ps + delta_f * eye, "prec_s + delta*I")
+        Lt = _cholesky(Pt + delta_f * eye, "prec_t + delta*I")
+        # Δᵀ P_T Δ = ‖L_Tᵀ Δ‖²
+        mean_term = float(0.5 / tau_f * (Lt.T @ diff).pow(2).sum())
+        # tr(P_S⁻¹ P_T) = ‖L_S⁻¹ L_T‖_F²
+        Z = torch.linalg.solve_triangular(Ls, Lt, upper=False)
+        tr = float(Z.pow(2).sum())
+        cov_term = 0.5 * (tr - p - (_logdet_chol(Lt) - _logdet_chol(Ls)))
+        cov_term = max(cov_term, 0.0)
+    return LaplaceDivergence(mean_term + cov_term, mean_term, cov_term, p, tau_f, delta_f, kind)
+
+
+def gaussian_predictive_divergence(mean_s: Any, cov_s: Any, mean_t: Any, cov_t: Any) -> GaussianDivergence:
+    r"""KL between Gaussian predictive kernels ``MN(M_S, I_k, C_S) ‖ MN(M_T, I_k, C_T)`` (theory.md §3.3, §3.6).
+
+    ``M`` is ``k×m`` (k outputs, m query inputs; a vector is read as ``k = 1``), ``C`` the ``m×m``
+    column covariance (for the linear-Gaussian model ``C = X_*ᵀ Σ X_* + ν² I_m``). With ``Δ = M_S − M_T``:
+
+        K = ½ tr(Δ C_T⁻¹ Δᵀ) + (k/2) [ tr(C_T⁻¹ C_S) − m − log det(C_T⁻¹ C_S) ]
+
+    computed with Cholesky factors (no explicit inverse).
+    """
+    Ms = _as_f64(mean_s, "mean_s")
+    Mt = _as_f64(mean_t, "mean_t")
+    if Ms.ndim == 1:
+        Ms = Ms[None, :]
+    if Mt.ndim == 1:
+        Mt = Mt[None, :]
+    if Ms.ndim != 2 or Ms.shape != Mt.shape:
+        raise ValueError(f"mean_s and mean_t must both be k×m matrices of equal shape, got {tuple(Ms.shape)} and {tuple(Mt.shape)}")
+    k, m = Ms.shape
+    Cs = _as_f64(cov_s, "cov_s")
+    Ct = _as_f64(cov_t, "cov_t")
+    for C, nm in ((Cs, "cov_s"), (Ct, "cov_t")):
+        if C.shape != (m, m):
+            raise ValueError(f"{nm} must be the {m}×{m} column covariance of the {m} query inputs, got {tuple(C.shape)}")
+    Ls = _cholesky(Cs, "cov_s")
+    Lt = _cholesky(Ct, "cov_t")
+    D = Ms - Mt
+    # tr(Δ C_T⁻¹ Δᵀ) = ‖L_T⁻¹ Δᵀ‖_F²
+    mean_term = 0.5 * float(torch.linalg.solve_triangular(Lt, D.T, upper=False).pow(2).sum())
+    tr = float(torch.linalg.solve_triangular(Lt, Ls, upper=False).pow(2).sum())  # tr(C_T⁻¹ C_S)
+    cov_term = 0.5 * k * (tr - m - (_logdet_chol(Ls) - _logdet_chol(Lt)))
+    cov_term = max(cov_term, 0.0)
+    return GaussianDivergence(mean_term + cov_term, mean_term, cov_term, int(k), int(m))
