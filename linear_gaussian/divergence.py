@@ -1,0 +1,323 @@
+"""Distillation divergence between matrix-normal kernels and its exact decomposition (theory.md §3.3-§3.6).
+
+``K = KL(q_S || q_T)`` (student || teacher).  With ``Delta = M_S - M_T`` and row covariance ``I_k``::
+
+    K = 1/2 tr(Delta Sigma_T^{-1} Delta^T) + (k/2) sum_i phi(mu_i),   phi(x) = x - 1 - log x,
+
+``mu_i`` the eigenvalues of ``Sigma_T^{-1} Sigma_S``, and ``K = B + R_r + V`` (bias, rank
+bottleneck, variance).  All whitening uses Cholesky factors and triangular solves; the ``mu_i`` are
+squared singular values of ``L_T^{-1} L_S``, and ``phi`` is evaluated by a series near 1, so that
+near-identical kernels give accurate (not cancelled) small divergences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+
+from .model import (
+    Dataset,
+    MatrixNormal,
+    _check_data,
+    _check_teacher,
+    _integer,
+    _rng,
+    _scalar,
+    label_channel,
+    student_kernel,
+)
+
+__all__ = [
+    "Decomposition",
+    "MCEstimate",
+    "StochasticLabelKL",
+    "phi",
+    "kl_matrix_normal",
+    "kl_terms",
+    "decompose",
+    "predictive_kl",
+    "ridge_shrinkage_bias",
+    "prediction_energy_bottleneck",
+    "stochastic_label_kl",
+    "expected_kl_mc",
+    "kl_monte_carlo",
+]
+
+
+@dataclass(frozen=True)
+class MCEstimate:
+    """A Monte Carlo estimate: sample mean ``value``, its standard error and the sample count."""
+
+    value: float
+    stderr: float
+    n_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """``total = bias + rank_bottleneck + variance`` (theory.md §3.4); ``mean_term = bias + rank_bottleneck``."""
+
+    total: float
+    bias: float
+    variance: float
+    rank_bottleneck: float
+    mean_term: float
+    rank: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StochasticLabelKL:
+    """Stochastic soft labels without truncation (theory.md §3.5).
+
+    ``expected = E_{Y_hat} KL(q_S(.|Y_hat) || q_T) = mean_term + label_term + variance``;
+    ``marginal = KL(MN(M_T P, I, Sigma_S + C_lab) || q_T)``; ``convexity_gap = expected - marginal
+    = (k/2) log det(I + Sigma_S^{-1} C_lab) >= 0`` (computed independently of the other two).
+    """
+
+    expected: float
+    marginal: float
+    convexity_gap: float
+    mean_term: float
+    label_term: float
+    variance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def phi(x: Any) -> np.ndarray:
+    """``phi(x) = x - 1 - log x >= 0`` (zero iff x = 1), by its series in ``x - 1`` near 1."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.any(x <= 0):
+        raise ValueError("phi needs x > 0 (eigenvalues of Sigma_T^{-1} Sigma_S must be positive)")
+    delta = x - 1.0
+    out = np.empty_like(x)
+    small = np.abs(delta) < 0.1
+    if np.any(small):
+        ds = delta[small]
+        acc = np.zeros_like(ds)
+        power = ds * ds
+        for j in range(2, 24):
+            acc = acc + (power / j if j % 2 == 0 else -power / j)
+            power = power * ds
+        out[small] = acc
+    big = ~small
+    out[big] = delta[big] - np.log(x[big])
+    return out
+
+
+def _check_pair(q: Any, p: Any, qname: str = "student", pname: str = "teacher") -> None:
+    for name, obj in ((qname, q), (pname, p)):
+        if not isinstance(obj, MatrixNormal):
+            raise TypeError(f"{name} must be a MatrixNormal, got {type(obj).__name__}")
+    if q.mean.shape != p.mean.shape:
+        raise ValueError(f"{qname} and {pname} must have the same mean shape (k, d), got {q.mean.shape} and {p.mean.shape}")
+
+
+def _whiten_by(p: MatrixNormal, A: np.ndarray) -> np.ndarray:
+    """``L_{U_p}^{-1} A L_{V_p}^{-T}`` for a ``k x d`` matrix ``A``."""
+    Z = sla.solve_triangular(p.chol_col, A.T, lower=True, check_finite=False).T
+    if p.chol_row is not None:
+        Z = sla.solve_triangular(p.chol_row, Z, lower=True, check_finite=False)
+    return Z
+
+
+def _cov_ratio_eigs(Lq: np.ndarray | None, Lp: np.ndarray | None, size: int) -> np.ndarray:
+    """Eigenvalues of ``C_p^{-1} C_q`` as squared singular values of ``L_p^{-1} L_q`` (``None`` = identity)."""
+    if Lq is None and Lp is None:
+        return np.ones(size)
+    Lq_ = np.eye(size) if Lq is None else Lq
+    B = Lq_ if Lp is None else sla.solve_triangular(Lp, Lq_, lower=True, check_finite=False)
+    s = sla.svdvals(B, check_finite=False)
+    return s * s
+
+
+def kl_terms(q: MatrixNormal, p: MatrixNormal) -> tuple[float, float]:
+    """``(mean term, covariance term)`` of ``KL(q || p)`` (theory.md §3.3, general row covariances).
+
+    mean term ``1/2 ||U_p^{-1/2} (M_q - M_p) V_p^{-1/2}||_F^2``; covariance term
+    ``1/2 [tr(U_p^{-1}U_q) tr(V_p^{-1}V_q) - kd - d log det(U_p^{-1}U_q) - k log det(V_p^{-1}V_q)]
+    = 1/2 sum_{i,j} phi(alpha_j mu_i)`` with ``alpha``, ``mu`` the eigenvalues of ``U_p^{-1}U_q``
+    and ``V_p^{-1}V_q`` (the Kronecker product's eigenvalues are the products)."""
+    _check_pair(q, p, "q", "p")
+    Z = _whiten_by(p, q.mean - p.mean)
+    mean_term = 0.5 * float(np.sum(Z * Z))
+    mu = _cov_ratio_eigs(q.chol_col, p.chol_col, q.d)
+    alpha = _cov_ratio_eigs(q.chol_row, p.chol_row, q.k)
+    if np.any(mu <= 0) or np.any(alpha <= 0):
+        raise ValueError("covariance ratio has a zero eigenvalue in float64 (covariances too ill-conditioned)")
+    if np.all(alpha == 1.0):
+        cov_term = 0.5 * q.k * float(np.sum(phi(mu)))
+    else:
+        cov_term = 0.5 * float(np.sum(phi(np.outer(alpha, mu))))
+    return mean_term, cov_term
+
+
+def kl_matrix_normal(q: MatrixNormal, p: MatrixNormal) -> float:
+    """``KL(q || p)`` between matrix normals (theory.md §3.3)::
+
+        K = 1/2 ||U_p^{-1/2} Delta V_p^{-1/2}||_F^2 + 1/2 sum_{i,j} phi(alpha_j mu_i),
+
+    which for row covariances ``I_k`` is ``1/2 tr(Delta Sigma_T^{-1} Delta^T) + (k/2)[tr(Sigma_T^{-1}
+    Sigma_S) - d - log det(Sigma_T^{-1} Sigma_S)]``."""
+    m, c = kl_terms(q, p)
+    return m + c
+
+
+def _rank_arg(rank: Any, k: int, d: int) -> int:
+    return min(k, d) if rank is None else _integer("rank", rank, low=0, high=min(k, d))
+
+
+def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) -> Decomposition:
+    """Exact split ``K = B + R_r + V`` (theory.md §3.4).
+
+    ``R_r = 1/2 sum_{i>r} s_i^2`` with ``s_i`` the singular values of ``U_T^{-1/2} M_T Sigma_T^{-1/2}``
+    (so ``s_i^2`` are the eigenvalues of ``M_T Sigma_T^{-1} M_T^T`` for ``U_T = I``);
+    ``B = 1/2 ||(M_S - M_T) Sigma_T^{-1/2}||_F^2 - R_r >= 0`` (Eckart-Young, needs rank M_S <= r);
+    ``V = (k/2) sum_i phi(mu_i)``.  ``rank=None`` means ``min(k, d)`` (no bottleneck).  A student
+    mean of numerical rank above ``rank`` (``s_{r+1} > 1e-7 s_1``) is a ``ValueError``.
+    """
+    _check_pair(student, teacher)
+    k, d = teacher.k, teacher.d
+    r = _rank_arg(rank, k, d)
+    s_student = sla.svdvals(student.mean, check_finite=False)
+    if r < s_student.size and s_student[0] > 0 and s_student[r] > 1e-7 * s_student[0]:
+        raise ValueError(
+            f"student mean has rank > rank={r} (s_{r + 1}/s_1 = {s_student[r] / s_student[0]:.2e}); "
+            "pass the student's rank (B >= 0 needs rank M_S <= rank)"
+        )
+    mean_term, variance = kl_terms(student, teacher)
+    s = sla.svdvals(_whiten_by(teacher, teacher.mean), check_finite=False)
+    R = 0.5 * float(np.sum(s[r:] ** 2))
+    B = mean_term - R
+    if B < 0.0:
+        # Eckart-Young gives B >= 0; a negative value can only be rounding (relative to the terms).
+        tol = 1e-9 * max(mean_term, R) + 1e-300
+        if B < -tol:
+            raise ValueError(f"bias came out negative ({B:.3e}); the student's mean is not of rank <= {r}")
+        B = 0.0
+    return Decomposition(total=B + R + variance, bias=B, variance=variance, rank_bottleneck=R,
+                         mean_term=mean_term, rank=r)
+
+
+def predictive_kl(student: MatrixNormal, teacher: MatrixNormal, X_star: Any, nu: float) -> float:
+    """``K_pred = KL`` between the predictive laws at ``X_star`` (theory.md §3.6); ``<= K_param``."""
+    _check_pair(student, teacher)
+    return kl_matrix_normal(student.predictive(X_star, nu), teacher.predictive(X_star, nu))
+
+
+def ridge_shrinkage_bias(X: Any, M_T: Any, lam_T: float, tau_T: float, lam_S: float) -> float:
+    """Bias of the untruncated deterministic-label student (theory.md §3.4)::
+
+        1/2 ||(M~_S - M_T) Sigma_T^{-1/2}||^2 = (lam_S^2 / (2 tau_T)) sum_i ||M_T v_i||^2 (e_i + lam_T) / (e_i + lam_S)^2
+
+    with ``(e_i, v_i)`` the eigenpairs of ``X X^T``."""
+    from .model import _as_matrix
+
+    Xa = _as_matrix("X", X)
+    M = _as_matrix("M_T", M_T, (None, Xa.shape[0]))
+    lam_T = _scalar("lam_T", lam_T, nonneg=True)
+    tau_T = _scalar("tau_T", tau_T, positive=True)
+    lam_S = _scalar("lam_S", lam_S, nonneg=True)
+    e, V = np.linalg.eigh(Xa @ Xa.T)
+    e = np.clip(e, 0.0, None)
+    w = np.sum((M @ V) ** 2, axis=0)
+    den = (e + lam_S) ** 2
+    if np.any(den == 0):
+        raise ValueError("X X^T is singular and lam_S = 0: the ridge student is undefined; use lam_S > 0")
+    return float(lam_S**2 / (2.0 * tau_T) * np.sum(w * (e + lam_T) / den))
+
+
+def prediction_energy_bottleneck(X: Any, M_T: Any, tau_T: float, rank: int) -> float:
+    """``R_r`` for ``lam_T = 0`` (theory.md §3.4): ``(1/(2 tau_T)) sum_{i>r} s_i^2(M_T X)``, the energy of
+    the teacher's training predictions outside their top-r subspace (grows linearly in n)."""
+    from .model import _as_matrix
+
+    Xa = _as_matrix("X", X)
+    M = _as_matrix("M_T", M_T, (None, Xa.shape[0]))
+    tau_T = _scalar("tau_T", tau_T, positive=True)
+    r = _integer("rank", rank, low=0, high=min(M.shape))
+    s = sla.svdvals(M @ Xa, check_finite=False)
+    return float(0.5 / tau_T * np.sum(s[r:] ** 2))
+
+
+def stochastic_label_kl(data: Dataset, teacher: MatrixNormal, lam_S: float, tau_S: float, nu: float) -> StochasticLabelKL:
+    """Closed forms of theory.md §3.5 (stochastic soft labels, no truncation), with
+    ``P = X X^T A_S^{-1}``, ``C_lab = P Sigma_T P + nu^2 A_S^{-1} X X^T A_S^{-1}``, ``Sigma_S = tau_S A_S^{-1}``::
+
+        expected      = 1/2 ||M_T (P - I) Sigma_T^{-1/2}||^2 + (k/2) tr(Sigma_T^{-1} C_lab) + V
+        marginal      = KL(MN(M_T P, I_k, Sigma_S + C_lab) || q_T)
+        convexity_gap = (k/2) log det(I + Sigma_S^{-1} C_lab)   (= expected - marginal).
+    """
+    data = _check_data(data)
+    teacher = _check_teacher(data, teacher)
+    tau = _scalar("tau_S", tau_S, positive=True)
+    P, C, Ainv = label_channel(data, teacher, lam_S, nu)
+    k = data.k
+    Sigma_S = tau * Ainv
+    det_student = MatrixNormal(teacher.mean @ P, Sigma_S)
+    mean_term, variance = kl_terms(det_student, teacher)
+    LT = teacher.chol_col
+    Y = sla.solve_triangular(LT, C, lower=True, check_finite=False)  # L_T^{-1} C
+    Y = sla.solve_triangular(LT, Y.T, lower=True, check_finite=False)  # L_T^{-1} C L_T^{-T}
+    label_term = 0.5 * k * float(np.trace(Y))
+    expected = mean_term + label_term + variance
+    marginal = kl_matrix_normal(MatrixNormal(teacher.mean @ P, Sigma_S + C), teacher)
+    LS = det_student.chol_col
+    G = sla.solve_triangular(LS, C, lower=True, check_finite=False)
+    G = sla.solve_triangular(LS, G.T, lower=True, check_finite=False)
+    g = np.clip(np.linalg.eigvalsh(0.5 * (G + G.T)), 0.0, None)
+    gap = 0.5 * k * float(np.sum(np.log1p(g)))
+    return StochasticLabelKL(expected=expected, marginal=marginal, convexity_gap=gap, mean_term=mean_term,
+                             label_term=label_term, variance=variance)
+
+
+def expected_kl_mc(
+    data: Dataset,
+    teacher: MatrixNormal,
+    lam_S: float,
+    tau_S: float,
+    nu: float,
+    rank: int | None,
+    rng: np.random.Generator,
+    n_samples: int = 256,
+    metric: str = "teacher",
+) -> MCEstimate:
+    """Monte Carlo ``E_{Y_hat} K`` for stochastic soft labels with truncation (theory.md §3.5): draws
+    ``n_samples`` students (:func:`student_kernel` with ``labels="stochastic"``) and averages their KL
+    to the teacher; standard error = sample std / sqrt(n)."""
+    data = _check_data(data)
+    rng = _rng(rng)
+    n = _integer("n_samples", n_samples, low=2)
+    vals = np.empty(n)
+    for j in range(n):
+        s = student_kernel(data, teacher, lam_S, tau_S, rank=rank, labels="stochastic", metric=metric, rng=rng, nu=nu)
+        vals[j] = kl_matrix_normal(s, teacher)
+    return MCEstimate(float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(n)), n)
+
+
+def kl_monte_carlo(q: MatrixNormal, p: MatrixNormal, n_samples: int, rng: np.random.Generator, batch: int = 256) -> MCEstimate:
+    """Monte Carlo ``KL(q || p) ~ mean_j [log q(W_j) - log p(W_j)]``, ``W_j ~ q``, with its standard error."""
+    _check_pair(q, p, "q", "p")
+    rng = _rng(rng)
+    n = _integer("n_samples", n_samples, low=2)
+    batch = _integer("batch", batch, low=1)
+    vals = []
+    done = 0
+    while done < n:
+        b = min(batch, n - done)
+        W = q.sample(b, rng)
+        vals.append(np.atleast_1d(q.logpdf(W) - p.logpdf(W)))
+        done += b
+    v = np.concatenate(vals)
+    return MCEstimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(n)), n)
