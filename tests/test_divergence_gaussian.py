@@ -158,3 +158,19 @@ def test_errors():
         gaussian_predictive_divergence(np.zeros((1, 2)), np.eye(3), np.zeros((1, 2)), np.eye(2))
     with pytest.raises(ValueError, match="equal shape"):
         gaussian_predictive_divergence(np.zeros((1, 2)), np.eye(2), np.zeros((2, 2)), np.eye(2))
+
+
+def test_agrees_with_linear_gaussian_package():
+    """Cross-check against helper A's numpy implementation (tests may import linear_gaussian)."""
+    lgd = pytest.importorskip("linear_gaussian.divergence")
+    lgm = pytest.importorskip("linear_gaussian.model")
+    for seed in range(5):
+        student, teacher, X, _ = _pair(3, 4, 5, seed, nu2=0.49)
+        qs = lgm.MatrixNormal(student.M.numpy(), student.Sigma.numpy())
+        qt = lgm.MatrixNormal(teacher.M.numpy(), teacher.Sigma.numpy())
+        ref = lgd.predictive_kl(qs, qt, X.numpy(), 0.7)  # nu = 0.7, nu² = 0.49
+        got = gaussian_predictive_divergence(*student(X), *teacher(X)).value
+        assert got == pytest.approx(ref, rel=1e-8)
+        assert gaussian_predictive_divergence(student.M, student.Sigma, teacher.M, teacher.Sigma).value == pytest.approx(
+            lgd.kl_matrix_normal(qs, qt), rel=1e-8
+        )
