@@ -1,0 +1,235 @@
+r"""Extreme eigenvalues: Lanczos with full reorthogonalisation, and power iteration.
+
+Lanczos builds an orthonormal Krylov basis :math:`Q_m` with :math:`Q_m^\top H Q_m = T_m`
+tridiagonal (diagonal ``alpha``, off-diagonal ``beta``). The eigenvalues :math:`\theta_i` of
+:math:`T_m = S \Theta S^\top` (Ritz values) approximate the extreme eigenvalues of ``H``; the
+residual of the Ritz pair :math:`(\theta_i, Q_m s_i)` is :math:`|\beta_m s_{m,i}|`, an upper bound
+on the distance from :math:`\theta_i` to the spectrum. Full reorthogonalisation (two passes of
+classical Gram-Schmidt against all previous vectors) keeps :math:`Q_m` orthonormal in floating
+point, which prevents spurious copies of converged eigenvalues.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor
+
+from .operator import CurvatureOperator, as_operator
+from .results import EigenEstimate, PowerIterationResult
+from .trace import _check_int, make_generator, probe_vectors
+
+__all__ = ["lanczos", "top_eigenvalues", "power_iteration", "LanczosState"]
+
+_WHICH = ("largest", "smallest", "both")
+
+
+class LanczosState:
+    """Krylov basis and tridiagonal coefficients of a Lanczos run (extended step by step)."""
+
+    def __init__(self, op: CurvatureOperator, v0: Tensor, max_steps: int) -> None:
+        n = op.shape[0]
+        self.op = op
+        self.Q = torch.zeros(max_steps + 1, n, dtype=op.dtype, device=op.device)
+        nrm = torch.linalg.vector_norm(v0)
+        if not nrm > 0:
+            raise ValueError("v0 must be a nonzero vector")
+        self.Q[0] = v0 / nrm
+        self.alpha: list[float] = []
+        self.beta: list[float] = []  # beta[j] couples q_j and q_{j+1}
+        self.breakdown = False
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha)
+
+    def step(self) -> None:
+        j = self.steps
+        q = self.Q[j]
+        w = self.op.matvec(q)
+        a = float(q @ w)
+        w = w - a * q
+        if j > 0:
+            w = w - self.beta[j - 1] * self.Q[j - 1]
+        basis = self.Q[: j + 1]
+        for _ in range(2):  # full reorthogonalisation, twice is enough
+            w = w - basis.T @ (basis @ w)
+        b = float(torch.linalg.vector_norm(w))
+        self.alpha.append(a)
+        scale = max(abs(a), abs(self.beta[j - 1]) if j > 0 else 0.0, 1e-300)
+        tiny = 1e-10 if self.op.dtype == torch.float64 else 1e-5
+        if b <= tiny * scale or j + 1 >= self.op.shape[0]:
+            self.breakdown = True  # invariant subspace found
+            self.beta.append(0.0)
+            return
+        self.beta.append(b)
+        if j + 1 < self.Q.shape[0]:
+            self.Q[j + 1] = w / b
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ritz values (ascending), residual bounds, and eigenvectors ``S`` of ``T``."""
+        a = np.asarray(self.alpha)
+        b = np.asarray(self.beta[: len(a) - 1])
+        if len(a) == 1:
+            theta, S = a.copy(), np.ones((1, 1))
+        else:
+            theta, S = scipy.linalg.eigh_tridiagonal(a, b)
+        res = np.abs(self.beta[len(a) - 1] * S[-1, :])
+        return theta, res, S
+
+
+def lanczos(op: Any, num_steps: int, *, seed: int | torch.Generator | None = None,
+            v0: Tensor | None = None) -> tuple[np.ndarray, np.ndarray, Tensor]:
+    """Run ``num_steps`` Lanczos steps (stops early at an invariant subspace).
+
+    Returns:
+        ``(alpha, beta, Q)``: diagonal ``(m,)``, off-diagonal ``(m-1,)`` of ``T`` and the basis
+        ``(m, n)`` (rows orthonormal).
+    """
+    op = as_operator(op)
+    steps = _check_int("num_steps", num_steps, 1)
+    steps = min(steps, op.shape[0])
+    if v0 is None:
+        v0 = probe_vectors(op.shape[0], 1, "rademacher", make_generator(seed), op.dtype,
+                           op.device)[:, 0]
+    else:
+        v0 = op._check_vectors(v0, ndim=1, name="v0")
+    st = LanczosState(op, v0, steps)
+    while st.steps < steps and not st.breakdown:
+        st.step()
+    m = st.steps
+    return np.asarray(st.alpha), np.asarray(st.beta[: m - 1]), st.Q[:m]
+
+
+def top_eigenvalues(
+    op: Any,
+    k: int = 1,
+    *,
+    which: str = "largest",
+    tol: float = 1e-3,
+    max_matvecs: int = 100,
+    seed: int | torch.Generator | None = None,
+    v0: Tensor | None = None,
+    return_eigenvectors: bool = False,
+) -> EigenEstimate:
+    r"""Top-``k`` eigenvalues of a symmetric operator by Lanczos with full reorthogonalisation.
+
+    Stops when every wanted Ritz residual satisfies :math:`|\beta_m s_{m,i}| \le
+    \mathrm{tol}\,|\theta_i|` (the eigenvalue error is at most the residual, and typically of
+    order residual² / spectral gap), at an invariant subspace, or after ``max_matvecs`` steps.
+
+    Args:
+        op: operator (or square tensor/array), symmetric.
+        k: number of eigenvalues per end (``>= 1``).
+        which: ``"largest"`` (algebraic), ``"smallest"`` (algebraic), or ``"both"`` (the ``k``
+            largest and the ``k`` smallest: the extreme eigenvalues of both signs of an
+            indefinite gap Hessian).
+        tol: relative residual tolerance.
+        max_matvecs: Lanczos steps allowed (``>= k``, ``>= 2k`` for ``"both"``, unless ``n`` is
+            smaller).
+        seed: probe seed (Rademacher start vector) unless ``v0`` is given.
+        return_eigenvectors: also return the Ritz vectors ``(n, #eigenvalues)``.
+
+    Returns:
+        :class:`EigenEstimate`.
+    """
+    op = as_operator(op)
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    k = _check_int("k", k, 1)
+    n = op.shape[0]
+    need = min(n, 2 * k if which == "both" else k)
+    if need < (2 * k if which == "both" else k):
+        raise ValueError(f"k={k} too large for an operator of size n={n}")
+    max_steps = min(_check_int("max_matvecs", max_matvecs, need), n)
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive float, got {tol!r}")
+    if v0 is None:
+        v0 = probe_vectors(n, 1, "rademacher", make_generator(seed), op.dtype, op.device)[:, 0]
+    else:
+        v0 = op._check_vectors(v0, ndim=1, name="v0")
+    st = LanczosState(op, v0, max_steps)
+    history: list[float] = []
+    converged = False
+    while st.steps < max_steps and not st.breakdown:
+        st.step()
+        theta, res, _ = st.ritz()
+        history.append(float(theta[0] if which == "smallest" else theta[-1]))
+        if st.steps >= need:
+            idx = _wanted(len(theta), k, which)
+            ok = res[idx] <= tol * np.maximum(np.abs(theta[idx]), 1e-300)
+            if ok.all() or st.breakdown:
+                converged = True
+                break
+    theta, res, S = st.ritz()
+    if st.breakdown:
+        res = np.zeros_like(res)
+        converged = True
+    idx = _wanted(len(theta), k, which)
+    vecs = None
+    if return_eigenvectors:
+        Sm = torch.as_tensor(S[:, idx], dtype=op.dtype, device=op.device)
+        vecs = st.Q[: st.steps].T @ Sm
+    return EigenEstimate(theta[idx].copy(), res[idx].copy(), st.steps, bool(converged), which,
+                         tuple(history), vecs)
+
+
+def _wanted(m: int, k: int, which: str) -> np.ndarray:
+    k = min(k, m)
+    top = np.arange(m - 1, m - 1 - k, -1)
+    bottom = np.arange(0, k)
+    if which == "largest":
+        return top
+    if which == "smallest":
+        return bottom
+    if 2 * k > m:  # overlap: fewer steps than 2k, report what exists
+        return np.concatenate([top, bottom[: max(0, m - k)]])
+    return np.concatenate([top, bottom])
+
+
+def power_iteration(
+    op: Any,
+    *,
+    max_matvecs: int = 100,
+    tol: float = 1e-3,
+    seed: int | torch.Generator | None = None,
+    v0: Tensor | None = None,
+) -> PowerIterationResult:
+    r"""Dominant eigenvalue (largest :math:`|\lambda|`) by power iteration (PyHessian style).
+
+    Iterates :math:`v \leftarrow Hv/\|Hv\|` and reports the Rayleigh quotient
+    :math:`\lambda_t = v_t^\top H v_t` (each product gives the quotient of the current iterate),
+    stopping when :math:`|\lambda_t - \lambda_{t-1}| \le \mathrm{tol}\,|\lambda_t|`. Kept for
+    comparison with :func:`top_eigenvalues`, which needs far fewer products.
+    """
+    op = as_operator(op)
+    budget = _check_int("max_matvecs", max_matvecs, 2)
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive float, got {tol!r}")
+    n = op.shape[0]
+    if v0 is None:
+        v = probe_vectors(n, 1, "rademacher", make_generator(seed), op.dtype, op.device)[:, 0]
+    else:
+        v = op._check_vectors(v0, ndim=1, name="v0")
+    v = v / torch.linalg.vector_norm(v)
+    history: list[float] = []
+    converged = False
+    residual = math.inf
+    for _ in range(budget):
+        w = op.matvec(v)
+        lam = float(v @ w)
+        residual = float(torch.linalg.vector_norm(w - lam * v))
+        history.append(lam)
+        nw = torch.linalg.vector_norm(w)
+        if len(history) >= 2 and abs(history[-1] - history[-2]) <= tol * abs(lam):
+            converged = True
+            break
+        if not nw > 0:
+            converged = True  # v in the null space: eigenvalue 0
+            break
+        v = w / nw
+    return PowerIterationResult(history[-1], residual, len(history), converged, tuple(history), v)
