@@ -1,0 +1,36 @@
+"""Distillation: the method interface/registry, built-in methods, and the trainer.
+
+Import order matters only for registration: every module that defines methods is imported here
+so ``get_method(name)`` sees them all.
+"""
+
+from .config import TrainConfig
+from .methods import (
+    DistillMethod,
+    StepContext,
+    TrainingDiverged,
+    available_methods,
+    build_method,
+    describe_methods,
+    feature_shapes,
+    get_method,
+    logits_of,
+    register_method,
+)
+from . import kd  # noqa: F401  (registers "kd")
+from .kd import kd_loss
+
+__all__ = [
+    "DistillMethod",
+    "StepContext",
+    "TrainConfig",
+    "TrainingDiverged",
+    "available_methods",
+    "build_method",
+    "describe_methods",
+    "feature_shapes",
+    "get_method",
+    "kd_loss",
+    "logits_of",
+    "register_method",
+]

@@ -1,0 +1,159 @@
+"""Training configuration: one frozen dataclass that fully determines a run (and its cache id)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["TrainConfig", "SCHEDULES"]
+
+SCHEDULES = ("step", "cosine", "constant")
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+def _freeze_kwargs(kw: Mapping[str, Any] | None) -> dict[str, Any]:
+    if kw is None:
+        return {}
+    if not isinstance(kw, Mapping):
+        raise TypeError(f"method_kwargs must be a dict of hyper-parameters; got {type(kw).__name__}")
+    out = {}
+    for k, v in kw.items():
+        if not isinstance(k, str):
+            raise TypeError(f"method_kwargs keys must be strings; got {k!r}")
+        if not isinstance(v, (bool, int, float, str)) and v is not None:
+            raise TypeError(f"method_kwargs[{k!r}] must be a bool/int/float/str (JSON scalar); got {type(v).__name__}")
+        out[k] = v
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (teacher or student).
+
+    Optimiser: SGD(lr, momentum, weight_decay, nesterov). Learning-rate schedule per epoch:
+    ``"step"``: ``lr · lr_gamma^{#milestones ≤ epoch}`` with ``milestones`` in epochs (None: the
+    RepDistiller 150/180/210-of-240 fractions 0.625/0.75/0.875 of ``epochs``); ``"cosine"``:
+    ``lr · ½(1 + cos(π · epoch / epochs))``; ``"constant"``.
+
+    Data: ``dataset`` (``"cifar10"``/``"cifar100"``) from ``data_root`` (None: ``$KDBOUNDS_DATA`` then
+    standard places); ``n_per_class`` images per class drawn (stratified, ``subset_seed``) from the
+    training split after removing ``val_per_class`` images per class for validation
+    (``val_per_class=0``: no validation split). Reported metrics are those of the last epoch.
+
+    Seeds: ``seed`` drives data order and augmentation and, unless ``init_seed`` is set, the
+    student's initialisation (``init_seed`` separate allows "same init, different data order").
+
+    Hardware: ``device`` ``"auto"`` = CUDA when available; ``amp`` (bfloat16/float16 autocast) and
+    ``channels_last`` apply on CUDA only and are ignored on CPU.
+    """
+
+    arch: str
+    dataset: str = "cifar10"
+    epochs: int = 240
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "step"
+    milestones: tuple[int, ...] | None = None
+    lr_gamma: float = 0.1
+    seed: int = 0
+    init_seed: int | None = None
+    subset_seed: int = 0
+    n_per_class: int | None = None
+    val_per_class: int = 0
+    augment: bool = True
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    method: str = "ce"
+    method_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    teacher_ckpt: str | None = None
+    eval_every: int = 1
+    grad_clip: float | None = None
+    data_root: str | None = None
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method_kwargs", _freeze_kwargs(self.method_kwargs))
+        if self.milestones is not None:
+            object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        if self.teacher_ckpt is not None:
+            object.__setattr__(self, "teacher_ckpt", str(self.teacher_ckpt))
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", str(self.data_root))
+        self.validate()
+
+    def validate(self) -> None:
+        def pos_int(name: str, allow_none: bool = False, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if allow_zero else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} int; got {v!r}")
+
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(f"arch must be a model name such as 'resnet20'; got {self.arch!r}")
+        if self.dataset not in ("cifar10", "cifar100"):
+            raise ValueError(f"dataset must be 'cifar10' or 'cifar100'; got {self.dataset!r}")
+        pos_int("epochs")
+        pos_int("batch_size")
+        pos_int("eval_every")
+        pos_int("n_per_class", allow_none=True)
+        pos_int("val_per_class", allow_zero=True)
+        for name in ("seed", "subset_seed"):
+            pos_int(name, allow_zero=True)
+        pos_int("init_seed", allow_none=True, allow_zero=True)
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != v:
+                raise ValueError(f"{name} must be a non-negative number; got {v!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0; got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if self.milestones is not None and any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be positive epoch numbers; got {self.milestones}")
+        if self.device not in _DEVICES:
+            raise ValueError(f"device must be one of {_DEVICES}; got {self.device!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None; got {self.grad_clip!r}")
+        if not isinstance(self.method, str) or not self.method:
+            raise ValueError(f"method must be a method name such as 'kd'; got {self.method!r}")
+
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.dataset == "cifar10" else 100
+
+    @property
+    def effective_milestones(self) -> tuple[int, ...]:
+        if self.milestones is not None:
+            return self.milestones
+        return tuple(max(1, round(self.epochs * f)) for f in (0.625, 0.75, 0.875))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["method_kwargs"] = dict(self.method_kwargs)
+        d["milestones"] = list(self.milestones) if self.milestones is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; valid: {sorted(names)}")
+        d = dict(d)
+        if d.get("milestones") is not None:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys) — the basis of the run id."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

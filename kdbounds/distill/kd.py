@@ -1,0 +1,54 @@
+"""Hinton knowledge distillation (Hinton, Vinyals & Dean 2015; methods.md §1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .methods import DistillMethod, logits_of, register_method
+
+__all__ = ["kd_loss", "KDMethod"]
+
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
+    """Soft-target term ``T² · (1/N) Σ_n KL(softmax(z_t/T) ‖ softmax(z_s/T))``.
+
+    KL summed over classes, averaged over the batch ("batchmean"), computed in float32 from
+    log-softmax for stability. The T² factor keeps gradient magnitudes constant in T.
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
+        raise ValueError(f"kd_loss: student and teacher logits must both be N×C; got "
+                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)} "
+                         f"(teacher and student must have the same number of classes)")
+    if not T > 0:
+        raise ValueError(f"kd_loss: temperature T must be > 0; got {T}")
+    log_p_s = F.log_softmax(student_logits.float() / T, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.float() / T, dim=1)
+    kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+    return kl * (T * T)
+
+
+@register_method
+class KDMethod(DistillMethod):
+    """Hinton KD: L = γ·CE(y, softmax(z_s)) + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))."""
+
+    name = "kd"
+    requires_teacher = True
+    defaults = {"gamma": 0.1, "alpha": 0.9, "T": 4.0}
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int, **hparams: Any):
+        super().__init__(student, teacher, num_classes, **hparams)
+        hp = self.hparams
+        if not hp["T"] > 0:
+            raise ValueError(f"kd: temperature T must be > 0; got {hp['T']}")
+        if hp["gamma"] < 0 or hp["alpha"] < 0:
+            raise ValueError(f"kd: weights gamma and alpha must be ≥ 0; got gamma={hp['gamma']}, alpha={hp['alpha']}")
+
+    def loss(self, x, y, s_out, t_out, epoch):
+        zs, zt = logits_of(s_out), logits_of(t_out)
+        ce = F.cross_entropy(zs.float(), y)
+        kd = kd_loss(zs, zt, self.hparams["T"])
+        total = self.hparams["gamma"] * ce + self.hparams["alpha"] * kd
+        return total, {"ce": ce.detach(), "kd": kd.detach()}
