@@ -19,6 +19,7 @@ from .methods import (
 )
 from . import kd  # noqa: F401  (registers "kd")
 from .kd import kd_loss
+from . import vid, rid, itrd, controls  # noqa: F401,E402  (register "vid", "rid", "itrd", "rcd")
 
 __all__ = [
     "DistillMethod",

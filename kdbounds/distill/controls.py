@@ -1,0 +1,116 @@
+"""Controls for distillation experiments (methods.md §3 nuisance teacher, §5 controls).
+
+* **Untrained teacher** (:func:`make_untrained_teacher`): the teacher's architecture, randomly
+  initialised from ``seed`` and never trained, saved as a checkpoint in the same format as a
+  trained teacher, so every method loads and uses it exactly like a trained one.
+* **Random control distillation** (``"rcd"``, :class:`RCD`): the Hinton KD loss with the teacher's
+  softened distribution replaced by random noise, drawn afresh for every example at every step:
+
+      L = gamma * CE(y, z_s) + alpha * T^2 * KL(p_noise || softmax(z_s / T))     (batchmean)
+
+  ``noise="gaussian"`` (default): p_noise = softmax(g), g ~ N(0, noise_scale^2 I_K) per example;
+  ``noise="dirichlet"``: p_noise ~ Dirichlet(concentration * 1_K) per example (clamped below at
+  1e-12 and renormalised). The noise is NOT divided by T; it stands in for softmax(z_t/T).
+  Noise is drawn from ``numpy.random.default_rng([seed, step])``, a deterministic function of
+  (seed, step counter); the counter is a buffer in the
+  method's state_dict, so a resumed run draws the same noise. No teacher is used
+  (``requires_teacher = False``). Defaults gamma = 0.1, alpha = 0.9, T = 4 as for KD.
+* **SIDDO** (:func:`siddo_config`): same initialisation as a reference student, different data
+  order, no teacher: the reference config with ``method="ce"``, no teacher, the same model seed
+  and a different data seed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .methods import DistillMethod, register_method
+from .vid import as_choice, as_float, as_int
+
+__all__ = ["RCD", "rcd_noise", "kd_kl_term", "make_untrained_teacher", "siddo_config"]
+
+def rcd_noise(batch: int, num_classes: int, *, noise: str = "gaussian", noise_scale: float = 1.0,
+              concentration: float = 1.0, rng: np.random.Generator,
+              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+              ) -> torch.Tensor:
+    """Random class distributions, ``batch x num_classes``, rows on the simplex.
+
+    gaussian: softmax(noise_scale * g), g ~ N(0, I); dirichlet: Dirichlet(concentration * 1),
+    clamped below at 1e-12 and renormalised. Drawn in float64 from the numpy ``rng``
+    (reproducible across devices), then moved to ``device``/``dtype``.
+    """
+    if noise == "gaussian":
+        g = noise_scale * rng.standard_normal((batch, num_classes))
+        g = g - g.max(axis=1, keepdims=True)
+        p = np.exp(g)
+    elif noise == "dirichlet":
+        p = rng.dirichlet(np.full(num_classes, float(concentration)), size=batch)
+        p = np.maximum(p, 1e-12)
+    else:
+        raise ValueError(f"noise must be 'gaussian' or 'dirichlet', got {noise!r}")
+    p = p / p.sum(axis=1, keepdims=True)
+    return torch.as_tensor(p, dtype=dtype, device=device)
+
+
+def kd_kl_term(student_logits: torch.Tensor, target_probs: torch.Tensor,
+               T: float) -> torch.Tensor:
+    """``T^2 * KL(p || softmax(z_s/T))`` summed over classes, averaged over the batch."""
+    log_q = F.log_softmax(student_logits / T, dim=1)
+    p = target_probs
+    kl = (p * (torch.log(p.clamp_min(1e-30)) - log_q)).sum(1).mean()
+    return (T * T) * kl
+
+
+@register_method
+class RCD(DistillMethod):
+    """Random control distillation (see the module docstring).
+
+    Hyper-parameters: gamma (0.1), alpha (0.9), T (4), noise ("gaussian" | "dirichlet"),
+    noise_scale (1.0, gaussian logit std), concentration (1.0, Dirichlet), seed (0).
+    """
+
+    name = "rcd"
+    requires_teacher = False
+    requires_features = False
+
+    defaults = {"gamma": 0.1, "alpha": 0.9, "T": 4.0, "noise": "gaussian", "noise_scale": 1.0,
+                "concentration": 1.0, "seed": 0}
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
+                 **hparams: Any) -> None:
+        super().__init__(student, teacher, num_classes, **hparams)
+        h = self.hparams
+        self.gamma = as_float("gamma", h["gamma"], low=0.0)
+        self.alpha = as_float("alpha", h["alpha"], low=0.0)
+        self.T = as_float("T", h["T"], low=0.0, low_open=True)
+        self.noise = as_choice("noise", h["noise"], ("gaussian", "dirichlet"))
+        self.noise_scale = as_float("noise_scale", h["noise_scale"], low=0.0)
+        self.concentration = as_float("concentration", h["concentration"], low=0.0, low_open=True)
+        self.seed = as_int("seed", h["seed"], low=0)
+        self.num_classes_ = int(num_classes)
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+
+    def noise_for_step(self, step: int, batch: int, device, dtype) -> torch.Tensor:
+        """The noise distribution used at ``step`` (deterministic in seed and step)."""
+        rng = np.random.default_rng([self.seed, int(step)])
+        return rcd_noise(batch, self.num_classes_, noise=self.noise,
+                         noise_scale=self.noise_scale, concentration=self.concentration,
+                         rng=rng, device=device, dtype=dtype)
+
+    def loss(self, x, y, s_out, t_out, epoch):
+        logits = s_out.logits if hasattr(s_out, "logits") else s_out
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes_:
+            raise ValueError(f"rcd: student logits must be N x {self.num_classes_}, got "
+                             f"{tuple(logits.shape)}")
+        p = self.noise_for_step(int(self.step), logits.shape[0], logits.device, logits.dtype)
+        if self.training:
+            self.step += 1
+        ce = F.cross_entropy(logits, y)
+        kd = kd_kl_term(logits, p, self.T)
+        loss = self.gamma * ce + self.alpha * kd
+        return loss, {"ce": ce.detach(), "kd": kd.detach(),
+                      "loss": loss.detach()}
