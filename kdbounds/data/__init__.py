@@ -24,3 +24,24 @@ from .cifar import (
     load_cifar,
     num_classes,
 )
+from .splits import class_permutations, stratified_subset, train_val_split
+from .transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    NORMALIZATION,
+    TensorLoader,
+    normalization,
+    normalize_uint8,
+    random_crop_flip,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES", "CIFAR100_CLASSES", "CIFAR_MD5", "CIFAR_URLS", "DATASETS", "SPLITS",
+    "ChecksumError", "CifarSource", "CorruptArchiveError", "DataNotFoundError",
+    "cache_dir", "candidate_roots", "download_cifar", "find_cifar", "load_cifar", "num_classes",
+    "class_permutations", "stratified_subset", "train_val_split",
+    "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "NORMALIZATION",
+    "TensorLoader", "normalization", "normalize_uint8", "random_crop_flip",
+]

@@ -398,13 +398,48 @@ def _load_batches_dir(src: CifarSource) -> dict[str, tuple[np.ndarray, np.ndarra
 _TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 
-def _iter_tar(path: Path) -> Iterator[tuple[tarfile.TarInfo, Callable[[], bytes]]]:
+_IN_MEMORY_LIMIT = 2 << 30  # archives up to 2 GiB are decompressed in memory (much faster than tarfile streaming)
+
+
+def _decompress_all(path: Path) -> bytes:
+    """Whole archive, decompressed (gzip / bzip2 / xz by magic number, else raw tar)."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        import gzip
+
+        return gzip.decompress(raw)
+    if raw[:3] == b"BZh":
+        import bz2
+
+        return bz2.decompress(raw)
+    if raw[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
+        return lzma.decompress(raw)
+    return raw
+
+
+def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(member name, content)`` for every regular file of a (compressed) tar archive.
+
+    Read errors (truncated or corrupt compression, bad tar headers) become
+    :class:`CorruptArchiveError` naming the file.
+    """
     try:
-        with tarfile.open(path, mode="r|*") as tf:
-            for m in tf:
-                if not m.isfile():
-                    continue
-                yield m, (lambda m=m, tf=tf: tf.extractfile(m).read())  # type: ignore[union-attr]
+        if path.stat().st_size <= _IN_MEMORY_LIMIT:
+            data = _decompress_all(path)
+            buf = memoryview(data)
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+                for m in tf:
+                    if m.isfile():
+                        if m.offset_data + m.size > len(data):
+                            raise EOFError(f"member {m.name!r} extends past the end of the archive")
+                        yield m.name, bytes(buf[m.offset_data:m.offset_data + m.size])
+        else:  # pragma: no cover - only for very large archives
+            with tarfile.open(path, mode="r|*") as tf:
+                for m in tf:
+                    if m.isfile():
+                        yield m.name, tf.extractfile(m).read()  # type: ignore[union-attr]
     except _TAR_ERRORS as e:
         raise CorruptArchiveError(f"{path}: cannot read archive ({type(e).__name__}: {e}); the file is "
                                   "truncated or corrupt — delete it and download/copy it again") from e
@@ -413,18 +448,14 @@ def _iter_tar(path: Path) -> Iterator[tuple[tarfile.TarInfo, Callable[[], bytes]
 def _load_batches_tar(src: CifarSource) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     wanted = {fn: split for split in SPLITS for fn in _batch_files(src.name, split)}
     got: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for m, read in _iter_tar(src.path):
-        base = m.name.rsplit("/", 1)[-1]
+    for mname, content in _iter_tar(src.path):
+        base = mname.rsplit("/", 1)[-1]
         if base in wanted and base not in got:
-            what = f"{src.path}::{m.name}"
+            what = f"{src.path}::{mname}"
             try:
-                d = _unpickle(read())
-            except CorruptArchiveError:
-                raise
-            except _TAR_ERRORS as e:
-                raise CorruptArchiveError(f"{src.path}: cannot read archive ({type(e).__name__}: {e}); the file "
-                                          "is truncated or corrupt — delete it and download/copy it again") from e
-            except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+                d = _unpickle(content)
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+                    IndexError, KeyError) as e:
                 raise CorruptArchiveError(f"{what}: cannot unpickle CIFAR batch ({type(e).__name__}: {e}); "
                                           "the archive is corrupt — delete it and download it again") from e
             got[base] = _batch_arrays(d, src.name, what)
@@ -451,7 +482,7 @@ def _decode_image(data: bytes, what: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            arr = np.asarray(im.convert("RGB"))
+            arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise CorruptArchiveError(f"{what}: cannot decode image ({type(e).__name__}: {e})") from e
     if arr.shape != (32, 32, 3):
@@ -501,18 +532,13 @@ def _parse_image_member(relpath: str) -> tuple[str, str, str, str] | None:
 def _load_image_tar(src: CifarSource) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     items: dict[str, list[tuple[str, str, np.ndarray]]] = {s: [] for s in SPLITS}
     prefixes: set[str] = set()
-    for m, read in _iter_tar(src.path):
-        parsed = _parse_image_member(m.name)
+    for mname, content in _iter_tar(src.path):
+        parsed = _parse_image_member(mname)
         if parsed is None:
             continue
         prefix, split, cls, fn = parsed
         prefixes.add(prefix)
-        try:
-            data = read()
-        except _TAR_ERRORS as e:
-            raise CorruptArchiveError(f"{src.path}: cannot read archive ({type(e).__name__}: {e}); the file "
-                                      "is truncated or corrupt — delete it and copy it again") from e
-        items[split].append((cls, fn, _decode_image(data, f"{src.path}::{m.name}")))
+        items[split].append((cls, fn, _decode_image(content, f"{src.path}::{mname}")))
     if len(prefixes) > 1:
         raise CorruptArchiveError(f"{src.path}: holds several image data sets {sorted(prefixes)}; keep one per archive")
     return _assemble_images(src.name, str(src.path), items)
