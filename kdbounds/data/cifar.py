@@ -331,6 +331,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy.core.numeric", "_frombuffer"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
         ("numpy", "dtype"),
         ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"),
