@@ -321,3 +321,33 @@ def test_laplace_matrix_weights_flatten_and_errors():
         laplace_divergence(ws, wt, torch.ones(6), torch.ones(6), tau=0)
     with pytest.raises(ValueError, match="kind"):
         laplace_divergence(ws, wt, torch.ones(6), torch.ones(6), kind="kfac")
+
+
+def test_zoo_models_in_train_mode_are_measured_in_eval_mode():
+    models = pytest.importorskip("kdbounds.models")
+    s = models.build_model("resnet8", num_classes=10, seed=0)
+    t = models.build_model("resnet8", num_classes=10, seed=1)
+    s.train()
+    t.train()
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    bn_before = [b.clone() for b in s.buffers()]
+    est = predictive_divergence(s, t, [(x[:5], None), (x[5:], None)], n_boot=100, keep_per_example=True)
+    assert s.training and t.training
+    assert all(torch.equal(a, b) for a, b in zip(bn_before, s.buffers()))  # running stats untouched
+    s.eval(), t.eval()
+    with torch.no_grad():
+        ref = divergence_from_logits(s(x), t(x))
+    assert torch.allclose(est.per_example, ref, atol=1e-6)
+    # FeatureOutput-returning wrapper
+    class Feat(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x, return_features=True)
+
+    est2 = predictive_divergence(Feat(s), Feat(t), x, n_boot=100)
+    assert est2.value == pytest.approx(est.value, rel=1e-6)
+    with pytest.raises(ValueError, match="student has 10 classes but the teacher has 100"):
+        predictive_divergence(s, models.build_model("resnet8", num_classes=100, seed=2), x)
