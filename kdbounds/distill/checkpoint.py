@@ -1,0 +1,144 @@
+"""Checkpoint files: atomic writes, RNG state capture, and rebuilding a model from a file.
+
+Two formats (both plain ``torch.save`` dicts loadable with ``weights_only=True``):
+
+* training checkpoint (``checkpoint.pt``, ``format = "kdbounds-train-ckpt-v1"``): everything needed
+  for an exact resume — epoch, config, student, method modules, optimisers, schedulers, loader RNG,
+  torch/CUDA/numpy/python RNG states, metric history;
+* model file (``model.pt``, ``format = "kdbounds-model-v1"``): ``arch``, ``num_classes``,
+  ``state_dict``, ``config``, ``metrics`` — what a teacher checkpoint is.
+
+:func:`load_checkpoint_model` accepts either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import build_model
+
+__all__ = [
+    "MODEL_FORMAT",
+    "TRAIN_FORMAT",
+    "atomic_save",
+    "capture_rng",
+    "file_sha256",
+    "load_checkpoint_model",
+    "read_checkpoint",
+    "restore_rng",
+]
+
+TRAIN_FORMAT = "kdbounds-train-ckpt-v1"
+MODEL_FORMAT = "kdbounds-model-v1"
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``: a reader
+    never sees a half-written file, and a crash leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def capture_rng() -> dict[str, Any]:
+    """Global torch (CPU, CUDA), numpy and python RNG states, as weights_only-safe objects."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    py = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": [py[0], list(py[1]), py[2]],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng` (CUDA states restored only when CUDA is available)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a kdbounds checkpoint/model file (``weights_only=True``) with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the model.pt or "
+                                f"checkpoint.pt written by `python -m kdbounds.train`")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated/corrupt/foreign pickle
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read as a kdbounds checkpoint "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(obj, dict) or obj.get("format") not in (TRAIN_FORMAT, MODEL_FORMAT):
+        raise ValueError(f"{str(path)!r} is not a kdbounds checkpoint (no 'format' field "
+                         f"{TRAIN_FORMAT!r}/{MODEL_FORMAT!r}); bare state_dicts are not accepted "
+                         f"because the architecture cannot be rebuilt from them")
+    return obj
+
+
+def load_checkpoint_model(path: str | os.PathLike, map_location: Any = "cpu",
+                          model: nn.Module | None = None, arch: str | None = None) -> nn.Module:
+    """Rebuild the model stored in ``path`` (a model file or a training checkpoint), in eval mode.
+
+    ``model``: load into this model instead of building one (its ``arch`` must match); ``arch``:
+    assert the stored architecture. A mismatch raises ``ValueError`` naming both architectures.
+    """
+    obj = read_checkpoint(path, map_location)
+    stored = obj["arch"]
+    want = arch if arch is not None else getattr(model, "arch", None)
+    if want is not None and want != stored:
+        raise ValueError(f"checkpoint {str(path)!r} holds a {stored!r} model (num_classes="
+                         f"{obj['num_classes']}) but a {want!r} was expected; build a {stored!r} or "
+                         f"pass the right checkpoint")
+    state = obj["state_dict"] if obj["format"] == MODEL_FORMAT else obj["model"]
+    if model is None:
+        model = build_model(stored, num_classes=int(obj["num_classes"]), seed=0)
+    elif getattr(model, "num_classes", obj["num_classes"]) != obj["num_classes"]:
+        raise ValueError(f"checkpoint {str(path)!r} has num_classes={obj['num_classes']} but the model "
+                         f"has {model.num_classes}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {str(path)!r} does not fit the {stored!r} model: "
+                         f"{str(e).splitlines()[0][:300]}") from None
+    p = next(model.parameters())
+    model.to(p.device)
+    return model.eval()

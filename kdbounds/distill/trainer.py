@@ -1,0 +1,490 @@
+"""The trainer: teacher training and distillation with a pluggable method.
+
+``train(cfg, out_dir, ...)`` writes into ``out_dir``:
+
+* ``log.jsonl``     one JSON object per epoch (epoch, lr, train_loss/acc and the method's parts
+  as ``train_<part>``, test_loss/acc, val_loss/acc when a validation split exists, times);
+* ``checkpoint.pt`` the training state after the last completed epoch (atomic; exact resume);
+* ``model.pt``      the final student (``load_checkpoint_model`` rebuilds it);
+* ``config.json``, ``result.json``.
+
+The reported result is the **last** epoch (never selected on test data). A NaN/inf training loss
+raises :class:`TrainingDiverged`; the checkpoint of the last good epoch is kept.
+
+Determinism: the student's initialisation comes from ``build_model(seed=init_seed or seed)``, the
+data order and augmentation from the loader's own generator seeded with ``seed``; on CPU two runs
+with the same config give bit-identical weights, and a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..models import build_model
+from .checkpoint import (
+    MODEL_FORMAT,
+    TRAIN_FORMAT,
+    atomic_save,
+    capture_rng,
+    file_sha256,
+    load_checkpoint_model,
+    read_checkpoint,
+    restore_rng,
+)
+from .config import TrainConfig
+from .methods import DistillMethod, StepContext, TrainingDiverged, get_method, logits_of
+
+__all__ = [
+    "ConfigMismatchError",
+    "EpochInfo",
+    "TrainResult",
+    "TrainingDiverged",
+    "evaluate",
+    "load_checkpoint_model",
+    "predict_logits",
+    "prepare_data",
+    "resolve_device",
+    "train",
+]
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+LOG = "log.jsonl"
+RESULT = "result.json"
+CONFIG = "config.json"
+
+
+class ConfigMismatchError(ValueError):
+    """``out_dir`` holds a checkpoint of a different configuration."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`. ``final`` = metrics of the last epoch; ``history`` = every epoch."""
+
+    config: dict[str, Any]
+    final: dict[str, Any]
+    history: tuple[dict[str, Any], ...]
+    paths: dict[str, str]
+    epochs_completed: int
+    resumed_from_epoch: int | None = None
+    wall_time_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "final": self.final, "history": list(self.history),
+                "paths": self.paths, "epochs_completed": self.epochs_completed,
+                "resumed_from_epoch": self.resumed_from_epoch, "wall_time_s": self.wall_time_s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainResult":
+        return cls(config=dict(d["config"]), final=dict(d["final"]),
+                   history=tuple(dict(h) for h in d["history"]), paths=dict(d["paths"]),
+                   epochs_completed=int(d["epochs_completed"]),
+                   resumed_from_epoch=d.get("resumed_from_epoch"), wall_time_s=float(d.get("wall_time_s", 0.0)))
+
+
+@dataclass
+class EpochInfo:
+    """Passed to every callback after each epoch (after the checkpoint is written).
+
+    ``epoch`` counts completed epochs (1-based); ``metrics`` is that epoch's log line.
+    """
+
+    epoch: int
+    metrics: dict[str, Any]
+    student: nn.Module
+    teacher: nn.Module | None
+    method: DistillMethod
+    config: TrainConfig
+    out_dir: Path
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without CUDA -> ValueError."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA device is available; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+def _tensor_loader():
+    try:
+        from ..data import TensorLoader  # lazy: data layer owned by another module
+    except ImportError as e:  # pragma: no cover - only while the data package is incomplete
+        raise ImportError("kdbounds.data.TensorLoader is not available; the trainer needs it") from e
+    return TensorLoader
+
+
+def _as_images(x: Any, what: str) -> np.ndarray | Tensor:
+    if isinstance(x, Tensor):
+        ok = x.dtype == torch.uint8 and x.dim() == 4 and tuple(x.shape[1:]) == (32, 32, 3)
+    else:
+        x = np.asarray(x)
+        ok = x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (32, 32, 3)
+    if not ok:
+        raise ValueError(f"data: {what} must be uint8 images of shape N×32×32×3 (as returned by "
+                         f"kdbounds.data.load_cifar); got dtype {x.dtype}, shape {tuple(x.shape)}")
+    return x
+
+
+def _as_labels(y: Any, n: int, num_classes: int, what: str) -> np.ndarray:
+    y = y.cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"data: {what} must be {n} integer class labels; got dtype {y.dtype}, shape {y.shape}")
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"data: {what} out of range [0, {num_classes}) — wrong dataset in the config?")
+    return y.astype(np.int64)
+
+
+@dataclass
+class PreparedData:
+    train_x: Any
+    train_y: np.ndarray
+    test_x: Any
+    test_y: np.ndarray
+    val_x: Any = None
+    val_y: np.ndarray | None = None
+
+
+def prepare_data(cfg: TrainConfig, data: Sequence[Any] | None = None) -> PreparedData:
+    """Arrays for a run: ``data`` = (train_x, train_y, test_x, test_y) or loaded with ``load_cifar``;
+    then the validation split (``val_per_class``) and the stratified subset (``n_per_class``), both
+    drawn with ``subset_seed`` (kdbounds.data.splits)."""
+    if data is None:
+        from ..data import load_cifar
+        train_x, train_y = load_cifar(cfg.dataset, root=cfg.data_root, split="train")
+        test_x, test_y = load_cifar(cfg.dataset, root=cfg.data_root, split="test")
+    else:
+        if not isinstance(data, (tuple, list)) or len(data) != 4:
+            raise ValueError("data must be a tuple (train_x, train_y, test_x, test_y) of uint8 N×32×32×3 "
+                             "images and int labels")
+        train_x, train_y, test_x, test_y = data
+    train_x = _as_images(train_x, "train_x")
+    test_x = _as_images(test_x, "test_x")
+    train_y = _as_labels(train_y, len(train_x), cfg.num_classes, "train_y")
+    test_y = _as_labels(test_y, len(test_x), cfg.num_classes, "test_y")
+    idx = np.arange(len(train_y))
+    val_x = val_y = None
+    if cfg.val_per_class:
+        from ..data import train_val_split
+        tr, va = train_val_split(train_y, cfg.val_per_class, seed=cfg.subset_seed)
+        val_x, val_y = train_x[va], train_y[va]
+        idx = tr
+    if cfg.n_per_class is not None:
+        from ..data import stratified_subset
+        idx = idx[stratified_subset(train_y[idx], cfg.n_per_class, seed=cfg.subset_seed)]
+    if len(idx) != len(train_y):
+        train_x, train_y = train_x[idx], train_y[idx]
+    return PreparedData(train_x, train_y, test_x, test_y, val_x, val_y)
+
+
+def _make_loader(images, labels, cfg: TrainConfig, device: torch.device, train: bool,
+                 batch_size: int | None = None, channels_last: bool = False):
+    TensorLoader = _tensor_loader()
+    return TensorLoader(images, labels, batch_size=batch_size or cfg.batch_size, shuffle=train,
+                        augment=train and cfg.augment, device=device, seed=cfg.seed,
+                        drop_last=train and cfg.drop_last, normalize=cfg.dataset,
+                        channels_last=channels_last)
+
+
+def _prep_input(x: Tensor, channels_last: bool) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
+             amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad; the model's
+    previous train/eval mode is restored)."""
+    was = model.training
+    model.eval()
+    total, loss_sum, correct = 0, None, None
+    try:
+        for x, y in loader:
+            x = _prep_input(x, channels_last)
+            if amp_dtype is not None:
+                with torch.autocast(device_type=x.device.type, dtype=amp_dtype):
+                    z = logits_of(model(x))
+            else:
+                z = logits_of(model(x))
+            z = z.float()
+            l = F.cross_entropy(z, y, reduction="sum")
+            c = (z.argmax(1) == y).sum()
+            loss_sum = l if loss_sum is None else loss_sum + l
+            correct = c if correct is None else correct + c
+            total += y.shape[0]
+    finally:
+        model.train(was)
+    if total == 0:
+        raise ValueError("evaluate: the loader yielded no batches")
+    return float(loss_sum) / total, float(correct) / total
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: Any, batch_size: int = 500, dataset: str = "cifar10",
+                   device: str | torch.device | None = None) -> Tensor:
+    """Logits (float32, CPU, ``N × num_classes``) of ``model`` on uint8 N×32×32×3 ``images``,
+    normalised as in training for ``dataset``; eval mode; device = the model's unless given."""
+    images = _as_images(images, "images")
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    TensorLoader = _tensor_loader()
+    loader = TensorLoader(images, np.zeros(len(images), dtype=np.int64), batch_size=batch_size,
+                          shuffle=False, augment=False, device=dev, seed=0, drop_last=False,
+                          normalize=dataset)
+    was = model.training
+    model.eval()
+    try:
+        out = [logits_of(model(x)).float().cpu() for x, _ in loader]
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, getattr(model, "num_classes", 0))
+
+
+def _derived_seed(seed: int, stream: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _to_float(v: Any) -> float:
+    return float(v.item()) if isinstance(v, Tensor) else float(v)
+
+
+def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def _load_teacher(cfg: TrainConfig, teacher: nn.Module | None, device: torch.device,
+                  channels_last: bool) -> nn.Module | None:
+    if teacher is None and cfg.teacher_ckpt is not None:
+        teacher = load_checkpoint_model(cfg.teacher_ckpt, map_location="cpu")
+    if teacher is None:
+        return None
+    nc = getattr(teacher, "num_classes", None)
+    if nc is not None and nc != cfg.num_classes:
+        raise ValueError(f"teacher has num_classes={nc} but dataset {cfg.dataset!r} has {cfg.num_classes}")
+    teacher = teacher.to(device)
+    if channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+# ----------------------------------------------------------------------------- train
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | None = None,
+          data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
+          progress: bool = True, resume: bool = True) -> TrainResult:
+    """Train ``cfg.arch`` with method ``cfg.method`` for ``cfg.epochs`` epochs; see module docstring.
+
+    Args:
+        cfg: the run's :class:`TrainConfig`.
+        out_dir: folder for checkpoint, log, model and result files (created).
+        teacher: a teacher model (frozen here: eval mode, no grad); else loaded from
+            ``cfg.teacher_ckpt``; required when the method has ``requires_teacher``.
+        data: optional preloaded ``(train_x, train_y, test_x, test_y)`` (uint8 N×32×32×3, int labels);
+            default: ``load_cifar(cfg.dataset, cfg.data_root)``. Subset/val split are applied to it.
+        callbacks: ``f(EpochInfo)`` called after each epoch's checkpoint; an exception stops the run
+            (the checkpoint stays, so a later call resumes).
+        progress: tqdm progress bars.
+        resume: continue from ``out_dir/checkpoint.pt`` when present (its config must equal ``cfg``,
+            else :class:`ConfigMismatchError`); ``False`` starts over and overwrites.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
+    t_start = time.perf_counter()
+    method_cls = get_method(cfg.method)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"out_dir": str(out), "checkpoint": str(out / CHECKPOINT), "model": str(out / MODEL),
+             "log": str(out / LOG), "config": str(out / CONFIG), "result": str(out / RESULT)}
+
+    ckpt = None
+    if resume and (out / CHECKPOINT).is_file():
+        ckpt = read_checkpoint(out / CHECKPOINT)
+        if ckpt.get("format") != TRAIN_FORMAT:
+            raise ValueError(f"{paths['checkpoint']} is not a training checkpoint")
+        diff = _config_diff(ckpt["config"], cfg.to_dict())
+        if diff:
+            raise ConfigMismatchError(
+                f"{out} holds a checkpoint of a different configuration ({'; '.join(diff)}). Use another "
+                f"out_dir for this configuration, or resume=False (CLI: --no-resume) to start over there.")
+
+    device = resolve_device(cfg.device)
+    on_cuda = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if (cfg.amp and on_cuda) else None
+    channels_last = cfg.channels_last and on_cuda
+
+    if method_cls.requires_teacher and teacher is None and cfg.teacher_ckpt is None:
+        raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher_ckpt (CLI --teacher CKPT) "
+                         f"or pass teacher=")
+    teacher = _load_teacher(cfg, teacher, device, channels_last)
+
+    prepared = prepare_data(cfg, data)
+    train_loader = _make_loader(prepared.train_x, prepared.train_y, cfg, device, train=True,
+                                channels_last=channels_last)
+    test_loader = _make_loader(prepared.test_x, prepared.test_y, cfg, device, train=False,
+                               batch_size=max(cfg.batch_size, 500), channels_last=channels_last)
+    val_loader = None
+    if prepared.val_x is not None:
+        val_loader = _make_loader(prepared.val_x, prepared.val_y, cfg, device, train=False,
+                                  batch_size=max(cfg.batch_size, 500), channels_last=channels_last)
+
+    student = build_model(cfg.arch, num_classes=cfg.num_classes,
+                          seed=cfg.init_seed if cfg.init_seed is not None else cfg.seed).to(device)
+    if channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    # methods build their own modules (regressors, filters) with PyTorch's default initialisers,
+    # which draw from the global RNG: build under a forked RNG seeded from the run's init seed so the
+    # run is reproducible and the caller's RNG stream is left untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_derived_seed(cfg.init_seed if cfg.init_seed is not None else cfg.seed, 1))
+        method = method_cls(student, teacher, cfg.num_classes, **cfg.method_kwargs)
+    method = method.to(device)
+    optimizers = method.configure_optimizers(student, cfg)
+    schedulers = method.configure_schedulers(optimizers, cfg)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    resumed_from = None
+    if ckpt is not None:
+        student.load_state_dict(ckpt["model"])
+        method.load_state_dict(ckpt["method"])
+        if len(ckpt["optimizers"]) != len(optimizers) or len(ckpt["schedulers"]) != len(schedulers):
+            raise ValueError(f"{paths['checkpoint']}: optimiser/scheduler count differs from method "
+                             f"{cfg.method!r}; was the method's code changed?")
+        for o, s in zip(optimizers, ckpt["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(schedulers, ckpt["schedulers"]):
+            sch.load_state_dict(s)
+        train_loader.load_state_dict(ckpt["loader"])
+        restore_rng(ckpt["rng"])
+        history = [dict(h) for h in ckpt["history"]]
+        start_epoch = resumed_from = int(ckpt["epoch"])
+    # the log always mirrors the checkpoint's history (drops lines of an epoch that was cut off)
+    with open(out / LOG, "w") as f:
+        for h in history:
+            f.write(json.dumps(h) + "\n")
+    _write_json(out / CONFIG, cfg.to_dict())
+
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        progress = False
+    steps_per_epoch = len(train_loader)
+    bar = None
+    if progress and start_epoch < cfg.epochs:
+        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.method}:{cfg.arch}", unit="ep",
+                   dynamic_ncols=True)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            train_loader.set_epoch(epoch)  # the epoch's order/augmentation depend only on (seed, epoch)
+            method.on_epoch_start(epoch, student, teacher)
+            student.train()
+            method.train()
+            sums: dict[str, Any] = {}
+            n_seen = 0
+            ctx = StepContext(device=device, amp_dtype=amp_dtype, grad_clip=cfg.grad_clip, epoch=epoch,
+                              steps_per_epoch=steps_per_epoch, cfg=cfg)
+            inner = tqdm(total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}", unit="batch",
+                         dynamic_ncols=True) if bar is not None else None
+            for i, (x, y) in enumerate(train_loader):
+                ctx.batch_index, ctx.global_step = i, epoch * steps_per_epoch + i
+                parts = method.training_step(x, y, student, teacher, optimizers, epoch, ctx)
+                bs = y.shape[0]
+                n_seen += bs
+                for k, v in parts.items():
+                    v = v.detach() if isinstance(v, Tensor) else v
+                    sums[k] = v * bs if k not in sums else sums[k] + v * bs
+                if i % 25 == 24 and not math.isfinite(_to_float(sums["loss"])):
+                    break
+                if inner is not None:
+                    inner.update(1)
+            if inner is not None:
+                inner.close()
+            if n_seen == 0:
+                raise ValueError("the training loader yielded no batches (batch_size larger than the data "
+                                 "with drop_last=True?)")
+            metrics = {f"train_{k}": _to_float(v) / n_seen for k, v in sums.items()}
+            if not math.isfinite(metrics.get("train_loss", float("nan"))):
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}/{cfg.epochs}: the training loss is "
+                    f"{metrics.get('train_loss')} (method {cfg.method!r}, lr {cfg.lr}). The checkpoint of the "
+                    f"last good epoch ({epoch}) is kept in {out}. Lower the learning rate or set grad_clip.")
+            lrs = [o.param_groups[0]["lr"] for o in optimizers]
+            for s in schedulers:
+                s.step()
+            t_train = time.perf_counter() - t0
+            line: dict[str, Any] = {"epoch": epoch + 1, "lr": lrs[0]}
+            if len(lrs) > 1:
+                line["lrs"] = lrs
+            line.update(metrics)
+            line["train_time_s"] = t_train
+            last = epoch + 1 == cfg.epochs
+            if last or (epoch + 1) % cfg.eval_every == 0:
+                te0 = time.perf_counter()
+                line["test_loss"], line["test_acc"] = evaluate(student, test_loader, amp_dtype, channels_last)
+                if val_loader is not None:
+                    line["val_loss"], line["val_acc"] = evaluate(student, val_loader, amp_dtype, channels_last)
+                line["eval_time_s"] = time.perf_counter() - te0
+            line["epoch_time_s"] = time.perf_counter() - t0
+            history.append(line)
+            atomic_save({
+                "format": TRAIN_FORMAT, "epoch": epoch + 1, "arch": student.arch,
+                "num_classes": cfg.num_classes, "config": cfg.to_dict(),
+                "model": student.state_dict(), "method": method.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "schedulers": [s.state_dict() for s in schedulers],
+                "loader": train_loader.state_dict(), "rng": capture_rng(), "history": history,
+            }, out / CHECKPOINT)
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            if bar is not None:
+                bar.update(1)
+                post = {"loss": f"{line['train_loss']:.3f}", "acc": f"{line['train_acc']:.3f}"}
+                if "test_acc" in line:
+                    post["test"] = f"{line['test_acc']:.3f}"
+                bar.set_postfix(post)
+            info = EpochInfo(epoch + 1, line, student, teacher, method, cfg, out)
+            for cb in callbacks:
+                cb(info)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    final = dict(history[-1]) if history else {}
+    if not (out / MODEL).is_file() or start_epoch < cfg.epochs:
+        teacher_hash = file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).is_file() else None
+        atomic_save({"format": MODEL_FORMAT, "arch": student.arch, "num_classes": cfg.num_classes,
+                     "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
+                     "config": cfg.to_dict(), "metrics": final, "teacher_sha256": teacher_hash},
+                    out / MODEL)
+    result = TrainResult(config=cfg.to_dict(), final=final, history=tuple(history), paths=paths,
+                         epochs_completed=len(history), resumed_from_epoch=resumed_from,
+                         wall_time_s=time.perf_counter() - t_start)
+    _write_json(out / RESULT, result.to_dict())
+    return result
