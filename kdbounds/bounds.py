@@ -99,9 +99,9 @@ def subgaussian_bound(divergence: float, sigma: float, n: float | None = None) -
     k = _nonneg("divergence", divergence)
     s = _nonneg("sigma", sigma)
     if n is None:
-        return math.sqrt(2.0 * s * s * k)
+        return s * math.sqrt(2.0 * k)
     nn = _positive("n", n)
-    return math.sqrt(2.0 * s * s * k / nn)
+    return s * math.sqrt(2.0 * k / nn)
 
 
 def central_lower_bound(gen_teacher: float, divergence: float, eta: float, c: float) -> float:
@@ -190,7 +190,7 @@ def subgamma_bound(divergence: float, v: float, c_plus: float, c_minus: float = 
     vv = _nonneg("v", v)
     cp = _nonneg("c_plus", c_plus)
     cm = _nonneg("c_minus", c_minus)
-    root = math.sqrt(2.0 * vv * k)
+    root = math.sqrt(2.0 * vv) * math.sqrt(k)
     return (0.0 - root - cm * k, root + cp * k)
 
 
