@@ -21,6 +21,9 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +32,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .vid import as_choice, as_float, as_int
+from .vid import as_choice, as_float, as_int, upcast
 
-__all__ = ["RCD", "rcd_noise", "kd_kl_term", "make_untrained_teacher", "siddo_config"]
+__all__ = ["RCD", "rcd_noise", "kd_kl_term", "make_untrained_teacher", "siddo_config",
+           "UNTRAINED_CONFIG_KEY"]
+
+UNTRAINED_CONFIG_KEY = "untrained"
 
 def rcd_noise(batch: int, num_classes: int, *, noise: str = "gaussian", noise_scale: float = 1.0,
               concentration: float = 1.0, rng: np.random.Generator,
@@ -109,8 +115,66 @@ class RCD(DistillMethod):
         p = self.noise_for_step(int(self.step), logits.shape[0], logits.device, logits.dtype)
         if self.training:
             self.step += 1
-        ce = F.cross_entropy(logits, y)
-        kd = kd_kl_term(logits, p, self.T)
+        ce = F.cross_entropy(upcast(logits), y)
+        kd = kd_kl_term(upcast(logits), upcast(p), self.T)
         loss = self.gamma * ce + self.alpha * kd
         return loss, {"ce": ce.detach(), "kd": kd.detach(),
                       "loss": loss.detach()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Untrained ("nuisance") teacher and SIDDO.
+# ---------------------------------------------------------------------------------------------
+def make_untrained_teacher(arch: str, num_classes: int, seed: int,
+                           path: str | os.PathLike) -> Path:
+    """Save a randomly initialised, never trained ``arch`` as a teacher model file; return path.
+
+    The model is ``build_model(arch, num_classes, seed=seed)`` (private generator: the global RNG
+    is untouched) written atomically in the same format as a trained teacher's ``model.pt``
+    (``kdbounds-model-v1``: arch, num_classes, state_dict, config, metrics), so
+    ``load_checkpoint_model(path)`` and ``TrainConfig(teacher_ckpt=path)`` use it exactly like a
+    trained one. ``config`` records ``{"untrained": True, "init_seed": seed, "epochs": 0, ...}``.
+    The file's bytes are a deterministic function of (arch, num_classes, seed), so a run cache
+    keyed by the teacher file's hash is reused across calls.
+    """
+    from ..models import build_model
+    from .checkpoint import MODEL_FORMAT, atomic_save
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2; got {num_classes!r}")
+    model = build_model(arch, num_classes=num_classes, seed=seed)
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"path must name a .pt file (e.g. teachers/untrained_{arch}_s{seed}.pt); "
+                         f"got {str(path)!r}")
+    config = {"arch": model.arch, "num_classes": num_classes, "init_seed": seed, "epochs": 0,
+              UNTRAINED_CONFIG_KEY: True}
+    atomic_save({"format": MODEL_FORMAT, "arch": model.arch, "num_classes": num_classes,
+                 "state_dict": {k: v.detach().cpu().clone() for k, v in
+                                model.state_dict().items()},
+                 "config": config, "metrics": {}, "teacher_sha256": None}, path)
+    return path
+
+
+def siddo_config(reference: Any, data_seed: int) -> Any:
+    """SIDDO control config: same initialisation as ``reference``, different data order, no teacher.
+
+    Returns ``replace(reference, method="ce", method_kwargs={}, teacher_ckpt=None,
+    init_seed=<reference's model seed>, seed=data_seed)``. The reference's model seed is its
+    ``init_seed`` when set, else its ``seed`` (the trainer's rule). ``data_seed`` must differ
+    from the reference's data seed (``seed``), otherwise the control is the reference itself.
+    """
+    from .config import TrainConfig
+
+    if not isinstance(reference, TrainConfig):
+        raise TypeError(f"reference must be a TrainConfig; got {type(reference).__name__}")
+    if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+        raise ValueError(f"data_seed must be a non-negative int; got {data_seed!r}")
+    if data_seed == reference.seed:
+        raise ValueError(f"data_seed={data_seed} equals the reference's data seed (seed="
+                         f"{reference.seed}); SIDDO needs a different data order, pick another")
+    init = reference.init_seed if reference.init_seed is not None else reference.seed
+    return dataclasses.replace(reference, method="ce", method_kwargs={}, teacher_ckpt=None,
+                               init_seed=init, seed=data_seed)

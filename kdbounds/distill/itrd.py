@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .vid import as_float, get_features, require_feature_model
+from .vid import as_float, get_features, require_feature_model, upcast
 
 __all__ = ["ITRD", "itrd_correlation_loss", "itrd_mi_loss", "STD_EPS"]
 
@@ -107,9 +107,9 @@ class ITRD(DistillMethod):
     def loss(self, x, y, s_out, t_out, epoch):
         s_out = get_features(s_out, "student", self.name)
         t_out = get_features(t_out, "teacher", self.name)
-        ce = F.cross_entropy(s_out.logits, y)
-        e = self.embed(s_out.pooled)
-        zt = t_out.pooled.detach()
+        ce = F.cross_entropy(upcast(s_out.logits), y)
+        e = upcast(self.embed(s_out.pooled))
+        zt = upcast(t_out.pooled.detach())
         l_corr = itrd_correlation_loss(e, zt, self.alpha)
         l_mi = itrd_mi_loss(e, zt)
         loss = self.gamma * ce + self.beta * (self.lam_corr * l_corr + self.lam_mi * l_mi)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from .methods import DistillMethod, build_sgd, feature_shapes, register_method
 from .vid import (as_bool, as_choice, as_float, as_int, as_int_tuple, get_features,
-                  match_spatial, require_feature_model, select_stage_pairs)
+                  match_spatial, require_feature_model, select_stage_pairs, upcast)
 
 __all__ = [
     "RID",
@@ -168,12 +168,12 @@ def rid_phase1_loss(head_logits: Sequence[torch.Tensor], y: torch.Tensor,
                     diffs: Sequence[torch.Tensor], sigmas: Sequence[torch.Tensor],
                     warmup: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``L_1 = sum_k CE(y, head_k) + [not warmup] sum_k mean(V_k^2 / sigma_k)``."""
-    ce = sum(F.cross_entropy(z, y) for z in head_logits)
+    ce = sum(F.cross_entropy(upcast(z), y) for z in head_logits)
     parts = {"head_ce": ce.detach()}
     if warmup:
         parts["v_term"] = ce.detach().new_zeros(())
         return ce, parts
-    v = sum((d.pow(2) / _bcast(s, d)).mean() for d, s in zip(diffs, sigmas))
+    v = sum((upcast(d).pow(2) / _bcast(s, d)).mean() for d, s in zip(diffs, sigmas))
     parts["v_term"] = v.detach()
     return ce + v, parts
 
@@ -186,9 +186,10 @@ def rid_phase2_loss(student_logits: torch.Tensor, y: torch.Tensor,
 
     pen(sigma) = sigma^2 (``"square"``, methods.md / official code) or log sigma (``"log"``).
     """
-    ce = F.cross_entropy(student_logits, y)
+    ce = F.cross_entropy(upcast(student_logits), y)
     reg = ce.new_zeros(())
     for d, s in zip(diffs, sigmas):
+        d = upcast(d)
         sb = _bcast(s, d)
         pen = sb.pow(2) if sigma_penalty == "square" else torch.log(sb)
         reg = reg + (pen + d.pow(2) / sb).mean()

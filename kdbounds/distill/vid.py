@@ -44,6 +44,7 @@ __all__ = [
     "as_bool",
     "as_int_tuple",
     "as_choice",
+    "upcast",
 ]
 
 
@@ -198,6 +199,11 @@ def select_stage_pairs(method: str, s_channels: Sequence[int], t_channels: Seque
     return tuple(pairs)
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast) -> float32 for loss arithmetic; other dtypes unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def get_features(out: Any, role: str, method: str):
     """Return ``out`` if it looks like a FeatureOutput, else a clear TypeError."""
     if not hasattr(out, "stages") or not hasattr(out, "logits") or not hasattr(out, "pooled"):
@@ -315,12 +321,12 @@ class VID(DistillMethod):
     def loss(self, x, y, s_out, t_out, epoch):
         s_out = get_features(s_out, "student", self.name)
         t_out = get_features(t_out, "teacher", self.name)
-        ce = F.cross_entropy(s_out.logits, y)
+        ce = F.cross_entropy(upcast(s_out.logits), y)
         parts: dict[str, torch.Tensor] = {"ce": ce.detach()}
         vid = ce.new_zeros(())
         for k, ((i, j), reg) in enumerate(zip(self.pairs, self.regressors)):
             s, t = match_spatial(s_out.stages[i], t_out.stages[j].detach())
-            lk = vid_layer_loss(t, reg(s), reg.variance())
+            lk = vid_layer_loss(upcast(t), upcast(reg(s)), reg.variance())
             parts[f"vid_{k}"] = lk.detach()
             vid = vid + lk
         loss = self.ce_weight * ce + self.lam * vid
