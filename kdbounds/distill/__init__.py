@@ -19,10 +19,19 @@ from .methods import (
 )
 from . import kd  # noqa: F401  (registers "kd")
 from .kd import kd_loss
+from .checkpoint import load_checkpoint_model
+from .trainer import ConfigMismatchError, EpochInfo, TrainResult, evaluate, predict_logits, train
 from . import vid, rid, itrd, controls  # noqa: F401,E402  (register "vid", "rid", "itrd", "rcd")
 
 __all__ = [
+    "ConfigMismatchError",
     "DistillMethod",
+    "EpochInfo",
+    "TrainResult",
+    "evaluate",
+    "load_checkpoint_model",
+    "predict_logits",
+    "train",
     "StepContext",
     "TrainConfig",
     "TrainingDiverged",
