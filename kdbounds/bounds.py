@@ -391,7 +391,8 @@ def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) 
     ``(p,)`` or ``(p, k)`` (k output copies sharing H and S, i.e. ``H kron I_k``; column j of
     ``grad`` is the gradient w.r.t. the j-th copy); ``b_proj`` has the same trailing shape.
     ``hessian`` must be symmetric and ``cov`` symmetric positive semi-definite (relative tolerance
-    ``tol``); ``S^{1/2}`` is the symmetric square root from ``eigh``.
+    ``tol``); ``S^{1/2}`` is the symmetric square root from ``eigh``, with eigenvalues of S below
+    ``p * eps * lambda_max(S)`` treated as exact zeros (singular teacher covariances are allowed).
     """
     h = _matrix("hessian", hessian)
     s = _matrix("cov", cov)
@@ -417,7 +418,9 @@ def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) 
     es, vs = np.linalg.eigh(s)
     if es.size and es.min() < -tol * max(es.max(), 0.0) - 1e-300:
         raise ValueError(f"cov must be positive semi-definite, smallest eigenvalue {es.min():.3e}")
-    root = (vs * np.sqrt(np.clip(es, 0.0, None))) @ vs.T
+    # eigenvalues of S at rounding level are zero: their square roots (~1e-8) would inject noise
+    es = np.where(es > es.size * np.finfo(np.float64).eps * max(es.max(initial=0.0), 0.0), es, 0.0)
+    root = (vs * np.sqrt(es)) @ vs.T
     a_mat = root @ h @ root
     a_mat = 0.5 * (a_mat + a_mat.T)
     a, q = np.linalg.eigh(a_mat)
