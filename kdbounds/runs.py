@@ -1,0 +1,124 @@
+"""Run cache (orchestration): one folder per distinct training configuration.
+
+``train_cached(cfg, cache_root, ...)`` trains into ``cache_root/<method>-<arch>-<id>/`` where
+``id`` = the first 12 hex digits of SHA-256 over the canonical JSON of
+
+* the config (:meth:`TrainConfig.to_dict`) with the method's hyper-parameters completed by their
+  defaults (so ``{}`` and ``{"T": 4.0}`` for KD are the same run) and the teacher path dropped,
+* the SHA-256 of the teacher checkpoint file's bytes (a retrained teacher at the same path is a
+  different run; a copied teacher at another path is the same run),
+* a fingerprint of preloaded ``data`` arrays when given (SHA-256 of their bytes).
+
+A finished run (``result.json`` with all epochs) is returned without training; an unfinished one is
+resumed from its checkpoint; ``run.json`` records the id and its ingredients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .distill.checkpoint import file_sha256
+from .distill.config import TrainConfig
+from .distill.methods import coerce_hparams, get_method
+from .distill.trainer import RESULT, EpochInfo, TrainResult, train
+
+__all__ = ["data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+
+
+def data_fingerprint(data: Sequence[Any]) -> str:
+    """SHA-256 (hex) over the dtype, shape and bytes of each array in ``data``."""
+    h = hashlib.sha256()
+    for a in data:
+        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def _with_teacher(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None) -> TrainConfig:
+    if teacher_ckpt is None:
+        return cfg
+    t = str(teacher_ckpt)
+    if cfg.teacher_ckpt is not None and Path(cfg.teacher_ckpt).resolve() != Path(t).resolve():
+        raise ValueError(f"teacher_ckpt={t!r} differs from cfg.teacher_ckpt={cfg.teacher_ckpt!r}; give one")
+    return cfg.replace(teacher_ckpt=t)
+
+
+def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
+            data: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The dict whose canonical JSON is hashed into the run id (see module docstring)."""
+    cfg = _with_teacher(cfg, teacher_ckpt)
+    d = cfg.to_dict()
+    d["method_kwargs"] = coerce_hparams(cfg.method, get_method(cfg.method).defaults, cfg.method_kwargs)
+    t = d.pop("teacher_ckpt")
+    key: dict[str, Any] = {"config": d, "teacher_sha256": None, "data": None}
+    if t is not None:
+        if not Path(t).is_file():
+            raise FileNotFoundError(f"teacher checkpoint {t!r} does not exist")
+        key["teacher_sha256"] = file_sha256(t)
+    if data is not None:
+        key["data"] = data_fingerprint(data)
+    return key
+
+
+def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
+           data: Sequence[Any] | None = None, _key: dict[str, Any] | None = None) -> str:
+    """12-hex-digit id of the run (see :func:`run_key`)."""
+    key = _key if _key is not None else run_key(cfg, teacher_ckpt, data)
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
+            data: Sequence[Any] | None = None) -> Path:
+    """``cache_root/<method>-<arch>-<id>``."""
+    return Path(cache_root) / f"{cfg.method}-{cfg.arch}-{run_id(cfg, teacher_ckpt, data)}"
+
+
+def load_cached(path: str | os.PathLike) -> TrainResult | None:
+    """The :class:`TrainResult` of a finished run folder, or None when unfinished/absent."""
+    p = Path(path) / RESULT
+    if not p.is_file():
+        return None
+    d = json.loads(p.read_text())
+    r = TrainResult.from_dict(d)
+    if r.epochs_completed != int(r.config.get("epochs", -1)):
+        return None
+    return r
+
+
+def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
+                 data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
+                 progress: bool = True, force: bool = False) -> TrainResult:
+    """Train ``cfg`` once per distinct configuration under ``cache_root`` (see module docstring).
+
+    Args:
+        cfg: the run's config; ``teacher_ckpt`` (or ``cfg.teacher_ckpt``) for methods with a teacher.
+        cache_root: folder holding one sub-folder per run.
+        data: optional preloaded ``(train_x, train_y, test_x, test_y)``; fingerprinted into the id.
+        callbacks, progress: passed to :func:`kdbounds.distill.train` (callbacks only run for epochs
+            actually trained now).
+        force: retrain from scratch even if a finished or partial run exists.
+    """
+    cfg = _with_teacher(cfg, teacher_ckpt)
+    key = run_key(cfg, None, data)
+    rid = run_id(cfg, _key=key)
+    out = Path(cache_root) / f"{cfg.method}-{cfg.arch}-{rid}"
+    if not force:
+        done = load_cached(out)
+        if done is not None:
+            return done
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"run_id": rid, "key": key}
+    tmp = out / "run.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, out / "run.json")
+    return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=not force)

@@ -1,0 +1,229 @@
+"""Command line: train a teacher, or distil a student from a teacher checkpoint.
+
+    python -m kdbounds.train teacher --arch resnet20 --preset cpu --out runs/teacher-r20
+    python -m kdbounds.train distill --method kd --teacher runs/teacher-r20/model.pt --arch resnet8 \\
+        --method-arg T=4 --preset cpu --out runs/kd-r8
+    python -m kdbounds.train --list-models | --list-methods
+
+Run ``python -m kdbounds.train teacher --help`` for every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EPILOG = """\
+examples:
+  # quick CPU check (500 images per class, 5 epochs, a few minutes on a laptop)
+  python -m kdbounds.train teacher --arch resnet20 --preset cpu --out runs/teacher-r20
+  # distil with Hinton KD (defaults gamma=0.1 alpha=0.9 T=4), overriding the temperature
+  python -m kdbounds.train distill --method kd --teacher runs/teacher-r20/model.pt \\
+      --arch resnet8 --method-arg T=2 --preset cpu --out runs/kd-r8
+  # the student alone under the same recipe (baseline)
+  python -m kdbounds.train teacher --arch resnet8 --preset cpu --out runs/ce-r8
+  # full CIFAR-100 recipe of CRD/RepDistiller (240 epochs, lr x0.1 at 150/180/210), on a GPU
+  python -m kdbounds.train teacher --arch resnet56 --dataset cifar100 --preset paper --out runs/r56
+
+presets (explicit options override them):
+  smoke  50 images/class, 1 epoch, batch 64                 (seconds: does everything run?)
+  cpu    500 images/class, 5 epochs, batch 64, cosine lr    (minutes on a CPU)
+  paper  full data, 240 epochs, batch 64, lr 0.05, x0.1 at 150/180/210 (RepDistiller/CRD)
+
+data: CIFAR is looked up in --data-root, then $KDBOUNDS_DATA, then standard places
+(python batches, cifar-10-python.tar.gz, or JPEG/PNG folders/tars).
+outputs in --out: log.jsonl (one line per epoch), checkpoint.pt (resume), model.pt (final model,
+the file to pass as --teacher), config.json, result.json. Re-running the same command resumes;
+the reported numbers are those of the LAST epoch. Without --out, runs go to a cache folder
+(--cache-root, default runs/) named by a hash of the configuration and reused when finished.
+"""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"n_per_class": 50, "epochs": 1, "batch_size": 64, "schedule": "constant"},
+    "cpu": {"n_per_class": 500, "epochs": 5, "batch_size": 64, "schedule": "cosine"},
+    "paper": {"epochs": 240, "batch_size": 64, "lr": 0.05, "schedule": "step",
+              "milestones": (150, 180, 210), "lr_gamma": 0.1},
+}
+
+
+def _kv(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"--method-arg expects NAME=VALUE (e.g. T=4); got {s!r}")
+    k, v = s.split("=", 1)
+    if not k.strip():
+        raise argparse.ArgumentTypeError(f"--method-arg expects NAME=VALUE; got {s!r}")
+    return k.strip(), v.strip()
+
+
+def _milestones(s: str) -> tuple[int, ...]:
+    try:
+        ms = tuple(int(x) for x in s.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--milestones expects epochs separated by commas, e.g. 150,180,210; "
+                                         f"got {s!r}") from None
+    if not ms:
+        raise argparse.ArgumentTypeError("--milestones needs at least one epoch")
+    return ms
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--arch", required=True, help="model name (see --list-models), e.g. resnet20, wrn_40_2, vgg8")
+    g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
+    g.add_argument("--data-root", default=None, help="folder with CIFAR (default: $KDBOUNDS_DATA, then standard places)")
+    g.add_argument("--n-per-class", type=int, default=None, help="train on this many images per class (default: all)")
+    g.add_argument("--val-per-class", type=int, default=None,
+                   help="hold out this many training images per class as a validation set (default 0)")
+    g.add_argument("--subset-seed", type=int, default=None, help="seed of the subset/validation draw (default 0)")
+    g.add_argument("--no-augment", action="store_true", help="disable random crop + flip")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a recipe; explicit options override it")
+    o.add_argument("--epochs", type=int, default=None, help="default 240 (paper recipe)")
+    o.add_argument("--batch-size", type=int, default=None, help="default 64")
+    o.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.05)")
+    o.add_argument("--momentum", type=float, default=None, help="default 0.9")
+    o.add_argument("--weight-decay", type=float, default=None, help="default 5e-4")
+    o.add_argument("--nesterov", action="store_true", default=None)
+    o.add_argument("--schedule", choices=["step", "cosine", "constant"], default=None, help="default step")
+    o.add_argument("--milestones", type=_milestones, default=None,
+                   help="epochs where lr is multiplied by --lr-gamma, e.g. 150,180,210 (default: 62.5/75/87.5%% of --epochs)")
+    o.add_argument("--lr-gamma", type=float, default=None, help="step-schedule factor (default 0.1)")
+    o.add_argument("--grad-clip", type=float, default=None, help="clip the global gradient norm (default off)")
+    o.add_argument("--seed", type=int, default=None, help="data order, augmentation and init (default 0)")
+    o.add_argument("--init-seed", type=int, default=None, help="separate seed for the initialisation")
+    o.add_argument("--method-arg", type=_kv, action="append", default=[], metavar="NAME=VALUE",
+                   help="method hyper-parameter, repeatable (see --list-methods), e.g. --method-arg T=4")
+    r = p.add_argument_group("run")
+    r.add_argument("--out", default=None, help="output folder (default: a cache folder under --cache-root)")
+    r.add_argument("--cache-root", default="runs", help="cache root when --out is not given (default runs/)")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default auto (CUDA if present)")
+    r.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast (CUDA only anyway)")
+    r.add_argument("--no-channels-last", action="store_true", help="disable channels-last (CUDA only anyway)")
+    r.add_argument("--eval-every", type=int, default=None, help="test every N epochs (always after the last)")
+    r.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kdbounds.train",
+        description="Train a CIFAR teacher, or distil a student from a frozen teacher with a pluggable "
+                    "method (ce = student alone, kd = Hinton KD, and the others of --list-methods).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list-models", action="store_true", help="print the model names and exit")
+    p.add_argument("--list-methods", action="store_true", help="print the methods with their hyper-parameters and exit")
+    sub = p.add_subparsers(dest="command", metavar="{teacher,distill}")
+    t = sub.add_parser("teacher", help="train a model with cross-entropy only (a teacher or a baseline student)",
+                       usage="python -m kdbounds.train teacher --arch NAME [--preset smoke|cpu|paper] [--out DIR] [options]",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(t)
+    d = sub.add_parser("distill", help="train a student from a frozen teacher checkpoint",
+                       usage="python -m kdbounds.train distill --method NAME --teacher CKPT --arch NAME "
+                             "[--method-arg K=V ...] [--out DIR] [options]",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--method", default="kd", help="distillation method (default kd; see --list-methods)")
+    d.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="teacher model.pt written by `teacher` (required by methods that use a teacher)")
+    _common(d)
+    return p
+
+
+_FIELDS = {  # argparse dest -> TrainConfig field
+    "dataset": "dataset", "data_root": "data_root", "n_per_class": "n_per_class",
+    "val_per_class": "val_per_class", "subset_seed": "subset_seed", "epochs": "epochs",
+    "batch_size": "batch_size", "lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay",
+    "nesterov": "nesterov", "schedule": "schedule", "milestones": "milestones", "lr_gamma": "lr_gamma",
+    "grad_clip": "grad_clip", "seed": "seed", "init_seed": "init_seed", "device": "device",
+    "eval_every": "eval_every",
+}
+
+
+def config_from_args(args: argparse.Namespace):
+    """TrainConfig from parsed arguments: TrainConfig defaults < preset < explicit options."""
+    from .distill import TrainConfig, get_method
+
+    kw: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    for dest, fld in _FIELDS.items():
+        v = getattr(args, dest, None)
+        if v is not None:
+            kw[fld] = v
+    if args.no_augment:
+        kw["augment"] = False
+    if args.no_amp:
+        kw["amp"] = False
+    if args.no_channels_last:
+        kw["channels_last"] = False
+    method = "ce" if args.command == "teacher" else args.method
+    cls = get_method(method)  # ValueError listing valid names
+    mkw = dict(args.method_arg)
+    if len(mkw) != len(args.method_arg):
+        raise ValueError("a --method-arg name is given twice")
+    if args.command == "distill":
+        if cls.requires_teacher and not args.teacher:
+            raise ValueError(f"method {method!r} needs --teacher CKPT (a model.pt written by the `teacher` command)")
+        if args.teacher:
+            if not Path(args.teacher).is_file():
+                raise ValueError(f"--teacher {args.teacher!r}: no such file")
+            kw["teacher_ckpt"] = str(Path(args.teacher))
+    return TrainConfig(arch=args.arch, method=method, method_kwargs=mkw, **kw)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models or args.list_methods:
+        if args.list_models:
+            from .models import available_models
+            print("\n".join(available_models()))
+        if args.list_methods:
+            from .distill import describe_methods
+            print(describe_methods())
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    import torch
+
+    from .distill import ConfigMismatchError, TrainingDiverged, train
+    from .runs import train_cached
+
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError("--threads must be ≥ 1")
+            torch.set_num_threads(args.threads)
+        from .models import available_models
+        if args.arch.strip().lower().replace("-", "_") not in available_models():
+            raise ValueError(f"unknown --arch {args.arch!r}; valid: {', '.join(available_models())}")
+        cfg = config_from_args(args)
+        progress = not args.no_progress
+        if args.out:
+            result = train(cfg, args.out, progress=progress, resume=not args.no_resume)
+        else:
+            result = train_cached(cfg, args.cache_root, progress=progress, force=args.no_resume)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"{sub.prog}: error: {e}\n(see `{sub.prog} --help`)", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\ninterrupted; re-run the same command to resume from the last completed epoch", file=sys.stderr)
+        return 130
+    f = result.final
+    summary = {"out_dir": result.paths["out_dir"], "model": result.paths["model"],
+               "epochs": result.epochs_completed, "test_acc": f.get("test_acc"), "test_loss": f.get("test_loss"),
+               "train_acc": f.get("train_acc"), "train_loss": f.get("train_loss")}
+    if "val_acc" in f:
+        summary["val_acc"] = f["val_acc"]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
