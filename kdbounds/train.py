@@ -159,9 +159,13 @@ def config_from_args(args: argparse.Namespace):
         kw["channels_last"] = False
     method = "ce" if args.command == "teacher" else args.method
     cls = get_method(method)  # ValueError listing valid names
-    mkw = dict(args.method_arg)
-    if len(mkw) != len(args.method_arg):
+    from .distill.methods import coerce_hparams
+
+    raw = dict(args.method_arg)
+    if len(raw) != len(args.method_arg):
         raise ValueError("a --method-arg name is given twice")
+    typed = coerce_hparams(method, cls.defaults, raw)  # parse strings as the defaults' types
+    mkw = {k: typed[k] for k in raw}
     if args.command == "distill":
         if cls.requires_teacher and not args.teacher:
             raise ValueError(f"method {method!r} needs --teacher CKPT (a model.pt written by the `teacher` command)")
