@@ -339,7 +339,7 @@ def served_archive(tmp_path):
     arch = tar_dir(d, site / "cifar-10-python.tar.gz", d.name)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                              functools.partial(_QuietHandler, directory=str(site)))
-    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     t.start()
     try:
         yield {"url": f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz",
@@ -393,3 +393,51 @@ def test_load_with_download_flag(tmp_path, served_archive, monkeypatch):
     x, y = load_cifar("cifar10", root=root, download=True)
     np.testing.assert_array_equal(x, served_archive["ref"]["train"][0])
     np.testing.assert_array_equal(y, served_archive["ref"]["train"][1])
+
+
+# ------------------------------------------------------------------------------------------------
+# tar reading: fast header walk against tarfile, fallbacks, corruption
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("compression", ["", "gz", "xz"])
+def test_tar_members_match_tarfile(tmp_path, fmt, compression):
+    rng = np.random.default_rng(0)
+    names = ["a/train/cat/1.jpg", "a/test/dog/22.png", "d" * 60 + "/" + "e" * 60 + "/f.bin"]
+    if fmt != tarfile.USTAR_FORMAT:
+        names.append("g" * 150 + ".bin")  # long name: GNU 'L' / pax header -> tarfile fallback
+    contents = {nm: rng.integers(0, 256, int(rng.integers(0, 1500)), dtype=np.uint8).tobytes() for nm in names}
+    path = tmp_path / ("x.tar" + (f".{compression}" if compression else ""))
+    with tarfile.open(path, f"w:{compression}", format=fmt) as tf:
+        for nm, b in contents.items():
+            info = tarfile.TarInfo(nm)
+            info.size = len(b)
+            tf.addfile(info, io.BytesIO(b))
+        d = tarfile.TarInfo("a/emptydir")
+        d.type = tarfile.DIRTYPE
+        tf.addfile(d)
+    assert dict(cf._iter_tar(path)) == contents
+    fast = cf._fast_tar_index(cf._decompress_all(path))
+    assert (fast is None) == (fmt != tarfile.USTAR_FORMAT)  # long names need the tarfile fallback
+
+
+def test_tar_header_checksum_corruption(tmp_path):
+    path = tmp_path / "cifar10-jpg.tar"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for i in range(3):
+            info = tarfile.TarInfo(f"cifar10-jpg/train/cat/{i}.jpg")
+            info.size = 10
+            tf.addfile(info, io.BytesIO(bytes(10)))
+    raw = bytearray(path.read_bytes())
+    raw[1024 + 5] ^= 1  # a name byte of the second header
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptArchiveError, match="cifar10-jpg.tar"):
+        dict(cf._iter_tar(path))
+
+
+def test_root_may_be_the_archive_itself(tmp_path):
+    ref = write_image_folder(tmp_path / "dir", "cifar10-png", CIFAR10_CLASSES, ".png")
+    arch = tar_dir(tmp_path / "dir" / "cifar10-png", tmp_path / "anything.tar.gz", "cifar10-png")
+    x, y = load_cifar("cifar10", root=arch, split="test")
+    np.testing.assert_array_equal(x, ref["test"][0])
+    np.testing.assert_array_equal(y, ref["test"][1])

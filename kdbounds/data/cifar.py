@@ -297,6 +297,7 @@ def _atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -420,6 +421,58 @@ def _decompress_all(path: Path) -> bytes:
     return raw
 
 
+_ZERO_BLOCK = bytes(512)
+_PLAIN_TYPES = (b"0", b"\0", b"7")  # regular files
+_SKIP_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, directories, fifos
+
+
+def _fast_tar_index(data: bytes) -> list[tuple[str, int, int]] | None:
+    """``(name, data offset, size)`` of the regular files of an uncompressed ustar / GNU tar.
+
+    A minimal header walk (name at 0..100, size (octal) at 124..136, type at 156, POSIX prefix at
+    345..500), ~10x faster than :mod:`tarfile` on 60k tiny members. Header checksums are verified
+    (vectorised). Returns ``None`` (caller falls back to :mod:`tarfile`) on anything it does not handle:
+    pax / GNU long-name headers, sparse files, base-256 sizes, a missing end-of-archive marker.
+    """
+    out: list[tuple[str, int, int]] = []
+    headers: list[int] = []
+    stored: list[int] = []
+    off, n = 0, len(data)
+    while True:
+        if off + 512 > n:
+            return None
+        hdr = data[off:off + 512]
+        if hdr == _ZERO_BLOCK:
+            break
+        typ = hdr[156:157]
+        try:
+            size = int(hdr[124:136].rstrip(b"\0 ").strip() or b"0", 8)
+            stored.append(int(hdr[148:156].rstrip(b"\0 ").strip() or b"0", 8))
+        except ValueError:
+            return None
+        name = hdr[:100].split(b"\0", 1)[0]
+        if hdr[257:263] == b"ustar\0":
+            prefix = hdr[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        if typ in _PLAIN_TYPES:
+            if off + 512 + size > n:
+                raise EOFError(f"member {name!r} extends past the end of the archive")
+            out.append((name.decode("utf-8", "surrogateescape"), off + 512, size))
+        elif typ not in _SKIP_TYPES:
+            return None
+        headers.append(off)
+        off += 512 + -(-size // 512) * 512
+    if headers:
+        arr = np.frombuffer(data, dtype=np.uint8, count=(n // 512) * 512).reshape(-1, 512)
+        blocks = arr[np.asarray(headers, dtype=np.int64) // 512]  # headers are 512-aligned
+        sums = blocks.sum(1, dtype=np.int64) - blocks[:, 148:156].sum(1, dtype=np.int64) + 8 * 32
+        if not np.array_equal(sums, np.asarray(stored, dtype=np.int64)):
+            bad = headers[int(np.flatnonzero(sums != np.asarray(stored))[0])]
+            raise tarfile.ReadError(f"bad header checksum at byte {bad}")
+    return out
+
+
 def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
     """Yield ``(member name, content)`` for every regular file of a (compressed) tar archive.
 
@@ -430,6 +483,11 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
         if path.stat().st_size <= _IN_MEMORY_LIMIT:
             data = _decompress_all(path)
             buf = memoryview(data)
+            index = _fast_tar_index(data)
+            if index is not None:
+                for name, start, size in index:
+                    yield name, bytes(buf[start:start + size])
+                return
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
                 for m in tf:
                     if m.isfile():
