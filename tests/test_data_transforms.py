@@ -176,3 +176,13 @@ def test_bad_inputs():
         TensorLoader(x, y.astype(float), 2)
     with pytest.raises(ValueError, match="shape \\(N, H, W, C\\)"):
         TensorLoader(x.transpose(0, 3, 1, 2).copy(), y, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_equal_cpu_batches():
+    x, y = images(64, 9), np.arange(64)
+    cpu = _epoch(TensorLoader(x, y, 16, augment=True, seed=4))
+    gpu = TensorLoader(x, y, 16, augment=True, seed=4, device="cuda", channels_last=True)
+    out = _epoch(gpu)
+    assert out[0][0].device.type == "cuda" and out[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert _same(cpu, [(a.cpu(), b.cpu()) for a, b in out])

@@ -145,6 +145,11 @@ class TensorLoader:
     the epoch of the next iteration; ``state_dict()`` / ``load_state_dict()`` record the epoch and the
     number of batches already yielded, so a resumed loader continues mid-epoch with the same batches.
     ``channels_last=True`` returns ``x`` in ``torch.channels_last`` memory format.
+
+    The per-epoch plan (order, crop offsets, flips) is drawn on the CPU and moved to ``device`` once,
+    so CPU and CUDA loaders with the same seed yield the same batches. Leaving a ``for`` loop early
+    leaves the loader mid-epoch: the next iteration continues that epoch (call ``set_epoch`` to
+    restart). Each batch costs one ``index_select`` of ``B*H*W`` pixel rows plus elementwise ops.
     """
 
     def __init__(self, images, labels, batch_size: int, shuffle: bool = True, augment: bool = False,
