@@ -441,3 +441,31 @@ def test_root_may_be_the_archive_itself(tmp_path):
     x, y = load_cifar("cifar10", root=arch, split="test")
     np.testing.assert_array_equal(x, ref["test"][0])
     np.testing.assert_array_equal(y, ref["test"][1])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock is POSIX")
+def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
+    ref, _ = write_batches_dir(tmp_path / "root", "cifar10")
+    real_decode, calls = cf.decode_source, []
+
+    def slow_decode(src):
+        calls.append(src)
+        import time
+
+        time.sleep(0.3)
+        return real_decode(src)
+
+    monkeypatch.setattr(cf, "decode_source", slow_decode)
+    results = {}
+
+    def work(split):
+        results[split] = load_cifar("cifar10", root=tmp_path / "root", split=split)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in ("train", "test", "train")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(results["test"][0], ref["test"][0])
+    np.testing.assert_array_equal(results["train"][1], ref["train"][1])

@@ -45,11 +45,11 @@ def test_sizes_and_balance(real):
 
 def test_channel_statistics(real):
     x, _ = real["train"]
-    flat = x.reshape(-1, 3)
+    flat = torch.from_numpy(x).view(-1, 3)
     v = np.arange(256) / 255.0
     mean, std = [], []
     for c in range(3):  # exact moments from the histogram of pixel values
-        h = np.bincount(flat[:, c], minlength=256).astype(np.float64)
+        h = torch.bincount(flat[:, c], minlength=256).numpy().astype(np.float64)
         m = (h @ v) / h.sum()
         mean.append(m)
         std.append(np.sqrt((h @ (v - m) ** 2) / h.sum()))

@@ -25,6 +25,7 @@ writes are atomic (temporary file + ``os.replace``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -305,6 +306,30 @@ def _atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
         except OSError:
             pass
         raise
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path):
+    """Exclusive advisory lock (POSIX ``flock``) so parallel test workers decode a source once.
+
+    Best effort: without ``fcntl`` or a writable cache directory it does nothing.
+    """
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+b")
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        f.close()  # closing releases the lock
 
 
 def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -663,13 +688,17 @@ def load_cifar(name: str, root: str | os.PathLike | None = None, split: str = "t
             raise
         download_cifar(name, _download_root(root))
         src = find_cifar(name, _download_root(root))
-    key = _source_key(src) if cache else ""
-    if cache:
-        hit = _read_cache(_cache_path(src, split, key))
+    if not cache:
+        return decode_source(src)[split]
+    key = _source_key(src)
+    hit = _read_cache(_cache_path(src, split, key))
+    if hit is not None:
+        return hit
+    with _cache_lock(cache_dir() / f"{src.name}-{src.kind}-{key}.lock"):
+        hit = _read_cache(_cache_path(src, split, key))  # another process may have decoded meanwhile
         if hit is not None:
             return hit
-    decoded = decode_source(src)
-    if cache:
+        decoded = decode_source(src)
         for s, (x, y) in decoded.items():
             try:
                 _atomic_write_npz(_cache_path(src, s, key), images=x, labels=y)
@@ -714,7 +743,7 @@ def download_cifar(name: str, root: str | os.PathLike | None = None, url: str | 
         return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest_dir)
-    h = hashlib.new(algo)
+    h = _hasher(algo)
     try:
         with os.fdopen(fd, "wb") as f:
             try:
@@ -750,8 +779,12 @@ def download_cifar(name: str, root: str | os.PathLike | None = None, url: str | 
     return dest
 
 
+def _hasher(algo: str):
+    return hashlib.new(algo, usedforsecurity=False)  # integrity check, not security (works under FIPS)
+
+
 def _file_digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
+    h = _hasher(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
