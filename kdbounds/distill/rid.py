@@ -38,13 +38,14 @@ three distilled layers (outputs of the three WRN groups).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .methods import DistillMethod, build_sgd, feature_shapes, register_method
+from .methods import DistillMethod, build_sgd, feature_shapes, lr_multiplier, register_method
 from .vid import (as_bool, as_choice, as_float, as_int, as_int_tuple, get_features,
                   match_spatial, require_feature_model, select_stage_pairs, upcast)
 
@@ -195,6 +196,16 @@ def rid_phase2_loss(student_logits: torch.Tensor, y: torch.Tensor,
         reg = reg + (pen + d.pow(2) / sb).mean()
     loss = lam1 * ce + lam2 * reg
     return loss, {"ce": ce.detach(), "rid_reg": reg.detach()}
+
+
+class _EpochLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR that does not warn when stepped in an epoch where its optimiser did not step
+    (RID's phase-1 optimiser is idle in phase 2 and vice versa)."""
+
+    def step(self, *args, **kwargs):  # noqa: D401
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            return super().step(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,12 +378,15 @@ class RID(DistillMethod):
                 build_sgd(self.phase2_parameters(student), cfg, nesterov=self.nesterov)]
 
     def configure_schedulers(self, optimizers, cfg):
-        """Per-epoch LambdaLR with the paper's multipliers (or the config's schedule)."""
-        if self.lr_schedule == "config":
-            return super().configure_schedulers(optimizers, cfg)
+        """Per-epoch LambdaLR with the paper's multipliers (or the config's schedule).
+
+        Both schedulers are stepped every epoch, also in epochs where their optimiser does not
+        step (the schedule is a function of the epoch, not of the optimiser's steps).
+        """
         epochs = int(cfg.epochs)
-        return [torch.optim.lr_scheduler.LambdaLR(o, lambda e: rid_lr_multiplier(e, epochs))
-                for o in optimizers]
+        if self.lr_schedule == "config":
+            return [_EpochLambdaLR(o, lambda e: lr_multiplier(e, cfg)) for o in optimizers]
+        return [_EpochLambdaLR(o, lambda e: rid_lr_multiplier(e, epochs)) for o in optimizers]
 
     # -- forward pieces -----------------------------------------------------------------------
     def _diffs(self, ft: Sequence[torch.Tensor], fs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
