@@ -280,14 +280,21 @@ def _psi_mult(lam: float, a: np.ndarray, b2: np.ndarray, mult: int) -> float:
     return float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
 
 
+def _log_sigmoid(z: float) -> float:
+    """``log(1 / (1 + exp(-z)))`` without overflow."""
+    return -math.log1p(math.exp(-z)) if z > -30.0 else z - math.log1p(math.exp(z))
+
+
 def _dv_upper(k: float, a: np.ndarray, b2: np.ndarray, mult: int) -> tuple[float, float]:
     """``inf_{lam>0} (K + psi(lam)) / lam`` and its argmin (see :func:`gaussian_quadratic_bound`).
 
     The objective is quasi-convex in lam (sublevel sets ``{K + psi <= t lam}`` are convex), so a
     bounded Brent search on a monotone reparametrisation finds the global minimum.  With
     ``c_+ = max(a, 0) > 0`` we use ``lam = sigmoid(z) / c_+`` so that ``1 - lam a_i =
-    sigmoid(-z) + sigmoid(z) (1 - a_i / c_+)`` is computed without cancellation near the pole; with
-    ``c_+ = 0`` we use ``lam = exp(z)``.
+    sigmoid(-z) + lam (c_+ - a_i)`` is a sum of non-negative terms, exact near the pole; with
+    ``c_+ = 0`` we use ``lam = exp(z)``.  lam itself is formed in the log domain.  The search
+    window is 60 e-folds either side of the sub-gamma optimum ``1 / (c_+ + sqrt(v / (2K)))``, which
+    is also evaluated as a candidate.
     """
     v = float(mult * 0.5 * np.sum(a * a) + np.sum(b2))
     if k == 0.0 or v == 0.0:
@@ -295,27 +302,35 @@ def _dv_upper(k: float, a: np.ndarray, b2: np.ndarray, mult: int) -> tuple[float
         # as lam -> inf for psi == 0).
         return 0.0, (0.0 if k == 0.0 else math.inf)
     c_plus = float(max(a.max(initial=0.0), 0.0))
-    # sub-gamma optimum as the centre of the search window
-    lam_sg = 1.0 / (c_plus + math.sqrt(v / (2.0 * k)))
+    gap = c_plus - a  # >= 0 exactly in floating point
+    # log of the sub-gamma optimum lam_sg = 1 / (c_+ + sqrt(v / (2K))), overflow-free
+    log_root = 0.5 * (math.log(v) - math.log(2.0 * k))  # log sqrt(v / (2K))
+    log_lam_sg = -(log_root + math.log1p(c_plus * math.exp(-log_root))) if c_plus > 0.0 else -log_root
+    log_lam_sg = min(max(log_lam_sg, -640.0), 640.0)
+
+    def terms(lam: float, om: np.ndarray) -> float:
+        x = lam * a
+        return float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
 
     if c_plus > 0.0:
-        ratio = a / c_plus
+        log_cp = math.log(c_plus)
 
         def lam_of(z: float) -> float:
-            return 1.0 / (1.0 + math.exp(-z)) / c_plus if z > -700 else math.exp(z) / c_plus
+            return math.exp(_log_sigmoid(z) - log_cp)
 
         def objective(z: float) -> float:
-            s_pos = 1.0 / (1.0 + math.exp(-z)) if z > -700 else math.exp(z)
-            s_neg = 1.0 / (1.0 + math.exp(z)) if z < 700 else math.exp(-z)
-            lam = s_pos / c_plus
-            om = s_neg + s_pos * (1.0 - ratio)
-            x = lam * a
-            psi = float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
-            return (k + psi) / lam
+            log_lam = _log_sigmoid(z) - log_cp
+            lam = math.exp(log_lam)
+            s_neg = math.exp(_log_sigmoid(-z))
+            om = s_neg + lam * gap
+            return k * math.exp(-log_lam) + terms(lam, om) / lam
 
-        u = lam_sg * c_plus
-        z0 = math.log(u) - math.log1p(-u)
-        lo, hi = z0 - 60.0, min(z0 + 60.0, 700.0)
+        # z0 = logit(lam_sg c_+)
+        log_u = log_lam_sg + log_cp
+        z0 = log_u - math.log1p(-math.exp(log_u)) if log_u < -1e-300 else 700.0
+        lo = max(z0 - 60.0, log_cp - 690.0)  # keeps lam = sigmoid(z) / c_+ >= e^-690
+        hi = min(z0 + 60.0, 700.0)
+        z0 = min(max(z0, lo), hi)
     else:
 
         def lam_of(z: float) -> float:
@@ -323,22 +338,19 @@ def _dv_upper(k: float, a: np.ndarray, b2: np.ndarray, mult: int) -> tuple[float
 
         def objective(z: float) -> float:
             lam = math.exp(z)
-            x = lam * a
-            om = 1.0 - x
-            psi = float(np.sum(0.5 * mult * _phi_neg_log(om, x) + 0.5 * lam * lam * b2 / om))
-            return (k + psi) / lam
+            om = 1.0 - lam * a
+            return k * math.exp(-z) + terms(lam, om) / lam
 
-        z0 = math.log(lam_sg)
-        lo, hi = z0 - 60.0, min(z0 + 60.0, 300.0)
+        z0 = log_lam_sg
+        lo, hi = max(z0 - 60.0, -690.0), min(z0 + 60.0, 300.0)
 
     res = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-11, "maxiter": 500})
     z_best, f_best = float(res.x), float(res.fun)
-    # guard: Brent's bounded method never evaluates the endpoints, and the starting point is a
-    # valid candidate too
-    for z in (z0,):
-        fz = objective(z)
-        if fz < f_best:
-            z_best, f_best = z, fz
+    # Brent's bounded method never evaluates the window's ends; the sub-gamma optimum is a valid
+    # candidate too (it guarantees exact <= sub-gamma up to rounding)
+    f0 = objective(z0)
+    if f0 < f_best:
+        z_best, f_best = z0, f0
     return f_best, lam_of(z_best)
 
 
@@ -351,7 +363,8 @@ class GaussianQuadraticBound:
     ``subgamma_lower = -sqrt(2 v K) - c_minus K`` are their relaxations, with
     ``v = Var_T f = ||b'||^2 + ||A||_F^2 / 2`` and ``c_+- = max(lambda_max(+-A), 0)``.
     ``lambda_upper`` / ``lambda_lower`` are the optimal lam (0 when K = 0; inf when the infimum is
-    approached at lam -> inf).  ``trace_a = tr A = tr(H S)`` gives ``gen(T) = f(m) + trace_a / 2``.
+    approached at lam -> inf; a very large finite lam when
+    the search window ends there).  ``trace_a = tr A = tr(H S)`` gives ``gen(T) = f(m) + trace_a / 2``.
     """
 
     divergence: float

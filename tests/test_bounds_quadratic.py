@@ -392,3 +392,28 @@ def test_validation_messages():
     r = gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b)
     with pytest.raises(ValueError, match="sigma"):
         r.k0(-1.0)
+
+
+@pytest.mark.parametrize(
+    "a,b,k",
+    [
+        ([1e-300, -1.0], [0.3, 0.2], 0.5),  # c_+ at the underflow edge
+        ([5e-324, -1.0], [0.3, 0.2], 0.5),  # subnormal c_+
+        ([1.0, -1e-310], [1.0, 1.0], 1e-300),  # tiny K
+        ([1e5, -3.0], [1e5, 1.0], 1e-300),
+        ([1e-3], [1e-150], 1e300),  # huge K: slope c_+
+        ([2.0], [0.0], 1e-12),
+    ],
+)
+def test_extreme_scales_are_finite_and_ordered(a, b, k):
+    r = gaussian_quadratic_bound(k, eigenvalues=a, b_proj=b)
+    vals = [r.upper, r.lower, r.subgamma_upper, r.subgamma_lower, r.lambda_upper, r.lambda_lower]
+    assert all(math.isfinite(x) for x in vals)
+    tol = 1e-12 * abs(r.subgamma_upper)
+    assert 0 < r.upper <= r.subgamma_upper + tol
+    assert r.subgamma_lower - 1e-12 * abs(r.subgamma_lower) <= r.lower < 0
+    # a c_+ at the underflow edge behaves as c_+ = 0
+    if a[0] <= 1e-300:
+        r0 = gaussian_quadratic_bound(k, eigenvalues=[0.0] + list(a[1:]), b_proj=b)
+        assert r.upper == pytest.approx(r0.upper, rel=1e-9)
+        assert r.lower == pytest.approx(r0.lower, rel=1e-9)
