@@ -213,7 +213,7 @@ def _sources_in(root: Path, name: str) -> list[CifarSource]:
     if root.is_file():
         if root.name == _ARCHIVE_NAME[name]:
             found.append(CifarSource(name, "batches_tar", root))
-        elif _is_tar_name(root):
+        elif _is_tar_name(root) and root.name not in _ARCHIVE_NAME.values():
             found.append(CifarSource(name, "image_tar", root))
         return found
     if not root.is_dir():
@@ -332,14 +332,17 @@ def _cache_lock(path: Path):
         f.close()  # closing releases the lock
 
 
-def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def _read_cache(path: Path, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cached ``(images, labels)`` or ``None`` if absent, unreadable or malformed (then it is rebuilt)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return np.ascontiguousarray(z["images"]), np.ascontiguousarray(z["labels"])
+            x, y = np.ascontiguousarray(z["images"]), np.ascontiguousarray(z["labels"])
+        _validate(name, str(path), x, y)
     except Exception:  # unreadable cache: rebuild from the (real) source
         return None
+    return x, y
 
 
 # --------------------------------------------------------------------------------------------
@@ -691,11 +694,11 @@ def load_cifar(name: str, root: str | os.PathLike | None = None, split: str = "t
     if not cache:
         return decode_source(src)[split]
     key = _source_key(src)
-    hit = _read_cache(_cache_path(src, split, key))
+    hit = _read_cache(_cache_path(src, split, key), src.name)
     if hit is not None:
         return hit
     with _cache_lock(cache_dir() / f"{src.name}-{src.kind}-{key}.lock"):
-        hit = _read_cache(_cache_path(src, split, key))  # another process may have decoded meanwhile
+        hit = _read_cache(_cache_path(src, split, key), src.name)  # another process may have decoded meanwhile
         if hit is not None:
             return hit
         decoded = decode_source(src)
