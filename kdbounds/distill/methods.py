@@ -247,7 +247,10 @@ class DistillMethod(nn.Module):
     # -- the one thing most methods implement
     def loss(self, x: Tensor, y: Tensor, s_out: Tensor | FeatureOutput,
              t_out: Tensor | FeatureOutput | None, epoch: int) -> tuple[Tensor, dict[str, Any]]:
-        """Return ``(scalar loss, {part name: float or detached 0-dim tensor})``."""
+        """Return ``(scalar loss, {part name: float or detached 0-dim tensor})``.
+
+        ``epoch`` is 0-based; ``x`` is the normalised (augmented) input batch, ``y`` the labels.
+        """
         raise NotImplementedError
 
     # -- overridable pieces of the training loop

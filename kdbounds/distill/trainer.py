@@ -323,6 +323,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
              "log": str(out / LOG), "config": str(out / CONFIG), "result": str(out / RESULT)}
 
     ckpt = None
+    if not resume:  # start over: drop the previous run's files so a later resume cannot pick them up
+        for name in (CHECKPOINT, MODEL, RESULT):
+            (out / name).unlink(missing_ok=True)
     if resume and (out / CHECKPOINT).is_file():
         ckpt = read_checkpoint(out / CHECKPOINT)
         if ckpt.get("format") != TRAIN_FORMAT:
