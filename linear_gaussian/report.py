@@ -1,0 +1,192 @@
+"""Sweeps and figures for the linear-Gaussian trade-off experiment (pure computation + matplotlib
+figures; writing files is the caller's job).
+
+``run_sweeps(config)`` returns one row per (sweep, value, seed) with the three terms of
+``K = B + R_r + V`` (theory.md §3.4), the exact gap difference ``gen(S|D) - gen(T|D)`` and every bound
+of theory.md §4 with its tightness ratio.  ``summarize(rows)`` fits the log-log slopes of the terms
+against n (expected: R_r ~ n^1, B ~ n^-1, V ~ n^0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from .divergence import decompose
+from .model import random_problem, student_kernel, teacher_kernel
+from .risk import instantiated_bounds
+
+__all__ = ["TradeoffConfig", "run_sweeps", "summarize", "plot_terms", "plot_bounds", "SWEEPS"]
+
+SWEEPS = ("rank", "n", "tau_ratio", "lam_S")
+
+
+@dataclass(frozen=True)
+class TradeoffConfig:
+    """Base instance and sweep grids.  ``tau_T = nu^2`` (Bayes teacher) unless given;
+    ``tau_S = tau_ratio * tau_T``.  Every sweep varies one knob from the base values."""
+
+    d: int = 20
+    k: int = 8
+    n: int = 200
+    nu: float = 0.5
+    cond: float = 10.0
+    w_rank: int | None = None
+    lam_T: float = 1.0
+    lam_S: float = 1.0
+    tau_T: float | None = None
+    tau_ratio: float = 2.0
+    rank: int = 2
+    labels: str = "deterministic"
+    metric: str = "teacher"
+    ranks: tuple[int, ...] | None = None  # None: 0..min(k, d)
+    ns: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600, 3200)
+    tau_ratios: tuple[float, ...] = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
+    lam_Ss: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    @classmethod
+    def quick(cls) -> "TradeoffConfig":
+        return cls(d=8, k=4, n=100, ns=(25, 100, 400), tau_ratios=(0.5, 1.0, 2.0), lam_Ss=(0.1, 1.0, 10.0), seeds=(0,))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _row(cfg: TradeoffConfig, sweep: str, x: float, seed: int, **over: Any) -> dict[str, Any]:
+    p = {**asdict(cfg), **over}
+    rng = np.random.default_rng([seed, 0])
+    prob = random_problem(cfg.d, cfg.k, int(p["n"]), cfg.nu, rng, cond=cfg.cond, w_rank=cfg.w_rank)
+    data_rng = np.random.default_rng([seed, 1, int(p["n"])])
+    data = prob.sample(data_rng)
+    tau_T = cfg.nu**2 if cfg.tau_T is None else cfg.tau_T
+    tau_S = float(p["tau_ratio"]) * tau_T
+    T = teacher_kernel(data, p["lam_T"], tau_T)
+    S = student_kernel(data, T, p["lam_S"], tau_S, rank=int(p["rank"]), labels=cfg.labels, metric=cfg.metric,
+                       rng=np.random.default_rng([seed, 2]), nu=cfg.nu)
+    dec = decompose(S, T, int(p["rank"]))
+    b = instantiated_bounds(prob, data, T, S)
+    return {
+        "sweep": sweep, "x": float(x), "seed": seed, "d": cfg.d, "k": cfg.k, "n": int(p["n"]), "rank": int(p["rank"]),
+        "lam_T": float(p["lam_T"]), "lam_S": float(p["lam_S"]), "tau_T": tau_T, "tau_S": tau_S,
+        "total": dec.total, "bias": dec.bias, "rank_bottleneck": dec.rank_bottleneck, "variance": dec.variance,
+        "gen_teacher": b.gen_teacher, "gen_student": b.gen_student, "gap_difference": b.gap_difference,
+        "var_teacher": b.var_teacher,
+        "theorem3b_upper": b.theorem3b_upper, "theorem3b_lower": b.theorem3b_lower,
+        "subgamma_upper": b.subgamma_upper, "subgamma_lower": b.subgamma_lower,
+        "theorem1_bound": b.theorem1_bound, "theorem3a_bound": b.theorem3a_bound,
+        "theorem2_lower_gen_student": b.theorem2_lower_gen_student,
+        "ratio_theorem3b": b.ratio_theorem3b, "ratio_subgamma": b.ratio_subgamma,
+        "ratio_theorem1": b.ratio_theorem1, "ratio_theorem3a": b.ratio_theorem3a,
+        "theorem3b_holds": b.theorem3b_holds,
+    }
+
+
+def _jobs(cfg: TradeoffConfig) -> list[tuple[str, float, int, dict[str, Any]]]:
+    ranks = cfg.ranks if cfg.ranks is not None else tuple(range(min(cfg.k, cfg.d) + 1))
+    jobs: list[tuple[str, float, int, dict[str, Any]]] = []
+    for s in cfg.seeds:
+        jobs += [("rank", r, s, {"rank": r}) for r in ranks]
+        jobs += [("n", n, s, {"n": n}) for n in cfg.ns]
+        jobs += [("tau_ratio", t, s, {"tau_ratio": t}) for t in cfg.tau_ratios]
+        jobs += [("lam_S", lam, s, {"lam_S": lam}) for lam in cfg.lam_Ss]
+    return jobs
+
+
+def run_sweeps(cfg: TradeoffConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """All sweep rows (a tqdm bar when ``progress``)."""
+    jobs = _jobs(cfg)
+    it: Iterable = jobs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(jobs, desc="linear-Gaussian sweeps", unit="inst")
+    return [_row(cfg, sweep, x, seed, **over) for sweep, x, seed, over in it]
+
+
+def _mean_by_x(rows: list[dict[str, Any]], sweep: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
+    m, se = [], []
+    for x in xs:
+        v = np.array([r[key] for r in rows if r["sweep"] == sweep and r["x"] == x and r[key] is not None], float)
+        m.append(v.mean() if v.size else np.nan)
+        se.append(v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0)
+    return np.array(xs, float), np.array(m), np.array(se)
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Log-log slopes vs n of R_r, B, V (expected 1, -1, 0) and bound validity / tightness."""
+    out: dict[str, Any] = {}
+    for key in ("rank_bottleneck", "bias", "variance", "total"):
+        x, m, _ = _mean_by_x(rows, "n", key)
+        ok = (m > 0) & np.isfinite(m)
+        out[f"slope_{key}_vs_n"] = float(np.polyfit(np.log(x[ok]), np.log(m[ok]), 1)[0]) if ok.sum() >= 2 else None
+    out["all_theorem3b_hold"] = all(r["theorem3b_holds"] for r in rows)
+    for key in ("ratio_theorem3b", "ratio_subgamma", "ratio_theorem1", "ratio_theorem3a"):
+        v = np.array([r[key] for r in rows if r[key] is not None], float)
+        out[f"median_{key}"] = float(np.median(v)) if v.size else None
+    out["n_rows"] = len(rows)
+    return out
+
+
+def _xaxis(ax: Any, rows: list[dict[str, Any]], sweep: str, logx: bool) -> None:
+    if logx:
+        ax.set_xscale("log")
+        xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{x:g}" for x in xs], fontsize=7)
+        ax.minorticks_off()
+
+
+def plot_terms(rows: list[dict[str, Any]], sweep: str, logx: bool = False, logy: bool = True):
+    """Figure: total, bias, rank bottleneck, variance (mean over seeds, +- SE) against ``sweep``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for key, label in (("total", "K"), ("bias", "B"), ("rank_bottleneck", "R_r"), ("variance", "V")):
+        x, m, se = _mean_by_x(rows, sweep, key)
+        ax.errorbar(x, m, yerr=se, marker="o", ms=3, capsize=2, label=label)
+    _xaxis(ax, rows, sweep, logx)
+    if logy:
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_ylim(bottom=0.0)
+    ax.set_xlabel(sweep)
+    ax.set_ylabel("nats")
+    ax.set_title(f"K = B + R_r + V vs {sweep}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_bounds(rows: list[dict[str, Any]], sweep: str, logx: bool = False):
+    """Figure: exact gap difference and the bounds (3B exact DV, sub-gamma, Th.1, Th.3A) vs ``sweep``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    x, m, se = _mean_by_x(rows, sweep, "gap_difference")
+    ax.errorbar(x, m, yerr=se, color="k", marker="o", ms=3, capsize=2, label="gen(S|D) - gen(T|D) (exact)")
+    styles = (("theorem3b_upper", "Th.3B exact DV", "C0", "-"), ("theorem3b_lower", None, "C0", "-"),
+              ("subgamma_upper", "sub-gamma", "C1", "--"), ("subgamma_lower", None, "C1", "--"),
+              ("theorem1_bound", "Th.1 (sigma = sd heuristic)", "C2", ":"))
+    for key, label, color, ls in styles:
+        xx, mm, _ = _mean_by_x(rows, sweep, key)
+        ax.plot(xx, mm, color=color, ls=ls, label=label)
+    xx, mm, _ = _mean_by_x(rows, sweep, "theorem1_bound")
+    ax.plot(xx, -mm, color="C2", ls=":")
+    _xaxis(ax, rows, sweep, logx)
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel(sweep)
+    ax.set_ylabel("gap difference")
+    ax.set_title(f"bounds vs exact gap difference ({sweep})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
