@@ -30,6 +30,7 @@ __all__ = [
     "gaussian_kl_from_densities",
     "matrix_normal_kl_closed_form",
     "phi",
+    "kl_expressions",
     "check_closed_form",
     "decomposition_2x2",
     "check_decomposition_2x2",
@@ -159,14 +160,16 @@ def _lower_cholesky_symbols(d: int, prefix: str) -> sp.Matrix:
     )
 
 
-def check_closed_form(k: int, d: int, *, diagonal: bool = False) -> bool:
-    """Derive ``KL(q_S || q_T)`` from the densities of ``vec W`` and compare with §3.3.
+def kl_expressions(k: int, d: int, *, diagonal: bool = False) -> tuple[sp.Expr, sp.Expr]:
+    """``(derived, closed)``: ``KL(q_S || q_T)`` from the densities of ``vec W`` and by §3.3.
 
     Student ``MN(M_S, I_k, L L^T)`` with a general symbolic lower-triangular ``L`` (or diagonal if
     ``diagonal``), teacher ``MN(M_T, I_k, Σ_T)`` with a general symmetric symbolic ``Σ_T`` (diagonal
-    if ``diagonal``), all means symbolic.  ``k * d <= 4`` keeps it fast.  Returns True iff the
-    difference simplifies to 0.
+    if ``diagonal``), all means symbolic (symbols ``ms{i}{j}``, ``mt{i}{j}``, ``ls{i}{j}``,
+    ``st{i}{j}``).  ``k * d <= 4`` keeps it to a few seconds.
     """
+    if isinstance(k, bool) or isinstance(d, bool) or not isinstance(k, int) or not isinstance(d, int):
+        raise TypeError("k and d must be ints")
     if k < 1 or d < 1:
         raise ValueError("k and d must be >= 1")
     m_s = sp.Matrix(k, d, lambda i, j: sp.Symbol(f"ms{i}{j}", real=True))
@@ -186,6 +189,13 @@ def check_closed_form(k: int, d: int, *, diagonal: bool = False) -> bool:
     mean_p, cov_p = vec_matrix_normal(m_t, sigma_t)
     derived = gaussian_kl_from_densities(mean_q, chol_q, mean_p, cov_p)
     closed = matrix_normal_kl_closed_form(m_s, sigma_s, m_t, sigma_t)
+    return derived, closed
+
+
+def check_closed_form(k: int, d: int, *, diagonal: bool = False) -> bool:
+    """True iff the KL derived from the densities equals the closed form of theory.md §3.3
+    (see :func:`kl_expressions` for the symbolic setup)."""
+    derived, closed = kl_expressions(k, d, diagonal=diagonal)
     return _is_zero(derived - closed)
 
 

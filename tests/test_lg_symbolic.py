@@ -14,6 +14,7 @@ from linear_gaussian.symbolic import (
     check_closed_form,
     check_decomposition_2x2,
     decomposition_2x2,
+    kl_expressions,
     gaussian_kl_from_densities,
     matrix_normal_kl_closed_form,
     vec,
@@ -119,3 +120,15 @@ def test_bad_input():
         gaussian_kl_from_densities(sp.Matrix([0, 0]), sp.Matrix([[1, 1], [0, 1]]), sp.Matrix([0, 0]), sp.eye(2))
     with pytest.raises(ValueError, match="k and d"):
         check_closed_form(0, 2)
+
+
+def test_kl_expressions_k2_d1_is_the_scalar_formula():
+    derived, closed = kl_expressions(2, 1)
+    ms0, ms1, mt0, mt1 = sp.symbols("ms00 ms10 mt00 mt10", real=True)
+    l, s = sp.Symbol("ls00", positive=True), sp.Symbol("st00", positive=True)
+    # two independent 1-D Gaussians N(ms_i, l^2) vs N(mt_i, s): sum of the textbook 1-D KLs
+    one_d = lambda m1, m2: sp.log(sp.sqrt(s) / l) + (l**2 + (m1 - m2) ** 2) / (2 * s) - HALF
+    assert _is_zero(derived - (one_d(ms0, mt0) + one_d(ms1, mt1)))
+    assert _is_zero(closed - derived)
+    with pytest.raises(TypeError):
+        kl_expressions(1.5, 2)
