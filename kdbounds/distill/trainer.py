@@ -303,8 +303,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
     Args:
         cfg: the run's :class:`TrainConfig`.
         out_dir: folder for checkpoint, log, model and result files (created).
-        teacher: a teacher model (frozen here: eval mode, no grad); else loaded from
-            ``cfg.teacher_ckpt``; required when the method has ``requires_teacher``.
+        teacher: a teacher model, frozen **in place** (moved to the device, eval mode,
+            ``requires_grad=False``); else loaded from ``cfg.teacher_ckpt``; required when the
+            method has ``requires_teacher``. Note that ``cfg.teacher_ckpt`` (not the object) is what
+            the run cache hashes, so pass a checkpoint path for cached runs.
         data: optional preloaded ``(train_x, train_y, test_x, test_y)`` (uint8 N×32×32×3, int labels);
             default: ``load_cifar(cfg.dataset, cfg.data_root)``. Subset/val split are applied to it.
         callbacks: ``f(EpochInfo)`` called after each epoch's checkpoint; an exception stops the run
