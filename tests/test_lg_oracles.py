@@ -211,3 +211,24 @@ def test_marginal_student_kernel_moments():
     np.testing.assert_allclose(emp, C, atol=0.05 * np.abs(C).max())
     marg = lg.marginal_student_kernel(data, T, 0.6, 1.0, prob.nu)
     np.testing.assert_allclose(marg.col_cov, C + 1.0 * np.linalg.inv(data.X @ data.X.T + 0.6 * np.eye(3)), rtol=1e-9)
+
+
+def test_gap_spectrum_matches_dense_gaussian_quadratic_bound():
+    """Spectral instantiation (A = 2 A_tilde kron I_k) == kdbounds.bounds dense path on vec W with
+    the finite-difference-checked gradient and Hessian and the kron(Sigma_T, I_k) covariance."""
+    from kdbounds.bounds import gaussian_quadratic_bound
+
+    rng = np.random.default_rng(19)
+    prob = lg.random_problem(4, 3, 9, 0.5, rng)
+    data = prob.sample(rng)
+    T = lg.teacher_kernel(data, 0.5, 0.25)
+    S = lg.student_kernel(data, T, 1.0, 0.4, rank=1)
+    b = lg.instantiated_bounds(prob, data, T, S)
+    dense = gaussian_quadratic_bound(b.divergence, grad=vec(lg.gap_gradient(prob, data, T.mean)),
+                                     hessian=lg.gap_hessian(prob, data), cov=np.kron(T.col_cov, np.eye(3)))
+    assert b.var_teacher == pytest.approx(dense.v, rel=1e-9)
+    assert b.theorem3b_upper == pytest.approx(dense.upper, rel=1e-6)
+    assert b.theorem3b_lower == pytest.approx(dense.lower, rel=1e-6)
+    assert b.c_plus == pytest.approx(dense.c_plus, rel=1e-9, abs=1e-14)
+    # gen(T|D) = f(M_T) + tr(H S)/2
+    assert b.gen_teacher == pytest.approx(float(lg.gap_function(prob, data, T.mean)) + dense.trace_a / 2, rel=1e-10)
