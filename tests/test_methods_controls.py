@@ -18,6 +18,14 @@ from kdbounds.distill.controls import make_untrained_teacher, siddo_config
 from kdbounds.distill.trainer import train
 from kdbounds.models import build_model
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -103,7 +111,7 @@ def _data_available() -> bool:
 def test_nuisance_teacher_smoke_preset(tmp_path):
     if not _data_available():
         pytest.skip("real CIFAR-10 not found (set KDBOUNDS_DATA or put it in ../shared/data)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, str(ROOT / "experiments" / "nuisance_teacher.py"),
                         "--preset", "smoke", "--out", str(tmp_path / "out"), "--no-progress",
                         "--methods", "ce,vid,rid"],

@@ -73,7 +73,7 @@ def kd_kl_term(student_logits: torch.Tensor, target_probs: torch.Tensor,
 
 @register_method
 class RCD(DistillMethod):
-    """Random control distillation (see the module docstring).
+    """Random control: KD with the teacher distribution replaced by per-example noise.
 
     Hyper-parameters: gamma (0.1), alpha (0.9), T (4), noise ("gaussian" | "dirichlet"),
     noise_scale (1.0, gaussian logit std), concentration (1.0, Dirichlet), seed (0).

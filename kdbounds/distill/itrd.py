@@ -76,7 +76,7 @@ def itrd_mi_loss(e: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
 
 @register_method
 class ITRD(DistillMethod):
-    """ITRD on pooled penultimate features (see the module docstring).
+    """ITRD: L = gamma*CE + beta*(lam_corr*L_corr + lam_mi*L_MI) on pooled features, learned W.
 
     Hyper-parameters: gamma (CE weight, default 1), beta (default 1), lam_corr (default 2),
     lam_mi (default 1), alpha (> 0, default 1.01).

@@ -238,7 +238,7 @@ class RIDHead(nn.Sequential):
 
 @register_method
 class RID(DistillMethod):
-    """Redundant Information Distillation (see the module docstring for the formulas).
+    """RID: alternating phases; phase 2 L = lam1*CE + lam2*sum_k mean(sigma^2 + V^2/sigma).
 
     Hyper-parameters (``--method-arg key=value``):
       q (int >= 2): cycle length in epochs; or n_rounds (int >= 1, default 10 when neither is

@@ -284,7 +284,7 @@ class VIDRegressor(nn.Module):
 
 @register_method
 class VID(DistillMethod):
-    """VID (methods.md §2): ``L = ce_weight*CE + lam * sum_layers L_VID``.
+    """VID: L = ce_weight*CE + lam*sum_layers mean 1/2[(t - mu(s))^2/sigma^2 + log sigma^2].
 
     Hyper-parameters (``--method-arg key=value``):
       lam (float >= 0, default 1.0): weight of the VID term (RepDistiller's beta).
