@@ -1,0 +1,114 @@
+"""Tables and figures for the experiments (orchestration layer; matplotlib with the Agg backend)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_sharpness_vs_gap", "plot_bound_vs_observed", "format_table"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *,
+                          sharpness: str = "teacher_train_top_eig",
+                          gaps: Sequence[str] = ("student_gap_clipped_ce", "student_gap_zero_one"),
+                          kendall: Sequence[dict[str, Any]] = ()) -> Path:
+    """Scatter of teacher sharpness against the student's gap, one colour per method, one panel per loss;
+    the teachers' own gaps are drawn as black crosses. Kendall's τ of the pooled distilled students in
+    the titles when given."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(gaps), figsize=(5.2 * len(gaps), 4.2), squeeze=False)
+    methods = sorted({r["method"] for r in rows})
+    for ax, g in zip(axes[0], gaps):
+        for m in methods:
+            rs = [r for r in rows if r["method"] == m and r.get(sharpness) is not None]
+            ax.scatter([r[sharpness] for r in rs], [r[g] for r in rs], label=f"student: {m}", s=40, alpha=0.8)
+        tg = g.replace("student_", "teacher_")
+        seen = {}
+        for r in rows:
+            if r.get(sharpness) is not None and tg in r:
+                seen[r["teacher"]] = (r[sharpness], r[tg])
+        if seen:
+            ax.scatter([v[0] for v in seen.values()], [v[1] for v in seen.values()], marker="x", c="k",
+                       label="teacher itself")
+        title = g.replace("student_gap_", "student gap, ")
+        for k in kendall:
+            if k["group"] == "distilled (pooled)" and k["sharpness"] == sharpness and k["gap"] == g:
+                title += f"\nKendall τ = {k['tau']:.2f} (p = {k['p_value']:.2f}, n = {k['n']})"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(sharpness.replace("teacher_", "teacher ").replace("_", " "))
+        ax.set_ylabel("generalization gap (test − train)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Each bound on |gen(S) − gen(T)| (or the signed upper side) against the observed value, log–log,
+    with the line y = x: points below the line are violations."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    names = sorted({(c["name"], c["loss"]) for rep in reports for c in rep["checks"]
+                    if c["side"] in ("abs", "upper")})
+    lo, hi = math.inf, 0.0
+    markers = "osD^v<>ph*"
+    for i, (name, loss) in enumerate(names):
+        xs, ys = [], []
+        for rep in reports:
+            for c in rep["checks"]:
+                if c["name"] == name and c["loss"] == loss:
+                    x, y = abs(c["observed"]), c["bound"]
+                    if x > 0 and y > 0 and math.isfinite(y):
+                        xs.append(x)
+                        ys.append(y)
+        if xs:
+            ax.scatter(xs, ys, label=f"{name} ({loss})", marker=markers[i % len(markers)], s=36, alpha=0.8)
+            lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+    if hi > 0:
+        ax.plot([lo / 2, hi * 2], [lo / 2, hi * 2], "k--", lw=1, label="y = x (below: violated)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel("observed |gen(S) − gen(T)|")
+    ax.set_ylabel("bound")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: str = ".4g") -> str:
+    """A GitHub-markdown table of ``cols`` from ``rows``."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)
