@@ -71,6 +71,7 @@ PAPER_EPOCHS = 300
 PAPER_LR_MILESTONES = (150, 200)
 PAPER_LR_GAMMA = 0.2
 SIGMA_FLOOR = 1e-3
+_TOL = 1e-9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def rid_cycle_length(epochs: int, q: int | None = None, n_rounds: int | None = N
     else:
         q = as_int("q", q, low=1)
         src = ""
-    n1 = math.ceil(r * q - 1e-12)
+    n1 = math.ceil(r * q - _TOL)
     if q < 2 or n1 > q - 1:
         raise ValueError(
             f"RID cycle length q={q}{src} with r={r} leaves no phase-2 epoch in a cycle "
@@ -117,11 +118,13 @@ def rid_phase(epoch: int, epochs: int, q: int | None = None, n_rounds: int | Non
               r: float = 0.25) -> int:
     """Phase (1 or 2) of 0-based ``epoch``: 1 iff ``epoch mod q < r*q``.
 
+    So each cycle starts with ceil(r q) phase-1 epochs (r q within 1e-9 of an integer counts as
+    that integer, so float noise such as 0.1*30 = 3.0000000000000004 gives 3, not 4).
     Example (paper): epochs=300, q=30, r=1/4 -> epochs 0..7 of every 30 are phase 1.
     """
     q = rid_cycle_length(epochs, q=q, n_rounds=n_rounds, r=r)
     epoch = as_int("epoch", epoch, low=0)
-    return 1 if (epoch % q) < float(r) * q else 2
+    return 1 if (epoch % q) < float(r) * q - _TOL else 2
 
 
 def rid_is_warmup(epoch: int, epochs: int, q: int | None = None, n_rounds: int | None = None,
