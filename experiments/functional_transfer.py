@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--out", default=None, help="output folder (default results/functional_transfer/<preset>)")
     ap.add_argument("--seeds", type=int, default=None, help="override the preset's number of seeds")
+    for name in ("n_per_class", "teacher_epochs", "student_epochs", "n_test"):
+        ap.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"override the preset's {name}")
     ap.add_argument("--data-root", default=None, help="CIFAR-10 location (default: $KDBOUNDS_DATA / standard places)")
     ap.add_argument("--cache", default=None, help="run cache folder (default OUT/runs); finished runs are reused")
     ap.add_argument("--no-progress", action="store_true")
@@ -142,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 2:
             ap.error("--seeds must be ≥ 2 (the seed-level tests need 2 per group)")
         p["seeds"] = args.seeds
+    for name in ("n_per_class", "teacher_epochs", "student_epochs", "n_test"):
+        if getattr(args, name) is not None:
+            if getattr(args, name) < (10 if name == "n_test" else 1):
+                ap.error(f"--{name.replace('_', '-')} must be ≥ {10 if name == 'n_test' else 1}")
+            p[name] = getattr(args, name)
     out = Path(args.out or ROOT / "results" / "functional_transfer" / args.preset)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
