@@ -127,7 +127,7 @@ def _check_pair(q: Any, p: Any, qname: str = "student", pname: str = "teacher") 
 
 def _whiten_by(p: MatrixNormal, A: np.ndarray) -> np.ndarray:
     """``L_{U_p}^{-1} A L_{V_p}^{-T}`` for a ``k x d`` matrix ``A``."""
-    Z = sla.solve_triangular(p.chol_col, A.T, lower=True, check_finite=False).T
+    Z = p.col_whiten(A.T).T
     if p.chol_row is not None:
         Z = sla.solve_triangular(p.chol_row, Z, lower=True, check_finite=False)
     return Z
@@ -162,6 +162,17 @@ class _CovRatio:
         return mu
 
 
+class _ColRatio(_CovRatio):
+    """:class:`_CovRatio` for the column covariances, through the kernels' factor operations
+    (``B = C_p^{-1} C_q``), so precision-parametrised kernels are never inverted."""
+
+    def __init__(self, q: MatrixNormal, p: MatrixNormal) -> None:
+        self.size = q.d
+        self.B = p.col_whiten(q.col_color(np.eye(q.d)))
+        self.trace = float(np.sum(self.B * self.B))
+        self.logdet = q.col_logdet() - p.col_logdet()
+
+
 def _cov_term(q: MatrixNormal, p: MatrixNormal) -> float:
     """``1/2 [tr(U_p^{-1}U_q) tr(V_p^{-1}V_q) - kd - d log det(U_p^{-1}U_q) - k log det(V_p^{-1}V_q)]``.
 
@@ -169,7 +180,7 @@ def _cov_term(q: MatrixNormal, p: MatrixNormal) -> float:
     (result > 1e-4 x the size of the summands); otherwise all eigenvalues are near 1 and the sum
     ``1/2 sum_{ij} phi(alpha_j mu_i)`` over the eigenvalues (series near 1) is used instead."""
     k, d = q.k, q.d
-    col = _CovRatio(q.chol_col, p.chol_col, d)
+    col = _ColRatio(q, p)
     row = _CovRatio(q.chol_row, p.chol_row, k)
     direct = 0.5 * (row.trace * col.trace - k * d - d * row.logdet - k * col.logdet)
     scale = row.trace * col.trace + k * d + d * abs(row.logdet) + k * abs(col.logdet)
@@ -297,17 +308,14 @@ def stochastic_label_kl(data: Dataset, teacher: MatrixNormal, lam_S: float, tau_
     P, C, Ainv = label_channel(data, teacher, lam_S, nu)
     k = data.k
     Sigma_S = tau * Ainv
-    det_student = MatrixNormal(teacher.mean @ P, Sigma_S)
+    A_S = data.X @ data.X.T + _scalar("lam_S", lam_S, nonneg=True) * np.eye(data.d)
+    det_student = MatrixNormal.from_precision(teacher.mean @ P, 0.5 * (A_S + A_S.T), scale=1.0 / tau)
     mean_term, variance = kl_terms(det_student, teacher)
-    LT = teacher.chol_col
-    Y = sla.solve_triangular(LT, C, lower=True, check_finite=False)  # L_T^{-1} C
-    Y = sla.solve_triangular(LT, Y.T, lower=True, check_finite=False)  # L_T^{-1} C L_T^{-T}
+    Y = teacher.col_whiten(teacher.col_whiten(C).T)  # C_T^{-1} C_lab C_T^{-T}
     label_term = 0.5 * k * float(np.trace(Y))
     expected = mean_term + label_term + variance
     marginal = kl_matrix_normal(MatrixNormal(teacher.mean @ P, Sigma_S + C), teacher)
-    LS = det_student.chol_col
-    G = sla.solve_triangular(LS, C, lower=True, check_finite=False)
-    G = sla.solve_triangular(LS, G.T, lower=True, check_finite=False)
+    G = det_student.col_whiten(det_student.col_whiten(C).T)  # C_S^{-1} C_lab C_S^{-T}
     g = np.clip(np.linalg.eigvalsh(0.5 * (G + G.T)), 0.0, None)
     gap = 0.5 * k * float(np.sum(np.log1p(g)))
     return StochasticLabelKL(expected=expected, marginal=marginal, convexity_gap=gap, mean_term=mean_term,
@@ -346,17 +354,13 @@ def expected_kl_mc(
     r = _rank_arg(rank, k, d)
     X = data.X
     LS = _gram_chol(X, lam, "lam_S")
-    LT = teacher.chol_col
-    Ainv = sla.cho_solve((LS, True), np.eye(d), check_finite=False)
-    Ainv = 0.5 * (Ainv + Ainv.T)
-    _, variance = kl_terms(MatrixNormal(teacher.mean, tau * Ainv), teacher)
+    _, variance = kl_terms(MatrixNormal.from_precision(teacher.mean, X @ X.T + lam * np.eye(d), scale=1.0 / tau), teacher)
     ZT = _whiten_by(teacher, teacher.mean)
 
-    def right_solve_T(B: np.ndarray, L: np.ndarray) -> np.ndarray:
-        """``B L^{-T}`` for a batch ``B`` of shape (b, k, d)."""
+    def right_whiten(B: np.ndarray) -> np.ndarray:
+        """``B C_T^{-T}`` for a batch ``B`` of shape (b, k, d)."""
         b = B.shape[0]
-        out = sla.solve_triangular(L, B.reshape(b * k, d).T, lower=True, check_finite=False)
-        return out.T.reshape(b, k, d)
+        return teacher.col_whiten(B.reshape(b * k, d).T).T.reshape(b, k, d)
 
     def trunc(Z: np.ndarray) -> np.ndarray:
         if r >= min(k, d):
@@ -370,14 +374,15 @@ def expected_kl_mc(
         b = min(batch, n - done)
         W_T = teacher.sample(b, rng)
         Y_hat = W_T @ X + nu_f * rng.standard_normal((b, k, m))
-        M_tilde = (Y_hat @ X.T) @ Ainv
+        R = (Y_hat @ X.T).reshape(b * k, d)
+        M_tilde = sla.cho_solve((LS, True), R.T, check_finite=False).T.reshape(b, k, d)  # (Y_hat X^T) A_S^{-1}
         if met == "teacher":
-            Z = trunc(right_solve_T(M_tilde, LT))
+            Z = trunc(right_whiten(M_tilde))
         else:
             Zr = trunc(M_tilde @ LS)
             bb = Zr.shape[0]
             M_S = sla.solve_triangular(LS, Zr.reshape(bb * k, d).T, lower=True, trans="T", check_finite=False)
-            Z = right_solve_T(M_S.T.reshape(bb, k, d), LT)
+            Z = right_whiten(M_S.T.reshape(bb, k, d))
         diff = Z - ZT
         vals.append(0.5 * np.sum(diff * diff, axis=(1, 2)) + variance)
         done += b

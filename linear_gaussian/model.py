@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -290,12 +289,68 @@ class MatrixNormal:
         object.__setattr__(self, "mean", _readonly(M))
         object.__setattr__(self, "col_cov", _readonly(V))
         object.__setattr__(self, "_chol_col", LV)
+        object.__setattr__(self, "_prec_chol", None)
+        self._set_row()
+
+    def _set_row(self) -> None:
         if self.row_cov is not None:
-            U, LU = _spd("row_cov", self.row_cov, k)
+            U, LU = _spd("row_cov", self.row_cov, self.k)
             object.__setattr__(self, "row_cov", _readonly(U))
             object.__setattr__(self, "_chol_row", LU)
         else:
             object.__setattr__(self, "_chol_row", None)
+
+    @classmethod
+    def from_precision(cls, mean: Any, col_precision: Any, row_cov: Any = None, scale: float = 1.0) -> "MatrixNormal":
+        """``MN(mean, row_cov, (scale * col_precision)^{-1})`` parametrised by a column *precision*.
+
+        Internally the square-root factor is ``C = L_P^{-T}`` with ``L_P = sqrt(scale) chol(col_precision)``:
+        whitening is a multiplication by ``L_P^T`` and nothing inverts the precision explicitly except
+        the informational ``col_cov`` attribute.  Use it when the precision is the natural object
+        (posterior precisions ``A / tau``: pass ``col_precision=A, scale=1/tau``, so that kernels with
+        the same ``A`` share the exact same Cholesky factor up to a scalar; this keeps ill-conditioned
+        kernels accurate)."""
+        M = _as_matrix("mean", mean)
+        k, d = M.shape
+        if k < 1 or d < 1:
+            raise ValueError(f"mean must be a non-empty k x d matrix, got shape {M.shape}")
+        sc = _scalar("scale", scale, positive=True)
+        P, LP = _spd("col_precision", col_precision, d)
+        LP = math.sqrt(sc) * LP
+        obj = object.__new__(cls)
+        cov = sla.cho_solve((LP, True), np.eye(d), check_finite=False)
+        object.__setattr__(obj, "mean", _readonly(M))
+        object.__setattr__(obj, "col_cov", _readonly(0.5 * (cov + cov.T)))
+        object.__setattr__(obj, "row_cov", row_cov)
+        object.__setattr__(obj, "_chol_col", None)
+        object.__setattr__(obj, "_prec_chol", LP)
+        obj._set_row()
+        return obj
+
+    # square-root factor C of col_cov (C C^T = col_cov): lower Cholesky L, or L_P^{-T} from a precision
+    def col_whiten(self, B: np.ndarray) -> np.ndarray:
+        """``C^{-1} B`` for ``B`` with d rows."""
+        if self._prec_chol is not None:  # type: ignore[attr-defined]
+            return self._prec_chol.T @ B  # type: ignore[attr-defined]
+        return sla.solve_triangular(self._chol_col, B, lower=True, check_finite=False)  # type: ignore[attr-defined]
+
+    def col_color(self, B: np.ndarray) -> np.ndarray:
+        """``C B`` for ``B`` with d rows."""
+        if self._prec_chol is not None:  # type: ignore[attr-defined]
+            return sla.solve_triangular(self._prec_chol, B, lower=True, trans="T", check_finite=False)  # type: ignore[attr-defined]
+        return self._chol_col @ B  # type: ignore[attr-defined]
+
+    def col_color_T(self, B: np.ndarray) -> np.ndarray:
+        """``C^T B`` for ``B`` with d rows."""
+        if self._prec_chol is not None:  # type: ignore[attr-defined]
+            return sla.solve_triangular(self._prec_chol, B, lower=True, check_finite=False)  # type: ignore[attr-defined]
+        return self._chol_col.T @ B  # type: ignore[attr-defined]
+
+    def col_logdet(self) -> float:
+        """``log det col_cov`` from the triangular factor."""
+        if self._prec_chol is not None:  # type: ignore[attr-defined]
+            return -2.0 * float(np.sum(np.log(np.diag(self._prec_chol))))  # type: ignore[attr-defined]
+        return 2.0 * float(np.sum(np.log(np.diag(self._chol_col))))  # type: ignore[attr-defined]
 
     @property
     def k(self) -> int:
@@ -307,7 +362,10 @@ class MatrixNormal:
 
     @property
     def chol_col(self) -> np.ndarray:
-        """Lower Cholesky factor ``L_V`` of ``col_cov``."""
+        """A triangular square-root factor ``C`` of ``col_cov`` (``C C^T = col_cov``): the lower
+        Cholesky factor, or the upper ``L_P^{-T}`` for :meth:`from_precision` kernels."""
+        if self._prec_chol is not None:  # type: ignore[attr-defined]
+            return self.col_color(np.eye(self.d))
         return self._chol_col  # type: ignore[attr-defined]
 
     @property
@@ -326,7 +384,7 @@ class MatrixNormal:
         size = _integer("size", size, low=0)
         rng = _rng(rng)
         Z = rng.standard_normal((size, self.k, self.d))
-        W = Z @ self.chol_col.T
+        W = self.col_color(Z.reshape(size * self.k, self.d).T).T.reshape(size, self.k, self.d)  # Z C^T
         if self.chol_row is not None:
             W = self.chol_row @ W
         return self.mean + W
@@ -342,7 +400,7 @@ class MatrixNormal:
         D = (W - self.mean).reshape(-1, self.k, self.d)
         b = D.shape[0]
         # right solve: Z1 = D L_V^{-T}  <=>  L_V Z1^T = D^T  (stack all rows as columns)
-        Z = sla.solve_triangular(self.chol_col, D.reshape(b * self.k, self.d).T, lower=True, check_finite=False)
+        Z = self.col_whiten(D.reshape(b * self.k, self.d).T)
         Z = Z.T.reshape(b, self.k, self.d)
         if self.chol_row is not None:
             Zt = np.moveaxis(Z, 1, 0).reshape(self.k, b * self.d)
@@ -352,7 +410,7 @@ class MatrixNormal:
 
     def logdet_cov(self) -> float:
         """``log det(V kron U) = k log det V + d log det U``."""
-        out = 2.0 * self.k * float(np.sum(np.log(np.diag(self.chol_col))))
+        out = self.k * self.col_logdet()
         if self.chol_row is not None:
             out += 2.0 * self.d * float(np.sum(np.log(np.diag(self.chol_row))))
         return out
@@ -373,7 +431,7 @@ class MatrixNormal:
         nu = _scalar("nu", nu, nonneg=True)
         if self.row_cov is not None and nu > 0:
             raise ValueError("predictive with nu > 0 needs row_cov = I_k (None); the sum is not matrix normal otherwise")
-        B = self.chol_col.T @ Xs
+        B = self.col_color_T(Xs)
         C = B.T @ B + nu * nu * np.eye(Xs.shape[1])
         try:
             return MatrixNormal(self.mean @ Xs, 0.5 * (C + C.T), self.row_cov)
@@ -407,6 +465,12 @@ def _gram_chol(X: np.ndarray, lam: float, name: str) -> np.ndarray:
         ) from None
 
 
+def _gram(X: np.ndarray, lam: float) -> np.ndarray:
+    A = X @ X.T
+    A[np.diag_indices_from(A)] += lam
+    return 0.5 * (A + A.T)
+
+
 def _chol_inverse(L: np.ndarray) -> np.ndarray:
     """``(L L^T)^{-1}`` from the Cholesky factor (symmetrised)."""
     inv = sla.cho_solve((L, True), np.eye(L.shape[0]), check_finite=False)
@@ -421,7 +485,7 @@ def teacher_kernel(data: Dataset, lam_T: float, tau_T: float) -> MatrixNormal:
     tau = _scalar("tau_T", tau_T, positive=True)
     L = _gram_chol(data.X, lam, "lam_T")
     M = sla.cho_solve((L, True), data.X @ data.Y.T, check_finite=False).T
-    return MatrixNormal(M, tau * _chol_inverse(L))
+    return MatrixNormal.from_precision(M, _gram(data.X, lam), scale=1.0 / tau)
 
 
 def _truncate(Z: np.ndarray, r: int) -> np.ndarray:
@@ -460,7 +524,8 @@ def student_kernel(
     ``M~_S = Y_hat X^T A_S^{-1}``, then rank-``rank`` truncation in the metric ``G``:
     ``M_S = [M~_S G^{1/2}]_r G^{-1/2}`` with ``G = Sigma_T^{-1}`` (``metric="teacher"``, KL-optimal)
     or ``G = A_S`` (``"ridge"``).  Any square root ``R R^T = G`` gives the same ``M_S``; we use
-    ``R = L_T^{-T}`` (``Sigma_T = L_T L_T^T``) and ``R = L_S`` (``A_S = L_S L_S^T``).
+    ``R = C_T^{-T}`` (``Sigma_T = C_T C_T^T``) and ``R = L_S`` (``A_S = L_S L_S^T``).  Both kernels
+    are built :meth:`MatrixNormal.from_precision` (precision ``A / tau``), never inverting ``A``.
     ``rank=None`` means no truncation.  This is the kernel *given* the label draw; the marginal
     kernel of stochastic labels is :func:`marginal_student_kernel`.
     """
@@ -490,15 +555,14 @@ def student_kernel(
     M_tilde = sla.cho_solve((LS, True), X @ Y_hat.T, check_finite=False).T
     if r < min(k, d):
         if met == Metric.TEACHER.value:
-            LT = teacher.chol_col
-            Z = sla.solve_triangular(LT, M_tilde.T, lower=True, check_finite=False).T  # M~ L_T^{-T}
-            M_S = _truncate(Z, r) @ LT.T
+            Z = teacher.col_whiten(M_tilde.T).T  # M~ C_T^{-T}
+            M_S = teacher.col_color(_truncate(Z, r).T).T  # [.]_r C_T^T
         else:
             Z = M_tilde @ LS
             M_S = sla.solve_triangular(LS, _truncate(Z, r).T, lower=True, trans="T", check_finite=False).T
     else:
         M_S = M_tilde
-    return MatrixNormal(M_S, tau * _chol_inverse(LS))
+    return MatrixNormal.from_precision(M_S, _gram(X, lam), scale=1.0 / tau)
 
 
 def label_channel(data: Dataset, teacher: MatrixNormal, lam_S: float, nu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -513,7 +577,7 @@ def label_channel(data: Dataset, teacher: MatrixNormal, lam_S: float, nu: float)
     XXt = data.X @ data.X.T
     P = sla.cho_solve((LS, True), XXt, check_finite=False).T  # X X^T A^{-1} (A, XX^T commute)
     P = 0.5 * (P + P.T)
-    B = teacher.chol_col.T @ P  # L_T^T P
+    B = teacher.col_color_T(P)  # C_T^T P
     Ainv = _chol_inverse(LS)
     N = Ainv @ data.X
     C = B.T @ B + nu_f * nu_f * (N @ N.T)

@@ -10,7 +10,7 @@ against n (expected: R_r ~ n^1, B ~ n^-1, V ~ n^0).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 import numpy as np

@@ -153,7 +153,7 @@ def gap_spectrum(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNo
     """:class:`GapSpectrum` of ``f`` under ``kernel`` (theory.md §4, linear-Gaussian instantiation)."""
     problem, data = _check(problem, data)
     kernel = _check_kernel(problem, kernel)
-    L = kernel.chol_col
+    L = kernel.chol_col  # any factor with L L^T = Sigma
     At = L.T @ _delta_cov(problem, data) @ L
     a, Q = np.linalg.eigh(0.5 * (At + At.T))
     G = gap_gradient(problem, data, kernel.mean)

@@ -169,6 +169,40 @@ def test_near_singular_gram_kernels_finite():
     dec = lg.decompose(S, T, 2)
     assert all(np.isfinite([dec.total, dec.bias, dec.variance, dec.rank_bottleneck]))
     # same ridge and temperature: V = 0 exactly in theory
-    assert dec.variance <= 1e-6 * max(1.0, dec.total)
+    assert dec.variance <= 1e-12 * max(1.0, dec.total)
     b = lg.instantiated_bounds(prob, data, T, S)
     assert b.theorem3b_holds
+    # exact oracles that need no inverse: Sigma_T^{-1} = A / tau_T
+    A = data.X @ data.X.T + 1e-10 * np.eye(8)
+    assert np.linalg.cond(A) > 1e10
+    D = S.mean - T.mean
+    assert dec.mean_term == pytest.approx(0.5 * np.trace(D @ A @ D.T) / 0.09, rel=1e-10)
+    s = np.sort(np.linalg.eigvalsh(T.mean @ A @ T.mean.T / 0.09))[::-1]
+    assert dec.rank_bottleneck == pytest.approx(0.5 * s[2:].sum(), rel=1e-10)
+    S2 = lg.student_kernel(data, T, 1e-10, 0.05, rank=2)
+    want_V = 3 * 8 / 2 * (0.05 / 0.09 - 1 - math.log(0.05 / 0.09))
+    assert lg.decompose(S2, T, 2).variance == pytest.approx(want_V, rel=1e-10)
+
+
+def test_from_precision_matches_covariance_parametrisation():
+    rng = np.random.default_rng(5)
+    k, d = 3, 4
+    P = lg.random_spd(d, rng, cond=100.0) * 2.0
+    M = rng.standard_normal((k, d))
+    a = lg.MatrixNormal.from_precision(M, P, scale=0.5)
+    b = lg.MatrixNormal(M, np.linalg.inv(0.5 * P))
+    np.testing.assert_allclose(a.col_cov, b.col_cov, rtol=1e-10)
+    np.testing.assert_allclose(a.chol_col @ a.chol_col.T, b.col_cov, rtol=1e-10)
+    W = b.sample(5, rng)
+    np.testing.assert_allclose(a.logpdf(W), b.logpdf(W), rtol=1e-10)
+    other = lg.MatrixNormal(rng.standard_normal((k, d)), lg.random_spd(d, rng, 10.0))
+    assert a.kl(other) == pytest.approx(b.kl(other), rel=1e-9)
+    assert other.kl(a) == pytest.approx(other.kl(b), rel=1e-9)
+    S = a.sample(30000, rng)
+    np.testing.assert_allclose(np.cov(S[:, 0, :].T), b.col_cov, atol=0.05 * np.abs(b.col_cov).max())
+    Xs = rng.standard_normal((d, 2))
+    np.testing.assert_allclose(a.predictive(Xs, 0.3).col_cov, b.predictive(Xs, 0.3).col_cov, rtol=1e-10)
+    with pytest.raises(ValueError, match="col_precision"):
+        lg.MatrixNormal.from_precision(M, -P)
+    with pytest.raises(ValueError, match="scale"):
+        lg.MatrixNormal.from_precision(M, P, scale=0.0)
