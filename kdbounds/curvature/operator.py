@@ -465,7 +465,8 @@ class HessianOperator(CurvatureOperator):
             differentiable loss, e.g. cross-entropy or a temperature-scaled KD loss whose
             ``targets`` are the teacher's precomputed soft labels / logits for that batch.
         data: re-iterable of ``(inputs, targets)`` batches (a list or a DataLoader without
-            shuffling or random augmentation). ``inputs`` may be a tensor, a tuple of positional
+            random augmentation; shuffling only reorders the weighted sum and is harmless
+            up to rounding). ``inputs`` may be a tensor, a tuple of positional
             arguments, or a dict of keyword arguments. Every product iterates over all of it.
         params: which parameters vary (see :func:`select_parameters`): ``None`` for all,
             a name glob, a submodule, a parameter or a list of these.
@@ -523,8 +524,8 @@ class HessianOperator(CurvatureOperator):
                 raise ValueError(
                     "determinism check failed: two gradient evaluations over data disagree "
                     f"(examples {n1} vs {n2}, max diff {float((g1 - g2).abs().max()):.3g}). "
-                    "Use a fixed list of batches or a DataLoader with shuffle=False and no random "
-                    "augmentation, and a deterministic model in eval mode; or pass "
+                    "Use a fixed list of batches or a DataLoader without random augmentation "
+                    "(precompute the inputs), and a deterministic model in eval mode; or pass "
                     "check_deterministic=False."
                 )
 
@@ -652,11 +653,25 @@ class HessianOperator(CurvatureOperator):
     def _fwdrev_fn(self, x: Any, y: Any) -> Callable:
         p = self._p
 
+        primals = p.param_values()
+        if isinstance(y, Tensor) and y.is_floating_point():
+            # Floating targets enter jvp as primals with a materialised zero tangent: some
+            # losses (F.mse_loss in torch 2.13) fail with "ZeroTensors are immutable" otherwise.
+            def f2(params: dict[str, Tensor], yy: Tensor) -> Tensor:
+                return p.loss(params, x, yy)
+
+            grad_f2 = torch.func.grad(f2)
+            y_zero = torch.zeros_like(y)
+
+            def hvp(v: dict[str, Tensor]) -> dict[str, Tensor]:
+                return torch.func.jvp(grad_f2, (primals, y), (v, y_zero))[1]
+
+            return hvp
+
         def f(params: dict[str, Tensor]) -> Tensor:
             return p.loss(params, x, y)
 
         grad_f = torch.func.grad(f)
-        primals = p.param_values()
 
         def hvp(v: dict[str, Tensor]) -> dict[str, Tensor]:
             return torch.func.jvp(grad_f, (primals,), (v,))[1]
