@@ -124,6 +124,9 @@ class TrainConfig:
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"method must be a method name such as 'kd'; got {self.method!r}")
 
+    def __hash__(self) -> int:  # method_kwargs is a dict: hash the canonical JSON instead
+        return hash(self.to_json())
+
     @property
     def num_classes(self) -> int:
         return 10 if self.dataset == "cifar10" else 100
