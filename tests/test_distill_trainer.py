@@ -198,6 +198,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
 
 
+@register_method
+class _BadStep(DistillMethod):
+    """Test method whose training_step forgets the 'loss' key."""
+    name = "_test_bad_step"
+    requires_teacher = False
+    defaults = {}
+
+    def training_step(self, x, y, student, teacher, optimizers, epoch, step_ctx):
+        return {"acc": 0.0}
+
+
 def test_bad_inputs(tmp_path):
     data = _data()
     with pytest.raises(ValueError, match="valid methods"):
@@ -213,6 +224,8 @@ def test_bad_inputs(tmp_path):
         train(_cfg(), tmp_path / "e", data=(x, y + 20, tx, ty), progress=False)
     with pytest.raises(ValueError, match="teacher has num_classes=100"):
         train(_cfg(method="kd"), tmp_path / "f", teacher=build_model("resnet8", 100), data=data, progress=False)
+    with pytest.raises(TypeError, match="must return a dict with at least 'loss'"):
+        train(_cfg(method="_test_bad_step"), tmp_path / "g", data=data, progress=False)
     with pytest.raises(ValueError, match="lr must be"):
         _cfg(lr=-1.0)
     with pytest.raises(ValueError, match="schedule must be one of"):

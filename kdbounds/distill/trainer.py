@@ -420,6 +420,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             for i, (x, y) in enumerate(train_loader):
                 ctx.batch_index, ctx.global_step = i, epoch * steps_per_epoch + i
                 parts = method.training_step(x, y, student, teacher, optimizers, epoch, ctx)
+                if i == 0 and (not isinstance(parts, Mapping) or "loss" not in parts):
+                    raise TypeError(f"method {cfg.method!r}: training_step must return a dict with at least "
+                                    f"'loss' (and 'acc'); got {type(parts).__name__} "
+                                    f"{sorted(parts) if isinstance(parts, Mapping) else ''}")
                 bs = y.shape[0]
                 n_seen += bs
                 for k, v in parts.items():
@@ -470,7 +474,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
                 f.write(json.dumps(line) + "\n")
             if bar is not None:
                 bar.update(1)
-                post = {"loss": f"{line['train_loss']:.3f}", "acc": f"{line['train_acc']:.3f}"}
+                post = {"loss": f"{line['train_loss']:.3f}"}
+                if "train_acc" in line:
+                    post["acc"] = f"{line['train_acc']:.3f}"
                 if "test_acc" in line:
                     post["test"] = f"{line['test_acc']:.3f}"
                 bar.set_postfix(post)
