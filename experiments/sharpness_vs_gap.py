@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     cols = ["teacher", "method", "teacher_train_top_eig", "teacher_train_trace", "teacher_test_acc",
             "student_test_acc", "divergence_train", "teacher_gap_clipped_ce", "student_gap_clipped_ce",
             "gap_diff_clipped_ce", "bound_thm1_per_sample_clipped_ce", "bound_thm1_product_clipped_ce",
-            "bound_thm3a_radius_clipped_ce", "bound_thm3b_subgamma_upper_clipped_ce",
+            "bound_thm3a_radius_clipped_ce", "bound_thm3b_subgamma_clipped_ce",
             "gap_diff_zero_one", "bound_thm1_per_sample_zero_one"]
     kcols = ["group", "sharpness", "gap", "n", "tau", "p_value"]
     report = (f"# sharpness_vs_gap, preset {a.preset}\n\n{format_table(res.rows, cols)}\n\n"

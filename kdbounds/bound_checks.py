@@ -393,6 +393,9 @@ def check_bounds(gen_teacher: float, gen_student: float, divergence: float, sigm
         prm = {"s": s, "v": v, "c_plus": c_plus, "c_minus": c_minus, "K": K,
                "k0": (2 * (sig_n - math.sqrt(v)) ** 2 / c_plus ** 2 if c_plus > 0 and math.sqrt(v) < sig_n
                       else (math.inf if math.sqrt(v) < sig_n else 0.0))}
+        two = max(hi, -lo)
+        out.append(BoundCheck("thm3b_subgamma", loss, "abs", two, obs, diff_se, _ratio(two, obs), obs <= two,
+                              False, common + "; two-sided: max(upper, −lower) bounds |gen(S) − gen(T)|", prm))
         out.append(BoundCheck("thm3b_subgamma_upper", loss, "upper", hi, diff, diff_se, _ratio(hi, diff),
                               diff <= hi, False, common, prm))
         out.append(BoundCheck("thm3b_subgamma_lower", loss, "lower", lo, diff, diff_se, _ratio(lo, diff),

@@ -67,12 +67,12 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
 
 
 def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Each bound on |gen(S) − gen(T)| (or the signed upper side) against the observed value, log–log,
+    """Each bound on |gen(S) − gen(T)| against the observed value, log–log,
     with the line y = x: points below the line are violations."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
     names = sorted({(c["name"], c["loss"]) for rep in reports for c in rep["checks"]
-                    if c["side"] in ("abs", "upper")})
+                    if c["side"] == "abs"})
     lo, hi = math.inf, 0.0
     markers = "osD^v<>ph*"
     for i, (name, loss) in enumerate(names):
