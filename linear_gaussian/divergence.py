@@ -168,7 +168,12 @@ class _ColRatio(_CovRatio):
 
     def __init__(self, q: MatrixNormal, p: MatrixNormal) -> None:
         self.size = q.d
-        self.B = p.col_whiten(q.col_color(np.eye(q.d)))
+        Pq, Pp = q._prec_chol, p._prec_chol  # type: ignore[attr-defined]
+        if Pq is not None and Pp is not None:
+            # B = L_Pp^T L_Pq^{-T}; B^T = L_Pq^{-1} L_Pp has the same Frobenius norm and spectrum of B B^T
+            self.B = sla.solve_triangular(Pq, Pp, lower=True, check_finite=False)
+        else:
+            self.B = p.col_whiten(q.col_color(np.eye(q.d)))
         self.trace = float(np.sum(self.B * self.B))
         self.logdet = q.col_logdet() - p.col_logdet()
 
