@@ -17,8 +17,12 @@ Phase 2 (student, student filters and sigma learn; teacher filters and heads fro
     L_2 = lam1 * CE(y, z_s) + lam2 * sum_k mean(sigma_k^2 + V_k^2 / sigma_k)
   (``sigma_penalty="square"``, methods.md and the official alternating code; ``"log"`` gives the
   Gaussian form mean(log sigma + V^2/sigma) instead). No Hinton KD term.
-Means run over (n, c, h, w). Frozen modules run in eval mode (BatchNorm uses running statistics
-and its buffers are not updated), so a phase changes only the parameters and buffers it owns.
+Means run over (n, c, h, w). Frozen modules run under no_grad but in TRAIN mode, as in the
+official code (BatchNorm normalises with batch statistics: running statistics of a student that
+is trained with a large learning rate lag behind its weights, and in eval mode they gave
+representation gaps V^2 of ~1e4 instead of ~1 in a short CIFAR-10 run); their buffers (BN running
+statistics) are restored after the step, so a phase changes only the parameters and buffers of
+the modules it trains. The teacher network itself stays frozen in eval mode.
 
 Schedule (pure function :func:`rid_phase`): E epochs in cycles of length q (q = E // n_rounds
 when q is not given); epoch e is in phase 1 iff (e mod q) < r*q, else phase 2. The warm-up is the
@@ -415,16 +419,11 @@ class RID(DistillMethod):
                                       self.lam1, self.lam2, self.sigma_penalty)
         return loss, parts
 
-    def _modes(self, student: nn.Module, phase: int) -> None:
-        student.train(phase == 2)
-        self.student_filters.train(phase == 2)
-        self.teacher_filters.train(phase == 1)
-        self.heads.train(phase == 1)
-
     def training_step(self, x, y, student, teacher, optimizers, epoch, step_ctx):
         """One step of the phase of ``epoch``: phase 1 steps optimizers[0], phase 2 optimizers[1].
 
-        Frozen modules run in eval mode under no_grad; modes are restored afterwards.
+        Student, filters and heads run in train mode; the frozen ones of the phase under no_grad
+        with their buffers restored afterwards (see the module docstring).
         """
         if len(optimizers) != 2:
             raise ValueError(f"RID needs its two optimisers from configure_optimizers; got "
@@ -435,9 +434,12 @@ class RID(DistillMethod):
             self.set_epochs(int(step_ctx.cfg.epochs))
         phase = self.phase(epoch)
         warm = self.is_warmup(epoch)
-        saved = [(m, m.training) for m in (student, self.student_filters, self.teacher_filters,
-                                            self.heads)]
-        self._modes(student, phase)
+        modules = (student, self.student_filters, self.teacher_filters, self.heads)
+        saved_modes = [(m, m.training) for m in modules]
+        for m in modules:
+            m.train()
+        frozen = (student, self.student_filters) if phase == 1 else (self.teacher_filters,)
+        saved_buffers = [(b, b.detach().clone()) for m in frozen for b in m.buffers()]
         try:
             with step_ctx.autocast():
                 with torch.no_grad():
@@ -467,7 +469,10 @@ class RID(DistillMethod):
                     opt = optimizers[1]
             step_ctx.backward_and_step(loss, opt, clip=self.grad_clip)
         finally:
-            for m, was in saved:
+            with torch.no_grad():
+                for b, v in saved_buffers:
+                    b.copy_(v)
+            for m, was in saved_modes:
                 m.train(was)
         acc = (s_out.logits.detach().argmax(1) == y).float().mean()
         return {"loss": loss.detach(), "acc": acc, "phase": float(phase), **parts}
