@@ -10,6 +10,10 @@ float64, numpy/scipy only.  Typical use::
     student = student_kernel(data, teacher, lam_S=1.0, tau_S=0.5, rank=2)
     decompose(student, teacher, rank=2)           # total, bias, variance, rank_bottleneck
     instantiated_bounds(problem, data, teacher, student)
+
+Kernels built by ``teacher_kernel`` / ``student_kernel`` are parametrised by their precision
+(``MatrixNormal.from_precision(M, A, scale=1/tau)``), so ill-conditioned ``A = X X^T + lam I`` is
+never inverted on the way to K, B, R_r, V.
 """
 
 from .model import (
