@@ -232,3 +232,18 @@ def test_gap_spectrum_matches_dense_gaussian_quadratic_bound():
     assert b.c_plus == pytest.approx(dense.c_plus, rel=1e-9, abs=1e-14)
     # gen(T|D) = f(M_T) + tr(H S)/2
     assert b.gen_teacher == pytest.approx(float(lg.gap_function(prob, data, T.mean)) + dense.trace_a / 2, rel=1e-10)
+
+
+def test_predictive_law_vs_sampling():
+    """Y_hat = W X_* + nu E with W ~ q: mean M X_* and column covariance X_*^T Sigma X_* + nu^2 I."""
+    rng = np.random.default_rng(20)
+    prob = lg.random_problem(4, 2, 9, 0.5, rng)
+    data = prob.sample(rng)
+    T = lg.teacher_kernel(data, 0.5, 0.25)
+    Xs = rng.standard_normal((4, 3))
+    pred = T.predictive(Xs, 0.5)
+    N = 40000
+    Y = T.sample(N, rng) @ Xs + 0.5 * rng.standard_normal((N, 2, 3))
+    np.testing.assert_allclose(Y.mean(0), T.mean @ Xs, atol=4 * math.sqrt(pred.col_cov.diagonal().max() / N))
+    emp = np.cov(Y[:, 1, :].T)
+    np.testing.assert_allclose(emp, pred.col_cov, atol=0.04 * np.abs(pred.col_cov).max())
