@@ -95,10 +95,11 @@ class PIDResult:
         mi_yt, mi_ys, mi_yts: I(Y;T), I(Y;S), I_P(Y;T,S) of the input law, in ``units``.
         mi_yts_q: I_{Q*}(Y;T,S) of the optimiser, in ``units``.
         units: ``"nats"`` or ``"bits"``.
-        status: ``"optimal"``, ``"optimal_inaccurate"`` (solver's word), ``"inaccurate"`` (duality
-            gap above ``gap_tol``) or ``"negative_atom"`` (see module doc).
+        status: ``"optimal"`` (certified duality gap <= ``gap_tol``), ``"inaccurate"`` (gap above
+            ``gap_tol``; a RuntimeWarning was issued) or ``"negative_atom"`` (see module doc).
         solver: the solver that produced Q* (``"CLARABEL"``, ``"SCS"``, ``"closed_form"``...).
-        solver_status: the solver's own status string.
+        solver_status: the solver's own status string (e.g. ``"optimal_inaccurate"``; informative
+            only: acceptance is decided by the certified gap).
         chosen: which feasible candidate attained the minimum: ``"solver"``, ``"input"`` or
             ``"product"`` (the law P(y)P(t|y)P(s|y)).
         marginal_violation: max |Q*(y,t) − P(y,t)|, |Q*(y,s) − P(y,s)| after polishing.
@@ -374,7 +375,10 @@ def _solve_conic(p: np.ndarray, solver: str, solver_opts: dict[str, Any]) -> tup
     z.value = b_ts @ x.value
     problem = cp.Problem(objective, constraints)
     try:
-        problem.solve(solver=solver, **solver_opts)
+        with warnings.catch_warnings():
+            # cvxpy's "Solution may be inaccurate" is superseded by the certified duality gap
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            problem.solve(solver=solver, **solver_opts)
     except cp.error.SolverError as exc:
         raise PIDSolverError(f"convex solver raised: {exc}", status="solver_error", solver=solver) from exc
     status = str(problem.status)
@@ -424,9 +428,18 @@ def dual_lower_bound(q: np.ndarray, p: np.ndarray) -> float:
     c = np.full(p.shape, -np.inf)
     c[mask] = (lam[:, :, None] + mu[:, None, :])[mask]
     with np.errstate(divide="ignore"):
-        lse = logsumexp(c, axis=0)
+        lse = logsumexp(c, axis=0)  # (t, s); -inf for columns without support cells
+    base = float((lam * pyt).sum() + (mu * pys).sum())
+    # Feasibility repair (LSE_ts <= 0 for all t, s) by shifting lambda(., t) by max_s LSE_ts (costs
+    # P(t) times the shift), or mu(., s) by max_t LSE_ts, or all of lambda by the global max; the
+    # best of the three valid bounds is returned.
+    pt = pyt.sum(axis=0)
+    ps = pys.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        shift_t = np.where(np.isfinite(lse).any(axis=1), lse.max(axis=1), 0.0)
+        shift_s = np.where(np.isfinite(lse).any(axis=0), lse.max(axis=0), 0.0)
     worst = float(lse[np.isfinite(lse)].max())
-    return float((lam * pyt).sum() + (mu * pys).sum() - worst)
+    return max(base - worst, base - float(pt @ shift_t), base - float(ps @ shift_s))
 
 
 def broja_pid(
@@ -505,7 +518,7 @@ def broja_pid(
         abs(red + uni_t + uni_s + syn - mi_yts),
     )
 
-    status = "optimal" if solver_status == "optimal" else solver_status
+    status = "optimal" if gap <= gap_tol else "inaccurate"
     atoms = {"redundancy": red, "unique_t": uni_t, "unique_s": uni_s, "synergy": syn}
     clipped = 0.0
     negatives = []
@@ -524,15 +537,12 @@ def broja_pid(
             stacklevel=2,
         )
     if not negatives and gap > gap_tol:
-        status = "inaccurate"
         warnings.warn(
             f"BROJA PID: certified duality gap {gap:.3g} nats > gap_tol={gap_tol} (solver {used}, "
             f"status {solver_status}); Red may be underestimated by up to the gap",
             RuntimeWarning,
             stacklevel=2,
         )
-    elif solver_status == "optimal_inaccurate" and not negatives:
-        warnings.warn(f"BROJA PID: solver {used} reports optimal_inaccurate", RuntimeWarning, stacklevel=2)
 
     result = PIDResult(
         redundancy=float(atoms["redundancy"]),
@@ -571,7 +581,7 @@ def _solve_with_retries(
 ) -> tuple[np.ndarray, str, str, int]:
     """Conic solve + polish over a ladder of solver settings; keep the feasible point with least f.
 
-    Stops at the first attempt whose status is ``optimal`` and certified gap <= ``gap_tol``.
+    Stops at the first attempt whose certified gap is <= ``gap_tol``.
     Returns (Q, solver used, its status, number of attempts). Raises the last PIDSolverError if no
     attempt produced a point.
     """
@@ -604,7 +614,7 @@ def _solve_with_retries(
         if best is None or f < best[0]:
             best = (f, q, name, status)
         gap = f - dual_lower_bound(q, p)
-        if status == "optimal" and gap <= gap_tol:
+        if gap <= gap_tol:  # certified: the solver's own word does not matter any more
             break
     if best is None:
         assert last_error is not None
