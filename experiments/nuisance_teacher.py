@@ -18,6 +18,8 @@ Presets (explicit options override them):
          (about 15 min on 2 CPU cores)
   paper  WRN-40-2 -> WRN-16-1, full CIFAR-10, 300 epochs, batch 128, lr 0.05 x0.2 at 150/200,
          Nesterov, 3 seeds; RID q=30 r=1/4 lam1=1 lam2=10 (GPU)
+All presets: VID weight lam=100 and gradient-norm clip 100 for VID/ITRD (RID clips at 100 in
+its own step), as in the official nuisance-teacher script; KD gamma=0.1 alpha=0.9 T=4.
 
 Writes to --out: results.csv (one row per run), summary.csv (mean/std/n per teacher x method),
 results.json (config, rows, summary), accuracy.png (bar plot with the spread over seeds).
@@ -49,17 +51,17 @@ METHODS = ("ce", "kd", "vid", "rid", "itrd")
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(teacher_arch="resnet8", student_arch="resnet8", n_per_class=10,
                   test_per_class=10, teacher_epochs=1, epochs=2, batch_size=32, lr=0.05,
-                  seeds=1, methods="ce,kd,vid,rid,itrd", rid_q=2, rid_r=0.25, lam2=10.0,
+                  seeds=1, methods="ce,kd,vid,rid,itrd", rid_q=2, rid_r=0.25, lam2=10.0, vid_lam=100.0,
                   milestones=None, lr_gamma=0.1, nesterov=True, device="cpu",
                   schedule="constant"),
     "cpu": dict(teacher_arch="resnet20", student_arch="resnet8", n_per_class=200,
                 test_per_class=200, teacher_epochs=20, epochs=16, batch_size=64, lr=0.05,
-                seeds=2, methods="ce,kd,vid,rid,itrd", rid_q=4, rid_r=0.25, lam2=10.0,
+                seeds=2, methods="ce,kd,vid,rid,itrd", rid_q=4, rid_r=0.25, lam2=10.0, vid_lam=100.0,
                 milestones="8,11", lr_gamma=0.2, nesterov=True, device="cpu",
                 schedule="step"),
     "paper": dict(teacher_arch="wrn_40_2", student_arch="wrn_16_1", n_per_class=None,
                   test_per_class=None, teacher_epochs=200, epochs=300, batch_size=128, lr=0.05,
-                  seeds=3, methods="ce,kd,vid,rid,itrd", rid_q=30, rid_r=0.25, lam2=10.0,
+                  seeds=3, methods="ce,kd,vid,rid,itrd", rid_q=30, rid_r=0.25, lam2=10.0, vid_lam=100.0,
                   milestones="150,200", lr_gamma=0.2, nesterov=True, device="auto",
                   schedule="step"),
 }
@@ -79,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name, typ in (("teacher_arch", str), ("student_arch", str), ("n_per_class", int),
                       ("test_per_class", int), ("teacher_epochs", int), ("epochs", int),
                       ("batch_size", int), ("lr", float), ("seeds", int), ("methods", str),
-                      ("rid_q", int), ("rid_r", float), ("lam2", float), ("milestones", str),
+                      ("rid_q", int), ("rid_r", float), ("lam2", float), ("vid_lam", float),
+                      ("milestones", str),
                       ("lr_gamma", float),
                       ("device", str), ("schedule", str)):
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None)
@@ -132,11 +135,20 @@ def base_config(cfg: dict[str, Any], arch: str, epochs: int, seed: int,
 
 def method_kwargs(cfg: dict[str, Any], method: str) -> dict[str, Any]:
     """RID: the preset's q, r, lam2 and the SAME lr schedule as every other student
-    (lr_schedule="config"; in the cpu/paper presets that schedule is the paper's)."""
+    (lr_schedule="config"; in the cpu/paper presets that schedule is the paper's).
+    VID: weight lam = vid_lam (100 in the official nuisance-teacher script, alpha=[1, 100])."""
     if method == "rid":
         return {"q": cfg["rid_q"], "r": cfg["rid_r"], "lam1": 1.0, "lam2": cfg["lam2"],
                 "lr_schedule": "config"}
+    if method == "vid":
+        return {"lam": cfg["vid_lam"]}
     return {}
+
+
+def grad_clip(method: str) -> float | None:
+    """Gradient-norm clip 100 for the feature methods (official script: VID and RID), none for
+    the others (RID clips inside its own step, hyper-parameter grad_clip=100)."""
+    return 100.0 if method in ("vid", "itrd") else None
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -236,7 +248,7 @@ def main(argv=None) -> int:
         for m in cfg["methods"]:
             for kind in (["none"] if m == "ce" else ["trained", "untrained"]):
                 c = replace(base_config(cfg, cfg["student_arch"], cfg["epochs"], seed),
-                            method=m, method_kwargs=method_kwargs(cfg, m))
+                            method=m, method_kwargs=method_kwargs(cfg, m), grad_clip=grad_clip(m))
                 res = train_cached(c, cache, teacher_ckpt=None if m == "ce" else teachers[kind],
                                    data=data, progress=progress)
                 rows.append({"teacher": kind, "method": m, "seed": seed,
