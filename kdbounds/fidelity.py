@@ -27,6 +27,7 @@ Nothing here prints or writes files.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
@@ -142,7 +143,13 @@ def softmax_probs(logits: Any, temperature: float = 1.0) -> torch.Tensor:
     return torch.softmax(z.to(torch.float64) / t, dim=1)
 
 
+# Set inside fidelity_report after its own validation, so the metric functions skip re-checking.
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("kdbounds_fidelity_trusted", default=False)
+
+
 def _probs(p: Any, name: str) -> torch.Tensor:
+    if _TRUSTED.get() and isinstance(p, torch.Tensor) and p.dtype == torch.float64:
+        return p
     p = _tensor(p, name)
     if p.ndim != 2 or not torch.is_floating_point(p):
         raise ValueError(f"{name} must be a float tensor of probabilities with shape (n, classes), got shape {tuple(p.shape)}")
@@ -306,7 +313,8 @@ def expected_calibration_error(
     chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))
     for start in range(0, n_boot, chunk):
         stop = min(n_boot, start + chunk)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
+        idx = rng.integers(0, n, size=(stop - start, n)) + (np.arange(stop - start) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=(stop - start) * n).reshape(stop - start, n).astype(np.float64)
         boots[start:stop] = _ece_from_weights(w, onehot, conf, correct)
     return MetricEstimate(value, float(boots.std(ddof=1)) if n_boot > 1 else math.inf, n)
 
@@ -425,6 +433,16 @@ def fidelity_report(
         ps, pt = _pair(softmax_probs(zs, temperature), softmax_probs(zt, temperature))
         ps_cal, pt_cal = softmax_probs(zs, ece_temperature), softmax_probs(zt, ece_temperature)
         kl = _mean_estimate(divergence_from_logits(zs, zt, temperature))
+    n, c = ps.shape
+    y = _labels(labels, n, c) if labels is not None else None
+    token = _TRUSTED.set(True)
+    try:
+        return _report(ps, pt, ps_cal, pt_cal, kl, y, float(temperature), ece_bins, n_boot, seed)
+    finally:
+        _TRUSTED.reset(token)
+
+
+def _report(ps, pt, ps_cal, pt_cal, kl, labels, temperature, ece_bins, n_boot, seed) -> FidelityReport:
     n, c = ps.shape
     kw: dict[str, Any] = dict(
         n=int(n),
