@@ -111,7 +111,7 @@ def _data_available() -> bool:
 def test_nuisance_teacher_smoke_preset(tmp_path):
     if not _data_available():
         pytest.skip("real CIFAR-10 not found (set KDBOUNDS_DATA or put it in ../shared/data)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, str(ROOT / "experiments" / "nuisance_teacher.py"),
                         "--preset", "smoke", "--out", str(tmp_path / "out"), "--no-progress",
                         "--methods", "ce,vid,rid"],
