@@ -208,3 +208,25 @@ def test_gradient_clip_bounds_the_step():
     m.training_step(x, y, s, t, opts, 1, ctx)
     sq = sum(float((p.detach() - b).pow(2).sum()) for p, b in zip(m.phase2_parameters(s), before))
     assert math.sqrt(sq) <= 0.05 * 1e-6 * 1.01
+
+
+def test_frozen_student_uses_batch_statistics_and_keeps_its_buffers():
+    """Phase 1 reads the frozen student in train mode (batch statistics, as the official code):
+    garbage BN running statistics neither change the phase-1 loss nor get overwritten."""
+    s, t, m, opts, ctx, x, y = _setup()
+    m.training_step(x, y, s, t, opts, 1, ctx)  # one phase-2 step so the student filters learn
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    sd = {k: v.clone() for k, v in s.state_dict().items()}
+    clean = m.training_step(x, y, s, t, opts, 4, ctx)
+    m.load_state_dict(state)
+    s.load_state_dict(sd)
+    opts = m.configure_optimizers(s, ctx.cfg)
+    with torch.no_grad():
+        for mod in list(s.modules()) + list(m.student_filters.modules()):
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.fill_(100.0)
+                mod.running_var.fill_(1e-4)
+    garbage = {k: v.clone() for k, v in s.state_dict().items()}
+    dirty = m.training_step(x, y, s, t, opts, 4, ctx)
+    assert float(dirty["v_term"]) == pytest.approx(float(clean["v_term"]), rel=1e-5)
+    assert all(torch.equal(garbage[k], v) for k, v in s.state_dict().items())
