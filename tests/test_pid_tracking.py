@@ -52,3 +52,23 @@ def test_tracker_records_every_n_epochs(images):
     assert r["mi_yts"] < 0.5
     with pytest.raises(ValueError, match="teacher"):
         tr.measure(student, None, 0)
+
+
+@pytest.mark.slow
+def test_tracker_as_trainer_callback(images, tmp_path):
+    """End to end with the real trainer: KD student, untrained teacher, 1 epoch, PID after it."""
+    from kdbounds.distill import TrainConfig, train
+    from kdbounds.distill.controls import make_untrained_teacher
+
+    x, _ = images
+    y = np.random.default_rng(1).integers(0, 10, size=x.shape[0])
+    data = (x[:60], y[:60], x[60:], y[60:])
+    teacher = make_untrained_teacher("resnet8", 10, 5, tmp_path / "teacher.pt")
+    cfg = TrainConfig(arch="resnet8", epochs=1, batch_size=30, device="cpu", method="kd",
+                      teacher_ckpt=str(teacher), eval_every=1, amp=False, channels_last=False)
+    tr = PIDTracker(x[:60], y[:60], x[60:], y[60:], every=1, n_components=3, n_clusters=3, n_shuffle=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(cfg, tmp_path / "run", data=data, callbacks=[tr], progress=False)
+    assert [r["epoch"] for r in tr.records] == [1]
+    assert all(np.isfinite(r["redundancy"]) for r in tr.records)
