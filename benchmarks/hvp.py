@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kdbounds.curvature import (  # noqa: E402
     HessianOperator,
     hutchinson_trace,
+    hutchpp_trace,
     power_iteration,
     top_eigenvalues,
 )
@@ -143,7 +144,12 @@ class PeakMemory:
         return False
 
 
-def timeit(fn, repeats: int, device: torch.device, warmup: int = 1) -> tuple[float, float]:
+def timeit(fn, repeats: int, device: torch.device, warmup: int = 1,
+           timer: str = "wall") -> tuple[float, float]:
+    """Median and minimum time of ``fn``; ``timer="process"`` uses process CPU time (robust to
+    other jobs on a shared machine when torch runs one thread; meaningless on CUDA)."""
+    clock = time.process_time if timer == "process" else time.perf_counter
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -153,10 +159,10 @@ def timeit(fn, repeats: int, device: torch.device, warmup: int = 1) -> tuple[flo
     sync()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times), min(times)
 
 
@@ -180,20 +186,30 @@ def first_rel_se(samples, target: float, min_n: int) -> int | None:
 # ------------------------------------------------------------------------------------------
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--block", type=int, default=8, help="vectors per matmat block")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hutch-max", type=int, default=96, help="Hutchinson product cap")
+    ap.add_argument("--hutchpp-budget", type=int, default=48)
     ap.add_argument("--lanczos-max", type=int, default=40)
     ap.add_argument("--power-max", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's default)")
+    ap.add_argument("--timer", choices=("wall", "process"), default="wall",
+                    help="process = CPU time of this process (use with --threads 1 on a busy machine)")
+    ap.add_argument("--est-batch", type=int, default=32,
+                    help="batch size of the estimator-cost part (product counts only)")
+    ap.add_argument("--vmap-block", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller estimator caps")
     ap.add_argument("--out", default="results/benchmarks/hvp.json")
     a = ap.parse_args(argv)
     if a.quick:
-        a.repeats, a.hutch_max, a.lanczos_max, a.power_max = 2, 32, 20, 20
+        a.repeats, a.hutch_max, a.lanczos_max, a.power_max, a.hutchpp_budget = 1, 32, 20, 20, 12
     device = torch.device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
 
     torch.manual_seed(a.seed)
@@ -217,11 +233,12 @@ def main(argv=None) -> dict:
 
     rows: list[dict] = []
 
-    def record(name, fn, per, note=""):
+    def record(name, fn, per, note="", warmup=1):
         with PeakMemory(device) as pm:
-            med, best = timeit(fn, a.repeats, device)
+            med, best = timeit(fn, a.repeats, device, warmup=warmup, timer=a.timer)
         rows.append({"name": name, "median_s": med / per, "min_s": best / per,
                      "vectors_per_call": per, "peak_mem_mib": pm.peak_mib, "note": note})
+        print(f"  {name}: {med / per:.4f} s/vector (min {best / per:.4f})", flush=True)
 
     def grad_only():
         loss = loss_fn(model(x), y)
@@ -236,12 +253,13 @@ def main(argv=None) -> dict:
     record("gradient", grad_only, 1, "autograd.grad of the loss")
     record("baseline_pyhessian_hvp", pyhessian_hvp, 1, "create_graph grad, then grad of g.v")
     ops = {m: HessianOperator(model, loss_fn, data, mode=m) for m in ("rev-rev", "fwd-rev", "vmap")}
+    Vv = V[:, : a.vmap_block].contiguous()
     record("kdbounds_rev-rev_single", lambda: ops["rev-rev"].matvec(v), 1)
     record("kdbounds_fwd-rev_single", lambda: ops["fwd-rev"].matvec(v), 1)
     record(f"kdbounds_rev-rev_block{a.block}", lambda: ops["rev-rev"].matmat(V), a.block,
-           "one forward+grad graph reused for the block")
-    record(f"kdbounds_vmap_block{a.block}", lambda: ops["vmap"].matmat(V), a.block,
-           "vmap over fwd-rev")
+           "one forward+grad graph reused for the block", warmup=0)
+    record(f"kdbounds_vmap_block{a.vmap_block}", lambda: ops["vmap"].matmat(Vv), a.vmap_block,
+           "vmap over fwd-rev", warmup=0)
 
     by = {r["name"]: r for r in rows}
     t_grad = by["gradient"]["median_s"]
@@ -253,9 +271,13 @@ def main(argv=None) -> dict:
     # consistency of modes (float32 rounding only)
     ref = ops["rev-rev"].matvec(v)
     mode_err = {m: float((ops[m].matvec(v) - ref).norm() / ref.norm()) for m in ("fwd-rev", "vmap")}
+    base = torch.cat([t.reshape(-1) for t in pyhessian_hvp()])
+    mode_err["baseline_pyhessian"] = float((base - ref).norm() / ref.norm())
 
-    # estimators (default operator: rev-rev with blocks)
-    op = ops["rev-rev"]
+    # estimators (default operator: rev-rev with blocks), on the first est_batch examples
+    del ops
+    eb = min(a.est_batch, a.batch)
+    op = HessianOperator(model, loss_fn, [(x[:eb], y[:eb])])
     est: dict = {}
     with PeakMemory(device) as pm:
         t0 = time.perf_counter()
@@ -265,6 +287,15 @@ def main(argv=None) -> dict:
     est["hutchinson"] = {"value": tr.value, "stderr": tr.stderr, "n_matvecs_run": tr.n_matvecs,
                          "converged": tr.converged, "peak_mem_mib": pm.peak_mib,
                          "matvecs_to_5pct_rel_se": first_rel_se(tr.samples, 0.05, 10)}
+    sd = float(torch.tensor(tr.samples, dtype=torch.float64).std())
+    est["hutchinson"]["matvecs_to_5pct_rel_se_extrapolated"] = int((sd / (0.05 * abs(tr.value))) ** 2) + 1
+    with PeakMemory(device) as pm:
+        t0 = time.perf_counter()
+        hpp = hutchpp_trace(op, a.hutchpp_budget, seed=a.seed)
+        est["hutchpp_seconds"] = time.perf_counter() - t0
+    est["hutchpp"] = {"value": hpp.value, "stderr_conditional": hpp.stderr,
+                      "n_matvecs": hpp.n_matvecs, "rel_se": hpp.rel_stderr,
+                      "peak_mem_mib": pm.peak_mib}
     with PeakMemory(device) as pm:
         t0 = time.perf_counter()
         lz = top_eigenvalues(op, 1, tol=1e-7, max_matvecs=a.lanczos_max, seed=a.seed)
@@ -292,12 +323,14 @@ def main(argv=None) -> dict:
         "benchmark": "hvp", "model": source, "num_params": n, "batch": a.batch,
         "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "platform": platform.platform(), "python": platform.python_version(),
-        "repeats": a.repeats, "block": a.block, "rows": rows, "mode_rel_error_vs_rev-rev": mode_err,
+        "repeats": a.repeats, "block": a.block, "vmap_block": a.vmap_block, "timer": a.timer,
+        "estimator_batch": eb, "rows": rows, "mode_rel_error_vs_rev-rev": mode_err,
         "estimators": est, "max_rss_mib_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "wall_seconds": time.perf_counter() - t_start,
     }
     print(f"HVP benchmark: {source}, {n} params, batch {a.batch}, {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {a.timer} time; "
+          f"estimator costs on batch {eb}")
     print(f"{'what':34s} {'s/vector':>9s} {'/grad':>7s} {'/baseline':>9s} {'peak MiB':>9s}")
     for r in rows:
         print(f"{r['name']:34s} {r['median_s']:9.4f} {r['ratio_to_gradient']:7.2f} "
@@ -306,6 +339,9 @@ def main(argv=None) -> dict:
     h = est["hutchinson"]
     print(f"Hutchinson: trace {h['value']:.4g} ± {h['stderr']:.2g}; products to 5% rel SE: "
           f"{h['matvecs_to_5pct_rel_se']} (run {h['n_matvecs_run']}, {est['hutchinson_seconds']:.1f} s)")
+    print(f"  (extrapolated: {h['matvecs_to_5pct_rel_se_extrapolated']} products); Hutch++ with "
+          f"{est['hutchpp']['n_matvecs']} products: {est['hutchpp']['value']:.4g} ± "
+          f"{est['hutchpp']['stderr_conditional']:.2g} (rel SE {est['hutchpp']['rel_se']:.3f})")
     print(f"top eigenvalue {ref_top:.6g}: Lanczos reaches rtol 1e-3 after {n_lz} products, power "
           f"iteration after {n_pw}; ratio {est['lanczos_over_power_matvecs']}")
     print(f"wall time {out['wall_seconds']:.1f} s")
