@@ -110,6 +110,7 @@ class PIDResult:
             ``units``: the true Red lies in [redundancy, redundancy + duality_gap].
         clipped: the largest magnitude of a negative atom that was set to 0, in ``units``.
         n_cells: number of free cells of the convex programme.
+        n_attempts: conic solves run (rungs of the solver-settings ladder; 0 when Δ_P is a point).
         shape: (|Y|, |T|, |S|).
         solve_seconds: wall time of the solve.
         q_star: the optimiser Q* (array [y, t, s]); excluded from ``to_dict``.
@@ -133,6 +134,7 @@ class PIDResult:
     duality_gap: float = 0.0
     clipped: float = 0.0
     n_cells: int = 0
+    n_attempts: int = 0
     shape: tuple[int, ...] = ()
     solve_seconds: float = 0.0
     q_star: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -563,6 +565,7 @@ def broja_pid(
         duality_gap=float(gap),
         clipped=float(clipped),
         n_cells=n_free,
+        n_attempts=int(attempts),
         shape=tuple(int(s) for s in p.shape),
         solve_seconds=time.perf_counter() - t0,
         q_star=q_star if keep_q else None,
