@@ -117,18 +117,27 @@ def main(argv=None) -> int:
                 rows.append({"teacher": kind, "method": m, **r,
                              "final_test_acc": float(res.final.get("test_acc", float("nan")))})
             print(f"{kind:9s} {m:4s} " + "  ".join(
-                f"ep{r['epoch']}: Red={r['redundancy']:.3f} Uni={r['unique_t']:.3f}" for r in tracker.records))
-
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("teacher", "method", "epoch"), k))
-    with open(out / "curves.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"preset": args.preset, "config": cfg, "methods": methods,
-                                                  "rows": rows}, indent=2, default=str))
+                f"ep{r['epoch']}: Red={r['redundancy']:.3f} Uni={r['unique_t']:.3f}" for r in tracker.records),
+                flush=True)
+            write_outputs(out, args.preset, cfg, methods, rows)  # after every run: partial results survive
     plot(rows, out / "curves.png")
     print(f"wrote {out}/curves.csv, results.json, curves.png")
     return 0
+
+
+def write_outputs(out: Path, preset: str, cfg: dict[str, Any], methods: list[str], rows: list[dict[str, Any]]) -> None:
+    """curves.csv and results.json, each written to a temporary file and renamed (atomic)."""
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("teacher", "method", "epoch"), k))
+    tmp = out / "curves.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(out / "curves.csv")
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps({"preset": preset, "config": cfg, "methods": methods, "rows": rows}, indent=2,
+                              default=str))
+    tmp.replace(out / "results.json")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
