@@ -33,9 +33,12 @@ an exponential-cone programme) over the cells where :math:`P(y,t) > 0` and :math
    the solver's sub-optimality below its true value. That sub-optimality is certified by a Lagrange
    dual bound (:func:`dual_lower_bound`) and reported as ``duality_gap``.
 
-Negative atoms. Only solver sub-optimality can make an atom negative (Red mainly). Values in
-``[-clip_tol, 0)`` are set to 0 (default ``clip_tol = 1e-7`` nats); anything below ``-clip_tol`` is
-kept as it is, recorded in ``status`` (``"negative_atom"``) and a ``RuntimeWarning`` is issued.
+Negative atoms. By construction they can only come from floating-point rounding: Syn ≥ 0 because
+P is a candidate, Red ≥ I_{prod}(T;S) ≥ 0 because the product law is one (its I(Y;T,S) equals
+I(Y;T) + I(Y;S) − I_{prod}(T;S)), and the uniques are conditional mutual informations of Q*. Values
+in ``[-tol, 0)`` are set to 0 (default ``tol = 1e-7`` nats, the largest is reported as ``clipped``);
+anything below ``-tol`` is kept as it is, recorded in ``status`` (``"negative_atom"``) and a
+``RuntimeWarning`` is issued.
 """
 
 from __future__ import annotations
