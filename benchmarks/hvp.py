@@ -187,7 +187,7 @@ def first_rel_se(samples, target: float, min_n: int) -> int | None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--block", type=int, default=8, help="vectors per matmat block")
+    ap.add_argument("--block", type=int, default=16, help="vectors per matmat block")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)

@@ -129,7 +129,7 @@ def hutchinson_trace(
     target_rel_se: float | None = None,
     max_matvecs: int = 1000,
     min_matvecs: int = 10,
-    block_size: int = 8,
+    block_size: int = 16,
     distribution: str = "rademacher",
     seed: int | torch.Generator | None = None,
 ) -> TraceEstimate:
@@ -147,7 +147,9 @@ def hutchinson_trace(
         max_matvecs: budget cap in adaptive mode.
         min_matvecs: minimum samples before stopping (``>= 2``; small values risk stopping on
             a lucky low-variance start).
-        block_size: probes per ``op.matmat`` call.
+        block_size: probes per ``op.matmat`` call (default 16: the Hessian operator shares one
+            forward + first backward per batch across a block; on ResNet-20/CPU a product cost
+            2.53x a gradient in blocks of 8 and 2.32x in blocks of 16, 3.75-4.09x alone).
         distribution: ``"rademacher"`` (minimum variance for the diagonal part) or ``"gaussian"``.
         seed: int, ``torch.Generator`` or ``None`` (fresh entropy).
 
@@ -174,7 +176,7 @@ def frobenius_norm_sq(
     target_rel_se: float | None = None,
     max_matvecs: int = 1000,
     min_matvecs: int = 10,
-    block_size: int = 8,
+    block_size: int = 16,
     distribution: str = "rademacher",
     seed: int | torch.Generator | None = None,
 ) -> TraceEstimate:
@@ -243,7 +245,7 @@ def diagonal_estimate(
     op: Any,
     num_matvecs: int,
     *,
-    block_size: int = 8,
+    block_size: int = 16,
     distribution: str = "rademacher",
     seed: int | torch.Generator | None = None,
 ) -> DiagonalEstimate:
