@@ -218,12 +218,19 @@ def test_cnn_batchnorm_eval_against_dense(mode):
     model.train()  # the operator must use eval mode and restore this flag
     stats = {k: v.clone() for k, v in model.state_dict().items()}
     op = HessianOperator(model, F.cross_entropy, data, mode=mode)
-    H_op = op.to_dense()
+    if mode == "rev-rev":
+        H_op = op.to_dense()
+    else:  # torch.func modes are slow per product on CPU: check 6 random products
+        V = torch.randn(op.shape[0], 6, generator=_gen(60), dtype=D64)
+        HV = op @ V
     assert model.training and model.bn1.training
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, stats[k], rtol=0, atol=0)  # running stats untouched
     names = [n for n, _ in model.named_parameters()]
     H_ref = _manual_eval_hessian(model, data, names)
+    if mode != "rev-rev":
+        torch.testing.assert_close(HV, H_ref @ V, rtol=1e-9, atol=1e-11)
+        return
     torch.testing.assert_close(H_op, H_ref, rtol=1e-9, atol=1e-11)
     torch.testing.assert_close(H_op, H_op.T, rtol=1e-9, atol=1e-11)
     model.train()
@@ -418,3 +425,45 @@ def test_determinism_check():
     fixed = torch.utils.data.DataLoader(ds, batch_size=7, shuffle=False)
     op = HessianOperator(model, F.cross_entropy, fixed)  # a DataLoader is fine
     assert op.num_examples == 40
+
+
+# ------------------------------------------------------------------------------------------
+# Property test and estimators on real operators
+# ------------------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 25), d=st.integers(1, 4), k=st.integers(2, 4), seed=st.integers(0, 10_000),
+       nb=st.integers(1, 4))
+def test_softmax_regression_analytic_property(n, d, k, seed, nb):
+    g = _gen(seed)
+    X = torch.randn(n, d, generator=g, dtype=D64)
+    Y = torch.randint(0, k, (n,), generator=g)
+    model = _linear_model(d, k, seed)
+    with torch.no_grad():
+        H_true = _glm_hessian(X, _softmax_A(model(X)))
+    cuts = sorted(torch.randperm(n - 1, generator=g)[: min(nb, n) - 1].add(1).tolist())
+    sizes = [b - a for a, b in zip([0] + cuts, cuts + [n])]
+    op = HessianOperator(model, F.cross_entropy, _batches(X, Y, sizes))
+    torch.testing.assert_close(op.to_dense(), H_true, rtol=1e-10, atol=1e-12)
+
+
+def test_estimators_on_gap_operator():
+    from kdbounds.curvature import frobenius_norm_sq, hutchinson_trace, top_eigenvalues
+
+    torch.manual_seed(14)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).to(D64)
+    g = _gen(14)
+    train = [(torch.randn(15, 3, generator=g, dtype=D64), torch.randint(0, 3, (15,), generator=g))]
+    held = [(torch.randn(15, 3, generator=g, dtype=D64), torch.randint(0, 3, (15,), generator=g))]
+    gap = GapHessianOperator(model, F.cross_entropy, train, held)
+    H = gap.to_dense()
+    ev = torch.linalg.eigvalsh(H).numpy()
+    r = top_eigenvalues(gap, 1, which="both", tol=1e-8, max_matvecs=gap.shape[0], seed=0)
+    np.testing.assert_allclose(r.eigenvalues, [ev[-1], ev[0]], rtol=1e-6, atol=1e-9)
+    t = hutchinson_trace(gap, 300, seed=1)
+    assert abs(t.value - float(torch.trace(H))) < 4 * t.stderr
+    f = frobenius_norm_sq(gap, 300, seed=2)
+    assert abs(f.value - float((H * H).sum())) < 4 * f.stderr
