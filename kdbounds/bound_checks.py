@@ -52,8 +52,9 @@ from . import bounds as B
 from .curvature import (
     GapHessianOperator,
     HessianOperator,
-    frobenius_norm_sq,
     hutchinson_trace,
+    make_generator,
+    probe_vectors,
     top_eigenvalues,
 )
 from .divergence import DivergenceEstimate, collect_logits, predictive_divergence
@@ -229,7 +230,7 @@ def _batches(x: Tensor, y: Tensor, batch_size: int) -> list[tuple[Tensor, Tensor
 def measure_curvature(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], *,
                       p_min: float = 1e-3, batch_size: int = 128, trace_matvecs: int = 16,
                       lanczos_matvecs: int = 20, seed: int = 0, dtype: torch.dtype | None = None,
-                      ) -> TeacherCurvature:
+                      params: Any = None) -> TeacherCurvature:
     """Measure the teacher's curvature for the clipped cross-entropy (eval-mode BatchNorm).
 
     Args:
@@ -242,6 +243,12 @@ def measure_curvature(model: nn.Module, train: tuple[Tensor, Tensor], test: tupl
         lanczos_matvecs: Lanczos steps for the extreme eigenvalues (≥ 2).
         seed: probe seed.
         dtype: e.g. ``torch.float64`` for a check in double precision.
+        params: parameter subset (see :func:`kdbounds.curvature.select_parameters`; ``None`` = all).
+            The Gaussian kernel of Theorems 3A/3B then perturbs only these parameters.
+
+    The gap trace ``tr ∇²f`` and ``tr (∇²f)²`` share the same Rademacher probes ``z``
+    (``zᵀ∇²f z`` and ``‖∇²f z‖²`` from one product each), which halves their cost; each keeps its own
+    standard error.
     """
     p_min = _check_p_min(p_min)
     start = time.perf_counter()
@@ -251,21 +258,27 @@ def measure_curvature(model: nn.Module, train: tuple[Tensor, Tensor], test: tupl
 
     tr_b = _batches(*train, batch_size)
     te_b = _batches(*test, batch_size)
-    h_train = HessianOperator(model, loss_fn, tr_b, dtype=dtype)
-    h_test = HessianOperator(model, loss_fn, te_b, dtype=dtype)
+    if not (isinstance(trace_matvecs, int) and trace_matvecs >= 2):
+        raise ValueError(f"trace_matvecs must be an int >= 2 (a standard error needs two probes), got {trace_matvecs!r}")
+    if not (isinstance(lanczos_matvecs, int) and lanczos_matvecs >= 2):
+        raise ValueError(f"lanczos_matvecs must be an int >= 2, got {lanczos_matvecs!r}")
+    h_train = HessianOperator(model, loss_fn, tr_b, params, dtype=dtype)
+    h_test = HessianOperator(model, loss_fn, te_b, params, dtype=dtype)
     gap = GapHessianOperator.from_operators(h_test, h_train)
     t_tr = hutchinson_trace(h_train, trace_matvecs, seed=seed)
     e_tr = top_eigenvalues(h_train, 1, which="largest", max_matvecs=lanczos_matvecs, seed=seed)
-    t_gap = hutchinson_trace(gap, trace_matvecs, seed=seed + 1)
-    f_gap = frobenius_norm_sq(gap, trace_matvecs, seed=seed + 2)
+    Z = probe_vectors(gap.shape[0], trace_matvecs, "rademacher", make_generator(seed + 1), gap.dtype, gap.device)
+    HZ = gap.matmat(Z)
+    t_gap = _mean_se((Z * HZ).sum(dim=0).double().cpu())
+    f_gap = _mean_se((HZ * HZ).sum(dim=0).double().cpu())
     e_gap = top_eigenvalues(gap, 1, which="both", max_matvecs=lanczos_matvecs, seed=seed + 3)
     g0 = float(torch.linalg.vector_norm(gap.gradient()))
     n_mv = h_train.num_matvecs + h_test.num_matvecs
     return TeacherCurvature(
         train_trace=float(t_tr.value), train_trace_se=float(t_tr.stderr),
         train_top_eig=float(e_tr.eigenvalues[0]), train_top_eig_residual=float(e_tr.residuals[0]),
-        gap_grad_norm=g0, gap_trace=float(t_gap.value), gap_trace_se=float(t_gap.stderr),
-        gap_frob_sq=float(f_gap.value), gap_frob_sq_se=float(f_gap.stderr),
+        gap_grad_norm=g0, gap_trace=t_gap[0], gap_trace_se=t_gap[1],
+        gap_frob_sq=f_gap[0], gap_frob_sq_se=f_gap[1],
         gap_eig_max=float(e_gap.eigenvalues[0]), gap_eig_min=float(e_gap.eigenvalues[-1]),
         gap_eig_residual=float(np.max(e_gap.residuals)),
         n_params=int(h_train.shape[0]), n_train_examples=int(h_train.num_examples),

@@ -121,8 +121,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Default: real CIFAR-10 subset on 2 CPU cores in about 10 minutes.
     "default": dict(teacher_arch="resnet14", student_arch="resnet8", teachers=_RECIPES_CPU,
                     methods=("ce", "kd", "rid"), n_per_class=200, test_per_class=200, teacher_epochs=12,
-                    student_epochs=12, curvature_per_class=25, curvature_batch_size=250,
-                    trace_matvecs=8, lanczos_matvecs=12, device="auto",
+                    student_epochs=12, curvature_per_class=20, curvature_batch_size=200,
+                    trace_matvecs=6, lanczos_matvecs=10, device="auto",
                     method_kwargs={"rid": {"q": 4, "r": 0.25}}),
     # Full size for a GPU.
     "paper": dict(teacher_arch="resnet56", student_arch="resnet20",
@@ -287,7 +287,8 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
             "measuring curvature ...")
         curv = measure_curvature(teacher, curv_train, curv_test, p_min=cfg.p_min,
                                  batch_size=cfg.curvature_batch_size, trace_matvecs=cfg.trace_matvecs,
-                                 lanczos_matvecs=cfg.lanczos_matvecs, seed=cfg.seed)
+                                 lanczos_matvecs=cfg.lanczos_matvecs, seed=cfg.seed,
+                                 params=cfg.curvature_params)
         log(f"  top eigenvalue {curv.train_top_eig:.3f}, trace {curv.train_trace:.1f} ± {curv.train_trace_se:.1f}, "
             f"G0 {curv.gap_grad_norm:.3f} ({curv.n_matvecs} Hessian products, {curv.seconds:.0f} s)")
         for method in cfg.methods:

@@ -134,3 +134,14 @@ def test_evaluate_pair_class_mismatch_and_empty():
     empty = (torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="empty"):
         bc.evaluate_pair(teacher, _mlp(3), empty, test)
+
+
+def test_measure_curvature_parameter_subset_and_budget_errors():
+    model = _mlp(1)
+    train, test = _data(2, 20), _data(3, 20)
+    curv = bc.measure_curvature(model, train, test, params="2.*", trace_matvecs=2, lanczos_matvecs=3)
+    assert curv.n_params == 5 * 3 + 3  # the last Linear only
+    with pytest.raises(ValueError, match="trace_matvecs"):
+        bc.measure_curvature(model, train, test, trace_matvecs=1)
+    with pytest.raises(ValueError):
+        bc.measure_curvature(model, train, test, params="nothing*")
