@@ -10,7 +10,7 @@ install:
 	$(PY) -m pip install -q -e ".[test]"
 
 run: install
-	$(PY) experiments/linear_gaussian_tradeoffs.py --out results/linear_gaussian_tradeoffs
+	$(PY) experiments/sharpness_vs_gap.py --preset $(PRESET) --out results/sharpness_vs_gap/$(PRESET)
 
 test: install
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(PY) -m pytest -q -n 2 --durations=15
