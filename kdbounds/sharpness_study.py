@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +273,6 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
     cj = stratified_subset(yte, min(cfg.curvature_per_class, int(np.bincount(yte).min())), seed=cfg.seed)
     curv_train = (tr_t[0][ci], tr_t[1][ci])
     curv_test = (te_t[0][cj], te_t[1][cj])
-    students: dict[tuple[str, str], Any] = {}
     rows, reports = [], []
     ce_res = None
     if "ce" in cfg.methods:

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
     import torch
 
-    from .distill import ConfigMismatchError, TrainingDiverged, train
+    from .distill import TrainingDiverged, train
     from .runs import train_cached
 
     try:

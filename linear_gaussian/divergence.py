@@ -29,7 +29,6 @@ from .model import (
     _rng,
     _scalar,
     label_channel,
-    student_kernel,
 )
 
 __all__ = [
@@ -344,7 +343,7 @@ def expected_kl_mc(
     Each draw: ``W_T ~ q_T``, ``Y_hat = W_T X + nu E'``, ``M~_S = Y_hat X^T A_S^{-1}``, truncation in
     the metric of :func:`student_kernel`, then ``K = 1/2 ||(M_S - M_T) Sigma_T^{-1/2}||^2 + V`` (V does
     not depend on the draw).  Vectorised over ``batch`` draws; standard error = sample std / sqrt(n)."""
-    from .model import _METRICS, _choice, _gram_chol, _truncate
+    from .model import _METRICS, _choice, _gram_chol
 
     data = _check_data(data)
     teacher = _check_teacher(data, teacher)

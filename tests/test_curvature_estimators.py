@@ -27,14 +27,6 @@ from kdbounds.curvature import (
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Small dense products: one intra-op thread avoids OpenMP spin-waits on a loaded 2-core
-    machine (12 ms instead of 3 us per tiny matmul). Restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def sym_with_spectrum(eigs, seed: int) -> tuple[torch.Tensor, np.ndarray]:

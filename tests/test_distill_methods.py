@@ -24,13 +24,6 @@ from kdbounds.distill.methods import coerce_hparams, lr_multiplier
 from kdbounds.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _np_kd(zs, zt, T):

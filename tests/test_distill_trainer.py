@@ -22,13 +22,6 @@ from kdbounds.distill.trainer import (
 from kdbounds.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _data(n_train=48, n_test=24, seed=0):

@@ -14,9 +14,7 @@ from torch import nn
 from torch.distributions import Categorical, MultivariateNormal, Normal, kl_divergence
 
 from kdbounds.divergence import (
-    DivergenceEstimate,
     divergence_from_logits,
-    gaussian_predictive_divergence,
     laplace_divergence,
     mixture_log_probs,
     predictive_divergence,

@@ -18,13 +18,6 @@ from kdbounds.distill.controls import make_untrained_teacher, siddo_config
 from kdbounds.distill.trainer import train
 from kdbounds.models import build_model
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,13 +21,6 @@ from kdbounds.distill.rid import rid_phase1_loss, rid_phase2_loss, rid_sigma
 from kdbounds.distill.vid import match_spatial, vid_layer_loss
 from kdbounds.models import CifarModel, FeatureOutput
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class TinyNet(CifarModel):

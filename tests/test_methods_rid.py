@@ -14,13 +14,6 @@ from kdbounds.distill.rid import (rid_cycle_length, rid_is_warmup, rid_lr_multip
                                   rid_schedule)
 from kdbounds.models import CifarModel
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class TinyNet(CifarModel):

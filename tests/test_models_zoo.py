@@ -8,13 +8,6 @@ import torch
 from kdbounds.models import FeatureOutput, MODEL_NAMES, available_models, build_model, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 EXPECTED = {
     "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",

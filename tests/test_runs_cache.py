@@ -13,12 +13,6 @@ from kdbounds.distill import TrainConfig
 from kdbounds.runs import load_cached, run_dir, run_id, train_cached
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _data(seed=0, n=32):
