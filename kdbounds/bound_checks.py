@@ -381,6 +381,10 @@ def check_bounds(gen_teacher: float, gen_student: float, divergence: float, sigm
                               gen_student >= b2, False,
                               f"central condition from sub-Gaussianity, c = {central_c}, η = 2(1−c)gen(T)/σ_n²",
                               {"eta": eta, "c": central_c, "K": K}))
+    else:
+        out.append(BoundCheck("thm2_central", loss, "student_lower", math.nan, gen_student, 0.0, math.nan,
+                              False, False, "not evaluated: gen(T) <= 0, so the central condition implied by "
+                              "sub-Gaussianity (η = 2(1−c)gen(T)/σ_n²) does not exist", {"c": central_c, "K": K}))
     if curvature is not None:
         s = kernel_std if kernel_std is not None else kernel_std_from_loss_increase(curvature.train_trace,
                                                                                   loss_increase)

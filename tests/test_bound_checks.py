@@ -66,6 +66,10 @@ def test_check_bounds_formulas():
     # K = 0 forces a zero Theorem 1 bound
     zero = {c.name: c for c in bc.check_bounds(0.2, 0.2, 0.0, sigma, n)}
     assert zero["thm1_per_sample"].bound == 0.0 and zero["thm1_per_sample"].holds
+    # Theorem 2 with a non-positive teacher gap: reported as not evaluated, never silently dropped
+    neg = {c.name: c for c in bc.check_bounds(-0.1, 0.2, K, sigma, n)}
+    assert math.isnan(neg["thm2_central"].bound) and not neg["thm2_central"].holds
+    assert "not evaluated" in neg["thm2_central"].assumptions
 
 
 def test_measure_curvature_against_dense_hessian():
