@@ -8,6 +8,14 @@ Subpackages (import what you need; nothing heavy is imported here):
 - ``kdbounds.pid``         partial information decomposition of distilled knowledge.
 - ``kdbounds.fidelity``    functional-transfer statistics.
 - ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill``  CIFAR data, model zoo, trainer.
+- ``kdbounds.bound_checks`` a teacher–student pair -> losses, gaps, divergence, curvature, every bound.
+
+Orchestration (may write files):
+
+- ``kdbounds.runs``          run cache: ``train_cached(cfg, cache_root)`` reuses or resumes runs by config hash.
+- ``kdbounds.sharpness_study`` the flagship study behind ``experiments/sharpness_vs_gap.py``.
+- ``kdbounds.pid_tracking``  trainer callback recording Red/Uni of teacher vs student features.
+- ``kdbounds.report``        plots and markdown tables.
 """
 
 __version__ = "0.1.0"
