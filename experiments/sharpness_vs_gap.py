@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             "gap_diff_clipped_ce", "bound_thm1_per_sample_clipped_ce", "bound_thm1_product_clipped_ce",
             "bound_thm3a_radius_clipped_ce", "bound_thm3b_subgamma_clipped_ce",
             "gap_diff_zero_one", "bound_thm1_per_sample_zero_one"]
-    kcols = ["group", "sharpness", "gap", "n", "tau", "p_value"]
+    kcols = ["group", "sharpness", "gap", "n", "tau", "p_value", "note"]
     report = (f"# sharpness_vs_gap, preset {a.preset}\n\n{format_table(res.rows, cols)}\n\n"
               f"Kendall tau (teacher sharpness vs student gap)\n\n{format_table(res.kendall, kcols)}\n\n"
               f"Total time {res.seconds:.0f} s on {res.environment['device']}.\n")

@@ -238,6 +238,11 @@ def kendall_table(rows: Sequence[dict[str, Any]], sharpness: Sequence[str] = ("t
                     out.append({"group": name, "sharpness": s, "gap": g, "n": len(ok), "tau": math.nan,
                                 "p_value": math.nan, "note": "fewer than 3 pairs"})
                     continue
+                if len({y for _, y in ok}) == 1 or len({x for x, _ in ok}) == 1:
+                    out.append({"group": name, "sharpness": s, "gap": g, "n": len(ok), "tau": math.nan,
+                                "p_value": math.nan, "note": "one side is constant (e.g. the teacher-free "
+                                "student alone): τ undefined"})
+                    continue
                 res = kendalltau([x for x, _ in ok], [y for _, y in ok])
                 out.append({"group": name, "sharpness": s, "gap": g, "n": len(ok),
                             "tau": float(res.statistic), "p_value": float(res.pvalue), "note": ""})

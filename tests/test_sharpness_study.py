@@ -43,6 +43,9 @@ def test_kendall_table_matches_scipy():
     got = tab[("kd", "teacher_train_top_eig", "student_gap_clipped_ce")]
     assert got["tau"] == pytest.approx(ref.statistic) and got["p_value"] == pytest.approx(ref.pvalue)
     assert tab[("kd", "teacher_train_top_eig", "student_gap_zero_one")]["tau"] == pytest.approx(-ref.statistic)
+    const = [dict(r, method="ce", student_gap_clipped_ce=0.2) for r in rows]
+    c = {(r["group"], r["gap"]): r for r in ss.kendall_table(const) if r["sharpness"] == "teacher_train_top_eig"}
+    assert math.isnan(c[("ce", "student_gap_clipped_ce")]["tau"]) and "constant" in c[("ce", "student_gap_clipped_ce")]["note"]
     few = ss.kendall_table(rows[:2])
     assert all(math.isnan(r["tau"]) for r in few)
 
