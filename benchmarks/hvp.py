@@ -10,8 +10,14 @@ Measures, in one run on the same model and batch:
     products to reach rtol 1e-3 on the top eigenvalue;
   * peak memory per phase (RSS sampled from /proc on CPU, max_memory_allocated on CUDA).
 
+Model and data: a randomly initialised ResNet-20 on Gaussian inputs with random labels (default), or
+with ``--checkpoint PATH`` a trained model rebuilt by ``kdbounds.distill.load_checkpoint_model`` on
+real CIFAR-10 images (``kdbounds.data.load_cifar("cifar10")``, normalised as in training; the data
+root comes from $KDBOUNDS_DATA). ``--estimators-only`` skips the HVP timing part.
+
 Prints a table and writes JSON to --out (default results/benchmarks/hvp.json).
 Usage: python benchmarks/hvp.py [--repeats 5] [--block 8] [--device cpu] [--quick]
+       KDBOUNDS_DATA=/path/to/data python benchmarks/hvp.py --checkpoint model.pt --estimators-only
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -167,10 +174,69 @@ def timeit(fn, repeats: int, device: torch.device, warmup: int = 1,
 
 
 def first_reach(history, ref: float, rtol: float) -> int | None:
+    """Products after which the history is within ``rtol`` of ``ref`` and stays there."""
+    n = None
     for i, v in enumerate(history):
         if abs(v - ref) <= rtol * abs(ref):
-            return i + 1
-    return None
+            if n is None:
+                n = i + 1
+        else:
+            n = None
+    return n
+
+
+def random_setup(batch: int, seed: int, device: torch.device):
+    """Random-init ResNet-20, Gaussian inputs, random labels; BatchNorm running statistics from
+    three forward passes on noisy copies of the batch. Returns (model, source, x, y, info)."""
+    torch.manual_seed(seed)
+    model, source = build_resnet20()
+    model = model.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    with torch.no_grad():  # give BatchNorm non-trivial running statistics
+        model.train()
+        for _ in range(3):
+            model(x + 0.1 * torch.randn(x.shape, generator=gen).to(device))
+    return model.eval(), source, x, y, {"data": "random Gaussian inputs, random labels"}
+
+
+def checkpoint_setup(path: str, batch: int, seed: int, device: torch.device, split: str,
+                     n_per_class: int | None, subset_seed: int):
+    """Trained CIFAR-10 model from ``path`` and ``batch`` real CIFAR-10 images of ``split``
+    (optionally restricted first to the stratified subset ``n_per_class`` / ``subset_seed`` that the
+    trainer uses), chosen by a seeded permutation and normalised with the CIFAR-10 statistics."""
+    from kdbounds.data import load_cifar, stratified_subset
+    from kdbounds.data.transforms import normalization, normalize_uint8
+    from kdbounds.distill import load_checkpoint_model
+
+    model = load_checkpoint_model(path, map_location=device)
+    arch, ncls = getattr(model, "arch", type(model).__name__), getattr(model, "num_classes", None)
+    if ncls != 10:
+        raise ValueError(f"--checkpoint {path!r} holds a model with num_classes={ncls}; this benchmark "
+                         f"needs a 10-class CIFAR-10 model (resnet20-style)")
+    images, labels = load_cifar("cifar10", split=split)
+    idx = np.arange(len(labels))
+    if n_per_class is not None:
+        idx = idx[stratified_subset(labels, n_per_class, seed=subset_seed)]
+    if batch > len(idx):
+        raise ValueError(f"--batch {batch} is larger than the {len(idx)} images available; "
+                         f"lower --batch or raise --n-per-class")
+    gen = torch.Generator().manual_seed(seed)
+    sel = idx[torch.randperm(len(idx), generator=gen)[:batch].numpy()]
+    xu = torch.from_numpy(np.ascontiguousarray(images[sel])).permute(0, 3, 1, 2)
+    mean, std = normalization("cifar10")
+    x = normalize_uint8(xu, mean, std).contiguous().to(device)
+    y = torch.from_numpy(labels[sel]).long().to(device)
+    info = {"data": f"CIFAR-10 {split} images", "checkpoint": str(path), "arch": arch,
+            "split": split, "n_per_class": n_per_class, "subset_seed": subset_seed,
+            "pool_size": int(len(idx))}
+    with torch.no_grad():
+        z = model.eval()(x)
+        z = z[0] if isinstance(z, tuple) else z
+        info["batch_accuracy"] = float((z.argmax(1) == y).float().mean())
+        info["batch_cross_entropy"] = float(F.cross_entropy(z, y))
+    return model.eval(), f"checkpoint {path} ({arch})", x, y, info
 
 
 def first_rel_se(samples, target: float, min_n: int) -> int | None:
@@ -202,6 +268,23 @@ def main(argv=None) -> dict:
     ap.add_argument("--est-batch", type=int, default=32,
                     help="batch size of the estimator-cost part (product counts only)")
     ap.add_argument("--vmap-block", type=int, default=4)
+    ap.add_argument("--lanczos-ref-max", type=int, default=150,
+                    help="product cap of the long reference Lanczos run (other start vector, tol 1e-9)")
+    ap.add_argument("--ref-dtype", choices=("float64", "float32"), default="float64",
+                    help="dtype of the reference Lanczos run")
+    ap.add_argument("--checkpoint", default=None, metavar="PATH",
+                    help="trained model file / training checkpoint, loaded with "
+                         "kdbounds.distill.load_checkpoint_model; must be a resnet20-style 10-class "
+                         "CIFAR model (3x32x32 inputs). Uses real CIFAR-10 images (load_cifar('cifar10'), "
+                         "root from $KDBOUNDS_DATA) instead of random inputs. Default: random-init ResNet-20")
+    ap.add_argument("--split", choices=("train", "test"), default="train",
+                    help="CIFAR-10 split the batch is drawn from (with --checkpoint)")
+    ap.add_argument("--n-per-class", type=int, default=None,
+                    help="with --checkpoint: draw from the trainer's stratified subset of this many "
+                         "images per class (kdbounds.data.stratified_subset, --subset-seed)")
+    ap.add_argument("--subset-seed", type=int, default=0)
+    ap.add_argument("--estimators-only", action="store_true",
+                    help="skip the HVP timing part; measure only the estimator costs")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller estimator caps")
     ap.add_argument("--out", default="results/benchmarks/hvp.json")
     a = ap.parse_args(argv)
@@ -212,70 +295,67 @@ def main(argv=None) -> dict:
         torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
 
-    torch.manual_seed(a.seed)
-    model, source = build_resnet20()
-    model = model.to(device)
-    gen = torch.Generator().manual_seed(a.seed)
-    x = torch.randn(a.batch, 3, 32, 32, generator=gen).to(device)
-    y = torch.randint(0, 10, (a.batch,), generator=gen).to(device)
-    with torch.no_grad():  # give BatchNorm non-trivial running statistics
-        model.train()
-        for _ in range(3):
-            model(x + 0.1 * torch.randn(x.shape, generator=gen).to(device))
-    model.eval()
+    if a.checkpoint:
+        model, source, x, y, setup = checkpoint_setup(a.checkpoint, a.batch, a.seed, device, a.split,
+                                                      a.n_per_class, a.subset_seed)
+    else:
+        model, source, x, y, setup = random_setup(a.batch, a.seed, device)
+    gen = torch.Generator().manual_seed(a.seed + 1)
     params = [p for p in model.parameters() if p.requires_grad]
     n = sum(p.numel() for p in params)
     data = [(x, y)]
     loss_fn = F.cross_entropy
-    v = torch.randn(n, generator=gen).to(device)
-    V = torch.randn(n, a.block, generator=gen).to(device)
-    vs = [t.view_as(p) for t, p in zip(torch.split(v, [p.numel() for p in params]), params)]
-
     rows: list[dict] = []
+    mode_err: dict = {}
+    if not a.estimators_only:
+        v = torch.randn(n, generator=gen).to(device)
+        V = torch.randn(n, a.block, generator=gen).to(device)
+        vs = [t.view_as(p) for t, p in zip(torch.split(v, [p.numel() for p in params]), params)]
 
-    def record(name, fn, per, note="", warmup=1):
-        with PeakMemory(device) as pm:
-            med, best = timeit(fn, a.repeats, device, warmup=warmup, timer=a.timer)
-        rows.append({"name": name, "median_s": med / per, "min_s": best / per,
-                     "vectors_per_call": per, "peak_mem_mib": pm.peak_mib, "note": note})
-        print(f"  {name}: {med / per:.4f} s/vector (min {best / per:.4f})", flush=True)
+        def record(name, fn, per, note="", warmup=1):
+            with PeakMemory(device) as pm:
+                med, best = timeit(fn, a.repeats, device, warmup=warmup, timer=a.timer)
+            rows.append({"name": name, "median_s": med / per, "min_s": best / per,
+                         "vectors_per_call": per, "peak_mem_mib": pm.peak_mib, "note": note})
+            print(f"  {name}: {med / per:.4f} s/vector (min {best / per:.4f})", flush=True)
 
-    def grad_only():
-        loss = loss_fn(model(x), y)
-        return torch.autograd.grad(loss, params)
+        def grad_only():
+            loss = loss_fn(model(x), y)
+            return torch.autograd.grad(loss, params)
 
-    def pyhessian_hvp():
-        loss = loss_fn(model(x), y)
-        g = torch.autograd.grad(loss, params, create_graph=True)
-        gv = sum((gi * vi).sum() for gi, vi in zip(g, vs))
-        return torch.autograd.grad(gv, params)
+        def pyhessian_hvp():
+            loss = loss_fn(model(x), y)
+            g = torch.autograd.grad(loss, params, create_graph=True)
+            gv = sum((gi * vi).sum() for gi, vi in zip(g, vs))
+            return torch.autograd.grad(gv, params)
 
-    record("gradient", grad_only, 1, "autograd.grad of the loss")
-    record("baseline_pyhessian_hvp", pyhessian_hvp, 1, "create_graph grad, then grad of g.v")
-    ops = {m: HessianOperator(model, loss_fn, data, mode=m) for m in ("rev-rev", "fwd-rev", "vmap")}
-    Vv = V[:, : a.vmap_block].contiguous()
-    record("kdbounds_rev-rev_single", lambda: ops["rev-rev"].matvec(v), 1)
-    record("kdbounds_fwd-rev_single", lambda: ops["fwd-rev"].matvec(v), 1)
-    record(f"kdbounds_rev-rev_block{a.block}", lambda: ops["rev-rev"].matmat(V), a.block,
-           "one forward+grad graph reused for the block", warmup=0)
-    record(f"kdbounds_vmap_block{a.vmap_block}", lambda: ops["vmap"].matmat(Vv), a.vmap_block,
-           "vmap over fwd-rev", warmup=0)
+        record("gradient", grad_only, 1, "autograd.grad of the loss")
+        record("baseline_pyhessian_hvp", pyhessian_hvp, 1, "create_graph grad, then grad of g.v")
+        ops = {m: HessianOperator(model, loss_fn, data, mode=m) for m in ("rev-rev", "fwd-rev", "vmap")}
+        Vv = V[:, : a.vmap_block].contiguous()
+        record("kdbounds_rev-rev_single", lambda: ops["rev-rev"].matvec(v), 1)
+        record("kdbounds_fwd-rev_single", lambda: ops["fwd-rev"].matvec(v), 1)
+        record(f"kdbounds_rev-rev_block{a.block}", lambda: ops["rev-rev"].matmat(V), a.block,
+               "one forward+grad graph reused for the block", warmup=0)
+        record(f"kdbounds_vmap_block{a.vmap_block}", lambda: ops["vmap"].matmat(Vv), a.vmap_block,
+               "vmap over fwd-rev", warmup=0)
 
-    by = {r["name"]: r for r in rows}
-    t_grad = by["gradient"]["median_s"]
-    t_base = by["baseline_pyhessian_hvp"]["median_s"]
-    for r in rows:
-        r["ratio_to_gradient"] = r["median_s"] / t_grad
-        r["ratio_to_baseline_hvp"] = r["median_s"] / t_base
+        by = {r["name"]: r for r in rows}
+        t_grad = by["gradient"]["median_s"]
+        t_base = by["baseline_pyhessian_hvp"]["median_s"]
+        for r in rows:
+            r["ratio_to_gradient"] = r["median_s"] / t_grad
+            r["ratio_to_baseline_hvp"] = r["median_s"] / t_base
 
-    # consistency of modes (float32 rounding only)
-    ref = ops["rev-rev"].matvec(v)
-    mode_err = {m: float((ops[m].matvec(v) - ref).norm() / ref.norm()) for m in ("fwd-rev", "vmap")}
-    base = torch.cat([t.reshape(-1) for t in pyhessian_hvp()])
-    mode_err["baseline_pyhessian"] = float((base - ref).norm() / ref.norm())
+        # consistency of modes (float32 rounding only)
+        ref = ops["rev-rev"].matvec(v)
+        mode_err = {m: float((ops[m].matvec(v) - ref).norm() / ref.norm()) for m in ("fwd-rev", "vmap")}
+        base = torch.cat([t.reshape(-1) for t in pyhessian_hvp()])
+        mode_err["baseline_pyhessian"] = float((base - ref).norm() / ref.norm())
+
+        del ops
 
     # estimators (default operator: rev-rev with blocks), on the first est_batch examples
-    del ops
     eb = min(a.est_batch, a.batch)
     op = HessianOperator(model, loss_fn, [(x[:eb], y[:eb])])
     est: dict = {}
@@ -305,10 +385,33 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         pw = power_iteration(op, max_matvecs=a.power_max, tol=1e-12, seed=a.seed)
         est["power_seconds"] = time.perf_counter() - t0
-    ref_top = lz.value if lz.converged else max(lz.value, pw.value)
+    # converged reference: a long Lanczos run from another start vector, residual tolerance 1e-9,
+    # in float64 by default (float32 products put a ~1e-5 relative noise floor on Rayleigh quotients)
+    t0 = time.perf_counter()
+    ref_dtype = getattr(torch, a.ref_dtype)
+    op_ref = op if ref_dtype == torch.float32 else HessianOperator(
+        model, loss_fn, [(x[:eb].to(ref_dtype), y[:eb])], dtype=ref_dtype)
+    lref = top_eigenvalues(op_ref, 1, tol=1e-9, max_matvecs=a.lanczos_ref_max, seed=a.seed + 7919)
+    del op_ref
+    est["reference_seconds"] = time.perf_counter() - t0
+    if lref.converged:
+        ref_top, ref_how = lref.value, f"long {a.ref_dtype} Lanczos run (converged, tol 1e-9)"
+    else:
+        ref_top = max(lref.value, lz.value, pw.value)
+        ref_how = (f"NOT converged: long Lanczos run stopped at {lref.n_matvecs} products "
+                   f"(residual {lref.stderr:.2g}); max of all runs used")
     n_lz = first_reach(lz.history, ref_top, 1e-3)
     n_pw = first_reach(pw.history, ref_top, 1e-3)
+    # top-3 (tol 1e-4) for the gap ratio lambda_2 / lambda_1 that governs power iteration
+    t3 = top_eigenvalues(op, 3, tol=1e-4, max_matvecs=max(60, a.lanczos_max), seed=a.seed + 1)
+    est["top3"] = {"eigenvalues": [float(e) for e in t3.eigenvalues], "converged_tol1e-4": t3.converged,
+                   "n_matvecs_run": t3.n_matvecs,
+                   "lambda2_over_lambda1": float(t3.eigenvalues[1] / t3.eigenvalues[0])}
     est["top_eigenvalue_reference"] = ref_top
+    est["reference"] = {"value": lref.value, "residual": lref.stderr, "n_matvecs_run": lref.n_matvecs,
+                        "converged_tol1e-9": lref.converged, "how": ref_how,
+                        "lanczos_rel_diff": abs(lz.value - ref_top) / abs(ref_top),
+                        "power_rel_diff": abs(pw.value - ref_top) / abs(ref_top)}
     est["lanczos"] = {"value": lz.value, "residual": lz.stderr, "n_matvecs_run": lz.n_matvecs,
                       "converged_tol1e-7": lz.converged, "matvecs_to_rtol_1e-3": n_lz,
                       "peak_mem_mib": lz_mem}
@@ -330,7 +433,8 @@ def main(argv=None) -> dict:
         if n_lz else None)
 
     out = {
-        "benchmark": "hvp", "model": source, "num_params": n, "batch": a.batch,
+        "benchmark": "hvp", "model": source, "setup": setup, "num_params": n, "batch": a.batch,
+        "estimators_only": a.estimators_only,
         "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "platform": platform.platform(), "python": platform.python_version(),
         "repeats": a.repeats, "block": a.block, "vmap_block": a.vmap_block, "timer": a.timer,
@@ -341,17 +445,28 @@ def main(argv=None) -> dict:
     print(f"HVP benchmark: {source}, {n} params, batch {a.batch}, {device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, {a.timer} time; "
           f"estimator costs on batch {eb}")
-    print(f"{'what':34s} {'s/vector':>9s} {'/grad':>7s} {'/baseline':>9s} {'peak MiB':>9s}")
-    for r in rows:
-        print(f"{r['name']:34s} {r['median_s']:9.4f} {r['ratio_to_gradient']:7.2f} "
-              f"{r['ratio_to_baseline_hvp']:9.2f} {r['peak_mem_mib']:9.1f}")
-    print(f"mode agreement (rel. error vs rev-rev): {mode_err}")
+    print(f"data: {setup}")
+    if rows:
+        print(f"{'what':34s} {'s/vector':>9s} {'/grad':>7s} {'/baseline':>9s} {'peak MiB':>9s}")
+        for r in rows:
+            print(f"{r['name']:34s} {r['median_s']:9.4f} {r['ratio_to_gradient']:7.2f} "
+                  f"{r['ratio_to_baseline_hvp']:9.2f} {r['peak_mem_mib']:9.1f}")
+        print(f"mode agreement (rel. error vs rev-rev): {mode_err}")
+    else:
+        print("HVP timing part skipped (--estimators-only)")
     h = est["hutchinson"]
     print(f"Hutchinson: trace {h['value']:.4g} ± {h['stderr']:.2g}; products to 5% rel SE: "
           f"{h['matvecs_to_5pct_rel_se']} (run {h['n_matvecs_run']}, {est['hutchinson_seconds']:.1f} s)")
     print(f"  (extrapolated: {h['matvecs_to_5pct_rel_se_extrapolated']} products); Hutch++ with "
           f"{est['hutchpp']['n_matvecs']} products: {est['hutchpp']['value']:.4g} ± "
           f"{est['hutchpp']['stderr_conditional']:.2g} (rel SE {est['hutchpp']['rel_se']:.3f})")
+    r_ = est["reference"]
+    print(f"reference top eigenvalue {ref_top:.7g}: {r_['how']}, {r_['n_matvecs_run']} products, "
+          f"residual {r_['residual']:.2g}; Lanczos run final {lz.value:.7g} ({lz.n_matvecs} products), "
+          f"power final {pw.value:.7g} ({pw.n_matvecs} products)")
+    print(f"top-3 eigenvalues {[round(e, 3) for e in est['top3']['eigenvalues']]} "
+          f"(lambda2/lambda1 = {est['top3']['lambda2_over_lambda1']:.3f}, converged "
+          f"{est['top3']['converged_tol1e-4']}, {est['top3']['n_matvecs_run']} products)")
     print(f"top eigenvalue {ref_top:.6g}: Lanczos reaches rtol 1e-3 after {n_lz} products, power "
           f"iteration after {n_pw}; ratio {est['lanczos_over_power_matvecs']}")
     o = est["own_stopping_rule_1e-3"]
