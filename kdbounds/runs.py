@@ -7,7 +7,10 @@
   defaults (so ``{}`` and ``{"T": 4.0}`` for KD are the same run) and the teacher path dropped,
 * the SHA-256 of the teacher checkpoint file's bytes (a retrained teacher at the same path is a
   different run; a copied teacher at another path is the same run),
-* a fingerprint of preloaded ``data`` arrays when given (SHA-256 of their bytes).
+* a fingerprint of preloaded ``data`` arrays when given (SHA-256 of their bytes),
+* a fingerprint of the training code (:func:`code_fingerprint`: SHA-256 over the source files of
+  ``kdbounds.data``, ``kdbounds.models`` and ``kdbounds.distill``), so a bug fix in the trainer or a
+  method never silently reuses a model trained by the old code.
 
 A finished run (``result.json`` with all epochs) is returned without training; an unfinished one is
 resumed from its checkpoint; ``run.json`` records the id and its ingredients.
@@ -29,7 +32,7 @@ from .distill.config import TrainConfig
 from .distill.methods import coerce_hparams, get_method
 from .distill.trainer import RESULT, EpochInfo, TrainResult, train
 
-__all__ = ["data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+__all__ = ["code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
 
 
 def data_fingerprint(data: Sequence[Any]) -> str:
@@ -40,6 +43,21 @@ def data_fingerprint(data: Sequence[Any]) -> str:
         arr = np.ascontiguousarray(arr)
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
         h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+_CODE_PACKAGES = ("data", "models", "distill")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of the packages that train
+    models (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``), in sorted order."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for pkg in _CODE_PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
     return h.hexdigest()
 
 
@@ -59,7 +77,7 @@ def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
     d = cfg.to_dict()
     d["method_kwargs"] = coerce_hparams(cfg.method, get_method(cfg.method).defaults, cfg.method_kwargs)
     t = d.pop("teacher_ckpt")
-    key: dict[str, Any] = {"config": d, "teacher_sha256": None, "data": None}
+    key: dict[str, Any] = {"config": d, "teacher_sha256": None, "data": None, "code": code_fingerprint()}
     if t is not None:
         if not Path(t).is_file():
             raise FileNotFoundError(f"teacher checkpoint {t!r} does not exist")

@@ -91,3 +91,13 @@ def test_teacher_run_through_cache(tmp_path):
     with pytest.raises(ValueError, match="differs from cfg.teacher_ckpt"):
         train_cached(_cfg(epochs=1, method="kd", teacher_ckpt=str(tmp_path / "x.pt")), tmp_path,
                      teacher_ckpt=t.paths["model"], data=data)
+
+
+def test_run_key_includes_the_training_code_fingerprint(monkeypatch):
+    from kdbounds import runs
+
+    cfg = TrainConfig(arch="resnet8", epochs=1)
+    k1 = runs.run_key(cfg)
+    assert k1["code"] == runs.code_fingerprint() and len(k1["code"]) == 64
+    monkeypatch.setattr(runs, "code_fingerprint", lambda: "0" * 64)
+    assert runs.run_id(cfg) != runs.run_id(cfg, _key=k1)
