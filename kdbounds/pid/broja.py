@@ -181,6 +181,16 @@ class PIDResult:
         }
 
 
+
+def _support(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Marginals P(y,t), P(y,s) and the support of Δ_P: the cells (y,t,s) with P(y,t) > 0 and P(y,s) > 0
+    (every other cell is 0 in every law with these marginals). Returns ``(pyt, pys, mask, idx)``, ``idx`` the
+    ``(n, 3)`` indices of the support cells in C order."""
+    pyt = p.sum(axis=2)
+    pys = p.sum(axis=1)
+    mask = (pyt[:, :, None] > 0) & (pys[:, None, :] > 0)
+    return pyt, pys, mask, np.argwhere(mask)
+
 def _check_units(units: str) -> str:
     if units not in _UNITS:
         raise ValueError(f"units must be one of {_UNITS}, got {units!r}")
@@ -262,10 +272,7 @@ def _newton_polish(q: np.ndarray, p: np.ndarray, *, iters: int = 10, decrement_t
     import scipy.sparse.linalg as spl
 
     ny, nt, ns = p.shape
-    pyt = p.sum(axis=2)
-    pys = p.sum(axis=1)
-    mask = (pyt[:, :, None] > 0) & (pys[:, None, :] > 0)
-    idx = np.argwhere(mask)
+    pyt, pys, mask, idx = _support(p)
     n = idx.shape[0]
     rows = np.arange(n)
     _, ts = np.unique(idx[:, 1] * ns + idx[:, 2], return_inverse=True)
@@ -340,10 +347,7 @@ def _solve_conic(p: np.ndarray, solver: str, solver_opts: dict[str, Any]) -> tup
     import cvxpy as cp  # local: cvxpy import is slow and only needed here
 
     ny, nt, ns = p.shape
-    pyt = p.sum(axis=2)
-    pys = p.sum(axis=1)
-    mask = (pyt[:, :, None] > 0) & (pys[:, None, :] > 0)
-    idx = np.argwhere(mask)
+    pyt, pys, mask, idx = _support(p)
     n = idx.shape[0]
     cols = np.arange(n)
 
@@ -410,10 +414,7 @@ def dual_lower_bound(q: np.ndarray, p: np.ndarray) -> float:
     from scipy.special import logsumexp
 
     ny, nt, ns = p.shape
-    pyt = p.sum(axis=2)
-    pys = p.sum(axis=1)
-    mask = (pyt[:, :, None] > 0) & (pys[:, None, :] > 0)
-    idx = np.argwhere(mask)
+    pyt, pys, mask, idx = _support(p)
     n = idx.shape[0]
     qc = np.maximum(q[mask], 1e-300)
     qts = np.maximum(q.sum(axis=0)[idx[:, 1], idx[:, 2]], 1e-300)
