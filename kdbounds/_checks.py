@@ -1,0 +1,132 @@
+"""Private argument checks, written once, one message style.
+
+Every check raises ``ValueError`` (or ``TypeError`` for a wrong type) whose message names the argument,
+says what was expected and what was got, and where useful the fix::
+
+    delta: expected a number in (0, 1), got 1.5
+
+They return the validated value converted to a plain Python type, so callers can write
+``n = check_int("n", n, minimum=1)``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+__all__ = [
+    "check_finite",
+    "check_positive",
+    "check_nonnegative",
+    "check_probability",
+    "check_open_unit",
+    "check_int",
+    "check_choice",
+    "check_finite_array",
+]
+
+
+def _fail(name: str, expected: str, got: Any, fix: str = "") -> None:
+    msg = f"{name}: expected {expected}, got {got!r}"
+    if fix:
+        msg += f"; {fix}"
+    raise ValueError(msg)
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.ndarray) and value.shape == ():
+                value = value.item()
+        except ImportError:  # pragma: no cover
+            pass
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            value = value.item()
+        else:
+            raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_finite(name: str, value: Any) -> float:
+    """A finite real number."""
+    v = _as_float(name, value)
+    if not math.isfinite(v):
+        _fail(name, "a finite number", value)
+    return v
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A finite number > 0."""
+    v = check_finite(name, value)
+    if v <= 0:
+        _fail(name, "a finite number > 0", value)
+    return v
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """A finite number >= 0."""
+    v = check_finite(name, value)
+    if v < 0:
+        _fail(name, "a finite number >= 0", value)
+    return v
+
+
+def check_probability(name: str, value: Any) -> float:
+    """A number in [0, 1]."""
+    v = check_finite(name, value)
+    if not 0.0 <= v <= 1.0:
+        _fail(name, "a number in [0, 1]", value)
+    return v
+
+
+def check_open_unit(name: str, value: Any) -> float:
+    """A number in the open interval (0, 1) (confidence levels such as δ)."""
+    v = check_finite(name, value)
+    if not 0.0 < v < 1.0:
+        _fail(name, "a number in (0, 1)", value)
+    return v
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (bools refused) within ``[minimum, maximum]`` where given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif hasattr(value, "item") and getattr(value, "ndim", None) == 0 and float(value.item()).is_integer():
+            value = int(value.item())
+        else:
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        _fail(name, f"an integer >= {minimum}", value)
+    if maximum is not None and v > maximum:
+        _fail(name, f"an integer <= {maximum}", value)
+    return v
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """One of ``choices`` (strings; ``str`` enums accepted)."""
+    opts = list(choices)
+    v = getattr(value, "value", value)
+    if v not in opts:
+        _fail(name, "one of " + ", ".join(repr(c) for c in opts), value)
+    return str(v)
+
+
+def check_finite_array(name: str, value: Any, ndim: int | None = None):
+    """A float64 numpy array with only finite entries (and ``ndim`` dimensions where given)."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected an array of real numbers, got {type(value).__name__}") from None
+    if ndim is not None and arr.ndim != ndim:
+        _fail(name, f"a {ndim}-dimensional array", f"shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        _fail(name, "finite entries", f"{int(np.sum(~np.isfinite(arr)))} non-finite value(s)")
+    return arr

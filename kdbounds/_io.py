@@ -1,0 +1,160 @@
+"""Private file plumbing, written once: atomic writes, hashing, strict JSON.
+
+Policy for non-finite numbers (one policy for the whole project): :func:`to_jsonable` turns
+``nan``/``inf``/``-inf`` into ``None`` (JSON ``null``); a record that needs to say *why* a value is
+missing carries its own ``*_reason`` field. :func:`dumps_strict` refuses anything that would make
+invalid JSON (``allow_nan=False``), so a writer can never emit ``NaN`` or ``Infinity``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_csv",
+    "dumps_strict",
+    "file_sha256",
+    "bytes_sha256",
+    "read_json",
+    "to_jsonable",
+]
+
+
+def to_jsonable(x: Any) -> Any:
+    """Plain-Python, strictly JSON-serialisable copy of ``x``.
+
+    Dataclasses (via ``to_dict()`` when they have one), mappings, sequences, numpy and torch scalars /
+    arrays, enums and paths are converted recursively; non-finite floats become ``None``.
+    """
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, enum.Enum):
+        return to_jsonable(x.value)
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    if hasattr(x, "to_dict") and callable(x.to_dict) and not isinstance(x, type):
+        return to_jsonable(x.to_dict())
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: to_jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, Mapping):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    mod = type(x).__module__.split(".")[0]
+    if mod == "numpy":
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            return to_jsonable(x.tolist())
+        if isinstance(x, np.generic):
+            return to_jsonable(x.item())
+    if mod == "torch":
+        return to_jsonable(x.detach().cpu().tolist())
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in x]
+    raise TypeError(f"cannot write {type(x).__name__} as JSON; convert it to numbers/strings first")
+
+
+def dumps_strict(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """``json.dumps`` of :func:`to_jsonable(obj) <to_jsonable>` with ``allow_nan=False`` (strict JSON)."""
+    return json.dumps(to_jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name!r}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a strict JSON file; an unreadable, truncated or non-strict file raises ``ValueError``
+    naming the file and the fix."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read {p}: {e.strerror or e}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise ValueError(f"{p} is not valid JSON ({e}); it may be truncated by a killed run — "
+                         f"delete it (or its run folder) and run again") from None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``.
+
+    A reader never sees a half-written file; a killed writer leaves the old file (or none) behind.
+    The parent folder is created when missing.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,
+                      sort_keys: bool = False) -> Path:
+    """Strict JSON (:func:`dumps_strict`) written atomically; non-finite floats become ``null``."""
+    return atomic_write_text(path, dumps_strict(obj, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+                     columns: Iterable[str] | None = None) -> Path:
+    """CSV of ``rows`` (columns in first-seen order unless given), written atomically."""
+    import csv
+    import io
+
+    cols: list[str] = list(columns) if columns is not None else []
+    if columns is None:
+        for r in rows:
+            cols.extend(k for k in r if k not in cols)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in to_jsonable(dict(r)).items()})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def bytes_sha256(data: bytes) -> str:
+    """SHA-256 hex digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
