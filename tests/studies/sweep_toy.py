@@ -32,6 +32,7 @@ def _value(seed: int, deps: Mapping[str, Any] | None) -> float:
     x = torch.randn(256, 128, generator=g)
     w = torch.randn(128, 64, generator=g)
     v = torch.tanh(x @ w).sum().item()
+    v += torch.randn(400_000, generator=g).sum().item()  # split across threads: last bits depend on threads
     if deps:
         v += 0.5 * sum(d["value"] for d in deps.values())
     return v
