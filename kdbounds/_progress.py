@@ -109,7 +109,7 @@ class LineProgress:
     def line(self) -> str:
         """The line :meth:`update` prints for the current state."""
         elapsed = time.monotonic() - self._start
-        unit = self.unit if self.n == 1 and self.total in (None, 1) else self.unit + "s"
+        unit = self.unit if self.unit == "it" or (self.n == 1 and self.total in (None, 1)) else self.unit + "s"
         parts = [f"{self.desc}: " if self.desc else ""]
         if self.total:
             pct = 100.0 * self.n / self.total
