@@ -330,3 +330,21 @@ def test_ray_failure_is_not_retried_and_resume_reuses_local_results(tmp_path, ra
     with pytest.raises(SweepError, match="ValueError.*bad failed on purpose"):
         run_sweep(bad, executor="ray", max_retries=2, progress=False)
     assert toy.count(md, "bad", "start") == 1  # an exception of the run itself is not retried
+
+
+def test_keys_that_are_not_file_names_get_distinct_folders_and_a_corrupt_result_is_named(tmp_path):
+    md, out_dir = tmp_path / "m", tmp_path / "out"
+    md.mkdir()
+    keys = ["teacher/seed=0", "teacher seed=0", "teacher_seed=0", "../escape", "a" * 300]
+    specs = [RunSpec(k, toy.toy_run, {"name": f"r{i}", "seed": i, "marker_dir": str(md)}) for i, k in enumerate(keys)]
+    out = run_sweep(specs, out_dir=out_dir, progress=False)
+    folders = sorted(p for p in out_dir.iterdir() if p.is_dir())
+    assert len(folders) == len(keys)
+    assert all(p.parent == out_dir for p in folders)  # nothing escaped out_dir
+    assert all((p / "result.pkl").is_file() for p in folders)
+    assert run_sweep(specs, out_dir=out_dir, progress=False) == out
+    assert len(list(md.glob("*.start.*"))) == len(keys)  # second sweep executed nothing
+    (out_dir / "teacher_seed=0" / "result.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="teacher_seed=0/result.pkl: cannot load the stored result of run "
+                                         "'teacher_seed=0'.*delete that folder"):
+        run_sweep(specs, out_dir=out_dir, progress=False)
