@@ -33,6 +33,7 @@ arguments re-executes the teacher and every student below it. Results are stored
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import hashlib
 import json
@@ -49,8 +50,8 @@ from .._io import atomic_write_bytes, atomic_write_json, dumps_strict
 from .._progress import progress_bar
 from .locking import compute_once
 
-__all__ = ["EXECUTORS", "RunSpec", "ResultStore", "SweepError", "run_sweep", "spec_fingerprints",
-           "topological_order"]
+__all__ = ["EXECUTORS", "RunSpec", "ResultStore", "SweepError", "add_sweep_arguments", "run_sweep",
+           "spec_fingerprints", "sweep_options", "topological_order"]
 
 EXECUTORS = ("local", "ray")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -504,3 +505,46 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
     finally:
         if started:
             ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the executor flags every experiment script shares: ``--executor``, ``--workers``,
+    ``--address``, ``--threads``, ``--max-retries`` (read them back with :func:`sweep_options`)."""
+    g = parser.add_argument_group("execution (see docs/sweeps.md)")
+    g.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: this process, one run at a time (default); ray: Ray tasks "
+                        "(pip install 'kdbounds[ray]')")
+    g.add_argument("--workers", type=_positive_int, default=None,
+                   help="ray: runs at once (a local cluster gets workers x threads CPUs; default: all CPUs)")
+    g.add_argument("--address", default=None,
+                   help="ray: join this running cluster ('auto', 'host:6379') instead of starting one")
+    g.add_argument("--threads", type=_positive_int, default=1,
+                   help="intra-op threads per run (default 1); equal --threads give identical numbers "
+                        "on both executors")
+    g.add_argument("--max-retries", type=int, default=2,
+                   help="ray: restarts of a run whose worker process died (default 2)")
+
+
+def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`run_sweep` keyword arguments from flags added by :func:`add_sweep_arguments`.
+
+    Raises:
+        ValueError: an inconsistent combination (e.g. ``--workers 4`` with ``--executor local``),
+            checked here so a script fails before loading data or training.
+    """
+    opts = {"executor": args.executor, "workers": args.workers, "address": args.address,
+            "threads": args.threads, "max_retries": args.max_retries}
+    _check_args(opts["executor"], opts["workers"], opts["address"], opts["threads"], opts["max_retries"], None)
+    return opts

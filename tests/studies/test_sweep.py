@@ -348,3 +348,25 @@ def test_keys_that_are_not_file_names_get_distinct_folders_and_a_corrupt_result_
     with pytest.raises(ValueError, match="teacher_seed=0/result.pkl: cannot load the stored result of run "
                                          "'teacher_seed=0'.*delete that folder"):
         run_sweep(specs, out_dir=out_dir, progress=False)
+
+
+def test_cli_flags_map_to_run_sweep_arguments(tmp_path):
+    import argparse
+
+    from kdbounds.studies.sweep import add_sweep_arguments, sweep_options
+
+    p = argparse.ArgumentParser()
+    add_sweep_arguments(p)
+    assert sweep_options(p.parse_args([])) == {"executor": "local", "workers": None, "address": None,
+                                               "threads": 1, "max_retries": 2}
+    opts = sweep_options(p.parse_args(["--executor", "ray", "--workers", "2", "--threads", "3",
+                                       "--address", "auto", "--max-retries", "0"]))
+    assert opts == {"executor": "ray", "workers": 2, "address": "auto", "threads": 3, "max_retries": 0}
+    with pytest.raises(ValueError, match="workers=4: the local executor runs one run at a time"):
+        sweep_options(p.parse_args(["--workers", "4"]))
+    with pytest.raises(SystemExit):
+        p.parse_args(["--threads", "0"])
+    (tmp_path / "m").mkdir()
+    specs = grid(tmp_path / "m", teachers=(0,), students=(1,))
+    assert run_sweep(specs, progress=False, **sweep_options(p.parse_args(["--threads", "1"]))) == direct(
+        grid(tmp_path / "m", teachers=(0,), students=(1,)))
