@@ -390,6 +390,8 @@ def run_sweep(specs: Sequence[RunSpec], executor: str = "local", workers: int | 
         SweepError: a run failed; runs already finished are in ``.results`` (and in ``out_dir``).
     """
     _check_args(executor, workers, address, threads, max_retries, gpus_per_run)
+    if executor == "ray":
+        _import_ray()  # fail before anything runs
     order = topological_order(specs)
     fps = spec_fingerprints(order)
     store = ResultStore(out_dir) if out_dir is not None else None

@@ -370,3 +370,11 @@ def test_cli_flags_map_to_run_sweep_arguments(tmp_path):
     specs = grid(tmp_path / "m", teachers=(0,), students=(1,))
     assert run_sweep(specs, progress=False, **sweep_options(p.parse_args(["--threads", "1"]))) == direct(
         grid(tmp_path / "m", teachers=(0,), students=(1,)))
+
+
+def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as if not installed
+    specs = [RunSpec("a", toy.toy_run, {"name": "a", "seed": 0, "marker_dir": str(tmp_path)})]
+    with pytest.raises(ImportError, match="pip install 'kdbounds\\[ray\\]'.*executor='local'"):
+        run_sweep(specs, executor="ray", progress=False)
+    assert list(tmp_path.iterdir()) == []
