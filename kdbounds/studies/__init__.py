@@ -1,0 +1,1 @@
+"""Studies: each experiment grid as a list of runs, executed by one sweep runner (:mod:`.sweep`)."""

@@ -1,0 +1,179 @@
+"""One lock per run folder and atomic publication: a run is computed once, however many processes ask.
+
+Protocol (used by the sweep runner's result store, and meant for the run cache's ``train_cached``):
+
+* **Lock file.** The lock of run folder ``<parent>/<name>`` is the file ``<parent>/.<name>.lock``, a
+  *sibling* of the folder, not inside it: deleting or re-creating a run folder (``force=True``) never
+  deletes a lock someone holds, and the folder need not exist to be locked. It is an OS lock
+  (``flock`` on POSIX, ``LockFileEx`` on Windows) taken with the ``filelock`` package; the file itself
+  stays after release (so every waiter locks the same inode) and its presence means nothing.
+* **Finished.** A run is finished when its *publication file* exists (``result.json`` for
+  :func:`publish`; the caller's ``load`` decides for :func:`compute_once`). Publication is atomic
+  (temporary file in the same folder, ``fsync``, ``os.replace``), so a reader sees either no file or a
+  complete one, with or without the lock. Anything else in the folder (checkpoints, logs) is work in
+  progress that only the lock holder touches.
+* **Compute once.** :func:`compute_once` reads the publication without the lock (fast path, also on
+  read-only copies of a cache), then takes the lock, reads again (another process may have finished
+  while we waited), and only then computes and publishes. A second process asking for a run being
+  computed therefore blocks on the lock and then returns the published result without computing.
+* **Stale locks.** There are none: the OS releases a lock when its holder exits or is killed
+  (SIGKILL, OOM, a Ray worker that dies), so the next waiter gets it at once and finds the run
+  unfinished (nothing published) and computes it — resuming from the holder's checkpoint where the
+  computation supports it. The soft-lock fallback of ``filelock`` (a marker file that a killed process
+  would leave behind) is disabled: on a file system without OS locks :func:`run_lock` raises instead.
+* **Scope.** Mutual exclusion holds between processes and between threads (each :func:`run_lock` call
+  opens its own descriptor). It is not re-entrant: do not take the lock of the same run twice in one
+  thread. On a cluster the run folders must live on a file system that every node sees and that
+  supports ``flock`` across nodes (local disk for one machine; NFSv4 or Lustre with locking enabled).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from .._io import atomic_write_json, read_json
+
+__all__ = ["LOCK_SUFFIX", "RESULT_NAME", "RunLockTimeout", "compute_once", "is_published", "lock_path",
+           "publish", "read_published", "run_lock"]
+
+LOCK_SUFFIX = ".lock"
+RESULT_NAME = "result.json"
+
+T = TypeVar("T")
+
+
+class RunLockTimeout(TimeoutError):
+    """The lock of a run was not obtained within ``timeout`` seconds (another process holds it)."""
+
+
+def lock_path(run_dir: str | os.PathLike) -> Path:
+    """``<parent>/.<name>.lock`` for the run folder ``<parent>/<name>`` (see the module protocol).
+
+    Raises:
+        ValueError: ``run_dir`` has no name (``/``, ``.``, empty).
+    """
+    p = Path(run_dir)
+    if p.name in ("", ".", ".."):
+        raise ValueError(f"run_dir: expected a folder path with a name, got {os.fspath(run_dir)!r}")
+    return p.parent / f".{p.name}{LOCK_SUFFIX}"
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike, timeout: float | None = None,
+             on_wait: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Hold the OS lock of ``run_dir`` for the ``with`` block; yields the lock file's path.
+
+    Args:
+        run_dir: the run folder (need not exist; its parent is created).
+        timeout: seconds to wait for the lock; ``None`` waits forever, ``0`` tries once.
+        on_wait: called once with the lock path when the lock is held by someone else and we start
+            waiting (e.g. to log "waiting for run X, being computed by another process").
+
+    Raises:
+        RunLockTimeout: the lock was not free within ``timeout`` seconds.
+        ValueError: ``timeout`` is negative or not finite.
+        OSError: the file system offers no OS locks (the message names the folder and the fix).
+    """
+    from filelock import FileLock, Timeout
+
+    if timeout is not None:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0 \
+                or timeout == float("inf"):
+            raise ValueError(f"timeout: expected None or a finite number of seconds >= 0, got {timeout!r}")
+    lp = lock_path(run_dir)
+    lp.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lp, timeout=-1, fallback_to_soft=False)
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait(lp)
+            if timeout == 0:
+                raise RunLockTimeout(f"run {os.fspath(run_dir)!r} is locked by another process ({lp})") from None
+            try:
+                lock.acquire(timeout=-1 if timeout is None else timeout)
+            except Timeout:
+                raise RunLockTimeout(f"run {os.fspath(run_dir)!r} still locked by another process after "
+                                     f"{timeout} s ({lp}); raise the timeout or wait for that process") from None
+    except OSError as e:
+        if e.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+            raise OSError(e.errno, f"cannot lock {lp}: the file system of {lp.parent} offers no OS file "
+                                   f"locks ({e.strerror}); put the run cache on a local disk or on a shared "
+                                   f"file system with locking (NFSv4, Lustre with flock)") from None
+        raise
+    try:
+        yield lp
+    finally:
+        lock.release()
+
+
+def publish(run_dir: str | os.PathLike, result: Any, name: str = RESULT_NAME) -> Path:
+    """Publish ``result`` as strict JSON at ``run_dir/name``, atomically; returns the file's path.
+
+    After this call the run is finished for every reader (see the module protocol). Call it last,
+    after every other file of the run is written.
+
+    Raises:
+        TypeError: ``result`` cannot be written as JSON.
+    """
+    return atomic_write_json(Path(run_dir) / name, result)
+
+
+def is_published(run_dir: str | os.PathLike, name: str = RESULT_NAME) -> bool:
+    """Whether ``run_dir/name`` exists, i.e. the run is finished."""
+    return (Path(run_dir) / name).is_file()
+
+
+def read_published(run_dir: str | os.PathLike, name: str = RESULT_NAME) -> Any | None:
+    """The published JSON of ``run_dir``, or ``None`` when the run is not finished.
+
+    Raises:
+        ValueError: the file exists but is not valid JSON (names the file and the fix).
+    """
+    p = Path(run_dir) / name
+    return read_json(p) if p.is_file() else None
+
+
+def compute_once(run_dir: str | os.PathLike, compute: Callable[[], T], *,
+                 load: Callable[[Path], T | None] = read_published,
+                 save: Callable[[Path, T], Any] | None = publish,
+                 timeout: float | None = None,
+                 on_wait: Callable[[Path], None] | None = None) -> tuple[T, bool]:
+    """Return the finished result of ``run_dir``, computing and publishing it first if nobody has.
+
+    ``load(run_dir)`` is tried without the lock; when it gives ``None`` the lock is taken, ``load`` is
+    tried again, and only then ``compute()`` runs and ``save(run_dir, result)`` publishes it, still
+    under the lock. ``save=None`` when ``compute`` publishes by itself (e.g. a trainer that writes
+    its own ``result.json`` atomically as its last step).
+
+    Args:
+        run_dir: the run folder (created by nobody here; ``compute``/``save`` create what they need).
+        compute: the work, called at most once per call and only by the lock holder.
+        load: returns the finished result or ``None``; must only report runs published atomically.
+        save: atomic publication of the result; ``None`` if ``compute`` publishes.
+        timeout, on_wait: as in :func:`run_lock`.
+
+    Returns:
+        ``(result, computed)``: ``computed`` is ``True`` when this call ran ``compute``.
+
+    Raises:
+        RunLockTimeout: see :func:`run_lock`.
+    """
+    run_dir = Path(run_dir)
+    done = load(run_dir)
+    if done is not None:
+        return done, False
+    with run_lock(run_dir, timeout=timeout, on_wait=on_wait):
+        done = load(run_dir)
+        if done is not None:
+            return done, False
+        result = compute()
+        if save is not None:
+            save(run_dir, result)
+        return result, True
+
