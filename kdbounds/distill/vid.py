@@ -17,6 +17,13 @@ size of the smaller one. Distilled layers: by default every residual stage outpu
 (``FeatureOutput.stages``). Regressors and variances are trained with the student (they are
 parameters of the method module, which the trainer optimises together with the student).
 
+This is RepDistiller's form (``github.com/HobbitLong/RepDistiller``, ``distiller_zoo/VID.py``),
+which its CIFAR-100 script runs with weight ``lam = 1`` (``-a 0 -b 1``): ``lam = 1`` is the
+default here. The RID paper's code uses a different VID (BatchNorm in a wider regressor,
+variance floor 1e-3, weight 100): that variant is registered as ``"vid_rid"``
+(:mod:`kdbounds.distill.vid_rid`). Weight 100 with this regressor is a mix of the two sources
+that neither paper ran.
+
 This module also holds the small helpers shared by the feature-based methods of this package
 (VID, RID, ITRD): checking that a model exposes features, choosing stage pairs, and coercing
 hyper-parameters given as strings on the command line.
@@ -287,7 +294,8 @@ class VID(DistillMethod):
     """VID: L = ce_weight*CE + lam*sum_layers mean 1/2[(t - mu(s))^2/sigma^2 + log sigma^2].
 
     Hyper-parameters (``--method-arg key=value``):
-      lam (float >= 0, default 1.0): weight of the VID term (RepDistiller's beta).
+      lam (float >= 0, default 1.0): weight of the VID term (RepDistiller's beta, ``-b 1``;
+        the RID paper's variant with weight 100 is the separate method ``"vid_rid"``).
       ce_weight (float >= 0, default 1.0): weight of the cross-entropy term.
       layers (e.g. "0,1,2"; default all stages): student stage indices to distil.
       teacher_layers (default = layers): teacher stage indices paired with ``layers``.
