@@ -19,6 +19,7 @@ The test suite (``tests/notebooks/test_notebooks.py``) uses the same functions i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -117,6 +118,8 @@ def read_source(source: Path) -> Any:
     if not source.is_file():
         raise FileNotFoundError(f"notebook source {source} not found")
     nb = jupytext.reads(source.read_text(encoding="utf-8"), fmt=JUPYTEXT_FORMAT)
+    for i, cell in enumerate(nb.cells):  # stable ids (position + content): rebuilds do not churn the diff
+        cell.id = f"c{i:03d}-{hashlib.sha256(cell.source.encode()).hexdigest()[:8]}"
     nb.metadata["jupytext"] = {"formats": "ipynb,py:percent", "notebook_metadata_filter": "kdbounds"}
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
     return nb

@@ -4,8 +4,9 @@ full-mode build of its source.
 Execution uses :mod:`notebooks/build.py` (nbclient, a kernel on this interpreter) on a temporary copy
 of each ``notebooks/NN_*.py`` with ``KDBOUNDS_NOTEBOOK_SMOKE=1``, its working directory and cache in
 ``tmp_path``: the committed notebooks are never written. A cell that raises fails the test (nbclient's
-``CellExecutionError`` names the cell and the error). Each test id is the notebook's name and the test
-prints ``executed <name> (smoke): N code cells in S s`` (shown with ``-rA`` or ``-s``).
+``CellExecutionError`` names the cell and the error). Each test id is the notebook's name; every
+executed notebook is listed, with its time, in a "notebooks executed" section at the end of the run
+(``tests/notebooks/conftest.py``, also under pytest-xdist).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def test_kernel_is_this_interpreter():
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_notebook_executes_in_smoke_mode(source, tmp_path):
+def test_notebook_executes_in_smoke_mode(source, tmp_path, record_property):
     needs = build.read_source(source).metadata.get("kdbounds", {}).get("needs", [])
     env = {"KDBOUNDS_NOTEBOOK_CACHE": str(tmp_path / "cache")}
     if "cifar10" in needs:
@@ -83,7 +84,8 @@ def test_notebook_executes_in_smoke_mode(source, tmp_path):
     shutil.copy(source, copy)
     out = tmp_path / "out" / f"{source.stem}.ipynb"
     rep = build.execute_notebook(copy, out, smoke=True, workdir=tmp_path, extra_env=env, timeout=600)
-    print(f"executed {source.name} (smoke): {rep.code_cells} code cells in {rep.seconds:.1f} s")
+    line = f"executed {source.name} (smoke): {rep.code_cells} code cells in {rep.seconds:.1f} s"
+    print(line)
     nb = nbformat.read(str(out), as_version=4)
     counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     assert counts == list(range(1, len(counts) + 1)), "every code cell runs once, in order"
@@ -92,6 +94,7 @@ def test_notebook_executes_in_smoke_mode(source, tmp_path):
     assert any(o.output_type == "display_data" and "image/png" in o.data
                for c in nb.cells if c.cell_type == "code" for o in c.outputs), "at least one figure"
     assert committed.read_bytes() == before, "the committed notebook must not be touched"
+    record_property("notebook_executed", line)  # listed in the "notebooks executed" summary section
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -99,6 +102,7 @@ def test_committed_notebook_in_sync_with_source(source):
     problems = build.sync_problems(source)
     assert not problems, "\n".join(f"{p.notebook}: {p.problem}" for p in problems)
     nb = nbformat.read(str(source.with_suffix(".ipynb")), as_version=4)
+    nbformat.validate(nb)
     assert build.command_for(source) in nb.cells[0].source, "the build command is written at the top"
     assert "smoke=False" in _stream_text(nb), "committed outputs come from a full run"
 
@@ -133,11 +137,12 @@ def test_a_raising_cell_fails(tmp_path):
 
 def test_smoke_switch_and_name_errors(tmp_path):
     src = tmp_path / "98_env.py"
-    src.write_text("# %%\nimport os\nprint(os.environ.get('KDBOUNDS_NOTEBOOK_SMOKE'), os.getcwd())\n")
+    src.write_text("# %%\nimport os, sys\nprint(os.environ.get('KDBOUNDS_NOTEBOOK_SMOKE'), os.getcwd(), sys.executable)\n")
     out = tmp_path / "98_env.ipynb"
     build.execute_notebook(src, out, smoke=True, workdir=tmp_path, timeout=60)
-    text = _stream_text(nbformat.read(str(out), as_version=4))
-    assert text.split()[0] == "1" and Path(text.split()[1]).resolve() == tmp_path.resolve()
+    flag, cwd, exe = _stream_text(nbformat.read(str(out), as_version=4)).split()
+    assert flag == "1" and Path(cwd).resolve() == tmp_path.resolve()
+    assert Path(exe).resolve() == Path(sys.executable).resolve(), "the kernel runs on this interpreter"
     with pytest.raises(ValueError, match="not found"):
         build.find_sources(["no_such_notebook"])
     with pytest.raises(ValueError, match="timeout"):
