@@ -75,8 +75,8 @@ def find_sources(names: Sequence[str] = (), notebook_dir: Path = NOTEBOOK_DIR) -
     """The notebook sources ``NN_*.py`` in ``notebook_dir`` (all, or those named).
 
     Args:
-        names: notebook names, stems (``01_linear_gaussian_tightness``), ``.py``/``.ipynb`` file names or
-            paths; empty selects every source.
+        names: notebook names, stems (``01_linear_gaussian_tightness``), their number (``01``),
+            ``.py``/``.ipynb`` file names or paths; empty selects every source.
         notebook_dir: folder holding the sources.
 
     Returns:
@@ -92,6 +92,9 @@ def find_sources(names: Sequence[str] = (), notebook_dir: Path = NOTEBOOK_DIR) -
     picked: list[Path] = []
     for name in names:
         stem = Path(name).stem
+        prefixed = [s for s in by_stem if s.startswith(f"{stem}_")]
+        if stem not in by_stem and len(prefixed) == 1:  # "01" -> "01_linear_gaussian_tightness"
+            stem = prefixed[0]
         if stem not in by_stem:
             raise ValueError(
                 f"notebook {name!r} not found in {notebook_dir}; available: {sorted(by_stem)}"

@@ -145,5 +145,6 @@ def test_smoke_switch_and_name_errors(tmp_path):
     assert Path(exe).resolve() == Path(sys.executable).resolve(), "the kernel runs on this interpreter"
     with pytest.raises(ValueError, match="not found"):
         build.find_sources(["no_such_notebook"])
+    assert build.find_sources(["01"]) == build.find_sources(["notebooks/01_linear_gaussian_tightness.ipynb"]) == SOURCES[:1]
     with pytest.raises(ValueError, match="timeout"):
         build.execute_notebook(src, None, smoke=True, timeout=0)
