@@ -20,7 +20,7 @@
 #    by the students that tilt the teacher along the gap function; distilled students spend their
 #    divergence in directions the gap does not see.
 #
-# Everything is float64 numpy/scipy; a full run takes seconds on one core.
+# Everything is float64 numpy/scipy; a full run takes about 5 s of CPU on one core.
 
 # %% tags=["parameters"]
 # Parameters (papermill-style cell). KDBOUNDS_NOTEBOOK_SMOKE=1 in the environment forces smoke = True.
