@@ -4,7 +4,7 @@ PY ?= python3
 export KDBOUNDS_DATA ?= $(abspath ../shared/data)
 PRESET ?= default
 
-.PHONY: install run test bench
+.PHONY: install run test bench notebooks
 install:
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]"
@@ -17,3 +17,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+# Rebuild the committed notebooks (full mode, outputs saved) from their jupytext sources notebooks/NN_*.py
+notebooks: install
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) notebooks/build.py
