@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from .._checks import check_choice, check_open_unit
 from .._io import to_jsonable
@@ -173,13 +173,13 @@ def one_sided_pvalues(bound: float, observed: float, se: float, side: str) -> tu
         raise ValueError(f"bound and observed must be finite, got {bound!r} and {observed!r}")
     if side == "abs":
         t = (bound - abs(observed)) / se
-        far = float(norm.cdf(t - 2.0 * max(bound, 0.0) / se)) if bound >= 0 else 0.0
-        return float(norm.sf(t)), min(1.0, float(norm.cdf(t)) + far)
+        far = float(ndtr(t - 2.0 * max(bound, 0.0) / se)) if bound >= 0 else 0.0
+        return float(ndtr(-t)), min(1.0, float(ndtr(t)) + far)
     if side == "upper":
         t = (bound - observed) / se
     else:
         t = (observed - bound) / se
-    return float(norm.sf(t)), float(norm.cdf(t))
+    return float(ndtr(-t)), float(ndtr(t))
 
 
 def _holm_order(p: np.ndarray) -> np.ndarray:
