@@ -103,3 +103,18 @@ def test_bound_errors_and_zero():
     s_tr, t_tr, ytr, s_te, t_te, yte, _ = random_case(0)
     with pytest.raises(ValueError, match="classes"):
         gibbs_classifier(s_tr, t_tr[:, :3], ytr, s_te, t_te, yte)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(2, 5), st.floats(0.1, 8.0), st.integers(0, 10_000))
+def test_gibbs_inequality_property(n, m, k, scale, seed):
+    """|E_S g − E_T g| ≤ bound for any logits (Donsker–Varadhan + Hoeffding): an exact theorem."""
+    g = torch.Generator().manual_seed(seed)
+    z = lambda r: scale * torch.randn(r, k, generator=g, dtype=torch.float64)  # noqa: E731
+    ytr, yte = torch.randint(0, k, (n,), generator=g), torch.randint(0, k, (m,), generator=g)
+    rec = gibbs_classifier(z(n), z(n), ytr, z(m), z(m), yte)
+    assert abs(rec.observed) <= rec.bound + 1e-12

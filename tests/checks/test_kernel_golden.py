@@ -224,3 +224,30 @@ def test_cross_architecture_not_defined(tiny_pair, curv):
     recs = kernel_checks(curv, teacher, other)
     assert [r.verdict for r in recs] == ["not_defined"] * 3
     assert all(r.bound is None and "architecture" in r.reason for r in recs)
+
+
+@pytest.mark.parametrize("scale", [0.02, 0.1, 0.4])
+def test_quadratic_instance_obeys_exact_dv_and_subgamma(tiny_pair, curv, oracle, scale):
+    """For the quadratic model Theorem 3B is exact: true difference ≤ exact DV bound (dense spectrum,
+    kdbounds.bounds.gaussian_quadratic_bound) ≤ the record's sub-gamma bound, for students at several distances."""
+    import copy
+
+    from kdbounds.bounds import gaussian_quadratic_bound
+
+    teacher, _, _, _ = tiny_pair
+    g = torch.Generator().manual_seed(int(scale * 100))
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64))
+    recs = {r.name: r for r in kernel_checks(curv, teacher, student, kernel_std=S, mc_draws=2, seed=0)}
+    r = recs["thm3b_subgamma_quadratic"]
+    d = flat(student) - oracle["w_t"]
+    true = float(oracle["b"] @ d + 0.5 * d @ oracle["H"] @ d)
+    p = oracle["p"]
+    dv = gaussian_quadratic_bound(r.inputs["K"], grad=oracle["b"].numpy(), hessian=oracle["H"].numpy(),
+                                  cov=(S * S * torch.eye(p, dtype=torch.float64)).numpy())
+    assert r.observed == pytest.approx(true, rel=1e-8, abs=1e-12)
+    assert dv.lower - 1e-12 <= true <= dv.upper + 1e-12
+    assert max(dv.upper, -dv.lower) <= r.bound * (1 + 1e-9)
+    assert r.verdict == "holds"
