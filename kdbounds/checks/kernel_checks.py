@@ -77,10 +77,14 @@ __all__ = [
     "kernel_gaps",
     "kernel_checks",
     "KERNEL_CHECK_NAMES",
+    "KERNEL_CHECK_KINDS",
 ]
 
 C_MODES = ("frobenius", "ritz")
 KERNEL_CHECK_NAMES = ("thm3b_subgamma_quadratic", "thm3b_subgamma_mc", "thm3a_radius")
+#: kind of each kernel check (with ``c_mode="frobenius"``; ``"ritz"`` makes the quadratic one conditional)
+KERNEL_CHECK_KINDS = {"thm3b_subgamma_quadratic": "demonstration", "thm3b_subgamma_mc": "conditional",
+                      "thm3a_radius": "proxy"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -477,8 +481,9 @@ def kernel_checks(curv: TeacherCurvature | None, teacher: nn.Module, student: nn
     c_mode = check_choice("c_mode", c_mode, C_MODES)
     params, reason = student_in_teacher_space(student, teacher)
     lab = {"alpha": alpha, "teacher": teacher_label, "student": student_label}
-    kinds = {"thm3b_subgamma_quadratic": "demonstration" if c_mode == "frobenius" else "conditional",
-             "thm3b_subgamma_mc": "conditional", "thm3a_radius": "proxy"}
+    kinds = dict(KERNEL_CHECK_KINDS)
+    if c_mode != "frobenius":
+        kinds["thm3b_subgamma_quadratic"] = "conditional"
     assumptions = {"thm3b_subgamma_quadratic": _ASSUME_QUAD, "thm3b_subgamma_mc": _ASSUME_MC,
                    "thm3a_radius": _ASSUME_3A}
     if reason is None and curv is None:

@@ -31,7 +31,7 @@ from .._records import Estimate
 from ..divergence import DivergenceEstimate, collect_logits, predictive_divergence
 from .conditional import product_law_proxy, theorem1_sigma_n, theorem2_central
 from .gibbs import gibbs_classifier
-from .kernel_checks import KERNEL_CHECK_NAMES, TeacherCurvature, kernel_checks, student_in_teacher_space
+from .kernel_checks import KERNEL_CHECK_KINDS, KERNEL_CHECK_NAMES, TeacherCurvature, kernel_checks, student_in_teacher_space
 from .losses import LossGap, loss_gap, loss_range, paired_gap_difference, per_example_losses
 from .verdicts import CheckRecord, not_defined
 
@@ -154,7 +154,7 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
                                      c_mode=c_mode, mc_draws=mc_draws, seed=seed, teacher_label=teacher_label,
                                      student_label=student_label, alpha=alpha))
     else:
-        records.extend(not_defined(nm, "conditional", loss="clipped_ce", side="abs",
+        records.extend(not_defined(nm, KERNEL_CHECK_KINDS[nm], loss="clipped_ce", side="abs",
                                    reason="not requested (kernel=False)", **lab) for nm in KERNEL_CHECK_NAMES)
     return PairChecks(teacher_label, student_label, same, t_losses, s_losses, diffs, div_tr, div_te, tuple(records),
                       float(temperature), float(p_min))

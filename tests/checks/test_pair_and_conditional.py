@@ -83,11 +83,11 @@ def pair_results(tiny_pair):
                          teacher_label="t", student_label="same")
     cross = evaluate_pair(teacher, other, train, test, curvature=curv, n_boot=100, teacher_label="t",
                           student_label="cross")
-    return same, cross
+    return same, cross, curv
 
 
 def test_evaluate_pair_records(pair_results, tiny_pair):
-    same, cross = pair_results
+    same, cross, _ = pair_results
     names = sorted((r.name, r.loss) for r in same.records)
     assert ("gibbs_classifier", "gibbs_zero_one") in names and ("thm3b_subgamma_mc", "clipped_ce") in names
     assert len(names) == len(set(names)) == 1 + 3 * 2 + 3
@@ -111,7 +111,8 @@ def test_evaluate_pair_records(pair_results, tiny_pair):
 
 
 def test_run_level_verdicts_and_strict_json(pair_results):
-    same, cross = pair_results
+    same, cross, _ = pair_results
+    strict_loads(dumps_strict(pair_results[2]))  # the teacher's curvature record
     recs = assign_verdicts(same.records + cross.records, 0.05)
     stochastic = [r for r in recs if r.method == "shaffer"]
     assert stochastic and all(r.family_size == len(stochastic) for r in stochastic)
@@ -130,3 +131,4 @@ def test_pair_errors(tiny_pair):
         evaluate_pair(teacher, "model", train, test, kernel=False)
     r = evaluate_pair(teacher, student, train, test, kernel=False, n_boot=50)
     assert r.record("thm3a_radius").reason.startswith("not requested")
+    assert r.record("thm3a_radius").kind == "proxy" and r.record("thm3b_subgamma_quadratic").kind == "demonstration"
