@@ -34,8 +34,14 @@ complementary, exactly ``N`` of the ``2N`` are true, so Shaffer's (1986) logical
 procedure is valid under any dependence: at step ``j`` the threshold is
 ``α / min(N, 2N − j + 1)`` instead of Holm's ``α / (2N − j + 1)`` (``method="shaffer"``, the
 default; ``method="holm"`` is plain Holm over the ``2N``). A check whose ``H_fail`` is rejected
-"holds"; whose ``H_ok`` is rejected is "violated"; otherwise "inconclusive". In z terms a
-check "holds" iff ``B ≥ |d̂| + z_j·SE`` with ``z_j = Φ⁻¹(1 − threshold_j)`` at its rank.
+"holds"; whose ``H_ok`` is rejected is "violated"; otherwise "inconclusive".
+
+In z terms: with the default method every threshold of the first ``N + 1`` steps equals ``α/N``
+(and at most ``N`` p-values, one per check, can be below ½), so the step-down reduces to one
+threshold for every check, ``z = Φ⁻¹(1 − α/N)`` (recorded as ``z``): a check "holds" iff
+``B ≥ |d̂| + z·SE`` and is "violated" iff ``p_violated ≤ α/N`` (for ``"upper"``/``"lower"``:
+``B < d̂ − z·SE``; for ``"abs"`` the far-side term makes it a hair stricter). With plain Holm the
+threshold depends on the rank (``z`` is then ``None``).
 
 Checks whose observed side is exact (``SE = 0``: the Gibbs-classifier check, quadratic-model
 gaps) are decided exactly (``B ≥ |d̂|`` → "holds") and are not part of the family. A record with
@@ -54,7 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from .._checks import check_choice, check_open_unit
 from .._io import to_jsonable
@@ -103,6 +109,7 @@ class CheckRecord:
             :func:`assign_verdicts`).
         method: multiplicity method (``"shaffer"``, ``"holm"``; ``"exact"`` for exact checks).
         teacher, student: labels of the pair (for counts over independent teachers).
+        z: the critical value ``Φ⁻¹(1 − α/N)`` of the verdict (default method), else ``None``.
     """
 
     name: str
@@ -124,6 +131,7 @@ class CheckRecord:
     method: str = "shaffer"
     teacher: str | None = None
     student: str | None = None
+    z: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)
@@ -316,12 +324,13 @@ def assign_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05, *,
         return tuple(out)
     p = np.array([records[i].p_holds for i in stochastic] + [records[i].p_violated for i in stochastic])
     rej = holm_reject(p, alpha, max_true=n if method == "shaffer" else None)
+    z = float(ndtri(1.0 - alpha / n)) if method == "shaffer" else None
     for k, i in enumerate(stochastic):
         r = records[i]
         if rej[k] and rej[n + k]:  # impossible for complementary hypotheses at alpha < 1/2 ... but say so
             raise RuntimeError(f"{r.name}: both complementary hypotheses rejected; alpha too large")
         verdict = "holds" if rej[k] else ("violated" if rej[n + k] else "inconclusive")
-        out[i] = dataclasses.replace(r, verdict=verdict, alpha=alpha, family_size=n, method=method)
+        out[i] = dataclasses.replace(r, verdict=verdict, alpha=alpha, family_size=n, method=method, z=z)
     return tuple(out)
 
 

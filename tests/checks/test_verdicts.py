@@ -83,6 +83,12 @@ def test_family_thresholds_grow_with_the_number_of_checks():
     fam = assign_verdicts([one] + others, 0.05)
     assert fam[0].verdict == "inconclusive" and fam[0].family_size == 100
     z100 = norm.ppf(1 - 0.05 / 100)
+    assert fam[0].z == pytest.approx(z100) and one.z == pytest.approx(norm.ppf(0.95))
+    # the recorded z is the rule: B ≥ |d̂| + z·SE ⇔ holds, on a sweep across the threshold
+    for dz in (-0.02, 0.02):
+        r = assign_verdicts([make_record("d", "demonstration", observed=1.0 - (z100 + dz) * 0.1, **kw)] + others,
+                            0.05)[0]
+        assert r.verdict == ("holds" if dz > 0 else "inconclusive")
     strong = make_record("c", "demonstration", observed=1.0 - (z100 + 0.05) * 0.1, **kw)
     assert assign_verdicts([strong] + others, 0.05)[0].verdict == "holds"
 
