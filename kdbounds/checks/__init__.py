@@ -18,8 +18,10 @@ from .gibbs import gibbs_bound, gibbs_classifier
 from .kernel_checks import (
     C_MODES,
     KERNEL_CHECK_NAMES,
+    FROB_UCL_METHODS,
     KernelGaps,
     TeacherCurvature,
+    frobenius_upper_limit,
     kernel_checks,
     kernel_constants,
     kernel_gaps,
@@ -58,7 +60,7 @@ from .verdicts import (
 __all__ = [
     "C_MODES", "KERNEL_CHECK_NAMES", "KINDS", "LOSSES", "PAIR_LOSSES", "SIDES", "VERDICTS",
     "CheckRecord", "KernelGaps", "LossGap", "PairChecks", "PermutationKendall", "TeacherCurvature",
-    "assign_verdicts", "clipped_cross_entropy", "evaluate_pair", "gibbs_bound", "gibbs_classifier",
+    "FROB_UCL_METHODS", "assign_verdicts", "clipped_cross_entropy", "frobenius_upper_limit", "evaluate_pair", "gibbs_bound", "gibbs_classifier",
     "gibbs_error", "holm_adjust", "holm_reject", "kendall_tau_b", "kendall_tests", "kernel_checks",
     "kernel_constants", "kernel_gaps", "kernel_std_from_loss_increase", "loss_gap", "loss_range",
     "make_record", "mean_estimate", "measure_teacher_curvature", "not_defined", "one_sided_pvalues",
