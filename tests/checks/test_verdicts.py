@@ -155,3 +155,25 @@ def test_not_defined_and_counts_and_strict_json():
     with pytest.raises(ValueError, match="finite"):
         make_record("a", "proxy", loss="x", side="abs", bound=math.nan, observed=0.0, observed_se=0.1,
                     assumptions_met=False, assumption="")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_RANK = {"violated": 0, "inconclusive": 1, "holds": 2}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["abs", "upper", "lower"]), st.floats(-3, 3), st.floats(0.01, 2), st.floats(0, 3),
+       st.floats(0.01, 2), st.integers(1, 50))
+def test_verdict_is_monotone_in_the_bound(side, d, se, b, db, n_family):
+    """A larger bound (for upper/abs; a smaller one for lower) never turns holds into something worse."""
+    kw = dict(loss="x", assumptions_met=True, assumption="", side=side, observed=d, observed_se=se)
+    others = [make_record(f"o{i}", "conditional", loss="x", assumptions_met=False, assumption="", side="abs",
+                          bound=1.0, observed=1.0, observed_se=0.1) for i in range(n_family - 1)]
+    sign = -1.0 if side == "lower" else 1.0
+    lo = assign_verdicts([make_record("a", "conditional", bound=sign * b, **kw)] + others, 0.05)[0]
+    hi = assign_verdicts([make_record("a", "conditional", bound=sign * (b + db), **kw)] + others, 0.05)[0]
+    assert _RANK[hi.verdict] >= _RANK[lo.verdict]
+    # p-values of complementary hypotheses: never both small
+    assert lo.p_holds + lo.p_violated >= 1.0 - 1e-12
