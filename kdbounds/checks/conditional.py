@@ -1,0 +1,125 @@
+r"""Theorems 1 and 2 with the σ²/n rate: *conditional* checks, and the product-law *proxy*.
+
+**Theorem 1, σ²/n form** (theory.md §4): ``|gen(S) − gen(T)| ≤ sqrt(2 σ² K / n)``. Two things stand
+between this formula and a trained pair, and the record names both as its assumption:
+
+1. the σ²/n rate. With ``D_n`` fixed and a teacher kernel that depends on ``D_n``, a bounded loss only
+   gives ``σ = range/2`` *without* the ``1/n`` (theory.md §4 "Caution": a memoriser/constant mixture
+   breaks it by a factor 35). The rate holds under a stability assumption on the teacher, or when the
+   reference kernel is independent of the data (the certificates of §7), neither of which is checked
+   here;
+2. ``K``: the theorem needs ``KL(q_S ‖ q_T)`` between training kernels. The predictive ``K̂`` is
+   smaller (data processing), so plugging it in can only make the bound too small.
+
+So the check is ``kind="conditional"`` with ``assumptions_met=False``: a "violation" is evidence against
+the assumptions, not against the theorem. ``K`` is taken at the upper end of its interval.
+
+**Theorem 2** (lower side, ``gen(S) ≥ c·gen(T) − K/η``) with the ``η = 2(1−c) gen(T)/σ_n²`` that
+sub-Gaussianity implies inherits the same σ²/n assumption; it is not defined when ``gen(T) ≤ 0``.
+
+**Product form** ``K = n·K̂`` (``sqrt(2σ²K̂)``): the KL between the *products* of the per-input
+predictive laws over the ``n`` training inputs is ``n·K̂`` exactly, and it is the divergence of an
+honest theorem — the Gibbs-classifier check (:mod:`kdbounds.checks.gibbs`), where the predictors are
+the stochastic (Gibbs) classifiers, the loss is their 0–1 loss, and the product runs over training
+*and* test inputs. The product form here drops the test-input KL and compares the gaps of the
+deterministic (argmax / logit) predictors, which are not draws from those product laws; it is an
+instance of nothing, hence ``kind="proxy"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import bounds as B
+from .._checks import check_int, check_nonnegative, check_positive
+from .._records import Estimate
+from .verdicts import CheckRecord, make_record, not_defined
+
+__all__ = ["theorem1_sigma_n", "theorem2_central", "product_law_proxy", "ASSUMPTION_SIGMA_N"]
+
+ASSUMPTION_SIGMA_N = (
+    "stability / σ²/n rate: the teacher's gap is (σ/√n)-sub-Gaussian under the teacher kernel given D_n "
+    "(not implied by a bounded loss when D_n is fixed, theory.md §4 Caution); and K̂ (predictive, mean over "
+    "training inputs) stands for KL(q_S‖q_T) between training kernels, which it underestimates "
+    "(data processing; deterministic networks have no kernel)")
+
+
+def _k_upper(k: Estimate) -> float:
+    hi = k.upper()
+    if not math.isfinite(hi):
+        raise ValueError(f"divergence: its upper confidence limit is not finite ({hi!r}); need n >= 2 inputs")
+    return max(hi, k.value, 0.0)
+
+
+def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int, *, loss: str,
+                     alpha: float = 0.05, teacher: str | None = None, student: str | None = None) -> CheckRecord:
+    r"""Theorem 1 in the σ²/n form, conditional on :data:`ASSUMPTION_SIGMA_N`.
+
+    .. math:: |\mathrm{gen}(S) - \mathrm{gen}(T)| \le \sqrt{2\sigma^2 K_{\rm up}/n}
+
+    Args:
+        diff: ``gen(S) − gen(T)`` with its standard error (paired per-example differences).
+        divergence: ``K̂`` on the training inputs with its interval (``ci_high`` = ``K_up``).
+        sigma: per-sample proxy (``range/2``). n: training-set size. loss: loss name.
+        alpha, teacher, student: recorded.
+    """
+    sigma = check_nonnegative("sigma", sigma)
+    n = check_int("n", n, minimum=1)
+    k_up = _k_upper(divergence)
+    bound = B.subgaussian_bound(k_up, sigma, n)
+    return make_record("thm1_sigma_n", "conditional", loss=loss, side="abs", bound=bound, observed=diff.value,
+                       observed_se=diff.stderr, assumptions_met=False, assumption=ASSUMPTION_SIGMA_N,
+                       inputs={"K": divergence.value, "K_upper": k_up, "K_se": divergence.stderr,
+                               "sigma": sigma, "n": n},
+                       alpha=alpha, teacher=teacher, student=student)
+
+
+def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: Estimate, sigma: float, n: int, *,
+                     loss: str, c: float = 0.5, alpha: float = 0.05, teacher: str | None = None,
+                     student: str | None = None) -> CheckRecord:
+    r"""Theorem 2 with the central condition implied by σ²/n sub-Gaussianity (conditional).
+
+    .. math:: \mathrm{gen}(S) \ge c\,\mathrm{gen}(T) - K_{\rm up}/\eta,\qquad
+        \eta = 2(1-c)\,\mathrm{gen}(T)\,n/\sigma^2
+
+    ``not_defined`` when ``gen(T) ≤ 0`` (no positive η). The teacher's gap enters the bound as its
+    point estimate (its error is part of the conditional statement); the observed side is ``gen(S)``
+    with its standard error.
+    """
+    sigma = check_positive("sigma", sigma)
+    n = check_int("n", n, minimum=1)
+    k_up = _k_upper(divergence)
+    if gen_teacher.value <= 0:
+        return not_defined("thm2_central", "conditional", loss=loss, side="lower",
+                           reason=f"gen(T) = {gen_teacher.value:.4g} <= 0: the central condition implied by "
+                                  "sub-Gaussianity needs a positive teacher gap",
+                           assumption=ASSUMPTION_SIGMA_N, inputs={"c": c, "K_upper": k_up},
+                           alpha=alpha, teacher=teacher, student=student)
+    sig_n = sigma / math.sqrt(n)
+    eta = B.central_eta_from_subgaussian(gen_teacher.value, sig_n, c)
+    bound = B.central_lower_bound(gen_teacher.value, k_up, eta, c)
+    return make_record("thm2_central", "conditional", loss=loss, side="lower", bound=bound,
+                       observed=gen_student.value, observed_se=gen_student.stderr, assumptions_met=False,
+                       assumption=ASSUMPTION_SIGMA_N,
+                       inputs={"c": c, "eta": eta, "gen_teacher": gen_teacher.value, "K": divergence.value,
+                               "K_upper": k_up, "sigma": sigma, "n": n},
+                       alpha=alpha, teacher=teacher, student=student)
+
+
+def product_law_proxy(diff: Estimate, divergence: Estimate, sigma: float, n: int, *, loss: str,
+                      alpha: float = 0.05, teacher: str | None = None, student: str | None = None) -> CheckRecord:
+    r"""The product-law form ``sqrt(2σ²·n K_up / n) = σ sqrt(2 K_up)`` (``kind="proxy"``; see the module
+    docstring for why it is an instance of nothing and :func:`kdbounds.checks.gibbs.gibbs_classifier` for
+    the honest version)."""
+    sigma = check_nonnegative("sigma", sigma)
+    n = check_int("n", n, minimum=1)
+    k_up = _k_upper(divergence)
+    bound = B.subgaussian_bound(n * k_up, sigma, n)
+    return make_record("thm1_product_proxy", "proxy", loss=loss, side="abs", bound=bound, observed=diff.value,
+                       observed_se=diff.stderr, assumptions_met=False,
+                       assumption=("proxy: K = n·K̂_train (KL of the per-input product laws on the training "
+                                   "inputs only) with the deterministic predictors' gaps; the valid use of "
+                                   "product laws is the gibbs_classifier check"),
+                       inputs={"K": divergence.value, "K_upper": k_up, "K_product": n * k_up, "sigma": sigma,
+                               "n": n},
+                       alpha=alpha, teacher=teacher, student=student)

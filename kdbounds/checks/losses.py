@@ -1,0 +1,173 @@
+r"""Per-example losses from logits and their means with standard errors (theory.md §6, "Gap and σ").
+
+Three losses, all bounded, each with the range that gives its Hoeffding constant ``σ = range/2``:
+
+* ``"clipped_ce"``: :math:`\ell = \min(-\log \mathrm{softmax}(z)_y,\ \ln(1/p_{\min}))`, range ``[0, ln(1/p_min)]``;
+* ``"zero_one"``: :math:`1[\arg\max z \ne y]` of the deterministic (argmax) predictor, range ``[0, 1]``;
+* ``"gibbs_zero_one"``: the *exact* expected 0–1 loss of the stochastic (Gibbs) predictor
+  ``ŷ ~ softmax(z/t)``: :math:`\mathbb E\,1[\hat y \ne y] = 1 - p(y|x)`, range ``[0, 1]``.
+
+Means come as :class:`kdbounds._records.Estimate` (``stderr = sd/√n``, the sampling error over inputs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_open_unit, check_positive
+from .._records import Estimate
+
+__all__ = [
+    "LOSSES",
+    "clipped_cross_entropy",
+    "zero_one_loss",
+    "gibbs_error",
+    "per_example_losses",
+    "loss_range",
+    "mean_estimate",
+    "LossGap",
+    "loss_gap",
+    "paired_gap_difference",
+]
+
+LOSSES = ("clipped_ce", "zero_one", "gibbs_zero_one")
+
+
+def _check_pair(logits: Any, labels: Any, name: str = "") -> tuple[Tensor, Tensor]:
+    if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
+        raise TypeError(f"{name}logits and {name}labels must be torch tensors, got "
+                        f"{type(logits).__name__} and {type(labels).__name__}")
+    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"{name}logits must be (n, classes) and {name}labels (n,) with the same n, got "
+                         f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    if logits.shape[0] == 0:
+        raise ValueError(f"{name}logits: no examples (n = 0)")
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"{name}logits contain NaN or inf")
+    if labels.dtype.is_floating_point or labels.min() < 0 or labels.max() >= logits.shape[1]:
+        raise ValueError(f"{name}labels must be integer classes in [0, {logits.shape[1]})")
+    return logits.detach().to(torch.float64), labels.to(logits.device)
+
+
+def clipped_ce_differentiable(logits: Tensor, labels: Tensor, p_min: float) -> Tensor:
+    """Per-example clipped CE that keeps the autograd graph and the logits' dtype (no validation; for
+    Hessian products and functional evaluation inside ``torch.func`` transforms)."""
+    ce = -torch.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+    return torch.clamp(ce, max=math.log(1.0 / p_min))
+
+
+def clipped_cross_entropy(logits: Tensor, labels: Tensor, p_min: float = 1e-3) -> Tensor:
+    r"""Per-example clipped cross-entropy (float64).
+
+    .. math:: \ell_i = \min\bigl(-\log \mathrm{softmax}(z_i)_{y_i},\ \ln(1/p_{\min})\bigr)
+
+    Args:
+        logits: ``(n, classes)``. labels: ``(n,)`` integer classes. p_min: clipping level in (0, 1).
+
+    Returns:
+        ``(n,)`` float64 tensor in ``[0, ln(1/p_min)]``.
+
+    Raises:
+        ValueError / TypeError: bad shapes, non-finite logits, labels out of range, p_min ∉ (0, 1).
+    """
+    p_min = check_open_unit("p_min", p_min)
+    z, y = _check_pair(logits, labels)
+    return clipped_ce_differentiable(z, y, p_min)
+
+
+def zero_one_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    r"""Per-example 0–1 loss of the argmax predictor, :math:`1[\arg\max_c z_{ic} \ne y_i]` (float64)."""
+    z, y = _check_pair(logits, labels)
+    return (z.argmax(dim=1) != y).to(torch.float64)
+
+
+def gibbs_error(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> Tensor:
+    r"""Exact expected 0–1 loss of the Gibbs predictor ``ŷ ~ softmax(z/t)`` (float64).
+
+    .. math:: \mathbb E_{\hat y \sim p(\cdot|x_i)} 1[\hat y \ne y_i] = 1 - p(y_i|x_i)
+        = -\operatorname{expm1}(\log \mathrm{softmax}(z_i/t)_{y_i})
+    """
+    t = check_positive("temperature", temperature)
+    z, y = _check_pair(logits, labels)
+    lp = torch.log_softmax(z / t, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+    return -torch.expm1(lp)
+
+
+def per_example_losses(logits: Tensor, labels: Tensor, loss: str = "clipped_ce", *, p_min: float = 1e-3,
+                       temperature: float = 1.0) -> Tensor:
+    """Per-example losses (float64) for ``loss`` in :data:`LOSSES`."""
+    if loss == "clipped_ce":
+        return clipped_cross_entropy(logits, labels, p_min)
+    if loss == "zero_one":
+        return zero_one_loss(logits, labels)
+    if loss == "gibbs_zero_one":
+        return gibbs_error(logits, labels, temperature)
+    raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+
+
+def loss_range(loss: str, p_min: float = 1e-3) -> float:
+    """Length of the loss's range (``ln(1/p_min)`` for clipped CE, 1 for the 0–1 losses)."""
+    if loss == "clipped_ce":
+        return math.log(1.0 / check_open_unit("p_min", p_min))
+    if loss in ("zero_one", "gibbs_zero_one"):
+        return 1.0
+    raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+
+
+def mean_estimate(x: Tensor) -> Estimate:
+    r"""Sample mean with ``stderr = sd(x, ddof=1)/√n`` (``inf`` for one value) as an :class:`Estimate`."""
+    v = x.detach().to("cpu", torch.float64).reshape(-1)
+    n = int(v.numel())
+    if n == 0:
+        raise ValueError("x: expected at least one value, got an empty tensor")
+    if not torch.isfinite(v).all():
+        raise ValueError("x contains NaN or inf")
+    se = float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.inf
+    return Estimate(float(v.mean()), se, n)
+
+
+@dataclass(frozen=True)
+class LossGap:
+    """Train and test mean loss of one model and its gap ``gen = test − train``.
+
+    ``gap.stderr = sqrt(se_train² + se_test²)`` (independent samples).
+    """
+
+    loss: str
+    train: Estimate
+    test: Estimate
+    gap: Estimate
+    p_min: float | None
+    temperature: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "train": self.train.to_dict(), "test": self.test.to_dict(),
+                "gap": self.gap.to_dict(), "p_min": self.p_min, "temperature": self.temperature}
+
+
+def loss_gap(train_logits: Tensor, train_labels: Tensor, test_logits: Tensor, test_labels: Tensor,
+             loss: str = "clipped_ce", *, p_min: float = 1e-3, temperature: float = 1.0) -> LossGap:
+    """Mean losses on train and test and ``gen = L_test − L_train`` with standard errors."""
+    tr = mean_estimate(per_example_losses(train_logits, train_labels, loss, p_min=p_min, temperature=temperature))
+    te = mean_estimate(per_example_losses(test_logits, test_labels, loss, p_min=p_min, temperature=temperature))
+    gap = Estimate(te.value - tr.value, math.hypot(tr.stderr, te.stderr), tr.n + te.n)
+    return LossGap(loss, tr, te, gap, p_min if loss == "clipped_ce" else None,
+                   temperature if loss == "gibbs_zero_one" else None)
+
+
+def paired_gap_difference(s_train: Tensor, t_train: Tensor, s_test: Tensor, t_test: Tensor) -> Estimate:
+    r"""``gen(S) − gen(T)`` from per-example losses of both models on the same inputs (paired).
+
+    .. math:: \hat d = \overline{(\ell_S - \ell_T)}_{\rm test} - \overline{(\ell_S - \ell_T)}_{\rm train},
+        \quad \mathrm{SE}^2 = \mathrm{SE}^2_{\rm test} + \mathrm{SE}^2_{\rm train}
+    """
+    if s_train.shape != t_train.shape or s_test.shape != t_test.shape:
+        raise ValueError("student and teacher per-example losses must be on the same inputs (shapes differ)")
+    tr = mean_estimate(s_train - t_train)
+    te = mean_estimate(s_test - t_test)
+    return Estimate(te.value - tr.value, math.hypot(tr.stderr, te.stderr), tr.n + te.n)

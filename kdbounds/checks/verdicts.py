@@ -1,0 +1,352 @@
+r"""Check records and verdicts with uncertainty (theory.md §6, "Verdicts carry uncertainty").
+
+A *check* compares a bound with the quantity it bounds. Every check is one :class:`CheckRecord`
+with a ``kind`` saying what it is worth:
+
+* ``"certificate"``   a bound whose hypotheses hold, about the population (theory.md §7);
+* ``"demonstration"`` a bound whose hypotheses hold exactly, about the sample at hand
+  (the Gibbs-classifier check; the quadratic-model Theorem 3B);
+* ``"conditional"``   a valid bound *if* a named assumption holds (``assumption`` names it);
+* ``"proxy"``         not an instance of any theorem; kept only as a named heuristic.
+
+and a ``verdict`` in ``{"holds", "violated", "inconclusive", "not_defined"}``.
+
+**Construction of the verdicts.** A check speaks about a true value ``d`` (observed side) and a
+bound ``B``; ``side`` says which inequality: ``"abs"`` (``|d| ≤ B``), ``"upper"`` (``d ≤ B``) or
+``"lower"`` (``d ≥ B``). The observed side is estimated by ``d̂`` with standard error ``SE``
+(normal approximation). Each check carries two complementary one-sided hypotheses,
+
+* ``H_fail``: the bound fails (``|d| > B`` for ``"abs"``); rejecting it gives "holds";
+* ``H_ok``: the bound holds (``|d| ≤ B``); rejecting it gives "violated";
+
+with p-values (``t = (B − |d̂|)/SE``, ``Φ`` the standard normal CDF)
+
+.. math::
+    p_{\mathrm{holds}} = \Phi(-t), \qquad
+    p_{\mathrm{violated}} = \Phi(t) + \Phi\bigl(t - 2B/\mathrm{SE}\bigr)\ \ (\text{"abs"}),
+    \qquad p_{\mathrm{violated}} = \Phi(t)\ \ (\text{"upper"/"lower"}).
+
+(For ``"abs"`` the second term is the chance that ``d̂`` leaves ``[−B, B]`` on the far side, the
+worst case being ``d = ±B``; it is negligible unless ``B ≲ SE``.) All ``2N`` one-sided hypotheses of
+the ``N`` stochastic checks of a run form one family, tested at family-wise level ``α`` by a
+step-down Holm procedure (:func:`holm_reject`). Because the two hypotheses of a check are
+complementary, exactly ``N`` of the ``2N`` are true, so Shaffer's (1986) logically restricted Holm
+procedure is valid under any dependence: at step ``j`` the threshold is
+``α / min(N, 2N − j + 1)`` instead of Holm's ``α / (2N − j + 1)`` (``method="shaffer"``, the
+default; ``method="holm"`` is plain Holm over the ``2N``). A check whose ``H_fail`` is rejected
+"holds"; whose ``H_ok`` is rejected is "violated"; otherwise "inconclusive".
+
+In z terms: with the default method every threshold of the first ``N + 1`` steps equals ``α/N``
+(and at most ``N`` p-values, one per check, can be below ½), so the step-down reduces to one
+threshold for every check, ``z = Φ⁻¹(1 − α/N)`` (recorded as ``z``): a check "holds" iff
+``B ≥ |d̂| + z·SE`` and is "violated" iff ``p_violated ≤ α/N`` (for ``"upper"``/``"lower"``:
+``B < d̂ − z·SE``; for ``"abs"`` the far-side term makes it a hair stricter). With plain Holm the
+threshold depends on the rank (``z`` is then ``None``).
+
+Checks whose observed side is exact (``SE = 0``: the Gibbs-classifier check, quadratic-model
+gaps) are decided exactly (``B ≥ |d̂|`` → "holds") and are not part of the family. A record with
+``bound = None`` is "not_defined" (with a ``reason``).
+
+Bounds that are upper bounds take ``K`` at the upper end of its interval (done where the bound is
+built, recorded in ``inputs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from .._checks import check_choice, check_open_unit
+from .._io import to_jsonable
+
+__all__ = [
+    "KINDS",
+    "VERDICTS",
+    "SIDES",
+    "CheckRecord",
+    "make_record",
+    "not_defined",
+    "one_sided_pvalues",
+    "holm_reject",
+    "holm_adjust",
+    "assign_verdicts",
+    "verdict_counts",
+]
+
+KINDS = ("certificate", "demonstration", "conditional", "proxy")
+VERDICTS = ("holds", "violated", "inconclusive", "not_defined")
+SIDES = ("abs", "upper", "lower")
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One bound next to the quantity it bounds, with its kind and verdict.
+
+    Attributes:
+        name: check name (``"gibbs_classifier"``, ``"thm3b_subgamma_mc"``, ...).
+        kind: one of :data:`KINDS`.
+        verdict: one of :data:`VERDICTS`.
+        loss: the loss the gaps are measured with (``"zero_one"``, ``"clipped_ce"``, ``"gibbs_zero_one"``).
+        side: ``"abs"`` (``|d| ≤ bound``), ``"upper"`` (``d ≤ bound``) or ``"lower"`` (``d ≥ bound``).
+        bound: the bound (``None`` when not defined).
+        observed: the estimate ``d̂`` of the bounded quantity (signed; for ``"abs"`` the verdict uses
+            ``|d̂|``), ``None`` when not defined.
+        observed_se: its standard error (0 when exact given the sample).
+        assumptions_met: True only when every hypothesis of the theorem holds for this instance.
+        assumption: text naming the assumption(s) (conditional / proxy kinds) or the instance.
+        reason: why the check is not defined (``not_defined``), else ``None``.
+        inputs: every input of the bound (``K``, ``sigma``, ``v``, ``c_plus``, ...), numbers or text.
+        p_holds, p_violated: one-sided p-values of ``H_fail`` / ``H_ok`` (``None`` when exact or
+            not defined).
+        alpha: the run's family-wise level the verdict was taken at.
+        family_size: number of stochastic checks ``N`` in the family (1 before
+            :func:`assign_verdicts`).
+        method: multiplicity method (``"shaffer"``, ``"holm"``; ``"exact"`` for exact checks).
+        teacher, student: labels of the pair (for counts over independent teachers).
+        z: the critical value ``Φ⁻¹(1 − α/N)`` of the verdict (default method), else ``None``.
+    """
+
+    name: str
+    kind: str
+    verdict: str
+    loss: str
+    side: str
+    bound: float | None
+    observed: float | None
+    observed_se: float
+    assumptions_met: bool
+    assumption: str
+    reason: str | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    p_holds: float | None = None
+    p_violated: float | None = None
+    alpha: float = 0.05
+    family_size: int = 1
+    method: str = "shaffer"
+    teacher: str | None = None
+    student: str | None = None
+    z: float | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, KINDS)
+        check_choice("verdict", self.verdict, VERDICTS)
+        check_choice("side", self.side, SIDES)
+
+    @property
+    def ratio(self) -> float | None:
+        """``bound / |observed|`` (tightness), ``None`` when undefined or ``observed = 0``."""
+        if self.bound is None or self.observed is None or self.observed == 0.0:
+            return None
+        return self.bound / abs(self.observed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-able dict (non-finite numbers become ``None`` via :func:`kdbounds._io.to_jsonable`)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["inputs"] = dict(self.inputs)
+        d["ratio"] = self.ratio
+        return to_jsonable(d)
+
+
+# ------------------------------------------------------------------------------------------------
+# p-values and multiplicity
+# ------------------------------------------------------------------------------------------------
+def one_sided_pvalues(bound: float, observed: float, se: float, side: str) -> tuple[float, float]:
+    r"""``(p_holds, p_violated)`` of the two complementary one-sided hypotheses of a check.
+
+    .. math::
+        t = \frac{B - \tilde d}{\mathrm{SE}},\quad
+        \tilde d = |\hat d|\ (\text{abs}),\ \hat d\ (\text{upper}),\ -\hat d\ (\text{lower}, B \to -B),
+
+    ``p_holds = Φ(−t)`` and ``p_violated = Φ(t)`` (plus ``Φ(t − 2B/SE)`` for ``"abs"``, the far side).
+
+    Args:
+        bound: ``B``. observed: ``d̂``. se: ``SE > 0``. side: one of :data:`SIDES`.
+
+    Returns:
+        The two p-values, each in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``se`` not a positive finite number, non-finite ``bound``/``observed``, bad side.
+    """
+    check_choice("side", side, SIDES)
+    if not (math.isfinite(se) and se > 0):
+        raise ValueError(f"se: expected a finite number > 0 (exact checks are decided without p-values), got {se!r}")
+    if not (math.isfinite(bound) and math.isfinite(observed)):
+        raise ValueError(f"bound and observed must be finite, got {bound!r} and {observed!r}")
+    if side == "abs":
+        t = (bound - abs(observed)) / se
+        far = float(ndtr(t - 2.0 * max(bound, 0.0) / se)) if bound >= 0 else 0.0
+        return float(ndtr(-t)), min(1.0, float(ndtr(t)) + far)
+    if side == "upper":
+        t = (bound - observed) / se
+    else:
+        t = (observed - bound) / se
+    return float(ndtr(-t)), float(ndtr(t))
+
+
+def _holm_order(p: np.ndarray) -> np.ndarray:
+    return np.argsort(p, kind="stable")
+
+
+def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None = None) -> np.ndarray:
+    r"""Holm's step-down procedure (optionally Shaffer's logical restriction).
+
+    Sort ``p_(1) ≤ … ≤ p_(M)``; reject ``H_(1), …, H_(j)`` while
+
+    .. math:: p_{(j)} \le \frac{\alpha}{\min(M - j + 1,\ \text{max\_true})},
+
+    stopping at the first failure. ``max_true = None`` is Holm (1979); a ``max_true`` that bounds the
+    number of true hypotheses given that ``j − 1`` were rejected falsely (e.g. ``N`` for ``N`` pairs of
+    complementary hypotheses) is Shaffer's (1986) S1 procedure. Both control the family-wise error
+    at ``α`` under any dependence.
+
+    Args:
+        pvalues: the ``M`` p-values. alpha: family-wise level in (0, 1).
+        max_true: optional cap on the number of simultaneously true hypotheses (≥ 1).
+
+    Returns:
+        Boolean array, ``True`` where rejected (input order).
+
+    Raises:
+        ValueError: a p-value outside [0, 1] or NaN, alpha outside (0, 1), ``max_true < 1``.
+    """
+    alpha = check_open_unit("alpha", alpha)
+    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
+    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
+        raise ValueError(f"pvalues: expected numbers in [0, 1], got {p.tolist()!r}")
+    if max_true is not None and (not isinstance(max_true, int) or max_true < 1):
+        raise ValueError(f"max_true: expected an int >= 1 or None, got {max_true!r}")
+    m = p.size
+    out = np.zeros(m, dtype=bool)
+    for j, i in enumerate(_holm_order(p), start=1):
+        k = m - j + 1
+        if max_true is not None:
+            k = min(k, max_true)
+        if p[i] <= alpha / k:
+            out[i] = True
+        else:
+            break
+    return out
+
+
+def holm_adjust(pvalues: Sequence[float]) -> np.ndarray:
+    r"""Holm-adjusted p-values ``p̃_(j) = max_{i ≤ j} min(1, (M − i + 1) p_(i))`` (input order).
+
+    ``p̃_i ≤ α`` iff Holm at level ``α`` rejects ``H_i``.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
+    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
+        raise ValueError(f"pvalues: expected numbers in [0, 1], got {p.tolist()!r}")
+    m = p.size
+    order = _holm_order(p)
+    adj = np.empty(m)
+    running = 0.0
+    for j, i in enumerate(order, start=1):
+        running = max(running, min(1.0, (m - j + 1) * p[i]))
+        adj[i] = running
+    return adj
+
+
+# ------------------------------------------------------------------------------------------------
+# building records
+# ------------------------------------------------------------------------------------------------
+def _exact_verdict(bound: float, observed: float, side: str) -> str:
+    if side == "abs":
+        return "holds" if abs(observed) <= bound else "violated"
+    if side == "upper":
+        return "holds" if observed <= bound else "violated"
+    return "holds" if observed >= bound else "violated"
+
+
+def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, observed: float,
+                observed_se: float, assumptions_met: bool, assumption: str,
+                inputs: Mapping[str, Any] | None = None, alpha: float = 0.05,
+                teacher: str | None = None, student: str | None = None) -> CheckRecord:
+    """A defined check with its stand-alone verdict (family of one; see :func:`assign_verdicts`).
+
+    Raises:
+        ValueError: non-finite bound/observed, negative or non-finite SE.
+    """
+    alpha = check_open_unit("alpha", alpha)
+    if not (math.isfinite(bound) and math.isfinite(observed)):
+        raise ValueError(f"{name}: bound and observed must be finite (use not_defined otherwise), got "
+                         f"{bound!r} and {observed!r}")
+    if not (math.isfinite(observed_se) and observed_se >= 0):
+        raise ValueError(f"{name}: observed_se must be finite and >= 0, got {observed_se!r}")
+    rec = CheckRecord(name=name, kind=kind, verdict="inconclusive", loss=loss, side=side, bound=float(bound),
+                      observed=float(observed), observed_se=float(observed_se),
+                      assumptions_met=bool(assumptions_met), assumption=assumption, reason=None,
+                      inputs=dict(inputs or {}), alpha=alpha, teacher=teacher, student=student)
+    if observed_se == 0.0:
+        return dataclasses.replace(rec, verdict=_exact_verdict(bound, observed, side), method="exact",
+                                   family_size=0)
+    ph, pv = one_sided_pvalues(bound, observed, observed_se, side)
+    rec = dataclasses.replace(rec, p_holds=ph, p_violated=pv)
+    return assign_verdicts([rec], alpha)[0]
+
+
+def not_defined(name: str, kind: str, *, loss: str, side: str, reason: str, assumption: str = "",
+                inputs: Mapping[str, Any] | None = None, alpha: float = 0.05,
+                teacher: str | None = None, student: str | None = None) -> CheckRecord:
+    """A check that has no number here (e.g. Theorem 3B across architectures), with its ``reason``."""
+    if not reason:
+        raise ValueError(f"{name}: a not_defined check needs a reason")
+    return CheckRecord(name=name, kind=kind, verdict="not_defined", loss=loss, side=side, bound=None,
+                       observed=None, observed_se=0.0, assumptions_met=False, assumption=assumption,
+                       reason=reason, inputs=dict(inputs or {}), alpha=check_open_unit("alpha", alpha),
+                       family_size=0, method="none", teacher=teacher, student=student)
+
+
+def assign_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05, *,
+                    method: str = "shaffer") -> tuple[CheckRecord, ...]:
+    """Family-wise verdicts over all checks of a run (see the module docstring).
+
+    Args:
+        records: every check of the run (any order; exact and not_defined ones pass through).
+        alpha: family-wise error level in (0, 1).
+        method: ``"shaffer"`` (Holm restricted to at most ``N`` true hypotheses; default) or ``"holm"``.
+
+    Returns:
+        The records in the same order with ``verdict``, ``alpha``, ``family_size`` and ``method`` set.
+    """
+    alpha = check_open_unit("alpha", alpha)
+    method = check_choice("method", method, ("shaffer", "holm"))
+    stochastic = [i for i, r in enumerate(records) if r.verdict != "not_defined" and r.p_holds is not None]
+    n = len(stochastic)
+    out = list(records)
+    if n == 0:
+        return tuple(out)
+    p = np.array([records[i].p_holds for i in stochastic] + [records[i].p_violated for i in stochastic])
+    rej = holm_reject(p, alpha, max_true=n if method == "shaffer" else None)
+    z = float(ndtri(1.0 - alpha / n)) if method == "shaffer" else None
+    for k, i in enumerate(stochastic):
+        r = records[i]
+        if rej[k] and rej[n + k]:  # impossible for complementary hypotheses at alpha < 1/2 ... but say so
+            raise RuntimeError(f"{r.name}: both complementary hypotheses rejected; alpha too large")
+        verdict = "holds" if rej[k] else ("violated" if rej[n + k] else "inconclusive")
+        out[i] = dataclasses.replace(r, verdict=verdict, alpha=alpha, family_size=n, method=method, z=z)
+    return tuple(out)
+
+
+def verdict_counts(records: Sequence[CheckRecord], by: str = "name") -> list[dict[str, Any]]:
+    """Counts of verdicts grouped by ``by`` (a record field, e.g. ``"name"`` or ``"kind"``), with the
+    number of pairs and of distinct (independent) teachers each count spans."""
+    groups: dict[Any, list[CheckRecord]] = {}
+    for r in records:
+        groups.setdefault(getattr(r, by), []).append(r)
+    rows = []
+    for key, rs in groups.items():
+        row: dict[str, Any] = {by: key, "n_checks": len(rs),
+                               "n_teachers": len({r.teacher for r in rs if r.teacher is not None}),
+                               "n_pairs": len({(r.teacher, r.student) for r in rs})}
+        for v in VERDICTS:
+            row[v] = sum(r.verdict == v for r in rs)
+            row[f"{v}_teachers"] = len({r.teacher for r in rs if r.verdict == v and r.teacher is not None})
+        rows.append(row)
+    return rows
