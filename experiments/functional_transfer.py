@@ -17,7 +17,7 @@ Controls (methods.md §5):
     python experiments/functional_transfer.py --preset cpu --out results/functional_transfer/cpu
 
 Presets: ``smoke`` (seconds, CI), ``cpu`` (~15 min on 2 cores, real CIFAR-10 subset), ``gpu``
-(10 seeds, full CIFAR-10). Trained models are cached (kdbounds.runs.train_cached) under ``OUT/runs`` (or ``--cache``) and reused.
+(10 seeds, full CIFAR-10). Trained models are cached (kdbounds.studies.cache.train_cached) under ``OUT/runs`` (or ``--cache``) and reused.
 Writes ``config.json``, ``per_run.csv``, ``results.json``, ``summary.csv`` and ``agreement_split.png``.
 """
 
@@ -45,7 +45,7 @@ from kdbounds.distill.config import TrainConfig  # noqa: E402
 from kdbounds.distill.controls import siddo_config  # noqa: E402
 from kdbounds.distill.trainer import predict_logits  # noqa: E402
 from kdbounds.fidelity import compare_methods, fidelity_report  # noqa: E402
-from kdbounds.runs import train_cached  # noqa: E402
+from kdbounds.studies.cache import train_cached  # noqa: E402
 
 GROUPS = ("kd", "rcd", "siddo", "alone")
 

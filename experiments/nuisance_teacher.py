@@ -5,7 +5,7 @@ Teachers: a trained one and an untrained one (same architecture, random init, ne
 saved as a checkpoint like the trained one). Students, per seed: the student alone ("ce"), and
 KD, VID, RID (and ITRD) from each teacher. The reported number is the LAST-epoch test accuracy;
 the spread is over seeds (a seed fixes the student's initialisation and data order, so methods
-are compared on paired seeds). Trained models are cached (kdbounds.runs.train_cached), so a
+are compared on paired seeds). Trained models are cached (kdbounds.studies.cache.train_cached), so a
 re-run only trains what is missing.
 
     python experiments/nuisance_teacher.py --preset smoke --out results/nuisance_teacher/smoke
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 from kdbounds.data import load_cifar, stratified_subset  # noqa: E402
 from kdbounds.distill import TrainConfig  # noqa: E402
 from kdbounds.distill.controls import make_untrained_teacher  # noqa: E402
-from kdbounds.runs import train_cached  # noqa: E402
+from kdbounds.studies.cache import train_cached  # noqa: E402
 
 METHODS = ("ce", "kd", "vid", "rid", "itrd")
 

@@ -38,7 +38,7 @@ from kdbounds.data import load_cifar, stratified_subset  # noqa: E402
 from kdbounds.distill import TrainConfig, available_methods, train  # noqa: E402
 from kdbounds.distill.controls import make_untrained_teacher  # noqa: E402
 from kdbounds.pid_tracking import PIDTracker  # noqa: E402
-from kdbounds.runs import train_cached  # noqa: E402
+from kdbounds.studies.cache import train_cached  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(teacher_arch="resnet8", student_arch="resnet8", n_per_class=10, pid_per_class=40,

@@ -12,7 +12,7 @@ Subpackages (import what you need; nothing heavy is imported here):
 
 Orchestration (may write files):
 
-- ``kdbounds.runs``          run cache: ``train_cached(cfg, cache_root)`` reuses or resumes runs by config hash.
+- ``kdbounds.studies.cache``          run cache: ``train_cached(cfg, cache_root)`` reuses or resumes runs by config hash.
 - ``kdbounds.sharpness_study`` the flagship study behind ``experiments/sharpness_vs_gap.py``.
 - ``kdbounds.pid_tracking``  trainer callback recording Red/Uni of teacher vs student features.
 - ``kdbounds.report``        plots and markdown tables.

@@ -14,7 +14,7 @@ conventions of :mod:`kdbounds.bound_checks`,
 
 and Kendall's τ (with its p-value) between teacher sharpness and student gap. All numbers are those
 of the last training epoch; nothing is selected on the test set. Trained models are cached
-(:func:`kdbounds.runs.train_cached`), so a re-run only measures.
+(:func:`kdbounds.studies.cache.train_cached`), so a re-run only measures.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .bound_checks import TeacherCurvature, evaluate_pair, measure_curvature
 from .data import load_cifar, stratified_subset
 from .data.transforms import normalization, normalize_uint8
 from .distill import TrainConfig, load_checkpoint_model
-from .runs import train_cached
+from .studies.cache import train_cached
 
 __all__ = ["TeacherRecipe", "StudyConfig", "PRESETS", "preset", "run_study", "StudyResult",
            "kendall_table", "prepare_data", "flatten_record"]

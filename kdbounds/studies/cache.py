@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .distill.checkpoint import file_sha256
-from .distill.config import TrainConfig
-from .distill.methods import coerce_hparams, get_method
-from .distill.trainer import RESULT, EpochInfo, TrainResult, train
+from ..distill.checkpoint import file_sha256
+from ..distill.config import TrainConfig
+from ..distill.methods import coerce_hparams, get_method
+from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
 
 __all__ = ["code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
 
@@ -52,7 +52,7 @@ _CODE_PACKAGES = ("data", "models", "distill")
 def code_fingerprint() -> str:
     """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of the packages that train
     models (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``), in sorted order."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the kdbounds package
     h = hashlib.sha256()
     for pkg in _CODE_PACKAGES:
         for f in sorted((root / pkg).rglob("*.py")):
