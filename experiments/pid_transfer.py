@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 from kdbounds.data import load_cifar, stratified_subset  # noqa: E402
 from kdbounds.distill import TrainConfig, available_methods, train  # noqa: E402
 from kdbounds.distill.controls import make_untrained_teacher  # noqa: E402
-from kdbounds.pid_tracking import PIDTracker  # noqa: E402
+from kdbounds.studies.pid_transfer import PIDTracker  # noqa: E402
 from kdbounds.studies.cache import train_cached  # noqa: E402
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kdbounds.report import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap  # noqa: E402
-from kdbounds.sharpness_study import PRESETS, preset, run_study, write_results  # noqa: E402
+from kdbounds.studies.plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap  # noqa: E402
+from kdbounds.studies.sharpness_vs_gap import PRESETS, preset, run_study, write_results  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

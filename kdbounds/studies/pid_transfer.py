@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .pid import RepresentationPID, pid_of_representations
+from ..pid import RepresentationPID, pid_of_representations
 
 __all__ = ["PIDTracker", "extract_features"]
 
@@ -36,7 +36,7 @@ def extract_features(
     dataset: str = "cifar10",
 ) -> np.ndarray:
     """Features (float64 numpy, one flattened row per image) of ``model`` at ``layer``."""
-    from .data import TensorLoader
+    from ..data import TensorLoader
 
     if isinstance(images, torch.Tensor):
         images = images.cpu().numpy()

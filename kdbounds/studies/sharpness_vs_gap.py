@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bound_checks import TeacherCurvature, evaluate_pair, measure_curvature
-from .data import load_cifar, stratified_subset
-from .data.transforms import normalization, normalize_uint8
-from .distill import TrainConfig, load_checkpoint_model
-from .studies.cache import train_cached
+from ..bound_checks import TeacherCurvature, evaluate_pair, measure_curvature
+from ..data import load_cifar, stratified_subset
+from ..data.transforms import normalization, normalize_uint8
+from ..distill import TrainConfig, load_checkpoint_model
+from .cache import train_cached
 
 __all__ = ["TeacherRecipe", "StudyConfig", "PRESETS", "preset", "run_study", "StudyResult",
            "kendall_table", "prepare_data", "flatten_record"]
@@ -92,7 +92,7 @@ class StudyConfig:
             raise ValueError("teacher recipe names must be unique")
         if not self.methods:
             raise ValueError("methods must name at least one method (e.g. 'kd')")
-        from .distill import available_methods
+        from ..distill import available_methods
 
         bad = [m for m in self.methods if m not in available_methods()]
         if bad:

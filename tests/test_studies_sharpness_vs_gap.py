@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdbounds import sharpness_study as ss
+from kdbounds.studies import sharpness_vs_gap as ss
 
 ROOT = Path(__file__).resolve().parents[1]
 
