@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_sharpness_vs_gap", "plot_bound_vs_observed", "format_table"]
+from .._io import atomic_write_bytes
+
+__all__ = ["plot_sharpness_vs_gap", "plot_bound_vs_observed", "format_table", "plt_figure", "save_figure"]
 
 
 def _plt():
@@ -20,13 +22,31 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def plt_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots(nrows, ncols, **kwargs)`` on the Agg backend (matplotlib imported on first use)."""
+    return _plt().subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix) and close it.
+
+    Args:
+        fig: a matplotlib figure.
+        path: the output file; its parent folder is created when missing.
+        dpi: resolution.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    import io
+
+    buf = io.BytesIO()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *,
@@ -61,8 +81,7 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
+    out = save_figure(fig, path)
     return out
 
 
@@ -96,8 +115,7 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
+    out = save_figure(fig, path)
     return out
 
 
