@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._torch import eval_mode
+
 __all__ = [
     "DivergenceEstimate",
     "LaplaceDivergence",
@@ -369,28 +371,6 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
         yield x
 
 
-class _EvalMode:
-    """Context manager: eval mode + no_grad for several modules, restoring each submodule's flag."""
-
-    def __init__(self, modules: Sequence[nn.Module]):
-        self.modules = modules
-        self.saved: list[list[tuple[nn.Module, bool]]] = []
-        self._nograd = torch.no_grad()
-
-    def __enter__(self) -> "_EvalMode":
-        for m in self.modules:
-            self.saved.append([(sub, sub.training) for sub in m.modules()])
-            m.eval()
-        self._nograd.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._nograd.__exit__(*exc)
-        for flags in self.saved:
-            for sub, flag in flags:
-                sub.training = flag
-
-
 def collect_logits(
     models: nn.Module | Sequence[nn.Module],
     data: Any,
@@ -415,7 +395,7 @@ def collect_logits(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="logits", leave=False)
-    with _EvalMode(mods):
+    with eval_mode(*mods):
         for x in it:
             for j, (m, dev) in enumerate(zip(mods, devs)):
                 xin = x.to(dev) if dev is not None else x

@@ -42,6 +42,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .._io import atomic_write_bytes
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR100_CLASSES",
@@ -293,19 +295,9 @@ def _cache_path(src: CifarSource, split: str, key: str) -> Path:
 
 
 def _atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 @contextlib.contextmanager

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._io import atomic_write_json
+from .._torch import eval_mode, resolve_device
 from ..models import build_model
 from .checkpoint import (
     MODEL_FORMAT,
@@ -111,17 +113,6 @@ class EpochInfo:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without CUDA -> ValueError."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA device is available; use device='auto' or 'cpu'")
-    return torch.device(device)
-
 
 def _tensor_loader():
     try:
@@ -212,10 +203,8 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
              amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad; the model's
     previous train/eval mode is restored)."""
-    was = model.training
-    model.eval()
     total, loss_sum, correct = 0, None, None
-    try:
+    with eval_mode(model):
         for x, y in loader:
             x = _prep_input(x, channels_last)
             if amp_dtype is not None:
@@ -229,8 +218,6 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
             loss_sum = l if loss_sum is None else loss_sum + l
             correct = c if correct is None else correct + c
             total += y.shape[0]
-    finally:
-        model.train(was)
     if total == 0:
         raise ValueError("evaluate: the loader yielded no batches")
     return float(loss_sum) / total, float(correct) / total
@@ -247,12 +234,8 @@ def predict_logits(model: nn.Module, images: Any, batch_size: int = 500, dataset
     loader = TensorLoader(images, np.zeros(len(images), dtype=np.int64), batch_size=batch_size,
                           shuffle=False, augment=False, device=dev, seed=0, drop_last=False,
                           normalize=dataset)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [logits_of(model(x)).float().cpu() for x, _ in loader]
-    finally:
-        model.train(was)
     return torch.cat(out) if out else torch.zeros(0, getattr(model, "num_classes", 0))
 
 
@@ -261,9 +244,7 @@ def _derived_seed(seed: int, stream: int) -> int:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def _to_float(v: Any) -> float:

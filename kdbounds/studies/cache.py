@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..distill.checkpoint import file_sha256
+from .._io import atomic_write_json, file_sha256, read_json
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
 from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
@@ -106,7 +106,7 @@ def load_cached(path: str | os.PathLike) -> TrainResult | None:
     p = Path(path) / RESULT
     if not p.is_file():
         return None
-    d = json.loads(p.read_text())
+    d = read_json(p)
     r = TrainResult.from_dict(d)
     if r.epochs_completed != int(r.config.get("epochs", -1)):
         return None
@@ -136,7 +136,5 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
             return done
     out.mkdir(parents=True, exist_ok=True)
     meta = {"run_id": rid, "key": key}
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out / "run.json")
+    atomic_write_json(out / "run.json", meta, sort_keys=True)
     return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=not force)
