@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
-    "bounds", "pid", "curvature", "divergence", "fidelity", "bound_checks",
+    "bounds", "pid", "stats", "curvature", "divergence", "fidelity", "bound_checks",
     "data", "models", "distill", "studies", "train",
 )
 
@@ -81,7 +81,8 @@ _export(
 )
 
 # ---- statistics across seeds (numpy/scipy) ----
-_export("fidelity", "compare_groups", "compare_methods", "holm_adjust", "GroupComparison", "TransferSummary")
+_export("stats", "compare_groups", "holm_adjust", "GroupComparison")
+_export("fidelity", "compare_methods", "TransferSummary")
 
 # ---- data, models, training ----
 _export("data", "load_cifar", "find_cifar", "download_cifar", "stratified_subset", "train_val_split", "TensorLoader")

@@ -24,6 +24,7 @@ def _loaded_after(statement: str) -> set[str]:
     "import kdbounds",
     "import kdbounds.bounds",
     "import kdbounds.pid",
+    "import kdbounds.stats",
     "from kdbounds import subgaussian_bound, broja_pid",
     "import kdbounds.studies",
 ])
