@@ -13,7 +13,8 @@ from pathlib import Path
 
 from kdbounds._io import atomic_write_csv, atomic_write_json
 from kdbounds.studies.plots import save_figure
-from linear_gaussian.report import TradeoffConfig, plot_bounds, plot_terms, run_sweeps, summarize
+from linear_gaussian.plots import plot_bounds, plot_terms
+from linear_gaussian.sweeps import TradeoffConfig, run_sweeps, summarize
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -5,7 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-import linear_gaussian.report as rep
+import linear_gaussian.sweeps as rep
 
 ROOT = Path(__file__).resolve().parents[1]
 
