@@ -7,7 +7,7 @@ from pathlib import Path
 
 import linear_gaussian.sweeps as rep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script():

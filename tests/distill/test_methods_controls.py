@@ -19,7 +19,7 @@ from kdbounds.distill.trainer import train
 from kdbounds.models import build_model
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_methods_are_registered():

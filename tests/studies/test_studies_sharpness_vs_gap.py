@@ -11,7 +11,7 @@ import pytest
 
 from kdbounds.studies import sharpness_vs_gap as ss
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _have_data() -> bool:
