@@ -32,7 +32,13 @@ from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
 from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
 
-__all__ = ["code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+__all__ = ["resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+
+
+def resolve_cache_root(out_dir: str | os.PathLike, cache_root: str | os.PathLike | None) -> Path:
+    """The run cache of a study writing to ``out_dir``: ``cache_root`` when given, else ``out_dir/../cache``
+    (so the presets of one study share their trained models)."""
+    return Path(cache_root) if cache_root is not None else Path(out_dir).parent / "cache"
 
 
 def data_fingerprint(data: Sequence[Any]) -> str:

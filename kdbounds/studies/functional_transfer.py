@@ -35,7 +35,7 @@ from ..distill.config import TrainConfig
 from ..distill.controls import siddo_config
 from ..distill.trainer import predict_logits
 from ..fidelity import compare_methods, fidelity_report
-from .cache import train_cached
+from .cache import resolve_cache_root, train_cached
 
 __all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split", "summary",
            "teacher_config", "student_configs", "test_subset"]
@@ -168,7 +168,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     from ..data import load_cifar
 
     out = Path(out_dir)
-    cache = Path(cache_root) if cache_root is not None else out.parent / "cache"
+    cache = resolve_cache_root(out, cache_root)
     t0 = time.perf_counter()
     train_x, train_y = load_cifar("cifar10", root=config.data_root, split="train")
     test_x, test_y = load_cifar("cifar10", root=config.data_root, split="test")

@@ -28,7 +28,7 @@ from .._io import atomic_write_csv, atomic_write_json
 from ..data import load_cifar, stratified_subset
 from ..distill import TrainConfig
 from ..distill.controls import make_untrained_teacher
-from .cache import train_cached
+from .cache import resolve_cache_root, train_cached
 
 __all__ = ["METHODS", "Config", "PRESETS", "Result", "run", "write_results", "plot_accuracy", "summary",
            "summarise", "base_config", "method_kwargs", "grad_clip"]
@@ -192,7 +192,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         The :class:`Result`.
     """
     out = Path(out_dir)
-    cache = Path(cache_root) if cache_root is not None else out.parent / "cache"
+    cache = resolve_cache_root(out, cache_root)
     if config.threads:
         # intra-op threads of this process (smoke: 1; on a busy 2-core machine more threads
         # spin-wait: the smoke preset took 2 min of CPU with the default instead of 7 s)

@@ -252,10 +252,10 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     from ..data import load_cifar, stratified_subset
     from ..distill import train
     from ..distill.controls import make_untrained_teacher
-    from .cache import train_cached
+    from .cache import resolve_cache_root, train_cached
 
     out = Path(out_dir)
-    cache = Path(cache_root) if cache_root is not None else out.parent / "cache"
+    cache = resolve_cache_root(out, cache_root)
     tx, ty = load_cifar("cifar10", root=config.data_root, split="train")
     vx, vy = load_cifar("cifar10", root=config.data_root, split="test")
     idx = np.random.default_rng(0).permutation(stratified_subset(vy, 2 * config.pid_per_class, seed=0))

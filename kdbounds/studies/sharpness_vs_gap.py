@@ -37,7 +37,7 @@ from ..bound_checks import TeacherCurvature, evaluate_pair, measure_curvature
 from ..data import load_cifar, stratified_subset
 from ..data.transforms import normalization, normalize_uint8
 from ..distill import TrainConfig, load_checkpoint_model
-from .cache import train_cached
+from .cache import resolve_cache_root, train_cached
 from .plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
 
 __all__ = ["TeacherRecipe", "StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
@@ -396,7 +396,7 @@ def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os
         The :class:`StudyResult`.
     """
     out = Path(out_dir)
-    cache = Path(cache_root) if cache_root is not None else out.parent / "cache"
+    cache = resolve_cache_root(out, cache_root)
     atomic_write_json(out / "config.json", config.to_dict())
     result = run_study(config, cache, progress=progress, log=log)
     write_results(result, out)
