@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: the trainer's named steps and the evaluation/data helpers they share (the exact-resume contract).
 """The trainer: teacher training and distillation with a pluggable method.
 
 ``train(cfg, out_dir, ...)`` writes into ``out_dir``:
