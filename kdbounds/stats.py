@@ -113,10 +113,25 @@ def compare_groups(
     alternative: str = "two-sided",
     metric: str = "",
 ) -> GroupComparison:
-    """Compare per-seed values of two groups (Welch's t, Mann–Whitney U, effect sizes, CI of the difference).
+    r"""Compare per-seed values of two groups (Welch's t, Mann–Whitney U, effect sizes, CI of the difference).
 
     ``alternative`` applies to both tests (``"greater"``: group a larger); the CI of the difference
-    is always two-sided at level ``ci``. Formulas: see :class:`GroupComparison`.
+    is always two-sided at level ``ci``. Formulas: see :class:`GroupComparison`; the Welch statistic is
+
+    .. math::
+        t = \frac{\bar a - \bar b}{\sqrt{s_a^2/n_a + s_b^2/n_b}}, \qquad
+        \nu = \frac{(s_a^2/n_a + s_b^2/n_b)^2}{\frac{(s_a^2/n_a)^2}{n_a - 1} + \frac{(s_b^2/n_b)^2}{n_b - 1}}.
+
+    Args:
+        a: per-seed values of the first group (sequence, numpy array or tensor).
+        b: per-seed values of the second group.
+        names: the two groups' names (used in messages and the record).
+        ci: level of the confidence interval of ``mean_a - mean_b``, in (0, 1).
+        alternative: ``"two-sided"``, ``"greater"`` or ``"less"``.
+        metric: the metric's name, recorded in the result.
+
+    Returns:
+        A :class:`GroupComparison` (means, sds, difference with its CI, both tests, effect sizes).
 
     Raises:
         ValueError: fewer than 2 seeds in a group (the message names the group), NaN values, bad ``ci``.
@@ -180,7 +195,19 @@ def compare_groups(
 
 
 def holm_adjust(pvalues: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni step-down adjusted p-values: ``p̃_(i) = max_{j≤i} min(1, (m−j+1) p_(j))``."""
+    r"""Holm–Bonferroni step-down adjusted p-values, in the input order.
+
+    .. math::
+        \tilde p_{(i)} = \max_{j \le i} \min\bigl(1, (m - j + 1)\, p_{(j)}\bigr)
+
+    with :math:`p_{(1)} \le \dots \le p_{(m)}` the sorted p-values.
+
+    Args:
+        pvalues: the m raw p-values.
+
+    Returns:
+        The adjusted p-values (``[]`` for no input).
+    """
     p = np.asarray(pvalues, dtype=np.float64)
     m = p.size
     if m == 0:
