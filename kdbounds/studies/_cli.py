@@ -98,7 +98,15 @@ def config_from_args(presets: Mapping[str, Any], args: argparse.Namespace, names
 
 
 def default_out(study: str, preset: str) -> Path:
-    """``results/<study>/<preset>`` (relative to the working directory)."""
+    """The default output folder.
+
+    Args:
+        study: the study's name.
+        preset: the preset's name.
+
+    Returns:
+        ``results/<study>/<preset>`` (relative to the working directory).
+    """
     return Path("results") / study / preset
 
 

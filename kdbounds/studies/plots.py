@@ -23,7 +23,15 @@ def _plt():
 
 
 def plt_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
-    """``plt.subplots(nrows, ncols, **kwargs)`` on the Agg backend (matplotlib imported on first use)."""
+    """``plt.subplots(nrows, ncols, **kwargs)`` on the Agg backend (matplotlib imported on first use).
+
+    Args:
+        nrows, ncols: the grid of axes.
+        **kwargs: passed to ``plt.subplots`` (``figsize``, ``sharey``, ...).
+
+    Returns:
+        ``(figure, axes)``.
+    """
     return _plt().subplots(nrows, ncols, **kwargs)
 
 
@@ -55,7 +63,18 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
                           kendall: Sequence[dict[str, Any]] = ()) -> Path:
     """Scatter of teacher sharpness against the student's gap, one colour per method, one panel per loss;
     the teachers' own gaps are drawn as black crosses. Kendall's τ of the pooled distilled students in
-    the titles when given."""
+    the titles when given.
+
+    Args:
+        rows: one dict per teacher–student pair (the study's ``results.csv`` rows).
+        path: the image file written (atomically).
+        sharpness: the row key on the x axis.
+        gaps: the row keys on the y axes, one panel each.
+        kendall: rows of the Kendall table (optional).
+
+    Returns:
+        ``path``.
+    """
     plt = _plt()
     fig, axes = plt.subplots(1, len(gaps), figsize=(5.2 * len(gaps), 4.2), squeeze=False)
     methods = sorted({r["method"] for r in rows})
@@ -87,7 +106,15 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
 
 def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Each bound on |gen(S) − gen(T)| against the observed value, log–log,
-    with the line y = x: points below the line are violations."""
+    with the line y = x: points below the line are violations.
+
+    Args:
+        reports: the pair reports (``PairReport.to_dict()`` with ``teacher`` and ``method``).
+        path: the image file written (atomically).
+
+    Returns:
+        ``path``.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
     names = sorted({(c["name"], c["loss"]) for rep in reports for c in rep["checks"]
@@ -120,7 +147,16 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
 
 
 def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: str = ".4g") -> str:
-    """A GitHub-markdown table of ``cols`` from ``rows``."""
+    """A GitHub-markdown table of ``cols`` from ``rows``.
+
+    Args:
+        rows: dicts (missing keys print empty).
+        cols: the columns, in order.
+        floatfmt: format of float cells.
+
+    Returns:
+        The table as text.
+    """
     def fmt(v: Any) -> str:
         if isinstance(v, float):
             return format(v, floatfmt)
