@@ -51,7 +51,21 @@ def extract_features(
     batch_size: int = 500,
     dataset: str = "cifar10",
 ) -> np.ndarray:
-    """Features (float64 numpy, one flattened row per image) of ``model`` at ``layer``."""
+    """Features of ``model`` at ``layer`` (eval mode, no grad, the model's flags restored).
+
+    Args:
+        model: a model with the feature API (``model(x, return_features=True)``).
+        images: uint8 ``N×32×32×3`` images.
+        layer: ``"last"`` (deepest stage map), ``"pooled"`` (penultimate vector) or a stage index.
+        batch_size: images per forward pass.
+        dataset: the normalisation to apply.
+
+    Returns:
+        float64 array, one flattened row per image.
+
+    Raises:
+        ValueError: ``layer`` is none of the above.
+    """
     from ..data import TensorLoader
 
     if isinstance(images, torch.Tensor):

@@ -232,8 +232,23 @@ def flatten_record(teacher: str, recipe: TeacherRecipe, method: str, t_res: Any,
 def kendall_table(rows: Sequence[dict[str, Any]], sharpness: Sequence[str] = ("teacher_train_top_eig",
                   "teacher_train_trace"), gaps: Sequence[str] = ("student_gap_clipped_ce",
                   "student_gap_zero_one")) -> list[dict[str, Any]]:
-    """Kendall's τ (scipy, with its two-sided p-value) between teacher sharpness and student gap,
-    per method and pooled over methods that use the teacher."""
+    r"""Kendall's τ (scipy, with its two-sided p-value) between teacher sharpness and student gap,
+    per method and pooled over methods that use the teacher.
+
+    .. math::
+        \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}}
+
+    (concordant minus discordant pairs, tie-corrected); undefined (NaN, with a ``note``) for fewer than
+    3 pairs or a constant side.
+
+    Args:
+        rows: one dict per teacher–student pair.
+        sharpness: row keys of teacher sharpness.
+        gaps: row keys of student gaps.
+
+    Returns:
+        One row per (group, sharpness, gap): ``n``, ``tau``, ``p_value``, ``note``.
+    """
     from scipy.stats import kendalltau
 
     out = []
@@ -279,7 +294,18 @@ class StudyResult:
 
 def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool = True,
               log: Callable[[str], None] = print) -> StudyResult:
-    """Train (or reuse) every teacher and student of ``cfg`` and measure every pair."""
+    """Train (or reuse) every teacher and student of ``cfg`` and measure every pair (writes nothing but
+    the run cache; :func:`run` also writes the results).
+
+    Args:
+        cfg: the study's configuration.
+        cache_root: the run cache folder.
+        progress: show progress bars.
+        log: where progress lines go.
+
+    Returns:
+        The :class:`StudyResult`.
+    """
     start = time.perf_counter()
     torch_threads = torch.get_num_threads()
     dev = resolve_device(cfg.device)
