@@ -101,3 +101,10 @@ def test_layers():
             bad = [d for d in deps if d.startswith("kdbounds.") and d.split(".")[1] not in
                    ("bounds", "pid", "stats", "_io", "_checks", "_records")]
             assert not bad, f"math-layer module {mod} imports {bad}"
+
+
+def test_no_test_folder_shadows_a_package():
+    # under plain `pytest` (rootdir on sys.path), tests/<name>/ without __init__.py is a namespace package
+    # that hides an installed package of the same name (tests/linear_gaussian/ did: hence tests/lg/)
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir()}
+    assert not folders & set(PACKAGES)
