@@ -7,15 +7,14 @@ difference (tightness ratios) as CSV + JSON + PNG to --out (default results/line
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from linear_gaussian.report import TradeoffConfig, plot_bounds, plot_terms, run_sweeps, summarize  # noqa: E402
+from kdbounds._io import atomic_write_csv, atomic_write_json
+from kdbounds.studies.plots import save_figure
+from linear_gaussian.plots import plot_bounds, plot_terms
+from linear_gaussian.sweeps import TradeoffConfig, run_sweeps, summarize
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,22 +36,14 @@ def main(argv: list[str] | None = None) -> dict:
     summary = summarize(rows)
     summary["seconds"] = time.perf_counter() - t0
 
-    (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "quick": args.quick}, indent=2))
-    with open(out / "results.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "results.json").write_text(json.dumps({"config": cfg.to_dict(), "summary": summary, "rows": rows}, indent=2))
+    atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "quick": args.quick})
+    atomic_write_csv(out / "results.csv", rows)
+    atomic_write_json(out / "results.json", {"config": cfg.to_dict(), "summary": summary, "rows": rows})
     if not args.no_plots:
         for sweep, logx in (("rank", False), ("n", True), ("tau_ratio", True), ("lam_S", True)):
-            fig = plot_terms(rows, sweep, logx=logx)
-            fig.savefig(out / f"terms_vs_{sweep}.png", dpi=120)
-            fig = plot_bounds(rows, sweep, logx=logx)
-            fig.savefig(out / f"bounds_vs_{sweep}.png", dpi=120)
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
-    print(json.dumps(summary, indent=2))
+            save_figure(plot_terms(rows, sweep, logx=logx), out / f"terms_vs_{sweep}.png", dpi=120)
+            save_figure(plot_bounds(rows, sweep, logx=logx), out / f"bounds_vs_{sweep}.png", dpi=120)
+    print(json.dumps(summary, indent=2, default=str))
     print(f"wrote {out}")
     return summary
 

@@ -13,68 +13,34 @@ Reported numbers are last-epoch; trained models are cached in --cache-root, so r
 Presets: smoke (resnet8 -> resnet8, 10 images/class, 1 epoch), default (resnet14 -> resnet8,
 200 images/class, 2000 test images, 12 epochs, 4 teacher recipes, methods ce/kd/rid), paper
 (resnet56 -> resnet20, full CIFAR-10, 200 epochs, 6 recipes). Writes results.json, results.csv,
-kendall.csv, sharpness_vs_gap.png, bound_vs_observed.png and report.md to --out.
+kendall.csv, sharpness_vs_gap.png, bound_vs_observed.png and report.md to --out
+(default results/sharpness_vs_gap/<preset>; cache default results/cache).
+The study itself is kdbounds.studies.sharpness_vs_gap.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from kdbounds.studies import _cli
+from kdbounds.studies import sharpness_vs_gap as study
 
-from kdbounds.report import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap  # noqa: E402
-from kdbounds.sharpness_study import PRESETS, preset, run_study, write_results  # noqa: E402
+OVERRIDES = {"teacher_epochs": int, "student_epochs": int, "n_per_class": int}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    doc = __doc__.split("\n\n")
-    p = argparse.ArgumentParser(description=doc[0], epilog="\n\n".join(doc[1:]),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    p.add_argument("--out", default=None, help="output folder (default results/sharpness_vs_gap/<preset>)")
-    p.add_argument("--cache-root", default=None, help="trained-model cache (default results/cache)")
-    p.add_argument("--data-root", default=None, help="CIFAR-10 location (default $KDBOUNDS_DATA, then "
-                                                     "standard places)")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: the preset's)")
-    p.add_argument("--seed", type=int, default=None)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _cli.study_parser(__doc__, study.PRESETS, "default")
     p.add_argument("--methods", default=None, help="comma-separated, e.g. ce,kd,rid")
-    p.add_argument("--teacher-epochs", type=int, default=None)
-    p.add_argument("--student-epochs", type=int, default=None)
-    p.add_argument("--n-per-class", type=int, default=None, help="training images per class")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _cli.add_overrides(p, OVERRIDES)
+    p.set_defaults(cache_root="results/cache")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    cfg = preset(a.preset, data_root=a.data_root, device=a.device, seed=a.seed,
-                 methods=tuple(a.methods.split(",")) if a.methods else None,
-                 teacher_epochs=a.teacher_epochs, student_epochs=a.student_epochs, n_per_class=a.n_per_class)
-    out = Path(a.out or ROOT / "results" / "sharpness_vs_gap" / a.preset)
-    cache = Path(a.cache_root or ROOT / "results" / "cache")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    res = run_study(cfg, cache, progress=not a.no_progress)
-    paths = write_results(res, out)
-    plot_sharpness_vs_gap(res.rows, out / "sharpness_vs_gap.png", kendall=res.kendall)
-    plot_bound_vs_observed(res.reports, out / "bound_vs_observed.png")
-    cols = ["teacher", "method", "teacher_train_top_eig", "teacher_train_trace", "teacher_test_acc",
-            "student_test_acc", "divergence_train", "teacher_gap_clipped_ce", "student_gap_clipped_ce",
-            "gap_diff_clipped_ce", "bound_thm1_per_sample_clipped_ce", "bound_thm1_product_clipped_ce",
-            "bound_thm3a_radius_clipped_ce", "bound_thm3b_subgamma_clipped_ce",
-            "gap_diff_zero_one", "bound_thm1_per_sample_zero_one"]
-    kcols = ["group", "sharpness", "gap", "n", "tau", "p_value", "note"]
-    report = (f"# sharpness_vs_gap, preset {a.preset}\n\n{format_table(res.rows, cols)}\n\n"
-              f"Kendall tau (teacher sharpness vs student gap)\n\n{format_table(res.kendall, kcols)}\n\n"
-              f"Total time {res.seconds:.0f} s on {res.environment['device']}.\n")
-    (out / "report.md").write_text(report)
-    print(report)
-    print("wrote", ", ".join(str(p) for p in paths.values()), "and figures in", out)
-    return 0
+    methods = tuple(m.strip() for m in a.methods.split(",")) if a.methods else None
+    cfg = _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=methods)
+    return _cli.main(study, "sharpness_vs_gap", cfg, a)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: the theorems of theory.md §4 (one per function) and the 1-D optimisations they share.
 """Generalization bounds for knowledge distillation (theory.md §4), as pure functions.
 
 Every function takes *measured* quantities (a divergence ``K = KL(q_S || q_T)``, a sub-Gaussian

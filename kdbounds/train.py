@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from .distill import TrainingDiverged, train
-    from .runs import train_cached
+    from .studies.cache import train_cached
 
     try:
         if args.threads is not None:

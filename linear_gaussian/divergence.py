@@ -20,16 +20,9 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from .model import (
-    Dataset,
-    MatrixNormal,
-    _check_data,
-    _check_teacher,
-    _integer,
-    _rng,
-    _scalar,
-    label_channel,
-)
+from ._linalg import as_matrix, as_rng, check_choice, check_integer, check_scalar, gram_chol
+from .matrix_normal import MatrixNormal, check_pair, kl_matrix_normal, kl_terms, phi, whiten_by
+from .model import METRICS, Dataset, check_data, check_teacher, label_channel
 
 __all__ = [
     "Decomposition",
@@ -95,134 +88,8 @@ class StochasticLabelKL:
         return asdict(self)
 
 
-def phi(x: Any) -> np.ndarray:
-    """``phi(x) = x - 1 - log x >= 0`` (zero iff x = 1), by its series in ``x - 1`` near 1."""
-    x = np.asarray(x, dtype=np.float64)
-    if np.any(x <= 0):
-        raise ValueError("phi needs x > 0 (eigenvalues of Sigma_T^{-1} Sigma_S must be positive)")
-    delta = x - 1.0
-    out = np.empty_like(x)
-    small = np.abs(delta) < 0.1
-    if np.any(small):
-        ds = delta[small]
-        acc = np.zeros_like(ds)
-        power = ds * ds
-        for j in range(2, 24):
-            acc = acc + (power / j if j % 2 == 0 else -power / j)
-            power = power * ds
-        out[small] = acc
-    big = ~small
-    out[big] = delta[big] - np.log(x[big])
-    return out
-
-
-def _check_pair(q: Any, p: Any, qname: str = "student", pname: str = "teacher") -> None:
-    for name, obj in ((qname, q), (pname, p)):
-        if not isinstance(obj, MatrixNormal):
-            raise TypeError(f"{name} must be a MatrixNormal, got {type(obj).__name__}")
-    if q.mean.shape != p.mean.shape:
-        raise ValueError(f"{qname} and {pname} must have the same mean shape (k, d), got {q.mean.shape} and {p.mean.shape}")
-
-
-def _whiten_by(p: MatrixNormal, A: np.ndarray) -> np.ndarray:
-    """``L_{U_p}^{-1} A L_{V_p}^{-T}`` for a ``k x d`` matrix ``A``."""
-    Z = p.col_whiten(A.T).T
-    if p.chol_row is not None:
-        Z = sla.solve_triangular(p.chol_row, Z, lower=True, check_finite=False)
-    return Z
-
-
-class _CovRatio:
-    """Spectral summaries of ``C_p^{-1} C_q`` from Cholesky factors (``None`` = identity):
-    ``trace = ||L_p^{-1} L_q||_F^2``, ``logdet = 2 sum log diag L_q - 2 sum log diag L_p`` (both
-    accurate), and, on demand, the eigenvalues (``eigvalsh`` of ``B B^T``, ``B = L_p^{-1} L_q``)."""
-
-    def __init__(self, Lq: np.ndarray | None, Lp: np.ndarray | None, size: int) -> None:
-        self.size = size
-        if Lq is None and Lp is None:
-            self.B = None
-            self.trace, self.logdet = float(size), 0.0
-            return
-        Lq_ = np.eye(size) if Lq is None else Lq
-        self.B = Lq_ if Lp is None else sla.solve_triangular(Lp, Lq_, lower=True, check_finite=False)
-        self.trace = float(np.sum(self.B * self.B))
-        ld = 0.0 if Lq is None else 2.0 * float(np.sum(np.log(np.diag(Lq))))
-        if Lp is not None:
-            ld -= 2.0 * float(np.sum(np.log(np.diag(Lp))))
-        self.logdet = ld
-
-    def eigs(self) -> np.ndarray:
-        if self.B is None:
-            return np.ones(self.size)
-        G = self.B @ self.B.T
-        mu = np.linalg.eigvalsh(0.5 * (G + G.T))
-        if np.any(mu <= 0):
-            raise ValueError("covariance ratio has a non-positive eigenvalue in float64 (covariances too ill-conditioned)")
-        return mu
-
-
-class _ColRatio(_CovRatio):
-    """:class:`_CovRatio` for the column covariances, through the kernels' factor operations
-    (``B = C_p^{-1} C_q``), so precision-parametrised kernels are never inverted."""
-
-    def __init__(self, q: MatrixNormal, p: MatrixNormal) -> None:
-        self.size = q.d
-        Pq, Pp = q._prec_chol, p._prec_chol  # type: ignore[attr-defined]
-        if Pq is not None and Pp is not None:
-            # B = L_Pp^T L_Pq^{-T}; B^T = L_Pq^{-1} L_Pp has the same Frobenius norm and spectrum of B B^T
-            self.B = sla.solve_triangular(Pq, Pp, lower=True, check_finite=False)
-        else:
-            self.B = p.col_whiten(q.col_color(np.eye(q.d)))
-        self.trace = float(np.sum(self.B * self.B))
-        self.logdet = q.col_logdet() - p.col_logdet()
-
-
-def _cov_term(q: MatrixNormal, p: MatrixNormal) -> float:
-    """``1/2 [tr(U_p^{-1}U_q) tr(V_p^{-1}V_q) - kd - d log det(U_p^{-1}U_q) - k log det(V_p^{-1}V_q)]``.
-
-    Evaluated directly from traces and Cholesky log-determinants when the cancellation is mild
-    (result > 1e-4 x the size of the summands); otherwise all eigenvalues are near 1 and the sum
-    ``1/2 sum_{ij} phi(alpha_j mu_i)`` over the eigenvalues (series near 1) is used instead."""
-    k, d = q.k, q.d
-    col = _ColRatio(q, p)
-    row = _CovRatio(q.chol_row, p.chol_row, k)
-    direct = 0.5 * (row.trace * col.trace - k * d - d * row.logdet - k * col.logdet)
-    scale = row.trace * col.trace + k * d + d * abs(row.logdet) + k * abs(col.logdet)
-    if direct > 1e-4 * scale:
-        return float(direct)
-    mu = col.eigs()
-    alpha = row.eigs()
-    if row.B is None:
-        return 0.5 * k * float(np.sum(phi(mu)))
-    return 0.5 * float(np.sum(phi(np.outer(alpha, mu))))
-
-
-def kl_terms(q: MatrixNormal, p: MatrixNormal) -> tuple[float, float]:
-    """``(mean term, covariance term)`` of ``KL(q || p)`` (theory.md §3.3, general row covariances).
-
-    mean term ``1/2 ||U_p^{-1/2} (M_q - M_p) V_p^{-1/2}||_F^2``; covariance term
-    ``1/2 [tr(U_p^{-1}U_q) tr(V_p^{-1}V_q) - kd - d log det(U_p^{-1}U_q) - k log det(V_p^{-1}V_q)]
-    = 1/2 sum_{i,j} phi(alpha_j mu_i)`` with ``alpha``, ``mu`` the eigenvalues of ``U_p^{-1}U_q``
-    and ``V_p^{-1}V_q`` (the Kronecker product's eigenvalues are the products)."""
-    _check_pair(q, p, "q", "p")
-    Z = _whiten_by(p, q.mean - p.mean)
-    mean_term = 0.5 * float(np.sum(Z * Z))
-    return mean_term, _cov_term(q, p)
-
-
-def kl_matrix_normal(q: MatrixNormal, p: MatrixNormal) -> float:
-    """``KL(q || p)`` between matrix normals (theory.md §3.3)::
-
-        K = 1/2 ||U_p^{-1/2} Delta V_p^{-1/2}||_F^2 + 1/2 sum_{i,j} phi(alpha_j mu_i),
-
-    which for row covariances ``I_k`` is ``1/2 tr(Delta Sigma_T^{-1} Delta^T) + (k/2)[tr(Sigma_T^{-1}
-    Sigma_S) - d - log det(Sigma_T^{-1} Sigma_S)]``."""
-    m, c = kl_terms(q, p)
-    return m + c
-
-
 def _rank_arg(rank: Any, k: int, d: int) -> int:
-    return min(k, d) if rank is None else _integer("rank", rank, low=0, high=min(k, d))
+    return min(k, d) if rank is None else check_integer("rank", rank, low=0, high=min(k, d))
 
 
 def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) -> Decomposition:
@@ -234,7 +101,7 @@ def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) ->
     ``V = (k/2) sum_i phi(mu_i)``.  ``rank=None`` means ``min(k, d)`` (no bottleneck).  A student
     mean of numerical rank above ``rank`` (``s_{r+1} > 1e-7 s_1``) is a ``ValueError``.
     """
-    _check_pair(student, teacher)
+    check_pair(student, teacher)
     k, d = teacher.k, teacher.d
     r = _rank_arg(rank, k, d)
     s_student = sla.svdvals(student.mean, check_finite=False)
@@ -244,7 +111,7 @@ def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) ->
             "pass the student's rank (B >= 0 needs rank M_S <= rank)"
         )
     mean_term, variance = kl_terms(student, teacher)
-    s = sla.svdvals(_whiten_by(teacher, teacher.mean), check_finite=False)
+    s = sla.svdvals(whiten_by(teacher, teacher.mean), check_finite=False)
     R = 0.5 * float(np.sum(s[r:] ** 2))
     B = mean_term - R
     if B < 0.0:
@@ -259,7 +126,7 @@ def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) ->
 
 def predictive_kl(student: MatrixNormal, teacher: MatrixNormal, X_star: Any, nu: float) -> float:
     """``K_pred = KL`` between the predictive laws at ``X_star`` (theory.md §3.6); ``<= K_param``."""
-    _check_pair(student, teacher)
+    check_pair(student, teacher)
     return kl_matrix_normal(student.predictive(X_star, nu), teacher.predictive(X_star, nu))
 
 
@@ -269,13 +136,11 @@ def ridge_shrinkage_bias(X: Any, M_T: Any, lam_T: float, tau_T: float, lam_S: fl
         1/2 ||(M~_S - M_T) Sigma_T^{-1/2}||^2 = (lam_S^2 / (2 tau_T)) sum_i ||M_T v_i||^2 (e_i + lam_T) / (e_i + lam_S)^2
 
     with ``(e_i, v_i)`` the eigenpairs of ``X X^T``."""
-    from .model import _as_matrix
-
-    Xa = _as_matrix("X", X)
-    M = _as_matrix("M_T", M_T, (None, Xa.shape[0]))
-    lam_T = _scalar("lam_T", lam_T, nonneg=True)
-    tau_T = _scalar("tau_T", tau_T, positive=True)
-    lam_S = _scalar("lam_S", lam_S, nonneg=True)
+    Xa = as_matrix("X", X)
+    M = as_matrix("M_T", M_T, (None, Xa.shape[0]))
+    lam_T = check_scalar("lam_T", lam_T, nonneg=True)
+    tau_T = check_scalar("tau_T", tau_T, positive=True)
+    lam_S = check_scalar("lam_S", lam_S, nonneg=True)
     e, V = np.linalg.eigh(Xa @ Xa.T)
     e = np.clip(e, 0.0, None)
     w = np.sum((M @ V) ** 2, axis=0)
@@ -288,12 +153,10 @@ def ridge_shrinkage_bias(X: Any, M_T: Any, lam_T: float, tau_T: float, lam_S: fl
 def prediction_energy_bottleneck(X: Any, M_T: Any, tau_T: float, rank: int) -> float:
     """``R_r`` for ``lam_T = 0`` (theory.md §3.4): ``(1/(2 tau_T)) sum_{i>r} s_i^2(M_T X)``, the energy of
     the teacher's training predictions outside their top-r subspace (grows linearly in n)."""
-    from .model import _as_matrix
-
-    Xa = _as_matrix("X", X)
-    M = _as_matrix("M_T", M_T, (None, Xa.shape[0]))
-    tau_T = _scalar("tau_T", tau_T, positive=True)
-    r = _integer("rank", rank, low=0, high=min(M.shape))
+    Xa = as_matrix("X", X)
+    M = as_matrix("M_T", M_T, (None, Xa.shape[0]))
+    tau_T = check_scalar("tau_T", tau_T, positive=True)
+    r = check_integer("rank", rank, low=0, high=min(M.shape))
     s = sla.svdvals(M @ Xa, check_finite=False)
     return float(0.5 / tau_T * np.sum(s[r:] ** 2))
 
@@ -306,13 +169,13 @@ def stochastic_label_kl(data: Dataset, teacher: MatrixNormal, lam_S: float, tau_
         marginal      = KL(MN(M_T P, I_k, Sigma_S + C_lab) || q_T)
         convexity_gap = (k/2) log det(I + Sigma_S^{-1} C_lab)   (= expected - marginal).
     """
-    data = _check_data(data)
-    teacher = _check_teacher(data, teacher)
-    tau = _scalar("tau_S", tau_S, positive=True)
+    data = check_data(data)
+    teacher = check_teacher(data, teacher)
+    tau = check_scalar("tau_S", tau_S, positive=True)
     P, C, Ainv = label_channel(data, teacher, lam_S, nu)
     k = data.k
     Sigma_S = tau * Ainv
-    A_S = data.X @ data.X.T + _scalar("lam_S", lam_S, nonneg=True) * np.eye(data.d)
+    A_S = data.X @ data.X.T + check_scalar("lam_S", lam_S, nonneg=True) * np.eye(data.d)
     det_student = MatrixNormal.from_precision(teacher.mean @ P, 0.5 * (A_S + A_S.T), scale=1.0 / tau)
     mean_term, variance = kl_terms(det_student, teacher)
     Y = teacher.col_whiten(teacher.col_whiten(C).T)  # C_T^{-1} C_lab C_T^{-T}
@@ -343,23 +206,21 @@ def expected_kl_mc(
     Each draw: ``W_T ~ q_T``, ``Y_hat = W_T X + nu E'``, ``M~_S = Y_hat X^T A_S^{-1}``, truncation in
     the metric of :func:`student_kernel`, then ``K = 1/2 ||(M_S - M_T) Sigma_T^{-1/2}||^2 + V`` (V does
     not depend on the draw).  Vectorised over ``batch`` draws; standard error = sample std / sqrt(n)."""
-    from .model import _METRICS, _choice, _gram_chol
-
-    data = _check_data(data)
-    teacher = _check_teacher(data, teacher)
-    rng = _rng(rng)
-    n = _integer("n_samples", n_samples, low=2)
-    batch = _integer("batch", batch, low=1)
-    lam = _scalar("lam_S", lam_S, nonneg=True)
-    tau = _scalar("tau_S", tau_S, positive=True)
-    nu_f = _scalar("nu", nu, nonneg=True)
-    met = _choice("metric", metric, _METRICS)
+    data = check_data(data)
+    teacher = check_teacher(data, teacher)
+    rng = as_rng(rng)
+    n = check_integer("n_samples", n_samples, low=2)
+    batch = check_integer("batch", batch, low=1)
+    lam = check_scalar("lam_S", lam_S, nonneg=True)
+    tau = check_scalar("tau_S", tau_S, positive=True)
+    nu_f = check_scalar("nu", nu, nonneg=True)
+    met = check_choice("metric", metric, METRICS)
     k, d, m = data.k, data.d, data.n
     r = _rank_arg(rank, k, d)
     X = data.X
-    LS = _gram_chol(X, lam, "lam_S")
+    LS = gram_chol(X, lam, "lam_S")
     _, variance = kl_terms(MatrixNormal.from_precision(teacher.mean, X @ X.T + lam * np.eye(d), scale=1.0 / tau), teacher)
-    ZT = _whiten_by(teacher, teacher.mean)
+    ZT = whiten_by(teacher, teacher.mean)
 
     def right_whiten(B: np.ndarray) -> np.ndarray:
         """``B C_T^{-T}`` for a batch ``B`` of shape (b, k, d)."""
@@ -396,10 +257,10 @@ def expected_kl_mc(
 
 def kl_monte_carlo(q: MatrixNormal, p: MatrixNormal, n_samples: int, rng: np.random.Generator, batch: int = 256) -> MCEstimate:
     """Monte Carlo ``KL(q || p) ~ mean_j [log q(W_j) - log p(W_j)]``, ``W_j ~ q``, with its standard error."""
-    _check_pair(q, p, "q", "p")
-    rng = _rng(rng)
-    n = _integer("n_samples", n_samples, low=2)
-    batch = _integer("batch", batch, low=1)
+    check_pair(q, p, "q", "p")
+    rng = as_rng(rng)
+    n = check_integer("n_samples", n_samples, low=2)
+    batch = check_integer("batch", batch, low=1)
     vals = []
     done = 0
     while done < n:

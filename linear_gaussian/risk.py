@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .model import Dataset, LinearGaussianProblem, MatrixNormal, _check_data, _scalar
-from .divergence import kl_matrix_normal
+from ._linalg import check_scalar
+from .matrix_normal import MatrixNormal, kl_matrix_normal
+from .model import Dataset, LinearGaussianProblem, check_data
 
 __all__ = [
     "GapSpectrum",
@@ -39,7 +40,7 @@ __all__ = [
 def _check(problem: Any, data: Any) -> tuple[LinearGaussianProblem, Dataset]:
     if not isinstance(problem, LinearGaussianProblem):
         raise TypeError(f"problem must be a LinearGaussianProblem, got {type(problem).__name__}")
-    data = _check_data(data)
+    data = check_data(data)
     if (data.d, data.k) != (problem.d, problem.k):
         raise ValueError(f"data has (d, k) = {(data.d, data.k)} but problem has {(problem.d, problem.k)}")
     return problem, data
@@ -82,7 +83,7 @@ def population_risk(problem: LinearGaussianProblem, W: Any) -> np.ndarray | floa
 
 def empirical_risk(data: Dataset, W: Any) -> np.ndarray | float:
     """``L_hat(W, D_n) = (1/n) ||Y - W X||_F^2`` (vectorised over leading dims of W)."""
-    data = _check_data(data)
+    data = check_data(data)
     W = np.asarray(W, dtype=np.float64)
     if W.ndim < 2 or W.shape[-2:] != (data.k, data.d):
         raise ValueError(f"W must have shape (..., k, d) = (..., {data.k}, {data.d}), got {W.shape}")
@@ -275,7 +276,7 @@ def instantiated_bounds(
     if sigma is None:
         sig, sig_src = math.sqrt(v), "sqrt(Var_T f) heuristic"
     else:
-        sig, sig_src = _scalar("sigma", sigma, nonneg=True), "user"
+        sig, sig_src = check_scalar("sigma", sigma, nonneg=True), "user"
     th1 = kb.subgaussian_bound(K, sig)
 
     G0 = float(np.linalg.norm(gap_gradient(problem, data, teacher.mean)))
@@ -283,7 +284,7 @@ def instantiated_bounds(
     if rho is None:
         rho_f, rho_src = math.sqrt(problem.k * float(np.trace(teacher.col_cov))), "RMS radius sqrt(k tr Sigma_T) heuristic"
     else:
-        rho_f, rho_src = _scalar("rho", rho, nonneg=True), "user"
+        rho_f, rho_src = check_scalar("rho", rho, nonneg=True), "user"
     a_rho = G0 * rho_f + 0.5 * beta * rho_f**2
     th3a = kb.sharpness_radius_bound(K, rho_f, G0, beta)
     rho0 = kb.tightness_radius(sig, G0, beta) if sig > 0 else 0.0
@@ -291,7 +292,7 @@ def instantiated_bounds(
     if eta is None:
         eta_f = gq.lambda_lower if (math.isfinite(gq.lambda_lower) and gq.lambda_lower > 0) else 1.0
     else:
-        eta_f = _scalar("eta", eta, positive=True)
+        eta_f = check_scalar("eta", eta, positive=True)
     c_val: float | None = None
     th2: float | None = None
     if gen_T > 0:

@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: the trainer's named steps and the evaluation/data helpers they share (the exact-resume contract).
 """The trainer: teacher training and distillation with a pluggable method.
 
 ``train(cfg, out_dir, ...)`` writes into ``out_dir``:
@@ -31,6 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._io import atomic_write_json
+from .._torch import eval_mode, resolve_device
 from ..models import build_model
 from .checkpoint import (
     MODEL_FORMAT,
@@ -111,17 +114,6 @@ class EpochInfo:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without CUDA -> ValueError."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA device is available; use device='auto' or 'cpu'")
-    return torch.device(device)
-
 
 def _tensor_loader():
     try:
@@ -212,10 +204,8 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
              amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad; the model's
     previous train/eval mode is restored)."""
-    was = model.training
-    model.eval()
     total, loss_sum, correct = 0, None, None
-    try:
+    with eval_mode(model):
         for x, y in loader:
             x = _prep_input(x, channels_last)
             if amp_dtype is not None:
@@ -229,8 +219,6 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
             loss_sum = l if loss_sum is None else loss_sum + l
             correct = c if correct is None else correct + c
             total += y.shape[0]
-    finally:
-        model.train(was)
     if total == 0:
         raise ValueError("evaluate: the loader yielded no batches")
     return float(loss_sum) / total, float(correct) / total
@@ -247,12 +235,8 @@ def predict_logits(model: nn.Module, images: Any, batch_size: int = 500, dataset
     loader = TensorLoader(images, np.zeros(len(images), dtype=np.int64), batch_size=batch_size,
                           shuffle=False, augment=False, device=dev, seed=0, drop_last=False,
                           normalize=dataset)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [logits_of(model(x)).float().cpu() for x, _ in loader]
-    finally:
-        model.train(was)
     return torch.cat(out) if out else torch.zeros(0, getattr(model, "num_classes", 0))
 
 
@@ -261,9 +245,7 @@ def _derived_seed(seed: int, stream: int) -> int:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, sort_keys=True)
 
 
 def _to_float(v: Any) -> float:
@@ -295,35 +277,35 @@ def _load_teacher(cfg: TrainConfig, teacher: nn.Module | None, device: torch.dev
 
 # ----------------------------------------------------------------------------- train
 
-def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | None = None,
-          data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
-          progress: bool = True, resume: bool = True) -> TrainResult:
-    """Train ``cfg.arch`` with method ``cfg.method`` for ``cfg.epochs`` epochs; see module docstring.
+@dataclass
+class _Run:
+    """Everything one training run holds between its steps (built by :func:`_setup`)."""
 
-    Args:
-        cfg: the run's :class:`TrainConfig`.
-        out_dir: folder for checkpoint, log, model and result files (created).
-        teacher: a teacher model, frozen **in place** (moved to the device, eval mode,
-            ``requires_grad=False``); else loaded from ``cfg.teacher_ckpt``; required when the
-            method has ``requires_teacher``. Note that ``cfg.teacher_ckpt`` (not the object) is what
-            the run cache hashes, so pass a checkpoint path for cached runs.
-        data: optional preloaded ``(train_x, train_y, test_x, test_y)`` (uint8 N×32×32×3, int labels);
-            default: ``load_cifar(cfg.dataset, cfg.data_root)``. Subset/val split are applied to it.
-        callbacks: ``f(EpochInfo)`` called after each epoch's checkpoint; an exception stops the run
-            (the checkpoint stays, so a later call resumes).
-        progress: tqdm progress bars.
-        resume: continue from ``out_dir/checkpoint.pt`` when present (its config must equal ``cfg``,
-            else :class:`ConfigMismatchError`); ``False`` starts over and overwrites.
-    """
-    if not isinstance(cfg, TrainConfig):
-        raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
-    t_start = time.perf_counter()
-    method_cls = get_method(cfg.method)
+    cfg: TrainConfig
+    out: Path
+    paths: dict[str, str]
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    teacher: nn.Module | None
+    student: nn.Module
+    method: DistillMethod
+    optimizers: list[Any]
+    schedulers: list[Any]
+    train_loader: Any
+    test_loader: Any
+    val_loader: Any | None
+    history: list[dict[str, Any]]
+    start_epoch: int = 0
+    resumed_from: int | None = None
+
+
+def _open_run(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool) -> tuple[Path, dict[str, str], dict | None]:
+    """Step 1: the run folder, its file paths and the checkpoint to resume from (checked against ``cfg``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"out_dir": str(out), "checkpoint": str(out / CHECKPOINT), "model": str(out / MODEL),
              "log": str(out / LOG), "config": str(out / CONFIG), "result": str(out / RESULT)}
-
     ckpt = None
     if not resume:  # start over: drop the previous run's files so a later resume cannot pick them up
         for name in (CHECKPOINT, MODEL, RESULT):
@@ -337,7 +319,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             raise ConfigMismatchError(
                 f"{out} holds a checkpoint of a different configuration ({'; '.join(diff)}). Use another "
                 f"out_dir for this configuration, or resume=False (CLI: --no-resume) to start over there.")
+    return out, paths, ckpt
 
+
+def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str], teacher: nn.Module | None,
+           data: Sequence[Any] | None) -> _Run:
+    """Step 2: device, teacher, data loaders, student, method, optimisers and schedulers (in this order:
+    the order fixes the random streams, so it is part of the exact-resume contract)."""
     device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     amp_dtype = torch.bfloat16 if (cfg.amp and on_cuda) else None
@@ -371,107 +359,187 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
     method = method.to(device)
     optimizers = method.configure_optimizers(student, cfg)
     schedulers = method.configure_schedulers(optimizers, cfg)
+    return _Run(cfg, out, paths, device, amp_dtype, channels_last, teacher, student, method, optimizers,
+                schedulers, train_loader, test_loader, val_loader, history=[])
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    resumed_from = None
+
+def _resume(run: _Run, ckpt: dict | None) -> None:
+    """Step 3: restore model, method, optimisers, schedulers, loader and RNG state from ``ckpt``; rewrite
+    the log so it mirrors the checkpoint's history (drops lines of an epoch that was cut off)."""
     if ckpt is not None:
-        student.load_state_dict(ckpt["model"])
-        method.load_state_dict(ckpt["method"])
-        if len(ckpt["optimizers"]) != len(optimizers) or len(ckpt["schedulers"]) != len(schedulers):
-            raise ValueError(f"{paths['checkpoint']}: optimiser/scheduler count differs from method "
-                             f"{cfg.method!r}; was the method's code changed?")
-        for o, s in zip(optimizers, ckpt["optimizers"]):
+        run.student.load_state_dict(ckpt["model"])
+        run.method.load_state_dict(ckpt["method"])
+        if len(ckpt["optimizers"]) != len(run.optimizers) or len(ckpt["schedulers"]) != len(run.schedulers):
+            raise ValueError(f"{run.paths['checkpoint']}: optimiser/scheduler count differs from method "
+                             f"{run.cfg.method!r}; was the method's code changed?")
+        for o, s in zip(run.optimizers, ckpt["optimizers"]):
             o.load_state_dict(s)
-        for sch, s in zip(schedulers, ckpt["schedulers"]):
+        for sch, s in zip(run.schedulers, ckpt["schedulers"]):
             sch.load_state_dict(s)
-        train_loader.load_state_dict(ckpt["loader"])
+        run.train_loader.load_state_dict(ckpt["loader"])
         restore_rng(ckpt["rng"])
-        history = [dict(h) for h in ckpt["history"]]
-        start_epoch = resumed_from = int(ckpt["epoch"])
-    # the log always mirrors the checkpoint's history (drops lines of an epoch that was cut off)
-    with open(out / LOG, "w") as f:
-        for h in history:
+        run.history = [dict(h) for h in ckpt["history"]]
+        run.start_epoch = run.resumed_from = int(ckpt["epoch"])
+    with open(run.out / LOG, "w") as f:
+        for h in run.history:
             f.write(json.dumps(h) + "\n")
-    _write_json(out / CONFIG, cfg.to_dict())
+    _write_json(run.out / CONFIG, run.cfg.to_dict())
+
+
+def _train_epoch(run: _Run, epoch: int, inner: Any) -> dict[str, float]:
+    """Step 4: one pass over the training loader; the mean of every part the method returns, as
+    ``train_<part>``. Raises :class:`TrainingDiverged` on a non-finite training loss."""
+    cfg, method, student = run.cfg, run.method, run.student
+    steps_per_epoch = len(run.train_loader)
+    run.train_loader.set_epoch(epoch)  # the epoch's order/augmentation depend only on (seed, epoch)
+    method.on_epoch_start(epoch, student, run.teacher)
+    student.train()
+    method.train()
+    sums: dict[str, Any] = {}
+    n_seen = 0
+    ctx = StepContext(device=run.device, amp_dtype=run.amp_dtype, grad_clip=cfg.grad_clip, epoch=epoch,
+                      steps_per_epoch=steps_per_epoch, cfg=cfg)
+    for i, (x, y) in enumerate(run.train_loader):
+        ctx.batch_index, ctx.global_step = i, epoch * steps_per_epoch + i
+        parts = method.training_step(x, y, student, run.teacher, run.optimizers, epoch, ctx)
+        if i == 0 and (not isinstance(parts, Mapping) or "loss" not in parts):
+            raise TypeError(f"method {cfg.method!r}: training_step must return a dict with at least "
+                            f"'loss' (and 'acc'); got {type(parts).__name__} "
+                            f"{sorted(parts) if isinstance(parts, Mapping) else ''}")
+        bs = y.shape[0]
+        n_seen += bs
+        for k, v in parts.items():
+            v = v.detach() if isinstance(v, Tensor) else v
+            sums[k] = v * bs if k not in sums else sums[k] + v * bs
+        if i % 25 == 24 and not math.isfinite(_to_float(sums["loss"])):
+            break
+        if inner is not None:
+            inner.update(1)
+    if n_seen == 0:
+        raise ValueError("the training loader yielded no batches (batch_size larger than the data "
+                         "with drop_last=True?)")
+    metrics = {f"train_{k}": _to_float(v) / n_seen for k, v in sums.items()}
+    if not math.isfinite(metrics.get("train_loss", float("nan"))):
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}/{cfg.epochs}: the training loss is "
+            f"{metrics.get('train_loss')} (method {cfg.method!r}, lr {cfg.lr}). The checkpoint of the "
+            f"last good epoch ({epoch}) is kept in {run.out}. Lower the learning rate or set grad_clip.")
+    return metrics
+
+
+def _evaluate_epoch(run: _Run, line: dict[str, Any]) -> None:
+    """Step 5: test (and validation) loss and accuracy into the epoch's log ``line``."""
+    te0 = time.perf_counter()
+    line["test_loss"], line["test_acc"] = evaluate(run.student, run.test_loader, run.amp_dtype, run.channels_last)
+    if run.val_loader is not None:
+        line["val_loss"], line["val_acc"] = evaluate(run.student, run.val_loader, run.amp_dtype, run.channels_last)
+    line["eval_time_s"] = time.perf_counter() - te0
+
+
+def _save_checkpoint(run: _Run, epoch: int, line: dict[str, Any]) -> None:
+    """Step 6: the full training state after ``epoch`` (atomic), then the epoch's log line."""
+    atomic_save({
+        "format": TRAIN_FORMAT, "epoch": epoch + 1, "arch": run.student.arch,
+        "num_classes": run.cfg.num_classes, "config": run.cfg.to_dict(),
+        "model": run.student.state_dict(), "method": run.method.state_dict(),
+        "optimizers": [o.state_dict() for o in run.optimizers],
+        "schedulers": [s.state_dict() for s in run.schedulers],
+        "loader": run.train_loader.state_dict(), "rng": capture_rng(), "history": run.history,
+    }, run.out / CHECKPOINT)
+    with open(run.out / LOG, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def _finish(run: _Run, t_start: float) -> TrainResult:
+    """Step 7: the final model file (when new epochs were trained) and ``result.json``."""
+    cfg, out = run.cfg, run.out
+    final = dict(run.history[-1]) if run.history else {}
+    if not (out / MODEL).is_file() or run.start_epoch < cfg.epochs:
+        teacher_hash = file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).is_file() else None
+        atomic_save({"format": MODEL_FORMAT, "arch": run.student.arch, "num_classes": cfg.num_classes,
+                     "state_dict": {k: v.detach().cpu() for k, v in run.student.state_dict().items()},
+                     "config": cfg.to_dict(), "metrics": final, "teacher_sha256": teacher_hash},
+                    out / MODEL)
+    result = TrainResult(config=cfg.to_dict(), final=final, history=tuple(run.history), paths=run.paths,
+                         epochs_completed=len(run.history), resumed_from_epoch=run.resumed_from,
+                         wall_time_s=time.perf_counter() - t_start)
+    _write_json(out / RESULT, result.to_dict())
+    return result
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | None = None,
+          data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
+          progress: bool = True, resume: bool = True) -> TrainResult:
+    """Train ``cfg.arch`` with method ``cfg.method`` for ``cfg.epochs`` epochs; see module docstring.
+
+    The steps: :func:`_open_run` (folder, checkpoint), :func:`_setup` (device, teacher, data, model,
+    method, optimisers), :func:`_resume`, then per epoch :func:`_train_epoch`, :func:`_evaluate_epoch`
+    (every ``eval_every`` epochs and the last), :func:`_save_checkpoint` and the callbacks; finally
+    :func:`_finish` (model file, ``result.json``).
+
+    Args:
+        cfg: the run's :class:`TrainConfig`.
+        out_dir: folder for checkpoint, log, model and result files (created).
+        teacher: a teacher model, frozen **in place** (moved to the device, eval mode,
+            ``requires_grad=False``); else loaded from ``cfg.teacher_ckpt``; required when the
+            method has ``requires_teacher``. Note that ``cfg.teacher_ckpt`` (not the object) is what
+            the run cache hashes, so pass a checkpoint path for cached runs.
+        data: optional preloaded ``(train_x, train_y, test_x, test_y)`` (uint8 N×32×32×3, int labels);
+            default: ``load_cifar(cfg.dataset, cfg.data_root)``. Subset/val split are applied to it.
+        callbacks: ``f(EpochInfo)`` called after each epoch's checkpoint; an exception stops the run
+            (the checkpoint stays, so a later call resumes).
+        progress: tqdm progress bars.
+        resume: continue from ``out_dir/checkpoint.pt`` when present (its config must equal ``cfg``,
+            else :class:`ConfigMismatchError`); ``False`` starts over and overwrites.
+
+    Returns:
+        The :class:`TrainResult` (last-epoch metrics, history, file paths).
+
+    Raises:
+        TypeError: ``cfg`` is not a :class:`TrainConfig`.
+        ConfigMismatchError: ``out_dir`` holds a checkpoint of another configuration.
+        ValueError: the method needs a teacher and none is given, or the checkpoint is unusable.
+        TrainingDiverged: the training loss became non-finite (the last good checkpoint is kept).
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
+    t_start = time.perf_counter()
+    method_cls = get_method(cfg.method)
+    out, paths, ckpt = _open_run(cfg, out_dir, resume)
+    run = _setup(cfg, method_cls, out, paths, teacher, data)
+    _resume(run, ckpt)
 
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         progress = False
-    steps_per_epoch = len(train_loader)
     bar = None
-    if progress and start_epoch < cfg.epochs:
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=f"{cfg.method}:{cfg.arch}", unit="ep",
+    if progress and run.start_epoch < cfg.epochs:
+        bar = tqdm(total=cfg.epochs, initial=run.start_epoch, desc=f"{cfg.method}:{cfg.arch}", unit="ep",
                    dynamic_ncols=True)
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(run.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            train_loader.set_epoch(epoch)  # the epoch's order/augmentation depend only on (seed, epoch)
-            method.on_epoch_start(epoch, student, teacher)
-            student.train()
-            method.train()
-            sums: dict[str, Any] = {}
-            n_seen = 0
-            ctx = StepContext(device=device, amp_dtype=amp_dtype, grad_clip=cfg.grad_clip, epoch=epoch,
-                              steps_per_epoch=steps_per_epoch, cfg=cfg)
-            inner = tqdm(total=steps_per_epoch, leave=False, desc=f"epoch {epoch + 1}", unit="batch",
+            inner = tqdm(total=len(run.train_loader), leave=False, desc=f"epoch {epoch + 1}", unit="batch",
                          dynamic_ncols=True) if bar is not None else None
-            for i, (x, y) in enumerate(train_loader):
-                ctx.batch_index, ctx.global_step = i, epoch * steps_per_epoch + i
-                parts = method.training_step(x, y, student, teacher, optimizers, epoch, ctx)
-                if i == 0 and (not isinstance(parts, Mapping) or "loss" not in parts):
-                    raise TypeError(f"method {cfg.method!r}: training_step must return a dict with at least "
-                                    f"'loss' (and 'acc'); got {type(parts).__name__} "
-                                    f"{sorted(parts) if isinstance(parts, Mapping) else ''}")
-                bs = y.shape[0]
-                n_seen += bs
-                for k, v in parts.items():
-                    v = v.detach() if isinstance(v, Tensor) else v
-                    sums[k] = v * bs if k not in sums else sums[k] + v * bs
-                if i % 25 == 24 and not math.isfinite(_to_float(sums["loss"])):
-                    break
+            try:
+                metrics = _train_epoch(run, epoch, inner)
+            finally:
                 if inner is not None:
-                    inner.update(1)
-            if inner is not None:
-                inner.close()
-            if n_seen == 0:
-                raise ValueError("the training loader yielded no batches (batch_size larger than the data "
-                                 "with drop_last=True?)")
-            metrics = {f"train_{k}": _to_float(v) / n_seen for k, v in sums.items()}
-            if not math.isfinite(metrics.get("train_loss", float("nan"))):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}/{cfg.epochs}: the training loss is "
-                    f"{metrics.get('train_loss')} (method {cfg.method!r}, lr {cfg.lr}). The checkpoint of the "
-                    f"last good epoch ({epoch}) is kept in {out}. Lower the learning rate or set grad_clip.")
-            lrs = [o.param_groups[0]["lr"] for o in optimizers]
-            for s in schedulers:
+                    inner.close()
+            lrs = [o.param_groups[0]["lr"] for o in run.optimizers]
+            for s in run.schedulers:
                 s.step()
-            t_train = time.perf_counter() - t0
             line: dict[str, Any] = {"epoch": epoch + 1, "lr": lrs[0]}
             if len(lrs) > 1:
                 line["lrs"] = lrs
             line.update(metrics)
-            line["train_time_s"] = t_train
-            last = epoch + 1 == cfg.epochs
-            if last or (epoch + 1) % cfg.eval_every == 0:
-                te0 = time.perf_counter()
-                line["test_loss"], line["test_acc"] = evaluate(student, test_loader, amp_dtype, channels_last)
-                if val_loader is not None:
-                    line["val_loss"], line["val_acc"] = evaluate(student, val_loader, amp_dtype, channels_last)
-                line["eval_time_s"] = time.perf_counter() - te0
+            line["train_time_s"] = time.perf_counter() - t0
+            if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
+                _evaluate_epoch(run, line)
             line["epoch_time_s"] = time.perf_counter() - t0
-            history.append(line)
-            atomic_save({
-                "format": TRAIN_FORMAT, "epoch": epoch + 1, "arch": student.arch,
-                "num_classes": cfg.num_classes, "config": cfg.to_dict(),
-                "model": student.state_dict(), "method": method.state_dict(),
-                "optimizers": [o.state_dict() for o in optimizers],
-                "schedulers": [s.state_dict() for s in schedulers],
-                "loader": train_loader.state_dict(), "rng": capture_rng(), "history": history,
-            }, out / CHECKPOINT)
-            with open(out / LOG, "a") as f:
-                f.write(json.dumps(line) + "\n")
+            run.history.append(line)
+            _save_checkpoint(run, epoch, line)
             if bar is not None:
                 bar.update(1)
                 post = {"loss": f"{line['train_loss']:.3f}"}
@@ -480,22 +548,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
                 if "test_acc" in line:
                     post["test"] = f"{line['test_acc']:.3f}"
                 bar.set_postfix(post)
-            info = EpochInfo(epoch + 1, line, student, teacher, method, cfg, out)
+            info = EpochInfo(epoch + 1, line, run.student, run.teacher, run.method, cfg, out)
             for cb in callbacks:
                 cb(info)
     finally:
         if bar is not None:
             bar.close()
-
-    final = dict(history[-1]) if history else {}
-    if not (out / MODEL).is_file() or start_epoch < cfg.epochs:
-        teacher_hash = file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).is_file() else None
-        atomic_save({"format": MODEL_FORMAT, "arch": student.arch, "num_classes": cfg.num_classes,
-                     "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
-                     "config": cfg.to_dict(), "metrics": final, "teacher_sha256": teacher_hash},
-                    out / MODEL)
-    result = TrainResult(config=cfg.to_dict(), final=final, history=tuple(history), paths=paths,
-                         epochs_completed=len(history), resumed_from_epoch=resumed_from,
-                         wall_time_s=time.perf_counter() - t_start)
-    _write_json(out / RESULT, result.to_dict())
-    return result
+    return _finish(run, t_start)

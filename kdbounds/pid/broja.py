@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: one solver (primal cone program, dual certificate, input checks) whose parts share private helpers.
 r"""BROJA partial information decomposition of a discrete joint law P(Y, T, S).
 
 Definitions (Bertschinger, Rauh, Olbrich, Jost & Ay 2014; methods.md §3). With

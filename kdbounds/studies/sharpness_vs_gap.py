@@ -14,12 +14,12 @@ conventions of :mod:`kdbounds.bound_checks`,
 
 and Kendall's τ (with its p-value) between teacher sharpness and student gap. All numbers are those
 of the last training epoch; nothing is selected on the test set. Trained models are cached
-(:func:`kdbounds.runs.train_cached`), so a re-run only measures.
+(:func:`kdbounds.studies.cache.train_cached`), so a re-run only measures.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import time
@@ -31,14 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bound_checks import TeacherCurvature, evaluate_pair, measure_curvature
-from .data import load_cifar, stratified_subset
-from .data.transforms import normalization, normalize_uint8
-from .distill import TrainConfig, load_checkpoint_model
-from .runs import train_cached
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
+from .._torch import resolve_device
+from ..bound_checks import TeacherCurvature, evaluate_pair, measure_curvature
+from ..data import load_cifar, stratified_subset
+from ..data.transforms import normalization, normalize_uint8
+from ..distill import TrainConfig, load_checkpoint_model
+from .cache import resolve_cache_root, train_cached
+from .plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
 
-__all__ = ["TeacherRecipe", "StudyConfig", "PRESETS", "preset", "run_study", "StudyResult",
-           "kendall_table", "prepare_data", "flatten_record"]
+__all__ = ["TeacherRecipe", "StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
+           "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class StudyConfig:
             raise ValueError("teacher recipe names must be unique")
         if not self.methods:
             raise ValueError("methods must name at least one method (e.g. 'kd')")
-        from .distill import available_methods
+        from ..distill import available_methods
 
         bad = [m for m in self.methods if m not in available_methods()]
         if bad:
@@ -111,7 +114,7 @@ _RECIPES_CPU = (
     TeacherRecipe("lr0.05-bs64-wd0", lr=0.05, batch_size=64, weight_decay=0.0),
 )
 
-PRESETS: dict[str, dict[str, Any]] = {
+_PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     # CI: tiny everything, one method, under a minute on 2 cores.
     "smoke": dict(teacher_arch="resnet8", student_arch="resnet8",
                   teachers=(TeacherRecipe("lr0.1-bs32", 0.1, 32), TeacherRecipe("lr0.02-bs64", 0.02, 64)),
@@ -137,13 +140,28 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+Config = StudyConfig  # the common name every study exports
+
+#: The named configurations: ``smoke`` (CI), ``default`` (2 CPU cores, ~10 min), ``paper`` (GPU).
+PRESETS: dict[str, StudyConfig] = {name: StudyConfig(preset=name, **kw) for name, kw in _PRESET_SETTINGS.items()}
+
+
 def preset(name: str, **overrides: Any) -> StudyConfig:
-    """The :class:`StudyConfig` of a preset (``smoke``, ``default``, ``paper``) with overrides."""
+    """The :class:`StudyConfig` of a preset with overrides.
+
+    Args:
+        name: ``smoke``, ``default`` or ``paper``.
+        **overrides: config fields to change; ``None`` values keep the preset's.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ValueError: unknown preset, or an override the config rejects.
+    """
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
-    kw = dict(PRESETS[name])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return StudyConfig(preset=name, **kw)
+    return dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,12 +182,6 @@ def _normalised(x: np.ndarray, device: torch.device) -> torch.Tensor:
     mean, std = normalization("cifar10")
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
     return normalize_uint8(t, mean, std)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _teacher_config(cfg: StudyConfig, r: TeacherRecipe) -> TrainConfig:
@@ -220,8 +232,23 @@ def flatten_record(teacher: str, recipe: TeacherRecipe, method: str, t_res: Any,
 def kendall_table(rows: Sequence[dict[str, Any]], sharpness: Sequence[str] = ("teacher_train_top_eig",
                   "teacher_train_trace"), gaps: Sequence[str] = ("student_gap_clipped_ce",
                   "student_gap_zero_one")) -> list[dict[str, Any]]:
-    """Kendall's τ (scipy, with its two-sided p-value) between teacher sharpness and student gap,
-    per method and pooled over methods that use the teacher."""
+    r"""Kendall's τ (scipy, with its two-sided p-value) between teacher sharpness and student gap,
+    per method and pooled over methods that use the teacher.
+
+    .. math::
+        \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}}
+
+    (concordant minus discordant pairs, tie-corrected); undefined (NaN, with a ``note``) for fewer than
+    3 pairs or a constant side.
+
+    Args:
+        rows: one dict per teacher–student pair.
+        sharpness: row keys of teacher sharpness.
+        gaps: row keys of student gaps.
+
+    Returns:
+        One row per (group, sharpness, gap): ``n``, ``tau``, ``p_value``, ``note``.
+    """
     from scipy.stats import kendalltau
 
     out = []
@@ -251,6 +278,8 @@ def kendall_table(rows: Sequence[dict[str, Any]], sharpness: Sequence[str] = ("t
 
 @dataclass(frozen=True)
 class StudyResult:
+    """Everything a run measured: one row per teacher-student pair, the pair reports, Kendall's τ."""
+
     config: dict[str, Any]
     rows: tuple[dict[str, Any], ...]
     reports: tuple[dict[str, Any], ...]
@@ -265,10 +294,21 @@ class StudyResult:
 
 def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool = True,
               log: Callable[[str], None] = print) -> StudyResult:
-    """Train (or reuse) every teacher and student of ``cfg`` and measure every pair."""
+    """Train (or reuse) every teacher and student of ``cfg`` and measure every pair (writes nothing but
+    the run cache; :func:`run` also writes the results).
+
+    Args:
+        cfg: the study's configuration.
+        cache_root: the run cache folder.
+        progress: show progress bars.
+        log: where progress lines go.
+
+    Returns:
+        The :class:`StudyResult`.
+    """
     start = time.perf_counter()
     torch_threads = torch.get_num_threads()
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
     data = prepare_data(cfg)
     xtr, ytr, xte, yte = data
     log(f"data: {len(ytr)} training and {len(yte)} test images (CIFAR-10), device {dev}")
@@ -318,34 +358,74 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
                        time.perf_counter() - start, env)
 
 
-def write_results(result: StudyResult, out: str | os.PathLike) -> dict[str, Path]:
-    """``results.json`` (everything), ``results.csv`` (one row per pair), ``kendall.csv`` — atomically."""
-    import csv
+Result = StudyResult
 
+
+def write_results(result: StudyResult, out: str | os.PathLike) -> dict[str, Path]:
+    """Write ``results.json`` (everything, strict JSON), ``results.csv`` (one row per pair) and
+    ``kendall.csv``, each atomically.
+
+    Args:
+        result: a study result.
+        out: the output folder (created when missing).
+
+    Returns:
+        The paths written, by kind (``json``, ``csv``, ``kendall``).
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "kendall": out / "kendall.csv"}
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
-    os.replace(tmp, paths["json"])
-    for key, rows in (("csv", result.rows), ("kendall", result.kendall)):
-        cols: list[str] = []
-        for r in rows:
-            cols.extend(k for k in r if k not in cols)
-        tmp = paths[key].with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, paths[key])
+    atomic_write_json(paths["json"], result.to_dict())
+    atomic_write_csv(paths["csv"], result.rows)
+    atomic_write_csv(paths["kendall"], result.kendall)
     return paths
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    return str(o)
+def write_plots(result: StudyResult, out: str | os.PathLike) -> dict[str, Path]:
+    """``sharpness_vs_gap.png`` and ``bound_vs_observed.png`` in ``out``."""
+    out = Path(out)
+    return {"sharpness_vs_gap": plot_sharpness_vs_gap(result.rows, out / "sharpness_vs_gap.png",
+                                                      kendall=result.kendall),
+            "bound_vs_observed": plot_bound_vs_observed(result.reports, out / "bound_vs_observed.png")}
+
+
+_REPORT_COLUMNS = ("teacher", "method", "teacher_train_top_eig", "teacher_train_trace", "teacher_test_acc",
+                   "student_test_acc", "divergence_train", "teacher_gap_clipped_ce", "student_gap_clipped_ce",
+                   "gap_diff_clipped_ce", "bound_thm1_per_sample_clipped_ce", "bound_thm1_product_clipped_ce",
+                   "bound_thm3a_radius_clipped_ce", "bound_thm3b_subgamma_clipped_ce",
+                   "gap_diff_zero_one", "bound_thm1_per_sample_zero_one")
+_KENDALL_COLUMNS = ("group", "sharpness", "gap", "n", "tau", "p_value", "note")
+
+
+def summary(result: StudyResult) -> str:
+    """The markdown report: the per-pair table, Kendall's τ and the run time."""
+    return (f"# sharpness_vs_gap, preset {result.config['preset']}\n\n"
+            f"{format_table(result.rows, _REPORT_COLUMNS)}\n\n"
+            f"Kendall tau (teacher sharpness vs student gap)\n\n{format_table(result.kendall, _KENDALL_COLUMNS)}\n\n"
+            f"Total time {result.seconds:.0f} s on {result.environment['device']}.\n")
+
+
+def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
+        progress: bool = True, log: Callable[[str], None] = print) -> StudyResult:
+    """Run the study and write everything to ``out_dir``.
+
+    Writes ``config.json``, ``results.json``, ``results.csv``, ``kendall.csv``, the two figures and
+    ``report.md``.
+
+    Args:
+        config: the study's configuration (e.g. ``PRESETS["smoke"]``).
+        out_dir: output folder (created when missing).
+        cache_root: trained-model cache (default ``out_dir/../cache``).
+        progress: show progress bars.
+        log: where progress lines go.
+
+    Returns:
+        The :class:`StudyResult`.
+    """
+    out = Path(out_dir)
+    cache = resolve_cache_root(out, cache_root)
+    atomic_write_json(out / "config.json", config.to_dict())
+    result = run_study(config, cache, progress=progress, log=log)
+    write_results(result, out)
+    write_plots(result, out)
+    atomic_write_text(out / "report.md", summary(result))
+    return result

@@ -5,9 +5,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import linear_gaussian.report as rep
+import linear_gaussian.sweeps as rep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script():

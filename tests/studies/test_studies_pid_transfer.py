@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdbounds.models import build_model
-from kdbounds.pid_tracking import PIDTracker, extract_features
+from kdbounds.studies.pid_transfer import PIDTracker, extract_features
 
 
 @pytest.fixture(scope="module")

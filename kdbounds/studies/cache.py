@@ -27,16 +27,36 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .distill.checkpoint import file_sha256
-from .distill.config import TrainConfig
-from .distill.methods import coerce_hparams, get_method
-from .distill.trainer import RESULT, EpochInfo, TrainResult, train
+from .._io import atomic_write_json, file_sha256, read_json
+from ..distill.config import TrainConfig
+from ..distill.methods import coerce_hparams, get_method
+from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
 
-__all__ = ["code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+__all__ = ["resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+
+
+def resolve_cache_root(out_dir: str | os.PathLike, cache_root: str | os.PathLike | None) -> Path:
+    """The run cache of a study writing to ``out_dir``.
+
+    Args:
+        out_dir: the study's output folder.
+        cache_root: an explicit cache folder, or ``None``.
+
+    Returns:
+        ``cache_root`` when given, else ``out_dir/../cache`` (so the presets of one study share models).
+    """
+    return Path(cache_root) if cache_root is not None else Path(out_dir).parent / "cache"
 
 
 def data_fingerprint(data: Sequence[Any]) -> str:
-    """SHA-256 (hex) over the dtype, shape and bytes of each array in ``data``."""
+    """SHA-256 (hex) over the dtype, shape and bytes of each array in ``data``.
+
+    Args:
+        data: arrays or tensors (e.g. ``(train_x, train_y, test_x, test_y)``).
+
+    Returns:
+        64 hex digits.
+    """
     h = hashlib.sha256()
     for a in data:
         arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
@@ -52,7 +72,7 @@ _CODE_PACKAGES = ("data", "models", "distill")
 def code_fingerprint() -> str:
     """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of the packages that train
     models (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``), in sorted order."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the kdbounds package
     h = hashlib.sha256()
     for pkg in _CODE_PACKAGES:
         for f in sorted((root / pkg).rglob("*.py")):
@@ -72,7 +92,20 @@ def _with_teacher(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None) -> T
 
 def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
             data: Sequence[Any] | None = None) -> dict[str, Any]:
-    """The dict whose canonical JSON is hashed into the run id (see module docstring)."""
+    """The dict whose canonical JSON is hashed into the run id (see module docstring).
+
+    Args:
+        cfg: the run's config.
+        teacher_ckpt: the teacher checkpoint (or ``cfg.teacher_ckpt``); its bytes are hashed.
+        data: optional preloaded arrays, fingerprinted.
+
+    Returns:
+        ``{"config", "teacher_sha256", "data", "code"}``.
+
+    Raises:
+        FileNotFoundError: the teacher checkpoint does not exist.
+        ValueError: ``teacher_ckpt`` differs from ``cfg.teacher_ckpt``.
+    """
     cfg = _with_teacher(cfg, teacher_ckpt)
     d = cfg.to_dict()
     d["method_kwargs"] = coerce_hparams(cfg.method, get_method(cfg.method).defaults, cfg.method_kwargs)
@@ -89,7 +122,15 @@ def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
 
 def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
            data: Sequence[Any] | None = None, _key: dict[str, Any] | None = None) -> str:
-    """12-hex-digit id of the run (see :func:`run_key`)."""
+    """12-hex-digit id of the run: the start of the SHA-256 of :func:`run_key`'s canonical JSON.
+
+    Args:
+        cfg, teacher_ckpt, data: as for :func:`run_key`.
+        _key: a precomputed :func:`run_key` (internal).
+
+    Returns:
+        12 hex digits.
+    """
     key = _key if _key is not None else run_key(cfg, teacher_ckpt, data)
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -97,16 +138,34 @@ def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
 
 def run_dir(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
             data: Sequence[Any] | None = None) -> Path:
-    """``cache_root/<method>-<arch>-<id>``."""
+    """The run's folder ``cache_root/<method>-<arch>-<id>``.
+
+    Args:
+        cfg, teacher_ckpt, data: as for :func:`run_key`.
+        cache_root: the cache folder.
+
+    Returns:
+        The folder (not created).
+    """
     return Path(cache_root) / f"{cfg.method}-{cfg.arch}-{run_id(cfg, teacher_ckpt, data)}"
 
 
 def load_cached(path: str | os.PathLike) -> TrainResult | None:
-    """The :class:`TrainResult` of a finished run folder, or None when unfinished/absent."""
+    """The :class:`TrainResult` of a finished run folder.
+
+    Args:
+        path: a run folder.
+
+    Returns:
+        The result, or ``None`` when the run is unfinished or absent.
+
+    Raises:
+        ValueError: ``result.json`` is not valid JSON (names the file and the fix).
+    """
     p = Path(path) / RESULT
     if not p.is_file():
         return None
-    d = json.loads(p.read_text())
+    d = read_json(p)
     r = TrainResult.from_dict(d)
     if r.epochs_completed != int(r.config.get("epochs", -1)):
         return None
@@ -136,7 +195,5 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
             return done
     out.mkdir(parents=True, exist_ok=True)
     meta = {"run_id": rid, "key": key}
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out / "run.json")
+    atomic_write_json(out / "run.json", meta, sort_keys=True)
     return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=not force)

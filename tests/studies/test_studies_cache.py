@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdbounds.distill import TrainConfig
-from kdbounds.runs import load_cached, run_dir, run_id, train_cached
+from kdbounds.studies.cache import load_cached, run_dir, run_id, train_cached
 
 
 
@@ -94,7 +94,7 @@ def test_teacher_run_through_cache(tmp_path):
 
 
 def test_run_key_includes_the_training_code_fingerprint(monkeypatch):
-    from kdbounds import runs
+    from kdbounds.studies import cache as runs
 
     cfg = TrainConfig(arch="resnet8", epochs=1)
     k1 = runs.run_key(cfg)

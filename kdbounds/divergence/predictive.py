@@ -1,26 +1,17 @@
-r"""Distillation divergence estimators (measurement layer, torch).
+r"""Predictive distillation divergence of classifiers (measurement layer, torch; theory.md §6).
 
-Three families, all in the direction **student ‖ teacher** (theory.md §2, forced by the
-change-of-measure argument with Q = student, P = teacher):
-
-1. **Predictive divergence of classifiers** (theory.md §6)::
+Direction **student ‖ teacher** (theory.md §2, forced by the change-of-measure argument with
+Q = student, P = teacher)::
 
        K̂ = (1/n) Σ_x KL( p_S(·|x) ‖ p_T(·|x) ),   p(·|x) = softmax(z(x) / t)
 
-   with a standard error ``sd / sqrt(n)`` and a seeded bootstrap percentile confidence interval.
-   Optionally each side is an ensemble: the predictive law is the *mixture* (average of the
-   members' probabilities), computed in log space with ``logsumexp``.
-   Entry points: :func:`predictive_divergence` (modules or logits + data) and the pure core
-   :func:`divergence_from_logits`.
+with a standard error ``sd / sqrt(n)`` and a seeded bootstrap percentile confidence interval.
+Optionally each side is an ensemble: the predictive law is the *mixture* (average of the
+members' probabilities), computed in log space with ``logsumexp``.
+Entry points: :func:`predictive_divergence` (modules or logits + data) and the pure core
+:func:`divergence_from_logits`.
 
-2. **Laplace weight-space divergence** (theory.md §3.3, §6) for pairs that share a parameter
-   space: :func:`laplace_divergence` gives, in closed form,
-   ``KL( N(w_S, τ (H_S + δI)⁻¹) ‖ N(w_T, τ (H_T + δI)⁻¹) )`` for diagonal or small dense
-   (last-layer) precisions, split into its mean and covariance terms.
-
-3. **Gaussian predictive kernels** (theory.md §3.6, regression): :func:`gaussian_predictive_divergence`
-   is the KL between matrix normals ``MN(M_S, I_k, C_S)`` and ``MN(M_T, I_k, C_T)`` (§3.3 with
-   ``(M, Σ, d) → (M X_*, C, m)``).
+(The Laplace and Gaussian closed forms live in :mod:`.laplace` and :mod:`.gaussian`.)
 
 Conventions. Modules are evaluated in eval mode (BatchNorm uses its running statistics, dropout is
 off) under ``torch.no_grad()``; the training flag of every submodule is restored afterwards.
@@ -32,23 +23,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._torch import eval_mode
+
 __all__ = [
     "DivergenceEstimate",
-    "LaplaceDivergence",
-    "GaussianDivergence",
     "predictive_divergence",
     "divergence_from_logits",
     "mixture_log_probs",
     "summarize_per_example",
     "collect_logits",
-    "laplace_divergence",
-    "gaussian_predictive_divergence",
 ]
 
 
@@ -101,59 +90,6 @@ class DivergenceEstimate:
         if include_per_example and self.per_example is not None:
             d["per_example"] = self.per_example.tolist()
         return d
-
-
-@dataclass(frozen=True)
-class LaplaceDivergence:
-    """Closed-form KL between two Laplace (Gaussian) weight posteriors.
-
-    ``value = mean_term + cov_term`` with
-    ``mean_term = ½ Δᵀ Σ_T⁻¹ Δ = (1/2τ) Δᵀ P_T Δ`` and
-    ``cov_term = ½ [tr(Σ_T⁻¹ Σ_S) − p − log det(Σ_T⁻¹ Σ_S)] = ½ [tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹)]``
-    (``P = H + δI``, ``Σ = τ P⁻¹``; the covariance term does not depend on τ).
-    """
-
-    value: float
-    mean_term: float
-    cov_term: float
-    dim: int
-    tau: float
-    delta: float
-    kind: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "mean_term": self.mean_term,
-            "cov_term": self.cov_term,
-            "dim": self.dim,
-            "tau": self.tau,
-            "delta": self.delta,
-            "kind": self.kind,
-        }
-
-
-@dataclass(frozen=True)
-class GaussianDivergence:
-    """KL between matrix normals ``MN(M_S, I_k, C_S) ‖ MN(M_T, I_k, C_T)`` (theory.md §3.3).
-
-    ``mean_term = ½ tr(Δ C_T⁻¹ Δᵀ)``, ``cov_term = (k/2)[tr(C_T⁻¹ C_S) − m − log det(C_T⁻¹ C_S)]``.
-    """
-
-    value: float
-    mean_term: float
-    cov_term: float
-    k: int
-    m: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "mean_term": self.mean_term,
-            "cov_term": self.cov_term,
-            "k": self.k,
-            "m": self.m,
-        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,28 +305,6 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
         yield x
 
 
-class _EvalMode:
-    """Context manager: eval mode + no_grad for several modules, restoring each submodule's flag."""
-
-    def __init__(self, modules: Sequence[nn.Module]):
-        self.modules = modules
-        self.saved: list[list[tuple[nn.Module, bool]]] = []
-        self._nograd = torch.no_grad()
-
-    def __enter__(self) -> "_EvalMode":
-        for m in self.modules:
-            self.saved.append([(sub, sub.training) for sub in m.modules()])
-            m.eval()
-        self._nograd.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._nograd.__exit__(*exc)
-        for flags in self.saved:
-            for sub, flag in flags:
-                sub.training = flag
-
-
 def collect_logits(
     models: nn.Module | Sequence[nn.Module],
     data: Any,
@@ -415,7 +329,7 @@ def collect_logits(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="logits", leave=False)
-    with _EvalMode(mods):
+    with eval_mode(*mods):
         for x in it:
             for j, (m, dev) in enumerate(zip(mods, devs)):
                 xin = x.to(dev) if dev is not None else x
@@ -532,149 +446,3 @@ def predictive_divergence(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Closed-form Gaussian divergences
-# --------------------------------------------------------------------------------------------
-
-
-def _as_f64(x: Any, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    elif isinstance(x, (list, tuple, float, int)):
-        x = torch.as_tensor(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}")
-    x = x.detach().to("cpu", torch.float64)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite entries")
-    return x
-
-
-def _cholesky(a: torch.Tensor, name: str) -> torch.Tensor:
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {tuple(a.shape)}")
-    if not torch.allclose(a, a.T, rtol=1e-8, atol=1e-10 * max(1.0, float(a.abs().max()))):
-        raise ValueError(f"{name} must be symmetric")
-    L, info = torch.linalg.cholesky_ex(0.5 * (a + a.T))
-    if int(info) != 0:
-        raise ValueError(
-            f"{name} is not positive definite (Cholesky failed at column {int(info)}); "
-            "increase the damping delta or regularise the matrix"
-        )
-    return L
-
-
-def _logdet_chol(L: torch.Tensor) -> float:
-    return float(2.0 * torch.log(torch.diagonal(L)).sum())
-
-
-def laplace_divergence(
-    w_s: Any,
-    w_t: Any,
-    prec_s: Any,
-    prec_t: Any,
-    tau: float = 1.0,
-    kind: Literal["diag", "dense", "last_layer"] = "diag",
-    *,
-    delta: float = 0.0,
-) -> LaplaceDivergence:
-    r"""Closed-form ``KL( N(w_S, τ P_S⁻¹) ‖ N(w_T, τ P_T⁻¹) )`` with ``P = H + δI`` (theory.md §3.3, §6).
-
-    With ``Δ = w_S − w_T`` and ``p`` parameters:
-
-        mean term  = (1/(2τ)) Δᵀ P_T Δ
-        cov term   = ½ [ tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹) ]    (τ cancels)
-
-    ``kind="diag"``: ``prec_*`` are vectors (diagonal precisions, e.g. a diagonal GGN/Fisher);
-    cov term ``= ½ Σ_i φ(P_T,i / P_S,i)``, ``φ(x) = x − 1 − log x``.
-    ``kind="dense"`` (alias ``"last_layer"``): ``prec_*`` are small dense ``p×p`` matrices (e.g. the
-    last-layer Hessian/GGN); traces and log-determinants by Cholesky, no explicit inverse.
-    Weights of any shape are flattened (row-major, the same order as the precision's rows).
-
-    Raises:
-        ValueError: shapes disagree, τ ≤ 0, δ < 0, a damped precision that is not positive definite.
-    """
-    if kind not in ("diag", "dense", "last_layer"):
-        raise ValueError(f"kind must be 'diag', 'dense' or 'last_layer', got {kind!r}")
-    tau_f = float(tau)
-    if not math.isfinite(tau_f) or tau_f <= 0:
-        raise ValueError(f"tau must be a finite number > 0 (the posterior temperature), got {tau!r}")
-    delta_f = float(delta)
-    if not math.isfinite(delta_f) or delta_f < 0:
-        raise ValueError(f"delta must be a finite damping ≥ 0, got {delta!r}")
-    ws = _as_f64(w_s, "w_s").reshape(-1)
-    wt = _as_f64(w_t, "w_t").reshape(-1)
-    if ws.shape != wt.shape:
-        raise ValueError(
-            f"w_s and w_t must have the same number of parameters, got {ws.numel()} and {wt.numel()}"
-        )
-    p = ws.numel()
-    if p == 0:
-        raise ValueError("w_s is empty: no parameters")
-    diff = ws - wt
-    Ps = _as_f64(prec_s, "prec_s")
-    Pt = _as_f64(prec_t, "prec_t")
-    if kind == "diag":
-        Ps, Pt = Ps.reshape(-1) + delta_f, Pt.reshape(-1) + delta_f
-        for P, nm in ((Ps, "prec_s"), (Pt, "prec_t")):
-            if P.numel() != p:
-                raise ValueError(f"{nm} must hold one precision per parameter ({p}), got {P.numel()}")
-            if bool((P <= 0).any()):
-                bad = int((P <= 0).sum())
-                raise ValueError(
-                    f"{nm} + delta has {bad} non-positive entries; a Laplace precision must be > 0 — "
-                    "use a larger delta (damping) or a positive curvature (GGN/Fisher)"
-                )
-        mean_term = float(0.5 / tau_f * (Pt * diff * diff).sum())
-        r = Pt / Ps
-        cov_term = float(0.5 * (r - 1.0 - torch.log(r)).sum())
-    else:
-        for P, nm in ((Ps, "prec_s"), (Pt, "prec_t")):
-            if P.shape != (p, p):
-                raise ValueError(f"{nm} must be a {p}×{p} matrix for {p} parameters, got shape {tuple(P.shape)}")
-        eye = torch.eye(p, dtype=torch.float64)
-        Ls = _cholesky(Ps + delta_f * eye, "prec_s + delta*I")
-        Lt = _cholesky(Pt + delta_f * eye, "prec_t + delta*I")
-        # Δᵀ P_T Δ = ‖L_Tᵀ Δ‖²
-        mean_term = float(0.5 / tau_f * (Lt.T @ diff).pow(2).sum())
-        # tr(P_S⁻¹ P_T) = ‖L_S⁻¹ L_T‖_F²
-        Z = torch.linalg.solve_triangular(Ls, Lt, upper=False)
-        tr = float(Z.pow(2).sum())
-        cov_term = 0.5 * (tr - p - (_logdet_chol(Lt) - _logdet_chol(Ls)))
-        cov_term = max(cov_term, 0.0)
-    return LaplaceDivergence(mean_term + cov_term, mean_term, cov_term, p, tau_f, delta_f, kind)
-
-
-def gaussian_predictive_divergence(mean_s: Any, cov_s: Any, mean_t: Any, cov_t: Any) -> GaussianDivergence:
-    r"""KL between Gaussian predictive kernels ``MN(M_S, I_k, C_S) ‖ MN(M_T, I_k, C_T)`` (theory.md §3.3, §3.6).
-
-    ``M`` is ``k×m`` (k outputs, m query inputs; a vector is read as ``k = 1``), ``C`` the ``m×m``
-    column covariance (for the linear-Gaussian model ``C = X_*ᵀ Σ X_* + ν² I_m``). With ``Δ = M_S − M_T``:
-
-        K = ½ tr(Δ C_T⁻¹ Δᵀ) + (k/2) [ tr(C_T⁻¹ C_S) − m − log det(C_T⁻¹ C_S) ]
-
-    computed with Cholesky factors (no explicit inverse).
-    """
-    Ms = _as_f64(mean_s, "mean_s")
-    Mt = _as_f64(mean_t, "mean_t")
-    if Ms.ndim == 1:
-        Ms = Ms[None, :]
-    if Mt.ndim == 1:
-        Mt = Mt[None, :]
-    if Ms.ndim != 2 or Ms.shape != Mt.shape:
-        raise ValueError(f"mean_s and mean_t must both be k×m matrices of equal shape, got {tuple(Ms.shape)} and {tuple(Mt.shape)}")
-    k, m = Ms.shape
-    Cs = _as_f64(cov_s, "cov_s")
-    Ct = _as_f64(cov_t, "cov_t")
-    for C, nm in ((Cs, "cov_s"), (Ct, "cov_t")):
-        if C.shape != (m, m):
-            raise ValueError(f"{nm} must be the {m}×{m} column covariance of the {m} query inputs, got {tuple(C.shape)}")
-    Ls = _cholesky(Cs, "cov_s")
-    Lt = _cholesky(Ct, "cov_t")
-    D = Ms - Mt
-    # tr(Δ C_T⁻¹ Δᵀ) = ‖L_T⁻¹ Δᵀ‖_F²
-    mean_term = 0.5 * float(torch.linalg.solve_triangular(Lt, D.T, upper=False).pow(2).sum())
-    tr = float(torch.linalg.solve_triangular(Lt, Ls, upper=False).pow(2).sum())  # tr(C_T⁻¹ C_S)
-    cov_term = 0.5 * k * (tr - m - (_logdet_chol(Ls) - _logdet_chol(Lt)))
-    cov_term = max(cov_term, 0.0)
-    return GaussianDivergence(mean_term + cov_term, mean_term, cov_term, int(k), int(m))

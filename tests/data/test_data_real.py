@@ -17,7 +17,7 @@ from kdbounds.data import CIFAR10_STD, TensorLoader, find_cifar, load_cifar, str
 
 pytestmark = pytest.mark.realdata
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _real_root() -> Path | None:

@@ -19,7 +19,7 @@ from kdbounds.distill.trainer import train
 from kdbounds.models import build_model
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_methods_are_registered():
@@ -131,19 +131,21 @@ def _load_experiment():
 
 
 def test_experiment_summary_and_presets():
+    from kdbounds.studies import nuisance_teacher as study
+
     mod = _load_experiment()
     rows = [{"teacher": "untrained", "method": "vid", "test_acc": a} for a in (0.3, 0.5, 0.4)]
     rows.append({"teacher": "none", "method": "ce", "test_acc": 0.7})
-    s = {(r["teacher"], r["method"]): r for r in mod.summarise(rows)}
+    s = {(r["teacher"], r["method"]): r for r in study.summarise(rows)}
     v = s[("untrained", "vid")]
     assert v["mean_test_acc"] == pytest.approx(0.4) and v["n"] == 3
     assert v["std"] == pytest.approx(0.1) and v["se"] == pytest.approx(0.1 / math.sqrt(3))
     assert s[("none", "ce")]["std"] == 0.0
-    p = mod.PRESETS["paper"]
-    assert (p["teacher_arch"], p["student_arch"], p["epochs"], p["rid_q"], p["rid_r"]) == (
+    p = study.PRESETS["paper"]
+    assert (p.teacher_arch, p.student_arch, p.epochs, p.rid_q, p.rid_r) == (
         "wrn_40_2", "wrn_16_1", 300, 30, 0.25)
     args = mod.parse_args(["--preset", "cpu", "--epochs", "3", "--methods", "ce,rid"])
     cfg = mod.resolve(args)
-    assert cfg["epochs"] == 3 and cfg["methods"] == ["ce", "rid"] and cfg["milestones"] == (8, 11)
+    assert cfg.epochs == 3 and cfg.methods == ("ce", "rid") and cfg.milestones == (8, 11)
     with pytest.raises(SystemExit):
         mod.resolve(mod.parse_args(["--methods", "ce,fitnet"]))

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_sharpness_vs_gap", "plot_bound_vs_observed", "format_table"]
+from .._io import atomic_write_bytes
+
+__all__ = ["plot_sharpness_vs_gap", "plot_bound_vs_observed", "format_table", "plt_figure", "save_figure"]
 
 
 def _plt():
@@ -20,13 +22,39 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def plt_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots(nrows, ncols, **kwargs)`` on the Agg backend (matplotlib imported on first use).
+
+    Args:
+        nrows, ncols: the grid of axes.
+        **kwargs: passed to ``plt.subplots`` (``figsize``, ``sharey``, ...).
+
+    Returns:
+        ``(figure, axes)``.
+    """
+    return _plt().subplots(nrows, ncols, **kwargs)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix) and close it.
+
+    Args:
+        fig: a matplotlib figure.
+        path: the output file; its parent folder is created when missing.
+        dpi: resolution.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    import io
+
+    buf = io.BytesIO()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *,
@@ -35,7 +63,18 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
                           kendall: Sequence[dict[str, Any]] = ()) -> Path:
     """Scatter of teacher sharpness against the student's gap, one colour per method, one panel per loss;
     the teachers' own gaps are drawn as black crosses. Kendall's τ of the pooled distilled students in
-    the titles when given."""
+    the titles when given.
+
+    Args:
+        rows: one dict per teacher–student pair (the study's ``results.csv`` rows).
+        path: the image file written (atomically).
+        sharpness: the row key on the x axis.
+        gaps: the row keys on the y axes, one panel each.
+        kendall: rows of the Kendall table (optional).
+
+    Returns:
+        ``path``.
+    """
     plt = _plt()
     fig, axes = plt.subplots(1, len(gaps), figsize=(5.2 * len(gaps), 4.2), squeeze=False)
     methods = sorted({r["method"] for r in rows})
@@ -61,14 +100,21 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
+    out = save_figure(fig, path)
     return out
 
 
 def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Each bound on |gen(S) − gen(T)| against the observed value, log–log,
-    with the line y = x: points below the line are violations."""
+    with the line y = x: points below the line are violations.
+
+    Args:
+        reports: the pair reports (``PairReport.to_dict()`` with ``teacher`` and ``method``).
+        path: the image file written (atomically).
+
+    Returns:
+        ``path``.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
     names = sorted({(c["name"], c["loss"]) for rep in reports for c in rep["checks"]
@@ -96,13 +142,21 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
+    out = save_figure(fig, path)
     return out
 
 
 def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: str = ".4g") -> str:
-    """A GitHub-markdown table of ``cols`` from ``rows``."""
+    """A GitHub-markdown table of ``cols`` from ``rows``.
+
+    Args:
+        rows: dicts (missing keys print empty).
+        cols: the columns, in order.
+        floatfmt: format of float cells.
+
+    Returns:
+        The table as text.
+    """
     def fmt(v: Any) -> str:
         if isinstance(v, float):
             return format(v, floatfmt)

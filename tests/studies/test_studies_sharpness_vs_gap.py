@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kdbounds import sharpness_study as ss
+from kdbounds.studies import sharpness_vs_gap as ss
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _have_data() -> bool:

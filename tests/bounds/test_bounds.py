@@ -195,7 +195,9 @@ def test_subgamma_bound_is_the_optimised_relaxation(k, v, cp, cm):
 def test_subgamma_bound_is_the_optimised_relaxation_on_a_grid(k, v, cp, cm):
     # it is inf_lam (K + lam^2 v / (2 (1 - cp lam))) / lam: check against a grid of lam
     _, hi = subgamma_bound(k, v, cp, cm)
-    lam_max = 1 / cp if cp > 0 else 1e8
+    # cp = 0: no pole; put the grid's span around the unconstrained optimum sqrt(2K/v) (a fixed 1e8
+    # left optima below the grid's first point 1e-4 for small K / large v)
+    lam_max = 1 / cp if cp > 0 else 1e4 * np.sqrt(2 * k / v)
     lams = lam_max * np.concatenate([np.geomspace(1e-12, 0.5, 20001), 1 - np.geomspace(0.5, 1e-12, 20001)])
     grid = np.min((k + lams**2 * v / (2 * (1 - cp * lams))) / lams)
     assert hi <= grid * (1 + 1e-9)

@@ -1,5 +1,5 @@
-"""Sweeps and figures for the linear-Gaussian trade-off experiment (pure computation + matplotlib
-figures; writing files is the caller's job).
+"""Sweeps for the linear-Gaussian trade-off experiment (pure numpy computation; figures are in
+:mod:`linear_gaussian.plots`, writing files is the caller's job).
 
 ``run_sweeps(config)`` returns one row per (sweep, value, seed) with the three terms of
 ``K = B + R_r + V`` (theory.md §3.4), the exact gap difference ``gen(S|D) - gen(T|D)`` and every bound
@@ -19,7 +19,7 @@ from .divergence import decompose
 from .model import random_problem, student_kernel, teacher_kernel
 from .risk import instantiated_bounds
 
-__all__ = ["TradeoffConfig", "run_sweeps", "summarize", "plot_terms", "plot_bounds", "SWEEPS"]
+__all__ = ["TradeoffConfig", "run_sweeps", "summarize", "mean_by_x", "SWEEPS"]
 
 SWEEPS = ("rank", "n", "tau_ratio", "lam_S")
 
@@ -107,7 +107,7 @@ def run_sweeps(cfg: TradeoffConfig, progress: bool = True) -> list[dict[str, Any
     return [_row(cfg, sweep, x, seed, **over) for sweep, x, seed, over in it]
 
 
-def _mean_by_x(rows: list[dict[str, Any]], sweep: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_by_x(rows: list[dict[str, Any]], sweep: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
     m, se = [], []
     for x in xs:
@@ -121,7 +121,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Log-log slopes vs n of R_r, B, V (expected 1, -1, 0) and bound validity / tightness."""
     out: dict[str, Any] = {}
     for key in ("rank_bottleneck", "bias", "variance", "total"):
-        x, m, _ = _mean_by_x(rows, "n", key)
+        x, m, _ = mean_by_x(rows, "n", key)
         ok = (m > 0) & np.isfinite(m)
         out[f"slope_{key}_vs_n"] = float(np.polyfit(np.log(x[ok]), np.log(m[ok]), 1)[0]) if ok.sum() >= 2 else None
     out["all_theorem3b_hold"] = all(r["theorem3b_holds"] for r in rows)
@@ -130,63 +130,3 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"median_{key}"] = float(np.median(v)) if v.size else None
     out["n_rows"] = len(rows)
     return out
-
-
-def _xaxis(ax: Any, rows: list[dict[str, Any]], sweep: str, logx: bool) -> None:
-    if logx:
-        ax.set_xscale("log")
-        xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
-        ax.set_xticks(xs)
-        ax.set_xticklabels([f"{x:g}" for x in xs], fontsize=7)
-        ax.minorticks_off()
-
-
-def plot_terms(rows: list[dict[str, Any]], sweep: str, logx: bool = False, logy: bool = True):
-    """Figure: total, bias, rank bottleneck, variance (mean over seeds, +- SE) against ``sweep``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key, label in (("total", "K"), ("bias", "B"), ("rank_bottleneck", "R_r"), ("variance", "V")):
-        x, m, se = _mean_by_x(rows, sweep, key)
-        ax.errorbar(x, m, yerr=se, marker="o", ms=3, capsize=2, label=label)
-    _xaxis(ax, rows, sweep, logx)
-    if logy:
-        ax.set_yscale("symlog", linthresh=1e-3)
-        ax.set_ylim(bottom=0.0)
-    ax.set_xlabel(sweep)
-    ax.set_ylabel("nats")
-    ax.set_title(f"K = B + R_r + V vs {sweep}")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_bounds(rows: list[dict[str, Any]], sweep: str, logx: bool = False):
-    """Figure: exact gap difference and the bounds (3B exact DV, sub-gamma, Th.1, Th.3A) vs ``sweep``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    x, m, se = _mean_by_x(rows, sweep, "gap_difference")
-    ax.errorbar(x, m, yerr=se, color="k", marker="o", ms=3, capsize=2, label="gen(S|D) - gen(T|D) (exact)")
-    styles = (("theorem3b_upper", "Th.3B exact DV", "C0", "-"), ("theorem3b_lower", None, "C0", "-"),
-              ("subgamma_upper", "sub-gamma", "C1", "--"), ("subgamma_lower", None, "C1", "--"),
-              ("theorem1_bound", "Th.1 (sigma = sd heuristic)", "C2", ":"))
-    for key, label, color, ls in styles:
-        xx, mm, _ = _mean_by_x(rows, sweep, key)
-        ax.plot(xx, mm, color=color, ls=ls, label=label)
-    xx, mm, _ = _mean_by_x(rows, sweep, "theorem1_bound")
-    ax.plot(xx, -mm, color="C2", ls=":")
-    _xaxis(ax, rows, sweep, logx)
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel(sweep)
-    ax.set_ylabel("gap difference")
-    ax.set_title(f"bounds vs exact gap difference ({sweep})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig

@@ -1,0 +1,126 @@
+r"""Laplace weight-space divergence (theory.md §3.3, §6) for pairs that share a parameter space.
+
+:func:`laplace_divergence` gives, in closed form,
+``KL( N(w_S, τ (H_S + δI)⁻¹) ‖ N(w_T, τ (H_T + δI)⁻¹) )`` for diagonal or small dense (last-layer)
+precisions, split into its mean and covariance terms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ._linalg import as_f64, cholesky, logdet_chol
+
+__all__ = ["LaplaceDivergence", "laplace_divergence"]
+
+
+@dataclass(frozen=True)
+class LaplaceDivergence:
+    """Closed-form KL between two Laplace (Gaussian) weight posteriors.
+
+    ``value = mean_term + cov_term`` with
+    ``mean_term = ½ Δᵀ Σ_T⁻¹ Δ = (1/2τ) Δᵀ P_T Δ`` and
+    ``cov_term = ½ [tr(Σ_T⁻¹ Σ_S) − p − log det(Σ_T⁻¹ Σ_S)] = ½ [tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹)]``
+    (``P = H + δI``, ``Σ = τ P⁻¹``; the covariance term does not depend on τ).
+    """
+
+    value: float
+    mean_term: float
+    cov_term: float
+    dim: int
+    tau: float
+    delta: float
+    kind: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "mean_term": self.mean_term,
+            "cov_term": self.cov_term,
+            "dim": self.dim,
+            "tau": self.tau,
+            "delta": self.delta,
+            "kind": self.kind,
+        }
+
+
+
+def laplace_divergence(
+    w_s: Any,
+    w_t: Any,
+    prec_s: Any,
+    prec_t: Any,
+    tau: float = 1.0,
+    kind: Literal["diag", "dense", "last_layer"] = "diag",
+    *,
+    delta: float = 0.0,
+) -> LaplaceDivergence:
+    r"""Closed-form ``KL( N(w_S, τ P_S⁻¹) ‖ N(w_T, τ P_T⁻¹) )`` with ``P = H + δI`` (theory.md §3.3, §6).
+
+    With ``Δ = w_S − w_T`` and ``p`` parameters:
+
+        mean term  = (1/(2τ)) Δᵀ P_T Δ
+        cov term   = ½ [ tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹) ]    (τ cancels)
+
+    ``kind="diag"``: ``prec_*`` are vectors (diagonal precisions, e.g. a diagonal GGN/Fisher);
+    cov term ``= ½ Σ_i φ(P_T,i / P_S,i)``, ``φ(x) = x − 1 − log x``.
+    ``kind="dense"`` (alias ``"last_layer"``): ``prec_*`` are small dense ``p×p`` matrices (e.g. the
+    last-layer Hessian/GGN); traces and log-determinants by Cholesky, no explicit inverse.
+    Weights of any shape are flattened (row-major, the same order as the precision's rows).
+
+    Raises:
+        ValueError: shapes disagree, τ ≤ 0, δ < 0, a damped precision that is not positive definite.
+    """
+    if kind not in ("diag", "dense", "last_layer"):
+        raise ValueError(f"kind must be 'diag', 'dense' or 'last_layer', got {kind!r}")
+    tau_f = float(tau)
+    if not math.isfinite(tau_f) or tau_f <= 0:
+        raise ValueError(f"tau must be a finite number > 0 (the posterior temperature), got {tau!r}")
+    delta_f = float(delta)
+    if not math.isfinite(delta_f) or delta_f < 0:
+        raise ValueError(f"delta must be a finite damping ≥ 0, got {delta!r}")
+    ws = as_f64(w_s, "w_s").reshape(-1)
+    wt = as_f64(w_t, "w_t").reshape(-1)
+    if ws.shape != wt.shape:
+        raise ValueError(
+            f"w_s and w_t must have the same number of parameters, got {ws.numel()} and {wt.numel()}"
+        )
+    p = ws.numel()
+    if p == 0:
+        raise ValueError("w_s is empty: no parameters")
+    diff = ws - wt
+    Ps = as_f64(prec_s, "prec_s")
+    Pt = as_f64(prec_t, "prec_t")
+    if kind == "diag":
+        Ps, Pt = Ps.reshape(-1) + delta_f, Pt.reshape(-1) + delta_f
+        for P, nm in ((Ps, "prec_s"), (Pt, "prec_t")):
+            if P.numel() != p:
+                raise ValueError(f"{nm} must hold one precision per parameter ({p}), got {P.numel()}")
+            if bool((P <= 0).any()):
+                bad = int((P <= 0).sum())
+                raise ValueError(
+                    f"{nm} + delta has {bad} non-positive entries; a Laplace precision must be > 0 — "
+                    "use a larger delta (damping) or a positive curvature (GGN/Fisher)"
+                )
+        mean_term = float(0.5 / tau_f * (Pt * diff * diff).sum())
+        r = Pt / Ps
+        cov_term = float(0.5 * (r - 1.0 - torch.log(r)).sum())
+    else:
+        for P, nm in ((Ps, "prec_s"), (Pt, "prec_t")):
+            if P.shape != (p, p):
+                raise ValueError(f"{nm} must be a {p}×{p} matrix for {p} parameters, got shape {tuple(P.shape)}")
+        eye = torch.eye(p, dtype=torch.float64)
+        Ls = cholesky(Ps + delta_f * eye, "prec_s + delta*I")
+        Lt = cholesky(Pt + delta_f * eye, "prec_t + delta*I")
+        # Δᵀ P_T Δ = ‖L_Tᵀ Δ‖²
+        mean_term = float(0.5 / tau_f * (Lt.T @ diff).pow(2).sum())
+        # tr(P_S⁻¹ P_T) = ‖L_S⁻¹ L_T‖_F²
+        Z = torch.linalg.solve_triangular(Ls, Lt, upper=False)
+        tr = float(Z.pow(2).sum())
+        cov_term = 0.5 * (tr - p - (logdet_chol(Lt) - logdet_chol(Ls)))
+        cov_term = max(cov_term, 0.0)
+    return LaplaceDivergence(mean_term + cov_term, mean_term, cov_term, p, tau_f, delta_f, kind)

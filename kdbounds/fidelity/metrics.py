@@ -1,0 +1,288 @@
+r"""Student–teacher fidelity metrics on held-out inputs (methods.md §5), each a :class:`MetricEstimate`.
+
+With ``p_S, p_T`` the softmax outputs (at temperature t) and ``ŷ = argmax p``:
+
+- agreement ``mean 1[ŷ_S = ŷ_T]``; disagreement ``1 − agreement``;
+- agreement split by whether the teacher is right (``ŷ_T = y``) or wrong (``ŷ_T ≠ y``): the
+  "negative asymmetric payoff" of seed 001 is a student that copies the teacher's *errors* more
+  readily than its correct answers (relative to controls);
+- activation distance ``mean ‖p_S − p_T‖₂``;
+- Jensen–Shannon divergence ``½ KL(p_S‖m) + ½ KL(p_T‖m)``, ``m = (p_S + p_T)/2``, in nats (≤ ln 2);
+- cosine similarity ``mean ⟨p_S, p_T⟩ / (‖p_S‖ ‖p_T‖)``;
+- ``KL(p_S ‖ p_T)`` (the predictive distillation divergence of :mod:`kdbounds.divergence`);
+- accuracy and expected calibration error (15 equal-width confidence bins, one model vs labels).
+
+Standard errors of per-example means are ``sd(ddof=1)/sqrt(n)``; ECE is not a per-example mean, so
+its standard error is the standard deviation of a seeded bootstrap (``n_boot`` resamples).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..stats import _json_float  # the float policy of fidelity and stats records, written once
+
+__all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
+           "activation_distance", "js_divergence", "js_per_example", "cosine_similarity", "kl_divergence",
+           "accuracy", "expected_calibration_error"]
+
+
+# --------------------------------------------------------------------------------------------
+# Estimates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricEstimate:
+    """A metric with its standard error and sample count.
+
+    ``n == 0`` (e.g. agreement on teacher-wrong inputs when the teacher makes no error) is the one
+    case where ``value`` and ``stderr`` are NaN; ``n == 1`` gives ``stderr = inf``.
+    """
+
+    value: float
+    stderr: float
+    n: int
+
+    @property
+    def defined(self) -> bool:
+        return self.n > 0 and math.isfinite(self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": _json_float(self.value), "stderr": _json_float(self.stderr), "n": self.n}
+
+    def __str__(self) -> str:
+        if not self.defined:
+            return f"undefined (n={self.n})"
+        return f"{self.value:.4f} ± {self.stderr:.4f} (n={self.n})"
+
+
+def _from_float(x: Any) -> float:
+    if x is None:
+        return math.nan
+    if isinstance(x, str):
+        return float(x)
+    return float(x)
+
+
+def _mean_estimate(v: torch.Tensor) -> MetricEstimate:
+    v = v.to(torch.float64)
+    n = int(v.numel())
+    if n == 0:
+        return MetricEstimate(math.nan, math.nan, 0)
+    mean = float(v.mean())
+    if n == 1:
+        return MetricEstimate(mean, math.inf, 1)
+    return MetricEstimate(mean, float(v.std(unbiased=True)) / math.sqrt(n), n)
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------------------------
+
+
+def _tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, (list, tuple)):
+        x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}")
+    return x.detach().to("cpu")
+
+
+def softmax_probs(logits: Any, temperature: float = 1.0) -> torch.Tensor:
+    """``softmax(z / t)`` in float64 (rows sum to 1)."""
+    z = _tensor(logits, "logits")
+    if z.ndim != 2 or not torch.is_floating_point(z):
+        raise ValueError(f"logits must be a float tensor of shape (n, classes), got {tuple(z.shape)} {z.dtype}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("logits contain NaN or infinite values")
+    t = float(temperature)
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return torch.softmax(z.to(torch.float64) / t, dim=1)
+
+
+# Set inside fidelity_report after its own validation, so the metric functions skip re-checking.
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("kdbounds_fidelity_trusted", default=False)
+
+
+def _probs(p: Any, name: str) -> torch.Tensor:
+    if _TRUSTED.get() and isinstance(p, torch.Tensor) and p.dtype == torch.float64:
+        return p
+    p = _tensor(p, name)
+    if p.ndim != 2 or not torch.is_floating_point(p):
+        raise ValueError(f"{name} must be a float tensor of probabilities with shape (n, classes), got shape {tuple(p.shape)}")
+    p = p.to(torch.float64)
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if p.numel() and (bool((p < -1e-12).any()) or not torch.allclose(p.sum(1), torch.ones(p.shape[0], dtype=p.dtype), atol=1e-4)):
+        raise ValueError(
+            f"{name} is not a matrix of probabilities (rows must be ≥ 0 and sum to 1); if these are logits, "
+            "convert them with kdbounds.fidelity.softmax_probs(logits, temperature) or use fidelity_report"
+        )
+    return p.clamp_min(0.0)
+
+
+def _pair(p_s: Any, p_t: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    ps, pt = _probs(p_s, "p_student"), _probs(p_t, "p_teacher")
+    if ps.shape[1] != pt.shape[1]:
+        raise ValueError(
+            f"class counts differ: the student has {ps.shape[1]} classes but the teacher has {pt.shape[1]}"
+        )
+    if ps.shape[0] != pt.shape[0]:
+        raise ValueError(
+            f"example counts differ: student {ps.shape[0]}, teacher {pt.shape[0]}; evaluate both on the same inputs"
+        )
+    if ps.shape[0] == 0:
+        raise ValueError("no examples: the inputs are empty")
+    return ps, pt
+
+
+def _labels(labels: Any, n: int, c: int) -> torch.Tensor:
+    y = _tensor(labels, "labels")
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
+    if torch.is_floating_point(y):
+        if not bool((y == y.round()).all()):
+            raise ValueError("labels must be integer class indices, got non-integer floats")
+    y = y.to(torch.long)
+    if n and (int(y.min()) < 0 or int(y.max()) >= c):
+        raise ValueError(f"labels must lie in [0, {c - 1}] for {c} classes, got range [{int(y.min())}, {int(y.max())}]")
+    return y
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics on probabilities
+# --------------------------------------------------------------------------------------------
+
+
+def agreement(p_student: Any, p_teacher: Any) -> MetricEstimate:
+    """``mean 1[argmax p_S = argmax p_T]`` (ties: the first maximal class)."""
+    ps, pt = _pair(p_student, p_teacher)
+    return _mean_estimate((ps.argmax(1) == pt.argmax(1)).to(torch.float64))
+
+
+def disagreement(p_student: Any, p_teacher: Any) -> MetricEstimate:
+    """``mean 1[argmax p_S ≠ argmax p_T] = 1 − agreement`` (same standard error)."""
+    a = agreement(p_student, p_teacher)
+    return MetricEstimate(1.0 - a.value, a.stderr, a.n)
+
+
+def agreement_by_teacher_correctness(p_student: Any, p_teacher: Any, labels: Any) -> tuple[MetricEstimate, MetricEstimate]:
+    """Agreement on the inputs the teacher gets right, and on those it gets wrong.
+
+    Returns ``(on_teacher_correct, on_teacher_wrong)``; on the wrong subset, agreement is the rate at
+    which the student reproduces the teacher's *error*. A subset with no inputs gives ``n = 0``.
+    """
+    ps, pt = _pair(p_student, p_teacher)
+    y = _labels(labels, ps.shape[0], ps.shape[1])
+    agree = (ps.argmax(1) == pt.argmax(1)).to(torch.float64)
+    right = pt.argmax(1) == y
+    return _mean_estimate(agree[right]), _mean_estimate(agree[~right])
+
+
+def activation_distance(p_student: Any, p_teacher: Any) -> MetricEstimate:
+    """``mean ‖p_S − p_T‖₂`` (Euclidean distance of the probability vectors; in [0, √2])."""
+    ps, pt = _pair(p_student, p_teacher)
+    return _mean_estimate(torch.linalg.vector_norm(ps - pt, dim=1))
+
+
+def _xlogy_ratio(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    # Σ p log(p/q) with 0 log 0 = 0; q > 0 wherever p > 0 by construction of the callers.
+    return torch.where(p > 0, p * (torch.log(p) - torch.log(q.clamp_min(1e-300))), torch.zeros_like(p)).sum(1)
+
+
+def js_per_example(p_student: Any, p_teacher: Any) -> torch.Tensor:
+    """Per-example Jensen–Shannon divergence in nats."""
+    ps, pt = _pair(p_student, p_teacher)
+    m = 0.5 * (ps + pt)
+    js = 0.5 * _xlogy_ratio(ps, m) + 0.5 * _xlogy_ratio(pt, m)
+    return js.clamp(0.0, math.log(2.0))
+
+
+def js_divergence(p_student: Any, p_teacher: Any) -> MetricEstimate:
+    """``mean JS(p_S, p_T)``, ``JS = ½ KL(p_S‖m) + ½ KL(p_T‖m)``, ``m = (p_S+p_T)/2``, nats, in [0, ln 2]."""
+    return _mean_estimate(js_per_example(p_student, p_teacher))
+
+
+def cosine_similarity(p_student: Any, p_teacher: Any) -> MetricEstimate:
+    """``mean ⟨p_S, p_T⟩ / (‖p_S‖₂ ‖p_T‖₂)`` (in [0, 1] for probability vectors)."""
+    ps, pt = _pair(p_student, p_teacher)
+    cos = (ps * pt).sum(1) / (torch.linalg.vector_norm(ps, dim=1) * torch.linalg.vector_norm(pt, dim=1))
+    return _mean_estimate(cos)
+
+
+def kl_divergence(p_student: Any, p_teacher: Any) -> MetricEstimate:
+    """``mean KL(p_S ‖ p_T)`` from probabilities (nats). From logits prefer
+    :func:`kdbounds.divergence.divergence_from_logits` (log-space, stable)."""
+    ps, pt = _pair(p_student, p_teacher)
+    if bool(((ps > 0) & (pt <= 0)).any()):
+        raise ValueError("KL(p_S ‖ p_T) is infinite: p_teacher is 0 where p_student is not; pass logits instead")
+    return _mean_estimate(_xlogy_ratio(ps, pt).clamp_min(0.0))
+
+
+def accuracy(probs: Any, labels: Any) -> MetricEstimate:
+    """``mean 1[argmax p = y]``."""
+    p = _probs(probs, "probs")
+    if p.shape[0] == 0:
+        raise ValueError("no examples: probs is empty")
+    y = _labels(labels, p.shape[0], p.shape[1])
+    return _mean_estimate((p.argmax(1) == y).to(torch.float64))
+
+
+def _ece_bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index of each confidence for equal-width bins ``(lo, hi]`` (the first bin also holds 0)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.searchsorted(edges[1:-1], conf, side="left")
+
+
+def _ece_from_weights(w: np.ndarray, onehot: np.ndarray, conf: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """ECE for rows of example weights ``w`` (B×n, each row summing to n): Σ_b |Σ_i w_i (acc_i − conf_i) 1[i∈b]| / n."""
+    gap = (w * (correct - conf)) @ onehot  # B × bins
+    return np.abs(gap).sum(1) / w.sum(1)
+
+
+def expected_calibration_error(
+    probs: Any, labels: Any, n_bins: int = 15, *, n_boot: int = 200, seed: int = 0
+) -> MetricEstimate:
+    r"""Expected calibration error of one model against labels.
+
+    ``ECE = Σ_b (|B_b| / n) |acc(B_b) − conf(B_b)|`` over ``n_bins`` equal-width bins ``(lo, hi]`` of the
+    confidence ``max_c p_c`` (Guo et al. 2017). Standard error: sd of ``n_boot`` bootstrap ECEs
+    (``numpy.random.default_rng(seed)``); ``n_boot = 0`` gives ``stderr = NaN``.
+    """
+    p = _probs(probs, "probs")
+    if p.shape[0] == 0:
+        raise ValueError("no examples: probs is empty")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    y = _labels(labels, p.shape[0], p.shape[1])
+    conf_t, pred = p.max(1)
+    conf = conf_t.numpy()
+    correct = (pred == y).to(torch.float64).numpy()
+    n = conf.size
+    onehot = np.zeros((n, n_bins))
+    onehot[np.arange(n), _ece_bins(conf, n_bins)] = 1.0
+    value = float(_ece_from_weights(np.ones((1, n)), onehot, conf, correct)[0])
+    if n_boot <= 0:
+        return MetricEstimate(value, math.nan, n)
+    # Bootstrap resamples as multinomial example weights; bin membership is fixed per example.
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    chunk = max(1, min(n_boot, 2_000_000 // max(n, 1)))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n)) + (np.arange(stop - start) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=(stop - start) * n).reshape(stop - start, n).astype(np.float64)
+        boots[start:stop] = _ece_from_weights(w, onehot, conf, correct)
+    return MetricEstimate(value, float(boots.std(ddof=1)) if n_boot > 1 else math.inf, n)
+
+

@@ -1,0 +1,133 @@
+"""The command line shared by every study (``experiments/*.py`` are thin wrappers around it).
+
+Common options: ``--preset``, ``--out``, ``--cache-root``, ``--device``, ``--seed``, ``--data-root``,
+``--no-progress``; a study adds its own with :func:`add_overrides`. :func:`config_from_args` applies
+the given options to the preset's frozen config (unset options keep the preset's value) and
+:func:`main` runs the study and prints where it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = ["study_parser", "add_overrides", "config_from_args", "default_out", "main"]
+
+COMMON = ("device", "seed", "data_root")
+
+
+def study_parser(doc: str, presets: Mapping[str, Any], default_preset: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the common study options; its help is the script's docstring.
+
+    Args:
+        doc: the script's module docstring (first paragraph: description; the rest: epilog).
+        presets: the study's ``PRESETS``.
+        default_preset: the preset used when ``--preset`` is not given.
+
+    Returns:
+        The parser (add study-specific options with :func:`add_overrides`).
+
+    Raises:
+        ValueError: ``default_preset`` is not one of ``presets``.
+    """
+    if default_preset not in presets:
+        raise ValueError(f"default_preset: expected one of {sorted(presets)}, got {default_preset!r}")
+    head, _, tail = doc.strip().partition("\n\n")
+    p = argparse.ArgumentParser(description=head, epilog=tail or None,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(presets), default=default_preset)
+    p.add_argument("--out", default=None, help="output folder (default results/<study>/<preset>)")
+    p.add_argument("--cache-root", default=None,
+                   help="trained-model cache (default <out>/../cache); finished runs are reused")
+    p.add_argument("--device", default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default: the preset's)")
+    p.add_argument("--data-root", default=None,
+                   help="CIFAR location (default $KDBOUNDS_DATA, then standard places)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -> None:
+    """Add ``--<field-name>`` options (``None`` by default, i.e. keep the preset's value).
+
+    Args:
+        parser: the study's parser.
+        fields: config field name -> type used to parse the option.
+    """
+    for name, typ in fields.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
+                            help=f"override the preset's {name}")
+
+
+def config_from_args(presets: Mapping[str, Any], args: argparse.Namespace, names: Sequence[str] = (),
+                     **converted: Any) -> Any:
+    """The preset's config with every given option applied (``dataclasses.replace``).
+
+    Args:
+        presets: the study's ``PRESETS`` (frozen dataclass configs).
+        args: parsed arguments (``args.preset`` names the preset).
+        names: study-specific option names to apply when not ``None`` (besides ``device``, ``seed``,
+            ``data_root``).
+        **converted: values already converted by the caller (applied when not ``None``).
+
+    Returns:
+        The resolved config (its ``__post_init__`` validates it).
+
+    Raises:
+        SystemExit: an option names a field the study's config does not have (argparse-style message).
+    """
+    base = presets[args.preset]
+    fields = {f.name for f in dataclasses.fields(base)}
+    updates: dict[str, Any] = {}
+    for name in (*COMMON, *names):
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        if name not in fields:
+            raise SystemExit(f"--{name.replace('_', '-')}: this study has no {name!r} setting")
+        updates[name] = v
+    updates.update({k: v for k, v in converted.items() if v is not None})
+    try:
+        return dataclasses.replace(base, **updates)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"invalid options: {e}") from None
+
+
+def default_out(study: str, preset: str) -> Path:
+    """The default output folder.
+
+    Args:
+        study: the study's name.
+        preset: the preset's name.
+
+    Returns:
+        ``results/<study>/<preset>`` (relative to the working directory).
+    """
+    return Path("results") / study / preset
+
+
+def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
+         summary: Callable[[Any], str] | None = None) -> int:
+    """Run ``study.run(config, out, cache_root=..., progress=...)`` and print a summary.
+
+    Args:
+        study: the study module (``kdbounds.studies.<name>``).
+        name: the study's name (folder under ``results/``).
+        config: the resolved config.
+        args: parsed arguments (``out``, ``cache_root``, ``no_progress``).
+        summary: text printed after the run (default: the study's ``summary`` if it has one).
+
+    Returns:
+        0 (the process exit status).
+    """
+    out = Path(args.out) if args.out else default_out(name, args.preset)
+    result = study.run(config, out, cache_root=args.cache_root, progress=not args.no_progress)
+    summary = summary or getattr(study, "summary", None)
+    if summary is not None:
+        print(summary(result))
+    print(f"wrote results to {out}")
+    return 0

@@ -1,0 +1,247 @@
+"""Functional transfer study: does the student learn the teacher's function, or is KD a regulariser?
+
+Teacher -> students by KD, random-control distillation (RCD), SIDDO and student alone, over several
+seeds; per student the fidelity metrics against the teacher on held-out test inputs
+(:mod:`kdbounds.fidelity`), then KD vs each control with Welch's t / Mann–Whitney U, effect sizes and
+Holm-adjusted p-values; a plot of agreement on teacher-correct vs teacher-wrong inputs (the "negative
+asymmetric payoff" of methods.md §5).
+
+Controls (methods.md §5):
+
+* ``alone``  — the student architecture trained with cross-entropy from init seed s, no teacher;
+* ``kd``     — the same init and data order as ``alone`` (seed s), Hinton KD from the teacher;
+* ``rcd``    — the same, the teacher's distribution replaced by random noise (no teacher);
+* ``siddo``  — same initialisation as the *teacher*, different data order, no teacher (when the
+  student architecture equals the teacher's; otherwise same init as ``kd`` with a different data order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_csv, atomic_write_json
+from ..distill.checkpoint import load_checkpoint_model
+from ..distill.config import TrainConfig
+from ..distill.controls import siddo_config
+from ..distill.trainer import predict_logits
+from ..fidelity import compare_methods, fidelity_report
+from .cache import resolve_cache_root, train_cached
+
+__all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split", "summary",
+           "teacher_config", "student_configs", "test_subset"]
+
+GROUPS = ("kd", "rcd", "siddo", "alone")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines a functional-transfer run."""
+
+    preset: str
+    teacher_arch: str
+    student_arch: str
+    n_per_class: int | None
+    teacher_epochs: int
+    student_epochs: int
+    seeds: int
+    n_test: int | None
+    batch_size: int
+    lr: float
+    device: str = "cpu"
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.seeds < 2:
+            raise ValueError(f"seeds: expected >= 2 (the seed-level tests need 2 per group), got {self.seeds}")
+        for name in ("n_per_class", "teacher_epochs", "student_epochs"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name}: expected >= 1, got {v}")
+        if self.n_test is not None and self.n_test < 10:
+            raise ValueError(f"n_test: expected >= 10, got {self.n_test}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def params(self) -> dict[str, Any]:
+        """The preset's numbers (without ``preset`` and ``data_root``), as recorded in ``config.json``."""
+        d = self.to_dict()
+        d.pop("preset")
+        d.pop("data_root")
+        return d
+
+
+PRESETS: dict[str, Config] = {
+    # a few seconds: wiring check for CI
+    "smoke": Config(preset="smoke", teacher_arch="resnet8", student_arch="resnet8", n_per_class=10,
+                    teacher_epochs=1, student_epochs=1, seeds=2, n_test=100, batch_size=64, lr=0.05, device="cpu"),
+    # ~15 minutes on 2 CPU cores: self-distillation (same architecture: conditions that favour transfer)
+    "cpu": Config(preset="cpu", teacher_arch="resnet8", student_arch="resnet8", n_per_class=300,
+                  teacher_epochs=12, student_epochs=6, seeds=3, n_test=2000, batch_size=64, lr=0.05, device="cpu"),
+    # GPU: 10 seeds, full CIFAR-10
+    "gpu": Config(preset="gpu", teacher_arch="resnet56", student_arch="resnet20", n_per_class=None,
+                  teacher_epochs=60, student_epochs=40, seeds=10, n_test=None, batch_size=128, lr=0.1,
+                  device="auto"),
+}
+
+
+def _common(p: Config) -> dict[str, Any]:
+    return dict(dataset="cifar10", batch_size=p.batch_size, lr=p.lr, schedule="cosine",
+                n_per_class=p.n_per_class, device=p.device, data_root=p.data_root, eval_every=10**6)
+
+
+def teacher_config(p: Config) -> TrainConfig:
+    """The teacher's training recipe (seed 0, cross-entropy)."""
+    return TrainConfig(arch=p.teacher_arch, epochs=p.teacher_epochs, seed=0, method="ce", **_common(p))
+
+
+def student_configs(p: Config, teacher: TrainConfig, teacher_ckpt: str) -> dict[str, list[TrainConfig]]:
+    """Per group, one config per seed s = 1..seeds (see the module docstring for the controls)."""
+    runs: dict[str, list[TrainConfig]] = {g: [] for g in GROUPS}
+    for s in range(1, p.seeds + 1):
+        alone = TrainConfig(arch=p.student_arch, epochs=p.student_epochs, seed=s, method="ce", **_common(p))
+        runs["alone"].append(alone)
+        runs["kd"].append(dataclasses.replace(alone, method="kd", teacher_ckpt=teacher_ckpt))
+        runs["rcd"].append(dataclasses.replace(alone, method="rcd", method_kwargs={"seed": s}))
+        if p.student_arch == p.teacher_arch:
+            ref = dataclasses.replace(teacher, epochs=p.student_epochs)
+            runs["siddo"].append(siddo_config(ref, data_seed=1000 + s))
+        else:
+            runs["siddo"].append(siddo_config(runs["kd"][-1], data_seed=1000 + s))
+    return runs
+
+
+def test_subset(test_x: np.ndarray, test_y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified subset of ``n`` test images (``n // 10`` per class, seed 0); all when ``n`` is None."""
+    if n is None or n >= len(test_y):
+        return test_x, test_y
+    from ..data import stratified_subset
+
+    idx = stratified_subset(test_y, n // 10, seed=0)
+    return test_x[idx], test_y[idx]
+
+
+
+@dataclass(frozen=True)
+class Result:
+    """Per-run fidelity rows, the full reports per group and the KD-vs-controls comparison."""
+
+    preset: str
+    teacher: dict[str, Any]
+    per_run: tuple[dict[str, Any], ...]
+    reports: dict[str, list[Any]]
+    comparison: Any  # kdbounds.fidelity.TransferSummary
+    wall_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "teacher": self.teacher,
+                "reports": {g: [r.to_dict() for r in rs] for g, rs in self.reports.items()},
+                "summary": self.comparison.to_dict(), "wall_time_s": self.wall_time_s}
+
+
+def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
+        progress: bool = True, log: Callable[[str], None] = print) -> Result:
+    """Train (or reuse) the teacher and every student, measure fidelity, compare, write to ``out_dir``.
+
+    Writes ``config.json``, ``per_run.csv``, ``summary.csv``, ``results.json`` and ``agreement_split.png``.
+
+    Args:
+        config: e.g. ``PRESETS["cpu"]``.
+        out_dir: output folder (created when missing).
+        cache_root: run cache (default ``out_dir/../cache``); finished runs are reused.
+        progress: show progress bars.
+        log: where progress lines go.
+
+    Returns:
+        The :class:`Result`.
+    """
+    from ..data import load_cifar
+
+    out = Path(out_dir)
+    cache = resolve_cache_root(out, cache_root)
+    t0 = time.perf_counter()
+    train_x, train_y = load_cifar("cifar10", root=config.data_root, split="train")
+    test_x, test_y = load_cifar("cifar10", root=config.data_root, split="test")
+    # Every model is evaluated on the same held-out subset (also the trainer's test set, to keep it fast).
+    ex, ey = test_subset(test_x, test_y, config.n_test)
+    data = (train_x, train_y, ex, ey)
+    t_cfg = teacher_config(config)
+    t_res = train_cached(t_cfg, cache, data=data, progress=progress)
+    teacher_ckpt = t_res.paths["model"]
+    runs = student_configs(config, t_cfg, teacher_ckpt)
+    atomic_write_json(out / "config.json", {
+        "preset": config.preset, "params": config.params(), "teacher": t_cfg.to_dict(), "teacher_ckpt": teacher_ckpt,
+        "runs": {g: [c.to_dict() for c in cs] for g, cs in runs.items()}})
+    zt = predict_logits(load_checkpoint_model(teacher_ckpt), ex)
+    log(f"teacher {t_cfg.arch}: test acc {t_res.final.get('test_acc', float('nan')):.4f} "
+        f"(eval subset {len(ey)} images)")
+    reports: dict[str, list[Any]] = {g: [] for g in GROUPS}
+    per_run: list[dict[str, Any]] = []
+    for g in GROUPS:
+        for cfg in runs[g]:
+            res = train_cached(cfg, cache, data=data, progress=progress)
+            student = load_checkpoint_model(res.paths["model"])
+            rep = fidelity_report(predict_logits(student, ex), zt, torch.as_tensor(ey), n_boot=100, seed=cfg.seed)
+            reports[g].append(rep)
+            per_run.append({"group": g, "seed": cfg.seed,
+                            "init_seed": cfg.init_seed if cfg.init_seed is not None else cfg.seed,
+                            "wall_time_s": res.wall_time_s, **rep.values()})
+            log(f"{g:<6} seed {cfg.seed:>4}: acc {rep.student_accuracy.value:.4f} agree {rep.agreement.value:.4f} "
+                f"(T right {rep.agreement_teacher_correct.value:.4f}, T wrong {rep.agreement_teacher_wrong.value:.4f}) "
+                f"JS {rep.js_divergence.value:.4f}")
+    teacher = {"config": t_cfg.to_dict(), "test_acc": t_res.final.get("test_acc"),
+               "eval_acc": float((zt.argmax(1).numpy() == ey).mean()), "n_eval": int(len(ey))}
+    result = Result(config.preset, teacher, tuple(per_run), reports, compare_methods(reports, reference="kd"),
+                    time.perf_counter() - t0)
+    write_results(result, out)
+    plot_agreement_split(result, out / "agreement_split.png")
+    return result
+
+
+def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
+    """``per_run.csv``, ``summary.csv`` and ``results.json`` (strict JSON), each atomically."""
+    out = Path(out)
+    return {"per_run": atomic_write_csv(out / "per_run.csv", result.per_run),
+            "summary": atomic_write_csv(out / "summary.csv", result.comparison.rows()),
+            "json": atomic_write_json(out / "results.json", result.to_dict())}
+
+
+def plot_agreement_split(result: Result, path: str | os.PathLike) -> Path:
+    """Agreement with the teacher on teacher-correct vs teacher-wrong inputs, per group (mean ± sd, seeds)."""
+    from .plots import plt_figure, save_figure
+
+    fig, ax = plt_figure(figsize=(6.4, 4.2))
+    groups = [g for g in GROUPS if result.reports.get(g)]
+    for i, g in enumerate(groups):
+        for j, (key, colour, label) in enumerate((("agreement_teacher_correct", "tab:green", "teacher correct"),
+                                                  ("agreement_teacher_wrong", "tab:red", "teacher wrong"))):
+            v = np.array([x for x in (r.values()[key] for r in result.reports[g]) if math.isfinite(x)])
+            xpos = i + (j - 0.5) * 0.3
+            if v.size:
+                ax.bar(xpos, v.mean(), width=0.28, color=colour, alpha=0.45, label=label if i == 0 else None)
+                if v.size > 1:
+                    ax.errorbar(xpos, v.mean(), yerr=v.std(ddof=1), color="k", capsize=3, lw=1)
+                ax.scatter(np.full(v.size, xpos), v, color=colour, s=12, zorder=3)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel("agreement with teacher (argmax)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Agreement on teacher-correct vs teacher-wrong test inputs\n"
+                 "(bars: mean over seeds, ±1 sd; dots: seeds)")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def summary(result: Result) -> str:
+    """The KD-vs-controls comparison as text."""
+    return f"\n{result.comparison}\n\n(wall time {result.wall_time_s:.0f} s)"

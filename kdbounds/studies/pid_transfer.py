@@ -1,0 +1,349 @@
+"""PID transfer study: Red(Y:T,S) and Uni(Y:T\\S) per epoch for KD, VID and RID students under a
+trained and an untrained teacher (methods.md §3), and the trainer hook that measures them.
+
+The study (:data:`PRESETS`, :func:`run`): a teacher is trained (cached) and an untrained one of the same
+architecture is saved; each student is trained with a :class:`PIDTracker` callback. The discretiser
+(PCA 10, k-means 10) is fitted on the first half of held-out images and the histogram uses the second
+half; the shuffled-label floor is recorded with every point.
+
+The hook:
+
+``PIDTracker`` is a callback for :func:`kdbounds.distill.train` (``callbacks=[tracker]``). Every
+``every`` epochs it extracts features of the teacher and the student on a fixed "train" image set
+(to fit the discretiser) and a held-out "eval" set (to histogram), and records the BROJA PID of
+(Y, T-cluster, S-cluster) via :func:`kdbounds.pid.pid_of_representations`:
+Red(Y:T,S) = transferred knowledge, Uni(Y:T\\S) = knowledge still to distil (methods.md §3).
+
+Features: ``model(x, return_features=True)`` → ``FeatureOutput``; ``layer="last"`` takes the deepest
+stage map (flattened), ``"pooled"`` the penultimate vector, an int ``k`` the k-th stage. Models are
+run in eval mode under ``torch.no_grad`` (BatchNorm running statistics; the previous mode is
+restored). Images are uint8 N×32×32×3, normalised as in training (``dataset``).
+Nothing is written or printed here; ``records`` holds one flat dict per measured epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_write_csv, atomic_write_json
+from .._torch import eval_mode
+from ..pid import RepresentationPID, pid_of_representations
+
+__all__ = ["PIDTracker", "extract_features", "Config", "PRESETS", "Result", "run", "write_results",
+           "plot_curves", "summary", "method_kwargs"]
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    images: Any,
+    *,
+    layer: str | int = "last",
+    batch_size: int = 500,
+    dataset: str = "cifar10",
+) -> np.ndarray:
+    """Features of ``model`` at ``layer`` (eval mode, no grad, the model's flags restored).
+
+    Args:
+        model: a model with the feature API (``model(x, return_features=True)``).
+        images: uint8 ``N×32×32×3`` images.
+        layer: ``"last"`` (deepest stage map), ``"pooled"`` (penultimate vector) or a stage index.
+        batch_size: images per forward pass.
+        dataset: the normalisation to apply.
+
+    Returns:
+        float64 array, one flattened row per image.
+
+    Raises:
+        ValueError: ``layer`` is none of the above.
+    """
+    from ..data import TensorLoader
+
+    if isinstance(images, torch.Tensor):
+        images = images.cpu().numpy()
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"images must be uint8 N×32×32×3 (kdbounds.data.load_cifar); got {images.dtype} {images.shape}")
+    dev = next(model.parameters()).device
+    loader = TensorLoader(images, np.zeros(len(images), dtype=np.int64), batch_size=batch_size, shuffle=False,
+                          augment=False, device=dev, seed=0, drop_last=False, normalize=dataset)
+    out = []
+    with eval_mode(model):
+        for x, _ in loader:
+            f = model(x, return_features=True)
+            if layer == "last":
+                z = f.stages[-1]
+            elif layer == "pooled":
+                z = f.pooled
+            elif isinstance(layer, int):
+                z = f.stages[layer]
+            else:
+                raise ValueError(f"layer must be 'last', 'pooled' or a stage index, got {layer!r}")
+            out.append(z.float().reshape(z.shape[0], -1).cpu().numpy().astype(np.float64))
+    return np.concatenate(out, axis=0)
+
+
+class PIDTracker:
+    """Callback recording Red / Uni / Syn of (Y; teacher, student) features every ``every`` epochs.
+
+    Args:
+        x_fit, y_fit: images/labels on which PCA + k-means are fitted (e.g. a training subset).
+        x_eval, y_eval: held-out images/labels that are histogrammed.
+        every: measure when ``epoch % every == 0``.
+        layer: ``"last"`` (deepest stage), ``"pooled"`` or a stage index.
+        n_components, n_clusters, n_boot, n_shuffle, seed: see :func:`pid_of_representations`.
+        cache_teacher: compute teacher features once (the teacher is frozen during distillation).
+        dataset: normalisation of the images (as the trainer's ``cfg.dataset``).
+        on_record: optional ``f(record)`` called after each measurement (e.g. for logging).
+    """
+
+    def __init__(
+        self,
+        x_fit: Any,
+        y_fit: Any,
+        x_eval: Any,
+        y_eval: Any,
+        *,
+        every: int = 1,
+        layer: str | int = "last",
+        n_components: int = 10,
+        n_clusters: int = 10,
+        n_boot: int = 0,
+        n_shuffle: int = 3,
+        seed: int = 0,
+        cache_teacher: bool = True,
+        dataset: str = "cifar10",
+        batch_size: int = 500,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+        **pid_kwargs: Any,
+    ) -> None:
+        if int(every) < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.x_fit, self.x_eval = x_fit, x_eval
+        self.y_fit = np.asarray(y_fit).astype(np.int64)
+        self.y_eval = np.asarray(y_eval).astype(np.int64)
+        self.every = int(every)
+        self.layer = layer
+        self.kw = dict(n_components=n_components, n_clusters=n_clusters, n_boot=n_boot, n_shuffle=n_shuffle,
+                       seed=seed, **pid_kwargs)
+        self.cache_teacher = cache_teacher
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.on_record = on_record
+        self._teacher_feats: tuple[np.ndarray, np.ndarray] | None = None
+        self.records: list[dict[str, Any]] = []
+        self.results: list[RepresentationPID] = []
+
+    def _features(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        kw = dict(layer=self.layer, batch_size=self.batch_size, dataset=self.dataset)
+        return extract_features(model, self.x_fit, **kw), extract_features(model, self.x_eval, **kw)
+
+    def measure(self, student: nn.Module, teacher: nn.Module, epoch: int) -> dict[str, Any]:
+        """Measure now (also usable outside the trainer, e.g. at epoch 0)."""
+        if teacher is None:
+            raise ValueError("PIDTracker needs a teacher (the run has none: method 'ce' without teacher?)")
+        if self._teacher_feats is None or not self.cache_teacher:
+            self._teacher_feats = self._features(teacher)
+        t_fit, t_eval = self._teacher_feats
+        s_fit, s_eval = self._features(student)
+        res = pid_of_representations(t_fit, s_fit, self.y_fit, t_eval, s_eval, self.y_eval, **self.kw)
+        row = {"epoch": int(epoch), **res.flat(), "pid_status": res.pid.status, "duality_gap": res.pid.duality_gap}
+        self.records.append(row)
+        self.results.append(res)
+        if self.on_record is not None:
+            self.on_record(row)
+        return row
+
+    def __call__(self, info: Any) -> None:
+        if info.epoch % self.every:
+            return
+        self.measure(info.student, info.teacher, info.epoch)
+
+
+# ------------------------------------------------------------------------------------------ the study
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines a PID-transfer run."""
+
+    preset: str
+    teacher_arch: str
+    student_arch: str
+    n_per_class: int | None
+    pid_per_class: int
+    teacher_epochs: int
+    epochs: int
+    every: int
+    batch_size: int
+    device: str
+    n_boot: int
+    n_shuffle: int
+    rid_q: int
+    methods: tuple[str, ...] = ("kd", "vid", "rid")
+    seed: int = 0
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        from ..distill import available_methods
+
+        object.__setattr__(self, "methods", tuple(self.methods))
+        missing = [m for m in self.methods if m not in available_methods()]
+        if missing or not self.methods:
+            raise ValueError(f"methods: not registered {missing}; available: {available_methods()}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Config] = {
+    # resnet8 -> resnet8, 10 img/class, 1+2 epochs, PID on 200/200 images (< 2 min; CI)
+    "smoke": Config(preset="smoke", teacher_arch="resnet8", student_arch="resnet8", n_per_class=10, pid_per_class=40,
+                    teacher_epochs=1, epochs=2, every=1, batch_size=32, device="cpu", n_boot=0, n_shuffle=2,
+                    rid_q=2),
+    # resnet20 -> resnet8, 100 img/class, PID every 2 epochs on 1000 fit / 1000 eval test images
+    "cpu": Config(preset="cpu", teacher_arch="resnet20", student_arch="resnet8", n_per_class=100, pid_per_class=200,
+                  teacher_epochs=10, epochs=6, every=2, batch_size=64, device="cpu", n_boot=0, n_shuffle=3,
+                  rid_q=3),
+    # wrn_40_2 -> wrn_16_1, full train set, PID every 5 epochs on 5000/5000 test images
+    "gpu": Config(preset="gpu", teacher_arch="wrn_40_2", student_arch="wrn_16_1", n_per_class=None,
+                  pid_per_class=1000, teacher_epochs=60, epochs=40, every=5, batch_size=128, device="auto",
+                  n_boot=10, n_shuffle=5, rid_q=10),
+}
+
+
+def method_kwargs(cfg: Config, method: str) -> dict[str, Any]:
+    """RID: cycle length q from the preset, r = 1/4, lam1 = 1, lam2 = 10, the shared lr schedule."""
+    if method == "rid":
+        return {"q": cfg.rid_q, "r": 0.25, "lam1": 1.0, "lam2": 10.0, "lr_schedule": "config"}
+    return {}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row per (teacher, method, measured epoch)."""
+
+    preset: str
+    config: dict[str, Any]
+    methods: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "config": self.config, "methods": list(self.methods), "rows": list(self.rows)}
+
+
+def _base(cfg: Config, arch: str, epochs: int, seed: int) -> Any:
+    from ..distill import TrainConfig
+
+    return TrainConfig(arch=arch, dataset="cifar10", epochs=epochs, batch_size=cfg.batch_size, seed=seed,
+                       n_per_class=cfg.n_per_class, device=cfg.device, eval_every=max(epochs, 1))
+
+
+def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
+        progress: bool = True, log: Callable[[str], None] = print) -> Result:
+    """Train the students with a :class:`PIDTracker` and write ``curves.csv``, ``results.json``, ``curves.png``.
+
+    Students are retrained into ``out_dir/runs`` (``resume=False``: a finished run would skip its
+    callbacks and leave no curve); the outputs are rewritten after every run, so partial results survive.
+
+    Args:
+        config: e.g. ``PRESETS["smoke"]``.
+        out_dir: output folder (created when missing).
+        cache_root: cache of the trained teacher (default ``out_dir/../cache``).
+        progress: show progress bars.
+        log: where progress lines go.
+
+    Returns:
+        The :class:`Result`.
+    """
+    from ..data import load_cifar, stratified_subset
+    from ..distill import train
+    from ..distill.controls import make_untrained_teacher
+    from .cache import resolve_cache_root, train_cached
+
+    out = Path(out_dir)
+    cache = resolve_cache_root(out, cache_root)
+    tx, ty = load_cifar("cifar10", root=config.data_root, split="train")
+    vx, vy = load_cifar("cifar10", root=config.data_root, split="test")
+    idx = np.random.default_rng(0).permutation(stratified_subset(vy, 2 * config.pid_per_class, seed=0))
+    half = idx.size // 2
+    fit_x, fit_y, ev_x, ev_y = vx[idx[:half]], vy[idx[:half]], vx[idx[half:]], vy[idx[half:]]
+    data = (tx, ty, vx, vy)
+    t_res = train_cached(_base(config, config.teacher_arch, config.teacher_epochs, 1000), cache, data=data,
+                         progress=progress)
+    teachers = {"trained": Path(t_res.paths["model"]),
+                "untrained": make_untrained_teacher(config.teacher_arch, 10, 1000,
+                                                    cache / "teachers" / f"untrained_{config.teacher_arch}.pt")}
+    rows: list[dict[str, Any]] = []
+    with warnings.catch_warnings():
+        # solver accuracy is recorded per point (pid_status, duality_gap); keep the console readable
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+        warnings.filterwarnings("ignore", message="BROJA PID: solver")
+        for kind, ckpt in teachers.items():
+            for m in config.methods:
+                tracker = PIDTracker(fit_x, fit_y, ev_x, ev_y, every=config.every, n_boot=config.n_boot,
+                                     n_shuffle=config.n_shuffle, seed=config.seed)
+                c = dataclasses.replace(_base(config, config.student_arch, config.epochs, config.seed), method=m,
+                                        teacher_ckpt=str(ckpt), method_kwargs=method_kwargs(config, m))
+                res = train(c, out / "runs" / f"{m}-{kind}", callbacks=[tracker], data=data, progress=progress,
+                            resume=False)
+                for r in tracker.records:
+                    rows.append({"teacher": kind, "method": m, **r,
+                                 "final_test_acc": float(res.final.get("test_acc", float("nan")))})
+                log(f"{kind:9s} {m:4s} " + "  ".join(
+                    f"ep{r['epoch']}: Red={r['redundancy']:.3f} Uni={r['unique_t']:.3f}" for r in tracker.records))
+                write_results(Result(config.preset, config.to_dict(), config.methods, tuple(rows)), out)
+    result = Result(config.preset, config.to_dict(), config.methods, tuple(rows))
+    write_results(result, out)
+    plot_curves(result, out / "curves.png")
+    return result
+
+
+def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
+    """``curves.csv`` (teacher, method, epoch first) and ``results.json`` (strict JSON), each atomically."""
+    out = Path(out)
+    keys = sorted({k for r in result.rows for k in r}, key=lambda k: (k not in ("teacher", "method", "epoch"), k))
+    return {"csv": atomic_write_csv(out / "curves.csv", result.rows, columns=keys),
+            "json": atomic_write_json(out / "results.json", result.to_dict())}
+
+
+def plot_curves(result: Result, path: str | os.PathLike) -> Path:
+    """Red and Uni(T\\S) against the epoch, one panel per teacher (dotted: shuffled-label Red)."""
+    from .plots import plt_figure, save_figure
+
+    rows = result.rows
+    fig, axes = plt_figure(1, 2, figsize=(10, 4), sharey=True)
+    for ax, kind in zip(axes, ("trained", "untrained")):
+        for m in sorted({r["method"] for r in rows}):
+            rr = sorted((r for r in rows if r["teacher"] == kind and r["method"] == m), key=lambda r: r["epoch"])
+            if not rr:
+                continue
+            ep = [r["epoch"] for r in rr]
+            line, = ax.plot(ep, [r["redundancy"] for r in rr], "-o", label=f"{m} Red")
+            ax.plot(ep, [r["unique_t"] for r in rr], "--s", color=line.get_color(), label=f"{m} Uni(T\\S)")
+            ax.plot(ep, [r["redundancy_shuffle_mean"] for r in rr], ":", color=line.get_color(), alpha=0.6)
+        ax.set_title(f"{kind} teacher (dotted: shuffled-label Red)")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("nats")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)
+
+
+def summary(result: Result) -> str:
+    """One line per (teacher, method): Red and Uni at the last measured epoch."""
+    lines = []
+    for kind in ("trained", "untrained"):
+        for m in result.methods:
+            rr = [r for r in result.rows if r["teacher"] == kind and r["method"] == m]
+            if rr:
+                r = max(rr, key=lambda r: r["epoch"])
+                lines.append(f"{kind:9s} {m:4s} epoch {r['epoch']}: Red={r['redundancy']:.3f} Uni={r['unique_t']:.3f}")
+    return "\n".join(lines)

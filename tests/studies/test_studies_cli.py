@@ -1,0 +1,48 @@
+"""The shared study command line: preset lookup, overrides, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdbounds.studies import _cli
+from kdbounds.studies import sharpness_vs_gap as svg
+
+
+def _parse(argv):
+    p = _cli.study_parser("Title.\n\nMore text.", svg.PRESETS, "default")
+    _cli.add_overrides(p, {"teacher_epochs": int})
+    return p.parse_args(argv)
+
+
+def test_unset_options_keep_the_preset():
+    a = _parse(["--preset", "smoke"])
+    assert _cli.config_from_args(svg.PRESETS, a, ["teacher_epochs"]) == svg.PRESETS["smoke"]
+    assert _parse([]).preset == "default"
+
+
+def test_options_override_the_preset():
+    a = _parse(["--preset", "smoke", "--teacher-epochs", "3", "--seed", "7", "--device", "cpu"])
+    cfg = _cli.config_from_args(svg.PRESETS, a, ["teacher_epochs"])
+    assert (cfg.teacher_epochs, cfg.seed, cfg.device) == (3, 7, "cpu")
+    assert cfg.student_epochs == svg.PRESETS["smoke"].student_epochs
+    assert svg.PRESETS["smoke"].teacher_epochs == 1  # the preset itself is untouched (frozen)
+
+
+def test_bad_values_exit_with_a_message():
+    a = _parse(["--preset", "smoke"])
+    with pytest.raises(SystemExit, match="unknown methods"):
+        _cli.config_from_args(svg.PRESETS, a, methods=("nope",))
+    with pytest.raises(SystemExit):
+        _parse(["--preset", "huge"])
+
+
+def test_option_the_study_lacks_is_rejected():
+    a = _parse(["--preset", "smoke"])
+    a.n_seeds_xyz = 3
+    with pytest.raises(SystemExit, match="n_seeds_xyz"):
+        _cli.config_from_args(svg.PRESETS, a, ["n_seeds_xyz"])
+
+
+def test_default_preset_must_exist():
+    with pytest.raises(ValueError, match="default_preset"):
+        _cli.study_parser("x", svg.PRESETS, "huge")
