@@ -81,8 +81,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 from kdbounds._io import atomic_write_json, bytes_sha256, dumps_strict, read_json
 from kdbounds.data import load_cifar, stratified_subset
 from kdbounds.distill import TrainConfig, available_methods, train
-from kdbounds.pid_tracking import PIDTracker
-from kdbounds.runs import code_fingerprint, train_cached
+from kdbounds.studies.pid_transfer import PIDTracker
+from kdbounds.studies.cache import code_fingerprint, train_cached
 
 # %%
 missing = [m for m in methods if m not in available_methods()]
