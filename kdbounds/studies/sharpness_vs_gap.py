@@ -194,9 +194,9 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     # Default: 6 resnet8 teachers, self-distilled resnet8 students (kd, rid) and the teacher-free
     # student on a CIFAR-10 subset, sized for about 10 minutes on 2 idle CPU cores.
     "default": dict(teacher_arch="resnet8", student_arch="resnet8", teachers=_RECIPES_CPU,
-                    methods=("ce", "kd", "rid"), n_per_class=100, test_per_class=100, teacher_epochs=10,
-                    student_epochs=10, curvature_per_class=10, curvature_batch_size=200,
-                    trace_matvecs=16, lanczos_matvecs=8, mc_draws=16, device="auto",
+                    methods=("ce", "kd", "rid"), n_per_class=100, test_per_class=100, teacher_epochs=12,
+                    student_epochs=12, curvature_per_class=10, curvature_batch_size=200,
+                    trace_matvecs=32, lanczos_matvecs=10, mc_draws=16, device="auto",
                     method_kwargs={"rid": {"q": 4, "r": 0.25}}),
     # Full size for a GPU.
     "paper": dict(teacher_arch="resnet56", student_arch="resnet20",
