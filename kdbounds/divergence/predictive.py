@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._torch import eval_mode
+from .._torch import collect_logits
 
 __all__ = [
     "DivergenceEstimate",
@@ -250,96 +250,6 @@ def summarize_per_example(
 # --------------------------------------------------------------------------------------------
 # Models and data
 # --------------------------------------------------------------------------------------------
-
-
-def _output_logits(out: Any, name: str) -> torch.Tensor:
-    """Logits from a model output: a tensor, an object with ``.logits``, a dict with 'logits',
-    or a tuple/list whose first element is the logits (e.g. a ``FeatureOutput`` NamedTuple)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
-        return out.logits
-    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
-        return out["logits"]
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise TypeError(
-        f"{name} returned {type(out).__name__}; expected a logits tensor, an object with a .logits "
-        "tensor, a dict with key 'logits' or a tuple whose first element is the logits"
-    )
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return None
-
-
-def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield input tensors from a tensor of inputs or an iterable of (x, y) batches / x tensors."""
-    if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
-    if isinstance(data, torch.Tensor):
-        if data.ndim == 0:
-            raise ValueError("data must be a tensor of inputs with a leading batch dimension, got a scalar")
-        for start in range(0, data.shape[0], batch_size):
-            yield data[start : start + batch_size]
-        return
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"data must be a tensor of inputs or an iterable of (x, y) batches, got {type(data).__name__}"
-        )
-    for i, batch in enumerate(data):
-        if isinstance(batch, torch.Tensor):
-            x = batch
-        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-            x = batch[0]
-        elif isinstance(batch, dict) and isinstance(batch.get("x", batch.get("input")), torch.Tensor):
-            x = batch.get("x", batch.get("input"))
-        else:
-            raise TypeError(
-                f"data batch {i} is a {type(batch).__name__}; expected a tensor x or an (x, y) pair"
-            )
-        yield x
-
-
-def collect_logits(
-    models: nn.Module | Sequence[nn.Module],
-    data: Any,
-    *,
-    device: torch.device | str | None = None,
-    batch_size: int = 256,
-    progress: bool = False,
-) -> list[torch.Tensor]:
-    """Evaluate one or several modules on ``data`` (eval mode, no grad) and return their logits.
-
-    Returns one float32/float64 CPU tensor ``(n, classes)`` per model, in data order. Inputs are
-    moved to ``device`` if given, else to each model's own device. ``progress`` shows a tqdm bar.
-    """
-    mods = [models] if isinstance(models, nn.Module) else list(models)
-    for j, m in enumerate(mods):
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"models[{j}] must be an nn.Module, got {type(m).__name__}")
-    devs = [torch.device(device) if device is not None else _model_device(m) for m in mods]
-    outs: list[list[torch.Tensor]] = [[] for _ in mods]
-    it: Iterable[torch.Tensor] = _batches(data, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="logits", leave=False)
-    with eval_mode(*mods):
-        for x in it:
-            for j, (m, dev) in enumerate(zip(mods, devs)):
-                xin = x.to(dev) if dev is not None else x
-                z = _output_logits(m(xin), f"model {j}")
-                if z.ndim != 2:
-                    raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
-                outs[j].append(z.detach().to("cpu"))
-    if not outs or not outs[0]:
-        raise ValueError("data is empty: no batches were produced")
-    return [torch.cat(o, 0) for o in outs]
 
 
 def _members(main: Any, extra: Sequence[Any] | None, name: str) -> list[Any]:
