@@ -13,16 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._io import with_reasons
+
 __all__ = ["GroupComparison", "compare_groups", "holm_adjust"]
-
-
-def _json_float(x: float) -> float | None | str:
-    """Finite floats as they are, NaN as ``None``, ±inf as ``"inf"``/``"-inf"`` (so records round-trip)."""
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return float(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,7 +61,13 @@ class GroupComparison:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (_json_float(getattr(self, f.name)) if isinstance(getattr(self, f.name), float) else getattr(self, f.name)) for f in fields(self)}
+        """The record as strict JSON: a non-finite statistic is ``null`` with a ``*_reason`` field.
+
+        Returns:
+            ``{field: value}``; e.g. ``welch_t = +inf`` (both groups constant and different) is
+            written ``"welch_t": null, "welch_t_reason": "+inf: zero variance in both groups"``.
+        """
+        return with_reasons({f.name: getattr(self, f.name) for f in fields(self)}, why=self.note)
 
     def __str__(self) -> str:
         head = f"{self.metric}: " if self.metric else ""

@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextvars
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from ..stats import _json_float  # the float policy of fidelity and stats records, written once
+from .._io import float_field, with_reasons  # the one non-finite policy (null + *_reason)
 
 __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
            "activation_distance", "js_divergence", "js_per_example", "cosine_similarity", "kl_divergence",
@@ -55,20 +55,31 @@ class MetricEstimate:
         return self.n > 0 and math.isfinite(self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": _json_float(self.value), "stderr": _json_float(self.stderr), "n": self.n}
+        """The estimate as strict JSON: a non-finite value or stderr is ``null`` with a ``*_reason``.
+
+        Returns:
+            ``{"value", "stderr", "n"}``, plus ``"value_reason"`` / ``"stderr_reason"`` (e.g.
+            ``"+inf: one sample"``) where the float is not finite; :meth:`from_dict` reads it back.
+        """
+        why = {0: "no samples", 1: "one sample"}.get(self.n, "")
+        return with_reasons({"value": self.value, "stderr": self.stderr, "n": self.n}, why=why)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MetricEstimate":
+        """The estimate written by :meth:`to_dict` (``null`` read back as ``±inf`` or ``nan``).
+
+        Args:
+            d: a mapping with keys ``value``, ``stderr``, ``n`` (and optional ``*_reason``).
+
+        Returns:
+            The :class:`MetricEstimate`.
+        """
+        return cls(float_field(d, "value"), float_field(d, "stderr"), int(d["n"]))
 
     def __str__(self) -> str:
         if not self.defined:
             return f"undefined (n={self.n})"
         return f"{self.value:.4f} ± {self.stderr:.4f} (n={self.n})"
-
-
-def _from_float(x: Any) -> float:
-    if x is None:
-        return math.nan
-    if isinstance(x, str):
-        return float(x)
-    return float(x)
 
 
 def _mean_estimate(v: torch.Tensor) -> MetricEstimate:

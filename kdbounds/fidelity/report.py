@@ -29,7 +29,8 @@ from .metrics import (
     kl_divergence,
     softmax_probs,
 )
-from .metrics import _TRUSTED, _from_float, _json_float, _labels, _mean_estimate, _pair, _tensor  # package-internal
+from .._io import float_field, with_reasons
+from .metrics import _TRUSTED, _labels, _mean_estimate, _pair, _tensor  # package-internal
 
 __all__ = ["FidelityReport", "fidelity_report", "TransferSummary", "compare_methods", "DEFAULT_METRICS"]
 
@@ -91,7 +92,7 @@ class FidelityReport:
         kw: dict[str, Any] = {"n": int(d["n"]), "n_classes": int(d["n_classes"]), "temperature": float(d["temperature"])}
         for name in cls.metric_names():
             m = d.get(name)
-            kw[name] = None if m is None else MetricEstimate(_from_float(m["value"]), _from_float(m["stderr"]), int(m["n"]))
+            kw[name] = None if m is None else MetricEstimate.from_dict(m)
         return cls(**kw)
 
     def __str__(self) -> str:
@@ -255,10 +256,10 @@ class TransferSummary:
             "groups": list(self.groups),
             "metrics": list(self.metrics),
             "group_stats": {
-                m: {g: {"mean": _json_float(s[0]), "sd": _json_float(s[1]), "n": s[2]} for g, s in gs.items()}
+                m: {g: with_reasons({"mean": s[0], "sd": s[1], "n": s[2]}) for g, s in gs.items()}
                 for m, gs in self.group_stats.items()
             },
-            "comparisons": [{k: (_json_float(v) if isinstance(v, float) else v) for k, v in r.items()} for r in self.rows()],
+            "comparisons": [with_reasons(r, why=str(r.get("note") or "")) for r in self.rows()],
             "skipped": [list(s) for s in self.skipped],
         }
 
@@ -301,7 +302,7 @@ def _metric_value(item: Any, metric: str, group: str, i: int) -> float:
         if isinstance(v, MetricEstimate):
             return v.value
         if isinstance(v, Mapping):
-            return _from_float(v.get("value"))
+            return float_field(v, "value")
         return float(v)
     raise TypeError(f"results[{group!r}][{i}] is a {type(item).__name__}; expected a FidelityReport or a dict")
 
