@@ -12,38 +12,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from kdbounds.distill import get_method
 from kdbounds.distill.controls import kd_kl_term, rcd_noise
 from kdbounds.distill.itrd import itrd_correlation_loss, itrd_mi_loss
 from kdbounds.distill.rid import rid_phase1_loss, rid_phase2_loss, rid_sigma
 from kdbounds.distill.vid import match_spatial, vid_layer_loss
-from kdbounds.models import CifarModel, FeatureOutput
-
-
-
-class TinyNet(CifarModel):
-    """Two conv-BN-ReLU stages; a minimal model with the feature API."""
-
-    def __init__(self, widths=(2, 3), strides=(1, 2), num_classes=4):
-        super().__init__()
-        self.arch, self.num_classes = "tiny", num_classes
-        self.stage_channels, self.feature_dim = tuple(widths), widths[-1]
-        blocks, c = [], 3
-        for w, s in zip(widths, strides):
-            blocks.append(nn.Sequential(nn.Conv2d(c, w, 3, s, 1, bias=False), nn.BatchNorm2d(w),
-                                        nn.ReLU()))
-            c = w
-        self.blocks = nn.ModuleList(blocks)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward_features(self, x):
-        stages = []
-        for b in self.blocks:
-            x = b(x)
-            stages.append(x)
-        return stages, x.mean((2, 3))
+from kdbounds.models import FeatureOutput
 
 
 def _np_ce(z: np.ndarray, y: np.ndarray) -> float:
@@ -87,9 +62,9 @@ def test_match_spatial_pools_the_larger_map():
     np.testing.assert_allclose(s3.numpy(), expected, rtol=1e-12)
 
 
-def test_vid_method_loss_against_numpy():
+def test_vid_method_loss_against_numpy(tiny_net):
     torch.manual_seed(0)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5))
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("vid")(student, teacher, 4, lam="0.7", ce_weight=1.3).double()
     assert [len(r.alpha) for r in m.regressors] == [4, 5]
     np.testing.assert_allclose(m.regressors[0].variance().detach().numpy(), 5.0, rtol=1e-6)
@@ -169,9 +144,9 @@ def test_itrd_losses_match_numpy(seed, n, d, alpha):
     assert float(itrd_mi_loss(_t(e), _t(zt))) == pytest.approx(mi, rel=1e-9, abs=1e-12)
 
 
-def test_itrd_method_total():
+def test_itrd_method_total(tiny_net):
     torch.manual_seed(0)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5))
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("itrd")(student, teacher, 4, gamma=0.5, beta=2.0, lam_corr=2.0, lam_mi=1.0,
                            alpha=1.01).double()
     rng = np.random.default_rng(3)
@@ -255,8 +230,8 @@ def test_rcd_noise_moments():
     np.testing.assert_allclose(g.mean(0), 1 / k, atol=0.005)
 
 
-def test_rcd_method_loss_uses_the_step_noise_and_advances():
-    student = TinyNet((2, 3))
+def test_rcd_method_loss_uses_the_step_noise_and_advances(tiny_net):
+    student = tiny_net((2, 3))
     m = get_method("rcd")(student, None, 4, gamma="0.2", alpha=0.8, T=2.0, seed=11)
     assert m.requires_teacher is False
     rng = np.random.default_rng(6)
