@@ -52,7 +52,20 @@ def _validate_cov(cov: Any, dims: Sequence[int]) -> tuple[np.ndarray, tuple[int,
 
 
 def gaussian_mi(cov: Any, a: Sequence[int], b: Sequence[int]) -> float:
-    r""":math:`I(X_a; X_b) = \frac12[\log\det\Sigma_{aa} + \log\det\Sigma_{bb} - \log\det\Sigma_{a\cup b}]` (nats)."""
+    r"""Mutual information of two blocks of a Gaussian vector (nats).
+
+    .. math::
+        I(X_a; X_b) = \tfrac12\bigl[\log\det\Sigma_{aa} + \log\det\Sigma_{bb}
+        - \log\det\Sigma_{a\cup b,\,a\cup b}\bigr]
+
+    Args:
+        cov: the covariance :math:`\Sigma` of :math:`X`.
+        a: indices of the first block.
+        b: indices of the second block (disjoint from ``a``).
+
+    Returns:
+        :math:`I(X_a; X_b)` in nats.
+    """
     c = np.asarray(cov, dtype=np.float64)
     a = list(a)
     b = list(b)
