@@ -65,15 +65,35 @@ class FidelityReport:
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
+        """The names of the metric fields, in declaration order.
+
+        Returns:
+            Every field name but ``n``, ``n_classes`` and ``temperature``.
+        """
         return tuple(f.name for f in fields(cls) if f.name not in ("n", "n_classes", "temperature"))
 
     def get(self, name: str) -> MetricEstimate | None:
+        """One metric by name.
+
+        Args:
+            name: one of :meth:`metric_names`.
+
+        Returns:
+            The :class:`MetricEstimate`, or ``None`` when it was not computed (no labels).
+
+        Raises:
+            KeyError: unknown ``name`` (the message lists the known ones).
+        """
         if name not in self.metric_names():
             raise KeyError(f"unknown metric {name!r}; known: {', '.join(self.metric_names())}")
         return getattr(self, name)
 
     def values(self) -> dict[str, float]:
-        """Flat ``{metric: value}`` (NaN for undefined or missing metrics)."""
+        """Flat ``{metric: value}`` (NaN for undefined or missing metrics).
+
+        Returns:
+            ``{metric: value}`` for every metric name.
+        """
         out = {}
         for name in self.metric_names():
             m = getattr(self, name)
@@ -81,6 +101,11 @@ class FidelityReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as strict JSON (the non-finite policy of :meth:`MetricEstimate.to_dict`).
+
+        Returns:
+            ``{"n", "n_classes", "temperature", metric: MetricEstimate dict or None, ...}``.
+        """
         d: dict[str, Any] = {"n": self.n, "n_classes": self.n_classes, "temperature": self.temperature}
         for name in self.metric_names():
             m = getattr(self, name)
@@ -89,6 +114,14 @@ class FidelityReport:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FidelityReport":
+        """The report written by :meth:`to_dict`.
+
+        Args:
+            d: a mapping from :meth:`to_dict` (e.g. read back from JSON).
+
+        Returns:
+            The :class:`FidelityReport`, infinities and NaNs restored.
+        """
         kw: dict[str, Any] = {"n": int(d["n"]), "n_classes": int(d["n_classes"]), "temperature": float(d["temperature"])}
         for name in cls.metric_names():
             m = d.get(name)
@@ -126,6 +159,13 @@ def fidelity_report(
         ece_bins, ece_temperature: ECE of each model at its own temperature (default 1: the model's
             calibration as deployed).
         n_boot, seed: bootstrap for the ECE standard errors.
+
+    Returns:
+        A :class:`FidelityReport`; the label metrics are ``None`` without ``labels``.
+
+    Raises:
+        ValueError: shapes or class counts that differ, empty inputs, NaN/inf, bad labels or
+            temperatures, or ``probs=True`` with a temperature other than 1.
     """
     if probs:
         if temperature != 1.0 or ece_temperature != 1.0:
@@ -217,7 +257,12 @@ class TransferSummary:
     skipped: tuple[tuple[str, str], ...] = ()
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat dict per (metric, compared group): for CSV."""
+        """One flat dict per (metric, compared group): for CSV.
+
+        Returns:
+            Dicts with the metric, the two groups, their means and sds, the difference with its CI,
+            Welch and Mann-Whitney results with Holm-adjusted p-values, and the effect sizes.
+        """
         out = []
         for c, ph, pm in zip(self.comparisons, self.welch_p_holm, self.mwu_p_holm):
             out.append(
@@ -251,6 +296,11 @@ class TransferSummary:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as strict JSON; a non-finite statistic is ``null`` with a ``*_reason``.
+
+        Returns:
+            ``{"reference", "groups", "metrics", "group_stats", "comparisons", "skipped"}``.
+        """
         return {
             "reference": self.reference,
             "groups": list(self.groups),
@@ -324,6 +374,17 @@ def compare_methods(
         metrics: metric names; default :data:`DEFAULT_METRICS` present in the reference results.
             Seeds where a metric is undefined (NaN, e.g. no teacher errors) are dropped for that metric;
             a default metric left with < 2 seeds is listed in ``skipped``; an explicitly requested one raises.
+        ci: level of the CIs of the differences, in (0, 1).
+        alternative: ``"two-sided"``, ``"greater"`` or ``"less"`` (``"greater"``: reference larger).
+
+    Returns:
+        A :class:`TransferSummary`: per-group statistics, one :class:`~kdbounds.stats.GroupComparison`
+        per metric and compared group, Holm-adjusted p-values over all comparisons, skipped metrics.
+
+    Raises:
+        ValueError: empty ``results``, unknown or lone ``reference``, fewer than 2 seeds in a group,
+            or an explicitly requested metric that cannot be compared.
+        TypeError: a group is not a list of reports or dicts.
     """
     if not isinstance(results, Mapping) or not results:
         raise ValueError("results must be a non-empty dict {group name: list of per-seed reports}")
