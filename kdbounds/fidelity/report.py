@@ -156,6 +156,7 @@ def fidelity_report(
             probabilities with ``probs=True``; then the temperatures must be 1).
         labels: true class indices ``(n,)``; needed for the teacher-correct/wrong split, accuracy, ECE.
         temperature: softmax temperature for the similarity metrics (JS, distance, cosine, KL).
+        probs: the first two arguments are probabilities (rows summing to 1), not logits.
         ece_bins, ece_temperature: ECE of each model at its own temperature (default 1: the model's
             calibration as deployed).
         n_boot, seed: bootstrap for the ECE standard errors.
