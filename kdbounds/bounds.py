@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from numbers import Real
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from ._checks import check_finite, check_nonnegative, check_positive, check_probability, check_square_matrix
 
 __all__ = [
     "subgaussian_bound",
@@ -48,44 +49,9 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _scalar(name: str, value: Any) -> float:
-    """Convert ``value`` to a finite Python float or raise naming ``name``."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise TypeError(f"{name} must be a scalar, got an array of shape {value.shape}")
-        value = value.reshape(()).item()
-    if not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    x = float(value)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
-
-
 def _nonneg(name: str, value: Any) -> float:
-    x = _scalar(name, value)
-    if x < 0.0:
-        raise ValueError(
-            f"{name} must be >= 0, got {x}"
-            + (" (clip tiny negative KL estimates to 0 before calling)" if name == "divergence" else "")
-        )
-    return x
-
-
-def _positive(name: str, value: Any) -> float:
-    x = _scalar(name, value)
-    if x <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {x}")
-    return x
-
-
-def _unit_interval(name: str, value: Any) -> float:
-    x = _scalar(name, value)
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {x}")
-    return x
+    fix = "clip tiny negative KL estimates to 0 before calling" if name == "divergence" else ""
+    return check_nonnegative(name, value, fix)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,7 +86,7 @@ def subgaussian_bound(divergence: float, sigma: float, n: float | None = None) -
     s = _nonneg("sigma", sigma)
     if n is None:
         return s * math.sqrt(2.0 * k)
-    nn = _positive("n", n)
+    nn = check_positive("n", n)
     return s * math.sqrt(2.0 * k / nn)
 
 
@@ -143,10 +109,10 @@ def central_lower_bound(gen_teacher: float, divergence: float, eta: float, c: fl
         ValueError: an argument is NaN/inf or out of its range (the message names it).
         TypeError: an argument is not a real number.
     """
-    g = _scalar("gen_teacher", gen_teacher)
+    g = check_finite("gen_teacher", gen_teacher)
     k = _nonneg("divergence", divergence)
-    e = _positive("eta", eta)
-    cc = _unit_interval("c", c)
+    e = check_positive("eta", eta)
+    cc = check_probability("c", c)
     return cc * g - k / e
 
 
@@ -173,9 +139,9 @@ def central_eta_from_subgaussian(gen_teacher: float, sigma_n: float, c: float) -
         ValueError: ``gen_teacher`` or ``sigma_n`` not positive, or ``c`` outside :math:`[0, 1)`.
         TypeError: an argument is not a real number.
     """
-    g = _scalar("gen_teacher", gen_teacher)
-    s = _positive("sigma_n", sigma_n)
-    cc = _unit_interval("c", c)
+    g = check_finite("gen_teacher", gen_teacher)
+    s = check_positive("sigma_n", sigma_n)
+    cc = check_probability("c", c)
     if g <= 0.0:
         raise ValueError(
             f"gen_teacher must be > 0 for a positive eta, got {g}; the central condition "
@@ -375,7 +341,7 @@ def log_mgf_quadratic(lam: float, eigenvalues: Any, b_proj: Any, multiplicity: i
         ValueError: NaN/inf or mismatched shapes, or ``multiplicity < 1``.
         TypeError: non-numeric arrays or a non-integer ``multiplicity``.
     """
-    lam_f = _scalar("lam", lam)
+    lam_f = check_finite("lam", lam)
     a, b2 = _as_spectrum(eigenvalues, b_proj, multiplicity)
     return _psi_mult(lam_f, a, b2, int(multiplicity))
 
@@ -555,8 +521,8 @@ def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) 
         ValueError: shapes that do not match, NaN/inf, a non-symmetric H or S, or S not PSD.
         TypeError: non-numeric arrays.
     """
-    h = _matrix("hessian", hessian)
-    s = _matrix("cov", cov)
+    h = check_square_matrix("hessian", hessian)
+    s = check_square_matrix("cov", cov)
     p = h.shape[0]
     if s.shape != (p, p):
         raise ValueError(f"cov has shape {s.shape}, expected ({p}, {p}) to match hessian")
@@ -587,18 +553,6 @@ def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) 
     a, q = np.linalg.eigh(a_mat)
     b_proj = q.T @ (root @ g)
     return a, b_proj
-
-
-def _matrix(name: str, value: Any) -> np.ndarray:
-    try:
-        m = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a square array of reals: {exc}") from None
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
-    return m
 
 
 def gaussian_quadratic_bound(

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._checks import check_square_matrix
 from .broja import PIDResult, _check_units
 
 __all__ = ["gaussian_mi", "gaussian_pid"]
@@ -33,14 +34,7 @@ def _logdet(a: np.ndarray, what: str) -> float:
 
 
 def _validate_cov(cov: Any, dims: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:
-    try:
-        c = np.asarray(cov, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cov must be a numeric square matrix, got {type(cov).__name__}") from exc
-    if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        raise ValueError(f"cov must be a square 2-D matrix, got shape {c.shape}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError("cov contains NaN or inf")
+    c = check_square_matrix("cov", cov)
     if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
         raise ValueError("cov must be symmetric; pass (cov + cov.T) / 2")
     d = tuple(int(x) for x in dims)
