@@ -26,16 +26,6 @@ def _t(a) -> torch.Tensor:
     return torch.tensor(np.asarray(a), dtype=torch.float64)
 
 
-def _np_ce(z: np.ndarray, y: np.ndarray) -> float:
-    m = z.max(1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(z - m).sum(1))
-    return float(np.mean(lse - z[np.arange(len(y)), y]))
-
-
-def _np_conv1x1(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
-
-
 def _np_bn_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5):
     """BatchNorm2d in training mode: batch mean and biased batch variance per channel."""
     mu = x.mean(axis=(0, 2, 3), keepdims=True)
@@ -129,7 +119,7 @@ def test_method_loss_hand_value(tiny_net):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_method_loss_against_numpy(tiny_net, seed):
+def test_method_loss_against_numpy(np_ref, tiny_net, seed):
     torch.manual_seed(seed)
     student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("vid_rid")(student, teacher, 4, lam="7.5", ce_weight=1.3, hidden_mult=2).double()
@@ -163,13 +153,13 @@ def test_method_loss_against_numpy(tiny_net, seed):
     for (ws, bn, a), s, t in zip(params, s_st, t_st):
         if s.shape[-1] != t.shape[-1]:
             s = _np_pool(s, s.shape[-1] // t.shape[-1])
-        h = relu(_np_bn_train(_np_conv1x1(ws[0], s), *bn[0]))
-        h = relu(_np_bn_train(_np_conv1x1(ws[1], h), *bn[1]))
-        mu = _np_conv1x1(ws[2], h)
+        h = relu(_np_bn_train(np_ref.conv1x1(ws[0], s), *bn[0]))
+        h = relu(_np_bn_train(np_ref.conv1x1(ws[1], h), *bn[1]))
+        mu = np_ref.conv1x1(ws[2], h)
         v = np.log1p(np.exp(a))[None, :, None, None] + 1e-3
         total += 0.5 * np.mean(np.log(v) + (t - mu) ** 2 / v)
     assert float(parts["vid"]) == pytest.approx(total, rel=1e-11)
-    assert float(loss.detach()) == pytest.approx(1.3 * _np_ce(z, y) + 7.5 * total, rel=1e-11)
+    assert float(loss.detach()) == pytest.approx(1.3 * np_ref.ce(z, y) + 7.5 * total, rel=1e-11)
 
 
 # ------------------------------------------------------------------------------- errors
