@@ -15,7 +15,7 @@ import scipy.linalg
 import torch
 
 from .eigen import lanczos
-from .operator import as_operator
+from .base import as_operator
 from .results import SpectralDensity, gaussian_density
 from .trace import _check_int, make_generator, probe_vectors
 

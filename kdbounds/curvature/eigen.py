@@ -19,7 +19,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .operator import CurvatureOperator, as_operator
+from .base import CurvatureOperator, as_operator
 from .results import EigenEstimate, PowerIterationResult
 from .trace import _check_int, make_generator, probe_vectors
 
