@@ -40,12 +40,30 @@ vmap over fwd-rev in blocks of 4 1.66 s (4.67x, 1.24x, 4x the memory). So rev-re
 and estimators that can (Hutchinson, Hutch++, diagonal, tr H^2) feed it blocks through
 :meth:`matmat`; sequential Lanczos / power iteration pay the single-vector price. Not measured on
 a GPU (none was available); on CUDA the ordering may differ, so re-run the benchmark there.
+
+**Graph reuse** (``reuse_graph=True``, the default; ``"rev-rev"`` only). The first product builds,
+for each batch whose graph fits in ``graph_memory_limit`` bytes, the first-order graph
+:math:`g_b(\theta) = \nabla_\theta \ell_b(\theta)` once (one forward + one ``create_graph``
+backward) and *keeps* it; every later product back-propagates through the kept graphs only,
+
+.. math:: H_b v = \nabla_\theta \big( g_b(\theta)^\top v \big),
+
+so a product on a kept batch costs one double backward instead of a forward, a backward and a
+double backward (what PyHessian's single-batch path does). Memory: the tensors saved by the
+forward and by the ``create_graph`` backward of every kept batch stay alive as long as the
+operator (measured with ``torch.autograd.graph.saved_tensors_hooks`` at build time and reported
+as :attr:`HessianOperator.graph_bytes`). Batches are kept in data order until the running total
+would exceed ``graph_memory_limit``; the later ones are recomputed per product as without reuse
+(their forward + first backward still shared by the columns of a block). The kept graphs are
+rebuilt automatically when a parameter or buffer of the model is modified in place (tracked by
+tensor version counters) and dropped by :meth:`HessianOperator.clear_graphs`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -58,6 +76,16 @@ from .parameters import ParamSpec
 __all__ = ["HessianOperator", "HVP_MODES"]
 
 HVP_MODES = ("rev-rev", "fwd-rev", "vmap")
+
+
+@dataclass
+class _KeptGraph:
+    """First-order graph of one batch: leaves, live gradients (``create_graph=True``), bytes saved."""
+
+    inputs: list[Tensor]
+    grads: list[Tensor]
+    live: list[int]
+    nbytes: int
 
 
 class HessianOperator(CurvatureOperator):
@@ -91,9 +119,16 @@ class HessianOperator(CurvatureOperator):
         deterministic_rtol: relative tolerance of that check (relative to ``max |g|``).
         vmap_chunk_size: chunk size for ``mode="vmap"`` (``None`` = all columns at once).
         progressbar: show a tqdm bar over batches.
+        reuse_graph: keep the first-order graph of each batch that fits in
+            ``graph_memory_limit`` and back-propagate through it for every later vector and block
+            (``"rev-rev"`` only; ignored by the other modes). See the module docstring for the
+            memory cost. ``False`` rebuilds the graph on every product (least memory).
+        graph_memory_limit: bytes of saved tensors the kept graphs may hold in total (default
+            2 GiB). Batches are kept in data order until the next one would exceed it.
 
     Attributes:
-        shape, dtype, device, num_matvecs, param_names, num_examples.
+        shape, dtype, device, num_matvecs, param_names, num_examples, graph_bytes (bytes held by
+        the kept graphs), num_kept_graphs.
     """
 
     def __init__(
@@ -110,12 +145,27 @@ class HessianOperator(CurvatureOperator):
         deterministic_rtol: float = 1e-5,
         vmap_chunk_size: int | None = None,
         progressbar: bool = False,
+        reuse_graph: bool = True,
+        graph_memory_limit: float = 2 * 2**30,
     ) -> None:
         super().__init__()
         if mode not in HVP_MODES:
             raise ValueError(f"mode must be one of {HVP_MODES}, got {mode!r}")
+        if not isinstance(reuse_graph, bool):
+            raise TypeError(f"reuse_graph must be True or False, got {reuse_graph!r}")
+        if isinstance(graph_memory_limit, bool) or not isinstance(graph_memory_limit, (int, float)) \
+                or not graph_memory_limit >= 0 or not math.isfinite(graph_memory_limit):
+            raise ValueError(
+                "graph_memory_limit must be a finite number of bytes >= 0 (e.g. 2 * 2**30), "
+                f"got {graph_memory_limit!r}"
+            )
         self.mode = mode
         self.vmap_chunk_size = vmap_chunk_size
+        self.reuse_graph = reuse_graph and mode == "rev-rev"
+        self.graph_memory_limit = float(graph_memory_limit)
+        self._graphs: dict[int, _KeptGraph] = {}
+        self._graphs_version: tuple[int, ...] | None = None
+        self._graph_full = False  # a batch did not fit: later ones are not kept either
         self._p = _Problem(model, loss_fn, data, params, dtype, output_fn, progressbar)
         self.shape = (self._p.num_params, self._p.num_params)
         self.dtype = self._p.dtype
@@ -215,10 +265,16 @@ class HessianOperator(CurvatureOperator):
         p = self._p
         out = torch.zeros_like(V)
         n_total = 0
+        if self.reuse_graph:
+            self._check_graph_versions()
         with _eval_mode(p.model):
-            for x, y, nb in p.batches():
+            for i, (x, y, nb) in enumerate(p.batches()):
                 if self.mode == "rev-rev":
-                    hv = self._batch_revrev(x, y, V)
+                    graph = self._graph_for(i, x, y) if self.reuse_graph else None
+                    if graph is not None:
+                        hv = self._backprop(graph, V, keep=i in self._graphs)
+                    else:
+                        hv = self._batch_revrev(x, y, V)
                 elif self.mode == "fwd-rev":
                     hv = self._batch_fwdrev(x, y, V)
                 else:
@@ -233,32 +289,98 @@ class HessianOperator(CurvatureOperator):
             )
         return out / n_total
 
-    def _batch_revrev(self, x: Any, y: Any, V: Tensor) -> Tensor:
+    # -- kept first-order graphs ----------------------------------------------------------------
+    @property
+    def graph_bytes(self) -> int:
+        """Bytes of saved tensors held by the kept first-order graphs (0 without reuse)."""
+        return int(sum(g.nbytes for g in self._graphs.values()))
+
+    @property
+    def num_kept_graphs(self) -> int:
+        """Number of batches whose first-order graph is currently kept."""
+        return len(self._graphs)
+
+    def clear_graphs(self) -> None:
+        """Drop the kept first-order graphs (frees their memory; rebuilt on the next product)."""
+        self._graphs = {}
+        self._graphs_version = None
+        self._graph_full = False
+
+    def _state_version(self) -> tuple[int, ...]:
+        m = self._p.model
+        return tuple(t._version for t in (*m.parameters(), *m.buffers()))
+
+    def _check_graph_versions(self) -> None:
+        version = self._state_version()
+        if self._graphs_version is not None and version != self._graphs_version:
+            self.clear_graphs()  # parameters or buffers changed in place: the graphs are stale
+        self._graphs_version = version
+
+    def _graph_for(self, i: int, x: Any, y: Any) -> _KeptGraph | None:
+        """The kept graph of batch ``i``; built (and kept if it fits) on first use; ``None`` once
+        the memory limit has been reached (the batch is then recomputed per product)."""
+        if i in self._graphs:
+            return self._graphs[i]
+        if self._graph_full:
+            return None
+        graph = self._build_graph(x, y)
+        if self.graph_bytes + graph.nbytes > self.graph_memory_limit:
+            self._graph_full = True
+            return graph  # used for this product only, then freed
+        self._graphs[i] = graph
+        return graph
+
+    def _build_graph(self, x: Any, y: Any) -> _KeptGraph:
+        seen: dict[tuple[int, str], int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            try:
+                st = t.untyped_storage()
+                seen[(st.data_ptr(), str(t.device))] = st.nbytes()
+            except (RuntimeError, NotImplementedError):  # tensors without a plain storage
+                seen[(id(t), "?")] = t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            graph = self._first_order_graph(x, y)
+        graph.nbytes = int(sum(seen.values()))
+        return graph
+
+    def _first_order_graph(self, x: Any, y: Any) -> _KeptGraph:
         p = self._p
         with torch.enable_grad():
             leaves = {k: t.detach().requires_grad_(True) for k, t in p.param_values().items()}
             inputs = list(leaves.values())
             loss = p.loss(leaves, x, y)
             grads = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True)
-            live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-            k = V.shape[1]
-            out = torch.zeros(k, p.num_params, dtype=V.dtype, device=V.device)
-            if not live:
-                return out.T
-            Vt = V.T.contiguous()
-            g_live = [grads[i] for i in live]
+        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        return _KeptGraph(inputs, [grads[i] for i in live], live, 0)
+
+    def _batch_revrev(self, x: Any, y: Any, V: Tensor) -> Tensor:
+        return self._backprop(self._first_order_graph(x, y), V, keep=False)
+
+    def _backprop(self, graph: _KeptGraph, V: Tensor, *, keep: bool) -> Tensor:
+        """Columns ``H_b V[:, j]``: back-propagate ``g_b . v_j`` through a first-order graph
+        (``keep=False`` frees the graph with the last column)."""
+        p = self._p
+        k = V.shape[1]
+        out = torch.zeros(k, p.num_params, dtype=V.dtype, device=V.device)
+        if not graph.live:
+            return out.T
+        Vt = V.T.contiguous()
+        with torch.enable_grad():
             for j in range(k):
                 vs = p.split(Vt[j])
                 hv = torch.autograd.grad(
-                    g_live, inputs, grad_outputs=[vs[i] for i in live],
-                    retain_graph=j < k - 1, allow_unused=True,
+                    graph.grads, graph.inputs, grad_outputs=[vs[i] for i in graph.live],
+                    retain_graph=keep or j < k - 1, allow_unused=True,
                 )
                 offset = 0
                 for h, m in zip(hv, p.numels):
                     if h is not None:
                         out[j, offset:offset + m] = h.reshape(-1)
                     offset += m
-            return out.T
+        return out.T
 
     def _fwdrev_fn(self, x: Any, y: Any) -> Callable:
         p = self._p
