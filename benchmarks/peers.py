@@ -43,6 +43,14 @@ from kdbounds.curvature import HessianOperator, hutchinson_trace, top_eigenvalue
 CLOCK = time.process_time
 
 
+def _now(device: torch.device) -> float:
+    """Process CPU time on the CPU; on CUDA wall time after a synchronize (GPU work is async)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return CLOCK()
+
+
 def _interleaved(fns: dict[str, Any], repeats: int, device: torch.device) -> dict[str, dict]:
     """Median / min process time of each callable, the repeats interleaved across callables (so
     slow drifts of the machine hit every method alike). Each callable returns how many vectors it
@@ -53,13 +61,9 @@ def _interleaved(fns: dict[str, Any], repeats: int, device: torch.device) -> dic
         per[k] = fn()
     for _ in range(repeats):
         for k, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = CLOCK() if device.type != "cuda" else time.perf_counter()
+            t0 = _now(device)
             fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t1 = CLOCK() if device.type != "cuda" else time.perf_counter()
+            t1 = _now(device)
             times[k].append((t1 - t0) / per[k])
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "vectors_per_call": per[k],
                 "samples_s": v} for k, v in times.items()}
@@ -93,10 +97,10 @@ def hvp_costs(model, x, y, *, block: int, repeats: int, device: torch.device,
 
     # kdbounds: default operator (kept graph), and without graph reuse
     with PeakMemory(device) as pm:
-        t0 = CLOCK()
+        t0 = _now(device)
         op = HessianOperator(model, F.cross_entropy, [(x, y)], check_deterministic=False)
         op @ torch.zeros(n, device=device)  # builds and keeps the first-order graph
-        build["kdbounds"] = CLOCK() - t0
+        build["kdbounds"] = _now(device) - t0
     memory["kdbounds_kept_graph_rss_mib"] = pm.peak_mib
     out["kdbounds_graph_bytes"] = op.graph_bytes
     op_nr = HessianOperator(model, F.cross_entropy, [(x, y)], check_deterministic=False,
@@ -112,10 +116,10 @@ def hvp_costs(model, x, y, *, block: int, repeats: int, device: torch.device,
     try:
         mod = _pyhessian_module()
         with PeakMemory(device) as pm:
-            t0 = CLOCK()
+            t0 = _now(device)
             hess = mod.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y),
                                cuda=device.type == "cuda")
-            build["pyhessian"] = CLOCK() - t0
+            build["pyhessian"] = _now(device) - t0
         memory["pyhessian_graph_rss_mib"] = pm.peak_mib
 
         def pyh_single():
@@ -131,10 +135,10 @@ def hvp_costs(model, x, y, *, block: int, repeats: int, device: torch.device,
     try:
         from curvlinops import HessianLinearOperator
 
-        t0 = CLOCK()
+        t0 = _now(device)
         H = HessianLinearOperator(model, torch.nn.CrossEntropyLoss(), params, [(x, y)],
                                   check_deterministic=False)
-        build["curvlinops"] = CLOCK() - t0
+        build["curvlinops"] = _now(device) - t0
         fns["curvlinops_single"] = lambda: (H @ v, 1)[1]
         fns["curvlinops_block"] = lambda: (H @ V, block)[1]
         agreement["curvlinops"] = float(((H @ v) - ref).norm() / ref.norm())
@@ -167,11 +171,11 @@ def _pyhessian_power(mod, model, x, y, *, seed: int, max_iter: int, tol: float,
     mod.hessian_vector_product = recording
     try:
         torch.manual_seed(seed)
-        t0 = CLOCK()
+        t0 = _now(device)
         hess = mod.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y),
                            cuda=device.type == "cuda")
         hess.eigenvalues(maxIter=max_iter, tol=tol, top_n=1)
-        dt = CLOCK() - t0
+        dt = _now(device) - t0
     finally:
         mod.hessian_vector_product = original
         model.zero_grad(set_to_none=True)
@@ -182,13 +186,13 @@ def top_eigenvalue_costs(model, x, y, *, seeds: list[int], power_max: int, lancz
                          device: torch.device, rtol: float = 1e-3) -> dict:
     """Products and CPU time to the top eigenvalue at ``rtol``, kdbounds Lanczos vs PyHessian
     power iteration, against a float64 Lanczos reference (residual <= 1e-9 * lambda)."""
-    t0 = CLOCK()
+    t0 = _now(device)
     op64 = HessianOperator(model, F.cross_entropy, [(x.double(), y)], dtype=torch.float64,
                            check_deterministic=False)
     ref = top_eigenvalues(op64, 1, tol=1e-9, max_matvecs=80, seed=7919)
     out: dict[str, Any] = {"reference": {"value": ref.value, "residual": ref.stderr,
                                          "n_matvecs": ref.n_matvecs, "converged": ref.converged,
-                                         "dtype": "float64", "seconds": CLOCK() - t0}}
+                                         "dtype": "float64", "seconds": _now(device) - t0}}
     del op64
     lam = ref.value
     try:
@@ -200,10 +204,10 @@ def top_eigenvalue_costs(model, x, y, *, seeds: list[int], power_max: int, lancz
     for seed in seeds:
         r: dict[str, Any] = {"seed": seed}
         # kdbounds, its own stopping rule (residual <= rtol * |theta|), default operator
-        t0 = CLOCK()
+        t0 = _now(device)
         op = HessianOperator(model, F.cross_entropy, [(x, y)])
         own = top_eigenvalues(op, 1, tol=rtol, max_matvecs=lanczos_max, seed=seed)
-        r["kdbounds_own_rule"] = {"n_matvecs": own.n_matvecs, "seconds": CLOCK() - t0,
+        r["kdbounds_own_rule"] = {"n_matvecs": own.n_matvecs, "seconds": _now(device) - t0,
                                   "rel_error": abs(own.value - lam) / abs(lam),
                                   "includes": "operator construction with determinism check "
                                               "(2 gradients) and graph build"}
@@ -233,11 +237,12 @@ def top_eigenvalue_costs(model, x, y, *, seeds: list[int], power_max: int, lancz
 def trace_cost(model, x, y, *, max_matvecs: int, block: int, seed: int) -> dict:
     """Hutchinson products until the running relative standard error first reaches 5 %."""
     op = HessianOperator(model, F.cross_entropy, [(x, y)])
+    device = op.device
     with PeakMemory(op.device) as pm:
-        t0 = CLOCK()
+        t0 = _now(device)
         tr = hutchinson_trace(op, target_rel_se=0.05, max_matvecs=max_matvecs, min_matvecs=10,
                               block_size=block, seed=seed)
-        dt = CLOCK() - t0
+        dt = _now(device) - t0
     sd = float(np.std(tr.samples, ddof=1))
     return {"value": tr.value, "stderr": tr.stderr, "n_matvecs_run": tr.n_matvecs,
             "matvecs_to_5pct_rel_se": first_rel_se(tr.samples, 0.05, 10), "seconds": dt,
