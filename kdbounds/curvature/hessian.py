@@ -38,8 +38,11 @@ gradient 0.355 s; baseline 1.34 s (3.77x gradient); rev-rev single vector 1.45 s
 baseline); fwd-rev single 1.70 s (4.78x, 1.27x); **rev-rev in blocks of 8 0.94 s (2.65x, 0.70x)**;
 vmap over fwd-rev in blocks of 4 1.66 s (4.67x, 1.24x, 4x the memory). So rev-rev is the default,
 and estimators that can (Hutchinson, Hutch++, diagonal, tr H^2) feed it blocks through
-:meth:`matmat`; sequential Lanczos / power iteration pay the single-vector price. Not measured on
-a GPU (none was available); on CUDA the ordering may differ, so re-run the benchmark there.
+:meth:`matmat`. Those figures predate graph reuse (below): with the first-order graph kept, a
+single-vector product costs what a block column costs (ResNet-20, batch 16-64, one thread: 2.4-2.6x
+a gradient, 1.0-1.05x PyHessian's kept-graph product, 0.5-0.6x curvlinops; benchmarks/hvp.py
+--peers), so sequential Lanczos / power iteration no longer pay a single-vector premium on kept
+batches. Not measured on a GPU (none was available); benchmarks/gpu_check.sh does it.
 
 **Graph reuse** (``reuse_graph=True``, the default; ``"rev-rev"`` only). The first product builds,
 for each batch whose graph fits in ``graph_memory_limit`` bytes, the first-order graph
@@ -124,7 +127,8 @@ class HessianOperator(CurvatureOperator):
             (``"rev-rev"`` only; ignored by the other modes). See the module docstring for the
             memory cost. ``False`` rebuilds the graph on every product (least memory).
         graph_memory_limit: bytes of saved tensors the kept graphs may hold in total (default
-            2 GiB). Batches are kept in data order until the next one would exceed it.
+            1 GiB; ResNet-20 in float32 keeps about 3 MiB per example, measured). Batches are kept
+            in data order until the next one would exceed it.
 
     Attributes:
         shape, dtype, device, num_matvecs, param_names, num_examples, graph_bytes (bytes held by
@@ -146,7 +150,7 @@ class HessianOperator(CurvatureOperator):
         vmap_chunk_size: int | None = None,
         progressbar: bool = False,
         reuse_graph: bool = True,
-        graph_memory_limit: float = 2 * 2**30,
+        graph_memory_limit: float = 2**30,
     ) -> None:
         super().__init__()
         if mode not in HVP_MODES:
