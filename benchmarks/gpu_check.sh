@@ -116,11 +116,11 @@ else
 fi
 
 if [ "$DRY" = 1 ]; then
-  run_part hvp_peers 150 "$WORK/hvp_peers.json" "$PY" benchmarks/hvp.py --peers --quick --device cpu \
+  run_part hvp_peers 300 "$WORK/hvp_peers.json" "$PY" benchmarks/hvp.py --peers --quick --device cpu \
     --threads 1 --json "$WORK/hvp_peers.json"
 else
   run_part hvp_peers 120 "$WORK/hvp_peers.json" "$PY" benchmarks/hvp.py --peers --device cuda \
-    --batch 128 --block 16 --repeats 5 --eig-seeds 3 --json "$WORK/hvp_peers.json"
+    --batch 128 --block 16 --repeats 5 --eig-seeds 3 --broja-laws 3 --json "$WORK/hvp_peers.json"
 fi
 
 has_preset() {  # has_preset SCRIPT NAME: the script's --help lists the preset

@@ -102,6 +102,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--eig-seeds", type=int, default=None,
                     help="with --peers: start vectors for the top-eigenvalue comparison "
                          "(default 3, --quick 1)")
+    ap.add_argument("--broja-laws", type=int, default=None,
+                    help="with --peers: random laws per alphabet shape in the dit comparison "
+                         "(default 2 with --quick, else 10)")
     a = ap.parse_args(argv)
     if a.peers:
         return peers_main(a)
@@ -340,7 +343,8 @@ def peers_main(a: argparse.Namespace) -> dict:
                                            block=block, seed=a.seed))
     part("broja", lambda: peers.broja_vs_dit(
         shapes=[(2, 2, 2), (3, 3, 3)] if a.quick else [(2, 2, 2), (3, 3, 3), (4, 5, 5)],
-        laws_per_shape=2 if a.quick else 10, seed=a.seed, auto_laws=1 if a.quick else 3))
+        laws_per_shape=a.broja_laws or (2 if a.quick else 10), seed=a.seed,
+        auto_laws=1 if a.quick else 2))
 
     def med(part_name, row):
         try:

@@ -31,6 +31,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ from _measure import PeakMemory, first_reach, first_rel_se
 from kdbounds.curvature import HessianOperator, hutchinson_trace, top_eigenvalues
 
 CLOCK = time.process_time
+# PyHessian calls loss.backward(create_graph=True) by design; its reference-cycle warning is noise here
+warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
 
 
 def _now(device: torch.device) -> float:
