@@ -66,7 +66,7 @@ def test_block_finds_a_multiple_eigenvalue_that_single_vector_lanczos_cannot():
     assert block.converged and block.n_matvecs < single.n_matvecs
     np.testing.assert_allclose(block.eigenvalues, [5.0, 5.0, 5.0], rtol=1e-8)
     default = top_eigenvalues(A, 3, tol=1e-8, max_matvecs=100, seed=0)
-    assert default.block_size == 3
+    assert default.block_size == 1  # measured cheaper on ResNet Hessians (see docstring)
 
 
 def test_block_counts_and_budget():
