@@ -16,6 +16,13 @@ real CIFAR-10 images (``kdbounds.data.load_cifar("cifar10")``, normalised as in 
 root comes from $KDBOUNDS_DATA). ``--estimators-only`` skips the HVP timing part.
 
 Prints a table and writes JSON to --out (default results/benchmarks/hvp.json).
+With ``--peers`` it instead compares against the real PyHessian, curvlinops and dit in one process
+(see benchmarks/peers.py; process CPU time, one thread) and writes the ratios hvp_over_pyhessian,
+hvp_over_curvlinops, hvp_over_gradient, topeig_matvecs_over_power, broja_time_over_dit to --json:
+    python benchmarks/hvp.py --peers --quick --json results/benchmarks/hvp_peers.json   (~40 s CPU)
+    python benchmarks/hvp.py --peers --checkpoint model.pt --n-per-class 100 --batch 64 --block 8 \
+        --json results/benchmarks/hvp_peers_b64.json        (trained model; KDBOUNDS_DATA needed)
+
 Usage: python benchmarks/hvp.py [--repeats 5] [--block 8] [--device cpu] [--quick]
        KDBOUNDS_DATA=/path/to/data python benchmarks/hvp.py --checkpoint model.pt --estimators-only
 """
