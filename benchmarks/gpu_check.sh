@@ -69,7 +69,7 @@ skip_part() {  # skip_part NAME REASON
 
 if [ "$DRY" = 1 ]; then DEV=cpu; else DEV=cuda; fi
 
-run_part env 60 "$WORK/env.json" "$PY" - "$WORK/env.json" <<'PYEOF'
+run_part env 30 "$WORK/env.json" "$PY" - "$WORK/env.json" <<'PYEOF'
 import json, platform, subprocess, sys
 import torch
 info = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
@@ -133,7 +133,7 @@ if [ -f experiments/certify_students.py ] && has_preset experiments/certify_stud
            --out "$WORK/certify" \
       || skip_part certify "dry run: no smoke preset"
   else
-    run_part certify 90 - "$PY" experiments/certify_students.py --preset gpu --out "$WORK/certify"
+    run_part certify 80 - "$PY" experiments/certify_students.py --preset gpu --out "$WORK/certify"
   fi
 else
   skip_part certify "experiments/certify_students.py or its gpu preset not present"
@@ -144,10 +144,10 @@ if [ -f experiments/nuisance_teacher.py ]; then
     run_part nuisance 120 - "$PY" experiments/nuisance_teacher.py --preset smoke --out "$WORK/nuisance" \
       --cache-root "$WORK/cache" --no-progress
   elif has_preset experiments/nuisance_teacher.py gpu; then
-    run_part nuisance 90 - "$PY" experiments/nuisance_teacher.py --preset gpu --out "$WORK/nuisance" \
+    run_part nuisance 80 - "$PY" experiments/nuisance_teacher.py --preset gpu --out "$WORK/nuisance" \
       --cache-root "$WORK/cache" --no-progress
   else
-    run_part nuisance 90 - "$PY" experiments/nuisance_teacher.py --preset cpu --device cuda --seeds 1 \
+    run_part nuisance 80 - "$PY" experiments/nuisance_teacher.py --preset cpu --device cuda --seeds 1 \
       --teacher-epochs 10 --epochs 8 --out "$WORK/nuisance" --cache-root "$WORK/cache" --no-progress
   fi
 else

@@ -59,7 +59,10 @@ as :attr:`HessianOperator.graph_bytes`). Batches are kept in data order until th
 would exceed ``graph_memory_limit``; the later ones are recomputed per product as without reuse
 (their forward + first backward still shared by the columns of a block). The kept graphs are
 rebuilt automatically when a parameter or buffer of the model is modified in place (tracked by
-tensor version counters) and dropped by :meth:`HessianOperator.clear_graphs`.
+tensor version counters) and dropped by :meth:`HessianOperator.clear_graphs`. Kept graphs are matched to batches by position, so with
+reuse the data must yield the same batches in the same order on every pass (a shuffling DataLoader
+breaks this whenever some but not all batches are kept; the construction-time determinism check is
+order-invariant and does not catch it): pass a fixed list of batches, or ``reuse_graph=False``.
 """
 
 from __future__ import annotations
