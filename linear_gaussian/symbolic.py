@@ -10,8 +10,8 @@ computed exactly by sympy after the change of variables ``w = mu_q + L z`` (``L`
 of the student covariance, so that ``q(w) dw = prod_i phi(z_i) dz``; this substitution is itself
 verified symbolically).  The integrand is then a polynomial in ``z`` whose Gaussian moments are
 integrated one variable at a time with ``sympy.integrate``.  The result is compared with the closed
-form of theory.md §3.3 (matrix normals ``MN(M, I_k, Sigma)``, i.e. ``vec W ~ N(vec M, Sigma ⊗ I_k)``
-with column-stacking ``vec``), and, for a 2x2 rank-1 example, with the decomposition
+form of theory.md §3.3 (matrix normals :math:`\mathcal{MN}(M, I_k, \Sigma)`, i.e.
+:math:`\operatorname{vec} W \sim \mathcal N(\operatorname{vec} M, \Sigma \otimes I_k)` with column-stacking vec), and, for a 2x2 rank-1 example, with the decomposition
 ``K = B + R_r + V`` of §3.4.
 
 Nothing here imports the numeric modules of ``linear_gaussian``: the closed forms are written

@@ -23,7 +23,7 @@ EXCLUDE = {"kdbounds/data/cifar_download.py"}  # owned by the Ray/download work 
 
 # Unicode math that belongs in a ``.. math::`` block (as LaTeX), not in running docstring text.
 # (Shapes ``N × C`` and prose arrows are not formulas and stay allowed.)
-_UNICODE_MATH = re.compile("[Σ∑∏∫√∞≤≥≠≈∈∉⊂⊆∀∃∂∇‖⟨⟩·÷±∓αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΦΨΩ²³⁴⁻⁺¹⁰₀₁₂₃ᵢⱼₖₙᵀ]")
+_UNICODE_MATH = re.compile("[Σ∑∏∫√∞≤≥≠≈∈∉⊂⊆∀∃∂∇‖⟨⟩·÷±∓−⊗αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΦΨΩ²³⁴⁻⁺¹⁰₀₁₂₃ᵢⱼₖₙᵀ]")
 _SECTION = re.compile(r"^\s*(Args|Arguments|Returns|Yields|Raises|Attributes|Example|Examples|Note|Notes)\s*:\s*$",
                       re.M)
 

@@ -106,10 +106,12 @@ class PIDResult:
             only: acceptance is decided by the certified gap).
         chosen: which feasible candidate attained the minimum: ``"solver"``, ``"input"`` or
             ``"product"`` (the law P(y)P(t|y)P(s|y)).
-        marginal_violation: max |Q*(y,t) − P(y,t)|, |Q*(y,s) − P(y,s)| after polishing.
-        identity_residual: max abs residual of Uni(T\S) = I(Y;T) − Red, Uni(S\T) = I(Y;S) − Red and
-            Red + Uni + Uni + Syn = I(Y;T,S), with the uniques computed directly as
-            I_{Q*}(Y;T|S), I_{Q*}(Y;S|T) (before clipping), in ``units``.
+        marginal_violation: :math:`\max |Q^\star(y,t) - P(y,t)|, |Q^\star(y,s) - P(y,s)|` after polishing.
+        identity_residual: max abs residual of :math:`\mathrm{Uni}(T\setminus S) = I(Y;T) - \mathrm{Red}`,
+            :math:`\mathrm{Uni}(S\setminus T) = I(Y;S) - \mathrm{Red}` and
+            :math:`\mathrm{Red} + \mathrm{Uni} + \mathrm{Uni} + \mathrm{Syn} = I(Y;T,S)`, with the uniques
+            computed directly as :math:`I_{Q^\star}(Y;T\mid S)`, :math:`I_{Q^\star}(Y;S\mid T)` (before
+            clipping), in ``units``.
         duality_gap: certified bound on :math:`I_{Q^\star}(Y;T,S) - \min_{\Delta_P} I_Q(Y;T,S)` (Lagrange dual), in
             ``units``: the true Red lies in [redundancy, redundancy + duality_gap].
         clipped: the largest magnitude of a negative atom that was set to 0, in ``units``.
@@ -434,7 +436,7 @@ def dual_lower_bound(q: np.ndarray, p: np.ndarray) -> float:
 
     (sum over the support cells). At the optimum :math:`\log q^\star(y|t,s) = \lambda + \mu`, so we
     fit :math:`\lambda, \mu` to :math:`\log q(y|t,s)` by weighted least squares; the bound is valid
-    for any fit, and tight when ``q`` is optimal. ``primal − bound`` is the reported duality gap.
+    for any fit, and tight when ``q`` is optimal. ``primal - bound`` is the reported duality gap.
 
     Args:
         q: a near-optimal law in :math:`\Delta_P`, indexed ``[y, t, s]``.

@@ -251,7 +251,7 @@ class RepresentationPID:
     """PID of discretised representations with plug-in bias and bootstrap interval (nats).
 
     ``pid`` is the plug-in estimate; ``shuffle_mean``/``shuffle_sd`` the atoms under permuted labels
-    (bias floor); ``corrected = pid − shuffle_mean``; ``boot_se``/``ci_low``/``ci_high`` from the
+    (bias floor); ``corrected = pid - shuffle_mean``; ``boot_se``/``ci_low``/``ci_high`` from the
     bootstrap over evaluation rows (``ci`` level, basic/reverse-percentile method; the bounds may
     fall below 0).
     """

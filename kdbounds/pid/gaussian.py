@@ -72,7 +72,7 @@ def gaussian_mi(cov: Any, a: Sequence[int], b: Sequence[int]) -> float:
 
 
 def gaussian_pid(cov: Any, dims: Sequence[int] = (1, 1, 1), *, units: str = "nats") -> PIDResult:
-    """MMI PID of jointly Gaussian (Y, T, S) with covariance ``cov`` ordered [Y, T, S].
+    r"""MMI PID of jointly Gaussian (Y, T, S) with covariance ``cov`` ordered [Y, T, S].
 
     Args:
         cov: (dy+dt+ds) square symmetric positive definite covariance matrix.
@@ -81,7 +81,7 @@ def gaussian_pid(cov: Any, dims: Sequence[int] = (1, 1, 1), *, units: str = "nat
 
     Returns:
         :class:`~kdbounds.pid.broja.PIDResult` with ``solver="closed_form"`` (``mi_yts_q`` holds
-        I(Y;T) + I(Y;S) − Red, the BROJA analogue).
+        :math:`I(Y;T) + I(Y;S) - \mathrm{Red}`, the BROJA analogue).
     """
     units = _check_units(units)
     c, (dy, dt, ds) = _validate_cov(cov, dims)
