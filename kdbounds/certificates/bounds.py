@@ -48,7 +48,7 @@ __all__ = [
     "compose_certificate",
 ]
 
-_MAX_BISECTIONS = 1100  # enough to reach one ulp anywhere in [2^-1074, 1]
+_MAX_BISECTIONS = 70  # bisection on float bit patterns: 64 steps reach adjacent floats
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -85,7 +85,21 @@ def _out(arr: np.ndarray) -> float | np.ndarray:
 
 # ------------------------------------------------------------------------------------------ Bernoulli kl
 def _kl(q: np.ndarray, p: np.ndarray) -> np.ndarray:
-    return rel_entr(q, p) + rel_entr(1.0 - q, 1.0 - p)
+    """kl(q||p) without cancellation near p = q.
+
+    Near the diagonal (|p - q| < q/2 and < (1-q)/2), with t = p - q the linear terms of the two
+    logarithms cancel exactly, leaving two nonnegative terms: kl = q g(t/q) + (1-q) g(-t/(1-q)),
+    g(a) = a - ln(1+a) (accurate near a = 0). Elsewhere the plain formula with 0 ln 0 = 0 (scipy's
+    ``rel_entr``), which has no cancellation problem there.
+    """
+    q, p = np.broadcast_arrays(np.asarray(q, dtype=np.float64), np.asarray(p, dtype=np.float64))
+    out = np.array(rel_entr(q, p) + rel_entr(1.0 - q, 1.0 - p), dtype=np.float64)
+    t = p - q
+    near = (np.abs(t) < 0.5 * q) & (np.abs(t) < 0.5 * (1.0 - q))
+    if np.any(near):
+        qn, tn = q[near], t[near]
+        out[near] = qn * _phi_of_ratio(tn / qn) + (1.0 - qn) * _phi_of_ratio(-tn / (1.0 - qn))
+    return out
 
 
 def kl_bernoulli(q: Any, p: Any) -> float | np.ndarray:
@@ -115,19 +129,22 @@ def _kl_inverse(q: Any, c: Any, upper: bool) -> float | np.ndarray:
     qa = _prob_array("q", q)
     ca = _nonneg_array("c", c)
     qa, ca = np.broadcast_arrays(qa, ca)
-    qa = qa.astype(np.float64, copy=True)
+    qa = qa.astype(np.float64, copy=True) + 0.0  # -0.0 -> +0.0 (the bisection reads bit patterns)
     ca = ca.astype(np.float64, copy=True)
+    # Bisection on the bit patterns of the floats (monotone for doubles >= 0), so the bracket reaches
+    # adjacent floats in at most 64 steps whatever the magnitude of the answer.
     # invariant: kl(q || inner) <= c (inner starts at q, kl = 0); kl(q || outer) > c or outer is the end.
-    inner = qa.copy()
-    outer = np.ones_like(qa) if upper else np.zeros_like(qa)
+    inner = qa.view(np.int64).copy()
+    outer = (np.ones_like(qa) if upper else np.zeros_like(qa)).view(np.int64).copy()
     for _ in range(_MAX_BISECTIONS):
-        mid = 0.5 * (inner + outer)
-        active = (mid != inner) & (mid != outer)
+        active = np.abs(outer - inner) > 1
         if not np.any(active):
             break
-        ok = _kl(qa, mid) <= ca
+        mid = inner + (outer - inner) // 2
+        ok = _kl(qa, mid.view(np.float64)) <= ca
         inner = np.where(active & ok, mid, inner)
         outer = np.where(active & ~ok, mid, outer)
+    outer = outer.view(np.float64)
     # outer satisfies kl(q||outer) >= c (it is never inside the sublevel set): the conservative end,
     # unless the whole interval is inside (kl(q||end) <= c), in which case the end itself is the answer.
     res = outer.copy()
@@ -150,7 +167,7 @@ def kl_inverse_upper(q: Any, c: Any) -> float | np.ndarray:
 
         \\mathrm{kl}^{-1}(q, c) = \\sup\\{p \\in [q, 1] : \\mathrm{kl}(q\\,\\|\\,p) \\le c\\}.
 
-    Vectorised bisection run to one ulp (the answer is the smallest float the bisection proved to lie
+    Vectorised bisection (on the floats' bit patterns) run to one ulp (the answer is the smallest float the bisection proved to lie
     outside the sublevel set, so it is never below the true supremum by more than rounding in kl); exact
     at :math:`c = 0` (returns q), :math:`q = 1` (returns 1) and :math:`q = 0` (returns
     :math:`1 - e^{-c}`). Inputs broadcast.
@@ -398,7 +415,8 @@ def _phi_of_ratio(u: np.ndarray) -> np.ndarray:
     For |u| < 0.1 the alternating series :math:`\\sum_{k\\ge2} (-1)^k u^k / k` (24 terms, truncation
     below 1e-20 relative); elsewhere ``u - log1p(u)`` (cancellation costs at most ~2ε/|u| relative).
     """
-    out = u - np.log1p(u)
+    with np.errstate(divide="ignore"):
+        out = u - np.log1p(u)  # u = -1 -> +inf
     small = np.abs(u) < _PHI_SERIES_CUTOFF
     if np.any(small):
         us = u[small]
