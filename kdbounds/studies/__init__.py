@@ -1,0 +1,1 @@
+"""Studies: orchestration on top of the library (one module per study)."""
