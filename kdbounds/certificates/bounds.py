@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import rel_entr
 
 from .._checks import check_finite, check_int, check_nonnegative, check_open_unit, check_probability
 
@@ -84,16 +83,30 @@ def _out(arr: np.ndarray) -> float | np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ Bernoulli kl
+def _log(x: np.ndarray) -> np.ndarray:
+    """ln x, through log1p(x - 1) above 1/2 (x - 1 is exact there), -inf at 0."""
+    return np.where(x > 0.5, np.log1p(np.minimum(x, 1.0) - 1.0), np.log(x))
+
+
+def _log_complement(x: np.ndarray) -> np.ndarray:
+    """ln(1 - x), through log1p(-x) below 1/2 (keeps x < ε), -inf at 1."""
+    return np.where(x < 0.5, np.log1p(-np.minimum(x, 0.5)), np.log(1.0 - x))
+
+
 def _kl(q: np.ndarray, p: np.ndarray) -> np.ndarray:
     """kl(q||p) without cancellation near p = q.
 
     Near the diagonal (|p - q| < q/2 and < (1-q)/2), with t = p - q the linear terms of the two
     logarithms cancel exactly, leaving two nonnegative terms: kl = q g(t/q) + (1-q) g(-t/(1-q)),
-    g(a) = a - ln(1+a) (accurate near a = 0). Elsewhere the plain formula with 0 ln 0 = 0 (scipy's
-    ``rel_entr``), which has no cancellation problem there.
+    g(a) = a - ln(1+a) (accurate near a = 0). Elsewhere the plain formula with 0 ln 0 = 0, each
+    logarithm taken through log1p where its argument is near 1 (so p below machine epsilon still counts
+    in ln(1 - p)).
     """
     q, p = np.broadcast_arrays(np.asarray(q, dtype=np.float64), np.asarray(p, dtype=np.float64))
-    out = np.array(rel_entr(q, p) + rel_entr(1.0 - q, 1.0 - p), dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = np.where(q == 0.0, 0.0, q * (_log(q) - _log(p)))
+        t2 = np.where(q == 1.0, 0.0, (1.0 - q) * (_log_complement(q) - _log_complement(p)))
+    out = np.array(t1 + t2, dtype=np.float64)
     t = p - q
     near = (np.abs(t) < 0.5 * q) & (np.abs(t) < 0.5 * (1.0 - q))
     if np.any(near):
