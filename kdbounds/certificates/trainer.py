@@ -61,7 +61,8 @@ def bounded_cross_entropy(logits: Tensor, y: Tensor, p_min: float) -> Tensor:
     if not 0.0 < p_min < 1.0:
         raise ValueError(f"p_min: expected a number in (0, 1), got {p_min!r}")
     cap = math.log(1.0 / p_min)
-    ce = F.cross_entropy(logits.float(), y, reduction="none")
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    ce = F.cross_entropy(z, y, reduction="none")
     return torch.clamp(ce, max=cap) / cap
 
 
