@@ -441,6 +441,8 @@ def _phi_of_ratio(u: np.ndarray) -> np.ndarray:
 
 
 def _float_array(name: str, value: Any) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor (torch itself is not imported)
+        value = value.detach().cpu().double().numpy()
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -460,7 +462,8 @@ def diag_gaussian_kl(mean_q: Any, var_q: Any, mean_p: Any, var_p: Any) -> Gaussi
         \\qquad \\varphi(x) = x - 1 - \\ln x \\ge 0.
 
     Accumulated in float64 (numpy pairwise summation); :math:`\\varphi` is evaluated stably near
-    :math:`x = 1` from :math:`u = (v_Q - v_P)/v_P`.
+    :math:`x = 1` from :math:`u = (v_Q - v_P)/v_P`. Torch tensors (any device, with or without grad)
+    are accepted and copied to float64 numpy arrays; the result carries no gradient.
 
     Args:
         mean_q: posterior mean, array-like of any shape.

@@ -353,6 +353,17 @@ def test_diag_gaussian_kl_scalar_variances_broadcast():
     assert diag_gaussian_kl([0.0, 1.0], 1.0, [0.0, 1.0], 1.0) == GaussianKL(0.0, 0.0, 0.0)
 
 
+def test_diag_gaussian_kl_accepts_float32_tensors_with_grad():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    mq = torch.randn(1000, generator=g, requires_grad=True)
+    vq, mp, vp = torch.rand(1000, generator=g) + 0.1, torch.randn(1000, generator=g), torch.rand(1000, generator=g) + 0.1
+    out = diag_gaussian_kl(mq, vq, mp, vp)
+    ref = diag_gaussian_kl(*(t.detach().double().numpy() for t in (mq, vq, mp, vp)))
+    assert out == ref
+    assert out.total == pytest.approx(_torch_kl(*(t.detach().double().numpy() for t in (mq, vq, mp, vp))), rel=1e-12)
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_diag_gaussian_kl_equals_matrix_normal_kl(k):
     """linear_gaussian's MN(M, I_k, diag v) is vec W ~ N(vec M, diag v kron I_k): the same diagonal law."""
