@@ -78,3 +78,18 @@ def test_scale_grid_is_log_spaced_with_fixed_endpoints():
         scale_grid(0.1, 0.01, 3)
     with pytest.raises(ValueError, match="low: expected a finite number > 0"):
         scale_grid(0.0, 0.01, 3)
+
+
+def test_buffer_free_nets():
+    """The certificate networks have no buffers (so any two share their frozen part) and the counted
+    parameters of their documented layer sizes."""
+    from kdbounds.models import count_parameters
+
+    for name, widths in (("mlp256", (256,)), ("mlp512x2", (512, 512))):
+        m = build_model(name, seed=0)
+        assert list(m.named_buffers()) == []
+        dims = (768, *widths, 10)
+        assert count_parameters(m) == sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+        out = m(torch.zeros(2, 3, 32, 32), return_features=True)
+        assert out.logits.shape == (2, 10) and out.pooled.shape == (2, widths[-1])
+        assert [s.shape[1] for s in out.stages] == list(widths)
