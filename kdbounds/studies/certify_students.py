@@ -44,7 +44,7 @@ from kdbounds.certificates.split import make_split
 from kdbounds.certificates.trainer import posterior_from_run, prior_from_run
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
-__all__ = ["Config", "PRESETS", "Result", "run", "write_results", "summarise", "plot_certificates",
+__all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates",
            "STUDENTS"]
 
 STUDENTS = ("ce", "kd", "pbb", "pbkd")
@@ -341,23 +341,15 @@ def _mean_se(v: list[float]) -> dict[str, Any]:
     return {"mean": float(a.mean()), "stderr": se, "n_seeds": int(len(a)), "values": a.tolist()}
 
 
-def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
-    """The goals of issue 12, measured on the 0–1 certificates (reported, never asserted)."""
-    z = [r for r in rows if r["loss"] == "zero_one"]
-    if not z:
-        return {"note": "no 0-1 certificates"}
+def _goals(z: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     informed = [r for r in z if r["prior"] in ("teacher", "distilled")]
     out["teacher_informed_non_vacuous"] = {
         "all_below_0.9": bool(informed) and all(r["risk_upper"] < 0.9 for r in informed),
         "n": len(informed), "max_risk_upper": max((r["risk_upper"] for r in informed), default=None)}
-    key = lambda r: (r["seed"], r["student"])  # noqa: E731
-    by = {(r["prior"], *key(r)): r for r in z}
-    comp = []
-    for (p, s, st), r in by.items():
-        if p == "teacher" and ("random", s, st) in by:
-            comp.append({"seed": s, "student": st, "teacher": r["risk_upper"],
-                         "random": by[("random", s, st)]["risk_upper"]})
+    by = {(r["prior"], r["seed"], r["student"]): r for r in z}
+    comp = [{"seed": s, "student": st, "teacher": r["risk_upper"], "random": by[("random", s, st)]["risk_upper"]}
+            for (p, s, st), r in by.items() if p == "teacher" and ("random", s, st) in by]
     out["teacher_tighter_than_random"] = {"pairs": comp,
                                           "all": bool(comp) and all(c["teacher"] < c["random"] for c in comp)}
     dvb = {}
@@ -369,10 +361,51 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[s
     out["distilled_minus_learnt"] = dvb
     gaps = [r["gap"] for r in z if r.get("gap") is not None and r["n_s"] >= 5000]
     out["max_certified_minus_heldout_at_n_s_5000"] = max(gaps) if gaps else None
+    return out
+
+
+def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The goals of issue 12, measured on the 0–1 certificates (reported, never asserted): over all
+    students, and per student (``by_student``) — wrapped students (``ce``/``kd``) and learnt
+    posteriors (``pbb``/``pbkd``) behave very differently."""
+    z = [r for r in rows if r["loss"] == "zero_one"]
+    if not z:
+        return {"note": "no 0-1 certificates"}
+    out = _goals(z)
+    out["by_student"] = {st: _goals([r for r in z if r["student"] == st]) for st in sorted({r["student"] for r in z})}
     out["best"] = min(({"prior": r["prior"], "student": r["student"], "seed": r["seed"],
                         "risk_upper": r["risk_upper"], "test_gibbs_risk": r["test_gibbs_risk"]} for r in z),
                       key=lambda d: d["risk_upper"])
     return out
+
+
+def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> Result:
+    """Merge runs of the same configuration over different seeds (e.g. one process per seed) into one
+    ``results.json`` with the summary recomputed over all seeds.
+
+    Raises:
+        ValueError: the runs' configurations differ in anything but ``seeds``, or a seed repeats.
+    """
+    from kdbounds._io import read_json
+
+    parts = [read_json(Path(d) / "results.json") for d in dirs]
+    if not parts:
+        raise ValueError("dirs: expected at least one results folder")
+    strip = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
+    for d, r in zip(dirs, parts):
+        if strip(r["config"]) != strip(parts[0]["config"]):
+            raise ValueError(f"dirs: {d} was run with another configuration than {dirs[0]}; only seeds may differ")
+    seeds = [s for r in parts for s in r["config"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"dirs: seeds repeat across the runs ({seeds})")
+    cfg = {**parts[0]["config"], "seeds": seeds}
+    certs = tuple(c for r in parts for c in r["certificates"])
+    res = Result(cfg, certs, tuple(p for r in parts for p in r["priors"]),
+                 tuple(s for r in parts for s in r["students"]), parts[0]["split"], summarise(certs),
+                 float(sum(r["seconds"] for r in parts)),
+                 {"merged_from": [str(d) for d in dirs], "runs": [r["environment"] for r in parts]})
+    write_results(res, out_dir)
+    return res
 
 
 def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -90,3 +90,44 @@ def test_smoke_preset_end_to_end(tmp_path):
     with open(out / "certificates.csv") as f:
         assert len(list(csv.DictReader(f))) == len(certs)
     assert (out / "certificates.png").stat().st_size > 0
+
+
+def test_summary_by_student_separates_wrapped_and_learnt_posteriors():
+    rows = [{"seed": 0, "prior": p, "student": st, "loss": "zero_one", "risk_upper": r, "test_gibbs_risk": 0.5,
+             "gap": r - 0.5, "n_s": 5000}
+            for st, vals in (("ce", (1.0, 1.0, 1.0, 1.0)), ("pbb", (0.92, 0.57, 0.57, 0.58)))
+            for p, r in zip(("random", "learnt", "teacher", "distilled"), vals)]
+    s = summarise(rows)
+    assert s["teacher_informed_non_vacuous"]["all_below_0.9"] is False
+    assert s["by_student"]["pbb"]["teacher_informed_non_vacuous"]["all_below_0.9"] is True
+    assert s["by_student"]["pbb"]["max_certified_minus_heldout_at_n_s_5000"] == pytest.approx(0.42)
+    assert s["by_student"]["ce"]["teacher_tighter_than_random"]["all"] is False
+    assert s["best"]["student"] == "pbb" and s["best"]["risk_upper"] == 0.57
+
+
+def test_merge_results_recomputes_the_summary_and_refuses_mixed_configs(tmp_path):
+    from kdbounds._io import atomic_write_json
+    from kdbounds.studies.certify_students import merge_results
+
+    cfg = PRESETS["smoke"].to_dict()
+
+    def part(seed, r):
+        rows = [{"seed": seed, "prior": p, "student": "pbb", "loss": "zero_one", "risk_upper": v,
+                 "test_gibbs_risk": 0.5, "gap": v - 0.5, "n_s": 500, "mean_term": 1.0,
+                 "variance_term": 0.5} for p, v in zip(("learnt", "distilled"), r)]
+        return {"config": {**cfg, "seeds": [seed]}, "certificates": rows, "priors": [], "students": [],
+                "split": {"seed": 0}, "summary": {}, "seconds": 1.0, "environment": {}}
+
+    atomic_write_json(tmp_path / "a" / "results.json", part(0, (0.6, 0.62)))
+    atomic_write_json(tmp_path / "b" / "results.json", part(1, (0.6, 0.66)))
+    res = merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert res.config["seeds"] == [0, 1] and len(res.certificates) == 4
+    d = _strict((tmp_path / "m" / "results.json").read_text())["summary"]["distilled_minus_learnt"]["pbb"]
+    assert d["mean"] == pytest.approx(0.04) and d["stderr"] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="seeds repeat"):
+        merge_results([tmp_path / "a", tmp_path / "a"], tmp_path / "m2")
+    bad = part(2, (0.6, 0.6))
+    bad["config"]["n_s"] = 999
+    atomic_write_json(tmp_path / "c" / "results.json", bad)
+    with pytest.raises(ValueError, match="another configuration"):
+        merge_results([tmp_path / "a", tmp_path / "c"], tmp_path / "m3")
