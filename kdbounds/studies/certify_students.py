@@ -19,6 +19,18 @@ On a fixed, recorded split of the CIFAR-10 training set into ``D_T`` (teacher si
 ``results.json`` (strict JSON: ``certificates`` list, configs, seeds, split record, summary),
 ``certificates.csv`` and ``certificates.png``. The summary states each goal of issue 12 as measured
 (not asserted). The flatness question (teachers of different sharpness) is not run by this study.
+
+Measured with the ``cpu`` preset (30 Nov 2026, seeds 0 and 1, n_S = 5,000, n_T = 10,000, 2,000 test
+images, δ = 0.025, δ' = 0.01, 0–1 loss): the learnt posteriors (``pbb``, ``pbkd``) certify 0.572–0.578
+with the no-teacher learnt prior (b) — identical to the same-architecture teacher prior (c), which is
+the same run —, 0.583–0.590 with the distilled prior (d) and 0.915–0.920 (vacuous) with the random
+prior (a); certified − held-out Gibbs risk 0.026–0.040. Distilled − learnt prior: +0.012 ± 0.001
+(pbb, two seeds), i.e. the teacher-distilled prior did not help here (its teacher, ``mlp512x2`` after 4
+epochs, is barely better than the student architecture). The posteriors barely leave their priors
+(KL ≈ 1–2.5 nats), so each certificate is essentially the prior's Gibbs risk plus ≈ 0.03, and KD in
+the objective (``pbkd``) changes nothing measurable. Wrapped students trained from scratch (``ce``,
+``kd``) are vacuous against every prior (KL 10⁷–10⁸ nats: their weights are far from any prior
+centre), whatever σ on the grids.
 """
 
 from __future__ import annotations
