@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                "train_acc": f.get("train_acc"), "train_loss": f.get("train_loss")}
     if "val_acc" in f:
         summary["val_acc"] = f["val_acc"]
+    if result.resumed_from_epoch is not None:
+        summary["resumed_from_epoch"] = result.resumed_from_epoch
     print(json.dumps(summary, indent=2))
     return 0
 
