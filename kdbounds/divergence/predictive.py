@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._torch import eval_mode
+from .._checks import check_int, check_n_boot, check_open_unit, check_seed
+from .._torch import eval_mode, resolve_device
 
 __all__ = [
     "DivergenceEstimate",
@@ -322,7 +323,9 @@ def collect_logits(
     for j, m in enumerate(mods):
         if not isinstance(m, nn.Module):
             raise TypeError(f"models[{j}] must be an nn.Module, got {type(m).__name__}")
-    devs = [torch.device(device) if device is not None else _model_device(m) for m in mods]
+    check_int("batch_size", batch_size, minimum=1)
+    dev0 = resolve_device(device) if device is not None else None  # ValueError naming the device
+    devs = [dev0 if dev0 is not None else _model_device(m) for m in mods]
     outs: list[list[torch.Tensor]] = [[] for _ in mods]
     it: Iterable[torch.Tensor] = _batches(data, batch_size)
     if progress:
@@ -333,7 +336,17 @@ def collect_logits(
         for x in it:
             for j, (m, dev) in enumerate(zip(mods, devs)):
                 xin = x.to(dev) if dev is not None else x
-                z = _output_logits(m(xin), f"model {j}")
+                if not torch.is_floating_point(xin):
+                    raise TypeError(f"data: expected floating-point inputs, got dtype {xin.dtype}; "
+                                    f"convert images with .float() (and normalise them as in training)")
+                try:
+                    out = m(xin)
+                except RuntimeError as e:  # shape/channel mismatch inside the model: say so in our words
+                    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")[:300]
+                    raise ValueError(f"data: inputs of shape {tuple(xin.shape)} do not fit model {j} "
+                                     f"({type(m).__name__}: {first}); CIFAR models expect (batch, 3, 32, 32)"
+                                     ) from None
+                z = _output_logits(out, f"model {j}")
                 if z.ndim != 2:
                     raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
                 outs[j].append(z.detach().to("cpu"))
@@ -409,9 +422,18 @@ def predictive_divergence(
 
     Raises:
         ValueError: class counts differ (both named), empty data, temperature ≤ 0, a module given
-            without ``data``, logits counts that do not match the data.
+            without ``data``, logits counts that do not match the data, inputs whose shape does not
+            fit a model, a device that is not available, ``n_boot`` < 0, ``ci`` outside (0, 1),
+            ``seed`` outside [0, 2**32 - 1], ``batch_size`` < 1 (all checked before evaluation).
+        TypeError: integer (un-normalised) inputs, or an argument of the wrong type.
     """
     t = _check_temperature(temperature)
+    n_boot = check_int("n_boot", n_boot, minimum=0)  # before any model is evaluated
+    check_open_unit("ci", ci)
+    check_seed("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
+    if device is not None:
+        resolve_device(device)
     s_members = _members(student, ensemble_student, "student")
     t_members = _members(teacher, ensemble_teacher, "teacher")
     modules = [m for m in s_members + t_members if isinstance(m, nn.Module)]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_int, check_n_boot, check_seed
 from ..stats import _json_float  # the float policy of fidelity and stats records, written once
 
 __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
@@ -257,8 +258,14 @@ def expected_calibration_error(
 
     ``ECE = Σ_b (|B_b| / n) |acc(B_b) − conf(B_b)|`` over ``n_bins`` equal-width bins ``(lo, hi]`` of the
     confidence ``max_c p_c`` (Guo et al. 2017). Standard error: sd of ``n_boot`` bootstrap ECEs
-    (``numpy.random.default_rng(seed)``); ``n_boot = 0`` gives ``stderr = NaN``.
+    (``numpy.random.default_rng(seed)``); ``n_boot = 0`` gives ``stderr = NaN`` (no bootstrap asked).
+
+    Raises:
+        ValueError: ``n_boot`` negative or 1, ``seed`` outside [0, 2**32 - 1], ``n_bins`` < 1, labels
+            out of range, empty or malformed ``probs``.
     """
+    n_boot = check_n_boot("n_boot", n_boot)
+    seed = check_seed("seed", seed)
     p = _probs(probs, "probs")
     if p.shape[0] == 0:
         raise ValueError("no examples: probs is empty")
@@ -283,6 +290,6 @@ def expected_calibration_error(
         idx = rng.integers(0, n, size=(stop - start, n)) + (np.arange(stop - start) * n)[:, None]
         w = np.bincount(idx.ravel(), minlength=(stop - start) * n).reshape(stop - start, n).astype(np.float64)
         boots[start:stop] = _ece_from_weights(w, onehot, conf, correct)
-    return MetricEstimate(value, float(boots.std(ddof=1)) if n_boot > 1 else math.inf, n)
+    return MetricEstimate(value, float(boots.std(ddof=1)), n)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._checks import SEED_MAX, check_int, check_n_boot, check_positive
 from ..stats import GroupComparison, compare_groups, holm_adjust
 from .metrics import (
     MetricEstimate,
@@ -124,8 +125,19 @@ def fidelity_report(
         temperature: softmax temperature for the similarity metrics (JS, distance, cosine, KL).
         ece_bins, ece_temperature: ECE of each model at its own temperature (default 1: the model's
             calibration as deployed).
-        n_boot, seed: bootstrap for the ECE standard errors.
+        n_boot, seed: bootstrap for the ECE standard errors (``n_boot`` 0 or >= 2; ``seed`` in
+            [0, 2**32 - 2]).
+
+    Raises:
+        ValueError: shapes that differ, labels out of range, non-positive temperatures, a bad
+            ``n_boot``/``seed``/``ece_bins`` (checked before any metric is computed).
+        TypeError: an argument of the wrong type.
     """
+    check_n_boot("n_boot", n_boot)
+    check_int("seed", seed, minimum=0, maximum=SEED_MAX - 1)  # the teacher's ECE uses seed + 1
+    check_int("ece_bins", ece_bins, minimum=1)
+    check_positive("temperature", temperature)
+    check_positive("ece_temperature", ece_temperature)
     if probs:
         if temperature != 1.0 or ece_temperature != 1.0:
             raise ValueError("probs=True takes probabilities as given; temperature and ece_temperature must be 1")
