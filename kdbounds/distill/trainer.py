@@ -93,11 +93,22 @@ class TrainResult:
                 "resumed_from_epoch": self.resumed_from_epoch, "wall_time_s": self.wall_time_s}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainResult":
-        return cls(config=dict(d["config"]), final=dict(d["final"]),
-                   history=tuple(dict(h) for h in d["history"]), paths=dict(d["paths"]),
-                   epochs_completed=int(d["epochs_completed"]),
-                   resumed_from_epoch=d.get("resumed_from_epoch"), wall_time_s=float(d.get("wall_time_s", 0.0)))
+    def from_dict(cls, d: Mapping[str, Any], source: str | os.PathLike | None = None) -> "TrainResult":
+        """Inverse of :meth:`to_dict`; ``source`` (the file read) is named in the error.
+
+        Raises:
+            ValueError: ``d`` is not a result record (missing or malformed fields).
+        """
+        try:
+            return cls(config=dict(d["config"]), final=dict(d["final"]),
+                       history=tuple(dict(h) for h in d["history"]), paths=dict(d["paths"]),
+                       epochs_completed=int(d["epochs_completed"]),
+                       resumed_from_epoch=d.get("resumed_from_epoch"),
+                       wall_time_s=float(d.get("wall_time_s") or 0.0))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            where = f"{source}: " if source is not None else ""
+            raise ValueError(f"{where}not a training result record ({type(e).__name__}: {e}); delete "
+                             f"the file (or its run folder) and run again") from None
 
 
 @dataclass
