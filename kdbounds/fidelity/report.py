@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .._checks import SEED_MAX, check_int, check_n_boot, check_positive
 from ..stats import GroupComparison, compare_groups, holm_adjust
@@ -151,6 +152,9 @@ def fidelity_report(
         for z, nm in ((zs, "student_logits"), (zt, "teacher_logits")):
             if z.ndim != 2:
                 raise ValueError(f"{nm} must have shape (n, classes), got {tuple(z.shape)}")
+            if not bool(torch.isfinite(z).all()):
+                raise ValueError(f"{nm}: expected finite logits, got {int((~torch.isfinite(z)).sum())} NaN/inf "
+                                 f"value(s); check the model's outputs")
         if zs.shape[1] != zt.shape[1]:
             raise ValueError(f"class counts differ: the student has {zs.shape[1]} classes but the teacher has {zt.shape[1]}")
         if zs.shape[0] != zt.shape[0]:
