@@ -163,6 +163,12 @@ def config_from_args(args: argparse.Namespace):
         if args.teacher:
             if not Path(args.teacher).is_file():
                 raise ValueError(f"--teacher {args.teacher!r}: no such file")
+            from .distill.checkpoint import read_checkpoint
+
+            try:  # read it now: a damaged teacher is reported before any data is loaded
+                read_checkpoint(args.teacher)
+            except ValueError as e:
+                raise ValueError(f"--teacher: {e}") from None
             kw["teacher_ckpt"] = str(Path(args.teacher))
     return TrainConfig(arch=args.arch, method=method, method_kwargs=mkw, **kw)
 
