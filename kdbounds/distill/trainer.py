@@ -343,7 +343,7 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
     device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     amp_dtype = torch.bfloat16 if (cfg.amp and on_cuda) else None
-    channels_last = cfg.channels_last and on_cuda
+    channels_last = cfg.channels_last  # CPU too: 23–28 % less CPU per epoch (benchmarks/train_cpu_profile.py)
 
     if method_cls.requires_teacher and teacher is None and cfg.teacher_ckpt is None:
         raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher_ckpt (CLI --teacher CKPT) "
