@@ -258,6 +258,14 @@ def writable_dir(text: str) -> str:
     return str(p)
 
 
+def _may_have_cuda() -> bool:
+    """False when this machine certainly has no CUDA device (no NVIDIA driver): answered without
+    importing torch, so a ``--device cuda`` typo on a CPU machine fails in a fraction of a second."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists() or os.name != "posix"
+
+
 def device(text: str) -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:k``; CUDA only when a CUDA device ``k`` is available."""
     t = text.strip().lower()
@@ -266,6 +274,9 @@ def device(text: str) -> str:
     head, sep, idx = t.partition(":")
     if head != "cuda" or (sep and not idx.isdigit()):
         raise _bad("auto, cpu, cuda or cuda:k", text)
+    if not _may_have_cuda():
+        raise _bad("a device available on this machine", text,
+                   "no CUDA device is available (no NVIDIA driver): use --device cpu (or auto)")
     import torch
 
     if not torch.cuda.is_available():

@@ -62,7 +62,7 @@ def _kv(s: str) -> tuple[str, str]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
-    g.add_argument("--arch", type=T.arch, required=True, help="model name (see --list-models), e.g. resnet20, wrn_40_2, vgg8")
+    g.add_argument("--arch", required=True, help="model name (see --list-models), e.g. resnet20, wrn_40_2, vgg8")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
     g.add_argument("--data-root", default=None, help="folder with CIFAR (default: $KDBOUNDS_DATA, then standard places)")
     g.add_argument("--n-per-class", type=T.positive_int, default=None, help="train on this many images per class (default: all)")
@@ -188,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    try:  # checked after parsing, so that the other flags fail without importing torch (~1 s)
+        args.arch = T.arch(args.arch)
+    except argparse.ArgumentTypeError as e:
+        sub.error(f"argument --arch: {e}")
     import torch
 
     from .distill import TrainingDiverged, train
@@ -198,9 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.threads < 1:
                 raise ValueError("--threads must be ≥ 1")
             torch.set_num_threads(args.threads)
-        from .models import available_models
-        if args.arch.strip().lower().replace("-", "_") not in available_models():
-            raise ValueError(f"unknown --arch {args.arch!r}; valid: {', '.join(available_models())}")
         cfg = config_from_args(args)
         progress = not args.no_progress
         if args.out:

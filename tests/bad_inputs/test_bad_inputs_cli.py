@@ -44,7 +44,6 @@ NUMERIC = [
     ("--milestones", "1.5,2", "150,180,210"),
     ("--device", "gpu", "auto, cpu, cuda"), ("--device", "cuda:x", "auto, cpu, cuda"), ("--device", "tpu", "auto, cpu"),
     ("--device", "", "auto, cpu"),
-    ("--arch", "resnet9", "valid: resnet8"), ("--arch", "", "model name"), ("--arch", "wrn-40-3", "valid:"),
     ("--dataset", "cifar1000", "invalid choice"), ("--dataset", "mnist", "invalid choice"),
     ("--schedule", "linear", "invalid choice"), ("--preset", "huge", "invalid choice"),
     ("--method-arg", "T", "NAME=VALUE"), ("--method-arg", "=4", "NAME=VALUE"),
@@ -81,6 +80,18 @@ def test_teacher_flag_fails_at_parse_time(capsys, paths, flag, value, expect):
     argv = ["teacher", "--arch", "resnet8", flag, value] if flag != "--arch" else ["teacher", flag, value]
     err = parse_error(capsys, cli.build_parser().parse_args, _fix(argv, paths))
     assert f"argument {flag}" in err and expect in err
+
+
+ARCH = [("resnet9", "valid: resnet8"), ("", "model name"), ("wrn-40-3", "valid:"), ("ResNet-8x", "valid:")]
+
+
+@pytest.mark.parametrize("value,expect", ARCH, ids=[f"teacher --arch={v!r}" for v, _ in ARCH])
+def test_unknown_arch_fails_before_any_work(capsys, value, expect):
+    """--arch is checked right after parsing (so the other flags fail without importing torch)."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["teacher", "--arch", value, "--out", "/nonexistent-kdbounds-test/x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --arch" in err and expect in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
