@@ -44,6 +44,7 @@ __all__ = [
     "threads",
     "arch",
     "schedule",
+    "data_root",
 ]
 
 SEED_MAX = 2**32 - 1  # numpy's seed range; torch accepts larger, but one range for all generators
@@ -304,3 +305,20 @@ def schedule(text: str) -> str:
     if t not in ("step", "cosine", "constant"):
         raise _bad("one of step, cosine, constant", text)
     return t
+
+
+def data_root(text: str) -> str:
+    """Where CIFAR is: a folder, or a ``.tar``/``.tar.gz``/``.tgz`` archive. A path that does not exist
+    yet is accepted (a download may create it); a path below a file, or another kind of file, is not."""
+    p = Path(text).expanduser()
+    if p.is_file():
+        if not p.name.endswith((".tar", ".tar.gz", ".tgz")):
+            raise _bad("a folder or a .tar/.tar.gz archive of CIFAR", text, "pass the folder that holds the data")
+        return str(p)
+    if not p.exists():
+        anc = p.absolute().parent
+        while not anc.exists():
+            anc = anc.parent
+        if not anc.is_dir():
+            raise _bad("a folder path", text, f"{str(anc)!r} is a file")
+    return str(p)

@@ -64,7 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
     g.add_argument("--arch", required=True, help="model name (see --list-models), e.g. resnet20, wrn_40_2, vgg8")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
-    g.add_argument("--data-root", default=None, help="folder with CIFAR (default: $KDBOUNDS_DATA, then standard places)")
+    g.add_argument("--data-root", type=T.data_root, default=None, help="folder with CIFAR (default: $KDBOUNDS_DATA, then standard places)")
     g.add_argument("--n-per-class", type=T.positive_int, default=None, help="train on this many images per class (default: all)")
     g.add_argument("--val-per-class", type=T.nonneg_int, default=None,
                    help="hold out this many training images per class as a validation set (default 0)")

@@ -48,7 +48,7 @@ def study_parser(doc: str, presets: Mapping[str, Any], default_preset: str) -> a
                    help="trained-model cache (default <out>/../cache); finished runs are reused")
     p.add_argument("--device", type=T.device, default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
     p.add_argument("--seed", type=T.seed, default=None, help=f"base seed in [0, {T.SEED_MAX}] (default: the preset's)")
-    p.add_argument("--data-root", default=None,
+    p.add_argument("--data-root", type=T.data_root, default=None,
                    help="CIFAR location (default $KDBOUNDS_DATA, then standard places)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p

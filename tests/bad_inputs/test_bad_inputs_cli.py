@@ -52,6 +52,7 @@ PATHS = [
     ("--out", "@FILE", "a file is in the way"), ("--out", "@UNDERFILE", "is a file"),
     ("--out", "/etc/passwd", "a file is in the way"), ("--out", "", "folder path"),
     ("--cache-root", "@FILE", "a file is in the way"), ("--cache-root", "@UNDERFILE", "is a file"),
+    ("--data-root", "@FILE", "archive of CIFAR"), ("--data-root", "@UNDERFILE", "is a file"),
 ]
 CUDA = [("--device", "cuda", "--device cpu"), ("--device", "cuda:0", "--device cpu"), ("--device", "CUDA", "--device cpu")]
 DISTILL = [

@@ -26,6 +26,7 @@ COMMON = [  # options every study script has (from kdbounds.studies._cli.study_p
     ("--seed", "-1", "seed in [0,"), ("--seed", "4294967296", "seed in [0,"), ("--seed", "x", "seed"),
     ("--device", "gpu", "auto, cpu, cuda"), ("--device", "cuda:x", "auto, cpu, cuda"),
     ("--preset", "huge", "invalid choice"),
+    ("--data-root", "@FILE", "archive of CIFAR"), ("--data-root", "@UNDERFILE", "is a file"),
 ]
 CUDA = [("--device", "cuda", "--device cpu")]
 
