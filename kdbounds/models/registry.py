@@ -18,7 +18,15 @@ _REGISTRY: dict[str, Callable[[int], CifarModel]] = {}
 
 
 def register_model(name: str, factory: Callable[[int], CifarModel]) -> None:
-    """Register ``factory(num_classes) -> CifarModel`` under ``name`` (lower case)."""
+    """Register ``factory(num_classes) -> CifarModel`` under ``name`` (lower case).
+
+    Args:
+        name: the registry key (lower case; :func:`build_model` normalises user input to it).
+        factory: ``factory(num_classes)`` building an uninitialised :class:`CifarModel`.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
     if name in _REGISTRY:
         raise ValueError(f"model name {name!r} is already registered")
     _REGISTRY[name] = factory
@@ -37,7 +45,11 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`build_model`."""
+    """Names accepted by :func:`build_model`.
+
+    Returns:
+        The registered model names, in registration order.
+    """
     return list(_REGISTRY)
 
 
@@ -52,11 +64,11 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
             (the global RNG is untouched); if None it draws from the global torch RNG.
 
     Returns:
-        The model (a :class:`CifarModel`, train mode).
+        The freshly initialised :class:`CifarModel`.
 
     Raises:
-        TypeError: ``name`` is not a string or ``seed`` not an int.
-        ValueError: unknown ``name``, ``num_classes`` < 1, or ``seed`` outside [0, 2**64 - 1].
+        TypeError: ``name`` is not a string or ``seed`` is not an int.
+        ValueError: unknown ``name`` (the message lists the valid names) ``num_classes < 1``, or ``seed`` outside [0, 2**64 - 1].
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a model name string; got {type(name).__name__}")
@@ -82,5 +94,13 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
+    """Number of (trainable) parameters.
+
+    Args:
+        model: the module.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Returns:
+        The total number of scalar parameters.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
