@@ -376,7 +376,7 @@ def predictive_divergence(
         :class:`DivergenceEstimate` with ``value``, ``stderr = sd/sqrt(n)``, ``ci_low``, ``ci_high``, ``n``.
 
     Raises:
-        ValueError: class counts differ (both named), empty data, temperature ≤ 0, a module given
+        ValueError: class counts differ (both named), empty data, temperature not positive, a module given
             without ``data``, logits counts that do not match the data, inputs whose shape does not
             fit a model, a device that is not available, ``n_boot`` < 0, ``ci`` outside (0, 1),
             ``seed`` outside [0, 2**32 - 1], ``batch_size`` < 1 (all checked before evaluation).
