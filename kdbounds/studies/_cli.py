@@ -15,7 +15,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["study_parser", "add_overrides", "config_from_args", "default_out", "main"]
+from .. import _cli_types as T
+
+__all__ = ["study_parser", "add_overrides", "config_from_args", "default_out", "check_output_paths", "main"]
 
 COMMON = ("device", "seed", "data_root")
 
@@ -40,15 +42,19 @@ def study_parser(doc: str, presets: Mapping[str, Any], default_preset: str) -> a
     p = argparse.ArgumentParser(description=head, epilog=tail or None,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets), default=default_preset)
-    p.add_argument("--out", default=None, help="output folder (default results/<study>/<preset>)")
-    p.add_argument("--cache-root", default=None,
+    p.add_argument("--out", type=T.writable_dir, default=None,
+                   help="output folder (default results/<study>/<preset>)")
+    p.add_argument("--cache-root", type=T.writable_dir, default=None,
                    help="trained-model cache (default <out>/../cache); finished runs are reused")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
-    p.add_argument("--seed", type=int, default=None, help="base seed (default: the preset's)")
-    p.add_argument("--data-root", default=None,
+    p.add_argument("--device", type=T.device, default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
+    p.add_argument("--seed", type=T.seed, default=None, help=f"base seed in [0, {T.SEED_MAX}] (default: the preset's)")
+    p.add_argument("--data-root", type=T.data_root, default=None,
                    help="CIFAR location (default $KDBOUNDS_DATA, then standard places)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+_SAFE = {int: T.nonneg_int, float: T.finite_float}
 
 
 def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -> None:
@@ -56,9 +62,12 @@ def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -
 
     Args:
         parser: the study's parser.
-        fields: config field name -> type used to parse the option.
+        fields: config field name -> converter used to parse the option (prefer the checked
+            converters of :mod:`kdbounds._cli_types`; a bare ``int`` becomes ``nonneg_int`` and a bare
+            ``float`` ``finite_float``, so no negative count and no inf/nan gets through).
     """
     for name, typ in fields.items():
+        typ = _SAFE.get(typ, typ)
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                             help=f"override the preset's {name}")
 
@@ -110,6 +119,25 @@ def default_out(study: str, preset: str) -> Path:
     return Path("results") / study / preset
 
 
+def check_output_paths(out: str | Path, cache_root: str | Path | None = None) -> None:
+    """Before any work: the output folder (and the cache root) can be written, else ``SystemExit``.
+
+    Args:
+        out: the output folder (created later by the study).
+        cache_root: the trained-model cache root, or ``None``.
+
+    Raises:
+        SystemExit: a path is a file, or its folder cannot be created or written (names the flag).
+    """
+    for flag, path in (("--out", out), ("--cache-root", cache_root)):
+        if path is None:
+            continue
+        try:
+            T.writable_dir(str(path))
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"error: argument {flag}: {e}") from None
+
+
 def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
          summary: Callable[[Any], str] | None = None) -> int:
     """Run ``study.run(config, out, cache_root=..., progress=...)`` and print a summary.
@@ -125,6 +153,7 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
         0 (the process exit status).
     """
     out = Path(args.out) if args.out else default_out(name, args.preset)
+    check_output_paths(out, args.cache_root)
     result = study.run(config, out, cache_root=args.cache_root, progress=not args.no_progress)
     summary = summary or getattr(study, "summary", None)
     if summary is not None:

@@ -165,8 +165,7 @@ def load_cached(path: str | os.PathLike) -> TrainResult | None:
     p = Path(path) / RESULT
     if not p.is_file():
         return None
-    d = read_json(p)
-    r = TrainResult.from_dict(d)
+    r = TrainResult.from_dict(read_json(p), source=p)  # both errors name the file and the fix
     if r.epochs_completed != int(r.config.get("epochs", -1)):
         return None
     return r
