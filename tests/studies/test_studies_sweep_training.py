@@ -11,16 +11,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from kdbounds.data import CIFAR10_CLASSES
+from fake_cifar import write_fake_cifar10
 from kdbounds.distill import TrainConfig
 from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import functional_transfer as ft
@@ -30,28 +28,6 @@ from kdbounds.studies.sweep import SweepError, run_sweep
 ROOT = Path(__file__).resolve().parents[2]
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
-
-
-def _rows(imgs: np.ndarray) -> np.ndarray:
-    return imgs.transpose(0, 3, 1, 2).reshape(len(imgs), 3072)
-
-
-def write_fake_cifar10(root: Path, per_class_train: int = 10, per_class_test: int = 10, seed: int = 0) -> Path:
-    """The official python layout with random images (enough for the smoke presets)."""
-    g = np.random.default_rng(seed)
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    for split, per in (("train", per_class_train), ("test", per_class_test)):
-        x = g.integers(0, 256, (10 * per, 32, 32, 3), dtype=np.uint8)
-        y = np.tile(np.arange(10), per)
-        if split == "train":
-            for i, ch in enumerate(np.array_split(np.arange(len(y)), 5), 1):
-                (d / f"data_batch_{i}").write_bytes(pickle.dumps(
-                    {b"labels": y[ch].tolist(), b"data": _rows(x[ch])}, protocol=2))
-        else:
-            (d / "test_batch").write_bytes(pickle.dumps({b"labels": y.tolist(), b"data": _rows(x)}, protocol=2))
-    (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [c.encode() for c in CIFAR10_CLASSES]}, protocol=2))
-    return root
 
 
 @pytest.fixture(scope="module")
