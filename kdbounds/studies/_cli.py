@@ -72,11 +72,16 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
 def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -> None:
     """Add ``--<field-name>`` options (``None`` by default, i.e. keep the preset's value).
 
+    An option that the shared parser already has (``--threads``, intra-op threads per run) is not
+    added again: its value, when given, is applied to the field of the same name.
+
     Args:
         parser: the study's parser.
         fields: config field name -> type used to parse the option.
     """
     for name, typ in fields.items():
+        if "--" + name.replace("_", "-") in parser._option_string_actions:
+            continue  # a shared option of the same name (e.g. --threads) sets this field too
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                             help=f"override the preset's {name}")
 

@@ -532,9 +532,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                    help="ray: runs at once (a local cluster gets workers x threads CPUs; default: all CPUs)")
     g.add_argument("--address", default=None,
                    help="ray: join this running cluster ('auto', 'host:6379') instead of starting one")
-    g.add_argument("--threads", type=_positive_int, default=1,
-                   help="intra-op threads per run (default 1); equal --threads give identical numbers "
-                        "on both executors")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="intra-op threads per run (default 1, or the study's own setting); equal --threads "
+                        "give identical numbers on both executors")
     g.add_argument("--max-retries", type=int, default=2,
                    help="ray: restarts of a run whose worker process died (default 2)")
 
@@ -547,6 +547,6 @@ def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
             checked here so a script fails before loading data or training.
     """
     opts = {"executor": args.executor, "workers": args.workers, "address": args.address,
-            "threads": args.threads, "max_retries": args.max_retries}
+            "threads": args.threads if args.threads is not None else 1, "max_retries": args.max_retries}
     _check_args(opts["executor"], opts["workers"], opts["address"], opts["threads"], opts["max_retries"], None)
     return opts

@@ -50,3 +50,24 @@ def test_study_by_name_has_the_study_and_execution_options(checkout, monkeypatch
     for opt in ("--preset", "--executor", "--workers", "--address", "--threads", "--no-download", "--seeds",
                 "--teacher-epochs"):
         assert opt in out, opt
+
+
+def test_every_experiment_script_has_the_execution_flags_and_a_study_threads_field_is_shared():
+    """Each experiments/*.py built on the shared parser accepts the execution options; a study whose
+    config has its own ``threads`` (nuisance_teacher) gets ``--threads`` once, applied to that field."""
+    import importlib.util
+
+    from kdbounds.studies import nuisance_teacher
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(f"_exp_{name}", ROOT / "experiments" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    for name in ("sharpness_vs_gap", "nuisance_teacher", "functional_transfer", "pid_transfer"):
+        a = load(name).parse_args(["--executor", "ray", "--workers", "2", "--threads", "2", "--no-download"])
+        assert (a.executor, a.workers, a.threads, a.no_download) == ("ray", 2, 2, True), name
+    nt = load("nuisance_teacher")
+    assert nt.resolve(nt.parse_args(["--threads", "3"])).threads == 3
+    assert nt.resolve(nt.parse_args([])).threads == nuisance_teacher.PRESETS["cpu"].threads
