@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kdbounds._io import atomic_write_json  # noqa: E402
 from kdbounds.studies import functional_transfer as ft  # noqa: E402
 from kdbounds.studies.grid import train_run  # noqa: E402
-from kdbounds.studies.sweep import run_sweep  # noqa: E402
+from kdbounds.studies.sweep import RAY_LOCAL_SYSTEM_CONFIG, run_sweep  # noqa: E402
 
 
 def cpu_timed_train_run(deps=None, **kwargs):
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-per-class", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="teacher and student epochs")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--worker-nice", type=int, default=None,
+                   help="niceness of the Ray workers (default: that of run_sweep's local clusters, 0; Ray's own "
+                        "default is 15)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     cfg = ft.PRESETS[a.preset]
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.epochs:
         cfg = dataclasses.replace(cfg, teacher_epochs=a.epochs, student_epochs=a.epochs)
     n = len(ft.training_specs(cfg, "/nonexistent"))
-    rec: dict = {"preset": a.preset, "config": cfg.params(), "runs": n, "workers": a.workers,
+    rec: dict = {"worker_nice": a.worker_nice if a.worker_nice is not None else
+                 RAY_LOCAL_SYSTEM_CONFIG["worker_niceness"], "preset": a.preset, "config": cfg.params(), "runs": n, "workers": a.workers,
                  "cpus": os.cpu_count(), "loadavg_1min_before": os.getloadavg()[0]}
     from kdbounds.studies.grid import load_data
 
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     root = str(Path(__file__).resolve().parents[1])
     w = time.perf_counter()
     ray.init(num_cpus=a.workers, include_dashboard=False, log_to_driver=False,
+             _system_config=RAY_LOCAL_SYSTEM_CONFIG if a.worker_nice is None else {"worker_niceness": a.worker_nice},
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
                  [root, here, os.environ.get("PYTHONPATH", "")])}})
     rec["ray_init_s"] = time.perf_counter() - w

@@ -25,7 +25,10 @@ def ray_cluster(tmp_path_factory):
     env = {"PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1",
            "KDBOUNDS_CACHE": str(tmp_path_factory.mktemp("ray-kdcache"))}
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    from kdbounds.studies.sweep import RAY_LOCAL_SYSTEM_CONFIG
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
+             _system_config=RAY_LOCAL_SYSTEM_CONFIG)
     print(f"ray cluster started in {time.perf_counter() - t0:.1f} s")
     yield ray
     ray.shutdown()
