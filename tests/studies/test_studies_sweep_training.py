@@ -187,6 +187,7 @@ def test_cli_execution_flags_reach_the_study_and_others_refuse_ray(tmp_path, mon
 
 
 @needs_ray
+@pytest.mark.slow
 @pytest.mark.xdist_group("ray")
 def test_functional_transfer_smoke_on_ray_equals_local(tmp_path, fake_root, ray_cluster):
     """The whole smoke grid (9 trainings, 1 teacher + 8 students) through Ray and locally: the same
