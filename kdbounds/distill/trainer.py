@@ -509,7 +509,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             default: ``load_cifar(cfg.dataset, cfg.data_root)``. Subset/val split are applied to it.
         callbacks: ``f(EpochInfo)`` called after each epoch's checkpoint; an exception stops the run
             (the checkpoint stays, so a later call resumes).
-        progress: tqdm progress bars.
+        progress: progress per epoch (bars on a terminal, one line per epoch otherwise; see
+            :mod:`kdbounds._progress`).
         resume: continue from ``out_dir/checkpoint.pt`` when present (its config must equal ``cfg``,
             else :class:`ConfigMismatchError`); ``False`` starts over and overwrites.
 
@@ -530,21 +531,20 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
     run = _setup(cfg, method_cls, out, paths, teacher, data)
     _resume(run, ckpt)
 
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        progress = False
+    from .._progress import progress_bar, progress_mode
+
     bar = None
     if progress and run.resumed_from is not None:
         tqdm.write(f"resumed from epoch {run.resumed_from} of {cfg.epochs} ({paths['checkpoint']})", file=sys.stderr)
     if progress and run.start_epoch < cfg.epochs:
-        bar = tqdm(total=cfg.epochs, initial=run.start_epoch, desc=f"{cfg.method}:{cfg.arch}", unit="ep",
-                   dynamic_ncols=True)
+        # a bar per run and per epoch on a terminal; in a log (not a terminal) one line per epoch
+        bar = progress_bar(desc=f"{cfg.method}:{cfg.arch}", total=cfg.epochs, unit="ep", initial=run.start_epoch)
+    batches = bar is not None and progress_mode() == "bar"
     try:
         for epoch in range(run.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            inner = tqdm(total=len(run.train_loader), leave=False, desc=f"epoch {epoch + 1}", unit="batch",
-                         dynamic_ncols=True) if bar is not None else None
+            inner = progress_bar(desc=f"epoch {epoch + 1}", total=len(run.train_loader), unit="batch",
+                                 leave=False) if batches else None
             try:
                 metrics = _train_epoch(run, epoch, inner)
             finally:
@@ -564,13 +564,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             run.history.append(line)
             _save_checkpoint(run, epoch, line)
             if bar is not None:
-                bar.update(1)
-                post = {"loss": f"{line['train_loss']:.3f}"}
+                post = [f"loss={line['train_loss']:.3f}"]
                 if "train_acc" in line:
-                    post["acc"] = f"{line['train_acc']:.3f}"
+                    post.append(f"acc={line['train_acc']:.3f}")
                 if "test_acc" in line:
-                    post["test"] = f"{line['test_acc']:.3f}"
-                bar.set_postfix(post)
+                    post.append(f"test={line['test_acc']:.3f}")
+                bar.set_postfix_str(", ".join(post))
+                bar.update(1)
             info = EpochInfo(epoch + 1, line, run.student, run.teacher, run.method, cfg, out)
             for cb in callbacks:
                 cb(info)
