@@ -535,7 +535,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
 
     bar = None
     if progress and run.resumed_from is not None:
-        tqdm.write(f"resumed from epoch {run.resumed_from} of {cfg.epochs} ({paths['checkpoint']})", file=sys.stderr)
+        print(f"resumed from epoch {run.resumed_from} of {cfg.epochs} ({paths['checkpoint']})", file=sys.stderr, flush=True)
     if progress and run.start_epoch < cfg.epochs:
         # a bar per run and per epoch on a terminal; in a log (not a terminal) one line per epoch
         bar = progress_bar(desc=f"{cfg.method}:{cfg.arch}", total=cfg.epochs, unit="ep", initial=run.start_epoch)
