@@ -85,13 +85,21 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 
+
+def show(fig):
+    """Display `fig` as an output and close it. Unlike plt.show(), this works after a library switched
+    matplotlib to the Agg backend (the studies' plotting code does, when it writes its figures)."""
+    display(fig)
+    plt.close(fig)
+
 # %%
 # Every kdbounds import of this notebook is in this one cell.
-from kdbounds._io import bytes_sha256, dumps_strict, read_json
+from kdbounds._io import bytes_sha256, dumps_strict, file_sha256, read_json
 from kdbounds.certificates import diag_gaussian_kl, kl_inverse_lower, kl_inverse_upper, pac_bayes_kl_bound
 from kdbounds.certificates.oracle import (gibbs_error, population_gibbs_risk, repeat_certificates,
                                           sample_halfspace)
@@ -229,7 +237,7 @@ ax.set_ylim(0, 1.05)
 ax.set_title(f"prior type (σ_P = {sigma_p})")
 ax.legend(fontsize=8)
 fig.tight_layout()
-plt.show()
+show(fig)
 
 # %% [markdown]
 # ### Does the certificate fail as rarely as promised?
@@ -262,11 +270,13 @@ print(f"({2 * repetitions} certificates in {time.process_time() - t0:.1f} s CPU)
 # on a grid (`σ_P` pays `ln J`), and `pbb` / `pbkd` whose Gaussian posteriors are learnt by a PAC-Bayes
 # objective (without / with KD). Every student is certified on `D_S` (0–1 loss, Monte Carlo over weight
 # draws, `δ'` for that step) and its Gibbs error is measured on held-out test images. The run is cached in
-# `cache_dir/certify_students/<key>` (the key covers the configuration and the training code).
+# `cache_dir/certify_students/<key>` (the key covers the configuration, the training code and the certificate code).
 
 # %%
 net_cfg = dataclasses.replace(net_study.PRESETS[net_preset], **net_overrides)
-key = bytes_sha256(dumps_strict({"config": net_cfg.to_dict(), "code": code_fingerprint()}).encode())[:16]
+cert_code = [Path(net_study.__file__), *sorted(Path(net_study.__file__).parents[1].joinpath("certificates").glob("*.py"))]
+key = bytes_sha256(dumps_strict({"config": net_cfg.to_dict(), "code": code_fingerprint(),
+                                 "certificates": [file_sha256(f) for f in cert_code]}).encode())[:16]
 net_out = Path(cache_dir) / "certify_students" / f"{net_preset}-{key}"
 if (net_out / "results.json").is_file():
     net_origin = f"reused from {net_out}"
@@ -316,10 +326,9 @@ a2.set_xticklabels(labels, fontsize=7)
 a2.set_title("KL(Q‖P) split into its two terms")
 a2.legend(fontsize=7)
 fig.tight_layout()
-plt.show()
+show(fig)
 
 # %%
-from IPython.display import Markdown, display
 
 first_n, last_n = rows_n[0], rows_n[-1]
 best_type = min(rows_type, key=lambda n: rows_type[n]["certificate"])
@@ -335,6 +344,31 @@ net_line = (f"The tightest network certificate is {best_net['risk_upper']:.3f} (
             f"{len(covered)} of {len(certs)} lie above the held-out error (they should all: the held-out error "
             f"estimates the risk they bound). In {mean_dominant} of {len(certs)} the mean term dominates the KL."
             if best_net else "No 0–1 certificates in the network results.")
+by_student = {}
+for c in certs:
+    by_student.setdefault(c.get("student"), []).append(c)
+student_line = "; ".join(f"`{st}`: KL {min(c['divergence'] for c in cs):.3g}–{max(c['divergence'] for c in cs):.3g} nats, "
+                         f"certificates {min(c['risk_upper'] for c in cs):.3f}–{max(c['risk_upper'] for c in cs):.3f}"
+                         for st, cs in by_student.items())
+best_by_prior = {}
+for c in certs:
+    p = c.get("prior")
+    best_by_prior[p] = min(best_by_prior.get(p, 1.0), c["risk_upper"])
+wrapped = [c for c in certs if c.get("student") in ("ce", "kd")]
+learnt = [c for c in certs if c.get("student") in ("pbb", "pbkd")]
+wrap_line = ""
+if wrapped and learnt:
+    wk, lk = min(c["divergence"] for c in wrapped), max(c["divergence"] for c in learnt)
+    err_w = np.nanmean([c.get("test_gibbs_risk") or np.nan for c in wrapped])
+    err_l = np.nanmean([c.get("test_gibbs_risk") or np.nan for c in learnt])
+    if wk > lk:
+        wrap_line = (f"Every wrapped student (`ce`, `kd`: trained freely, then wrapped in a Gaussian) has a larger KL "
+                     f"(at least {wk:.3g} nats) than every posterior learnt with the PAC-Bayes objective (`pbb`, `pbkd`: "
+                     f"at most {lk:.3g} nats): free training moves the weights far from any prior. ")
+    else:
+        wrap_line = "The KLs of wrapped students and learnt posteriors overlap in this run. "
+    wrap_line += (f"Mean held-out Gibbs error: wrapped {err_w:.3f}, learnt {err_l:.3f}.")
+prior_line = ", ".join(f"{p} {v:.3f}" for p, v in best_by_prior.items())
 display(Markdown(f"""
 ### What the numbers of this run say
 
@@ -353,7 +387,8 @@ term. Among the priors available in practice the learnt-on-D_T one is {"the best
 times (rate {ctl.failure_rate.value:.3f}), so the check has the power to see a broken certificate.
 
 **Networks on CIFAR-10** ({net['config'].get('student_arch')} students, n_S = {split.get('n_s')}, n_T =
-{split.get('n_t')}): {net_line} With a few epochs on a few thousand images these are small-sample
+{split.get('n_t')}): {net_line} By student: {student_line}. The best certificate per prior type: {prior_line}.
+{wrap_line} With a few epochs on a few thousand images these are small-sample
 certificates; the `cpu` and `gpu` presets of `experiments/certify_students.py` are the ones to read for
 conclusions.
 {"This is a smoke run (tiny sizes): the numbers only show that the pipeline runs." if smoke else ""}

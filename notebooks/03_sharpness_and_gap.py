@@ -47,9 +47,9 @@ run_overrides = dict(n_per_class=100, test_per_class=50, teacher_epochs=6, stude
                      curvature_per_class=10, curvature_batch_size=100, trace_matvecs=8, lanczos_matvecs=10)
 n_teachers = None           # keep the first n teacher recipes of run_preset (None: all)
 spectrum_per_class = None   # training images per class for the spectrum (None: the study's curvature subset)
-slq_probes, slq_steps = 4, 40     # SLQ: independent Lanczos runs x steps (probes*steps Hessian products)
-top_k, top_matvecs = 5, 60        # Lanczos for the top eigenvalues
-trace_probes = 40                 # Hutchinson probes for the trace
+slq_probes, slq_steps = 3, 30     # SLQ: independent Lanczos runs x steps (probes*steps Hessian products)
+top_k, top_matvecs = 5, 40        # Lanczos for the top eigenvalues
+trace_probes = 30                 # Hutchinson probes for the trace
 seed = 0
 cache_dir = None            # None: $KDBOUNDS_NOTEBOOK_CACHE, else results/notebooks (relative to the working directory)
 
@@ -80,10 +80,18 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def show(fig):
+    """Display `fig` as an output and close it. Unlike plt.show(), this works after a library switched
+    matplotlib to the Agg backend (the studies' plotting code does, when it writes its figures)."""
+    display(fig)
+    plt.close(fig)
 
 # %%
 # Every kdbounds import of this notebook is in this one cell.
@@ -95,6 +103,79 @@ from kdbounds.data.transforms import normalization, normalize_uint8
 from kdbounds.distill import load_checkpoint_model
 from kdbounds.studies import sharpness_vs_gap as study
 from kdbounds.studies.cache import code_fingerprint, load_cached
+
+# %% [markdown]
+# Helpers that read `results.json` without assuming more of its schema than a check's `name` and
+# `bound` (pure functions; `tests/notebooks` runs them on both record schemas).
+
+# %%
+def num(x):
+    """A float, or nan for a missing / null value."""
+    try:
+        return float(x) if x is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def first_key(row, *names):
+    """The first of `names` present (and not null) in `row`, or None."""
+    return next((n for n in names if row.get(n) is not None), None)
+
+
+def fmt(x, spec=".4g"):
+    """`x` formatted with `spec`, or an em dash for a missing / non-finite value."""
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def cell_value(row, key):
+    """`row[key]`, or the first present of a tuple of candidate keys."""
+    k = first_key(row, *key) if isinstance(key, tuple) else key
+    return None if k is None else row.get(k)
+
+
+def collect_checks(node, context=None):
+    """Every check record in a results tree: dicts with a 'name' and a 'bound', inside lists."""
+    context = context or {}
+    found = []
+    if isinstance(node, dict):
+        ctx = {**context, **{k: node[k] for k in ("teacher", "method", "student") if isinstance(node.get(k), str)}}
+        for v in node.values():
+            found += collect_checks(v, ctx)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict) and "name" in item and "bound" in item:
+                found.append({**context, **item})
+            else:
+                found += collect_checks(item, context)
+    return found
+
+
+def normalise(rec):
+    """One check as a flat dict with the fields of kdbounds.checks.CheckRecord (missing ones filled)."""
+    verdict = rec.get("verdict")
+    if verdict is None:
+        holds = rec.get("holds")
+        verdict = "not_defined" if rec.get("bound") is None else (
+            "holds (point)" if holds else "violated (point)" if holds is not None else "unknown")
+    return {"pair": f"{rec.get('teacher', '?')} → {rec.get('student') or rec.get('method', '?')}",
+            "name": rec.get("name"), "loss": rec.get("loss", "—"), "kind": rec.get("kind") or "unclassified",
+            "verdict": verdict, "side": rec.get("side", "abs"), "bound": num(rec.get("bound")),
+            "observed": num(rec.get("observed")), "se": num(rec.get("observed_se")), "z": num(rec.get("z")),
+            "reason": rec.get("reason") or "", "family_size": num(rec.get("family_size") or 0),
+            "assumption": rec.get("assumption") or rec.get("assumptions") or ""}
+
+
+def read_checks(results):
+    """Every check of a results tree, normalised; a check stored twice (per pair and in a run-wide list)
+    is kept once, preferring the copy whose verdict was taken over the larger family (the final one)."""
+    best = {}
+    for rec in collect_checks(results):
+        c = normalise(rec)
+        key = (c["pair"], c["name"], c["loss"], c["side"])
+        if key not in best or c["family_size"] > best[key]["family_size"]:
+            best[key] = c
+    return list(best.values())
+
 
 # %% [markdown]
 # ## The study's results
@@ -166,35 +247,13 @@ print(f"config: preset {cfg.get('preset')}, {cfg.get('teacher_arch')} -> {cfg.ge
 # measured them. Columns the results do not carry are shown as `—`.
 
 # %%
-def num(x):
-    """A float, or nan for a missing / null value."""
-    try:
-        return float(x) if x is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def first_key(row, *names):
-    """The first of `names` present (and not null) in `row`, or None."""
-    return next((n for n in names if row.get(n) is not None), None)
-
-
-def fmt(x, spec=".4g"):
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
-
-
-SHARP_EIG = ("teacher_train_top_eig", "teacher_top_eig", "teacher_gap_eig_max")
+SHARP_EIG = ("teacher_train_top_eig", "teacher_top_eig")
 SHARP_TRACE = ("teacher_train_trace", "teacher_train_trace_value")
 columns = [("teacher", "teacher", "s"), ("method", "method", "s"), ("teacher acc", "teacher_test_acc", ".3f"),
            ("student acc", "student_test_acc", ".3f"), ("λ_max(H)", SHARP_EIG, ".4g"), ("tr H", SHARP_TRACE, ".4g"),
            ("K̂", "divergence_train", ".4f"), ("gen(T) CE", "teacher_gap_clipped_ce", "+.4f"),
            ("gen(S) CE", "student_gap_clipped_ce", "+.4f"), ("gen(S)−gen(T) CE", "gap_diff_clipped_ce", "+.4f"),
            ("± SE", "gap_diff_clipped_ce_se", ".4f"), ("gen(S) 0–1", "student_gap_zero_one", "+.4f")]
-
-
-def cell_value(row, key):
-    k = first_key(row, *key) if isinstance(key, tuple) else key
-    return None if k is None else row.get(k)
 
 
 print(" | ".join(c[0] for c in columns))
@@ -218,11 +277,17 @@ if sharp_key is not None and gap_keys:
         ax.set_title("student gap vs teacher sharpness (± 1 SE)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    plt.show()
+    show(fig)
 else:
     print("the results carry no teacher sharpness or student gap columns: nothing to plot")
-for t in results.get("kendall", results.get("kendall_tests", [])):
+kendall = results.get("kendall", results.get("kendall_tests", []))
+defined = [t for t in kendall if t.get("tau") is not None]
+for t in defined:
     print("Kendall τ: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in t.items()))
+if len(defined) < len(kendall):
+    notes = sorted({str(t.get("note")) for t in kendall if t.get("tau") is None})
+    print(f"Kendall τ undefined for {len(kendall) - len(defined)} of {len(kendall)} (group, sharpness, gap) "
+          f"combinations: {'; '.join(notes)}")
 
 # %% [markdown]
 # ## The Hessian spectrum of one teacher
@@ -315,7 +380,7 @@ a2.set_ylabel("quadrature weight (fraction of spectral mass)")
 a2.set_title("where the spectral mass sits")
 a2.legend(fontsize=8)
 fig.tight_layout()
-plt.show()
+show(fig)
 
 # %%
 study_eig = num(chosen.get(first_key(chosen, *SHARP_EIG) or ""))
@@ -330,10 +395,13 @@ concentration = eig.eigenvalues[0] / (trace.value / H.shape[0]) if trace.value >
 print(f"SLQ: fraction of spectral mass on negative eigenvalues {neg_mass:.3f}; "
       f"top eigenvalue / (trace / p) = {fmt(concentration, '.3g')}")
 # Lanczos Ritz values approach the top eigenvalue from below: fewer steps (the study) give a smaller value.
-eig_note = ("below this notebook's value, as expected: Ritz values approach the top eigenvalue from below and "
-            "the study ran fewer Lanczos steps" if study_eig < eig.eigenvalues[0] - eig.residuals[0] else
-            "within the Lanczos residual of this notebook's value" if abs(study_eig - eig.eigenvalues[0])
-            <= eig.residuals[0] + 1e-12 else "above this notebook's value (different steps or probes)")
+tol = eig.residuals[0] + 1e-6 * abs(eig.eigenvalues[0])
+eig_note = ("which agrees with this notebook's value within the Lanczos residual"
+            if abs(study_eig - eig.eigenvalues[0]) <= tol else
+            "below this notebook's value, as expected: Ritz values approach the top eigenvalue from below and "
+            "the study ran fewer Lanczos steps" if study_eig < eig.eigenvalues[0] else
+            "above this notebook's value (another start vector found a larger eigenvalue: this one is not converged)"
+            if math.isfinite(study_eig) else "not recorded in these results")
 
 # %% [markdown]
 # ## Every check, with its classification and its uncertainty
@@ -352,38 +420,7 @@ eig_note = ("below this notebook's value, as expected: Ritz values approach the 
 # only (`holds (point)` / `violated (point)`), which is not a verdict with uncertainty.
 
 # %%
-def collect_checks(node, context=None):
-    """Every check record in a results tree: dicts with a 'name' and a 'bound', inside lists."""
-    context = context or {}
-    found = []
-    if isinstance(node, dict):
-        ctx = {**context, **{k: node[k] for k in ("teacher", "method", "student") if isinstance(node.get(k), str)}}
-        for v in node.values():
-            found += collect_checks(v, ctx)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, dict) and "name" in item and "bound" in item:
-                found.append({**context, **item})
-            else:
-                found += collect_checks(item, context)
-    return found
-
-
-def normalise(rec):
-    """One check as a flat dict with the fields of kdbounds.checks.CheckRecord (missing ones filled)."""
-    verdict = rec.get("verdict")
-    if verdict is None:
-        holds = rec.get("holds")
-        verdict = "not_defined" if rec.get("bound") is None else (
-            "holds (point)" if holds else "violated (point)" if holds is not None else "unknown")
-    return {"pair": f"{rec.get('teacher', '?')} → {rec.get('student') or rec.get('method', '?')}",
-            "name": rec.get("name"), "loss": rec.get("loss", "—"), "kind": rec.get("kind") or "unclassified",
-            "verdict": verdict, "side": rec.get("side", "abs"), "bound": num(rec.get("bound")),
-            "observed": num(rec.get("observed")), "se": num(rec.get("observed_se")), "z": num(rec.get("z")),
-            "reason": rec.get("reason") or "", "assumption": rec.get("assumption") or rec.get("assumptions") or ""}
-
-
-checks = [normalise(r) for r in collect_checks(results)]
+checks = read_checks(results)
 schema = "kdbounds.checks records (kind and verdict)" if any(c["kind"] != "unclassified" for c in checks) else \
     "legacy bound checks (no kind, point-estimate comparison only)"
 print(f"{len(checks)} check records ({schema})")
@@ -423,7 +460,7 @@ if shown:
     ax.legend(handles=handles, fontsize=8, loc="lower right")
     ax.set_title("each check: bound vs observed, coloured by verdict")
     fig.tight_layout()
-    plt.show()
+    show(fig)
 else:
     print("no check with a finite bound and observed value")
 
@@ -438,22 +475,44 @@ for k in kinds:
     print(f"{k:14s} " + " ".join(f"{counts.get((k, v), 0):17d}" for v in verdicts))
 
 # %%
-from IPython.display import Markdown, display
 
 by_name = {}
 for c in checks:
     by_name.setdefault((c["name"], c["kind"]), Counter())[c["verdict"]] += 1
 check_lines = "\n".join(f"- `{n}` ({k}): " + ", ".join(f"{v} {cnt}" for v, cnt in sorted(cn.items()))
                         for (n, k), cn in sorted(by_name.items()))
+classified = any(c["kind"] != "unclassified" for c in checks)
 violated_with_hyp = [c for c in checks if c["verdict"] == "violated" and c["kind"] in ("certificate", "demonstration")]
+if not classified:
+    verdict_line = ("These results predate the study's move to `kdbounds.checks`: no check carries a classification or "
+                    "a verdict with uncertainty, so none of them is evidence for or against a theorem; rerun the "
+                    "study to get them.")
+elif violated_with_hyp:
+    verdict_line = (f"{len(violated_with_hyp)} check(s) whose hypotheses hold (certificate or demonstration) are "
+                    "violated: a finding to investigate.")
+else:
+    verdict_line = "No check whose hypotheses hold (certificate or demonstration) is violated."
+if classified:
+    verdict_line += (" Conditional and proxy checks speak only under their named assumptions; a *holds* there is "
+                     "not evidence for the theorem.")
 spread = (max(num(r.get(rank_key)) for r in by_teacher.values()) / min(num(r.get(rank_key)) for r in by_teacher.values())
           if rank_key and len(by_teacher) > 1 else math.nan)
+def plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+spread_line = (f"Across teachers the sharpness `{rank_key}` varies by a factor {spread:.2f}." if math.isfinite(spread)
+               else "With one teacher there is no spread of sharpness to relate to the gaps.")
+kendall_line = (f"Kendall's τ is defined for {len(defined)} (group, sharpness, gap) combinations, listed above."
+                if defined else f"With {plural(len(by_teacher), 'teacher')} no rank correlation between sharpness and "
+                "gap can be tested here (it needs at least three).")
+
 display(Markdown(f"""
 ### What the numbers of this run say
 
-**Results:** {origin}; {len(pairs)} teacher–student pairs from {len(by_teacher)} teachers
+**Results:** {origin}; {plural(len(pairs), 'teacher–student pair')} from {plural(len(by_teacher), 'teacher')}
 ({cfg.get('teacher_arch')} → {cfg.get('student_arch')}, {cfg.get('n_per_class')} training images per class).
-Across teachers the sharpness `{rank_key}` varies by a factor {fmt(spread, '.2f')}.
+{spread_line}
 
 **Spectrum of teacher {chosen['teacher']}** ({H.shape[0]:,} parameters, {len(y)} training images,
 {H.num_matvecs} Hessian–vector products, {spec_cpu:.0f} s CPU): top eigenvalue {eig.eigenvalues[0]:.4g}
@@ -461,7 +520,7 @@ Across teachers the sharpness `{rank_key}` varies by a factor {fmt(spread, '.2f'
 {trace.value:.4g} ± {trace.stderr:.2g} (Hutchinson, {trace.n_samples} probes) and {slq_trace.value:.4g} ±
 {slq_trace.stderr:.2g} (SLQ). The top eigenvalue is {fmt(concentration, '.3g')}× the mean eigenvalue `tr H / p`
 (the curvature sits in few directions when this is large), and a fraction {neg_mass:.3f} of the SLQ spectral
-mass is on negative eigenvalues (the weights are not at an exact minimum of the clipped loss). The study's own
+mass is on negative eigenvalues (near-zero eigenvalues of both signs: the weights are not at an exact minimum of the clipped loss). The study's own
 measurement of the same teacher on the same images gave top eigenvalue {fmt(study_eig)}, {eig_note}, and trace
 {fmt(study_tr)} ± {fmt(study_tr_se, '.2g')}; the two trace estimates differ by {fmt(tr_z, '+.2f')} combined
 standard errors.
@@ -470,8 +529,6 @@ standard errors.
 
 {check_lines}
 
-{f"{len(violated_with_hyp)} check(s) whose hypotheses hold (certificate or demonstration) are violated: a finding to investigate." if violated_with_hyp else "No check whose hypotheses hold (certificate or demonstration) is violated."}
-Conditional and proxy checks speak only under their named assumptions; a *holds* there is not evidence for
-the theorem. With {len(by_teacher)} teachers no rank correlation between sharpness and gap can be tested here.
+{verdict_line} {kendall_line}
 {"This is a smoke run (tiny sizes, untrained networks): the numbers only show that the pipeline runs." if smoke else ""}
 """))
