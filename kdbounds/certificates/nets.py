@@ -1,4 +1,4 @@
-"""Small BatchNorm-free CIFAR networks for certificates on CPU (registered in the model zoo).
+"""Small BatchNorm-free CIFAR networks for certificates on CPU (buildable by name inside :func:`registered`).
 
 A PAC-Bayes certificate over a network's weights needs the prior and the posterior to share every
 non-random tensor (theory.md §7): with BatchNorm, a student trained on its own would carry running
@@ -17,13 +17,16 @@ last hidden layer as ``pooled`` (the :class:`~kdbounds.models.base.CifarModel` c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from kdbounds.models.base import CifarModel
 from kdbounds.models.registry import available_models, register_model
 
-__all__ = ["CifarMLP", "NET_NAMES"]
+__all__ = ["CifarMLP", "NET_NAMES", "registered"]
 
 
 class CifarMLP(CifarModel):
@@ -54,6 +57,26 @@ class CifarMLP(CifarModel):
 
 _NETS = {"mlp256": (256,), "mlp512x2": (512, 512)}
 NET_NAMES = tuple(_NETS)
-for _name, _widths in _NETS.items():
-    if _name not in available_models():
-        register_model(_name, lambda c, n=_name, w=_widths: CifarMLP(n, w, c))
+
+
+@contextmanager
+def registered() -> Iterator[None]:
+    """Context in which ``build_model("mlp256")`` / ``("mlp512x2")`` work (the trainer builds by name).
+
+    The names are added to the model registry on entry and removed on exit, so the project's zoo
+    (and its test that lists every registered model) is unchanged outside; nested use is free, and
+    names already registered elsewhere are left alone. (Moving these networks into
+    :mod:`kdbounds.models` would make this a no-op.)
+    """
+    from kdbounds.models import registry
+
+    added = []
+    for name, widths in _NETS.items():
+        if name not in available_models():
+            register_model(name, lambda c, n=name, w=widths: CifarMLP(n, w, c))
+            added.append(name)
+    try:
+        yield
+    finally:
+        for name in added:
+            registry._REGISTRY.pop(name, None)

@@ -30,7 +30,7 @@ from kdbounds._checks import check_choice, check_int, check_positive
 from kdbounds.distill import TrainConfig, TrainResult, load_checkpoint_model
 from kdbounds.models import build_model
 
-from . import nets  # noqa: F401  (registers the buffer-free networks)
+from .nets import registered
 
 try:  # the one place the run cache is imported from (it moves to kdbounds.studies.cache)
     from kdbounds.studies.cache import train_cached
@@ -74,11 +74,13 @@ class PriorRun:
 
 def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
     """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent)."""
-    return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
+    with registered():
+        return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
 
 
 def _as_run(kind: str, res: TrainResult) -> PriorRun:
-    model = load_checkpoint_model(res.paths["model"])
+    with registered():
+        model = load_checkpoint_model(res.paths["model"])
     return PriorRun(kind, res.paths["model"], model, res, res.final.get("test_acc"))
 
 
@@ -104,6 +106,11 @@ def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = No
         ValueError: an unknown kind, a missing input, or a teacher of another architecture for ``"teacher"``.
     """
     kind = check_choice("kind", kind, PRIOR_KINDS)
+    with registered():
+        return _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress)
+
+
+def _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress):
     if kind == "random":
         return PriorRun(kind, f"random:{int(init_seed)}", random_prior(student_arch, init_seed))
     if kind == "teacher":

@@ -30,7 +30,6 @@ code used the full training-set size, which is anti-conservative); it is require
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from kdbounds.distill.kd import kd_loss
 from kdbounds.distill.methods import DistillMethod, build_scheduler, build_sgd, register_method
 from kdbounds.models import build_model
 
-from . import nets  # noqa: F401  (registers the buffer-free networks)
+from .nets import registered
 from .kernels import GaussianKernel
 
 __all__ = ["bounded_cross_entropy", "pac_bayes_objective", "PBBMethod", "PBKDMethod", "posterior_from_run",
@@ -247,7 +246,8 @@ def posterior_from_run(run: Any, device: str | torch.device = "cpu") -> Gaussian
     cfg = ck["config"]
     if cfg["method"] not in ("pbb", "pbkd"):
         raise ValueError(f"run: expected a 'pbb' or 'pbkd' run, got method {cfg['method']!r}")
-    model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
+    with registered():
+        model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
     model.load_state_dict(ck["model"])
     model.to(device).eval()
     params = cfg["method_kwargs"].get("params") or None
@@ -261,7 +261,8 @@ def prior_from_run(run: Any, device: str | torch.device = "cpu") -> GaussianKern
     """The prior ``P = N(w_P, σ_P² I)`` a ``pbb``/``pbkd`` run was trained against (its stored means)."""
     ck = _ckpt(run)
     cfg = ck["config"]
-    model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
+    with registered():
+        model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
     state = dict(ck["model"])
     for name, _ in model.named_parameters():
         key = "prior_mean__" + _key(name)

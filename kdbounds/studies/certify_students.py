@@ -28,7 +28,7 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -213,6 +213,14 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         cache_root: run cache (default ``out_dir/runs``); trained models are reused across runs.
         progress: tqdm bars; log: one-line messages.
     """
+    from kdbounds.certificates.nets import registered
+
+    with registered():
+        return _run(config, out_dir, cache_root=cache_root, progress=progress, log=log)
+
+
+def _run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None,
+         progress: bool, log: Callable[[str], None]) -> Result:
     from kdbounds.data import load_cifar, stratified_subset
 
     t_start = time.perf_counter()

@@ -25,6 +25,15 @@ from kdbounds.distill import TrainConfig, train
 from kdbounds.distill.checkpoint import read_checkpoint
 
 
+@pytest.fixture(autouse=True)
+def _certificate_nets():
+    """mlp256 / mlp512x2 are buildable by name only inside ``registered()`` (the zoo stays unchanged)."""
+    from kdbounds.certificates.nets import registered
+
+    with registered():
+        yield
+
+
 @given(emp=st.floats(0.0, 1.0), kl=st.floats(0.0, 1e4), n=st.integers(1, 100000),
        delta=st.floats(1e-4, 0.5))
 @settings(max_examples=80)
