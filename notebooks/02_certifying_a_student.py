@@ -100,7 +100,7 @@ def show(fig):
 # %%
 # Every kdbounds import of this notebook is in this one cell.
 from kdbounds._io import bytes_sha256, dumps_strict, file_sha256, read_json
-from kdbounds.certificates import diag_gaussian_kl, kl_inverse_lower, kl_inverse_upper, pac_bayes_kl_bound
+from kdbounds.certificates import diag_gaussian_kl, pac_bayes_kl_bound
 from kdbounds.certificates.oracle import (gibbs_error, population_gibbs_risk, repeat_certificates,
                                           sample_halfspace)
 from kdbounds.studies import certify_students as net_study
@@ -218,7 +218,7 @@ ax.loglog(sp, [max(r["variance_term"], 1e-3) for r in rows_sp], "-s", label="var
 ax.loglog(sp, [r["kl"] for r in rows_sp], "k--", label="KL(Q‖P)")
 ax.axvline(sigma_q, color="0.5", lw=0.8, label="σ_Q")
 ax.set_xlabel("prior standard deviation σ_P")
-ax.set_ylabel("nats")
+ax.set_ylabel("nats (variance term floored at 1e-3 for the log scale)")
 ax.set_title("divergence split into its two terms")
 ax.legend(fontsize=8)
 ax2 = ax.twinx()
@@ -369,6 +369,11 @@ if wrapped and learnt:
         wrap_line = "The KLs of wrapped students and learnt posteriors overlap in this run. "
     wrap_line += (f"Mean held-out Gibbs error: wrapped {err_w:.3f}, learnt {err_l:.3f}.")
 prior_line = ", ".join(f"{p} {v:.3f}" for p, v in best_by_prior.items())
+same = {(c["student"], c["risk_upper"]) for c in certs if c["prior"] == "teacher"} == \
+    {(c["student"], c["risk_upper"]) for c in certs if c["prior"] == "learnt"}
+if same and "teacher" in best_by_prior:
+    prior_line += (" (the `teacher` and `learnt` priors give identical certificates: the same-architecture teacher "
+                   "is trained with the same recipe on D_T, so it is the same network)")
 display(Markdown(f"""
 ### What the numbers of this run say
 

@@ -269,7 +269,8 @@ if sharp_key is not None and gap_keys:
     for ax, gk in zip(axes[0], gap_keys):
         for i, m in enumerate(methods_run):
             rs = [r for r in pairs if r["method"] == m]
-            ax.errorbar([num(r.get(sharp_key)) for r in rs], [num(r.get(gk)) for r in rs],
+            jitter = 1 + 0.01 * (i - (len(methods_run) - 1) / 2)  # side by side at equal sharpness
+            ax.errorbar([num(r.get(sharp_key)) * jitter for r in rs], [num(r.get(gk)) for r in rs],
                         yerr=[num(r.get(f"{gk}_se")) for r in rs], fmt="o", capsize=3, color=f"C{i}",
                         label=f"student: {m}")
         ax.set_xlabel(f"teacher sharpness: {sharp_key} (loss units per parameter²)")
@@ -387,12 +388,15 @@ study_eig = num(chosen.get(first_key(chosen, *SHARP_EIG) or ""))
 study_tr = num(chosen.get(first_key(chosen, *SHARP_TRACE) or ""))
 study_tr_se = num(chosen.get("teacher_train_trace_se"))
 tr_z = (trace.value - study_tr) / math.hypot(trace.stderr, study_tr_se) if math.isfinite(study_tr_se) else math.nan
-neg_mass = float(np.sum(slq.weights * (slq.nodes < 0)) / slq.weights.shape[0])
-print(f"study (fewer probes, same subset): top eigenvalue {fmt(study_eig)}, trace {fmt(study_tr)} ± {fmt(study_tr_se, '.2g')}")
-print(f"here: top eigenvalue {eig.eigenvalues[0]:.4g}, trace {trace.value:.4g} ± {trace.stderr:.2g}; "
+flat_tol = 0.01 * eig.eigenvalues[0]  # "near zero": within 1% of the top eigenvalue
+flat_mass = float(np.mean(np.sum(slq.weights * (np.abs(slq.nodes) <= flat_tol), axis=1)))
+neg_mass = float(np.mean(np.sum(slq.weights * (slq.nodes < -flat_tol), axis=1)))
+print(f"study (fewer probes, same subset): top eigenvalue {fmt(study_eig, '.7g')}, trace {fmt(study_tr)} ± {fmt(study_tr_se, '.2g')}")
+print(f"here: top eigenvalue {eig.eigenvalues[0]:.7g}, trace {trace.value:.4g} ± {trace.stderr:.2g}; "
       f"difference of the traces = {fmt(tr_z, '+.2f')} combined SE")
 concentration = eig.eigenvalues[0] / (trace.value / H.shape[0]) if trace.value > 0 else math.nan
-print(f"SLQ: fraction of spectral mass on negative eigenvalues {neg_mass:.3f}; "
+print(f"SLQ: spectral mass within ±{flat_tol:.3g} of zero (1% of the top eigenvalue) {flat_mass:.3f}, "
+      f"below −{flat_tol:.3g} {neg_mass:.3f}; "
       f"top eigenvalue / (trace / p) = {fmt(concentration, '.3g')}")
 # Lanczos Ritz values approach the top eigenvalue from below: fewer steps (the study) give a smaller value.
 tol = eig.residuals[0] + 1e-6 * abs(eig.eigenvalues[0])
@@ -454,6 +458,9 @@ if shown:
     ax.invert_yaxis()
     scale = np.nanmedian([abs(c["observed"]) for c in shown if c["observed"] != 0] or [1e-3])
     ax.set_xscale("symlog", linthresh=max(scale, 1e-6))
+    hi = max(max(c["bound"] for c in shown), max(abs(c["observed"]) for c in shown))
+    lo = min(min(c["bound"] for c in shown), min(c["observed"] for c in shown))
+    ax.set_xlim(min(lo * 1.5, -scale), hi * 1.5)
     ax.set_xlabel("bound (×) and observed side (o, ± z·SE), in units of the loss")
     handles = [plt.Line2D([], [], color=VERDICT_COLOURS.get(v, "k"), marker="o", ls="", label=v)
                for v in dict.fromkeys(c["verdict"] for c in shown)]
@@ -519,9 +526,11 @@ display(Markdown(f"""
 (Lanczos residual {eig.residuals[0]:.1g}, {'converged' if eig.converged else 'not converged'}), trace
 {trace.value:.4g} ± {trace.stderr:.2g} (Hutchinson, {trace.n_samples} probes) and {slq_trace.value:.4g} ±
 {slq_trace.stderr:.2g} (SLQ). The top eigenvalue is {fmt(concentration, '.3g')}× the mean eigenvalue `tr H / p`
-(the curvature sits in few directions when this is large), and a fraction {neg_mass:.3f} of the SLQ spectral
-mass is on negative eigenvalues (near-zero eigenvalues of both signs: the weights are not at an exact minimum of the clipped loss). The study's own
-measurement of the same teacher on the same images gave top eigenvalue {fmt(study_eig)}, {eig_note}, and trace
+(the curvature sits in few directions when this is large). A fraction {flat_mass:.3f} of the SLQ spectral mass
+lies within ±{flat_tol:.3g} of zero (1% of the top eigenvalue: flat directions) and {neg_mass:.3f} below
+−{flat_tol:.3g} (clearly negative curvature: the weights are not at an exact minimum of the clipped loss).
+The study's own measurement of the same teacher on the same images gave top eigenvalue {fmt(study_eig, '.7g')}
+(here {eig.eigenvalues[0]:.7g}), {eig_note}, and trace
 {fmt(study_tr)} ± {fmt(study_tr_se, '.2g')}; the two trace estimates differ by {fmt(tr_z, '+.2f')} combined
 standard errors.
 
