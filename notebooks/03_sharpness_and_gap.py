@@ -31,9 +31,11 @@
 # **Size of the run.** The study's `default` preset takes about 10 minutes on 2 idle CPU cores (more on a
 # loaded machine), too long for a notebook. When no results of `experiments/sharpness_vs_gap.py` are
 # found, this notebook runs the `smoke` preset with the larger sizes set in `run_overrides` below (two
-# teacher recipes, a few epochs on a CIFAR-10 subset): a couple of minutes on 2 cores. The same run from
-# the command line is `python experiments/sharpness_vs_gap.py --preset smoke --n-per-class 100
-# --teacher-epochs 6 --student-epochs 4` (plus the curvature settings of `run_overrides`). With two
+# teacher recipes, a few epochs on 1,000 CIFAR-10 training images): about 2 CPU-minutes for the study and
+# 1 for the spectrum (about 6 and 4 minutes wall on the loaded 2-core development machine). The command
+# line gets close with `python experiments/sharpness_vs_gap.py --preset smoke --n-per-class 100
+# --teacher-epochs 6 --student-epochs 4` (the test-set size and the curvature settings of
+# `run_overrides` are not command-line options). With two
 # teachers Kendall's τ between sharpness and gap is undefined (it needs at least three); for that run
 # the `default` preset first, then this notebook.
 
@@ -304,24 +306,40 @@ if len(defined) < len(kendall):
 # - **trace**: Hutchinson `mean zᵀHz` over Rademacher probes, with standard error `s/√m`.
 
 # %%
-def find_run(run_name: str) -> Path | None:
-    """The run folder `run_name` in the run caches this notebook knows about."""
-    caches = [study_cache, out_dir.parent / "cache", out_dir.parent.parent / "cache", Path("results") / "cache",
-              Path("..") / "results" / "cache"]
-    return next((c / run_name for c in caches if (c / run_name / "result.json").is_file()), None)
+CACHES = [study_cache, out_dir.parent / "cache", out_dir.parent.parent / "cache", Path("results") / "cache",
+          Path("..") / "results" / "cache"]
+
+
+def find_run(run_name: str | None, recipe: dict) -> tuple[Path | None, str]:
+    """The teacher's run folder in the run caches this notebook knows about: by the name the results record
+    (`teacher_run`), else (results without it) the newest finished run trained with the teacher's recipe."""
+    if run_name:
+        hit = next((c / run_name for c in CACHES if (c / run_name / "result.json").is_file()), None)
+        if hit is not None:
+            return hit, "recorded in the results"
+    want = {"arch": cfg.get("teacher_arch"), "method": "ce", "lr": recipe.get("lr"),
+            "batch_size": recipe.get("batch_size"), "weight_decay": recipe.get("weight_decay"),
+            "epochs": cfg.get("teacher_epochs"), "seed": cfg.get("seed")}
+    hits = [f for c in CACHES if c.is_dir() for f in c.glob(f"ce-{want['arch']}-*")
+            if (r := load_cached(f)) is not None and all(r.config.get(k) == v for k, v in want.items() if v is not None)]
+    if not hits:
+        return None, ""
+    return max(hits, key=lambda f: (f / "result.json").stat().st_mtime), f"matched by recipe among {len(hits)} run(s)"
 
 
 rank_key = next((k for k in SHARP_EIG + SHARP_TRACE if any(r.get(k) is not None for r in pairs)), None)
 by_teacher = {r["teacher"]: r for r in pairs}  # one row per teacher suffices (same teacher, same curvature)
 chosen = max(by_teacher.values(), key=lambda r: num(r.get(rank_key))) if rank_key else next(iter(by_teacher.values()))
-run_folder = find_run(chosen.get("teacher_run", ""))
+recipe = next((t for t in cfg.get("teachers", []) if t.get("name") == chosen["teacher"]), {})
+run_folder, how = find_run(chosen.get("teacher_run"), recipe)
 if run_folder is None:
-    raise FileNotFoundError(f"teacher run {chosen.get('teacher_run')!r} not found in the run caches; pass "
-                            "results_dir of a study run together with its cache (results/cache), or results_dir=None")
+    raise FileNotFoundError(f"teacher {chosen['teacher']!r} (run {chosen.get('teacher_run')!r}) not found in the run "
+                            f"caches {[str(c) for c in CACHES]}; pass results_dir of a study run together with its "
+                            "cache (results/cache), or results_dir=None to run the study here")
 teacher_run = load_cached(run_folder)
 teacher = load_checkpoint_model(teacher_run.paths["model"], map_location="cpu").eval()
 n_params = sum(p.numel() for p in teacher.parameters() if p.requires_grad)
-print(f"teacher {chosen['teacher']} ({cfg.get('teacher_arch')}, {n_params:,} parameters), run {run_folder.name}, "
+print(f"teacher {chosen['teacher']} ({cfg.get('teacher_arch')}, {n_params:,} parameters), run {run_folder.name} ({how}), "
       f"test accuracy {fmt(num(chosen.get('teacher_test_acc')), '.3f')}")
 
 # %%
@@ -458,9 +476,10 @@ if shown:
     ax.invert_yaxis()
     scale = np.nanmedian([abs(c["observed"]) for c in shown if c["observed"] != 0] or [1e-3])
     ax.set_xscale("symlog", linthresh=max(scale, 1e-6))
-    hi = max(max(c["bound"] for c in shown), max(abs(c["observed"]) for c in shown))
-    lo = min(min(c["bound"] for c in shown), min(c["observed"] for c in shown))
-    ax.set_xlim(min(lo * 1.5, -scale), hi * 1.5)
+    ends = [v for c in shown for v in (c["bound"], *(((abs(c["observed"]) if c["side"] == "abs" else c["observed"])
+            + k * (c["z"] if math.isfinite(c["z"]) else 1.96) * (c["se"] if math.isfinite(c["se"]) else 0.0))
+            for k in (-1, 1)))]
+    ax.set_xlim(min(1.5 * min(ends), -scale), 1.5 * max(ends))
     ax.set_xlabel("bound (×) and observed side (o, ± z·SE), in units of the loss")
     handles = [plt.Line2D([], [], color=VERDICT_COLOURS.get(v, "k"), marker="o", ls="", label=v)
                for v in dict.fromkeys(c["verdict"] for c in shown)]
