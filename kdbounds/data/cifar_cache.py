@@ -21,7 +21,11 @@ from .cifar_sources import _CACHE_VERSION, CifarSource
 # --------------------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    """Directory of decoded-array caches: ``$KDBOUNDS_CACHE/data``, else ``~/.cache/kdbounds/data``."""
+    """Directory of decoded-array caches: ``$KDBOUNDS_CACHE/data``, else ``~/.cache/kdbounds/data``.
+
+    Returns:
+        The cache directory (not created here).
+    """
     base = os.environ.get("KDBOUNDS_CACHE")
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "kdbounds") / "data"
 
