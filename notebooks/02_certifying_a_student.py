@@ -79,23 +79,26 @@ print(f"smoke={smoke}  oracle d={d} eta={eta} n_T={n_t} n_S={n_s} delta={delta} 
 
 # %%
 import dataclasses
+import io
 import time
 import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 
 
 def show(fig):
-    """Display `fig` as an output and close it. Unlike plt.show(), this works after a library switched
-    matplotlib to the Agg backend (the studies' plotting code does, when it writes its figures)."""
-    display(fig)
+    """Display `fig` as a PNG output and close it. Unlike plt.show() or display(fig), this works whatever
+    the backend: the studies' plotting code switches matplotlib to Agg when it writes its figures."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
+    display(Image(data=buf.getvalue(), format="png"))
 
 # %%
 # Every kdbounds import of this notebook is in this one cell.

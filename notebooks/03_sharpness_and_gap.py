@@ -75,6 +75,7 @@ print(f"smoke={smoke}  looking for preset {preset!r} results, else running {run_
 
 # %%
 import dataclasses
+import io
 import math
 import time
 import warnings
@@ -82,7 +83,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
@@ -90,10 +91,12 @@ plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 
 
 def show(fig):
-    """Display `fig` as an output and close it. Unlike plt.show(), this works after a library switched
-    matplotlib to the Agg backend (the studies' plotting code does, when it writes its figures)."""
-    display(fig)
+    """Display `fig` as a PNG output and close it. Unlike plt.show() or display(fig), this works whatever
+    the backend: the studies' plotting code switches matplotlib to Agg when it writes its figures."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
+    display(Image(data=buf.getvalue(), format="png"))
 
 # %%
 # Every kdbounds import of this notebook is in this one cell.
