@@ -23,31 +23,30 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 from kdbounds.studies import nuisance_teacher as study
 
-OVERRIDES = {"teacher_arch": str, "student_arch": str, "n_per_class": int, "test_per_class": int,
-             "teacher_epochs": int, "epochs": int, "batch_size": int, "lr": float, "seeds": int,
-             "rid_q": int, "rid_r": float, "lam2": float, "vid_lam": float, "lr_gamma": float,
-             "threads": int, "schedule": str}
+OVERRIDES = {"teacher_arch": T.arch, "student_arch": T.arch, "n_per_class": T.positive_int,
+             "test_per_class": T.positive_int, "teacher_epochs": T.positive_int, "epochs": T.positive_int,
+             "batch_size": T.positive_int, "lr": T.positive_float, "seeds": T.positive_int,
+             "rid_q": T.positive_int, "rid_r": T.positive_float, "lam2": T.nonneg_float,
+             "vid_lam": T.nonneg_float, "lr_gamma": T.positive_float, "threads": T.threads,
+             "schedule": T.schedule}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.study_parser(__doc__, study.PRESETS, "cpu")
     _cli.add_overrides(p, OVERRIDES)
-    p.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(study.METHODS)}")
-    p.add_argument("--milestones", default=None, help="comma-separated epochs, or 'none'")
+    p.add_argument("--methods", type=T.name_list(study.METHODS), default=None,
+                   help=f"comma-separated subset of {','.join(study.METHODS)}")
+    p.add_argument("--milestones", type=T.milestones, default=None, help="comma-separated epochs, or 'none'")
     return p.parse_args(argv)
-
-
-def _csv(text: str | None, typ: type = str) -> tuple | None:
-    return None if text is None else tuple(typ(t) for t in text.split(",") if t.strip())
 
 
 def resolve(a: argparse.Namespace) -> study.Config:
     """The preset's config with the given options applied (SystemExit with a message when invalid)."""
-    milestones = None if a.milestones is None else _csv("" if a.milestones == "none" else a.milestones, int)
-    return _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=_csv(a.methods), milestones=milestones)
+    return _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=a.methods, milestones=a.milestones)
 
 
 def main(argv: list[str] | None = None) -> int:

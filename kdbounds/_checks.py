@@ -25,7 +25,12 @@ __all__ = [
     "check_choice",
     "check_finite_array",
     "check_square_matrix",
+    "check_seed",
+    "check_n_boot",
+    "SEED_MAX",
 ]
+
+SEED_MAX = 2**32 - 1  # one seed range for numpy, torch and python generators
 
 
 def _fail(name: str, expected: str, got: Any, fix: str = "") -> None:
@@ -139,3 +144,16 @@ def check_square_matrix(name: str, value: Any):
     if arr.shape[0] != arr.shape[1]:
         _fail(name, "a square matrix", f"shape {arr.shape}")
     return arr
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an integer in [0, 2**32 - 1] (numpy's legacy range, accepted by every generator)."""
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
+
+
+def check_n_boot(name: str, value: Any) -> int:
+    """A bootstrap count: 0 (no bootstrap) or an integer >= 2 (one resample has no spread)."""
+    v = check_int(name, value, minimum=0)
+    if v == 1:
+        _fail(name, "0 (no bootstrap) or an integer >= 2", value, "one resample gives no standard error")
+    return v

@@ -161,8 +161,10 @@ def collect_logits(
     Raises:
         TypeError: a model is not an ``nn.Module``, ``data`` is not a tensor or an iterable of
             batches, a batch or a model output has an unknown form.
-        ValueError: ``batch_size < 1``, ``data`` is a scalar or yields no batch, a model returns
-            logits that are not 2-D.
+        ValueError: ``batch_size < 1``, ``data`` is a scalar or yields no batch, inputs whose shape
+            does not fit a model (the model's own error, in our words), a model returns logits that
+            are not 2-D.
+        TypeError: (also) integer inputs: models take normalised floating-point images.
     """
     mods = [models] if isinstance(models, nn.Module) else list(models)
     for j, m in enumerate(mods):
@@ -180,7 +182,17 @@ def collect_logits(
         for x in it:
             for j, (m, dev) in enumerate(zip(mods, devs)):
                 xin = x.to(dev) if dev is not None else x
-                z = _output_logits(m(xin), f"model {j}")
+                if not torch.is_floating_point(xin):
+                    raise TypeError(f"data: expected floating-point inputs, got dtype {xin.dtype}; "
+                                    f"convert images with .float() (and normalise them as in training)")
+                try:
+                    out = m(xin)
+                except RuntimeError as e:  # shape/channel mismatch inside the model: say so in our words
+                    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")[:300]
+                    raise ValueError(f"data: inputs of shape {tuple(xin.shape)} do not fit model {j} "
+                                     f"({type(m).__name__}: {first}); CIFAR models expect (batch, 3, 32, 32)"
+                                     ) from None
+                z = _output_logits(out, f"model {j}")
                 if z.ndim != 2:
                     raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
                 outs[j].append(z.detach().to("cpu"))

@@ -210,19 +210,31 @@ def holm_adjust(pvalues: Sequence[float]) -> list[float]:
     with :math:`p_{(1)} \le \dots \le p_{(m)}` the sorted p-values.
 
     Args:
-        pvalues: the m raw p-values.
+        pvalues: the m raw p-values, each in [0, 1] or NaN (a test that could not be computed: it
+            stays NaN and still counts in m, which keeps the adjustment conservative).
 
     Returns:
         The adjusted p-values (``[]`` for no input).
+
+    Raises:
+        ValueError: a p-value outside [0, 1] (or infinite), or ``pvalues`` not one-dimensional.
     """
     p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues: expected a sequence of p-values, got shape {p.shape}")
+    bad = np.flatnonzero(~np.isnan(p) & ((p < 0) | (p > 1)))
+    if bad.size:
+        raise ValueError(f"pvalues[{int(bad[0])}]: expected a p-value in [0, 1] (or NaN), got {p[bad[0]]!r}")
     m = p.size
     if m == 0:
         return []
-    order = np.argsort(p, kind="stable")
-    adj = np.empty(m)
+    nan = np.isnan(p)
+    order = np.argsort(np.where(nan, np.inf, p), kind="stable")
+    adj = np.full(m, np.nan)
     running = 0.0
     for rank, i in enumerate(order):
+        if nan[i]:
+            continue
         running = max(running, min(1.0, (m - rank) * p[i]))
         adj[i] = running
     return adj.tolist()

@@ -32,10 +32,7 @@ from kdbounds.models import build_model
 
 from .nets import registered
 
-try:  # the one place the run cache is imported from (it moves to kdbounds.studies.cache)
-    from kdbounds.studies.cache import train_cached
-except ImportError:  # pragma: no cover - until the layout issue lands
-    from kdbounds.runs import train_cached
+from kdbounds.studies.cache import train_cached  # the one place the run cache is imported from
 
 __all__ = ["PRIOR_KINDS", "PriorRun", "prior_run", "random_prior", "scale_grid", "train_cached"]
 

@@ -45,6 +45,11 @@ class CurvatureOperator:
             return V.clone()
         out = self._matmat(V)
         self.num_matvecs += V.shape[1]
+        if not torch.isfinite(out).all():
+            raise FloatingPointError(
+                f"{type(self).__name__}: a product returned NaN or infinite entries for a finite input "
+                "vector; the matrix (or the model's loss, gradient or weights behind it) is not finite. "
+                "Check the weights and the data, or measure in float64 (dtype=torch.float64)")
         return out
 
     def __matmul__(self, x: Tensor) -> Tensor:
@@ -137,6 +142,8 @@ class MatrixOperator(CurvatureOperator):
             raise ValueError(f"A must be a square 2-D matrix, got shape {tuple(A.shape)}")
         if not A.is_floating_point():
             A = A.to(torch.get_default_dtype())
+        if not torch.isfinite(A).all():
+            raise ValueError("A: expected a matrix with finite entries, got NaN or infinite values")
         if check_symmetric:
             scale = float(A.abs().max()) if A.numel() else 0.0
             if float((A - A.T).abs().max()) > 1e-8 * max(scale, 1e-300) and A.numel():

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._torch import collect_logits
+from .._checks import check_int, check_open_unit, check_seed
+from .._torch import collect_logits, resolve_device
 
 __all__ = [
     "DivergenceEstimate",
@@ -376,9 +377,18 @@ def predictive_divergence(
 
     Raises:
         ValueError: class counts differ (both named), empty data, temperature not positive, a module given
-            without ``data``, logits counts that do not match the data.
+            without ``data``, logits counts that do not match the data, inputs whose shape does not
+            fit a model, a device that is not available, ``n_boot`` < 0, ``ci`` outside (0, 1),
+            ``seed`` outside [0, 2**32 - 1], ``batch_size`` < 1 (all checked before evaluation).
+        TypeError: integer (un-normalised) inputs, or an argument of the wrong type.
     """
     t = _check_temperature(temperature)
+    n_boot = check_int("n_boot", n_boot, minimum=0)  # before any model is evaluated
+    check_open_unit("ci", ci)
+    check_seed("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
+    if device is not None:
+        resolve_device(device)
     s_members = _members(student, ensemble_student, "student")
     t_members = _members(teacher, ensemble_teacher, "teacher")
     modules = [m for m in s_members + t_members if isinstance(m, nn.Module)]

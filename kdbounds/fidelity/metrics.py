@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .._checks import check_int, check_n_boot, check_seed
 from .._io import float_field, with_reasons  # the one non-finite policy (null + *_reason)
 
 __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
@@ -426,15 +427,18 @@ def expected_calibration_error(
         probs: ``(n, classes)`` probabilities.
         labels: ``(n,)`` integer labels.
         n_bins: number of confidence bins.
-        n_boot: bootstrap resamples for the standard error.
-        seed: seed of the bootstrap.
+        n_boot: bootstrap resamples for the standard error: 0 (none) or >= 2.
+        seed: seed of the bootstrap, in [0, 2**32 - 1].
 
     Returns:
         The ECE with its bootstrap standard error.
 
     Raises:
-        ValueError: ``probs`` is empty, ``n_bins`` is not a positive integer, or bad inputs.
+        ValueError: ``probs`` is empty, ``n_bins`` is not a positive integer, ``n_boot`` negative
+            or 1, ``seed`` outside [0, 2**32 - 1], labels out of range, or bad inputs.
     """
+    n_boot = check_n_boot("n_boot", n_boot)
+    seed = check_seed("seed", seed)
     p = _probs(probs, "probs")
     if p.shape[0] == 0:
         raise ValueError("no examples: probs is empty")
@@ -459,6 +463,6 @@ def expected_calibration_error(
         idx = rng.integers(0, n, size=(stop - start, n)) + (np.arange(stop - start) * n)[:, None]
         w = np.bincount(idx.ravel(), minlength=(stop - start) * n).reshape(stop - start, n).astype(np.float64)
         boots[start:stop] = _ece_from_weights(w, onehot, conf, correct)
-    return MetricEstimate(value, float(boots.std(ddof=1)) if n_boot > 1 else math.inf, n)
+    return MetricEstimate(value, float(boots.std(ddof=1)), n)
 
 

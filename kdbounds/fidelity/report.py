@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
+from .._checks import SEED_MAX, check_int, check_n_boot, check_positive
 from ..stats import GroupComparison, compare_groups, holm_adjust
 from .metrics import (
     MetricEstimate,
@@ -159,7 +161,8 @@ def fidelity_report(
         probs: the first two arguments are probabilities (rows summing to 1), not logits.
         ece_bins, ece_temperature: ECE of each model at its own temperature (default 1: the model's
             calibration as deployed).
-        n_boot, seed: bootstrap for the ECE standard errors.
+        n_boot, seed: bootstrap for the ECE standard errors (``n_boot`` 0 or >= 2; ``seed`` in
+            [0, 2**32 - 2]); checked, like every argument, before any metric is computed.
 
     Returns:
         A :class:`FidelityReport`; the label metrics are ``None`` without ``labels``.
@@ -168,6 +171,11 @@ def fidelity_report(
         ValueError: shapes or class counts that differ, empty inputs, NaN/inf, bad labels or
             temperatures, or ``probs=True`` with a temperature other than 1.
     """
+    check_n_boot("n_boot", n_boot)
+    check_int("seed", seed, minimum=0, maximum=SEED_MAX - 1)  # the teacher's ECE uses seed + 1
+    check_int("ece_bins", ece_bins, minimum=1)
+    check_positive("temperature", temperature)
+    check_positive("ece_temperature", ece_temperature)
     if probs:
         if temperature != 1.0 or ece_temperature != 1.0:
             raise ValueError("probs=True takes probabilities as given; temperature and ece_temperature must be 1")
@@ -181,6 +189,9 @@ def fidelity_report(
         for z, nm in ((zs, "student_logits"), (zt, "teacher_logits")):
             if z.ndim != 2:
                 raise ValueError(f"{nm} must have shape (n, classes), got {tuple(z.shape)}")
+            if not bool(torch.isfinite(z).all()):
+                raise ValueError(f"{nm}: expected finite logits, got {int((~torch.isfinite(z)).sum())} NaN/inf "
+                                 f"value(s); check the model's outputs")
         if zs.shape[1] != zt.shape[1]:
             raise ValueError(f"class counts differ: the student has {zs.shape[1]} classes but the teacher has {zt.shape[1]}")
         if zs.shape[0] != zt.shape[0]:

@@ -68,7 +68,7 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
 
     Raises:
         TypeError: ``name`` is not a string or ``seed`` is not an int.
-        ValueError: unknown ``name`` (the message lists the valid names) or ``num_classes < 1``.
+        ValueError: unknown ``name`` (the message lists the valid names) ``num_classes < 1``, or ``seed`` outside [0, 2**64 - 1].
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a model name string; got {type(name).__name__}")
@@ -79,6 +79,8 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
         raise ValueError(f"num_classes must be a positive int (10 or 100 for CIFAR); got {num_classes!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
+    if seed is not None and not 0 <= seed <= 2**64 - 1:
+        raise ValueError(f"seed: expected an int in [0, 2**64 - 1] (torch.Generator's range) or None, got {seed!r}")
     if seed is None:
         model = _REGISTRY[key](num_classes)
         init_weights(model, None)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -417,6 +418,11 @@ def _solve_conic(p: np.ndarray, solver: str, solver_opts: dict[str, Any]) -> tup
             problem.solve(solver=solver, **solver_opts)
     except cp.error.SolverError as exc:
         raise PIDSolverError(f"convex solver raised: {exc}", status="solver_error", solver=solver) from exc
+    except (TypeError, ValueError) as exc:  # a setting the solver does not know, or of the wrong type
+        if not solver_opts:
+            raise
+        raise ValueError(f"solver_opts: the {solver} solver refused {sorted(solver_opts)} ({exc}); "
+                         f"{_valid_settings(solver)}") from None
     status = str(problem.status)
     if status not in ("optimal", "optimal_inaccurate") or x.value is None:
         raise PIDSolverError("BROJA programme not solved", status=status, solver=solver)
@@ -482,6 +488,37 @@ def dual_lower_bound(q: np.ndarray, p: np.ndarray) -> float:
     return max(base - worst, base - float(pt @ shift_t), base - float(ps @ shift_s))
 
 
+def _valid_settings(solver: str) -> str:
+    """A hint listing the solver's settings where the solver exposes them."""
+    if solver == "CLARABEL":
+        try:
+            import clarabel
+
+            names = sorted(n for n in dir(clarabel.DefaultSettings()) if not n.startswith("_"))
+            return "valid CLARABEL settings: " + ", ".join(names)
+        except Exception:  # pragma: no cover - clarabel missing or its API changed
+            pass
+    return f"see the {solver} documentation for its settings (cvxpy passes solver_opts to it unchanged)"
+
+
+def _check_solver(solver: Any, solver_opts: Any) -> tuple[str | None, dict[str, Any]]:
+    """``solver`` is None or an installed cvxpy solver; ``solver_opts`` None or a dict with str keys."""
+    if solver is not None:
+        if not isinstance(solver, str):
+            raise TypeError(f"solver: expected a cvxpy solver name (str) or None, got {type(solver).__name__}")
+        import cvxpy as cp
+
+        installed = sorted(cp.installed_solvers())
+        if solver.upper() not in installed:
+            raise ValueError(f"solver: expected one of {', '.join(installed)} (installed cvxpy solvers) or None, "
+                             f"got {solver!r}")
+    if solver_opts is None:
+        return solver, {}
+    if not isinstance(solver_opts, Mapping) or not all(isinstance(k, str) for k in solver_opts):
+        raise TypeError(f"solver_opts: expected a dict of solver settings (str keys) or None, got {solver_opts!r}")
+    return solver, dict(solver_opts)
+
+
 def broja_pid(
     p: Any,
     *,
@@ -516,7 +553,9 @@ def broja_pid(
         mutual informations, in ``units``.
 
     Raises:
-        ValueError / TypeError: bad input (see :func:`validate_joint`), bad ``units`` or ``tol``.
+        ValueError / TypeError: bad input (see :func:`validate_joint`), bad ``units`` or ``tol``, a
+            ``solver`` that is not installed (the message lists those that are), ``solver_opts`` the
+            solver refuses (the message lists its settings where the solver exposes them).
         PIDSolverError: the solver failed (its status is in the exception).
     """
     units = _check_units(units)
@@ -524,7 +563,7 @@ def broja_pid(
         if not (isinstance(val, (int, float)) and np.isfinite(val) and val >= 0):
             raise ValueError(f"{name_} must be a finite number >= 0, got {val!r}")
     p = validate_joint(p, normalize=normalize)
-    opts = dict(solver_opts or {})
+    solver, opts = _check_solver(solver, solver_opts)
     t0 = time.perf_counter()
 
     pyt = p.sum(axis=2)
