@@ -174,7 +174,7 @@ def load_cached(path: str | os.PathLike) -> TrainResult | None:
 
 def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
                  data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
-                 progress: bool = True, force: bool = False) -> TrainResult:
+                 progress: bool = True, force: bool = False, teacher_cache: bool = False) -> TrainResult:
     """Train ``cfg`` once per distinct configuration under ``cache_root`` (see module docstring).
 
     Args:
@@ -184,6 +184,7 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
         callbacks, progress: passed to :func:`kdbounds.distill.train` (callbacks only run for epochs
             actually trained now).
         force: retrain from scratch even if a finished or partial run exists.
+        teacher_cache: passed to :func:`kdbounds.distill.train` (exact; not part of the run id).
     """
     cfg = _with_teacher(cfg, teacher_ckpt)
     key = run_key(cfg, None, data)
@@ -196,4 +197,5 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
     out.mkdir(parents=True, exist_ok=True)
     meta = {"run_id": rid, "key": key}
     atomic_write_json(out / "run.json", meta, sort_keys=True)
-    return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=not force)
+    return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=not force,
+                 teacher_cache=teacher_cache)
