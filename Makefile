@@ -13,9 +13,10 @@ run: install
 	$(PY) experiments/sharpness_vs_gap.py --preset $(PRESET) --out results/sharpness_vs_gap/$(PRESET)
 
 test: install
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(PY) -m pytest -q -n 2 --durations=15
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: install
+	$(PY) -m pip install -q --no-deps $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['bench']))")
 	$(PY) benchmarks/run_all.py
 
 # Rebuild the committed notebooks (full mode, outputs saved) from their jupytext sources notebooks/NN_*.py

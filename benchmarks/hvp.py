@@ -16,6 +16,13 @@ real CIFAR-10 images (``kdbounds.data.load_cifar("cifar10")``, normalised as in 
 root comes from $KDBOUNDS_DATA). ``--estimators-only`` skips the HVP timing part.
 
 Prints a table and writes JSON to --out (default results/benchmarks/hvp.json).
+With ``--peers`` it instead compares against the real PyHessian, curvlinops and dit in one process
+(see benchmarks/peers.py; process CPU time, one thread) and writes the ratios hvp_over_pyhessian,
+hvp_over_curvlinops, hvp_over_gradient, topeig_matvecs_over_power, broja_time_over_dit to --json:
+    python benchmarks/hvp.py --peers --quick --json results/benchmarks/hvp_peers.json   (~40 s CPU)
+    python benchmarks/hvp.py --peers --checkpoint model.pt --n-per-class 100 --batch 64 --block 8 \
+        --json results/benchmarks/hvp_peers_b64.json        (trained model; KDBOUNDS_DATA needed)
+
 Usage: python benchmarks/hvp.py [--repeats 5] [--block 8] [--device cpu] [--quick]
        KDBOUNDS_DATA=/path/to/data python benchmarks/hvp.py --checkpoint model.pt --estimators-only
 """
@@ -24,18 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
-import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,204 +51,14 @@ from kdbounds.curvature import (  # noqa: E402
 )
 
 
-# ------------------------------------------------------------------------------------------
-# ResNet-20 (He et al. 2016, CIFAR variant) used when kdbounds.models is not available.
-# ------------------------------------------------------------------------------------------
-class _Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.pad = cout - cin
-        self.stride = stride
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        sc = x
-        if self.stride != 1 or self.pad:
-            sc = x[:, :, :: self.stride, :: self.stride]
-            sc = F.pad(sc, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-        return F.relu(out + sc)
-
-
-class LocalResNet20(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
-        layers, cin = [], 16
-        for cout, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for i in range(3):
-                blocks.append(_Block(cin, cout, stride if i == 0 else 1))
-                cin = cout
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        x = F.relu(self.bn(self.conv(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
-def build_resnet20() -> tuple[nn.Module, str]:
-    try:
-        from kdbounds.models import build_model  # type: ignore
-
-        return build_model("resnet20", 10), "kdbounds.models.build_model('resnet20', 10)"
-    except Exception:  # noqa: BLE001 - benchmark falls back to its own definition
-        return LocalResNet20(10), "benchmarks/hvp.py LocalResNet20"
-
-
-# ------------------------------------------------------------------------------------------
-# Measurement helpers
-# ------------------------------------------------------------------------------------------
-class PeakMemory:
-    """Peak memory increase (MiB) over a block: CUDA allocator, or RSS polled from /proc."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_mib = float("nan")
-
-    @staticmethod
-    def _rss() -> int:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return self
-        self.base = self._rss()
-        self.peak = self.base
-        self.stop = False
-
-        def poll():
-            while not self.stop:
-                self.peak = max(self.peak, self._rss())
-                time.sleep(0.002)
-
-        self.thread = threading.Thread(target=poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak_mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
-            return False
-        self.stop = True
-        self.thread.join()
-        self.peak = max(self.peak, self._rss())
-        self.peak_mib = (self.peak - self.base) / 2**20
-        return False
-
-
-def timeit(fn, repeats: int, device: torch.device, warmup: int = 1,
-           timer: str = "wall") -> tuple[float, float]:
-    """Median and minimum time of ``fn``; ``timer="process"`` uses process CPU time (robust to
-    other jobs on a shared machine when torch runs one thread; meaningless on CUDA)."""
-    clock = time.process_time if timer == "process" else time.perf_counter
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        sync()
-        times.append(clock() - t0)
-    return statistics.median(times), min(times)
-
-
-def first_reach(history, ref: float, rtol: float) -> int | None:
-    """Products after which the history is within ``rtol`` of ``ref`` and stays there."""
-    n = None
-    for i, v in enumerate(history):
-        if abs(v - ref) <= rtol * abs(ref):
-            if n is None:
-                n = i + 1
-        else:
-            n = None
-    return n
-
-
-def random_setup(batch: int, seed: int, device: torch.device):
-    """Random-init ResNet-20, Gaussian inputs, random labels; BatchNorm running statistics from
-    three forward passes on noisy copies of the batch. Returns (model, source, x, y, info)."""
-    torch.manual_seed(seed)
-    model, source = build_resnet20()
-    model = model.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
-    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
-    with torch.no_grad():  # give BatchNorm non-trivial running statistics
-        model.train()
-        for _ in range(3):
-            model(x + 0.1 * torch.randn(x.shape, generator=gen).to(device))
-    return model.eval(), source, x, y, {"data": "random Gaussian inputs, random labels"}
-
-
-def checkpoint_setup(path: str, batch: int, seed: int, device: torch.device, split: str,
-                     n_per_class: int | None, subset_seed: int):
-    """Trained CIFAR-10 model from ``path`` and ``batch`` real CIFAR-10 images of ``split``
-    (optionally restricted first to the stratified subset ``n_per_class`` / ``subset_seed`` that the
-    trainer uses), chosen by a seeded permutation and normalised with the CIFAR-10 statistics."""
-    from kdbounds.data import load_cifar, stratified_subset
-    from kdbounds.data.transforms import normalization, normalize_uint8
-    from kdbounds.distill import load_checkpoint_model
-
-    model = load_checkpoint_model(path, map_location=device)
-    arch, ncls = getattr(model, "arch", type(model).__name__), getattr(model, "num_classes", None)
-    if ncls != 10:
-        raise ValueError(f"--checkpoint {path!r} holds a model with num_classes={ncls}; this benchmark "
-                         f"needs a 10-class CIFAR-10 model (resnet20-style)")
-    images, labels = load_cifar("cifar10", split=split)
-    idx = np.arange(len(labels))
-    if n_per_class is not None:
-        idx = idx[stratified_subset(labels, n_per_class, seed=subset_seed)]
-    if batch > len(idx):
-        raise ValueError(f"--batch {batch} is larger than the {len(idx)} images available; "
-                         f"lower --batch or raise --n-per-class")
-    gen = torch.Generator().manual_seed(seed)
-    sel = idx[torch.randperm(len(idx), generator=gen)[:batch].numpy()]
-    xu = torch.from_numpy(np.ascontiguousarray(images[sel])).permute(0, 3, 1, 2)
-    mean, std = normalization("cifar10")
-    x = normalize_uint8(xu, mean, std).contiguous().to(device)
-    y = torch.from_numpy(labels[sel]).long().to(device)
-    info = {"data": f"CIFAR-10 {split} images", "checkpoint": str(path), "arch": arch,
-            "split": split, "n_per_class": n_per_class, "subset_seed": subset_seed,
-            "pool_size": int(len(idx))}
-    with torch.no_grad():
-        z = model.eval()(x)
-        z = z[0] if isinstance(z, tuple) else z
-        info["batch_accuracy"] = float((z.argmax(1) == y).float().mean())
-        info["batch_cross_entropy"] = float(F.cross_entropy(z, y))
-    return model.eval(), f"checkpoint {path} ({arch})", x, y, info
-
-
-def first_rel_se(samples, target: float, min_n: int) -> int | None:
-    s = torch.tensor(samples, dtype=torch.float64)
-    for m in range(max(2, min_n), len(s) + 1):
-        mean = s[:m].mean()
-        se = s[:m].std() / m**0.5
-        if mean != 0 and se <= target * abs(mean):
-            return m
-    return None
+from _measure import (  # noqa: E402
+    PeakMemory,
+    checkpoint_setup,
+    first_reach,
+    first_rel_se,
+    random_setup,
+    timeit,
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -287,7 +99,22 @@ def main(argv=None) -> dict:
                     help="skip the HVP timing part; measure only the estimator costs")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller estimator caps")
     ap.add_argument("--out", default="results/benchmarks/hvp.json")
+    ap.add_argument("--peers", action="store_true",
+                    help="compare with the real PyHessian, curvlinops and dit in this process "
+                         "(process CPU time; one thread unless --threads) and write the ratios "
+                         "hvp_over_pyhessian, hvp_over_curvlinops, hvp_over_gradient, "
+                         "topeig_matvecs_over_power, broja_time_over_dit to --json")
+    ap.add_argument("--json", default=None, metavar="PATH",
+                    help="with --peers: output JSON (default results/benchmarks/hvp_peers.json)")
+    ap.add_argument("--eig-seeds", type=int, default=None,
+                    help="with --peers: start vectors for the top-eigenvalue comparison "
+                         "(default 3, --quick 1)")
+    ap.add_argument("--broja-laws", type=int, default=None,
+                    help="with --peers: random laws per alphabet shape in the dit comparison "
+                         "(default 2 with --quick, else 10)")
     a = ap.parse_args(argv)
+    if a.peers:
+        return peers_main(a)
     if a.quick:
         a.repeats, a.hutch_max, a.lanczos_max, a.power_max, a.hutchpp_budget = 1, 32, 20, 20, 12
     device = torch.device(a.device)
@@ -478,6 +305,121 @@ def main(argv=None) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=str))
     print(f"wrote {path}")
+    return out
+
+
+def peers_main(a: argparse.Namespace) -> dict:
+    """``--peers``: kdbounds vs PyHessian / curvlinops / dit in one process; ratios to JSON."""
+    import peers
+
+    from kdbounds._io import atomic_write_json
+
+    device = torch.device(a.device)
+    threads = a.threads or 1
+    torch.set_num_threads(threads)
+    batch = 16 if (a.quick and a.batch == 128) else a.batch
+    block = 4 if (a.quick and a.block == 16) else a.block
+    repeats = 1 if a.quick else max(a.repeats, 3)
+    seeds = list(range(a.eig_seeds if a.eig_seeds is not None else (1 if a.quick else 3)))
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    if a.checkpoint:
+        model, source, x, y, setup = checkpoint_setup(a.checkpoint, batch, a.seed, device, a.split,
+                                                      a.n_per_class, a.subset_seed)
+    else:
+        model, source, x, y, setup = random_setup(batch, a.seed, device)
+    print(f"peers: {source}, batch {batch}, {device}, {threads} thread(s), process CPU time",
+          flush=True)
+    parts: dict = {}
+    timings: dict = {}
+
+    def part(name, fn):
+        t0 = time.process_time()
+        try:
+            parts[name] = fn()
+        except Exception as e:  # noqa: BLE001 - one failing part is recorded, not fatal
+            parts[name] = {"error": f"{type(e).__name__}: {e}"}
+        timings[name] = time.process_time() - t0
+        print(f"  {name}: {timings[name]:.1f} s CPU", flush=True)
+
+    part("hvp", lambda: peers.hvp_costs(model, x, y, block=block, repeats=repeats, device=device,
+                                        without_reuse=not a.quick))
+    part("top_eigenvalue", lambda: peers.top_eigenvalue_costs(
+        model, x, y, seeds=seeds, power_max=a.power_max if not a.quick else 25,
+        lanczos_max=a.lanczos_max, device=device))
+    part("trace", lambda: peers.trace_cost(model, x, y, max_matvecs=32 if a.quick else a.hutch_max,
+                                           block=block, seed=a.seed))
+    part("broja", lambda: peers.broja_vs_dit(
+        shapes=[(2, 2, 2), (3, 3, 3)] if a.quick else [(2, 2, 2), (3, 3, 3), (4, 5, 5)],
+        laws_per_shape=a.broja_laws or (2 if a.quick else 10), seed=a.seed,
+        auto_laws=1 if a.quick else 2))
+
+    def med(part_name, row):
+        try:
+            return parts[part_name]["rows"][row]["median_s"]
+        except (KeyError, TypeError):
+            return None
+
+    def ratio(num, den):
+        return num / den if (num is not None and den) else None
+
+    k1, kb = med("hvp", "kdbounds_single"), med("hvp", "kdbounds_block")
+    ratios = {
+        "hvp_over_pyhessian": ratio(k1, med("hvp", "pyhessian_single")),
+        "hvp_over_curvlinops": ratio(k1, med("hvp", "curvlinops_single")),
+        "hvp_block_over_curvlinops_block": ratio(kb, med("hvp", "curvlinops_block")),
+        "hvp_over_gradient": ratio(kb, med("hvp", "gradient")),
+        "hvp_single_over_gradient": ratio(k1, med("hvp", "gradient")),
+        "topeig_matvecs_over_power": (parts.get("top_eigenvalue") or {}).get("matvecs_ratio_median"),
+        "topeig_time_over_power": (parts.get("top_eigenvalue") or {}).get("time_ratio_median"),
+        "broja_time_over_dit": (parts.get("broja") or {}).get("time_ratio_vs_cone_median"),
+    }
+    goals = {"hvp_over_pyhessian": 0.8, "hvp_over_curvlinops": 1.0, "hvp_over_gradient": 2.0,
+             "topeig_matvecs_over_power": 0.5, "broja_time_over_dit": 1.0}
+    out = {
+        "benchmark": "hvp_peers", **ratios,
+        "goals_le": goals,
+        "goals_met": {k: (ratios[k] <= g if ratios[k] is not None else None) for k, g in goals.items()},
+        "definitions": {
+            "hvp_over_pyhessian": "kdbounds single-vector product (kept graph) / PyHessian "
+                                  "hessian_vector_product on its kept graph, median s per vector",
+            "hvp_over_curvlinops": "kdbounds single / curvlinops HessianLinearOperator @ v",
+            "hvp_over_gradient": f"kdbounds block of {block}, per vector / one gradient",
+            "topeig_matvecs_over_power": "products until the estimate stays within rtol 1e-3 of "
+                                         "the float64 reference: kdbounds Lanczos / PyHessian "
+                                         "power iteration (median over start vectors)",
+            "topeig_time_over_power": "CPU time with each method's own stopping rule at 1e-3, "
+                                      "construction included",
+            "broja_time_over_dit": "kdbounds.pid.broja_pid / dit PID_BROJA(method='cone'), "
+                                   "median CPU time per law",
+        },
+        "model": source, "setup": setup, "batch": batch, "block": block, "repeats": repeats,
+        "device": str(device), "dtype": "float32", "threads": threads,
+        "timer": "process CPU time (time.process_time); CUDA: wall time with synchronize",
+        "torch": torch.__version__, "platform": platform.platform(), "quick": bool(a.quick),
+        "parts": parts, "part_cpu_seconds": timings,
+        "wall_seconds": time.perf_counter() - t_wall, "cpu_seconds": time.process_time() - t_cpu,
+        "max_rss_mib_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "versions": _peer_versions(),
+    }
+    path = Path(a.json or "results/benchmarks/hvp_peers.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, out)
+    for k, v in ratios.items():
+        print(f"{k:34s} {v if v is None else round(v, 3)}")
+    print(f"wall {out['wall_seconds']:.1f} s, CPU {out['cpu_seconds']:.1f} s; wrote {path}")
+    return out
+
+
+def _peer_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("pyhessian", "curvlinops-for-pytorch", "backpack-for-pytorch", "dit", "ecos",
+                 "cvxpy", "clarabel", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
     return out
 
 

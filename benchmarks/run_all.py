@@ -27,6 +27,10 @@ def main(argv=None) -> int:
     jobs = [
         ["bench_decompose.py", "--out", str(out / "decompose.json")],
         ["hvp.py", "--threads", "2", "--out", str(out / "hvp.json")] + (["--quick"] if a.quick else []),
+        # against the real PyHessian / curvlinops / dit (pyproject's bench extra), one thread,
+        # process CPU time; ratios hvp_over_pyhessian ... broja_time_over_dit in hvp_peers.json
+        ["hvp.py", "--peers", "--threads", "1", "--json", str(out / "hvp_peers.json")]
+        + (["--quick"] if a.quick else ["--batch", "64", "--block", "8"]),
         ["train_throughput.py", "--threads", "1", "--out", str(out / "train_throughput.json")]
         + (["--epochs", "1", "--repeats", "2"] if a.quick else []),
     ]

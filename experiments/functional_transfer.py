@@ -18,16 +18,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 from kdbounds.studies import functional_transfer as study
 
-OVERRIDES = {"seeds": int, "n_per_class": int, "teacher_epochs": int, "student_epochs": int, "n_test": int}
+OVERRIDES = {"seeds": T.positive_int, "n_per_class": T.positive_int, "teacher_epochs": T.positive_int,
+             "student_epochs": T.positive_int, "n_test": T.positive_int}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.study_parser(__doc__, study.PRESETS, "cpu")
     _cli.add_overrides(p, OVERRIDES)
-    p.add_argument("--cache", dest="cache_root", help="alias of --cache-root")
+    p.add_argument("--cache", dest="cache_root", type=T.writable_dir, help="alias of --cache-root")
     return p.parse_args(argv)
 
 

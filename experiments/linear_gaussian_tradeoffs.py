@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from kdbounds import _cli_types as T
 from kdbounds._io import atomic_write_csv, atomic_write_json
 from kdbounds.studies.plots import save_figure
 from linear_gaussian.plots import plot_bounds, plot_terms
@@ -19,12 +20,16 @@ from linear_gaussian.sweeps import TradeoffConfig, run_sweeps, summarize
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/linear_gaussian_tradeoffs")
+    ap.add_argument("--out", type=T.writable_dir, default="results/linear_gaussian_tradeoffs")
     ap.add_argument("--quick", action="store_true", help="small CI smoke run (< 10 s)")
-    ap.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
+    ap.add_argument("--seeds", type=T.seed, nargs="+", help="override the seeds")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
+    try:  # the default --out is not converted by argparse: check it before the sweep too
+        T.writable_dir(args.out)
+    except argparse.ArgumentTypeError as e:
+        ap.error(f"argument --out: {e}")
 
     cfg = TradeoffConfig.quick() if args.quick else TradeoffConfig()
     if args.seeds:

@@ -20,20 +20,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 from kdbounds.studies import pid_transfer as study
 
 
+def _methods() -> tuple[str, ...]:
+    from kdbounds.distill import available_methods
+
+    return tuple(available_methods())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.study_parser(__doc__, study.PRESETS, "smoke")
-    p.add_argument("--methods", default=None, help="comma-separated (default kd,vid,rid)")
+    p.add_argument("--methods", type=T.name_list(_methods()), default=None, help="comma-separated (default kd,vid,rid)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    methods = tuple(m for m in a.methods.split(",") if m) if a.methods else None
-    return _cli.main(study, "pid_transfer", _cli.config_from_args(study.PRESETS, a, methods=methods), a)
+    return _cli.main(study, "pid_transfer", _cli.config_from_args(study.PRESETS, a, methods=a.methods), a)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 from kdbounds.studies import sharpness_vs_gap as study
 
-OVERRIDES = {"teacher_epochs": int, "student_epochs": int, "n_per_class": int}
+OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int}
+
+
+def _methods() -> tuple[str, ...]:
+    from kdbounds.distill import available_methods
+
+    return tuple(available_methods())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.study_parser(__doc__, study.PRESETS, "default")
-    p.add_argument("--methods", default=None, help="comma-separated, e.g. ce,kd,rid")
+    p.add_argument("--methods", type=T.name_list(_methods()), default=None, help="comma-separated, e.g. ce,kd,rid")
     _cli.add_overrides(p, OVERRIDES)
     p.set_defaults(cache_root="results/cache")
     return p.parse_args(argv)
@@ -38,8 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    methods = tuple(m.strip() for m in a.methods.split(",")) if a.methods else None
-    cfg = _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=methods)
+    cfg = _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=a.methods)
     return _cli.main(study, "sharpness_vs_gap", cfg, a)
 
 

@@ -43,9 +43,13 @@ _export(
     "quadratic_spectrum", "gaussian_quadratic_bound", "GaussianQuadraticBound",
 )
 
-# ---- certificates (numpy): PAC-Bayes certificates — slot for ``kdbounds.certificates``
-# (kl_inverse_upper, kl_inverse_lower, pac_bayes_kl_bound, mc_risk_upper, diag_gaussian_kl)
-# once that package is merged; add them here with ``_export("certificates", ...)``.
+# ---- certificates (numpy): PAC-Bayes-kl certificates, the teacher as prior (theory.md §7) ----
+_export(
+    "certificates",
+    "kl_bernoulli", "kl_inverse_upper", "kl_inverse_lower", "pac_bayes_complexity", "pac_bayes_kl_bound",
+    "mc_risk_upper", "pinsker_bound", "classic_bound", "quadratic_bound", "grid_delta",
+    "diag_gaussian_kl", "GaussianKL", "compose_certificate", "CertificateBound",
+)
 
 # ---- pid (numpy/scipy/cvxpy): partial information decomposition of distilled knowledge ----
 _export(

@@ -24,7 +24,13 @@ __all__ = [
     "check_int",
     "check_choice",
     "check_finite_array",
+    "check_square_matrix",
+    "check_seed",
+    "check_n_boot",
+    "SEED_MAX",
 ]
+
+SEED_MAX = 2**32 - 1  # one seed range for numpy, torch and python generators
 
 
 def _fail(name: str, expected: str, got: Any, fix: str = "") -> None:
@@ -67,11 +73,11 @@ def check_positive(name: str, value: Any) -> float:
     return v
 
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """A finite number >= 0."""
+def check_nonnegative(name: str, value: Any, fix: str = "") -> float:
+    """A finite number >= 0 (``fix``: what to do instead, appended to the message)."""
     v = check_finite(name, value)
     if v < 0:
-        _fail(name, "a finite number >= 0", value)
+        _fail(name, "a finite number >= 0", value, fix)
     return v
 
 
@@ -128,5 +134,26 @@ def check_finite_array(name: str, value: Any, ndim: int | None = None):
     if ndim is not None and arr.ndim != ndim:
         _fail(name, f"a {ndim}-dimensional array", f"shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        _fail(name, "finite entries", f"{int(np.sum(~np.isfinite(arr)))} non-finite value(s)")
+        _fail(name, "finite entries", f"{int(np.sum(~np.isfinite(arr)))} non-finite (NaN/inf) value(s)")
     return arr
+
+
+def check_square_matrix(name: str, value: Any):
+    """A float64 square matrix with only finite entries."""
+    arr = check_finite_array(name, value, ndim=2)
+    if arr.shape[0] != arr.shape[1]:
+        _fail(name, "a square matrix", f"shape {arr.shape}")
+    return arr
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an integer in [0, 2**32 - 1] (numpy's legacy range, accepted by every generator)."""
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
+
+
+def check_n_boot(name: str, value: Any) -> int:
+    """A bootstrap count: 0 (no bootstrap) or an integer >= 2 (one resample has no spread)."""
+    v = check_int(name, value, minimum=0)
+    if v == 1:
+        _fail(name, "0 (no bootstrap) or an integer >= 2", value, "one resample gives no standard error")
+    return v

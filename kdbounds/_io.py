@@ -28,6 +28,8 @@ __all__ = [
     "bytes_sha256",
     "read_json",
     "to_jsonable",
+    "with_reasons",
+    "float_field",
 ]
 
 
@@ -66,6 +68,55 @@ def to_jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in x]
     raise TypeError(f"cannot write {type(x).__name__} as JSON; convert it to numbers/strings first")
+
+
+def with_reasons(record: Mapping[str, Any], why: str = "") -> dict[str, Any]:
+    """Copy of a flat ``record`` under the one non-finite policy, saying why each value is missing.
+
+    Every non-finite float (or numpy float) ``record[k]`` becomes ``None`` and gains a field
+    ``k + "_reason"``: ``"+inf"``, ``"-inf"`` or ``"nan"``, followed by ``": " + why`` when ``why`` is
+    given. Other values are copied unchanged; :func:`float_field` reads the float back.
+
+    Args:
+        record: a flat mapping of field names to values.
+        why: the cause shared by the record's non-finite values (e.g. ``"n = 1"``), or ``""``.
+
+    Returns:
+        A new dict, in the order of ``record``, with each ``*_reason`` right after its field.
+    """
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if isinstance(v, float) or (type(v).__module__ == "numpy" and "float" in type(v).__name__):
+            v = float(v)
+            if not math.isfinite(v):
+                tag = "nan" if math.isnan(v) else ("+inf" if v > 0 else "-inf")
+                out[k] = None
+                out[f"{k}_reason"] = f"{tag}: {why}" if why else tag
+                continue
+        out[k] = v
+    return out
+
+
+def float_field(record: Mapping[str, Any], key: str) -> float:
+    """The float ``record[key]`` written by :func:`with_reasons` (``null`` -> ``±inf`` or ``nan``).
+
+    Args:
+        record: a mapping read from JSON.
+        key: the field to read.
+
+    Returns:
+        ``float(record[key])``; for ``None`` (or a missing key), ``+inf``/``-inf`` when
+        ``record[key + "_reason"]`` starts with that tag, else ``nan``.
+    """
+    v = record.get(key)
+    if v is not None:
+        return float(v)
+    reason = str(record.get(f"{key}_reason") or "")
+    if reason.startswith("+inf"):
+        return math.inf
+    if reason.startswith("-inf"):
+        return -math.inf
+    return math.nan
 
 
 def dumps_strict(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:

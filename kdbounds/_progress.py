@@ -60,10 +60,12 @@ class LineProgress:
         file: where lines go (default ``sys.stderr``); each line is flushed.
         min_interval: at least this many seconds between two printed lines (the last step is always
             printed); ``0`` prints every step.
+        initial: steps already done before (e.g. resumed epochs); counted but not timed.
     """
 
     def __init__(self, iterable: Iterable[Any] | None = None, desc: str = "", total: int | None = None,
-                 unit: str = "it", file: IO[str] | None = None, min_interval: float = 0.0) -> None:
+                 unit: str = "it", file: IO[str] | None = None, min_interval: float = 0.0,
+                 initial: int = 0) -> None:
         if total is None and iterable is not None:
             try:
                 total = len(iterable)  # type: ignore[arg-type]
@@ -75,7 +77,7 @@ class LineProgress:
         self.unit = unit
         self.file = file
         self.min_interval = float(min_interval)
-        self.n = 0
+        self.n = self.initial = int(initial)
         self.postfix = ""
         self._start = time.monotonic()
         self._last_print = -float("inf")
@@ -114,8 +116,8 @@ class LineProgress:
         if self.total:
             pct = 100.0 * self.n / self.total
             parts.append(f"{self.n}/{self.total} {unit} ({pct:.0f}%) elapsed {_hms(elapsed)}")
-            if 0 < self.n < self.total:
-                parts.append(f" eta {_hms(elapsed * (self.total - self.n) / self.n)}")
+            if self.initial < self.n < self.total:  # rate of the steps done here (not the skipped ones)
+                parts.append(f" eta {_hms(elapsed * (self.total - self.n) / (self.n - self.initial))}")
         else:
             parts.append(f"{self.n} {unit} elapsed {_hms(elapsed)}")
         if self.postfix:
@@ -141,7 +143,7 @@ class LineProgress:
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str = "", total: int | None = None,
                  unit: str = "it", enabled: bool = True, leave: bool = True, file: IO[str] | None = None,
-                 min_interval: float = 0.0) -> Any:
+                 min_interval: float = 0.0, initial: int = 0) -> Any:
     """A tqdm bar on a terminal, a :class:`LineProgress` otherwise, a silent tqdm when disabled.
 
     Args:
@@ -151,6 +153,7 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str = "", total
         leave: keep the finished tqdm bar on screen (ignored for lines).
         file: output stream (default ``sys.stderr``); its ``isatty()`` decides bar vs lines.
         min_interval: seconds between two printed lines in line mode (use for per-batch counters).
+        initial: steps already done (a resumed run starts its bar there).
 
     Returns:
         An object with ``__iter__``, ``update``, ``set_postfix_str``, ``write``, ``close`` and context
@@ -160,7 +163,8 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, desc: str = "", total
 
     mode = progress_mode(file) if enabled else "off"
     if mode == "bar":
-        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, file=file)
+        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, file=file, initial=initial)
     if mode == "lines":
-        return LineProgress(iterable, desc=desc, total=total, unit=unit, file=file, min_interval=min_interval)
-    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=True, file=file)
+        return LineProgress(iterable, desc=desc, total=total, unit=unit, file=file, min_interval=min_interval,
+                            initial=initial)
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=True, file=file, initial=initial)

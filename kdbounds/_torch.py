@@ -4,17 +4,23 @@
   with a clear error when CUDA is asked for but absent.
 - :func:`eval_mode`: eval mode + ``no_grad`` for one or several modules, restoring every submodule's
   own ``training`` flag afterwards (even if the body raises).
+- :func:`collect_logits`: evaluate one or several modules on a tensor of inputs or a loader of
+  batches (eval mode, no grad) and return their logits on the CPU, in data order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["resolve_device", "eval_mode"]
+from ._checks import check_int
+
+__all__ = ["resolve_device", "eval_mode", "collect_logits"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -67,3 +73,129 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
     finally:
         for sub, flag in saved:
             sub.training = flag
+
+
+def _output_logits(out: Any, name: str) -> torch.Tensor:
+    """Logits from a model output: a tensor, an object with ``.logits``, a dict with 'logits',
+    or a tuple/list whose first element is the logits (e.g. a ``FeatureOutput`` NamedTuple)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
+        return out.logits
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(
+        f"{name} returned {type(out).__name__}; expected a logits tensor, an object with a .logits "
+        "tensor, a dict with key 'logits' or a tuple whose first element is the logits"
+    )
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    """The device of ``model``'s first parameter (or buffer); ``None`` for a module without either."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return None
+
+
+def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
+    """Yield input tensors from a tensor of inputs or an iterable of (x, y) batches / x tensors."""
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        if data.ndim == 0:
+            raise ValueError("data must be a tensor of inputs with a leading batch dimension, got a scalar")
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size]
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be a tensor of inputs or an iterable of (x, y) batches, got {type(data).__name__}"
+        )
+    for i, batch in enumerate(data):
+        if isinstance(batch, torch.Tensor):
+            x = batch
+        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+            x = batch[0]
+        elif isinstance(batch, dict) and isinstance(batch.get("x", batch.get("input")), torch.Tensor):
+            x = batch.get("x", batch.get("input"))
+        else:
+            raise TypeError(
+                f"data batch {i} is a {type(batch).__name__}; expected a tensor x or an (x, y) pair"
+            )
+        yield x
+
+
+def collect_logits(
+    models: nn.Module | Sequence[nn.Module],
+    data: Any,
+    *,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """Evaluate one or several modules on ``data`` (eval mode, no grad) and return their logits.
+
+    The one logit collector of the project (``divergence`` re-exports it; the trainer's
+    ``predict_logits`` builds a normalising loader and calls it). Every submodule's ``training`` flag
+    is restored afterwards (:func:`eval_mode`).
+
+    Args:
+        models: one ``nn.Module`` or a sequence of them, all evaluated on the same batches.
+        data: a tensor (or numpy array) of inputs with a leading batch dimension, split into
+            batches of ``batch_size``; or an iterable of batches, each an input tensor, an
+            ``(x, y, ...)`` tuple/list or a dict with key ``"x"`` or ``"input"``.
+        device: where inputs go (a name for :func:`resolve_device` or a ``torch.device``);
+            ``None`` moves them to each model's own device.
+        batch_size: batch size when ``data`` is a tensor (ignored for an iterable of batches).
+        progress: show a progress bar over batches (:func:`kdbounds._progress.progress_bar`).
+
+    Returns:
+        One CPU tensor ``(n, classes)`` per model, in data order, in the dtype the model returns.
+        A model output may be a tensor, an object with ``.logits``, a dict with key ``"logits"`` or a
+        tuple whose first element is the logits.
+
+    Raises:
+        TypeError: a model is not an ``nn.Module``, ``data`` is not a tensor or an iterable of
+            batches, a batch or a model output has an unknown form.
+        ValueError: ``batch_size < 1``, ``data`` is a scalar or yields no batch, inputs whose shape
+            does not fit a model (the model's own error, in our words), a model returns logits that
+            are not 2-D.
+        TypeError: (also) integer inputs: models take normalised floating-point images.
+    """
+    mods = [models] if isinstance(models, nn.Module) else list(models)
+    for j, m in enumerate(mods):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{j}] must be an nn.Module, got {type(m).__name__}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    devs = [resolve_device(device) if device is not None else _model_device(m) for m in mods]
+    outs: list[list[torch.Tensor]] = [[] for _ in mods]
+    it: Iterable[torch.Tensor] = _batches(data, batch_size)
+    if progress:
+        from ._progress import progress_bar
+
+        it = progress_bar(it, desc="logits", unit="batch", leave=False)
+    with eval_mode(*mods):
+        for x in it:
+            for j, (m, dev) in enumerate(zip(mods, devs)):
+                xin = x.to(dev) if dev is not None else x
+                if not torch.is_floating_point(xin):
+                    raise TypeError(f"data: expected floating-point inputs, got dtype {xin.dtype}; "
+                                    f"convert images with .float() (and normalise them as in training)")
+                try:
+                    out = m(xin)
+                except RuntimeError as e:  # shape/channel mismatch inside the model: say so in our words
+                    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")[:300]
+                    raise ValueError(f"data: inputs of shape {tuple(xin.shape)} do not fit model {j} "
+                                     f"({type(m).__name__}: {first}); CIFAR models expect (batch, 3, 32, 32)"
+                                     ) from None
+                z = _output_logits(out, f"model {j}")
+                if z.ndim != 2:
+                    raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
+                outs[j].append(z.detach().to("cpu"))
+    if not outs or not outs[0]:
+        raise ValueError("data is empty: no batches were produced")
+    return [torch.cat(o, 0) for o in outs]

@@ -1,16 +1,20 @@
 # Over 500 lines on purpose: the theorems of theory.md §4 (one per function) and the 1-D optimisations they share.
-"""Generalization bounds for knowledge distillation (theory.md §4), as pure functions.
+r"""Generalization bounds for knowledge distillation (theory.md §4), as pure functions.
 
-Every function takes *measured* quantities (a divergence ``K = KL(q_S || q_T)``, a sub-Gaussian
-proxy, a gradient norm, curvature, spectra) and returns a number; nothing here trains, samples or
-prints.  All arithmetic is float64 numpy/scipy.  Notation follows ``shared/docs/theory.md``:
+Every function takes *measured* quantities (a divergence :math:`K = \mathrm{KL}(q_S \Vert q_T)`, a
+sub-Gaussian proxy, a gradient norm, curvature, spectra) and returns a number; nothing here
+trains, samples or prints. All arithmetic is float64 numpy/scipy. Notation follows
+``shared/docs/theory.md``:
 
-* Theorem 1 (sub-Gaussian):      ``|gen(S) - gen(T)| <= sqrt(2 sigma_n^2 K)``
-* Theorem 2 (central condition): ``gen(S) >= c gen(T) - K / eta``
-* Theorem 3A (sharpness radius): ``|gen(S|D) - gen(T|D)| <= a_rho sqrt(2K)``,
-  ``a_rho = G0 rho + beta rho^2 / 2``
-* Theorem 3B (Gaussian teacher, quadratic gap): exact Donsker-Varadhan-Cramer bound
-  ``inf_{lam>0} (K + psi(lam)) / lam`` and its sub-gamma relaxation ``sqrt(2 v K) + c_+ K``.
+.. math::
+    \text{Theorem 1 (sub-Gaussian):}\quad & |\mathrm{gen}(S) - \mathrm{gen}(T)| \le \sqrt{2\sigma_n^2 K},\\
+    \text{Theorem 2 (central condition):}\quad & \mathrm{gen}(S) \ge c\,\mathrm{gen}(T) - K/\eta,\\
+    \text{Theorem 3A (sharpness radius):}\quad & |\mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)|
+        \le a_\rho \sqrt{2K}, \quad a_\rho = G_0\rho + \beta\rho^2/2,\\
+    \text{Theorem 3B (Gaussian teacher, quadratic gap):}\quad &
+        \inf_{\lambda>0} \frac{K + \psi(\lambda)}{\lambda} \le \sqrt{2vK} + c_+ K
+
+(3B: the exact Donsker-Varadhan-Cramér bound and its sub-gamma relaxation).
 
 Bad input raises ``ValueError`` (or ``TypeError``) naming the argument.
 """
@@ -19,11 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from numbers import Real
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from ._checks import check_finite, check_nonnegative, check_positive, check_probability, check_square_matrix
 
 __all__ = [
     "subgaussian_bound",
@@ -44,44 +49,9 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _scalar(name: str, value: Any) -> float:
-    """Convert ``value`` to a finite Python float or raise naming ``name``."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise TypeError(f"{name} must be a scalar, got an array of shape {value.shape}")
-        value = value.reshape(()).item()
-    if not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    x = float(value)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
-
-
 def _nonneg(name: str, value: Any) -> float:
-    x = _scalar(name, value)
-    if x < 0.0:
-        raise ValueError(
-            f"{name} must be >= 0, got {x}"
-            + (" (clip tiny negative KL estimates to 0 before calling)" if name == "divergence" else "")
-        )
-    return x
-
-
-def _positive(name: str, value: Any) -> float:
-    x = _scalar(name, value)
-    if x <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {x}")
-    return x
-
-
-def _unit_interval(name: str, value: Any) -> float:
-    x = _scalar(name, value)
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {x}")
-    return x
+    fix = "clip tiny negative KL estimates to 0 before calling" if name == "divergence" else ""
+    return check_nonnegative(name, value, fix)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,45 +60,88 @@ def _unit_interval(name: str, value: Any) -> float:
 
 
 def subgaussian_bound(divergence: float, sigma: float, n: float | None = None) -> float:
-    """Theorem 1: ``|gen(S) - gen(T)| <= sqrt(2 sigma^2 K / n)``.
+    r"""Theorem 1: the sub-Gaussian bound on the difference of generalization gaps.
+
+    .. math::
+        |\mathrm{gen}(S) - \mathrm{gen}(T)| \le \sqrt{2\sigma_n^2 K}, \qquad
+        \sigma_n = \sigma / \sqrt n .
 
     ``sigma`` is a per-sample sub-Gaussian proxy of the loss when ``n`` is given (a loss in
-    ``[0, B]`` has ``sigma = B/2``), so the gap's proxy is ``sigma_n = sigma / sqrt(n)``; with
-    ``n=None`` ``sigma`` is the proxy of the gap itself and the bound is ``sqrt(2 sigma^2 K)``.
-    ``K = 0`` gives 0 (equal expected gaps).
+    :math:`[0, B]` has :math:`\sigma = B/2`); with ``n=None`` ``sigma`` is the proxy
+    :math:`\sigma_n` of the gap itself. :math:`K = 0` gives 0 (equal expected gaps).
+
+    Args:
+        divergence: :math:`K \ge 0` (nats).
+        sigma: the sub-Gaussian proxy :math:`\sigma \ge 0`.
+        n: sample size :math:`n > 0`, or ``None``.
+
+    Returns:
+        The bound :math:`\sqrt{2\sigma_n^2 K}`.
+
+    Raises:
+        ValueError: an argument is NaN/inf or out of its range (the message names it).
+        TypeError: an argument is not a real number.
     """
     k = _nonneg("divergence", divergence)
     s = _nonneg("sigma", sigma)
     if n is None:
         return s * math.sqrt(2.0 * k)
-    nn = _positive("n", n)
+    nn = check_positive("n", n)
     return s * math.sqrt(2.0 * k / nn)
 
 
 def central_lower_bound(gen_teacher: float, divergence: float, eta: float, c: float) -> float:
-    """Theorem 2: ``gen(S) >= c gen(T) - K / eta`` under the (eta, c)-central condition.
+    r"""Theorem 2: lower bound on the student's gap under the :math:`(\eta, c)`-central condition.
 
-    ``eta > 0``, ``c in [0, 1]``; ``gen_teacher`` may have any sign.
+    .. math::
+        \mathrm{gen}(S) \ge c\,\mathrm{gen}(T) - K / \eta
+
+    Args:
+        gen_teacher: :math:`\mathrm{gen}(T)`, any sign.
+        divergence: :math:`K \ge 0`.
+        eta: :math:`\eta > 0`.
+        c: :math:`c \in [0, 1]`.
+
+    Returns:
+        The lower bound on :math:`\mathrm{gen}(S)`.
+
+    Raises:
+        ValueError: an argument is NaN/inf or out of its range (the message names it).
+        TypeError: an argument is not a real number.
     """
-    g = _scalar("gen_teacher", gen_teacher)
+    g = check_finite("gen_teacher", gen_teacher)
     k = _nonneg("divergence", divergence)
-    e = _positive("eta", eta)
-    cc = _unit_interval("c", c)
+    e = check_positive("eta", eta)
+    cc = check_probability("c", c)
     return cc * g - k / e
 
 
 def central_eta_from_subgaussian(gen_teacher: float, sigma_n: float, c: float) -> float:
-    """The eta for which sub-Gaussianity implies the (eta, c)-central condition.
+    r"""The :math:`\eta` for which sub-Gaussianity implies the :math:`(\eta, c)`-central condition.
 
-    ``log E e^{-eta G} <= -eta E G + eta^2 sigma_n^2 / 2 <= -c eta E G`` holds iff
-    ``eta <= 2 (1 - c) gen(T) / sigma_n^2``; this returns the largest such eta,
-    ``eta = 2 (1 - c) gen(T) / sigma_n^2``.  Needs ``gen_teacher > 0``, ``sigma_n > 0``, ``c in [0, 1)``.
-    Plugging it into :func:`central_lower_bound` and maximising over c gives
-    ``gen(T) - sqrt(2 sigma_n^2 K)`` (when ``sqrt(sigma_n^2 K / 2) <= gen(T)``).
+    .. math::
+        \log \mathbb E\, e^{-\eta G} \le -\eta\,\mathbb E G + \eta^2\sigma_n^2/2 \le -c\,\eta\,\mathbb E G
+        \iff \eta \le \frac{2(1-c)\,\mathrm{gen}(T)}{\sigma_n^2},
+
+    and this returns the largest such :math:`\eta`. Plugging it into :func:`central_lower_bound` and
+    maximising over :math:`c` gives :math:`\mathrm{gen}(T) - \sqrt{2\sigma_n^2 K}` (when
+    :math:`\sqrt{\sigma_n^2 K/2} \le \mathrm{gen}(T)`).
+
+    Args:
+        gen_teacher: :math:`\mathrm{gen}(T) > 0`.
+        sigma_n: the gap's sub-Gaussian proxy :math:`\sigma_n > 0`.
+        c: :math:`c \in [0, 1)`.
+
+    Returns:
+        :math:`\eta = 2(1-c)\,\mathrm{gen}(T)/\sigma_n^2`.
+
+    Raises:
+        ValueError: ``gen_teacher`` or ``sigma_n`` not positive, or ``c`` outside :math:`[0, 1)`.
+        TypeError: an argument is not a real number.
     """
-    g = _scalar("gen_teacher", gen_teacher)
-    s = _positive("sigma_n", sigma_n)
-    cc = _unit_interval("c", c)
+    g = check_finite("gen_teacher", gen_teacher)
+    s = check_positive("sigma_n", sigma_n)
+    cc = check_probability("c", c)
     if g <= 0.0:
         raise ValueError(
             f"gen_teacher must be > 0 for a positive eta, got {g}; the central condition "
@@ -145,10 +158,25 @@ def central_eta_from_subgaussian(gen_teacher: float, sigma_n: float, c: float) -
 
 
 def sharpness_radius_bound(divergence: float, rho: float, grad_norm: float, curvature: float) -> float:
-    """Theorem 3A: ``|gen(S|D) - gen(T|D)| <= a_rho sqrt(2 K)``, ``a_rho = G0 rho + beta rho^2 / 2``.
+    r"""Theorem 3A: the sharpness-radius bound.
 
-    ``rho``: radius of the ball (around the teacher's centre m) that supports the teacher kernel;
-    ``grad_norm`` ``G0 = ||grad f(m)||``; ``curvature`` ``beta >= ||hess f||_op`` on the ball.
+    .. math::
+        |\mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)| \le a_\rho \sqrt{2K}, \qquad
+        a_\rho = G_0\rho + \beta\rho^2/2 .
+
+    Args:
+        divergence: :math:`K \ge 0`.
+        rho: radius :math:`\rho \ge 0` of the ball (around the teacher's centre m) that supports the
+            teacher kernel.
+        grad_norm: :math:`G_0 = \lVert\nabla f(m)\rVert \ge 0`.
+        curvature: :math:`\beta \ge \lVert\nabla^2 f\rVert_{\mathrm{op}}` on the ball, :math:`\ge 0`.
+
+    Returns:
+        The bound :math:`a_\rho\sqrt{2K}`.
+
+    Raises:
+        ValueError: an argument is NaN/inf or out of its range (the message names it).
+        TypeError: an argument is not a real number.
     """
     k = _nonneg("divergence", divergence)
     r = _nonneg("rho", rho)
@@ -159,11 +187,26 @@ def sharpness_radius_bound(divergence: float, rho: float, grad_norm: float, curv
 
 
 def tightness_radius(sigma: float, grad_norm: float, curvature: float) -> float:
-    """Tightness radius ``rho0 = (sqrt(G0^2 + 2 beta sigma) - G0) / beta`` (``sigma / G0`` if beta = 0).
+    r"""Tightness radius :math:`\rho_0`: :math:`a_\rho < \sigma` iff :math:`\rho < \rho_0`.
 
-    ``a_rho < sigma`` iff ``rho < rho0``; evaluated in the cancellation-free form
-    ``rho0 = 2 sigma / (sqrt(G0^2 + 2 beta sigma) + G0)``.  Returns ``inf`` when G0 = beta = 0
-    (and sigma > 0), 0 when sigma = 0.
+    .. math::
+        \rho_0 = \frac{\sqrt{G_0^2 + 2\beta\sigma} - G_0}{\beta}
+               = \frac{2\sigma}{\sqrt{G_0^2 + 2\beta\sigma} + G_0}
+
+    (evaluated in the cancellation-free second form; :math:`\sigma / G_0` when :math:`\beta = 0`).
+
+    Args:
+        sigma: the proxy :math:`\sigma \ge 0` to beat.
+        grad_norm: :math:`G_0 \ge 0`.
+        curvature: :math:`\beta \ge 0`.
+
+    Returns:
+        :math:`\rho_0`; ``inf`` when :math:`G_0 = \beta = 0` (and :math:`\sigma > 0`), 0 when
+        :math:`\sigma = 0`.
+
+    Raises:
+        ValueError: an argument is NaN/inf or out of its range (the message names it).
+        TypeError: an argument is not a real number.
     """
     s = _nonneg("sigma", sigma)
     g0 = _nonneg("grad_norm", grad_norm)
@@ -182,10 +225,27 @@ def tightness_radius(sigma: float, grad_norm: float, curvature: float) -> float:
 
 
 def subgamma_bound(divergence: float, v: float, c_plus: float, c_minus: float = 0.0) -> tuple[float, float]:
-    """Sub-gamma two-sided bound ``(-sqrt(2 v K) - c_- K,  sqrt(2 v K) + c_+ K)``.
+    r"""Sub-gamma two-sided bound on :math:`\mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)`.
 
-    Valid when ``psi(lam) <= lam^2 v / (2 (1 - c_+ lam))`` for ``0 < lam < 1/c_+`` (and the mirror
-    statement with ``c_-`` for ``-lam``); returns ``(lower, upper)`` on ``gen(S|D) - gen(T|D)``.
+    .. math::
+        -\sqrt{2vK} - c_- K \ \le\ \mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)
+        \ \le\ \sqrt{2vK} + c_+ K,
+
+    valid when :math:`\psi(\lambda) \le \frac{\lambda^2 v}{2(1 - c_+\lambda)}` for
+    :math:`0 < \lambda < 1/c_+` (and the mirror statement with :math:`c_-` for :math:`-\lambda`).
+
+    Args:
+        divergence: :math:`K \ge 0`.
+        v: the variance factor :math:`v \ge 0`.
+        c_plus: the scale :math:`c_+ \ge 0` of the upper tail.
+        c_minus: the scale :math:`c_- \ge 0` of the lower tail.
+
+    Returns:
+        ``(lower, upper)``.
+
+    Raises:
+        ValueError: an argument is NaN/inf or out of its range (the message names it).
+        TypeError: an argument is not a real number.
     """
     k = _nonneg("divergence", divergence)
     vv = _nonneg("v", v)
@@ -254,20 +314,34 @@ def _phi_neg_log(one_minus_x: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def log_mgf_quadratic(lam: float, eigenvalues: Any, b_proj: Any, multiplicity: int = 1) -> float:
-    """Log-MGF of a Gaussian quadratic, ``psi(lam) = log E exp(lam (f - E f))``.
+    r"""Log-MGF of a Gaussian quadratic, :math:`\psi(\lambda) = \log \mathbb E \exp(\lambda (f - \mathbb E f))`.
 
-    For ``w ~ N(m, S)`` and ``f(w) = f(m) + b^T (w-m) + (w-m)^T H (w-m) / 2``, with
-    ``A = S^{1/2} H S^{1/2}`` (eigenvalues ``a_i``) and ``b_i`` the components of ``b' = S^{1/2} b``
-    in A's eigenbasis::
+    For :math:`w \sim \mathcal N(m, S)` and :math:`f(w) = f(m) + b^\top (w-m) + (w-m)^\top H (w-m)/2`,
+    with :math:`A = S^{1/2} H S^{1/2}` (eigenvalues :math:`a_i`) and :math:`b_i` the components of
+    :math:`b' = S^{1/2} b` in A's eigenbasis,
 
-        psi(lam) = sum_i [ -1/2 log(1 - lam a_i) - lam a_i / 2 + (lam^2 / 2) b_i^2 / (1 - lam a_i) ].
+    .. math::
+        \psi(\lambda) = \sum_i \Bigl[-\tfrac12 \log(1 - \lambda a_i) - \frac{\lambda a_i}{2}
+        + \frac{\lambda^2}{2}\,\frac{b_i^2}{1 - \lambda a_i}\Bigr].
 
-    Outside the admissible set ``1 - lam a_i > 0`` for all i the MGF is infinite and this returns
-    ``+inf`` (not an error), so that it can be fed to an optimiser.  ``multiplicity`` repeats every
-    a_i (``A kron I_multiplicity``); ``b_proj`` then has shape ``(len(eigenvalues), multiplicity)``
-    or its C-order flattening.
+    Outside the admissible set (:math:`1 - \lambda a_i > 0` for all i) the MGF is infinite and this
+    returns ``+inf`` (not an error), so that it can be fed to an optimiser.
+
+    Args:
+        lam: :math:`\lambda`, any real.
+        eigenvalues: the :math:`a_i`, 1-D.
+        b_proj: the :math:`b_i`; with ``multiplicity`` k, shape ``(len(eigenvalues), k)`` or its
+            C-order flattening.
+        multiplicity: repeats every :math:`a_i` k times (:math:`A \otimes I_k`).
+
+    Returns:
+        :math:`\psi(\lambda)`, or ``inf`` outside the admissible set.
+
+    Raises:
+        ValueError: NaN/inf or mismatched shapes, or ``multiplicity < 1``.
+        TypeError: non-numeric arrays or a non-integer ``multiplicity``.
     """
-    lam_f = _scalar("lam", lam)
+    lam_f = check_finite("lam", lam)
     a, b2 = _as_spectrum(eigenvalues, b_proj, multiplicity)
     return _psi_mult(lam_f, a, b2, int(multiplicity))
 
@@ -357,15 +431,24 @@ def _dv_upper(k: float, a: np.ndarray, b2: np.ndarray, mult: int) -> tuple[float
 
 @dataclass(frozen=True)
 class GaussianQuadraticBound:
-    """Theorem 3B for a Gaussian teacher ``N(m, S)`` and a quadratic gap function.
+    r"""Theorem 3B for a Gaussian teacher :math:`\mathcal N(m, S)` and a quadratic gap function.
 
-    ``upper = inf_{lam>0} (K + psi(lam)) / lam`` and ``lower = -inf_{lam>0} (K + psi(-lam)) / lam``
-    bound ``gen(S|D) - gen(T|D)``; ``subgamma_upper = sqrt(2 v K) + c_plus K`` and
-    ``subgamma_lower = -sqrt(2 v K) - c_minus K`` are their relaxations, with
-    ``v = Var_T f = ||b'||^2 + ||A||_F^2 / 2`` and ``c_+- = max(lambda_max(+-A), 0)``.
-    ``lambda_upper`` / ``lambda_lower`` are the optimal lam (0 when K = 0; inf when the infimum is
-    approached at lam -> inf; a very large finite lam when
-    the search window ends there).  ``trace_a = tr A = tr(H S)`` gives ``gen(T) = f(m) + trace_a / 2``.
+    .. math::
+        \text{upper} = \inf_{\lambda>0} \frac{K + \psi(\lambda)}{\lambda}, \qquad
+        \text{lower} = -\inf_{\lambda>0} \frac{K + \psi(-\lambda)}{\lambda}
+
+    bound :math:`\mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)`; their sub-gamma relaxations are
+
+    .. math::
+        \text{subgamma\_upper} = \sqrt{2vK} + c_+ K, \quad
+        \text{subgamma\_lower} = -\sqrt{2vK} - c_- K, \quad
+        v = \mathrm{Var}_T f = \lVert b'\rVert^2 + \lVert A\rVert_F^2/2, \quad
+        c_\pm = \max(\lambda_{\max}(\pm A), 0).
+
+    ``lambda_upper`` / ``lambda_lower`` are the optimal :math:`\lambda` (0 when :math:`K = 0`; inf when
+    the infimum is approached at :math:`\lambda \to \infty`; a very large finite :math:`\lambda` when
+    the search window ends there). ``trace_a`` :math:`= \operatorname{tr} A = \operatorname{tr}(HS)`
+    gives :math:`\mathrm{gen}(T) = f(m) + \text{trace\_a}/2`.
     """
 
     divergence: float
@@ -383,9 +466,18 @@ class GaussianQuadraticBound:
     multiplicity: int
 
     def k0(self, sigma: float) -> float:
-        """``K0 = 2 (sigma - sqrt v)^2 / c_+^2``: the sub-gamma bound beats a global proxy sigma
-        (``sqrt(2 sigma^2 K)``) for ``K < K0`` (if ``sqrt v < sigma``).  ``inf`` if ``c_+ = 0`` and
-        ``sqrt v < sigma``; 0 if ``sqrt v >= sigma``."""
+        r"""The divergence below which the sub-gamma bound beats a global proxy :math:`\sigma`.
+
+        .. math::
+            K_0 = \frac{2(\sigma - \sqrt v)^2}{c_+^2}:
+            \quad \sqrt{2vK} + c_+K < \sqrt{2\sigma^2 K} \text{ for } K < K_0 \ (\text{if } \sqrt v < \sigma).
+
+        Args:
+            sigma: the global sub-Gaussian proxy :math:`\sigma`.
+
+        Returns:
+            :math:`K_0`; ``inf`` if :math:`c_+ = 0` and :math:`\sqrt v < \sigma`; 0 if :math:`\sqrt v \ge \sigma`.
+        """
         s = _nonneg("sigma", sigma)
         sv = math.sqrt(self.v)
         if sv >= s:
@@ -395,21 +487,42 @@ class GaussianQuadraticBound:
         return 2.0 * (s - sv) ** 2 / self.c_plus**2
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict.
+
+        Returns:
+            Every field (floats; infinite values are left to the writer's non-finite policy).
+        """
         return asdict(self)
 
 
 def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
-    """Spectral form ``(a, b_proj)`` of a dense Gaussian-quadratic problem.
+    r"""Spectral form ``(a, b_proj)`` of a dense Gaussian-quadratic problem.
 
-    ``A = S^{1/2} H S^{1/2} = Q diag(a) Q^T`` and ``b_proj = Q^T S^{1/2} grad``.  ``grad`` has shape
-    ``(p,)`` or ``(p, k)`` (k output copies sharing H and S, i.e. ``H kron I_k``; column j of
-    ``grad`` is the gradient w.r.t. the j-th copy); ``b_proj`` has the same trailing shape.
-    ``hessian`` must be symmetric and ``cov`` symmetric positive semi-definite (relative tolerance
-    ``tol``); ``S^{1/2}`` is the symmetric square root from ``eigh``, with eigenvalues of S below
-    ``p * eps * lambda_max(S)`` treated as exact zeros (singular teacher covariances are allowed).
+    .. math::
+        A = S^{1/2} H S^{1/2} = Q \operatorname{diag}(a) Q^\top, \qquad
+        b_{\text{proj}} = Q^\top S^{1/2} \nabla f .
+
+    :math:`S^{1/2}` is the symmetric square root from ``eigh``, with eigenvalues of S below
+    :math:`p\,\epsilon\,\lambda_{\max}(S)` treated as exact zeros (singular teacher covariances are
+    allowed).
+
+    Args:
+        grad: the gradient, ``(p,)`` or ``(p, k)`` (k output copies sharing H and S, i.e.
+            :math:`H \otimes I_k`; column j is the gradient w.r.t. the j-th copy).
+        hessian: ``(p, p)`` symmetric H.
+        cov: ``(p, p)`` symmetric positive semi-definite S.
+        tol: relative tolerance of the symmetry and semi-definiteness checks.
+
+    Returns:
+        ``(a, b_proj)``: the eigenvalues of A and the projected gradient (same trailing shape as
+        ``grad``).
+
+    Raises:
+        ValueError: shapes that do not match, NaN/inf, a non-symmetric H or S, or S not PSD.
+        TypeError: non-numeric arrays.
     """
-    h = _matrix("hessian", hessian)
-    s = _matrix("cov", cov)
+    h = check_square_matrix("hessian", hessian)
+    s = check_square_matrix("cov", cov)
     p = h.shape[0]
     if s.shape != (p, p):
         raise ValueError(f"cov has shape {s.shape}, expected ({p}, {p}) to match hessian")
@@ -442,18 +555,6 @@ def quadratic_spectrum(grad: Any, hessian: Any, cov: Any, *, tol: float = 1e-8) 
     return a, b_proj
 
 
-def _matrix(name: str, value: Any) -> np.ndarray:
-    try:
-        m = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a square array of reals: {exc}") from None
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
-    return m
-
-
 def gaussian_quadratic_bound(
     divergence: float,
     *,
@@ -464,27 +565,47 @@ def gaussian_quadratic_bound(
     cov: Any = None,
     multiplicity: int = 1,
 ) -> GaussianQuadraticBound:
-    """Theorem 3B: exact Donsker-Varadhan-Cramer bounds for a Gaussian teacher, quadratic gap.
+    r"""Theorem 3B: exact Donsker-Varadhan-Cramér bounds for a Gaussian teacher, quadratic gap.
 
-    Teacher kernel ``N(m, S)``, gap ``f(w) = f(m) + b^T (w-m) + (w-m)^T H (w-m) / 2``,
-    ``A = S^{1/2} H S^{1/2}``, ``b' = S^{1/2} b``, ``psi`` as in :func:`log_mgf_quadratic`.  For any
-    student Q with ``KL(Q || N(m, S)) = K``::
+    Teacher kernel :math:`\mathcal N(m, S)`, gap :math:`f(w) = f(m) + b^\top(w-m) + (w-m)^\top H(w-m)/2`,
+    :math:`A = S^{1/2} H S^{1/2}`, :math:`b' = S^{1/2} b`, :math:`\psi` as in
+    :func:`log_mgf_quadratic`. For any student Q with :math:`\mathrm{KL}(Q \Vert \mathcal N(m, S)) = K`,
 
-        -inf_{lam>0} (K + psi(-lam))/lam <= E_Q f - E_T f <= inf_{lam>0} (K + psi(lam))/lam
-        -sqrt(2 v K) - c_- K <= (lower)          (upper) <= sqrt(2 v K) + c_+ K
+    .. math::
+        -\inf_{\lambda>0} \frac{K + \psi(-\lambda)}{\lambda} \ \le\ \mathbb E_Q f - \mathbb E_T f
+        \ \le\ \inf_{\lambda>0} \frac{K + \psi(\lambda)}{\lambda},\\
+        -\sqrt{2vK} - c_-K \ \le\ (\text{lower}), \qquad (\text{upper}) \ \le\ \sqrt{2vK} + c_+K,
 
-    with ``v = ||b'||^2 + ||A||_F^2 / 2`` and ``c_+- = max(lambda_max(+-A), 0)``.  The upper
-    infimum runs over the admissible interval ``(0, 1/c_+)`` by a bounded 1-D minimisation
-    (``scipy.optimize.minimize_scalar``) in a variable that resolves both ends; K = 0 gives 0.
+    with :math:`v = \lVert b'\rVert^2 + \lVert A\rVert_F^2/2` and
+    :math:`c_\pm = \max(\lambda_{\max}(\pm A), 0)`. The upper infimum runs over the admissible
+    interval :math:`(0, 1/c_+)` by a bounded 1-D minimisation (``scipy.optimize.minimize_scalar``) in
+    a variable that resolves both ends; :math:`K = 0` gives 0.
 
-    Give either the spectra (``eigenvalues`` of A and ``b_proj``, the components of b' in A's
-    eigenbasis) or the dense ``grad`` (b), ``hessian`` (H) and ``cov`` (S).  ``multiplicity`` k
-    repeats every eigenvalue (A kron I_k, e.g. the linear-Gaussian case with k outputs); then
-    ``b_proj`` has shape ``(len(eigenvalues), k)`` (row i: the k components along eigenvector i)
-    or its C-order flattening, and in the dense path ``grad`` has shape ``(p, k)``.  For the
-    linear-Gaussian model with gradient matrix ``G`` (k x d), ``Sigma_T^{1/2} (Sigma_x - Sigma_hat)
-    Sigma_T^{1/2} = Q diag(a_tilde) Q^T``: ``eigenvalues = 2 a_tilde``,
-    ``b_proj = (G Sigma_T^{1/2} Q).T``, ``multiplicity = k``.
+    For the linear-Gaussian model with gradient matrix :math:`G` (:math:`k \times d`) and
+    :math:`\Sigma_T^{1/2} (\Sigma_x - \hat\Sigma) \Sigma_T^{1/2} = Q \operatorname{diag}(\tilde a) Q^\top`:
+    ``eigenvalues`` :math:`= 2\tilde a`, ``b_proj`` :math:`= (G \Sigma_T^{1/2} Q)^\top`,
+    ``multiplicity`` :math:`= k`.
+
+    Args:
+        divergence: :math:`K \ge 0`.
+        eigenvalues: spectral path: the eigenvalues of A.
+        b_proj: spectral path: the components of :math:`b'` in A's eigenbasis; with multiplicity k,
+            shape ``(len(eigenvalues), k)`` (row i: the k components along eigenvector i) or its
+            C-order flattening.
+        grad: dense path: b, ``(p,)`` or ``(p, k)``.
+        hessian: dense path: H, ``(p, p)``.
+        cov: dense path: S, ``(p, p)``.
+        multiplicity: k, repeats every eigenvalue (:math:`A \otimes I_k`, e.g. the linear-Gaussian
+            case with k outputs).
+
+    Returns:
+        A :class:`GaussianQuadraticBound` (exact bounds, their sub-gamma relaxations, :math:`v`,
+        :math:`c_\pm`, optimal :math:`\lambda`).
+
+    Raises:
+        ValueError: both or neither path given, an incomplete path, mismatched shapes, NaN/inf or a
+            bad ``multiplicity`` (see also :func:`quadratic_spectrum`).
+        TypeError: non-numeric input or a non-integer ``multiplicity``.
     """
     k = _nonneg("divergence", divergence)
     spectral = eigenvalues is not None or b_proj is not None

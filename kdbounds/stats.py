@@ -13,16 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._io import with_reasons
+
 __all__ = ["GroupComparison", "compare_groups", "holm_adjust"]
-
-
-def _json_float(x: float) -> float | None | str:
-    """Finite floats as they are, NaN as ``None``, ±inf as ``"inf"``/``"-inf"`` (so records round-trip)."""
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return float(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,12 +27,20 @@ def _json_float(x: float) -> float | None | str:
 class GroupComparison:
     r"""Group ``a`` vs group ``b`` (e.g. KD vs a control), one value per seed.
 
-    ``diff = mean_a − mean_b``; Welch: ``se = sqrt(s_a²/n_a + s_b²/n_b)``,
-    ``df = se⁴ / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1))``, ``t = diff/se``, CI ``diff ± t_{df} se``.
-    Cohen's ``d = diff / s_pooled``, ``s_pooled² = ((n_a−1)s_a² + (n_b−1)s_b²)/(n_a+n_b−2)``; Hedges'
-    ``g = J d`` with the exact ``J = Γ(ν/2) / (sqrt(ν/2) Γ((ν−1)/2))``, ``ν = n_a+n_b−2``.
-    Mann–Whitney ``U`` is the statistic of sample ``a`` (scipy); common-language effect size
-    ``CLES = P(A > B) + ½ P(A = B) = U / (n_a n_b)``; rank-biserial ``r = 2 CLES − 1``.
+    With means :math:`\bar a, \bar b`, sample sds :math:`s_a, s_b` (``ddof=1``) and
+    :math:`\nu = n_a + n_b - 2`:
+
+    .. math::
+        \mathrm{diff} &= \bar a - \bar b, \qquad
+        \mathrm{se} = \sqrt{s_a^2/n_a + s_b^2/n_b}, \qquad t = \mathrm{diff}/\mathrm{se},\\
+        \mathrm{df} &= \frac{\mathrm{se}^4}{(s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1)}, \qquad
+        \mathrm{CI} = \mathrm{diff} \pm t_{\mathrm{df}}\,\mathrm{se},\\
+        d &= \frac{\mathrm{diff}}{s_p}, \quad s_p^2 = \frac{(n_a-1)s_a^2 + (n_b-1)s_b^2}{\nu}, \qquad
+        g = J d, \quad J = \frac{\Gamma(\nu/2)}{\sqrt{\nu/2}\,\Gamma((\nu-1)/2)},\\
+        \mathrm{CLES} &= P(A > B) + \tfrac12 P(A = B) = \frac{U}{n_a n_b}, \qquad r = 2\,\mathrm{CLES} - 1,
+
+    (Welch's t and df, Cohen's d, Hedges' g with the exact J, the common-language effect size and
+    the rank-biserial correlation). Mann-Whitney ``U`` is the statistic of sample ``a`` (scipy).
     ``note`` explains degenerate cases (zero variance in both groups).
     """
 
@@ -68,7 +69,13 @@ class GroupComparison:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (_json_float(getattr(self, f.name)) if isinstance(getattr(self, f.name), float) else getattr(self, f.name)) for f in fields(self)}
+        """The record as strict JSON: a non-finite statistic is ``null`` with a ``*_reason`` field.
+
+        Returns:
+            ``{field: value}``; e.g. ``welch_t = +inf`` (both groups constant and different) is
+            written ``"welch_t": null, "welch_t_reason": "+inf: zero variance in both groups"``.
+        """
+        return with_reasons({f.name: getattr(self, f.name) for f in fields(self)}, why=self.note)
 
     def __str__(self) -> str:
         head = f"{self.metric}: " if self.metric else ""
@@ -203,19 +210,31 @@ def holm_adjust(pvalues: Sequence[float]) -> list[float]:
     with :math:`p_{(1)} \le \dots \le p_{(m)}` the sorted p-values.
 
     Args:
-        pvalues: the m raw p-values.
+        pvalues: the m raw p-values, each in [0, 1] or NaN (a test that could not be computed: it
+            stays NaN and still counts in m, which keeps the adjustment conservative).
 
     Returns:
         The adjusted p-values (``[]`` for no input).
+
+    Raises:
+        ValueError: a p-value outside [0, 1] (or infinite), or ``pvalues`` not one-dimensional.
     """
     p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues: expected a sequence of p-values, got shape {p.shape}")
+    bad = np.flatnonzero(~np.isnan(p) & ((p < 0) | (p > 1)))
+    if bad.size:
+        raise ValueError(f"pvalues[{int(bad[0])}]: expected a p-value in [0, 1] (or NaN), got {p[bad[0]]!r}")
     m = p.size
     if m == 0:
         return []
-    order = np.argsort(p, kind="stable")
-    adj = np.empty(m)
+    nan = np.isnan(p)
+    order = np.argsort(np.where(nan, np.inf, p), kind="stable")
+    adj = np.full(m, np.nan)
     running = 0.0
     for rank, i in enumerate(order):
+        if nan[i]:
+            continue
         running = max(running, min(1.0, (m - rank) * p[i]))
         adj[i] = running
     return adj.tolist()

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import _cli_types as T
+
 EPILOG = """\
 examples:
   # quick CPU check (500 images per class, 5 epochs, a few minutes on a laptop)
@@ -58,54 +60,43 @@ def _kv(s: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
-def _milestones(s: str) -> tuple[int, ...]:
-    try:
-        ms = tuple(int(x) for x in s.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--milestones expects epochs separated by commas, e.g. 150,180,210; "
-                                         f"got {s!r}") from None
-    if not ms:
-        raise argparse.ArgumentTypeError("--milestones needs at least one epoch")
-    return ms
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
     g.add_argument("--arch", required=True, help="model name (see --list-models), e.g. resnet20, wrn_40_2, vgg8")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
-    g.add_argument("--data-root", default=None, help="folder with CIFAR (default: $KDBOUNDS_DATA, then standard places)")
-    g.add_argument("--n-per-class", type=int, default=None, help="train on this many images per class (default: all)")
-    g.add_argument("--val-per-class", type=int, default=None,
+    g.add_argument("--data-root", type=T.data_root, default=None, help="folder with CIFAR (default: $KDBOUNDS_DATA, then standard places)")
+    g.add_argument("--n-per-class", type=T.positive_int, default=None, help="train on this many images per class (default: all)")
+    g.add_argument("--val-per-class", type=T.nonneg_int, default=None,
                    help="hold out this many training images per class as a validation set (default 0)")
-    g.add_argument("--subset-seed", type=int, default=None, help="seed of the subset/validation draw (default 0)")
+    g.add_argument("--subset-seed", type=T.seed, default=None, help="seed of the subset/validation draw (default 0)")
     g.add_argument("--no-augment", action="store_true", help="disable random crop + flip")
     o = p.add_argument_group("optimisation")
     o.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a recipe; explicit options override it")
-    o.add_argument("--epochs", type=int, default=None, help="default 240 (paper recipe)")
-    o.add_argument("--batch-size", type=int, default=None, help="default 64")
-    o.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.05)")
-    o.add_argument("--momentum", type=float, default=None, help="default 0.9")
-    o.add_argument("--weight-decay", type=float, default=None, help="default 5e-4")
+    o.add_argument("--epochs", type=T.positive_int, default=None, help="default 240 (paper recipe)")
+    o.add_argument("--batch-size", type=T.positive_int, default=None, help="default 64")
+    o.add_argument("--lr", type=T.positive_float, default=None, help="initial learning rate (default 0.05)")
+    o.add_argument("--momentum", type=T.momentum, default=None, help="default 0.9")
+    o.add_argument("--weight-decay", type=T.nonneg_float, default=None, help="default 5e-4")
     o.add_argument("--nesterov", action="store_true", default=None)
     o.add_argument("--schedule", choices=["step", "cosine", "constant"], default=None, help="default step")
-    o.add_argument("--milestones", type=_milestones, default=None,
+    o.add_argument("--milestones", type=T.milestones, default=None,
                    help="epochs where lr is multiplied by --lr-gamma, e.g. 150,180,210 (default: 62.5/75/87.5%% of --epochs)")
-    o.add_argument("--lr-gamma", type=float, default=None, help="step-schedule factor (default 0.1)")
-    o.add_argument("--grad-clip", type=float, default=None, help="clip the global gradient norm (default off)")
-    o.add_argument("--seed", type=int, default=None, help="data order, augmentation and init (default 0)")
-    o.add_argument("--init-seed", type=int, default=None, help="separate seed for the initialisation")
+    o.add_argument("--lr-gamma", type=T.positive_float, default=None, help="step-schedule factor (default 0.1)")
+    o.add_argument("--grad-clip", type=T.positive_float, default=None, help="clip the global gradient norm (default off)")
+    o.add_argument("--seed", type=T.seed, default=None, help="data order, augmentation and init (default 0)")
+    o.add_argument("--init-seed", type=T.seed, default=None, help="separate seed for the initialisation")
     o.add_argument("--method-arg", type=_kv, action="append", default=[], metavar="NAME=VALUE",
                    help="method hyper-parameter, repeatable (see --list-methods), e.g. --method-arg T=4")
     r = p.add_argument_group("run")
-    r.add_argument("--out", default=None, help="output folder (default: a cache folder under --cache-root)")
-    r.add_argument("--cache-root", default="runs", help="cache root when --out is not given (default runs/)")
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default auto (CUDA if present)")
+    r.add_argument("--out", type=T.writable_dir, default=None, help="output folder (default: a cache folder under --cache-root)")
+    r.add_argument("--cache-root", type=T.writable_dir, default="runs", help="cache root when --out is not given (default runs/)")
+    r.add_argument("--device", type=T.device, default=None, help="default auto (CUDA if present)")
     r.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast (CUDA only anyway)")
     r.add_argument("--no-channels-last", action="store_true", help="disable channels-last (CUDA only anyway)")
-    r.add_argument("--eval-every", type=int, default=None, help="test every N epochs (always after the last)")
+    r.add_argument("--eval-every", type=T.positive_int, default=None, help="test every N epochs (always after the last)")
     r.add_argument("--no-resume", action="store_true", help="start over even if --out has a checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    r.add_argument("--threads", type=T.threads, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "[--method-arg K=V ...] [--out DIR] [options]",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--method", default="kd", help="distillation method (default kd; see --list-methods)")
-    d.add_argument("--teacher", default=None, metavar="CKPT",
+    d.add_argument("--teacher", type=T.existing_file, default=None, metavar="CKPT",
                    help="teacher model.pt written by `teacher` (required by methods that use a teacher)")
     _common(d)
     return p
@@ -172,6 +163,12 @@ def config_from_args(args: argparse.Namespace):
         if args.teacher:
             if not Path(args.teacher).is_file():
                 raise ValueError(f"--teacher {args.teacher!r}: no such file")
+            from .distill.checkpoint import read_checkpoint
+
+            try:  # read it now: a damaged teacher is reported before any data is loaded
+                read_checkpoint(args.teacher)
+            except ValueError as e:
+                raise ValueError(f"--teacher: {e}") from None
             kw["teacher_ckpt"] = str(Path(args.teacher))
     return TrainConfig(arch=args.arch, method=method, method_kwargs=mkw, **kw)
 
@@ -191,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    try:  # checked after parsing, so that the other flags fail without importing torch (~1 s)
+        args.arch = T.arch(args.arch)
+    except argparse.ArgumentTypeError as e:
+        sub.error(f"argument --arch: {e}")
     import torch
 
     from .distill import TrainingDiverged, train
@@ -201,9 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.threads < 1:
                 raise ValueError("--threads must be ≥ 1")
             torch.set_num_threads(args.threads)
-        from .models import available_models
-        if args.arch.strip().lower().replace("-", "_") not in available_models():
-            raise ValueError(f"unknown --arch {args.arch!r}; valid: {', '.join(available_models())}")
         cfg = config_from_args(args)
         progress = not args.no_progress
         if args.out:
@@ -225,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                "train_acc": f.get("train_acc"), "train_loss": f.get("train_loss")}
     if "val_acc" in f:
         summary["val_acc"] = f["val_acc"]
+    if result.resumed_from_epoch is not None:
+        summary["resumed_from_epoch"] = result.resumed_from_epoch
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,14 +1,17 @@
-"""Distillation divergence between matrix-normal kernels and its exact decomposition (theory.md §3.3-§3.6).
+r"""Distillation divergence between matrix-normal kernels and its exact decomposition (theory.md §3.3-§3.6).
 
-``K = KL(q_S || q_T)`` (student || teacher).  With ``Delta = M_S - M_T`` and row covariance ``I_k``::
+:math:`K = \mathrm{KL}(q_S \Vert q_T)` (student :math:`\Vert` teacher). With
+:math:`\Delta = M_S - M_T` and row covariance :math:`I_k`,
 
-    K = 1/2 tr(Delta Sigma_T^{-1} Delta^T) + (k/2) sum_i phi(mu_i),   phi(x) = x - 1 - log x,
+.. math::
+    K = \tfrac12 \operatorname{tr}(\Delta \Sigma_T^{-1} \Delta^\top) + \tfrac k2 \sum_i \varphi(\mu_i),
+    \qquad \varphi(x) = x - 1 - \log x,
 
-``mu_i`` the eigenvalues of ``Sigma_T^{-1} Sigma_S``, and ``K = B + R_r + V`` (bias, rank
-bottleneck, variance).  All whitening uses Cholesky factors and triangular solves; the ``mu_i`` are
-traces of ``L_T^{-1} L_S`` and Cholesky log-determinants, or (when these would cancel) eigenvalues
-through ``phi`` evaluated by a series near 1, so that near-identical kernels give accurate (not
-cancelled) small divergences.
+:math:`\mu_i` the eigenvalues of :math:`\Sigma_T^{-1} \Sigma_S`, and :math:`K = B + R_r + V` (bias,
+rank bottleneck, variance). All whitening uses Cholesky factors and triangular solves; the
+:math:`\mu_i` enter through traces of :math:`L_T^{-1} L_S` and Cholesky log-determinants, or (when
+these would cancel) eigenvalues through :math:`\varphi` evaluated by a series near 1, so that
+near-identical kernels give accurate (not cancelled) small divergences.
 """
 
 from __future__ import annotations
@@ -50,12 +53,22 @@ class MCEstimate:
     n_samples: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            Every field, as a dict.
+        """
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class Decomposition:
-    """``total = bias + rank_bottleneck + variance`` (theory.md §3.4); ``mean_term = bias + rank_bottleneck``."""
+    r"""Exact split of the divergence (theory.md §3.4).
+
+    .. math::
+        \text{total} = \text{bias} + \text{rank\_bottleneck} + \text{variance}, \qquad
+        \text{mean\_term} = \text{bias} + \text{rank\_bottleneck}.
+    """
 
     total: float
     bias: float
@@ -65,16 +78,26 @@ class Decomposition:
     rank: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            Every field, as a dict.
+        """
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class StochasticLabelKL:
-    """Stochastic soft labels without truncation (theory.md §3.5).
+    r"""Stochastic soft labels without truncation (theory.md §3.5).
 
-    ``expected = E_{Y_hat} KL(q_S(.|Y_hat) || q_T) = mean_term + label_term + variance``;
-    ``marginal = KL(MN(M_T P, I, Sigma_S + C_lab) || q_T)``; ``convexity_gap = expected - marginal
-    = (k/2) log det(I + Sigma_S^{-1} C_lab) >= 0`` (computed independently of the other two).
+    .. math::
+        \text{expected} &= \mathbb E_{\hat Y}\,\mathrm{KL}(q_S(\cdot\mid\hat Y) \Vert q_T)
+            = \text{mean\_term} + \text{label\_term} + \text{variance},\\
+        \text{marginal} &= \mathrm{KL}\bigl(\mathcal{MN}(M_T P, I, \Sigma_S + C_{\text{lab}}) \Vert q_T\bigr),\\
+        \text{convexity\_gap} &= \text{expected} - \text{marginal}
+            = \tfrac k2 \log\det(I + \Sigma_S^{-1} C_{\text{lab}}) \ge 0
+
+    (the gap is computed independently of the other two).
     """
 
     expected: float
@@ -85,6 +108,11 @@ class StochasticLabelKL:
     variance: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            Every field, as a dict.
+        """
         return asdict(self)
 
 
@@ -93,13 +121,28 @@ def _rank_arg(rank: Any, k: int, d: int) -> int:
 
 
 def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) -> Decomposition:
-    """Exact split ``K = B + R_r + V`` (theory.md §3.4).
+    r"""Exact split :math:`K = B + R_r + V` (theory.md §3.4).
 
-    ``R_r = 1/2 sum_{i>r} s_i^2`` with ``s_i`` the singular values of ``U_T^{-1/2} M_T Sigma_T^{-1/2}``
-    (so ``s_i^2`` are the eigenvalues of ``M_T Sigma_T^{-1} M_T^T`` for ``U_T = I``);
-    ``B = 1/2 ||(M_S - M_T) Sigma_T^{-1/2}||_F^2 - R_r >= 0`` (Eckart-Young, needs rank M_S <= r);
-    ``V = (k/2) sum_i phi(mu_i)``.  ``rank=None`` means ``min(k, d)`` (no bottleneck).  A student
-    mean of numerical rank above ``rank`` (``s_{r+1} > 1e-7 s_1``) is a ``ValueError``.
+    .. math::
+        R_r = \tfrac12 \sum_{i>r} s_i^2, \qquad
+        B = \tfrac12 \lVert (M_S - M_T)\Sigma_T^{-1/2}\rVert_F^2 - R_r \ge 0, \qquad
+        V = \tfrac k2 \sum_i \varphi(\mu_i),
+
+    with :math:`s_i` the singular values of :math:`U_T^{-1/2} M_T \Sigma_T^{-1/2}` (so :math:`s_i^2` are
+    the eigenvalues of :math:`M_T \Sigma_T^{-1} M_T^\top` for :math:`U_T = I`); :math:`B \ge 0` is
+    Eckart-Young and needs :math:`\operatorname{rank} M_S \le r`.
+
+    Args:
+        student: :math:`q_S`.
+        teacher: :math:`q_T`.
+        rank: the bottleneck r; ``None`` means :math:`\min(k, d)` (no bottleneck).
+
+    Returns:
+        The :class:`Decomposition`.
+
+    Raises:
+        ValueError: a student mean of numerical rank above ``rank``
+            (:math:`s_{r+1} > 10^{-7} s_1`), or a bad ``rank``.
     """
     check_pair(student, teacher)
     k, d = teacher.k, teacher.d
@@ -125,17 +168,43 @@ def decompose(student: MatrixNormal, teacher: MatrixNormal, rank: int | None) ->
 
 
 def predictive_kl(student: MatrixNormal, teacher: MatrixNormal, X_star: Any, nu: float) -> float:
-    """``K_pred = KL`` between the predictive laws at ``X_star`` (theory.md §3.6); ``<= K_param``."""
+    r"""KL between the predictive laws at ``X_star`` (theory.md §3.6); :math:`K_{\text{pred}} \le K_{\text{param}}`.
+
+    Args:
+        student: :math:`q_S`.
+        teacher: :math:`q_T`.
+        X_star: the :math:`d \times m` query inputs.
+        nu: the noise level :math:`\nu \ge 0` (see :meth:`MatrixNormal.predictive`).
+
+    Returns:
+        :math:`K_{\text{pred}}` (nats).
+    """
     check_pair(student, teacher)
     return kl_matrix_normal(student.predictive(X_star, nu), teacher.predictive(X_star, nu))
 
 
 def ridge_shrinkage_bias(X: Any, M_T: Any, lam_T: float, tau_T: float, lam_S: float) -> float:
-    """Bias of the untruncated deterministic-label student (theory.md §3.4)::
+    r"""Bias of the untruncated deterministic-label student (theory.md §3.4).
 
-        1/2 ||(M~_S - M_T) Sigma_T^{-1/2}||^2 = (lam_S^2 / (2 tau_T)) sum_i ||M_T v_i||^2 (e_i + lam_T) / (e_i + lam_S)^2
+    .. math::
+        \tfrac12 \lVert (\tilde M_S - M_T)\Sigma_T^{-1/2}\rVert^2
+        = \frac{\lambda_S^2}{2\tau_T} \sum_i \lVert M_T v_i\rVert^2 \frac{e_i + \lambda_T}{(e_i + \lambda_S)^2}
 
-    with ``(e_i, v_i)`` the eigenpairs of ``X X^T``."""
+    with :math:`(e_i, v_i)` the eigenpairs of :math:`X X^\top`.
+
+    Args:
+        X: the :math:`d \times n` inputs.
+        M_T: the teacher mean (:math:`k \times d`).
+        lam_T: the teacher's ridge :math:`\lambda_T`.
+        tau_T: the teacher's temperature :math:`\tau_T > 0`.
+        lam_S: the student's ridge :math:`\lambda_S \ge 0`.
+
+    Returns:
+        The bias (nats).
+
+    Raises:
+        ValueError: :math:`X X^\top` singular with :math:`\lambda_S = 0`.
+    """
     Xa = as_matrix("X", X)
     M = as_matrix("M_T", M_T, (None, Xa.shape[0]))
     lam_T = check_scalar("lam_T", lam_T, nonneg=True)
@@ -151,8 +220,22 @@ def ridge_shrinkage_bias(X: Any, M_T: Any, lam_T: float, tau_T: float, lam_S: fl
 
 
 def prediction_energy_bottleneck(X: Any, M_T: Any, tau_T: float, rank: int) -> float:
-    """``R_r`` for ``lam_T = 0`` (theory.md §3.4): ``(1/(2 tau_T)) sum_{i>r} s_i^2(M_T X)``, the energy of
-    the teacher's training predictions outside their top-r subspace (grows linearly in n)."""
+    r""":math:`R_r` for :math:`\lambda_T = 0` (theory.md §3.4): the energy of the teacher's predictions outside their top-r subspace.
+
+    .. math::
+        R_r = \frac{1}{2\tau_T} \sum_{i>r} s_i^2(M_T X)
+
+    (grows linearly in n).
+
+    Args:
+        X: the :math:`d \times n` training inputs.
+        M_T: the teacher mean (:math:`k \times d`).
+        tau_T: the teacher's temperature :math:`\tau_T > 0`.
+        rank: the bottleneck r.
+
+    Returns:
+        :math:`R_r` (nats).
+    """
     Xa = as_matrix("X", X)
     M = as_matrix("M_T", M_T, (None, Xa.shape[0]))
     tau_T = check_scalar("tau_T", tau_T, positive=True)
@@ -162,12 +245,28 @@ def prediction_energy_bottleneck(X: Any, M_T: Any, tau_T: float, rank: int) -> f
 
 
 def stochastic_label_kl(data: Dataset, teacher: MatrixNormal, lam_S: float, tau_S: float, nu: float) -> StochasticLabelKL:
-    """Closed forms of theory.md §3.5 (stochastic soft labels, no truncation), with
-    ``P = X X^T A_S^{-1}``, ``C_lab = P Sigma_T P + nu^2 A_S^{-1} X X^T A_S^{-1}``, ``Sigma_S = tau_S A_S^{-1}``::
+    r"""Closed forms of theory.md §3.5 (stochastic soft labels, no truncation).
 
-        expected      = 1/2 ||M_T (P - I) Sigma_T^{-1/2}||^2 + (k/2) tr(Sigma_T^{-1} C_lab) + V
-        marginal      = KL(MN(M_T P, I_k, Sigma_S + C_lab) || q_T)
-        convexity_gap = (k/2) log det(I + Sigma_S^{-1} C_lab)   (= expected - marginal).
+    With :math:`P = X X^\top A_S^{-1}`,
+    :math:`C_{\text{lab}} = P \Sigma_T P + \nu^2 A_S^{-1} X X^\top A_S^{-1}`,
+    :math:`\Sigma_S = \tau_S A_S^{-1}`:
+
+    .. math::
+        \text{expected} &= \tfrac12 \lVert M_T (P - I)\Sigma_T^{-1/2}\rVert^2
+            + \tfrac k2 \operatorname{tr}(\Sigma_T^{-1} C_{\text{lab}}) + V,\\
+        \text{marginal} &= \mathrm{KL}\bigl(\mathcal{MN}(M_T P, I_k, \Sigma_S + C_{\text{lab}}) \Vert q_T\bigr),\\
+        \text{convexity\_gap} &= \tfrac k2 \log\det(I + \Sigma_S^{-1} C_{\text{lab}})
+            \quad (= \text{expected} - \text{marginal}).
+
+    Args:
+        data: the training sample.
+        teacher: :math:`q_T`.
+        lam_S: the student's ridge :math:`\lambda_S`.
+        tau_S: the student's temperature :math:`\tau_S > 0`.
+        nu: the label-noise scale :math:`\nu \ge 0`.
+
+    Returns:
+        The :class:`StochasticLabelKL`.
     """
     data = check_data(data)
     teacher = check_teacher(data, teacher)
@@ -201,11 +300,32 @@ def expected_kl_mc(
     metric: str = "teacher",
     batch: int = 512,
 ) -> MCEstimate:
-    """Monte Carlo ``E_{Y_hat} K`` for stochastic soft labels with truncation (theory.md §3.5).
+    r"""Monte Carlo :math:`\mathbb E_{\hat Y} K` for stochastic soft labels with truncation (theory.md §3.5).
 
-    Each draw: ``W_T ~ q_T``, ``Y_hat = W_T X + nu E'``, ``M~_S = Y_hat X^T A_S^{-1}``, truncation in
-    the metric of :func:`student_kernel`, then ``K = 1/2 ||(M_S - M_T) Sigma_T^{-1/2}||^2 + V`` (V does
-    not depend on the draw).  Vectorised over ``batch`` draws; standard error = sample std / sqrt(n)."""
+    Each draw: :math:`W_T \sim q_T`, :math:`\hat Y = W_T X + \nu E'`,
+    :math:`\tilde M_S = \hat Y X^\top A_S^{-1}`, truncation in the metric of :func:`student_kernel`, then
+
+    .. math::
+        K = \tfrac12 \lVert (M_S - M_T)\Sigma_T^{-1/2}\rVert^2 + V
+
+    (:math:`V` does not depend on the draw). Vectorised over ``batch`` draws; standard error =
+    sample sd / :math:`\sqrt n`.
+
+    Args:
+        data: the training sample.
+        teacher: :math:`q_T`.
+        lam_S: the student's ridge :math:`\lambda_S`.
+        tau_S: the student's temperature :math:`\tau_S > 0`.
+        nu: the label-noise scale :math:`\nu \ge 0`.
+        rank: the bottleneck r, or ``None``.
+        rng: a ``numpy.random.Generator`` (or a seed).
+        n_samples: number of draws.
+        metric: ``"teacher"`` or ``"ridge"`` (see :func:`student_kernel`).
+        batch: draws per vectorised batch.
+
+    Returns:
+        An :class:`MCEstimate`.
+    """
     data = check_data(data)
     teacher = check_teacher(data, teacher)
     rng = as_rng(rng)
@@ -256,7 +376,22 @@ def expected_kl_mc(
 
 
 def kl_monte_carlo(q: MatrixNormal, p: MatrixNormal, n_samples: int, rng: np.random.Generator, batch: int = 256) -> MCEstimate:
-    """Monte Carlo ``KL(q || p) ~ mean_j [log q(W_j) - log p(W_j)]``, ``W_j ~ q``, with its standard error."""
+    r"""Monte Carlo KL with its standard error.
+
+    .. math::
+        \mathrm{KL}(q \Vert p) \approx \frac1n \sum_j \bigl[\log q(W_j) - \log p(W_j)\bigr],
+        \qquad W_j \sim q
+
+    Args:
+        q: the first law.
+        p: the second law.
+        n_samples: number of draws n.
+        rng: a ``numpy.random.Generator`` (or a seed).
+        batch: draws per vectorised batch.
+
+    Returns:
+        An :class:`MCEstimate`.
+    """
     check_pair(q, p, "q", "p")
     rng = as_rng(rng)
     n = check_integer("n_samples", n_samples, low=2)

@@ -1,7 +1,8 @@
 r"""The matrix normal law and its KL divergence, together (theory.md §3.3).
 
-:class:`MatrixNormal` is ``MN(mean, row_cov, col_cov)``; :func:`kl_matrix_normal` and :func:`kl_terms`
-give ``KL(q || p)`` in closed form, split into its mean and covariance terms.
+:class:`MatrixNormal` is :math:`\mathcal{MN}(M, U, V)`; :func:`kl_matrix_normal` and
+:func:`kl_terms` give :math:`\mathrm{KL}(q \Vert p)` in closed form, split into its mean and
+covariance terms.
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ __all__ = ["MatrixNormal", "phi", "kl_terms", "kl_matrix_normal", "check_pair", 
 
 @dataclass(frozen=True, eq=False)
 class MatrixNormal:
-    """Matrix normal ``MN(mean, row_cov, col_cov)``: ``vec W ~ N(vec mean, col_cov kron row_cov)``.
+    r"""Matrix normal :math:`\mathcal{MN}(M, U, V)`: :math:`\operatorname{vec} W \sim \mathcal N(\operatorname{vec} M, V \otimes U)`.
 
-    ``mean`` is ``k x d``; ``col_cov`` (``d x d``, SPD) is the covariance of each row; ``row_cov``
-    (``k x k``, SPD) defaults to ``I_k`` (``None``).  Arrays are copied and made read-only; the
-    Cholesky factors are computed once at construction (a non-PD covariance is a ``ValueError``).
+    ``mean`` :math:`M` is :math:`k \times d`; ``col_cov`` :math:`V` (:math:`d \times d`, SPD) is the
+    covariance of each row; ``row_cov`` :math:`U` (:math:`k \times k`, SPD) defaults to :math:`I_k`
+    (``None``). Arrays are copied and made read-only; the Cholesky factors are computed once at
+    construction.
+
+    Args:
+        mean: the :math:`k \times d` mean.
+        col_cov: the :math:`d \times d` column covariance :math:`V`.
+        row_cov: the :math:`k \times k` row covariance :math:`U`, or ``None`` for :math:`I_k`.
+
+    Raises:
+        ValueError: an empty mean, wrong shapes, NaN/inf, or a covariance that is not positive definite.
     """
 
     mean: np.ndarray
@@ -53,14 +63,27 @@ class MatrixNormal:
 
     @classmethod
     def from_precision(cls, mean: Any, col_precision: Any, row_cov: Any = None, scale: float = 1.0) -> "MatrixNormal":
-        """``MN(mean, row_cov, (scale * col_precision)^{-1})`` parametrised by a column *precision*.
+        r"""A matrix normal parametrised by a column *precision*: :math:`\mathcal{MN}(M, U, (s P)^{-1})`.
 
-        Internally the square-root factor is ``C = L_P^{-T}`` with ``L_P = sqrt(scale) chol(col_precision)``:
-        whitening is a multiplication by ``L_P^T`` and nothing inverts the precision explicitly except
-        the informational ``col_cov`` attribute.  Use it when the precision is the natural object
-        (posterior precisions ``A / tau``: pass ``col_precision=A, scale=1/tau``, so that kernels with
-        the same ``A`` share the exact same Cholesky factor up to a scalar; this keeps ill-conditioned
-        kernels accurate)."""
+        Internally the square-root factor is :math:`C = L_P^{-\top}` with
+        :math:`L_P = \sqrt s\,\operatorname{chol}(P)`: whitening is a multiplication by
+        :math:`L_P^\top` and nothing inverts the precision explicitly except the informational
+        ``col_cov`` attribute. Use it when the precision is the natural object (posterior precisions
+        :math:`A/\tau`: pass ``col_precision=A, scale=1/tau``, so that kernels with the same :math:`A`
+        share the exact same Cholesky factor up to a scalar; this keeps ill-conditioned kernels accurate).
+
+        Args:
+            mean: the :math:`k \times d` mean :math:`M`.
+            col_precision: the :math:`d \times d` SPD precision :math:`P`.
+            row_cov: the row covariance :math:`U`, or ``None`` for :math:`I_k`.
+            scale: :math:`s > 0`.
+
+        Returns:
+            The :class:`MatrixNormal`.
+
+        Raises:
+            ValueError: an empty mean, ``scale <= 0``, or a precision that is not SPD.
+        """
         M = as_matrix("mean", mean)
         k, d = M.shape
         if k < 1 or d < 1:
@@ -80,41 +103,70 @@ class MatrixNormal:
 
     # square-root factor C of col_cov (C C^T = col_cov): lower Cholesky L, or L_P^{-T} from a precision
     def col_whiten(self, B: np.ndarray) -> np.ndarray:
-        """``C^{-1} B`` for ``B`` with d rows."""
+        r""":math:`C^{-1} B` for ``B`` with d rows (:math:`C C^\top = V`).
+
+        Args:
+            B: a matrix with d rows.
+
+        Returns:
+            :math:`C^{-1} B`.
+        """
         if self._prec_chol is not None:  # type: ignore[attr-defined]
             return self._prec_chol.T @ B  # type: ignore[attr-defined]
         return sla.solve_triangular(self._chol_col, B, lower=True, check_finite=False)  # type: ignore[attr-defined]
 
     def col_color(self, B: np.ndarray) -> np.ndarray:
-        """``C B`` for ``B`` with d rows."""
+        r""":math:`C B` for ``B`` with d rows (:math:`C C^\top = V`).
+
+        Args:
+            B: a matrix with d rows.
+
+        Returns:
+            :math:`C B`.
+        """
         if self._prec_chol is not None:  # type: ignore[attr-defined]
             return sla.solve_triangular(self._prec_chol, B, lower=True, trans="T", check_finite=False)  # type: ignore[attr-defined]
         return self._chol_col @ B  # type: ignore[attr-defined]
 
     def col_color_T(self, B: np.ndarray) -> np.ndarray:
-        """``C^T B`` for ``B`` with d rows."""
+        r""":math:`C^\top B` for ``B`` with d rows (:math:`C C^\top = V`).
+
+        Args:
+            B: a matrix with d rows.
+
+        Returns:
+            :math:`C^\top B`.
+        """
         if self._prec_chol is not None:  # type: ignore[attr-defined]
             return sla.solve_triangular(self._prec_chol, B, lower=True, check_finite=False)  # type: ignore[attr-defined]
         return self._chol_col.T @ B  # type: ignore[attr-defined]
 
     def col_logdet(self) -> float:
-        """``log det col_cov`` from the triangular factor."""
+        r""":math:`\log\det V` from the triangular factor.
+
+        Returns:
+            The log-determinant of ``col_cov``.
+        """
         if self._prec_chol is not None:  # type: ignore[attr-defined]
             return -2.0 * float(np.sum(np.log(np.diag(self._prec_chol))))  # type: ignore[attr-defined]
         return 2.0 * float(np.sum(np.log(np.diag(self._chol_col))))  # type: ignore[attr-defined]
 
     @property
     def k(self) -> int:
+        """Number of rows of the mean (outputs)."""
         return int(self.mean.shape[0])
 
     @property
     def d(self) -> int:
+        """Number of columns of the mean (inputs)."""
         return int(self.mean.shape[1])
 
     @property
     def chol_col(self) -> np.ndarray:
-        """A triangular square-root factor ``C`` of ``col_cov`` (``C C^T = col_cov``): the lower
-        Cholesky factor, or the upper ``L_P^{-T}`` for :meth:`from_precision` kernels."""
+        r"""A triangular square-root factor :math:`C` of ``col_cov`` (:math:`C C^\top = V`).
+
+        The lower Cholesky factor, or the upper :math:`L_P^{-\top}` for :meth:`from_precision` kernels.
+        """
         if self._prec_chol is not None:  # type: ignore[attr-defined]
             return self.col_color(np.eye(self.d))
         return self._chol_col  # type: ignore[attr-defined]
@@ -125,11 +177,26 @@ class MatrixNormal:
         return self._chol_row  # type: ignore[attr-defined]
 
     def kl(self, other: "MatrixNormal") -> float:
-        """``KL(self || other)`` in closed form (theory.md §3.3); see :func:`kl_matrix_normal`."""
+        r""":math:`\mathrm{KL}(\text{self} \Vert \text{other})` in closed form (theory.md §3.3).
+
+        Args:
+            other: a :class:`MatrixNormal` of the same shape.
+
+        Returns:
+            The KL divergence (nats), see :func:`kl_matrix_normal`.
+        """
         return kl_matrix_normal(self, other)
 
     def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        """``size`` draws ``W = M + L_U Z L_V^T`` (``Z`` standard normal), shape ``(size, k, d)``."""
+        r"""Draws :math:`W = M + L_U Z C^\top` with :math:`Z` standard normal.
+
+        Args:
+            size: number of draws, :math:`\ge 0`.
+            rng: a ``numpy.random.Generator`` (or a seed).
+
+        Returns:
+            ``(size, k, d)`` samples.
+        """
         size = check_integer("size", size, low=0)
         rng = as_rng(rng)
         Z = rng.standard_normal((size, self.k, self.d))
@@ -139,7 +206,17 @@ class MatrixNormal:
         return self.mean + W
 
     def whiten(self, W: Any) -> np.ndarray:
-        """``L_U^{-1} (W - M) L_V^{-T}`` for ``W`` of shape ``(..., k, d)`` (standard normal under self)."""
+        r""":math:`L_U^{-1} (W - M) C^{-\top}`, standard normal when :math:`W` is drawn from self.
+
+        Args:
+            W: ``(..., k, d)`` matrices.
+
+        Returns:
+            The whitened matrices, same shape.
+
+        Raises:
+            ValueError: ``W`` has the wrong shape or holds NaN/inf.
+        """
         W = np.asarray(W, dtype=np.float64)
         if W.ndim < 2 or W.shape[-2:] != self.mean.shape:
             raise ValueError(f"W must have shape (..., {self.k}, {self.d}), got {W.shape}")
@@ -158,24 +235,55 @@ class MatrixNormal:
         return Z.reshape(*lead, self.k, self.d)
 
     def logdet_cov(self) -> float:
-        """``log det(V kron U) = k log det V + d log det U``."""
+        r"""Log-determinant of the full covariance.
+
+        .. math::
+            \log\det(V \otimes U) = k \log\det V + d \log\det U
+
+        Returns:
+            The log-determinant.
+        """
         out = self.k * self.col_logdet()
         if self.chol_row is not None:
             out += 2.0 * self.d * float(np.sum(np.log(np.diag(self.chol_row))))
         return out
 
     def logpdf(self, W: Any) -> np.ndarray | float:
-        """``-1/2 [k d log(2 pi) + log det(V kron U) + ||L_U^{-1} (W - M) L_V^{-T}||_F^2]``.
+        r"""Log-density, vectorised over the leading dimensions of ``W``.
 
-        Vectorised over the leading dimensions of ``W`` (shape ``(..., k, d)``)."""
+        .. math::
+            \log p(W) = -\tfrac12\bigl[k d \log(2\pi) + \log\det(V \otimes U)
+            + \lVert L_U^{-1} (W - M) C^{-\top}\rVert_F^2\bigr]
+
+        Args:
+            W: ``(..., k, d)`` matrices.
+
+        Returns:
+            A float, or an array of the leading shape.
+        """
         Z = self.whiten(W)
         quad = np.sum(Z * Z, axis=(-2, -1))
         out = -0.5 * (self.k * self.d * math.log(2.0 * math.pi) + self.logdet_cov() + quad)
         return float(out) if np.ndim(out) == 0 else out
 
     def predictive(self, X_star: Any, nu: float) -> "MatrixNormal":
-        """Law of predictions ``Y_hat = W X_* + nu E`` at query inputs ``X_* (d x m)`` (theory.md §3.6):
-        ``MN(M X_*, I_k, X_*^T Sigma X_* + nu^2 I_m)`` (row covariance must be ``I_k`` when nu > 0)."""
+        r"""Law of the predictions :math:`\hat Y = W X_* + \nu E` at query inputs :math:`X_*` (theory.md §3.6).
+
+        .. math::
+            \hat Y \sim \mathcal{MN}(M X_*,\ I_k,\ X_*^\top V X_* + \nu^2 I_m)
+
+        (the row covariance must be :math:`I_k` when :math:`\nu > 0`).
+
+        Args:
+            X_star: the :math:`d \times m` query inputs.
+            nu: the noise level :math:`\nu \ge 0`.
+
+        Returns:
+            The predictive :class:`MatrixNormal` (:math:`k \times m`).
+
+        Raises:
+            ValueError: a row covariance with :math:`\nu > 0`, or a singular predictive covariance.
+        """
         Xs = as_matrix("X_star", X_star, (self.d, None))
         nu = check_scalar("nu", nu, nonneg=True)
         if self.row_cov is not None and nu > 0:
@@ -193,7 +301,17 @@ class MatrixNormal:
 
 
 def phi(x: Any) -> np.ndarray:
-    """``phi(x) = x - 1 - log x >= 0`` (zero iff x = 1), by its series in ``x - 1`` near 1."""
+    r""":math:`\varphi(x) = x - 1 - \log x \ge 0` (zero iff :math:`x = 1`), by its series in :math:`x - 1` near 1.
+
+    Args:
+        x: positive values (array-like).
+
+    Returns:
+        :math:`\varphi(x)`, elementwise, float64.
+
+    Raises:
+        ValueError: some :math:`x \le 0`.
+    """
     x = np.asarray(x, dtype=np.float64)
     if np.any(x <= 0):
         raise ValueError("phi needs x > 0 (eigenvalues of Sigma_T^{-1} Sigma_S must be positive)")
@@ -214,6 +332,18 @@ def phi(x: Any) -> np.ndarray:
 
 
 def check_pair(q: Any, p: Any, qname: str = "student", pname: str = "teacher") -> None:
+    """Check that ``q`` and ``p`` are matrix normals of the same shape.
+
+    Args:
+        q: the first law.
+        p: the second law.
+        qname: the name of ``q`` in messages.
+        pname: the name of ``p`` in messages.
+
+    Raises:
+        TypeError: one of them is not a :class:`MatrixNormal`.
+        ValueError: their means have different shapes.
+    """
     for name, obj in ((qname, q), (pname, p)):
         if not isinstance(obj, MatrixNormal):
             raise TypeError(f"{name} must be a MatrixNormal, got {type(obj).__name__}")
@@ -222,7 +352,15 @@ def check_pair(q: Any, p: Any, qname: str = "student", pname: str = "teacher") -
 
 
 def whiten_by(p: MatrixNormal, A: np.ndarray) -> np.ndarray:
-    """``L_{U_p}^{-1} A L_{V_p}^{-T}`` for a ``k x d`` matrix ``A``."""
+    r""":math:`L_{U_p}^{-1} A\, C_p^{-\top}` for a :math:`k \times d` matrix :math:`A`.
+
+    Args:
+        p: the law whose factors whiten.
+        A: a :math:`k \times d` matrix.
+
+    Returns:
+        The whitened :math:`k \times d` matrix.
+    """
     Z = p.col_whiten(A.T).T
     if p.chol_row is not None:
         Z = sla.solve_triangular(p.chol_row, Z, lower=True, check_finite=False)
@@ -295,12 +433,24 @@ def _cov_term(q: MatrixNormal, p: MatrixNormal) -> float:
 
 
 def kl_terms(q: MatrixNormal, p: MatrixNormal) -> tuple[float, float]:
-    """``(mean term, covariance term)`` of ``KL(q || p)`` (theory.md §3.3, general row covariances).
+    r"""Mean and covariance terms of :math:`\mathrm{KL}(q \Vert p)` (theory.md §3.3, general row covariances).
 
-    mean term ``1/2 ||U_p^{-1/2} (M_q - M_p) V_p^{-1/2}||_F^2``; covariance term
-    ``1/2 [tr(U_p^{-1}U_q) tr(V_p^{-1}V_q) - kd - d log det(U_p^{-1}U_q) - k log det(V_p^{-1}V_q)]
-    = 1/2 sum_{i,j} phi(alpha_j mu_i)`` with ``alpha``, ``mu`` the eigenvalues of ``U_p^{-1}U_q``
-    and ``V_p^{-1}V_q`` (the Kronecker product's eigenvalues are the products)."""
+    .. math::
+        \text{mean} &= \tfrac12 \lVert U_p^{-1/2} (M_q - M_p) V_p^{-1/2}\rVert_F^2,\\
+        \text{cov} &= \tfrac12\bigl[\operatorname{tr}(U_p^{-1}U_q)\operatorname{tr}(V_p^{-1}V_q) - kd
+        - d\log\det(U_p^{-1}U_q) - k\log\det(V_p^{-1}V_q)\bigr]
+        = \tfrac12 \sum_{i,j} \varphi(\alpha_j \mu_i),
+
+    with :math:`\alpha`, :math:`\mu` the eigenvalues of :math:`U_p^{-1}U_q` and :math:`V_p^{-1}V_q`
+    (the Kronecker product's eigenvalues are the products).
+
+    Args:
+        q: the first law (the student).
+        p: the second law (the teacher).
+
+    Returns:
+        ``(mean_term, cov_term)`` in nats.
+    """
     check_pair(q, p, "q", "p")
     Z = whiten_by(p, q.mean - p.mean)
     mean_term = 0.5 * float(np.sum(Z * Z))
@@ -308,12 +458,24 @@ def kl_terms(q: MatrixNormal, p: MatrixNormal) -> tuple[float, float]:
 
 
 def kl_matrix_normal(q: MatrixNormal, p: MatrixNormal) -> float:
-    """``KL(q || p)`` between matrix normals (theory.md §3.3)::
+    r""":math:`\mathrm{KL}(q \Vert p)` between matrix normals (theory.md §3.3).
 
-        K = 1/2 ||U_p^{-1/2} Delta V_p^{-1/2}||_F^2 + 1/2 sum_{i,j} phi(alpha_j mu_i),
+    .. math::
+        K = \tfrac12 \lVert U_p^{-1/2} \Delta V_p^{-1/2}\rVert_F^2 + \tfrac12 \sum_{i,j} \varphi(\alpha_j \mu_i),
 
-    which for row covariances ``I_k`` is ``1/2 tr(Delta Sigma_T^{-1} Delta^T) + (k/2)[tr(Sigma_T^{-1}
-    Sigma_S) - d - log det(Sigma_T^{-1} Sigma_S)]``."""
+    which for row covariances :math:`I_k` is
+
+    .. math::
+        \tfrac12 \operatorname{tr}(\Delta \Sigma_T^{-1} \Delta^\top)
+        + \tfrac k2 \bigl[\operatorname{tr}(\Sigma_T^{-1}\Sigma_S) - d - \log\det(\Sigma_T^{-1}\Sigma_S)\bigr].
+
+    Args:
+        q: the first law (the student).
+        p: the second law (the teacher).
+
+    Returns:
+        The KL divergence (nats), :func:`kl_terms` summed.
+    """
     m, c = kl_terms(q, p)
     return m + c
 

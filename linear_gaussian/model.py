@@ -1,9 +1,12 @@
-"""Linear-Gaussian distillation model (theory.md §1-§3.2, §3.6): problem, data, matrix normals, kernels.
+r"""Linear-Gaussian distillation model (theory.md §1-§3.2, §3.6): problem, data, kernels.
 
-Conventions: inputs are columns ``X (d x n)``, labels ``Y (k x n)``, weights ``W (k x d)``.
-``MN(M, U, V)`` has mean ``M``, row covariance ``U (k x k)``, column covariance ``V (d x d)`` and
-``vec W ~ N(vec M, V kron U)`` with column-stacking ``vec``.  Everything is float64 and uses
-Cholesky factors / triangular solves, never explicit inverses of the covariances.
+Conventions: inputs are columns :math:`X \in \mathbb R^{d \times n}`, labels
+:math:`Y \in \mathbb R^{k \times n}`, weights :math:`W \in \mathbb R^{k \times d}`.
+:math:`\mathcal{MN}(M, U, V)` has mean :math:`M`, row covariance :math:`U` (:math:`k \times k`),
+column covariance :math:`V` (:math:`d \times d`) and
+:math:`\operatorname{vec} W \sim \mathcal N(\operatorname{vec} M, V \otimes U)` with column-stacking
+vec. Everything is float64 and uses Cholesky factors / triangular solves, never explicit inverses
+of the covariances.
 """
 
 from __future__ import annotations
@@ -55,7 +58,15 @@ METRICS = tuple(m.value for m in Metric)
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A sample ``D_n``: inputs ``X (d x n)`` and labels ``Y (k x n)`` (columns are examples)."""
+    r"""A sample :math:`D_n`: inputs :math:`X` (:math:`d \times n`) and labels :math:`Y` (:math:`k \times n`), columns are examples.
+
+    Args:
+        X: the :math:`d \times n` inputs.
+        Y: the :math:`k \times n` labels.
+
+    Raises:
+        ValueError: different numbers of columns, an empty data set, or NaN/inf.
+    """
 
     X: np.ndarray
     Y: np.ndarray
@@ -72,23 +83,31 @@ class Dataset:
 
     @property
     def d(self) -> int:
+        """Input dimension d."""
         return int(self.X.shape[0])
 
     @property
     def k(self) -> int:
+        """Number of outputs k."""
         return int(self.Y.shape[0])
 
     @property
     def n(self) -> int:
+        """Sample size n."""
         return int(self.X.shape[1])
 
 
 @dataclass(frozen=True, eq=False)
 class LinearGaussianProblem:
-    """Data channel ``Y | X ~ MN(W* X, I_k, nu^2 I_n)`` with i.i.d. inputs ``x ~ N(0, Sigma_x)``.
+    r"""Data channel :math:`Y \mid X \sim \mathcal{MN}(W_* X, I_k, \nu^2 I_n)` with i.i.d. inputs :math:`x \sim \mathcal N(0, \Sigma_x)`.
 
-    ``d`` input dimension, ``k`` outputs, ``n`` sample size, ``nu >= 0`` label-noise scale,
-    ``W_star (k x d)`` true weights, ``Sigma_x (d x d)`` SPD input second moment ``E[x x^T]``.
+    Attributes:
+        d: input dimension.
+        k: number of outputs.
+        n: sample size.
+        nu: label-noise scale :math:`\nu \ge 0`.
+        W_star: the :math:`k \times d` true weights :math:`W_*`.
+        Sigma_x: the :math:`d \times d` SPD input second moment :math:`\mathbb E[x x^\top]`.
     """
 
     d: int
@@ -112,7 +131,15 @@ class LinearGaussianProblem:
         object.__setattr__(self, "_chol_x", L)
 
     def sample(self, rng: np.random.Generator, n: int | None = None) -> Dataset:
-        """Draw ``X = Sigma_x^{1/2} Z`` (d x n) and ``Y = W* X + nu E`` (k x n) from ``rng``."""
+        r"""Draw :math:`X = \Sigma_x^{1/2} Z` (:math:`d \times n`) and :math:`Y = W_* X + \nu E` (:math:`k \times n`).
+
+        Args:
+            rng: a ``numpy.random.Generator`` (or a seed).
+            n: the sample size (default: the problem's ``n``).
+
+        Returns:
+            The :class:`Dataset`.
+        """
         rng = as_rng(rng)
         n = self.n if n is None else check_integer("n", n, low=1)
         X = self._chol_x @ rng.standard_normal((self.d, n))
@@ -120,12 +147,29 @@ class LinearGaussianProblem:
         return Dataset(X, Y)
 
     def to_dict(self) -> dict[str, Any]:
+        """The problem as plain JSON values.
+
+        Returns:
+            ``{"d", "k", "n", "nu", "W_star", "Sigma_x"}`` (matrices as nested lists).
+        """
         return {"d": self.d, "k": self.k, "n": self.n, "nu": self.nu,
                 "W_star": self.W_star.tolist(), "Sigma_x": self.Sigma_x.tolist()}
 
 
 def random_spd(d: int, rng: np.random.Generator, cond: float = 10.0) -> np.ndarray:
-    """Random SPD ``Q diag(s) Q^T`` with geometric eigenvalues from 1 down to ``1/cond`` (Haar Q)."""
+    r"""Random SPD matrix :math:`Q \operatorname{diag}(s) Q^\top` with Haar :math:`Q` and geometric eigenvalues from 1 down to :math:`1/\mathrm{cond}`.
+
+    Args:
+        d: the dimension.
+        rng: a ``numpy.random.Generator`` (or a seed).
+        cond: the condition number, :math:`\ge 1`.
+
+    Returns:
+        The :math:`d \times d` matrix.
+
+    Raises:
+        ValueError: ``cond < 1``.
+    """
     d = check_integer("d", d, low=1)
     rng = as_rng(rng)
     cond = check_scalar("cond", cond, positive=True)
@@ -148,9 +192,23 @@ def random_problem(
     w_rank: int | None = None,
     w_scale: float = 1.0,
 ) -> LinearGaussianProblem:
-    """A random problem: ``Sigma_x`` = :func:`random_spd` with condition number ``cond``;
-    ``W* = w_scale * G / sqrt(d)`` with Gaussian ``G`` (or a product of Gaussian factors of rank
-    ``w_rank``, scaled the same way)."""
+    r"""A random problem: :math:`\Sigma_x` from :func:`random_spd`, :math:`W_* = \text{w\_scale}\cdot G/\sqrt d`.
+
+    :math:`G` is Gaussian (or a product of Gaussian factors of rank ``w_rank``, scaled the same way).
+
+    Args:
+        d: input dimension.
+        k: number of outputs.
+        n: sample size.
+        nu: label-noise scale :math:`\nu \ge 0`.
+        rng: a ``numpy.random.Generator`` (or a seed).
+        cond: condition number of :math:`\Sigma_x`.
+        w_rank: rank of :math:`W_*`, or ``None`` for full rank.
+        w_scale: scale of :math:`W_*`.
+
+    Returns:
+        The :class:`LinearGaussianProblem`.
+    """
     d = check_integer("d", d, low=1)
     k = check_integer("k", k, low=1)
     rng = as_rng(rng)
@@ -169,14 +227,39 @@ def random_problem(
 
 
 def check_data(data: Any) -> Dataset:
+    """``data`` if it is a :class:`Dataset`.
+
+    Args:
+        data: the object to check.
+
+    Returns:
+        ``data``.
+
+    Raises:
+        TypeError: ``data`` is not a :class:`Dataset`.
+    """
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a linear_gaussian.Dataset, got {type(data).__name__}")
     return data
 
 
 def teacher_kernel(data: Dataset, lam_T: float, tau_T: float) -> MatrixNormal:
-    """Teacher kernel (theory.md §3.1): ``q_T = MN(M_T, I_k, Sigma_T)`` with
-    ``M_T = Y X^T A^{-1}``, ``Sigma_T = tau_T A^{-1}``, ``A = X X^T + lam_T I`` (``tau_T = nu^2``: Bayes)."""
+    r"""Teacher kernel (theory.md §3.1), the ridge posterior.
+
+    .. math::
+        q_T = \mathcal{MN}(M_T, I_k, \Sigma_T), \quad M_T = Y X^\top A^{-1}, \quad
+        \Sigma_T = \tau_T A^{-1}, \quad A = X X^\top + \lambda_T I
+
+    (:math:`\tau_T = \nu^2`: the Bayes posterior).
+
+    Args:
+        data: the training sample.
+        lam_T: the ridge :math:`\lambda_T > 0`.
+        tau_T: the temperature :math:`\tau_T > 0`.
+
+    Returns:
+        :math:`q_T`, built from the precision :math:`A/\tau_T`.
+    """
     data = check_data(data)
     lam = check_scalar("lam_T", lam_T, nonneg=True)
     tau = check_scalar("tau_T", tau_T, positive=True)
@@ -194,6 +277,19 @@ def _truncate(Z: np.ndarray, r: int) -> np.ndarray:
 
 
 def check_teacher(data: Dataset, teacher: Any) -> MatrixNormal:
+    r"""``teacher`` if it is a matrix normal teacher kernel that fits ``data``.
+
+    Args:
+        data: the sample.
+        teacher: the object to check.
+
+    Returns:
+        ``teacher``.
+
+    Raises:
+        TypeError: ``teacher`` is not a :class:`MatrixNormal`.
+        ValueError: its mean is not :math:`k \times d` or its row covariance is not :math:`I_k`.
+    """
     if not isinstance(teacher, MatrixNormal):
         raise TypeError(f"teacher must be a MatrixNormal, got {type(teacher).__name__}")
     if teacher.mean.shape != (data.k, data.d):
@@ -214,17 +310,38 @@ def student_kernel(
     rng: np.random.Generator | None = None,
     nu: float | None = None,
 ) -> MatrixNormal:
-    """Student kernel (theory.md §3.2): ``q_S = MN(M_S, I_k, tau_S A_S^{-1})``, ``A_S = X X^T + lam_S I``.
+    r"""Student kernel (theory.md §3.2): :math:`q_S = \mathcal{MN}(M_S, I_k, \tau_S A_S^{-1})`, :math:`A_S = X X^\top + \lambda_S I`.
 
-    Soft labels ``Y_hat = M_T X`` (``labels="deterministic"``) or ``Y_hat = W_T X + nu E'`` with
-    ``W_T ~ q_T`` (``"stochastic"``: one draw from ``rng``, needs ``nu``).  Ridge fit
-    ``M~_S = Y_hat X^T A_S^{-1}``, then rank-``rank`` truncation in the metric ``G``:
-    ``M_S = [M~_S G^{1/2}]_r G^{-1/2}`` with ``G = Sigma_T^{-1}`` (``metric="teacher"``, KL-optimal)
-    or ``G = A_S`` (``"ridge"``).  Any square root ``R R^T = G`` gives the same ``M_S``; we use
-    ``R = C_T^{-T}`` (``Sigma_T = C_T C_T^T``) and ``R = L_S`` (``A_S = L_S L_S^T``).  Both kernels
-    are built :meth:`MatrixNormal.from_precision` (precision ``A / tau``), never inverting ``A``.
-    ``rank=None`` means no truncation.  This is the kernel *given* the label draw; the marginal
-    kernel of stochastic labels is :func:`marginal_student_kernel`.
+    Soft labels :math:`\hat Y = M_T X` (``labels="deterministic"``) or :math:`\hat Y = W_T X + \nu E'`
+    with :math:`W_T \sim q_T` (``"stochastic"``: one draw from ``rng``, needs ``nu``). Ridge fit, then
+    rank-r truncation in the metric :math:`G`:
+
+    .. math::
+        \tilde M_S = \hat Y X^\top A_S^{-1}, \qquad M_S = [\tilde M_S G^{1/2}]_r\, G^{-1/2},
+
+    with :math:`G = \Sigma_T^{-1}` (``metric="teacher"``, KL-optimal) or :math:`G = A_S`
+    (``"ridge"``). Any square root :math:`R R^\top = G` gives the same :math:`M_S`; we use
+    :math:`R = C_T^{-\top}` (:math:`\Sigma_T = C_T C_T^\top`) and :math:`R = L_S`
+    (:math:`A_S = L_S L_S^\top`). Both kernels are built by :meth:`MatrixNormal.from_precision`
+    (precision :math:`A/\tau`), never inverting :math:`A`. This is the kernel *given* the label
+    draw; the marginal kernel of stochastic labels is :func:`marginal_student_kernel`.
+
+    Args:
+        data: the training sample.
+        teacher: the teacher kernel :math:`q_T`.
+        lam_S: the ridge :math:`\lambda_S > 0`.
+        tau_S: the temperature :math:`\tau_S > 0`.
+        rank: the bottleneck rank r, or ``None`` for no truncation.
+        labels: ``"deterministic"`` or ``"stochastic"`` (a :class:`Labels`).
+        metric: ``"teacher"`` or ``"ridge"`` (a :class:`Metric`).
+        rng: the generator of the stochastic labels.
+        nu: the soft-label noise scale of stochastic labels.
+
+    Returns:
+        :math:`q_S`.
+
+    Raises:
+        ValueError: stochastic labels without ``rng`` or ``nu``, bad scalars, rank or options.
     """
     data = check_data(data)
     teacher = check_teacher(data, teacher)
@@ -263,9 +380,24 @@ def student_kernel(
 
 
 def label_channel(data: Dataset, teacher: MatrixNormal, lam_S: float, nu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stochastic-label channel of theory.md §3.5: returns ``(P, C_lab, A_S^{-1})`` with
-    ``P = X X^T A_S^{-1}`` and ``C_lab = P^T Sigma_T P + nu^2 A_S^{-1} X X^T A_S^{-1}``, so that the
-    untruncated ridge fit on stochastic labels is ``M~_S ~ MN(M_T P, I_k, C_lab)``."""
+    r"""Stochastic-label channel of theory.md §3.5.
+
+    .. math::
+        P = X X^\top A_S^{-1}, \qquad
+        C_{\text{lab}} = P^\top \Sigma_T P + \nu^2 A_S^{-1} X X^\top A_S^{-1},
+
+    so that the untruncated ridge fit on stochastic labels is
+    :math:`\tilde M_S \sim \mathcal{MN}(M_T P, I_k, C_{\text{lab}})`.
+
+    Args:
+        data: the training sample.
+        teacher: the teacher kernel :math:`q_T`.
+        lam_S: the ridge :math:`\lambda_S > 0`.
+        nu: the label-noise scale :math:`\nu \ge 0`.
+
+    Returns:
+        ``(P, C_lab, A_S^{-1})``.
+    """
     data = check_data(data)
     teacher = check_teacher(data, teacher)
     lam = check_scalar("lam_S", lam_S, nonneg=True)
@@ -282,8 +414,23 @@ def label_channel(data: Dataset, teacher: MatrixNormal, lam_S: float, nu: float)
 
 
 def marginal_student_kernel(data: Dataset, teacher: MatrixNormal, lam_S: float, tau_S: float, nu: float) -> MatrixNormal:
-    """Marginal student kernel of stochastic soft labels without truncation (theory.md §3.5):
-    ``MN(M_T P, I_k, Sigma_S + C_lab)``, ``Sigma_S = tau_S A_S^{-1}``."""
+    r"""Marginal student kernel of stochastic soft labels without truncation (theory.md §3.5).
+
+    .. math::
+        \mathcal{MN}(M_T P,\ I_k,\ \Sigma_S + C_{\text{lab}}), \qquad \Sigma_S = \tau_S A_S^{-1}
+
+    (:math:`P`, :math:`C_{\text{lab}}` from :func:`label_channel`).
+
+    Args:
+        data: the training sample.
+        teacher: the teacher kernel :math:`q_T`.
+        lam_S: the ridge :math:`\lambda_S > 0`.
+        tau_S: the temperature :math:`\tau_S > 0`.
+        nu: the label-noise scale :math:`\nu \ge 0`.
+
+    Returns:
+        The marginal student kernel.
+    """
     tau = check_scalar("tau_S", tau_S, positive=True)
     P, C, Ainv = label_channel(data, teacher, lam_S, nu)
     return MatrixNormal(teacher.mean @ P, tau * Ainv + C)

@@ -20,7 +20,17 @@ def _xaxis(ax: Any, rows: list[dict[str, Any]], sweep: str, logx: bool) -> None:
 
 
 def plot_terms(rows: list[dict[str, Any]], sweep: str, logx: bool = False, logy: bool = True):
-    """Figure: total, bias, rank bottleneck, variance (mean over seeds, +- SE) against ``sweep``."""
+    """Figure: total, bias, rank bottleneck, variance (mean over seeds, +- SE) against ``sweep``.
+
+    Args:
+        rows: rows from :func:`~linear_gaussian.sweeps.run_sweeps`.
+        sweep: the sweep to plot (its x on the horizontal axis).
+        logx: logarithmic x axis.
+        logy: logarithmic y axis.
+
+    Returns:
+        The matplotlib figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +53,16 @@ def plot_terms(rows: list[dict[str, Any]], sweep: str, logx: bool = False, logy:
 
 
 def plot_bounds(rows: list[dict[str, Any]], sweep: str, logx: bool = False):
-    """Figure: exact gap difference and the bounds (3B exact DV, sub-gamma, Th.1, Th.3A) vs ``sweep``."""
+    """Figure: exact gap difference and the bounds (3B exact DV, sub-gamma, Th.1, Th.3A) vs ``sweep``.
+
+    Args:
+        rows: rows from :func:`~linear_gaussian.sweeps.run_sweeps`.
+        sweep: the sweep to plot.
+        logx: logarithmic x axis.
+
+    Returns:
+        The matplotlib figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

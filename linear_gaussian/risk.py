@@ -1,12 +1,18 @@
-"""Exact generalization gaps of the linear-Gaussian model and the instantiated bounds (theory.md §4).
+r"""Exact generalization gaps of the linear-Gaussian model and the instantiated bounds (theory.md §4).
 
-Squared loss, population risk through ``Sigma_x``.  The gap function is::
+Squared loss, population risk through :math:`\Sigma_x`. The gap function is
 
-    f(W) = tr((W - W*) Sigma_x (W - W*)^T) + k nu^2 - (1/n) ||Y - W X||_F^2,
+.. math::
+    f(W) = \operatorname{tr}\bigl((W - W_*)\Sigma_x (W - W_*)^\top\bigr) + k\nu^2
+    - \tfrac1n \lVert Y - W X\rVert_F^2,
 
-a quadratic in ``W`` with gradient ``2 (W - W*) Sigma_x - (2/n)(W X - Y) X^T`` and Hessian (w.r.t.
-column-stacked ``vec W``) ``2 (Sigma_x - Sigma_hat) kron I_k``, ``Sigma_hat = X X^T / n``.  Under a
-kernel ``MN(M, I_k, Sigma)``: ``E f = f(M) + k tr((Sigma_x - Sigma_hat) Sigma)``.
+a quadratic in :math:`W` with gradient
+:math:`2(W - W_*)\Sigma_x - \tfrac2n (W X - Y) X^\top` and Hessian (w.r.t. column-stacked
+:math:`\operatorname{vec} W`) :math:`2(\Sigma_x - \hat\Sigma) \otimes I_k`,
+:math:`\hat\Sigma = X X^\top / n`. Under a kernel :math:`\mathcal{MN}(M, I_k, \Sigma)`:
+
+.. math::
+    \mathbb E f = f(M) + k \operatorname{tr}\bigl((\Sigma_x - \hat\Sigma)\Sigma\bigr).
 """
 
 from __future__ import annotations
@@ -72,7 +78,22 @@ def _delta_cov(problem: LinearGaussianProblem, data: Dataset) -> np.ndarray:
 
 
 def population_risk(problem: LinearGaussianProblem, W: Any) -> np.ndarray | float:
-    """``L_mu(W) = tr((W - W*) Sigma_x (W - W*)^T) + k nu^2`` (vectorised over leading dims of W)."""
+    r"""Population risk, vectorised over the leading dimensions of ``W``.
+
+    .. math::
+        L_\mu(W) = \operatorname{tr}\bigl((W - W_*)\Sigma_x (W - W_*)^\top\bigr) + k\nu^2
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        W: ``(..., k, d)`` weights.
+
+    Returns:
+        A float, or an array of the leading shape.
+
+    Raises:
+        TypeError: ``problem`` is not a :class:`LinearGaussianProblem`.
+        ValueError: ``W`` has the wrong shape or holds NaN/inf.
+    """
     if not isinstance(problem, LinearGaussianProblem):
         raise TypeError(f"problem must be a LinearGaussianProblem, got {type(problem).__name__}")
     W = _weights(problem, W)
@@ -82,7 +103,21 @@ def population_risk(problem: LinearGaussianProblem, W: Any) -> np.ndarray | floa
 
 
 def empirical_risk(data: Dataset, W: Any) -> np.ndarray | float:
-    """``L_hat(W, D_n) = (1/n) ||Y - W X||_F^2`` (vectorised over leading dims of W)."""
+    r"""Empirical risk, vectorised over the leading dimensions of ``W``.
+
+    .. math::
+        \hat L(W, D_n) = \tfrac1n \lVert Y - W X\rVert_F^2
+
+    Args:
+        data: the sample :math:`D_n`.
+        W: ``(..., k, d)`` weights.
+
+    Returns:
+        A float, or an array of the leading shape.
+
+    Raises:
+        ValueError: ``W`` has the wrong shape or holds NaN/inf.
+    """
     data = check_data(data)
     W = np.asarray(W, dtype=np.float64)
     if W.ndim < 2 or W.shape[-2:] != (data.k, data.d):
@@ -93,13 +128,37 @@ def empirical_risk(data: Dataset, W: Any) -> np.ndarray | float:
 
 
 def gap_function(problem: LinearGaussianProblem, data: Dataset, W: Any) -> np.ndarray | float:
-    """``f(W) = L_mu(W) - L_hat(W, D_n)`` (vectorised over leading dims of W)."""
+    r"""The gap :math:`f(W) = L_\mu(W) - \hat L(W, D_n)`, vectorised over the leading dimensions of ``W``.
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        W: ``(..., k, d)`` weights.
+
+    Returns:
+        A float, or an array of the leading shape.
+    """
     problem, data = _check(problem, data)
     return population_risk(problem, W) - empirical_risk(data, W)
 
 
 def gap_gradient(problem: LinearGaussianProblem, data: Dataset, M: Any) -> np.ndarray:
-    """``grad f(M) = 2 (M - W*) Sigma_x - (2/n) (M X - Y) X^T`` (k x d)."""
+    r"""Gradient of the gap at :math:`M`.
+
+    .. math::
+        \nabla f(M) = 2(M - W_*)\Sigma_x - \tfrac2n (M X - Y) X^\top
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        M: one :math:`k \times d` matrix.
+
+    Returns:
+        The :math:`k \times d` gradient.
+
+    Raises:
+        ValueError: ``M`` is not a single :math:`k \times d` matrix.
+    """
     problem, data = _check(problem, data)
     M = _weights(problem, M)
     if M.ndim != 2:
@@ -108,13 +167,33 @@ def gap_gradient(problem: LinearGaussianProblem, data: Dataset, M: Any) -> np.nd
 
 
 def gap_hessian(problem: LinearGaussianProblem, data: Dataset) -> np.ndarray:
-    """Dense Hessian of f w.r.t. column-stacked ``vec W``: ``2 (Sigma_x - Sigma_hat) kron I_k`` (kd x kd)."""
+    r"""Dense Hessian of :math:`f` w.r.t. column-stacked :math:`\operatorname{vec} W`: :math:`2(\Sigma_x - \hat\Sigma) \otimes I_k`.
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+
+    Returns:
+        The :math:`kd \times kd` Hessian.
+    """
     problem, data = _check(problem, data)
     return 2.0 * np.kron(_delta_cov(problem, data), np.eye(problem.k))
 
 
 def expected_gap(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNormal) -> float:
-    """``gen(q | D) = E_q f = f(M) + k tr((Sigma_x - Sigma_hat) Sigma)`` for ``q = MN(M, I_k, Sigma)``."""
+    r"""Expected gap under a kernel :math:`q = \mathcal{MN}(M, I_k, \Sigma)`.
+
+    .. math::
+        \mathrm{gen}(q \mid D) = \mathbb E_q f = f(M) + k \operatorname{tr}\bigl((\Sigma_x - \hat\Sigma)\Sigma\bigr)
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        kernel: :math:`q`, row covariance :math:`I_k`.
+
+    Returns:
+        :math:`\mathrm{gen}(q \mid D)`.
+    """
     problem, data = _check(problem, data)
     kernel = _check_kernel(problem, kernel)
     return float(gap_function(problem, data, kernel.mean)) + problem.k * float(
@@ -124,10 +203,16 @@ def expected_gap(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNo
 
 @dataclass(frozen=True)
 class GapSpectrum:
-    """Spectral form of the gap under ``MN(M, I_k, Sigma)``, ``Sigma = L L^T``:
-    ``A_tilde = L^T (Sigma_x - Sigma_hat) L = Q diag(a_tilde) Q^T``; the Hessian-whitened operator
-    is ``A = 2 A_tilde kron I_k`` (eigenvalues ``2 a_tilde``, multiplicity k);
-    ``b_proj = (grad f(M) L Q)^T`` (d x k): row i holds the k components of ``b'`` along eigenvector i."""
+    r"""Spectral form of the gap under :math:`\mathcal{MN}(M, I_k, \Sigma)`, :math:`\Sigma = L L^\top`.
+
+    .. math::
+        \tilde A = L^\top (\Sigma_x - \hat\Sigma) L = Q \operatorname{diag}(\tilde a) Q^\top, \qquad
+        A = 2\tilde A \otimes I_k, \qquad b_{\text{proj}} = (\nabla f(M)\, L Q)^\top,
+
+    so the Hessian-whitened operator :math:`A` has eigenvalues :math:`2\tilde a` with multiplicity k,
+    and row i of ``b_proj`` (:math:`d \times k`) holds the k components of :math:`b'` along
+    eigenvector i.
+    """
 
     a_tilde: np.ndarray
     b_proj: np.ndarray
@@ -136,14 +221,20 @@ class GapSpectrum:
 
     @property
     def eigenvalues(self) -> np.ndarray:
+        r"""The eigenvalues :math:`2\tilde a` of :math:`A` (each with multiplicity k)."""
         return 2.0 * self.a_tilde
 
     @property
     def variance(self) -> float:
-        """``Var f = ||b'||^2 + (1/2) ||A||_F^2 = ||grad L||^2 + 2 k ||A_tilde||_F^2``."""
+        r"""The variance of the gap, :math:`\mathrm{Var} f = \lVert b'\rVert^2 + \tfrac12\lVert A\rVert_F^2 = \lVert b'\rVert^2 + 2k\lVert\tilde A\rVert_F^2`."""
         return float(np.sum(self.b_proj**2) + 2.0 * self.k * np.sum(self.a_tilde**2))
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            Every field, as a dict (arrays as nested lists).
+        """
         d = asdict(self)
         d["a_tilde"] = self.a_tilde.tolist()
         d["b_proj"] = self.b_proj.tolist()
@@ -151,7 +242,16 @@ class GapSpectrum:
 
 
 def gap_spectrum(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNormal) -> GapSpectrum:
-    """:class:`GapSpectrum` of ``f`` under ``kernel`` (theory.md §4, linear-Gaussian instantiation)."""
+    r""":class:`GapSpectrum` of :math:`f` under ``kernel`` (theory.md §4, linear-Gaussian instantiation).
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        kernel: :math:`\mathcal{MN}(M, I_k, \Sigma)`.
+
+    Returns:
+        The :class:`GapSpectrum`.
+    """
     problem, data = _check(problem, data)
     kernel = _check_kernel(problem, kernel)
     L = kernel.chol_col  # any factor with L L^T = Sigma
@@ -163,13 +263,38 @@ def gap_spectrum(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNo
 
 
 def gap_variance(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNormal) -> float:
-    """``Var_q f = ||grad f(M) Sigma^{1/2}||_F^2 + 2 k ||Sigma^{1/2} (Sigma_x - Sigma_hat) Sigma^{1/2}||_F^2``."""
+    r"""Variance of the gap under a kernel.
+
+    .. math::
+        \mathrm{Var}_q f = \lVert \nabla f(M)\,\Sigma^{1/2}\rVert_F^2
+        + 2k \lVert \Sigma^{1/2} (\Sigma_x - \hat\Sigma) \Sigma^{1/2}\rVert_F^2
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        kernel: :math:`q = \mathcal{MN}(M, I_k, \Sigma)`.
+
+    Returns:
+        :math:`\mathrm{Var}_q f`.
+    """
     return gap_spectrum(problem, data, kernel).variance
 
 
 def gap_log_mgf(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNormal, lam: float) -> float:
-    """``psi(lam) = log E_q exp(lam (f - E_q f))`` (``+inf`` outside ``I - lam A > 0``), by
-    :func:`kdbounds.bounds.log_mgf_quadratic` with ``A = 2 A_tilde kron I_k``."""
+    r"""Log-MGF of the gap, :math:`\psi(\lambda) = \log \mathbb E_q \exp(\lambda (f - \mathbb E_q f))`.
+
+    Computed by :func:`kdbounds.bounds.log_mgf_quadratic` with :math:`A = 2\tilde A \otimes I_k`;
+    ``+inf`` outside :math:`I - \lambda A \succ 0`.
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        kernel: :math:`q = \mathcal{MN}(M, I_k, \Sigma)`.
+        lam: :math:`\lambda`.
+
+    Returns:
+        :math:`\psi(\lambda)`.
+    """
     from kdbounds.bounds import log_mgf_quadratic
 
     sp = gap_spectrum(problem, data, kernel)
@@ -178,15 +303,16 @@ def gap_log_mgf(problem: LinearGaussianProblem, data: Dataset, kernel: MatrixNor
 
 @dataclass(frozen=True)
 class InstantiatedBounds:
-    """Every bound of theory.md §4 on one linear-Gaussian instance, next to the exact gap difference.
+    r"""Every bound of theory.md §4 on one linear-Gaussian instance, next to the exact gap difference.
 
-    ``gap_difference = gen(S|D) - gen(T|D)`` (exact).  Two-sided bounds are ``lower <= gap_difference
-    <= upper``; Theorem 1 and 3A are symmetric (``|gap_difference| <= bound``); Theorem 2 lower-bounds
-    ``gen(S|D)`` itself.  ``ratio_*`` = bound / gap_difference on the side of the difference's sign
-    (>= 1 when the bound holds; ``None`` when the difference is 0 or the bound is unavailable).
-    ``theorem1_sigma_source`` / ``theorem3a_rho_source`` say whether sigma / rho came from the user
-    or from a stated heuristic (a quadratic gap under a Gaussian is sub-gamma, not sub-Gaussian, and a
-    Gaussian has no bounded support: only Theorem 3B is rigorous here).
+    ``gap_difference`` :math:`= \mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)` (exact). Two-sided bounds
+    are ``lower <= gap_difference <= upper``; Theorems 1 and 3A are symmetric
+    (``|gap_difference| <= bound``); Theorem 2 lower-bounds :math:`\mathrm{gen}(S\mid D)` itself.
+    ``ratio_*`` = bound / gap_difference on the side of the difference's sign (>= 1 when the bound
+    holds; ``None`` when the difference is 0 or the bound is unavailable).
+    ``theorem1_sigma_source`` / ``theorem3a_rho_source`` say whether :math:`\sigma` / :math:`\rho`
+    came from the user or from a stated heuristic (a quadratic gap under a Gaussian is sub-gamma, not
+    sub-Gaussian, and a Gaussian has no bounded support: only Theorem 3B is rigorous here).
     """
 
     divergence: float
@@ -228,6 +354,11 @@ class InstantiatedBounds:
         return self.theorem3b_lower - tol <= self.gap_difference <= self.theorem3b_upper + tol
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            Every field, as a dict (arrays as nested lists).
+        """
         out = asdict(self)
         out["theorem3b_holds"] = self.theorem3b_holds
         return {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in out.items()}
@@ -248,17 +379,33 @@ def instantiated_bounds(
     rho: float | None = None,
     eta: float | None = None,
 ) -> InstantiatedBounds:
-    """Evaluate Theorems 1, 2, 3A, 3B (conditional on ``D_n``) on a linear-Gaussian instance.
+    r"""Evaluate Theorems 1, 2, 3A, 3B (conditional on :math:`D_n`) on a linear-Gaussian instance.
 
-    - Theorem 1: ``|gen(S|D) - gen(T|D)| <= sqrt(2 sigma^2 K)`` with per-gap proxy ``sigma`` (user);
-      ``sigma=None`` uses ``sqrt(Var_T f)`` (heuristic: the gap is not sub-Gaussian).
-    - Theorem 2: ``gen(S|D) >= c gen(T|D) - K / eta`` with the largest ``c in [0, 1]`` for which the
-      (eta, c)-central condition holds exactly, ``c = 1 - psi(-eta) / (eta gen(T|D))`` (needs
-      gen(T|D) > 0; otherwise ``None``); ``eta=None`` uses the optimal lambda of the 3B lower side.
-    - Theorem 3A: ``a_rho sqrt(2K)``, ``a_rho = G0 rho + beta rho^2 / 2`` with ``G0 = ||grad f(M_T)||_F``,
-      ``beta = ||Hess f||_op = 2 max|eig(Sigma_x - Sigma_hat)|``; ``rho=None`` uses the RMS radius
-      ``sqrt(k tr Sigma_T)`` (heuristic); also the tightness radius rho_0(sigma, G0, beta).
+    - Theorem 1: :math:`|\mathrm{gen}(S\mid D) - \mathrm{gen}(T\mid D)| \le \sqrt{2\sigma^2 K}` with
+      per-gap proxy :math:`\sigma` (user); ``sigma=None`` uses :math:`\sqrt{\mathrm{Var}_T f}`
+      (heuristic: the gap is not sub-Gaussian).
+    - Theorem 2: :math:`\mathrm{gen}(S\mid D) \ge c\,\mathrm{gen}(T\mid D) - K/\eta` with the largest
+      :math:`c \in [0, 1]` for which the :math:`(\eta, c)`-central condition holds exactly,
+      :math:`c = 1 - \psi(-\eta) / (\eta\,\mathrm{gen}(T\mid D))` (needs :math:`\mathrm{gen}(T\mid D) > 0`;
+      otherwise ``None``); ``eta=None`` uses the optimal :math:`\lambda` of the 3B lower side.
+    - Theorem 3A: :math:`a_\rho\sqrt{2K}`, :math:`a_\rho = G_0\rho + \beta\rho^2/2` with
+      :math:`G_0 = \lVert\nabla f(M_T)\rVert_F`,
+      :math:`\beta = \lVert\nabla^2 f\rVert_{\mathrm{op}} = 2\max|\mathrm{eig}(\Sigma_x - \hat\Sigma)|`;
+      ``rho=None`` uses the RMS radius :math:`\sqrt{k \operatorname{tr}\Sigma_T}` (heuristic); also
+      the tightness radius :math:`\rho_0(\sigma, G_0, \beta)`.
     - Theorem 3B: exact DV upper/lower and the sub-gamma relaxation (rigorous).
+
+    Args:
+        problem: the :class:`LinearGaussianProblem`.
+        data: the training sample :math:`D_n` (same d, k).
+        teacher: :math:`q_T`, row covariance :math:`I_k`.
+        student: :math:`q_S`, row covariance :math:`I_k`.
+        sigma: Theorem 1's proxy, or ``None`` (heuristic).
+        rho: Theorem 3A's radius, or ``None`` (heuristic).
+        eta: Theorem 2's :math:`\eta`, or ``None``.
+
+    Returns:
+        The :class:`InstantiatedBounds`.
     """
     from kdbounds import bounds as kb
 

@@ -26,8 +26,10 @@ SWEEPS = ("rank", "n", "tau_ratio", "lam_S")
 
 @dataclass(frozen=True)
 class TradeoffConfig:
-    """Base instance and sweep grids.  ``tau_T = nu^2`` (Bayes teacher) unless given;
-    ``tau_S = tau_ratio * tau_T``.  Every sweep varies one knob from the base values."""
+    r"""Base instance and sweep grids; every sweep varies one knob from the base values.
+
+    :math:`\tau_T = \nu^2` (Bayes teacher) unless given; :math:`\tau_S = \text{tau\_ratio}\cdot\tau_T`.
+    """
 
     d: int = 20
     k: int = 8
@@ -50,9 +52,19 @@ class TradeoffConfig:
 
     @classmethod
     def quick(cls) -> "TradeoffConfig":
+        """A small configuration for tests and smoke runs.
+
+        Returns:
+            ``d=8, k=4, n=100``, three values per grid, one seed.
+        """
         return cls(d=8, k=4, n=100, ns=(25, 100, 400), tau_ratios=(0.5, 1.0, 2.0), lam_Ss=(0.1, 1.0, 10.0), seeds=(0,))
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON values.
+
+        Returns:
+            Every field, as a dict.
+        """
         return asdict(self)
 
 
@@ -97,7 +109,15 @@ def _jobs(cfg: TradeoffConfig) -> list[tuple[str, float, int, dict[str, Any]]]:
 
 
 def run_sweeps(cfg: TradeoffConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """All sweep rows (a tqdm bar when ``progress``)."""
+    """All sweep rows (a tqdm bar when ``progress``).
+
+    Args:
+        cfg: the sweep configuration.
+        progress: show a progress bar.
+
+    Returns:
+        One dict per (sweep, x, seed): the decomposition, the bounds and the exact gap difference.
+    """
     jobs = _jobs(cfg)
     it: Iterable = jobs
     if progress:
@@ -108,6 +128,16 @@ def run_sweeps(cfg: TradeoffConfig, progress: bool = True) -> list[dict[str, Any
 
 
 def mean_by_x(rows: list[dict[str, Any]], sweep: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and standard error over seeds of ``key`` at each x of one sweep.
+
+    Args:
+        rows: rows from :func:`run_sweeps`.
+        sweep: the sweep's name.
+        key: the column to average (``None`` values are skipped).
+
+    Returns:
+        ``(xs, means, stderrs)``, sorted by x (NaN mean where no value; stderr 0 for one value).
+    """
     xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
     m, se = [], []
     for x in xs:
@@ -118,7 +148,14 @@ def mean_by_x(rows: list[dict[str, Any]], sweep: str, key: str) -> tuple[np.ndar
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Log-log slopes vs n of R_r, B, V (expected 1, -1, 0) and bound validity / tightness."""
+    """Log-log slopes vs n of R_r, B, V (expected 1, -1, 0) and bound validity / tightness.
+
+    Args:
+        rows: rows from :func:`run_sweeps`.
+
+    Returns:
+        ``{"slope_<term>_vs_n", "all_theorem3b_hold", "median_ratio_<bound>", "n_rows"}``.
+    """
     out: dict[str, Any] = {}
     for key in ("rank_bottleneck", "bias", "variance", "total"):
         x, m, _ = mean_by_x(rows, "n", key)

@@ -1,13 +1,17 @@
-"""Symbolic (sympy) derivation of the Gaussian distillation divergence, theory.md §3.3-3.4.
+r"""Symbolic (sympy) derivation of the Gaussian distillation divergence, theory.md §3.3-3.4.
 
-The KL divergence is derived *from the densities*: ``KL(q || p) = ∫ q(w) log(q(w)/p(w)) dw`` with
-both log-densities written out from the multivariate normal density formula, and the integral
+The KL divergence is derived *from the densities*,
+
+.. math::
+    \mathrm{KL}(q \Vert p) = \int q(w) \log\frac{q(w)}{p(w)}\,dw,
+
+with both log-densities written out from the multivariate normal density formula, and the integral
 computed exactly by sympy after the change of variables ``w = mu_q + L z`` (``L`` a Cholesky factor
 of the student covariance, so that ``q(w) dw = prod_i phi(z_i) dz``; this substitution is itself
 verified symbolically).  The integrand is then a polynomial in ``z`` whose Gaussian moments are
 integrated one variable at a time with ``sympy.integrate``.  The result is compared with the closed
-form of theory.md §3.3 (matrix normals ``MN(M, I_k, Sigma)``, i.e. ``vec W ~ N(vec M, Sigma ⊗ I_k)``
-with column-stacking ``vec``), and, for a 2x2 rank-1 example, with the decomposition
+form of theory.md §3.3 (matrix normals :math:`\mathcal{MN}(M, I_k, \Sigma)`, i.e.
+:math:`\operatorname{vec} W \sim \mathcal N(\operatorname{vec} M, \Sigma \otimes I_k)` with column-stacking vec), and, for a 2x2 rank-1 example, with the decomposition
 ``K = B + R_r + V`` of §3.4.
 
 Nothing here imports the numeric modules of ``linear_gaussian``: the closed forms are written
@@ -40,7 +44,20 @@ HALF = sp.Rational(1, 2)
 
 
 def mvn_logpdf(w: sp.Matrix, mean: sp.Matrix, cov: sp.Matrix) -> sp.Expr:
-    """``log N(w; mean, cov) = -1/2 (w-mean)^T cov^{-1} (w-mean) - 1/2 log det(2 pi cov)``."""
+    r"""Log-density of a multivariate normal, as a sympy expression.
+
+    .. math::
+        \log \mathcal N(w; \mu, \Sigma) = -\tfrac12 (w - \mu)^\top \Sigma^{-1} (w - \mu)
+        - \tfrac12 \log\det(2\pi\Sigma)
+
+    Args:
+        w: the point (column matrix).
+        mean: :math:`\mu`.
+        cov: :math:`\Sigma`.
+
+    Returns:
+        The log-density.
+    """
     d = w - mean
     p = mean.shape[0]
     quad = (d.T * cov.inv() * d)[0, 0]
@@ -48,12 +65,27 @@ def mvn_logpdf(w: sp.Matrix, mean: sp.Matrix, cov: sp.Matrix) -> sp.Expr:
 
 
 def vec(m: sp.Matrix) -> sp.Matrix:
-    """Column-stacking vectorisation (theory.md §1)."""
+    """Column-stacking vectorisation (theory.md §1).
+
+    Args:
+        m: a sympy matrix.
+
+    Returns:
+        The column matrix of ``m``'s columns stacked.
+    """
     return sp.Matrix([m[i, j] for j in range(m.shape[1]) for i in range(m.shape[0])])
 
 
 def vec_matrix_normal(mean: sp.Matrix, col_cov: sp.Matrix) -> tuple[sp.Matrix, sp.Matrix]:
-    """``MN(M, I_k, Sigma)`` (M is k x d) as a vector Gaussian: ``(vec M, Sigma ⊗ I_k)``."""
+    r""":math:`\mathcal{MN}(M, I_k, \Sigma)` (M is :math:`k \times d`) as a vector Gaussian :math:`(\operatorname{vec} M, \Sigma \otimes I_k)`.
+
+    Args:
+        mean: :math:`M`.
+        col_cov: :math:`\Sigma`.
+
+    Returns:
+        ``(vec M, Sigma kron I_k)``.
+    """
     k = mean.shape[0]
     return vec(mean), sp.kronecker_product(col_cov, sp.eye(k))
 
@@ -69,13 +101,26 @@ def _std_normal_moment(power: int) -> sp.Expr:
 def gaussian_kl_from_densities(
     mean_q: sp.Matrix, chol_q: sp.Matrix, mean_p: sp.Matrix, cov_p: sp.Matrix, *, verify_substitution: bool = True
 ) -> sp.Expr:
-    """``KL(N(mean_q, L L^T) || N(mean_p, cov_p)) = ∫ q log(q/p)`` derived from the densities.
+    r""":math:`\mathrm{KL}(\mathcal N(\mu_q, L L^\top) \Vert \mathcal N(\mu_p, \Sigma_p)) = \int q \log(q/p)` derived from the densities.
 
-    ``chol_q`` (``L``) is a lower-triangular factor of the student covariance with positive
-    diagonal (symbols declared positive).  Steps: write ``log q - log p`` with :func:`mvn_logpdf`,
-    substitute ``w = mean_q + L z``; check ``q(mean_q + L z) det L = prod phi(z_i)`` (the density
-    of z is standard normal); expand the log-ratio as a polynomial in z and integrate each monomial
-    against ``phi`` exactly.  Returns an unsimplified sympy expression.
+    Steps: write :math:`\log q - \log p` with :func:`mvn_logpdf`, substitute :math:`w = \mu_q + L z`;
+    check :math:`q(\mu_q + L z) \det L = \prod_i \phi(z_i)` (the density of z is standard normal);
+    expand the log-ratio as a polynomial in z and integrate each monomial against :math:`\phi` exactly.
+
+    Args:
+        mean_q: :math:`\mu_q`.
+        chol_q: :math:`L`, a lower-triangular factor of the student covariance with positive
+            diagonal (symbols declared positive).
+        mean_p: :math:`\mu_p`.
+        cov_p: :math:`\Sigma_p`.
+        verify_substitution: check the change of variables symbolically.
+
+    Returns:
+        An unsimplified sympy expression.
+
+    Raises:
+        ValueError: dimensions that do not match, or ``chol_q`` not lower triangular.
+        AssertionError: the change of variables did not give a standard normal.
     """
     p = mean_q.shape[0]
     if chol_q.shape != (p, p) or cov_p.shape != (p, p) or mean_p.shape[0] != p:
@@ -108,12 +153,34 @@ def gaussian_kl_from_densities(
 
 
 def phi(x: sp.Expr) -> sp.Expr:
-    """``phi(x) = x - 1 - log x`` (theory.md §1)."""
+    r""":math:`\varphi(x) = x - 1 - \log x` (theory.md §1).
+
+    Args:
+        x: a sympy expression.
+
+    Returns:
+        :math:`\varphi(x)`.
+    """
     return x - 1 - sp.log(x)
 
 
 def matrix_normal_kl_closed_form(m_s: sp.Matrix, sigma_s: sp.Matrix, m_t: sp.Matrix, sigma_t: sp.Matrix) -> sp.Expr:
-    """theory.md §3.3: ``K = 1/2 tr(Δ Σ_T^{-1} Δ^T) + k/2 [tr(Σ_T^{-1} Σ_S) - d - log det(Σ_T^{-1} Σ_S)]``."""
+    r"""Closed form of theory.md §3.3.
+
+    .. math::
+        K = \tfrac12 \operatorname{tr}(\Delta \Sigma_T^{-1} \Delta^\top)
+        + \tfrac k2 \bigl[\operatorname{tr}(\Sigma_T^{-1}\Sigma_S) - d - \log\det(\Sigma_T^{-1}\Sigma_S)\bigr],
+        \qquad \Delta = M_S - M_T.
+
+    Args:
+        m_s: :math:`M_S` (:math:`k \times d`).
+        sigma_s: :math:`\Sigma_S`.
+        m_t: :math:`M_T`.
+        sigma_t: :math:`\Sigma_T`.
+
+    Returns:
+        :math:`K` as a sympy expression.
+    """
     k, d = m_t.shape
     delta = m_s - m_t
     st_inv = sigma_t.inv()
@@ -161,12 +228,24 @@ def _lower_cholesky_symbols(d: int, prefix: str) -> sp.Matrix:
 
 
 def kl_expressions(k: int, d: int, *, diagonal: bool = False) -> tuple[sp.Expr, sp.Expr]:
-    """``(derived, closed)``: ``KL(q_S || q_T)`` from the densities of ``vec W`` and by §3.3.
+    r"""``(derived, closed)``: :math:`\mathrm{KL}(q_S \Vert q_T)` from the densities of :math:`\operatorname{vec} W` and by §3.3.
 
-    Student ``MN(M_S, I_k, L L^T)`` with a general symbolic lower-triangular ``L`` (or diagonal if
-    ``diagonal``), teacher ``MN(M_T, I_k, Σ_T)`` with a general symmetric symbolic ``Σ_T`` (diagonal
-    if ``diagonal``), all means symbolic (symbols ``ms{i}{j}``, ``mt{i}{j}``, ``ls{i}{j}``,
-    ``st{i}{j}``).  ``k * d <= 4`` keeps it to a few seconds.
+    Student :math:`\mathcal{MN}(M_S, I_k, L L^\top)` with a general symbolic lower-triangular
+    :math:`L` (or diagonal), teacher :math:`\mathcal{MN}(M_T, I_k, \Sigma_T)` with a general symmetric
+    symbolic :math:`\Sigma_T` (or diagonal), all means symbolic (symbols ``ms{i}{j}``, ``mt{i}{j}``,
+    ``ls{i}{j}``, ``st{i}{j}``). :math:`kd \le 4` keeps it to a few seconds.
+
+    Args:
+        k: number of outputs.
+        d: input dimension.
+        diagonal: use diagonal :math:`L` and :math:`\Sigma_T`.
+
+    Returns:
+        ``(derived, closed)`` sympy expressions.
+
+    Raises:
+        TypeError: ``k`` or ``d`` not ints.
+        ValueError: ``k`` or ``d`` below 1.
     """
     if isinstance(k, bool) or isinstance(d, bool) or not isinstance(k, int) or not isinstance(d, int):
         raise TypeError("k and d must be ints")
@@ -193,22 +272,36 @@ def kl_expressions(k: int, d: int, *, diagonal: bool = False) -> tuple[sp.Expr, 
 
 
 def check_closed_form(k: int, d: int, *, diagonal: bool = False) -> bool:
-    """True iff the KL derived from the densities equals the closed form of theory.md §3.3
-    (see :func:`kl_expressions` for the symbolic setup)."""
+    """Whether the KL derived from the densities equals the closed form of theory.md §3.3.
+
+    Args:
+        k: number of outputs.
+        d: input dimension.
+        diagonal: as in :func:`kl_expressions`.
+
+    Returns:
+        True iff the two expressions are equal.
+    """
     derived, closed = kl_expressions(k, d, diagonal=diagonal)
     return _is_zero(derived - closed)
 
 
 def decomposition_2x2() -> dict[str, sp.Expr]:
-    """The §3.4 terms for a 2x2 rank-1 example, all symbolic.
+    r"""The §3.4 terms for a 2x2 rank-1 example, all symbolic.
 
-    Teacher ``M_T = diag(a sqrt(σ1), b sqrt(σ2))``, ``Σ_T = diag(σ1, σ2)`` with ``a = b + δ``
-    (``b, δ > 0`` so ``a > b > 0`` are the whitened singular values ``s_1, s_2`` of
-    ``M_T Σ_T^{-1/2} = diag(a, b)``); student ``M_S = diag(c sqrt(σ1), 0)`` (rank 1, c real),
-    ``Σ_S = diag(u1, u2)``; k = d = 2, r = 1.  Returns the KL derived from the densities
-    (``K``), the closed form (``K_closed``), ``R`` (``1/2 Σ_{i>1} s_i^2`` from the eigenvalues of
-    ``M_T Σ_T^{-1} M_T^T``), ``V`` (``k/2 Σ phi(μ_i)``, μ_i eigenvalues of ``Σ_T^{-1} Σ_S``),
-    ``mean_term`` (``1/2 ||(M_S - M_T) Σ_T^{-1/2}||_F^2``) and ``B = mean_term - R``.
+    Teacher :math:`M_T = \operatorname{diag}(a\sqrt{\sigma_1}, b\sqrt{\sigma_2})`,
+    :math:`\Sigma_T = \operatorname{diag}(\sigma_1, \sigma_2)` with :math:`a = b + \delta`
+    (:math:`b, \delta > 0`, so :math:`a > b > 0` are the whitened singular values :math:`s_1, s_2` of
+    :math:`M_T \Sigma_T^{-1/2} = \operatorname{diag}(a, b)`); student
+    :math:`M_S = \operatorname{diag}(c\sqrt{\sigma_1}, 0)` (rank 1, c real),
+    :math:`\Sigma_S = \operatorname{diag}(u_1, u_2)`; :math:`k = d = 2`, :math:`r = 1`.
+
+    Returns:
+        ``K`` (derived from the densities), ``K_closed`` (the closed form),
+        ``R`` :math:`= \tfrac12 \sum_{i>1} s_i^2` (from the eigenvalues of
+        :math:`M_T \Sigma_T^{-1} M_T^\top`), ``V`` :math:`= \tfrac k2 \sum_i \varphi(\mu_i)`
+        (:math:`\mu_i` the eigenvalues of :math:`\Sigma_T^{-1}\Sigma_S`), ``mean_term``
+        :math:`= \tfrac12 \lVert (M_S - M_T)\Sigma_T^{-1/2}\rVert_F^2` and ``B = mean_term - R``.
     """
     b, delta, c = sp.Symbol("b", positive=True), sp.Symbol("delta", positive=True), sp.Symbol("c", real=True)
     s1, s2 = sp.symbols("sigma1 sigma2", positive=True)
@@ -252,9 +345,17 @@ def decomposition_2x2() -> dict[str, sp.Expr]:
 
 
 def check_decomposition_2x2() -> bool:
-    """True iff, for :func:`decomposition_2x2`: K (from densities) = closed form = B + R + V,
-    ``R = b^2 / 2``, ``B = (c - a)^2 / 2`` (≥ 0, zero exactly at the KL-optimal truncation c = a) and
-    ``V = Σ phi(u_i / σ_i)`` (k = 2)."""
+    r"""Check the §3.4 decomposition on :func:`decomposition_2x2`.
+
+    .. math::
+        K_{\text{densities}} = K_{\text{closed}} = B + R + V, \quad R = b^2/2, \quad
+        B = (c - a)^2/2 \ge 0, \quad V = \sum_i \varphi(u_i/\sigma_i)
+
+    (:math:`k = 2`; :math:`B = 0` exactly at the KL-optimal truncation :math:`c = a`).
+
+    Returns:
+        True iff every identity holds symbolically.
+    """
     t = decomposition_2x2()
     a, b, c = t["a"], t["b"], t["c"]
     s1, s2 = sp.symbols("sigma1 sigma2", positive=True)

@@ -25,6 +25,8 @@ def _loaded_after(statement: str) -> set[str]:
     "import kdbounds.bounds",
     "import kdbounds.pid",
     "import kdbounds.stats",
+    "import kdbounds.certificates",
+    "from kdbounds import kl_inverse_upper, pac_bayes_kl_bound, diag_gaussian_kl",
     "from kdbounds import subgaussian_bound, broja_pid",
     "import kdbounds.studies",
 ])

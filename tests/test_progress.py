@@ -73,3 +73,46 @@ def test_manual_updates_postfix_and_min_interval():
     unknown = io.StringIO()
     LineProgress(desc="batches", file=unknown).update(3)
     assert unknown.getvalue().startswith("batches: 3 it elapsed")
+
+
+def test_initial_counts_done_steps_without_timing_them():
+    buf = io.StringIO()
+    p = LineProgress(desc="kd:resnet8", total=4, unit="ep", file=buf, initial=2)
+    p.set_postfix_str("loss=1.000")
+    p.update(1)
+    line = buf.getvalue().strip()
+    assert line.startswith("kd:resnet8: 3/4 eps (75%)") and line.endswith("| loss=1.000")
+    assert "eta" in line  # one step timed since the start, one to go
+
+
+def test_trainer_logs_one_line_per_epoch_without_a_terminal(tmp_path, monkeypatch, capsys):
+    """The trainer's progress in a log: exactly one complete line per epoch trained, no carriage
+    returns; a resumed run prints only the epochs it trains, counted from where it resumed."""
+    import numpy as np
+
+    from kdbounds.distill import TrainConfig, train
+
+    monkeypatch.setenv("KDBOUNDS_PROGRESS", "lines")
+    g = np.random.default_rng(0)
+    x = g.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(40) % 10
+    data = (x[:32], y[:32], x[32:], y[32:])
+    cfg = TrainConfig(arch="resnet8", epochs=2, batch_size=16, lr=0.05, device="cpu", schedule="constant")
+    train(cfg, tmp_path / "a", data=data, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [l for l in err.splitlines() if l.startswith("ce:resnet8")]
+    assert [l.split(": ")[1].split(" (")[0] for l in lines] == ["1/2 eps", "2/2 eps"]
+    assert "loss=" in lines[0] and "test=" in lines[1]  # evaluated on the last epoch only (eval_every)
+    class Stop(Exception):
+        pass
+
+    def stop(info):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "b", data=data, progress=False, callbacks=[stop])
+    capsys.readouterr()
+    train(cfg, tmp_path / "b", data=data, progress=True)  # resumes after epoch 1
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("ce:resnet8")]
+    assert len(lines) == 1 and lines[0].startswith("ce:resnet8: 2/2 eps")

@@ -13,15 +13,10 @@ Dense: dense_hessian (torch.func.hessian, small models).
 from .dense import dense_hessian
 from .density import gaussian_density, spectral_density
 from .eigen import lanczos, power_iteration, top_eigenvalues
-from .operator import (
-    HVP_MODES,
-    CurvatureOperator,
-    GapHessianOperator,
-    HessianOperator,
-    MatrixOperator,
-    as_operator,
-    select_parameters,
-)
+from .base import CurvatureOperator, MatrixOperator, as_operator
+from .gap import GapHessianOperator
+from .hessian import HVP_MODES, HessianOperator
+from .parameters import select_parameters
 from .results import (
     DiagonalEstimate,
     EigenEstimate,

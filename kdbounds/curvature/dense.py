@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .operator import ParamSpec, _eval_mode, _Problem
+from ._problem import _eval_mode, _Problem
+from .parameters import ParamSpec
 
 __all__ = ["dense_hessian"]
 

@@ -19,7 +19,8 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from .operator import CurvatureOperator, as_operator
+from .base import CurvatureOperator, as_operator
+from .block_krylov import block_lanczos_run
 from .results import EigenEstimate, PowerIterationResult
 from .trace import _check_int, make_generator, probe_vectors
 
@@ -115,6 +116,7 @@ def top_eigenvalues(
     seed: int | torch.Generator | None = None,
     v0: Tensor | None = None,
     return_eigenvectors: bool = False,
+    block_size: int = 1,
 ) -> EigenEstimate:
     r"""Top-``k`` eigenvalues of a symmetric operator by Lanczos with full reorthogonalisation.
 
@@ -133,9 +135,27 @@ def top_eigenvalues(
             smaller).
         seed: probe seed (Rademacher start vector) unless ``v0`` is given.
         return_eigenvectors: also return the Ritz vectors ``(n, #eigenvalues)``.
+        block_size: ``1`` runs single-vector Lanczos (the three-term recurrence above); ``b > 1``
+            runs block Lanczos (:mod:`kdbounds.curvature.block_krylov`): ``b`` products per
+            ``op.matmat`` call, Rayleigh–Ritz with exact residuals, convergence checked after
+            each block, so ``n_matvecs`` is a multiple of ``b`` (the last block may be cut to
+            respect ``max_matvecs``). Default ``1``: measured on a trained ResNet-20 (batch 32, CPU,
+            top 3 at tol 1e-3, one thread, CPU s) single-vector Lanczos needed 13-14 products and 4.7-6.3 s, blocks
+            of 3 needed 21-24 products and 6.7-9.2 s (with or without kept graphs), so blocks pay
+            only for multiple or tightly clustered eigenvalues (a block of size ``b`` sees up to
+            ``b`` copies of a repeated eigenvalue at once; a single vector sees one). With ``v0``
+            given the start block is ``v0`` plus random columns.
+
+    .. math::
+        \text{stop when } \|H y_i - \theta_i y_i\| \le \mathrm{tol}\,|\theta_i|
+        \text{ for every wanted Ritz pair } (\theta_i, y_i).
 
     Returns:
-        :class:`EigenEstimate`.
+        :class:`EigenEstimate` (``history`` holds one value per step: per product for
+        ``block_size=1``, per block of ``block_size`` products otherwise).
+
+    Raises:
+        ValueError: bad ``k``, ``which``, ``tol``, ``max_matvecs`` or ``block_size``.
     """
     op = as_operator(op)
     if which not in _WHICH:
@@ -148,10 +168,15 @@ def top_eigenvalues(
     max_steps = min(_check_int("max_matvecs", max_matvecs, need), n)
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"tol must be a positive float, got {tol!r}")
+    block_size = min(_check_int("block_size", block_size, 1), n)
+    gen = make_generator(seed)
     if v0 is None:
-        v0 = probe_vectors(n, 1, "rademacher", make_generator(seed), op.dtype, op.device)[:, 0]
+        v0 = probe_vectors(n, 1, "rademacher", gen, op.dtype, op.device)[:, 0]
     else:
         v0 = op._check_vectors(v0, ndim=1, name="v0")
+    if block_size > 1:
+        return _block_top_eigenvalues(op, k, which, tol, max_steps, need, v0, gen, block_size,
+                                      return_eigenvectors)
     st = LanczosState(op, v0, max_steps)
     history: list[float] = []
     converged = False
@@ -176,6 +201,37 @@ def top_eigenvalues(
         vecs = st.Q[: st.steps].T @ Sm
     return EigenEstimate(theta[idx].copy(), res[idx].copy(), st.steps, bool(converged), which,
                          tuple(history), vecs)
+
+
+def _block_top_eigenvalues(op: CurvatureOperator, k: int, which: str, tol: float, max_steps: int,
+                           need: int, v0: Tensor, gen: torch.Generator, b: int,
+                           return_eigenvectors: bool) -> EigenEstimate:
+    """Block Lanczos version of :func:`top_eigenvalues` (same stopping rule and record)."""
+    n = op.shape[0]
+    X0 = torch.cat([v0[:, None], probe_vectors(n, b - 1, "rademacher", gen, op.dtype, op.device)],
+                   dim=1)
+    run = block_lanczos_run(op, X0, gen)
+    history: list[float] = []
+    converged = False
+    theta = res = S = idx = None
+    while run.size < max_steps and not run.exhausted and run.X.shape[1] > 0:
+        run.step(max_steps - run.size)
+        theta, S = run.ritz()
+        history.append(float(theta[0] if which == "smallest" else theta[-1]))
+        idx = _wanted(len(theta), k, which)
+        res = run.residuals(theta[idx], S[:, idx])
+        if run.exhausted:
+            converged = True
+            break
+        if run.size >= need and (res <= tol * np.maximum(np.abs(theta[idx]), 1e-300)).all():
+            converged = True
+            break
+    vecs = None
+    if return_eigenvectors:
+        Sm = torch.as_tensor(S[:, idx], dtype=op.dtype, device=op.device)
+        vecs = run.Q @ Sm
+    return EigenEstimate(theta[idx].copy(), res.copy(), run.size, bool(converged), which,
+                         tuple(history), vecs, b)
 
 
 def _wanted(m: int, k: int, which: str) -> np.ndarray:

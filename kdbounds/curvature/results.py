@@ -97,8 +97,10 @@ class EigenEstimate(_ToDict):
         n_matvecs: operator products used (= Lanczos steps).
         converged: every wanted residual ``<= tol * |theta_i|``.
         which: ``"largest"``, ``"smallest"`` or ``"both"``.
-        history: largest (for ``"smallest"``: smallest) Ritz value after each step.
+        history: largest (for ``"smallest"``: smallest) Ritz value after each step (a step is
+            one product for ``block_size=1``, one block of ``block_size`` products otherwise).
         eigenvectors: ``(n, len(eigenvalues))`` Ritz vectors if requested, else ``None``.
+        block_size: products per Lanczos step (1: single-vector Lanczos; > 1: block Lanczos).
     """
 
     eigenvalues: np.ndarray
@@ -108,6 +110,7 @@ class EigenEstimate(_ToDict):
     which: str
     history: tuple[float, ...] = field(repr=False, default=())
     eigenvectors: torch.Tensor | None = field(repr=False, default=None)
+    block_size: int = 1
 
     @property
     def value(self) -> float:

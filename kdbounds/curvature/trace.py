@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .operator import CurvatureOperator, as_operator
+from .base import CurvatureOperator, as_operator
 from .results import DiagonalEstimate, GradientNorm, TraceEstimate
 
 __all__ = [

@@ -89,6 +89,20 @@ def load_cifar(name: str, root: str | os.PathLike | None = None, split: str = "t
     ``download=True`` and nothing found, the official python archive is downloaded (checksum-verified)
     into ``root`` / ``$KDBOUNDS_DATA`` / ``~/.cache/kdbounds/data``. With ``cache=True`` decoded arrays
     are read from / written to :func:`cache_dir` (both splits are cached on the first decode).
+
+    Args:
+        name: ``"cifar10"`` or ``"cifar100"``.
+        root: the only data root searched, or ``None`` for the standard places.
+        split: ``"train"`` or ``"test"``.
+        download: download the official archive when nothing is found.
+        cache: read/write the decoded-array cache.
+
+    Returns:
+        ``(images, labels)``: ``uint8`` ``(N, 32, 32, 3)`` and ``int64`` ``(N,)``.
+
+    Raises:
+        ValueError: unknown ``name`` or ``split``.
+        DataNotFoundError: nothing found and ``download`` is off (the message lists the places searched).
     """
     name = _check_name(name)
     split = _check_split(split)

@@ -21,7 +21,11 @@ from .cifar_sources import _CACHE_VERSION, CifarSource
 # --------------------------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    """Directory of decoded-array caches: ``$KDBOUNDS_CACHE/data``, else ``~/.cache/kdbounds/data``."""
+    """Directory of decoded-array caches: ``$KDBOUNDS_CACHE/data``, else ``~/.cache/kdbounds/data``.
+
+    Returns:
+        The cache directory (not created here).
+    """
     base = os.environ.get("KDBOUNDS_CACHE")
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "kdbounds") / "data"
 
@@ -47,7 +51,20 @@ def _cache_path(src: CifarSource, split: str, key: str) -> Path:
     return cache_dir() / f"{src.name}-{split}-{src.kind}-{key}.npz"
 
 
+def _content_sha256(x: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the decoded arrays (dtype, shape and bytes of images then labels)."""
+    h = hashlib.sha256()
+    for a in (x, y):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write the arrays and, when they are ``images``/``labels``, their content hash (``sha256``)."""
+    if "images" in arrays and "labels" in arrays:
+        arrays["sha256"] = np.array(_content_sha256(arrays["images"], arrays["labels"]))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -78,12 +95,16 @@ def _cache_lock(path: Path):
 
 
 def _read_cache(path: Path, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cached ``(images, labels)`` or ``None`` if absent, unreadable or malformed (then it is rebuilt)."""
+    """Cached ``(images, labels)`` or ``None`` if absent, unreadable, malformed or not matching its
+    content hash (a well-formed file with other contents; then it is rebuilt from the source)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             x, y = np.ascontiguousarray(z["images"]), np.ascontiguousarray(z["labels"])
+            stored = str(z["sha256"]) if "sha256" in z.files else None
+        if stored != _content_sha256(x, y):
+            return None
         _validate(name, str(path), x, y)
     except Exception:  # unreadable cache: rebuild from the (real) source
         return None

@@ -331,7 +331,14 @@ def _validate(name: str, where: str, imgs: np.ndarray, labels: np.ndarray) -> No
 
 
 def decode_source(src: CifarSource) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Decode both splits of ``src`` (no cache): {split: (images uint8 NHWC, labels int64)}."""
+    """Decode both splits of ``src`` (no cache).
+
+    Args:
+        src: a located source (:func:`~kdbounds.data.cifar_sources.find_cifar`).
+
+    Returns:
+        ``{split: (images, labels)}`` with ``uint8`` NHWC images and ``int64`` labels.
+    """
     out = _DECODERS[src.kind](src)
     for split, (x, y) in out.items():
         _validate(src.name, f"{src.path} [{split}]", x, y)

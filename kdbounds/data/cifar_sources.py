@@ -86,7 +86,14 @@ def _check_split(split: object) -> str:
 
 
 def num_classes(name: str) -> int:
-    """Number of classes of ``name`` (10 for cifar10, 100 for cifar100)."""
+    """Number of classes of ``name`` (10 for cifar10, 100 for cifar100).
+
+    Args:
+        name: ``"cifar10"`` or ``"cifar100"``.
+
+    Returns:
+        The class count.
+    """
     return _NUM_CLASSES[_check_name(name)]
 
 
@@ -100,6 +107,12 @@ def candidate_roots(root: str | os.PathLike | None = None) -> list[Path]:
     An explicit ``root`` is the only place searched (no silent fallback). Otherwise:
     ``$KDBOUNDS_DATA``, ``~/.cache/kdbounds/data``, ``~/data``, ``./data``, ``/data``,
     ``../shared/data`` (the last three relative to the current directory where relative).
+
+    Args:
+        root: an explicit data root, or ``None``.
+
+    Returns:
+        The roots to search, in order.
     """
     if root is not None:
         return [Path(root).expanduser()]
@@ -131,6 +144,11 @@ class CifarSource:
     path: Path
 
     def to_dict(self) -> dict:
+        """The source as plain JSON values.
+
+        Returns:
+            ``{"name", "kind", "path"}`` with the path as a string.
+        """
         return {"name": self.name, "kind": self.kind, "path": str(self.path)}
 
 
@@ -194,7 +212,16 @@ def _sources_in(root: Path, name: str) -> list[CifarSource]:
 def find_cifar(name: str, root: str | os.PathLike | None = None) -> CifarSource:
     """Locate ``name`` in the first root of :func:`candidate_roots` that holds it.
 
-    Raises :class:`DataNotFoundError` listing every place searched, the accepted layouts and the fix.
+    Args:
+        name: ``"cifar10"`` or ``"cifar100"``.
+        root: the only root searched, or ``None`` for the standard places.
+
+    Returns:
+        The located :class:`CifarSource`.
+
+    Raises:
+        DataNotFoundError: nothing found; the message lists every place searched, the accepted
+            layouts and the fix.
     """
     name = _check_name(name)
     roots = candidate_roots(root)

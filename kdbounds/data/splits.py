@@ -34,7 +34,15 @@ def _check_count(value, argname: str, minimum: int) -> int:
 
 
 def class_permutations(labels, seed: int) -> dict[int, np.ndarray]:
-    """{class: random permutation of the indices of that class}, drawn in increasing class order."""
+    """A random permutation of each class's indices, drawn in increasing class order.
+
+    Args:
+        labels: integer class labels ``(N,)``.
+        seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+        ``{class: permuted indices of that class}``.
+    """
     y = _check_labels(labels)
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
@@ -46,9 +54,18 @@ def _too_few(perms: dict[int, np.ndarray], need: int) -> list[tuple[int, int]]:
 
 
 def stratified_subset(labels, n_per_class: int, seed: int) -> np.ndarray:
-    """Indices (sorted, int64) of ``n_per_class`` random examples of every class present in ``labels``.
+    """Indices of ``n_per_class`` random examples of every class present in ``labels``.
 
-    Raises ``ValueError`` if some class has fewer than ``n_per_class`` examples.
+    Args:
+        labels: integer class labels ``(N,)``.
+        n_per_class: examples drawn from each class.
+        seed: seed of the draw (:func:`class_permutations`).
+
+    Returns:
+        Sorted ``int64`` indices, ``n_per_class`` per class.
+
+    Raises:
+        ValueError: some class has fewer than ``n_per_class`` examples.
     """
     n = _check_count(n_per_class, "n_per_class", 1)
     perms = class_permutations(labels, seed)
@@ -60,10 +77,20 @@ def stratified_subset(labels, n_per_class: int, seed: int) -> np.ndarray:
 
 
 def train_val_split(labels, val_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train_idx, val_idx)``: ``val_per_class`` random examples of every class go to validation,
-    all the others to training. Disjoint, covering, sorted, deterministic given ``seed``.
+    """Split every class: ``val_per_class`` random examples to validation, the rest to training.
 
-    Raises ``ValueError`` if some class has ``<= val_per_class`` examples (training would lack it).
+    The two index sets are disjoint, cover ``labels``, are sorted and are deterministic given ``seed``.
+
+    Args:
+        labels: integer class labels ``(N,)``.
+        val_per_class: validation examples per class.
+        seed: seed of the draw (:func:`class_permutations`).
+
+    Returns:
+        ``(train_idx, val_idx)``, sorted ``int64`` arrays.
+
+    Raises:
+        ValueError: some class has ``<= val_per_class`` examples (training would lack it).
     """
     v = _check_count(val_per_class, "val_per_class", 1)
     perms = class_permutations(labels, seed)

@@ -43,6 +43,17 @@ def normalization(spec: bool | str | tuple = True) -> tuple[tuple[float, ...], t
 
     ``True`` or ``"cifar10"``: CIFAR-10 statistics; ``"cifar100"``: CIFAR-100 statistics;
     ``(mean, std)``: explicit per-channel values; ``False``: none (pixels scaled to [0, 1] only).
+
+    Args:
+        spec: ``True``, ``False``, ``"cifar10"``, ``"cifar100"`` or ``(mean, std)``.
+
+    Returns:
+        ``(mean, std)`` per channel, or ``None``.
+
+    Raises:
+        ValueError: unknown name, or ``(mean, std)`` of unequal lengths, non-finite means or
+            non-positive stds.
+        TypeError: ``spec`` is of another type.
     """
     if spec is False or spec is None:
         return None
@@ -96,9 +107,21 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
                      padding: int = 4) -> torch.Tensor:
     """Zero-padded random crop + horizontal flip of a uint8 NHWC batch, as one gather.
 
-    ``offsets``: ``(B, 2)`` integer top-left corners ``(i, j)`` (in padded coordinates) in
-    ``[0, 2*padding]``; ``flips``: ``(B,)`` bool. Returns a new ``(B, H, W, C)`` tensor (formula in
-    the module docstring). :class:`TensorLoader` uses the same index computation on its whole data set.
+    The formula is in the module docstring. :class:`TensorLoader` uses the same index computation on
+    its whole data set.
+
+    Args:
+        x: ``(B, H, W, C)`` uint8 batch.
+        offsets: ``(B, 2)`` integer top-left corners ``(i, j)`` in padded coordinates, in
+            ``[0, 2 * padding]``.
+        flips: ``(B,)`` bool, flip image ``b`` horizontally.
+        padding: zero padding on each side.
+
+    Returns:
+        A new ``(B, H, W, C)`` tensor.
+
+    Raises:
+        ValueError: wrong shapes of ``x``, ``offsets`` or ``flips``, or offsets out of range.
     """
     if x.ndim != 4:
         raise ValueError(f"x must be a (B, H, W, C) batch, got shape {tuple(x.shape)}")
@@ -115,9 +138,25 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
 
 def normalize_uint8(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 NCHW (any strides) -> float ``(x/255 - mean)/std`` per channel (or ``x/255`` if mean is None).
+    r"""Scale a uint8 NCHW batch (any strides) to floats and normalise per channel.
 
-    Keeps the memory format of ``x`` (a channels-last view stays channels-last).
+    .. math::
+        y_{nchw} = \frac{x_{nchw} / 255 - \mu_c}{\sigma_c}
+
+    (or :math:`x / 255` when ``mean`` is ``None``). Keeps the memory format of ``x`` (a
+    channels-last view stays channels-last).
+
+    Args:
+        x: uint8 ``(N, C, H, W)`` images.
+        mean: per-channel means :math:`\mu_c`, or ``None`` for no normalisation.
+        std: per-channel standard deviations :math:`\sigma_c`.
+        dtype: floating dtype of the result.
+
+    Returns:
+        The normalised float tensor, same shape and memory format as ``x``.
+
+    Raises:
+        ValueError: ``mean`` has a different number of channels than ``x``.
     """
     out = x.to(dtype)
     c = x.shape[1]
@@ -197,6 +236,7 @@ class TensorLoader:
     # ----------------------------------------------------------------------------------------
     @property
     def num_samples(self) -> int:
+        """Number of examples in the loader's data set."""
         return int(self._x.shape[0])
 
     @property
@@ -209,13 +249,24 @@ class TensorLoader:
         return n // b if self.drop_last else -(-n // b)
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration run epoch ``epoch`` from its first batch."""
+        """Make the next iteration run epoch ``epoch`` from its first batch.
+
+        Args:
+            epoch: the epoch to run next (its shuffle and augmentation draws).
+
+        Raises:
+            ValueError: ``epoch`` is not a non-negative int.
+        """
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
         self._epoch, self._batch = int(epoch), 0
 
     def state_dict(self) -> dict:
-        """``{"epoch", "batch", "seed", "num_samples", "batch_size"}``: where the next batch comes from."""
+        """``{"epoch", "batch", "seed", "num_samples", "batch_size"}``: where the next batch comes from.
+
+        Returns:
+            The position as a plain dict.
+        """
         epoch, batch = self._epoch, self._batch
         if batch >= len(self):
             epoch, batch = epoch + 1, 0
@@ -224,7 +275,14 @@ class TensorLoader:
                 "drop_last": self.drop_last}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; the loader must have the same data size, batch size and seed."""
+        """Restore a :meth:`state_dict`; the loader must have the same data size, batch size and seed.
+
+        Args:
+            state: a dict from :meth:`state_dict`.
+
+        Raises:
+            ValueError: the position is out of range or the loader differs (size, batch size, seed).
+        """
         for k in ("num_samples", "batch_size", "seed", "shuffle", "augment", "drop_last"):
             if k in state and state[k] != getattr(self, k):
                 raise ValueError(f"loader state has {k}={state[k]!r} but this loader has {getattr(self, k)!r}; "

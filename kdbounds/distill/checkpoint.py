@@ -73,21 +73,56 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate((v, tuple(internal), gauss))
 
 
+_FIX = ("re-create it: re-run the command with --no-resume (train(..., resume=False)), or delete the file "
+        "(or its cache entry folder) and run again")
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (``""`` when it has none), shortened."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a kdbounds checkpoint/model file (``weights_only=True``) with clear errors."""
+    """Load a kdbounds checkpoint/model file (``weights_only=True``) with clear errors.
+
+    Args:
+        path: a ``model.pt`` or ``checkpoint.pt`` written by :func:`kdbounds.distill.train`.
+        map_location: passed to ``torch.load``.
+
+    Returns:
+        The stored dict (its ``format`` is :data:`TRAIN_FORMAT` or :data:`MODEL_FORMAT`).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (or is not a file).
+        ValueError: the file is empty, truncated, corrupt or not a kdbounds checkpoint; the message
+            names the file and the fix (``--no-resume`` or deleting the file / cache entry).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the model.pt or "
                                 f"checkpoint.pt written by `python -m kdbounds.train`")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes; a run killed while writing?); {_FIX}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated/corrupt/foreign pickle
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read as a kdbounds checkpoint "
-                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # truncated/corrupt/foreign pickle: never let the message itself fail
+        detail = _first_line(e)
+        raise ValueError(f"checkpoint {str(path)!r} ({size} bytes) cannot be read as a kdbounds checkpoint — "
+                         f"truncated or corrupt ({type(e).__name__}{': ' + detail if detail else ''}); "
+                         f"{_FIX}") from None
     if not isinstance(obj, dict) or obj.get("format") not in (TRAIN_FORMAT, MODEL_FORMAT):
         raise ValueError(f"{str(path)!r} is not a kdbounds checkpoint (no 'format' field "
                          f"{TRAIN_FORMAT!r}/{MODEL_FORMAT!r}); bare state_dicts are not accepted "
-                         f"because the architecture cannot be rebuilt from them")
+                         f"because the architecture cannot be rebuilt from them; pass a model.pt written by "
+                         f"`python -m kdbounds.train`, or {_FIX}")
+    keys = ("arch", "num_classes", "state_dict") if obj["format"] == MODEL_FORMAT else (
+        "arch", "num_classes", "model", "epoch", "config")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} lacks {missing} (a damaged or hand-edited file); {_FIX}")
     return obj
 
 
@@ -115,7 +150,7 @@ def load_checkpoint_model(path: str | os.PathLike, map_location: Any = "cpu",
         model.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"checkpoint {str(path)!r} does not fit the {stored!r} model: "
-                         f"{str(e).splitlines()[0][:300]}") from None
+                         f"{_first_line(e)}; {_FIX}") from None
     p = next(model.parameters())
     model.to(p.device)
     return model.eval()

@@ -121,5 +121,11 @@ class CachedTeacher(nn.Module):
         if not return_features:
             return logits
         n_stages = len(rows[0][1])
-        stages = [torch.stack([r[1][j] for r in rows]) for j in range(n_stages)]
+        # the teacher's own memory format (channels-last on CPU too since the trainer uses it):
+        # reductions in the loss follow the layout, so the layout is part of "identical"
+        fmt = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+            and not x.is_contiguous() else torch.contiguous_format
+        stages = [torch.stack([r[1][j] for r in rows]).contiguous(memory_format=fmt)
+                  if rows[0][1][j].dim() == 3 else torch.stack([r[1][j] for r in rows])
+                  for j in range(n_stages)]
         return FeatureOutput(logits, stages, torch.stack([r[2] for r in rows]))

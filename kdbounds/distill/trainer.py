@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._io import atomic_write_json
-from .._torch import eval_mode, resolve_device
+from .._torch import collect_logits, eval_mode, resolve_device
 from ..models import build_model
 from .checkpoint import (
     MODEL_FORMAT,
     TRAIN_FORMAT,
+    _first_line,
     atomic_save,
     capture_rng,
     file_sha256,
@@ -64,6 +66,7 @@ __all__ = [
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOG = "log.jsonl"
+TIMING_KEYS = frozenset({"train_time_s", "eval_time_s", "epoch_time_s"})  # wall-clock: log only, never model.pt
 RESULT = "result.json"
 CONFIG = "config.json"
 
@@ -90,11 +93,22 @@ class TrainResult:
                 "resumed_from_epoch": self.resumed_from_epoch, "wall_time_s": self.wall_time_s}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainResult":
-        return cls(config=dict(d["config"]), final=dict(d["final"]),
-                   history=tuple(dict(h) for h in d["history"]), paths=dict(d["paths"]),
-                   epochs_completed=int(d["epochs_completed"]),
-                   resumed_from_epoch=d.get("resumed_from_epoch"), wall_time_s=float(d.get("wall_time_s", 0.0)))
+    def from_dict(cls, d: Mapping[str, Any], source: str | os.PathLike | None = None) -> "TrainResult":
+        """Inverse of :meth:`to_dict`; ``source`` (the file read) is named in the error.
+
+        Raises:
+            ValueError: ``d`` is not a result record (missing or malformed fields).
+        """
+        try:
+            return cls(config=dict(d["config"]), final=dict(d["final"]),
+                       history=tuple(dict(h) for h in d["history"]), paths=dict(d["paths"]),
+                       epochs_completed=int(d["epochs_completed"]),
+                       resumed_from_epoch=d.get("resumed_from_epoch"),
+                       wall_time_s=float(d.get("wall_time_s") or 0.0))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            where = f"{source}: " if source is not None else ""
+            raise ValueError(f"{where}not a training result record ({type(e).__name__}: {e}); delete "
+                             f"the file (or its run folder) and run again") from None
 
 
 @dataclass
@@ -235,9 +249,9 @@ def predict_logits(model: nn.Module, images: Any, batch_size: int = 500, dataset
     loader = TensorLoader(images, np.zeros(len(images), dtype=np.int64), batch_size=batch_size,
                           shuffle=False, augment=False, device=dev, seed=0, drop_last=False,
                           normalize=dataset)
-    with eval_mode(model):
-        out = [logits_of(model(x)).float().cpu() for x, _ in loader]
-    return torch.cat(out) if out else torch.zeros(0, getattr(model, "num_classes", 0))
+    if not len(images):
+        return torch.zeros(0, getattr(model, "num_classes", 0))
+    return collect_logits(model, loader)[0].float()
 
 
 def _derived_seed(seed: int, stream: int) -> int:
@@ -331,7 +345,7 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
     device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     amp_dtype = torch.bfloat16 if (cfg.amp and on_cuda) else None
-    channels_last = cfg.channels_last and on_cuda
+    channels_last = cfg.channels_last  # CPU too: 23–28 % less CPU per epoch (benchmarks/train_cpu_profile.py)
 
     if method_cls.requires_teacher and teacher is None and cfg.teacher_ckpt is None:
         raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher_ckpt (CLI --teacher CKPT) "
@@ -373,19 +387,24 @@ def _resume(run: _Run, ckpt: dict | None) -> None:
     """Step 3: restore model, method, optimisers, schedulers, loader and RNG state from ``ckpt``; rewrite
     the log so it mirrors the checkpoint's history (drops lines of an epoch that was cut off)."""
     if ckpt is not None:
-        run.student.load_state_dict(ckpt["model"])
-        run.method.load_state_dict(ckpt["method"])
-        if len(ckpt["optimizers"]) != len(run.optimizers) or len(ckpt["schedulers"]) != len(run.schedulers):
-            raise ValueError(f"{run.paths['checkpoint']}: optimiser/scheduler count differs from method "
-                             f"{run.cfg.method!r}; was the method's code changed?")
-        for o, s in zip(run.optimizers, ckpt["optimizers"]):
-            o.load_state_dict(s)
-        for sch, s in zip(run.schedulers, ckpt["schedulers"]):
-            sch.load_state_dict(s)
-        run.train_loader.load_state_dict(ckpt["loader"])
-        restore_rng(ckpt["rng"])
-        run.history = [dict(h) for h in ckpt["history"]]
-        run.start_epoch = run.resumed_from = int(ckpt["epoch"])
+        try:
+            run.student.load_state_dict(ckpt["model"])
+            run.method.load_state_dict(ckpt["method"])
+            if len(ckpt["optimizers"]) != len(run.optimizers) or len(ckpt["schedulers"]) != len(run.schedulers):
+                raise ValueError("optimiser/scheduler count differs from method "
+                                 f"{run.cfg.method!r}; was the method's code changed?")
+            for o, s in zip(run.optimizers, ckpt["optimizers"]):
+                o.load_state_dict(s)
+            for sch, s in zip(run.schedulers, ckpt["schedulers"]):
+                sch.load_state_dict(s)
+            run.train_loader.load_state_dict(ckpt["loader"])
+            restore_rng(ckpt["rng"])
+            run.history = [dict(h) for h in ckpt["history"]]
+            run.start_epoch = run.resumed_from = int(ckpt["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            what = f"missing entry {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {_first_line(e)}"
+            raise ValueError(f"checkpoint {run.paths['checkpoint']!r} cannot be resumed ({what}); re-run with "
+                             f"--no-resume (train(..., resume=False)) or delete the file to start over") from None
     with open(run.out / LOG, "w") as f:
         for h in run.history:
             f.write(json.dumps(h) + "\n")
@@ -462,9 +481,11 @@ def _finish(run: _Run, t_start: float) -> TrainResult:
     final = dict(run.history[-1]) if run.history else {}
     if not (out / MODEL).is_file() or run.start_epoch < cfg.epochs:
         teacher_hash = file_sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).is_file() else None
+        # no wall-clock field: two bit-identical runs write byte-identical model files (timings stay in the log)
+        metrics = {k: v for k, v in final.items() if k not in TIMING_KEYS}
         atomic_save({"format": MODEL_FORMAT, "arch": run.student.arch, "num_classes": cfg.num_classes,
                      "state_dict": {k: v.detach().cpu() for k, v in run.student.state_dict().items()},
-                     "config": cfg.to_dict(), "metrics": final, "teacher_sha256": teacher_hash},
+                     "config": cfg.to_dict(), "metrics": metrics, "teacher_sha256": teacher_hash},
                     out / MODEL)
     result = TrainResult(config=cfg.to_dict(), final=final, history=tuple(run.history), paths=run.paths,
                          epochs_completed=len(run.history), resumed_from_epoch=run.resumed_from,
@@ -494,7 +515,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             default: ``load_cifar(cfg.dataset, cfg.data_root)``. Subset/val split are applied to it.
         callbacks: ``f(EpochInfo)`` called after each epoch's checkpoint; an exception stops the run
             (the checkpoint stays, so a later call resumes).
-        progress: tqdm progress bars.
+        progress: progress per epoch (bars on a terminal, one line per epoch otherwise; see
+            :mod:`kdbounds._progress`).
         resume: continue from ``out_dir/checkpoint.pt`` when present (its config must equal ``cfg``,
             else :class:`ConfigMismatchError`); ``False`` starts over and overwrites.
         teacher_cache: remember the frozen teacher's outputs per input image
@@ -524,19 +546,20 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
     run = _setup(cfg, method_cls, out, paths, teacher, data, teacher_cache)
     _resume(run, ckpt)
 
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        progress = False
+    from .._progress import progress_bar, progress_mode
+
     bar = None
+    if progress and run.resumed_from is not None:
+        print(f"resumed from epoch {run.resumed_from} of {cfg.epochs} ({paths['checkpoint']})", file=sys.stderr, flush=True)
     if progress and run.start_epoch < cfg.epochs:
-        bar = tqdm(total=cfg.epochs, initial=run.start_epoch, desc=f"{cfg.method}:{cfg.arch}", unit="ep",
-                   dynamic_ncols=True)
+        # a bar per run and per epoch on a terminal; in a log (not a terminal) one line per epoch
+        bar = progress_bar(desc=f"{cfg.method}:{cfg.arch}", total=cfg.epochs, unit="ep", initial=run.start_epoch)
+    batches = bar is not None and progress_mode() == "bar"
     try:
         for epoch in range(run.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            inner = tqdm(total=len(run.train_loader), leave=False, desc=f"epoch {epoch + 1}", unit="batch",
-                         dynamic_ncols=True) if bar is not None else None
+            inner = progress_bar(desc=f"epoch {epoch + 1}", total=len(run.train_loader), unit="batch",
+                                 leave=False) if batches else None
             try:
                 metrics = _train_epoch(run, epoch, inner)
             finally:
@@ -556,13 +579,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             run.history.append(line)
             _save_checkpoint(run, epoch, line)
             if bar is not None:
-                bar.update(1)
-                post = {"loss": f"{line['train_loss']:.3f}"}
+                post = [f"loss={line['train_loss']:.3f}"]
                 if "train_acc" in line:
-                    post["acc"] = f"{line['train_acc']:.3f}"
+                    post.append(f"acc={line['train_acc']:.3f}")
                 if "test_acc" in line:
-                    post["test"] = f"{line['test_acc']:.3f}"
-                bar.set_postfix(post)
+                    post.append(f"test={line['test_acc']:.3f}")
+                bar.set_postfix_str(", ".join(post))
+                bar.update(1)
             info = EpochInfo(epoch + 1, line, run.student, run.teacher, run.method, cfg, out)
             for cb in callbacks:
                 cb(info)

@@ -1,5 +1,5 @@
 r"""Distillation divergence estimators (measurement layer, torch), all in the direction
-**student ‖ teacher** (theory.md §2).
+**student** :math:`\Vert` **teacher**, :math:`\mathrm{KL}(Q_S \Vert P_T)` (theory.md §2).
 
 Modules: :mod:`.predictive` (predictive divergence of classifiers, theory.md §6), :mod:`.laplace`
 (Laplace weight-space divergence, §3.3), :mod:`.gaussian` (Gaussian predictive kernels, §3.6).

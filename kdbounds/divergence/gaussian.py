@@ -1,7 +1,8 @@
 r"""Gaussian predictive kernels (theory.md §3.6, regression).
 
-:func:`gaussian_predictive_divergence` is the KL between matrix normals ``MN(M_S, I_k, C_S)`` and
-``MN(M_T, I_k, C_T)`` (§3.3 with ``(M, Σ, d) → (M X_*, C, m)``).
+:func:`gaussian_predictive_divergence` is the KL between the matrix normals
+:math:`\mathcal{MN}(M_S, I_k, C_S)` and :math:`\mathcal{MN}(M_T, I_k, C_T)` (§3.3 with
+:math:`(M, \Sigma, d) \to (M X_*, C, m)`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ __all__ = ["GaussianDivergence", "gaussian_predictive_divergence"]
 
 @dataclass(frozen=True)
 class GaussianDivergence:
-    """KL between matrix normals ``MN(M_S, I_k, C_S) ‖ MN(M_T, I_k, C_T)`` (theory.md §3.3).
+    r"""KL between matrix normals :math:`\mathcal{MN}(M_S, I_k, C_S) \Vert \mathcal{MN}(M_T, I_k, C_T)` (theory.md §3.3).
 
-    ``mean_term = ½ tr(Δ C_T⁻¹ Δᵀ)``, ``cov_term = (k/2)[tr(C_T⁻¹ C_S) − m − log det(C_T⁻¹ C_S)]``.
+    With :math:`\Delta = M_S - M_T`:
+
+    .. math::
+        \text{mean\_term} = \tfrac12 \operatorname{tr}(\Delta C_T^{-1} \Delta^\top), \qquad
+        \text{cov\_term} = \tfrac k2 \bigl[\operatorname{tr}(C_T^{-1} C_S) - m - \log\det(C_T^{-1} C_S)\bigr],
+
+    and ``value = mean_term + cov_term``; ``k`` outputs, ``m`` query inputs.
     """
 
     value: float
@@ -30,6 +37,11 @@ class GaussianDivergence:
     m: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            ``{"value", "mean_term", "cov_term", "k", "m"}``.
+        """
         return {
             "value": self.value,
             "mean_term": self.mean_term,
@@ -40,14 +52,29 @@ class GaussianDivergence:
 
 
 def gaussian_predictive_divergence(mean_s: Any, cov_s: Any, mean_t: Any, cov_t: Any) -> GaussianDivergence:
-    r"""KL between Gaussian predictive kernels ``MN(M_S, I_k, C_S) ‖ MN(M_T, I_k, C_T)`` (theory.md §3.3, §3.6).
+    r"""KL between Gaussian predictive kernels (theory.md §3.3, §3.6).
 
-    ``M`` is ``k×m`` (k outputs, m query inputs; a vector is read as ``k = 1``), ``C`` the ``m×m``
-    column covariance (for the linear-Gaussian model ``C = X_*ᵀ Σ X_* + ν² I_m``). With ``Δ = M_S − M_T``:
+    :math:`M` is :math:`k \times m` (k outputs, m query inputs; a vector is read as :math:`k = 1`),
+    :math:`C` the :math:`m \times m` column covariance (for the linear-Gaussian model
+    :math:`C = X_*^\top \Sigma X_* + \nu^2 I_m`). With :math:`\Delta = M_S - M_T`:
 
-        K = ½ tr(Δ C_T⁻¹ Δᵀ) + (k/2) [ tr(C_T⁻¹ C_S) − m − log det(C_T⁻¹ C_S) ]
+    .. math::
+        K = \tfrac12 \operatorname{tr}(\Delta C_T^{-1} \Delta^\top)
+        + \tfrac k2 \bigl[\operatorname{tr}(C_T^{-1} C_S) - m - \log\det(C_T^{-1} C_S)\bigr],
 
     computed with Cholesky factors (no explicit inverse).
+
+    Args:
+        mean_s: the student's predictive mean :math:`M_S`, ``(k, m)`` or ``(m,)``.
+        cov_s: the student's column covariance :math:`C_S`, ``(m, m)``, positive definite.
+        mean_t: the teacher's predictive mean :math:`M_T`, same shape as ``mean_s``.
+        cov_t: the teacher's column covariance :math:`C_T`, ``(m, m)``, positive definite.
+
+    Returns:
+        A :class:`GaussianDivergence` (nats).
+
+    Raises:
+        ValueError: shapes that disagree, NaN/inf, or a covariance that is not positive definite.
     """
     Ms = as_f64(mean_s, "mean_s")
     Mt = as_f64(mean_t, "mean_t")

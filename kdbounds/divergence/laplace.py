@@ -1,8 +1,12 @@
 r"""Laplace weight-space divergence (theory.md §3.3, §6) for pairs that share a parameter space.
 
 :func:`laplace_divergence` gives, in closed form,
-``KL( N(w_S, τ (H_S + δI)⁻¹) ‖ N(w_T, τ (H_T + δI)⁻¹) )`` for diagonal or small dense (last-layer)
-precisions, split into its mean and covariance terms.
+
+.. math::
+    \mathrm{KL}\bigl(\mathcal N(w_S, \tau (H_S + \delta I)^{-1}) \,\Vert\,
+    \mathcal N(w_T, \tau (H_T + \delta I)^{-1})\bigr)
+
+for diagonal or small dense (last-layer) precisions, split into its mean and covariance terms.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ __all__ = ["LaplaceDivergence", "laplace_divergence"]
 
 @dataclass(frozen=True)
 class LaplaceDivergence:
-    """Closed-form KL between two Laplace (Gaussian) weight posteriors.
+    r"""Closed-form KL between two Laplace (Gaussian) weight posteriors.
 
-    ``value = mean_term + cov_term`` with
-    ``mean_term = ½ Δᵀ Σ_T⁻¹ Δ = (1/2τ) Δᵀ P_T Δ`` and
-    ``cov_term = ½ [tr(Σ_T⁻¹ Σ_S) − p − log det(Σ_T⁻¹ Σ_S)] = ½ [tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹)]``
-    (``P = H + δI``, ``Σ = τ P⁻¹``; the covariance term does not depend on τ).
+    ``value = mean_term + cov_term`` with :math:`P = H + \delta I`, :math:`\Sigma = \tau P^{-1}` and
+    :math:`\Delta = w_S - w_T`:
+
+    .. math::
+        \text{mean\_term} &= \tfrac12 \Delta^\top \Sigma_T^{-1} \Delta = \tfrac{1}{2\tau} \Delta^\top P_T \Delta,\\
+        \text{cov\_term} &= \tfrac12 \bigl[\operatorname{tr}(\Sigma_T^{-1}\Sigma_S) - p - \log\det(\Sigma_T^{-1}\Sigma_S)\bigr]
+        = \tfrac12 \bigl[\operatorname{tr}(P_T P_S^{-1}) - p - \log\det(P_T P_S^{-1})\bigr]
+
+    (the covariance term does not depend on :math:`\tau`).
     """
 
     value: float
@@ -37,6 +46,11 @@ class LaplaceDivergence:
     kind: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            ``{"value", "mean_term", "cov_term", "dim", "tau", "delta", "kind"}``.
+        """
         return {
             "value": self.value,
             "mean_term": self.mean_term,
@@ -59,21 +73,37 @@ def laplace_divergence(
     *,
     delta: float = 0.0,
 ) -> LaplaceDivergence:
-    r"""Closed-form ``KL( N(w_S, τ P_S⁻¹) ‖ N(w_T, τ P_T⁻¹) )`` with ``P = H + δI`` (theory.md §3.3, §6).
+    r"""Closed-form KL between Laplace posteriors with :math:`P = H + \delta I` (theory.md §3.3, §6).
 
-    With ``Δ = w_S − w_T`` and ``p`` parameters:
+    With :math:`\Delta = w_S - w_T` and :math:`p` parameters,
 
-        mean term  = (1/(2τ)) Δᵀ P_T Δ
-        cov term   = ½ [ tr(P_T P_S⁻¹) − p − log det(P_T P_S⁻¹) ]    (τ cancels)
+    .. math::
+        \mathrm{KL}\bigl(\mathcal N(w_S, \tau P_S^{-1}) \Vert \mathcal N(w_T, \tau P_T^{-1})\bigr)
+        = \underbrace{\tfrac{1}{2\tau} \Delta^\top P_T \Delta}_{\text{mean term}}
+        + \underbrace{\tfrac12 \bigl[\operatorname{tr}(P_T P_S^{-1}) - p - \log\det(P_T P_S^{-1})\bigr]}_{\text{cov term}}
 
-    ``kind="diag"``: ``prec_*`` are vectors (diagonal precisions, e.g. a diagonal GGN/Fisher);
-    cov term ``= ½ Σ_i φ(P_T,i / P_S,i)``, ``φ(x) = x − 1 − log x``.
-    ``kind="dense"`` (alias ``"last_layer"``): ``prec_*`` are small dense ``p×p`` matrices (e.g. the
-    last-layer Hessian/GGN); traces and log-determinants by Cholesky, no explicit inverse.
+    (:math:`\tau` cancels in the covariance term). ``kind="diag"``: ``prec_*`` are vectors (diagonal
+    precisions, e.g. a diagonal GGN/Fisher) and the covariance term is
+    :math:`\tfrac12 \sum_i \varphi(P_{T,i} / P_{S,i})`, :math:`\varphi(x) = x - 1 - \log x`.
+    ``kind="dense"`` (alias ``"last_layer"``): ``prec_*`` are small dense :math:`p \times p` matrices
+    (e.g. the last-layer Hessian/GGN); traces and log-determinants by Cholesky, no explicit inverse.
     Weights of any shape are flattened (row-major, the same order as the precision's rows).
 
+    Args:
+        w_s: the student's weights :math:`w_S` (any shape, flattened).
+        w_t: the teacher's weights :math:`w_T`, same number of entries.
+        prec_s: the student's precision :math:`H_S` (vector for ``"diag"``, matrix for ``"dense"``).
+        prec_t: the teacher's precision :math:`H_T`.
+        tau: posterior temperature :math:`\tau > 0`.
+        kind: ``"diag"``, ``"dense"`` or ``"last_layer"``.
+        delta: damping :math:`\delta \ge 0` added to both precisions.
+
+    Returns:
+        A :class:`LaplaceDivergence` (nats).
+
     Raises:
-        ValueError: shapes disagree, τ ≤ 0, δ < 0, a damped precision that is not positive definite.
+        ValueError: shapes disagree, :math:`\tau \le 0`, :math:`\delta < 0`, unknown ``kind``, empty
+            weights, or a damped precision that is not positive definite.
     """
     if kind not in ("diag", "dense", "last_layer"):
         raise ValueError(f"kind must be 'diag', 'dense' or 'last_layer', got {kind!r}")

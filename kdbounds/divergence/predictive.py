@@ -1,9 +1,11 @@
 r"""Predictive distillation divergence of classifiers (measurement layer, torch; theory.md §6).
 
-Direction **student ‖ teacher** (theory.md §2, forced by the change-of-measure argument with
-Q = student, P = teacher)::
+Direction **student** :math:`\Vert` **teacher** (theory.md §2, forced by the change-of-measure
+argument with Q = student, P = teacher):
 
-       K̂ = (1/n) Σ_x KL( p_S(·|x) ‖ p_T(·|x) ),   p(·|x) = softmax(z(x) / t)
+.. math::
+    \hat K = \frac1n \sum_x \mathrm{KL}\bigl(p_S(\cdot\mid x) \,\Vert\, p_T(\cdot\mid x)\bigr), \qquad
+    p(\cdot\mid x) = \mathrm{softmax}(z(x) / t),
 
 with a standard error ``sd / sqrt(n)`` and a seeded bootstrap percentile confidence interval.
 Optionally each side is an ensemble: the predictive law is the *mixture* (average of the
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._torch import eval_mode
+from .._checks import check_int, check_open_unit, check_seed
+from .._torch import collect_logits, resolve_device
 
 __all__ = [
     "DivergenceEstimate",
@@ -48,11 +51,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DivergenceEstimate:
-    """Mean per-input KL(p_S ‖ p_T) with its uncertainty.
+    r"""Mean per-input :math:`\mathrm{KL}(p_S \Vert p_T)` with its uncertainty.
 
     Attributes:
-        value: the sample mean ``(1/n) Σ_i KL_i`` (nats).
-        stderr: ``sd(KL_i, ddof=1) / sqrt(n)``; ``inf`` when ``n == 1``.
+        value: the sample mean :math:`\frac1n \sum_i \mathrm{KL}_i` (nats).
+        stderr: :math:`\mathrm{sd}(\mathrm{KL}_i, \mathrm{ddof}=1) / \sqrt n`; ``inf`` when ``n == 1``.
         ci_low, ci_high: confidence interval at level ``ci`` (bootstrap percentile, or the normal
             approximation clipped at 0 when ``n_boot == 0``; ``(0, inf)`` when ``n == 1``).
         n: number of inputs.
@@ -75,7 +78,15 @@ class DivergenceEstimate:
     per_example: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, include_per_example: bool = False) -> dict[str, Any]:
-        """JSON-ready dict; the per-example vector only when ``include_per_example``."""
+        """JSON-ready dict; the per-example vector only when ``include_per_example``.
+
+        Args:
+            include_per_example: add the per-example KLs as a list.
+
+        Returns:
+            The fields as plain Python values (an infinite ``stderr``/``ci_high`` stays a float here;
+            :func:`kdbounds._io.to_jsonable` writes it as ``null``).
+        """
         d: dict[str, Any] = {
             "value": self.value,
             "stderr": self.stderr,
@@ -123,9 +134,22 @@ def _as_logits(x: Any, name: str) -> torch.Tensor:
 
 
 def mixture_log_probs(logits: Sequence[torch.Tensor] | torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    r"""Log-probabilities of the mixture ``(1/M) Σ_j softmax(z_j / t)`` (float64).
+    r"""Log-probabilities of the mixture of the members' softmaxes (float64).
 
-    ``log p = logsumexp_j log_softmax(z_j / t) − log M``. A single tensor is a single member.
+    .. math::
+        \log p = \operatorname{logsumexp}_j \log\mathrm{softmax}(z_j / t) - \log M,
+
+    i.e. :math:`p = \frac1M \sum_j \mathrm{softmax}(z_j / t)`. A single tensor is a single member.
+
+    Args:
+        logits: one ``(n, classes)`` tensor or a sequence of M of them.
+        temperature: ``t > 0``.
+
+    Returns:
+        ``(n, classes)`` float64 log-probabilities.
+
+    Raises:
+        ValueError: no members, members of different shapes, non-finite logits or a bad temperature.
     """
     t = _check_temperature(temperature)
     members = [logits] if isinstance(logits, torch.Tensor) else list(logits)
@@ -159,14 +183,26 @@ def divergence_from_logits(
     t_logits: torch.Tensor | Sequence[torch.Tensor],
     temperature: float = 1.0,
 ) -> torch.Tensor:
-    r"""Per-example ``KL( softmax(z_S/t) ‖ softmax(z_T/t) )`` in nats, float64, shape ``(n,)``.
+    r"""Per-example KL of the student's softmax from the teacher's (nats, float64, shape ``(n,)``).
 
-    ``KL_i = Σ_c p_S,c (log p_S,c − log p_T,c)`` with ``log p = log_softmax(z / t)``. Either side may be
-    a sequence of logits tensors (an ensemble): its law is then the mixture of the members' softmaxes.
+    .. math::
+        \mathrm{KL}_i = \sum_c p_{S,c}\,(\log p_{S,c} - \log p_{T,c}), \qquad
+        \log p = \log\mathrm{softmax}(z / t).
+
+    Either side may be a sequence of logits tensors (an ensemble): its law is then the mixture of the
+    members' softmaxes (:func:`mixture_log_probs`).
+
+    Args:
+        s_logits: the student's ``(n, classes)`` logits, or a sequence of them.
+        t_logits: the teacher's ``(n, classes)`` logits, or a sequence of them.
+        temperature: ``t > 0``.
+
+    Returns:
+        The ``(n,)`` per-example KLs.
 
     Raises:
         ValueError: class counts or example counts differ (both named), non-finite logits,
-            temperature ≤ 0, no examples.
+            temperature not positive, no examples.
     """
     t = _check_temperature(temperature)
     lp_s = mixture_log_probs(s_logits, t)
@@ -198,10 +234,28 @@ def summarize_per_example(
 ) -> DivergenceEstimate:
     r"""Mean, standard error and bootstrap percentile CI of per-example divergences.
 
-    ``value = mean(v)``, ``stderr = sd(v, ddof=1)/sqrt(n)``. The CI resamples the n values with
-    replacement ``n_boot`` times (``numpy.random.default_rng(seed)``) and takes the
-    ``(1−ci)/2`` and ``(1+ci)/2`` quantiles of the resampled means. ``n_boot = 0`` gives the normal
-    interval ``value ± z·stderr`` clipped at 0.
+    .. math::
+        \text{value} = \bar v = \frac1n \sum_i v_i, \qquad
+        \text{stderr} = \mathrm{sd}(v, \mathrm{ddof}=1) / \sqrt n.
+
+    The CI resamples the n values with replacement ``n_boot`` times
+    (``numpy.random.default_rng(seed)``) and takes the :math:`(1-\mathrm{ci})/2` and
+    :math:`(1+\mathrm{ci})/2` quantiles of the resampled means. ``n_boot = 0`` gives the normal
+    interval :math:`\bar v \pm z\,\mathrm{stderr}` clipped at 0.
+
+    Args:
+        values: the ``n`` per-example divergences (1-D).
+        temperature: the softmax temperature, recorded in the result.
+        n_boot: bootstrap resamples (0: normal interval).
+        ci: confidence level in (0, 1).
+        seed: seed of the bootstrap.
+        keep_per_example: keep ``values`` in ``per_example``.
+
+    Returns:
+        A :class:`DivergenceEstimate`.
+
+    Raises:
+        ValueError: ``values`` not 1-D, empty or non-finite, ``n_boot < 0``, ``ci`` outside (0, 1).
     """
     if isinstance(values, torch.Tensor):
         v = values.detach().to("cpu", torch.float64).numpy()
@@ -252,96 +306,6 @@ def summarize_per_example(
 # --------------------------------------------------------------------------------------------
 
 
-def _output_logits(out: Any, name: str) -> torch.Tensor:
-    """Logits from a model output: a tensor, an object with ``.logits``, a dict with 'logits',
-    or a tuple/list whose first element is the logits (e.g. a ``FeatureOutput`` NamedTuple)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
-        return out.logits
-    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
-        return out["logits"]
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise TypeError(
-        f"{name} returned {type(out).__name__}; expected a logits tensor, an object with a .logits "
-        "tensor, a dict with key 'logits' or a tuple whose first element is the logits"
-    )
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return None
-
-
-def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield input tensors from a tensor of inputs or an iterable of (x, y) batches / x tensors."""
-    if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
-    if isinstance(data, torch.Tensor):
-        if data.ndim == 0:
-            raise ValueError("data must be a tensor of inputs with a leading batch dimension, got a scalar")
-        for start in range(0, data.shape[0], batch_size):
-            yield data[start : start + batch_size]
-        return
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"data must be a tensor of inputs or an iterable of (x, y) batches, got {type(data).__name__}"
-        )
-    for i, batch in enumerate(data):
-        if isinstance(batch, torch.Tensor):
-            x = batch
-        elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-            x = batch[0]
-        elif isinstance(batch, dict) and isinstance(batch.get("x", batch.get("input")), torch.Tensor):
-            x = batch.get("x", batch.get("input"))
-        else:
-            raise TypeError(
-                f"data batch {i} is a {type(batch).__name__}; expected a tensor x or an (x, y) pair"
-            )
-        yield x
-
-
-def collect_logits(
-    models: nn.Module | Sequence[nn.Module],
-    data: Any,
-    *,
-    device: torch.device | str | None = None,
-    batch_size: int = 256,
-    progress: bool = False,
-) -> list[torch.Tensor]:
-    """Evaluate one or several modules on ``data`` (eval mode, no grad) and return their logits.
-
-    Returns one float32/float64 CPU tensor ``(n, classes)`` per model, in data order. Inputs are
-    moved to ``device`` if given, else to each model's own device. ``progress`` shows a tqdm bar.
-    """
-    mods = [models] if isinstance(models, nn.Module) else list(models)
-    for j, m in enumerate(mods):
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"models[{j}] must be an nn.Module, got {type(m).__name__}")
-    devs = [torch.device(device) if device is not None else _model_device(m) for m in mods]
-    outs: list[list[torch.Tensor]] = [[] for _ in mods]
-    it: Iterable[torch.Tensor] = _batches(data, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="logits", leave=False)
-    with eval_mode(*mods):
-        for x in it:
-            for j, (m, dev) in enumerate(zip(mods, devs)):
-                xin = x.to(dev) if dev is not None else x
-                z = _output_logits(m(xin), f"model {j}")
-                if z.ndim != 2:
-                    raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
-                outs[j].append(z.detach().to("cpu"))
-    if not outs or not outs[0]:
-        raise ValueError("data is empty: no batches were produced")
-    return [torch.cat(o, 0) for o in outs]
-
-
 def _members(main: Any, extra: Sequence[Any] | None, name: str) -> list[Any]:
     members: list[Any] = []
     if main is not None:
@@ -382,9 +346,13 @@ def predictive_divergence(
     keep_per_example: bool = False,
     progress: bool = False,
 ) -> DivergenceEstimate:
-    r"""Predictive distillation divergence ``K̂ = (1/n) Σ_x KL( p_S(·|x) ‖ p_T(·|x) )`` (theory.md §6).
+    r"""Predictive distillation divergence of a student and a teacher on ``data`` (theory.md §6).
 
-    ``p(·|x) = softmax(z(x)/t)``; for an ensemble, the mixture ``(1/M) Σ_j softmax(z_j(x)/t)``.
+    .. math::
+        \hat K = \frac1n \sum_x \mathrm{KL}\bigl(p_S(\cdot\mid x) \,\Vert\, p_T(\cdot\mid x)\bigr), \qquad
+        p(\cdot\mid x) = \mathrm{softmax}(z(x)/t),
+
+    and for an ensemble of M members the mixture :math:`\frac1M \sum_j \mathrm{softmax}(z_j(x)/t)`.
 
     Args:
         student, teacher: an ``nn.Module`` (evaluated on ``data`` in eval mode under no_grad, its
@@ -408,10 +376,19 @@ def predictive_divergence(
         :class:`DivergenceEstimate` with ``value``, ``stderr = sd/sqrt(n)``, ``ci_low``, ``ci_high``, ``n``.
 
     Raises:
-        ValueError: class counts differ (both named), empty data, temperature ≤ 0, a module given
-            without ``data``, logits counts that do not match the data.
+        ValueError: class counts differ (both named), empty data, temperature not positive, a module given
+            without ``data``, logits counts that do not match the data, inputs whose shape does not
+            fit a model, a device that is not available, ``n_boot`` < 0, ``ci`` outside (0, 1),
+            ``seed`` outside [0, 2**32 - 1], ``batch_size`` < 1 (all checked before evaluation).
+        TypeError: integer (un-normalised) inputs, or an argument of the wrong type.
     """
     t = _check_temperature(temperature)
+    n_boot = check_int("n_boot", n_boot, minimum=0)  # before any model is evaluated
+    check_open_unit("ci", ci)
+    check_seed("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
+    if device is not None:
+        resolve_device(device)
     s_members = _members(student, ensemble_student, "student")
     t_members = _members(teacher, ensemble_teacher, "teacher")
     modules = [m for m in s_members + t_members if isinstance(m, nn.Module)]

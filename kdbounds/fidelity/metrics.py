@@ -1,16 +1,23 @@
 r"""Student–teacher fidelity metrics on held-out inputs (methods.md §5), each a :class:`MetricEstimate`.
 
-With ``p_S, p_T`` the softmax outputs (at temperature t) and ``ŷ = argmax p``:
+With :math:`p_S, p_T` the softmax outputs (at temperature t), :math:`\hat y = \arg\max_c p_c` and
+:math:`m = (p_S + p_T)/2`, averaged over the n inputs:
 
-- agreement ``mean 1[ŷ_S = ŷ_T]``; disagreement ``1 − agreement``;
-- agreement split by whether the teacher is right (``ŷ_T = y``) or wrong (``ŷ_T ≠ y``): the
-  "negative asymmetric payoff" of seed 001 is a student that copies the teacher's *errors* more
-  readily than its correct answers (relative to controls);
-- activation distance ``mean ‖p_S − p_T‖₂``;
-- Jensen–Shannon divergence ``½ KL(p_S‖m) + ½ KL(p_T‖m)``, ``m = (p_S + p_T)/2``, in nats (≤ ln 2);
-- cosine similarity ``mean ⟨p_S, p_T⟩ / (‖p_S‖ ‖p_T‖)``;
-- ``KL(p_S ‖ p_T)`` (the predictive distillation divergence of :mod:`kdbounds.divergence`);
-- accuracy and expected calibration error (15 equal-width confidence bins, one model vs labels).
+.. math::
+    \text{agreement} &= \tfrac1n \textstyle\sum_i \mathbb 1[\hat y_{S,i} = \hat y_{T,i}], \qquad
+    \text{disagreement} = 1 - \text{agreement},\\
+    \text{activation distance} &= \tfrac1n \textstyle\sum_i \lVert p_{S,i} - p_{T,i}\rVert_2,\\
+    \mathrm{JS} &= \tfrac12 \mathrm{KL}(p_S \,\Vert\, m) + \tfrac12 \mathrm{KL}(p_T \,\Vert\, m)
+    \ \le \ln 2 \text{ nats},\\
+    \text{cosine} &= \tfrac1n \textstyle\sum_i \langle p_{S,i}, p_{T,i}\rangle
+    / (\lVert p_{S,i}\rVert_2 \lVert p_{T,i}\rVert_2),
+
+and :math:`\mathrm{KL}(p_S \Vert p_T)` (the predictive distillation divergence of
+:mod:`kdbounds.divergence`). Agreement is also split by whether the teacher is right
+(:math:`\hat y_T = y`) or wrong (:math:`\hat y_T \ne y`): the "negative asymmetric payoff" of seed
+001 is a student that copies the teacher's *errors* more readily than its correct answers
+(relative to controls). Accuracy and expected calibration error (15 equal-width confidence bins)
+compare one model with the labels.
 
 Standard errors of per-example means are ``sd(ddof=1)/sqrt(n)``; ECE is not a per-example mean, so
 its standard error is the standard deviation of a seeded bootstrap (``n_boot`` resamples).
@@ -21,12 +28,13 @@ from __future__ import annotations
 import contextvars
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from ..stats import _json_float  # the float policy of fidelity and stats records, written once
+from .._checks import check_int, check_n_boot, check_seed
+from .._io import float_field, with_reasons  # the one non-finite policy (null + *_reason)
 
 __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
            "activation_distance", "js_divergence", "js_per_example", "cosine_similarity", "kl_divergence",
@@ -52,23 +60,35 @@ class MetricEstimate:
 
     @property
     def defined(self) -> bool:
+        """Whether the metric has a value (``n > 0`` and a finite ``value``)."""
         return self.n > 0 and math.isfinite(self.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": _json_float(self.value), "stderr": _json_float(self.stderr), "n": self.n}
+        """The estimate as strict JSON: a non-finite value or stderr is ``null`` with a ``*_reason``.
+
+        Returns:
+            ``{"value", "stderr", "n"}``, plus ``"value_reason"`` / ``"stderr_reason"`` (e.g.
+            ``"+inf: one sample"``) where the float is not finite; :meth:`from_dict` reads it back.
+        """
+        why = {0: "no samples", 1: "one sample"}.get(self.n, "")
+        return with_reasons({"value": self.value, "stderr": self.stderr, "n": self.n}, why=why)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MetricEstimate":
+        """The estimate written by :meth:`to_dict` (``null`` read back as an infinity or ``nan``).
+
+        Args:
+            d: a mapping with keys ``value``, ``stderr``, ``n`` (and optional ``*_reason``).
+
+        Returns:
+            The :class:`MetricEstimate`.
+        """
+        return cls(float_field(d, "value"), float_field(d, "stderr"), int(d["n"]))
 
     def __str__(self) -> str:
         if not self.defined:
             return f"undefined (n={self.n})"
         return f"{self.value:.4f} ± {self.stderr:.4f} (n={self.n})"
-
-
-def _from_float(x: Any) -> float:
-    if x is None:
-        return math.nan
-    if isinstance(x, str):
-        return float(x)
-    return float(x)
 
 
 def _mean_estimate(v: torch.Tensor) -> MetricEstimate:
@@ -98,7 +118,21 @@ def _tensor(x: Any, name: str) -> torch.Tensor:
 
 
 def softmax_probs(logits: Any, temperature: float = 1.0) -> torch.Tensor:
-    """``softmax(z / t)`` in float64 (rows sum to 1)."""
+    r"""Softmax at temperature ``t`` in float64 (rows sum to 1).
+
+    .. math::
+        p_c = \frac{e^{z_c / t}}{\sum_{c'} e^{z_{c'} / t}}
+
+    Args:
+        logits: ``(n, classes)`` float logits.
+        temperature: ``t > 0``.
+
+    Returns:
+        ``(n, classes)`` float64 probabilities.
+
+    Raises:
+        ValueError: logits not a 2-D float tensor, NaN/inf logits, or ``t`` not finite and positive.
+    """
     z = _tensor(logits, "logits")
     if z.ndim != 2 or not torch.is_floating_point(z):
         raise ValueError(f"logits must be a float tensor of shape (n, classes), got {tuple(z.shape)} {z.dtype}")
@@ -165,13 +199,41 @@ def _labels(labels: Any, n: int, c: int) -> torch.Tensor:
 
 
 def agreement(p_student: Any, p_teacher: Any) -> MetricEstimate:
-    """``mean 1[argmax p_S = argmax p_T]`` (ties: the first maximal class)."""
+    r"""Agreement of the predicted classes (ties: the first maximal class).
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \mathbb 1[\arg\max p_{S,i} = \arg\max p_{T,i}]
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities (rows sum to 1), e.g. :func:`softmax_probs`.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: the inputs are not probabilities, their shapes differ or they are empty.
+    """
     ps, pt = _pair(p_student, p_teacher)
     return _mean_estimate((ps.argmax(1) == pt.argmax(1)).to(torch.float64))
 
 
 def disagreement(p_student: Any, p_teacher: Any) -> MetricEstimate:
-    """``mean 1[argmax p_S ≠ argmax p_T] = 1 − agreement`` (same standard error)."""
+    r"""Disagreement of the predicted classes, one minus :func:`agreement` (same standard error).
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \mathbb 1[\arg\max p_{S,i} \ne \arg\max p_{T,i}] = 1 - \text{agreement}
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities (rows sum to 1), e.g. :func:`softmax_probs`.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: the inputs are not probabilities, their shapes differ or they are empty.
+    """
     a = agreement(p_student, p_teacher)
     return MetricEstimate(1.0 - a.value, a.stderr, a.n)
 
@@ -179,8 +241,19 @@ def disagreement(p_student: Any, p_teacher: Any) -> MetricEstimate:
 def agreement_by_teacher_correctness(p_student: Any, p_teacher: Any, labels: Any) -> tuple[MetricEstimate, MetricEstimate]:
     """Agreement on the inputs the teacher gets right, and on those it gets wrong.
 
-    Returns ``(on_teacher_correct, on_teacher_wrong)``; on the wrong subset, agreement is the rate at
-    which the student reproduces the teacher's *error*. A subset with no inputs gives ``n = 0``.
+    On the wrong subset, agreement is the rate at which the student reproduces the teacher's
+    *error*. A subset with no inputs gives ``n = 0`` (value and stderr NaN).
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+        labels: ``(n,)`` integer labels in ``[0, classes)``.
+
+    Returns:
+        ``(on_teacher_correct, on_teacher_wrong)``, two :class:`MetricEstimate`.
+
+    Raises:
+        ValueError: bad probabilities, shapes that differ, or labels of the wrong length or range.
     """
     ps, pt = _pair(p_student, p_teacher)
     y = _labels(labels, ps.shape[0], ps.shape[1])
@@ -190,7 +263,21 @@ def agreement_by_teacher_correctness(p_student: Any, p_teacher: Any, labels: Any
 
 
 def activation_distance(p_student: Any, p_teacher: Any) -> MetricEstimate:
-    """``mean ‖p_S − p_T‖₂`` (Euclidean distance of the probability vectors; in [0, √2])."""
+    r"""Mean Euclidean distance of the probability vectors, in :math:`[0, \sqrt2]`.
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \lVert p_{S,i} - p_{T,i}\rVert_2
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities (rows sum to 1), e.g. :func:`softmax_probs`.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: the inputs are not probabilities, their shapes differ or they are empty.
+    """
     ps, pt = _pair(p_student, p_teacher)
     return _mean_estimate(torch.linalg.vector_norm(ps - pt, dim=1))
 
@@ -201,7 +288,22 @@ def _xlogy_ratio(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def js_per_example(p_student: Any, p_teacher: Any) -> torch.Tensor:
-    """Per-example Jensen–Shannon divergence in nats."""
+    r"""Per-example Jensen–Shannon divergence in nats.
+
+    .. math::
+        \mathrm{JS}_i = \tfrac12 \mathrm{KL}(p_{S,i} \Vert m_i) + \tfrac12 \mathrm{KL}(p_{T,i} \Vert m_i),
+        \qquad m_i = (p_{S,i} + p_{T,i})/2
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities (rows sum to 1), e.g. :func:`softmax_probs`.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        ``(n,)`` float64 tensor, each value in :math:`[0, \ln 2]`.
+
+    Raises:
+        ValueError: the inputs are not probabilities, their shapes differ or they are empty.
+    """
     ps, pt = _pair(p_student, p_teacher)
     m = 0.5 * (ps + pt)
     js = 0.5 * _xlogy_ratio(ps, m) + 0.5 * _xlogy_ratio(pt, m)
@@ -209,20 +311,65 @@ def js_per_example(p_student: Any, p_teacher: Any) -> torch.Tensor:
 
 
 def js_divergence(p_student: Any, p_teacher: Any) -> MetricEstimate:
-    """``mean JS(p_S, p_T)``, ``JS = ½ KL(p_S‖m) + ½ KL(p_T‖m)``, ``m = (p_S+p_T)/2``, nats, in [0, ln 2]."""
+    r"""Mean Jensen–Shannon divergence (nats), in :math:`[0, \ln 2]`; see :func:`js_per_example`.
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \mathrm{JS}(p_{S,i}, p_{T,i})
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities (rows sum to 1), e.g. :func:`softmax_probs`.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: the inputs are not probabilities, their shapes differ or they are empty.
+    """
     return _mean_estimate(js_per_example(p_student, p_teacher))
 
 
 def cosine_similarity(p_student: Any, p_teacher: Any) -> MetricEstimate:
-    """``mean ⟨p_S, p_T⟩ / (‖p_S‖₂ ‖p_T‖₂)`` (in [0, 1] for probability vectors)."""
+    r"""Mean cosine similarity of the probability vectors (in [0, 1] for probabilities).
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \frac{\langle p_{S,i}, p_{T,i}\rangle}{\lVert p_{S,i}\rVert_2\,\lVert p_{T,i}\rVert_2}
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities (rows sum to 1), e.g. :func:`softmax_probs`.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: the inputs are not probabilities, their shapes differ or they are empty.
+    """
     ps, pt = _pair(p_student, p_teacher)
     cos = (ps * pt).sum(1) / (torch.linalg.vector_norm(ps, dim=1) * torch.linalg.vector_norm(pt, dim=1))
     return _mean_estimate(cos)
 
 
 def kl_divergence(p_student: Any, p_teacher: Any) -> MetricEstimate:
-    """``mean KL(p_S ‖ p_T)`` from probabilities (nats). From logits prefer
-    :func:`kdbounds.divergence.divergence_from_logits` (log-space, stable)."""
+    r"""Mean KL divergence from probabilities (nats).
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \mathrm{KL}(p_{S,i} \Vert p_{T,i}), \qquad
+        \mathrm{KL}(p \Vert q) = \textstyle\sum_c p_c \log(p_c / q_c)
+
+    From logits prefer :func:`kdbounds.divergence.divergence_from_logits` (log-space, stable).
+
+    Args:
+        p_student: ``(n, classes)`` student probabilities.
+        p_teacher: ``(n, classes)`` teacher probabilities on the same inputs.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: the KL is infinite (``p_teacher`` is 0 where ``p_student`` is not), or bad inputs
+            as in :func:`agreement`.
+    """
     ps, pt = _pair(p_student, p_teacher)
     if bool(((ps > 0) & (pt <= 0)).any()):
         raise ValueError("KL(p_S ‖ p_T) is infinite: p_teacher is 0 where p_student is not; pass logits instead")
@@ -230,7 +377,21 @@ def kl_divergence(p_student: Any, p_teacher: Any) -> MetricEstimate:
 
 
 def accuracy(probs: Any, labels: Any) -> MetricEstimate:
-    """``mean 1[argmax p = y]``."""
+    r"""Accuracy of one model against labels.
+
+    .. math::
+        \tfrac1n \textstyle\sum_i \mathbb 1[\arg\max p_i = y_i]
+
+    Args:
+        probs: ``(n, classes)`` probabilities.
+        labels: ``(n,)`` integer labels.
+
+    Returns:
+        The mean with its standard error.
+
+    Raises:
+        ValueError: ``probs`` is empty or not probabilities, or labels of the wrong length or range.
+    """
     p = _probs(probs, "probs")
     if p.shape[0] == 0:
         raise ValueError("no examples: probs is empty")
@@ -253,12 +414,31 @@ def _ece_from_weights(w: np.ndarray, onehot: np.ndarray, conf: np.ndarray, corre
 def expected_calibration_error(
     probs: Any, labels: Any, n_bins: int = 15, *, n_boot: int = 200, seed: int = 0
 ) -> MetricEstimate:
-    r"""Expected calibration error of one model against labels.
+    r"""Expected calibration error of one model against labels (Guo et al. 2017).
 
-    ``ECE = Σ_b (|B_b| / n) |acc(B_b) − conf(B_b)|`` over ``n_bins`` equal-width bins ``(lo, hi]`` of the
-    confidence ``max_c p_c`` (Guo et al. 2017). Standard error: sd of ``n_boot`` bootstrap ECEs
-    (``numpy.random.default_rng(seed)``); ``n_boot = 0`` gives ``stderr = NaN``.
+    .. math::
+        \mathrm{ECE} = \sum_b \frac{|B_b|}{n}\,\bigl|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)\bigr|
+
+    over ``n_bins`` equal-width bins ``(lo, hi]`` of the confidence :math:`\max_c p_c`. Standard
+    error: sd of ``n_boot`` bootstrap ECEs (``numpy.random.default_rng(seed)``); ``n_boot = 0`` gives
+    ``stderr = NaN``.
+
+    Args:
+        probs: ``(n, classes)`` probabilities.
+        labels: ``(n,)`` integer labels.
+        n_bins: number of confidence bins.
+        n_boot: bootstrap resamples for the standard error: 0 (none) or >= 2.
+        seed: seed of the bootstrap, in [0, 2**32 - 1].
+
+    Returns:
+        The ECE with its bootstrap standard error.
+
+    Raises:
+        ValueError: ``probs`` is empty, ``n_bins`` is not a positive integer, ``n_boot`` negative
+            or 1, ``seed`` outside [0, 2**32 - 1], labels out of range, or bad inputs.
     """
+    n_boot = check_n_boot("n_boot", n_boot)
+    seed = check_seed("seed", seed)
     p = _probs(probs, "probs")
     if p.shape[0] == 0:
         raise ValueError("no examples: probs is empty")
@@ -283,6 +463,6 @@ def expected_calibration_error(
         idx = rng.integers(0, n, size=(stop - start, n)) + (np.arange(stop - start) * n)[:, None]
         w = np.bincount(idx.ravel(), minlength=(stop - start) * n).reshape(stop - start, n).astype(np.float64)
         boots[start:stop] = _ece_from_weights(w, onehot, conf, correct)
-    return MetricEstimate(value, float(boots.std(ddof=1)) if n_boot > 1 else math.inf, n)
+    return MetricEstimate(value, float(boots.std(ddof=1)), n)
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
+from .._checks import SEED_MAX, check_int, check_n_boot, check_positive
 from ..stats import GroupComparison, compare_groups, holm_adjust
 from .metrics import (
     MetricEstimate,
@@ -29,7 +31,8 @@ from .metrics import (
     kl_divergence,
     softmax_probs,
 )
-from .metrics import _TRUSTED, _from_float, _json_float, _labels, _mean_estimate, _pair, _tensor  # package-internal
+from .._io import float_field, with_reasons
+from .metrics import _TRUSTED, _labels, _mean_estimate, _pair, _tensor  # package-internal
 
 __all__ = ["FidelityReport", "fidelity_report", "TransferSummary", "compare_methods", "DEFAULT_METRICS"]
 
@@ -64,15 +67,35 @@ class FidelityReport:
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
+        """The names of the metric fields, in declaration order.
+
+        Returns:
+            Every field name but ``n``, ``n_classes`` and ``temperature``.
+        """
         return tuple(f.name for f in fields(cls) if f.name not in ("n", "n_classes", "temperature"))
 
     def get(self, name: str) -> MetricEstimate | None:
+        """One metric by name.
+
+        Args:
+            name: one of :meth:`metric_names`.
+
+        Returns:
+            The :class:`MetricEstimate`, or ``None`` when it was not computed (no labels).
+
+        Raises:
+            KeyError: unknown ``name`` (the message lists the known ones).
+        """
         if name not in self.metric_names():
             raise KeyError(f"unknown metric {name!r}; known: {', '.join(self.metric_names())}")
         return getattr(self, name)
 
     def values(self) -> dict[str, float]:
-        """Flat ``{metric: value}`` (NaN for undefined or missing metrics)."""
+        """Flat ``{metric: value}`` (NaN for undefined or missing metrics).
+
+        Returns:
+            ``{metric: value}`` for every metric name.
+        """
         out = {}
         for name in self.metric_names():
             m = getattr(self, name)
@@ -80,6 +103,11 @@ class FidelityReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as strict JSON (the non-finite policy of :meth:`MetricEstimate.to_dict`).
+
+        Returns:
+            ``{"n", "n_classes", "temperature", metric: MetricEstimate dict or None, ...}``.
+        """
         d: dict[str, Any] = {"n": self.n, "n_classes": self.n_classes, "temperature": self.temperature}
         for name in self.metric_names():
             m = getattr(self, name)
@@ -88,10 +116,18 @@ class FidelityReport:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FidelityReport":
+        """The report written by :meth:`to_dict`.
+
+        Args:
+            d: a mapping from :meth:`to_dict` (e.g. read back from JSON).
+
+        Returns:
+            The :class:`FidelityReport`, infinities and NaNs restored.
+        """
         kw: dict[str, Any] = {"n": int(d["n"]), "n_classes": int(d["n_classes"]), "temperature": float(d["temperature"])}
         for name in cls.metric_names():
             m = d.get(name)
-            kw[name] = None if m is None else MetricEstimate(_from_float(m["value"]), _from_float(m["stderr"]), int(m["n"]))
+            kw[name] = None if m is None else MetricEstimate.from_dict(m)
         return cls(**kw)
 
     def __str__(self) -> str:
@@ -122,10 +158,24 @@ def fidelity_report(
             probabilities with ``probs=True``; then the temperatures must be 1).
         labels: true class indices ``(n,)``; needed for the teacher-correct/wrong split, accuracy, ECE.
         temperature: softmax temperature for the similarity metrics (JS, distance, cosine, KL).
+        probs: the first two arguments are probabilities (rows summing to 1), not logits.
         ece_bins, ece_temperature: ECE of each model at its own temperature (default 1: the model's
             calibration as deployed).
-        n_boot, seed: bootstrap for the ECE standard errors.
+        n_boot, seed: bootstrap for the ECE standard errors (``n_boot`` 0 or >= 2; ``seed`` in
+            [0, 2**32 - 2]); checked, like every argument, before any metric is computed.
+
+    Returns:
+        A :class:`FidelityReport`; the label metrics are ``None`` without ``labels``.
+
+    Raises:
+        ValueError: shapes or class counts that differ, empty inputs, NaN/inf, bad labels or
+            temperatures, or ``probs=True`` with a temperature other than 1.
     """
+    check_n_boot("n_boot", n_boot)
+    check_int("seed", seed, minimum=0, maximum=SEED_MAX - 1)  # the teacher's ECE uses seed + 1
+    check_int("ece_bins", ece_bins, minimum=1)
+    check_positive("temperature", temperature)
+    check_positive("ece_temperature", ece_temperature)
     if probs:
         if temperature != 1.0 or ece_temperature != 1.0:
             raise ValueError("probs=True takes probabilities as given; temperature and ece_temperature must be 1")
@@ -139,6 +189,9 @@ def fidelity_report(
         for z, nm in ((zs, "student_logits"), (zt, "teacher_logits")):
             if z.ndim != 2:
                 raise ValueError(f"{nm} must have shape (n, classes), got {tuple(z.shape)}")
+            if not bool(torch.isfinite(z).all()):
+                raise ValueError(f"{nm}: expected finite logits, got {int((~torch.isfinite(z)).sum())} NaN/inf "
+                                 f"value(s); check the model's outputs")
         if zs.shape[1] != zt.shape[1]:
             raise ValueError(f"class counts differ: the student has {zs.shape[1]} classes but the teacher has {zt.shape[1]}")
         if zs.shape[0] != zt.shape[0]:
@@ -216,7 +269,12 @@ class TransferSummary:
     skipped: tuple[tuple[str, str], ...] = ()
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat dict per (metric, compared group): for CSV."""
+        """One flat dict per (metric, compared group): for CSV.
+
+        Returns:
+            Dicts with the metric, the two groups, their means and sds, the difference with its CI,
+            Welch and Mann-Whitney results with Holm-adjusted p-values, and the effect sizes.
+        """
         out = []
         for c, ph, pm in zip(self.comparisons, self.welch_p_holm, self.mwu_p_holm):
             out.append(
@@ -250,15 +308,20 @@ class TransferSummary:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as strict JSON; a non-finite statistic is ``null`` with a ``*_reason``.
+
+        Returns:
+            ``{"reference", "groups", "metrics", "group_stats", "comparisons", "skipped"}``.
+        """
         return {
             "reference": self.reference,
             "groups": list(self.groups),
             "metrics": list(self.metrics),
             "group_stats": {
-                m: {g: {"mean": _json_float(s[0]), "sd": _json_float(s[1]), "n": s[2]} for g, s in gs.items()}
+                m: {g: with_reasons({"mean": s[0], "sd": s[1], "n": s[2]}) for g, s in gs.items()}
                 for m, gs in self.group_stats.items()
             },
-            "comparisons": [{k: (_json_float(v) if isinstance(v, float) else v) for k, v in r.items()} for r in self.rows()],
+            "comparisons": [with_reasons(r, why=str(r.get("note") or "")) for r in self.rows()],
             "skipped": [list(s) for s in self.skipped],
         }
 
@@ -301,7 +364,7 @@ def _metric_value(item: Any, metric: str, group: str, i: int) -> float:
         if isinstance(v, MetricEstimate):
             return v.value
         if isinstance(v, Mapping):
-            return _from_float(v.get("value"))
+            return float_field(v, "value")
         return float(v)
     raise TypeError(f"results[{group!r}][{i}] is a {type(item).__name__}; expected a FidelityReport or a dict")
 
@@ -323,6 +386,17 @@ def compare_methods(
         metrics: metric names; default :data:`DEFAULT_METRICS` present in the reference results.
             Seeds where a metric is undefined (NaN, e.g. no teacher errors) are dropped for that metric;
             a default metric left with < 2 seeds is listed in ``skipped``; an explicitly requested one raises.
+        ci: level of the CIs of the differences, in (0, 1).
+        alternative: ``"two-sided"``, ``"greater"`` or ``"less"`` (``"greater"``: reference larger).
+
+    Returns:
+        A :class:`TransferSummary`: per-group statistics, one :class:`~kdbounds.stats.GroupComparison`
+        per metric and compared group, Holm-adjusted p-values over all comparisons, skipped metrics.
+
+    Raises:
+        ValueError: empty ``results``, unknown or lone ``reference``, fewer than 2 seeds in a group,
+            or an explicitly requested metric that cannot be compared.
+        TypeError: a group is not a list of reports or dicts.
     """
     if not isinstance(results, Mapping) or not results:
         raise ValueError("results must be a non-empty dict {group name: list of per-seed reports}")

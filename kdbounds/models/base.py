@@ -46,9 +46,33 @@ class CifarModel(nn.Module):
     classifier: nn.Linear
 
     def forward_features(self, x: Tensor) -> tuple[list[Tensor], Tensor]:  # pragma: no cover
+        """The stage outputs and the pooled feature vector (see :class:`CifarModel`).
+
+        Args:
+            x: ``(N, 3, H, W)`` normalised images.
+
+        Returns:
+            ``(stages, pooled)``: the output of each stage, shallow to deep, and the ``(N, feature_dim)``
+            vector fed to the classifier.
+
+        Raises:
+            NotImplementedError: subclasses implement it.
+        """
         raise NotImplementedError
 
     def forward(self, x: Tensor, return_features: bool = False) -> Tensor | FeatureOutput:
+        """Logits, or logits with the stage outputs and the pooled features.
+
+        Args:
+            x: ``(N, 3, H, W)`` normalised CIFAR images (NCHW float).
+            return_features: also return the stage outputs and the pooled vector.
+
+        Returns:
+            ``(N, num_classes)`` logits, or a :class:`FeatureOutput` when ``return_features``.
+
+        Raises:
+            ValueError: ``x`` is not an ``N x 3 x H x W`` tensor (the message says how to convert).
+        """
         if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
@@ -62,14 +86,26 @@ class CifarModel(nn.Module):
         return logits
 
     def extra_repr(self) -> str:
+        """The architecture name and class count shown by ``repr(model)``.
+
+        Returns:
+            ``"arch='...', num_classes=..."``.
+        """
         return f"arch={self.arch!r}, num_classes={self.num_classes}"
 
 
 def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> None:
-    """Initialise in place, drawing from ``generator`` (global RNG when None).
+    r"""Initialise ``model`` in place, drawing from ``generator`` (global RNG when None).
 
     Conv: Kaiming normal, fan_out, ReLU gain (He et al. 2015). BatchNorm: weight 1, bias 0.
-    Linear: PyTorch's default, ``U(-1/√fan_in, 1/√fan_in)`` for weight and bias.
+    Linear: PyTorch's default, uniform for weight and bias,
+
+    .. math::
+        w_{ij},\ b_i \sim \mathcal U\bigl(-1/\sqrt{\text{fan\_in}},\ 1/\sqrt{\text{fan\_in}}\bigr).
+
+    Args:
+        model: the module to initialise (every submodule is visited).
+        generator: the ``torch.Generator`` to draw from; ``None`` uses the global torch RNG.
     """
     with torch.no_grad():
         for m in model.modules():

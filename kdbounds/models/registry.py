@@ -18,7 +18,15 @@ _REGISTRY: dict[str, Callable[[int], CifarModel]] = {}
 
 
 def register_model(name: str, factory: Callable[[int], CifarModel]) -> None:
-    """Register ``factory(num_classes) -> CifarModel`` under ``name`` (lower case)."""
+    """Register ``factory(num_classes) -> CifarModel`` under ``name`` (lower case).
+
+    Args:
+        name: the registry key (lower case; :func:`build_model` normalises user input to it).
+        factory: ``factory(num_classes)`` building an uninitialised :class:`CifarModel`.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
     if name in _REGISTRY:
         raise ValueError(f"model name {name!r} is already registered")
     _REGISTRY[name] = factory
@@ -37,7 +45,11 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`build_model`."""
+    """Names accepted by :func:`build_model`.
+
+    Returns:
+        The registered model names, in registration order.
+    """
     return list(_REGISTRY)
 
 
@@ -50,6 +62,13 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
         num_classes: classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).
         seed: if given, initialisation draws from a private ``torch.Generator`` seeded with it
             (the global RNG is untouched); if None it draws from the global torch RNG.
+
+    Returns:
+        The freshly initialised :class:`CifarModel`.
+
+    Raises:
+        TypeError: ``name`` is not a string or ``seed`` is not an int.
+        ValueError: unknown ``name`` (the message lists the valid names) ``num_classes < 1``, or ``seed`` outside [0, 2**64 - 1].
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a model name string; got {type(name).__name__}")
@@ -60,6 +79,8 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
         raise ValueError(f"num_classes must be a positive int (10 or 100 for CIFAR); got {num_classes!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
+    if seed is not None and not 0 <= seed <= 2**64 - 1:
+        raise ValueError(f"seed: expected an int in [0, 2**64 - 1] (torch.Generator's range) or None, got {seed!r}")
     if seed is None:
         model = _REGISTRY[key](num_classes)
         init_weights(model, None)
@@ -73,5 +94,13 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
+    """Number of (trainable) parameters.
+
+    Args:
+        model: the module.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Returns:
+        The total number of scalar parameters.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -20,6 +20,15 @@ __all__ = ["BasicBlock", "CifarResNet"]
 
 
 class BasicBlock(nn.Module):
+    """Basic residual block: 3x3 conv-BN-ReLU, 3x3 conv-BN, add the shortcut, ReLU.
+
+    The shortcut is the identity when the shape is kept, else a strided 1x1 conv + BN ("option B").
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        stride: stride of the first convolution (and of the shortcut).
+    """
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
@@ -33,12 +42,31 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
+        """The block's output.
+
+        Args:
+            x: ``(N, in_ch, H, W)`` input.
+
+        Returns:
+            ``(N, out_ch, H / stride, W / stride)`` output.
+        """
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
 
 class CifarResNet(CifarModel):
+    """CIFAR ResNet of depth ``6n + 2`` (see the module docstring).
+
+    Args:
+        arch: the registry name (e.g. ``"resnet20"``).
+        depth: ``6n + 2`` layers.
+        widths: channels of the stem and of the three groups.
+        num_classes: classifier outputs.
+
+    Raises:
+        ValueError: ``depth`` is not of the form ``6n + 2``.
+    """
     def __init__(self, arch: str, depth: int, widths: tuple[int, int, int, int], num_classes: int) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0:
@@ -61,6 +89,15 @@ class CifarResNet(CifarModel):
         self.classifier = nn.Linear(w3, num_classes)
 
     def forward_features(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The stage outputs and the pooled feature vector (see :class:`CifarModel`).
+
+        Args:
+            x: ``(N, 3, H, W)`` normalised images.
+
+        Returns:
+            ``(stages, pooled)``: the output of each stage, shallow to deep, and the ``(N, feature_dim)``
+            vector fed to the classifier.
+        """
         out = F.relu(self.bn1(self.conv1(x)))
         f1 = self.layer1(out)
         f2 = self.layer2(f1)

@@ -32,6 +32,12 @@ def _block(in_ch: int, widths: tuple[int, ...]) -> nn.Sequential:
 
 
 class VGG(CifarModel):
+    """VGG with BatchNorm for CIFAR (see the module docstring for the layout).
+
+    Args:
+        arch: a key of ``VGG_CONFIGS`` (``"vgg8"``, ``"vgg11"``, ``"vgg13"``).
+        num_classes: classifier outputs.
+    """
     def __init__(self, arch: str, num_classes: int) -> None:
         super().__init__()
         cfg = VGG_CONFIGS[arch]
@@ -46,6 +52,15 @@ class VGG(CifarModel):
         self.classifier = nn.Linear(in_ch, num_classes)
 
     def forward_features(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The stage outputs and the pooled feature vector (see :class:`CifarModel`).
+
+        Args:
+            x: ``(N, 3, H, W)`` normalised images.
+
+        Returns:
+            ``(stages, pooled)``: the output of each stage, shallow to deep, and the ``(N, feature_dim)``
+            vector fed to the classifier.
+        """
         stages = []
         out = x
         for i, block in enumerate(self.blocks):

@@ -19,6 +19,15 @@ __all__ = ["PreActBlock", "WideResNet"]
 
 
 class PreActBlock(nn.Module):
+    """Pre-activation block: BN-ReLU-3x3 conv-BN-ReLU-3x3 conv, added to the shortcut.
+
+    The shortcut is the identity when the shape is kept, else a strided 1x1 conv of the activated input.
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        stride: stride of the first convolution (and of the shortcut).
+    """
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
@@ -29,6 +38,14 @@ class PreActBlock(nn.Module):
         self.shortcut = None if self.equal else nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The block's output.
+
+        Args:
+            x: ``(N, in_ch, H, W)`` input.
+
+        Returns:
+            ``(N, out_ch, H / stride, W / stride)`` output.
+        """
         act = F.relu(self.bn1(x))
         out = self.conv1(act)
         out = self.conv2(F.relu(self.bn2(out)))
@@ -36,6 +53,17 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(CifarModel):
+    """Wide ResNet WRN-d-k for CIFAR (see the module docstring).
+
+    Args:
+        arch: the registry name (e.g. ``"wrn_40_2"``).
+        depth: ``d = 6n + 4``.
+        widen: the widening factor ``k``.
+        num_classes: classifier outputs.
+
+    Raises:
+        ValueError: ``depth`` is not of the form ``6n + 4``.
+    """
     def __init__(self, arch: str, depth: int, widen: int, num_classes: int) -> None:
         super().__init__()
         if (depth - 4) % 6 != 0:
@@ -58,6 +86,15 @@ class WideResNet(CifarModel):
         self.classifier = nn.Linear(widths[2], num_classes)
 
     def forward_features(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The stage outputs and the pooled feature vector (see :class:`CifarModel`).
+
+        Args:
+            x: ``(N, 3, H, W)`` normalised images.
+
+        Returns:
+            ``(stages, pooled)``: the output of each stage, shallow to deep, and the ``(N, feature_dim)``
+            vector fed to the classifier.
+        """
         out = self.conv1(x)
         f1 = self.block1(out)
         f2 = self.block2(f1)

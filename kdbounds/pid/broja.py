@@ -30,13 +30,14 @@ an exponential-cone programme) over the cells where :math:`P(y,t) > 0` and :math
    feasible equality-constrained Newton steps on the exact objective, and
 3. compared with the two known feasible points :math:`P` and the product law; the candidate with the
    smallest :math:`I_Q(Y;T,S)` is kept. The reported value is therefore always attained by a law
-   in :math:`\Delta_P` (up to the reported marginal violation), so Syn ≥ 0 exactly and Red is at most
+   in :math:`\Delta_P` (up to the reported marginal violation), so :math:`\mathrm{Syn} \ge 0` exactly and Red is at most
    the solver's sub-optimality below its true value. That sub-optimality is certified by a Lagrange
    dual bound (:func:`dual_lower_bound`) and reported as ``duality_gap``.
 
-Negative atoms. By construction they can only come from floating-point rounding: Syn ≥ 0 because
-P is a candidate, Red ≥ I_{prod}(T;S) ≥ 0 because the product law is one (its I(Y;T,S) equals
-I(Y;T) + I(Y;S) − I_{prod}(T;S)), and the uniques are conditional mutual informations of Q*. Values
+Negative atoms. By construction they can only come from floating-point rounding:
+:math:`\mathrm{Syn} \ge 0` because P is a candidate, :math:`\mathrm{Red} \ge I_{\mathrm{prod}}(T;S) \ge 0`
+because the product law is one (its :math:`I(Y;T,S) = I(Y;T) + I(Y;S) - I_{\mathrm{prod}}(T;S)`), and the
+uniques are conditional mutual informations of :math:`Q^\star`. Values
 in ``[-tol, 0)`` are set to 0 (default ``tol = 1e-7`` nats, the largest is reported as ``clipped``);
 anything below ``-tol`` is kept as it is, recorded in ``status`` (``"negative_atom"``) and a
 ``RuntimeWarning`` is issued.
@@ -47,6 +48,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -91,7 +93,7 @@ class PIDSolverError(RuntimeError):
 
 @dataclass(frozen=True)
 class PIDResult:
-    """A BROJA (or Gaussian MMI) PID of a joint law of (Y, T, S).
+    r"""A BROJA (or Gaussian MMI) PID of a joint law of (Y, T, S).
 
     Attributes:
         redundancy, unique_t, unique_s, synergy: the four atoms, in ``units``.
@@ -105,15 +107,17 @@ class PIDResult:
             only: acceptance is decided by the certified gap).
         chosen: which feasible candidate attained the minimum: ``"solver"``, ``"input"`` or
             ``"product"`` (the law P(y)P(t|y)P(s|y)).
-        marginal_violation: max |Q*(y,t) − P(y,t)|, |Q*(y,s) − P(y,s)| after polishing.
-        identity_residual: max abs residual of Uni(T\\S) = I(Y;T) − Red, Uni(S\\T) = I(Y;S) − Red and
-            Red + Uni + Uni + Syn = I(Y;T,S), with the uniques computed directly as
-            I_{Q*}(Y;T|S), I_{Q*}(Y;S|T) (before clipping), in ``units``.
-        duality_gap: certified bound on I_{Q*}(Y;T,S) − min_{Δ_P} I_Q(Y;T,S) (Lagrange dual), in
+        marginal_violation: :math:`\max |Q^\star(y,t) - P(y,t)|, |Q^\star(y,s) - P(y,s)|` after polishing.
+        identity_residual: max abs residual of :math:`\mathrm{Uni}(T\setminus S) = I(Y;T) - \mathrm{Red}`,
+            :math:`\mathrm{Uni}(S\setminus T) = I(Y;S) - \mathrm{Red}` and
+            :math:`\mathrm{Red} + \mathrm{Uni} + \mathrm{Uni} + \mathrm{Syn} = I(Y;T,S)`, with the uniques
+            computed directly as :math:`I_{Q^\star}(Y;T\mid S)`, :math:`I_{Q^\star}(Y;S\mid T)` (before
+            clipping), in ``units``.
+        duality_gap: certified bound on :math:`I_{Q^\star}(Y;T,S) - \min_{\Delta_P} I_Q(Y;T,S)` (Lagrange dual), in
             ``units``: the true Red lies in [redundancy, redundancy + duality_gap].
         clipped: the largest magnitude of a negative atom that was set to 0, in ``units``.
         n_cells: number of free cells of the convex programme.
-        n_attempts: conic solves run (rungs of the solver-settings ladder; 0 when Δ_P is a point).
+        n_attempts: conic solves run (rungs of the solver-settings ladder; 0 when :math:`\Delta_P` is a point).
         shape: (|Y|, |T|, |S|).
         solve_seconds: wall time of the solve.
         q_star: the optimiser Q* (array [y, t, s]); excluded from ``to_dict``.
@@ -157,14 +161,25 @@ class PIDResult:
     )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``q_star`` left out)."""
+        """JSON-ready dict (``q_star`` left out).
+
+        Returns:
+            Every field but ``q_star``, as plain JSON values (``shape`` as a list).
+        """
         d = asdict(self)
         d.pop("q_star", None)
         d["shape"] = list(self.shape)
         return d
 
     def in_units(self, units: str) -> "PIDResult":
-        """The same result expressed in ``"nats"`` or ``"bits"``."""
+        """The same result expressed in ``"nats"`` or ``"bits"``.
+
+        Args:
+            units: ``"nats"`` or ``"bits"``.
+
+        Returns:
+            A new :class:`PIDResult` with every information quantity converted.
+        """
         units = _check_units(units)
         if units == self.units:
             return self
@@ -173,7 +188,11 @@ class PIDResult:
         return replace(self, units=units, **changes)
 
     def atoms(self) -> dict[str, float]:
-        """The four atoms as a dict."""
+        """The four atoms as a dict.
+
+        Returns:
+            ``{"redundancy", "unique_t", "unique_s", "synergy"}``, in ``units``.
+        """
         return {
             "redundancy": self.redundancy,
             "unique_t": self.unique_t,
@@ -199,11 +218,20 @@ def _check_units(units: str) -> str:
 
 
 def validate_joint(p: Any, *, normalize: bool = False, name: str = "p") -> np.ndarray:
-    """Check a joint law indexed [y, t, s] and return it as float64.
+    """Check a joint law indexed ``[y, t, s]`` and return it as float64.
 
-    Raises ``TypeError`` for non-numeric input and ``ValueError`` for a wrong number of axes, an
-    empty axis, NaN/inf, negative entries, or (unless ``normalize``) a total that is not 1 within
-    1e-8. With ``normalize=True`` the array is divided by its (positive) total.
+    Args:
+        p: the joint law (or counts, with ``normalize=True``), a 3-D numeric array.
+        normalize: divide by the total instead of requiring a total of 1 (within 1e-8).
+        name: the argument's name in error messages.
+
+    Returns:
+        The law as a float64 array summing to 1.
+
+    Raises:
+        TypeError: ``p`` is not numeric.
+        ValueError: not 3-D, an empty axis, NaN/inf, negative entries, a total that is not 1
+            (unless ``normalize``) or an all-zero array.
     """
     try:
         arr = np.asarray(p, dtype=np.float64)
@@ -390,6 +418,11 @@ def _solve_conic(p: np.ndarray, solver: str, solver_opts: dict[str, Any]) -> tup
             problem.solve(solver=solver, **solver_opts)
     except cp.error.SolverError as exc:
         raise PIDSolverError(f"convex solver raised: {exc}", status="solver_error", solver=solver) from exc
+    except (TypeError, ValueError) as exc:  # a setting the solver does not know, or of the wrong type
+        if not solver_opts:
+            raise
+        raise ValueError(f"solver_opts: the {solver} solver refused {sorted(solver_opts)} ({exc}); "
+                         f"{_valid_settings(solver)}") from None
     status = str(problem.status)
     if status not in ("optimal", "optimal_inaccurate") or x.value is None:
         raise PIDSolverError("BROJA programme not solved", status=status, solver=solver)
@@ -409,7 +442,14 @@ def dual_lower_bound(q: np.ndarray, p: np.ndarray) -> float:
 
     (sum over the support cells). At the optimum :math:`\log q^\star(y|t,s) = \lambda + \mu`, so we
     fit :math:`\lambda, \mu` to :math:`\log q(y|t,s)` by weighted least squares; the bound is valid
-    for any fit, and tight when ``q`` is optimal. ``primal − bound`` is the reported duality gap.
+    for any fit, and tight when ``q`` is optimal. ``primal - bound`` is the reported duality gap.
+
+    Args:
+        q: a near-optimal law in :math:`\Delta_P`, indexed ``[y, t, s]``.
+        p: the input law, indexed ``[y, t, s]``.
+
+    Returns:
+        The certified lower bound (nats).
     """
     import scipy.sparse.linalg as spl
     from scipy.special import logsumexp
@@ -448,6 +488,37 @@ def dual_lower_bound(q: np.ndarray, p: np.ndarray) -> float:
     return max(base - worst, base - float(pt @ shift_t), base - float(ps @ shift_s))
 
 
+def _valid_settings(solver: str) -> str:
+    """A hint listing the solver's settings where the solver exposes them."""
+    if solver == "CLARABEL":
+        try:
+            import clarabel
+
+            names = sorted(n for n in dir(clarabel.DefaultSettings()) if not n.startswith("_"))
+            return "valid CLARABEL settings: " + ", ".join(names)
+        except Exception:  # pragma: no cover - clarabel missing or its API changed
+            pass
+    return f"see the {solver} documentation for its settings (cvxpy passes solver_opts to it unchanged)"
+
+
+def _check_solver(solver: Any, solver_opts: Any) -> tuple[str | None, dict[str, Any]]:
+    """``solver`` is None or an installed cvxpy solver; ``solver_opts`` None or a dict with str keys."""
+    if solver is not None:
+        if not isinstance(solver, str):
+            raise TypeError(f"solver: expected a cvxpy solver name (str) or None, got {type(solver).__name__}")
+        import cvxpy as cp
+
+        installed = sorted(cp.installed_solvers())
+        if solver.upper() not in installed:
+            raise ValueError(f"solver: expected one of {', '.join(installed)} (installed cvxpy solvers) or None, "
+                             f"got {solver!r}")
+    if solver_opts is None:
+        return solver, {}
+    if not isinstance(solver_opts, Mapping) or not all(isinstance(k, str) for k in solver_opts):
+        raise TypeError(f"solver_opts: expected a dict of solver settings (str keys) or None, got {solver_opts!r}")
+    return solver, dict(solver_opts)
+
+
 def broja_pid(
     p: Any,
     *,
@@ -482,7 +553,9 @@ def broja_pid(
         mutual informations, in ``units``.
 
     Raises:
-        ValueError / TypeError: bad input (see :func:`validate_joint`), bad ``units`` or ``tol``.
+        ValueError / TypeError: bad input (see :func:`validate_joint`), bad ``units`` or ``tol``, a
+            ``solver`` that is not installed (the message lists those that are), ``solver_opts`` the
+            solver refuses (the message lists its settings where the solver exposes them).
         PIDSolverError: the solver failed (its status is in the exception).
     """
     units = _check_units(units)
@@ -490,7 +563,7 @@ def broja_pid(
         if not (isinstance(val, (int, float)) and np.isfinite(val) and val >= 0):
             raise ValueError(f"{name_} must be a finite number >= 0, got {val!r}")
     p = validate_joint(p, normalize=normalize)
-    opts = dict(solver_opts or {})
+    solver, opts = _check_solver(solver, solver_opts)
     t0 = time.perf_counter()
 
     pyt = p.sum(axis=2)
@@ -652,6 +725,13 @@ def broja_pid_from_counts(counts: Any, **kwargs: Any) -> PIDResult:
     """BROJA PID of the plug-in law ``counts / counts.sum()`` (counts indexed [y, t, s]).
 
     Keyword arguments are those of :func:`broja_pid` (``normalize`` is forced to True).
+
+    Args:
+        counts: non-negative counts indexed ``[y, t, s]``.
+        **kwargs: keyword arguments of :func:`broja_pid`.
+
+    Returns:
+        The :class:`PIDResult` of the plug-in law.
     """
     kwargs.pop("normalize", None)
     arr = validate_joint(counts, normalize=True, name="counts")

@@ -11,7 +11,7 @@ Pipeline (methods.md §3, "measuring on networks"), for each of T (teacher) and 
 
 Plug-in bias: the PID of a finite-sample histogram is biased upwards. ``n_shuffle`` times the
 evaluation labels are permuted (destroying any dependence of Y on T and S while keeping all
-marginals) and the PID recomputed: its mean ± sd estimates the bias floor (true atoms are 0).
+marginals) and the PID recomputed: its mean and sd estimate the bias floor (true atoms are 0).
 ``shuffle="labels"`` (default) is the null "Y independent of (T, S)": it calibrates I(Y;T), I(Y;S),
 Uni and Syn, but it *under*-states the bias of Red when T really carries Y (Red's bias grows with
 I(Y;T)). ``shuffle="student"`` permutes the student's cluster labels instead (null "S independent of
@@ -91,8 +91,24 @@ def kmeans(
     max_iter: int = 100,
     tol: float = 1e-10,
 ) -> np.ndarray:
-    """Lloyd's k-means with k-means++ seeding; returns the centroids (n_clusters, d) of the best
-    of ``n_init`` runs (least inertia). Empty clusters are re-seeded at the farthest point."""
+    """Lloyd's k-means with k-means++ seeding, best of ``n_init`` runs by inertia.
+
+    Empty clusters are re-seeded at the farthest point.
+
+    Args:
+        x: ``(n, d)`` rows.
+        n_clusters: number of centroids (at most ``n``).
+        rng: the ``numpy.random.Generator`` of the seeding.
+        n_init: independent runs; the one of least inertia is kept.
+        max_iter: Lloyd iterations per run.
+        tol: stop a run when the inertia improves by less than this.
+
+    Returns:
+        The centroids, ``(n_clusters, d)``.
+
+    Raises:
+        ValueError: ``n_clusters`` exceeds the number of rows.
+    """
     n = x.shape[0]
     if n < n_clusters:
         raise ValueError(f"n_clusters={n_clusters} exceeds the number of training rows ({n})")
@@ -130,7 +146,10 @@ def kmeans(
 
 @dataclass(frozen=True)
 class Discretizer:
-    """Flatten → L2-normalise → PCA → nearest k-means centroid, fitted on training rows."""
+    """Flatten, L2-normalise, project by PCA, then take the nearest k-means centroid.
+
+    Fitted on training rows by :func:`fit_discretizer`.
+    """
 
     mean: np.ndarray = field(repr=False)
     components: np.ndarray = field(repr=False)  # (n_components, d)
@@ -138,24 +157,55 @@ class Discretizer:
 
     @property
     def n_clusters(self) -> int:
+        """Number of k-means centroids."""
         return int(self.centroids.shape[0])
 
     def project(self, x: Any) -> np.ndarray:
-        """PCA coordinates of L2-normalised flattened rows."""
+        """PCA coordinates of L2-normalised flattened rows.
+
+        Args:
+            x: ``(n, ...)`` features; each example is flattened to a row.
+
+        Returns:
+            ``(n, n_components)`` coordinates.
+
+        Raises:
+            ValueError: the rows do not have the fitted number of features.
+        """
         rows = _l2_rows(_as_rows(x, "x"))
         if rows.shape[1] != self.mean.shape[0]:
             raise ValueError(f"x has {rows.shape[1]} features per row; the discretiser was fitted on {self.mean.shape[0]}")
         return (rows - self.mean) @ self.components.T
 
     def transform(self, x: Any) -> np.ndarray:
-        """Cluster index (int64) of every row of ``x``."""
+        """Cluster index of every row of ``x``.
+
+        Args:
+            x: ``(n, ...)`` features.
+
+        Returns:
+            ``(n,)`` int64 cluster indices.
+        """
         return _sq_dists(self.project(x), self.centroids).argmin(1).astype(np.int64)
 
 
 def fit_discretizer(
     x_train: Any, *, n_components: int = 10, n_clusters: int = 10, seed: int | np.random.Generator = 0
 ) -> Discretizer:
-    """Fit the PCA (to ``n_components``) and k-means (``n_clusters``) on training features."""
+    """Fit the PCA (to ``n_components``) and k-means (``n_clusters``) on training features.
+
+    Args:
+        x_train: ``(n, ...)`` training features.
+        n_components: PCA dimension.
+        n_clusters: number of k-means clusters.
+        seed: an int or a ``numpy.random.Generator`` for the randomized SVD and k-means.
+
+    Returns:
+        The fitted :class:`Discretizer`.
+
+    Raises:
+        ValueError: ``n_components`` or ``n_clusters`` below 1.
+    """
     if int(n_components) < 1 or int(n_clusters) < 1:
         raise ValueError("n_components and n_clusters must be >= 1")
     rng = np.random.default_rng(seed)
@@ -170,7 +220,22 @@ def fit_discretizer(
 
 
 def joint_counts(y: Any, t: Any, s: Any, *, n_classes: int, n_t: int, n_s: int) -> np.ndarray:
-    """Histogram ``counts[y, t, s]`` of three integer label vectors of equal length."""
+    """Histogram ``counts[y, t, s]`` of three integer label vectors of equal length.
+
+    Args:
+        y: labels in ``[0, n_classes)``.
+        t: teacher clusters in ``[0, n_t)``.
+        s: student clusters in ``[0, n_s)``.
+        n_classes: number of label values.
+        n_t: number of teacher clusters.
+        n_s: number of student clusters.
+
+    Returns:
+        ``(n_classes, n_t, n_s)`` int64 counts.
+
+    Raises:
+        ValueError: unequal lengths or labels out of range.
+    """
     ya, ta, sa = (np.asarray(v).astype(np.int64).ravel() for v in (y, t, s))
     if not (ya.size == ta.size == sa.size):
         raise ValueError(f"y, t, s must have equal lengths, got {ya.size}, {ta.size}, {sa.size}")
@@ -186,7 +251,7 @@ class RepresentationPID:
     """PID of discretised representations with plug-in bias and bootstrap interval (nats).
 
     ``pid`` is the plug-in estimate; ``shuffle_mean``/``shuffle_sd`` the atoms under permuted labels
-    (bias floor); ``corrected = pid − shuffle_mean``; ``boot_se``/``ci_low``/``ci_high`` from the
+    (bias floor); ``corrected = pid - shuffle_mean``; ``boot_se``/``ci_low``/``ci_high`` from the
     bootstrap over evaluation rows (``ci`` level, basic/reverse-percentile method; the bounds may
     fall below 0).
     """
@@ -208,13 +273,23 @@ class RepresentationPID:
     counts: np.ndarray = field(repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values.
+
+        Returns:
+            Every field but ``counts``, with the nested :class:`PIDResult` through its ``to_dict``.
+        """
         d = asdict(self)
         d["pid"] = self.pid.to_dict()
         d.pop("counts", None)
         return d
 
     def flat(self) -> dict[str, float]:
-        """One flat row (for CSV): atoms, bias, corrected, interval."""
+        """One flat row (for CSV): atoms, bias, corrected, interval.
+
+        Returns:
+            ``{atom, atom_shuffle_mean, atom_shuffle_sd, atom_corrected, atom_se, atom_ci_low,
+            atom_ci_high}`` for each atom, plus ``mi_yt``, ``mi_ys``, ``mi_yts`` and ``n_eval``.
+        """
         row: dict[str, float] = {}
         for a in _ATOMS:
             row[a] = getattr(self.pid, a)
@@ -266,6 +341,14 @@ def pid_of_representations(
         progress: tqdm bar over the resamples.
         shuffle: ``"labels"`` (permute Y) or ``"student"`` (permute S's clusters), see module doc.
         **pid_kwargs: passed to :func:`~kdbounds.pid.broja.broja_pid`.
+
+    Returns:
+        A :class:`RepresentationPID`: the PID, the shuffle floor, the corrected atoms and the
+        bootstrap interval.
+
+    Raises:
+        ValueError: bad ``ci``, ``shuffle``, ``n_boot`` or ``n_shuffle``, lengths that differ, or
+            negative labels.
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci}")

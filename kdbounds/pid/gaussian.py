@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._checks import check_square_matrix
 from .broja import PIDResult, _check_units
 
 __all__ = ["gaussian_mi", "gaussian_pid"]
@@ -33,14 +34,7 @@ def _logdet(a: np.ndarray, what: str) -> float:
 
 
 def _validate_cov(cov: Any, dims: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:
-    try:
-        c = np.asarray(cov, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"cov must be a numeric square matrix, got {type(cov).__name__}") from exc
-    if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        raise ValueError(f"cov must be a square 2-D matrix, got shape {c.shape}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError("cov contains NaN or inf")
+    c = check_square_matrix("cov", cov)
     if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
         raise ValueError("cov must be symmetric; pass (cov + cov.T) / 2")
     d = tuple(int(x) for x in dims)
@@ -52,7 +46,20 @@ def _validate_cov(cov: Any, dims: Sequence[int]) -> tuple[np.ndarray, tuple[int,
 
 
 def gaussian_mi(cov: Any, a: Sequence[int], b: Sequence[int]) -> float:
-    r""":math:`I(X_a; X_b) = \frac12[\log\det\Sigma_{aa} + \log\det\Sigma_{bb} - \log\det\Sigma_{a\cup b}]` (nats)."""
+    r"""Mutual information of two blocks of a Gaussian vector (nats).
+
+    .. math::
+        I(X_a; X_b) = \tfrac12\bigl[\log\det\Sigma_{aa} + \log\det\Sigma_{bb}
+        - \log\det\Sigma_{a\cup b,\,a\cup b}\bigr]
+
+    Args:
+        cov: the covariance :math:`\Sigma` of :math:`X`.
+        a: indices of the first block.
+        b: indices of the second block (disjoint from ``a``).
+
+    Returns:
+        :math:`I(X_a; X_b)` in nats.
+    """
     c = np.asarray(cov, dtype=np.float64)
     a = list(a)
     b = list(b)
@@ -65,7 +72,7 @@ def gaussian_mi(cov: Any, a: Sequence[int], b: Sequence[int]) -> float:
 
 
 def gaussian_pid(cov: Any, dims: Sequence[int] = (1, 1, 1), *, units: str = "nats") -> PIDResult:
-    """MMI PID of jointly Gaussian (Y, T, S) with covariance ``cov`` ordered [Y, T, S].
+    r"""MMI PID of jointly Gaussian (Y, T, S) with covariance ``cov`` ordered [Y, T, S].
 
     Args:
         cov: (dy+dt+ds) square symmetric positive definite covariance matrix.
@@ -74,7 +81,7 @@ def gaussian_pid(cov: Any, dims: Sequence[int] = (1, 1, 1), *, units: str = "nat
 
     Returns:
         :class:`~kdbounds.pid.broja.PIDResult` with ``solver="closed_form"`` (``mi_yts_q`` holds
-        I(Y;T) + I(Y;S) − Red, the BROJA analogue).
+        :math:`I(Y;T) + I(Y;S) - \mathrm{Red}`, the BROJA analogue).
     """
     units = _check_units(units)
     c, (dy, dt, ds) = _validate_cov(cov, dims)

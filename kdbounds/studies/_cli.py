@@ -15,7 +15,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["study_parser", "add_overrides", "config_from_args", "default_out", "main"]
+from .. import _cli_types as T
+
+__all__ = ["study_parser", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
+           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data"]
 
 COMMON = ("device", "seed", "data_root")
 
@@ -40,25 +43,54 @@ def study_parser(doc: str, presets: Mapping[str, Any], default_preset: str) -> a
     p = argparse.ArgumentParser(description=head, epilog=tail or None,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets), default=default_preset)
-    p.add_argument("--out", default=None, help="output folder (default results/<study>/<preset>)")
-    p.add_argument("--cache-root", default=None,
+    p.add_argument("--out", type=T.writable_dir, default=None,
+                   help="output folder (default results/<study>/<preset>)")
+    p.add_argument("--cache-root", type=T.writable_dir, default=None,
                    help="trained-model cache (default <out>/../cache); finished runs are reused")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
-    p.add_argument("--seed", type=int, default=None, help="base seed (default: the preset's)")
-    p.add_argument("--data-root", default=None,
+    p.add_argument("--device", type=T.device, default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
+    p.add_argument("--seed", type=T.seed, default=None, help=f"base seed in [0, {T.SEED_MAX}] (default: the preset's)")
+    p.add_argument("--data-root", type=T.data_root, default=None,
                    help="CIFAR location (default $KDBOUNDS_DATA, then standard places)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_execution_arguments(p)
     return p
+
+
+_SAFE = {int: T.nonneg_int, float: T.finite_float}
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every study shares for *where* it runs: the sweep runner's ``--executor``,
+    ``--workers``, ``--address``, ``--threads``, ``--max-retries`` (docs/sweeps.md) and
+    ``--no-download`` (never download CIFAR; fail with a message saying where to put it).
+
+    Args:
+        parser: the study's parser.
+    """
+    from .sweep import add_sweep_arguments
+
+    add_sweep_arguments(parser)
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download CIFAR-10; by default it is downloaded (checksum-verified) to "
+                             "~/.cache/kdbounds/data when found nowhere")
 
 
 def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -> None:
     """Add ``--<field-name>`` options (``None`` by default, i.e. keep the preset's value).
 
+    An option that the shared parser already has (``--threads``, intra-op threads per run) is not
+    added again: its value, when given, is applied to the field of the same name.
+
     Args:
         parser: the study's parser.
-        fields: config field name -> type used to parse the option.
+        fields: config field name -> converter used to parse the option (prefer the checked
+            converters of :mod:`kdbounds._cli_types`; a bare ``int`` becomes ``nonneg_int`` and a bare
+            ``float`` ``finite_float``, so no negative count and no inf/nan gets through).
     """
     for name, typ in fields.items():
+        typ = _SAFE.get(typ, typ)
+        if "--" + name.replace("_", "-") in parser._option_string_actions:
+            continue  # a shared option of the same name (e.g. --threads) sets this field too
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                             help=f"override the preset's {name}")
 
@@ -110,6 +142,25 @@ def default_out(study: str, preset: str) -> Path:
     return Path("results") / study / preset
 
 
+def check_output_paths(out: str | Path, cache_root: str | Path | None = None) -> None:
+    """Before any work: the output folder (and the cache root) can be written, else ``SystemExit``.
+
+    Args:
+        out: the output folder (created later by the study).
+        cache_root: the trained-model cache root, or ``None``.
+
+    Raises:
+        SystemExit: a path is a file, or its folder cannot be created or written (names the flag).
+    """
+    for flag, path in (("--out", out), ("--cache-root", cache_root)):
+        if path is None:
+            continue
+        try:
+            T.writable_dir(str(path))
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"error: argument {flag}: {e}") from None
+
+
 def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
          summary: Callable[[Any], str] | None = None) -> int:
     """Run ``study.run(config, out, cache_root=..., progress=...)`` and print a summary.
@@ -118,16 +169,114 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
         study: the study module (``kdbounds.studies.<name>``).
         name: the study's name (folder under ``results/``).
         config: the resolved config.
-        args: parsed arguments (``out``, ``cache_root``, ``no_progress``).
+        args: parsed arguments (``out``, ``cache_root``, ``no_progress``, the execution options).
         summary: text printed after the run (default: the study's ``summary`` if it has one).
 
     Returns:
         0 (the process exit status).
+
+    Raises:
+        SystemExit: bad execution options, or no data (and no download) — before anything runs.
     """
     out = Path(args.out) if args.out else default_out(name, args.preset)
-    result = study.run(config, out, cache_root=args.cache_root, progress=not args.no_progress)
+    check_output_paths(out, args.cache_root)
+    kwargs = execution_kwargs(study, name, args)
+    config = with_data(config, download=not getattr(args, "no_download", False),
+                       progress=not args.no_progress)
+    result = study.run(config, out, cache_root=args.cache_root, progress=not args.no_progress, **kwargs)
     summary = summary or getattr(study, "summary", None)
     if summary is not None:
         print(summary(result))
     print(f"wrote results to {out}")
     return 0
+
+
+def execution_kwargs(study: ModuleType, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``{"sweep": run_sweep options}`` for a study whose ``run`` takes ``sweep=``; ``{}`` for one that
+    does not yet, as long as the options ask for nothing but the default (local, one run at a time).
+
+    Args:
+        study: the study module.
+        name: its name (for the message).
+        args: parsed arguments with the options of :func:`add_execution_arguments`.
+
+    Returns:
+        Extra keyword arguments for ``study.run``.
+
+    Raises:
+        SystemExit: inconsistent options (``--workers 4`` with ``--executor local``), or a non-default
+            executor for a study that does not use the sweep runner.
+    """
+    import inspect
+
+    from .sweep import sweep_options
+
+    if not hasattr(args, "executor"):
+        return {}
+    try:
+        opts = sweep_options(args)
+    except ValueError as e:
+        raise SystemExit(f"invalid execution options: {e}") from None
+    if "sweep" in inspect.signature(study.run).parameters:
+        return {"sweep": opts}
+    if opts["executor"] != "local" or opts["workers"] is not None or opts["address"] is not None:
+        raise SystemExit(f"--executor {opts['executor']}: the study {name!r} does not run its trainings on the "
+                         f"sweep runner yet (docs/sweeps.md lists those that do); run it with --executor local")
+    return {}
+
+
+def with_data(config: Any, download: bool = True, progress: bool = True) -> Any:
+    """``config`` with a ``data_root`` where CIFAR-10 is found, downloading it first when needed.
+
+    A config without ``data_root`` is returned unchanged. When the data is found (``data_root``, or
+    the standard places of :func:`kdbounds.data.find_cifar`), nothing changes. Otherwise, unless
+    ``download`` is False, the official archive is downloaded and checksum-verified into the given
+    ``data_root`` or, when none was given, the user cache ``~/.cache/kdbounds/data`` (saying where),
+    and the returned config points there.
+
+    Args:
+        config: the study's resolved config.
+        download: allow the download.
+        progress: show the download's progress.
+
+    Returns:
+        The config to run.
+
+    Raises:
+        SystemExit: the data is missing and ``download`` is False, or the download failed (no network,
+            checksum mismatch): the message names ``--no-download``/the place to put the data.
+    """
+    if not dataclasses.is_dataclass(config) or "data_root" not in {f.name for f in dataclasses.fields(config)}:
+        return config
+    from ..data import DataNotFoundError, download_cifar, find_cifar
+
+    name = getattr(config, "dataset", "cifar10")
+    try:
+        find_cifar(name, config.data_root)
+        return config
+    except DataNotFoundError as e:
+        missing = e
+    target = Path(config.data_root).expanduser() if config.data_root is not None else user_data_dir()
+    put = (f"put the CIFAR-10 python archive (cifar-10-python.tar.gz, from "
+           f"https://www.cs.toronto.edu/~kriz/cifar.html) or an extracted copy into {target}, "
+           f"or point --data-root / KDBOUNDS_DATA at a folder that holds it")
+    if not download:
+        raise SystemExit(f"{missing}\n\n--no-download was given, so nothing is downloaded: {put}.")
+    print(f"{name} not found in the standard places; downloading it to {target} "
+          f"(checksum-verified; --no-download forbids this)", flush=True)
+    try:
+        download_cifar(name, target, progress=progress)
+        find_cifar(name, str(target))
+    except ConnectionError as e:
+        raise SystemExit(f"{e}\n\nNo network? Download it elsewhere and {put}; --no-download skips the "
+                         f"download attempt.") from None
+    except (ValueError, OSError) as e:  # ChecksumError is a ValueError; a full disk an OSError
+        raise SystemExit(f"downloading {name} to {target} failed: {e}\n\nRetry, or {put}.") from None
+    print(f"{name} downloaded to {target}", flush=True)
+    return dataclasses.replace(config, data_root=str(target))
+
+
+def user_data_dir() -> Path:
+    """Where a downloaded data set goes when no root is given: ``~/.cache/kdbounds/data`` (one of the
+    places :func:`kdbounds.data.find_cifar` searches)."""
+    return Path.home() / ".cache" / "kdbounds" / "data"

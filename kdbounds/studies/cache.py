@@ -165,8 +165,7 @@ def load_cached(path: str | os.PathLike) -> TrainResult | None:
     p = Path(path) / RESULT
     if not p.is_file():
         return None
-    d = read_json(p)
-    r = TrainResult.from_dict(d)
+    r = TrainResult.from_dict(read_json(p), source=p)  # both errors name the file and the fix
     if r.epochs_completed != int(r.config.get("epochs", -1)):
         return None
     return r
@@ -174,28 +173,52 @@ def load_cached(path: str | os.PathLike) -> TrainResult | None:
 
 def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
                  data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
-                 progress: bool = True, force: bool = False, teacher_cache: bool = False) -> TrainResult:
+                 progress: bool = True, force: bool = False, teacher_cache: bool = False,
+                 on_wait: Callable[[Path], None] | None = None) -> TrainResult:
     """Train ``cfg`` once per distinct configuration under ``cache_root`` (see module docstring).
+
+    Safe under concurrency (the protocol of :mod:`kdbounds.studies.locking`): a finished run
+    (``result.json``, written atomically as the trainer's last step) is returned without the lock;
+    otherwise the run's lock is taken, the folder checked again, and only the lock holder trains —
+    resuming from the run's checkpoint when an earlier process was killed mid-run. A second process
+    (or Ray worker) asking for a run being trained waits for the lock and then returns the finished
+    run without training.
 
     Args:
         cfg: the run's config; ``teacher_ckpt`` (or ``cfg.teacher_ckpt``) for methods with a teacher.
         cache_root: folder holding one sub-folder per run.
         data: optional preloaded ``(train_x, train_y, test_x, test_y)``; fingerprinted into the id.
         callbacks, progress: passed to :func:`kdbounds.distill.train` (callbacks only run for epochs
-            actually trained now).
-        force: retrain from scratch even if a finished or partial run exists.
+            actually trained now, i.e. never when the run was finished by someone else).
+        force: retrain from scratch even if a finished or partial run exists (under the lock: a
+            concurrent reader sees the old result or the new one, never a mix).
+        on_wait: called with the lock path when another process holds the run's lock.
         teacher_cache: passed to :func:`kdbounds.distill.train` (exact; not part of the run id).
+
+    Returns:
+        The finished run's :class:`TrainResult`.
+
+    Raises:
+        FileNotFoundError: the teacher checkpoint does not exist.
+        kdbounds.studies.locking.RunLockTimeout: never (waits without a limit); OSError when the
+            cache's file system has no file locks.
     """
+    from .locking import compute_once, run_lock
+
     cfg = _with_teacher(cfg, teacher_ckpt)
     key = run_key(cfg, None, data)
     rid = run_id(cfg, _key=key)
     out = Path(cache_root) / f"{cfg.method}-{cfg.arch}-{rid}"
-    if not force:
-        done = load_cached(out)
-        if done is not None:
-            return done
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"run_id": rid, "key": key}
-    atomic_write_json(out / "run.json", meta, sort_keys=True)
-    return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=not force,
-                 teacher_cache=teacher_cache)
+
+    def compute(resume: bool = True) -> TrainResult:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "run.json", meta, sort_keys=True)
+        return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=resume,
+                     teacher_cache=teacher_cache)
+
+    if force:
+        with run_lock(out, on_wait=on_wait):
+            return compute(resume=False)  # resume=False: the trainer drops checkpoint, model and result first
+    result, _ = compute_once(out, compute, load=load_cached, save=None, on_wait=on_wait)
+    return result

@@ -21,7 +21,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,12 @@ from ..distill.config import TrainConfig
 from ..distill.controls import siddo_config
 from ..distill.trainer import predict_logits
 from ..fidelity import compare_methods, fidelity_report
-from .cache import resolve_cache_root, train_cached
+from .cache import resolve_cache_root
+from .grid import DataSpec, load_data, test_subset, train_spec
+from .sweep import RunSpec, run_sweep
 
 __all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split", "summary",
-           "teacher_config", "student_configs", "test_subset"]
+           "teacher_config", "student_configs", "test_subset", "training_specs"]
 
 GROUPS = ("kd", "rcd", "siddo", "alone")
 
@@ -105,8 +107,11 @@ def teacher_config(p: Config) -> TrainConfig:
     return TrainConfig(arch=p.teacher_arch, epochs=p.teacher_epochs, seed=0, method="ce", **_common(p))
 
 
-def student_configs(p: Config, teacher: TrainConfig, teacher_ckpt: str) -> dict[str, list[TrainConfig]]:
-    """Per group, one config per seed s = 1..seeds (see the module docstring for the controls)."""
+def student_configs(p: Config, teacher: TrainConfig, teacher_ckpt: str | None) -> dict[str, list[TrainConfig]]:
+    """Per group, one config per seed s = 1..seeds (see the module docstring for the controls).
+
+    ``teacher_ckpt=None`` leaves the KD students' teacher empty (the sweep fills it in from the
+    teacher run)."""
     runs: dict[str, list[TrainConfig]] = {g: [] for g in GROUPS}
     for s in range(1, p.seeds + 1):
         alone = TrainConfig(arch=p.student_arch, epochs=p.student_epochs, seed=s, method="ce", **_common(p))
@@ -119,17 +124,6 @@ def student_configs(p: Config, teacher: TrainConfig, teacher_ckpt: str) -> dict[
         else:
             runs["siddo"].append(siddo_config(runs["kd"][-1], data_seed=1000 + s))
     return runs
-
-
-def test_subset(test_x: np.ndarray, test_y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified subset of ``n`` test images (``n // 10`` per class, seed 0); all when ``n`` is None."""
-    if n is None or n >= len(test_y):
-        return test_x, test_y
-    from ..data import stratified_subset
-
-    idx = stratified_subset(test_y, n // 10, seed=0)
-    return test_x[idx], test_y[idx]
-
 
 
 @dataclass(frozen=True)
@@ -149,9 +143,37 @@ class Result:
                 "summary": self.comparison.to_dict(), "wall_time_s": self.wall_time_s}
 
 
+def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool = False) -> list[RunSpec]:
+    """The study's training grid: the teacher (key ``"teacher"``), then ``"<group>-seed<s>"`` per
+    group and seed; the KD students depend on the teacher run (its checkpoint is their teacher).
+
+    Args:
+        config: the study's config.
+        cache_root: the run cache.
+        progress: the trainer's progress inside each run.
+
+    Returns:
+        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+    """
+    data = DataSpec("cifar10", config.data_root, config.n_test)
+    t_cfg = teacher_config(config)
+    specs = [train_spec("teacher", t_cfg, cache_root, data, progress=progress)]
+    for g, cfgs in student_configs(config, t_cfg, None).items():
+        for cfg in cfgs:
+            specs.append(train_spec(f"{g}-seed{cfg.seed}", cfg, cache_root, data,
+                                    teacher="teacher" if cfg.method == "kd" else None, progress=progress))
+    return specs
+
+
 def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
-        progress: bool = True, log: Callable[[str], None] = print) -> Result:
+        progress: bool = True, log: Callable[[str], None] = print,
+        sweep: Mapping[str, Any] | None = None) -> Result:
     """Train (or reuse) the teacher and every student, measure fidelity, compare, write to ``out_dir``.
+
+    The trainings are one sweep (:func:`training_specs` through
+    :func:`~kdbounds.studies.sweep.run_sweep`): in this process by default, or on Ray with
+    ``sweep={"executor": "ray", "workers": 2}``; at equal ``threads`` both give the same numbers.
+    The fidelity measurements then run here, in the order of the groups.
 
     Writes ``config.json``, ``per_run.csv``, ``summary.csv``, ``results.json`` and ``agreement_split.png``.
 
@@ -159,24 +181,28 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         config: e.g. ``PRESETS["cpu"]``.
         out_dir: output folder (created when missing).
         cache_root: run cache (default ``out_dir/../cache``); finished runs are reused.
-        progress: show progress bars.
-        log: where progress lines go.
+        progress: progress over runs (and, with the local executor, over each run's epochs).
+        log: where result lines go.
+        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``,
+            ``workers``, ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local,
+            one thread per run.
 
     Returns:
         The :class:`Result`.
-    """
-    from ..data import load_cifar
 
+    Raises:
+        kdbounds.studies.sweep.SweepError: a training run failed (finished runs stay in the cache).
+    """
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
+    sweep = dict(sweep or {})
     t0 = time.perf_counter()
-    train_x, train_y = load_cifar("cifar10", root=config.data_root, split="train")
-    test_x, test_y = load_cifar("cifar10", root=config.data_root, split="test")
-    # Every model is evaluated on the same held-out subset (also the trainer's test set, to keep it fast).
-    ex, ey = test_subset(test_x, test_y, config.n_test)
-    data = (train_x, train_y, ex, ey)
+    local = sweep.get("executor", "local") == "local"
+    specs = training_specs(config, cache, progress=progress and local)
+    trained = run_sweep(specs, progress=progress, desc="functional_transfer", **sweep)
+    _, _, ex, ey = load_data(specs[0].kwargs["data"])
     t_cfg = teacher_config(config)
-    t_res = train_cached(t_cfg, cache, data=data, progress=progress)
+    t_res = trained["teacher"]
     teacher_ckpt = t_res.paths["model"]
     runs = student_configs(config, t_cfg, teacher_ckpt)
     atomic_write_json(out / "config.json", {
@@ -189,7 +215,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     per_run: list[dict[str, Any]] = []
     for g in GROUPS:
         for cfg in runs[g]:
-            res = train_cached(cfg, cache, data=data, progress=progress)
+            res = trained[f"{g}-seed{cfg.seed}"]
             student = load_checkpoint_model(res.paths["model"])
             rep = fidelity_report(predict_logits(student, ex), zt, torch.as_tensor(ey), n_boot=100, seed=cfg.seed)
             reports[g].append(rep)

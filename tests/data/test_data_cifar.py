@@ -322,6 +322,26 @@ def test_cache_false_writes_nothing_and_corrupt_cache_is_rebuilt(tmp_path):
     np.testing.assert_array_equal(x, ref["train"][0])
 
 
+@pytest.mark.parametrize("tamper", ["other_images_same_hash", "no_hash", "labels_swapped"])
+def test_well_formed_cache_with_wrong_contents_is_detected_and_rebuilt(tmp_path, tamper):
+    """A valid .npz whose arrays do not match their stored content hash is never used (oracle: the
+    fixture's reference arrays)."""
+    ref, _ = write_batches_dir(tmp_path / "root", "cifar10")
+    load_cifar("cifar10", root=tmp_path / "root")
+    for f in (tmp_path / "cache").rglob("*train*.npz"):
+        with np.load(f) as z:
+            x, y, h = z["images"].copy(), z["labels"].copy(), z["sha256"]
+        if tamper == "other_images_same_hash":
+            np.savez(f, images=255 - x, labels=y, sha256=h)
+        elif tamper == "no_hash":
+            np.savez(f, images=255 - x, labels=y)
+        else:
+            np.savez(f, images=x, labels=np.roll(y, 1), sha256=h)
+    x2, y2 = load_cifar("cifar10", root=tmp_path / "root")
+    np.testing.assert_array_equal(x2, ref["train"][0])
+    np.testing.assert_array_equal(y2, ref["train"][1])
+
+
 # ------------------------------------------------------------------------------------------------
 # download over a local HTTP server
 # ------------------------------------------------------------------------------------------------

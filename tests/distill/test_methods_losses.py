@@ -12,48 +12,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from kdbounds.distill import get_method
 from kdbounds.distill.controls import kd_kl_term, rcd_noise
 from kdbounds.distill.itrd import itrd_correlation_loss, itrd_mi_loss
 from kdbounds.distill.rid import rid_phase1_loss, rid_phase2_loss, rid_sigma
 from kdbounds.distill.vid import match_spatial, vid_layer_loss
-from kdbounds.models import CifarModel, FeatureOutput
-
-
-
-class TinyNet(CifarModel):
-    """Two conv-BN-ReLU stages; a minimal model with the feature API."""
-
-    def __init__(self, widths=(2, 3), strides=(1, 2), num_classes=4):
-        super().__init__()
-        self.arch, self.num_classes = "tiny", num_classes
-        self.stage_channels, self.feature_dim = tuple(widths), widths[-1]
-        blocks, c = [], 3
-        for w, s in zip(widths, strides):
-            blocks.append(nn.Sequential(nn.Conv2d(c, w, 3, s, 1, bias=False), nn.BatchNorm2d(w),
-                                        nn.ReLU()))
-            c = w
-        self.blocks = nn.ModuleList(blocks)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward_features(self, x):
-        stages = []
-        for b in self.blocks:
-            x = b(x)
-            stages.append(x)
-        return stages, x.mean((2, 3))
-
-
-def _np_ce(z: np.ndarray, y: np.ndarray) -> float:
-    m = z.max(1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(z - m).sum(1))
-    return float(np.mean(lse - z[np.arange(len(y)), y]))
-
-
-def _np_conv1x1(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
+from kdbounds.models import FeatureOutput
 
 
 def _t(a) -> torch.Tensor:
@@ -87,9 +52,9 @@ def test_match_spatial_pools_the_larger_map():
     np.testing.assert_allclose(s3.numpy(), expected, rtol=1e-12)
 
 
-def test_vid_method_loss_against_numpy():
+def test_vid_method_loss_against_numpy(np_ref, tiny_net):
     torch.manual_seed(0)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5))
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("vid")(student, teacher, 4, lam="0.7", ce_weight=1.3).double()
     assert [len(r.alpha) for r in m.regressors] == [4, 5]
     np.testing.assert_allclose(m.regressors[0].variance().detach().numpy(), 5.0, rtol=1e-6)
@@ -117,11 +82,11 @@ def test_vid_method_loss_against_numpy():
     for (wl, a), s, t in zip(ws, s_st, t_st):
         if s.shape[-1] == 4:
             s = s.reshape(3, 2, 2, 2, 2, 2).mean(axis=(3, 5))
-        mu = _np_conv1x1(wl[2], relu(_np_conv1x1(wl[1], relu(_np_conv1x1(wl[0], s)))))
+        mu = np_ref.conv1x1(wl[2], relu(np_ref.conv1x1(wl[1], relu(np_ref.conv1x1(wl[0], s)))))
         var = np.log1p(np.exp(a)) + 1e-5
         total += np.mean(0.5 * ((t - mu) ** 2 / var[None, :, None, None]
                                 + np.log(var)[None, :, None, None]))
-    expected = 1.3 * _np_ce(z, y) + 0.7 * total
+    expected = 1.3 * np_ref.ce(z, y) + 0.7 * total
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-10)
     assert float(parts["vid"]) == pytest.approx(total, rel=1e-10)
 
@@ -169,9 +134,9 @@ def test_itrd_losses_match_numpy(seed, n, d, alpha):
     assert float(itrd_mi_loss(_t(e), _t(zt))) == pytest.approx(mi, rel=1e-9, abs=1e-12)
 
 
-def test_itrd_method_total():
+def test_itrd_method_total(np_ref, tiny_net):
     torch.manual_seed(0)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5))
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("itrd")(student, teacher, 4, gamma=0.5, beta=2.0, lam_corr=2.0, lam_mi=1.0,
                            alpha=1.01).double()
     rng = np.random.default_rng(3)
@@ -183,11 +148,11 @@ def test_itrd_method_total():
     t_out = FeatureOutput(_t(np.zeros((6, 4))), [], _t(zt))
     loss, _ = m.loss(None, torch.tensor(y), s_out, t_out, 0)
     corr, mi = _np_itrd(zs @ w.T, zt, 1.01)
-    assert float(loss.detach()) == pytest.approx(0.5 * _np_ce(z, y) + 2.0 * (2.0 * corr + mi), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.5 * np_ref.ce(z, y) + 2.0 * (2.0 * corr + mi), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------- RID
-def test_rid_sigma_and_phase_losses_against_numpy():
+def test_rid_sigma_and_phase_losses_against_numpy(np_ref):
     rng = np.random.default_rng(4)
     a = [rng.normal(size=2), rng.normal(size=3)]
     d = [rng.normal(size=(2, 2, 3, 3)), rng.normal(size=(2, 3, 1, 1))]
@@ -199,7 +164,7 @@ def test_rid_sigma_and_phase_losses_against_numpy():
     sig_t = [rid_sigma(_t(ai)) for ai in a]
     b = lambda s: s[None, :, None, None]  # noqa: E731
     v1 = sum(np.mean(di ** 2 / b(si)) for di, si in zip(d, sig))
-    ce_h = sum(_np_ce(h, y) for h in heads)
+    ce_h = sum(np_ref.ce(h, y) for h in heads)
     l1, p1 = rid_phase1_loss([_t(h) for h in heads], torch.tensor(y), [_t(x) for x in d], sig_t,
                              warmup=False)
     assert float(l1) == pytest.approx(ce_h + v1, rel=1e-10)
@@ -208,10 +173,10 @@ def test_rid_sigma_and_phase_losses_against_numpy():
     assert float(l1w) == pytest.approx(ce_h, rel=1e-10) and float(p1w["v_term"]) == 0.0
     l2, _ = rid_phase2_loss(_t(z), torch.tensor(y), [_t(x) for x in d], sig_t, 1.5, 10.0)
     reg = sum(np.mean(b(si) ** 2 + di ** 2 / b(si)) for di, si in zip(d, sig))
-    assert float(l2) == pytest.approx(1.5 * _np_ce(z, y) + 10.0 * reg, rel=1e-10)
+    assert float(l2) == pytest.approx(1.5 * np_ref.ce(z, y) + 10.0 * reg, rel=1e-10)
     l2l, _ = rid_phase2_loss(_t(z), torch.tensor(y), [_t(x) for x in d], sig_t, 1.0, 2.0, "log")
     reg_l = sum(np.mean(np.log(b(si)) + di ** 2 / b(si)) for di, si in zip(d, sig))
-    assert float(l2l) == pytest.approx(_np_ce(z, y) + 2.0 * reg_l, rel=1e-10)
+    assert float(l2l) == pytest.approx(np_ref.ce(z, y) + 2.0 * reg_l, rel=1e-10)
 
 
 def test_rid_phase2_hand_value():
@@ -255,8 +220,8 @@ def test_rcd_noise_moments():
     np.testing.assert_allclose(g.mean(0), 1 / k, atol=0.005)
 
 
-def test_rcd_method_loss_uses_the_step_noise_and_advances():
-    student = TinyNet((2, 3))
+def test_rcd_method_loss_uses_the_step_noise_and_advances(np_ref, tiny_net):
+    student = tiny_net((2, 3))
     m = get_method("rcd")(student, None, 4, gamma="0.2", alpha=0.8, T=2.0, seed=11)
     assert m.requires_teacher is False
     rng = np.random.default_rng(6)
@@ -268,7 +233,7 @@ def test_rcd_method_loss_uses_the_step_noise_and_advances():
     p = np.exp(p - p.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     q = np.exp(z / 2) / np.exp(z / 2).sum(1, keepdims=True)
-    expected = 0.2 * _np_ce(z, y) + 0.8 * 4.0 * np.mean(np.sum(p * (np.log(p) - np.log(q)), 1))
+    expected = 0.2 * np_ref.ce(z, y) + 0.8 * 4.0 * np.mean(np.sum(p * (np.log(p) - np.log(q)), 1))
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert int(m.step) == 1
     loss2, _ = m.loss(None, torch.tensor(y), torch.tensor(z, dtype=torch.float32), None, 0)

@@ -12,34 +12,6 @@ from torch import nn
 from kdbounds.distill import StepContext, TrainConfig, get_method
 from kdbounds.distill.rid import (rid_cycle_length, rid_is_warmup, rid_lr_multiplier, rid_phase,
                                   rid_schedule)
-from kdbounds.models import CifarModel
-
-
-
-class TinyNet(CifarModel):
-    """Two conv-BN-ReLU stages (8x8 and 4x4 for 8x8 inputs)."""
-
-    def __init__(self, widths=(2, 3), num_classes=4, seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.arch, self.num_classes = "tiny", num_classes
-        self.stage_channels, self.feature_dim = tuple(widths), widths[-1]
-        blocks, c = [], 3
-        for w, s in zip(widths, (1, 2)):
-            conv = nn.Conv2d(c, w, 3, s, 1, bias=False)
-            with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
-            blocks.append(nn.Sequential(conv, nn.BatchNorm2d(w), nn.ReLU()))
-            c = w
-        self.blocks = nn.ModuleList(blocks)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward_features(self, x):
-        stages = []
-        for b in self.blocks:
-            x = b(x)
-            stages.append(x)
-        return stages, x.mean((2, 3))
 
 
 # ------------------------------------------------------------------------------- schedule
@@ -100,8 +72,8 @@ def test_lr_multipliers_as_in_the_paper():
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of")
-def test_rid_schedulers_are_multipliers_and_are_stepped():
-    s, t = TinyNet((2, 3), seed=0), TinyNet((4, 5), seed=1).eval()
+def test_rid_schedulers_are_multipliers_and_are_stepped(tiny_net):
+    s, t = tiny_net((2, 3), seed=0), tiny_net((4, 5), seed=1).eval()
     m = get_method("rid")(s, t, 4, q=30, image_size=8)
     cfg = TrainConfig(arch="resnet8", epochs=300, lr=0.05, device="cpu")
     opts = m.configure_optimizers(s, cfg)
@@ -130,9 +102,9 @@ def _changed(before, mod, params_only=True) -> dict[str, bool]:
     return {k: not torch.equal(before[k], now[k]) for k in before if k in names}
 
 
-def _setup(epochs=8, q=4, r=0.25):
+def _setup(tiny_net, epochs=8, q=4, r=0.25):
     torch.manual_seed(0)
-    s, t = TinyNet((2, 3), seed=0), TinyNet((4, 5), seed=1).eval()
+    s, t = tiny_net((2, 3), seed=0), tiny_net((4, 5), seed=1).eval()
     m = get_method("rid")(s, t, 4, q=q, r=r, image_size=8)
     cfg = TrainConfig(arch="resnet8", epochs=epochs, lr=0.05, device="cpu")
     opts = m.configure_optimizers(s, cfg)
@@ -145,8 +117,8 @@ def _setup(epochs=8, q=4, r=0.25):
 
 
 @pytest.mark.parametrize("epoch", [0, 4])  # warm-up and a later phase 1
-def test_phase1_moves_only_teacher_filters_and_heads(epoch):
-    s, t, m, opts, ctx, x, y = _setup()
+def test_phase1_moves_only_teacher_filters_and_heads(tiny_net, epoch):
+    s, t, m, opts, ctx, x, y = _setup(tiny_net)
     assert m.phase(epoch) == 1 and m.is_warmup(epoch) == (epoch == 0)
     s0, t0 = _snapshot(s), _snapshot(t)
     parts = {n: _snapshot(getattr(m, n)) for n in
@@ -163,15 +135,15 @@ def test_phase1_moves_only_teacher_filters_and_heads(epoch):
     assert s.training and m.student_filters.training  # modes restored
 
 
-def test_phase1_v_term_only_after_warmup():
-    s, t, m, opts, ctx, x, y = _setup()
+def test_phase1_v_term_only_after_warmup(tiny_net):
+    s, t, m, opts, ctx, x, y = _setup(tiny_net)
     warm = m.training_step(x, y, s, t, opts, 0, ctx)
     later = m.training_step(x, y, s, t, opts, 4, ctx)
     assert float(warm["v_term"]) == 0.0 and float(later["v_term"]) > 0.0
 
 
-def test_phase2_moves_only_student_its_filters_and_sigma():
-    s, t, m, opts, ctx, x, y = _setup()
+def test_phase2_moves_only_student_its_filters_and_sigma(tiny_net):
+    s, t, m, opts, ctx, x, y = _setup(tiny_net)
     epoch = 1
     assert m.phase(epoch) == 2
     s0, t0 = _snapshot(s), _snapshot(t)
@@ -187,10 +159,10 @@ def test_phase2_moves_only_student_its_filters_and_sigma():
     assert not any(_changed(t0, t, params_only=False).values())
 
 
-def test_gradient_clip_bounds_the_step():
+def test_gradient_clip_bounds_the_step(tiny_net):
     # with grad_clip tiny, the phase-2 update of all parameters together is tiny
     torch.manual_seed(0)
-    s, t = TinyNet((2, 3), seed=0), TinyNet((4, 5), seed=1).eval()
+    s, t = tiny_net((2, 3), seed=0), tiny_net((4, 5), seed=1).eval()
     m = get_method("rid")(s, t, 4, q=4, image_size=8, grad_clip=1e-6)
     cfg = TrainConfig(arch="resnet8", epochs=8, lr=0.05, momentum=0.0, weight_decay=0.0,
                       device="cpu")
@@ -203,10 +175,10 @@ def test_gradient_clip_bounds_the_step():
     assert math.sqrt(sq) <= 0.05 * 1e-6 * 1.01
 
 
-def test_frozen_student_uses_batch_statistics_and_keeps_its_buffers():
+def test_frozen_student_uses_batch_statistics_and_keeps_its_buffers(tiny_net):
     """Phase 1 reads the frozen student in train mode (batch statistics, as the official code):
     garbage BN running statistics neither change the phase-1 loss nor get overwritten."""
-    s, t, m, opts, ctx, x, y = _setup()
+    s, t, m, opts, ctx, x, y = _setup(tiny_net)
     m.training_step(x, y, s, t, opts, 1, ctx)  # one phase-2 step so the student filters learn
     state = {k: v.clone() for k, v in m.state_dict().items()}
     sd = {k: v.clone() for k, v in s.state_dict().items()}

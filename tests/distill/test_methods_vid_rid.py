@@ -19,44 +19,11 @@ from kdbounds.distill import StepContext, TrainConfig, get_method, train
 from kdbounds.distill.checkpoint import read_checkpoint
 from kdbounds.distill.trainer import load_checkpoint_model
 from kdbounds.distill.vid_rid import VIDRIDRegressor, vid_rid_variance
-from kdbounds.models import CifarModel, FeatureOutput, build_model
-
-
-class TinyNet(CifarModel):
-    """Conv-BN-ReLU stages; a minimal model with the feature API."""
-
-    def __init__(self, widths=(2, 3), strides=(1, 2), num_classes=4):
-        super().__init__()
-        self.arch, self.num_classes = "tiny", num_classes
-        self.stage_channels, self.feature_dim = tuple(widths), widths[-1]
-        blocks, c = [], 3
-        for w, s in zip(widths, strides):
-            blocks.append(nn.Sequential(nn.Conv2d(c, w, 3, s, 1, bias=False), nn.BatchNorm2d(w),
-                                        nn.ReLU()))
-            c = w
-        self.blocks = nn.ModuleList(blocks)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward_features(self, x):
-        stages = []
-        for b in self.blocks:
-            x = b(x)
-            stages.append(x)
-        return stages, x.mean((2, 3))
+from kdbounds.models import FeatureOutput, build_model
 
 
 def _t(a) -> torch.Tensor:
     return torch.tensor(np.asarray(a), dtype=torch.float64)
-
-
-def _np_ce(z: np.ndarray, y: np.ndarray) -> float:
-    m = z.max(1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(z - m).sum(1))
-    return float(np.mean(lse - z[np.arange(len(y)), y]))
-
-
-def _np_conv1x1(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
 
 
 def _np_bn_train(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5):
@@ -126,14 +93,14 @@ def test_variance_hand_values():
         vid_rid_variance(_t([0.0]), eps=0.0)
 
 
-def test_method_loss_hand_value():
+def test_method_loss_hand_value(tiny_net):
     """Last regressor conv zeroed -> mu = 0; teacher maps constant 3; softplus(alpha) = 2.
 
     Per layer 1/2 [log 2.001 + 9 / 2.001]; logits zero -> CE = log 4.
     total = 1 * log 4 + 100 * 2 * 1/2 [log 2.001 + 9/2.001].
     """
     torch.manual_seed(0)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5))
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("vid_rid")(student, teacher, 4).double()
     a2 = math.log(math.e ** 2 - 1.0)
     for reg in m.regressors:
@@ -152,9 +119,9 @@ def test_method_loss_hand_value():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_method_loss_against_numpy(seed):
+def test_method_loss_against_numpy(np_ref, tiny_net, seed):
     torch.manual_seed(seed)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5))
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5))
     m = get_method("vid_rid")(student, teacher, 4, lam="7.5", ce_weight=1.3, hidden_mult=2).double()
     m.train()
     rng = np.random.default_rng(10 + seed)
@@ -186,13 +153,13 @@ def test_method_loss_against_numpy(seed):
     for (ws, bn, a), s, t in zip(params, s_st, t_st):
         if s.shape[-1] != t.shape[-1]:
             s = _np_pool(s, s.shape[-1] // t.shape[-1])
-        h = relu(_np_bn_train(_np_conv1x1(ws[0], s), *bn[0]))
-        h = relu(_np_bn_train(_np_conv1x1(ws[1], h), *bn[1]))
-        mu = _np_conv1x1(ws[2], h)
+        h = relu(_np_bn_train(np_ref.conv1x1(ws[0], s), *bn[0]))
+        h = relu(_np_bn_train(np_ref.conv1x1(ws[1], h), *bn[1]))
+        mu = np_ref.conv1x1(ws[2], h)
         v = np.log1p(np.exp(a))[None, :, None, None] + 1e-3
         total += 0.5 * np.mean(np.log(v) + (t - mu) ** 2 / v)
     assert float(parts["vid"]) == pytest.approx(total, rel=1e-11)
-    assert float(loss.detach()) == pytest.approx(1.3 * _np_ce(z, y) + 7.5 * total, rel=1e-11)
+    assert float(loss.detach()) == pytest.approx(1.3 * np_ref.ce(z, y) + 7.5 * total, rel=1e-11)
 
 
 # ------------------------------------------------------------------------------- errors
@@ -205,25 +172,25 @@ def test_method_loss_against_numpy(seed):
     ({"layers": "0,9"}, "out of range"),
     ({"sigma": 1.0}, "unknown hyper-parameter"),
 ])
-def test_bad_hyperparameters(kw, match):
+def test_bad_hyperparameters(tiny_net, kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        get_method("vid_rid")(TinyNet((2, 3)), TinyNet((4, 5)), 4, **kw)
+        get_method("vid_rid")(tiny_net((2, 3)), tiny_net((4, 5)), 4, **kw)
 
 
-def test_needs_teacher_and_feature_models():
+def test_needs_teacher_and_feature_models(tiny_net):
     with pytest.raises(ValueError, match="needs a teacher"):
-        get_method("vid_rid")(TinyNet(), None, 4)
+        get_method("vid_rid")(tiny_net(), None, 4)
     with pytest.raises(TypeError, match="does not expose"):
-        get_method("vid_rid")(TinyNet(), nn.Linear(3, 4), 4)
-    m = get_method("vid_rid")(TinyNet((2, 3)), TinyNet((4, 5)), 4)
+        get_method("vid_rid")(tiny_net(), nn.Linear(3, 4), 4)
+    m = get_method("vid_rid")(tiny_net((2, 3)), tiny_net((4, 5)), 4)
     with pytest.raises(TypeError, match="FeatureOutput"):
         m.loss(None, torch.tensor([0]), torch.zeros(1, 4), torch.zeros(1, 4), 0)
 
 
 # ------------------------------------------------------------------------------- training
-def test_training_step_moves_student_regressor_bn_and_alpha_not_teacher():
+def test_training_step_moves_student_regressor_bn_and_alpha_not_teacher(tiny_net):
     torch.manual_seed(3)
-    student, teacher = TinyNet((2, 3)), TinyNet((4, 5)).eval()
+    student, teacher = tiny_net((2, 3)), tiny_net((4, 5)).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     m = get_method("vid_rid")(student, teacher, 4)

@@ -123,3 +123,17 @@ def test_the_trainer_uses_the_cache(tmp_path):
     assert seen == [(0, 40), (40, 40), (80, 40)]
     with pytest.raises(ValueError, match="augment"):
         train(cfg.replace(augment=True), tmp_path / "r2", data=_data(), progress=False, teacher_cache=True)
+
+
+def test_channels_last_outputs_keep_the_teachers_layout():
+    """The trainer runs channels-last on CPU: cached stages must come back channels-last and equal."""
+    t = _frozen().to(memory_format=torch.channels_last)
+    c = CachedTeacher(t)
+    x = torch.randn(12, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = t(x, return_features=True)
+    c(x[:5].contiguous(memory_format=torch.channels_last), return_features=True)
+    got = c(x, return_features=True)
+    for a, b in zip(got.stages, ref.stages):
+        assert torch.equal(a, b)
+        assert a.is_contiguous(memory_format=torch.channels_last) == b.is_contiguous(memory_format=torch.channels_last)

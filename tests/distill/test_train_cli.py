@@ -12,7 +12,10 @@ from kdbounds import train as cli
 
 
 def _run(capsys, *argv):
-    code = cli.main(list(argv))
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as e:  # argparse-level (parse-time) errors
+        code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -38,11 +41,11 @@ def test_listings(capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["teacher", "--arch", "resnet9"], "unknown --arch 'resnet9'; valid: resnet8"),
+    (["teacher", "--arch", "resnet9"], "argument --arch: expected a model name, got 'resnet9'; valid: resnet8"),
     (["distill", "--arch", "resnet8", "--method", "foo"], "unknown method 'foo'; valid methods:"),
     (["distill", "--arch", "resnet8", "--method", "kd"], "needs --teacher CKPT"),
     (["distill", "--arch", "resnet8", "--teacher", "/nonexistent/model.pt"], "no such file"),
-    (["teacher", "--arch", "resnet8", "--epochs", "0"], "epochs must be a positive int"),
+    (["teacher", "--arch", "resnet8", "--epochs", "0"], "argument --epochs: expected an integer >= 1"),
     (["teacher", "--arch", "resnet8", "--method-arg", "T=4"], "unknown hyper-parameter"),
 ])
 def test_bad_input_gives_clear_message_and_code_2(capsys, argv, msg):

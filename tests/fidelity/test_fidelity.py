@@ -194,7 +194,8 @@ def test_report_undefined_subset_serialises():
     rep = fidelity_report(z, z, torch.arange(3))
     assert rep.agreement_teacher_wrong.n == 0
     d = rep.to_dict()
-    assert d["agreement_teacher_wrong"] == {"value": None, "stderr": None, "n": 0}
+    assert d["agreement_teacher_wrong"] == {"value": None, "value_reason": "nan: no samples", "stderr": None,
+                                            "stderr_reason": "nan: no samples", "n": 0}
     json.dumps(d, allow_nan=False)
     back = FidelityReport.from_dict(d)
     assert back.agreement_teacher_wrong.n == 0 and math.isnan(back.agreement_teacher_wrong.value)

@@ -271,11 +271,21 @@ def test_bad_options():
         broja_pid_from_counts(np.zeros((2, 2, 2)))
 
 
-def test_solver_failure_is_a_clear_error():
-    with pytest.raises(PIDSolverError) as info:
+def test_unknown_solver_is_a_clear_error_listing_installed_solvers():
+    with pytest.raises(ValueError, match=r"solver: expected one of .*CLARABEL.*got 'NOT_A_SOLVER'"):
         broja_pid(xor_law(), solver="NOT_A_SOLVER")
-    assert info.value.status == "solver_error"
-    assert "NOT_A_SOLVER" in str(info.value)
+
+
+def test_solver_failure_is_a_clear_error(monkeypatch):
+    import cvxpy as cp
+
+    def fail(self, *a, **k):
+        raise cp.error.SolverError("boom")
+
+    monkeypatch.setattr(cp.Problem, "solve", fail)
+    with pytest.raises(PIDSolverError) as info:
+        broja_pid(xor_law(), solver="SCS")
+    assert info.value.status == "solver_error" and "SCS" in str(info.value)
 
 
 def test_negative_atoms_are_flagged_not_hidden(monkeypatch):

@@ -101,3 +101,43 @@ def test_run_key_includes_the_training_code_fingerprint(monkeypatch):
     assert k1["code"] == runs.code_fingerprint() and len(k1["code"]) == 64
     monkeypatch.setattr(runs, "code_fingerprint", lambda: "0" * 64)
     assert runs.run_id(cfg) != runs.run_id(cfg, _key=k1)
+
+
+def test_force_retrains_under_the_run_lock(tmp_path, monkeypatch):
+    """force=True trains again (counted by a wrapper around the trainer) and waits for a lock held
+    elsewhere instead of deleting files under another process's feet."""
+    import threading
+    import time
+
+    from kdbounds.studies import cache as cache_mod
+    from kdbounds.studies.locking import run_lock
+
+    data, cfg = _data(), _cfg(epochs=1)
+    first = train_cached(cfg, tmp_path, data=data, progress=False)
+    calls = []
+    real = cache_mod.train
+
+    def counting(c, out, **kw):
+        calls.append((time.monotonic(), kw["resume"]))
+        return real(c, out, **kw)
+
+    monkeypatch.setattr(cache_mod, "train", counting)
+    assert train_cached(cfg, tmp_path, data=data, progress=False).final == first.final and calls == []
+    folder = run_dir(cfg, tmp_path, data=data)
+    released = []
+    holding = threading.Event()
+
+    def hold():
+        with run_lock(folder):
+            holding.set()
+            time.sleep(1.0)
+            released.append(time.monotonic())
+
+    t = threading.Thread(target=hold)
+    t.start()
+    holding.wait(10)
+    again = train_cached(cfg, tmp_path, data=data, progress=False, force=True)
+    t.join()
+    assert len(calls) == 1 and calls[0][1] is False  # trained once more, from scratch
+    assert calls[0][0] >= released[0]  # only after the other holder let go
+    assert again.final["train_loss"] == first.final["train_loss"]  # same config, same seed: same model

@@ -234,17 +234,7 @@ def test_two_processes_sharing_out_dir_execute_each_run_once(tmp_path):
 
 # ------------------------------------------------------------------------------------------ Ray
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray cluster (2 CPUs) for this module; workers import this folder's toy module."""
-    ray = pytest.importorskip("ray")
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")) if p)
-    t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1"}})
-    print(f"ray cluster started in {time.perf_counter() - t0:.1f} s")
-    yield ray
-    ray.shutdown()
+# ray_cluster: tests/studies/conftest.py (one cluster per pytest worker)
 
 
 @needs_ray

@@ -1,0 +1,149 @@
+r"""Priors on the student's parameter space (theory.md §7), each trained on ``D_T`` only.
+
+Four kinds, each a first-class option of :func:`prior_run`:
+
+* ``"random"`` (a) — data-independent: the student architecture at its random initialisation
+  (PBB's "random prior"); nothing is trained.
+* ``"learnt"`` (b) — the student architecture trained on ``D_T`` with cross-entropy, no teacher
+  (PBB's "learnt prior").
+* ``"teacher"`` (c) — the teacher itself, when it has the student's architecture (self-distillation,
+  born-again students). When the teacher is the student architecture trained on ``D_T`` with the
+  same recipe as (b), (b) and (c) coincide (same run, same cache entry).
+* ``"distilled"`` (d) — for a smaller student: a student-architecture network distilled (Hinton KD)
+  from a larger teacher on ``D_T`` only.
+
+Training goes through the project's trainer and run cache (one import below: the cache is moving
+to ``kdbounds/studies/cache.py``). The prior *scale* ``σ_P`` is picked from a grid of ``J`` values
+fixed in advance (:func:`scale_grid`); the certificate then runs its PAC-Bayes step at ``δ/J``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from kdbounds._checks import check_choice, check_int, check_positive
+from kdbounds.distill import TrainConfig, TrainResult, load_checkpoint_model
+from kdbounds.models import build_model
+
+from .nets import registered
+
+from kdbounds.studies.cache import train_cached  # the one place the run cache is imported from
+
+__all__ = ["PRIOR_KINDS", "PriorRun", "prior_run", "random_prior", "scale_grid", "train_cached"]
+
+PRIOR_KINDS = ("random", "learnt", "teacher", "distilled")
+
+
+@dataclass(frozen=True)
+class PriorRun:
+    """A prior's centre: the model, where it came from, and the file a trainer can load.
+
+    Attributes:
+        kind: one of :data:`PRIOR_KINDS`.
+        spec: what :mod:`kdbounds.certificates.trainer` accepts as ``prior=``: ``"random:<seed>"``
+            or the model file's path.
+        model: the network (eval mode).
+        run: the training run (None for ``"random"``).
+        test_acc: the model's last-epoch test accuracy (None for ``"random"``).
+    """
+
+    kind: str
+    spec: str
+    model: nn.Module
+    run: TrainResult | None = None
+    test_acc: float | None = None
+
+    @property
+    def path(self) -> str | None:
+        return None if self.run is None else self.run.paths["model"]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "spec": self.spec, "test_acc": self.test_acc, "path": self.path}
+        if self.run is not None:
+            d["config"] = self.run.config
+        return d
+
+
+def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
+    """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent)."""
+    with registered():
+        return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
+
+
+def _as_run(kind: str, res: TrainResult) -> PriorRun:
+    with registered():
+        model = load_checkpoint_model(res.paths["model"])
+    return PriorRun(kind, res.paths["model"], model, res, res.final.get("test_acc"))
+
+
+def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = None,
+              cache_root: str | os.PathLike | None = None, recipe: TrainConfig | None = None,
+              teacher: TrainResult | None = None, init_seed: int = 0, kd_kwargs: dict[str, Any] | None = None,
+              progress: bool = True) -> PriorRun:
+    """Build (or reuse from the run cache) a prior's centre of kind ``kind`` on ``D_T``.
+
+    Args:
+        kind: ``"random"``, ``"learnt"``, ``"teacher"`` or ``"distilled"`` (see the module docstring).
+        student_arch: the student's architecture (the prior lives on its parameter space).
+        data_t: ``(x_T, y_T, x_test, y_test)`` uint8 images / int labels — ``D_T`` only, never ``D_S``.
+        cache_root: the run cache folder (required except for ``"random"``).
+        recipe: the training recipe (arch, epochs, lr …) for ``"learnt"`` and ``"distilled"``; its
+            ``arch`` is replaced by ``student_arch`` and its method by ``ce`` / ``kd``.
+        teacher: the teacher's finished run (``"teacher"``: must have ``student_arch``;
+            ``"distilled"``: any architecture).
+        init_seed: the seed of the random prior (``"random"``).
+        kd_kwargs: hyper-parameters of the KD run for ``"distilled"``.
+
+    Raises:
+        ValueError: an unknown kind, a missing input, or a teacher of another architecture for ``"teacher"``.
+    """
+    kind = check_choice("kind", kind, PRIOR_KINDS)
+    with registered():
+        return _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress)
+
+
+def _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress):
+    if kind == "random":
+        return PriorRun(kind, f"random:{int(init_seed)}", random_prior(student_arch, init_seed))
+    if kind == "teacher":
+        if teacher is None:
+            raise ValueError("teacher: prior kind 'teacher' needs the teacher's TrainResult")
+        if teacher.config["arch"] != student_arch:
+            raise ValueError(f"teacher: prior kind 'teacher' needs a teacher of the student's architecture "
+                             f"{student_arch!r}, got {teacher.config['arch']!r}; use kind 'distilled' for a "
+                             f"larger teacher")
+        return _as_run(kind, teacher)
+    if data_t is None or cache_root is None or recipe is None:
+        raise ValueError(f"data_t, cache_root and recipe are required for prior kind {kind!r}")
+    if kind == "learnt":
+        cfg = recipe.replace(arch=student_arch, method="ce", method_kwargs={}, teacher_ckpt=None)
+        return _as_run(kind, train_cached(cfg, cache_root, data=data_t, progress=progress))
+    if teacher is None:
+        raise ValueError("teacher: prior kind 'distilled' needs the teacher's TrainResult")
+    cfg = recipe.replace(arch=student_arch, method="kd", method_kwargs=dict(kd_kwargs or {}), teacher_ckpt=None)
+    res = train_cached(cfg, cache_root, teacher_ckpt=teacher.paths["model"], data=data_t, progress=progress)
+    return _as_run(kind, res)
+
+
+def scale_grid(low: float, high: float, n: int) -> tuple[float, ...]:
+    r"""``n`` log-spaced prior scales from ``low`` to ``high`` (inclusive), fixed before ``D_S`` is used.
+
+    .. math:: \sigma_j = \mathrm{low}\cdot(\mathrm{high}/\mathrm{low})^{j/(n-1)},\quad j = 0..n-1
+
+    A certificate whose ``σ_P`` is picked from this grid must be run with ``n_grid = n``.
+    """
+    low = check_positive("low", low)
+    high = check_positive("high", high)
+    n = check_int("n", n, minimum=1)
+    if n == 1:
+        if low != high:
+            raise ValueError(f"high: a one-point grid needs low == high, got {low} and {high}")
+        return (low,)
+    if high <= low:
+        raise ValueError(f"high: expected > low={low}, got {high}")
+    return tuple(float(v) for v in np.geomspace(low, high, n))

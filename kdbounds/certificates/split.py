@@ -1,0 +1,134 @@
+r"""The seeded, recorded split of a training set into ``D_T`` (teacher side) and ``D_S`` (certification side).
+
+theory.md §7: ``D_S`` is never seen by anything the prior depends on. :func:`make_split` draws a
+stratified partition (same class proportions on both sides, seeded by ``seed``);
+:class:`DataSplit` holds the two index arrays, refuses overlapping ones, and records the seed and
+a SHA-256 of each index array so a certificate can name exactly which examples it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kdbounds._checks import check_int
+from kdbounds._io import bytes_sha256
+
+__all__ = ["DataSplit", "make_split", "indices_sha256"]
+
+
+def indices_sha256(idx: np.ndarray) -> str:
+    """SHA-256 of the sorted indices as little-endian int64 bytes (order-free record of a subset)."""
+    a = np.sort(np.asarray(idx, dtype="<i8"))
+    return bytes_sha256(a.tobytes())
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Disjoint index sets ``teacher`` (``D_T``) and ``cert`` (``D_S``) into a data set of ``n_total`` rows.
+
+    Attributes:
+        teacher: sorted int64 indices of ``D_T``.
+        cert: sorted int64 indices of ``D_S``.
+        n_total: size of the data set split.
+        seed: the seed that drew the split (None when given by hand).
+
+    Raises:
+        ValueError: overlapping index sets, repeated or out-of-range indices, or an empty side.
+    """
+
+    teacher: np.ndarray = field(repr=False)
+    cert: np.ndarray = field(repr=False)
+    n_total: int
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        n_total = check_int("n_total", self.n_total, minimum=2)
+        t = np.sort(np.asarray(self.teacher, dtype=np.int64).ravel())
+        c = np.sort(np.asarray(self.cert, dtype=np.int64).ravel())
+        for name, a in (("teacher", t), ("cert", c)):
+            if a.size == 0:
+                raise ValueError(f"{name}: expected at least one index, got an empty set")
+            if a[0] < 0 or a[-1] >= n_total:
+                raise ValueError(f"{name}: indices must lie in [0, n_total={n_total}); got range "
+                                 f"[{a[0]}, {a[-1]}]")
+            if np.any(a[1:] == a[:-1]):
+                raise ValueError(f"{name}: indices must be distinct; found repeats")
+        both = np.intersect1d(t, c)
+        if both.size:
+            raise ValueError(f"teacher and cert overlap in {both.size} example(s) (e.g. {both[:5].tolist()}): "
+                             f"D_S must be disjoint from everything the prior sees (theory.md §7); draw the "
+                             f"split with make_split")
+        t.setflags(write=False)
+        c.setflags(write=False)
+        object.__setattr__(self, "teacher", t)
+        object.__setattr__(self, "cert", c)
+        object.__setattr__(self, "n_total", n_total)
+
+    @property
+    def n_t(self) -> int:
+        return int(self.teacher.size)
+
+    @property
+    def n_s(self) -> int:
+        return int(self.cert.size)
+
+    @property
+    def union(self) -> np.ndarray:
+        """``D_T ∪ D_S`` (sorted), what a posterior may be trained on."""
+        return np.union1d(self.teacher, self.cert)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record: sizes, seed and the SHA-256 of each index set (not the indices themselves)."""
+        return {"n_total": self.n_total, "n_t": self.n_t, "n_s": self.n_s, "seed": self.seed,
+                "teacher_sha256": indices_sha256(self.teacher), "cert_sha256": indices_sha256(self.cert)}
+
+
+def make_split(labels: np.ndarray, n_s: int, *, n_t: int | None = None, seed: int = 0) -> DataSplit:
+    """Stratified random split of a labelled set into ``D_T`` and ``D_S``.
+
+    Each class contributes in proportion to its frequency (largest-remainder rounding), drawn with
+    ``numpy.random.default_rng(seed)``; ``D_T`` takes ``n_t`` of the remaining examples (all of them
+    when None).
+
+    Args:
+        labels: the integer labels of the full training set.
+        n_s: size of ``D_S``.
+        n_t: size of ``D_T`` (None: everything not in ``D_S``).
+        seed: the split's seed (recorded).
+
+    Returns:
+        A :class:`DataSplit`.
+
+    Raises:
+        ValueError: ``n_s + n_t`` larger than the data set, ``n_s < 1``.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels: expected a 1-D integer array, got dtype {y.dtype}, shape {y.shape}")
+    n = len(y)
+    n_s = check_int("n_s", n_s, minimum=1, maximum=n - 1)
+    n_t = n - n_s if n_t is None else check_int("n_t", n_t, minimum=1)
+    if n_s + n_t > n:
+        raise ValueError(f"n_t: n_s + n_t = {n_s + n_t} exceeds the {n} examples; lower n_t or n_s")
+    seed = check_int("seed", seed, minimum=0)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+
+    def take(pool: np.ndarray, k: int) -> np.ndarray:
+        classes, counts = np.unique(y[pool], return_counts=True)
+        quota = counts * k / counts.sum()
+        base = np.floor(quota).astype(int)
+        rest = k - base.sum()
+        order = np.argsort(-(quota - base), kind="stable")
+        base[order[:rest]] += 1
+        out = [pool[y[pool] == c][:q] for c, q in zip(classes, base)]
+        return np.concatenate(out)
+
+    cert = take(perm, n_s)
+    remaining = np.setdiff1d(perm, cert, assume_unique=True)
+    remaining = perm[np.isin(perm, remaining)]  # keep the random order
+    teacher = take(remaining, n_t) if n_t < len(remaining) else remaining
+    return DataSplit(teacher=teacher, cert=cert, n_total=n, seed=seed)

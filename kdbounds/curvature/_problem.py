@@ -1,0 +1,174 @@
+"""Model / data plumbing shared by the Hessian operators (private).
+
+:class:`_Problem` holds a model, a loss, re-iterable data and a parameter selection, and evaluates
+the loss of one batch as a function of the selected parameters (``torch.func.functional_call``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .parameters import ParamSpec, select_parameters
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _default_output_fn(out: Any) -> Any:
+    if isinstance(out, tuple):  # includes NamedTuple
+        if len(out) == 0:
+            raise ValueError("model returned an empty tuple; pass output_fn= to select the output")
+        return out[0]
+    return out
+
+
+def _first_tensor(obj: Any) -> Tensor | None:
+    if isinstance(obj, Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    if isinstance(obj, dict):
+        for o in obj.values():
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+def _move(obj: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
+    if isinstance(obj, Tensor):
+        if dtype is not None and obj.is_floating_point():
+            return obj.to(device=device, dtype=dtype)
+        return obj.to(device=device)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_move(o, device, dtype) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_move(o, device, dtype) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _move(v, device, dtype) for k, v in obj.items()}
+    return obj
+
+
+class _Problem:
+    """Model + loss + data + parameter selection: evaluates the weighted loss per batch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Any, Any], Tensor],
+        data: Iterable,
+        params: ParamSpec,
+        dtype: torch.dtype | None,
+        output_fn: Callable[[Any], Any] | None,
+        progressbar: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError("loss_fn must be callable as loss_fn(outputs, targets) -> scalar")
+        if output_fn is not None and not callable(output_fn):
+            raise TypeError("output_fn must be callable (model output -> loss_fn input)")
+        if isinstance(data, (Iterator,)) or (hasattr(data, "__next__") and iter(data) is data):
+            raise TypeError(
+                "data must be re-iterable (a list of (inputs, targets) batches or a DataLoader); "
+                "got a one-shot iterator/generator; wrap it as list(data)"
+            )
+        if not isinstance(data, Iterable):
+            raise TypeError(
+                f"data must be an iterable of (inputs, targets) batches, got {type(data).__name__}"
+            )
+        names = select_parameters(model, params)
+        if dtype is not None:
+            if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+                raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+            model = copy.deepcopy(model).to(dtype=dtype)
+        self.model = model
+        self.loss_fn = loss_fn
+        self.output_fn = output_fn or _default_output_fn
+        self.data = data
+        self.names = names
+        self.cast_dtype = dtype
+        self.progressbar = progressbar
+        all_params = dict(model.named_parameters())
+        first = all_params[names[0]]
+        self.device = first.device
+        self.dtype = first.dtype
+        for n in names:
+            p = all_params[n]
+            if p.dtype != self.dtype or p.device != self.device:
+                raise ValueError(
+                    "selected parameters must share one dtype and device; got "
+                    f"{n}: {p.dtype}/{p.device} vs {self.dtype}/{self.device}; pass dtype= to convert"
+                )
+        self.shapes = [tuple(all_params[n].shape) for n in names]
+        self.numels = [all_params[n].numel() for n in names]
+        self.num_params = int(sum(self.numels))
+        self._all_params = all_params
+        self.fixed = {n: p.detach() for n, p in all_params.items() if n not in set(names)}
+
+    # views of the current parameter values (shared storage, no grad)
+    def param_values(self) -> dict[str, Tensor]:
+        return {n: self._all_params[n].detach() for n in self.names}
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        return [t.view(s) for t, s in zip(torch.split(flat, self.numels), self.shapes)]
+
+    def batches(self) -> Iterator[tuple[Any, Any, int]]:
+        it: Iterable = self.data
+        if self.progressbar:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="curvature", leave=False)
+        for i, batch in enumerate(it):
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise ValueError(
+                    f"data batch {i} must be a pair (inputs, targets), got {type(batch).__name__}"
+                    + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+                )
+            x, y = batch
+            x = _move(x, self.device, self.cast_dtype)
+            y = _move(y, self.device, self.cast_dtype)
+            t = _first_tensor(y)
+            if t is None or t.ndim == 0:
+                t = _first_tensor(x)
+            if t is None or t.ndim == 0:
+                raise ValueError(
+                    f"data batch {i}: cannot infer the batch size (no tensor with a leading "
+                    "batch dimension in targets or inputs)"
+                )
+            yield x, y, int(t.shape[0])
+
+    def loss(self, params: dict[str, Tensor], x: Any, y: Any) -> Tensor:
+        full = {**self.fixed, **params}
+        if isinstance(x, (tuple, list)):
+            out = torch.func.functional_call(self.model, full, tuple(x))
+        elif isinstance(x, dict):
+            out = torch.func.functional_call(self.model, full, (), x)
+        else:
+            out = torch.func.functional_call(self.model, full, (x,))
+        loss = self.loss_fn(self.output_fn(out), y)
+        if not isinstance(loss, Tensor):
+            raise TypeError(
+                f"loss_fn must return a scalar torch.Tensor, got {type(loss).__name__}"
+            )
+        if loss.numel() != 1 or loss.ndim > 1:
+            raise ValueError(
+                f"loss_fn must return a scalar (use reduction='mean'), got shape {tuple(loss.shape)}"
+            )
+        return loss.reshape(())

@@ -1,0 +1,164 @@
+"""Training grids on the sweep runner: the pieces any study uses to train its models through
+:func:`kdbounds.studies.sweep.run_sweep` (locally or on Ray) and the run cache.
+
+A study describes each training run by a :class:`~kdbounds.distill.TrainConfig` and, for students,
+the key of the run that trains their teacher; :func:`train_spec` turns that into a
+:class:`~kdbounds.studies.sweep.RunSpec` whose function, :func:`train_run`, is module-level (so a Ray
+worker imports it by name) and whose arguments are small and picklable:
+
+* the config as a dict (``TrainConfig.to_dict()``), with ``teacher_ckpt`` left empty: the teacher's
+  checkpoint path is filled in by the worker from the teacher run's result (``deps``), so a student
+  can be scheduled before its teacher exists;
+* a :class:`DataSpec` — a *description* of the arrays (data set, root, test subset), not the arrays:
+  each process loads them once (:func:`load_data`, a per-process cache, itself backed by the on-disk
+  ``.npz`` cache of :mod:`kdbounds.data`), so nothing of the size of CIFAR is pickled per run.
+
+Training goes through :func:`kdbounds.studies.cache.train_cached`, which is safe under concurrency:
+a run finished by anyone is reused, a run being trained elsewhere is waited for, an interrupted run
+resumes from its checkpoint. The sweep therefore needs no result store of its own (``out_dir=None``);
+restarting an interrupted study trains nothing twice.
+
+Adopting the runner in a study (see docs/sweeps.md): build the list of :func:`train_spec`, call
+``run_sweep(specs, **sweep)`` where ``sweep`` comes from the ``sweep=`` argument of the study's
+``run`` (the CLI's ``--executor/--workers/--address/--threads``), and read each key's
+:class:`~kdbounds.distill.trainer.TrainResult` from the returned dict.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .sweep import RunSpec
+
+__all__ = ["DataSpec", "load_data", "test_subset", "train_run", "train_spec"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which arrays a training run uses: ``(train_x, train_y, test_x, test_y)`` of ``name``.
+
+    Attributes:
+        name: ``"cifar10"`` or ``"cifar100"``.
+        root: data root (``None``: the standard places of :func:`kdbounds.data.find_cifar`).
+        n_test: a stratified subset of ``n_test`` test images (``n_test // classes`` per class, seed 0)
+            used as the trainer's test set; ``None`` keeps the whole test split.
+    """
+
+    name: str = "cifar10"
+    root: str | None = None
+    n_test: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("cifar10", "cifar100"):
+            raise ValueError(f"DataSpec.name: expected 'cifar10' or 'cifar100', got {self.name!r}")
+        if self.root is not None and not isinstance(self.root, str):
+            object.__setattr__(self, "root", os.fspath(self.root))
+        if self.n_test is not None and (isinstance(self.n_test, bool) or not isinstance(self.n_test, int)
+                                        or self.n_test < 10):
+            raise ValueError(f"DataSpec.n_test: expected an integer >= 10 or None, got {self.n_test!r}")
+
+
+def test_subset(test_x: np.ndarray, test_y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified subset of ``n`` test images (``n // classes`` per class, seed 0); all when ``n`` is None.
+
+    Args:
+        test_x, test_y: the test split.
+        n: subset size, or ``None``.
+
+    Returns:
+        ``(x, y)`` of the subset (the inputs themselves when ``n`` is None or not smaller).
+    """
+    if n is None or n >= len(test_y):
+        return test_x, test_y
+    from ..data import stratified_subset
+
+    k = int(np.max(test_y)) + 1
+    idx = stratified_subset(test_y, n // k, seed=0)
+    return test_x[idx], test_y[idx]
+
+
+@functools.lru_cache(maxsize=4)
+def load_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(train_x, train_y, test_x, test_y)`` described by ``spec``, loaded once per process.
+
+    The arrays are shared by every caller in the process: do not modify them in place.
+
+    Args:
+        spec: the description.
+
+    Returns:
+        uint8 images ``(N, 32, 32, 3)`` and int64 labels, the test part cut by ``spec.n_test``.
+
+    Raises:
+        kdbounds.data.DataNotFoundError: the data set is not found (the message lists where it looked).
+    """
+    from ..data import load_cifar
+
+    train_x, train_y = load_cifar(spec.name, root=spec.root, split="train")
+    test_x, test_y = load_cifar(spec.name, root=spec.root, split="test")
+    ex, ey = test_subset(test_x, test_y, spec.n_test)
+    return train_x, train_y, ex, ey
+
+
+def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
+              teacher: str | None = None, progress: bool = False,
+              deps: Mapping[str, Any] | None = None) -> Any:
+    """Train one configuration through the run cache (the function of a :func:`train_spec` run).
+
+    Args:
+        config: ``TrainConfig.to_dict()`` of the run.
+        cache_root: the run cache folder (shared by every worker).
+        data: the arrays to train on (``None``: the trainer loads ``config``'s data set itself).
+        teacher: key of the dependency whose result's ``paths["model"]`` is the teacher checkpoint.
+        progress: the trainer's progress (one line per epoch when not on a terminal).
+        deps: results of the dependencies, filled in by the sweep runner.
+
+    Returns:
+        The :class:`~kdbounds.distill.trainer.TrainResult` (reused when the run was finished).
+
+    Raises:
+        ValueError: ``teacher`` is given but not among ``deps``.
+    """
+    from ..distill.config import TrainConfig
+    from .cache import train_cached
+
+    cfg = TrainConfig.from_dict(dict(config))
+    if teacher is not None:
+        if not deps or teacher not in deps:
+            raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
+        cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
+    arrays = load_data(data) if data is not None else None
+    return train_cached(cfg, cache_root, data=arrays, progress=progress)
+
+
+def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec | None = None,
+               teacher: str | None = None, progress: bool = False) -> RunSpec:
+    """The :class:`RunSpec` that trains ``cfg`` via :func:`train_run`.
+
+    Args:
+        key: the run's key in the sweep.
+        cfg: a :class:`~kdbounds.distill.TrainConfig`; its ``teacher_ckpt`` must be ``None`` when
+            ``teacher`` is given (the path comes from the teacher run).
+        cache_root: the run cache folder.
+        data: the arrays' description (see :class:`DataSpec`).
+        teacher: key of the run that trains this run's teacher (becomes a dependency).
+        progress: the trainer's progress inside the run.
+
+    Returns:
+        The spec.
+
+    Raises:
+        ValueError: ``cfg`` already names a teacher checkpoint and ``teacher`` is given.
+    """
+    d = cfg.to_dict()
+    if teacher is not None and d.get("teacher_ckpt") is not None:
+        raise ValueError(f"run {key!r}: cfg.teacher_ckpt={d['teacher_ckpt']!r} and teacher={teacher!r}; "
+                         f"give one (teacher= fills the path in from the teacher run)")
+    kwargs: dict[str, Any] = {"config": d, "cache_root": os.fspath(cache_root), "data": data,
+                              "teacher": teacher, "progress": progress}
+    return RunSpec(key, train_run, kwargs, deps=(teacher,) if teacher is not None else ())

@@ -1,0 +1,133 @@
+"""The certify_students study: presets validate; the smoke preset runs end to end on real CIFAR-10
+(skipped when the data is absent) and writes strict JSON with the documented fields, a CSV and a figure."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdbounds.studies.certify_students import PRESETS, Config, summarise
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_presets_validate_and_cpu_meets_the_size_goal():
+    assert set(PRESETS) == {"smoke", "cpu", "gpu"}
+    assert PRESETS["cpu"].n_s >= 5000 and len(PRESETS["cpu"].seeds) >= 2
+    assert PRESETS["gpu"].test_n is None and PRESETS["gpu"].device == "auto"
+    for p in PRESETS.values():
+        assert Config(**{**p.to_dict(), "seeds": tuple(p.seeds), "priors": tuple(p.priors),
+                         "students": tuple(p.students), "losses": tuple(p.losses),
+                         "posterior_scales": tuple(p.posterior_scales)}) == p
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"priors": ("posterior",)}, "priors: expected one of"),
+    ({"students": ()}, "students: expected at least one"),
+    ({"delta": 1.0}, r"delta: expected a number in \(0, 1\)"),
+    ({"n_s": 0}, "n_s: expected an integer >= 1"),
+    ({"scale_low": 0.1, "scale_high": 0.01}, "high: expected > low"),
+])
+def test_config_guards(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Config(**kw)
+
+
+def test_summary_reports_goals_from_rows():
+    rows = []
+    for seed, (a, b, c, d) in enumerate([(0.95, 0.7, 0.7, 0.6), (0.97, 0.72, 0.72, 0.7)]):
+        for prior, r in zip(("random", "learnt", "teacher", "distilled"), (a, b, c, d)):
+            rows.append({"seed": seed, "prior": prior, "student": "pbb", "loss": "zero_one", "risk_upper": r,
+                         "test_gibbs_risk": r - 0.1, "gap": 0.1, "n_s": 5000})
+    s = summarise(rows)
+    assert s["teacher_informed_non_vacuous"]["all_below_0.9"] is True
+    assert s["teacher_tighter_than_random"]["all"] is True
+    d = s["distilled_minus_learnt"]["pbb"]
+    assert d["mean"] == pytest.approx(-0.06) and d["n_seeds"] == 2 and d["stderr"] == pytest.approx(0.04)
+    assert s["max_certified_minus_heldout_at_n_s_5000"] == pytest.approx(0.1)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path):
+    from kdbounds.data import load_cifar
+
+    try:
+        load_cifar("cifar10", split="test")
+    except FileNotFoundError as e:
+        pytest.skip(f"real CIFAR-10 not available: {e}")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "certify_students.py"), "--preset", "smoke",
+                           "--out", str(out), "--cache-root", str(tmp_path / "runs"), "--no-progress"],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _strict((out / "results.json").read_text())
+    certs = res["certificates"]
+    cfg = PRESETS["smoke"]
+    assert len(certs) == len(cfg.priors) * len(cfg.students) * len(cfg.losses) * len(cfg.seeds)
+    for c in certs:
+        for k in ("prior", "student", "loss", "risk_upper", "divergence", "n_s", "test_gibbs_risk", "vacuous",
+                  "mean_term", "variance_term", "seed"):
+            assert k in c, k
+        assert c["n_s"] == cfg.n_s and 0 <= c["test_gibbs_risk"] <= 1 and 0 <= c["risk_upper"] <= 1
+        assert c["mean_term"] + c["variance_term"] == pytest.approx(c["divergence"], rel=1e-9)
+        assert c["certificate"]["split"]["n_s"] == cfg.n_s
+    assert res["config"]["preset"] == "smoke" and res["config"]["seeds"] == list(cfg.seeds)
+    assert res["split"]["seed"] == cfg.split_seed and len(res["split"]["cert_sha256"]) == 64
+    with open(out / "certificates.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(certs)
+    assert (out / "certificates.png").stat().st_size > 0
+
+
+def test_summary_by_student_separates_wrapped_and_learnt_posteriors():
+    rows = [{"seed": 0, "prior": p, "student": st, "loss": "zero_one", "risk_upper": r, "test_gibbs_risk": 0.5,
+             "gap": r - 0.5, "n_s": 5000}
+            for st, vals in (("ce", (1.0, 1.0, 1.0, 1.0)), ("pbb", (0.92, 0.57, 0.57, 0.58)))
+            for p, r in zip(("random", "learnt", "teacher", "distilled"), vals)]
+    s = summarise(rows)
+    assert s["teacher_informed_non_vacuous"]["all_below_0.9"] is False
+    assert s["by_student"]["pbb"]["teacher_informed_non_vacuous"]["all_below_0.9"] is True
+    assert s["by_student"]["pbb"]["max_certified_minus_heldout_at_n_s_5000"] == pytest.approx(0.42)
+    assert s["by_student"]["ce"]["teacher_tighter_than_random"]["all"] is False
+    assert s["best"]["student"] == "pbb" and s["best"]["risk_upper"] == 0.57
+
+
+def test_merge_results_recomputes_the_summary_and_refuses_mixed_configs(tmp_path):
+    from kdbounds._io import atomic_write_json
+    from kdbounds.studies.certify_students import merge_results
+
+    cfg = PRESETS["smoke"].to_dict()
+
+    def part(seed, r):
+        rows = [{"seed": seed, "prior": p, "student": "pbb", "loss": "zero_one", "risk_upper": v,
+                 "test_gibbs_risk": 0.5, "gap": v - 0.5, "n_s": 500, "mean_term": 1.0,
+                 "variance_term": 0.5} for p, v in zip(("learnt", "distilled"), r)]
+        return {"config": {**cfg, "seeds": [seed]}, "certificates": rows, "priors": [], "students": [],
+                "split": {"seed": 0}, "summary": {}, "seconds": 1.0, "environment": {}}
+
+    atomic_write_json(tmp_path / "a" / "results.json", part(0, (0.6, 0.62)))
+    atomic_write_json(tmp_path / "b" / "results.json", part(1, (0.6, 0.66)))
+    res = merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    assert res.config["seeds"] == [0, 1] and len(res.certificates) == 4
+    d = _strict((tmp_path / "m" / "results.json").read_text())["summary"]["distilled_minus_learnt"]["pbb"]
+    assert d["mean"] == pytest.approx(0.04) and d["stderr"] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="seeds repeat"):
+        merge_results([tmp_path / "a", tmp_path / "a"], tmp_path / "m2")
+    bad = part(2, (0.6, 0.6))
+    bad["config"]["n_s"] = 999
+    atomic_write_json(tmp_path / "c" / "results.json", bad)
+    with pytest.raises(ValueError, match="another configuration"):
+        merge_results([tmp_path / "a", tmp_path / "c"], tmp_path / "m3")
