@@ -156,13 +156,24 @@ class _Problem:
 
     def loss(self, params: dict[str, Tensor], x: Any, y: Any) -> Tensor:
         full = {**self.fixed, **params}
-        if isinstance(x, (tuple, list)):
-            out = torch.func.functional_call(self.model, full, tuple(x))
-        elif isinstance(x, dict):
-            out = torch.func.functional_call(self.model, full, (), x)
-        else:
-            out = torch.func.functional_call(self.model, full, (x,))
-        loss = self.loss_fn(self.output_fn(out), y)
+        try:
+            if isinstance(x, (tuple, list)):
+                out = torch.func.functional_call(self.model, full, tuple(x))
+            elif isinstance(x, dict):
+                out = torch.func.functional_call(self.model, full, (), x)
+            else:
+                out = torch.func.functional_call(self.model, full, (x,))
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ValueError(f"data: the model could not be evaluated on a batch ({first}); check that the "
+                             f"inputs have the shape and dtype the model expects") from e
+        try:
+            loss = self.loss_fn(self.output_fn(out), y)
+        except (RuntimeError, ValueError, IndexError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ValueError(f"data: loss_fn(model(x), y) failed on a batch ({first}); check that the targets y "
+                             f"match the outputs (class indices in [0, num_classes), the same batch size as x)"
+                             ) from e
         if not isinstance(loss, Tensor):
             raise TypeError(
                 f"loss_fn must return a scalar torch.Tensor, got {type(loss).__name__}"

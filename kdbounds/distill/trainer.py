@@ -337,9 +337,11 @@ def _open_run(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool) -> tup
 
 
 def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str], teacher: nn.Module | None,
-           data: Sequence[Any] | None) -> _Run:
+           data: Sequence[Any] | None, teacher_cache: bool = False) -> _Run:
     """Step 2: device, teacher, data loaders, student, method, optimisers and schedulers (in this order:
-    the order fixes the random streams, so it is part of the exact-resume contract)."""
+    the order fixes the random streams, so it is part of the exact-resume contract). With
+    ``teacher_cache`` the frozen teacher is wrapped, after the method is built, in a
+    :class:`~kdbounds.distill.teacher_cache.CachedTeacher` (exact; no augmentation only)."""
     device = resolve_device(cfg.device)
     on_cuda = device.type == "cuda"
     amp_dtype = torch.bfloat16 if (cfg.amp and on_cuda) else None
@@ -371,6 +373,10 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
         torch.manual_seed(_derived_seed(cfg.init_seed if cfg.init_seed is not None else cfg.seed, 1))
         method = method_cls(student, teacher, cfg.num_classes, **cfg.method_kwargs)
     method = method.to(device)
+    if teacher_cache and teacher is not None:
+        from .teacher_cache import CachedTeacher
+
+        teacher = CachedTeacher(teacher)
     optimizers = method.configure_optimizers(student, cfg)
     schedulers = method.configure_schedulers(optimizers, cfg)
     return _Run(cfg, out, paths, device, amp_dtype, channels_last, teacher, student, method, optimizers,
@@ -490,7 +496,7 @@ def _finish(run: _Run, t_start: float) -> TrainResult:
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | None = None,
           data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
-          progress: bool = True, resume: bool = True) -> TrainResult:
+          progress: bool = True, resume: bool = True, teacher_cache: bool = False) -> TrainResult:
     """Train ``cfg.arch`` with method ``cfg.method`` for ``cfg.epochs`` epochs; see module docstring.
 
     The steps: :func:`_open_run` (folder, checkpoint), :func:`_setup` (device, teacher, data, model,
@@ -513,6 +519,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             :mod:`kdbounds._progress`).
         resume: continue from ``out_dir/checkpoint.pt`` when present (its config must equal ``cfg``,
             else :class:`ConfigMismatchError`); ``False`` starts over and overwrites.
+        teacher_cache: remember the frozen teacher's outputs per input image
+            (:class:`~kdbounds.distill.teacher_cache.CachedTeacher`): the same losses and gradients,
+            one teacher forward per distinct image instead of one per image and epoch. Needs
+            ``cfg.augment=False`` (with augmentation nearly every view is new and the cache only
+            grows). Not part of the run's identity (it does not change the result).
 
     Returns:
         The :class:`TrainResult` (last-epoch metrics, history, file paths).
@@ -520,22 +531,26 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
     Raises:
         TypeError: ``cfg`` is not a :class:`TrainConfig`.
         ConfigMismatchError: ``out_dir`` holds a checkpoint of another configuration.
-        ValueError: the method needs a teacher and none is given, or the checkpoint is unusable.
+        ValueError: the method needs a teacher and none is given, the checkpoint is unusable, or
+            ``teacher_cache`` is asked for with ``cfg.augment=True``.
         TrainingDiverged: the training loss became non-finite (the last good checkpoint is kept).
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig; got {type(cfg).__name__}")
+    if teacher_cache and cfg.augment:
+        raise ValueError("teacher_cache=True needs cfg.augment=False: with augmentation almost every "
+                         "input is new, so the cache would only grow; drop teacher_cache or augmentation")
     t_start = time.perf_counter()
     method_cls = get_method(cfg.method)
     out, paths, ckpt = _open_run(cfg, out_dir, resume)
-    run = _setup(cfg, method_cls, out, paths, teacher, data)
+    run = _setup(cfg, method_cls, out, paths, teacher, data, teacher_cache)
     _resume(run, ckpt)
 
     from .._progress import progress_bar, progress_mode
 
     bar = None
     if progress and run.resumed_from is not None:
-        tqdm.write(f"resumed from epoch {run.resumed_from} of {cfg.epochs} ({paths['checkpoint']})", file=sys.stderr)
+        print(f"resumed from epoch {run.resumed_from} of {cfg.epochs} ({paths['checkpoint']})", file=sys.stderr, flush=True)
     if progress and run.start_epoch < cfg.epochs:
         # a bar per run and per epoch on a terminal; in a log (not a terminal) one line per epoch
         bar = progress_bar(desc=f"{cfg.method}:{cfg.arch}", total=cfg.epochs, unit="ep", initial=run.start_epoch)

@@ -173,7 +173,7 @@ def load_cached(path: str | os.PathLike) -> TrainResult | None:
 
 def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
                  data: Sequence[Any] | None = None, callbacks: Sequence[Callable[[EpochInfo], None]] = (),
-                 progress: bool = True, force: bool = False,
+                 progress: bool = True, force: bool = False, teacher_cache: bool = False,
                  on_wait: Callable[[Path], None] | None = None) -> TrainResult:
     """Train ``cfg`` once per distinct configuration under ``cache_root`` (see module docstring).
 
@@ -193,6 +193,7 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
         force: retrain from scratch even if a finished or partial run exists (under the lock: a
             concurrent reader sees the old result or the new one, never a mix).
         on_wait: called with the lock path when another process holds the run's lock.
+        teacher_cache: passed to :func:`kdbounds.distill.train` (exact; not part of the run id).
 
     Returns:
         The finished run's :class:`TrainResult`.
@@ -213,7 +214,8 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
     def compute(resume: bool = True) -> TrainResult:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", meta, sort_keys=True)
-        return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=resume)
+        return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=resume,
+                     teacher_cache=teacher_cache)
 
     if force:
         with run_lock(out, on_wait=on_wait):

@@ -517,31 +517,23 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
 
 # ---------------------------------------------------------------------------------------------- CLI
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the executor flags every experiment script shares: ``--executor``, ``--workers``,
     ``--address``, ``--threads``, ``--max-retries`` (read them back with :func:`sweep_options`)."""
+    from .. import _cli_types as T  # the one set of typed converters
+
     g = parser.add_argument_group("execution (see docs/sweeps.md)")
     g.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: this process, one run at a time (default); ray: Ray tasks "
                         "(pip install 'kdbounds[ray]')")
-    g.add_argument("--workers", type=_positive_int, default=None,
+    g.add_argument("--workers", type=T.positive_int, default=None,
                    help="ray: runs at once (a local cluster gets workers x threads CPUs; default: all CPUs)")
     g.add_argument("--address", default=None,
                    help="ray: join this running cluster ('auto', 'host:6379') instead of starting one")
-    g.add_argument("--threads", type=_positive_int, default=None,
+    g.add_argument("--threads", type=T.threads, default=None,
                    help="intra-op threads per run (default 1, or the study's own setting); equal --threads "
                         "give identical numbers on both executors")
-    g.add_argument("--max-retries", type=int, default=2,
+    g.add_argument("--max-retries", type=T.nonneg_int, default=2,
                    help="ray: restarts of a run whose worker process died (default 2)")
 
 

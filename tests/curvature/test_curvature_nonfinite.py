@@ -52,3 +52,24 @@ def test_nonfinite_products_raise_instead_of_converging(name, bad):
 def test_finite_operator_still_works():
     A = torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))
     assert math.isclose(top_eigenvalues(A, k=1, max_matvecs=6, seed=0).eigenvalues[0], 6.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["label_out_of_range", "batch_mismatch", "wrong_input_shape"])
+def test_bad_data_is_reported_in_our_words(case):
+    """Labels out of range, x/y batch mismatch and inputs the model cannot take are reported as
+    ``ValueError`` naming ``data`` and the fix, not as a raw torch error from inside autograd."""
+    from kdbounds.curvature import HessianOperator
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    if case == "label_out_of_range":
+        y = y.clone()
+        y[0] = 12
+    elif case == "batch_mismatch":
+        y = y[:5]
+    else:
+        x = torch.randn(8, 5)
+    with pytest.raises(ValueError, match=r"^data: "):
+        op = HessianOperator(model, torch.nn.functional.cross_entropy, [(x, y)])
+        op @ torch.randn(op.shape[0])

@@ -107,7 +107,7 @@ def test_nuisance_teacher_smoke_preset(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, str(ROOT / "experiments" / "nuisance_teacher.py"),
                         "--preset", "smoke", "--out", str(tmp_path / "out"), "--no-progress",
-                        "--methods", "ce,vid,rid"],
+                        "--methods", "ce,vid,vid_rid,rid"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     for f in ("results.csv", "summary.csv", "results.json", "accuracy.png"):
@@ -115,8 +115,8 @@ def test_nuisance_teacher_smoke_preset(tmp_path):
     import json
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     kinds = {(row["teacher"], row["method"]) for row in res["rows"]}
-    assert kinds == {("none", "ce"), ("trained", "vid"), ("untrained", "vid"),
-                     ("trained", "rid"), ("untrained", "rid")}
+    assert kinds == {("none", "ce"), ("trained", "vid"), ("untrained", "vid"), ("trained", "vid_rid"),
+                     ("untrained", "vid_rid"), ("trained", "rid"), ("untrained", "rid")}
     assert all(0.0 <= row["test_acc"] <= 1.0 for row in res["rows"])
     assert "| untrained | rid |" in r.stdout
 
@@ -146,6 +146,6 @@ def test_experiment_summary_and_presets():
         "wrn_40_2", "wrn_16_1", 300, 30, 0.25)
     args = mod.parse_args(["--preset", "cpu", "--epochs", "3", "--methods", "ce,rid"])
     cfg = mod.resolve(args)
-    assert cfg.epochs == 3 and cfg.methods == ("ce", "rid") and cfg.milestones == (8, 11)
+    assert cfg.epochs == 3 and cfg.methods == ("ce", "rid") and cfg.milestones == (6, 8)
     with pytest.raises(SystemExit):
         mod.resolve(mod.parse_args(["--methods", "ce,fitnet"]))

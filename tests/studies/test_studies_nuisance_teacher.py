@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -42,4 +43,115 @@ def test_student_recipes():
     t = nt.base_config(cfg, cfg.teacher_arch, cfg.teacher_epochs, seed=1000, teacher=True)
     s = nt.base_config(cfg, cfg.student_arch, cfg.epochs, seed=0)
     assert t.milestones is None and t.lr_gamma == 0.1
-    assert s.milestones == (8, 11) and s.lr_gamma == 0.2
+    assert s.milestones == (6, 8) and s.lr_gamma == 0.2
+
+
+# ----------------------------------------------------------------------------- issue 15: the paper's recipe
+
+def test_default_vid_is_the_rid_papers_variant():
+    for cfg in nt.PRESETS.values():
+        assert cfg.methods == ("ce", "vid_rid", "rid") and not cfg.augment
+    cfg = nt.PRESETS["cpu"]
+    assert nt.method_kwargs(cfg, "vid_rid") == {"lam": 100.0}
+    assert nt.grad_clip("vid_rid") == 100.0 and nt.grad_clip("ce") is None
+    for teacher in (True, False):  # no augmentation for anyone, as in the official run
+        arch = cfg.teacher_arch if teacher else cfg.student_arch
+        assert nt.base_config(cfg, arch, 3, seed=0, teacher=teacher).augment is False
+
+
+def test_paper_preset_has_every_stated_setting():
+    p = nt.PRESETS["paper"]
+    assert (p.teacher_arch, p.student_arch, p.n_per_class, p.test_per_class) == ("wrn_40_2", "wrn_16_1", None, None)
+    assert (p.epochs, p.batch_size, p.lr, p.milestones, p.lr_gamma, p.nesterov) == (300, 128, 0.05, (150, 200), 0.2, True)
+    assert (p.rid_q, p.rid_r, p.lam2, p.vid_lam, p.augment) == (30, 0.25, 10.0, 100.0, False)
+    s = nt.base_config(p, p.student_arch, p.epochs, seed=0)
+    assert (s.momentum, s.weight_decay) == (0.9, 5e-4)
+
+
+def test_cpu_preset_is_the_paper_recipe_scaled():
+    """Same architectures, optimiser, weights and clip; milestones at the paper's fractions of the
+    epochs; r*q a whole number of epochs so that r = 1/4 holds exactly."""
+    c, p = nt.PRESETS["cpu"], nt.PRESETS["paper"]
+    same = ("teacher_arch", "student_arch", "lr", "lr_gamma", "nesterov", "rid_r", "lam2", "vid_lam",
+            "augment", "schedule", "methods")
+    assert {k: getattr(c, k) for k in same} == {k: getattr(p, k) for k in same}
+    assert [m / c.epochs for m in c.milestones] == pytest.approx([m / p.epochs for m in p.milestones], abs=0.01)
+    assert (c.rid_q * c.rid_r).is_integer() and c.seeds >= 3 and c.teacher_cache
+
+
+def test_config_rejects_bad_values():
+    cfg = nt.PRESETS["smoke"]
+    with pytest.raises(ValueError, match="teacher_cache"):
+        dataclasses.replace(cfg, augment=True)  # smoke has the cache on
+    assert dataclasses.replace(cfg, augment=True, teacher_cache=False).augment
+    with pytest.raises(ValueError, match="seed"):
+        dataclasses.replace(cfg, seed=-1)
+    with pytest.raises(ValueError, match="rid_q"):
+        dataclasses.replace(cfg, rid_q=0)
+    with pytest.raises(ValueError, match="rid_r"):
+        dataclasses.replace(cfg, rid_r=1.0)
+
+
+def test_jobs_put_the_trained_teacher_last_and_honour_the_first_seed():
+    cfg = dataclasses.replace(nt.PRESETS["cpu"], seed=5, seeds=2)
+    jobs = nt._jobs(cfg)
+    kinds = [k for _, _, k in jobs]
+    assert kinds.index("trained") == len(kinds) - kinds.count("trained")  # all trained at the end
+    assert {s for s, _, _ in jobs} == {5, 6} and len(jobs) == 2 * 5
+    assert ("ce" in {m for _, m, k in jobs if k == "none"}) and all(m != "ce" for _, m, k in jobs if k != "none")
+
+
+def test_claim_tests_against_scipy():
+    """Oracle: scipy's Welch t and Mann-Whitney U in the claimed direction; paired differences by hand."""
+    from scipy import stats as st
+
+    acc = {("none", "ce"): [0.50, 0.52, 0.47], ("untrained", "vid_rid"): [0.30, 0.45, 0.28],
+           ("trained", "vid_rid"): [0.55, 0.51, 0.49], ("untrained", "rid"): [0.44, 0.47, 0.40],
+           ("trained", "rid"): [0.56, 0.57, 0.50]}
+    rows = [{"teacher": t, "method": m, "seed": s, "test_acc": a} for (t, m), v in acc.items() for s, a in enumerate(v)]
+    got = {c["claim"]: c for c in nt.claim_tests(rows)}
+    assert list(got) == [c[0] for c in nt.CLAIMS]
+    for name, ga, gb, alt in nt.CLAIMS:
+        c = got[name]
+        a, b = acc[ga], acc[gb]
+        assert c["welch_p"] == pytest.approx(st.ttest_ind(a, b, equal_var=False, alternative=alt).pvalue)
+        assert c["mwu_p"] == pytest.approx(st.mannwhitneyu(a, b, alternative=alt).pvalue)
+        assert c["paired_diffs"] == pytest.approx({s: x - y for s, (x, y) in enumerate(zip(a, b))})
+        sign = 1 if alt == "greater" else -1
+        assert c["all_seeds_agree"] == all(sign * (x - y) > 0 for x, y in zip(a, b))
+        assert c["welch_p"] <= c["welch_p_holm"] <= 1.0
+    assert not got["VID-tt above BAS"]["all_seeds_agree"] and got["VID-ut below BAS"]["all_seeds_agree"]
+    assert nt.claim_tests(rows[:1]) == []  # one seed: nothing to test
+
+
+def test_smoke_study_end_to_end_with_vid_rid(tmp_path, monkeypatch):
+    """The study on tiny synthetic images (no CIFAR needed): both teachers, BAS, VID (kd-rid variant)
+    and RID for 2 seeds, through the cache; files, rows, summary and claims are written."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(60) % 10
+    monkeypatch.setattr(nt, "load_data", lambda cfg: (x, y, x[:20], y[:20]))
+    cfg = dataclasses.replace(nt.PRESETS["smoke"], n_per_class=4, seeds=2, seed=3)
+    res = nt.run(cfg, tmp_path / "out", cache_root=tmp_path / "cache", progress=False, log=lambda s: None)
+    kinds = sorted({(r["teacher"], r["method"], r["seed"]) for r in res.rows})
+    assert kinds == sorted((t, m, s) for s in (3, 4) for t, m in
+                           [("none", "ce"), ("untrained", "vid_rid"), ("trained", "vid_rid"),
+                            ("untrained", "rid"), ("trained", "rid")])
+    for f in ("results.csv", "summary.csv", "results.json", "claims.json", "accuracy.png"):
+        assert (tmp_path / "out" / f).is_file(), f
+    claims = json.loads((tmp_path / "out" / "claims.json").read_text())
+    assert [c["claim"] for c in claims] == [c[0] for c in nt.CLAIMS]
+    vid_runs = [r for r in res.rows if r["method"] == "vid_rid"]
+    cfg_json = json.loads((Path(vid_runs[0]["run_dir"]) / "config.json").read_text())
+    assert cfg_json["method"] == "vid_rid" and cfg_json["grad_clip"] == 100.0 and cfg_json["augment"] is False
+    assert {s["teacher"] for s in res.summary} == {"none", "trained", "untrained"}
+    assert res.teacher_test_acc["trained"] is not None
+    text = nt.summary(res)
+    assert "| untrained | vid_rid |" in text and "0.398" in text and "VID-ut below BAS" in text
+    # a second run reuses every model (nothing retrained: same accuracies, same run folders)
+    again = nt.run(cfg, tmp_path / "out2", cache_root=tmp_path / "cache", progress=False, log=lambda s: None)
+    assert [(r["run_dir"], r["test_acc"]) for r in again.rows] == [(r["run_dir"], r["test_acc"]) for r in res.rows]

@@ -1,0 +1,101 @@
+"""Notebook 3 reads the checks of a ``results.json`` generically (it is written against the
+``kdbounds.checks.CheckRecord`` schema while the study still writes the legacy ``bound_checks`` one).
+
+Its pure helper cell (the one defining ``read_checks``) is taken from the jupytext source and run on
+records produced by the real producers — :func:`kdbounds.checks.make_record`, ``not_defined`` and
+``assign_verdicts`` for the new schema, :func:`kdbounds.bound_checks.check_bounds` for the legacy one —
+after a strict-JSON round trip, as the notebook sees them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("jupytext", reason="notebook tools missing: pip install -e '.[test]'")
+
+from kdbounds._io import dumps_strict  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO / "notebooks" / "03_sharpness_and_gap.py"
+
+
+def _helpers() -> dict:
+    spec = importlib.util.spec_from_file_location("kdbounds_notebooks_build_readers", REPO / "notebooks" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build
+    spec.loader.exec_module(build)
+    cells = [c.source for c in build.read_source(SOURCE).cells if c.cell_type == "code" and "def read_checks" in c.source]
+    assert len(cells) == 1, "exactly one helper cell defines read_checks"
+    ns: dict = {"math": math}
+    exec(compile(cells[0], str(SOURCE), "exec"), ns)  # noqa: S102 - the notebook's own cell
+    return ns
+
+
+def _roundtrip(obj):
+    return json.loads(dumps_strict(obj))
+
+
+def test_reads_checkrecords_and_keeps_the_final_verdicts():
+    from kdbounds.checks import assign_verdicts, make_record, not_defined
+
+    ns = _helpers()
+    pre = [make_record("thm1_sigma_n", "conditional", loss="clipped_ce", side="abs", bound=0.10, observed=0.02,
+                       observed_se=0.01, assumptions_met=False, assumption="σ²/n", teacher="t1", student="kd"),
+           make_record("thm1_sigma_n", "conditional", loss="zero_one", side="abs", bound=0.03, observed=0.025,
+                       observed_se=0.02, assumptions_met=False, assumption="σ²/n", teacher="t1", student="kd"),
+           make_record("gibbs_classifier", "demonstration", loss="gibbs_zero_one", side="abs", bound=0.01,
+                       observed=0.05, observed_se=0.0, assumptions_met=True, assumption="exact", teacher="t1",
+                       student="kd"),
+           not_defined("thm3b_subgamma_mc", "conditional", loss="clipped_ce", side="abs",
+                       reason="cross-architecture pair", teacher="t1", student="kd")]
+    final = assign_verdicts(pre, alpha=0.05)
+    # a plausible layout: per-pair copies (family of one) and the run-wide list with the final verdicts
+    results = _roundtrip({"reports": [{"teacher": "t1", "method": "kd", "records": [r.to_dict() for r in pre]}],
+                          "records": [r.to_dict() for r in final]})
+    got = {(c["name"], c["loss"]): c for c in ns["read_checks"](results)}
+    assert len(got) == len(pre), "each check once, although stored twice"
+    for r in final:
+        c = got[(r.name, r.loss)]
+        assert c["pair"] == "t1 → kd"
+        assert (c["kind"], c["verdict"]) == (r.kind, r.verdict)
+        assert c["family_size"] == r.family_size
+        if r.bound is None:
+            assert math.isnan(c["bound"]) and c["reason"] == "cross-architecture pair"
+        else:
+            assert (c["bound"], c["observed"], c["se"]) == (r.bound, r.observed, r.observed_se)
+    assert got[("gibbs_classifier", "gibbs_zero_one")]["verdict"] == "violated"  # exact: 0.05 > 0.01
+    assert got[("thm1_sigma_n", "clipped_ce")]["z"] == pytest.approx(final[0].z)
+
+
+def test_reads_legacy_bound_checks_as_unclassified_point_comparisons():
+    from kdbounds.bound_checks import check_bounds
+
+    ns = _helpers()
+    legacy = check_bounds(gen_teacher=-0.01, gen_student=0.3, divergence=0.02, sigma=1.0, n=100, diff_se=0.05)
+    results = _roundtrip({"reports": [{"teacher": "t2", "method": "rid", "checks": [c.to_dict() for c in legacy]}],
+                          "rows": [{"teacher": "t2", "method": "rid", "bound_thm1_per_sample_clipped_ce": 1.0}]})
+    got = ns["read_checks"](results)
+    assert len(got) == len(legacy)
+    for c, b in zip(got, legacy):
+        assert c["kind"] == "unclassified" and c["pair"] == "t2 → rid"
+        if math.isnan(b.bound):  # theorem 2 without a positive teacher gap: null in JSON
+            assert c["verdict"] == "not_defined"
+        else:
+            assert c["verdict"] == ("holds (point)" if b.holds else "violated (point)")
+    assert any(c["verdict"] == "violated (point)" for c in got), "gap difference 0.31 breaks the per-sample bound"
+
+
+def test_missing_fields_degrade_instead_of_raising():
+    ns = _helpers()
+    got = ns["read_checks"]({"x": [{"name": "bare", "bound": 1.0}], "y": [{"name": "no bound here"}]})
+    assert len(got) == 1
+    c = got[0]
+    assert (c["kind"], c["verdict"], c["pair"], c["loss"]) == ("unclassified", "unknown", "? → ?", "—")
+    assert math.isnan(c["se"]) and math.isnan(c["observed"])
+    assert ns["fmt"](None) == ns["fmt"](float("nan")) == "—"
