@@ -1,22 +1,25 @@
-"""Flagship: does a flatter teacher give a student that generalizes better, and do the bounds hold?
+"""Flagship: does a flatter teacher give a student that generalizes better, and which bounds hold?
 
 Teachers trained with different recipes (learning rate, batch size, weight decay) -> students by KD,
-RID and the student alone; per pair: teacher sharpness (Hessian trace, top eigenvalue, gap Hessian),
-the predictive distillation divergence, the gaps on true labels, every bound of theory.md §4 next to
-the observed |gen(S) - gen(T)|, and Kendall's tau between teacher sharpness and student gap.
+RID and the student alone; per pair (kdbounds.checks): the Gibbs-classifier check (exact
+demonstration), Theorems 1/2 with the sigma^2/n rate (conditional), the product-law proxy, Theorems
+3A/3B under Gaussian kernels (same-architecture pairs only; "not_defined" otherwise). Every record has
+a kind and a verdict (holds / violated / inconclusive / not_defined; one Holm family over the run);
+Kendall's tau between teacher sharpness and student gap is tested at the teacher level.
 Reported numbers are last-epoch; trained models are cached in --cache-root, so re-runs only measure.
 
-    python experiments/sharpness_vs_gap.py                      # default preset (~10 min, 2 CPU cores)
-    python experiments/sharpness_vs_gap.py --preset smoke       # < 1 min (CI)
+    python experiments/sharpness_vs_gap.py                      # default preset (~10 min, 2 idle CPU cores)
+    python experiments/sharpness_vs_gap.py --preset smoke       # CI
     python experiments/sharpness_vs_gap.py --preset paper       # full CIFAR-10, GPU
 
-Presets: smoke (resnet8 -> resnet8, 10 images/class, 1 epoch), default (resnet14 -> resnet8,
-200 images/class, 2000 test images, 12 epochs, 4 teacher recipes, methods ce/kd/rid), paper
-(resnet56 -> resnet20, full CIFAR-10, 200 epochs, 6 recipes). Writes results.json, results.csv,
-kendall.csv, sharpness_vs_gap.png, bound_vs_observed.png and report.md to --out
-(default results/sharpness_vs_gap/<preset>; cache default results/cache).
+Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), default
+(6 resnet8 teachers -> self-distilled resnet8 students by kd/rid and the student alone, CIFAR-10
+subset), paper (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes). Writes
+results.json, results.csv, checks.csv, kendall.csv, sharpness_vs_gap.png, bound_vs_observed.png and
+report.md to --out (default results/sharpness_vs_gap/<preset>; cache default results/cache).
 The study itself is kdbounds.studies.sharpness_vs_gap.
 """
+
 from __future__ import annotations
 
 import argparse

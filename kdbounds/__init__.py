@@ -7,7 +7,7 @@ never load torch. Layers (see ``docs/architecture.md``):
 
 - math (numpy/scipy only): ``kdbounds.bounds``, ``kdbounds.pid`` (and ``kdbounds.certificates``);
 - measurement (torch): ``kdbounds.curvature``, ``kdbounds.divergence``, ``kdbounds.fidelity``,
-  ``kdbounds.bound_checks``;
+  ``kdbounds.checks``;
 - training: ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill`` (CLI ``python -m kdbounds.train``);
 - orchestration (writes files): ``kdbounds.studies`` (one module per study, the run cache in
   ``kdbounds.studies.cache``).
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
-    "bounds", "pid", "stats", "curvature", "divergence", "fidelity", "bound_checks",
+    "bounds", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
     "data", "models", "distill", "studies", "train",
 )
 

@@ -62,15 +62,16 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
                           gaps: Sequence[str] = ("student_gap_clipped_ce", "student_gap_zero_one"),
                           kendall: Sequence[dict[str, Any]] = ()) -> Path:
     """Scatter of teacher sharpness against the student's gap, one colour per method, one panel per loss;
-    the teachers' own gaps are drawn as black crosses. Kendall's τ of the pooled distilled students in
-    the titles when given.
+    the teachers' own gaps are drawn as black crosses. The teacher-level Kendall τ (teacher sharpness
+    against the mean gap of its distilled students, Holm-adjusted p) in the titles when given.
 
     Args:
         rows: one dict per teacher–student pair (the study's ``results.csv`` rows).
         path: the image file written (atomically).
         sharpness: the row key on the x axis.
         gaps: the row keys on the y axes, one panel each.
-        kendall: rows of the Kendall table (optional).
+        kendall: rows of the teacher-level Kendall table (optional; ``statistic``, ``sharpness``, ``gap``,
+            ``tau``, ``p_holm``, ``n_teachers``).
 
     Returns:
         ``path``.
@@ -92,8 +93,10 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
                        label="teacher itself")
         title = g.replace("student_gap_", "student gap, ")
         for k in kendall:
-            if k["group"] == "distilled (pooled)" and k["sharpness"] == sharpness and k["gap"] == g:
-                title += f"\nKendall τ = {k['tau']:.2f} (p = {k['p_value']:.2f}, n = {k['n']})"
+            if k.get("statistic") == "teacher_mean" and k["sharpness"] == sharpness and k["gap"] == g \
+                    and k.get("tau") is not None:
+                title += (f"\nteacher-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, "
+                          f"{k['n_teachers']} teachers)")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(sharpness.replace("teacher_", "teacher ").replace("_", " "))
         ax.set_ylabel("generalization gap (test − train)")
@@ -109,7 +112,8 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
     with the line y = x: points below the line are violations.
 
     Args:
-        reports: the pair reports (``PairReport.to_dict()`` with ``teacher`` and ``method``).
+        reports: the pair reports (``PairChecks.to_dict()`` with ``records``; older reports with ``checks``).
+            Records that are not defined or have no number are skipped.
         path: the image file written (atomically).
 
     Returns:
@@ -117,21 +121,25 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 5.2))
-    names = sorted({(c["name"], c["loss"]) for rep in reports for c in rep["checks"]
-                    if c["side"] == "abs"})
+    def checks(rep: dict[str, Any]) -> list[dict[str, Any]]:
+        return rep.get("records", rep.get("checks", []))
+
+    kinds = {(c["name"], c["loss"]): c.get("kind", "") for rep in reports for c in checks(rep)}
+    names = sorted({(c["name"], c["loss"]) for rep in reports for c in checks(rep)
+                    if c["side"] == "abs" and c.get("verdict") != "not_defined"})
     lo, hi = math.inf, 0.0
     markers = "osD^v<>ph*"
     for i, (name, loss) in enumerate(names):
         xs, ys = [], []
         for rep in reports:
-            for c in rep["checks"]:
-                if c["name"] == name and c["loss"] == loss:
+            for c in checks(rep):
+                if c["name"] == name and c["loss"] == loss and c["observed"] is not None and c["bound"] is not None:
                     x, y = abs(c["observed"]), c["bound"]
                     if x > 0 and y > 0 and math.isfinite(y):
                         xs.append(x)
                         ys.append(y)
         if xs:
-            ax.scatter(xs, ys, label=f"{name} ({loss})", marker=markers[i % len(markers)], s=36, alpha=0.8)
+            ax.scatter(xs, ys, label=f"{name} ({loss}; {kinds[(name, loss)]})".replace("; )", ")"), marker=markers[i % len(markers)], s=36, alpha=0.8)
             lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
     if hi > 0:
         ax.plot([lo / 2, hi * 2], [lo / 2, hi * 2], "k--", lw=1, label="y = x (below: violated)")

@@ -1,14 +1,24 @@
-"""The flagship experiment end to end on real CIFAR-10 (smoke preset) and its configuration errors."""
+"""The flagship study: its teacher-level statistics and run-level verdicts (fast, synthetic rows) and the
+smoke preset end to end on real CIFAR-10 (records labelled, 3A/3B not defined across architectures,
+one Holm family over the run, strict JSON everywhere).
+
+Oracles: scipy's exact Kendall p-value (one student per teacher), brute-force enumeration of the
+teacher permutations, scipy's normal quantile for the family's critical value, and a JSON parser that
+refuses NaN/Infinity.
+"""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
+from scipy.special import ndtri
 
+from kdbounds.checks import KINDS, VERDICTS, make_record
 from kdbounds.studies import sharpness_vs_gap as ss
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +34,13 @@ def _have_data() -> bool:
         return False
 
 
+def _strict_loads(text: str):
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_preset_errors():
     with pytest.raises(ValueError, match="preset"):
         ss.preset("huge")
@@ -31,54 +48,196 @@ def test_preset_errors():
         ss.preset("smoke", methods=("kd", "nope"))
     with pytest.raises(ValueError, match="teachers"):
         ss.StudyConfig(preset="x", teacher_arch="resnet8", student_arch="resnet8", teachers=())
+    with pytest.raises(ValueError, match="unknown architectures"):
+        ss.preset("smoke", extra_students=(("resnet9000", "kd"),))
+    with pytest.raises(ValueError, match="trace_matvecs"):
+        ss.preset("smoke", trace_matvecs=5)  # 2 z² = 5.4 at ucl_level 0.95
 
 
-def test_kendall_table_matches_scipy():
+def test_default_preset_can_answer():
+    """≥ 6 teachers, so the exact teacher-level Kendall test can reach p < 0.05 (2/6! = 0.0028), and
+    same-architecture (self-distillation) students, so Theorems 3A/3B are defined."""
+    cfg = ss.PRESETS["default"]
+    assert len(cfg.teachers) >= 6
+    assert 2 / math.factorial(len(cfg.teachers)) < 0.005
+    assert any(arch == cfg.teacher_arch and m != "ce" for _, arch, m in cfg.students())
+
+
+def _rows(sharp, gaps_by_teacher):
+    rows = []
+    for t, gs in gaps_by_teacher.items():
+        rows.append({"teacher": t, "method": "ce", "student_gap_clipped_ce": 9.0, "student_gap_zero_one": 9.0})
+        for m, g in zip(("kd", "rid"), gs):
+            rows.append({"teacher": t, "method": m, "student_gap_clipped_ce": g, "student_gap_zero_one": -g})
+    return rows
+
+
+def test_kendall_table_is_teacher_level_and_holm_adjusted():
     from scipy.stats import kendalltau
 
-    rows = [{"method": "kd", "teacher_train_top_eig": float(i), "teacher_train_trace": float(i * i),
-             "student_gap_clipped_ce": g, "student_gap_zero_one": -g} for i, g in enumerate([0.1, 0.3, 0.2, 0.5])]
-    tab = {(r["group"], r["sharpness"], r["gap"]): r for r in ss.kendall_table(rows)}
-    ref = kendalltau([0, 1, 2, 3], [0.1, 0.3, 0.2, 0.5])
-    got = tab[("kd", "teacher_train_top_eig", "student_gap_clipped_ce")]
+    sharp = {f"t{i}": float(s) for i, s in enumerate([3.0, 1.0, 4.0, 1.5, 5.0, 9.0])}
+    gaps = {f"t{i}": (g, g + 0.01 * i) for i, g in enumerate([0.2, 0.1, 0.5, 0.3, 0.4, 0.9])}
+    tab = ss.kendall_table(sharp, _rows(sharp, gaps), n_perm=100)
+    assert len(tab) == 4 and all(r["n_teachers"] == 6 for r in tab)
+    tm = {(r["gap"], r["statistic"]): r for r in tab}
+    # teacher_mean with the ce student left out: τ over 6 teacher means, exact p = scipy's exact p
+    means = [sum(gaps[t]) / 2 for t in sharp]
+    ref = kendalltau(list(sharp.values()), means, method="exact")
+    got = tm[("student_gap_clipped_ce", "teacher_mean")]
+    assert got["n_students"] == 12  # the teacher-free student is not a distilled student
     assert got["tau"] == pytest.approx(ref.statistic) and got["p_value"] == pytest.approx(ref.pvalue)
-    assert tab[("kd", "teacher_train_top_eig", "student_gap_zero_one")]["tau"] == pytest.approx(-ref.statistic)
-    const = [dict(r, method="ce", student_gap_clipped_ce=0.2) for r in rows]
-    c = {(r["group"], r["gap"]): r for r in ss.kendall_table(const) if r["sharpness"] == "teacher_train_top_eig"}
-    assert math.isnan(c[("ce", "student_gap_clipped_ce")]["tau"]) and "constant" in c[("ce", "student_gap_clipped_ce")]["note"]
-    few = ss.kendall_table(rows[:2])
-    assert all(math.isnan(r["tau"]) for r in few)
+    assert tm[("student_gap_zero_one", "teacher_mean")]["tau"] == pytest.approx(-ref.statistic)
+    # pooled: brute force over the 720 teacher permutations, students moving with their teacher
+    names = list(sharp)
+    xs = [sharp[t] for t in names for _ in range(2)]
+    ys = [g for t in names for g in gaps[t]]
+    obs = kendalltau(xs, ys).statistic
+    hits = 0
+    for perm in itertools.permutations(names):
+        px = [sharp[p] for p in perm for _ in range(2)]
+        hits += abs(kendalltau(px, ys).statistic) >= abs(obs) - 1e-12
+    pooled = tm[("student_gap_clipped_ce", "pooled")]
+    assert pooled["tau"] == pytest.approx(obs) and pooled["p_value"] == pytest.approx(hits / 720)
+    # Holm across the four tests: the smallest p is multiplied by 4, every adjusted p ≥ its raw p
+    ps = sorted(r["p_value"] for r in tab)
+    assert min(r["p_holm"] for r in tab) == pytest.approx(min(1.0, 4 * ps[0]))
+    assert all(r["p_holm"] >= r["p_value"] - 1e-15 for r in tab)
 
 
-@pytest.mark.slow
-@pytest.mark.realdata
-@pytest.mark.skipif(not _have_data(), reason="CIFAR-10 not found (set KDBOUNDS_DATA)")
-def test_smoke_preset_end_to_end(tmp_path):
+def test_kendall_table_too_few_teachers_says_why():
+    sharp = {"a": 1.0, "b": 2.0}
+    tab = ss.kendall_table(sharp, _rows(sharp, {"a": (0.1, 0.2), "b": (0.3, 0.4)}))
+    assert all(r["tau"] is None and "at least 3" in r["note"] for r in tab)
+
+
+def test_run_verdicts_one_family_for_real_checks_one_for_proxies():
+    """A record that is decided at z = Φ⁻¹(1 − α/1) alone is only 'holds' in a run of N checks when its
+    margin exceeds Φ⁻¹(1 − α/N) standard errors; proxies do not enlarge the family of real checks."""
+    def rec(name, kind, bound, obs, se=0.01):
+        return make_record(name, kind, loss="zero_one", side="abs", bound=bound, observed=obs, observed_se=se,
+                           assumptions_met=False, assumption="test", teacher="t", student="s")
+
+    real = [rec("thm1_sigma_n", "conditional", 0.12 + 0.001 * i, 0.1) for i in range(20)]
+    proxies = [rec("thm1_product_proxy", "proxy", 1.0, 0.1) for _ in range(30)]
+    exact = [make_record("gibbs_classifier", "demonstration", loss="gibbs_zero_one", side="upper", bound=0.3,
+                         observed=0.1, observed_se=0.0, assumptions_met=True, assumption="exact")]
+    out = ss.run_verdicts(real + proxies + exact, alpha=0.05)
+    z20 = float(ndtri(1 - 0.05 / 20))
+    for r, before in zip(out[:20], real):
+        assert r.family_size == 20 and r.z == pytest.approx(z20)
+        margin = (before.bound - abs(before.observed)) / before.observed_se
+        assert r.verdict == ("holds" if margin >= z20 else "inconclusive")
+        assert before.verdict == "holds"  # alone (z = 1.645) every one of them holds
+    assert {r.family_size for r in out[20:50]} == {30}
+    assert out[50].verdict == "holds" and out[50].method == "exact"
+
+
+# ------------------------------------------------------------------------------------------------
+# the smoke preset end to end
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    if not _have_data():
+        pytest.skip("CIFAR-10 not found (set KDBOUNDS_DATA)")
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("svg", ROOT / "experiments" / "sharpness_vs_gap.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    out = tmp_path / "out"
-    assert mod.main(["--preset", "smoke", "--out", str(out), "--cache-root", str(tmp_path / "cache"),
+    tmp = tmp_path_factory.mktemp("smoke")
+    out = tmp / "out"
+    assert mod.main(["--preset", "smoke", "--out", str(out), "--cache-root", str(tmp / "cache"),
                      "--no-progress"]) == 0
-    for f in ("results.json", "results.csv", "kendall.csv", "sharpness_vs_gap.png", "bound_vs_observed.png",
-              "report.md", "config.json"):
+    return mod, tmp, out
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_smoke_files_and_strict_json(smoke_run):
+    _, _, out = smoke_run
+    for f in ("results.json", "results.csv", "checks.csv", "kendall.csv", "sharpness_vs_gap.png",
+              "bound_vs_observed.png", "report.md", "config.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
-    res = json.loads((out / "results.json").read_text())
+    jsons = list(out.rglob("*.json"))
+    assert len(jsons) >= 2
+    for f in jsons:
+        _strict_loads(f.read_text())  # NaN / Infinity refused
+    res = _strict_loads((out / "results.json").read_text())
     cfg = ss.preset("smoke")
-    assert len(res["rows"]) == len(cfg.teachers) * len(cfg.methods)
+    assert len(res["rows"]) == len(cfg.teachers) * len(cfg.students())
     with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(res["rows"])
-    r0 = res["rows"][0]
-    for key in ("bound_thm1_per_sample_clipped_ce", "bound_thm3b_subgamma_clipped_ce", "divergence_train",
-                "teacher_train_top_eig", "student_gap_zero_one", "holds_thm1_product_zero_one"):
-        assert key in r0
-    assert res["config"]["seed"] == 0 and res["environment"]["torch"]
-    # a re-run reuses the cached models and reproduces the numbers
-    out2 = tmp_path / "out2"
-    assert mod.main(["--preset", "smoke", "--out", str(out2), "--cache-root", str(tmp_path / "cache"),
+        assert len(list(csv.DictReader(f))) == len(res["rows"])
+    assert set(res["timing"]) >= {"teacher_training_cpu_s", "student_training_cpu_s", "curvature_cpu_s",
+                                  "evaluation_cpu_s", "total_cpu_s", "wall_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_smoke_records_kinds_verdicts_and_architectures(smoke_run):
+    _, _, out = smoke_run
+    res = _strict_loads((out / "results.json").read_text())
+    cfg = ss.preset("smoke")
+    checks = res["checks"]
+    assert len(checks) == sum(len(r["records"]) for r in res["reports"])
+    for c in checks:
+        assert c["kind"] in KINDS and c["verdict"] in VERDICTS
+    assert {c["name"] for c in checks} >= {"gibbs_classifier", "thm1_sigma_n", "thm2_central", "thm1_product_proxy",
+                                         "thm3b_subgamma_quadratic", "thm3b_subgamma_mc", "thm3a_radius"}
+    gibbs = [c for c in checks if c["name"] == "gibbs_classifier"]
+    assert all(c["kind"] == "demonstration" and c["verdict"] == "holds" and c["assumptions_met"] for c in gibbs)
+    kernel = ("thm3b_subgamma_quadratic", "thm3b_subgamma_mc", "thm3a_radius")
+    for rep in res["reports"]:
+        same = rep["student_arch"] == cfg.teacher_arch
+        assert rep["same_architecture"] is same
+        for c in rep["records"]:
+            if c["name"] in kernel:
+                if same:
+                    assert c["verdict"] != "not_defined" and c["bound"] is not None
+                else:
+                    assert c["verdict"] == "not_defined" and c["bound"] is None and c["reason"]
+    assert any(r["student_arch"] != cfg.teacher_arch for r in res["reports"])  # the preset has a cross pair
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_smoke_holm_over_the_run_counts_and_kendall(smoke_run):
+    _, _, out = smoke_run
+    res = _strict_loads((out / "results.json").read_text())
+    checks = res["checks"]
+    alpha = res["config"]["alpha"]
+    real = [c for c in checks if c["kind"] != "proxy" and c["p_holds"] is not None]
+    proxy = [c for c in checks if c["kind"] == "proxy" and c["p_holds"] is not None]
+    assert len(real) > 10
+    for fam in (real, proxy):
+        n = len(fam)
+        z = float(ndtri(1 - alpha / n))
+        for c in fam:
+            assert c["family_size"] == n and c["z"] == pytest.approx(z)
+            d, se, b = c["observed"], c["observed_se"], c["bound"]
+            stat = {"abs": abs(d), "upper": d, "lower": -d}[c["side"]]
+            bb = -b if c["side"] == "lower" else b
+            if c["verdict"] == "holds":
+                assert bb - stat >= z * se - 1e-12
+    n_teachers = len(ss.preset("smoke").teachers)
+    by_name = {r["name"]: r for r in res["verdict_counts"]["by_name"]}
+    assert by_name["gibbs_classifier"]["n_teachers"] == n_teachers
+    assert by_name["gibbs_classifier"]["n_pairs"] == n_teachers * len(ss.preset("smoke").students())
+    kinds = {r["kind"] for r in res["verdict_counts"]["by_kind"]}
+    assert kinds <= set(KINDS) and "demonstration" in kinds
+    for k in res["kendall"]:
+        assert k["n_teachers"] == n_teachers
+        if k["p_value"] is not None:
+            assert k["p_holm"] >= k["p_value"] and k["min_attainable_p"] >= 2 / 6 - 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_smoke_rerun_reuses_the_cache(smoke_run):
+    mod, tmp, out = smoke_run
+    out2 = tmp / "out2"
+    assert mod.main(["--preset", "smoke", "--out", str(out2), "--cache-root", str(tmp / "cache"),
                      "--no-progress"]) == 0
-    res2 = json.loads((out2 / "results.json").read_text())
-    assert res2["rows"][0]["divergence_train"] == pytest.approx(r0["divergence_train"], rel=1e-6)
+    a = _strict_loads((out / "results.json").read_text())
+    b = _strict_loads((out2 / "results.json").read_text())
+    assert b["rows"][0]["divergence_train"] == pytest.approx(a["rows"][0]["divergence_train"], rel=1e-6)
+    assert b["timing"]["teacher_training_cpu_s"] < a["timing"]["teacher_training_cpu_s"]
