@@ -64,7 +64,7 @@ if _env not in ("", "0", "1"):
 smoke = smoke or _env == "1"
 if smoke:  # same code path, tiny sizes: for CI (never reads results from elsewhere)
     run_overrides = dict(n_per_class=5, test_per_class=5, teacher_epochs=1, student_epochs=1, methods=("kd",),
-                         curvature_per_class=2, curvature_batch_size=20, trace_matvecs=2, lanczos_matvecs=3,
+                         curvature_per_class=2, curvature_batch_size=20, trace_matvecs=6, lanczos_matvecs=3,
                          n_boot=20)
     n_teachers = 1
     slq_probes, slq_steps, top_k, top_matvecs, trace_probes = 2, 8, 2, 8, 4

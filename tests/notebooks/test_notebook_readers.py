@@ -73,22 +73,29 @@ def test_reads_checkrecords_and_keeps_the_final_verdicts():
     assert got[("thm1_sigma_n", "clipped_ce")]["z"] == pytest.approx(final[0].z)
 
 
-def test_reads_legacy_bound_checks_as_unclassified_point_comparisons():
-    from kdbounds.bound_checks import check_bounds
+def _legacy_record(name, bound, observed, holds):
+    """A record in the schema of the removed ``kdbounds.bound_checks.BoundCheck`` (results of older runs)."""
+    return {"name": name, "loss": "clipped_ce", "side": "abs", "bound": bound, "observed": observed,
+            "observed_se": 0.05, "ratio": (bound / observed) if bound is not None else None, "holds": holds,
+            "assumptions_met": False, "assumptions": "predictive K-hat", "params": {}}
 
+
+def test_reads_legacy_bound_checks_as_unclassified_point_comparisons():
     ns = _helpers()
-    legacy = check_bounds(gen_teacher=-0.01, gen_student=0.3, divergence=0.02, sigma=1.0, n=100, diff_se=0.05)
-    results = _roundtrip({"reports": [{"teacher": "t2", "method": "rid", "checks": [c.to_dict() for c in legacy]}],
-                          "rows": [{"teacher": "t2", "method": "rid", "bound_thm1_per_sample_clipped_ce": 1.0}]})
+    legacy = [_legacy_record("thm1_per_sample", 0.2, 0.31, False),
+              _legacy_record("thm1_product", 2.0, 0.31, True),
+              _legacy_record("thm2_central", None, 0.31, False)]  # no positive teacher gap: null bound
+    results = _roundtrip({"reports": [{"teacher": "t2", "method": "rid", "checks": legacy}],
+                          "rows": [{"teacher": "t2", "method": "rid", "bound_thm1_per_sample_clipped_ce": 0.2}]})
     got = ns["read_checks"](results)
     assert len(got) == len(legacy)
     for c, b in zip(got, legacy):
         assert c["kind"] == "unclassified" and c["pair"] == "t2 → rid"
-        if math.isnan(b.bound):  # theorem 2 without a positive teacher gap: null in JSON
+        if b["bound"] is None:
             assert c["verdict"] == "not_defined"
         else:
-            assert c["verdict"] == ("holds (point)" if b.holds else "violated (point)")
-    assert any(c["verdict"] == "violated (point)" for c in got), "gap difference 0.31 breaks the per-sample bound"
+            assert c["verdict"] == ("holds (point)" if b["holds"] else "violated (point)")
+    assert any(c["verdict"] == "violated (point)" for c in got)
 
 
 def test_missing_fields_degrade_instead_of_raising():
