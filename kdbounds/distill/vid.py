@@ -327,17 +327,37 @@ class VID(DistillMethod):
             for i, j in self.pairs)
 
     def loss(self, x, y, s_out, t_out, epoch):
-        s_out = get_features(s_out, "student", self.name)
-        t_out = get_features(t_out, "teacher", self.name)
-        ce = F.cross_entropy(upcast(s_out.logits), y)
-        parts: dict[str, torch.Tensor] = {"ce": ce.detach()}
-        vid = ce.new_zeros(())
-        for k, ((i, j), reg) in enumerate(zip(self.pairs, self.regressors)):
-            s, t = match_spatial(s_out.stages[i], t_out.stages[j].detach())
-            lk = vid_layer_loss(upcast(t), upcast(reg(s)), reg.variance())
-            parts[f"vid_{k}"] = lk.detach()
-            vid = vid + lk
-        loss = self.ce_weight * ce + self.lam * vid
-        parts["vid"] = vid.detach()
-        parts["loss"] = loss.detach()
-        return loss, parts
+        return vid_objective(self, y, s_out, t_out)
+
+
+def vid_objective(method: Any, y: torch.Tensor, s_out: Any, t_out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    r"""The VID objective shared by both variants (``vid`` and ``vid_rid``; they differ in their regressors).
+
+    .. math::
+        L = w_{ce}\,\mathrm{CE} + \lambda \sum_k \operatorname{mean}\tfrac12
+            \left[\frac{(t_k - \mu_k(s_k))^2}{v_k} + \log v_k\right]
+
+    Args:
+        method: a VID method with ``name``, ``pairs``, ``regressors`` (each with ``variance()``),
+            ``ce_weight`` and ``lam``.
+        y: labels.
+        s_out: the student's forward output (with features).
+        t_out: the teacher's forward output (with features); its stages are detached.
+
+    Returns:
+        The loss and its parts (``ce``, ``vid_k`` per layer, ``vid``, ``loss``), detached.
+    """
+    s_out = get_features(s_out, "student", method.name)
+    t_out = get_features(t_out, "teacher", method.name)
+    ce = F.cross_entropy(upcast(s_out.logits), y)
+    parts: dict[str, torch.Tensor] = {"ce": ce.detach()}
+    vid = ce.new_zeros(())
+    for k, ((i, j), reg) in enumerate(zip(method.pairs, method.regressors)):
+        s, t = match_spatial(s_out.stages[i], t_out.stages[j].detach())
+        lk = vid_layer_loss(upcast(t), upcast(reg(s)), reg.variance())
+        parts[f"vid_{k}"] = lk.detach()
+        vid = vid + lk
+    loss = method.ce_weight * ce + method.lam * vid
+    parts["vid"] = vid.detach()
+    parts["loss"] = loss.detach()
+    return loss, parts

@@ -49,8 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .vid import (as_float, as_int, as_int_tuple, get_features, match_spatial,
-                  require_feature_model, select_stage_pairs, upcast, vid_layer_loss)
+from .vid import as_float, as_int, as_int_tuple, require_feature_model, select_stage_pairs, vid_objective
 
 __all__ = ["VIDRID", "VIDRIDRegressor", "vid_rid_variance", "KD_RID_ALPHA_INIT", "KD_RID_EPS",
            "KD_RID_LAM", "KD_RID_HIDDEN_MULT"]
@@ -176,17 +175,4 @@ class VIDRID(DistillMethod):
             for i, j in self.pairs)
 
     def loss(self, x, y, s_out, t_out, epoch):
-        s_out = get_features(s_out, "student", self.name)
-        t_out = get_features(t_out, "teacher", self.name)
-        ce = F.cross_entropy(upcast(s_out.logits), y)
-        parts: dict[str, torch.Tensor] = {"ce": ce.detach()}
-        vid = ce.new_zeros(())
-        for k, ((i, j), reg) in enumerate(zip(self.pairs, self.regressors)):
-            s, t = match_spatial(s_out.stages[i], t_out.stages[j].detach())
-            lk = vid_layer_loss(upcast(t), upcast(reg(s)), reg.variance())
-            parts[f"vid_{k}"] = lk.detach()
-            vid = vid + lk
-        loss = self.ce_weight * ce + self.lam * vid
-        parts["vid"] = vid.detach()
-        parts["loss"] = loss.detach()
-        return loss, parts
+        return vid_objective(self, y, s_out, t_out)
