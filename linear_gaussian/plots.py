@@ -1,5 +1,9 @@
-"""Figures of the linear-Gaussian sweeps (matplotlib, Agg backend; imported only on demand, never by
-``linear_gaussian/__init__``)."""
+"""Figures of the linear-Gaussian sweeps (matplotlib; imported only on demand, never by
+``linear_gaussian/__init__``).
+
+The figures are plain :class:`matplotlib.figure.Figure` objects, made without ``pyplot``: the backend
+of the process (a notebook's inline backend) is never switched, and ``savefig`` renders with Agg.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,13 @@ def _xaxis(ax: Any, rows: list[dict[str, Any]], sweep: str, logx: bool) -> None:
         ax.minorticks_off()
 
 
+def _figure() -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4))
+    return fig, fig.subplots()
+
+
 def plot_terms(rows: list[dict[str, Any]], sweep: str, logx: bool = False, logy: bool = True):
     """Figure: total, bias, rank bottleneck, variance (mean over seeds, +- SE) against ``sweep``.
 
@@ -29,14 +40,9 @@ def plot_terms(rows: list[dict[str, Any]], sweep: str, logx: bool = False, logy:
         logy: logarithmic y axis.
 
     Returns:
-        The matplotlib figure.
+        A :class:`matplotlib.figure.Figure` (not registered with pyplot; save it with ``fig.savefig``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = _figure()
     for key, label in (("total", "K"), ("bias", "B"), ("rank_bottleneck", "R_r"), ("variance", "V")):
         x, m, se = mean_by_x(rows, sweep, key)
         ax.errorbar(x, m, yerr=se, marker="o", ms=3, capsize=2, label=label)
@@ -61,14 +67,9 @@ def plot_bounds(rows: list[dict[str, Any]], sweep: str, logx: bool = False):
         logx: logarithmic x axis.
 
     Returns:
-        The matplotlib figure.
+        A :class:`matplotlib.figure.Figure` (not registered with pyplot; save it with ``fig.savefig``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = _figure()
     x, m, se = mean_by_x(rows, sweep, "gap_difference")
     ax.errorbar(x, m, yerr=se, color="k", marker="o", ms=3, capsize=2, label="gen(S|D) - gen(T|D) (exact)")
     styles = (("theorem3b_upper", "Th.3B exact DV", "C0", "-"), ("theorem3b_lower", None, "C0", "-"),

@@ -1,9 +1,17 @@
-"""Tables and figures for the experiments (orchestration layer; matplotlib with the Agg backend)."""
+"""Tables and figures for the experiments (orchestration layer).
+
+Figures are built as :class:`matplotlib.figure.Figure` objects directly, never through ``pyplot``: no
+backend is selected or switched (a notebook kernel keeps its inline backend and shows every later
+figure), nothing is registered with pyplot's figure manager (no figure leaks in long runs), and
+``savefig`` renders with the Agg canvas matplotlib attaches for the file format.
+"""
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,31 +20,39 @@ from .._io import atomic_write_bytes
 
 __all__ = ["plot_sharpness_vs_gap", "plot_bound_vs_observed", "format_table", "plt_figure", "save_figure"]
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+#: keyword arguments of ``pyplot.subplots`` that go to ``Figure.subplots`` (the rest go to ``Figure``)
+_SUBPLOTS_KW = frozenset({"sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
+                          "gridspec_kw"})
 
 
 def plt_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
-    """``plt.subplots(nrows, ncols, **kwargs)`` on the Agg backend (matplotlib imported on first use).
+    """A new figure and its axes, like ``pyplot.subplots`` but without pyplot.
+
+    The figure is a plain :class:`matplotlib.figure.Figure` (matplotlib imported on first use): the
+    process's backend is left as it is, and the figure is not registered with pyplot.
 
     Args:
-        nrows, ncols: the grid of axes.
-        **kwargs: passed to ``plt.subplots`` (``figsize``, ``sharey``, ...).
+        nrows: rows of the grid of axes.
+        ncols: columns of the grid of axes.
+        **kwargs: the keywords of ``pyplot.subplots``: ``sharex``, ``sharey``, ``squeeze``,
+            ``width_ratios``, ``height_ratios``, ``subplot_kw``, ``gridspec_kw`` go to
+            ``Figure.subplots``, the others (``figsize``, ``dpi``, ``layout``, ...) to ``Figure``.
 
     Returns:
-        ``(figure, axes)``.
+        ``(figure, axes)``: one ``Axes`` for a 1 x 1 grid, else an array of them (as ``pyplot.subplots``).
     """
-    return _plt().subplots(nrows, ncols, **kwargs)
+    from matplotlib.figure import Figure
+
+    sub = {k: v for k, v in kwargs.items() if k in _SUBPLOTS_KW}
+    fig = Figure(**{k: v for k, v in kwargs.items() if k not in _SUBPLOTS_KW})
+    return fig, fig.subplots(nrows, ncols, **sub)
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
-    """Save ``fig`` to ``path`` atomically (format from the suffix) and close it.
+    """Save ``fig`` to ``path`` atomically (format from the suffix) and release it.
+
+    A figure made by :func:`plt_figure` needs no closing; one made with ``pyplot`` (when pyplot is
+    already imported) is closed, so that loops do not accumulate open figures. The backend is not touched.
 
     Args:
         fig: a matplotlib figure.
@@ -46,14 +62,14 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
     Returns:
         ``path`` as a ``Path``.
     """
-    import io
-
     buf = io.BytesIO()
     path = Path(path)
     try:
         fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     finally:
-        _plt().close(fig)
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:  # a pyplot-managed figure: drop it from pyplot's registry (a no-op otherwise)
+            plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -76,8 +92,7 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
     Returns:
         ``path``.
     """
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(gaps), figsize=(5.2 * len(gaps), 4.2), squeeze=False)
+    fig, axes = plt_figure(1, len(gaps), figsize=(5.2 * len(gaps), 4.2), squeeze=False)
     methods = sorted({r["method"] for r in rows})
     for ax, g in zip(axes[0], gaps):
         for m in methods:
@@ -119,8 +134,7 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
     Returns:
         ``path``.
     """
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    fig, ax = plt_figure(figsize=(6.2, 5.2))
     def checks(rep: dict[str, Any]) -> list[dict[str, Any]]:
         return rep.get("records", rep.get("checks", []))
 
