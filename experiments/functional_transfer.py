@@ -16,18 +16,20 @@ Writes config.json, per_run.csv, results.json, summary.csv and agreement_split.p
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
-from kdbounds.studies import functional_transfer as study
+
+STUDY = "kdbounds.studies.functional_transfer"  # imported after parsing (torch): a bad flag fails at once
 
 OVERRIDES = {"seeds": T.positive_int, "n_per_class": T.positive_int, "teacher_epochs": T.positive_int,
              "student_epochs": T.positive_int, "n_test": T.positive_int}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, study.PRESETS, "cpu")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "cpu")
     _cli.add_overrides(p, OVERRIDES)
     p.add_argument("--cache", dest="cache_root", type=T.writable_dir, help="alias of --cache-root")
     return p.parse_args(argv)
@@ -35,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    study = importlib.import_module(STUDY)
     return _cli.main(study, "functional_transfer", _cli.config_from_args(study.PRESETS, a, OVERRIDES), a)
 
 

@@ -27,11 +27,14 @@ tests of the published claim), accuracy.png (bar plot with the spread over seeds
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Any
 
 from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
-from kdbounds.studies import nuisance_teacher as study
+
+STUDY = "kdbounds.studies.nuisance_teacher"  # imported after parsing (torch): a bad flag fails at once
 
 OVERRIDES = {"teacher_arch": T.arch, "student_arch": T.arch, "n_per_class": T.positive_int,
              "test_per_class": T.positive_int, "teacher_epochs": T.positive_int, "epochs": T.positive_int,
@@ -42,22 +45,26 @@ OVERRIDES = {"teacher_arch": T.arch, "student_arch": T.arch, "n_per_class": T.po
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, study.PRESETS, "cpu")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "cpu")
     _cli.add_overrides(p, OVERRIDES)
-    p.add_argument("--methods", type=T.name_list(study.METHODS), default=None,
-                   help=f"comma-separated subset of {','.join(study.METHODS)}")
+    methods = _cli.module_names(STUDY, "METHODS")
+    p.add_argument("--methods", type=T.name_list(methods), default=None,
+                   help=f"comma-separated subset of {','.join(methods)}")
     p.add_argument("--milestones", type=T.milestones, default=None, help="comma-separated epochs, or 'none'")
     return p.parse_args(argv)
 
 
-def resolve(a: argparse.Namespace) -> study.Config:
-    """The preset's config with the given options applied (SystemExit with a message when invalid)."""
+def resolve(a: argparse.Namespace) -> Any:
+    """The preset's config (the study's ``Config``) with the given options applied (SystemExit with a
+    message when invalid). Imports the study."""
+    study = importlib.import_module(STUDY)
     return _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=a.methods, milestones=a.milestones)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    return _cli.main(study, "nuisance_teacher", resolve(a), a)
+    config = resolve(a)
+    return _cli.main(importlib.import_module(STUDY), "nuisance_teacher", config, a)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ Writes: curves.csv (one row per method x teacher x epoch), results.json, curves.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
-from kdbounds.studies import pid_transfer as study
+
+STUDY = "kdbounds.studies.pid_transfer"  # imported after parsing (torch): a bad flag fails at once
 
 
 def _methods() -> tuple[str, ...]:
@@ -32,13 +34,14 @@ def _methods() -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, study.PRESETS, "smoke")
-    p.add_argument("--methods", type=T.name_list(_methods()), default=None, help="comma-separated (default kd,vid,rid)")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "smoke")
+    p.add_argument("--methods", type=T.name_list(_methods), default=None, help="comma-separated (default kd,vid,rid)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    study = importlib.import_module(STUDY)
     return _cli.main(study, "pid_transfer", _cli.config_from_args(study.PRESETS, a, methods=a.methods), a)
 
 

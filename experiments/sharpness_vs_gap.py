@@ -23,11 +23,13 @@ The study itself is kdbounds.studies.sharpness_vs_gap.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
-from kdbounds.studies import sharpness_vs_gap as study
+
+STUDY = "kdbounds.studies.sharpness_vs_gap"  # imported after parsing (torch): a bad flag fails at once
 
 OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int}
 
@@ -39,8 +41,8 @@ def _methods() -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, study.PRESETS, "default")
-    p.add_argument("--methods", type=T.name_list(_methods()), default=None, help="comma-separated, e.g. ce,kd,rid")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "default")
+    p.add_argument("--methods", type=T.name_list(_methods), default=None, help="comma-separated, e.g. ce,kd,rid")
     _cli.add_overrides(p, OVERRIDES)
     p.set_defaults(cache_root="results/cache")
     return p.parse_args(argv)
@@ -48,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    study = importlib.import_module(STUDY)
     cfg = _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=a.methods)
     return _cli.main(study, "sharpness_vs_gap", cfg, a)
 

@@ -19,7 +19,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 __all__ = [
     "SEED_MAX",
@@ -193,11 +193,15 @@ def milestones(text: str) -> tuple[int, ...]:
     return ms
 
 
-def name_list(choices: tuple[str, ...] | list[str]) -> Callable[[str], tuple[str, ...]]:
-    """A converter for comma-separated names, each one of ``choices`` (no repeats)."""
-    opts = tuple(choices)
+def name_list(choices: tuple[str, ...] | list[str] | Callable[[], Sequence[str]]) -> Callable[[str], tuple[str, ...]]:
+    """A converter for comma-separated names, each one of ``choices`` (no repeats).
+
+    ``choices`` may be a function returning them: it is called only when the option is given, so a
+    list that needs a heavy import (the registered distillation methods) costs nothing otherwise.
+    """
 
     def convert(text: str) -> tuple[str, ...]:
+        opts = tuple(choices() if callable(choices) else choices)
         names = tuple(t for t in (s.strip() for s in text.split(",")) if t)
         if not names:
             raise _bad(f"comma-separated names from {','.join(opts)}", text)

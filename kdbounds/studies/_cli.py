@@ -4,31 +4,40 @@ Common options: ``--preset``, ``--out``, ``--cache-root``, ``--device``, ``--see
 ``--no-progress``; a study adds its own with :func:`add_overrides`. :func:`config_from_args` applies
 the given options to the preset's frozen config (unset options keep the preset's value) and
 :func:`main` runs the study and prints where it wrote.
+
+A study module imports torch at its top, which costs seconds. A script therefore parses its command
+line first and imports the study after: :func:`module_names` reads the preset names (and any other
+literal tuple of names, such as a study's ``METHODS``) from the study's source, without importing it,
+so a typo such as ``--preset nope`` or ``--epochs -1`` is answered at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import importlib
+import importlib.util
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .. import _cli_types as T
 
-__all__ = ["study_parser", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
+__all__ = ["study_parser", "module_names", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
            "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data"]
 
 COMMON = ("device", "seed", "data_root")
 
 
-def study_parser(doc: str, presets: Mapping[str, Any], default_preset: str) -> argparse.ArgumentParser:
+def study_parser(doc: str, presets: Collection[str], default_preset: str) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with the common study options; its help is the script's docstring.
 
     Args:
         doc: the script's module docstring (first paragraph: description; the rest: epilog).
-        presets: the study's ``PRESETS``.
+        presets: the study's ``PRESETS``, or only their names (:func:`module_names` reads them without
+            importing the study).
         default_preset: the preset used when ``--preset`` is not given.
 
     Returns:
@@ -79,7 +88,8 @@ def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -
     """Add ``--<field-name>`` options (``None`` by default, i.e. keep the preset's value).
 
     An option that the shared parser already has (``--threads``, intra-op threads per run) is not
-    added again: its value, when given, is applied to the field of the same name.
+    added again: its value, when given, is applied to the field of the same name. (argparse refuses a
+    second option of the same name with ``ArgumentError``; that refusal is what detects it.)
 
     Args:
         parser: the study's parser.
@@ -89,10 +99,86 @@ def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -
     """
     for name, typ in fields.items():
         typ = _SAFE.get(typ, typ)
-        if "--" + name.replace("_", "-") in parser._option_string_actions:
+        try:
+            parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
+                                help=f"override the preset's {name}")
+        except argparse.ArgumentError:
             continue  # a shared option of the same name (e.g. --threads) sets this field too
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
-                            help=f"override the preset's {name}")
+
+
+def module_names(module: str, name: str) -> tuple[str, ...]:
+    """The names held by ``module.<name>`` (a study's ``PRESETS`` keys, its ``METHODS``), sorted as
+    written, read from the module's source without importing it (no torch).
+
+    The source is read with :mod:`ast` when ``name`` is bound once at the top level to a literal: a
+    dict with string keys, a tuple/list of strings, or a dict comprehension over such a dict
+    (``{k: Config(**kw) for k, kw in _SETTINGS.items()}``), and nothing at the top level changes it
+    afterwards. Any other form falls back to importing the module, so the answer is always right;
+    only the speed depends on the form.
+
+    Args:
+        module: a module's dotted name (``kdbounds.studies.functional_transfer``).
+        name: a top-level name in it.
+
+    Returns:
+        The keys or items, in source order.
+
+    Raises:
+        ModuleNotFoundError: no such module.
+        AttributeError: the module (imported, in the fall-back case) has no such name.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        raise ModuleNotFoundError(f"module: no module named {module!r}")
+    found = None
+    if spec.origin and spec.origin.endswith(".py"):
+        try:
+            with open(spec.origin, encoding="utf-8") as f:
+                found = _literal_names(ast.parse(f.read()), name)
+        except (OSError, SyntaxError, ValueError):
+            found = None
+    if found is not None:
+        return found
+    return tuple(getattr(importlib.import_module(module), name))
+
+
+def _literal_names(tree: ast.Module, name: str, depth: int = 0) -> tuple[str, ...] | None:
+    """The names of top-level ``name`` in ``tree`` when spelled as a literal (see :func:`module_names`)."""
+    values = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        for t in targets:
+            if isinstance(t, ast.Name) and t.id == name:
+                values.append(getattr(node, "value", None) if not isinstance(node, ast.AugAssign) else None)
+            elif any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(t)):
+                return None  # PRESETS["x"] = ... or similar: changed after its definition
+        if isinstance(node, ast.Expr) and any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                                              and n.value.id == name for n in ast.walk(node)):
+            return None  # PRESETS.update(...) and the like
+    if len(values) != 1 or values[0] is None:
+        return None
+    v = values[0]
+    if isinstance(v, ast.Dict):
+        keys = v.keys
+    elif isinstance(v, (ast.Tuple, ast.List)):
+        keys = v.elts
+    elif isinstance(v, ast.DictComp) and depth == 0 and len(v.generators) == 1 and not v.generators[0].ifs:
+        it = v.generators[0].iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and it.func.attr in ("items", "keys") \
+                and not it.args:
+            it = it.func.value
+        tgt = v.generators[0].target
+        first = tgt.elts[0] if isinstance(tgt, ast.Tuple) and tgt.elts else tgt
+        if not (isinstance(it, ast.Name) and isinstance(first, ast.Name) and isinstance(v.key, ast.Name)
+                and v.key.id == first.id):
+            return None
+        return _literal_names(tree, it.id, depth + 1)
+    else:
+        return None
+    if not all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in keys):
+        return None
+    return tuple(k.value for k in keys)
 
 
 def config_from_args(presets: Mapping[str, Any], args: argparse.Namespace, names: Sequence[str] = (),
@@ -112,6 +198,8 @@ def config_from_args(presets: Mapping[str, Any], args: argparse.Namespace, names
     Raises:
         SystemExit: an option names a field the study's config does not have (argparse-style message).
     """
+    if args.preset not in presets:
+        raise SystemExit(f"--preset {args.preset}: the study has no such preset; expected one of {sorted(presets)}")
     base = presets[args.preset]
     fields = {f.name for f in dataclasses.fields(base)}
     updates: dict[str, Any] = {}
