@@ -34,12 +34,29 @@ class CurvatureOperator:
 
     # -- public products --------------------------------------------------------------------
     def matvec(self, v: Tensor) -> Tensor:
-        """Return ``A v`` for a flat vector ``v`` of shape ``(n,)``."""
+        """Return ``A v`` for a flat vector ``v`` of shape ``(n,)``.
+
+        Args:
+            v: the vector, shape ``(n,)``, the operator's dtype and device.
+
+        Returns:
+            ``A v``, shape ``(n,)``.
+        """
         v = self._check_vectors(v, ndim=1, name="v")
         return self.matmat(v[:, None])[:, 0]
 
     def matmat(self, V: Tensor) -> Tensor:
-        """Return ``A V`` for a matrix ``V`` of shape ``(n, k)`` (one column per vector)."""
+        """Return ``A V`` for a matrix ``V`` of shape ``(n, k)`` (one column per vector).
+
+        Args:
+            V: the vectors as columns, shape ``(n, k)``.
+
+        Returns:
+            ``A V``, shape ``(n, k)``; counted in ``num_matvecs`` as ``k`` products.
+
+        Raises:
+            FloatingPointError: a product is NaN or infinite for a finite input.
+        """
         V = self._check_vectors(V, ndim=2, name="V")
         if V.shape[1] == 0:
             return V.clone()
@@ -90,7 +107,14 @@ class CurvatureOperator:
         return V.to(device=self.device, dtype=self.dtype)
 
     def to_dense(self, chunk_size: int = 64) -> Tensor:
-        """Materialise the ``(n, n)`` matrix by products with identity columns (small ``n`` only)."""
+        """Materialise the ``(n, n)`` matrix by products with identity columns (small ``n`` only).
+
+        Args:
+            chunk_size: identity columns per ``matmat`` call.
+
+        Returns:
+            The dense matrix, shape ``(n, n)``.
+        """
         n = self.shape[0]
         cols = []
         for start in range(0, n, chunk_size):
@@ -105,6 +129,9 @@ class CurvatureOperator:
 
         Numpy vectors are converted to the operator's dtype and device for each product and the
         result is returned on the CPU as numpy with the numpy equivalent of the operator's dtype.
+
+        Returns:
+            A ``LinearOperator`` of shape ``(n, n)`` whose products call this operator.
         """
         from scipy.sparse.linalg import LinearOperator
 
@@ -158,7 +185,17 @@ class MatrixOperator(CurvatureOperator):
 
 
 def as_operator(op: Any) -> CurvatureOperator:
-    """Return ``op`` if it is a :class:`CurvatureOperator`; wrap tensors/arrays as a matrix."""
+    """Return ``op`` if it is a :class:`CurvatureOperator`; wrap tensors/arrays as a matrix.
+
+    Args:
+        op: an operator, or a square tensor or numpy array.
+
+    Returns:
+        The operator (a :class:`MatrixOperator` for a tensor/array).
+
+    Raises:
+        TypeError: ``op`` is neither.
+    """
     if isinstance(op, CurvatureOperator):
         return op
     if isinstance(op, (Tensor, np.ndarray)):

@@ -47,10 +47,15 @@ class BlockLanczosRun:
 
     @property
     def size(self) -> int:
+        """Columns of the basis built so far."""
         return self.Q.shape[1]
 
     def step(self, max_columns: int) -> None:
-        """Multiply the current block (at most ``max_columns`` columns) and extend the basis."""
+        """Multiply the current block (at most ``max_columns`` columns) and extend the basis.
+
+        Args:
+            max_columns: the most columns of the current block multiplied (a budget cut).
+        """
         X = self.X[:, :max_columns]
         W = self.op.matmat(X)
         self.Q = torch.cat([self.Q, X], dim=1)
@@ -63,13 +68,25 @@ class BlockLanczosRun:
         self.X = self._orthonormalise(W[:, :b].clone())
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ritz values (ascending) and eigenvectors ``S`` of ``T = Q^T H Q`` (float64 numpy)."""
+        """Ritz values (ascending) and eigenvectors ``S`` of ``T = Q^T H Q`` (float64 numpy).
+
+        Returns:
+            ``(theta, S)``: the Ritz values and the eigenvectors of ``T`` as columns.
+        """
         T = (self.Q.T @ self.HQ).double().cpu().numpy()
         T = 0.5 * (T + T.T)
         return np.linalg.eigh(T)
 
     def residuals(self, theta: np.ndarray, S: np.ndarray) -> np.ndarray:
-        """Exact residual norms ``||H y - theta y||`` of the Ritz pairs given by columns of ``S``."""
+        """Exact residual norms ``||H y - theta y||`` of the Ritz pairs given by columns of ``S``.
+
+        Args:
+            theta: Ritz values, one per column of ``S``.
+            S: eigenvectors of ``T`` (columns); the Ritz vectors are ``y = Q S``.
+
+        Returns:
+            The residual norms (float64 numpy), one per pair.
+        """
         St = torch.as_tensor(S, dtype=self.op.dtype, device=self.op.device)
         th = torch.as_tensor(theta, dtype=self.op.dtype, device=self.op.device)
         R = self.HQ @ St - (self.Q @ St) * th
@@ -104,7 +121,16 @@ class BlockLanczosRun:
 
 def block_lanczos_run(op: CurvatureOperator, X0: Tensor, generator: torch.Generator
                       ) -> BlockLanczosRun:
-    """Start a block Lanczos run from the block ``X0`` (``(n, b)``, full column rank)."""
+    """Start a block Lanczos run from the block ``X0`` (``(n, b)``, full column rank).
+
+    Args:
+        op: the symmetric operator.
+        X0: the start block, shape ``(n, b)``.
+        generator: random source for the columns that replace a rank-deficient block.
+
+    Returns:
+        The run (advance it with :meth:`BlockLanczosRun.step`).
+    """
     return BlockLanczosRun(op, X0, generator)
 
 
@@ -112,9 +138,18 @@ def batched_lanczos(op: CurvatureOperator, V0: Tensor, num_steps: int
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``p`` Lanczos recurrences (columns of ``V0``) advanced together, one ``matmat`` per step.
 
-    Returns, per column, ``(alpha, beta)`` of its tridiagonal (``alpha`` of length ``m_i <=
-    num_steps``, shorter where the recurrence met an invariant subspace; ``beta`` of length
-    ``m_i - 1``).
+    Args:
+        op: the symmetric operator.
+        V0: the start vectors as columns, shape ``(n, p)``, each nonzero.
+        num_steps: Lanczos steps per recurrence (at most ``n`` are taken).
+
+    Returns:
+        Per column, ``(alpha, beta)`` of its tridiagonal (``alpha`` of length ``m_i <=
+        num_steps``, shorter where the recurrence met an invariant subspace; ``beta`` of length
+        ``m_i - 1``).
+
+    Raises:
+        ValueError: a start vector is zero.
     """
     n, p = V0.shape
     m = min(num_steps, n)

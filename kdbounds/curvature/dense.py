@@ -34,6 +34,19 @@ def dense_hessian(
 ) -> Tensor:
     """The ``(n, n)`` Hessian of the batch-size-weighted average loss w.r.t. the selected params.
 
+    Args:
+        model: the network (evaluated in eval mode).
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor`` (mean over the batch).
+        data: re-iterable of ``(inputs, targets)`` batches.
+        params: which parameters vary (see :func:`select_parameters`); ``None`` for all.
+        dtype: differentiate a converted copy of the model in this dtype (e.g. ``torch.float64``).
+        output_fn: maps the model output to what ``loss_fn`` takes (default: identity, or the
+            first element of a tuple output).
+        max_params: refuse more selected parameters than this (the matrix has ``n**2`` entries).
+
+    Returns:
+        The symmetric Hessian, shape ``(n, n)``, in the problem's dtype and device.
+
     Raises:
         ValueError: empty data, non-scalar loss, empty selection, or ``n > max_params``.
     """

@@ -46,9 +46,12 @@ class LanczosState:
 
     @property
     def steps(self) -> int:
+        """Lanczos steps taken so far."""
         return len(self.alpha)
 
     def step(self) -> None:
+        """One Lanczos step (one product) with full reorthogonalisation; sets ``breakdown`` at an
+        invariant subspace."""
         j = self.steps
         q = self.Q[j]
         w = self.op.matvec(q)
@@ -72,7 +75,11 @@ class LanczosState:
             self.Q[j + 1] = w / b
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ritz values (ascending), residual bounds, and eigenvectors ``S`` of ``T``."""
+        """Ritz values (ascending), residual bounds, and eigenvectors ``S`` of ``T``.
+
+        Returns:
+            ``(theta, residuals, S)`` (float64 numpy).
+        """
         a = np.asarray(self.alpha)
         b = np.asarray(self.beta[: len(a) - 1])
         if len(a) == 1:
@@ -86,6 +93,12 @@ class LanczosState:
 def lanczos(op: Any, num_steps: int, *, seed: int | torch.Generator | None = None,
             v0: Tensor | None = None) -> tuple[np.ndarray, np.ndarray, Tensor]:
     """Run ``num_steps`` Lanczos steps (stops early at an invariant subspace).
+
+    Args:
+        op: symmetric operator (or square tensor/array).
+        num_steps: steps wanted (``>= 1``; at most ``n`` are taken).
+        seed: probe seed (Rademacher start vector) unless ``v0`` is given.
+        v0: start vector, shape ``(n,)``.
 
     Returns:
         ``(alpha, beta, Q)``: diagonal ``(m,)``, off-diagonal ``(m-1,)`` of ``T`` and the basis
@@ -122,7 +135,7 @@ def top_eigenvalues(
 
     Stops when every wanted Ritz residual satisfies :math:`|\beta_m s_{m,i}| \le
     \mathrm{tol}\,|\theta_i|` (the eigenvalue error is at most the residual, and typically of
-    order residual² / spectral gap), at an invariant subspace, or after ``max_matvecs`` steps.
+    order of the squared residual over the spectral gap), at an invariant subspace, or after ``max_matvecs`` steps.
 
     Args:
         op: operator (or square tensor/array), symmetric.
@@ -134,6 +147,7 @@ def top_eigenvalues(
         max_matvecs: Lanczos steps allowed (``>= k``, ``>= 2k`` for ``"both"``, unless ``n`` is
             smaller).
         seed: probe seed (Rademacher start vector) unless ``v0`` is given.
+        v0: start vector, shape ``(n,)`` (default: a Rademacher probe from ``seed``).
         return_eigenvectors: also return the Ritz vectors ``(n, #eigenvalues)``.
         block_size: ``1`` runs single-vector Lanczos (the three-term recurrence above); ``b > 1``
             runs block Lanczos (:mod:`kdbounds.curvature.block_krylov`): ``b`` products per
@@ -261,6 +275,19 @@ def power_iteration(
     :math:`\lambda_t = v_t^\top H v_t` (each product gives the quotient of the current iterate),
     stopping when :math:`|\lambda_t - \lambda_{t-1}| \le \mathrm{tol}\,|\lambda_t|`. Kept for
     comparison with :func:`top_eigenvalues`, which needs far fewer products.
+
+    Args:
+        op: symmetric operator (or square tensor/array).
+        max_matvecs: products allowed (``>= 2``).
+        tol: relative tolerance on successive Rayleigh quotients.
+        seed: probe seed (Rademacher start vector) unless ``v0`` is given.
+        v0: start vector, shape ``(n,)``.
+
+    Returns:
+        :class:`PowerIterationResult` (the last quotient, its history and whether it converged).
+
+    Raises:
+        ValueError: bad ``max_matvecs`` or ``tol``.
     """
     op = as_operator(op)
     budget = _check_int("max_matvecs", max_matvecs, 2)

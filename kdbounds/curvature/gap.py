@@ -51,7 +51,19 @@ class GapHessianOperator(CurvatureOperator):
 
     @classmethod
     def from_operators(cls, heldout: HessianOperator, train: HessianOperator) -> GapHessianOperator:
-        """Gap operator ``heldout - train`` from two operators on the same parameters."""
+        """Gap operator ``heldout - train`` from two operators on the same parameters.
+
+        Args:
+            heldout: the Hessian operator of the held-out loss.
+            train: the Hessian operator of the training loss (same parameters, dtype and device).
+
+        Returns:
+            The gap operator.
+
+        Raises:
+            TypeError: an argument is not a :class:`HessianOperator`.
+            ValueError: the two select different parameters or differ in dtype or device.
+        """
         for name, o in (("heldout", heldout), ("train", train)):
             if not isinstance(o, HessianOperator):
                 raise TypeError(f"{name} must be a HessianOperator, got {type(o).__name__}")
@@ -78,9 +90,17 @@ class GapHessianOperator(CurvatureOperator):
         return self.heldout.matmat(V) - self.train.matmat(V)
 
     def gradient(self) -> Tensor:
-        r"""Gradient of the gap function, :math:`\nabla L_{\mathrm{held}} - \nabla L_{\mathrm{train}}`."""
+        r"""Gradient of the gap function, :math:`\nabla L_{\mathrm{held}} - \nabla L_{\mathrm{train}}`.
+
+        Returns:
+            The flat gradient, shape ``(n,)``.
+        """
         return self.heldout.gradient() - self.train.gradient()
 
     def gap(self) -> float:
-        """Value of the gap function, held-out loss minus training loss."""
+        """Value of the gap function, held-out loss minus training loss.
+
+        Returns:
+            The gap (a float).
+        """
         return self.heldout.loss() - self.train.loss()

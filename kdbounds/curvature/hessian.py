@@ -203,12 +203,29 @@ class HessianOperator(CurvatureOperator):
         return self._p.model
 
     def unflatten(self, v: Tensor) -> dict[str, Tensor]:
-        """Flat vector ``(n,)`` -> ``dict[name, tensor]`` with parameter shapes (views)."""
+        """Flat vector ``(n,)`` -> ``dict[name, tensor]`` with parameter shapes (views).
+
+        Args:
+            v: a flat vector, shape ``(n,)``.
+
+        Returns:
+            One tensor per selected parameter name, in the parameter's shape.
+        """
         v = self._check_vectors(v, ndim=1, name="v")
         return dict(zip(self._p.names, self._p.split(v)))
 
     def flatten(self, d: dict[str, Tensor]) -> Tensor:
-        """``dict[name, tensor]`` (all selected names, parameter shapes) -> flat vector."""
+        """``dict[name, tensor]`` (all selected names, parameter shapes) -> flat vector.
+
+        Args:
+            d: one tensor per selected parameter name, in the parameter's shape.
+
+        Returns:
+            The flat vector, shape ``(n,)``, in the operator's dtype and device.
+
+        Raises:
+            ValueError: a selected name is missing or a tensor has the wrong shape.
+        """
         missing = [n for n in self._p.names if n not in d]
         if missing:
             raise ValueError(f"flatten: dict lacks selected parameters {missing[:5]}")
@@ -221,7 +238,11 @@ class HessianOperator(CurvatureOperator):
         return torch.cat(parts)
 
     def parameters_vector(self) -> Tensor:
-        """Current values of the selected parameters as a flat vector."""
+        """Current values of the selected parameters as a flat vector.
+
+        Returns:
+            The flat vector, shape ``(n,)``.
+        """
         return torch.cat([p.reshape(-1) for p in self._p.param_values().values()])
 
     # -- gradient / loss ----------------------------------------------------------------------
@@ -255,14 +276,28 @@ class HessianOperator(CurvatureOperator):
         return g, lv, n_total
 
     def gradient(self, recompute: bool = False) -> Tensor:
-        r"""Full-data gradient :math:`\nabla_\theta L` (flat), cached from construction."""
+        r"""Full-data gradient :math:`\nabla_\theta L` (flat), cached from construction.
+
+        Args:
+            recompute: run a new gradient pass (after the weights changed) and refresh the cache.
+
+        Returns:
+            The flat gradient, shape ``(n,)``.
+        """
         if recompute:
             g, l, _ = self._gradient_pass()
             self._grad_cache = (g, l)
         return self._grad_cache[0]
 
     def loss(self, recompute: bool = False) -> float:
-        """Full-data weighted average loss ``L(theta)``, cached from construction."""
+        """Full-data weighted average loss ``L(theta)``, cached from construction.
+
+        Args:
+            recompute: run a new gradient pass (after the weights changed) and refresh the cache.
+
+        Returns:
+            The loss (a float).
+        """
         if recompute:
             self.gradient(recompute=True)
         return self._grad_cache[1]

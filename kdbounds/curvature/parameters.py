@@ -23,6 +23,9 @@ def select_parameters(model: nn.Module, params: ParamSpec = None) -> list[str]:
             also matches dots), a submodule of ``model`` (all its parameters), a parameter of
             ``model``, or an iterable mixing these (the union is taken).
 
+    Returns:
+        The selected names, without repeats.
+
     Raises:
         ValueError: if a pattern, module or parameter matches nothing, or the selection is empty.
         TypeError: for unsupported specification types.

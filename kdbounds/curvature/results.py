@@ -145,6 +145,7 @@ class PowerIterationResult(_ToDict):
 
     @property
     def stderr(self) -> float:
+        """The residual, standing in for a standard error (power iteration has no sampling error)."""
         return self.residual
 
 
@@ -171,8 +172,17 @@ class SpectralDensity(_ToDict):
         r"""Gaussian-broadened density on ``grid``:
         :math:`\phi(t) = \frac{1}{P}\sum_j \sum_i w_{ji}\, \mathcal N(t; \theta_{ji}, \sigma^2)`.
 
-        Integrates to ~1 over a grid covering the spectrum. ``sigma`` defaults to 1 % of the node
-        range.
+        Integrates to ~1 over a grid covering the spectrum.
+
+        Args:
+            grid: points where the density is evaluated.
+            sigma: Gaussian width (default: 1 % of the node range).
+
+        Returns:
+            The density at each grid point.
+
+        Raises:
+            ValueError: ``sigma`` is not positive.
         """
         grid = np.asarray(grid, dtype=float)
         if sigma is None:
@@ -183,13 +193,25 @@ class SpectralDensity(_ToDict):
         return gaussian_density(self.nodes, self.weights, grid, sigma)
 
     def grid(self, num: int = 1000, pad: float = 0.05) -> np.ndarray:
-        """Evenly spaced grid covering all nodes, padded by ``pad`` of the range on each side."""
+        """Evenly spaced grid covering all nodes, padded by ``pad`` of the range on each side.
+
+        Args:
+            num: number of points.
+            pad: padding on each side, as a fraction of the node range.
+
+        Returns:
+            The grid (``num`` points, ascending).
+        """
         lo, hi = float(self.nodes.min()), float(self.nodes.max())
         width = hi - lo if hi > lo else max(abs(hi), 1.0)
         return np.linspace(lo - pad * width, hi + pad * width, int(num))
 
     def trace(self) -> TraceEstimate:
-        """Trace estimate ``n * mean_j sum_i w_ji theta_ji`` (SLQ with normalised probes)."""
+        """Trace estimate ``n * mean_j sum_i w_ji theta_ji`` (SLQ with normalised probes).
+
+        Returns:
+            :class:`TraceEstimate` (standard error over the probes; infinite for one probe).
+        """
         s = self.dim * (self.weights * self.nodes).sum(axis=1)
         m = len(s)
         se = float(s.std(ddof=1) / math.sqrt(m)) if m > 1 else math.inf
@@ -199,7 +221,17 @@ class SpectralDensity(_ToDict):
 
 def gaussian_density(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray,
                      sigma: float) -> np.ndarray:
-    r"""Average over probes of :math:`\sum_i w_i \mathcal N(t; \theta_i, \sigma^2)` on ``grid``."""
+    r"""Average over probes of :math:`\sum_i w_i \mathcal N(t; \theta_i, \sigma^2)` on ``grid``.
+
+    Args:
+        nodes: Ritz values, shape ``(P, m)`` (or ``(m,)`` for one probe).
+        weights: their quadrature weights, same shape.
+        grid: points where the density is evaluated.
+        sigma: Gaussian width (``> 0``).
+
+    Returns:
+        The density at each grid point.
+    """
     nodes = np.atleast_2d(np.asarray(nodes, dtype=float))
     weights = np.atleast_2d(np.asarray(weights, dtype=float))
     grid = np.asarray(grid, dtype=float)

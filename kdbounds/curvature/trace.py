@@ -1,6 +1,6 @@
 r"""Randomised trace, ``tr(H^2)`` and diagonal estimators (each a function of an operator and a budget).
 
-Probes ``z`` are Rademacher (``±1``) or standard Gaussian; both satisfy
+Probes ``z`` are Rademacher (entries :math:`\pm 1`) or standard Gaussian; both satisfy
 :math:`\mathbb E[z z^\top] = I`, so :math:`\mathbb E[z^\top H z] = \operatorname{tr} H`,
 :math:`\mathbb E\|Hz\|^2 = \operatorname{tr} H^2 = \|H\|_F^2` and
 :math:`\mathbb E[z \odot Hz] = \operatorname{diag} H`. Probes are drawn on the CPU from an
@@ -35,7 +35,17 @@ _DISTRIBUTIONS = ("rademacher", "gaussian")
 
 
 def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
-    """A CPU ``torch.Generator``: pass-through, seeded from an int, or fresh OS entropy for None."""
+    """A CPU ``torch.Generator``: pass-through, seeded from an int, or fresh OS entropy for None.
+
+    Args:
+        seed: an int, a ``torch.Generator`` (returned as is) or ``None``.
+
+    Returns:
+        The generator.
+
+    Raises:
+        TypeError: ``seed`` is of another type (a bool included).
+    """
     if isinstance(seed, torch.Generator):
         return seed
     g = torch.Generator()
@@ -50,7 +60,22 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
 
 def probe_vectors(n: int, k: int, distribution: str, generator: torch.Generator,
                   dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``(n, k)`` matrix of i.i.d. Rademacher or standard Gaussian probes."""
+    """``(n, k)`` matrix of i.i.d. Rademacher or standard Gaussian probes.
+
+    Args:
+        n: rows (the operator's size).
+        k: columns (probes).
+        distribution: ``"rademacher"`` or ``"gaussian"``.
+        generator: the CPU random source.
+        dtype: the probes' dtype.
+        device: where the probes are moved after drawing on the CPU.
+
+    Returns:
+        The probes, shape ``(n, k)``.
+
+    Raises:
+        ValueError: unknown ``distribution``.
+    """
     if distribution == "rademacher":
         Z = torch.randint(0, 2, (n, k), generator=generator).to(dtype).mul_(2).sub_(1)
     elif distribution == "gaussian":
@@ -183,9 +208,24 @@ def frobenius_norm_sq(
     r"""Estimate :math:`\operatorname{tr}(H^2) = \|H\|_F^2` by :math:`\frac1m\sum_i \|H z_i\|^2`.
 
     Unbiased for Rademacher and Gaussian probes (``E[zz^T] = I``); standard error from the sample
-    standard deviation. This is the ``‖A‖_F²`` entering Theorem 3B's variance proxy
-    ``v = ‖b'‖² + ½‖A‖_F²`` (with ``A = s² H`` for an isotropic kernel ``N(m, s² I)``).
-    Arguments as :func:`hutchinson_trace`.
+    standard deviation. This is the squared Frobenius norm entering Theorem 3B's variance proxy
+    (with :math:`A = s^2 H` for an isotropic kernel :math:`N(m, s^2 I)`):
+
+    .. math::
+        v = \|b'\|^2 + \tfrac12 \|A\|_F^2 .
+
+    Args:
+        op: a curvature operator (or a square tensor/array).
+        num_matvecs: fixed budget ``m >= 2`` (without ``target_rel_se``); with a target, the maximum.
+        target_rel_se: stop once ``stderr <= target_rel_se * |value|`` (adaptive mode).
+        max_matvecs: budget cap in adaptive mode.
+        min_matvecs: minimum samples before stopping.
+        block_size: probes per ``op.matmat`` call.
+        distribution: ``"rademacher"`` or ``"gaussian"``.
+        seed: int, ``torch.Generator`` or ``None`` (fresh entropy).
+
+    Returns:
+        :class:`TraceEstimate` of :math:`\|H\|_F^2` (``converged`` tells whether the target was met).
     """
     op = as_operator(op)
 
@@ -217,8 +257,17 @@ def hutchpp_trace(
     error is that of the Hutchinson part *conditional on Q* (``inf`` if ``r < 2``, i.e. ``m < 4``
     gives no error bar).
 
+    Args:
+        op: a curvature operator (or a square tensor/array).
+        num_matvecs: the budget ``m >= 3``.
+        distribution: ``"rademacher"`` or ``"gaussian"``.
+        seed: int, ``torch.Generator`` or ``None`` (fresh entropy).
+
+    Returns:
+        :class:`TraceEstimate` (method ``"hutch++"``).
+
     Raises:
-        ValueError: if ``num_matvecs < 3``.
+        ValueError: if ``num_matvecs < 3``, or an unknown ``distribution``.
     """
     op = as_operator(op)
     m = _check_int("num_matvecs", num_matvecs, 3)
@@ -254,6 +303,16 @@ def diagonal_estimate(
     Per-coordinate standard error from the sample standard deviation (Rademacher: the error of
     coordinate ``j`` comes only from the off-diagonal row ``H_{j,\cdot}``).
 
+    Args:
+        op: a curvature operator (or a square tensor/array).
+        num_matvecs: the budget ``m >= 2``.
+        block_size: probes per ``op.matmat`` call.
+        distribution: ``"rademacher"`` or ``"gaussian"``.
+        seed: int, ``torch.Generator`` or ``None`` (fresh entropy).
+
+    Returns:
+        :class:`DiagonalEstimate` (per-coordinate values and standard errors).
+
     Raises:
         ValueError: if ``num_matvecs < 2``.
     """
@@ -282,6 +341,15 @@ def gradient_norm(op: Any) -> GradientNorm:
 
     For a :class:`GapHessianOperator` this is :math:`G_0 = \|\nabla f(m)\|` of Theorem 3A (the
     gap function's gradient). Exact, so ``stderr = 0``.
+
+    Args:
+        op: a :class:`HessianOperator` or :class:`GapHessianOperator`.
+
+    Returns:
+        :class:`GradientNorm` (value, ``stderr = 0``, the number of examples behind it).
+
+    Raises:
+        TypeError: ``op`` has no ``gradient()``.
     """
     if not hasattr(op, "gradient"):
         raise TypeError(
