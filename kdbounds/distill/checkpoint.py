@@ -43,14 +43,23 @@ MODEL_FORMAT = "kdbounds-model-v1"
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``: a reader
-    never sees a half-written file, and a crash leaves the previous file intact."""
+    never sees a half-written file, and a crash leaves the previous file intact.
+
+    Args:
+        obj: what ``torch.save`` writes.
+        path: the file written.
+    """
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def capture_rng() -> dict[str, Any]:
-    """Global torch (CPU, CUDA), numpy and python RNG states, as weights_only-safe objects."""
+    """Global torch (CPU, CUDA), numpy and python RNG states, as weights_only-safe objects.
+
+    Returns:
+        ``{"torch", "cuda", "numpy", "python"}`` states (restore with :func:`restore_rng`).
+    """
     name, keys, pos, has_gauss, cached = np.random.get_state()
     py = random.getstate()
     return {
@@ -63,7 +72,11 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng` (CUDA states restored only when CUDA is available)."""
+    """Inverse of :func:`capture_rng` (CUDA states restored only when CUDA is available).
+
+    Args:
+        state: a :func:`capture_rng` result.
+    """
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -130,8 +143,18 @@ def load_checkpoint_model(path: str | os.PathLike, map_location: Any = "cpu",
                           model: nn.Module | None = None, arch: str | None = None) -> nn.Module:
     """Rebuild the model stored in ``path`` (a model file or a training checkpoint), in eval mode.
 
-    ``model``: load into this model instead of building one (its ``arch`` must match); ``arch``:
-    assert the stored architecture. A mismatch raises ``ValueError`` naming both architectures.
+    Args:
+        path: a model file (``model.pt``) or a training checkpoint.
+        map_location: where the tensors are loaded (``torch.load``'s ``map_location``).
+        model: load into this model instead of building one (its ``arch`` must match).
+        arch: assert the stored architecture.
+
+    Returns:
+        The model, in eval mode.
+
+    Raises:
+        ValueError: the stored architecture or class count differs from the one expected (the
+            message names both).
     """
     obj = read_checkpoint(path, map_location)
     stored = obj["arch"]

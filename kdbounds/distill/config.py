@@ -32,12 +32,15 @@ def _freeze_kwargs(kw: Mapping[str, Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run (teacher or student).
+    r"""Everything that determines a training run (teacher or student).
 
-    Optimiser: SGD(lr, momentum, weight_decay, nesterov). Learning-rate schedule per epoch:
-    ``"step"``: ``lr · lr_gamma^{#milestones ≤ epoch}`` with ``milestones`` in epochs (None: the
-    RepDistiller 150/180/210-of-240 fractions 0.625/0.75/0.875 of ``epochs``); ``"cosine"``:
-    ``lr · ½(1 + cos(π · epoch / epochs))``; ``"constant"``.
+    Optimiser: SGD(lr, momentum, weight_decay, nesterov). Learning-rate schedule per epoch ``e``:
+    ``"step"`` with ``milestones`` in epochs (None: the RepDistiller 150/180/210-of-240 fractions
+    0.625/0.75/0.875 of ``epochs``), ``"cosine"``, or ``"constant"``:
+
+    .. math::
+        \mathrm{lr}_e = \mathrm{lr}\,\gamma^{\#\{m \in \mathrm{milestones} : m \le e\}}, \qquad
+        \mathrm{lr}_e = \mathrm{lr}\,\tfrac12\bigl(1 + \cos(\pi e / \mathrm{epochs})\bigr).
 
     Data: ``dataset`` (``"cifar10"``/``"cifar100"``) from ``data_root`` (None: ``$KDBOUNDS_DATA`` then
     standard places); ``n_per_class`` images per class drawn (stratified, ``subset_seed``) from the
@@ -91,6 +94,11 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Check every field (called by ``__post_init__``).
+
+        Raises:
+            ValueError: a field is out of range or of the wrong type (the message names it).
+        """
         def pos_int(name: str, allow_none: bool = False, allow_zero: bool = False) -> None:
             v = getattr(self, name)
             if v is None and allow_none:
@@ -145,15 +153,22 @@ class TrainConfig:
 
     @property
     def num_classes(self) -> int:
+        """10 for CIFAR-10, 100 for CIFAR-100."""
         return 10 if self.dataset == "cifar10" else 100
 
     @property
     def effective_milestones(self) -> tuple[int, ...]:
+        """``milestones``, or the RepDistiller fractions 0.625/0.75/0.875 of ``epochs`` when None."""
         if self.milestones is not None:
             return self.milestones
         return tuple(max(1, round(self.epochs * f)) for f in (0.625, 0.75, 0.875))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able values.
+
+        Returns:
+            The fields (``milestones`` as a list, ``method_kwargs`` as a dict).
+        """
         d = dataclasses.asdict(self)
         d["method_kwargs"] = dict(self.method_kwargs)
         d["milestones"] = list(self.milestones) if self.milestones is not None else None
@@ -161,6 +176,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`.
+
+        Args:
+            d: the fields (as written by :meth:`to_dict`).
+
+        Returns:
+            The config (validated).
+
+        Raises:
+            ValueError: ``d`` has a field that ``TrainConfig`` does not.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -171,8 +197,20 @@ class TrainConfig:
         return cls(**d)
 
     def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (``dataclasses.replace``; validated again).
+
+        Args:
+            **changes: field name -> new value.
+
+        Returns:
+            The new config.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys) — the basis of the run id."""
+        """Canonical JSON (sorted keys) — the basis of the run id.
+
+        Returns:
+            The JSON text.
+        """
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

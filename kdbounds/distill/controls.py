@@ -48,6 +48,22 @@ def rcd_noise(batch: int, num_classes: int, *, noise: str = "gaussian", noise_sc
     gaussian: softmax(noise_scale * g), g ~ N(0, I); dirichlet: Dirichlet(concentration * 1),
     clamped below at 1e-12 and renormalised. Drawn in float64 from the numpy ``rng``
     (reproducible across devices), then moved to ``device``/``dtype``.
+
+    Args:
+        batch: rows.
+        num_classes: columns.
+        noise: ``"gaussian"`` or ``"dirichlet"``.
+        noise_scale: scale of the Gaussian logits.
+        concentration: Dirichlet concentration.
+        rng: the numpy random source.
+        device: where the result goes.
+        dtype: the result's dtype.
+
+    Returns:
+        The distributions, ``batch x num_classes``, rows summing to 1.
+
+    Raises:
+        ValueError: unknown ``noise``.
     """
     if noise == "gaussian":
         g = noise_scale * rng.standard_normal((batch, num_classes))
@@ -64,7 +80,16 @@ def rcd_noise(batch: int, num_classes: int, *, noise: str = "gaussian", noise_sc
 
 def kd_kl_term(student_logits: torch.Tensor, target_probs: torch.Tensor,
                T: float) -> torch.Tensor:
-    """``T^2 * KL(p || softmax(z_s/T))`` summed over classes, averaged over the batch."""
+    """``T^2 * KL(p || softmax(z_s/T))`` summed over classes, averaged over the batch.
+
+    Args:
+        student_logits: ``N x C`` logits.
+        target_probs: ``N x C`` target distributions (rows on the simplex).
+        T: temperature.
+
+    Returns:
+        The scalar term.
+    """
     log_q = F.log_softmax(student_logits / T, dim=1)
     p = target_probs
     kl = (p * (torch.log(p.clamp_min(1e-30)) - log_q)).sum(1).mean()
@@ -101,13 +126,37 @@ class RCD(DistillMethod):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
 
     def noise_for_step(self, step: int, batch: int, device, dtype) -> torch.Tensor:
-        """The noise distribution used at ``step`` (deterministic in seed and step)."""
+        """The noise distribution used at ``step`` (deterministic in seed and step).
+
+        Args:
+            step: the training step.
+            batch: rows.
+            device: where the result goes.
+            dtype: the result's dtype.
+
+        Returns:
+            ``batch x num_classes`` distributions (see :func:`rcd_noise`).
+        """
         rng = np.random.default_rng([self.seed, int(step)])
         return rcd_noise(batch, self.num_classes_, noise=self.noise,
                          noise_scale=self.noise_scale, concentration=self.concentration,
                          rng=rng, device=device, dtype=dtype)
 
     def loss(self, x, y, s_out, t_out, epoch):
+        """RCD's objective: cross-entropy plus the KD term against this step's noise distribution.
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+
+        Raises:
+            ValueError: the student's logits are not ``N x num_classes``.
+        """
         logits = s_out.logits if hasattr(s_out, "logits") else s_out
         if logits.dim() != 2 or logits.shape[1] != self.num_classes_:
             raise ValueError(f"rcd: student logits must be N x {self.num_classes_}, got "
@@ -136,6 +185,18 @@ def make_untrained_teacher(arch: str, num_classes: int, seed: int,
     trained one. ``config`` records ``{"untrained": True, "init_seed": seed, "epochs": 0, ...}``.
     The file's bytes are a deterministic function of (arch, num_classes, seed), so a run cache
     keyed by the teacher file's hash is reused across calls.
+
+    Args:
+        arch: the architecture name.
+        num_classes: classes (``>= 2``).
+        seed: initialisation seed (``>= 0``).
+        path: the ``.pt`` file written.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ValueError: bad ``seed``, ``num_classes`` or ``path`` suffix.
     """
     from ..models import build_model
     from .checkpoint import MODEL_FORMAT, atomic_save
@@ -161,10 +222,21 @@ def make_untrained_teacher(arch: str, num_classes: int, seed: int,
 def siddo_config(reference: Any, data_seed: int) -> Any:
     """SIDDO control config: same initialisation as ``reference``, different data order, no teacher.
 
-    Returns ``replace(reference, method="ce", method_kwargs={}, teacher_ckpt=None,
-    init_seed=<reference's model seed>, seed=data_seed)``. The reference's model seed is its
-    ``init_seed`` when set, else its ``seed`` (the trainer's rule). ``data_seed`` must differ
-    from the reference's data seed (``seed``), otherwise the control is the reference itself.
+    The reference's model seed is its ``init_seed`` when set, else its ``seed`` (the trainer's
+    rule). ``data_seed`` must differ from the reference's data seed (``seed``), otherwise the
+    control is the reference itself.
+
+    Args:
+        reference: the :class:`TrainConfig` of the run compared with.
+        data_seed: the control's data-order seed.
+
+    Returns:
+        ``replace(reference, method="ce", method_kwargs={}, teacher_ckpt=None,
+        init_seed=<reference's model seed>, seed=data_seed)``.
+
+    Raises:
+        TypeError: ``reference`` is not a ``TrainConfig``.
+        ValueError: ``data_seed`` is negative, not an int, or equals the reference's seed.
     """
     from .config import TrainConfig
 

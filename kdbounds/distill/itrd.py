@@ -52,7 +52,17 @@ def _check_pair(z_s: torch.Tensor, z_t: torch.Tensor, same_dim: bool) -> None:
 
 def itrd_correlation_loss(e: torch.Tensor, z_t: torch.Tensor, alpha: float = 1.01,
                           eps: float = STD_EPS) -> torch.Tensor:
-    """``L_corr = log2 sum_j |1 - c_j|^(2 alpha)``, c_j the batch correlation of dimension j."""
+    """``L_corr = log2 sum_j |1 - c_j|^(2 alpha)``, c_j the batch correlation of dimension j.
+
+    Args:
+        e: student embeddings, ``N x d``.
+        z_t: teacher features, ``N x d``.
+        alpha: the exponent's ``alpha``.
+        eps: added to the standard deviations.
+
+    Returns:
+        The scalar loss.
+    """
     _check_pair(e, z_t, same_dim=True)
     n = e.shape[0]
     e_hat = (e - e.mean(0)) / (e.std(0) + eps)
@@ -62,7 +72,15 @@ def itrd_correlation_loss(e: torch.Tensor, z_t: torch.Tensor, alpha: float = 1.0
 
 
 def itrd_mi_loss(e: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
-    """``L_MI = ||A_s||_F^2 - ||A_st||_F^2`` (trace-normalised Gram matrices, rows L2-normalised)."""
+    """``L_MI = ||A_s||_F^2 - ||A_st||_F^2`` (trace-normalised Gram matrices, rows L2-normalised).
+
+    Args:
+        e: student embeddings, ``N x d_s``.
+        z_t: teacher features, ``N x d_t``.
+
+    Returns:
+        The scalar loss.
+    """
     _check_pair(e, z_t, same_dim=False)
     es = F.normalize(e, dim=1)
     et = F.normalize(z_t, dim=1)
@@ -105,6 +123,17 @@ class ITRD(DistillMethod):
             self.embed.to(p.device)
 
     def loss(self, x, y, s_out, t_out, epoch):
+        """ITRD's objective: cross-entropy plus the correlation and mutual-information terms.
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+        """
         s_out = get_features(s_out, "student", self.name)
         t_out = get_features(t_out, "teacher", self.name)
         ce = F.cross_entropy(upcast(s_out.logits), y)

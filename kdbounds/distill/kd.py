@@ -13,10 +13,25 @@ __all__ = ["kd_loss", "KDMethod"]
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
-    """Soft-target term ``T² · (1/N) Σ_n KL(softmax(z_t/T) ‖ softmax(z_s/T))``.
+    r"""Soft-target term, the KL divergence summed over classes and averaged over the batch:
 
-    KL summed over classes, averaged over the batch ("batchmean"), computed in float32 from
-    log-softmax for stability. The T² factor keeps gradient magnitudes constant in T.
+    .. math::
+        T^2 \, \frac1N \sum_n \mathrm{KL}\bigl(\mathrm{softmax}(z_{t,n}/T) \,\|\,
+        \mathrm{softmax}(z_{s,n}/T)\bigr)
+
+    computed in float32 from log-softmax for stability ("batchmean"). The factor ``T**2`` keeps
+    gradient magnitudes constant in ``T``.
+
+    Args:
+        student_logits: ``N x C`` logits of the student.
+        teacher_logits: ``N x C`` logits of the teacher.
+        T: temperature (``> 0``).
+
+    Returns:
+        The scalar term.
+
+    Raises:
+        ValueError: shapes differ or are not ``N x C``, or ``T <= 0``.
     """
     if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
         raise ValueError(f"kd_loss: student and teacher logits must both be N×C; got "
@@ -32,7 +47,12 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
 
 @register_method
 class KDMethod(DistillMethod):
-    """Hinton KD: L = γ·CE(y, softmax(z_s)) + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))."""
+    r"""Hinton KD:
+
+    .. math::
+        L = \gamma\, \mathrm{CE}(y, \mathrm{softmax}(z_s))
+        + \alpha T^2\, \mathrm{KL}\bigl(\mathrm{softmax}(z_t/T) \,\|\, \mathrm{softmax}(z_s/T)\bigr).
+    """
 
     name = "kd"
     requires_teacher = True
@@ -47,6 +67,17 @@ class KDMethod(DistillMethod):
             raise ValueError(f"kd: weights gamma and alpha must be ≥ 0; got gamma={hp['gamma']}, alpha={hp['alpha']}")
 
     def loss(self, x, y, s_out, t_out, epoch):
+        """KD's objective (formula in the class docstring).
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+        """
         zs, zt = logits_of(s_out), logits_of(t_out)
         ce = F.cross_entropy(zs.float(), y)
         kd = kd_loss(zs, zt, self.hparams["T"])

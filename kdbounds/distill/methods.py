@@ -74,7 +74,14 @@ class TrainingDiverged(RuntimeError):
 
 
 def logits_of(out: Tensor | FeatureOutput) -> Tensor:
-    """Logits from a model output (plain logits or :class:`FeatureOutput`)."""
+    """Logits from a model output (plain logits or :class:`FeatureOutput`).
+
+    Args:
+        out: the model's output.
+
+    Returns:
+        The logits.
+    """
     return out.logits if isinstance(out, FeatureOutput) else out
 
 
@@ -83,7 +90,14 @@ def feature_shapes(model: nn.Module, image_size: int = 32) -> FeatureOutput:
     """Shapes (without batch dim) of ``model(x, return_features=True)`` for one image.
 
     Runs a 2-image forward in eval mode on the model's device and restores the previous mode, so
-    BatchNorm statistics are untouched. Returns a ``FeatureOutput`` of ``torch.Size`` objects.
+    BatchNorm statistics are untouched.
+
+    Args:
+        model: a model that accepts ``return_features=True``.
+        image_size: side of the square RGB test image.
+
+    Returns:
+        A ``FeatureOutput`` of ``torch.Size`` objects.
     """
     p = next(model.parameters(), None)
     device = p.device if p is not None else torch.device("cpu")
@@ -99,10 +113,22 @@ def feature_shapes(model: nn.Module, image_size: int = 32) -> FeatureOutput:
 # ----------------------------------------------------------------------------- optimisation helpers
 
 def lr_multiplier(epoch: int, cfg: Any, milestones: Sequence[int] | None = None) -> float:
-    """Learning-rate multiplier for 0-based ``epoch`` under ``cfg.schedule``.
+    r"""Learning-rate multiplier for 0-based ``epoch`` under ``cfg.schedule``.
 
-    step: ``lr_gamma^{#{m ∈ milestones : m ≤ epoch}}`` (epoch ``m`` is the first one at the lower
-    rate, as in RepDistiller's 150/180/210); cosine: ``½(1 + cos(π·epoch/epochs))``; constant: 1.
+    step (epoch ``m`` is the first one at the lower rate, as in RepDistiller's 150/180/210), cosine,
+    constant (1):
+
+    .. math::
+        \gamma^{\#\{m \in \mathrm{milestones} : m \le e\}}, \qquad
+        \tfrac12\bigl(1 + \cos(\pi e / \mathrm{epochs})\bigr), \qquad 1.
+
+    Args:
+        epoch: the 0-based epoch ``e``.
+        cfg: a :class:`TrainConfig` (``schedule``, ``lr_gamma``, ``epochs``, milestones).
+        milestones: override ``cfg``'s milestones.
+
+    Returns:
+        The multiplier of the base learning rate.
     """
     if cfg.schedule == "step":
         ms = cfg.effective_milestones if milestones is None else tuple(milestones)
@@ -114,7 +140,21 @@ def lr_multiplier(epoch: int, cfg: Any, milestones: Sequence[int] | None = None)
 
 def build_sgd(params: Iterable[nn.Parameter], cfg: Any, lr: float | None = None,
               nesterov: bool | None = None, weight_decay: float | None = None) -> torch.optim.SGD:
-    """SGD(lr, momentum, weight_decay, nesterov) from a :class:`TrainConfig` (overridable)."""
+    """SGD(lr, momentum, weight_decay, nesterov) from a :class:`TrainConfig` (overridable).
+
+    Args:
+        params: the parameters (those without ``requires_grad`` are dropped).
+        cfg: the training config.
+        lr: override ``cfg.lr``.
+        nesterov: override ``cfg.nesterov`` (Nesterov needs momentum > 0).
+        weight_decay: override ``cfg.weight_decay``.
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: no trainable parameter.
+    """
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("build_sgd: no trainable parameters were given")
@@ -128,7 +168,16 @@ def build_sgd(params: Iterable[nn.Parameter], cfg: Any, lr: float | None = None,
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any,
                     milestones: Sequence[int] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch ``LambdaLR`` with :func:`lr_multiplier` (a multiplier of the base lr)."""
+    """Per-epoch ``LambdaLR`` with :func:`lr_multiplier` (a multiplier of the base lr).
+
+    Args:
+        optimizer: the optimiser scheduled.
+        cfg: the training config.
+        milestones: override ``cfg``'s milestones.
+
+    Returns:
+        The scheduler (step it once per epoch).
+    """
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_multiplier(e, cfg, milestones))
 
 
@@ -151,7 +200,11 @@ class StepContext:
     cfg: Any = None
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast context (no-op unless AMP is on, which the trainer allows on CUDA only)."""
+        """Autocast context (no-op unless AMP is on, which the trainer allows on CUDA only).
+
+        Returns:
+            The context manager.
+        """
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
@@ -160,8 +213,11 @@ class StepContext:
                           clip: float | None = None) -> None:
         """``optimizer.zero_grad(); loss.backward(); clip; optimizer.step()``.
 
-        ``clip`` overrides ``self.grad_clip``; the clip is the global L2 norm over the parameters
-        of ``optimizer``.
+        Args:
+            loss: the scalar loss.
+            optimizer: the optimiser stepped.
+            clip: global L2 gradient-norm clip over the optimiser's parameters (overrides
+                ``self.grad_clip``; ``None``: that one).
         """
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,6 +243,17 @@ def coerce_hparams(method: str, defaults: Mapping[str, Any], given: Mapping[str,
     """Merge ``given`` into ``defaults``; reject unknown names; coerce to the default's type.
 
     Strings (from the command line) are parsed as the default's type (bool: true/false/1/0).
+
+    Args:
+        method: the method's name (for messages).
+        defaults: hyper-parameter name -> default value.
+        given: the values given.
+
+    Returns:
+        The merged hyper-parameters.
+
+    Raises:
+        ValueError: an unknown name, or a value that cannot be coerced to the default's type.
     """
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -249,26 +316,72 @@ class DistillMethod(nn.Module):
              t_out: Tensor | FeatureOutput | None, epoch: int) -> tuple[Tensor, dict[str, Any]]:
         """Return ``(scalar loss, {part name: float or detached 0-dim tensor})``.
 
-        ``epoch`` is 0-based; ``x`` is the normalised (augmented) input batch, ``y`` the labels.
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``.
+
+        Raises:
+            NotImplementedError: a subclass must define it.
         """
         raise NotImplementedError
 
     # -- overridable pieces of the training loop
     def configure_optimizers(self, student: nn.Module, cfg: Any) -> list[torch.optim.Optimizer]:
-        """Default: one SGD over the student's and this method's parameters."""
+        """Default: one SGD over the student's and this method's parameters.
+
+        Args:
+            student: the student.
+            cfg: the training config.
+
+        Returns:
+            The optimisers (one here).
+        """
         return [build_sgd(list(student.parameters()) + list(self.parameters()), cfg)]
 
     def configure_schedulers(self, optimizers: Sequence[torch.optim.Optimizer], cfg: Any) -> list[Any]:
-        """Default: one per-epoch schedule (``cfg.schedule``) per optimiser."""
+        """Default: one per-epoch schedule (``cfg.schedule``) per optimiser.
+
+        Args:
+            optimizers: the optimisers of :meth:`configure_optimizers`.
+            cfg: the training config.
+
+        Returns:
+            The schedulers, one per optimiser.
+        """
         return [build_scheduler(o, cfg) for o in optimizers]
 
     def on_epoch_start(self, epoch: int, student: nn.Module, teacher: nn.Module | None) -> None:
-        """Hook called by the trainer before each epoch (0-based). Default: nothing."""
+        """Hook called by the trainer before each epoch (0-based). Default: nothing.
+
+        Args:
+            epoch: the 0-based epoch.
+            student: the student.
+            teacher: the teacher (``None`` without one).
+        """
 
     def training_step(self, x: Tensor, y: Tensor, student: nn.Module, teacher: nn.Module | None,
                       optimizers: Sequence[torch.optim.Optimizer], epoch: int,
                       step_ctx: StepContext) -> dict[str, Any]:
-        """Standard single-optimiser step; returns ``{"loss", "acc", **parts}``."""
+        """Standard single-optimiser step.
+
+        Args:
+            x: the input batch.
+            y: the labels.
+            student: the student.
+            teacher: the teacher (``None`` without one).
+            optimizers: the optimisers (the first is stepped).
+            epoch: the 0-based epoch.
+            step_ctx: autocast and gradient clipping.
+
+        Returns:
+            ``{"loss", "acc", **parts}`` (detached).
+        """
         with step_ctx.autocast():
             s_out = student(x, return_features=self.requires_features)
             t_out = None
@@ -282,6 +395,11 @@ class DistillMethod(nn.Module):
 
     @classmethod
     def describe(cls) -> str:
+        """One line: name, first docstring line, teacher or not, hyper-parameters with defaults.
+
+        Returns:
+            The line.
+        """
         doc = (cls.__doc__ or "").strip().splitlines()
         head = doc[0] if doc else ""
         hp = ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items()) or "no hyper-parameters"
@@ -289,6 +407,11 @@ class DistillMethod(nn.Module):
         return f"{cls.name:10s} {head}  [{t}; {hp}]"
 
     def extra_repr(self) -> str:
+        """The hyper-parameters, for ``repr``.
+
+        Returns:
+            ``"name=value, ..."``.
+        """
         return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
 
 
@@ -298,7 +421,18 @@ _METHODS: dict[str, type[DistillMethod]] = {}
 
 
 def register_method(cls: type[DistillMethod]) -> type[DistillMethod]:
-    """Class decorator: register ``cls`` under ``cls.name``."""
+    """Class decorator: register ``cls`` under ``cls.name``.
+
+    Args:
+        cls: a :class:`DistillMethod` subclass with a non-empty ``name``.
+
+    Returns:
+        ``cls``.
+
+    Raises:
+        TypeError: ``cls`` is not a ``DistillMethod`` subclass.
+        ValueError: empty name, or the name is taken by another class.
+    """
     if not (isinstance(cls, type) and issubclass(cls, DistillMethod)):
         raise TypeError(f"register_method expects a DistillMethod subclass; got {cls!r}")
     if not isinstance(cls.name, str) or not cls.name:
@@ -311,12 +445,26 @@ def register_method(cls: type[DistillMethod]) -> type[DistillMethod]:
 
 
 def available_methods() -> list[str]:
-    """Registered method names, sorted."""
+    """Registered method names, sorted.
+
+    Returns:
+        The names.
+    """
     return sorted(_METHODS)
 
 
 def get_method(name: str) -> type[DistillMethod]:
-    """The method class registered under ``name`` (ValueError listing valid names otherwise)."""
+    """The method class registered under ``name``.
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        The class.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
     if not isinstance(name, str) or name not in _METHODS:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(available_methods())}")
     return _METHODS[name]
@@ -324,12 +472,27 @@ def get_method(name: str) -> type[DistillMethod]:
 
 def build_method(name: str, student: nn.Module, teacher: nn.Module | None, num_classes: int,
                  **hparams: Any) -> DistillMethod:
-    """``get_method(name)(student, teacher, num_classes, **hparams)``."""
+    """``get_method(name)(student, teacher, num_classes, **hparams)``.
+
+    Args:
+        name: a registered method name.
+        student: the student.
+        teacher: the teacher (``None`` for a method without one).
+        num_classes: classes.
+        **hparams: the method's hyper-parameters (unknown names are refused).
+
+    Returns:
+        The method (an ``nn.Module``).
+    """
     return get_method(name)(student, teacher, num_classes, **hparams)
 
 
 def describe_methods() -> str:
-    """One line per registered method (used by ``--list-methods``)."""
+    """One line per registered method (used by ``--list-methods``).
+
+    Returns:
+        The lines, joined.
+    """
     return "\n".join(_METHODS[n].describe() for n in available_methods())
 
 
@@ -337,7 +500,11 @@ def describe_methods() -> str:
 
 @register_method
 class CEMethod(DistillMethod):
-    """Student alone: cross-entropy with the labels, L = CE(y, softmax(z_s)) (label_smoothing ε)."""
+    r"""Student alone: cross-entropy with the labels (``label_smoothing`` as in ``F.cross_entropy``).
+
+    .. math::
+        L = \mathrm{CE}(y, \mathrm{softmax}(z_s))
+    """
 
     name = "ce"
     requires_teacher = False
@@ -349,5 +516,16 @@ class CEMethod(DistillMethod):
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.hparams['label_smoothing']}")
 
     def loss(self, x, y, s_out, t_out, epoch):
+        """Cross-entropy with the labels.
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+        """
         ce = F.cross_entropy(logits_of(s_out).float(), y, label_smoothing=self.hparams["label_smoothing"])
         return ce, {"ce": ce.detach()}

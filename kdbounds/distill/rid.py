@@ -91,6 +91,18 @@ def rid_cycle_length(epochs: int, q: int | None = None, n_rounds: int | None = N
 
     Each cycle must contain at least one phase-1 epoch and one phase-2 epoch, i.e.
     1 <= ceil(r q) <= q - 1, and the run must reach phase 2 (ceil(r q) < epochs).
+
+    Args:
+        epochs: the run's length.
+        q: cycle length in epochs (or give ``n_rounds``).
+        n_rounds: number of cycles (``q = epochs // n_rounds``).
+        r: fraction of each cycle in phase 1.
+
+    Returns:
+        ``q``.
+
+    Raises:
+        ValueError: both or neither of ``q`` and ``n_rounds``, or a schedule without a phase-2 epoch.
     """
     epochs = as_int("epochs", epochs, low=1)
     r = _check_r(r)
@@ -125,6 +137,16 @@ def rid_phase(epoch: int, epochs: int, q: int | None = None, n_rounds: int | Non
     So each cycle starts with ceil(r q) phase-1 epochs (r q within 1e-9 of an integer counts as
     that integer, so float noise such as 0.1*30 = 3.0000000000000004 gives 3, not 4).
     Example (paper): epochs=300, q=30, r=1/4 -> epochs 0..7 of every 30 are phase 1.
+
+    Args:
+        epoch: the 0-based epoch.
+        epochs: the run's length.
+        q: cycle length in epochs (or give ``n_rounds``).
+        n_rounds: number of cycles (``q = epochs // n_rounds``).
+        r: fraction of each cycle in phase 1.
+
+    Returns:
+        1 or 2.
     """
     q = rid_cycle_length(epochs, q=q, n_rounds=n_rounds, r=r)
     epoch = as_int("epoch", epoch, low=0)
@@ -133,14 +155,35 @@ def rid_phase(epoch: int, epochs: int, q: int | None = None, n_rounds: int | Non
 
 def rid_is_warmup(epoch: int, epochs: int, q: int | None = None, n_rounds: int | None = None,
                   r: float = 0.25) -> bool:
-    """True in the warm-up: the first cycle's phase 1 (the V-term of phase 1 is off)."""
+    """True in the warm-up: the first cycle's phase 1 (the V-term of phase 1 is off).
+
+    Args:
+        epoch: the 0-based epoch.
+        epochs: the run's length.
+        q: cycle length in epochs (or give ``n_rounds``).
+        n_rounds: number of cycles (``q = epochs // n_rounds``).
+        r: fraction of each cycle in phase 1.
+
+    Returns:
+        Whether ``epoch`` is in the warm-up.
+    """
     qq = rid_cycle_length(epochs, q=q, n_rounds=n_rounds, r=r)
     return epoch < qq and rid_phase(epoch, epochs, q=qq, r=r) == 1
 
 
 def rid_schedule(epochs: int, q: int | None = None, n_rounds: int | None = None,
                  r: float = 0.25) -> list[int]:
-    """Phases of all epochs 0..epochs-1 (a list of 1s and 2s)."""
+    """Phases of all epochs 0..epochs-1 (a list of 1s and 2s).
+
+    Args:
+        epochs: the run's length.
+        q: cycle length in epochs (or give ``n_rounds``).
+        n_rounds: number of cycles (``q = epochs // n_rounds``).
+        r: fraction of each cycle in phase 1.
+
+    Returns:
+        One phase per epoch.
+    """
     qq = rid_cycle_length(epochs, q=q, n_rounds=n_rounds, r=r)
     return [rid_phase(e, epochs, q=qq, r=r) for e in range(epochs)]
 
@@ -153,6 +196,16 @@ def rid_lr_multiplier(epoch: int, epochs: int = PAPER_EPOCHS,
 
     With the paper's 300 epochs: 1 for epochs 0..149, 0.2 for 150..199, 0.04 from 200
     (0.05 -> 0.01 -> 0.002 with base lr 0.05). Milestones scale with epochs / reference_epochs.
+
+    Args:
+        epoch: the 0-based epoch.
+        epochs: the run's length.
+        milestones: the paper's milestones (for ``reference_epochs`` epochs).
+        gamma: the factor per milestone.
+        reference_epochs: the run length the milestones are given for.
+
+    Returns:
+        The multiplier of the base learning rate.
     """
     scale = epochs / reference_epochs
     return float(gamma) ** sum(1 for m in milestones if epoch >= m * scale - 1e-9)
@@ -162,7 +215,14 @@ def rid_lr_multiplier(epoch: int, epochs: int = PAPER_EPOCHS,
 # Losses: pure functions of tensors.
 # ---------------------------------------------------------------------------------------------
 def rid_sigma(a: torch.Tensor) -> torch.Tensor:
-    """sigma_c = softplus(a_c) + 1e-3 (per-channel weight, not squared)."""
+    """sigma_c = softplus(a_c) + 1e-3 (per-channel weight, not squared).
+
+    Args:
+        a: the free parameters.
+
+    Returns:
+        sigma, shaped like ``a``.
+    """
     return F.softplus(a) + SIGMA_FLOOR
 
 
@@ -175,7 +235,18 @@ def _bcast(sigma: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def rid_phase1_loss(head_logits: Sequence[torch.Tensor], y: torch.Tensor,
                     diffs: Sequence[torch.Tensor], sigmas: Sequence[torch.Tensor],
                     warmup: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``L_1 = sum_k CE(y, head_k) + [not warmup] sum_k mean(V_k^2 / sigma_k)``."""
+    """``L_1 = sum_k CE(y, head_k) + [not warmup] sum_k mean(V_k^2 / sigma_k)``.
+
+    Args:
+        head_logits: logits of each head.
+        y: the labels.
+        diffs: the filtered feature differences ``V_k``.
+        sigmas: the per-channel ``sigma_k``.
+        warmup: drop the V-term.
+
+    Returns:
+        ``(loss, {"head_ce", "v_term"})``.
+    """
     ce = sum(F.cross_entropy(upcast(z), y) for z in head_logits)
     parts = {"head_ce": ce.detach()}
     if warmup:
@@ -193,6 +264,18 @@ def rid_phase2_loss(student_logits: torch.Tensor, y: torch.Tensor,
     """``L_2 = lam1 CE(y, z_s) + lam2 sum_k mean(pen(sigma_k) + V_k^2 / sigma_k)``.
 
     pen(sigma) = sigma^2 (``"square"``, methods.md / official code) or log sigma (``"log"``).
+
+    Args:
+        student_logits: the student's logits.
+        y: the labels.
+        diffs: the filtered feature differences ``V_k``.
+        sigmas: the per-channel ``sigma_k``.
+        lam1: weight of the cross-entropy.
+        lam2: weight of the regulariser.
+        sigma_penalty: ``"square"`` or ``"log"``.
+
+    Returns:
+        ``(loss, {"ce", "rid_reg"})``.
     """
     ce = F.cross_entropy(upcast(student_logits), y)
     reg = ce.new_zeros(())
@@ -345,7 +428,11 @@ class RID(DistillMethod):
 
     # -- schedule -------------------------------------------------------------------------
     def set_epochs(self, epochs: int) -> None:
-        """Fix the run length (resolves q from n_rounds and validates the schedule)."""
+        """Fix the run length (resolves q from n_rounds and validates the schedule).
+
+        Args:
+            epochs: the run's length.
+        """
         self.q = rid_cycle_length(epochs, q=self.q_arg,
                                   n_rounds=None if self.q_arg is not None else self.n_rounds,
                                   r=self.r)
@@ -358,27 +445,66 @@ class RID(DistillMethod):
         return self.epochs
 
     def phase(self, epoch: int) -> int:
-        """1 or 2 (see :func:`rid_phase`)."""
+        """1 or 2 (see :func:`rid_phase`).
+
+        Args:
+            epoch: the 0-based epoch.
+
+        Returns:
+            The phase.
+        """
         return rid_phase(epoch, self._require_epochs(), q=self.q, r=self.r)
 
     def is_warmup(self, epoch: int) -> bool:
+        """Whether ``epoch`` is in the warm-up (see :func:`rid_is_warmup`).
+
+        Args:
+            epoch: the 0-based epoch.
+
+        Returns:
+            True in the first cycle's phase 1.
+        """
         return rid_is_warmup(epoch, self._require_epochs(), q=self.q, r=self.r)
 
     def sigmas(self) -> list[torch.Tensor]:
+        """The per-channel ``sigma_k`` of every stage pair (:func:`rid_sigma`).
+
+        Returns:
+            One tensor per stage pair.
+        """
         return [rid_sigma(a) for a in self.sigma_params]
 
     # -- parameter groups and optimisation ------------------------------------------------
     def phase1_parameters(self) -> list[nn.Parameter]:
-        """Teacher filters and heads."""
+        """Teacher filters and heads.
+
+        Returns:
+            Their parameters.
+        """
         return list(self.teacher_filters.parameters()) + list(self.heads.parameters())
 
     def phase2_parameters(self, student: nn.Module) -> list[nn.Parameter]:
-        """Student, student filters and sigma."""
+        """Student, student filters and sigma.
+
+        Args:
+            student: the student.
+
+        Returns:
+            Their parameters.
+        """
         return (list(student.parameters()) + list(self.student_filters.parameters())
                 + list(self.sigma_params.parameters()))
 
     def configure_optimizers(self, student: nn.Module, cfg: Any) -> list[torch.optim.Optimizer]:
-        """[phase-1 SGD (teacher filters, heads), phase-2 SGD (student, student filters, sigma)]."""
+        """[phase-1 SGD (teacher filters, heads), phase-2 SGD (student, student filters, sigma)].
+
+        Args:
+            student: the student.
+            cfg: the training config (fixes the run length).
+
+        Returns:
+            The two optimisers.
+        """
         if self.epochs is None or self.epochs != int(cfg.epochs):
             self.set_epochs(int(cfg.epochs))
         return [build_sgd(self.phase1_parameters(), cfg, nesterov=self.nesterov),
@@ -389,6 +515,13 @@ class RID(DistillMethod):
 
         Both schedulers are stepped every epoch, also in epochs where their optimiser does not
         step (the schedule is a function of the epoch, not of the optimiser's steps).
+
+        Args:
+            optimizers: the two optimisers.
+            cfg: the training config.
+
+        Returns:
+            One scheduler per optimiser.
         """
         epochs = int(cfg.epochs)
         if self.lr_schedule == "config":
@@ -410,7 +543,17 @@ class RID(DistillMethod):
 
     def loss(self, x, y, s_out, t_out, epoch):
         """Phase-2 (student) objective ``L_2``; differentiable in the student, its filters and
-        sigma; the teacher filters' output is detached."""
+        sigma; the teacher filters' output is detached.
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+        """
         t_st = self._stages(t_out, "teacher", 1)
         s_st = self._stages(s_out, "student", 0)
         ft = [f(t.detach()).detach() for f, t in zip(self.teacher_filters, t_st)]
@@ -424,6 +567,21 @@ class RID(DistillMethod):
 
         Student, filters and heads run in train mode; the frozen ones of the phase under no_grad
         with their buffers restored afterwards (see the module docstring).
+
+        Args:
+            x: the input batch.
+            y: the labels.
+            student: the student.
+            teacher: the teacher.
+            optimizers: the two optimisers of :meth:`configure_optimizers`.
+            epoch: the 0-based epoch.
+            step_ctx: autocast, gradient clipping and the config.
+
+        Returns:
+            ``{"loss", "acc", "phase", **parts}`` (detached).
+
+        Raises:
+            ValueError: not two optimisers, or no teacher.
         """
         if len(optimizers) != 2:
             raise ValueError(f"RID needs its two optimisers from configure_optimizers; got "

@@ -86,7 +86,17 @@ class CachedTeacher(nn.Module):
                              "(BatchNorm in train mode depends on the batch)")
 
     def train(self, mode: bool = True) -> "CachedTeacher":
-        """The teacher stays in eval mode: ``train(True)`` is refused."""
+        """The teacher stays in eval mode: ``train(True)`` is refused.
+
+        Args:
+            mode: must be False.
+
+        Returns:
+            ``self`` (in eval mode).
+
+        Raises:
+            ValueError: ``mode`` is True.
+        """
         if mode:
             raise ValueError("CachedTeacher: a cached teacher cannot be put in train mode")
         return super().train(False)
@@ -101,6 +111,19 @@ class CachedTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor, return_features: bool = False) -> Tensor | FeatureOutput:
+        """The teacher's output on ``x``: stored outputs for images seen before, a teacher forward
+        for the others.
+
+        Args:
+            x: the input batch.
+            return_features: return the :class:`FeatureOutput` (else the logits).
+
+        Returns:
+            What ``teacher(x, return_features=...)`` returns.
+
+        Raises:
+            TypeError: the teacher gives no ``FeatureOutput`` for ``return_features=True``.
+        """
         self._check_frozen()
         keys = [_image_key(xi) for xi in x]
         missing = [i for i, k in enumerate(keys) if k not in self._store]

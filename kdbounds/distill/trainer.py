@@ -88,6 +88,11 @@ class TrainResult:
     wall_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The record written as ``result.json``.
+
+        Returns:
+            Config, final metrics, history, paths, epochs completed, resume epoch and wall time.
+        """
         return {"config": self.config, "final": self.final, "history": list(self.history),
                 "paths": self.paths, "epochs_completed": self.epochs_completed,
                 "resumed_from_epoch": self.resumed_from_epoch, "wall_time_s": self.wall_time_s}
@@ -95,6 +100,13 @@ class TrainResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str | os.PathLike | None = None) -> "TrainResult":
         """Inverse of :meth:`to_dict`; ``source`` (the file read) is named in the error.
+
+        Args:
+            d: the record.
+            source: the file it was read from (for the message).
+
+        Returns:
+            The result.
 
         Raises:
             ValueError: ``d`` is not a result record (missing or malformed fields).
@@ -160,6 +172,8 @@ def _as_labels(y: Any, n: int, num_classes: int, what: str) -> np.ndarray:
 
 @dataclass
 class PreparedData:
+    """The arrays of one run: training (subset), test and optional validation images and labels."""
+
     train_x: Any
     train_y: np.ndarray
     test_x: Any
@@ -171,7 +185,19 @@ class PreparedData:
 def prepare_data(cfg: TrainConfig, data: Sequence[Any] | None = None) -> PreparedData:
     """Arrays for a run: ``data`` = (train_x, train_y, test_x, test_y) or loaded with ``load_cifar``;
     then the validation split (``val_per_class``) and the stratified subset (``n_per_class``), both
-    drawn with ``subset_seed`` (kdbounds.data.splits)."""
+    drawn with ``subset_seed`` (kdbounds.data.splits).
+
+    Args:
+        cfg: the training config (data set, root, subset sizes, seeds).
+        data: ``(train_x, train_y, test_x, test_y)`` (uint8 ``N x 32 x 32 x 3`` images, int labels),
+            or ``None`` to load CIFAR.
+
+    Returns:
+        The prepared arrays.
+
+    Raises:
+        ValueError: ``data`` is not such a 4-tuple, or its arrays are malformed.
+    """
     if data is None:
         from ..data import load_cifar
         train_x, train_y = load_cifar(cfg.dataset, root=cfg.data_root, split="train")
@@ -217,7 +243,20 @@ def _prep_input(x: Tensor, channels_last: bool) -> Tensor:
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
              amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad; the model's
-    previous train/eval mode is restored)."""
+    previous train/eval mode is restored).
+
+    Args:
+        model: the network.
+        loader: ``(inputs, labels)`` batches.
+        amp_dtype: autocast dtype, or ``None`` (full precision).
+        channels_last: convert the inputs to channels-last memory format.
+
+    Returns:
+        ``(mean loss, accuracy)``.
+
+    Raises:
+        ValueError: the loader yielded no batches.
+    """
     total, loss_sum, correct = 0, None, None
     with eval_mode(model):
         for x, y in loader:
@@ -242,7 +281,18 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
 def predict_logits(model: nn.Module, images: Any, batch_size: int = 500, dataset: str = "cifar10",
                    device: str | torch.device | None = None) -> Tensor:
     """Logits (float32, CPU, ``N × num_classes``) of ``model`` on uint8 N×32×32×3 ``images``,
-    normalised as in training for ``dataset``; eval mode; device = the model's unless given."""
+    normalised as in training for ``dataset``; eval mode; device = the model's unless given.
+
+    Args:
+        model: the network.
+        images: uint8 ``N x 32 x 32 x 3`` images.
+        batch_size: images per forward.
+        dataset: whose normalisation is applied (``"cifar10"``/``"cifar100"``).
+        device: where to run (default: the model's device).
+
+    Returns:
+        The logits, float32 on the CPU.
+    """
     images = _as_images(images, "images")
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     TensorLoader = _tensor_loader()

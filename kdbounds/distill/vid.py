@@ -60,7 +60,23 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 def as_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
              low_open: bool = False, high_open: bool = False) -> float:
-    """Coerce ``value`` to float and check ``low <= value <= high`` (open ends when asked)."""
+    """Coerce ``value`` to float and check ``low <= value <= high`` (open ends when asked).
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+        low: lower end (``None``: none).
+        high: upper end (``None``: none).
+        low_open: exclude ``low``.
+        high_open: exclude ``high``.
+
+    Returns:
+        The float.
+
+    Raises:
+        TypeError: not a number (a bool included).
+        ValueError: not finite, or out of range.
+    """
     if isinstance(value, bool):
         raise TypeError(f"hyper-parameter {name!r} must be a number, got the boolean {value!r}")
     try:
@@ -80,7 +96,21 @@ def as_float(name: str, value: Any, *, low: float | None = None, high: float | N
 
 
 def as_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
-    """Coerce ``value`` to int (accepting "3" and 3.0, refusing 2.5) and check its range."""
+    """Coerce ``value`` to int (accepting "3" and 3.0, refusing 2.5) and check its range.
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+        low: smallest allowed (``None``: none).
+        high: largest allowed (``None``: none).
+
+    Returns:
+        The int.
+
+    Raises:
+        TypeError: not a number (a bool included).
+        ValueError: not an integer, or out of range.
+    """
     if isinstance(value, bool):
         raise TypeError(f"hyper-parameter {name!r} must be an integer, got the boolean {value!r}")
     try:
@@ -98,7 +128,18 @@ def as_int(name: str, value: Any, *, low: int | None = None, high: int | None = 
 
 
 def as_bool(name: str, value: Any) -> bool:
-    """Coerce true/false/1/0/yes/no (str or bool) to bool."""
+    """Coerce true/false/1/0/yes/no (str or bool) to bool.
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+
+    Returns:
+        The bool.
+
+    Raises:
+        TypeError: anything else.
+    """
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
@@ -111,7 +152,19 @@ def as_bool(name: str, value: Any) -> bool:
 
 
 def as_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """Check that ``value`` is one of ``choices`` (case-insensitive)."""
+    """Check that ``value`` is one of ``choices`` (case-insensitive).
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+        choices: the allowed values (lower case).
+
+    Returns:
+        The value, stripped and lower-cased.
+
+    Raises:
+        ValueError: not one of ``choices``.
+    """
     v = str(value).strip().lower()
     if v not in choices:
         raise ValueError(f"hyper-parameter {name!r} must be one of {list(choices)}, got {value!r}")
@@ -119,7 +172,18 @@ def as_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 
 def as_int_tuple(name: str, value: Any) -> tuple[int, ...] | None:
-    """Parse None / "all" / 2 / "0,2" / "0;2" / [0, 2] into a tuple of ints (None = all)."""
+    """Parse None / "all" / 2 / "0,2" / "0;2" / [0, 2] into a tuple of ints (None = all).
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+
+    Returns:
+        The indices, or ``None`` for all.
+
+    Raises:
+        TypeError: a value of another kind.
+    """
     if value is None:
         return None
     if isinstance(value, str):
@@ -145,6 +209,18 @@ def require_feature_model(model: Any, role: str, method: str) -> tuple[int, ...]
     A feature model has ``stage_channels`` (tuple of ints), ``feature_dim`` (int) and a
     ``forward(x, return_features=True)`` returning ``FeatureOutput(logits, stages, pooled)``
     (see ``kdbounds.models``).
+
+    Args:
+        model: the model checked.
+        role: ``"student"`` or ``"teacher"`` (for messages).
+        method: the method's name (for messages).
+
+    Returns:
+        The model's ``stage_channels``.
+
+    Raises:
+        ValueError: ``model`` is None.
+        TypeError: not an ``nn.Module``, or no feature interface.
     """
     if model is None:
         raise ValueError(f"method {method!r} needs a {role}; got None. "
@@ -173,6 +249,20 @@ def select_stage_pairs(method: str, s_channels: Sequence[int], t_channels: Seque
     ``layers`` are student stage indices (None = all), ``teacher_layers`` teacher stage indices
     (None = same as ``layers``). Negative indices count from the end. With both None the models
     must have the same number of stages.
+
+    Args:
+        method: the method's name (for messages).
+        s_channels: the student's stage channels.
+        t_channels: the teacher's stage channels.
+        layers: student stage indices (None = all).
+        teacher_layers: teacher stage indices (None = same as ``layers``).
+
+    Returns:
+        ``(student index, teacher index)`` pairs, non-negative.
+
+    Raises:
+        ValueError: unequal stage counts with both None, an empty or unequal selection, an index
+            out of range, or a repeated pair.
     """
     ns, nt = len(s_channels), len(t_channels)
     if layers is None and teacher_layers is None:
@@ -207,12 +297,31 @@ def select_stage_pairs(method: str, s_channels: Sequence[int], t_channels: Seque
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 (autocast) -> float32 for loss arithmetic; other dtypes unchanged."""
+    """float16/bfloat16 (autocast) -> float32 for loss arithmetic; other dtypes unchanged.
+
+    Args:
+        x: a tensor.
+
+    Returns:
+        ``x`` in float32 when it was half precision, else ``x``.
+    """
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def get_features(out: Any, role: str, method: str):
-    """Return ``out`` if it looks like a FeatureOutput, else a clear TypeError."""
+    """Return ``out`` if it looks like a FeatureOutput, else a clear TypeError.
+
+    Args:
+        out: a model's output.
+        role: ``"student"`` or ``"teacher"`` (for messages).
+        method: the method's name (for messages).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        TypeError: ``out`` has no ``logits``, ``stages`` and ``pooled``.
+    """
     if not hasattr(out, "stages") or not hasattr(out, "logits") or not hasattr(out, "pooled"):
         raise TypeError(f"method {method!r} needs the {role} output as FeatureOutput(logits, "
                         f"stages, pooled) (forward(x, return_features=True)); got "
@@ -226,6 +335,16 @@ def match_spatial(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch
 
     ``adaptive_avg_pool2d`` of the map with more pixels; if one is taller and the other wider,
     both are pooled to the elementwise minimum size.
+
+    Args:
+        s: student map, NCHW.
+        t: teacher map, NCHW.
+
+    Returns:
+        ``(s, t)`` with equal spatial sizes.
+
+    Raises:
+        ValueError: a map is not 4-dimensional.
     """
     if s.dim() != 4 or t.dim() != 4:
         raise ValueError(f"feature maps must be NCHW, got shapes {tuple(s.shape)} and "
@@ -249,6 +368,17 @@ def vid_layer_loss(target: torch.Tensor, mean: torch.Tensor,
 
     ``L = mean_{n,c,h,w} 1/2 [ (t - mu)^2 / sigma_c^2 + log sigma_c^2 ]`` with ``target`` and
     ``mean`` of shape (N, C, H, W) (or (N, C)) and ``variance`` of shape (C,), all positive.
+
+    Args:
+        target: the teacher's features.
+        mean: the predicted mean, same shape.
+        variance: per-channel variances, shape (C,).
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: shapes do not match.
     """
     if target.shape != mean.shape:
         raise ValueError(f"target {tuple(target.shape)} and mean {tuple(mean.shape)} differ")
@@ -282,10 +412,22 @@ class VIDRegressor(nn.Module):
         self.alpha = nn.Parameter(torch.full((t_channels,), a0))
 
     def variance(self) -> torch.Tensor:
-        """sigma_c^2 = softplus(alpha_c) + eps, shape (C_t,)."""
+        """sigma_c^2 = softplus(alpha_c) + eps, shape (C_t,).
+
+        Returns:
+            The variances.
+        """
         return F.softplus(self.alpha) + self.eps
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """The predicted mean of the teacher's features.
+
+        Args:
+            s: the student's features.
+
+        Returns:
+            ``mu(s)``, shaped like the teacher's features.
+        """
         return self.mu(s)
 
 
@@ -327,6 +469,17 @@ class VID(DistillMethod):
             for i, j in self.pairs)
 
     def loss(self, x, y, s_out, t_out, epoch):
+        """VID's objective (:func:`vid_objective`).
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+        """
         return vid_objective(self, y, s_out, t_out)
 
 

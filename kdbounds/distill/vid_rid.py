@@ -117,10 +117,22 @@ class VIDRIDRegressor(nn.Module):
         self.alpha = nn.Parameter(torch.full((t_channels,), float(alpha_init)))
 
     def variance(self) -> torch.Tensor:
-        """v_c = softplus(alpha_c) + eps, shape (C_t,)."""
+        """v_c = softplus(alpha_c) + eps, shape (C_t,).
+
+        Returns:
+            The variances.
+        """
         return vid_rid_variance(self.alpha, self.eps)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """The predicted mean of the teacher's features.
+
+        Args:
+            s: the student's features.
+
+        Returns:
+            ``mu(s)``, shaped like the teacher's features.
+        """
         return self.mu(s)
 
 
@@ -175,4 +187,15 @@ class VIDRID(DistillMethod):
             for i, j in self.pairs)
 
     def loss(self, x, y, s_out, t_out, epoch):
+        """VID-RID's objective (:func:`vid_objective`).
+        Args:
+            x: the normalised (augmented) input batch.
+            y: the labels.
+            s_out: the student's output (logits, or a :class:`FeatureOutput`).
+            t_out: the teacher's output on ``x`` (``None`` when the method needs no teacher).
+            epoch: the 0-based epoch.
+
+        Returns:
+            ``(loss, parts)``: the scalar loss and its named parts (detached).
+        """
         return vid_objective(self, y, s_out, t_out)
