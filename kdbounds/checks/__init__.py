@@ -7,8 +7,8 @@ One job per module:
 ``verdicts``       :class:`CheckRecord`, holds / violated / inconclusive / not_defined, Holm/Shaffer
 ``gibbs``          the Gibbs-classifier check (exact demonstration, every pair, any architectures)
 ``kernel_checks``  Theorems 3A/3B under Gaussian kernels, same-architecture pairs only
-``conditional``    Theorems 1/2 with the σ²/n rate (conditional) and the product-law proxy
-``teacher_stats``  teacher-level Kendall τ with a permutation test, Holm across tests
+``conditional``    Theorems 1/2 with the sigma^2/n rate (conditional) and the product-law proxy
+``teacher_stats``  teacher-level Kendall tau with a permutation test, Holm across tests
 ``pair``           :func:`evaluate_pair`: every record of one pair
 =================  ==============================================================================
 """

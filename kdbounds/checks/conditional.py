@@ -1,24 +1,24 @@
-r"""Theorems 1 and 2 with the σ²/n rate: *conditional* checks, and the product-law *proxy*.
+r"""Theorems 1 and 2 with the sigma^2/n rate: *conditional* checks, and the product-law *proxy*.
 
-**Theorem 1, σ²/n form** (theory.md §4): ``|gen(S) − gen(T)| ≤ sqrt(2 σ² K / n)``. Two things stand
+**Theorem 1, sigma^2/n form** (theory.md §4): ``|gen(S) - gen(T)| <= sqrt(2 sigma^2 K / n)``. Two things stand
 between this formula and a trained pair, and the record names both as its assumption:
 
-1. the σ²/n rate. With ``D_n`` fixed and a teacher kernel that depends on ``D_n``, a bounded loss only
-   gives ``σ = range/2`` *without* the ``1/n`` (theory.md §4 "Caution": a memoriser/constant mixture
+1. the sigma^2/n rate. With ``D_n`` fixed and a teacher kernel that depends on ``D_n``, a bounded loss only
+   gives ``sigma = range/2`` *without* the ``1/n`` (theory.md §4 "Caution": a memoriser/constant mixture
    breaks it by a factor 35). The rate holds under a stability assumption on the teacher, or when the
    reference kernel is independent of the data (the certificates of §7), neither of which is checked
    here;
-2. ``K``: the theorem needs ``KL(q_S ‖ q_T)`` between training kernels. The predictive ``K̂`` is
+2. ``K``: the theorem needs ``KL(q_S || q_T)`` between training kernels. The predictive ``K̂`` is
    smaller (data processing), so plugging it in can only make the bound too small.
 
 So the check is ``kind="conditional"`` with ``assumptions_met=False``: a "violation" is evidence against
 the assumptions, not against the theorem. ``K`` is taken at the upper end of its interval.
 
-**Theorem 2** (lower side, ``gen(S) ≥ c·gen(T) − K/η``) with the ``η = 2(1−c) gen(T)/σ_n²`` that
-sub-Gaussianity implies inherits the same σ²/n assumption; it is not defined when ``gen(T) ≤ 0``.
+**Theorem 2** (lower side, ``gen(S) >= c*gen(T) - K/eta``) with the ``eta = 2(1-c) gen(T)/sigma_n^2`` that
+sub-Gaussianity implies inherits the same sigma^2/n assumption; it is not defined when ``gen(T) <= 0``.
 
-**Product form** ``K = n·K̂`` (``sqrt(2σ²K̂)``): the KL between the *products* of the per-input
-predictive laws over the ``n`` training inputs is ``n·K̂`` exactly, and it is the divergence of an
+**Product form** ``K = n*K̂`` (``sqrt(2 sigma^2 K̂)``): the KL between the *products* of the per-input
+predictive laws over the ``n`` training inputs is ``n*K̂`` exactly, and it is the divergence of an
 honest theorem — the Gibbs-classifier check (:mod:`kdbounds.checks.gibbs`), where the predictors are
 the stochastic (Gibbs) classifiers, the loss is their 0–1 loss, and the product runs over training
 *and* test inputs. The product form here drops the test-input KL and compares the gaps of the
@@ -53,12 +53,12 @@ def _k_upper(k: Estimate) -> float:
 
 def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int, *, loss: str,
                      alpha: float = 0.05, teacher: str | None = None, student: str | None = None) -> CheckRecord:
-    r"""Theorem 1 in the σ²/n form, conditional on :data:`ASSUMPTION_SIGMA_N`.
+    r"""Theorem 1 in the sigma^2/n form, conditional on :data:`ASSUMPTION_SIGMA_N`.
 
     .. math:: |\mathrm{gen}(S) - \mathrm{gen}(T)| \le \sqrt{2\sigma^2 K_{\rm up}/n}
 
     Args:
-        diff: ``gen(S) − gen(T)`` with its standard error (paired per-example differences).
+        diff: ``gen(S) - gen(T)`` with its standard error (paired per-example differences).
         divergence: ``K̂`` on the training inputs with its interval (``ci_high`` = ``K_up``).
         sigma: per-sample proxy (``range/2``). n: training-set size. loss: loss name.
         alpha, teacher, student: recorded.
@@ -77,12 +77,12 @@ def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int,
 def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: Estimate, sigma: float, n: int, *,
                      loss: str, c: float = 0.5, alpha: float = 0.05, teacher: str | None = None,
                      student: str | None = None) -> CheckRecord:
-    r"""Theorem 2 with the central condition implied by σ²/n sub-Gaussianity (conditional).
+    r"""Theorem 2 with the central condition implied by sigma^2/n sub-Gaussianity (conditional).
 
     .. math:: \mathrm{gen}(S) \ge c\,\mathrm{gen}(T) - K_{\rm up}/\eta,\qquad
         \eta = 2(1-c)\,\mathrm{gen}(T)\,n/\sigma^2
 
-    ``not_defined`` when ``gen(T) ≤ 0`` (no positive η). The teacher's gap enters the bound as its
+    ``not_defined`` when ``gen(T) <= 0`` (no positive eta). The teacher's gap enters the bound as its
     point estimate (its error is part of the conditional statement); the observed side is ``gen(S)``
     with its standard error.
     """
@@ -108,7 +108,7 @@ def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: E
 
 def product_law_proxy(diff: Estimate, divergence: Estimate, sigma: float, n: int, *, loss: str,
                       alpha: float = 0.05, teacher: str | None = None, student: str | None = None) -> CheckRecord:
-    r"""The product-law form ``sqrt(2σ²·n K_up / n) = σ sqrt(2 K_up)`` (``kind="proxy"``; see the module
+    r"""The product-law form ``sqrt(2 sigma^2*n K_up / n) = sigma sqrt(2 K_up)`` (``kind="proxy"``; see the module
     docstring for why it is an instance of nothing and :func:`kdbounds.checks.gibbs.gibbs_classifier` for
     the honest version)."""
     sigma = check_nonnegative("sigma", sigma)

@@ -1,19 +1,19 @@
 r"""The Gibbs-classifier check (theory.md §6): an exact demonstration, valid for every pair.
 
-The stochastic (Gibbs) predictor draws each label ``ŷ_i ~ p(·|x_i)`` independently on the ``n``
+The stochastic (Gibbs) predictor draws each label ``ŷ_i ~ p(*|x_i)`` independently on the ``n``
 training and ``m`` test inputs. Its empirical 0–1 gap on the sample
 
 .. math:: g = \frac1m\sum_{\rm test} 1[\hat y \ne y] - \frac1n\sum_{\rm train} 1[\hat y \ne y]
 
 is, under the teacher's product law ``P``, a sum of independent terms of ranges ``1/m`` and ``1/n``,
-so (Hoeffding) ``σ² = (1/n + 1/m)/4``. The KL between the student's and the teacher's product laws
-is ``n K̂_tr + m K̂_te`` with ``K̂ = mean_x KL(p_S(·|x) ‖ p_T(·|x))``. Donsker–Varadhan then gives,
+so (Hoeffding) ``sigma^2 = (1/n + 1/m)/4``. The KL between the student's and the teacher's product laws
+is ``n K̂_tr + m K̂_te`` with ``K̂ = mean_x KL(p_S(*|x) || p_T(*|x))``. Donsker–Varadhan then gives,
 for any architectures,
 
 .. math:: |\mathbb E_S g - \mathbb E_T g| \le
     \sqrt{\tfrac12 \left(\tfrac1n + \tfrac1m\right)\left(n \hat K_{tr} + m \hat K_{te}\right)},
 
-with ``E 1[ŷ≠y] = 1 − p(y|x)`` computed exactly. Both sides are exact given the sample (no
+with ``E 1[ŷ!=y] = 1 - p(y|x)`` computed exactly. Both sides are exact given the sample (no
 standard error), so the verdict is exact. It speaks about this sample, not the population: a
 demonstration of how tight the change of measure is, never a certificate.
 """
@@ -62,7 +62,7 @@ def gibbs_classifier(s_train_logits: Tensor, t_train_logits: Tensor, train_label
         teacher, student: pair labels.
 
     Returns:
-        A :class:`CheckRecord`: ``observed = E_S g − E_T g`` (signed, exact), ``bound`` as above,
+        A :class:`CheckRecord`: ``observed = E_S g - E_T g`` (signed, exact), ``bound`` as above,
         ``inputs`` with ``n, m, K_train, K_test, sigma_sq`` and both expected gaps.
     """
     k_tr = float(divergence_from_logits(s_train_logits, t_train_logits, temperature).mean())

@@ -7,35 +7,35 @@ BatchNorm coordinates by :func:`student_in_teacher_space`), the kernels are
 .. math:: q_T = \mathcal N(w_T, s^2 I_p),\qquad q_S = \mathcal N(w_S, s^2 I_p),\qquad
     K = \mathrm{KL}(q_S \| q_T) = \frac{\|w_S - w_T\|^2}{2 s^2}
 
-(exact, no estimation), and the gap function is ``f(w) = L_test(w) − L_train(w)`` for the clipped
+(exact, no estimation), and the gap function is ``f(w) = L_test(w) - L_train(w)`` for the clipped
 cross-entropy on fixed kernel samples (the *same* samples carry the curvature and the gaps). The
 kernel scale is given (``kernel_std``) or set so that the kernel raises the teacher's training loss by
-``δ`` to second order, :math:`\tfrac12 s^2 \operatorname{tr}\nabla^2 L_{\rm train} = \delta`, i.e.
+``delta`` to second order, :math:`\tfrac12 s^2 \operatorname{tr}\nabla^2 L_{\rm train} = \delta`, i.e.
 :math:`s = \sqrt{2\delta / \operatorname{tr}\nabla^2 L_{\rm train}}`.
 
 Gaps under the kernels, both reported:
 
-* quadratic model around ``w_T`` (``b = ∇f(w_T)``, ``H = ∇²f(w_T)``, ``Δ = w_S − w_T``):
+* quadratic model around ``w_T`` (``b = nabla f(w_T)``, ``H = nabla^2 f(w_T)``, ``Delta = w_S - w_T``):
   :math:`\mathbb E_{q_T} f \approx f(w_T) + \tfrac12 s^2 \operatorname{tr} H`,
   :math:`\mathbb E_{q_S} f - \mathbb E_{q_T} f \approx b^\top\Delta + \tfrac12 \Delta^\top H \Delta` (one product);
-* Monte Carlo over paired weight draws ``f(w_S + sε) − f(w_T + sε)``, ``ε ~ N(0, I)``, with its SE.
+* Monte Carlo over paired weight draws ``f(w_S + s eps) - f(w_T + s eps)``, ``eps ~ N(0, I)``, with its SE.
 
-Theorem 3B (sub-gamma form): with ``A = s² H`` and ``b' = s b``,
+Theorem 3B (sub-gamma form): with ``A = s^2 H`` and ``b' = s b``,
 
 .. math:: v = \|b'\|^2 + \tfrac12\|A\|_F^2 = s^2 G_0^2 + \tfrac12 s^4 \|H\|_F^2,\quad
     c_\pm = s^2 \max(\lambda_{\max}(\pm H), 0),\quad
     -\sqrt{2vK} - c_-K \le \mathbb E_{q_S} f - \mathbb E_{q_T} f \le \sqrt{2vK} + c_+K.
 
-``‖H‖_F²`` enters at its upper confidence limit (level ``ucl_level``; by default from the worst-case
-variance of Rademacher Hutchinson samples, :func:`frobenius_upper_limit`). ``c±`` (``c_mode``):
+``||H||_F^2`` enters at its upper confidence limit (level ``ucl_level``; by default from the worst-case
+variance of Rademacher Hutchinson samples, :func:`frobenius_upper_limit`). ``c+-`` (``c_mode``):
 
-* ``"frobenius"`` (default, conservative): ``c± = s² sqrt(UCL ‖H‖_F²)``, valid since ``|λ| ≤ ‖H‖_F``;
+* ``"frobenius"`` (default, conservative): ``c+- = s^2 sqrt(UCL ||H||_F^2)``, valid since ``|lambda| <= ||H||_F``;
 * ``"ritz"``: Lanczos Ritz value plus its residual. Ritz values lie *inside* the spectrum (biased low)
   and a Krylov space can miss the extreme eigenvalue, so this choice makes the check conditional on
   "Lanczos found the extreme eigenvalues".
 
-Theorem 3A with ``ρ = s√p`` (where a Gaussian's mass concentrates) and ``β = max(c₊, c₋)/s²`` is a
-*proxy*: a Gaussian is not supported in a ball and ``β`` is not a bound on the ball.
+Theorem 3A with ``rho = s sqrt p`` (where a Gaussian's mass concentrates) and ``beta = max(c₊, c₋)/s^2`` is a
+*proxy*: a Gaussian is not supported in a ball and ``beta`` is not a bound on the ball.
 
 Records: ``thm3b_subgamma_quadratic`` (the exact 3B instance for the quadratic model of ``f``:
 ``kind="demonstration"`` with ``c_mode="frobenius"``), ``thm3b_subgamma_mc`` (the network's own gaps:
@@ -104,7 +104,7 @@ def _as_batches(data: tuple[Tensor, Tensor], batch_size: int, name: str) -> list
 
 
 class _GapFunction:
-    """``f(w) = L_test(w) − L_train(w)`` (clipped CE, eval mode) of a flat parameter vector."""
+    """``f(w) = L_test(w) - L_train(w)`` (clipped CE, eval mode) of a flat parameter vector."""
 
     def __init__(self, model: nn.Module, names: Sequence[str], shapes: Sequence[tuple[int, ...]],
                  train: list[tuple[Tensor, Tensor]], test: list[tuple[Tensor, Tensor]], p_min: float) -> None:
@@ -147,17 +147,17 @@ class _GapFunction:
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TeacherCurvature:
-    """Curvature of the teacher's clipped-CE gap function ``f = L_test − L_train`` at ``w_T``, on the
+    """Curvature of the teacher's clipped-CE gap function ``f = L_test - L_train`` at ``w_T``, on the
     kernel samples (which are also where the kernel gaps are measured).
 
     Attributes:
         n_params: ``p`` (selected parameters). n_train, n_test: kernel sample sizes. p_min: clipping.
-        gap_at_teacher: ``f(w_T)``. grad_norm: ``G₀ = ‖∇f(w_T)‖`` (exact).
-        gap_trace: Hutchinson ``tr ∇²f`` (Estimate). gap_frob_sq: Hutchinson ``‖∇²f‖_F²`` (Estimate;
+        gap_at_teacher: ``f(w_T)``. grad_norm: ``G_0 = ||nabla f(w_T)||`` (exact).
+        gap_trace: Hutchinson ``tr nabla^2 f`` (Estimate). gap_frob_sq: Hutchinson ``||nabla^2 f||_F^2`` (Estimate;
             ``ci_high`` its one-sided upper confidence limit at ``ucl_level``).
         gap_eig_max, gap_eig_min: Lanczos Ritz values (biased towards the interior of the spectrum).
         gap_eig_residual_max, gap_eig_residual_min: their residual norms. eig_converged: Lanczos flag.
-        train_trace: Hutchinson ``tr ∇²L_train`` (sets the kernel scale from a loss increase).
+        train_trace: Hutchinson ``tr nabla^2 L_train`` (sets the kernel scale from a loss increase).
         ucl_level: confidence level of the upper limits. n_matvecs: Hessian products. seconds: wall time.
         dtype: the dtype the curvature was computed in.
     The fields ``gradient``, ``operator``, ``gap_function``, ``param_names`` are for computation only
@@ -199,7 +199,7 @@ class TeacherCurvature:
 
     @property
     def frob_sq_upper(self) -> float:
-        """Upper confidence limit of ``‖∇²f‖_F²``."""
+        """Upper confidence limit of ``||nabla^2 f||_F^2``."""
         return float(self.gap_frob_sq.ci_high)
 
 
@@ -207,8 +207,8 @@ FROB_UCL_METHODS = ("worst_case", "t")
 
 
 def frobenius_upper_limit(samples: Tensor, level: float = 0.99, method: str = "worst_case") -> Estimate:
-    r"""Mean of the Hutchinson samples ``X_i = ‖H z_i‖²`` (Rademacher ``z_i``) with a one-sided upper
-    confidence limit of ``F = ‖H‖_F² = E X`` in ``ci_high``.
+    r"""Mean of the Hutchinson samples ``X_i = ||H z_i||^2`` (Rademacher ``z_i``) with a one-sided upper
+    confidence limit of ``F = ||H||_F^2 = E X`` in ``ci_high``.
 
     * ``"worst_case"`` (default): for Rademacher probes
       :math:`\operatorname{Var} X = 2\sum_{i\ne j}(H^2)_{ij}^2 \le 2\|H^2\|_F^2 \le 2F^2`, so with the
@@ -219,10 +219,10 @@ def frobenius_upper_limit(samples: Tensor, level: float = 0.99, method: str = "w
       It does not rely on the sample variance, which a Hessian with an outlier eigenvalue makes
       heavy-tailed (a t-interval then under-covers: 0.89–0.97 instead of 0.99 in a simulation with a
       spiked 200×200 matrix and 8–128 probes).
-    * ``"t"``: ``X̄ + t_{level, m−1}·SE`` (the textbook interval; anti-conservative for spiked spectra).
+    * ``"t"``: ``X̄ + t_{level, m-1}*SE`` (the textbook interval; anti-conservative for spiked spectra).
 
     Raises:
-        ValueError: fewer probes than the worst-case limit needs (``m ≤ 2 z²``; ask for more
+        ValueError: fewer probes than the worst-case limit needs (``m <= 2 z^2``; ask for more
             ``trace_matvecs`` or a lower ``ucl_level``), a bad level or method.
     """
     level = check_open_unit("level", level)
@@ -250,8 +250,8 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
                               lanczos_matvecs: int = 20, ucl_level: float = 0.99, frob_ucl: str = "worst_case",
                               seed: int = 0,
                               dtype: torch.dtype | None = None, params: Any = None) -> TeacherCurvature:
-    r"""Measure ``G₀``, ``tr ∇²f``, ``‖∇²f‖_F²`` (shared Rademacher probes), extreme eigenvalues of
-    ``∇²f`` and ``tr ∇²L_train`` at the teacher's weights (eval-mode BatchNorm).
+    r"""Measure ``G_0``, ``tr nabla^2 f``, ``||nabla^2 f||_F^2`` (shared Rademacher probes), extreme eigenvalues of
+    ``nabla^2 f`` and ``tr nabla^2 L_train`` at the teacher's weights (eval-mode BatchNorm).
 
     .. math:: \widehat{\operatorname{tr}} H = \tfrac1m\textstyle\sum_i z_i^\top H z_i,\qquad
         \widehat{\|H\|_F^2} = \tfrac1m\textstyle\sum_i \|H z_i\|^2
@@ -260,11 +260,11 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
         teacher: the teacher network (its weights are the kernel centre ``w_T``).
         train, test: ``(inputs, labels)`` kernel samples; every kernel gap is measured on them too.
         p_min: clipping of the cross-entropy. batch_size: batch size of the products.
-        trace_matvecs: probes for the traces (≥ 2; more probes tighten the upper limit of ``‖H‖_F²``).
-        lanczos_matvecs: Lanczos steps for the extreme eigenvalues (≥ 2).
-        ucl_level: one-sided level of the upper confidence limit of ``‖H‖_F²``.
+        trace_matvecs: probes for the traces (>= 2; more probes tighten the upper limit of ``||H||_F^2``).
+        lanczos_matvecs: Lanczos steps for the extreme eigenvalues (>= 2).
+        ucl_level: one-sided level of the upper confidence limit of ``||H||_F^2``.
         frob_ucl: how that limit is built (:func:`frobenius_upper_limit`; ``"worst_case"`` needs
-            ``trace_matvecs > 2 z²``, e.g. > 10 at 0.99, and costs a factor ``1/(1 − z√(2/m))``).
+            ``trace_matvecs > 2 z^2``, e.g. > 10 at 0.99, and costs a factor ``1/(1 - z sqrt(2/m))``).
         seed: probe seed. dtype: e.g. ``torch.float64``. params: parameter subset (default all).
 
     Returns:
@@ -337,7 +337,7 @@ def student_in_teacher_space(student: nn.Module, teacher: nn.Module) -> tuple[di
     r"""The student's parameters expressed with the teacher's buffers, or ``(None, reason)``.
 
     Same architecture = the same parameter and buffer names and shapes. An eval-mode BatchNorm
-    ``γ (x − μ_S)/\sqrt{σ²_S + ε} + β`` equals ``γ' (x − μ_T)/\sqrt{σ²_T + ε} + β'`` with
+    ``gamma (x - mu_S)/\sqrt{sigma^2_S + eps} + beta`` equals ``gamma' (x - mu_T)/\sqrt{sigma^2_T + eps} + beta'`` with
 
     .. math:: \gamma' = \gamma \frac{\sqrt{\sigma_T^2+\epsilon}}{\sqrt{\sigma_S^2+\epsilon}},\qquad
         \beta' = \beta + \gamma \frac{\mu_T - \mu_S}{\sqrt{\sigma_S^2+\epsilon}},
@@ -391,12 +391,12 @@ def student_in_teacher_space(student: nn.Module, teacher: nn.Module) -> tuple[di
 # constants and gaps
 # ------------------------------------------------------------------------------------------------
 def kernel_constants(curv: TeacherCurvature, s: float, c_mode: str = "frobenius") -> dict[str, float]:
-    r"""``v``, ``c±``, ``β``, ``ρ`` of Theorems 3A/3B for the kernel ``N(w_T, s² I)``.
+    r"""``v``, ``c+-``, ``beta``, ``rho`` of Theorems 3A/3B for the kernel ``N(w_T, s^2 I)``.
 
     .. math:: v = s^2 G_0^2 + \tfrac12 s^4\,\mathrm{UCL}\|H\|_F^2,\quad \rho = s\sqrt p,\quad
         \beta = \max(c_+, c_-)/s^2
 
-    and ``c±`` as in the module docstring (``c_mode``).
+    and ``c+-`` as in the module docstring (``c_mode``).
     """
     s = check_positive("s", s)
     c_mode = check_choice("c_mode", c_mode, C_MODES)
@@ -416,9 +416,9 @@ def kernel_constants(curv: TeacherCurvature, s: float, c_mode: str = "frobenius"
 class KernelGaps:
     """Gaps under the kernels for one pair (clipped CE, kernel samples).
 
-    ``K = ‖w_S − w_T‖²/(2s²)``; ``diff_quadratic = bᵀΔ + ½ΔᵀHΔ`` (exact for the quadratic model);
-    ``diff_mc`` the paired Monte Carlo estimate of ``E_{q_S} f − E_{q_T} f`` with ``diff_mc_se``;
-    ``teacher_quadratic = f(w_T) + ½ s² tr H`` and ``teacher_mc``; ``student_point = f(w_S)``.
+    ``K = ||w_S - w_T||^2/(2s^2)``; ``diff_quadratic = b^T Delta + ½Delta^T H Delta`` (exact for the quadratic model);
+    ``diff_mc`` the paired Monte Carlo estimate of ``E_{q_S} f - E_{q_T} f`` with ``diff_mc_se``;
+    ``teacher_quadratic = f(w_T) + ½ s^2 tr H`` and ``teacher_mc``; ``student_point = f(w_S)``.
     """
 
     s: float
@@ -442,14 +442,14 @@ class KernelGaps:
 
 def kernel_gaps(curv: TeacherCurvature, student_params: dict[str, Tensor], s: float, *, mc_draws: int = 32,
                 seed: int = 0) -> KernelGaps:
-    r"""Gaps under ``N(w_S, s²I)`` and ``N(w_T, s²I)``: quadratic model and paired Monte Carlo.
+    r"""Gaps under ``N(w_S, s^2 I)`` and ``N(w_T, s^2 I)``: quadratic model and paired Monte Carlo.
 
     .. math:: \hat d_{\rm MC} = \frac1M\sum_{j=1}^M \bigl[f(w_S + s\varepsilon_j) - f(w_T + s\varepsilon_j)\bigr]
 
     Args:
-        curv: the teacher's curvature (carries ``f``, ``∇f``, ``∇²f`` on the kernel samples).
+        curv: the teacher's curvature (carries ``f``, ``nabla f``, ``nabla^2 f`` on the kernel samples).
         student_params: every parameter of the student in the teacher's coordinates
-            (:func:`student_in_teacher_space`). s: kernel scale. mc_draws: ``M ≥ 2``. seed: draw seed.
+            (:func:`student_in_teacher_space`). s: kernel scale. mc_draws: ``M >= 2``. seed: draw seed.
     """
     s = check_positive("s", s)
     mc_draws = check_int("mc_draws", mc_draws, minimum=2)
@@ -513,7 +513,7 @@ def kernel_checks(curv: TeacherCurvature | None, teacher: nn.Module, student: nn
     Args:
         curv: the teacher's :class:`TeacherCurvature` (``None`` only for cross-architecture pairs, which
             get ``not_defined`` records anyway).
-        teacher, student: the two networks. kernel_std: ``s``; default from ``loss_increase`` (``δ``).
+        teacher, student: the two networks. kernel_std: ``s``; default from ``loss_increase`` (``delta``).
         c_mode: ``"frobenius"`` or ``"ritz"``. mc_draws: paired Monte Carlo draws.
         alpha, seed, teacher_label, student_label: recorded / used for the draws.
 

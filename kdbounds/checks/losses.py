@@ -1,13 +1,13 @@
-r"""Per-example losses from logits and their means with standard errors (theory.md §6, "Gap and σ").
+r"""Per-example losses from logits and their means with standard errors (theory.md §6, "Gap and sigma").
 
-Three losses, all bounded, each with the range that gives its Hoeffding constant ``σ = range/2``:
+Three losses, all bounded, each with the range that gives its Hoeffding constant ``sigma = range/2``:
 
 * ``"clipped_ce"``: :math:`\ell = \min(-\log \mathrm{softmax}(z)_y,\ \ln(1/p_{\min}))`, range ``[0, ln(1/p_min)]``;
 * ``"zero_one"``: :math:`1[\arg\max z \ne y]` of the deterministic (argmax) predictor, range ``[0, 1]``;
 * ``"gibbs_zero_one"``: the *exact* expected 0–1 loss of the stochastic (Gibbs) predictor
   ``ŷ ~ softmax(z/t)``: :math:`\mathbb E\,1[\hat y \ne y] = 1 - p(y|x)`, range ``[0, 1]``.
 
-Means come as :class:`kdbounds._records.Estimate` (``stderr = sd/√n``, the sampling error over inputs).
+Means come as :class:`kdbounds._records.Estimate` (``stderr = sd/sqrt n``, the sampling error over inputs).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def clipped_cross_entropy(logits: Tensor, labels: Tensor, p_min: float = 1e-3) -
         ``(n,)`` float64 tensor in ``[0, ln(1/p_min)]``.
 
     Raises:
-        ValueError / TypeError: bad shapes, non-finite logits, labels out of range, p_min ∉ (0, 1).
+        ValueError / TypeError: bad shapes, non-finite logits, labels out of range, p_min not in (0, 1).
     """
     p_min = check_open_unit("p_min", p_min)
     z, y = _check_pair(logits, labels)
@@ -120,7 +120,7 @@ def loss_range(loss: str, p_min: float = 1e-3) -> float:
 
 
 def mean_estimate(x: Tensor) -> Estimate:
-    r"""Sample mean with ``stderr = sd(x, ddof=1)/√n`` (``inf`` for one value) as an :class:`Estimate`."""
+    r"""Sample mean with ``stderr = sd(x, ddof=1)/sqrt n`` (``inf`` for one value) as an :class:`Estimate`."""
     v = x.detach().to("cpu", torch.float64).reshape(-1)
     n = int(v.numel())
     if n == 0:
@@ -133,9 +133,9 @@ def mean_estimate(x: Tensor) -> Estimate:
 
 @dataclass(frozen=True)
 class LossGap:
-    """Train and test mean loss of one model and its gap ``gen = test − train``.
+    """Train and test mean loss of one model and its gap ``gen = test - train``.
 
-    ``gap.stderr = sqrt(se_train² + se_test²)`` (independent samples).
+    ``gap.stderr = sqrt(se_train^2 + se_test^2)`` (independent samples).
     """
 
     loss: str
@@ -152,7 +152,7 @@ class LossGap:
 
 def loss_gap(train_logits: Tensor, train_labels: Tensor, test_logits: Tensor, test_labels: Tensor,
              loss: str = "clipped_ce", *, p_min: float = 1e-3, temperature: float = 1.0) -> LossGap:
-    """Mean losses on train and test and ``gen = L_test − L_train`` with standard errors."""
+    """Mean losses on train and test and ``gen = L_test - L_train`` with standard errors."""
     tr = mean_estimate(per_example_losses(train_logits, train_labels, loss, p_min=p_min, temperature=temperature))
     te = mean_estimate(per_example_losses(test_logits, test_labels, loss, p_min=p_min, temperature=temperature))
     gap = Estimate(te.value - tr.value, math.hypot(tr.stderr, te.stderr), tr.n + te.n)
@@ -161,7 +161,7 @@ def loss_gap(train_logits: Tensor, train_labels: Tensor, test_logits: Tensor, te
 
 
 def paired_gap_difference(s_train: Tensor, t_train: Tensor, s_test: Tensor, t_test: Tensor) -> Estimate:
-    r"""``gen(S) − gen(T)`` from per-example losses of both models on the same inputs (paired).
+    r"""``gen(S) - gen(T)`` from per-example losses of both models on the same inputs (paired).
 
     .. math:: \hat d = \overline{(\ell_S - \ell_T)}_{\rm test} - \overline{(\ell_S - \ell_T)}_{\rm train},
         \quad \mathrm{SE}^2 = \mathrm{SE}^2_{\rm test} + \mathrm{SE}^2_{\rm train}

@@ -5,7 +5,7 @@ paired gap difference with its standard error, the predictive divergence ``K̂``
 inputs, and produces:
 
 * ``gibbs_classifier`` (demonstration, exact, every pair);
-* per loss: ``thm1_sigma_n`` and ``thm2_central`` (conditional on the σ²/n assumption) and
+* per loss: ``thm1_sigma_n`` and ``thm2_central`` (conditional on the sigma^2/n assumption) and
   ``thm1_product_proxy`` (proxy);
 * ``thm3b_subgamma_quadratic``, ``thm3b_subgamma_mc``, ``thm3a_radius`` from
   :func:`kdbounds.checks.kernel_checks.kernel_checks` — defined only for same-architecture pairs,
@@ -47,7 +47,7 @@ class PairChecks:
     Attributes:
         teacher, student: labels. same_architecture: whether Theorems 3A/3B are defined.
         teacher_losses, student_losses: ``{loss: LossGap}`` on the full train/test sets.
-        gap_difference: ``{loss: Estimate}`` of ``gen(S) − gen(T)`` (paired).
+        gap_difference: ``{loss: Estimate}`` of ``gen(S) - gen(T)`` (paired).
         divergence_train, divergence_test: ``K̂`` with SE and bootstrap CI.
         records: the :class:`CheckRecord` s. temperature, p_min: conventions.
     """

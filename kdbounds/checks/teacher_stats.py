@@ -1,15 +1,15 @@
-r"""Teacher-level statistics: Kendall's τ between teacher sharpness and student gaps, tested by
+r"""Teacher-level statistics: Kendall's tau between teacher sharpness and student gaps, tested by
 permuting *teachers* (each teacher's students stay together), with Holm-corrected p-values.
 
 Students of one teacher are not independent replicates: they share the teacher. The unit of
 replication is the teacher, so
 
-* the statistic is Kendall's τ_b between the ``T`` teachers' sharpness values and a teacher-level
+* the statistic is Kendall's tau_b between the ``T`` teachers' sharpness values and a teacher-level
   summary of their students' gaps (``statistic="teacher_mean"``, default), or the student-level
-  τ_b over all pairs (``"pooled"``);
+  tau_b over all pairs (``"pooled"``);
 * the null distribution permutes the sharpness values over teachers (a student moves with its teacher).
-  With ``T ≤ 8`` all ``T!`` permutations are enumerated and the p-value is exact; otherwise
-  ``n_perm`` random permutations give ``p = (1 + #{|τ*| ≥ |τ|}) / (1 + n_perm)`` (valid, conservative).
+  With ``T <= 8`` all ``T!`` permutations are enumerated and the p-value is exact; otherwise
+  ``n_perm`` random permutations give ``p = (1 + #{|tau*| >= |tau|}) / (1 + n_perm)`` (valid, conservative).
   The smallest attainable two-sided p is ``2/T!`` for distinct values (``T = 4``: 0.083; ``T = 6``: 0.0028).
 
 Every reported p-value is Holm-adjusted across the tests passed to :func:`kendall_tests` together.
@@ -34,7 +34,7 @@ EXACT_MAX_TEACHERS = 8
 
 
 def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    r"""Kendall's τ_b (ties corrected); ``nan`` when either side is constant.
+    r"""Kendall's tau_b (ties corrected); ``nan`` when either side is constant.
 
     .. math:: \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}},\quad n_0 = \binom n2,
 
@@ -53,7 +53,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def _tau_many(perm_x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """τ_b of every row of ``perm_x`` (shape (P, n)) against ``y``."""
+    """tau_b of every row of ``perm_x`` (shape (P, n)) against ``y``."""
     i, j = np.triu_indices(y.size, 1)
     sy = np.sign(y[j] - y[i])
     sx = np.sign(perm_x[:, j] - perm_x[:, i])
@@ -71,12 +71,12 @@ class PermutationKendall:
 
     Attributes:
         label: what is tested (e.g. ``"train_top_eig vs student_gap_clipped_ce"``).
-        statistic: ``"teacher_mean"`` or ``"pooled"``. tau: observed τ_b.
+        statistic: ``"teacher_mean"`` or ``"pooled"``. tau: observed tau_b.
         p_value: two-sided permutation p. p_holm: Holm-adjusted across the tests reported together.
         exact: whether all ``T!`` permutations were enumerated. n_permutations: permutations used.
         n_teachers: independent teachers spanned. n_students: student gaps used.
         min_attainable_p: smallest two-sided p the design allows (``2/T!`` exact, ``1/(1+n_perm)`` MC).
-        note: why τ is undefined, if it is.
+        note: why tau is undefined, if it is.
     """
 
     label: str
@@ -98,13 +98,13 @@ class PermutationKendall:
 def permutation_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str, float]], *,
                         statistic: str = "teacher_mean", n_perm: int = 20000, seed: int = 0,
                         label: str = "") -> PermutationKendall:
-    r"""Kendall τ_b between teacher sharpness and student gaps with a teacher-level permutation test.
+    r"""Kendall tau_b between teacher sharpness and student gaps with a teacher-level permutation test.
 
     Args:
         sharpness: ``{teacher: sharpness}`` (one value per teacher).
         gaps: ``[(teacher, gap), ...]`` one entry per student (several per teacher allowed).
-        statistic: ``"teacher_mean"`` (τ between sharpness and the mean gap of each teacher's students)
-            or ``"pooled"`` (τ over all students, each carrying its teacher's sharpness).
+        statistic: ``"teacher_mean"`` (tau between sharpness and the mean gap of each teacher's students)
+            or ``"pooled"`` (tau over all students, each carrying its teacher's sharpness).
         n_perm: random permutations when ``T > 8``. seed: their seed. label: recorded.
 
     Returns:

@@ -12,39 +12,39 @@ with a ``kind`` saying what it is worth:
 and a ``verdict`` in ``{"holds", "violated", "inconclusive", "not_defined"}``.
 
 **Construction of the verdicts.** A check speaks about a true value ``d`` (observed side) and a
-bound ``B``; ``side`` says which inequality: ``"abs"`` (``|d| ≤ B``), ``"upper"`` (``d ≤ B``) or
-``"lower"`` (``d ≥ B``). The observed side is estimated by ``d̂`` with standard error ``SE``
+bound ``B``; ``side`` says which inequality: ``"abs"`` (``|d| <= B``), ``"upper"`` (``d <= B``) or
+``"lower"`` (``d >= B``). The observed side is estimated by ``d̂`` with standard error ``SE``
 (normal approximation). Each check carries two complementary one-sided hypotheses,
 
 * ``H_fail``: the bound fails (``|d| > B`` for ``"abs"``); rejecting it gives "holds";
-* ``H_ok``: the bound holds (``|d| ≤ B``); rejecting it gives "violated";
+* ``H_ok``: the bound holds (``|d| <= B``); rejecting it gives "violated";
 
-with p-values (``t = (B − |d̂|)/SE``, ``Φ`` the standard normal CDF)
+with p-values (``t = (B - |d̂|)/SE``, ``Phi`` the standard normal CDF)
 
 .. math::
     p_{\mathrm{holds}} = \Phi(-t), \qquad
     p_{\mathrm{violated}} = \Phi(t) + \Phi\bigl(t - 2B/\mathrm{SE}\bigr)\ \ (\text{"abs"}),
     \qquad p_{\mathrm{violated}} = \Phi(t)\ \ (\text{"upper"/"lower"}).
 
-(For ``"abs"`` the second term is the chance that ``d̂`` leaves ``[−B, B]`` on the far side, the
-worst case being ``d = ±B``; it is negligible unless ``B ≲ SE``.) All ``2N`` one-sided hypotheses of
-the ``N`` stochastic checks of a run form one family, tested at family-wise level ``α`` by a
+(For ``"abs"`` the second term is the chance that ``d̂`` leaves ``[-B, B]`` on the far side, the
+worst case being ``d = +-B``; it is negligible unless ``B ≲ SE``.) All ``2N`` one-sided hypotheses of
+the ``N`` stochastic checks of a run form one family, tested at family-wise level ``alpha`` by a
 step-down Holm procedure (:func:`holm_reject`). Because the two hypotheses of a check are
 complementary, exactly ``N`` of the ``2N`` are true, so Shaffer's (1986) logically restricted Holm
 procedure is valid under any dependence: at step ``j`` the threshold is
-``α / min(N, 2N − j + 1)`` instead of Holm's ``α / (2N − j + 1)`` (``method="shaffer"``, the
+``alpha / min(N, 2N - j + 1)`` instead of Holm's ``alpha / (2N - j + 1)`` (``method="shaffer"``, the
 default; ``method="holm"`` is plain Holm over the ``2N``). A check whose ``H_fail`` is rejected
 "holds"; whose ``H_ok`` is rejected is "violated"; otherwise "inconclusive".
 
-In z terms: with the default method every threshold of the first ``N + 1`` steps equals ``α/N``
+In z terms: with the default method every threshold of the first ``N + 1`` steps equals ``alpha/N``
 (and at most ``N`` p-values, one per check, can be below ½), so the step-down reduces to one
-threshold for every check, ``z = Φ⁻¹(1 − α/N)`` (recorded as ``z``): a check "holds" iff
-``B ≥ |d̂| + z·SE`` and is "violated" iff ``p_violated ≤ α/N`` (for ``"upper"``/``"lower"``:
-``B < d̂ − z·SE``; for ``"abs"`` the far-side term makes it a hair stricter). With plain Holm the
+threshold for every check, ``z = Phi^-1(1 - alpha/N)`` (recorded as ``z``): a check "holds" iff
+``B >= |d̂| + z*SE`` and is "violated" iff ``p_violated <= alpha/N`` (for ``"upper"``/``"lower"``:
+``B < d̂ - z*SE``; for ``"abs"`` the far-side term makes it a hair stricter). With plain Holm the
 threshold depends on the rank (``z`` is then ``None``).
 
 Checks whose observed side is exact (``SE = 0``: the Gibbs-classifier check, quadratic-model
-gaps) are decided exactly (``B ≥ |d̂|`` → "holds") and are not part of the family. A record with
+gaps) are decided exactly (``B >= |d̂|`` → "holds") and are not part of the family. A record with
 ``bound = None`` is "not_defined" (with a ``reason``).
 
 Bounds that are upper bounds take ``K`` at the upper end of its interval (done where the bound is
@@ -93,7 +93,7 @@ class CheckRecord:
         kind: one of :data:`KINDS`.
         verdict: one of :data:`VERDICTS`.
         loss: the loss the gaps are measured with (``"zero_one"``, ``"clipped_ce"``, ``"gibbs_zero_one"``).
-        side: ``"abs"`` (``|d| ≤ bound``), ``"upper"`` (``d ≤ bound``) or ``"lower"`` (``d ≥ bound``).
+        side: ``"abs"`` (``|d| <= bound``), ``"upper"`` (``d <= bound``) or ``"lower"`` (``d >= bound``).
         bound: the bound (``None`` when not defined).
         observed: the estimate ``d̂`` of the bounded quantity (signed; for ``"abs"`` the verdict uses
             ``|d̂|``), ``None`` when not defined.
@@ -109,7 +109,7 @@ class CheckRecord:
             :func:`assign_verdicts`).
         method: multiplicity method (``"shaffer"``, ``"holm"``; ``"exact"`` for exact checks).
         teacher, student: labels of the pair (for counts over independent teachers).
-        z: the critical value ``Φ⁻¹(1 − α/N)`` of the verdict (default method), else ``None``.
+        z: the critical value ``Phi^-1(1 - alpha/N)`` of the verdict (default method), else ``None``.
     """
 
     name: str
@@ -163,7 +163,7 @@ def one_sided_pvalues(bound: float, observed: float, se: float, side: str) -> tu
         t = \frac{B - \tilde d}{\mathrm{SE}},\quad
         \tilde d = |\hat d|\ (\text{abs}),\ \hat d\ (\text{upper}),\ -\hat d\ (\text{lower}, B \to -B),
 
-    ``p_holds = Φ(−t)`` and ``p_violated = Φ(t)`` (plus ``Φ(t − 2B/SE)`` for ``"abs"``, the far side).
+    ``p_holds = Phi(-t)`` and ``p_violated = Phi(t)`` (plus ``Phi(t - 2B/SE)`` for ``"abs"``, the far side).
 
     Args:
         bound: ``B``. observed: ``d̂``. se: ``SE > 0``. side: one of :data:`SIDES`.
@@ -197,18 +197,18 @@ def _holm_order(p: np.ndarray) -> np.ndarray:
 def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None = None) -> np.ndarray:
     r"""Holm's step-down procedure (optionally Shaffer's logical restriction).
 
-    Sort ``p_(1) ≤ … ≤ p_(M)``; reject ``H_(1), …, H_(j)`` while
+    Sort ``p_(1) <= … <= p_(M)``; reject ``H_(1), …, H_(j)`` while
 
     .. math:: p_{(j)} \le \frac{\alpha}{\min(M - j + 1,\ \text{max\_true})},
 
     stopping at the first failure. ``max_true = None`` is Holm (1979); a ``max_true`` that bounds the
-    number of true hypotheses given that ``j − 1`` were rejected falsely (e.g. ``N`` for ``N`` pairs of
+    number of true hypotheses given that ``j - 1`` were rejected falsely (e.g. ``N`` for ``N`` pairs of
     complementary hypotheses) is Shaffer's (1986) S1 procedure. Both control the family-wise error
-    at ``α`` under any dependence.
+    at ``alpha`` under any dependence.
 
     Args:
         pvalues: the ``M`` p-values. alpha: family-wise level in (0, 1).
-        max_true: optional cap on the number of simultaneously true hypotheses (≥ 1).
+        max_true: optional cap on the number of simultaneously true hypotheses (>= 1).
 
     Returns:
         Boolean array, ``True`` where rejected (input order).
@@ -236,9 +236,9 @@ def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None 
 
 
 def holm_adjust(pvalues: Sequence[float]) -> np.ndarray:
-    r"""Holm-adjusted p-values ``p̃_(j) = max_{i ≤ j} min(1, (M − i + 1) p_(i))`` (input order).
+    r"""Holm-adjusted p-values ``p̃_(j) = max_{i <= j} min(1, (M - i + 1) p_(i))`` (input order).
 
-    ``p̃_i ≤ α`` iff Holm at level ``α`` rejects ``H_i``.
+    ``p̃_i <= alpha`` iff Holm at level ``alpha`` rejects ``H_i``.
     """
     p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
     if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
