@@ -60,8 +60,13 @@ def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int,
     Args:
         diff: ``gen(S) - gen(T)`` with its standard error (paired per-example differences).
         divergence: ``K̂`` on the training inputs with its interval (``ci_high`` = ``K_up``).
-        sigma: per-sample proxy (``range/2``). n: training-set size. loss: loss name.
+        sigma: per-sample proxy (``range/2``).
+        n: training-set size.
+        loss: loss name.
         alpha, teacher, student: recorded.
+
+    Returns:
+        The ``thm1_sigma_n`` :class:`CheckRecord` (kind ``"conditional"``, side ``"abs"``).
     """
     sigma = check_nonnegative("sigma", sigma)
     n = check_int("n", n, minimum=1)
@@ -85,6 +90,19 @@ def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: E
     ``not_defined`` when ``gen(T) <= 0`` (no positive eta). The teacher's gap enters the bound as its
     point estimate (its error is part of the conditional statement); the observed side is ``gen(S)``
     with its standard error.
+
+    Args:
+        gen_teacher: the teacher's gap ``gen(T)``.
+        gen_student: the student's gap ``gen(S)`` (the observed side).
+        divergence: ``K̂`` on the training inputs with its interval (``ci_high`` = ``K_up``).
+        sigma: per-sample proxy (``range/2``, ``> 0``).
+        n: training-set size.
+        loss: loss name.
+        c: the constant ``c`` in (0, 1).
+        alpha, teacher, student: recorded.
+
+    Returns:
+        The ``thm2_central`` :class:`CheckRecord` (side ``"lower"``; ``not_defined`` when ``gen(T) <= 0``).
     """
     sigma = check_positive("sigma", sigma)
     n = check_int("n", n, minimum=1)
@@ -110,7 +128,19 @@ def product_law_proxy(diff: Estimate, divergence: Estimate, sigma: float, n: int
                       alpha: float = 0.05, teacher: str | None = None, student: str | None = None) -> CheckRecord:
     r"""The product-law form ``sqrt(2 sigma^2*n K_up / n) = sigma sqrt(2 K_up)`` (``kind="proxy"``; see the module
     docstring for why it is an instance of nothing and :func:`kdbounds.checks.gibbs.gibbs_classifier` for
-    the honest version)."""
+    the honest version).
+
+    Args:
+        diff: ``gen(S) - gen(T)`` with its standard error.
+        divergence: ``K̂`` on the training inputs with its interval (``ci_high`` = ``K_up``).
+        sigma: per-sample proxy (``range/2``).
+        n: training-set size.
+        loss: loss name.
+        alpha, teacher, student: recorded.
+
+    Returns:
+        The ``thm1_product_proxy`` :class:`CheckRecord` (kind ``"proxy"``).
+    """
     sigma = check_nonnegative("sigma", sigma)
     n = check_int("n", n, minimum=1)
     k_up = _k_upper(divergence)

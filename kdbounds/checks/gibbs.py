@@ -32,7 +32,18 @@ __all__ = ["gibbs_classifier", "gibbs_bound"]
 
 
 def gibbs_bound(n: int, m: int, k_train: float, k_test: float) -> float:
-    r"""``sqrt( (1/n + 1/m) (n K̂_tr + m K̂_te) / 2 )`` (see the module docstring).
+    r"""The Gibbs-classifier bound (see the module docstring):
+
+    .. math:: \sqrt{\tfrac12 \bigl(\tfrac1n + \tfrac1m\bigr) \bigl(n \hat K_{\rm tr} + m \hat K_{\rm te}\bigr)}
+
+    Args:
+        n: training inputs.
+        m: test inputs.
+        k_train: mean per-input KL on the training inputs.
+        k_test: mean per-input KL on the test inputs.
+
+    Returns:
+        The bound.
 
     Raises:
         ValueError: ``n``/``m`` not positive ints, negative or non-finite divergences.
@@ -54,8 +65,8 @@ def gibbs_classifier(s_train_logits: Tensor, t_train_logits: Tensor, train_label
 
     Args:
         s_train_logits, t_train_logits: student / teacher logits on the ``n`` training inputs.
-        train_labels: their true labels. s_test_logits, t_test_logits, test_labels: the same on the
-            ``m`` test inputs.
+        train_labels: their true labels.
+        s_test_logits, t_test_logits, test_labels: the same on the ``m`` test inputs.
         temperature: softmax temperature of both predictive laws (the same law is used for the KL and
             for the Gibbs predictor).
         alpha: the run's level (recorded; the verdict is exact).

@@ -192,6 +192,11 @@ class TeacherCurvature:
     _PRIVATE = ("gradient", "operator", "gap_function", "param_names", "teacher_model")
 
     def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-able dict of the measured fields (not the operator or the model).
+
+        Returns:
+            Field name -> value (non-finite numbers become ``None``).
+        """
         from .._io import to_jsonable
 
         return to_jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -220,6 +225,14 @@ def frobenius_upper_limit(samples: Tensor, level: float = 0.99, method: str = "w
       heavy-tailed (a t-interval then under-covers: 0.89–0.97 instead of 0.99 in a simulation with a
       spiked 200×200 matrix and 8–128 probes).
     * ``"t"``: ``X̄ + t_{level, m-1}*SE`` (the textbook interval; anti-conservative for spiked spectra).
+
+    Args:
+        samples: the Hutchinson samples ``X_i`` (at least 2).
+        level: one-sided confidence level in (0, 1).
+        method: ``"worst_case"`` or ``"t"``.
+
+    Returns:
+        :class:`Estimate` with the sample mean and the upper limit in ``ci_high``.
 
     Raises:
         ValueError: fewer probes than the worst-case limit needs (``m <= 2 z^2``; ask for more
@@ -259,13 +272,16 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
     Args:
         teacher: the teacher network (its weights are the kernel centre ``w_T``).
         train, test: ``(inputs, labels)`` kernel samples; every kernel gap is measured on them too.
-        p_min: clipping of the cross-entropy. batch_size: batch size of the products.
+        p_min: clipping of the cross-entropy.
+        batch_size: batch size of the products.
         trace_matvecs: probes for the traces (>= 2; more probes tighten the upper limit of ``||H||_F^2``).
         lanczos_matvecs: Lanczos steps for the extreme eigenvalues (>= 2).
         ucl_level: one-sided level of the upper confidence limit of ``||H||_F^2``.
         frob_ucl: how that limit is built (:func:`frobenius_upper_limit`; ``"worst_case"`` needs
             ``trace_matvecs > 2 z^2``, e.g. > 10 at 0.99, and costs a factor ``1/(1 - z sqrt(2/m))``).
-        seed: probe seed. dtype: e.g. ``torch.float64``. params: parameter subset (default all).
+        seed: probe seed.
+        dtype: e.g. ``torch.float64``.
+        params: parameter subset (default all).
 
     Returns:
         :class:`TeacherCurvature`.
@@ -320,6 +336,13 @@ def kernel_std_from_loss_increase(train_trace: float, loss_increase: float = 0.0
 
     .. math:: s = \sqrt{2\delta / \operatorname{tr}\nabla^2 L_{\rm train}}
 
+    Args:
+        train_trace: the trace of the training loss's Hessian at the teacher.
+        loss_increase: ``delta``, the training-loss increase the kernel causes to second order.
+
+    Returns:
+        The kernel scale ``s``.
+
     Raises:
         ValueError: ``loss_increase`` not > 0, or a non-positive / non-finite trace (pass ``kernel_std``).
     """
@@ -345,6 +368,10 @@ def student_in_teacher_space(student: nn.Module, teacher: nn.Module) -> tuple[di
     so the returned parameters with the *teacher's* buffers compute exactly the student's function:
     a point of the teacher's parameter space (buffers fixed and shared, so the kernel KL is finite).
     Any other buffer must be equal in both models.
+
+    Args:
+        student: the student network.
+        teacher: the teacher network.
 
     Returns:
         ``(params, None)`` with every parameter (detached copies) or ``(None, reason)``.
@@ -397,6 +424,14 @@ def kernel_constants(curv: TeacherCurvature, s: float, c_mode: str = "frobenius"
         \beta = \max(c_+, c_-)/s^2
 
     and ``c+-`` as in the module docstring (``c_mode``).
+
+    Args:
+        curv: the teacher's curvature.
+        s: the kernel scale (``> 0``).
+        c_mode: ``"frobenius"`` or ``"ritz"``.
+
+    Returns:
+        ``{"s", "v", "c_plus", "c_minus", "rho", "beta", "G0", "frob_sq_upper", "p"}``.
     """
     s = check_positive("s", s)
     c_mode = check_choice("c_mode", c_mode, C_MODES)
@@ -437,6 +472,11 @@ class KernelGaps:
     mc_draws: int
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field.
+
+        Returns:
+            ``dataclasses.asdict(self)``.
+        """
         return dataclasses.asdict(self)
 
 
@@ -449,7 +489,17 @@ def kernel_gaps(curv: TeacherCurvature, student_params: dict[str, Tensor], s: fl
     Args:
         curv: the teacher's curvature (carries ``f``, ``nabla f``, ``nabla^2 f`` on the kernel samples).
         student_params: every parameter of the student in the teacher's coordinates
-            (:func:`student_in_teacher_space`). s: kernel scale. mc_draws: ``M >= 2``. seed: draw seed.
+            (:func:`student_in_teacher_space`).
+        s: kernel scale.
+        mc_draws: ``M >= 2``.
+        seed: draw seed.
+
+    Returns:
+        :class:`KernelGaps` (quadratic-model and Monte Carlo gaps of both kernels and their difference).
+
+    Raises:
+        ValueError: ``curv`` has no operator (loaded from a file), or a student parameter outside the
+            curvature's selection differs from the teacher's.
     """
     s = check_positive("s", s)
     mc_draws = check_int("mc_draws", mc_draws, minimum=2)
@@ -513,12 +563,18 @@ def kernel_checks(curv: TeacherCurvature | None, teacher: nn.Module, student: nn
     Args:
         curv: the teacher's :class:`TeacherCurvature` (``None`` only for cross-architecture pairs, which
             get ``not_defined`` records anyway).
-        teacher, student: the two networks. kernel_std: ``s``; default from ``loss_increase`` (``delta``).
-        c_mode: ``"frobenius"`` or ``"ritz"``. mc_draws: paired Monte Carlo draws.
+        teacher, student: the two networks.
+        kernel_std: ``s``; default from ``loss_increase``.
+        loss_increase: ``delta``, the training-loss increase that sets ``s`` when ``kernel_std`` is None.
+        c_mode: ``"frobenius"`` or ``"ritz"``.
+        mc_draws: paired Monte Carlo draws.
         alpha, seed, teacher_label, student_label: recorded / used for the draws.
 
     Returns:
         Three records, names :data:`KERNEL_CHECK_NAMES`.
+
+    Raises:
+        ValueError: a same-architecture pair without ``curv``, or bad ``c_mode``.
     """
     c_mode = check_choice("c_mode", c_mode, C_MODES)
     params, reason = student_in_teacher_space(student, teacher)

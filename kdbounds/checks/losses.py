@@ -56,7 +56,16 @@ def _check_pair(logits: Any, labels: Any, name: str = "") -> tuple[Tensor, Tenso
 
 def clipped_ce_differentiable(logits: Tensor, labels: Tensor, p_min: float) -> Tensor:
     """Per-example clipped CE that keeps the autograd graph and the logits' dtype (no validation; for
-    Hessian products and functional evaluation inside ``torch.func`` transforms)."""
+    Hessian products and functional evaluation inside ``torch.func`` transforms).
+
+    Args:
+        logits: ``(n, classes)``.
+        labels: ``(n,)`` integer classes.
+        p_min: clipping level in (0, 1).
+
+    Returns:
+        ``(n,)`` tensor, the logits' dtype.
+    """
     ce = -torch.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
     return torch.clamp(ce, max=math.log(1.0 / p_min))
 
@@ -67,7 +76,9 @@ def clipped_cross_entropy(logits: Tensor, labels: Tensor, p_min: float = 1e-3) -
     .. math:: \ell_i = \min\bigl(-\log \mathrm{softmax}(z_i)_{y_i},\ \ln(1/p_{\min})\bigr)
 
     Args:
-        logits: ``(n, classes)``. labels: ``(n,)`` integer classes. p_min: clipping level in (0, 1).
+        logits: ``(n, classes)``.
+        labels: ``(n,)`` integer classes.
+        p_min: clipping level in (0, 1).
 
     Returns:
         ``(n,)`` float64 tensor in ``[0, ln(1/p_min)]``.
@@ -81,7 +92,15 @@ def clipped_cross_entropy(logits: Tensor, labels: Tensor, p_min: float = 1e-3) -
 
 
 def zero_one_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    r"""Per-example 0–1 loss of the argmax predictor, :math:`1[\arg\max_c z_{ic} \ne y_i]` (float64)."""
+    r"""Per-example 0–1 loss of the argmax predictor, :math:`1[\arg\max_c z_{ic} \ne y_i]` (float64).
+
+    Args:
+        logits: ``(n, classes)``.
+        labels: ``(n,)`` integer classes.
+
+    Returns:
+        ``(n,)`` float64 tensor of 0s and 1s.
+    """
     z, y = _check_pair(logits, labels)
     return (z.argmax(dim=1) != y).to(torch.float64)
 
@@ -91,6 +110,14 @@ def gibbs_error(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> Ten
 
     .. math:: \mathbb E_{\hat y \sim p(\cdot|x_i)} 1[\hat y \ne y_i] = 1 - p(y_i|x_i)
         = -\operatorname{expm1}(\log \mathrm{softmax}(z_i/t)_{y_i})
+
+    Args:
+        logits: ``(n, classes)``.
+        labels: ``(n,)`` integer classes.
+        temperature: softmax temperature ``t > 0``.
+
+    Returns:
+        ``(n,)`` float64 tensor in ``[0, 1]``.
     """
     t = check_positive("temperature", temperature)
     z, y = _check_pair(logits, labels)
@@ -100,7 +127,21 @@ def gibbs_error(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> Ten
 
 def per_example_losses(logits: Tensor, labels: Tensor, loss: str = "clipped_ce", *, p_min: float = 1e-3,
                        temperature: float = 1.0) -> Tensor:
-    """Per-example losses (float64) for ``loss`` in :data:`LOSSES`."""
+    """Per-example losses (float64) for ``loss`` in :data:`LOSSES`.
+
+    Args:
+        logits: ``(n, classes)``.
+        labels: ``(n,)`` integer classes.
+        loss: ``"clipped_ce"``, ``"zero_one"`` or ``"gibbs_zero_one"``.
+        p_min: clipping level of the cross-entropy.
+        temperature: softmax temperature of the Gibbs loss.
+
+    Returns:
+        ``(n,)`` float64 tensor.
+
+    Raises:
+        ValueError: unknown ``loss``.
+    """
     if loss == "clipped_ce":
         return clipped_cross_entropy(logits, labels, p_min)
     if loss == "zero_one":
@@ -111,7 +152,18 @@ def per_example_losses(logits: Tensor, labels: Tensor, loss: str = "clipped_ce",
 
 
 def loss_range(loss: str, p_min: float = 1e-3) -> float:
-    """Length of the loss's range (``ln(1/p_min)`` for clipped CE, 1 for the 0–1 losses)."""
+    """Length of the loss's range (``ln(1/p_min)`` for clipped CE, 1 for the 0–1 losses).
+
+    Args:
+        loss: a loss of :data:`LOSSES`.
+        p_min: clipping level of the cross-entropy.
+
+    Returns:
+        The range's length.
+
+    Raises:
+        ValueError: unknown ``loss``.
+    """
     if loss == "clipped_ce":
         return math.log(1.0 / check_open_unit("p_min", p_min))
     if loss in ("zero_one", "gibbs_zero_one"):
@@ -120,7 +172,17 @@ def loss_range(loss: str, p_min: float = 1e-3) -> float:
 
 
 def mean_estimate(x: Tensor) -> Estimate:
-    r"""Sample mean with ``stderr = sd(x, ddof=1)/sqrt n`` (``inf`` for one value) as an :class:`Estimate`."""
+    r"""Sample mean with ``stderr = sd(x, ddof=1)/sqrt n`` (``inf`` for one value) as an :class:`Estimate`.
+
+    Args:
+        x: the values (any shape; flattened).
+
+    Returns:
+        The :class:`Estimate`.
+
+    Raises:
+        ValueError: no value, or a NaN/inf.
+    """
     v = x.detach().to("cpu", torch.float64).reshape(-1)
     n = int(v.numel())
     if n == 0:
@@ -146,13 +208,31 @@ class LossGap:
     temperature: float | None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict (the estimates as dicts).
+
+        Returns:
+            ``{"loss", "train", "test", "gap", "p_min", "temperature"}``.
+        """
         return {"loss": self.loss, "train": self.train.to_dict(), "test": self.test.to_dict(),
                 "gap": self.gap.to_dict(), "p_min": self.p_min, "temperature": self.temperature}
 
 
 def loss_gap(train_logits: Tensor, train_labels: Tensor, test_logits: Tensor, test_labels: Tensor,
              loss: str = "clipped_ce", *, p_min: float = 1e-3, temperature: float = 1.0) -> LossGap:
-    """Mean losses on train and test and ``gen = L_test - L_train`` with standard errors."""
+    """Mean losses on train and test and ``gen = L_test - L_train`` with standard errors.
+
+    Args:
+        train_logits: ``(n, classes)`` on the training inputs.
+        train_labels: their labels.
+        test_logits: ``(m, classes)`` on the test inputs.
+        test_labels: their labels.
+        loss: a loss of :data:`LOSSES`.
+        p_min: clipping level of the cross-entropy.
+        temperature: softmax temperature of the Gibbs loss.
+
+    Returns:
+        :class:`LossGap`.
+    """
     tr = mean_estimate(per_example_losses(train_logits, train_labels, loss, p_min=p_min, temperature=temperature))
     te = mean_estimate(per_example_losses(test_logits, test_labels, loss, p_min=p_min, temperature=temperature))
     gap = Estimate(te.value - tr.value, math.hypot(tr.stderr, te.stderr), tr.n + te.n)
@@ -165,6 +245,18 @@ def paired_gap_difference(s_train: Tensor, t_train: Tensor, s_test: Tensor, t_te
 
     .. math:: \hat d = \overline{(\ell_S - \ell_T)}_{\rm test} - \overline{(\ell_S - \ell_T)}_{\rm train},
         \quad \mathrm{SE}^2 = \mathrm{SE}^2_{\rm test} + \mathrm{SE}^2_{\rm train}
+
+    Args:
+        s_train: the student's per-example losses on the training inputs.
+        t_train: the teacher's, on the same inputs.
+        s_test: the student's per-example losses on the test inputs.
+        t_test: the teacher's, on the same inputs.
+
+    Returns:
+        The :class:`Estimate` of the difference (``n`` counts both sets).
+
+    Raises:
+        ValueError: student and teacher losses of a set differ in shape.
     """
     if s_train.shape != t_train.shape or s_test.shape != t_test.shape:
         raise ValueError("student and teacher per-example losses must be on the same inputs (shapes differ)")

@@ -65,7 +65,18 @@ class PairChecks:
     p_min: float
 
     def record(self, name: str, loss: str | None = None) -> CheckRecord:
-        """The record called ``name`` (and ``loss`` when several losses share the name)."""
+        """The record called ``name`` (and ``loss`` when several losses share the name).
+
+        Args:
+            name: the record's name.
+            loss: its loss (needed when several losses share the name).
+
+        Returns:
+            The record.
+
+        Raises:
+            KeyError: no record, or several, match.
+        """
         hits = [r for r in self.records if r.name == name and (loss is None or r.loss == loss)]
         if len(hits) != 1:
             raise KeyError(f"{len(hits)} records named {name!r} (loss={loss!r}); names: "
@@ -73,6 +84,11 @@ class PairChecks:
         return hits[0]
 
     def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-able dict of everything measured (non-finite numbers become ``None``).
+
+        Returns:
+            The pair's labels, losses, gap difference, divergences, records, temperature and ``p_min``.
+        """
         return to_jsonable({
             "teacher": self.teacher, "student": self.student, "same_architecture": self.same_architecture,
             "teacher_losses": self.teacher_losses, "student_losses": self.student_losses,
@@ -95,11 +111,15 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
         curvature: the teacher's curvature on the kernel samples (once per teacher); required for a
             same-architecture pair when ``kernel`` is True.
         kernel: evaluate Theorems 3A/3B (else they are ``not_defined`` with reason "not requested").
-        p_min: clipping of the cross-entropy. temperature: softmax temperature of ``K̂`` and the Gibbs check.
+        p_min: clipping of the cross-entropy.
+        temperature: softmax temperature of ``K̂`` and the Gibbs check.
         kernel_std, loss_increase, c_mode, mc_draws: see :func:`kdbounds.checks.kernel_checks.kernel_checks`.
         losses: subset of :data:`PAIR_LOSSES` for the Theorem 1/2 checks.
-        central_c: ``c`` of Theorem 2. n_boot: bootstrap resamples of ``K̂``'s CI.
-        batch_size: evaluation batch size. alpha: the run's family-wise level. seed: bootstrap / MC seed.
+        central_c: ``c`` of Theorem 2.
+        n_boot: bootstrap resamples of ``K̂``'s CI.
+        batch_size: evaluation batch size.
+        alpha: the run's family-wise level.
+        seed: bootstrap / MC seed.
         teacher_label, student_label: recorded in every record.
 
     Returns:

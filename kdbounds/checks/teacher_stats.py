@@ -39,6 +39,16 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
     .. math:: \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}},\quad n_0 = \binom n2,
 
     ``n_1``/``n_2`` the tied pairs in ``x``/``y``.
+
+    Args:
+        x: the first ranking's values.
+        y: the second's, same length.
+
+    Returns:
+        tau_b, or ``nan``.
+
+    Raises:
+        ValueError: ``x`` and ``y`` are not 1-D of the same length.
     """
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(y, dtype=np.float64)
@@ -92,6 +102,11 @@ class PermutationKendall:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field.
+
+        Returns:
+            ``dataclasses.asdict(self)``.
+        """
         return asdict(self)
 
 
@@ -105,7 +120,9 @@ def permutation_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str
         gaps: ``[(teacher, gap), ...]`` one entry per student (several per teacher allowed).
         statistic: ``"teacher_mean"`` (tau between sharpness and the mean gap of each teacher's students)
             or ``"pooled"`` (tau over all students, each carrying its teacher's sharpness).
-        n_perm: random permutations when ``T > 8``. seed: their seed. label: recorded.
+        n_perm: random permutations when ``T > 8``.
+        seed: their seed.
+        label: recorded.
 
     Returns:
         :class:`PermutationKendall` (``p_holm`` is ``None`` until :func:`kendall_tests` adjusts it).
@@ -164,7 +181,14 @@ def permutation_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str
 
 
 def kendall_tests(tests: Sequence[PermutationKendall]) -> tuple[PermutationKendall, ...]:
-    """Holm-adjust the p-values of the reported tests together (undefined ones are left out)."""
+    """Holm-adjust the p-values of the reported tests together (undefined ones are left out).
+
+    Args:
+        tests: the tests reported together.
+
+    Returns:
+        The tests in the same order with ``p_holm`` set where the p-value is defined.
+    """
     ok = [i for i, t in enumerate(tests) if math.isfinite(t.p_value)]
     adj = holm_adjust([tests[i].p_value for i in ok]) if ok else []
     out = list(tests)

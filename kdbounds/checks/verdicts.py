@@ -146,7 +146,11 @@ class CheckRecord:
         return self.bound / abs(self.observed)
 
     def to_dict(self) -> dict[str, Any]:
-        """Strict-JSON-able dict (non-finite numbers become ``None`` via :func:`kdbounds._io.to_jsonable`)."""
+        """Strict-JSON-able dict (non-finite numbers become ``None`` via :func:`kdbounds._io.to_jsonable`).
+
+        Returns:
+            Every field plus ``ratio``.
+        """
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["inputs"] = dict(self.inputs)
         d["ratio"] = self.ratio
@@ -166,7 +170,10 @@ def one_sided_pvalues(bound: float, observed: float, se: float, side: str) -> tu
     ``p_holds = Phi(-t)`` and ``p_violated = Phi(t)`` (plus ``Phi(t - 2B/SE)`` for ``"abs"``, the far side).
 
     Args:
-        bound: ``B``. observed: ``d̂``. se: ``SE > 0``. side: one of :data:`SIDES`.
+        bound: ``B``.
+        observed: ``d̂``.
+        se: ``SE > 0``.
+        side: one of :data:`SIDES`.
 
     Returns:
         The two p-values, each in ``[0, 1]``.
@@ -207,7 +214,8 @@ def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None 
     at ``alpha`` under any dependence.
 
     Args:
-        pvalues: the ``M`` p-values. alpha: family-wise level in (0, 1).
+        pvalues: the ``M`` p-values.
+        alpha: family-wise level in (0, 1).
         max_true: optional cap on the number of simultaneously true hypotheses (>= 1).
 
     Returns:
@@ -239,6 +247,15 @@ def holm_adjust(pvalues: Sequence[float]) -> np.ndarray:
     r"""Holm-adjusted p-values ``p̃_(j) = max_{i <= j} min(1, (M - i + 1) p_(i))`` (input order).
 
     ``p̃_i <= alpha`` iff Holm at level ``alpha`` rejects ``H_i``.
+
+    Args:
+        pvalues: the ``M`` p-values.
+
+    Returns:
+        The adjusted p-values, in input order.
+
+    Raises:
+        ValueError: a p-value outside [0, 1] or NaN.
     """
     p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
     if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
@@ -270,6 +287,23 @@ def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, obs
                 teacher: str | None = None, student: str | None = None) -> CheckRecord:
     """A defined check with its stand-alone verdict (family of one; see :func:`assign_verdicts`).
 
+    Args:
+        name: the check's name.
+        kind: its kind (``"demonstration"``, ``"conditional"``, ``"proxy"``, ...).
+        loss: the loss it is about.
+        side: one of :data:`SIDES`.
+        bound: the bound ``B``.
+        observed: the observed value.
+        observed_se: its standard error (0: exact, decided without p-values).
+        assumptions_met: whether the theorem's assumptions hold here.
+        assumption: the assumption, in words.
+        inputs: the numbers the bound was computed from.
+        alpha: the level.
+        teacher, student: pair labels.
+
+    Returns:
+        The :class:`CheckRecord` (exact verdict when ``observed_se == 0``, else from its p-values).
+
     Raises:
         ValueError: non-finite bound/observed, negative or non-finite SE.
     """
@@ -294,7 +328,25 @@ def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, obs
 def not_defined(name: str, kind: str, *, loss: str, side: str, reason: str, assumption: str = "",
                 inputs: Mapping[str, Any] | None = None, alpha: float = 0.05,
                 teacher: str | None = None, student: str | None = None) -> CheckRecord:
-    """A check that has no number here (e.g. Theorem 3B across architectures), with its ``reason``."""
+    """A check that has no number here (e.g. Theorem 3B across architectures), with its ``reason``.
+
+    Args:
+        name: the check's name.
+        kind: its kind.
+        loss: the loss it is about.
+        side: one of :data:`SIDES`.
+        reason: why it has no number (required).
+        assumption: the assumption, in words.
+        inputs: numbers worth recording.
+        alpha: the level.
+        teacher, student: pair labels.
+
+    Returns:
+        The :class:`CheckRecord` with verdict ``"not_defined"``.
+
+    Raises:
+        ValueError: empty ``reason``.
+    """
     if not reason:
         raise ValueError(f"{name}: a not_defined check needs a reason")
     return CheckRecord(name=name, kind=kind, verdict="not_defined", loss=loss, side=side, bound=None,
@@ -314,6 +366,9 @@ def assign_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05, *,
 
     Returns:
         The records in the same order with ``verdict``, ``alpha``, ``family_size`` and ``method`` set.
+
+    Raises:
+        RuntimeError: both complementary hypotheses of a check rejected (impossible at ``alpha < 1/2``).
     """
     alpha = check_open_unit("alpha", alpha)
     method = check_choice("method", method, ("shaffer", "holm"))
@@ -336,7 +391,15 @@ def assign_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05, *,
 
 def verdict_counts(records: Sequence[CheckRecord], by: str = "name") -> list[dict[str, Any]]:
     """Counts of verdicts grouped by ``by`` (a record field, e.g. ``"name"`` or ``"kind"``), with the
-    number of pairs and of distinct (independent) teachers each count spans."""
+    number of pairs and of distinct (independent) teachers each count spans.
+
+    Args:
+        records: the check records.
+        by: the record field grouped by.
+
+    Returns:
+        One row per group: counts per verdict, checks, pairs and teachers.
+    """
     groups: dict[Any, list[CheckRecord]] = {}
     for r in records:
         groups.setdefault(getattr(r, by), []).append(r)

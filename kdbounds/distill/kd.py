@@ -47,7 +47,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
 
 @register_method
 class KDMethod(DistillMethod):
-    r"""Hinton KD:
+    r"""Hinton KD: cross-entropy with the labels plus the KL to the teacher's softened outputs (scaled by T**2).
 
     .. math::
         L = \gamma\, \mathrm{CE}(y, \mathrm{softmax}(z_s))

@@ -500,11 +500,7 @@ def describe_methods() -> str:
 
 @register_method
 class CEMethod(DistillMethod):
-    r"""Student alone: cross-entropy with the labels (``label_smoothing`` as in ``F.cross_entropy``).
-
-    .. math::
-        L = \mathrm{CE}(y, \mathrm{softmax}(z_s))
-    """
+    """Student alone: cross-entropy with the labels, L = CE(y, softmax(z_s)) (label_smoothing eps)."""
 
     name = "ce"
     requires_teacher = False
