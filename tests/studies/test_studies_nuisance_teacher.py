@@ -236,6 +236,7 @@ def numbers(res: nt.Result) -> dict:
 
 
 @needs_ray
+@pytest.mark.slow
 @pytest.mark.xdist_group("ray")
 def test_smoke_on_ray_equals_local_and_fills_the_same_cache(tmp_path, fake_root, ray_cluster, monkeypatch):
     """The smoke preset through Ray (2 workers, 1 thread) and locally (1 thread), each in its own
