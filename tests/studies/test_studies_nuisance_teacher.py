@@ -1,4 +1,6 @@
-"""Nuisance-teacher study: config validation, the seed summary against the statistics module."""
+"""Nuisance-teacher study: config validation, the seed summary against the statistics module, the study
+on the sweep runner (oracles: the local executor for Ray, trainings counted by a wrapper around the
+trainer, run ids of the pre-port arrays drawn by hand)."""
 
 from __future__ import annotations
 

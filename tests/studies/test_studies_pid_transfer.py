@@ -1,16 +1,28 @@
-"""PIDTracker: features -> PID from real model forward passes (tiny random images, CPU)."""
+"""PIDTracker: features -> PID from real model forward passes (tiny random images, CPU); the study on
+the sweep runner (oracles: the local executor for Ray; trainings counted by a wrapper around the
+trainer; the run id of the arrays loaded by hand)."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import json
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+import kdbounds.distill
+from fake_cifar import write_fake_cifar10
 from kdbounds.models import build_model
+from kdbounds.studies import cache as cache_mod
+from kdbounds.studies import pid_transfer as pt
+from kdbounds.studies.grid import load_data
 from kdbounds.studies.pid_transfer import PIDTracker, extract_features
+from kdbounds.studies.sweep import SweepError
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +87,6 @@ def test_tracker_as_trainer_callback(images, tmp_path):
 
 
 # ------------------------------------------------------------------- the study on the sweep runner
-
-import dataclasses
-import importlib.util
-import json
-from pathlib import Path
-
-import kdbounds.distill
-from fake_cifar import write_fake_cifar10
-from kdbounds.studies import cache as cache_mod
-from kdbounds.studies import pid_transfer as pt
-from kdbounds.studies.grid import load_data
-from kdbounds.studies.sweep import SweepError
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
