@@ -18,7 +18,8 @@ Presets (explicit options override them; the study's docstring lists what `cpu` 
          Nesterov, no augmentation, 3 seeds; RID q=30 r=1/4 lam1=1 lam2=10; VID weight 100 (GPU)
 
 Seeds can run as separate processes sharing one cache (`--seed k --seeds 1`); the cache locks each
-run, so the shared teacher is trained once.
+run, so the shared teacher is trained once.  Or let the sweep runner run the grid in parallel:
+`--executor ray --workers 3` (the same numbers as `--executor local` at equal `--threads`).
 
 Writes to --out: results.csv (one row per run), summary.csv (mean/std/n per teacher x method),
 results.json (config, rows, summary), claims.json (seed-level

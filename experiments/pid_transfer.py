@@ -13,7 +13,10 @@ Presets (real CIFAR-10 from KDBOUNDS_DATA / --data-root):
          cores shared with other jobs, load 4-10: over the 10-min target; halve epochs to meet it)
   gpu    wrn_40_2 -> wrn_16_1, full train set, teacher 60, students 40 epochs, PID every 5 epochs
          on 5000/5000 test images, 10 bootstrap resamples
-Writes: curves.csv (one row per method x teacher x epoch), results.json, curves.png.
+Writes: curves.csv (one row per method x teacher x epoch), results.json, curves.png; the students'
+training folders in runs/ and their published PID records in sweep/ (a restart re-trains only the
+students that had not finished). `--executor ray --workers N` trains the students in parallel (the
+same numbers as `--executor local` at equal `--threads`).
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from .sweep import RunSpec
 
-__all__ = ["DataSpec", "load_data", "test_subset", "train_run", "train_spec"]
+__all__ = ["DataSpec", "load_data", "test_subset", "train_run", "train_spec", "with_teacher"]
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,38 @@ def load_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return train_x, train_y, ex, ey
 
 
+def with_teacher(config: Mapping[str, Any], teacher: str | None = None,
+                 deps: Mapping[str, Any] | None = None) -> Any:
+    """The run's :class:`~kdbounds.distill.TrainConfig`, its ``teacher_ckpt`` taken from the teacher run.
+
+    The one place where a worker turns a spec's config dict and teacher key into a config: used by
+    :func:`train_run` and by any run that trains a student itself (e.g. with callbacks).
+
+    Args:
+        config: ``TrainConfig.to_dict()`` of the run.
+        teacher: key of the dependency whose result's ``paths["model"]`` is the teacher checkpoint
+            (``None``: the config is used as it is).
+        deps: results of the dependencies, filled in by the sweep runner.
+
+    Returns:
+        The config.
+
+    Raises:
+        ValueError: ``teacher`` is given but not among ``deps``.
+    """
+    from ..distill.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(dict(config))
+    if teacher is not None:
+        if not deps or teacher not in deps:
+            raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
+        cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
+    return cfg
+
+
 def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
               teacher: str | None = None, progress: bool = False,
-              deps: Mapping[str, Any] | None = None) -> Any:
+              deps: Mapping[str, Any] | None = None, teacher_cache: bool = False) -> Any:
     """Train one configuration through the run cache (the function of a :func:`train_spec` run).
 
     Args:
@@ -117,6 +146,7 @@ def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None 
         teacher: key of the dependency whose result's ``paths["model"]`` is the teacher checkpoint.
         progress: the trainer's progress (one line per epoch when not on a terminal).
         deps: results of the dependencies, filled in by the sweep runner.
+        teacher_cache: the trainer's exact teacher-output cache (not part of the run id).
 
     Returns:
         The :class:`~kdbounds.distill.trainer.TrainResult` (reused when the run was finished).
@@ -124,20 +154,15 @@ def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None 
     Raises:
         ValueError: ``teacher`` is given but not among ``deps``.
     """
-    from ..distill.config import TrainConfig
     from .cache import train_cached
 
-    cfg = TrainConfig.from_dict(dict(config))
-    if teacher is not None:
-        if not deps or teacher not in deps:
-            raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
-        cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
+    cfg = with_teacher(config, teacher, deps)
     arrays = load_data(data) if data is not None else None
-    return train_cached(cfg, cache_root, data=arrays, progress=progress)
+    return train_cached(cfg, cache_root, data=arrays, progress=progress, teacher_cache=teacher_cache)
 
 
 def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec | None = None,
-               teacher: str | None = None, progress: bool = False) -> RunSpec:
+               teacher: str | None = None, progress: bool = False, teacher_cache: bool = False) -> RunSpec:
     """The :class:`RunSpec` that trains ``cfg`` via :func:`train_run`.
 
     Args:
@@ -148,6 +173,7 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
         data: the arrays' description (see :class:`DataSpec`).
         teacher: key of the run that trains this run's teacher (becomes a dependency).
         progress: the trainer's progress inside the run.
+        teacher_cache: the trainer's exact teacher-output cache (:func:`train_run`).
 
     Returns:
         The spec.
@@ -161,4 +187,6 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
                          f"give one (teacher= fills the path in from the teacher run)")
     kwargs: dict[str, Any] = {"config": d, "cache_root": os.fspath(cache_root), "data": data,
                               "teacher": teacher, "progress": progress}
+    if teacher_cache:  # only when on: the specs (and fingerprints) of studies without it stay as they were
+        kwargs["teacher_cache"] = True
     return RunSpec(key, train_run, kwargs, deps=(teacher,) if teacher is not None else ())

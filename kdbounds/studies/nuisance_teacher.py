@@ -8,7 +8,9 @@ reported number is the LAST-epoch test accuracy; the spread is over seeds (a see
 student's initialisation and data order, so methods are compared on paired seeds). Trained models
 are cached (:func:`kdbounds.studies.cache.train_cached`), so a re-run only trains what is missing;
 the run cache locks each run, so several processes (one per seed, option
-``--seed k --seeds 1``) can share one cache and train it once.
+``--seed k --seeds 1``) can share one cache and train it once. The trainings are one sweep
+(:func:`training_specs` through :func:`kdbounds.studies.sweep.run_sweep`): in this process by
+default, or on Ray (``--executor ray --workers N``); at equal ``--threads`` the numbers are identical.
 
 **VID is the RID paper's variant** (``"vid_rid"``, :mod:`kdbounds.distill.vid_rid`: wider regressor
 with BatchNorm, variance softplus(alpha)+1e-3, weight 100), the one that produced the published
@@ -58,7 +60,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,14 +68,15 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_csv, atomic_write_json
-from ..data import load_cifar, stratified_subset
 from ..distill import TrainConfig
 from ..distill.controls import make_untrained_teacher
+from . import grid
 from .cache import resolve_cache_root, train_cached
+from .sweep import RunSpec, run_sweep
 
 __all__ = ["METHODS", "Config", "PRESETS", "PUBLISHED", "Result", "run", "write_results", "plot_accuracy",
            "summary", "summarise", "base_config", "method_kwargs", "grad_clip", "train_teacher",
-           "claim_tests"]
+           "claim_tests", "data_spec", "training_specs", "untrained_teacher_path"]
 
 METHODS = ("ce", "kd", "vid", "vid_rid", "rid", "itrd")
 #: the methods of the published table: BAS, VID (the RID paper's variant), RID
@@ -183,14 +186,24 @@ class Result:
                 "summary": list(self.summary)}
 
 
+def data_spec(cfg: Config) -> grid.DataSpec:
+    """The study's arrays as a :class:`~kdbounds.studies.grid.DataSpec`: the CIFAR-10 train split and
+    ``test_per_class`` test images per class (``n_test = 10 * test_per_class``: the stratified draw of
+    :func:`kdbounds.data.stratified_subset` with seed 0), or the whole test split.
+
+    Args:
+        cfg: the study config.
+
+    Returns:
+        The description (each process loads it once: :func:`kdbounds.studies.grid.load_data`).
+    """
+    return grid.DataSpec("cifar10", cfg.data_root, 10 * cfg.test_per_class if cfg.test_per_class else None)
+
+
 def load_data(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(train_x, train_y, test_x, test_y); test optionally a stratified subset (seed 0)."""
-    tx, ty = load_cifar("cifar10", root=cfg.data_root, split="train")
-    vx, vy = load_cifar("cifar10", root=cfg.data_root, split="test")
-    if cfg.test_per_class:
-        idx = stratified_subset(vy, cfg.test_per_class, seed=0)
-        vx, vy = vx[idx], vy[idx]
-    return tx, ty, vx, vy
+    """(train_x, train_y, test_x, test_y) of :func:`data_spec`, loaded once per process (shared arrays:
+    do not modify them in place)."""
+    return grid.load_data(data_spec(cfg))
 
 
 def base_config(cfg: Config, arch: str, epochs: int, seed: int, teacher: bool = False) -> TrainConfig:
@@ -291,6 +304,11 @@ def _teacher_config(config: Config) -> TrainConfig:
     return base_config(config, config.teacher_arch, config.teacher_epochs, seed=1000, teacher=True)
 
 
+def untrained_teacher_path(config: Config, cache_root: str | os.PathLike) -> Path:
+    """Where the untrained teacher's model file lives in the run cache (made by :func:`run`)."""
+    return Path(cache_root) / "teachers" / f"untrained_{config.teacher_arch}_s1000.pt"
+
+
 def train_teacher(config: Config, cache_root: str | os.PathLike, data: Any = None, progress: bool = True):
     """Train (or load) the study's trained teacher (``train_cached`` holds the run's lock: one
     process trains it, others wait and then load it).
@@ -317,28 +335,74 @@ def _jobs(config: Config) -> list[tuple[int, str, str]]:
     return sorted(jobs, key=lambda j: j[2] == "trained")
 
 
+def _job_key(seed: int, method: str, kind: str) -> str:
+    return f"{method}-{kind}-seed{seed}"
+
+
+def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool = False) -> list[RunSpec]:
+    """The study's training grid: per :func:`_jobs` entry a run ``"<method>-<teacher kind>-seed<s>"``,
+    and the trained teacher (key ``"teacher"``) before its students, which depend on it.
+
+    The untrained teacher's students name its model file (:func:`untrained_teacher_path`; :func:`run`
+    writes it before the sweep). Every run trains through the run cache on :func:`data_spec`'s arrays.
+
+    Args:
+        config: the study config.
+        cache_root: the run cache.
+        progress: the trainer's progress inside each run.
+
+    Returns:
+        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+    """
+    data = data_spec(config)
+    untrained = str(untrained_teacher_path(config, cache_root))
+    specs: list[RunSpec] = []
+    for seed, m, kind in _jobs(config):
+        if kind == "trained" and not any(s.key == "teacher" for s in specs):
+            specs.append(grid.train_spec("teacher", _teacher_config(config), cache_root, data, progress=progress))
+        c = dataclasses.replace(base_config(config, config.student_arch, config.epochs, seed),
+                                method=m, method_kwargs=method_kwargs(config, m), grad_clip=grad_clip(m),
+                                teacher_ckpt=untrained if kind == "untrained" else None)
+        specs.append(grid.train_spec(_job_key(seed, m, kind), c, cache_root, data,
+                                     teacher="teacher" if kind == "trained" else None, progress=progress,
+                                     teacher_cache=config.teacher_cache and m != "ce"))
+    return specs
+
+
 def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
-        progress: bool = True, log: Callable[[str], None] = print) -> Result:
+        progress: bool = True, log: Callable[[str], None] = print,
+        sweep: Mapping[str, Any] | None = None) -> Result:
     """Train (or reuse) both teachers and every student, then write the results to ``out_dir``.
 
-    Order: the students without a teacher or with the untrained one, then the trained teacher
-    (under a lock: see :func:`train_teacher`), then its students. Writes ``results.csv`` (one row
-    per run), ``summary.csv`` (mean/std/n per teacher x method, with the published value),
-    ``claims.json`` (the seed-level tests of :func:`claim_tests`, when there are >= 2 seeds),
-    ``results.json`` (config, rows, summary) and ``accuracy.png``.
+    The untrained teacher is written first (a deterministic file); the trainings are one sweep
+    (:func:`training_specs` through :func:`~kdbounds.studies.sweep.run_sweep`): in this process by
+    default (order: the students without a teacher or with the untrained one, then the trained
+    teacher, then its students), or on Ray with ``sweep={"executor": "ray", "workers": 2}``; at equal
+    ``threads`` both give the same numbers. Writes ``results.csv`` (one row per run), ``summary.csv``
+    (mean/std/n per teacher x method, with the published value), ``claims.json`` (the seed-level
+    tests of :func:`claim_tests`, when there are >= 2 seeds), ``results.json`` (config, rows,
+    summary) and ``accuracy.png``.
 
     Args:
         config: e.g. ``PRESETS["cpu"]``.
         out_dir: output folder (created when missing).
         cache_root: run cache (default ``out_dir/../cache``); trained models are reused.
-        progress: show progress bars.
-        log: where progress lines go.
+        progress: progress over runs (and, with the local executor, over each run's epochs).
+        log: where result lines go.
+        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``,
+            ``workers``, ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local,
+            with ``config.threads`` intra-op threads per run when ``threads`` is not given.
 
     Returns:
         The :class:`Result`.
+
+    Raises:
+        kdbounds.studies.sweep.SweepError: a training run failed (finished runs stay in the cache).
     """
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
+    sweep = dict(sweep or {})
+    sweep.setdefault("threads", config.threads)
     if config.threads:
         # intra-op threads of this process (smoke: 1; on a busy 2-core machine more threads
         # spin-wait: the smoke preset took 2 min of CPU with the default instead of 7 s)
@@ -346,22 +410,18 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
 
         torch.set_num_threads(int(config.threads))
     data = load_data(config)
-    teachers: dict[str, Path] = {
-        "untrained": make_untrained_teacher(config.teacher_arch, 10, 1000,
-                                            cache / "teachers" / f"untrained_{config.teacher_arch}_s1000.pt")}
+    untrained = make_untrained_teacher(config.teacher_arch, 10, 1000, untrained_teacher_path(config, cache))
     teacher_acc: dict[str, float | None] = {
-        "untrained": checkpoint_accuracy(teachers["untrained"], data[2], data[3]), "trained": None}
+        "untrained": checkpoint_accuracy(untrained, data[2], data[3]), "trained": None}
+    local = sweep.get("executor", "local") == "local"
+    specs = training_specs(config, cache, progress=progress and local)
+    trained = run_sweep(specs, progress=progress, desc="nuisance_teacher", **sweep)
     rows: list[dict[str, Any]] = []
     for seed, m, kind in _jobs(config):
-        if kind == "trained" and kind not in teachers:
-            t_res = train_teacher(config, cache, data=data, progress=progress)
-            teachers["trained"] = Path(t_res.paths["model"])
-            teacher_acc["trained"] = t_res.final.get("test_acc")
+        if kind == "trained" and "teacher" in trained:
+            teacher_acc["trained"] = trained.pop("teacher").final.get("test_acc")
             log(f"trained teacher {config.teacher_arch}: test accuracy {teacher_acc['trained']}")
-        c = dataclasses.replace(base_config(config, config.student_arch, config.epochs, seed),
-                                method=m, method_kwargs=method_kwargs(config, m), grad_clip=grad_clip(m))
-        res = train_cached(c, cache, teacher_ckpt=None if m == "ce" else teachers[kind], data=data,
-                           progress=progress, teacher_cache=config.teacher_cache and m != "ce")
+        res = trained[_job_key(seed, m, kind)]
         rows.append({"teacher": kind, "method": m, "seed": seed,
                      "test_acc": float(res.final["test_acc"]),
                      "train_acc": float(res.final.get("train_acc", float("nan"))),

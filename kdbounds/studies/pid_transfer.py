@@ -4,7 +4,10 @@ trained and an untrained teacher (methods.md §3), and the trainer hook that mea
 The study (:data:`PRESETS`, :func:`run`): a teacher is trained (cached) and an untrained one of the same
 architecture is saved; each student is trained with a :class:`PIDTracker` callback. The discretiser
 (PCA 10, k-means 10) is fitted on the first half of held-out images and the histogram uses the second
-half; the shuffled-label floor is recorded with every point.
+half; the shuffled-label floor is recorded with every point. The teacher and the students (training and
+PID, :func:`student_run`) are one sweep (:func:`training_specs` through
+:func:`kdbounds.studies.sweep.run_sweep`): in this process by default, or on Ray
+(``--executor ray --workers N``); at equal ``--threads`` the numbers are identical.
 
 The hook:
 
@@ -24,8 +27,10 @@ Nothing is written or printed here; ``records`` holds one flat dict per measured
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,9 +42,12 @@ from torch import nn
 from .._io import atomic_write_csv, atomic_write_json
 from .._torch import eval_mode
 from ..pid import RepresentationPID, pid_of_representations
+from . import grid
+from .sweep import RunSpec, SweepError, run_sweep
 
 __all__ = ["PIDTracker", "extract_features", "Config", "PRESETS", "Result", "run", "write_results",
-           "plot_curves", "summary", "method_kwargs"]
+           "plot_curves", "summary", "method_kwargs", "data_spec", "pid_sets", "student_run", "training_specs",
+           "untrained_teacher_path", "TEACHER_KINDS"]
 
 
 @torch.no_grad()
@@ -246,61 +254,189 @@ def _base(cfg: Config, arch: str, epochs: int, seed: int) -> Any:
                        n_per_class=cfg.n_per_class, device=cfg.device, eval_every=max(epochs, 1))
 
 
+def data_spec(config: Config) -> grid.DataSpec:
+    """The arrays every run trains on: the CIFAR-10 train split and the whole test split."""
+    return grid.DataSpec("cifar10", config.data_root, None)
+
+
+def pid_sets(test_x: np.ndarray, test_y: np.ndarray,
+             per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The PID images: ``2 * per_class`` test images per class (stratified, seed 0), shuffled (seed 0),
+    the first half to fit the discretiser, the second half to histogram.
+
+    Args:
+        test_x, test_y: the test split.
+        per_class: images per class in each half, on average.
+
+    Returns:
+        ``(fit_x, fit_y, eval_x, eval_y)``.
+    """
+    from ..data import stratified_subset
+
+    idx = np.random.default_rng(0).permutation(stratified_subset(test_y, 2 * per_class, seed=0))
+    half = idx.size // 2
+    return test_x[idx[:half]], test_y[idx[:half]], test_x[idx[half:]], test_y[idx[half:]]
+
+
+def _student_config(config: Config, method: str, teacher_ckpt: str | None) -> Any:
+    return dataclasses.replace(_base(config, config.student_arch, config.epochs, config.seed), method=method,
+                               teacher_ckpt=teacher_ckpt, method_kwargs=method_kwargs(config, method))
+
+
+def _code() -> str:
+    """Fingerprint of the code behind a student's numbers: the trainer's packages, ``kdbounds.pid`` and
+    this module (so a published student run is not reused after any of them changed)."""
+    from .cache import code_fingerprint
+
+    h = hashlib.sha256(code_fingerprint().encode())
+    h.update(code_fingerprint(("pid",)).encode())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()
+
+
+def student_run(config: Mapping[str, Any], out_dir: str, data: grid.DataSpec, pid_per_class: int,
+                tracker: Mapping[str, Any], code: str, teacher: str | None = None, progress: bool = False,
+                deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train one student from scratch with a :class:`PIDTracker` and return its PID records (a sweep run).
+
+    The student is trained into ``out_dir`` with ``resume=False`` (a finished training would skip its
+    callbacks and leave no curve); data and PID images come from ``data`` (:func:`pid_sets`), loaded
+    once per process. Solver-accuracy warnings are silenced (each point records ``pid_status`` and
+    ``duality_gap``).
+
+    Args:
+        config: the student's ``TrainConfig.to_dict()`` (``teacher_ckpt`` empty when ``teacher`` is given).
+        out_dir: the training folder.
+        data: the arrays (see :func:`data_spec`).
+        pid_per_class: see :func:`pid_sets`.
+        tracker: keyword arguments of :class:`PIDTracker` (``every``, ``n_boot``, ``n_shuffle``, ``seed``).
+        code: the code fingerprint (part of the run's spec fingerprint: a published result is reused
+            only with the same code).
+        teacher: key of the teacher run among ``deps`` (``None``: ``config`` names the teacher file).
+        progress: the trainer's progress.
+        deps: results of the dependencies, filled in by the sweep runner.
+
+    Returns:
+        ``{"records": [one dict per measured epoch], "final_test_acc": float}``.
+    """
+    from ..distill import train
+
+    cfg = grid.with_teacher(config, teacher, deps)
+    arrays = grid.load_data(data)
+    fit_x, fit_y, ev_x, ev_y = pid_sets(arrays[2], arrays[3], pid_per_class)
+    tr = PIDTracker(fit_x, fit_y, ev_x, ev_y, **tracker)
+    with warnings.catch_warnings():
+        # solver accuracy is recorded per point (pid_status, duality_gap); keep the console readable
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+        warnings.filterwarnings("ignore", message="BROJA PID: solver")
+        res = train(cfg, out_dir, callbacks=[tr], data=arrays, progress=progress, resume=False)
+    return {"records": tr.records, "final_test_acc": float(res.final.get("test_acc", float("nan")))}
+
+
+#: the students' teachers: the trained one (a run of the sweep) and an untrained one (a saved initialisation)
+TEACHER_KINDS = ("trained", "untrained")
+
+
+def untrained_teacher_path(config: Config, cache_root: str | os.PathLike) -> Path:
+    """Where the untrained teacher's model file lives in the run cache (written by :func:`run`)."""
+    return Path(cache_root) / "teachers" / f"untrained_{config.teacher_arch}.pt"
+
+
+def training_specs(config: Config, out_dir: str | os.PathLike, cache_root: str | os.PathLike,
+                   progress: bool = False) -> list[RunSpec]:
+    """The study's sweep: the trained teacher (key ``"teacher"``, through the run cache), then per
+    teacher kind (``trained``, ``untrained``) and method a :func:`student_run` ``"<method>-<kind>"``
+    training into ``out_dir/runs/<method>-<kind>``; the trained teacher's students depend on it.
+
+    The untrained teacher's file (in ``cache_root/teachers``) is written by :func:`run` before the sweep.
+
+    Args:
+        config: the study config.
+        out_dir: the study's output folder.
+        cache_root: the run cache.
+        progress: the trainer's progress inside each run.
+
+    Returns:
+        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+    """
+    data = data_spec(config)
+    specs = [grid.train_spec("teacher", _base(config, config.teacher_arch, config.teacher_epochs, 1000), cache_root,
+                             data, progress=progress)]
+    tracker = {"every": config.every, "n_boot": config.n_boot, "n_shuffle": config.n_shuffle, "seed": config.seed}
+    code = _code()
+    untrained = str(untrained_teacher_path(config, cache_root))
+    for kind in TEACHER_KINDS:
+        for m in config.methods:
+            trained = kind == "trained"
+            c = _student_config(config, m, None if trained else untrained)
+            specs.append(RunSpec(f"{m}-{kind}", student_run,
+                                 {"config": c.to_dict(), "out_dir": str(Path(out_dir) / "runs" / f"{m}-{kind}"),
+                                  "data": data, "pid_per_class": config.pid_per_class, "tracker": tracker,
+                                  "code": code, "teacher": "teacher" if trained else None, "progress": progress},
+                                 deps=("teacher",) if trained else ()))
+    return specs
+
+
+def _rows(config: Config, done: Mapping[str, Any], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for kind in TEACHER_KINDS:
+        for m in config.methods:
+            if f"{m}-{kind}" not in done:
+                continue
+            res = done[f"{m}-{kind}"]
+            for r in res["records"]:
+                rows.append({"teacher": kind, "method": m, **r, "final_test_acc": res["final_test_acc"]})
+            log(f"{kind:9s} {m:4s} " + "  ".join(
+                f"ep{r['epoch']}: Red={r['redundancy']:.3f} Uni={r['unique_t']:.3f}" for r in res["records"]))
+    return rows
+
+
 def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
-        progress: bool = True, log: Callable[[str], None] = print) -> Result:
+        progress: bool = True, log: Callable[[str], None] = print,
+        sweep: Mapping[str, Any] | None = None) -> Result:
     """Train the students with a :class:`PIDTracker` and write ``curves.csv``, ``results.json``, ``curves.png``.
 
-    Students are retrained into ``out_dir/runs`` (``resume=False``: a finished run would skip its
-    callbacks and leave no curve); the outputs are rewritten after every run, so partial results survive.
+    The teacher and the students are one sweep (:func:`training_specs`): each student is trained from
+    scratch into ``out_dir/runs`` with its PID measured per epoch, in the process that runs it (here,
+    or a Ray worker with ``sweep={"executor": "ray", "workers": 2}``; at equal ``threads`` the numbers
+    are the same). Finished student runs are published in ``out_dir/sweep``: a study interrupted and
+    started again (same options, same code) re-trains only the students that had not finished, and
+    when a run fails the outputs are written from the finished ones before the error is raised.
 
     Args:
         config: e.g. ``PRESETS["smoke"]``.
         out_dir: output folder (created when missing).
         cache_root: cache of the trained teacher (default ``out_dir/../cache``).
-        progress: show progress bars.
-        log: where progress lines go.
+        progress: progress over runs (and, with the local executor, over each run's epochs).
+        log: where result lines go.
+        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``,
+            ``workers``, ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local,
+            one thread per run.
 
     Returns:
         The :class:`Result`.
+
+    Raises:
+        kdbounds.studies.sweep.SweepError: a run failed (the finished ones are written and published).
     """
-    from ..data import load_cifar, stratified_subset
-    from ..distill import train
     from ..distill.controls import make_untrained_teacher
-    from .cache import resolve_cache_root, train_cached
+    from .cache import resolve_cache_root
 
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
-    tx, ty = load_cifar("cifar10", root=config.data_root, split="train")
-    vx, vy = load_cifar("cifar10", root=config.data_root, split="test")
-    idx = np.random.default_rng(0).permutation(stratified_subset(vy, 2 * config.pid_per_class, seed=0))
-    half = idx.size // 2
-    fit_x, fit_y, ev_x, ev_y = vx[idx[:half]], vy[idx[:half]], vx[idx[half:]], vy[idx[half:]]
-    data = (tx, ty, vx, vy)
-    t_res = train_cached(_base(config, config.teacher_arch, config.teacher_epochs, 1000), cache, data=data,
-                         progress=progress)
-    teachers = {"trained": Path(t_res.paths["model"]),
-                "untrained": make_untrained_teacher(config.teacher_arch, 10, 1000,
-                                                    cache / "teachers" / f"untrained_{config.teacher_arch}.pt")}
-    rows: list[dict[str, Any]] = []
-    with warnings.catch_warnings():
-        # solver accuracy is recorded per point (pid_status, duality_gap); keep the console readable
-        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-        warnings.filterwarnings("ignore", message="BROJA PID: solver")
-        for kind, ckpt in teachers.items():
-            for m in config.methods:
-                tracker = PIDTracker(fit_x, fit_y, ev_x, ev_y, every=config.every, n_boot=config.n_boot,
-                                     n_shuffle=config.n_shuffle, seed=config.seed)
-                c = dataclasses.replace(_base(config, config.student_arch, config.epochs, config.seed), method=m,
-                                        teacher_ckpt=str(ckpt), method_kwargs=method_kwargs(config, m))
-                res = train(c, out / "runs" / f"{m}-{kind}", callbacks=[tracker], data=data, progress=progress,
-                            resume=False)
-                for r in tracker.records:
-                    rows.append({"teacher": kind, "method": m, **r,
-                                 "final_test_acc": float(res.final.get("test_acc", float("nan")))})
-                log(f"{kind:9s} {m:4s} " + "  ".join(
-                    f"ep{r['epoch']}: Red={r['redundancy']:.3f} Uni={r['unique_t']:.3f}" for r in tracker.records))
-                write_results(Result(config.preset, config.to_dict(), config.methods, tuple(rows)), out)
-    result = Result(config.preset, config.to_dict(), config.methods, tuple(rows))
+    sweep = dict(sweep or {})
+    _, _, test_x, test_y = grid.load_data(data_spec(config))
+    pid_sets(test_x, test_y, config.pid_per_class)  # a pid_per_class the test split cannot give fails here
+    make_untrained_teacher(config.teacher_arch, 10, 1000, untrained_teacher_path(config, cache))
+    local = sweep.get("executor", "local") == "local"
+    specs = training_specs(config, out, cache, progress=progress and local)
+    try:
+        done = run_sweep(specs, progress=progress, desc="pid_transfer", out_dir=out / "sweep", **sweep)
+    except SweepError as e:
+        write_results(Result(config.preset, config.to_dict(), config.methods, tuple(_rows(config, e.results, log))),
+                      out)
+        raise
+    result = Result(config.preset, config.to_dict(), config.methods, tuple(_rows(config, done, log)))
     write_results(result, out)
     plot_curves(result, out / "curves.png")
     return result

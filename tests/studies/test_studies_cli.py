@@ -46,3 +46,15 @@ def test_option_the_study_lacks_is_rejected():
 def test_default_preset_must_exist():
     with pytest.raises(ValueError, match="default_preset"):
         _cli.study_parser("x", svg.PRESETS, "huge")
+
+
+@pytest.mark.parametrize("name", ["functional_transfer", "nuisance_teacher", "pid_transfer"])
+def test_studies_on_the_sweep_runner_take_ray(name):
+    """The studies ported to the sweep runner get the execution options as ``sweep=`` (no refusal)."""
+    import importlib
+
+    study = importlib.import_module(f"kdbounds.studies.{name}")
+    args = _cli.study_parser("x", study.PRESETS, "smoke").parse_args(
+        ["--executor", "ray", "--workers", "2", "--threads", "1"])
+    assert _cli.execution_kwargs(study, name, args) == {
+        "sweep": {"executor": "ray", "workers": 2, "address": None, "threads": 1, "max_retries": 2}}

@@ -1,15 +1,49 @@
-"""Nuisance-teacher study: config validation, the seed summary against the statistics module."""
+"""Nuisance-teacher study: config validation, the seed summary against the statistics module, the study
+on the sweep runner (oracles: the local executor for Ray, trainings counted by a wrapper around the
+trainer, run ids of the pre-port arrays drawn by hand)."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import statistics
 from pathlib import Path
 
 import pytest
 
+from fake_cifar import write_fake_cifar10
+from kdbounds.distill import TrainConfig
+from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import nuisance_teacher as nt
+from kdbounds.studies.grid import load_data
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar"))
+
+
+@pytest.fixture(autouse=True)
+def _private_data_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
+    load_data.cache_clear()
+    yield
+    load_data.cache_clear()
+
+
+class CountingTrain:
+    """Wraps the trainer of the run cache and records the folder of every training it starts."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, []
+
+    def __call__(self, cfg, out, **kw):
+        self.calls.append(Path(out).name)
+        return self.real(cfg, out, **kw)
 
 
 def test_presets_validate_and_are_frozen():
@@ -124,18 +158,17 @@ def test_claim_tests_against_scipy():
     assert nt.claim_tests(rows[:1]) == []  # one seed: nothing to test
 
 
-def test_smoke_study_end_to_end_with_vid_rid(tmp_path, monkeypatch):
-    """The study on tiny synthetic images (no CIFAR needed): both teachers, BAS, VID (kd-rid variant)
-    and RID for 2 seeds, through the cache; files, rows, summary and claims are written."""
+def test_smoke_study_end_to_end_with_vid_rid(tmp_path, fake_root, monkeypatch):
+    """The study on a tiny fake CIFAR-10 (random images): both teachers, BAS, VID (kd-rid variant)
+    and RID for 2 seeds, through the cache; files, rows, summary and claims are written. The run ids
+    are those of the arrays the study trained on before the sweep runner (oracle: the test subset
+    drawn here with ``stratified_subset``); a second run trains nothing (the trainer counted)."""
     import json
 
-    import numpy as np
+    from kdbounds.data import load_cifar, stratified_subset
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
-    y = np.arange(60) % 10
-    monkeypatch.setattr(nt, "load_data", lambda cfg: (x, y, x[:20], y[:20]))
-    cfg = dataclasses.replace(nt.PRESETS["smoke"], n_per_class=4, seeds=2, seed=3)
+    cfg = dataclasses.replace(nt.PRESETS["smoke"], n_per_class=4, seeds=2, seed=3, test_per_class=5,
+                              data_root=str(fake_root))
     res = nt.run(cfg, tmp_path / "out", cache_root=tmp_path / "cache", progress=False, log=lambda s: None)
     kinds = sorted({(r["teacher"], r["method"], r["seed"]) for r in res.rows})
     assert kinds == sorted((t, m, s) for s in (3, 4) for t, m in
@@ -152,6 +185,76 @@ def test_smoke_study_end_to_end_with_vid_rid(tmp_path, monkeypatch):
     assert res.teacher_test_acc["trained"] is not None
     text = nt.summary(res)
     assert "| untrained | vid_rid |" in text and "0.398" in text and "VID-ut below BAS" in text
-    # a second run reuses every model (nothing retrained: same accuracies, same run folders)
+    # the run cache ids of the arrays used before the port: 5 test images per class, drawn by hand
+    tx, ty = load_cifar("cifar10", root=str(fake_root), split="train")
+    vx, vy = load_cifar("cifar10", root=str(fake_root), split="test")
+    idx = stratified_subset(vy, 5, seed=0)
+    old = (tx, ty, vx[idx], vy[idx])
+    for r in res.rows:
+        c = TrainConfig.from_dict(json.loads((Path(r["run_dir"]) / "config.json").read_text()))
+        assert cache_mod.run_dir(c, tmp_path / "cache", data=old) == Path(r["run_dir"]), r
+    # a second run reuses every model: nothing trained, same accuracies, same run folders
+    counting = CountingTrain(cache_mod.train)
+    monkeypatch.setattr(cache_mod, "train", counting)
     again = nt.run(cfg, tmp_path / "out2", cache_root=tmp_path / "cache", progress=False, log=lambda s: None)
+    assert counting.calls == []
     assert [(r["run_dir"], r["test_acc"]) for r in again.rows] == [(r["run_dir"], r["test_acc"]) for r in res.rows]
+
+
+def test_training_specs_the_grid_and_its_dependencies(tmp_path):
+    cfg = dataclasses.replace(nt.PRESETS["smoke"], seeds=2, seed=3)
+    specs = nt.training_specs(cfg, tmp_path)
+    keys = [s.key for s in specs]
+    assert len(keys) == len(set(keys)) == 1 + 2 * 5
+    assert keys.index("teacher") == keys.index("vid_rid-trained-seed3") - 1  # right before its students
+    untrained = str(nt.untrained_teacher_path(cfg, tmp_path))
+    for s in specs:
+        c = s.kwargs["config"]
+        if s.key == "teacher":
+            assert s.deps == () and c["method"] == "ce" and c["seed"] == 1000
+            continue
+        method, kind, seed = s.key.split("-")
+        assert (c["method"], c["seed"]) == (method, int(seed[4:]))
+        assert s.deps == (("teacher",) if kind == "trained" else ())
+        assert c["teacher_ckpt"] == (untrained if kind == "untrained" else None)
+        assert s.kwargs.get("teacher_cache", False) == (method != "ce")  # smoke: the cache is on
+        assert s.kwargs["data"] == nt.data_spec(cfg) and s.kwargs["data"].n_test == 10 * cfg.test_per_class
+
+
+def numbers(res: nt.Result) -> dict:
+    """Every number of a result and of each run's own record (final losses to the last bit), with each
+    run folder reduced to its name (the run id), except the wall times. The students of the trained
+    teacher have no comparable run id across caches: it hashes the teacher's model file, which
+    records the teacher's wall times."""
+    import json
+
+    rows = []
+    for r in res.rows:
+        rec = json.loads((Path(r["run_dir"]) / "result.json").read_text())
+        rows.append({**{k: v for k, v in r.items() if k != "run_dir"},
+                     "run_id": Path(r["run_dir"]).name if r["teacher"] != "trained" else None,
+                     "final": {k: v for k, v in rec["final"].items() if not k.endswith("time_s")}})
+    return {"rows": rows, "summary": res.summary, "teacher_test_acc": res.teacher_test_acc}
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_smoke_on_ray_equals_local_and_fills_the_same_cache(tmp_path, fake_root, ray_cluster, monkeypatch):
+    """The smoke preset through Ray (2 workers, 1 thread) and locally (1 thread), each in its own
+    cache: the same numbers (every row, every run's final losses, the same run ids). The local
+    study on the Ray cache then trains nothing (the trainer counted in this process)."""
+    cfg = dataclasses.replace(nt.PRESETS["smoke"], data_root=str(fake_root))
+    local = nt.run(cfg, tmp_path / "l" / "out", cache_root=tmp_path / "l" / "cache", progress=False,
+                   log=lambda s: None, sweep={"executor": "local", "threads": 1})
+    remote = nt.run(cfg, tmp_path / "r" / "out", cache_root=tmp_path / "r" / "cache", progress=False,
+                    log=lambda s: None, sweep={"executor": "ray", "workers": 2, "threads": 1})
+    assert numbers(remote) == numbers(local)
+    teacher = nt._teacher_config(cfg)
+    for side in ("l", "r"):  # the trained teacher has the same run id in both caches
+        assert cache_mod.run_dir(teacher, tmp_path / side / "cache", data=nt.load_data(cfg)).is_dir()
+    assert len([p for p in (tmp_path / "r" / "cache").iterdir() if p.is_dir() and p.name != "teachers"]) == 6
+    counting = CountingTrain(cache_mod.train)
+    monkeypatch.setattr(cache_mod, "train", counting)
+    again = nt.run(cfg, tmp_path / "again", cache_root=tmp_path / "r" / "cache", progress=False, log=lambda s: None)
+    assert counting.calls == [] and numbers(again) == numbers(remote)
