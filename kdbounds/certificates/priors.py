@@ -60,6 +60,20 @@ class PriorRun:
     def path(self) -> str | None:
         return None if self.run is None else self.run.paths["model"]
 
+    @classmethod
+    def from_run(cls, kind: str, res: TrainResult) -> "PriorRun":
+        """The prior of kind ``kind`` whose centre is the model of the finished run ``res``.
+
+        Args:
+            kind: one of :data:`PRIOR_KINDS` except ``"random"``.
+            res: the training run (its ``model.pt`` is loaded).
+
+        Returns:
+            The :class:`PriorRun`.
+        """
+        return cls(check_choice("kind", kind, PRIOR_KINDS[1:]), res.paths["model"],
+                   load_checkpoint_model(res.paths["model"]), res, res.final.get("test_acc"))
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "spec": self.spec, "test_acc": self.test_acc, "path": self.path}
         if self.run is not None:
@@ -73,8 +87,7 @@ def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
 
 
 def _as_run(kind: str, res: TrainResult) -> PriorRun:
-    model = load_checkpoint_model(res.paths["model"])
-    return PriorRun(kind, res.paths["model"], model, res, res.final.get("test_acc"))
+    return PriorRun.from_run(kind, res)
 
 
 def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = None,
