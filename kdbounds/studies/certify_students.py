@@ -7,15 +7,20 @@ On a fixed, recorded split of the CIFAR-10 training set into ``D_T`` (teacher si
   initialisation), (b) ``learnt`` (cross-entropy on ``D_T``), (c) ``teacher`` (a same-architecture
   teacher trained on ``D_T``; it coincides with (b) when the recipes are equal), (d) ``distilled``
   (KD from a larger teacher on ``D_T``);
-* students on ``D_T ∪ D_S`` — ``ce`` (alone) and ``kd`` (Hinton KD from the larger teacher), both
-  trained from the random prior's initialisation and wrapped as ``Q = N(w_S, σ_Q² I)`` with
-  ``(σ_P, σ_Q)`` picked on a grid (``σ_P`` pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher)
-  and ``pbkd`` (certified distillation: PAC-Bayes objective + KD), whose posteriors are learnt
-  starting at each prior with a fixed ``σ_P``;
+* students on ``D_T ∪ D_S`` — ``ce`` (alone), ``kd`` (Hinton KD from the larger teacher) and ``rid``
+  (RID from the larger teacher, methods.md §3: the student's hidden layer paired with the teacher's
+  last hidden layer — the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic pairing,
+  which needs equal stage counts, does not apply), all trained from the random prior's
+  initialisation and wrapped as ``Q = N(w_S, σ_Q² I)`` with ``(σ_P, σ_Q)`` picked on a grid (``σ_P``
+  pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher) and ``pbkd`` (certified distillation:
+  PAC-Bayes objective + KD), whose posteriors are learnt starting at each prior with a fixed ``σ_P``;
 * for every prior × student × loss (0–1 and bounded CE) × seed: the certificate
   (:func:`kdbounds.certificates.certify.certify`) and the held-out Gibbs risk next to it.
 
-``run(config, out_dir)`` trains (or reuses from the run cache) every network, certifies, and writes
+``run(config, out_dir, sweep=...)`` runs the study as one sweep (:func:`sweep_specs`, docs/sweeps.md):
+every training, and one certification run per (seed, prior), locally or on Ray workers (equal
+``threads``: identical certificates); the split's arrays are rebuilt in each process from a small
+:class:`SplitSpec` (:func:`split_data`). It trains (or reuses from the run cache) every network, certifies, and writes
 ``results.json`` (strict JSON: ``certificates`` list, configs, seeds, split record, summary),
 ``certificates.csv`` and ``certificates.png``. The summary states each goal of issue 12 as measured
 (not asserted). The flatness question (teachers of different sharpness) is not run by this study.
@@ -586,6 +591,9 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     sweep = dict(sweep or {})
     local = sweep.get("executor", "local") == "local"
     split = split_data(SplitSpec.of(cfg))  # the data (and sizes) checked here, before any run starts
+    if "rid" in cfg.students and len(split.data_u[1]) % cfg.batch_size == 1:
+        raise ValueError(f"batch_size: {len(split.data_u[1])} training images leave a last batch of 1 image, on "
+                         f"which RID's BatchNorm filters cannot train; change batch_size or n_s/n_t")
     log(f"split: n_T={split.split.n_t}, n_S={split.split.n_s}, test {len(split.y_test)}; device "
         f"{_device(cfg.device)}; cache {cache}")
     specs = sweep_specs(cfg, cache, progress=progress and local)

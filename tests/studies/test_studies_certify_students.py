@@ -183,3 +183,12 @@ def test_certify_students_smoke_on_ray_equals_local_and_reruns_train_nothing(tmp
                    log=lambda s: None)
     assert counting.calls == []
     assert strip(again.certificates) == strip(remote.certificates)
+
+
+def test_a_last_batch_of_one_image_is_refused_before_training_rid(tmp_path, fake_root, monkeypatch):
+    counting = CountingTrain(cache_mod.train)
+    monkeypatch.setattr(cache_mod, "train", counting)
+    cfg = smoke(fake_root, n_s=500, n_t=497, batch_size=996)  # 997 images = 996 + 1
+    with pytest.raises(ValueError, match="batch_size: 997 training images leave a last batch of 1 image"):
+        cs.run(cfg, tmp_path / "o", cache_root=tmp_path / "c", progress=False, log=lambda s: None)
+    assert counting.calls == []
