@@ -8,9 +8,9 @@ On a fixed, recorded split of the CIFAR-10 training set into ``D_T`` (teacher si
   teacher trained on ``D_T``; it coincides with (b) when the recipes are equal), (d) ``distilled``
   (KD from a larger teacher on ``D_T``);
 * students on ``D_T ∪ D_S`` — ``ce`` (alone), ``kd`` (Hinton KD from the larger teacher) and ``rid``
-  (RID from the larger teacher, methods.md §3: the student's hidden layer paired with the teacher's
-  last hidden layer — the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic pairing,
-  which needs equal stage counts, does not apply), all trained from the random prior's
+  (RID from the larger teacher, methods.md §3: the student's last hidden layer paired with the
+  teacher's last stage — the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic
+  pairing, which needs equal stage counts, does not apply), all trained from the random prior's
   initialisation and wrapped as ``Q = N(w_S, σ_Q² I)`` with ``(σ_P, σ_Q)`` picked on a grid (``σ_P``
   pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher) and ``pbkd`` (certified distillation:
   PAC-Bayes objective + KD), whose posteriors are learnt starting at each prior with a fixed ``σ_P``;
@@ -467,10 +467,20 @@ def student_config(cfg: Config, student: str, seed: int) -> TrainConfig:
     """The training recipe of a wrapped student (``ce``, ``kd``, ``rid``) of ``seed`` on ``D_T ∪ D_S``,
     from the random prior's initialisation (``init_seed = 1000 + seed``); ``teacher_ckpt`` left empty.
 
-    RID pairs the student's hidden layer with the teacher's last hidden layer (the MLPs have one stage
-    per hidden layer, all ``1 × 1``: ``layers=0``, ``teacher_layers=-1``), cycles of ``rid_q``
-    epochs (default: the whole run) with a fraction ``rid_r`` of phase-1 epochs, Nesterov SGD (as
-    ``sharpness_vs_gap`` trains its RID students).
+    RID pairs the student's last hidden layer with the teacher's last stage (``layers=-1``,
+    ``teacher_layers=-1``; the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic
+    pairing, which needs equal stage counts, does not apply; ``spatial_pool`` averages a convolutional
+    teacher's last stage, e.g. the ``gpu`` preset's ResNet-20, down to the student's ``1 × 1``), in
+    cycles of ``rid_q`` epochs (default: the whole run) with a fraction ``rid_r`` of phase-1 epochs,
+    Nesterov SGD (as ``sharpness_vs_gap`` trains its RID students).
+
+    Args:
+        cfg: the study's config.
+        student: ``"ce"``, ``"kd"`` or ``"rid"``.
+        seed: the repetition.
+
+    Returns:
+        The :class:`~kdbounds.distill.TrainConfig`.
     """
     check_choice("student", student, WRAPPED)
     if student == "ce":
@@ -480,7 +490,7 @@ def student_config(cfg: Config, student: str, seed: int) -> TrainConfig:
                        method_kwargs={"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T},
                        init_seed=1000 + seed)
     epochs = cfg.rid_epochs or cfg.student_epochs
-    kw = {"q": cfg.rid_q or epochs, "r": cfg.rid_r, "layers": 0, "teacher_layers": -1}
+    kw = {"q": cfg.rid_q or epochs, "r": cfg.rid_r, "layers": -1, "teacher_layers": -1, "spatial_pool": True}
     return _recipe(cfg, cfg.student_arch, epochs, seed, method="rid", method_kwargs=kw, init_seed=1000 + seed,
                    nesterov=True)
 

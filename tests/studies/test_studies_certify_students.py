@@ -100,7 +100,23 @@ def test_sweep_graph_orders_teachers_priors_students_posteriors_and_certificates
         "seed0/pbkd-learnt"}
     rid = cs.student_config(smoke(fake_root), "rid", 0)
     assert (rid.method, rid.epochs, rid.init_seed, rid.nesterov) == ("rid", 2, 1000, True)
-    assert dict(rid.method_kwargs) == {"q": 2, "r": 0.5, "layers": 0, "teacher_layers": -1}
+    assert dict(rid.method_kwargs) == {"q": 2, "r": 0.5, "layers": -1, "teacher_layers": -1, "spatial_pool": True}
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "gpu"])
+def test_rid_pairs_the_students_and_teachers_layers_of_every_preset(preset):
+    """RID builds for each preset's pair (the gpu preset's teacher is a ResNet-20 with 8 × 8 maps), and
+    RID's default pairing would not (the MLP student has fewer stages than the teacher)."""
+    from kdbounds.distill.rid import RID
+    from kdbounds.models import build_model
+
+    cfg = cs.PRESETS[preset]
+    student, teacher = build_model(cfg.student_arch, seed=0), build_model(cfg.teacher_arch, seed=1).eval()
+    rid = RID(student, teacher, 10, **dict(cs.student_config(cfg, "rid", 0).method_kwargs))
+    assert rid.pairs == ((len(student.stage_channels) - 1, len(teacher.stage_channels) - 1),)
+    if len(student.stage_channels) != len(teacher.stage_channels):
+        with pytest.raises(ValueError, match="cannot pair them automatically"):
+            RID(student, teacher, 10, q=2)
 
 
 def test_rid_epochs_that_leave_rid_no_student_epoch_are_refused():
