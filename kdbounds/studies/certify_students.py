@@ -36,6 +36,15 @@ epochs, is barely better than the student architecture). The posteriors barely l
 the objective (``pbkd``) changes nothing measurable. Wrapped students trained from scratch (``ce``,
 ``kd``) are vacuous against every prior (KL 10⁷–10⁸ nats: their weights are far from any prior
 centre), whatever σ on the grids.
+
+RID students (added later; ``cpu`` preset, seed 0 only, 30 Nov 2026): test accuracy 0.481 (``ce`` 0.491,
+``kd`` 0.457), and vacuous against every prior like the other wrapped students (0–1 certificate 1.000,
+KL 3.5·10⁷ nats against the random prior, 1.3–1.4·10⁸ against the trained ones); the ``pbb``/``pbkd``
+certificates of that run repeat the numbers above (0.5713 / 0.5723 with prior (b)). Cost of that seed,
+``OMP_NUM_THREADS=1 python benchmarks/certify_students_cost.py --preset cpu --seeds 0`` (local
+executor, one thread per run, decoded CIFAR cache warm): 66 CPU-s in all, of which the RID training
+9.6 CPU-s (``ce`` 2.7, ``kd`` 4.6 at the same size) and its 4 scale selections + 8 certificates
+≈ 6 CPU-s (0.36 CPU-s per selection, 0.57 per certificate); 232 s wall at load average 6 on 2 cores.
 """
 
 from __future__ import annotations
@@ -181,8 +190,9 @@ PRESETS: dict[str, Config] = {
                     student_epochs=1, rid_epochs=2, rid_r=0.5, pbb_epochs=1, n_scales=2, posterior_scales=(1e-3, 1e-2), select_n=200,
                     select_draws=2, n_draws=1, test_draws=1, losses=("zero_one",)),
     # Real CIFAR-10 on 2 CPU cores in about 15 minutes: n_S = 5,000, n_T = 10,000, two seeds.
-    # (measured 30 Nov 2026: 502 + 425 s CPU for seeds 0 and 1, 37 and 24 min wall at load 10-20; see the
-    # study docstring for what the numbers say. pbb_epochs=4 at pbb_lr=0.1 left the random-prior
+    # (measured 30 Nov 2026: 502 + 425 s CPU for seeds 0 and 1, 37 and 24 min wall at load 10-20, before RID
+    # and the sweep runner; with RID, seed 0 alone: 66 CPU-s at OMP_NUM_THREADS=1, 232 s wall at load 6 (the
+    # study docstring has the command); see the study docstring for what the numbers say. pbb_epochs=4 at pbb_lr=0.1 left the random-prior
     # posterior as untrained as 1 epoch did: 0-1 certificate 0.915 vs 0.917.)
     "cpu": Config(preset="cpu", n_s=5000, n_t=10000, test_n=2000, seeds=(0, 1), prior_epochs=4,
                   teacher_epochs=4, student_epochs=4, pbb_epochs=1, n_draws=4, test_draws=2),
