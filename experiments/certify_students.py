@@ -2,45 +2,50 @@
 :mod:`kdbounds.studies.certify_students`.
 
     python experiments/certify_students.py --preset smoke --out /tmp/cert-smoke
-    OMP_NUM_THREADS=2 python experiments/certify_students.py --preset cpu --out results/certify-cpu
-
-    python experiments/certify_students.py --merge OUT_SEED0 OUT_SEED1 --out OUT   # one folder per seed
+    python experiments/certify_students.py --preset cpu --out results/certify-cpu --executor ray --workers 2
+    python experiments/certify_students.py --preset cpu --seeds 0 --out OUT_SEED0   # one seed per process
+    python experiments/certify_students.py --merge OUT_SEED0 OUT_SEED1 --out OUT    # then merge them
 
 Writes ``OUT/results.json`` (strict JSON, a list ``certificates``), ``OUT/certificates.csv`` and
 ``OUT/certificates.png``; trained models are cached under ``--cache-root`` (default ``OUT/runs``).
+Every training and every (seed, prior) certification is a run of one sweep (``--executor ray``
+runs them in parallel; equal ``--threads`` give the same certificates as ``--executor local``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from kdbounds.studies.certify_students import PRESETS, merge_results, run
+from kdbounds import _cli_types as T
+from kdbounds.studies import _cli
+from kdbounds.studies import certify_students as study
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _cli.study_parser(__doc__, study.PRESETS, "smoke")
+    p.add_argument("--seeds", type=T.seed, nargs="+", default=None, help="override the preset's seeds")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="merge finished runs (same preset, different seeds) into --out instead of running")
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--cache-root", default=None, help="run cache folder (default OUT/runs)")
-    ap.add_argument("--data-root", default=None, help="CIFAR-10 location (default $KDBOUNDS_DATA, then standard places)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--merge", nargs="+", default=None, metavar="DIR",
-                    help="merge finished runs (same preset, different seeds) into --out instead of running")
-    a = ap.parse_args(argv)
+    a = parse_args(argv)
     if a.merge:
-        res = merge_results(a.merge, a.out)
+        if a.out is None:
+            raise SystemExit("error: --merge needs --out (the folder of the merged results)")
+        res = study.merge_results(a.merge, a.out)
         print(f"merged {len(res.certificates)} certificates (seeds {res.config['seeds']}) -> {a.out}/results.json")
         return 0
-    cfg = PRESETS[a.preset]
-    if a.data_root is not None:
-        cfg = cfg.replace(data_root=a.data_root)
-    if a.seeds is not None:
-        cfg = cfg.replace(seeds=tuple(a.seeds))
-    res = run(cfg, a.out, cache_root=a.cache_root, progress=not a.no_progress)
-    print(f"{len(res.certificates)} certificates in {res.seconds:.0f} s -> {a.out}/results.json")
-    return 0
+    seeds = tuple(a.seeds) if a.seeds is not None else None
+    cfg = _cli.config_from_args(study.PRESETS, a, (), seeds=seeds)
+    return _cli.main(study, "certify_students", cfg, a, summary=_summary)
+
+
+def _summary(res: study.Result) -> str:
+    return f"{len(res.certificates)} certificates in {res.seconds:.0f} s"
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -30,8 +30,6 @@ from kdbounds._checks import check_choice, check_int, check_positive
 from kdbounds.distill import TrainConfig, TrainResult, load_checkpoint_model
 from kdbounds.models import build_model
 
-from .nets import registered
-
 from kdbounds.studies.cache import train_cached  # the one place the run cache is imported from
 
 __all__ = ["PRIOR_KINDS", "PriorRun", "prior_run", "random_prior", "scale_grid", "train_cached"]
@@ -62,6 +60,20 @@ class PriorRun:
     def path(self) -> str | None:
         return None if self.run is None else self.run.paths["model"]
 
+    @classmethod
+    def from_run(cls, kind: str, res: TrainResult) -> "PriorRun":
+        """The prior of kind ``kind`` whose centre is the model of the finished run ``res``.
+
+        Args:
+            kind: one of :data:`PRIOR_KINDS` except ``"random"``.
+            res: the training run (its ``model.pt`` is loaded).
+
+        Returns:
+            The :class:`PriorRun`.
+        """
+        return cls(check_choice("kind", kind, PRIOR_KINDS[1:]), res.paths["model"],
+                   load_checkpoint_model(res.paths["model"]), res, res.final.get("test_acc"))
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "spec": self.spec, "test_acc": self.test_acc, "path": self.path}
         if self.run is not None:
@@ -71,14 +83,11 @@ class PriorRun:
 
 def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
     """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent)."""
-    with registered():
-        return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
+    return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
 
 
 def _as_run(kind: str, res: TrainResult) -> PriorRun:
-    with registered():
-        model = load_checkpoint_model(res.paths["model"])
-    return PriorRun(kind, res.paths["model"], model, res, res.final.get("test_acc"))
+    return PriorRun.from_run(kind, res)
 
 
 def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = None,
@@ -103,8 +112,7 @@ def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = No
         ValueError: an unknown kind, a missing input, or a teacher of another architecture for ``"teacher"``.
     """
     kind = check_choice("kind", kind, PRIOR_KINDS)
-    with registered():
-        return _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress)
+    return _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress)
 
 
 def _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress):

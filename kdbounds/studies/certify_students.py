@@ -7,15 +7,20 @@ On a fixed, recorded split of the CIFAR-10 training set into ``D_T`` (teacher si
   initialisation), (b) ``learnt`` (cross-entropy on ``D_T``), (c) ``teacher`` (a same-architecture
   teacher trained on ``D_T``; it coincides with (b) when the recipes are equal), (d) ``distilled``
   (KD from a larger teacher on ``D_T``);
-* students on ``D_T ∪ D_S`` — ``ce`` (alone) and ``kd`` (Hinton KD from the larger teacher), both
-  trained from the random prior's initialisation and wrapped as ``Q = N(w_S, σ_Q² I)`` with
-  ``(σ_P, σ_Q)`` picked on a grid (``σ_P`` pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher)
-  and ``pbkd`` (certified distillation: PAC-Bayes objective + KD), whose posteriors are learnt
-  starting at each prior with a fixed ``σ_P``;
+* students on ``D_T ∪ D_S`` — ``ce`` (alone), ``kd`` (Hinton KD from the larger teacher) and ``rid``
+  (RID from the larger teacher, methods.md §3: the student's last hidden layer paired with the
+  teacher's last stage — the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic
+  pairing, which needs equal stage counts, does not apply), all trained from the random prior's
+  initialisation and wrapped as ``Q = N(w_S, σ_Q² I)`` with ``(σ_P, σ_Q)`` picked on a grid (``σ_P``
+  pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher) and ``pbkd`` (certified distillation:
+  PAC-Bayes objective + KD), whose posteriors are learnt starting at each prior with a fixed ``σ_P``;
 * for every prior × student × loss (0–1 and bounded CE) × seed: the certificate
   (:func:`kdbounds.certificates.certify.certify`) and the held-out Gibbs risk next to it.
 
-``run(config, out_dir)`` trains (or reuses from the run cache) every network, certifies, and writes
+``run(config, out_dir, sweep=...)`` runs the study as one sweep (:func:`sweep_specs`, docs/sweeps.md):
+every training, and one certification run per (seed, prior), locally or on Ray workers (equal
+``threads``: identical certificates); the split's arrays are rebuilt in each process from a small
+:class:`SplitSpec` (:func:`split_data`). It trains (or reuses from the run cache) every network, certifies, and writes
 ``results.json`` (strict JSON: ``certificates`` list, configs, seeds, split record, summary),
 ``certificates.csv`` and ``certificates.png``. The summary states each goal of issue 12 as measured
 (not asserted). The flatness question (teachers of different sharpness) is not run by this study.
@@ -31,18 +36,27 @@ epochs, is barely better than the student architecture). The posteriors barely l
 the objective (``pbkd``) changes nothing measurable. Wrapped students trained from scratch (``ce``,
 ``kd``) are vacuous against every prior (KL 10⁷–10⁸ nats: their weights are far from any prior
 centre), whatever σ on the grids.
+
+RID students (added later; ``cpu`` preset, seed 0 only, 30 Nov 2026): test accuracy 0.481 (``ce`` 0.491,
+``kd`` 0.457), and vacuous against every prior like the other wrapped students (0–1 certificate 1.000,
+KL 3.5·10⁷ nats against the random prior, 1.3–1.4·10⁸ against the trained ones); the ``pbb``/``pbkd``
+certificates of that run repeat the numbers above (0.5713 / 0.5723 with prior (b)). Cost of that seed,
+``OMP_NUM_THREADS=1 python benchmarks/certify_students_cost.py --preset cpu --seeds 0`` (local
+executor, one thread per run, decoded CIFAR cache warm): 66 CPU-s in all, of which the RID training
+9.6 CPU-s (``ce`` 2.7, ``kd`` 4.6 at the same size) and its 4 scale selections + 8 certificates
+≈ 6 CPU-s (0.36 CPU-s per selection, 0.57 per certificate); 232 s wall at load average 6 on 2 cores.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -51,15 +65,20 @@ from kdbounds._checks import check_choice, check_int, check_open_unit, check_pos
 from kdbounds._io import atomic_write_csv, atomic_write_json
 from kdbounds.certificates.certify import LOSSES, certify, select_scales
 from kdbounds.certificates.kernels import GaussianKernel
-from kdbounds.certificates.priors import PRIOR_KINDS, prior_run, scale_grid, train_cached
+from kdbounds.certificates.priors import PRIOR_KINDS, PriorRun, prior_run, scale_grid, train_cached
 from kdbounds.certificates.split import make_split
 from kdbounds.certificates.trainer import posterior_from_run, prior_from_run
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates",
-           "STUDENTS"]
+           "STUDENTS", "WRAPPED", "LEARNT", "SplitSpec", "SplitData", "split_data", "sweep_specs", "student_config",
+           "train_on_split", "train_prior", "certify_prior"]
 
-STUDENTS = ("ce", "kd", "pbb", "pbkd")
+#: students trained on D_T ∪ D_S and wrapped as Q = N(w_S, σ_Q² I) (σ's from the grids)
+WRAPPED = ("ce", "kd", "rid")
+#: posteriors learnt on a PAC-Bayes objective, started at each prior
+LEARNT = ("pbb", "pbkd")
+STUDENTS = WRAPPED + LEARNT
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,10 @@ class Config:
     by ``split_seed``). Certificates: ``delta``, ``delta_mc``, ``n_draws`` passes over D_S with
     per-example draws, ``test_draws`` passes over the test images, ``p_min``; wrapped students pick
     ``σ_P`` from ``prior_scales`` (``scale_low``, ``scale_high``, ``n_scales`` = J) and ``σ_Q`` from
-    ``posterior_scales``; learnt posteriors use the fixed ``pbb_sigma_prior`` (J = 1).
+    ``posterior_scales``; learnt posteriors use the fixed ``pbb_sigma_prior`` (J = 1). The RID student
+    trains ``rid_epochs`` (None: ``student_epochs``; RID needs ≥ 2: its first epoch trains only the
+    teacher-side filters) in cycles of ``rid_q`` epochs (None: one cycle, the whole run) whose first
+    ``⌈rid_r · rid_q⌉`` epochs are RID's phase 1.
     """
 
     preset: str = "custom"
@@ -99,6 +121,9 @@ class Config:
     kd_gamma: float = 0.1
     kd_T: float = 4.0
     pbkd_alpha: float = 0.1
+    rid_epochs: int | None = None
+    rid_q: int | None = None
+    rid_r: float = 0.25
     objective: str = "fquad"
     pbb_sigma_prior: float = 0.01
     scale_low: float = 1e-3
@@ -138,6 +163,15 @@ class Config:
         check_open_unit("delta_mc", self.delta_mc)
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
+        if "rid" in self.students:
+            from kdbounds.distill.rid import rid_cycle_length
+
+            e = self.student_epochs if self.rid_epochs is None else check_int("rid_epochs", self.rid_epochs, minimum=1)
+            try:
+                rid_cycle_length(e, q=self.rid_q or e, r=self.rid_r)
+            except ValueError as err:
+                raise ValueError(f"rid_epochs/rid_q/rid_r: {err} (the RID student trains {e} epochs; set "
+                                 f"rid_epochs ≥ 2, or leave 'rid' out of students)") from None
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
         if not self.posterior_scales or any(not s > 0 for s in self.posterior_scales):
             raise ValueError(f"posterior_scales: expected positive scales, got {self.posterior_scales}")
@@ -153,18 +187,19 @@ class Config:
 PRESETS: dict[str, Config] = {
     # CI: tiny everything; under a minute on 2 cores (with the decoded CIFAR cache warm).
     "smoke": Config(preset="smoke", n_s=500, n_t=500, test_n=200, prior_epochs=1, teacher_epochs=1,
-                    student_epochs=1, pbb_epochs=1, n_scales=2, posterior_scales=(1e-3, 1e-2), select_n=200,
+                    student_epochs=1, rid_epochs=2, rid_r=0.5, pbb_epochs=1, n_scales=2, posterior_scales=(1e-3, 1e-2), select_n=200,
                     select_draws=2, n_draws=1, test_draws=1, losses=("zero_one",)),
     # Real CIFAR-10 on 2 CPU cores in about 15 minutes: n_S = 5,000, n_T = 10,000, two seeds.
-    # (measured 30 Nov 2026: 502 + 425 s CPU for seeds 0 and 1, 37 and 24 min wall at load 10-20; see the
-    # study docstring for what the numbers say. pbb_epochs=4 at pbb_lr=0.1 left the random-prior
+    # (measured 30 Nov 2026: 502 + 425 s CPU for seeds 0 and 1, 37 and 24 min wall at load 10-20, before RID
+    # and the sweep runner; with RID, seed 0 alone: 66 CPU-s at OMP_NUM_THREADS=1, 232 s wall at load 6 (the
+    # study docstring has the command); see the study docstring for what the numbers say. pbb_epochs=4 at pbb_lr=0.1 left the random-prior
     # posterior as untrained as 1 epoch did: 0-1 certificate 0.915 vs 0.917.)
     "cpu": Config(preset="cpu", n_s=5000, n_t=10000, test_n=2000, seeds=(0, 1), prior_epochs=4,
                   teacher_epochs=4, student_epochs=4, pbb_epochs=1, n_draws=4, test_draws=2),
     # Full CIFAR-10 on a GPU: n_S = 10,000, n_T = 40,000, the full test set, PBB-sized training.
     "gpu": Config(preset="gpu", student_arch="mlp512x2", teacher_arch="resnet20", n_s=10000, n_t=40000,
                   test_n=None, seeds=(0, 1, 2), prior_epochs=100, teacher_epochs=100, student_epochs=100,
-                  pbb_epochs=50, augment=True, n_draws=20, test_draws=10, device="auto",
+                  rid_q=20, pbb_epochs=50, augment=True, n_draws=20, test_draws=10, device="auto",
                   select_n=5000, select_draws=8),
 }
 
@@ -203,155 +238,414 @@ def _normalised(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return normalize_uint8(t, mean, std)
 
 
-def _code_tag() -> str:
-    """Fingerprint of this package's training code (the run cache fingerprints only data/models/distill)."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1] / "certificates"
-    for f in ("trainer.py", "nets.py"):
-        h.update((root / f).read_bytes())
-    return h.hexdigest()[:10]
-
-
 def _recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None, **kw: Any) -> TrainConfig:
     return TrainConfig(arch=arch, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr if lr is None else lr,
                        weight_decay=cfg.weight_decay, schedule="cosine", seed=seed, augment=cfg.augment,
                        device=cfg.device, **kw)
 
 
+# ------------------------------------------------------------------------------------------------ data
+@dataclass(frozen=True)
+class SplitSpec:
+    """A small, picklable description of the study's arrays; :func:`split_data` rebuilds them.
+
+    Attributes:
+        n_s, n_t: sizes of ``D_S`` and ``D_T`` (``n_t=None``: the rest of the training set).
+        test_n: held-out images (stratified, seed ``split_seed + 1``; None: the whole test set).
+        split_seed: the seed of :func:`kdbounds.certificates.split.make_split`.
+        data_root: where CIFAR-10 is (None: the standard places).
+    """
+
+    n_s: int
+    n_t: int | None
+    test_n: int | None
+    split_seed: int
+    data_root: str | None = None
+
+    @classmethod
+    def of(cls, cfg: Config) -> "SplitSpec":
+        """The description of ``cfg``'s arrays."""
+        return cls(cfg.n_s, cfg.n_t, cfg.test_n, cfg.split_seed, cfg.data_root)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """The arrays of a :class:`SplitSpec` (uint8 images ``N × 32 × 32 × 3``, int labels).
+
+    Attributes:
+        split: the recorded split of the training set.
+        data_t: ``(x_T, y_T, x_test, y_test)`` — what the priors and teachers train on.
+        data_u: ``(x_{T∪S}, y_{T∪S}, x_test, y_test)`` — what the students train on.
+        x_s, y_s: ``D_S``, the certification set.
+        x_test, y_test: the held-out images.
+    """
+
+    split: Any
+    data_t: tuple[np.ndarray, ...]
+    data_u: tuple[np.ndarray, ...]
+    x_s: np.ndarray
+    y_s: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@functools.lru_cache(maxsize=2)
+def split_data(spec: SplitSpec) -> SplitData:
+    """The arrays described by ``spec``, built once per process (every run of a sweep on a worker
+    shares them; nothing of the size of CIFAR is pickled). Do not modify them in place.
+
+    Args:
+        spec: the description.
+
+    Returns:
+        The :class:`SplitData`.
+
+    Raises:
+        kdbounds.data.DataNotFoundError: CIFAR-10 is not found (the message lists where it looked).
+        ValueError: sizes the training set cannot hold.
+    """
+    from kdbounds.data import load_cifar, stratified_subset
+
+    xtr, ytr = load_cifar("cifar10", root=spec.data_root, split="train")
+    xte, yte = load_cifar("cifar10", root=spec.data_root, split="test")
+    if spec.test_n is not None and spec.test_n < len(yte):
+        j = stratified_subset(yte, spec.test_n // 10, seed=spec.split_seed + 1)
+        xte, yte = xte[j], yte[j]
+    split = make_split(ytr, spec.n_s, n_t=spec.n_t, seed=spec.split_seed)
+    T, S, U = split.teacher, split.cert, split.union
+    return SplitData(split, (xtr[T], ytr[T], xte, yte), (xtr[U], ytr[U], xte, yte), xtr[S], ytr[S], xte, yte)
+
+
+# ------------------------------------------------------------------------------------ the runs of a sweep
+def train_on_split(config: Mapping[str, Any], cache_root: str, split: SplitSpec, side: str,
+                   teacher: str | None = None, prior: str | None = None, progress: bool = False,
+                   deps: Mapping[str, Any] | None = None) -> Any:
+    """Train one configuration on one side of the split through the run cache (a sweep run).
+
+    Args:
+        config: ``TrainConfig.to_dict()`` of the run (``teacher_ckpt`` empty when ``teacher`` is given).
+        cache_root: the run cache.
+        split: the arrays' description.
+        side: ``"t"`` (``D_T``) or ``"u"`` (``D_T ∪ D_S``).
+        teacher: key of the dependency whose model is the teacher checkpoint.
+        prior: key of the dependency whose model is the ``pbb``/``pbkd`` prior (its path and SHA-256 go
+            into ``method_kwargs``).
+        progress: the trainer's progress.
+        deps: results of the dependencies (filled in by the sweep runner).
+
+    Returns:
+        The :class:`~kdbounds.distill.trainer.TrainResult`.
+
+    Raises:
+        ValueError: a bad ``side``, or ``teacher``/``prior`` not among ``deps``.
+    """
+    from kdbounds._io import file_sha256
+
+    check_choice("side", side, ("t", "u"))
+    deps = deps or {}
+    for name, key in (("teacher", teacher), ("prior", prior)):
+        if key is not None and key not in deps:
+            raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
+    cfg = TrainConfig.from_dict(dict(config))
+    if teacher is not None:
+        cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
+    if prior is not None:
+        path = deps[prior].paths["model"]
+        cfg = cfg.replace(method_kwargs={**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)})
+    d = split_data(split)
+    return train_cached(cfg, cache_root, data=d.data_t if side == "t" else d.data_u, progress=progress)
+
+
+def train_prior(kind: str, config: Config, cache_root: str, split: SplitSpec, seed: int,
+                teacher: str | None = None, progress: bool = False, deps: Mapping[str, Any] | None = None) -> Any:
+    """Train prior (b) ``"learnt"`` or (d) ``"distilled"`` of ``seed`` on ``D_T`` (a sweep run), exactly as
+    :func:`kdbounds.certificates.priors.prior_run` does.
+
+    Args:
+        kind: ``"learnt"`` or ``"distilled"``.
+        config: the study's config; split: the arrays' description; seed: the repetition.
+        cache_root: the run cache.
+        teacher: key of the big teacher's run (``"distilled"``).
+        progress: the trainer's progress; deps: results of the dependencies.
+
+    Returns:
+        The prior's :class:`~kdbounds.distill.trainer.TrainResult`.
+    """
+    check_choice("kind", kind, ("learnt", "distilled"))
+    pr = _prior(kind, config, cache_root, split, seed, (deps or {}).get(teacher) if teacher else None, progress)
+    return pr.run
+
+
+def _prior(kind: str, cfg: Config, cache_root: str, split: SplitSpec, seed: int, teacher: Any,
+           progress: bool = False) -> Any:
+    kd_kw = {"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T}
+    return prior_run(kind, student_arch=cfg.student_arch, data_t=split_data(split).data_t, cache_root=cache_root,
+                     recipe=_recipe(cfg, cfg.student_arch, cfg.prior_epochs, seed), teacher=teacher,
+                     init_seed=1000 + seed, kd_kwargs=kd_kw, progress=progress)
+
+
+def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, kind: str,
+                  prior: str | None, students: Mapping[str, str], deps: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Certify every student of ``seed`` against prior ``kind`` (a sweep run: runs on a worker).
+
+    Wrapped students (``ce``, ``kd``, ``rid``) get ``(σ_P, σ_Q)`` from the grids
+    (:func:`~kdbounds.certificates.certify.select_scales`, the certificate pays ``ln J``); learnt
+    posteriors (``pbb``, ``pbkd``) are read from their runs. Every random draw is seeded by ``seed``,
+    so the rows are the same in any process at equal threads.
+
+    Args:
+        config: the study's config; split: the arrays' description; seed: the repetition.
+        cache_root: the run cache (for prior (b)/(d) lookups: never trains, the prior run is a dependency).
+        kind: the prior kind.
+        prior: key of the run whose model is the prior's centre (None for ``"random"``).
+        students: student name -> key of its run.
+        deps: results of the dependencies.
+
+    Returns:
+        ``{"prior": record, "rows": certificate rows, "students": records of the learnt posteriors}``
+        (plain data: small and picklable).
+    """
+    cfg = config
+    deps = deps or {}
+    dev = _device(cfg.device)
+    d = split_data(split)
+    if kind in ("learnt", "distilled"):
+        pr = PriorRun.from_run(kind, deps[prior])
+    else:
+        pr = prior_run(kind, student_arch=cfg.student_arch, teacher=deps.get(prior) if prior else None,
+                       init_seed=1000 + seed)
+    ds = (_normalised(d.x_s, dev), torch.from_numpy(d.y_s).to(dev))
+    dtest = (_normalised(d.x_test, dev), torch.from_numpy(d.y_test).to(dev))
+    J = cfg.n_scales
+    prior_scales = scale_grid(cfg.scale_low, cfg.scale_high, J)
+    sel_idx = np.random.default_rng(cfg.split_seed).choice(cfg.n_s, min(cfg.select_n, cfg.n_s), replace=False)
+    d_sel = (ds[0][sel_idx], ds[1][sel_idx])
+    pairs: list[tuple[str, GaussianKernel, GaussianKernel, int, dict[str, Any]]] = []
+    learnt_recs: list[dict[str, Any]] = []
+    for st in STUDENTS:
+        if st not in students:
+            continue
+        res = deps[students[st]]
+        if st in WRAPPED:
+            model = load_checkpoint_model(res.paths["model"], map_location=dev)
+            ch = select_scales(model, pr.model.to(dev), d_sel, prior_scales=prior_scales,
+                               posterior_scales=cfg.posterior_scales, n_s=cfg.n_s, delta=cfg.delta,
+                               p_min=cfg.p_min, n_draws=cfg.select_draws, seed=seed + 7919)
+            P = GaussianKernel.from_model(pr.model, ch.sigma_prior)
+            Q = GaussianKernel.from_model(model, ch.sigma_posterior, frozen_from=P)
+            pairs.append((st, Q, P, J, {"sigma_prior": ch.sigma_prior, "sigma_posterior": ch.sigma_posterior,
+                                        "student_run": Path(res.paths["out_dir"]).name,
+                                        "student_test_acc": res.final["test_acc"]}))
+        else:
+            Q = posterior_from_run(res, dev)
+            P = prior_from_run(res, dev)
+            learnt_recs.append({"seed": seed, "student": st, "prior": kind, "mean_test_acc": res.final["test_acc"],
+                                "config": res.config})
+            pairs.append((st, Q, P, 1, {"sigma_prior": cfg.pbb_sigma_prior,
+                                        "sigma_posterior": Q.describe()["std_max"],
+                                        "sigma_posterior_min": Q.describe()["std_min"],
+                                        "student_run": Path(res.paths["out_dir"]).name,
+                                        "student_test_acc": res.final["test_acc"]}))
+    rows = []
+    for st, Q, P, n_grid, extra in pairs:
+        for loss in cfg.losses:
+            c = certify(Q, P, ds, loss=loss, n_draws=cfg.n_draws, delta=cfg.delta, delta_mc=cfg.delta_mc,
+                        n_grid=n_grid, p_min=cfg.p_min, seed=seed, test_data=dtest, test_draws=cfg.test_draws,
+                        split=d.split, progress=False)
+            t = c.test_gibbs_risk or {}
+            rows.append({"seed": seed, "prior": kind, "student": st, "loss": loss, "risk_upper": c.risk_upper,
+                         "divergence": c.divergence, "mean_term": c.mean_term, "variance_term": c.variance_term,
+                         "mc_risk": c.mc_risk, "mc_risk_upper": c.mc_risk_upper, "n_s": c.n_s, "n_t": c.n_t,
+                         "n_grid": n_grid, "test_gibbs_risk": t.get("value"),
+                         "test_gibbs_ci_low": t.get("ci_low"), "test_gibbs_ci_high": t.get("ci_high"),
+                         "gap": c.risk_upper - t["value"] if t else None, "vacuous": c.vacuous,
+                         "prior_test_acc": pr.test_acc, **extra, "certificate": c.to_dict()})
+    return {"prior": {"seed": seed, **pr.to_dict()}, "rows": rows, "students": learnt_recs}
+
+
+def _k(seed: int, name: str) -> str:
+    return f"seed{seed}/{name}"
+
+
+def _prior_key(kind: str, seed: int) -> str | None:
+    return {"random": None, "teacher": _k(seed, "teacher-same"), "learnt": _k(seed, "prior-learnt"),
+            "distilled": _k(seed, "prior-distilled")}[kind]
+
+
+def student_config(cfg: Config, student: str, seed: int) -> TrainConfig:
+    """The training recipe of a wrapped student (``ce``, ``kd``, ``rid``) of ``seed`` on ``D_T ∪ D_S``,
+    from the random prior's initialisation (``init_seed = 1000 + seed``); ``teacher_ckpt`` left empty.
+
+    RID pairs the student's last hidden layer with the teacher's last stage (``layers=-1``,
+    ``teacher_layers=-1``; the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic
+    pairing, which needs equal stage counts, does not apply; ``spatial_pool`` averages a convolutional
+    teacher's last stage, e.g. the ``gpu`` preset's ResNet-20, down to the student's ``1 × 1``), in
+    cycles of ``rid_q`` epochs (default: the whole run) with a fraction ``rid_r`` of phase-1 epochs,
+    Nesterov SGD (as ``sharpness_vs_gap`` trains its RID students).
+
+    Args:
+        cfg: the study's config.
+        student: ``"ce"``, ``"kd"`` or ``"rid"``.
+        seed: the repetition.
+
+    Returns:
+        The :class:`~kdbounds.distill.TrainConfig`.
+    """
+    check_choice("student", student, WRAPPED)
+    if student == "ce":
+        return _recipe(cfg, cfg.student_arch, cfg.student_epochs, seed, method="ce", init_seed=1000 + seed)
+    if student == "kd":
+        return _recipe(cfg, cfg.student_arch, cfg.student_epochs, seed, method="kd",
+                       method_kwargs={"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T},
+                       init_seed=1000 + seed)
+    epochs = cfg.rid_epochs or cfg.student_epochs
+    kw = {"q": cfg.rid_q or epochs, "r": cfg.rid_r, "layers": -1, "teacher_layers": -1, "spatial_pool": True}
+    return _recipe(cfg, cfg.student_arch, epochs, seed, method="rid", method_kwargs=kw, init_seed=1000 + seed,
+                   nesterov=True)
+
+
+def _posterior_config(cfg: Config, student: str, kind: str, seed: int) -> TrainConfig:
+    kw: dict[str, Any] = {"sigma_prior": cfg.pbb_sigma_prior, "objective": cfg.objective, "n_bound": cfg.n_s,
+                          "delta": cfg.delta, "p_min": cfg.p_min}
+    if kind == "random":
+        kw["prior"] = f"random:{1000 + seed}"
+    if student == "pbkd":
+        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
+    return _recipe(cfg, cfg.student_arch, cfg.pbb_epochs, seed, lr=cfg.pbb_lr, method=student,
+                   method_kwargs=kw).replace(weight_decay=0.0)
+
+
+def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = False) -> list[Any]:
+    """The study as one sweep (docs/sweeps.md): per seed ``s``, keys ``seed<s>/…``:
+
+    * ``teacher-same``, ``teacher-big`` — the two teachers on ``D_T``;
+    * ``prior-learnt``, ``prior-distilled`` — priors (b) and (d) on ``D_T`` (the latter after ``teacher-big``);
+      (a) needs no training and (c) is ``teacher-same``;
+    * ``student-ce``, ``student-kd``, ``student-rid`` — wrapped students on ``D_T ∪ D_S`` (kd/rid after
+      ``teacher-big``);
+    * ``<pbb|pbkd>-<prior>`` — learnt posteriors, after their prior's run (and ``teacher-big`` for pbkd);
+    * ``certify-<prior>`` — every certificate against that prior (:func:`certify_prior`), after the
+      prior and the students.
+
+    Args:
+        config: the study's config.
+        cache_root: the run cache.
+        progress: the trainer's progress inside each run.
+
+    Returns:
+        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+    """
+    from kdbounds.studies.sweep import RunSpec
+
+    cfg, cache = config, os.fspath(cache_root)
+    split = SplitSpec.of(cfg)
+
+    def train(key: str, tc: TrainConfig, side: str, teacher: str | None = None, prior: str | None = None) -> RunSpec:
+        deps = tuple(k for k in (teacher, prior) if k is not None)
+        return RunSpec(key, train_on_split, {"config": tc.to_dict(), "cache_root": cache, "split": split,
+                                             "side": side, "teacher": teacher, "prior": prior,
+                                             "progress": progress}, deps=deps)
+
+    specs: list[Any] = []
+    for seed in cfg.seeds:
+        big = _k(seed, "teacher-big")
+        specs.append(train(_k(seed, "teacher-same"), _recipe(cfg, cfg.student_arch, cfg.teacher_epochs, seed), "t"))
+        specs.append(train(big, _recipe(cfg, cfg.teacher_arch, cfg.teacher_epochs, seed), "t"))
+        for kind in ("learnt", "distilled"):
+            if kind in cfg.priors:
+                t = big if kind == "distilled" else None
+                specs.append(RunSpec(_prior_key(kind, seed), train_prior,
+                                     {"kind": kind, "config": cfg, "cache_root": cache, "split": split, "seed": seed,
+                                      "teacher": t, "progress": progress}, deps=(t,) if t else ()))
+        for st in WRAPPED:
+            if st in cfg.students:
+                specs.append(train(_k(seed, f"student-{st}"), student_config(cfg, st, seed), "u",
+                                   teacher=big if st != "ce" else None))
+        for kind in cfg.priors:
+            pk = _prior_key(kind, seed)
+            students = {st: _k(seed, f"student-{st}") for st in WRAPPED if st in cfg.students}
+            for st in LEARNT:
+                if st in cfg.students:
+                    students[st] = _k(seed, f"{st}-{kind}")
+                    specs.append(train(students[st], _posterior_config(cfg, st, kind, seed), "u",
+                                       teacher=big if st == "pbkd" else None, prior=pk))
+            deps = tuple(dict.fromkeys(([pk] if pk else []) + list(students.values())))
+            specs.append(RunSpec(_k(seed, f"certify-{kind}"), certify_prior,
+                                 {"config": cfg, "cache_root": cache, "split": split, "seed": seed, "kind": kind,
+                                  "prior": pk, "students": students}, deps=deps))
+    return specs
+
+
 def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
-        progress: bool = True, log: Callable[[str], None] = print) -> Result:
+        progress: bool = True, log: Callable[[str], None] = print,
+        sweep: Mapping[str, Any] | None = None) -> Result:
     """Train (or reuse) every prior, teacher and student of ``config``, certify each pair, write results.
+
+    Everything is one sweep (:func:`sweep_specs` through :func:`~kdbounds.studies.sweep.run_sweep`):
+    in this process by default, or on Ray with ``sweep={"executor": "ray", "workers": 2}`` — the
+    certificates too run as sweep runs, one per (seed, prior), in parallel on the workers. At equal
+    ``threads`` both executors give the same certificates; a second run on the same cache trains nothing.
 
     Args:
         config: the study's :class:`Config` (e.g. ``PRESETS["smoke"]``).
         out_dir: output folder (``results.json``, ``certificates.csv``, ``certificates.png``).
         cache_root: run cache (default ``out_dir/runs``); trained models are reused across runs.
-        progress: tqdm bars; log: one-line messages.
+        progress: progress over runs (and, with the local executor, over each run's epochs).
+        log: one-line messages.
+        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``, ``workers``,
+            ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local, one thread per run.
+
+    Returns:
+        The :class:`Result` (also written to ``out_dir``).
+
+    Raises:
+        kdbounds.studies.sweep.SweepError: a run failed (finished trainings stay in the cache).
     """
-    from kdbounds.certificates.nets import registered
-
-    with registered():
-        return _run(config, out_dir, cache_root=cache_root, progress=progress, log=log)
-
-
-def _run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None,
-         progress: bool, log: Callable[[str], None]) -> Result:
-    from kdbounds.data import load_cifar, stratified_subset
+    from kdbounds.studies.sweep import run_sweep
 
     t_start = time.perf_counter()
     cfg = config
     out = Path(out_dir)
     cache = Path(cache_root) if cache_root is not None else out / "runs"
-    cache = cache / f"certificates-{_code_tag()}"
-    dev = _device(cfg.device)
-    xtr, ytr = load_cifar("cifar10", root=cfg.data_root, split="train")
-    xte, yte = load_cifar("cifar10", root=cfg.data_root, split="test")
-    if cfg.test_n is not None and cfg.test_n < len(yte):
-        j = stratified_subset(yte, cfg.test_n // 10, seed=cfg.split_seed + 1)
-        xte, yte = xte[j], yte[j]
-    split = make_split(ytr, cfg.n_s, n_t=cfg.n_t, seed=cfg.split_seed)
-    T, S, U = split.teacher, split.cert, split.union
-    data_t = (xtr[T], ytr[T], xte, yte)
-    data_u = (xtr[U], ytr[U], xte, yte)
-    ds = (_normalised(xtr[S], dev), torch.from_numpy(ytr[S]).to(dev))
-    dtest = (_normalised(xte, dev), torch.from_numpy(yte).to(dev))
-    log(f"split: n_T={split.n_t}, n_S={split.n_s}, test {len(yte)}; device {dev}; cache {cache}")
+    sweep = dict(sweep or {})
+    local = sweep.get("executor", "local") == "local"
+    split = split_data(SplitSpec.of(cfg))  # the data (and sizes) checked here, before any run starts
+    if "rid" in cfg.students and len(split.data_u[1]) % cfg.batch_size == 1:
+        raise ValueError(f"batch_size: {len(split.data_u[1])} training images leave a last batch of 1 image, on "
+                         f"which RID's BatchNorm filters cannot train; change batch_size or n_s/n_t")
+    log(f"split: n_T={split.split.n_t}, n_S={split.split.n_s}, test {len(split.y_test)}; device "
+        f"{_device(cfg.device)}; cache {cache}")
+    specs = sweep_specs(cfg, cache, progress=progress and local)
+    done = run_sweep(specs, progress=progress, desc="certify_students", **sweep)
 
     rows: list[dict[str, Any]] = []
     prior_recs: list[dict[str, Any]] = []
     student_recs: list[dict[str, Any]] = []
-    J = cfg.n_scales
-    prior_scales = scale_grid(cfg.scale_low, cfg.scale_high, J)
-    sel_idx = np.random.default_rng(cfg.split_seed).choice(cfg.n_s, min(cfg.select_n, cfg.n_s), replace=False)
-    d_sel = (ds[0][sel_idx], ds[1][sel_idx])
-
     for seed in cfg.seeds:
-        init_seed = 1000 + seed  # the random prior (a) and the wrapped students' initialisation
-        teacher_same = train_cached(_recipe(cfg, cfg.student_arch, cfg.teacher_epochs, seed), cache, data=data_t,
-                                    progress=progress)
-        teacher_big = train_cached(_recipe(cfg, cfg.teacher_arch, cfg.teacher_epochs, seed), cache, data=data_t,
-                                   progress=progress)
-        log(f"seed {seed}: teachers on D_T — {cfg.student_arch} test acc {teacher_same.final['test_acc']:.3f}, "
-            f"{cfg.teacher_arch} {teacher_big.final['test_acc']:.3f}")
-        kd_kw = {"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T}
-        priors = {}
-        for kind in cfg.priors:
-            priors[kind] = prior_run(kind, student_arch=cfg.student_arch, data_t=data_t, cache_root=cache,
-                                     recipe=_recipe(cfg, cfg.student_arch, cfg.prior_epochs, seed),
-                                     teacher=teacher_same if kind == "teacher" else teacher_big,
-                                     init_seed=init_seed, kd_kwargs=kd_kw, progress=progress)
-            prior_recs.append({"seed": seed, **priors[kind].to_dict()})
-            log(f"  prior ({kind}): test acc {priors[kind].test_acc}")
-
-        # students trained on D_T ∪ D_S
-        wrapped = {}
-        for st in ("ce", "kd"):
-            if st not in cfg.students:
-                continue
-            kw = {} if st == "ce" else kd_kw
-            res = train_cached(_recipe(cfg, cfg.student_arch, cfg.student_epochs, seed, method=st, method_kwargs=kw,
-                                       init_seed=init_seed), cache,
-                               teacher_ckpt=teacher_big.paths["model"] if st == "kd" else None, data=data_u,
-                               progress=progress)
-            wrapped[st] = res
-            student_recs.append({"seed": seed, "student": st, "test_acc": res.final["test_acc"], "config": res.config})
-            log(f"  student {st}: test acc {res.final['test_acc']:.3f}")
-
-        for kind, pr in priors.items():
-            pairs: list[tuple[str, GaussianKernel, GaussianKernel, int, dict[str, Any]]] = []
-            for st, res in wrapped.items():
-                model = load_checkpoint_model(res.paths["model"], map_location=dev)
-                ch = select_scales(model, pr.model.to(dev), d_sel, prior_scales=prior_scales,
-                                   posterior_scales=cfg.posterior_scales, n_s=cfg.n_s, delta=cfg.delta,
-                                   p_min=cfg.p_min, n_draws=cfg.select_draws, seed=seed + 7919)
-                P = GaussianKernel.from_model(pr.model, ch.sigma_prior)
-                Q = GaussianKernel.from_model(model, ch.sigma_posterior, frozen_from=P)
-                pairs.append((st, Q, P, J, {"sigma_prior": ch.sigma_prior, "sigma_posterior": ch.sigma_posterior,
-                                            "student_run": Path(res.paths["out_dir"]).name,
-                                            "student_test_acc": res.final["test_acc"]}))
-            for st in ("pbb", "pbkd"):
-                if st not in cfg.students:
-                    continue
-                kw = {"prior": pr.spec, "sigma_prior": cfg.pbb_sigma_prior, "objective": cfg.objective,
-                      "n_bound": cfg.n_s, "delta": cfg.delta, "p_min": cfg.p_min}
-                if pr.path is not None:
-                    from kdbounds._io import file_sha256
-                    kw["prior_sha256"] = file_sha256(pr.path)
-                if st == "pbkd":
-                    kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
-                res = train_cached(_recipe(cfg, cfg.student_arch, cfg.pbb_epochs, seed, lr=cfg.pbb_lr, method=st,
-                                           method_kwargs=kw).replace(weight_decay=0.0), cache,
-                                   teacher_ckpt=teacher_big.paths["model"] if st == "pbkd" else None, data=data_u,
-                                   progress=progress)
-                Q = posterior_from_run(res, dev)
-                P = prior_from_run(res, dev)
-                student_recs.append({"seed": seed, "student": st, "prior": kind, "mean_test_acc": res.final["test_acc"],
+        log(f"seed {seed}: teachers on D_T — {cfg.student_arch} test acc "
+            f"{done[_k(seed, 'teacher-same')].final['test_acc']:.3f}, {cfg.teacher_arch} "
+            f"{done[_k(seed, 'teacher-big')].final['test_acc']:.3f}")
+        for st in WRAPPED:
+            if st in cfg.students:
+                res = done[_k(seed, f"student-{st}")]
+                student_recs.append({"seed": seed, "student": st, "test_acc": res.final["test_acc"],
                                      "config": res.config})
-                pairs.append((st, Q, P, 1, {"sigma_prior": cfg.pbb_sigma_prior,
-                                            "sigma_posterior": Q.describe()["std_max"],
-                                            "sigma_posterior_min": Q.describe()["std_min"],
-                                            "student_run": Path(res.paths["out_dir"]).name,
-                                            "student_test_acc": res.final["test_acc"]}))
-            for st, Q, P, n_grid, extra in pairs:
-                for loss in cfg.losses:
-                    c = certify(Q, P, ds, loss=loss, n_draws=cfg.n_draws, delta=cfg.delta, delta_mc=cfg.delta_mc,
-                                n_grid=n_grid, p_min=cfg.p_min, seed=seed, test_data=dtest,
-                                test_draws=cfg.test_draws, split=split, progress=False)
-                    t = c.test_gibbs_risk or {}
-                    row = {"seed": seed, "prior": kind, "student": st, "loss": loss, "risk_upper": c.risk_upper,
-                           "divergence": c.divergence, "mean_term": c.mean_term, "variance_term": c.variance_term,
-                           "mc_risk": c.mc_risk, "mc_risk_upper": c.mc_risk_upper, "n_s": c.n_s, "n_t": c.n_t,
-                           "n_grid": n_grid, "test_gibbs_risk": t.get("value"),
-                           "test_gibbs_ci_low": t.get("ci_low"), "test_gibbs_ci_high": t.get("ci_high"),
-                           "gap": c.risk_upper - t["value"] if t else None, "vacuous": c.vacuous,
-                           "prior_test_acc": pr.test_acc, **extra, "certificate": c.to_dict()}
-                    rows.append(row)
-                    log(f"  [{kind:9s}] {st:4s} {loss:10s} certified {c.risk_upper:.4f}  held-out "
-                        f"{row['test_gibbs_risk']:.4f}  KL {c.divergence:.1f} (mean {c.mean_term:.1f}, var "
-                        f"{c.variance_term:.1f}){'  VACUOUS' if c.vacuous else ''}")
-    env = {"torch": torch.__version__, "device": str(dev), "threads": torch.get_num_threads(),
+                log(f"  student {st}: test acc {res.final['test_acc']:.3f}")
+        for kind in cfg.priors:
+            part = done[_k(seed, f"certify-{kind}")]
+            prior_recs.append(part["prior"])
+            student_recs.extend(part["students"])
+            log(f"  prior ({kind}): test acc {part['prior']['test_acc']}")
+            for row in part["rows"]:
+                rows.append(row)
+                log(f"  [{kind:9s}] {row['student']:4s} {row['loss']:10s} certified {row['risk_upper']:.4f}  "
+                    f"held-out {row['test_gibbs_risk']:.4f}  KL {row['divergence']:.1f} (mean "
+                    f"{row['mean_term']:.1f}, var {row['variance_term']:.1f}){'  VACUOUS' if row['vacuous'] else ''}")
+    env = {"torch": torch.__version__, "device": str(_device(cfg.device)),
+           "threads": sweep.get("threads", 1), "executor": sweep.get("executor", "local"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cache": str(cache)}
-    result = Result(cfg.to_dict(), tuple(rows), tuple(prior_recs), tuple(student_recs), split.to_dict(),
+    result = Result(cfg.to_dict(), tuple(rows), tuple(prior_recs), tuple(student_recs), split.split.to_dict(),
                     summarise(rows), time.perf_counter() - t_start, env)
     write_results(result, out)
     return result
