@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,31 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         path: the file written.
     """
     buf = io.BytesIO()
-    torch.save(obj, buf)
+    torch.save(_interned(obj), buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _interned(obj: Any) -> Any:
+    """``obj`` with every string in its dicts, lists and tuples interned (tensors untouched).
+
+    The pickler behind ``torch.save`` memoises objects by identity, so equal strings written as one
+    shared object or as several give different bytes. A config rebuilt in another process (a Ray
+    worker) holds other string objects than the driver's; interning makes the file's bytes, and with
+    them the run ids of students that hash their teacher's file, independent of where it was built.
+
+    Args:
+        obj: a checkpoint payload.
+
+    Returns:
+        The same structure with interned strings (containers copied, leaves shared).
+    """
+    if isinstance(obj, str):
+        return sys.intern(str(obj))
+    if isinstance(obj, dict):
+        return type(obj)((_interned(k), _interned(v)) for k, v in obj.items()) if type(obj) is dict else obj
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        return type(obj)(_interned(v) for v in obj)
+    return obj
 
 
 def capture_rng() -> dict[str, Any]:

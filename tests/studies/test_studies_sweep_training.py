@@ -199,7 +199,11 @@ def test_functional_transfer_smoke_on_ray_equals_local(tmp_path, fake_root, ray_
                     log=lambda s: None, sweep={"executor": "ray", "workers": 2, "threads": 1})
     assert numbers(remote) == numbers(local)
     assert remote.teacher == local.teacher
-    assert len([p for p in (tmp_path / "r" / "cache").iterdir() if p.is_dir()]) == 9
+    runs = {c: sorted(p.name for p in (tmp_path / c / "cache").iterdir() if p.is_dir()) for c in ("l", "r")}
+    assert len(runs["r"]) == 9
+    # the same run ids: the teacher file's bytes (hashed into its students' ids) do not depend on the
+    # process that wrote it, so a cache filled by Ray is reused locally and vice versa
+    assert runs["r"] == runs["l"]
 
 
 @needs_ray
