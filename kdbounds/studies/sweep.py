@@ -209,13 +209,21 @@ def _canonical(x: Any) -> str:
         return repr(x)
 
 
+#: Keyword arguments that say how a run reports, not what it computes: left out of its fingerprint,
+#: so a restart with or without progress (or on another executor, which turns the trainer's own
+#: progress off) reuses the published result.
+PRESENTATION_KWARGS = frozenset({"progress"})
+
+
 def spec_fingerprints(order: Sequence[RunSpec]) -> dict[str, str]:
-    """``{key: SHA-256 hex}`` over each run's function name, kwargs and its dependencies' fingerprints.
+    """``{key: SHA-256 hex}`` over each run's function name, kwargs (less :data:`PRESENTATION_KWARGS`)
+    and its dependencies' fingerprints.
 
     ``order`` must be topological (:func:`topological_order`)."""
     fps: dict[str, str] = {}
     for s in order:
-        body = {"fn": f"{s.fn.__module__}:{s.fn.__qualname__}", "kwargs": _canonical(s.kwargs),
+        kwargs = {k: v for k, v in s.kwargs.items() if k not in PRESENTATION_KWARGS}
+        body = {"fn": f"{s.fn.__module__}:{s.fn.__qualname__}", "kwargs": _canonical(kwargs),
                 "deps": {d: fps[d] for d in s.deps}}
         fps[s.key] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return fps

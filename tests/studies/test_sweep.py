@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sweep_toy as toy
-from kdbounds.studies.sweep import RunSpec, SweepError, run_sweep, topological_order
+from kdbounds.studies.sweep import RunSpec, SweepError, run_sweep, spec_fingerprints, topological_order
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -204,6 +204,16 @@ def test_changed_spec_reexecutes_that_run_and_its_dependents_only(tmp_path):
     assert toy.count(md, "teacher-0") == 2 and toy.count(md, "student-t0-s10") == 2
     assert toy.count(md, "teacher-1") == 1 and toy.count(md, "student-t1-s11") == 1
     assert second["teacher-1"] == first["teacher-1"] and second["teacher-0"] != first["teacher-0"]
+
+
+def test_progress_flag_does_not_change_fingerprints_but_a_real_argument_does():
+    def spec(**kw):
+        return [RunSpec("r", toy.toy_run, {"name": "r", "seed": 1, "marker_dir": "m", **kw})]
+
+    fp = spec_fingerprints(spec(progress=True))["r"]
+    assert spec_fingerprints(spec(progress=False))["r"] == fp
+    assert spec_fingerprints(spec())["r"] == fp
+    assert spec_fingerprints(spec(progress=True, seed=2))["r"] != fp
 
 
 _CONCURRENT = """
