@@ -266,12 +266,16 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
     Raises:
         SystemExit: bad execution options, or no data (and no download) — before anything runs.
     """
-    out = Path(args.out) if args.out else default_out(name, args.preset)
-    check_output_paths(out, args.cache_root)
+    # absolute paths: runs on a cluster (--address) may execute in workers with another working directory
+    out = (Path(args.out) if args.out else default_out(name, args.preset)).expanduser().resolve()
+    cache_root = Path(args.cache_root).expanduser().resolve() if args.cache_root else None
+    check_output_paths(out, cache_root)
     kwargs = execution_kwargs(study, name, args)
     config = with_data(config, download=not getattr(args, "no_download", False),
                        progress=not args.no_progress)
-    result = study.run(config, out, cache_root=args.cache_root, progress=not args.no_progress, **kwargs)
+    if getattr(config, "data_root", None) is not None:
+        config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
+    result = study.run(config, out, cache_root=cache_root, progress=not args.no_progress, **kwargs)
     summary = summary or getattr(study, "summary", None)
     if summary is not None:
         print(summary(result))

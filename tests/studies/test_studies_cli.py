@@ -58,3 +58,29 @@ def test_studies_on_the_sweep_runner_take_ray(name):
         ["--executor", "ray", "--workers", "2", "--threads", "1"])
     assert _cli.execution_kwargs(study, name, args) == {
         "sweep": {"executor": "ray", "workers": 2, "address": None, "threads": 1, "max_retries": 2}}
+
+
+def test_main_hands_the_study_absolute_paths(tmp_path, monkeypatch):
+    """Runs on a cluster (``--address``) may start in another working directory: ``--out``,
+    ``--cache-root`` and the data root reach the study as absolute paths."""
+    import dataclasses
+    import sys
+
+    from kdbounds.studies import _cli
+    from kdbounds.studies import functional_transfer as ft
+
+    seen = {}
+
+    def fake_run(config, out, *, cache_root=None, progress=True, sweep=None):
+        seen.update(out=out, cache_root=cache_root, data_root=config.data_root)
+
+    study = type(sys)("fake_study")
+    study.run = fake_run
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    args = _cli.study_parser("fake", ft.PRESETS, "smoke").parse_args(
+        ["--out", "o", "--cache-root", "c", "--data-root", "data"])
+    monkeypatch.setattr(_cli, "with_data", lambda c, **kw: c)
+    config = dataclasses.replace(ft.PRESETS["smoke"], data_root="data")
+    _cli.main(study, "fake", config, args, summary=lambda r: "")
+    assert seen == {"out": tmp_path / "o", "cache_root": tmp_path / "c", "data_root": str(tmp_path / "data")}
