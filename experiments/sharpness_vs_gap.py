@@ -29,7 +29,10 @@ from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 from kdbounds.studies import sharpness_vs_gap as study
 
-OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int}
+# --threads is a shared option (intra-op threads per run); listed here, it also sets the config's threads
+# (unset: torch's default on the local executor, 1 per run on Ray)
+OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int,
+             "threads": T.threads}
 
 
 def _methods() -> tuple[str, ...]:

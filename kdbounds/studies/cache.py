@@ -69,12 +69,19 @@ def data_fingerprint(data: Sequence[Any]) -> str:
 _CODE_PACKAGES = ("data", "models", "distill")
 
 
-def code_fingerprint() -> str:
-    """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of the packages that train
-    models (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``), in sorted order."""
+def code_fingerprint(packages: Sequence[str] = _CODE_PACKAGES) -> str:
+    """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of ``packages``, in sorted order.
+
+    Args:
+        packages: folders of the ``kdbounds`` package; default the ones that train models
+            (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``); ``(".",)``: the whole package.
+
+    Returns:
+        64 hex digits.
+    """
     root = Path(__file__).resolve().parents[1]  # the kdbounds package
     h = hashlib.sha256()
-    for pkg in _CODE_PACKAGES:
+    for pkg in packages:
         for f in sorted((root / pkg).rglob("*.py")):
             h.update(str(f.relative_to(root)).encode())
             h.update(f.read_bytes())
