@@ -21,8 +21,26 @@ on the test set):
   at the teacher level (:func:`kdbounds.checks.permutation_kendall`: each teacher's students move
   together), Holm-adjusted across the reported tests.
 
-Trained models are cached (:func:`kdbounds.studies.cache.train_cached`), so a re-run only measures.
-The process CPU time of every phase is recorded (``timing``) so the run can be sized for 2 cores.
+**Execution** (docs/sweeps.md): the study is one sweep (:func:`sweep_specs` through
+:func:`kdbounds.studies.sweep.run_sweep`), in this process (``executor="local"``, the default) or on Ray
+(``sweep={"executor": "ray", "workers": 2}``; ``--executor ray --workers 2``):
+
+* training runs: the teacher-free students (``alone-<label>``), per recipe the teacher
+  (``teacher-<recipe>``) and its distilled students (``<label>-<recipe>``, scheduled when their teacher
+  is done), through the run cache (:func:`kdbounds.studies.cache.train_cached`: each model trained once,
+  concurrency-safe, resumed from its checkpoint);
+* one measurement run per teacher (``measure-<recipe>``, :func:`measure_teacher`, after the teacher and
+  all its students): its curvature and :func:`~kdbounds.checks.evaluate_pair` for every student, as
+  small picklable records, cached under a fingerprint of the model files, the settings and the source
+  (:func:`measurement_store`), so a restarted study trains and measures nothing twice;
+* then, in the driver: the run-level verdicts over every record (teacher by teacher, students in
+  config order), the rows, verdict counts and Kendall tests, and the result lines per teacher.
+
+Every run executes with the same intra-op threads (:func:`sweep_threads`: ``threads`` when set, else
+torch's default on the local executor and 1 per run on Ray); at equal ``threads`` both executors give
+identical numbers. ``timing`` holds the process CPU seconds per phase, each run measuring its own in
+the process that ran it (so the totals add up across workers), plus the wall time of the study and of
+the sweep.
 """
 
 from __future__ import annotations
@@ -415,7 +433,8 @@ class StudyResult:
             :class:`kdbounds.checks.PairChecks` dict with its run-level records. checks: every record of the
             run (``kind``, ``verdict``, family size). curvature: per teacher. verdict_counts: by check name
             and by kind, with the teachers spanned. kendall: teacher-level tests. timing: process CPU
-            seconds per phase and wall seconds. seconds: wall time. environment: torch, device, threads.
+            seconds per phase (summed over the sweep's runs and the driver), ``total_cpu_s``, ``wall_s`` and
+            ``sweep_wall_s``. seconds: wall time. environment: torch, device, threads per run, executor, workers.
     """
 
     config: dict[str, Any]
