@@ -163,3 +163,27 @@ def test_tiny_study_on_ray_equals_local(tmp_path, fake_root, ray_cluster):
     assert remote.environment["executor"] == "ray" and remote.environment["threads"] == 1
     assert remote.timing["curvature_cpu_s"] > 0 and remote.timing["student_training_cpu_s"] > 0  # from the workers
     assert sum(line.startswith("teacher ") for line in logs) == 3 and any("K̂" in line for line in logs)
+
+
+def test_cli_passes_the_executor_and_threads_to_the_flagship(tmp_path, monkeypatch):
+    """``--executor ray --workers 2 --threads 2`` reaches ``run`` as ``sweep=`` and ``config.threads``
+    (the CLI no longer refuses ray for the flagship); without ``--threads`` the config keeps ``None``."""
+    spec = importlib.util.spec_from_file_location("svg_cli", Path(__file__).resolve().parents[2] / "experiments"
+                                                  / "sharpness_vs_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    seen = {}
+
+    def fake_run(config, out, *, cache_root=None, progress=True, log=print, sweep=None):
+        seen.update(config=config, sweep=sweep)
+        return None
+
+    monkeypatch.setattr(ss, "run", fake_run)
+    monkeypatch.setattr(ss, "summary", lambda r: "")
+    monkeypatch.setattr("kdbounds.studies._cli.with_data", lambda c, **kw: c)
+    assert mod.main(["--preset", "smoke", "--executor", "ray", "--workers", "2", "--threads", "2",
+                     "--out", str(tmp_path / "o")]) == 0
+    assert seen["sweep"]["executor"] == "ray" and seen["sweep"]["workers"] == 2
+    assert seen["config"].threads == 2 and ss.sweep_threads(seen["config"], seen["sweep"]) == 2
+    assert mod.main(["--preset", "smoke", "--out", str(tmp_path / "o")]) == 0
+    assert seen["config"].threads is None and ss.sweep_threads(seen["config"], seen["sweep"]) is None
