@@ -462,6 +462,10 @@ class Timed:
     value: Any
     cpu_s: float
 
+    def to_dict(self) -> dict[str, Any]:
+        v = self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
+        return {"value": v, "cpu_s": self.cpu_s}
+
 
 def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
                 teacher: str | None = None, progress: bool = False,
@@ -499,6 +503,11 @@ class TeacherMeasurement:
     models: dict[str, str]
     cpu: dict[str, float]
     reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher, "curvature": self.curvature.to_dict(),
+                "pairs": [p.to_dict() for p in self.pairs], "models": dict(self.models), "cpu": dict(self.cpu),
+                "reused": self.reused}
 
 
 def _measurement_params(cfg: StudyConfig) -> dict[str, Any]:

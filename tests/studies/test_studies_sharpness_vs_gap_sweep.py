@@ -187,3 +187,23 @@ def test_cli_passes_the_executor_and_threads_to_the_flagship(tmp_path, monkeypat
     assert seen["config"].threads == 2 and ss.sweep_threads(seen["config"], seen["sweep"]) == 2
     assert mod.main(["--preset", "smoke", "--out", str(tmp_path / "o")]) == 0
     assert seen["config"].threads is None and ss.sweep_threads(seen["config"], seen["sweep"]) is None
+
+
+def test_measurement_run_alone_is_small_picklable_and_cached(tmp_path, fake_root):
+    """One teacher's grid run by hand: the measurement result pickles (what a Ray worker sends back),
+    its dict is strict JSON, and the second call loads it from the store (reused, no curvature CPU)."""
+    from kdbounds._io import dumps_strict
+    from kdbounds.studies.sweep import run_sweep
+
+    cfg = tiny(fake_root, teachers=ss.PRESETS["smoke"].teachers[:1], methods=("kd",))
+    specs = ss.sweep_specs(cfg, tmp_path / "cache")
+    assert [s.key for s in specs] == ["teacher-lr0.1-bs32", "kd-lr0.1-bs32", "measure-lr0.1-bs32"]
+    first = run_sweep(specs, progress=False, threads=1)["measure-lr0.1-bs32"]
+    blob = pickle.dumps(first)
+    assert len(blob) < 200_000 and b"torch" not in blob  # records, no tensors or models
+    again = pickle.loads(blob)
+    assert again.curvature.to_dict() == first.curvature.to_dict() and not first.reused
+    dumps_strict(first.to_dict())
+    second = run_sweep(specs, progress=False, threads=1)["measure-lr0.1-bs32"]
+    assert second.reused and "curvature" not in second.cpu
+    assert [p.to_dict() for p in second.pairs] == [p.to_dict() for p in first.pairs]
