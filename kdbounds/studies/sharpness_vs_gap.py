@@ -879,7 +879,10 @@ def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os
         log: where result lines go.
         sweep: :func:`~kdbounds.studies.sweep.run_sweep` options, e.g. ``{"executor": "ray", "workers": 2}``
             (the CLI's ``--executor/--workers/--address/--max-retries``); default local. Threads per run:
-            ``config.threads`` (:func:`sweep_threads`).
+            ``config.threads`` (``--threads`` sets it); when that is ``None``, torch's default on the local
+            executor (``sweep["threads"]`` is not used there: the CLI always fills it in) and
+            ``sweep["threads"]`` or 1 on Ray (:func:`sweep_threads`). For identical numbers on both
+            executors, set ``config.threads``.
 
     Returns:
         The :class:`StudyResult`.
