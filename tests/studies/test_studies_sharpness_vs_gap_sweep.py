@@ -149,7 +149,8 @@ def test_restarted_study_trains_and_measures_nothing_and_remeasures_on_change(tm
 @pytest.mark.xdist_group("ray")
 def test_tiny_study_on_ray_equals_local(tmp_path, fake_root, ray_cluster):
     """The whole grid (7 trainings, 3 measurement runs) through Ray with 2 workers and locally, both at
-    1 thread per run, each from its own empty cache: every number of results.json is identical."""
+    1 thread per run, each from its own empty cache: every number of results.json is identical. Run
+    again on Ray, it rewrites no file of the cache (no training) and measures nothing."""
     cfg = tiny(fake_root)
     logs: list[str] = []
     ss.run(cfg, tmp_path / "l" / "out", cache_root=tmp_path / "l" / "cache", progress=False, log=lambda s: None,
@@ -163,6 +164,14 @@ def test_tiny_study_on_ray_equals_local(tmp_path, fake_root, ray_cluster):
     assert remote.environment["executor"] == "ray" and remote.environment["threads"] == 1
     assert remote.timing["curvature_cpu_s"] > 0 and remote.timing["student_training_cpu_s"] > 0  # from the workers
     assert sum(line.startswith("teacher ") for line in logs) == 3 and any("K̂" in line for line in logs)
+    # restarted on Ray: no model file written again, every measurement loaded from its store
+    cache = tmp_path / "r" / "cache"
+    stamps = {f: f.stat().st_mtime_ns for f in cache.rglob("*") if f.is_file()}
+    again = ss.run(cfg, tmp_path / "r" / "out2", cache_root=cache, progress=False, log=logs.append,
+                   sweep={"executor": "ray", "workers": 2, "threads": 1})
+    assert {f: f.stat().st_mtime_ns for f in stamps} == stamps
+    assert again.timing["curvature_cpu_s"] == 0.0 and sum("measurements reused" in line for line in logs) == 3
+    assert numbers(tmp_path / "r" / "out2") == numbers(tmp_path / "r" / "out")
 
 
 def test_cli_passes_the_executor_and_threads_to_the_flagship(tmp_path, monkeypatch):
