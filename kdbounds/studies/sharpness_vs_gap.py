@@ -538,9 +538,9 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
     for each of its students, exactly as the study measured them in one process.
 
     With ``store``, the measurement is cached there under a fingerprint of everything it depends on — the
-    SHA-256 of every model file, ``params``, ``data``, the students and the source of the ``kdbounds``
-    package — so a restarted study measures nothing twice, and a retrained model or changed code is
-    measured again.
+    SHA-256 of every model file, ``params``, ``data``, the students, the device type (``auto`` may be
+    a CPU or a GPU) and the source of the ``kdbounds`` package — so a restarted study measures nothing
+    twice, and a retrained model or changed code is measured again.
 
     Args:
         teacher: the teacher's recipe name (its label in the records).
@@ -595,7 +595,7 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
         return compute()
     body = {"params": dict(params), "data": asdict(data), "teacher": recipe,
             "students": [[label, arch] for label, _, arch in students],
-            "models": [models[k] for k in runs],
+            "models": [models[k] for k in runs], "device_type": resolve_device(params["device"]).type,
             "code": _package_fingerprint()}
     fp = hashlib.sha256(dumps_strict(body, indent=None, sort_keys=True).encode()).hexdigest()
     results = ResultStore(store)
