@@ -121,8 +121,8 @@ def test_sweep_specs_graph_and_picklable_arguments(tmp_path, fake_root):
 @pytest.mark.slow
 def test_restarted_study_trains_and_measures_nothing_and_remeasures_on_change(tmp_path, fake_root, monkeypatch):
     """First run: 7 trainings (3 teachers, 3 KD students, the teacher-free one) and 3 measurements.
-    The same study again: none of either, the same numbers. A measurement setting changed: 3 measurements,
-    no training."""
+    The same study again: none of either, the same numbers. A student's model file rewritten: its teacher
+    measured again, nothing else. A measurement setting changed: 3 measurements, no training."""
     cfg = tiny(fake_root)
     trains = Counting(cache_mod.train)
     curv = Counting(ss.measure_teacher_curvature)
@@ -136,8 +136,16 @@ def test_restarted_study_trains_and_measures_nothing_and_remeasures_on_change(tm
     assert len(trains.calls) == 7 and len(curv.calls) == 3
     assert numbers(tmp_path / "b") == numbers(tmp_path / "a")
     assert second.timing["curvature_cpu_s"] == 0.0 and second.timing["teacher_training_cpu_s"] < 0.5
+    # one student's model file rewritten (same weights, new bytes): only its teacher is measured again
+    import torch
+
+    row = next(r for r in first.rows if r["method"] == "kd")
+    model = tmp_path / "cache" / row["student_run"] / "model.pt"
+    torch.save(torch.load(model, weights_only=True), model)
+    ss.run(cfg, tmp_path / "d", **kw)
+    assert len(trains.calls) == 7 and len(curv.calls) == 4
     ss.run(dataclasses.replace(cfg, mc_draws=3), tmp_path / "c", **kw)
-    assert len(trains.calls) == 7 and len(curv.calls) == 6
+    assert len(trains.calls) == 7 and len(curv.calls) == 7
     timing = first.timing
     assert set(timing) >= {f"{p}_cpu_s" for p in ss._TIMING_ORDER} | {"total_cpu_s", "wall_s", "sweep_wall_s"}
     assert timing["total_cpu_s"] == pytest.approx(sum(timing[f"{p}_cpu_s"] for p in ss._TIMING_ORDER))
