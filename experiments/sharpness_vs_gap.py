@@ -6,10 +6,14 @@ demonstration), Theorems 1/2 with the sigma^2/n rate (conditional), the product-
 3A/3B under Gaussian kernels (same-architecture pairs only; "not_defined" otherwise). Every record has
 a kind and a verdict (holds / violated / inconclusive / not_defined; one Holm family over the run);
 Kendall's tau between teacher sharpness and student gap is tested at the teacher level.
-Reported numbers are last-epoch; trained models are cached in --cache-root, so re-runs only measure.
+Reported numbers are last-epoch; trained models and each teacher's measurements are cached in
+--cache-root, so a re-run (or a restart after Ctrl-C) trains and measures only what is missing.
+Runs go through the sweep runner: --executor ray --workers 2 trains and measures in parallel, with the
+same numbers as --executor local at equal --threads (unset: torch's default locally, 1 per run on Ray).
 
     python experiments/sharpness_vs_gap.py                      # default preset (~10 min, 2 idle CPU cores)
     python experiments/sharpness_vs_gap.py --preset smoke       # CI
+    python experiments/sharpness_vs_gap.py --executor ray --workers 2 --threads 1   # 2 runs at once
     python experiments/sharpness_vs_gap.py --preset paper       # full CIFAR-10, GPU
 
 Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), default
@@ -31,7 +35,10 @@ from kdbounds.studies import _cli
 
 STUDY = "kdbounds.studies.sharpness_vs_gap"  # imported after parsing (torch): a bad flag fails at once
 
-OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int}
+# --threads is a shared option (intra-op threads per run); listed here, it also sets the config's threads
+# (unset: torch's default on the local executor, 1 per run on Ray)
+OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int,
+             "threads": T.threads}
 
 
 def _methods() -> tuple[str, ...]:

@@ -70,14 +70,14 @@ _CODE_PACKAGES = ("data", "models", "distill")
 
 
 def code_fingerprint(packages: Sequence[str] = _CODE_PACKAGES) -> str:
-    """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of the packages that train
-    models (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``), in sorted order.
+    """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of ``packages``, in sorted order.
 
     Args:
-        packages: sub-packages of ``kdbounds`` to hash instead (e.g. ``("pid",)`` for a measurement's code).
+        packages: folders of the ``kdbounds`` package; default the ones that train models
+            (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``); ``(".",)``: the whole package.
 
     Returns:
-        The hex digest.
+        64 hex digits.
     """
     root = Path(__file__).resolve().parents[1]  # the kdbounds package
     h = hashlib.sha256()

@@ -9,7 +9,8 @@ worker imports it by name) and whose arguments are small and picklable:
 * the config as a dict (``TrainConfig.to_dict()``), with ``teacher_ckpt`` left empty: the teacher's
   checkpoint path is filled in by the worker from the teacher run's result (``deps``), so a student
   can be scheduled before its teacher exists;
-* a :class:`DataSpec` — a *description* of the arrays (data set, root, test subset), not the arrays:
+* a :class:`DataSpec` — a *description* of the arrays (data set, root, stratified training and test
+  subsets), not the arrays:
   each process loads them once (:func:`load_data`, a per-process cache, itself backed by the on-disk
   ``.npz`` cache of :mod:`kdbounds.data`), so nothing of the size of CIFAR is pickled per run.
 
@@ -47,11 +48,19 @@ class DataSpec:
         root: data root (``None``: the standard places of :func:`kdbounds.data.find_cifar`).
         n_test: a stratified subset of ``n_test`` test images (``n_test // classes`` per class, seed 0)
             used as the trainer's test set; ``None`` keeps the whole test split.
+        n_per_class: a stratified training subset of ``n_per_class`` images per class
+            (:func:`kdbounds.data.stratified_subset` with seed ``subset_seed``); ``None``: the whole split.
+        test_per_class: a stratified test subset of ``test_per_class`` images per class (seed
+            ``subset_seed + 1``); ``None``: the whole split (or ``n_test``; give at most one of the two).
+        subset_seed: seed of the two per-class subsets.
     """
 
     name: str = "cifar10"
     root: str | None = None
     n_test: int | None = None
+    n_per_class: int | None = None
+    test_per_class: int | None = None
+    subset_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.name not in ("cifar10", "cifar100"):
@@ -61,6 +70,15 @@ class DataSpec:
         if self.n_test is not None and (isinstance(self.n_test, bool) or not isinstance(self.n_test, int)
                                         or self.n_test < 10):
             raise ValueError(f"DataSpec.n_test: expected an integer >= 10 or None, got {self.n_test!r}")
+        for f in ("n_per_class", "test_per_class"):
+            v = getattr(self, f)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"DataSpec.{f}: expected a positive integer or None, got {v!r}")
+        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int) or self.subset_seed < 0:
+            raise ValueError(f"DataSpec.subset_seed: expected an integer >= 0, got {self.subset_seed!r}")
+        if self.n_test is not None and self.test_per_class is not None:
+            raise ValueError(f"DataSpec: n_test={self.n_test} and test_per_class={self.test_per_class} both cut "
+                             "the test split; give one")
 
 
 def test_subset(test_x: np.ndarray, test_y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -92,15 +110,23 @@ def load_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
         spec: the description.
 
     Returns:
-        uint8 images ``(N, 32, 32, 3)`` and int64 labels, the test part cut by ``spec.n_test``.
+        uint8 images ``(N, 32, 32, 3)`` and int64 labels, cut by ``spec.n_per_class`` (training) and
+        ``spec.n_test`` or ``spec.test_per_class`` (test).
 
     Raises:
         kdbounds.data.DataNotFoundError: the data set is not found (the message lists where it looked).
+        ValueError: a class has fewer images than ``n_per_class``/``test_per_class`` asks for.
     """
-    from ..data import load_cifar
+    from ..data import load_cifar, stratified_subset
 
     train_x, train_y = load_cifar(spec.name, root=spec.root, split="train")
     test_x, test_y = load_cifar(spec.name, root=spec.root, split="test")
+    if spec.n_per_class is not None:
+        i = stratified_subset(train_y, spec.n_per_class, seed=spec.subset_seed)
+        train_x, train_y = train_x[i], train_y[i]
+    if spec.test_per_class is not None:
+        j = stratified_subset(test_y, spec.test_per_class, seed=spec.subset_seed + 1)
+        return train_x, train_y, test_x[j], test_y[j]
     ex, ey = test_subset(test_x, test_y, spec.n_test)
     return train_x, train_y, ex, ey
 

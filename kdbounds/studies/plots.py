@@ -110,6 +110,9 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
         for k in kendall:
             if k.get("statistic") == "teacher_mean" and k["sharpness"] == sharpness and k["gap"] == g \
                     and k.get("tau") is not None:
+                if not math.isfinite(k["tau"]) or k.get("p_holm") is None:  # e.g. a constant gap: τ undefined
+                    title += f"\nteacher-level Kendall τ undefined ({k.get('note') or 'no test'})"
+                    continue
                 title += (f"\nteacher-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, "
                           f"{k['n_teachers']} teachers)")
         ax.set_title(title, fontsize=10)

@@ -21,17 +21,37 @@ on the test set):
   at the teacher level (:func:`kdbounds.checks.permutation_kendall`: each teacher's students move
   together), Holm-adjusted across the reported tests.
 
-Trained models are cached (:func:`kdbounds.studies.cache.train_cached`), so a re-run only measures.
-The process CPU time of every phase is recorded (``timing``) so the run can be sized for 2 cores.
+**Execution** (docs/sweeps.md): the study is one sweep (:func:`sweep_specs` through
+:func:`kdbounds.studies.sweep.run_sweep`), in this process (``executor="local"``, the default) or on Ray
+(``sweep={"executor": "ray", "workers": 2}``; ``--executor ray --workers 2``):
+
+* training runs: the teacher-free students (``alone-<label>``), per recipe the teacher
+  (``teacher-<recipe>``) and its distilled students (``<label>-<recipe>``, scheduled when their teacher
+  is done), through the run cache (:func:`kdbounds.studies.cache.train_cached`: each model trained once,
+  concurrency-safe, resumed from its checkpoint);
+* one measurement run per teacher (``measure-<recipe>``, :func:`measure_teacher`, after the teacher and
+  all its students): its curvature and :func:`~kdbounds.checks.evaluate_pair` for every student, as
+  small picklable records, cached under a fingerprint of the model files, the settings and the source
+  (:func:`measurement_store`), so a restarted study trains and measures nothing twice;
+* then, in the driver: the run-level verdicts over every record (teacher by teacher, students in
+  config order), the rows, verdict counts and Kendall tests, and the result lines per teacher.
+
+Every run executes with the same intra-op threads (:func:`sweep_threads`: ``threads`` when set, else
+torch's default on the local executor and 1 per run on Ray); at equal ``threads`` both executors give
+identical numbers. ``timing`` holds the process CPU seconds per phase, each run measuring its own in
+the process that ran it (so the totals add up across workers), plus the wall time of the study and of
+the sweep.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, dumps_strict, file_sha256
 from .._torch import resolve_device
 from ..checks import (
     CheckRecord,
@@ -52,15 +72,19 @@ from ..checks import (
     permutation_kendall,
     verdict_counts,
 )
-from ..data import load_cifar, stratified_subset
+from ..data import stratified_subset
 from ..data.transforms import normalization, normalize_uint8
 from ..distill import TrainConfig, load_checkpoint_model
-from .cache import resolve_cache_root, train_cached
+from .cache import code_fingerprint, resolve_cache_root
+from .grid import DataSpec, load_data, train_run, train_spec
+from .locking import compute_once
 from .plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
+from .sweep import ResultStore, RunSpec, run_sweep
 
 __all__ = ["TeacherRecipe", "StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
            "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
-           "run_verdicts", "SHARPNESS", "KENDALL_GAPS"]
+           "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "data_spec", "sweep_specs", "sweep_threads", "train_timed",
+           "measure_teacher", "measurement_store", "Timed", "TeacherMeasurement"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
 SHARPNESS = "teacher_train_trace"
@@ -94,6 +118,10 @@ class StudyConfig:
     (curvature and kernel gaps); ``trace_matvecs`` Rademacher probes (the upper limit of ``‖∇²f‖_F²``
     at ``ucl_level`` needs ``trace_matvecs > 2 z²``), ``lanczos_matvecs`` Lanczos steps, ``mc_draws``
     paired kernel draws per student. ``alpha`` is the run's family-wise level.
+
+    Execution: ``threads`` intra-op threads per run (``--threads``); ``None``: torch's default (every
+    core) on the local executor, 1 per run on Ray (see :func:`sweep_threads`). Equal ``threads`` give
+    identical numbers on both executors.
     """
 
     preset: str
@@ -127,8 +155,13 @@ class StudyConfig:
     n_boot: int = 500
     n_perm: int = 20000
     data_root: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ValueError(f"threads: expected a positive integer or None (torch's default on the local executor, "
+                             f"1 per run on Ray), got {self.threads!r}")
         if not self.teachers:
             raise ValueError("teachers must name at least one TeacherRecipe")
         if len({t.name for t in self.teachers}) != len(self.teachers):
@@ -236,17 +269,17 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
 
 
 # ------------------------------------------------------------------------------------------------
+def data_spec(cfg: StudyConfig) -> DataSpec:
+    """The description of the study's arrays: stratified CIFAR-10 subsets of ``n_per_class`` training and
+    ``test_per_class`` test images per class (seeds ``subset_seed`` and ``subset_seed + 1``)."""
+    return DataSpec("cifar10", cfg.data_root, n_per_class=cfg.n_per_class, test_per_class=cfg.test_per_class,
+                    subset_seed=cfg.subset_seed)
+
+
 def prepare_data(cfg: StudyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified training and test subsets (uint8 images, int64 labels) of CIFAR-10."""
-    xtr, ytr = load_cifar("cifar10", root=cfg.data_root, split="train")
-    xte, yte = load_cifar("cifar10", root=cfg.data_root, split="test")
-    if cfg.n_per_class is not None:
-        i = stratified_subset(ytr, cfg.n_per_class, seed=cfg.subset_seed)
-        xtr, ytr = xtr[i], ytr[i]
-    if cfg.test_per_class is not None:
-        j = stratified_subset(yte, cfg.test_per_class, seed=cfg.subset_seed + 1)
-        xte, yte = xte[j], yte[j]
-    return xtr, ytr, xte, yte
+    """Stratified training and test subsets (uint8 images, int64 labels) of CIFAR-10 (:func:`data_spec`,
+    loaded once per process by :func:`kdbounds.studies.grid.load_data`; do not modify them in place)."""
+    return load_data(data_spec(cfg))
 
 
 def _normalised(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -400,7 +433,8 @@ class StudyResult:
             :class:`kdbounds.checks.PairChecks` dict with its run-level records. checks: every record of the
             run (``kind``, ``verdict``, family size). curvature: per teacher. verdict_counts: by check name
             and by kind, with the teachers spanned. kendall: teacher-level tests. timing: process CPU
-            seconds per phase and wall seconds. seconds: wall time. environment: torch, device, threads.
+            seconds per phase (summed over the sweep's runs and the driver), ``total_cpu_s``, ``wall_s`` and
+            ``sweep_wall_s``. seconds: wall time. environment: torch, device, threads per run, executor, workers.
     """
 
     config: dict[str, Any]
@@ -421,84 +455,320 @@ class StudyResult:
                 "environment": self.environment}
 
 
-class _Clock:
-    """Process CPU seconds (all threads) per phase."""
+@dataclass(frozen=True)
+class Timed:
+    """A run's result with the process CPU seconds (all threads) the run spent, in the process that ran it."""
 
-    def __init__(self) -> None:
-        self.cpu: dict[str, float] = {}
+    value: Any
+    cpu_s: float
 
-    def add(self, phase: str, since: float) -> float:
-        now = time.process_time()
-        self.cpu[phase] = self.cpu.get(phase, 0.0) + now - since
-        return now
+    def to_dict(self) -> dict[str, Any]:
+        v = self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
+        return {"value": v, "cpu_s": self.cpu_s}
+
+
+def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
+                teacher: str | None = None, progress: bool = False,
+                deps: Mapping[str, Timed] | None = None) -> Timed:
+    """:func:`kdbounds.studies.grid.train_run` (a training through the run cache) with its CPU time.
+
+    Args:
+        config, cache_root, data, teacher, progress: as for :func:`~kdbounds.studies.grid.train_run`.
+        deps: the dependencies' :class:`Timed` results (the teacher run's), filled in by the sweep runner.
+
+    Returns:
+        ``Timed(TrainResult, process CPU seconds of this call)``.
+    """
+    t = time.process_time()
+    res = train_run(config, cache_root, data=data, teacher=teacher, progress=progress,
+                    deps={k: v.value for k, v in deps.items()} if deps else None)
+    return Timed(res, time.process_time() - t)
+
+
+@dataclass(frozen=True)
+class TeacherMeasurement:
+    """What one measurement run returns (small and picklable: no models, no tensors).
+
+    Attributes:
+        teacher: the recipe's name. curvature: the teacher's curvature. pairs: one
+            :class:`~kdbounds.checks.PairChecks` per student, in the order of ``StudyConfig.students()``
+            (records before the run-level verdicts). models: ``{run key: SHA-256 of the model file}``
+            of every model measured. cpu: process CPU seconds spent by this call per phase (``data``,
+            ``curvature``, ``evaluation``). reused: the measurement was loaded from the measurement cache.
+    """
+
+    teacher: str
+    curvature: TeacherCurvature
+    pairs: tuple[PairChecks, ...]
+    models: dict[str, str]
+    cpu: dict[str, float]
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher, "curvature": self.curvature.to_dict(),
+                "pairs": [p.to_dict() for p in self.pairs], "models": dict(self.models), "cpu": dict(self.cpu),
+                "reused": self.reused}
+
+
+def _measurement_params(cfg: StudyConfig) -> dict[str, Any]:
+    """The config fields a measurement run depends on (beyond the models and the data)."""
+    keys = ("curvature_per_class", "curvature_batch_size", "trace_matvecs", "lanczos_matvecs", "ucl_level",
+            "mc_draws", "curvature_params", "p_min", "temperature", "loss_increase", "alpha", "seed", "n_boot",
+            "device")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+@functools.lru_cache(maxsize=2)
+def _measurement_inputs(data: DataSpec, device: str, per_class: int, seed: int) -> tuple[Any, ...]:
+    """Normalised training/test tensors and the kernel samples, built once per process."""
+    xtr, ytr, xte, yte = load_data(data)
+    dev = resolve_device(device)
+    tr_t = (_normalised(xtr, dev), torch.from_numpy(ytr).to(dev))
+    te_t = (_normalised(xte, dev), torch.from_numpy(yte).to(dev))
+    ci = stratified_subset(ytr, min(per_class, int(np.bincount(ytr).min())), seed=seed)
+    cj = stratified_subset(yte, min(per_class, int(np.bincount(yte).min())), seed=seed)
+    return dev, tr_t, te_t, (tr_t[0][ci], tr_t[1][ci]), (te_t[0][cj], te_t[1][cj])
+
+
+def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str, str, str]],
+                    params: Mapping[str, Any], data: DataSpec, store: str | None = None,
+                    deps: Mapping[str, Timed] | None = None) -> TeacherMeasurement:
+    """The measurement run of one teacher (the function of the ``measure-<recipe>`` runs): the teacher's
+    curvature (:func:`kdbounds.checks.measure_teacher_curvature`) and :func:`kdbounds.checks.evaluate_pair`
+    for each of its students, exactly as the study measured them in one process.
+
+    With ``store``, the measurement is cached there under a fingerprint of everything it depends on — the
+    SHA-256 of every model file, ``params``, ``data``, the students, the device type (``auto`` may be
+    a CPU or a GPU) and the source of the ``kdbounds`` package — so a restarted study measures nothing
+    twice, and a retrained model or changed code is measured again.
+
+    Args:
+        teacher: the teacher's recipe name (its label in the records).
+        teacher_run: the key of the teacher's training run among ``deps``.
+        students: ``(label, run key, arch)`` of each student, in the study's order.
+        params: :func:`_measurement_params` of the config.
+        data: the arrays (the same description the trainings used).
+        store: the measurement cache folder, or ``None`` (always compute).
+        deps: the training runs' :class:`Timed` results, filled in by the sweep runner.
+
+    Returns:
+        The :class:`TeacherMeasurement`.
+
+    Raises:
+        ValueError: a teacher or student run is not among ``deps``.
+    """
+    t0 = time.process_time()
+    deps = dict(deps or {})
+    runs = (teacher_run, *(key for _, key, _ in students))
+    missing = [k for k in runs if k not in deps]
+    if missing:
+        raise ValueError(f"measure_teacher: runs {missing} are not among the dependencies {sorted(deps)}")
+    models = {k: file_sha256(deps[k].value.paths["model"]) for k in runs}
+    recipe = teacher
+
+    def compute() -> TeacherMeasurement:
+        t = time.process_time()
+        cpu: dict[str, float] = {}
+        dev, tr_t, te_t, kernel_train, kernel_test = _measurement_inputs(
+            data, params["device"], params["curvature_per_class"], params["seed"])
+        t = _lap(cpu, "data", t)
+        t_model = load_checkpoint_model(deps[teacher_run].value.paths["model"], map_location=dev)
+        curv = measure_teacher_curvature(t_model, kernel_train, kernel_test, p_min=params["p_min"],
+                                         batch_size=params["curvature_batch_size"],
+                                         trace_matvecs=params["trace_matvecs"],
+                                         lanczos_matvecs=params["lanczos_matvecs"], ucl_level=params["ucl_level"],
+                                         seed=params["seed"], params=params["curvature_params"])
+        t = _lap(cpu, "curvature", t)
+        pairs = []
+        for label, key, _ in students:
+            s_model = load_checkpoint_model(deps[key].value.paths["model"], map_location=dev)
+            pairs.append(evaluate_pair(t_model, s_model, tr_t, te_t, curvature=curv, p_min=params["p_min"],
+                                       temperature=params["temperature"], loss_increase=params["loss_increase"],
+                                       mc_draws=params["mc_draws"], n_boot=params["n_boot"], alpha=params["alpha"],
+                                       seed=params["seed"], teacher_label=recipe, student_label=label))
+        _lap(cpu, "evaluation", t)
+        # the curvature's computation-only fields (Hessian operator, closures, the model) stay here
+        small = dataclasses.replace(curv, gradient=None, operator=None, gap_function=None, teacher_model=None)
+        return TeacherMeasurement(recipe, small, tuple(pairs), models, cpu)
+
+    if store is None:
+        return compute()
+    body = {"params": dict(params), "data": asdict(data), "teacher": recipe,
+            "students": [[label, arch] for label, _, arch in students],
+            "models": [models[k] for k in runs], "device_type": resolve_device(params["device"]).type,
+            "code": _package_fingerprint()}
+    fp = hashlib.sha256(dumps_strict(body, indent=None, sort_keys=True).encode()).hexdigest()
+    results = ResultStore(store)
+    key = f"{recipe}-{fp[:12]}"
+
+    def save(_: Path, payload: dict[str, Any]) -> None:
+        results.save(key, payload, {"study": "sharpness_vs_gap", "teacher": recipe, "fingerprint": fp, **body,
+                                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    payload, computed = compute_once(results.run_dir(key),
+                                     lambda: {"key": key, "fingerprint": fp, "result": compute()},
+                                     load=lambda _: results.load(key, fp), save=save)
+    if computed:
+        return payload["result"]
+    return dataclasses.replace(payload["result"], cpu={"data": time.process_time() - t0}, reused=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _package_fingerprint() -> str:
+    return code_fingerprint((".",))
+
+
+def _lap(cpu: dict[str, float], phase: str, since: float) -> float:
+    now = time.process_time()
+    cpu[phase] = cpu.get(phase, 0.0) + now - since
+    return now
+
+
+def _free_key(label: str) -> str:
+    return f"alone-{label}"
+
+
+def _teacher_key(recipe: TeacherRecipe) -> str:
+    return f"teacher-{recipe.name}"
+
+
+def _student_key(recipe: TeacherRecipe, label: str, method: str) -> str:
+    return _free_key(label) if method == "ce" else f"{label}-{recipe.name}"
+
+
+def measurement_store(cache_root: str | os.PathLike) -> Path:
+    """Where measurement runs are cached: ``<cache_root>/sharpness_vs_gap-measurements``."""
+    return Path(cache_root) / "sharpness_vs_gap-measurements"
+
+
+def sweep_specs(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool = False,
+                cache_measurements: bool = True) -> list[RunSpec]:
+    """The study's runs for :func:`~kdbounds.studies.sweep.run_sweep`.
+
+    In order: the teacher-free students (``alone-<label>``, once per student architecture); then per
+    teacher recipe its training (``teacher-<recipe>``), its distilled students (``<label>-<recipe>``,
+    depending on the teacher run, whose checkpoint is their teacher) and its measurement run
+    (``measure-<recipe>``, :func:`measure_teacher`, depending on the teacher, its students and the
+    teacher-free students). Trainings return :class:`Timed` ``TrainResult``s, measurements
+    :class:`TeacherMeasurement`.
+
+    Args:
+        cfg: the study's configuration.
+        cache_root: the run cache (trained models; measurements under :func:`measurement_store`).
+        progress: the trainer's progress inside each training run.
+        cache_measurements: cache the measurement runs (see :func:`measure_teacher`).
+
+    Returns:
+        The :class:`~kdbounds.studies.sweep.RunSpec` list.
+    """
+    data = data_spec(cfg)
+    store = os.fspath(measurement_store(cache_root)) if cache_measurements else None
+
+    def spec(key: str, tcfg: TrainConfig, teacher: str | None = None) -> RunSpec:
+        return dataclasses.replace(train_spec(key, tcfg, cache_root, data, teacher=teacher, progress=progress),
+                                   fn=train_timed)
+
+    students = cfg.students()
+    specs = [spec(_free_key(label), _student_config(cfg, "ce", arch)) for label, arch, m in students if m == "ce"]
+    params = _measurement_params(cfg)
+    for recipe in cfg.teachers:
+        tkey = _teacher_key(recipe)
+        specs.append(spec(tkey, _teacher_config(cfg, recipe)))
+        specs += [spec(_student_key(recipe, label, m), _student_config(cfg, m, arch), teacher=tkey)
+                  for label, arch, m in students if m != "ce"]
+        members = tuple((label, _student_key(recipe, label, m), arch) for label, arch, m in students)
+        specs.append(RunSpec(f"measure-{recipe.name}", measure_teacher,
+                             {"teacher": recipe.name, "teacher_run": tkey, "students": members, "params": params,
+                              "data": data, "store": store},
+                             deps=(tkey, *(k for _, k, _ in members))))
+    return specs
+
+
+def sweep_threads(cfg: StudyConfig, sweep: Mapping[str, Any] | None) -> int | None:
+    """Intra-op threads per run: ``cfg.threads`` when set (``--threads``); else, on the local executor,
+    ``None`` (torch's default: every core, as the study ran before the sweep runner), on Ray 1 per run
+    (or ``sweep["threads"]``).
+
+    Args:
+        cfg: the config. sweep: the :func:`~kdbounds.studies.sweep.run_sweep` options.
+
+    Returns:
+        The ``threads`` the sweep runs with.
+    """
+    if cfg.threads is not None:
+        return cfg.threads
+    sweep = sweep or {}
+    if sweep.get("executor", "local") == "local":
+        return None
+    return sweep.get("threads") or 1
 
 
 def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool = True,
-              log: Callable[[str], None] = print) -> StudyResult:
-    """Train (or reuse) every teacher and student of ``cfg`` and measure every pair (writes nothing but
-    the run cache; :func:`run` also writes the results).
+              log: Callable[[str], None] = print, sweep: Mapping[str, Any] | None = None,
+              cache_measurements: bool = True) -> StudyResult:
+    """Train (or reuse) every teacher and student of ``cfg`` and measure every pair, as one sweep
+    (:func:`sweep_specs` through :func:`~kdbounds.studies.sweep.run_sweep`); then the run-level
+    verdicts, rows, Kendall tests and counts here. Writes nothing but the run cache (:func:`run` also
+    writes the results).
 
     Args:
         cfg: the study's configuration.
         cache_root: the run cache folder.
-        progress: show progress bars.
-        log: where progress lines go.
+        progress: progress over runs (and, with the local executor, the trainer's progress in each run).
+        log: where result lines go.
+        sweep: :func:`~kdbounds.studies.sweep.run_sweep` options (``executor``, ``workers``, ``address``,
+            ``max_retries``, ``gpus_per_run``); the threads per run are :func:`sweep_threads`.
+        cache_measurements: reuse measurement runs cached in :func:`measurement_store`.
 
     Returns:
         The :class:`StudyResult`.
+
+    Raises:
+        kdbounds.studies.sweep.SweepError: a run failed (finished trainings stay in the cache).
     """
     start = time.perf_counter()
-    clock = _Clock()
+    cpu: dict[str, float] = {}
     t = time.process_time()
-    torch_threads = torch.get_num_threads()
+    opts = dict(sweep or {})
+    opts["threads"] = sweep_threads(cfg, opts)
+    executor = opts.get("executor", "local")
+    threads = opts["threads"] if opts["threads"] is not None else torch.get_num_threads()
     dev = resolve_device(cfg.device)
-    data = prepare_data(cfg)
-    xtr, ytr, xte, yte = data
-    log(f"data: {len(ytr)} training and {len(yte)} test images (CIFAR-10), device {dev}, {torch_threads} threads")
-    tr_t = (_normalised(xtr, dev), torch.from_numpy(ytr).to(dev))
-    te_t = (_normalised(xte, dev), torch.from_numpy(yte).to(dev))
-    ci = stratified_subset(ytr, min(cfg.curvature_per_class, int(np.bincount(ytr).min())), seed=cfg.seed)
-    cj = stratified_subset(yte, min(cfg.curvature_per_class, int(np.bincount(yte).min())), seed=cfg.seed)
-    kernel_train = (tr_t[0][ci], tr_t[1][ci])
-    kernel_test = (te_t[0][cj], te_t[1][cj])
-    t = clock.add("data", t)
+    _, ytr, _, yte = prepare_data(cfg)  # loads once per process: the local runs reuse these arrays
+    where = (f"{executor} executor" + (f", {opts['workers']} workers" if opts.get("workers") else ""))
+    log(f"data: {len(ytr)} training and {len(yte)} test images (CIFAR-10), device {dev}, {threads} threads per run, "
+        f"{where}")
+    t = _lap(cpu, "data", t)
+    specs = sweep_specs(cfg, cache_root, progress=progress and executor == "local",
+                        cache_measurements=cache_measurements)
+    t_sweep = time.perf_counter()
+    done = run_sweep(specs, progress=progress, desc="sharpness_vs_gap", **opts)
+    sweep_wall = time.perf_counter() - t_sweep
+    t = time.process_time()
+    for key, r in done.items():
+        if isinstance(r, TeacherMeasurement):
+            for phase, v in r.cpu.items():
+                cpu[phase] = cpu.get(phase, 0.0) + v
+        else:
+            phase = "teacher_training" if key.startswith("teacher-") else "student_training"
+            cpu[phase] = cpu.get(phase, 0.0) + r.cpu_s
     students = cfg.students()
-    free: dict[str, Any] = {}  # teacher-free students, trained once
-    for label, arch, method in students:
-        if method == "ce":
-            free[label] = train_cached(_student_config(cfg, "ce", arch), cache_root, data=data, progress=progress)
-            log(f"student alone ({arch}): test acc {free[label].final.get('test_acc'):.4f}")
-    t = clock.add("student_training", t)
+    for label, arch, m in students:
+        if m == "ce":
+            log(f"student alone ({arch}): test acc {done[_free_key(label)].value.final.get('test_acc'):.4f}")
     pairs: list[tuple[TeacherRecipe, str, str, Any, Any, PairChecks, TeacherCurvature]] = []
     curvatures: dict[str, dict[str, Any]] = {}
     for recipe in cfg.teachers:
-        t_res = train_cached(_teacher_config(cfg, recipe), cache_root, data=data, progress=progress)
-        t = clock.add("teacher_training", t)
-        t_path = t_res.paths["model"]
-        teacher = load_checkpoint_model(t_path, map_location=dev)
-        log(f"teacher {recipe.name} ({cfg.teacher_arch}): test acc {t_res.final.get('test_acc'):.4f}; "
-            "measuring curvature ...")
-        curv = measure_teacher_curvature(teacher, kernel_train, kernel_test, p_min=cfg.p_min,
-                                         batch_size=cfg.curvature_batch_size, trace_matvecs=cfg.trace_matvecs,
-                                         lanczos_matvecs=cfg.lanczos_matvecs, ucl_level=cfg.ucl_level,
-                                         seed=cfg.seed, params=cfg.curvature_params)
-        t = clock.add("curvature", t)
+        t_res = done[_teacher_key(recipe)].value
+        meas = done[f"measure-{recipe.name}"]
+        curv = meas.curvature
         curvatures[recipe.name] = curv.to_dict()
+        log(f"teacher {recipe.name} ({cfg.teacher_arch}): test acc {t_res.final.get('test_acc'):.4f}"
+            + ("; measurements reused" if meas.reused else ""))
         log(f"  tr ∇²L_train {curv.train_trace.value:.1f} ± {curv.train_trace.stderr:.1f}, G0 {curv.grad_norm:.3f}, "
             f"‖∇²f‖_F² ≤ {curv.frob_sq_upper:.3g} ({curv.n_matvecs} Hessian products)")
-        for label, arch, method in students:
-            if method == "ce":
-                s_res = free[label]
-            else:
-                s_res = train_cached(_student_config(cfg, method, arch), cache_root, teacher_ckpt=t_path, data=data,
-                                     progress=progress)
-                t = clock.add("student_training", t)
-            student = load_checkpoint_model(s_res.paths["model"], map_location=dev)
-            pc = evaluate_pair(teacher, student, tr_t, te_t, curvature=curv, p_min=cfg.p_min,
-                               temperature=cfg.temperature, loss_increase=cfg.loss_increase, mc_draws=cfg.mc_draws,
-                               n_boot=cfg.n_boot, alpha=cfg.alpha, seed=cfg.seed, teacher_label=recipe.name,
-                               student_label=label)
-            t = clock.add("evaluation", t)
+        for (label, arch, m), pc in zip(students, meas.pairs):
+            s_res = done[_student_key(recipe, label, m)].value
             pairs.append((recipe, label, arch, t_res, s_res, pc, curv))
             log(f"  {label}: student test acc {s_res.final.get('test_acc'):.4f}, K̂ {pc.divergence_train.value:.4f}, "
                 f"gap diff (clipped CE) {pc.gap_difference['clipped_ce'].value:+.4f}")
@@ -517,13 +787,14 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
     counts = {"by_name": verdict_counts(judged, by="name"), "by_kind": verdict_counts(judged, by="kind")}
     sharp = {name: c["train_trace"]["value"] for name, c in curvatures.items()}
     kendall = kendall_table(sharp, rows, n_perm=cfg.n_perm, seed=cfg.seed)
-    t = clock.add("statistics", t)
-    env = {"torch": torch.__version__, "device": str(dev), "threads": torch_threads,
-           "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
-    timing = {f"{k}_cpu_s": v for k, v in clock.cpu.items()}
-    timing["total_cpu_s"] = sum(clock.cpu.values())
+    _lap(cpu, "statistics", t)
+    env = {"torch": torch.__version__, "device": str(dev), "threads": threads, "executor": executor,
+           "workers": opts.get("workers"), "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
+    timing = {f"{p}_cpu_s": cpu.get(p, 0.0) for p in _TIMING_ORDER}
+    timing["total_cpu_s"] = sum(cpu.values())
     wall = time.perf_counter() - start
     timing["wall_s"] = wall
+    timing["sweep_wall_s"] = sweep_wall
     return StudyResult(cfg.to_dict(), tuple(rows), tuple(reports), tuple(r.to_dict() for r in judged), curvatures,
                        counts, tuple(kendall), timing, wall, env)
 
@@ -593,7 +864,8 @@ def summary(result: StudyResult) -> str:
 
 
 def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
-        progress: bool = True, log: Callable[[str], None] = print) -> StudyResult:
+        progress: bool = True, log: Callable[[str], None] = print,
+        sweep: Mapping[str, Any] | None = None) -> StudyResult:
     """Run the study and write everything to ``out_dir``.
 
     Writes ``config.json``, ``results.json``, ``results.csv``, ``kendall.csv``, the two figures and
@@ -603,16 +875,25 @@ def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os
         config: the study's configuration (e.g. ``PRESETS["smoke"]``).
         out_dir: output folder (created when missing).
         cache_root: trained-model cache (default ``out_dir/../cache``).
-        progress: show progress bars.
-        log: where progress lines go.
+        progress: progress over runs (and, with the local executor, each training's epochs).
+        log: where result lines go.
+        sweep: :func:`~kdbounds.studies.sweep.run_sweep` options, e.g. ``{"executor": "ray", "workers": 2}``
+            (the CLI's ``--executor/--workers/--address/--max-retries``); default local. Threads per run:
+            ``config.threads`` (``--threads`` sets it); when that is ``None``, torch's default on the local
+            executor (``sweep["threads"]`` is not used there: the CLI always fills it in) and
+            ``sweep["threads"]`` or 1 on Ray (:func:`sweep_threads`). For identical numbers on both
+            executors, set ``config.threads``.
 
     Returns:
         The :class:`StudyResult`.
+
+    Raises:
+        kdbounds.studies.sweep.SweepError: a run failed (finished runs stay in the cache).
     """
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
     atomic_write_json(out / "config.json", config.to_dict())
-    result = run_study(config, cache, progress=progress, log=log)
+    result = run_study(config, cache, progress=progress, log=log, sweep=sweep)
     write_results(result, out)
     write_plots(result, out)
     atomic_write_text(out / "report.md", summary(result))
