@@ -1,4 +1,4 @@
-r"""Certified distillation: learn the posterior ``Q = N(w_Q, diag σ_Q²)`` directly on a PAC-Bayes objective.
+r"""Certified distillation: learn the posterior ``Q = N(w_Q, diag sigma_Q^2)`` directly on a PAC-Bayes objective.
 
 Two methods of the project's trainer, registered like every other (:func:`kdbounds.distill.train`, so
 ``python -m kdbounds.train``, the run cache, resume from atomic checkpoints, the NaN stop and progress
@@ -6,14 +6,17 @@ come from there; reading a finished run back as kernels: :mod:`kdbounds.certific
 
 * ``"pbb"`` — PAC-Bayes with backprop (Pérez-Ortiz et al., JMLR 2021) without a teacher: minimise a
   relaxed PAC-Bayes bound of the bounded cross-entropy;
-* ``"pbkd"`` — certified distillation: the same objective plus ``alpha ·`` Hinton's KD term on the
-  teacher's soft labels (``T² · KL(softmax(z_t/T) ‖ softmax(z_W/T))`` for the sampled network ``W``).
+* ``"pbkd"`` — certified distillation: the same objective plus ``alpha`` times Hinton's KD term on the
+  teacher's soft labels for the sampled network ``W``:
+
+.. math:: T^2\, \mathrm{KL}\big(\mathrm{softmax}(z_t/T)\,\|\,\mathrm{softmax}(z_W/T)\big)
+
 
 Both start the posterior *at the prior*: the student's weights (and its buffers, which stay frozen
-to the prior's) are set to the prior's, and ``σ_Q`` to ``sigma_init`` (default ``sigma_prior``).
+to the prior's) are set to the prior's, and ``sigma_Q`` to ``sigma_init`` (default ``sigma_prior``).
 The prior is ``prior="random:<seed>"`` (data-independent: the student architecture initialised with
 that seed) or the path of a model file (a teacher or a network trained on ``D_T``), optionally
-pinned by ``prior_sha256``. ``σ = softplus(ρ)``; each step draws ``W = w + σ ⊙ ε`` (one draw per
+pinned by ``prior_sha256``. ``sigma = softplus(rho)``; each step draws ``W = w + sigma * eps`` (one draw per
 batch, the reparameterisation trick) from a generator seeded by the run's seed and the step, so a
 resumed run repeats an uninterrupted one bit for bit and different seeds give different draws.
 
@@ -57,6 +60,17 @@ def bounded_cross_entropy(logits: Tensor, y: Tensor, p_min: float) -> Tensor:
     r"""Per-example cross-entropy clipped at ``ln(1/p_min)`` and scaled to ``[0, 1]``.
 
     .. math:: \ell(z, y) = \frac{\min(-\ln \mathrm{softmax}(z)_y,\ \ln(1/p_{\min}))}{\ln(1/p_{\min})}
+
+    Args:
+        logits: ``(N, C)`` logits.
+        y: ``(N,)`` integer labels.
+        p_min: the smallest probability that still counts, in ``(0, 1)``.
+
+    Returns:
+        ``(N,)`` losses in ``[0, 1]`` (float32, or float64 for float64 logits).
+
+    Raises:
+        ValueError: ``p_min`` outside ``(0, 1)``.
     """
     if not 0.0 < p_min < 1.0:
         raise ValueError(f"p_min: expected a number in (0, 1), got {p_min!r}")
@@ -74,7 +88,21 @@ def pac_bayes_objective(emp: Tensor, kl: Tensor, n: int, delta: float, kind: str
         f_{\text{quad}} = \big(\sqrt{\hat L + c/2} + \sqrt{c/2}\big)^2, \quad
         f_{\text{classic}} = \hat L + \sqrt{c/2}
 
-    Both upper-bound ``kl⁻¹(L̂, c)`` (the first via ``kl ≥ (p−q)²/(2p)``, the second by Pinsker).
+    Both upper-bound the inverse ``kl^{-1}(L_hat, c)`` (the first via the lower bound
+    :math:`\mathrm{kl}(q\|p) \ge (p-q)^2/(2p)`, the second by Pinsker).
+
+    Args:
+        emp: the empirical bounded loss (a scalar tensor in ``[0, 1]``).
+        kl: ``KL(Q||P)`` in nats (a scalar tensor).
+        n: the size of the certification set ``|D_S|``.
+        delta: the confidence parameter in ``(0, 1)``.
+        kind: ``"fquad"`` or ``"fclassic"``.
+
+    Returns:
+        The objective (a differentiable scalar tensor).
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`OBJECTIVES`.
     """
     if kind not in OBJECTIVES:
         raise ValueError(f"objective: expected one of {OBJECTIVES}, got {kind!r}")
@@ -85,7 +113,14 @@ def pac_bayes_objective(emp: Tensor, kl: Tensor, n: int, delta: float, kind: str
 
 
 def param_key(name: str) -> str:
-    """A parameter name as a module/buffer key (``.`` is not allowed there): ``a.b`` -> ``a__b``."""
+    """A parameter name as a module/buffer key (``.`` is not allowed there): ``a.b`` -> ``a__b``.
+
+    Args:
+        name: a dotted parameter name.
+
+    Returns:
+        The name with ``.`` replaced by ``__``.
+    """
     return name.replace(".", "__")
 
 
@@ -233,7 +268,10 @@ class PBBMethod(_CertifiedMethod):
 
 @register_method
 class PBKDMethod(_CertifiedMethod):
-    """Certified distillation: the PBB objective + alpha·T²·KL(teacher_T ‖ sampled student_T)."""
+    r"""Certified distillation: the PBB objective plus ``alpha`` times the KD term of the sampled student.
+
+    .. math:: f + \alpha\, T^2\, \mathrm{KL}\big(\mathrm{softmax}(z_t/T)\,\|\,\mathrm{softmax}(z_W/T)\big)
+    """
 
     name = "pbkd"
     requires_teacher = True
@@ -245,6 +283,17 @@ class PBKDMethod(_CertifiedMethod):
             raise ValueError(f"alpha must be ≥ 0 and T > 0; got alpha={self.hparams['alpha']}, T={self.hparams['T']}")
 
     def extra_loss(self, bound, logits, x, teacher):
+        """The bound plus ``alpha`` times Hinton's KD term against the teacher's soft labels.
+
+        Args:
+            bound: the relaxed PAC-Bayes objective of the batch.
+            logits: the sampled student's logits on ``x``.
+            x: the batch inputs.
+            teacher: the teacher network (evaluated without gradients).
+
+        Returns:
+            ``(loss, {"kd": detached KD term})``.
+        """
         with torch.no_grad():
             t = teacher(x)
             t = t.logits if hasattr(t, "logits") else t
