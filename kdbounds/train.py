@@ -156,6 +156,7 @@ def config_from_args(args: argparse.Namespace):
     if len(raw) != len(args.method_arg):
         raise ValueError("a --method-arg name is given twice")
     typed = coerce_hparams(method, cls.defaults, raw)  # parse strings as the defaults' types
+    cls.check_hparams(typed)  # e.g. pbb/pbkd without a prior: said now, before any data is loaded
     mkw = {k: typed[k] for k in raw}
     if args.command == "distill":
         if cls.requires_teacher and not args.teacher:

@@ -30,8 +30,6 @@ from kdbounds._checks import check_choice, check_int, check_positive
 from kdbounds.distill import TrainConfig, TrainResult, load_checkpoint_model
 from kdbounds.models import build_model
 
-from .nets import registered
-
 from kdbounds.studies.cache import train_cached  # the one place the run cache is imported from
 
 __all__ = ["PRIOR_KINDS", "PriorRun", "prior_run", "random_prior", "scale_grid", "train_cached"]
@@ -71,13 +69,11 @@ class PriorRun:
 
 def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
     """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent)."""
-    with registered():
-        return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
+    return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
 
 
 def _as_run(kind: str, res: TrainResult) -> PriorRun:
-    with registered():
-        model = load_checkpoint_model(res.paths["model"])
+    model = load_checkpoint_model(res.paths["model"])
     return PriorRun(kind, res.paths["model"], model, res, res.final.get("test_acc"))
 
 
@@ -103,8 +99,7 @@ def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = No
         ValueError: an unknown kind, a missing input, or a teacher of another architecture for ``"teacher"``.
     """
     kind = check_choice("kind", kind, PRIOR_KINDS)
-    with registered():
-        return _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress)
+    return _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress)
 
 
 def _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_seed, kd_kwargs, progress):

@@ -1,233 +1,37 @@
-r"""Certified distillation: learn the posterior ``Q = N(w_Q, diag σ_Q²)`` directly on a PAC-Bayes objective.
+r"""Certified distillation's posteriors: read a finished ``pbb``/``pbkd`` run back as Gaussian kernels.
 
-Two methods for the project's trainer (:func:`kdbounds.distill.train`, so resume from atomic
-checkpoints, the NaN stop, tqdm progress and the run cache come from there):
-
-* ``"pbb"`` — PAC-Bayes with backprop (Pérez-Ortiz et al., JMLR 2021) without a teacher: minimise a
-  relaxed PAC-Bayes bound of the bounded cross-entropy;
-* ``"pbkd"`` — certified distillation: the same objective plus ``alpha ·`` Hinton's KD term on the
-  teacher's soft labels (``T² · KL(softmax(z_t/T) ‖ softmax(z_W/T))`` for the sampled network ``W``).
-
-Both start the posterior *at the prior*: the student's weights (and its buffers, which stay frozen
-to the prior's) are set to the prior's, and ``σ_Q`` to ``sigma_init`` (default ``sigma_prior``).
-The prior is ``prior="random:<seed>"`` (data-independent: the student architecture initialised with
-that seed) or the path of a model file (a teacher or a network trained on ``D_T``), optionally
-pinned by ``prior_sha256``. ``σ = softplus(ρ)``; each step draws ``W = w + σ ⊙ ε`` (one draw per
-batch, the reparameterisation trick) from a generator seeded by the run's seed and the step, so a
-resumed run repeats an uninterrupted one bit for bit and different seeds give different draws.
-
-Objectives, with :math:`c = (\mathrm{KL}(Q\|P) + \ln(2\sqrt n/\delta))/n` and the bounded
-cross-entropy :math:`\hat L` (``min(CE, ln(1/p_min)) / ln(1/p_min)``) on the batch:
-
-.. math::
-    f_{\text{quad}} = \Big(\sqrt{\hat L + c/2} + \sqrt{c/2}\Big)^2, \qquad
-    f_{\text{classic}} = \hat L + \sqrt{c/2}.
-
-``n = n_bound`` must be ``|D_S|``, the size of the set the certificate is evaluated on (PBB's public
-code used the full training-set size, which is anti-conservative); it is required.
+The two methods themselves — ``"pbb"`` (PAC-Bayes with backprop, no teacher) and ``"pbkd"``
+(certified distillation: the PAC-Bayes objective plus Hinton's KD term) — live in
+:mod:`kdbounds.distill.pbb` and are registered with the project's trainer like every other method
+(``python -m kdbounds.train distill --method pbb ...``, the run cache, Ray workers). Their objective
+and its bounded cross-entropy are re-exported here. This module reads a finished run:
+:func:`posterior_from_run` gives the learnt ``Q = N(w_Q, diag softplus(ρ)²)``,
+:func:`prior_from_run` the prior ``P = N(w_P, σ_P² I)`` it was trained against.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
-from kdbounds.distill.checkpoint import file_sha256, load_checkpoint_model, read_checkpoint
-from kdbounds.distill.kd import kd_loss
-from kdbounds.distill.methods import DistillMethod, build_scheduler, build_sgd, register_method
+from kdbounds.distill.checkpoint import read_checkpoint
+from kdbounds.distill.pbb import (
+    OBJECTIVES,
+    PBBMethod,
+    PBKDMethod,
+    bounded_cross_entropy,
+    pac_bayes_objective,
+    param_key,
+)
 from kdbounds.models import build_model
 
-from .nets import registered
 from .kernels import GaussianKernel
 
 __all__ = ["bounded_cross_entropy", "pac_bayes_objective", "PBBMethod", "PBKDMethod", "posterior_from_run",
            "prior_from_run", "OBJECTIVES"]
-
-OBJECTIVES = ("fquad", "fclassic")
-
-
-def bounded_cross_entropy(logits: Tensor, y: Tensor, p_min: float) -> Tensor:
-    r"""Per-example cross-entropy clipped at ``ln(1/p_min)`` and scaled to ``[0, 1]``.
-
-    .. math:: \ell(z, y) = \frac{\min(-\ln \mathrm{softmax}(z)_y,\ \ln(1/p_{\min}))}{\ln(1/p_{\min})}
-    """
-    if not 0.0 < p_min < 1.0:
-        raise ValueError(f"p_min: expected a number in (0, 1), got {p_min!r}")
-    cap = math.log(1.0 / p_min)
-    z = logits if logits.dtype == torch.float64 else logits.float()
-    ce = F.cross_entropy(z, y, reduction="none")
-    return torch.clamp(ce, max=cap) / cap
-
-
-def pac_bayes_objective(emp: Tensor, kl: Tensor, n: int, delta: float, kind: str = "fquad") -> Tensor:
-    r"""Differentiable relaxation of the PAC-Bayes-kl bound (PBB's ``fquad`` / ``fclassic``).
-
-    .. math::
-        c = \frac{\mathrm{KL} + \ln(2\sqrt n/\delta)}{n}, \quad
-        f_{\text{quad}} = \big(\sqrt{\hat L + c/2} + \sqrt{c/2}\big)^2, \quad
-        f_{\text{classic}} = \hat L + \sqrt{c/2}
-
-    Both upper-bound ``kl⁻¹(L̂, c)`` (the first via ``kl ≥ (p−q)²/(2p)``, the second by Pinsker).
-    """
-    if kind not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {kind!r}")
-    half_c = (kl + math.log(2.0 * math.sqrt(n) / delta)) / (2.0 * n)
-    if kind == "fquad":
-        return (torch.sqrt(emp + half_c) + torch.sqrt(half_c)) ** 2
-    return emp + torch.sqrt(half_c)
-
-
-def _key(name: str) -> str:
-    return name.replace(".", "__")
-
-
-def _inv_softplus(s: float) -> float:
-    return s + math.log(-math.expm1(-s))
-
-
-def _load_prior(spec: str, sha: str, student: nn.Module, num_classes: int) -> nn.Module:
-    if not spec:
-        raise ValueError("prior: required — 'random:<seed>' (data-independent prior) or the path of a model "
-                         "file trained on D_T only (e.g. a teacher's model.pt)")
-    if spec.startswith("random:"):
-        try:
-            seed = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"prior: 'random:<seed>' needs an integer seed, got {spec!r}") from None
-        return build_model(student.arch, num_classes=num_classes, seed=seed)
-    if not Path(spec).is_file():
-        raise ValueError(f"prior: model file {spec!r} does not exist")
-    if sha and file_sha256(spec) != sha:
-        raise ValueError(f"prior_sha256: the file {spec!r} does not have the pinned SHA-256 {sha[:12]}…; "
-                         f"it was retrained or replaced")
-    return load_checkpoint_model(spec, arch=student.arch)
-
-
-class _CertifiedMethod(DistillMethod):
-    """Shared machinery of ``pbb`` and ``pbkd`` (see the module docstring)."""
-
-    requires_teacher = False
-    base_defaults: dict[str, Any] = {
-        "prior": "", "prior_sha256": "", "params": "", "sigma_prior": 0.03, "sigma_init": 0.0,
-        "objective": "fquad", "n_bound": 0, "delta": 0.025, "p_min": 1e-4, "kl_weight": 1.0,
-    }
-
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int, **hparams: Any):
-        super().__init__(student, teacher, num_classes, **hparams)
-        hp = self.hparams
-        if hp["n_bound"] < 1:
-            raise ValueError(f"n_bound: expected |D_S| (the size of the certification set, ≥ 1), got "
-                             f"{hp['n_bound']}; the objective's n must be |D_S|, not the training-set size")
-        if not 0.0 < hp["delta"] < 1.0:
-            raise ValueError(f"delta: expected a number in (0, 1), got {hp['delta']}")
-        if not hp["sigma_prior"] > 0:
-            raise ValueError(f"sigma_prior: expected a number > 0, got {hp['sigma_prior']}")
-        if hp["sigma_init"] < 0:
-            raise ValueError(f"sigma_init: expected ≥ 0 (0 = sigma_prior), got {hp['sigma_init']}")
-        if hp["objective"] not in OBJECTIVES:
-            raise ValueError(f"objective: expected one of {OBJECTIVES}, got {hp['objective']!r}")
-        if hp["kl_weight"] < 0:
-            raise ValueError(f"kl_weight: expected ≥ 0, got {hp['kl_weight']}")
-        prior = _load_prior(hp["prior"], hp["prior_sha256"], student, num_classes)
-        kernel = GaussianKernel.from_model(prior, hp["sigma_prior"], hp["params"] or None)
-        self.names = kernel.names
-        # the posterior starts at the prior; buffers and unselected parameters are the prior's and stay so
-        with torch.no_grad():
-            student.load_state_dict(prior.state_dict())
-        for n in self.names:
-            self.register_buffer("prior_mean__" + _key(n), kernel.mean[n].clone())
-        s0 = hp["sigma_init"] or hp["sigma_prior"]
-        self.rho = nn.ParameterDict({_key(n): nn.Parameter(torch.full_like(kernel.mean[n], _inv_softplus(s0)))
-                                     for n in self.names})
-        # drawn under the trainer's forked RNG seeded with the run's seed: different seeds, different noise
-        self.register_buffer("noise_seed", torch.randint(0, 2 ** 62, (1,), dtype=torch.int64))
-
-    # -- optimisation: the selected means and ρ only (unselected parameters stay the prior's)
-    def configure_optimizers(self, student: nn.Module, cfg: Any) -> list[torch.optim.Optimizer]:
-        named = dict(student.named_parameters())
-        for n, p in named.items():
-            if n not in self.names:
-                p.requires_grad_(False)
-        return [build_sgd([named[n] for n in self.names] + list(self.rho.values()), cfg)]
-
-    def configure_schedulers(self, optimizers, cfg):
-        return [build_scheduler(o, cfg) for o in optimizers]
-
-    def sigma(self, name: str) -> Tensor:
-        return F.softplus(self.rho[_key(name)])
-
-    def kl(self, student: nn.Module) -> Tensor:
-        """Differentiable ``KL(Q‖P)`` (the same closed form as :func:`kernel_kl`)."""
-        named = dict(student.named_parameters())
-        sp = self.hparams["sigma_prior"]
-        total = torch.zeros((), device=self.noise_seed.device)
-        for n in self.names:
-            vq = self.sigma(n).square()
-            mp = getattr(self, "prior_mean__" + _key(n))
-            r = vq / sp ** 2
-            total = total + 0.5 * ((named[n] - mp).square().sum() / sp ** 2 + (r - 1 - torch.log(r)).sum())
-        return total
-
-    def training_step(self, x, y, student, teacher, optimizers, epoch, step_ctx):
-        hp = self.hparams
-        student.eval()  # buffers frozen to the prior's (no running-statistics updates)
-        gen = torch.Generator(device=x.device).manual_seed(int(self.noise_seed.item()) + step_ctx.global_step)
-        named = dict(student.named_parameters())
-        weights = {n: named[n] + self.sigma(n) * torch.randn(named[n].shape, generator=gen, device=x.device,
-                                                             dtype=named[n].dtype) for n in self.names}
-        with step_ctx.autocast():
-            out = functional_call(student, weights, (x,))
-            logits = out.logits if hasattr(out, "logits") else out
-            emp = bounded_cross_entropy(logits, y, hp["p_min"]).mean()
-            kl = self.kl(student)
-            bound = pac_bayes_objective(emp, hp["kl_weight"] * kl, hp["n_bound"], hp["delta"], hp["objective"])
-            loss, parts = self.extra_loss(bound, logits, x, teacher)
-        step_ctx.backward_and_step(loss, optimizers[0])
-        acc = (logits.detach().argmax(1) == y).float().mean()
-        return {"loss": loss.detach(), "acc": acc, "emp_bce": emp.detach(), "kl": kl.detach(),
-                "bound": bound.detach(), **parts}
-
-    def extra_loss(self, bound: Tensor, logits: Tensor, x: Tensor, teacher: nn.Module | None):
-        return bound, {}
-
-    def loss(self, x, y, s_out, t_out, epoch):  # pragma: no cover - training_step is overridden
-        raise NotImplementedError
-
-
-@register_method
-class PBBMethod(_CertifiedMethod):
-    """PAC-Bayes with backprop: minimise fquad/fclassic of the bounded CE, posterior started at the prior."""
-
-    name = "pbb"
-    requires_teacher = False
-    defaults = dict(_CertifiedMethod.base_defaults)
-
-
-@register_method
-class PBKDMethod(_CertifiedMethod):
-    """Certified distillation: the PBB objective + alpha·T²·KL(teacher_T ‖ sampled student_T)."""
-
-    name = "pbkd"
-    requires_teacher = True
-    defaults = {**_CertifiedMethod.base_defaults, "alpha": 1.0, "T": 4.0}
-
-    def __init__(self, student, teacher, num_classes, **hparams):
-        super().__init__(student, teacher, num_classes, **hparams)
-        if self.hparams["alpha"] < 0 or not self.hparams["T"] > 0:
-            raise ValueError(f"alpha must be ≥ 0 and T > 0; got alpha={self.hparams['alpha']}, T={self.hparams['T']}")
-
-    def extra_loss(self, bound, logits, x, teacher):
-        with torch.no_grad():
-            t = teacher(x)
-            t = t.logits if hasattr(t, "logits") else t
-        kd = kd_loss(logits, t, self.hparams["T"])
-        return bound + self.hparams["alpha"] * kd, {"kd": kd.detach()}
 
 
 # ---------------------------------------------------------------------- reading a trained posterior
@@ -246,14 +50,13 @@ def posterior_from_run(run: Any, device: str | torch.device = "cpu") -> Gaussian
     cfg = ck["config"]
     if cfg["method"] not in ("pbb", "pbkd"):
         raise ValueError(f"run: expected a 'pbb' or 'pbkd' run, got method {cfg['method']!r}")
-    with registered():
-        model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
+    model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
     model.load_state_dict(ck["model"])
     model.to(device).eval()
     params = cfg["method_kwargs"].get("params") or None
     rho = {k[len("rho."):]: v for k, v in ck["method"].items() if k.startswith("rho.")}
     names = [n for n, _ in model.named_parameters()]
-    std = {n: F.softplus(rho[_key(n)].to(device)) for n in names if _key(n) in rho}
+    std = {n: F.softplus(rho[param_key(n)].to(device)) for n in names if param_key(n) in rho}
     return GaussianKernel.from_model(model, std, params)
 
 
@@ -261,11 +64,10 @@ def prior_from_run(run: Any, device: str | torch.device = "cpu") -> GaussianKern
     """The prior ``P = N(w_P, σ_P² I)`` a ``pbb``/``pbkd`` run was trained against (its stored means)."""
     ck = _ckpt(run)
     cfg = ck["config"]
-    with registered():
-        model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
+    model = build_model(ck["arch"], num_classes=int(ck["num_classes"]), seed=0)
     state = dict(ck["model"])
     for name, _ in model.named_parameters():
-        key = "prior_mean__" + _key(name)
+        key = "prior_mean__" + param_key(name)
         if key in ck["method"]:
             state[name] = ck["method"][key]
     model.load_state_dict(state)

@@ -21,7 +21,7 @@ from . import kd  # noqa: F401  (registers "kd")
 from .kd import kd_loss
 from .checkpoint import load_checkpoint_model
 from .trainer import ConfigMismatchError, EpochInfo, TrainResult, evaluate, predict_logits, train
-from . import vid, vid_rid, rid, itrd, controls  # noqa: F401,E402  (register "vid", "vid_rid", "rid", "itrd", "rcd")
+from . import vid, vid_rid, rid, itrd, controls, pbb  # noqa: F401,E402  (register "vid", "vid_rid", "rid", "itrd", "rcd", "pbb", "pbkd")
 
 __all__ = [
     "ConfigMismatchError",

@@ -243,6 +243,19 @@ class DistillMethod(nn.Module):
             raise ValueError(f"num_classes must be an int ≥ 2; got {num_classes!r}")
         self.num_classes = num_classes
         self.hparams: dict[str, Any] = coerce_hparams(self.name, self.defaults, hparams)
+        self.check_hparams(self.hparams)
+
+    @classmethod
+    def check_hparams(cls, hparams: Mapping[str, Any]) -> None:
+        """Validate hyper-parameters that need no model (called by ``__init__`` and by the command line
+        before any data is loaded). Default: nothing to check.
+
+        Args:
+            hparams: the hyper-parameters completed by their defaults.
+
+        Raises:
+            ValueError: in subclasses, a value the method cannot run with (naming it).
+        """
 
     # -- the one thing most methods implement
     def loss(self, x: Tensor, y: Tensor, s_out: Tensor | FeatureOutput,

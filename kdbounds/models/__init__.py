@@ -1,4 +1,5 @@
-"""CIFAR model zoo: ResNets (8 … 110, 8x4, 32x4), wide ResNets, VGG-BN.
+"""CIFAR model zoo: ResNets (8 … 110, 8x4, 32x4), wide ResNets, VGG-BN, and the BatchNorm-free MLPs
+``mlp256`` / ``mlp512x2`` (PAC-Bayes certificates, :mod:`kdbounds.models.mlp`).
 
 >>> from kdbounds.models import build_model
 >>> m = build_model("resnet20", num_classes=10, seed=0)
@@ -10,9 +11,11 @@ and ``classifier`` (the final ``nn.Linear``).
 """
 
 from .base import CifarModel, FeatureOutput, init_weights
+from .mlp import CifarMLP
 from .registry import MODEL_NAMES, available_models, build_model, count_parameters, register_model
 
 __all__ = [
+    "CifarMLP",
     "CifarModel",
     "FeatureOutput",
     "MODEL_NAMES",

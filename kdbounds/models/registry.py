@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .base import CifarModel, init_weights
+from .mlp import MLP_WIDTHS, CifarMLP
 from .resnet import CifarResNet
 from .vgg import VGG
 from .wrn import WideResNet
@@ -40,6 +41,8 @@ for _d, _k in ((16, 1), (16, 2), (16, 8), (40, 1), (40, 2), (28, 10)):
     register_model(f"wrn_{_d}_{_k}", lambda c, d=_d, k=_k: WideResNet(f"wrn_{d}_{k}", d, k, c))
 for _name in ("vgg8", "vgg11", "vgg13"):
     register_model(_name, lambda c, n=_name: VGG(n, c))
+for _name, _w in MLP_WIDTHS.items():  # BatchNorm-free nets for PAC-Bayes certificates (kdbounds.certificates)
+    register_model(_name, lambda c, n=_name, w=_w: CifarMLP(n, w, c))
 
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

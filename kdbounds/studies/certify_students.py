@@ -36,7 +36,6 @@ centre), whatever σ on the grids.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -203,15 +202,6 @@ def _normalised(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return normalize_uint8(t, mean, std)
 
 
-def _code_tag() -> str:
-    """Fingerprint of this package's training code (the run cache fingerprints only data/models/distill)."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1] / "certificates"
-    for f in ("trainer.py", "nets.py"):
-        h.update((root / f).read_bytes())
-    return h.hexdigest()[:10]
-
-
 def _recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None, **kw: Any) -> TrainConfig:
     return TrainConfig(arch=arch, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr if lr is None else lr,
                        weight_decay=cfg.weight_decay, schedule="cosine", seed=seed, augment=cfg.augment,
@@ -228,21 +218,12 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         cache_root: run cache (default ``out_dir/runs``); trained models are reused across runs.
         progress: tqdm bars; log: one-line messages.
     """
-    from kdbounds.certificates.nets import registered
-
-    with registered():
-        return _run(config, out_dir, cache_root=cache_root, progress=progress, log=log)
-
-
-def _run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None,
-         progress: bool, log: Callable[[str], None]) -> Result:
     from kdbounds.data import load_cifar, stratified_subset
 
     t_start = time.perf_counter()
     cfg = config
     out = Path(out_dir)
     cache = Path(cache_root) if cache_root is not None else out / "runs"
-    cache = cache / f"certificates-{_code_tag()}"
     dev = _device(cfg.device)
     xtr, ytr = load_cifar("cifar10", root=cfg.data_root, split="train")
     xte, yte = load_cifar("cifar10", root=cfg.data_root, split="test")

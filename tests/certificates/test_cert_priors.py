@@ -18,15 +18,6 @@ except ImportError:
     from kdbounds.runs import data_fingerprint
 
 
-@pytest.fixture(autouse=True)
-def _certificate_nets():
-    """mlp256 / mlp512x2 are buildable by name only inside ``registered()`` (the zoo stays unchanged)."""
-    from kdbounds.certificates.nets import registered
-
-    with registered():
-        yield
-
-
 def _data(n=40, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)

@@ -25,15 +25,6 @@ from kdbounds.distill import TrainConfig, train
 from kdbounds.distill.checkpoint import read_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _certificate_nets():
-    """mlp256 / mlp512x2 are buildable by name only inside ``registered()`` (the zoo stays unchanged)."""
-    from kdbounds.certificates.nets import registered
-
-    with registered():
-        yield
-
-
 @given(emp=st.floats(0.0, 1.0), kl=st.floats(0.0, 1e4), n=st.integers(1, 100000),
        delta=st.floats(1e-4, 0.5))
 @settings(max_examples=80)
@@ -97,7 +88,8 @@ def test_posterior_starts_at_prior_and_divergence_matches_torch_distributions(tm
 def test_training_kl_equals_the_kernel_kl():
     """The differentiable KL the objective uses equals kernel_kl of the kernels it defines."""
     from kdbounds.certificates.kernels import GaussianKernel
-    from kdbounds.certificates.trainer import PBBMethod, _key
+    from kdbounds.certificates.trainer import PBBMethod
+    from kdbounds.distill.pbb import param_key as _key
     from kdbounds.models import build_model
 
     student = build_model("mlp256", seed=0)
