@@ -108,7 +108,7 @@ def test_smoke_end_to_end_writes_strict_json_with_the_required_fields(smoke_run)
     assert all(c["divergence"] == 0 for c in d["certificates"] if c["posterior"] == "reference")
     assert any(c["mean_term"] > 0 for c in d["certificates"] if c["posterior"] == "pbkd")
     kd = d["kendall"]
-    assert len(kd) == 2 * 4 and {k["sharpness"] for k in kd} == {"top_eig", "trace"}
+    assert len(kd) == 2 * 5 and {k["sharpness"] for k in kd} == {"top_eig", "trace"}
     for k in kd:
         assert k["n_teachers"] == 3 and "min_attainable_p" in k
 
@@ -147,7 +147,8 @@ def _teachers(T: int, seed: int) -> list[dict]:
                     "pbkd_risk_upper": float(0.5 + 0.004 * eig[i] + g.normal(0, 0.02)),
                     "pbkd_sigma_prior": float(g.choice([0.005, 0.01, 0.02])),  # ties on purpose
                     "reference_risk_upper": float(g.uniform(0.4, 0.6)),
-                    "sigma_tolerated": float(g.uniform(0.01, 0.1))})
+                    "sigma_tolerated": float(g.uniform(0.01, 0.1)),
+                    "teacher_ds_error": float(0.5 + 0.004 * eig[i] + g.normal(0, 0.01))})
     return out
 
 
@@ -156,7 +157,7 @@ def test_kendall_report_tau_and_exact_p_against_scipy_brute_force(seed):
     T = 6
     teachers = _teachers(T, seed)
     rep = kendall_report(teachers, ("pbkd",))
-    assert len(rep) == 8
+    assert len(rep) == 10
     for k in rep:
         x = np.array([t[k["sharpness"]] for t in teachers])
         y = np.array([t[k["outcome"]] for t in teachers])
@@ -176,7 +177,7 @@ def test_kendall_report_skips_outcomes_with_fewer_than_three_finite_teachers():
     for t in teachers[:2]:
         t["sigma_tolerated"] = float("nan")
     rep = kendall_report(teachers, ("pbkd",))
-    assert not any(k["outcome"] == "sigma_tolerated" for k in rep) and len(rep) == 6
+    assert not any(k["outcome"] == "sigma_tolerated" for k in rep) and len(rep) == 8
 
 
 # ---------------------------------------------------------------------------------------------- tolerance
