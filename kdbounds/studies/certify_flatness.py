@@ -409,7 +409,16 @@ def _curvature(model: Any, x: Any, y: Any, cfg: Mapping[str, Any], seed: int) ->
     return {"top_eig": float(eig.eigenvalues[0]), "top_eig_residual": float(eig.residuals[0]),
             "top_eig_converged": bool(eig.converged), "top_eig_matvecs": int(eig.n_matvecs),
             "trace": float(tr.value), "trace_se": float(tr.stderr), "trace_matvecs": int(tr.n_matvecs),
-            "n_params": int(op.shape[0]), "n_examples": int(len(y)), "cpu_s": time.process_time() - t0}
+            "n_params": int(op.shape[0]), "n_examples": int(len(y)), "weight_norm": _weight_norm(model),
+            "cpu_s": time.process_time() - t0}
+
+
+def _weight_norm(model: Any) -> float:
+    r"""Euclidean norm of all parameters, :math:`\|w\|_2` (isotropic noise of scale σ is relative to it)."""
+    import torch
+
+    with torch.no_grad():
+        return float(torch.sqrt(sum((p.double() ** 2).sum() for p in model.parameters())))
 
 
 def _cert_row(c: Any) -> dict[str, Any]:
@@ -795,7 +804,8 @@ def summary(result: Result) -> str:
     from .plots import format_table
 
     kinds = ["reference", *result.config["posteriors"]]
-    cols = ["teacher", "teacher_test_acc", "top_eig", "trace", "trace_se", "sigma_tolerated",
+    cols = ["teacher", "teacher_test_acc", "teacher_ds_error", "top_eig", "trace", "trace_se", "weight_norm",
+            "sigma_tolerated",
             *(f"{k}_{f}" for k in kinds for f in ("risk_upper", "sigma_prior", "mean_term", "test_gibbs_risk"))]
     lines = ["Teachers (certified 0–1 risk at the selected σ_P of the grid, paying ln J):",
              format_table(result.teachers, cols),

@@ -91,7 +91,7 @@ def test_smoke_end_to_end_writes_strict_json_with_the_required_fields(smoke_run)
     assert len(d["teachers"]) == 3 == d["summary"]["n_teachers"]
     for t in d["teachers"]:
         for k in ("top_eig", "trace", "trace_se", "sigma_tolerated", "teacher_ds_error", "pbkd_risk_upper",
-                  "pbkd_sigma_prior", "pbkd_mean_term", "reference_risk_upper", "teacher_test_acc"):
+                  "pbkd_sigma_prior", "pbkd_mean_term", "reference_risk_upper", "teacher_test_acc", "weight_norm"):
             assert isinstance(t[k], (int, float)) and math.isfinite(t[k]), (t["teacher"], k)
         assert min(abs(t["pbkd_sigma_prior"] - v) for v in cf.PRESETS["smoke"].scales) < 1e-15
         rows = [c for c in d["certificates"] if c["teacher"] == t["teacher"]]
