@@ -40,6 +40,15 @@ from a small description (:class:`FlatnessData`), once per process.
 
 Writes ``results.json`` (strict JSON: config, split, per-teacher records, every certificate, the
 Kendall tests, the summary), ``teachers.csv``, ``certificates.csv``, ``flatness.png`` and ``summary.txt``.
+
+Measured with the ``cpu`` preset (30 Nov 2026; 18 teachers = 6 recipes × 3 seeds, n_S = 5,000, n_T = 10,000,
+J = 5; 536 CPU-s at one thread): every ``pbkd`` certificate non-vacuous (0.58–0.69, held-out Gibbs risk
+0.02–0.04 lower); Kendall τ(λ_max, certified risk) = −0.27 (p = 0.13, Holm 1) — sharper slightly *tighter*,
+not significant, the same τ as sharpness vs the teacher's own ``D_S`` error: the posteriors barely leave
+the teacher (mean term 0.35–1.05 nats), so each certificate is the teacher's Gibbs risk + ≈ 0.03 and there
+is no mean term for flatness to shrink. The selected σ_P is 0.005 for 17 of 18 teachers. Sharper teachers
+tolerate *larger* isotropic noise (τ(λ_max, σ tolerated) = +0.71, Holm p = 0.0005): the sharpest recipe
+(lr 0.05, batch 32) has twice the weight norm of the others, and λ_max/trace are not scale-invariant.
 """
 
 from __future__ import annotations
