@@ -260,3 +260,36 @@ def test_ray_gives_the_same_numbers_as_local(ray_cluster, smoke_run, fake_root, 
     assert strip(ray_res.teachers) == strip(res.teachers)
     assert strip(ray_res.certificates) == strip(res.certificates)
     assert ray_res.kendall == res.kendall
+
+
+# ---------------------------------------------------------------------------------------------- curvature
+def test_teacher_sharpness_against_a_dense_float64_hessian():
+    """λ_max (Lanczos) and the Hutchinson trace of the mean cross-entropy vs ``torch.autograd.functional.hessian``
+    of the same loss over the flattened parameters, eigenvalues by ``numpy.linalg.eigvalsh``."""
+    import torch
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
+    x = torch.randn(30, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,))
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def loss(flat):
+        parts, i = {}, 0
+        for n, s in zip(names, shapes):
+            k = int(np.prod(s))
+            parts[n] = flat[i:i + k].reshape(s)
+            i += k
+        return torch.nn.functional.cross_entropy(functional_call(model, parts, (x,)), y)
+
+    H = torch.autograd.functional.hessian(loss, flat0).numpy()
+    eig = np.linalg.eigvalsh(H)
+    cfg = {"curvature_batch_size": 10, "lanczos_matvecs": flat0.numel(), "trace_matvecs": 400}
+    got = cf._curvature(model, x, y, cfg, seed=3)
+    assert got["top_eig"] == pytest.approx(eig[-1], rel=1e-6)
+    assert got["n_params"] == flat0.numel() == 39 and got["n_examples"] == 30
+    assert abs(got["trace"] - np.trace(H)) <= 5 * got["trace_se"] and got["trace_se"] > 0
+    assert got["weight_norm"] == pytest.approx(float(np.linalg.norm(flat0.numpy())), rel=1e-12)
