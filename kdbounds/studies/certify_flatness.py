@@ -72,7 +72,7 @@ from .sweep import RunSpec, run_sweep
 
 __all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "Config", "PRESETS", "Result", "FlatnessData",
            "TeacherRecipe", "run", "training_specs", "write_results", "plot_flatness", "summary",
-           "kendall_report", "sigma_tolerated", "measure_teacher", "train_teacher", "train_posterior"]
+           "kendall_report", "sigma_tolerated", "measure_teacher", "train_teacher", "train_posterior", "load_split"]
 
 POSTERIORS = ("pbkd", "pbb")
 SHARPNESS_MEASURES = ("top_eig", "trace")
