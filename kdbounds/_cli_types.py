@@ -33,6 +33,7 @@ __all__ = [
     "open_unit",
     "momentum",
     "int_list",
+    "nonneg_int_list",
     "positive_int_list",
     "float_list",
     "milestones",
@@ -171,6 +172,11 @@ def _list(text: str, item: Callable[[str], object], what: str, example: str) -> 
 def int_list(text: str) -> tuple[int, ...]:
     """Comma-separated integers, e.g. ``1,2,3``."""
     return _list(text, lambda t: _int(t, "an integer"), "integers", "1,2,3")
+
+
+def nonneg_int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated integers >= 0, e.g. ``0,1,2`` (seeds)."""
+    return _list(text, nonneg_int, "integers >= 0", "0,1,2")
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:

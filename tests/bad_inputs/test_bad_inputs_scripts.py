@@ -17,7 +17,7 @@ import torch
 
 from bad_input_helpers import ROOT, parse_error, script, subst
 
-STUDY_SCRIPTS = ["nuisance_teacher", "sharpness_vs_gap", "functional_transfer", "pid_transfer"]
+STUDY_SCRIPTS = ["nuisance_teacher", "sharpness_vs_gap", "functional_transfer", "pid_transfer", "certify_flatness"]
 
 COMMON = [  # options every study script has (from kdbounds.studies._cli.study_parser)
     ("--out", "@FILE", "a file is in the way"), ("--out", "@UNDERFILE", "is a file"),
@@ -55,6 +55,10 @@ PER_SCRIPT = {
     ],
     "pid_transfer": [
         ("--methods", "nope", "unknown: nope"), ("--methods", "kd,,nope", "unknown: nope"), ("--methods", "kd,kd", "repeats"),
+    ],
+    "certify_flatness": [
+        ("--seeds", "-1", "integers >= 0"), ("--seeds", "x", "integers >= 0"), ("--n-s", "0", ">= 1"),
+        ("--teacher-epochs", "0", ">= 1"), ("--n-scales", "two", "integer"),
     ],
 }
 LG = [("--seeds", "-1", "seed"), ("--seeds", "x", "seed"), ("--seeds", "4294967296", "seed"),

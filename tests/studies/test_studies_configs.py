@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
-from kdbounds.studies import functional_transfer, nuisance_teacher, pid_transfer, sharpness_vs_gap
+from kdbounds.studies import certify_flatness, functional_transfer, nuisance_teacher, pid_transfer, sharpness_vs_gap
 
-STUDIES = (sharpness_vs_gap, nuisance_teacher, functional_transfer, pid_transfer)
+STUDIES = (sharpness_vs_gap, nuisance_teacher, functional_transfer, pid_transfer, certify_flatness)
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

@@ -65,7 +65,7 @@ def test_every_experiment_script_has_the_execution_flags_and_a_study_threads_fie
         spec.loader.exec_module(mod)
         return mod
 
-    for name in ("sharpness_vs_gap", "nuisance_teacher", "functional_transfer", "pid_transfer"):
+    for name in ("sharpness_vs_gap", "nuisance_teacher", "functional_transfer", "pid_transfer", "certify_flatness"):
         a = load(name).parse_args(["--executor", "ray", "--workers", "2", "--threads", "2", "--no-download"])
         assert (a.executor, a.workers, a.threads, a.no_download) == ("ray", 2, 2, True), name
     nt = load("nuisance_teacher")

@@ -1,0 +1,830 @@
+r"""Study: does a flatter teacher prior certify tighter students? (theory.md §7, issue 12 item 6)
+
+The theory's flatness claim in certificate form: a teacher at a flatter minimum tolerates a larger
+prior scale ``σ_P`` at the same Gibbs risk; a larger ``σ_P`` shrinks the mean term of the
+distillation divergence,
+
+.. math::
+    \mathrm{KL}(Q\|P) = \tfrac12 \sum_i \frac{(w_{Q,i} - w_{T,i})^2}{\sigma_P^2}
+    + \tfrac12 \sum_i \varphi\!\big(\sigma_{Q,i}^2/\sigma_P^2\big),\qquad \varphi(r) = r - 1 - \ln r,
+
+so the certified risk of students distilled from it should be lower. This study measures it.
+
+On one fixed, recorded split of the CIFAR-10 training set into ``D_T`` and ``D_S``
+(:func:`kdbounds.certificates.split.make_split`):
+
+* **teachers** of the student architecture (so each teacher is directly the prior, kind (c)) trained
+  with cross-entropy on ``D_T`` by recipes that reach minima of different sharpness (learning rate,
+  batch size, weight decay: the flagship's :class:`~kdbounds.studies.sharpness_vs_gap.TeacherRecipe`),
+  over seeds — every (recipe, seed) is one independent teacher;
+* per teacher, its **sharpness** on a fixed sample of ``D_T`` (the training loss, plain cross-entropy):
+  the top Hessian eigenvalue (Lanczos, :func:`kdbounds.curvature.top_eigenvalues`) and the trace
+  (Hutchinson, :func:`kdbounds.curvature.hutchinson_trace`, with its standard error);
+* per teacher and per value ``σ_P`` of a grid of ``J`` values fixed in advance: (i) the
+  certified-distillation posterior (``pbkd``, and/or ``pbb`` without the KD term) learnt from the
+  prior ``P = N(w_T, σ_P² I)`` on ``D_T ∪ D_S`` and certified on ``D_S`` with ``n_grid = J`` (every
+  grid value's certificate is computed and recorded; the reported one is the minimum, which is valid
+  because each was computed at ``δ/J``); (ii) the pure-flatness reference ``Q = P = N(w_T, σ² I)``
+  (mean and variance terms 0): its Gibbs risk on ``D_S`` as a function of ``σ`` is the teacher's
+  **tolerance curve**, and ``sigma_tolerated`` the scale (log-interpolated on the grid) at which the
+  Gibbs risk first exceeds the teacher's own ``D_S`` error by ``tolerance``;
+* **statistics** at the teacher level: Kendall τ_b between each sharpness measure and each outcome
+  (certified risk, selected ``σ_P``, the reference's certified risk, ``sigma_tolerated``) with a
+  permutation test over teachers (:func:`kdbounds.checks.teacher_stats.permutation_kendall`), all
+  p-values Holm-adjusted together; ``n_teachers`` and the minimum attainable p are reported.
+
+Every training and every per-teacher measurement (curvature and certificates) is a run of the sweep
+runner (:func:`kdbounds.studies.sweep.run_sweep`): ``sweep={"executor": "ray", "workers": 2}``
+parallelises them; at equal ``threads`` both executors give the same numbers. Workers rebuild the data
+from a small description (:class:`FlatnessData`), once per process.
+
+Writes ``results.json`` (strict JSON: config, split, per-teacher records, every certificate, the
+Kendall tests, the summary), ``teachers.csv``, ``certificates.csv``, ``flatness.png`` and ``summary.txt``.
+
+Measured with the ``cpu`` preset (30 Nov 2026; 18 teachers = 6 recipes × 3 seeds, n_S = 5,000, n_T = 10,000,
+J = 5; 536 CPU-s at one thread): every ``pbkd`` certificate non-vacuous (0.58–0.69, held-out Gibbs risk
+0.02–0.04 lower); Kendall τ(λ_max, certified risk) = −0.27 (p = 0.13, Holm 1) — sharper slightly *tighter*,
+not significant, the same τ as sharpness vs the teacher's own ``D_S`` error: the posteriors barely leave
+the teacher (mean term 0.35–1.05 nats), so each certificate is the teacher's Gibbs risk + ≈ 0.03 and there
+is no mean term for flatness to shrink. The selected σ_P is 0.005 for 17 of 18 teachers. Sharper teachers
+tolerate *larger* isotropic noise (τ(λ_max, σ tolerated) = +0.71, Holm p = 0.0005): the sharpest recipe
+(lr 0.05, batch 32) has twice the weight norm of the others, and λ_max/trace are not scale-invariant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._checks import check_choice, check_int, check_open_unit, check_positive
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
+from .sharpness_vs_gap import TeacherRecipe
+from .sweep import RunSpec, run_sweep
+
+__all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "Config", "PRESETS", "Result", "FlatnessData",
+           "TeacherRecipe", "run", "training_specs", "write_results", "plot_flatness", "summary",
+           "kendall_report", "sigma_tolerated", "measure_teacher", "train_teacher", "train_posterior", "load_split"]
+
+POSTERIORS = ("pbkd", "pbb")
+SHARPNESS_MEASURES = ("top_eig", "trace")
+#: teacher-level outcomes tested against each sharpness measure (``{p}`` is each learnt posterior)
+#: (``teacher_ds_error``, the teacher's own 0–1 error on ``D_S``, is the accuracy confound: reported with the rest)
+OUTCOMES = ("{p}_risk_upper", "{p}_sigma_prior", "reference_risk_upper", "sigma_tolerated", "teacher_ds_error")
+
+#: recipes for the BatchNorm-free ``mlp256`` (the flagship's ResNet recipes with lr >= 0.1 leave it at chance:
+#: measured 30 Nov 2026, lr 0.1 / batch 32, 8 epochs on n_T = 10,000: test accuracy 0.19)
+_CPU_RECIPES = (TeacherRecipe("lr0.05-bs32", 0.05, 32), TeacherRecipe("lr0.02-bs64", 0.02, 64),
+                TeacherRecipe("lr0.05-bs128-wd0", 0.05, 128, 0.0), TeacherRecipe("lr0.02-bs256", 0.02, 256),
+                TeacherRecipe("lr0.01-bs512", 0.01, 512), TeacherRecipe("lr0.05-bs128-wd5e-3", 0.05, 128, 5e-3))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that determines a run of the study (recorded in ``results.json``).
+
+    Attributes:
+        preset: name recorded with the results.
+        arch: the student (= teacher = prior) architecture, a BatchNorm-free certificate net.
+        n_s, n_t: sizes of ``D_S`` and ``D_T``; test_n: held-out test images (stratified; None: all).
+        split_seed: seed of the split (fixed across teachers).
+        recipes: the teachers' recipes; seeds: training seeds (teachers = recipes × seeds).
+        teacher_epochs: epochs of each teacher (cross-entropy on ``D_T``, cosine schedule).
+        posteriors: which learnt posteriors to certify (``pbkd``, ``pbb``); posterior_epochs, posterior_lr,
+            posterior_batch_size: their training; objective: ``fquad``/``fclassic``; pbkd_alpha, kd_T: the
+            KD term of ``pbkd`` (the teacher is the prior itself).
+        scale_low, scale_high, n_scales: the ``σ_P`` grid (``J = n_scales`` log-spaced values).
+        delta, delta_mc, p_min: certificate parameters; n_draws / test_draws: Monte Carlo passes over
+            ``D_S`` / the test images (per-example draws).
+        curve_low, curve_high, curve_n: the finer, wider grid of the tolerance curve (Gibbs risk on ``D_S``
+            of ``N(w_T, σ² I)``; a measurement, not a certificate).
+        tolerance: Gibbs-risk increase over the teacher's ``D_S`` error that defines ``sigma_tolerated``.
+        curvature_n: ``D_T`` images of the sharpness sample; curvature_batch_size: per Hessian product;
+            lanczos_matvecs, trace_matvecs: products for ``λ_max`` and the trace.
+        n_perm: random permutations of the Kendall tests when there are more than 8 teachers.
+        device: ``cpu``, ``cuda`` or ``auto``; data_root: CIFAR location.
+    """
+
+    preset: str = "custom"
+    arch: str = "mlp256"
+    n_s: int = 5000
+    n_t: int = 10000
+    test_n: int | None = 2000
+    split_seed: int = 0
+    recipes: tuple[TeacherRecipe, ...] = _CPU_RECIPES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    teacher_epochs: int = 8
+    posteriors: tuple[str, ...] = ("pbkd",)
+    posterior_epochs: int = 2
+    posterior_lr: float = 0.02
+    posterior_batch_size: int = 128
+    objective: str = "fquad"
+    pbkd_alpha: float = 0.1
+    kd_T: float = 4.0
+    scale_low: float = 2.5e-3
+    scale_high: float = 4e-2
+    n_scales: int = 5
+    delta: float = 0.025
+    delta_mc: float = 0.01
+    p_min: float = 1e-4
+    n_draws: int = 4
+    test_draws: int = 2
+    curve_low: float = 3e-3
+    curve_high: float = 0.3
+    curve_n: int = 11
+    tolerance: float = 0.05
+    curvature_n: int = 2000
+    curvature_batch_size: int = 500
+    lanczos_matvecs: int = 30
+    trace_matvecs: int = 30
+    n_perm: int = 20000
+    device: str = "cpu"
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        from ..certificates.priors import scale_grid
+
+        check_choice("arch", self.arch, ("mlp256", "mlp512x2"))
+        check_int("n_s", self.n_s, minimum=1)
+        check_int("n_t", self.n_t, minimum=1)
+        if self.test_n is not None:
+            check_int("test_n", self.test_n, minimum=10)
+        check_int("split_seed", self.split_seed, minimum=0)
+        if not self.recipes or not all(isinstance(r, TeacherRecipe) for r in self.recipes):
+            raise ValueError(f"recipes: expected at least one TeacherRecipe, got {self.recipes!r}")
+        names = [r.name for r in self.recipes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"recipes: recipe names must be distinct, got {names}")
+        for r in self.recipes:
+            check_positive(f"recipes[{r.name}].lr", r.lr)
+            check_int(f"recipes[{r.name}].batch_size", r.batch_size, minimum=1)
+            if not (math.isfinite(r.weight_decay) and r.weight_decay >= 0):
+                raise ValueError(f"recipes[{r.name}].weight_decay: expected a finite number >= 0, got "
+                                 f"{r.weight_decay}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: expected at least one seed, all distinct, got {self.seeds}")
+        for s in self.seeds:
+            check_int("seeds", s, minimum=0)
+        if len(self.recipes) * len(self.seeds) < 3:
+            raise ValueError(f"recipes, seeds: the teacher-level Kendall tests need at least 3 teachers "
+                             f"(recipes × seeds), got {len(self.recipes)} × {len(self.seeds)}")
+        if not self.posteriors:
+            raise ValueError(f"posteriors: expected at least one of {POSTERIORS}")
+        for p in self.posteriors:
+            check_choice("posteriors", p, POSTERIORS)
+        if len(set(self.posteriors)) != len(self.posteriors):
+            raise ValueError(f"posteriors: repeated entries in {self.posteriors}")
+        for name in ("teacher_epochs", "posterior_epochs", "posterior_batch_size", "n_scales", "n_draws",
+                     "test_draws", "curvature_n", "curvature_batch_size", "n_perm"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("lanczos_matvecs", self.lanczos_matvecs, minimum=2)
+        check_int("trace_matvecs", self.trace_matvecs, minimum=2)
+        if self.n_scales < 2:
+            raise ValueError(f"n_scales: expected at least 2 grid values (a tolerance curve), got {self.n_scales}")
+        check_int("curve_n", self.curve_n, minimum=2)
+        for name in ("posterior_lr", "kd_T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance"):
+            check_positive(name, getattr(self, name))
+        if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
+            raise ValueError(f"pbkd_alpha: expected a finite number >= 0, got {self.pbkd_alpha}")
+        check_open_unit("delta", self.delta)
+        check_open_unit("delta_mc", self.delta_mc)
+        if self.delta + self.delta_mc >= 1:
+            raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {self.delta} + {self.delta_mc}")
+        check_open_unit("p_min", self.p_min)
+        check_choice("objective", self.objective, ("fquad", "fclassic"))
+        check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        for lo, hi, n in (("scale_low", "scale_high", "n_scales"), ("curve_low", "curve_high", "curve_n")):
+            try:
+                scale_grid(getattr(self, lo), getattr(self, hi), getattr(self, n))
+            except ValueError as e:
+                raise ValueError(f"{lo}, {hi}: expected 0 < {lo} < {hi}, got {getattr(self, lo)} and "
+                                 f"{getattr(self, hi)} ({e})") from None
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """The ``σ_P`` grid (``J`` log-spaced values, fixed before ``D_S`` is used)."""
+        from ..certificates.priors import scale_grid
+
+        return scale_grid(self.scale_low, self.scale_high, self.n_scales)
+
+    @property
+    def data(self) -> "FlatnessData":
+        """The data description the runs rebuild their arrays from."""
+        return FlatnessData(self.data_root, self.n_s, self.n_t, self.split_seed, self.test_n)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw: Any) -> "Config":
+        return dataclasses.replace(self, **kw)
+
+
+PRESETS: dict[str, Config] = {
+    # CI: three tiny teachers, a two-value grid; well under a minute on 2 cores (decoded CIFAR cached).
+    "smoke": Config(preset="smoke", n_s=500, n_t=500, test_n=200,
+                    recipes=(TeacherRecipe("lr0.1-bs32", 0.1, 32), TeacherRecipe("lr0.05-bs64", 0.05, 64),
+                             TeacherRecipe("lr0.02-bs128-wd0", 0.02, 128, 0.0)),
+                    seeds=(0,), teacher_epochs=1, posterior_epochs=1, n_scales=2, n_draws=1, test_draws=1,
+                    curve_n=4, curvature_n=100, curvature_batch_size=100, lanczos_matvecs=4, trace_matvecs=4,
+                    n_perm=2000),
+    # Real CIFAR-10 on 2 CPU cores: n_S = 5,000, n_T = 10,000 (certify_students' sizes), 6 recipes × 3 seeds.
+    "cpu": Config(preset="cpu"),
+    # Full CIFAR-10 on a GPU: n_S = 10,000, n_T = 40,000, 6 recipes × 3 seeds, longer training.
+    "gpu": Config(preset="gpu", arch="mlp512x2", n_s=10000, n_t=40000, test_n=None,
+                  recipes=(*_CPU_RECIPES, TeacherRecipe("lr0.1-bs128-wd5e-3", 0.1, 128, 5e-3)),
+                  seeds=(0, 1, 2, 3), teacher_epochs=40, posteriors=("pbkd", "pbb"), posterior_epochs=10,
+                  n_scales=5, scale_low=2.5e-3, n_draws=10, test_draws=5, curvature_n=5000,
+                  curvature_batch_size=1000, lanczos_matvecs=40, trace_matvecs=64, device="auto"),
+}
+
+
+# ------------------------------------------------------------------------------------------------ data
+@dataclass(frozen=True)
+class FlatnessData:
+    """What every run rebuilds its arrays from (small, hashable, picklable).
+
+    Attributes:
+        root: CIFAR-10 location (None: the standard places). n_s, n_t, split_seed: the split.
+        test_n: stratified test subset (None: the whole test split).
+    """
+
+    root: str | None
+    n_s: int
+    n_t: int
+    split_seed: int
+    test_n: int | None
+
+
+@functools.lru_cache(maxsize=2)
+def load_split(desc: FlatnessData) -> dict[str, Any]:
+    """The arrays of ``desc``, loaded once per process: ``teacher`` = ``D_T``, ``union`` = ``D_T ∪ D_S``
+    (each ``(x, y, test_x, test_y)`` for the trainer), ``cert`` = ``(x_S, y_S)``, ``test`` and ``split``.
+
+    Raises:
+        ValueError: the split does not fit in the training set (names ``n_t``/``n_s``).
+    """
+    from ..certificates.split import make_split
+    from .grid import DataSpec, load_data
+
+    xtr, ytr, xte, yte = load_data(DataSpec("cifar10", desc.root, desc.test_n))
+    split = make_split(ytr, desc.n_s, n_t=desc.n_t, seed=desc.split_seed)
+    T, S, U = split.teacher, split.cert, split.union
+    return {"split": split, "teacher": (xtr[T], ytr[T], xte, yte), "union": (xtr[U], ytr[U], xte, yte),
+            "cert": (xtr[S], ytr[S]), "test": (xte, yte)}
+
+
+def _normalised(x: np.ndarray, device: Any) -> Any:
+    import torch
+
+    from ..data.transforms import normalization, normalize_uint8
+
+    mean, std = normalization("cifar10")
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
+    return normalize_uint8(t, mean, std)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def _teacher_config(cfg: Config, recipe: TeacherRecipe, seed: int) -> Any:
+    from ..distill.config import TrainConfig
+
+    return TrainConfig(arch=cfg.arch, epochs=cfg.teacher_epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                       weight_decay=recipe.weight_decay, schedule="cosine", seed=seed, method="ce",
+                       device=cfg.device, eval_every=cfg.teacher_epochs)
+
+
+def _posterior_config(cfg: Config, kind: str, sigma_prior: float, seed: int) -> Any:
+    """The ``pbb``/``pbkd`` recipe without its prior (the worker fills the teacher's path in)."""
+    from ..distill.config import TrainConfig
+
+    kw: dict[str, Any] = {"sigma_prior": float(sigma_prior), "objective": cfg.objective, "n_bound": cfg.n_s,
+                          "delta": cfg.delta, "p_min": cfg.p_min}
+    if kind == "pbkd":
+        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
+    return TrainConfig(arch=cfg.arch, epochs=cfg.posterior_epochs, batch_size=cfg.posterior_batch_size,
+                       lr=cfg.posterior_lr, weight_decay=0.0, schedule="cosine", seed=seed, method=kind,
+                       method_kwargs=kw, device=cfg.device, eval_every=cfg.posterior_epochs)
+
+
+def train_teacher(config: Mapping[str, Any], cache_root: str, data: FlatnessData, progress: bool = False) -> Any:
+    """Train one teacher on ``D_T`` through the run cache (a run of the sweep; module-level for Ray).
+
+    Args:
+        config: ``TrainConfig.to_dict()`` of the teacher. cache_root: the run cache.
+        data: the data description. progress: the trainer's progress.
+
+    Returns:
+        The :class:`~kdbounds.distill.trainer.TrainResult` (reused when finished before).
+    """
+    from ..distill.config import TrainConfig
+    from .cache import train_cached
+
+    return train_cached(TrainConfig.from_dict(dict(config)), cache_root, data=load_split(data)["teacher"],
+                        progress=progress)
+
+
+def train_posterior(config: Mapping[str, Any], cache_root: str, data: FlatnessData, teacher: str,
+                    progress: bool = False, deps: Mapping[str, Any] | None = None) -> Any:
+    """Learn a ``pbb``/``pbkd`` posterior on ``D_T ∪ D_S`` from the teacher prior (a run of the sweep).
+
+    The prior is the teacher run ``deps[teacher]`` (its model file, pinned by SHA-256); ``pbkd`` also
+    distils from it.
+
+    Args:
+        config: ``TrainConfig.to_dict()`` of the posterior, without ``prior`` (filled in here).
+        cache_root: the run cache. data: the data description. teacher: key of the teacher run.
+        progress: the trainer's progress. deps: filled in by the sweep runner.
+
+    Returns:
+        The posterior's :class:`~kdbounds.distill.trainer.TrainResult`.
+
+    Raises:
+        ValueError: ``teacher`` is not among ``deps``.
+    """
+    from .._io import file_sha256
+    from ..distill.config import TrainConfig
+    from .cache import train_cached
+
+    if not deps or teacher not in deps:
+        raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
+    path = deps[teacher].paths["model"]
+    cfg = TrainConfig.from_dict(dict(config))
+    kw = {**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)}
+    cfg = cfg.replace(method_kwargs=kw, teacher_ckpt=path if cfg.method == "pbkd" else None)
+    return train_cached(cfg, cache_root, data=load_split(data)["union"], progress=progress)
+
+
+def sigma_tolerated(scales: Any, risks: Any, base: float, tolerance: float) -> tuple[float, bool]:
+    r"""The prior scale at which the Gibbs risk first exceeds ``base + tolerance`` (log-linear interpolation).
+
+    .. math::
+        \sigma_{tol} = \exp\Big(\ln\sigma_{k-1} + (\ln\sigma_k - \ln\sigma_{k-1})
+        \frac{\tau - r_{k-1}}{r_k - r_{k-1}}\Big),\quad \tau = \mathrm{base} + \mathrm{tolerance},
+
+    with ``k`` the first grid index whose risk ``r_k > τ``.
+
+    Args:
+        scales: increasing grid of ``σ``. risks: Gibbs risk at each. base: the risk at ``σ = 0``.
+        tolerance: allowed increase (> 0).
+
+    Returns:
+        ``(σ_tol, censored)``: ``censored`` when no grid value exceeds the threshold (``σ_tol`` is then the
+        largest scale: the tolerated scale is at least that) — or when the smallest already does
+        (``σ_tol`` the smallest scale: at most that).
+
+    Raises:
+        ValueError: mismatched or non-increasing inputs, non-finite risks.
+    """
+    s = np.asarray(scales, dtype=float)
+    r = np.asarray(risks, dtype=float)
+    if s.shape != r.shape or s.ndim != 1 or s.size < 1:
+        raise ValueError(f"scales, risks: expected 1-D arrays of the same length, got {s.shape} and {r.shape}")
+    if np.any(np.diff(s) <= 0) or s[0] <= 0:
+        raise ValueError(f"scales: expected positive, strictly increasing values, got {s.tolist()}")
+    if not np.all(np.isfinite(r)) or not math.isfinite(base):
+        raise ValueError("risks, base: expected finite values")
+    check_positive("tolerance", tolerance)
+    thr = base + tolerance
+    above = np.nonzero(r > thr)[0]
+    if above.size == 0:
+        return float(s[-1]), True
+    k = int(above[0])
+    if k == 0:
+        return float(s[0]), True
+    a, b = math.log(s[k - 1]), math.log(s[k])
+    f = (thr - r[k - 1]) / (r[k] - r[k - 1])
+    return float(math.exp(a + (b - a) * f)), False
+
+
+def _curvature(model: Any, x: Any, y: Any, cfg: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Top Hessian eigenvalue and Hutchinson trace of the mean cross-entropy on the sample ``(x, y)``."""
+    import torch.nn.functional as F
+
+    from ..curvature import HessianOperator, hutchinson_trace, top_eigenvalues
+
+    bs = int(cfg["curvature_batch_size"])
+    batches = [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(y), bs)]
+    t0 = time.process_time()
+    op = HessianOperator(model, lambda out, t: F.cross_entropy(out, t), batches)
+    eig = top_eigenvalues(op, 1, max_matvecs=int(cfg["lanczos_matvecs"]), seed=seed)
+    tr = hutchinson_trace(op, int(cfg["trace_matvecs"]), seed=seed + 1)
+    return {"top_eig": float(eig.eigenvalues[0]), "top_eig_residual": float(eig.residuals[0]),
+            "top_eig_converged": bool(eig.converged), "top_eig_matvecs": int(eig.n_matvecs),
+            "trace": float(tr.value), "trace_se": float(tr.stderr), "trace_matvecs": int(tr.n_matvecs),
+            "n_params": int(op.shape[0]), "n_examples": int(len(y)), "weight_norm": _weight_norm(model),
+            "cpu_s": time.process_time() - t0}
+
+
+def _weight_norm(model: Any) -> float:
+    r"""Euclidean norm of all parameters, :math:`\|w\|_2` (isotropic noise of scale σ is relative to it)."""
+    import torch
+
+    with torch.no_grad():
+        return float(torch.sqrt(sum((p.double() ** 2).sum() for p in model.parameters())))
+
+
+def _cert_row(c: Any) -> dict[str, Any]:
+    t = c.test_gibbs_risk or {}
+    return {"risk_upper": c.risk_upper, "mc_risk": c.mc_risk, "mc_risk_upper": c.mc_risk_upper,
+            "divergence": c.divergence, "mean_term": c.mean_term, "variance_term": c.variance_term,
+            "vacuous": c.vacuous, "n_s": c.n_s, "n_grid": c.n_grid, "test_gibbs_risk": t.get("value"),
+            "test_gibbs_ci_low": t.get("ci_low"), "test_gibbs_ci_high": t.get("ci_high"),
+            "sigma_posterior_max": c.posterior.get("std_max"), "sigma_posterior_min": c.posterior.get("std_min")}
+
+
+def measure_teacher(config: Mapping[str, Any], data: FlatnessData, teacher: str, posteriors: Mapping[str, str],
+                    seed: int, deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Per teacher: sharpness on ``D_T``, the reference tolerance curve and certificates, and the
+    certificate of every learnt posterior on the grid (a run of the sweep, executed on the worker).
+
+    Args:
+        config: :meth:`Config.to_dict` of the study. data: the data description.
+        teacher: key of the teacher run. posteriors: ``{run key: "<kind>"}`` of this teacher's posterior
+            runs (one per kind and grid value; each run's ``sigma_prior`` is read from its config).
+        seed: the teacher's training seed (Monte Carlo and probe seeds derive from it).
+        deps: filled in by the sweep runner.
+
+    Returns:
+        A small dict: ``curvature``, ``teacher_ds_error``, ``teacher_test_acc``, ``curve`` (reference
+        certificates per ``σ``), ``certificates`` (learnt posteriors), ``cpu_s`` per phase.
+    """
+    import torch
+
+    from .._torch import resolve_device
+    from ..certificates.certify import certify, gibbs_losses
+    from ..certificates.kernels import GaussianKernel, per_example_logits
+    from ..certificates.priors import scale_grid
+    from ..certificates.trainer import posterior_from_run, prior_from_run
+    from ..data import stratified_subset
+    from ..distill import load_checkpoint_model
+
+    deps = deps or {}
+    cfg = config
+    dev = resolve_device(cfg["device"])
+    arrays = load_split(data)
+    split = arrays["split"]
+    xs, ys = arrays["cert"]
+    ds = (_normalised(xs, dev), torch.from_numpy(np.asarray(ys)).to(dev))
+    dtest = (_normalised(arrays["test"][0], dev), torch.from_numpy(np.asarray(arrays["test"][1])).to(dev))
+    xt, yt = arrays["teacher"][:2]
+    per = max(1, int(cfg["curvature_n"]) // 10)
+    ci = stratified_subset(yt, min(per, int(np.bincount(yt).min())), seed=int(cfg["split_seed"]))
+    dcurv = (_normalised(xt[ci], dev), torch.from_numpy(np.asarray(yt[ci])).to(dev))
+    scales = scale_grid(cfg["scale_low"], cfg["scale_high"], cfg["n_scales"])
+    J = len(scales)
+    ckw = dict(n_draws=int(cfg["n_draws"]), delta=cfg["delta"], delta_mc=cfg["delta_mc"], n_grid=J,
+               p_min=cfg["p_min"], test_data=dtest, test_draws=int(cfg["test_draws"]), split=split)
+    clock: dict[str, float] = {}
+    t_res = deps[teacher]
+    model = load_checkpoint_model(t_res.paths["model"], map_location=dev).eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    curv = _curvature(model, *dcurv, cfg, seed)
+    clock["curvature"] = curv.pop("cpu_s")
+    t0 = time.process_time()
+    with torch.no_grad():
+        err = float((model(ds[0]).argmax(1) != ds[1]).double().mean())
+    tol_scales = scale_grid(cfg["curve_low"], cfg["curve_high"], cfg["curve_n"])
+    gen = torch.Generator(device=dev).manual_seed(seed * 1000 + 900)
+    tol = []
+    for s in tol_scales:
+        K = GaussianKernel.from_model(model, float(s))
+        with torch.no_grad():
+            z = torch.stack([per_example_logits(K, ds[0], gen) for _ in range(int(cfg["n_draws"]))])
+        tol.append(float(gibbs_losses(z, ds[1], "zero_one", cfg["p_min"]).mean()))
+    curve = []
+    for j, s in enumerate(scales):
+        P = GaussianKernel.from_model(model, float(s))
+        c = certify(P, P, ds, seed=seed * 1000 + j, **ckw)
+        curve.append({"sigma": float(s), **_cert_row(c)})
+    clock["reference"] = time.process_time() - t0
+    t0 = time.process_time()
+    certs = []
+    for i, (key, kind) in enumerate(posteriors.items()):
+        res = deps[key]
+        Q, P = posterior_from_run(res, dev), prior_from_run(res, dev)
+        sp = float(res.config["method_kwargs"]["sigma_prior"])
+        c = certify(Q, P, ds, seed=seed * 1000 + 500 + i, **ckw)
+        certs.append({"posterior": kind, "sigma_prior": sp, "run": Path(res.paths["out_dir"]).name,
+                      "train_mean_test_acc": res.final.get("test_acc"), **_cert_row(c)})
+    clock["posteriors"] = time.process_time() - t0
+    return {"curvature": curv, "teacher_ds_error": err, "teacher_test_acc": t_res.final.get("test_acc"),
+            "teacher_run": Path(t_res.paths["out_dir"]).name, "curve": curve, "certificates": certs,
+            "tolerance_curve": {"sigma": [float(v) for v in tol_scales], "ds_gibbs_risk": tol},
+            "cpu_s": clock}
+
+
+def _teacher_key(recipe: TeacherRecipe, seed: int) -> str:
+    return f"teacher-{recipe.name}-s{seed}"
+
+
+def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool = False) -> list[RunSpec]:
+    """The sweep: per teacher its training, one posterior training per kind and grid value, and the
+    measurement run (depending on all of them).
+
+    Args:
+        config: the study's config. cache_root: the run cache (the code tag is appended by :func:`run`).
+        progress: the trainer's progress inside each run.
+
+    Returns:
+        The :class:`~kdbounds.studies.sweep.RunSpec` list; measurement keys are ``measure-<teacher>``.
+    """
+    cache = os.fspath(cache_root)
+    data = config.data
+    cd = config.to_dict()
+    specs: list[RunSpec] = []
+    for seed in config.seeds:
+        for r in config.recipes:
+            tk = _teacher_key(r, seed)
+            specs.append(RunSpec(tk, train_teacher, {"config": _teacher_config(config, r, seed).to_dict(),
+                                                      "cache_root": cache, "data": data, "progress": progress}))
+            post: dict[str, str] = {}
+            for kind in config.posteriors:
+                for j, s in enumerate(config.scales):
+                    pk = f"{kind}-{r.name}-s{seed}-j{j}"
+                    specs.append(RunSpec(pk, train_posterior,
+                                         {"config": _posterior_config(config, kind, s, seed).to_dict(),
+                                          "cache_root": cache, "data": data, "teacher": tk, "progress": progress},
+                                         deps=(tk,)))
+                    post[pk] = kind
+            specs.append(RunSpec(f"measure-{tk}", measure_teacher,
+                                 {"config": cd, "data": data, "teacher": tk, "posteriors": post, "seed": seed},
+                                 deps=(tk, *post)))
+    return specs
+
+
+# ------------------------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class Result:
+    """What :func:`run` returns (and ``results.json`` holds).
+
+    Attributes:
+        config: the study's config. split: the split record. teachers: one record per teacher
+            (recipe, seed, sharpness, tolerance, selected certificates). certificates: every certificate
+            (reference and learnt posteriors, every grid value). kendall: the teacher-level tests
+            (Holm-adjusted together). summary: headline numbers. seconds: wall time. cpu_s: CPU seconds
+            per phase summed over teachers (measured in the runs). environment: versions and threads.
+    """
+
+    config: dict[str, Any]
+    split: dict[str, Any]
+    teachers: tuple[dict[str, Any], ...]
+    certificates: tuple[dict[str, Any], ...]
+    kendall: tuple[dict[str, Any], ...]
+    summary: dict[str, Any]
+    seconds: float
+    cpu_s: dict[str, float]
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "split": self.split, "teachers": list(self.teachers),
+                "certificates": list(self.certificates), "kendall": list(self.kendall), "summary": self.summary,
+                "seconds": self.seconds, "cpu_s": self.cpu_s, "environment": self.environment}
+
+
+def _teacher_record(recipe: TeacherRecipe, seed: int, m: Mapping[str, Any], cfg: Config,
+                    train_wall: float | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    name = f"{recipe.name}/s{seed}"
+    rows = [{"teacher": name, "recipe": recipe.name, "seed": seed, "posterior": "reference", **c}
+            for c in m["curve"]]
+    rows += [{"teacher": name, "recipe": recipe.name, "seed": seed, **c} for c in m["certificates"]]
+    for r in rows:
+        r.setdefault("sigma_prior", r.get("sigma"))
+        r.pop("sigma", None)
+    rec: dict[str, Any] = {"teacher": name, "recipe": recipe.name, "seed": seed, "lr": recipe.lr,
+                           "batch_size": recipe.batch_size, "weight_decay": recipe.weight_decay,
+                           "teacher_test_acc": m["teacher_test_acc"], "teacher_ds_error": m["teacher_ds_error"],
+                           "teacher_run": m["teacher_run"], **m["curvature"]}
+    tc = m["tolerance_curve"]
+    st, cens = sigma_tolerated(tc["sigma"], tc["ds_gibbs_risk"], m["teacher_ds_error"], cfg.tolerance)
+    rec["sigma_tolerated"], rec["sigma_tolerated_censored"] = st, cens
+    rec["tolerance_curve"] = tc
+    for kind in ("reference", *cfg.posteriors):
+        grp = [r for r in rows if r["posterior"] == kind]
+        best = min(grp, key=lambda r: r["risk_upper"])
+        for r in grp:
+            r["selected"] = r is best
+        for k in ("risk_upper", "sigma_prior", "mean_term", "variance_term", "divergence", "test_gibbs_risk",
+                  "mc_risk", "vacuous"):
+            rec[f"{kind}_{k}"] = best[k]
+    rec["cpu_s"] = dict(m["cpu_s"])
+    rec["teacher_wall_s"] = train_wall
+    return rec, rows
+
+
+def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed: int = 0) -> tuple[dict[str, Any], ...]:
+    """Kendall τ_b between each sharpness measure and each teacher-level outcome, tested by permuting
+    teachers, Holm-adjusted together (:func:`kdbounds.checks.teacher_stats.kendall_tests`).
+
+    Args:
+        teachers: per-teacher records (``teacher`` plus the sharpness and outcome fields).
+        posteriors: the learnt posterior kinds present (fills :data:`OUTCOMES`).
+        n_perm: random permutations when more than 8 teachers. seed: their seed.
+
+    Returns:
+        One dict per test (``sharpness``, ``outcome``, τ, p, Holm p, n_teachers, minimum attainable p),
+        or per undefined test its ``note``.
+    """
+    from ..checks.teacher_stats import kendall_tests, permutation_kendall
+
+    outcomes = [o.format(p=p) for o in OUTCOMES for p in (posteriors if "{p}" in o else ("",))]
+    tests, labels = [], []
+    for sh in SHARPNESS_MEASURES:
+        for oc in outcomes:
+            ok = [t for t in teachers if all(isinstance(t.get(k), (int, float)) and math.isfinite(t[k])
+                                             for k in (sh, oc))]
+            if len(ok) < 3:
+                continue
+            tests.append(permutation_kendall({t["teacher"]: float(t[sh]) for t in ok},
+                                             [(t["teacher"], float(t[oc])) for t in ok], n_perm=n_perm, seed=seed,
+                                             label=f"{sh} vs {oc}"))
+            labels.append((sh, oc))
+    out = []
+    for (sh, oc), t in zip(labels, kendall_tests(tests)):
+        out.append({"sharpness": sh, "outcome": oc, **t.to_dict()})
+    return tuple(out)
+
+
+def _summarise(teachers: list[dict[str, Any]], kendall: tuple[dict[str, Any], ...], cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {"n_teachers": len(teachers), "n_recipes": len(cfg.recipes), "n_seeds": len(cfg.seeds),
+                           "grid": list(cfg.scales), "J": cfg.n_scales}
+    for kind in ("reference", *cfg.posteriors):
+        v = [t[f"{kind}_risk_upper"] for t in teachers]
+        out[f"{kind}_risk_upper_range"] = [min(v), max(v)]
+        out[f"{kind}_all_non_vacuous"] = not any(t[f"{kind}_vacuous"] for t in teachers)
+    by_recipe: dict[str, dict[str, Any]] = {}
+    for r in cfg.recipes:
+        g = [t for t in teachers if t["recipe"] == r.name]
+        by_recipe[r.name] = {k: float(np.mean([t[k] for t in g])) for k in
+                             ("top_eig", "trace", "sigma_tolerated", "reference_risk_upper",
+                              *(f"{p}_risk_upper" for p in cfg.posteriors),
+                              *(f"{p}_sigma_prior" for p in cfg.posteriors))}
+    out["by_recipe_mean"] = by_recipe
+    sig = [k for k in kendall if k.get("p_holm") is not None and k["p_holm"] < 0.05]
+    out["significant_at_0.05_holm"] = [f"{k['sharpness']} vs {k['outcome']} (tau {k['tau']:+.2f})" for k in sig]
+    out["min_attainable_p"] = min((k["min_attainable_p"] for k in kendall if math.isfinite(k["min_attainable_p"])),
+                                  default=None)
+    return out
+
+
+def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,
+        progress: bool = True, log: Callable[[str], None] = print,
+        sweep: Mapping[str, Any] | None = None) -> Result:
+    """Train (or reuse) every teacher and posterior, measure and certify per teacher, test, write.
+
+    Args:
+        config: e.g. ``PRESETS["smoke"]``.
+        out_dir: output folder (``results.json``, ``teachers.csv``, ``certificates.csv``, ``flatness.png``,
+            ``summary.txt``).
+        cache_root: run cache (default ``out_dir/../cache``); trained models are reused across runs.
+        progress: progress over runs (and each local run's epochs). log: one-line messages.
+        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``, ``workers``,
+            ``address``, ``threads``, ...); default local, one thread per run.
+
+    Returns:
+        The :class:`Result`.
+
+    Raises:
+        TypeError: ``config`` is not a :class:`Config`.
+        kdbounds.studies.sweep.SweepError: a run failed (finished trainings stay in the cache).
+    """
+    import torch
+
+    from .cache import resolve_cache_root
+
+    if not isinstance(config, Config):
+        raise TypeError(f"config: expected a certify_flatness.Config (e.g. PRESETS['smoke']), got "
+                        f"{type(config).__name__}")
+    t_start = time.perf_counter()
+    cfg = config
+    out = Path(out_dir)
+    cache = resolve_cache_root(out, cache_root)
+    sweep = dict(sweep or {})
+    local = sweep.get("executor", "local") == "local"
+    specs = training_specs(cfg, cache, progress=progress and local)
+    log(f"certify_flatness: {len(cfg.recipes) * len(cfg.seeds)} teachers, grid {[f'{s:.3g}' for s in cfg.scales]}, "
+        f"{len(specs)} runs; cache {cache}")
+    done = run_sweep(specs, progress=progress, desc="certify_flatness", **sweep)
+    teachers, rows = [], []
+    for seed in cfg.seeds:
+        for r in cfg.recipes:
+            tk = _teacher_key(r, seed)
+            t_res = done[tk]
+            rec, cr = _teacher_record(r, seed, done[f"measure-{tk}"], cfg, getattr(t_res, "wall_time_s", None))
+            teachers.append(rec)
+            rows.extend(cr)
+            log(f"  {rec['teacher']:<24} λ_max {rec['top_eig']:9.3f}  tr {rec['trace']:10.1f} ± {rec['trace_se']:.1f}"
+                f"  σ_tol {rec['sigma_tolerated']:.4f}{'+' if rec['sigma_tolerated_censored'] else ' '}  "
+                + "  ".join(f"{k} {rec[k + '_risk_upper']:.4f}@σ_P={rec[k + '_sigma_prior']:.3g}"
+                            for k in ("reference", *cfg.posteriors)))
+    kendall = kendall_report(teachers, cfg.posteriors, n_perm=cfg.n_perm, seed=cfg.split_seed)
+    cpu = {ph: float(sum(t["cpu_s"].get(ph, 0.0) or 0.0 for t in teachers))
+           for ph in ("curvature", "reference", "posteriors")}
+    env = {"torch": torch.__version__, "threads": sweep.get("threads", 1), "executor": sweep.get("executor", "local"),
+           "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cache": str(cache)}
+    result = Result(cfg.to_dict(), load_split(cfg.data)["split"].to_dict(), tuple(teachers), tuple(rows), kendall,
+                    _summarise(teachers, kendall, cfg), time.perf_counter() - t_start, cpu, env)
+    write_results(result, out)
+    return result
+
+
+def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """``results.json`` (strict JSON), ``teachers.csv``, ``certificates.csv``, ``flatness.png``, ``summary.txt``.
+
+    Args:
+        result: the study's result. out_dir: the folder (created when missing).
+
+    Returns:
+        The written paths by kind (``figure`` absent when matplotlib is missing).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": atomic_write_json(out / "results.json", result.to_dict()),
+             "teachers": atomic_write_csv(out / "teachers.csv",
+                                          [{k: v for k, v in t.items() if k not in ("tolerance_curve", "cpu_s")}
+                                           for t in result.teachers]),
+             "certificates": atomic_write_csv(out / "certificates.csv", list(result.certificates)),
+             "summary": atomic_write_text(out / "summary.txt", summary(result) + "\n")}
+    try:
+        paths["figure"] = plot_flatness(result, out / "flatness.png")
+    except ImportError:  # pragma: no cover - matplotlib missing
+        pass
+    return {k: Path(v) for k, v in paths.items()}
+
+
+def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
+    """Four panels: certified risk vs ``λ_max`` and vs the trace (reference and each learnt posterior,
+    held-out Gibbs risk as open markers), the selected ``σ_P`` vs ``λ_max``, and every teacher's
+    tolerance curve (Gibbs risk on ``D_S`` vs ``σ``, coloured by ``λ_max``)."""
+    from .plots import plt_figure, save_figure
+
+    T = result.teachers
+    kinds = ["reference", *result.config["posteriors"]]
+    fig, axes = plt_figure(2, 2, figsize=(10, 8))
+    (a1, a2), (a3, a4) = axes
+    colours = dict(zip(kinds, ("tab:grey", "tab:blue", "tab:orange")))
+    for ax, sh, lab in ((a1, "top_eig", "teacher top Hessian eigenvalue λ_max (D_T)"),
+                        (a2, "trace", "teacher Hessian trace (D_T, Hutchinson)")):
+        x = [t[sh] for t in T]
+        for k in kinds:
+            ax.scatter(x, [t[f"{k}_risk_upper"] for t in T], color=colours[k], label=f"{k}: certified")
+            ax.scatter(x, [t[f"{k}_test_gibbs_risk"] for t in T], facecolors="none", edgecolors=colours[k],
+                       label=f"{k}: held-out Gibbs")
+        ax.set_xlabel(lab)
+        ax.set_ylabel("0–1 risk")
+        if min(x) > 0 and max(x) > 10 * min(x):
+            ax.set_xscale("log")
+    a1.legend(fontsize=7)
+    for k in kinds[1:]:
+        a3.scatter([t["top_eig"] for t in T], [t[f"{k}_sigma_prior"] for t in T], color=colours[k],
+                   label=f"{k}: selected σ_P")
+    a3.scatter([t["top_eig"] for t in T], [t["sigma_tolerated"] for t in T], color="tab:green", marker="^",
+               label=f"σ tolerated (+{result.config['tolerance']:g} Gibbs risk)")
+    a3.set_yscale("log")
+    a3.set_xlabel("λ_max")
+    a3.set_ylabel("σ")
+    a3.legend(fontsize=7)
+    eig = np.array([t["top_eig"] for t in T], dtype=float)
+    lo, hi = float(np.min(eig)), float(np.max(eig))
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    for t in T:
+        c = cmap(0.0 if hi == lo else (t["top_eig"] - lo) / (hi - lo))
+        a4.plot(t["tolerance_curve"]["sigma"], t["tolerance_curve"]["ds_gibbs_risk"], "o-", color=c, lw=1)
+    a4.set_xscale("log")
+    a4.set_xlabel("σ of Q = P = N(w_T, σ²I)")
+    a4.set_ylabel("Gibbs risk on D_S (colour: λ_max, yellow = sharpest)")
+    fig.suptitle(f"Teacher flatness vs certificate ({len(T)} teachers, n_S = {result.config['n_s']}, "
+                 f"J = {result.config['n_scales']})")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def summary(result: Result) -> str:
+    """A text table per teacher and the Kendall tests (what ``summary.txt`` holds)."""
+    from .plots import format_table
+
+    kinds = ["reference", *result.config["posteriors"]]
+    cols = ["teacher", "teacher_test_acc", "teacher_ds_error", "top_eig", "trace", "trace_se", "weight_norm",
+            "sigma_tolerated",
+            *(f"{k}_{f}" for k in kinds for f in ("risk_upper", "sigma_prior", "mean_term", "test_gibbs_risk"))]
+    lines = ["Teachers (certified 0–1 risk at the selected σ_P of the grid, paying ln J):",
+             format_table(result.teachers, cols),
+             "",
+             f"Kendall τ_b at the teacher level (n_teachers = {result.summary['n_teachers']}, permutation test, "
+             f"Holm across {len(result.kendall)} tests):",
+             format_table(result.kendall, ["sharpness", "outcome", "tau", "p_value", "p_holm", "n_teachers",
+                                           "min_attainable_p"])]
+    sig = result.summary.get("significant_at_0.05_holm") or []
+    lines.append("significant at 0.05 after Holm: " + (", ".join(sig) if sig else "none"))
+    lines.append(f"(wall time {result.seconds:.0f} s; CPU s per phase in the runs: "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_s.items()) + ")")
+    return "\n".join(lines)

@@ -1,0 +1,295 @@
+"""The certify_flatness study (issue 12 item 6): teacher sharpness vs the certificate of its students.
+
+Oracles: the smoke grid end to end on the fake CIFAR-10 (strict JSON parsed with a parser that rejects
+NaN/Infinity; the reference certificate, whose divergence is 0, recomputed from scratch with scipy's
+root finder on the Bernoulli KL, paying ln J); ``scipy.stats.kendalltau`` (τ_b) on the per-teacher values
+and a brute-force permutation test over all T! orderings built on it; an analytic tolerance curve
+(risk linear in ln σ) for ``sigma_tolerated``; the local executor for the Ray executor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from fake_cifar import write_fake_cifar10
+from kdbounds.studies import certify_flatness as cf
+from kdbounds.studies.certify_flatness import Config, TeacherRecipe, kendall_report, sigma_tolerated
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar-flat"))
+
+
+def _tiny(root: Path) -> Config:
+    """The smoke preset cut to the fake CIFAR-10 (100 training images)."""
+    return dataclasses.replace(cf.PRESETS["smoke"], data_root=str(root), n_s=40, n_t=50, test_n=50,
+                               curvature_n=20, curvature_batch_size=20)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(fake_root, tmp_path_factory):
+    import os
+
+    out = tmp_path_factory.mktemp("flat-out")
+    old = os.environ.get("KDBOUNDS_CACHE")
+    os.environ["KDBOUNDS_CACHE"] = str(out / "kdcache")
+    cf.load_split.cache_clear()
+    try:
+        res = cf.run(_tiny(fake_root), out / "res", cache_root=out / "cache", progress=False, log=lambda *_: None)
+    finally:
+        cf.load_split.cache_clear()
+        if old is None:
+            os.environ.pop("KDBOUNDS_CACHE", None)
+        else:
+            os.environ["KDBOUNDS_CACHE"] = old
+    return res, out / "res"
+
+
+def _strict(path: Path):
+    def bad(c):
+        raise ValueError(f"non-finite constant {c} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=bad)
+
+
+def _bernoulli_kl(q: float, p: float) -> float:
+    return stats.entropy([q, 1 - q], [p, 1 - p])
+
+
+def _kl_inv(q: float, c: float) -> float:
+    """sup{p ≥ q: kl(q‖p) ≤ c} by scipy's brentq (independent of kdbounds.certificates.bounds)."""
+    if c <= 0:
+        return q
+    f = lambda p: _bernoulli_kl(q, p) - c  # noqa: E731
+    hi = 1 - 1e-15
+    return hi if f(hi) <= 0 else optimize.brentq(f, q, hi, xtol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def test_smoke_end_to_end_writes_strict_json_with_the_required_fields(smoke_run):
+    res, out = smoke_run
+    d = _strict(out / "results.json")
+    for f in ("teachers.csv", "certificates.csv", "flatness.png", "summary.txt"):
+        assert (out / f).stat().st_size > 0, f
+    cfg = d["config"]
+    assert cfg["seeds"] == [0] and len(cfg["recipes"]) == 3 and cfg["n_scales"] == 2
+    assert d["split"]["n_s"] == 40 and d["split"]["n_t"] == 50 and d["split"]["cert_sha256"]
+    J = cfg["n_scales"]
+    assert len(d["teachers"]) == 3 == d["summary"]["n_teachers"]
+    for t in d["teachers"]:
+        for k in ("top_eig", "trace", "trace_se", "sigma_tolerated", "teacher_ds_error", "pbkd_risk_upper",
+                  "pbkd_sigma_prior", "pbkd_mean_term", "reference_risk_upper", "teacher_test_acc", "weight_norm"):
+            assert isinstance(t[k], (int, float)) and math.isfinite(t[k]), (t["teacher"], k)
+        assert min(abs(t["pbkd_sigma_prior"] - v) for v in cf.PRESETS["smoke"].scales) < 1e-15
+        rows = [c for c in d["certificates"] if c["teacher"] == t["teacher"]]
+        for kind in ("reference", "pbkd"):
+            g = [c for c in rows if c["posterior"] == kind]
+            assert len(g) == J and sorted(c["sigma_prior"] for c in g) == pytest.approx(list(cf.PRESETS["smoke"].scales))
+            sel = [c for c in g if c["selected"]]
+            assert len(sel) == 1 and sel[0]["risk_upper"] == min(c["risk_upper"] for c in g)
+            assert t[f"{kind}_risk_upper"] == sel[0]["risk_upper"]
+            for c in g:
+                assert c["n_grid"] == J and c["n_s"] == 40 and 0 <= c["risk_upper"] <= 1
+                for k in ("divergence", "mean_term", "variance_term", "test_gibbs_risk", "vacuous"):
+                    assert k in c
+    assert all(c["divergence"] == 0 for c in d["certificates"] if c["posterior"] == "reference")
+    assert any(c["mean_term"] > 0 for c in d["certificates"] if c["posterior"] == "pbkd")
+    kd = d["kendall"]
+    assert len(kd) == 2 * 5 and {k["sharpness"] for k in kd} == {"top_eig", "trace"}
+    for k in kd:
+        assert k["n_teachers"] == 3 and "min_attainable_p" in k
+
+
+def test_reference_certificate_recomputed_with_scipy_pays_ln_J(smoke_run):
+    """Q = P: the certificate is kl⁻¹(kl⁻¹(L̂, ln(2/δ')/N), ln(2√n J/δ)/n) — recomputed independently."""
+    res, _ = smoke_run
+    c = res.config
+    J, n = c["n_scales"], 40
+    N = c["n_draws"] * n
+    for r in (r for r in res.certificates if r["posterior"] == "reference"):
+        up = _kl_inv(r["mc_risk"], math.log(2 / c["delta_mc"]) / N)
+        want = _kl_inv(up, math.log(2 * math.sqrt(n) * J / c["delta"]) / n)
+        assert r["risk_upper"] == pytest.approx(want, abs=1e-7)
+
+
+def test_kendall_in_results_matches_scipy_on_the_per_teacher_values(smoke_run):
+    res, _ = smoke_run
+    for k in res.kendall:
+        x = [t[k["sharpness"]] for t in res.teachers]
+        y = [t[k["outcome"]] for t in res.teachers]
+        want = stats.kendalltau(x, y, variant="b").statistic
+        if math.isnan(want):
+            assert math.isnan(k["tau"]) and k["note"]
+        else:
+            assert k["tau"] == pytest.approx(want, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def _teachers(T: int, seed: int) -> list[dict]:
+    g = np.random.default_rng(seed)
+    eig = g.gamma(2.0, 10.0, T)
+    out = []
+    for i in range(T):
+        out.append({"teacher": f"t{i}", "top_eig": float(eig[i]), "trace": float(eig[i] * 10 + g.normal(0, 30)),
+                    "pbkd_risk_upper": float(0.5 + 0.004 * eig[i] + g.normal(0, 0.02)),
+                    "pbkd_sigma_prior": float(g.choice([0.005, 0.01, 0.02])),  # ties on purpose
+                    "reference_risk_upper": float(g.uniform(0.4, 0.6)),
+                    "sigma_tolerated": float(g.uniform(0.01, 0.1)),
+                    "teacher_ds_error": float(0.5 + 0.004 * eig[i] + g.normal(0, 0.01))})
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kendall_report_tau_and_exact_p_against_scipy_brute_force(seed):
+    T = 6
+    teachers = _teachers(T, seed)
+    rep = kendall_report(teachers, ("pbkd",))
+    assert len(rep) == 10
+    for k in rep:
+        x = np.array([t[k["sharpness"]] for t in teachers])
+        y = np.array([t[k["outcome"]] for t in teachers])
+        tau = stats.kendalltau(x, y, variant="b").statistic
+        assert k["tau"] == pytest.approx(tau, abs=1e-12)
+        perm = [stats.kendalltau(x[list(p)], y, variant="b").statistic for p in itertools.permutations(range(T))]
+        p = float(np.mean(np.abs(perm) >= abs(tau) - 1e-12))
+        assert k["p_value"] == pytest.approx(p, abs=1e-12) and k["exact"] and k["n_teachers"] == T
+        assert k["p_value"] <= k["p_holm"] <= 1
+    # Holm: the smallest raw p times the number of tests (capped at 1)
+    ps = sorted(k["p_value"] for k in rep)
+    assert min(k["p_holm"] for k in rep) == pytest.approx(min(1.0, ps[0] * len(ps)))
+
+
+def test_kendall_report_skips_outcomes_with_fewer_than_three_finite_teachers():
+    teachers = _teachers(4, 2)
+    for t in teachers[:2]:
+        t["sigma_tolerated"] = float("nan")
+    rep = kendall_report(teachers, ("pbkd",))
+    assert not any(k["outcome"] == "sigma_tolerated" for k in rep) and len(rep) == 8
+
+
+# ---------------------------------------------------------------------------------------------- tolerance
+def test_sigma_tolerated_on_an_analytic_curve():
+    """risk = a + b ln σ crosses a + b ln σ* exactly at σ*; log-linear interpolation is exact here."""
+    s = np.geomspace(1e-3, 1.0, 7)
+    a, b = 0.5, 0.03
+    star = 0.037
+    base = a + b * math.log(star) - 0.05
+    st, cens = sigma_tolerated(s, a + b * np.log(s), base, 0.05)
+    assert st == pytest.approx(star, rel=1e-12) and not cens
+    st, cens = sigma_tolerated(s, np.full(7, 0.3), 0.3, 0.05)  # never crosses: at least the largest scale
+    assert st == s[-1] and cens
+    st, cens = sigma_tolerated(s, np.full(7, 0.9), 0.3, 0.05)  # already above at the smallest scale
+    assert st == s[0] and cens
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"scales": [0.1, 0.01], "risks": [0.1, 0.2]}, "scales"),
+    ({"scales": [0.1, 0.2], "risks": [0.1]}, "scales, risks"),
+    ({"scales": [0.1, 0.2], "risks": [0.1, float("nan")]}, "risks"),
+])
+def test_sigma_tolerated_rejects_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        sigma_tolerated(kw["scales"], kw["risks"], 0.1, 0.05)
+
+
+# ---------------------------------------------------------------------------------------------- config
+@pytest.mark.parametrize("field,value", [
+    ("n_scales", 1), ("posteriors", ("pbkd", "nope")), ("posteriors", ()), ("delta", 1.5), ("delta_mc", 0.0),
+    ("seeds", ()), ("seeds", (0, 0)), ("recipes", ()), ("teacher_epochs", 0), ("arch", "resnet8"),
+    ("tolerance", -0.1), ("curve_n", 1), ("n_s", 0), ("test_n", 5), ("device", "gpu"), ("objective", "x"),
+    ("lanczos_matvecs", 1), ("pbkd_alpha", float("nan")),
+])
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(cf.PRESETS["smoke"], **{field: value})
+
+
+def test_config_rejects_bad_grids_recipes_and_too_few_teachers():
+    s = cf.PRESETS["smoke"]
+    with pytest.raises(ValueError, match="scale_low, scale_high"):
+        s.replace(scale_low=0.1, scale_high=0.01)
+    with pytest.raises(ValueError, match="curve_low, curve_high"):
+        s.replace(curve_high=1e-4)
+    with pytest.raises(ValueError, match=r"recipes\[bad\].lr"):
+        s.replace(recipes=(*s.recipes, TeacherRecipe("bad", -1.0, 32)))
+    with pytest.raises(ValueError, match="distinct"):
+        s.replace(recipes=(s.recipes[0], s.recipes[0], s.recipes[1]))
+    with pytest.raises(ValueError, match="at least 3 teachers"):
+        s.replace(recipes=s.recipes[:2])
+    with pytest.raises(TypeError, match="config"):
+        cf.run({"preset": "smoke"}, "/nonexistent")
+
+
+def test_presets_sizes_match_certify_students_and_grid_is_recorded():
+    cpu = cf.PRESETS["cpu"]
+    assert (cpu.n_s, cpu.n_t) == (5000, 10000) and len(cpu.recipes) * len(cpu.seeds) >= 12
+    assert len(cpu.scales) == cpu.n_scales and cpu.scales[0] == pytest.approx(cpu.scale_low)
+    specs = cf.training_specs(cf.PRESETS["smoke"], "/tmp/unused")
+    keys = [s.key for s in specs]
+    assert len(keys) == 3 * (1 + 2 + 1) and all(k.startswith(("teacher-", "pbkd-", "measure-")) for k in keys)
+    m = [s for s in specs if s.key.startswith("measure-")][0]
+    assert len(m.deps) == 1 + 2
+
+
+# ---------------------------------------------------------------------------------------------- Ray
+@needs_ray
+@pytest.mark.xdist_group("ray")
+def test_ray_gives_the_same_numbers_as_local(ray_cluster, smoke_run, fake_root, tmp_path):
+    """Retrained from scratch on Ray (another cache) at threads=1: every number equal to the local run."""
+    res, _ = smoke_run
+    ray_res = cf.run(_tiny(fake_root), tmp_path / "ray", cache_root=tmp_path / "cache", progress=False,
+                     log=lambda *_: None, sweep={"executor": "ray"})
+    skip = ("teacher_run", "cpu_s", "teacher_wall_s")
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in skip and k != "run"} for r in rows]
+
+    assert strip(ray_res.teachers) == strip(res.teachers)
+    assert strip(ray_res.certificates) == strip(res.certificates)
+    assert ray_res.kendall == res.kendall
+
+
+# ---------------------------------------------------------------------------------------------- curvature
+def test_teacher_sharpness_against_a_dense_float64_hessian():
+    """λ_max (Lanczos) and the Hutchinson trace of the mean cross-entropy vs ``torch.autograd.functional.hessian``
+    of the same loss over the flattened parameters, eigenvalues by ``numpy.linalg.eigvalsh``."""
+    import torch
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
+    x = torch.randn(30, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,))
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def loss(flat):
+        parts, i = {}, 0
+        for n, s in zip(names, shapes):
+            k = int(np.prod(s))
+            parts[n] = flat[i:i + k].reshape(s)
+            i += k
+        return torch.nn.functional.cross_entropy(functional_call(model, parts, (x,)), y)
+
+    H = torch.autograd.functional.hessian(loss, flat0).numpy()
+    eig = np.linalg.eigvalsh(H)
+    cfg = {"curvature_batch_size": 10, "lanczos_matvecs": flat0.numel(), "trace_matvecs": 400}
+    got = cf._curvature(model, x, y, cfg, seed=3)
+    assert got["top_eig"] == pytest.approx(eig[-1], rel=1e-6)
+    assert got["n_params"] == flat0.numel() == 39 and got["n_examples"] == 30
+    assert abs(got["trace"] - np.trace(H)) <= 5 * got["trace_se"] and got["trace_se"] > 0
+    assert got["weight_norm"] == pytest.approx(float(np.linalg.norm(flat0.numpy())), rel=1e-12)
