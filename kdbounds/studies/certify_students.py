@@ -741,11 +741,17 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
 
 def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     """Two panels per loss-0–1 certificate group (prior × student, mean over seeds): certificate vs held-out
-    Gibbs risk; the divergence split into its mean and variance terms (log scale)."""
-    import matplotlib
+    Gibbs risk; the divergence split into its mean and variance terms (log scale).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        rows: the certificate rows (``prior``, ``student``, ``loss``, ``risk_upper``, ``test_gibbs_risk``,
+            ``mean_term``, ``variance_term``).
+        path: the PNG written (atomically).
+
+    Returns:
+        ``path``.
+    """
+    from .plots import plt_figure, save_figure
 
     z = [r for r in rows if r["loss"] == "zero_one"] or list(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -754,7 +760,7 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     labels = [f"{p}\n{s}" for p, s in groups]
     mean = lambda k: [float(np.mean([r[k] for r in g])) for g in groups.values()]  # noqa: E731
     x = np.arange(len(groups))
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6, 0.8 * len(groups) + 2), 7), sharex=True)
+    fig, (a1, a2) = plt_figure(2, 1, figsize=(max(6, 0.8 * len(groups) + 2), 7), sharex=True)
     a1.bar(x - 0.2, mean("risk_upper"), 0.4, label="certified risk (0–1)")
     a1.bar(x + 0.2, mean("test_gibbs_risk"), 0.4, label="held-out Gibbs risk")
     a1.axhline(0.9, color="k", ls="--", lw=0.8, label="trivial (0.9)")
@@ -771,9 +777,4 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     a2.set_xticklabels(labels, fontsize=7)
     fig.suptitle("PAC-Bayes certificates per prior and student (mean over seeds)")
     fig.tight_layout()
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, p)
-    return p
+    return save_figure(fig, path, dpi=110)

@@ -48,6 +48,10 @@ SCRIPT = textwrap.dedent('''
           "subgamma_lower", "theorem1_bound")}} for x in (1, 2, 4) for s in (0, 1)]
     paths.append(save_figure(plot_terms(lg, "n", logx=True), out / "terms.png", dpi=50))
     paths.append(save_figure(plot_bounds(lg, "n"), out / "bounds.png", dpi=50))
+    from kdbounds.studies.certify_students import plot_certificates
+    cert = [{"prior": p, "student": st, "loss": "zero_one", "risk_upper": 0.6, "test_gibbs_risk": 0.5,
+             "mean_term": 2.0, "variance_term": 0.0} for p in ("random", "learnt") for st in ("pbb", "kd")]
+    paths.append(plot_certificates(cert, out / "certificates.png"))
     pyfig = plt.figure()
     pyfig.gca().plot([0, 1], [1, 0])  # a pyplot figure handed to save_figure is closed (removed from pyplot's registry)
     paths.append(save_figure(pyfig, out / "pyplot.png", dpi=30))
@@ -71,7 +75,7 @@ def test_plot_helpers_keep_the_backend_and_write_valid_pngs(backend, tmp_path):
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["before"] == res["after"] != "agg", res
     assert res["fignums"] == [], "a figure stayed registered with pyplot"
-    assert len(res["paths"]) == 6
+    assert len(res["paths"]) == 7
     for p in map(Path, res["paths"]):
         with Image.open(p) as im:
             assert im.format == "PNG", p
