@@ -703,6 +703,41 @@ def sweep_threads(cfg: StudyConfig, sweep: Mapping[str, Any] | None) -> int | No
     return sweep.get("threads") or 1
 
 
+
+def _teacher_lines(cfg: StudyConfig, log: Callable[[str], None]) -> Callable[[str, Any], None]:
+    """The sweep's ``on_result``: the per-teacher lines (accuracy, curvature, each student's K-hat and gap
+    difference) as soon as a teacher's measurement run is in, and each teacher-free student's accuracy.
+
+    Args:
+        cfg: the study's configuration.
+        log: where the lines go.
+
+    Returns:
+        ``on_result(key, result)`` for :func:`~kdbounds.studies.sweep.run_sweep`.
+    """
+    seen: dict[str, Any] = {}
+    free = {_free_key(label): arch for label, arch, m in cfg.students() if m == "ce"}
+    recipes = {f"measure-{r.name}": r for r in cfg.teachers}
+
+    def on_result(key: str, result: Any) -> None:
+        seen[key] = result
+        if key in free:
+            log(f"student alone ({free[key]}): test acc {result.value.final.get('test_acc'):.4f}")
+        if key not in recipes:
+            return
+        recipe, meas = recipes[key], result
+        t_res, curv = seen[_teacher_key(recipe)].value, meas.curvature
+        log(f"teacher {recipe.name} ({cfg.teacher_arch}): test acc {t_res.final.get('test_acc'):.4f}"
+            + ("; measurements reused" if meas.reused else ""))
+        log(f"  tr ∇²L_train {curv.train_trace.value:.1f} ± {curv.train_trace.stderr:.1f}, G0 {curv.grad_norm:.3f}, "
+            f"‖∇²f‖_F² ≤ {curv.frob_sq_upper:.3g} ({curv.n_matvecs} Hessian products)")
+        for (label, _, m), pc in zip(cfg.students(), meas.pairs):
+            s_res = seen[_student_key(recipe, label, m)].value
+            log(f"  {label}: student test acc {s_res.final.get('test_acc'):.4f}, K̂ {pc.divergence_train.value:.4f}, "
+                f"gap diff (clipped CE) {pc.gap_difference['clipped_ce'].value:+.4f}")
+
+    return on_result
+
 def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool = True,
               log: Callable[[str], None] = print, sweep: Mapping[str, Any] | None = None,
               cache_measurements: bool = True) -> StudyResult:
@@ -742,7 +777,7 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
     specs = sweep_specs(cfg, cache_root, progress=progress and executor == "local",
                         cache_measurements=cache_measurements)
     t_sweep = time.perf_counter()
-    done = run_sweep(specs, progress=progress, desc="sharpness_vs_gap", **opts)
+    done = run_sweep(specs, progress=progress, desc="sharpness_vs_gap", on_result=_teacher_lines(cfg, log), **opts)
     sweep_wall = time.perf_counter() - t_sweep
     t = time.process_time()
     for key, r in done.items():
@@ -753,9 +788,6 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
             phase = "teacher_training" if key.startswith("teacher-") else "student_training"
             cpu[phase] = cpu.get(phase, 0.0) + r.cpu_s
     students = cfg.students()
-    for label, arch, m in students:
-        if m == "ce":
-            log(f"student alone ({arch}): test acc {done[_free_key(label)].value.final.get('test_acc'):.4f}")
     pairs: list[tuple[TeacherRecipe, str, str, Any, Any, PairChecks, TeacherCurvature]] = []
     curvatures: dict[str, dict[str, Any]] = {}
     for recipe in cfg.teachers:
@@ -763,15 +795,8 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
         meas = done[f"measure-{recipe.name}"]
         curv = meas.curvature
         curvatures[recipe.name] = curv.to_dict()
-        log(f"teacher {recipe.name} ({cfg.teacher_arch}): test acc {t_res.final.get('test_acc'):.4f}"
-            + ("; measurements reused" if meas.reused else ""))
-        log(f"  tr ∇²L_train {curv.train_trace.value:.1f} ± {curv.train_trace.stderr:.1f}, G0 {curv.grad_norm:.3f}, "
-            f"‖∇²f‖_F² ≤ {curv.frob_sq_upper:.3g} ({curv.n_matvecs} Hessian products)")
         for (label, arch, m), pc in zip(students, meas.pairs):
-            s_res = done[_student_key(recipe, label, m)].value
-            pairs.append((recipe, label, arch, t_res, s_res, pc, curv))
-            log(f"  {label}: student test acc {s_res.final.get('test_acc'):.4f}, K̂ {pc.divergence_train.value:.4f}, "
-                f"gap diff (clipped CE) {pc.gap_difference['clipped_ce'].value:+.4f}")
+            pairs.append((recipe, label, arch, t_res, done[_student_key(recipe, label, m)].value, pc, curv))
     flat = [r for p in pairs for r in p[5].records]
     judged = run_verdicts(flat, alpha=cfg.alpha)
     rows, reports, k = [], [], 0

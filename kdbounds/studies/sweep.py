@@ -375,7 +375,8 @@ def _check_args(executor: str, workers: int | None, address: str | None, threads
 def run_sweep(specs: Sequence[RunSpec], executor: str = "local", workers: int | None = None,
               address: str | None = None, threads: int | None = 1, max_retries: int = 2,
               progress: bool = True, out_dir: str | os.PathLike | None = None,
-              gpus_per_run: float | None = None, desc: str = "sweep") -> dict[str, Any]:
+              gpus_per_run: float | None = None, desc: str = "sweep",
+              on_result: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
     """Execute every run of ``specs`` once, dependencies first; return ``{key: result}``.
 
     Args:
@@ -394,6 +395,9 @@ def run_sweep(specs: Sequence[RunSpec], executor: str = "local", workers: int | 
         out_dir: publish each finished run here and skip runs already published (see module doc).
         gpus_per_run: Ray only: GPUs reserved per run; default 1 when the cluster has GPUs, else 0.
         desc: label of the progress bar.
+        on_result: called in this process as ``on_result(key, result)`` once per run, when its result
+            is in (also for results already published in ``out_dir``): for messages while the sweep goes
+            on (e.g. a study's per-teacher lines). Dependencies are reported before their dependents.
 
     Returns:
         ``{key: result}`` in the order of ``specs``, the same structure for both executors.
@@ -416,16 +420,18 @@ def run_sweep(specs: Sequence[RunSpec], executor: str = "local", workers: int | 
             payload = store.load(s.key, fps[s.key])
             if payload is not None:
                 results[s.key] = payload["result"]
+                if on_result is not None:
+                    on_result(s.key, results[s.key])
     with progress_bar(desc=desc, total=len(order), unit="run", enabled=progress) as bar:
         if results:
             bar.set_postfix_str(f"{len(results)} already published in {out_dir}")
             bar.update(len(results))
         todo = [s for s in order if s.key not in results]
         if executor == "local":
-            _run_local(todo, jobs, results, bar, len(order))
+            _run_local(todo, jobs, results, bar, len(order), on_result)
         else:
             _run_ray(todo, jobs, results, bar, len(order), workers=workers, address=address, threads=threads,
-                     max_retries=max_retries, gpus_per_run=gpus_per_run)
+                     max_retries=max_retries, gpus_per_run=gpus_per_run, on_result=on_result)
     return {s.key: results[s.key] for s in specs}
 
 
@@ -434,7 +440,7 @@ def _postfix(key: str, computed: bool, seconds: float) -> str:
 
 
 def _run_local(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[str, Any], bar: Any,
-               n_total: int) -> None:
+               n_total: int, on_result: Callable[[str, Any], None] | None = None) -> None:
     if not todo:
         return
     threads = jobs[todo[0].key].threads
@@ -452,6 +458,8 @@ def _run_local(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[
             results[s.key] = res
             bar.set_postfix_str(_postfix(s.key, computed, secs))
             bar.update(1)
+            if on_result is not None:
+                on_result(s.key, res)
     finally:
         if old is not None:
             import torch
@@ -461,7 +469,7 @@ def _run_local(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[
 
 def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[str, Any], bar: Any, n_total: int,
              *, workers: int | None, address: str | None, threads: int | None, max_retries: int,
-             gpus_per_run: float | None) -> None:
+             gpus_per_run: float | None, on_result: Callable[[str, Any], None] | None = None) -> None:
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
@@ -511,6 +519,8 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
                 refs[key] = ref
                 bar.set_postfix_str(_postfix(key, computed, secs))
                 bar.update(1)
+                if on_result is not None:
+                    on_result(key, res)
                 for c in children[key]:
                     waiting[c] -= 1
                     if waiting[c] == 0:

@@ -224,3 +224,20 @@ def test_measurement_run_alone_is_small_picklable_and_cached(tmp_path, fake_root
     second = run_sweep(specs, progress=False, threads=1)["measure-lr0.1-bs32"]
     assert second.reused and "curvature" not in second.cpu
     assert [p.to_dict() for p in second.pairs] == [p.to_dict() for p in first.pairs]
+
+
+def test_per_teacher_lines_come_while_the_sweep_runs(tmp_path, fake_root, monkeypatch):
+    """A user watching a long run sees each teacher's result when its measurement run is in, not all at
+    the end: the first teacher's lines are logged before the last training starts (local executor: the
+    runs go teacher by teacher)."""
+    cfg = tiny(fake_root)
+    trains = Counting(cache_mod.train)
+    monkeypatch.setattr(cache_mod, "train", trains)
+    lines: list[tuple[str, int]] = []
+    ss.run(cfg, tmp_path / "a", cache_root=tmp_path / "cache", progress=False,
+           log=lambda s: lines.append((s, len(trains.calls))))
+    teacher_lines = [(s, n) for s, n in lines if s.startswith("teacher ")]
+    assert [s.split()[1] for s, _ in teacher_lines] == [r.name for r in cfg.teachers]
+    assert teacher_lines[0][1] < len(trains.calls) == 7
+    assert sum(s.startswith("student alone") for s, _ in lines) == 1
+    assert sum(s.strip().startswith("kd:") for s, _ in lines) == len(cfg.teachers)

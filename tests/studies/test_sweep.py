@@ -206,6 +206,19 @@ def test_changed_spec_reexecutes_that_run_and_its_dependents_only(tmp_path):
     assert second["teacher-1"] == first["teacher-1"] and second["teacher-0"] != first["teacher-0"]
 
 
+def test_on_result_reports_every_run_once_dependencies_first_also_when_published(tmp_path):
+    md, out_dir = tmp_path / "m", tmp_path / "out"
+    md.mkdir()
+    specs = grid(md)
+    for attempt in range(2):  # computed, then restored from out_dir
+        seen: list[tuple[str, object]] = []
+        out = run_sweep(specs, out_dir=out_dir, progress=False, on_result=lambda k, r: seen.append((k, r)))
+        assert sorted(k for k, _ in seen) == sorted(s.key for s in specs), attempt
+        assert dict(seen) == out
+        at = {k: i for i, (k, _) in enumerate(seen)}
+        assert all(at[d] < at[s.key] for s in specs for d in s.deps), seen
+
+
 def test_progress_flag_does_not_change_fingerprints_but_a_real_argument_does():
     def spec(**kw):
         return [RunSpec("r", toy.toy_run, {"name": "r", "seed": 1, "marker_dir": "m", **kw})]
@@ -253,8 +266,11 @@ def test_ray_gives_the_same_numbers_as_local(tmp_path, ray_cluster):
     (tmp_path / "l").mkdir()
     (tmp_path / "r").mkdir()
     local = run_sweep(grid(tmp_path / "l"), executor="local", threads=1, progress=False)
-    remote = run_sweep(grid(tmp_path / "r"), executor="ray", workers=2, threads=1, progress=False)
+    seen: list[str] = []
+    remote = run_sweep(grid(tmp_path / "r"), executor="ray", workers=2, threads=1, progress=False,
+                       on_result=lambda k, r: seen.append(k))
     assert remote == local  # exact equality of every float
+    assert sorted(seen) == sorted(local)  # reported once each, in the driver, as they came in
     assert list(remote) == list(local)
     for s in grid(tmp_path / "r"):
         assert toy.count(tmp_path / "r", s.kwargs["name"], "start") == 1
