@@ -2,6 +2,8 @@
 sample size n, the temperature ratio tau_S/tau_T and the student ridge lam_S; writes the three terms
 of K = B + R_r + V (R_r = Theta(n), B = O(1/n), V = O(1)) and every bound next to the exact gap
 difference (tightness ratios) as CSV + JSON + PNG to --out (default results/linear_gaussian_tradeoffs).
+One run per (seed, sweep) on the sweep runner: --executor ray --workers N spreads them over Ray workers
+(the same rows, docs/sweeps.md); the default runs them here, one after the other.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from kdbounds import _cli_types as T
 from kdbounds._io import atomic_write_csv, atomic_write_json
 from kdbounds.studies.plots import save_figure
 from linear_gaussian.plots import plot_bounds, plot_terms
-from linear_gaussian.sweeps import TradeoffConfig, run_sweeps, summarize
+from kdbounds.studies.sweep import RunSpec, add_sweep_arguments, run_sweep, sweep_options
+from linear_gaussian.sweeps import SWEEPS, TradeoffConfig, summarize, sweep_rows
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -25,7 +28,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=T.seed, nargs="+", help="override the seeds")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-plots", action="store_true")
+    add_sweep_arguments(ap)
     args = ap.parse_args(argv)
+    try:
+        sweep = sweep_options(args)
+    except ValueError as e:
+        ap.error(str(e))
     try:  # the default --out is not converted by argparse: check it before the sweep too
         T.writable_dir(args.out)
     except argparse.ArgumentTypeError as e:
@@ -37,11 +45,15 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = run_sweeps(cfg, progress=not args.no_progress)
+    specs = [RunSpec(f"{name}-seed{seed}", sweep_rows, {"config": cfg.to_dict(), "sweep": name, "seed": seed})
+             for seed in cfg.seeds for name in SWEEPS]
+    done = run_sweep(specs, progress=not args.no_progress, desc="linear-Gaussian sweeps", **sweep)
+    rows = [r for s in specs for r in done[s.key]]  # the order of run_sweeps: seeds, then sweeps, then x
     summary = summarize(rows)
     summary["seconds"] = time.perf_counter() - t0
 
-    atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "quick": args.quick})
+    atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "quick": args.quick,
+                                            "executor": sweep["executor"], "threads": sweep["threads"]})
     atomic_write_csv(out / "results.csv", rows)
     atomic_write_json(out / "results.json", {"config": cfg.to_dict(), "summary": summary, "rows": rows})
     if not args.no_plots:

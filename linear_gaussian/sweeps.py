@@ -19,7 +19,7 @@ from .divergence import decompose
 from .model import random_problem, student_kernel, teacher_kernel
 from .risk import instantiated_bounds
 
-__all__ = ["TradeoffConfig", "run_sweeps", "summarize", "mean_by_x", "SWEEPS"]
+__all__ = ["TradeoffConfig", "run_sweeps", "sweep_rows", "summarize", "mean_by_x", "SWEEPS"]
 
 SWEEPS = ("rank", "n", "tau_ratio", "lam_S")
 
@@ -125,6 +125,31 @@ def run_sweeps(cfg: TradeoffConfig, progress: bool = True) -> list[dict[str, Any
 
         it = tqdm(jobs, desc="linear-Gaussian sweeps", unit="inst")
     return [_row(cfg, sweep, x, seed, **over) for sweep, x, seed, over in it]
+
+
+def sweep_rows(config: dict[str, Any], sweep: str, seed: int) -> list[dict[str, Any]]:
+    """The rows of one sweep and one seed: a unit of work for a sweep runner (picklable arguments).
+
+    Concatenating ``sweep_rows`` over ``seeds`` (outer) and :data:`SWEEPS` (inner) gives the rows of
+    :func:`run_sweeps` in the same order.
+
+    Args:
+        config: ``TradeoffConfig.to_dict()``.
+        sweep: one of :data:`SWEEPS`.
+        seed: one of the config's seeds.
+
+    Returns:
+        One dict per x of the sweep (see :func:`run_sweeps`).
+
+    Raises:
+        ValueError: an unknown ``sweep`` or a ``seed`` the config does not hold.
+    """
+    cfg = TradeoffConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep: expected one of {SWEEPS}, got {sweep!r}")
+    if seed not in cfg.seeds:
+        raise ValueError(f"seed: expected one of the config's seeds {cfg.seeds}, got {seed!r}")
+    return [_row(cfg, sw, x, s, **over) for sw, x, s, over in _jobs(cfg) if sw == sweep and s == seed]
 
 
 def mean_by_x(rows: list[dict[str, Any]], sweep: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -42,3 +42,26 @@ def test_rank_sweep_monotone_bottleneck():
     rows = [r for r in rep.run_sweeps(cfg, progress=False) if r["sweep"] == "rank"]
     R = [r["rank_bottleneck"] for r in sorted(rows, key=lambda r: r["x"])]
     assert all(a >= b for a, b in zip(R, R[1:])) and R[-1] == 0.0
+
+
+def test_script_on_the_sweep_runner_gives_the_rows_of_run_sweeps(tmp_path):
+    """One run per (seed, sweep) through the runner, concatenated in spec order: the same rows, in the
+    same order, as the plain loop :func:`linear_gaussian.sweeps.run_sweeps` (the independent path)."""
+    from kdbounds._io import to_jsonable
+
+    out = tmp_path / "lg"
+    load_script().main(["--quick", "--out", str(out), "--no-progress", "--no-plots", "--seeds", "0", "1"])
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    cfg = rep.TradeoffConfig(**{**rep.TradeoffConfig.quick().to_dict(), "seeds": (0, 1)})
+    assert rows == json.loads(json.dumps(to_jsonable(rep.run_sweeps(cfg, progress=False))))
+    assert json.loads((out / "config.json").read_text())["executor"] == "local"
+
+
+def test_sweep_rows_refuses_unknown_sweeps_and_seeds():
+    import pytest
+
+    cfg = rep.TradeoffConfig.quick().to_dict()
+    with pytest.raises(ValueError, match="sweep: expected one of"):
+        rep.sweep_rows(cfg, "temperature", 0)
+    with pytest.raises(ValueError, match="seed: expected one of"):
+        rep.sweep_rows(cfg, "n", 7)

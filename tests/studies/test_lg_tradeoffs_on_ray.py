@@ -1,0 +1,39 @@
+"""experiments/linear_gaussian_tradeoffs.py on Ray (the session's local cluster) gives the local rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("lg_tradeoffs_ray", ROOT / "experiments" / "linear_gaussian_tradeoffs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@needs_ray
+@pytest.mark.xdist_group("ray")
+def test_quick_sweeps_on_ray_equal_local(tmp_path, ray_cluster):
+    main = _script().main
+    common = ["--quick", "--no-progress", "--no-plots", "--threads", "1"]
+    main([*common, "--out", str(tmp_path / "l")])
+    main([*common, "--out", str(tmp_path / "r"), "--executor", "ray", "--workers", "2"])
+    local, remote = (json.loads((tmp_path / c / "results.json").read_text()) for c in ("l", "r"))
+    assert remote["rows"] == local["rows"]  # every float, in the same order
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["executor"] == "ray"
+
+
+def test_executor_flags_are_checked_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _script().main(["--quick", "--out", str(tmp_path / "x"), "--workers", "4"])
+    assert e.value.code == 2 and "--workers" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "results.json").exists()
