@@ -70,15 +70,24 @@ from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from .sharpness_vs_gap import TeacherRecipe
 from .sweep import RunSpec, run_sweep
 
-__all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "Config", "PRESETS", "Result", "FlatnessData",
+__all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness",
+           "relative_std", "weight_layers", "Config", "PRESETS", "Result", "FlatnessData",
            "TeacherRecipe", "run", "training_specs", "write_results", "plot_flatness", "summary",
            "kendall_report", "sigma_tolerated", "measure_teacher", "train_teacher", "train_posterior", "load_split"]
 
 POSTERIORS = ("pbkd", "pbb")
+#: the Q = P references: isotropic ``N(w_T, σ² I)`` and relative ``N(w_T, diag(s (|w_T| + ε rms))²)``
+_REFERENCES = ("reference", "relative")
 SHARPNESS_MEASURES = ("top_eig", "trace")
 #: teacher-level outcomes tested against each sharpness measure (``{p}`` is each learnt posterior)
 #: (``teacher_ds_error``, the teacher's own 0–1 error on ``D_S``, is the accuracy confound: reported with the rest)
 OUTCOMES = ("{p}_risk_upper", "{p}_sigma_prior", "reference_risk_upper", "sigma_tolerated", "teacher_ds_error")
+#: the scale-aware tests, added to SHARPNESS_MEASURES × OUTCOMES (Holm across all): relative flatness
+#: (:func:`relative_flatness`) against the relative prior's tolerance and certificate, the learnt posteriors'
+#: certificates and the accuracy confound; plain ``λ_max`` against ``s_tolerated`` for contrast
+SCALE_AWARE_TESTS = (("rel_flatness", "s_tolerated"), ("rel_flatness", "relative_risk_upper"),
+                     ("rel_flatness", "{p}_risk_upper"), ("rel_flatness", "teacher_ds_error"),
+                     ("top_eig", "s_tolerated"))
 
 #: recipes for the BatchNorm-free ``mlp256`` (the flagship's ResNet recipes with lr >= 0.1 leave it at chance:
 #: measured 30 Nov 2026, lr 0.1 / batch 32, 8 epochs on n_T = 10,000: test accuracy 0.19)
@@ -106,7 +115,11 @@ class Config:
             ``D_S`` / the test images (per-example draws).
         curve_low, curve_high, curve_n: the finer, wider grid of the tolerance curve (Gibbs risk on ``D_S``
             of ``N(w_T, σ² I)``; a measurement, not a certificate).
-        tolerance: Gibbs-risk increase over the teacher's ``D_S`` error that defines ``sigma_tolerated``.
+        tolerance: Gibbs-risk increase over the teacher's ``D_S`` error that defines ``sigma_tolerated``
+            (and ``s_tolerated``).
+        rel_floor: ``ε`` of the relative prior ``σ_i = s (|w_i| + ε rms(w_layer))`` (:func:`relative_std`).
+        rel_scale_low, rel_scale_high: its certificate grid of ``s`` (``J = n_scales`` log-spaced values);
+            rel_curve_low, rel_curve_high: its tolerance curve's grid (``curve_n`` values).
         curvature_n: ``D_T`` images of the sharpness sample; curvature_batch_size: per Hessian product;
             lanczos_matvecs, trace_matvecs: products for ``λ_max`` and the trace.
         n_perm: random permutations of the Kendall tests when there are more than 8 teachers.
@@ -141,6 +154,11 @@ class Config:
     curve_high: float = 0.3
     curve_n: int = 11
     tolerance: float = 0.05
+    rel_floor: float = 0.1
+    rel_scale_low: float = 0.03
+    rel_scale_high: float = 0.5
+    rel_curve_low: float = 0.01
+    rel_curve_high: float = 3.0
     curvature_n: int = 2000
     curvature_batch_size: int = 500
     lanczos_matvecs: int = 30
@@ -190,7 +208,8 @@ class Config:
         if self.n_scales < 2:
             raise ValueError(f"n_scales: expected at least 2 grid values (a tolerance curve), got {self.n_scales}")
         check_int("curve_n", self.curve_n, minimum=2)
-        for name in ("posterior_lr", "kd_T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance"):
+        for name in ("posterior_lr", "kd_T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance",
+                     "rel_scale_low", "rel_scale_high", "rel_curve_low", "rel_curve_high"):
             check_positive(name, getattr(self, name))
         if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
             raise ValueError(f"pbkd_alpha: expected a finite number >= 0, got {self.pbkd_alpha}")
@@ -201,7 +220,11 @@ class Config:
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
-        for lo, hi, n in (("scale_low", "scale_high", "n_scales"), ("curve_low", "curve_high", "curve_n")):
+        if not (math.isfinite(self.rel_floor) and self.rel_floor > 0):
+            raise ValueError(f"rel_floor: expected a finite number > 0 (zero weights need noise), got {self.rel_floor}")
+        for lo, hi, n in (("scale_low", "scale_high", "n_scales"), ("curve_low", "curve_high", "curve_n"),
+                          ("rel_scale_low", "rel_scale_high", "n_scales"),
+                          ("rel_curve_low", "rel_curve_high", "curve_n")):
             try:
                 scale_grid(getattr(self, lo), getattr(self, hi), getattr(self, n))
             except ValueError as e:
@@ -214,6 +237,13 @@ class Config:
         from ..certificates.priors import scale_grid
 
         return scale_grid(self.scale_low, self.scale_high, self.n_scales)
+
+    @property
+    def rel_scales(self) -> tuple[float, ...]:
+        """The relative prior's grid of ``s`` (``J = n_scales`` log-spaced values, fixed before ``D_S`` is used)."""
+        from ..certificates.priors import scale_grid
+
+        return scale_grid(self.rel_scale_low, self.rel_scale_high, self.n_scales)
 
     @property
     def data(self) -> "FlatnessData":
@@ -415,11 +445,108 @@ def _curvature(model: Any, x: Any, y: Any, cfg: Mapping[str, Any], seed: int) ->
     op = HessianOperator(model, lambda out, t: F.cross_entropy(out, t), batches)
     eig = top_eigenvalues(op, 1, max_matvecs=int(cfg["lanczos_matvecs"]), seed=seed)
     tr = hutchinson_trace(op, int(cfg["trace_matvecs"]), seed=seed + 1)
+    rel = relative_flatness(model, batches, int(cfg["trace_matvecs"]), seed=seed + 2)
+    wn = _weight_norm(model)
     return {"top_eig": float(eig.eigenvalues[0]), "top_eig_residual": float(eig.residuals[0]),
             "top_eig_converged": bool(eig.converged), "top_eig_matvecs": int(eig.n_matvecs),
             "trace": float(tr.value), "trace_se": float(tr.stderr), "trace_matvecs": int(tr.n_matvecs),
-            "n_params": int(op.shape[0]), "n_examples": int(len(y)), "weight_norm": _weight_norm(model),
+            "n_params": int(op.shape[0]), "n_examples": int(len(y)), "weight_norm": wn,
+            "top_eig_normalised": float(eig.eigenvalues[0]) * wn ** 2, **rel,
             "cpu_s": time.process_time() - t0}
+
+
+def weight_layers(model: Any) -> list[str]:
+    """Names of the layer weights of ``model`` (parameters with at least 2 dimensions: linear and conv
+    kernels), the blocks of :func:`relative_flatness`; biases and normalisation scales are left out."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    if not names:
+        raise ValueError(f"model: expected at least one weight matrix or kernel (a parameter with >= 2 "
+                         f"dimensions), got parameters {[n for n, _ in model.named_parameters()]}")
+    return names
+
+
+def relative_flatness(model: Any, batches: Any, matvecs: int, seed: int) -> dict[str, Any]:
+    r"""Relative flatness (Petzka et al., NeurIPS 2021, in its layer-trace form) of the mean cross-entropy.
+
+    .. math::
+        \kappa(w) = \sum_{l} \|W_l\|_F^2\, \operatorname{tr}\big(H_{W_l}\big),\qquad
+        \mathrm{se}(\kappa) = \Big(\sum_l \|W_l\|_F^4\, \mathrm{se}(\operatorname{tr} H_{W_l})^2\Big)^{1/2},
+
+    with :math:`H_{W_l}` the Hessian block of layer ``l``'s weight :math:`W_l` (biases excluded), each trace by
+    Hutchinson on that block alone (independent probes per layer). For a ReLU network, multiplying layer
+    ``l`` (weight and bias) by ``α > 0`` and layer ``l+1``'s weight by ``1/α`` leaves the function unchanged;
+    then :math:`\|W_l\|^2` scales by ``α²`` and :math:`\operatorname{tr} H_{W_l}` by ``1/α²``, so κ is
+    unchanged while the plain trace and ``λ_max`` are not.
+
+    Args:
+        model: the network (parameters with ``requires_grad``). batches: ``[(x, y), ...]`` of the sample.
+        matvecs: Hutchinson probes per layer (>= 2). seed: probe seed (layer ``l`` uses ``seed + l``).
+
+    Returns:
+        ``rel_flatness``, ``rel_flatness_se`` and ``rel_flatness_layers`` (per layer: ``weight_norm_sq``,
+        ``trace``, ``trace_se``, ``n_params``).
+
+    Raises:
+        ValueError: no weight matrix in ``model``; ``matvecs`` < 2.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..curvature import HessianOperator, hutchinson_trace
+
+    check_int("matvecs", matvecs, minimum=2)
+    named = dict(model.named_parameters())
+    layers: dict[str, dict[str, Any]] = {}
+    total, var = 0.0, 0.0
+    for i, name in enumerate(weight_layers(model)):
+        op = HessianOperator(model, lambda out, t: F.cross_entropy(out, t), batches, params=name)
+        tr = hutchinson_trace(op, matvecs, seed=seed + i)
+        with torch.no_grad():
+            w2 = float((named[name].double() ** 2).sum())
+        layers[name] = {"weight_norm_sq": w2, "trace": float(tr.value), "trace_se": float(tr.stderr),
+                        "n_params": int(op.shape[0])}
+        total += w2 * float(tr.value)
+        var += (w2 * float(tr.stderr)) ** 2
+    return {"rel_flatness": total, "rel_flatness_se": math.sqrt(var), "rel_flatness_layers": layers}
+
+
+def relative_std(model: Any, s: float, floor: float) -> dict[str, Any]:
+    r"""Per-weight scales of the relative prior :math:`P_{rel} = N(w_T, \mathrm{diag}\,\sigma^2)`.
+
+    .. math::
+        \sigma_i = s\,\big(|w_i| + \epsilon\,\mathrm{rms}(w_{t(i)})\big),\qquad
+        \mathrm{rms}(w_t) = \big(\tfrac{1}{d_t}\textstyle\sum_{j\in t} w_j^2\big)^{1/2},
+
+    with ``t(i)`` the parameter tensor holding weight ``i`` (a tensor of zeros takes the RMS of all weights),
+    so a zero weight still gets noise ``s·ε·rms``. The noise is relative: rescaling a layer rescales its σ.
+
+    Args:
+        model: the teacher. s: the relative scale (> 0). floor: ``ε`` (>= 0).
+
+    Returns:
+        ``{name: tensor of σ_i}`` for every trainable parameter (for ``GaussianKernel.from_model(model, std=...)``).
+
+    Raises:
+        ValueError: non-positive ``s``, negative or non-finite ``floor``, or an all-zero model with ``floor > 0``
+        (every σ would be 0).
+    """
+    import torch
+
+    check_positive("s", s)
+    if not (math.isfinite(floor) and floor >= 0):
+        raise ValueError(f"floor: expected a finite number >= 0, got {floor}")
+    named = [(n, p.detach()) for n, p in model.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        total = math.sqrt(sum(float((p.double() ** 2).sum()) for _, p in named) / max(1, sum(p.numel() for _, p in named)))
+        out = {}
+        for n, p in named:
+            rms = float(torch.sqrt((p.double() ** 2).mean()))
+            rms = rms if rms > 0 else total
+            if rms <= 0 or (floor == 0 and bool((p == 0).any())):
+                raise ValueError(f"floor: parameter {n!r} has zero weights that would get σ = 0; use floor > 0 "
+                                 f"(and a model that is not all zeros)")
+            out[n] = (s * (p.abs() + floor * rms)).to(p.dtype)
+    return out
 
 
 def _weight_norm(model: Any) -> float:
@@ -506,6 +633,20 @@ def measure_teacher(config: Mapping[str, Any], data: FlatnessData, teacher: str,
         curve.append({"sigma": float(s), **_cert_row(c)})
     clock["reference"] = time.process_time() - t0
     t0 = time.process_time()
+    rel_tol_scales = scale_grid(cfg["rel_curve_low"], cfg["rel_curve_high"], cfg["curve_n"])
+    gen = torch.Generator(device=dev).manual_seed(seed * 1000 + 950)
+    rel_tol = []
+    for s in rel_tol_scales:
+        K = GaussianKernel.from_model(model, relative_std(model, float(s), cfg["rel_floor"]))
+        with torch.no_grad():
+            z = torch.stack([per_example_logits(K, ds[0], gen) for _ in range(int(cfg["n_draws"]))])
+        rel_tol.append(float(gibbs_losses(z, ds[1], "zero_one", cfg["p_min"]).mean()))
+    for j, s in enumerate(scale_grid(cfg["rel_scale_low"], cfg["rel_scale_high"], cfg["n_scales"])):
+        P = GaussianKernel.from_model(model, relative_std(model, float(s), cfg["rel_floor"]))
+        c = certify(P, P, ds, seed=seed * 1000 + 200 + j, **ckw)
+        curve.append({"sigma": float(s), **_cert_row(c), "posterior": "relative"})
+    clock["relative"] = time.process_time() - t0
+    t0 = time.process_time()
     certs = []
     for i, (key, kind) in enumerate(posteriors.items()):
         res = deps[key]
@@ -518,6 +659,7 @@ def measure_teacher(config: Mapping[str, Any], data: FlatnessData, teacher: str,
     return {"curvature": curv, "teacher_ds_error": err, "teacher_test_acc": t_res.final.get("test_acc"),
             "teacher_run": Path(t_res.paths["out_dir"]).name, "curve": curve, "certificates": certs,
             "tolerance_curve": {"sigma": [float(v) for v in tol_scales], "ds_gibbs_risk": tol},
+            "relative_tolerance_curve": {"s": [float(v) for v in rel_tol_scales], "ds_gibbs_risk": rel_tol},
             "cpu_s": clock}
 
 
@@ -593,7 +735,7 @@ def _teacher_record(recipe: TeacherRecipe, seed: int, m: Mapping[str, Any], cfg:
                     train_wall: float | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     name = f"{recipe.name}/s{seed}"
     rows = [{"teacher": name, "recipe": recipe.name, "seed": seed, "posterior": "reference", **c}
-            for c in m["curve"]]
+            for c in m["curve"]]  # the relative prior's rows carry posterior="relative" (σ_prior is its s)
     rows += [{"teacher": name, "recipe": recipe.name, "seed": seed, **c} for c in m["certificates"]]
     for r in rows:
         r.setdefault("sigma_prior", r.get("sigma"))
@@ -606,7 +748,11 @@ def _teacher_record(recipe: TeacherRecipe, seed: int, m: Mapping[str, Any], cfg:
     st, cens = sigma_tolerated(tc["sigma"], tc["ds_gibbs_risk"], m["teacher_ds_error"], cfg.tolerance)
     rec["sigma_tolerated"], rec["sigma_tolerated_censored"] = st, cens
     rec["tolerance_curve"] = tc
-    for kind in ("reference", *cfg.posteriors):
+    rc = m["relative_tolerance_curve"]
+    st, cens = sigma_tolerated(rc["s"], rc["ds_gibbs_risk"], m["teacher_ds_error"], cfg.tolerance)
+    rec["s_tolerated"], rec["s_tolerated_censored"] = st, cens
+    rec["relative_tolerance_curve"] = rc
+    for kind in _REFERENCES + tuple(cfg.posteriors):
         grp = [r for r in rows if r["posterior"] == kind]
         best = min(grp, key=lambda r: r["risk_upper"])
         for r in grp:
@@ -620,8 +766,9 @@ def _teacher_record(recipe: TeacherRecipe, seed: int, m: Mapping[str, Any], cfg:
 
 
 def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed: int = 0) -> tuple[dict[str, Any], ...]:
-    """Kendall τ_b between each sharpness measure and each teacher-level outcome, tested by permuting
-    teachers, Holm-adjusted together (:func:`kdbounds.checks.teacher_stats.kendall_tests`).
+    """Kendall τ_b between each sharpness measure and each teacher-level outcome (:data:`SHARPNESS_MEASURES`
+    × :data:`OUTCOMES`, then :data:`SCALE_AWARE_TESTS`), tested by permuting teachers, Holm-adjusted together
+    (:func:`kdbounds.checks.teacher_stats.kendall_tests`).
 
     Args:
         teachers: per-teacher records (``teacher`` plus the sharpness and outcome fields).
@@ -634,18 +781,21 @@ def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed:
     """
     from ..checks.teacher_stats import kendall_tests, permutation_kendall
 
-    outcomes = [o.format(p=p) for o in OUTCOMES for p in (posteriors if "{p}" in o else ("",))]
+    def expand(o: str) -> list[str]:
+        return [o.format(p=p) for p in (posteriors if "{p}" in o else ("",))]
+
+    pairs = [(sh, oc) for sh in SHARPNESS_MEASURES for o in OUTCOMES for oc in expand(o)]
+    pairs += [(sh, oc) for sh, o in SCALE_AWARE_TESTS for oc in expand(o)]
     tests, labels = [], []
-    for sh in SHARPNESS_MEASURES:
-        for oc in outcomes:
-            ok = [t for t in teachers if all(isinstance(t.get(k), (int, float)) and math.isfinite(t[k])
-                                             for k in (sh, oc))]
-            if len(ok) < 3:
-                continue
-            tests.append(permutation_kendall({t["teacher"]: float(t[sh]) for t in ok},
-                                             [(t["teacher"], float(t[oc])) for t in ok], n_perm=n_perm, seed=seed,
-                                             label=f"{sh} vs {oc}"))
-            labels.append((sh, oc))
+    for sh, oc in pairs:
+        ok = [t for t in teachers if all(isinstance(t.get(k), (int, float)) and math.isfinite(t[k])
+                                         for k in (sh, oc))]
+        if len(ok) < 3:
+            continue
+        tests.append(permutation_kendall({t["teacher"]: float(t[sh]) for t in ok},
+                                         [(t["teacher"], float(t[oc])) for t in ok], n_perm=n_perm, seed=seed,
+                                         label=f"{sh} vs {oc}"))
+        labels.append((sh, oc))
     out = []
     for (sh, oc), t in zip(labels, kendall_tests(tests)):
         out.append({"sharpness": sh, "outcome": oc, **t.to_dict()})
@@ -655,7 +805,7 @@ def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed:
 def _summarise(teachers: list[dict[str, Any]], kendall: tuple[dict[str, Any], ...], cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = {"n_teachers": len(teachers), "n_recipes": len(cfg.recipes), "n_seeds": len(cfg.seeds),
                            "grid": list(cfg.scales), "J": cfg.n_scales}
-    for kind in ("reference", *cfg.posteriors):
+    for kind in _REFERENCES + tuple(cfg.posteriors):
         v = [t[f"{kind}_risk_upper"] for t in teachers]
         out[f"{kind}_risk_upper_range"] = [min(v), max(v)]
         out[f"{kind}_all_non_vacuous"] = not any(t[f"{kind}_vacuous"] for t in teachers)
@@ -663,7 +813,8 @@ def _summarise(teachers: list[dict[str, Any]], kendall: tuple[dict[str, Any], ..
     for r in cfg.recipes:
         g = [t for t in teachers if t["recipe"] == r.name]
         by_recipe[r.name] = {k: float(np.mean([t[k] for t in g])) for k in
-                             ("top_eig", "trace", "sigma_tolerated", "reference_risk_upper",
+                             ("top_eig", "trace", "weight_norm", "rel_flatness", "top_eig_normalised",
+                              "sigma_tolerated", "s_tolerated", "reference_risk_upper", "relative_risk_upper",
                               *(f"{p}_risk_upper" for p in cfg.posteriors),
                               *(f"{p}_sigma_prior" for p in cfg.posteriors))}
     out["by_recipe_mean"] = by_recipe
@@ -721,12 +872,14 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
             teachers.append(rec)
             rows.extend(cr)
             log(f"  {rec['teacher']:<24} λ_max {rec['top_eig']:9.3f}  tr {rec['trace']:10.1f} ± {rec['trace_se']:.1f}"
-                f"  σ_tol {rec['sigma_tolerated']:.4f}{'+' if rec['sigma_tolerated_censored'] else ' '}  "
-                + "  ".join(f"{k} {rec[k + '_risk_upper']:.4f}@σ_P={rec[k + '_sigma_prior']:.3g}"
-                            for k in ("reference", *cfg.posteriors)))
+                f"  κ_rel {rec['rel_flatness']:10.1f} ± {rec['rel_flatness_se']:.1f}"
+                f"  σ_tol {rec['sigma_tolerated']:.4f}{'+' if rec['sigma_tolerated_censored'] else ' '}"
+                f"  s_tol {rec['s_tolerated']:.3f}{'+' if rec['s_tolerated_censored'] else ' '}  "
+                + "  ".join(f"{k} {rec[k + '_risk_upper']:.4f}@{rec[k + '_sigma_prior']:.3g}"
+                            for k in (*_REFERENCES, *cfg.posteriors)))
     kendall = kendall_report(teachers, cfg.posteriors, n_perm=cfg.n_perm, seed=cfg.split_seed)
     cpu = {ph: float(sum(t["cpu_s"].get(ph, 0.0) or 0.0 for t in teachers))
-           for ph in ("curvature", "reference", "posteriors")}
+           for ph in ("curvature", "reference", "relative", "posteriors")}
     env = {"torch": torch.__version__, "threads": sweep.get("threads", 1), "executor": sweep.get("executor", "local"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cache": str(cache)}
     result = Result(cfg.to_dict(), load_split(cfg.data)["split"].to_dict(), tuple(teachers), tuple(rows), kendall,
@@ -748,7 +901,9 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": atomic_write_json(out / "results.json", result.to_dict()),
              "teachers": atomic_write_csv(out / "teachers.csv",
-                                          [{k: v for k, v in t.items() if k not in ("tolerance_curve", "cpu_s")}
+                                          [{k: v for k, v in t.items()
+                                            if k not in ("tolerance_curve", "relative_tolerance_curve",
+                                                         "rel_flatness_layers", "cpu_s")}
                                            for t in result.teachers]),
              "certificates": atomic_write_csv(out / "certificates.csv", list(result.certificates)),
              "summary": atomic_write_text(out / "summary.txt", summary(result) + "\n")}
@@ -760,15 +915,17 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
 
 
 def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
-    """Four panels: certified risk vs ``λ_max`` and vs the trace (reference and each learnt posterior,
-    held-out Gibbs risk as open markers), the selected ``σ_P`` vs ``λ_max``, and every teacher's
-    tolerance curve (Gibbs risk on ``D_S`` vs ``σ``, coloured by ``λ_max``)."""
+    """Six panels: certified risk vs ``λ_max`` and vs the trace (isotropic reference and each learnt posterior,
+    held-out Gibbs risk as open markers), the selected ``σ_P`` vs ``λ_max``, every teacher's isotropic
+    tolerance curve (Gibbs risk on ``D_S`` vs ``σ``, coloured by ``λ_max``); ``s`` tolerated and the relative
+    reference's certified risk vs relative flatness, and every teacher's relative tolerance curve (coloured by
+    relative flatness)."""
     from .plots import plt_figure, save_figure
 
     T = result.teachers
     kinds = ["reference", *result.config["posteriors"]]
-    fig, axes = plt_figure(2, 2, figsize=(10, 8))
-    (a1, a2), (a3, a4) = axes
+    fig, axes = plt_figure(2, 3, figsize=(15, 8))
+    (a1, a2, a5), (a3, a4, a6) = axes
     colours = dict(zip(kinds, ("tab:grey", "tab:blue", "tab:orange")))
     for ax, sh, lab in ((a1, "top_eig", "teacher top Hessian eigenvalue λ_max (D_T)"),
                         (a2, "trace", "teacher Hessian trace (D_T, Hutchinson)")):
@@ -802,6 +959,30 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
     a4.set_xscale("log")
     a4.set_xlabel("σ of Q = P = N(w_T, σ²I)")
     a4.set_ylabel("Gibbs risk on D_S (colour: λ_max, yellow = sharpest)")
+    kap = np.array([t["rel_flatness"] for t in T], dtype=float)
+    a5.scatter(kap, [t["s_tolerated"] for t in T], color="tab:green", marker="^",
+               label=f"s tolerated (+{result.config['tolerance']:g} Gibbs risk)")
+    a5.set_yscale("log")
+    a5.set_xlabel("relative flatness Σ_l ‖W_l‖² tr H_l (D_T)")
+    a5.set_ylabel("s", color="tab:green")
+    a5b = a5.twinx()
+    a5b.scatter(kap, [t["relative_risk_upper"] for t in T], color="tab:grey", label="relative Q = P: certified")
+    for k in kinds[1:]:
+        a5b.scatter(kap, [t[f"{k}_risk_upper"] for t in T], color=colours[k], marker="s", s=12,
+                    label=f"{k}: certified")
+    a5b.set_ylabel("certified 0–1 risk")
+    a5.legend(fontsize=7, loc="upper left")
+    a5b.legend(fontsize=7, loc="lower right")
+    if kap.min() > 0 and kap.max() > 10 * kap.min():
+        a5.set_xscale("log")
+    klo, khi = float(kap.min()), float(kap.max())
+    for t in T:
+        c = cmap(0.0 if khi == klo else (t["rel_flatness"] - klo) / (khi - klo))
+        rc = t["relative_tolerance_curve"]
+        a6.plot(rc["s"], rc["ds_gibbs_risk"], "o-", color=c, lw=1)
+    a6.set_xscale("log")
+    a6.set_xlabel("s of Q = P = N(w_T, diag(s (|w_T| + ε rms))²)")
+    a6.set_ylabel("Gibbs risk on D_S (colour: relative flatness, yellow = sharpest)")
     fig.suptitle(f"Teacher flatness vs certificate ({len(T)} teachers, n_S = {result.config['n_s']}, "
                  f"J = {result.config['n_scales']})")
     fig.tight_layout()
@@ -812,11 +993,11 @@ def summary(result: Result) -> str:
     """A text table per teacher and the Kendall tests (what ``summary.txt`` holds)."""
     from .plots import format_table
 
-    kinds = ["reference", *result.config["posteriors"]]
+    kinds = [*_REFERENCES, *result.config["posteriors"]]
     cols = ["teacher", "teacher_test_acc", "teacher_ds_error", "top_eig", "trace", "trace_se", "weight_norm",
-            "sigma_tolerated",
+            "rel_flatness", "rel_flatness_se", "top_eig_normalised", "sigma_tolerated", "s_tolerated",
             *(f"{k}_{f}" for k in kinds for f in ("risk_upper", "sigma_prior", "mean_term", "test_gibbs_risk"))]
-    lines = ["Teachers (certified 0–1 risk at the selected σ_P of the grid, paying ln J):",
+    lines = ["Teachers (certified 0–1 risk at the selected σ_P of the grid, paying ln J; relative_sigma_prior is s):",
              format_table(result.teachers, cols),
              "",
              f"Kendall τ_b at the teacher level (n_teachers = {result.summary['n_teachers']}, permutation test, "

@@ -4,7 +4,10 @@ Oracles: the smoke grid end to end on the fake CIFAR-10 (strict JSON parsed with
 NaN/Infinity; the reference certificate, whose divergence is 0, recomputed from scratch with scipy's
 root finder on the Bernoulli KL, paying ln J); ``scipy.stats.kendalltau`` (τ_b) on the per-teacher values
 and a brute-force permutation test over all T! orderings built on it; an analytic tolerance curve
-(risk linear in ln σ) for ``sigma_tolerated``; the local executor for the Ray executor.
+(risk linear in ln σ) for ``sigma_tolerated``; the local executor for the Ray executor; a dense float64
+Hessian (``torch.autograd.functional.hessian``) for λ_max, the trace and the per-layer traces of relative
+flatness; the ReLU rescaling symmetry (function unchanged) for its invariance; hand-computed scales of the
+relative prior and its equivariance under layer rescaling (hypothesis).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import optimize, stats
 
 from fake_cifar import write_fake_cifar10
@@ -91,13 +96,18 @@ def test_smoke_end_to_end_writes_strict_json_with_the_required_fields(smoke_run)
     assert len(d["teachers"]) == 3 == d["summary"]["n_teachers"]
     for t in d["teachers"]:
         for k in ("top_eig", "trace", "trace_se", "sigma_tolerated", "teacher_ds_error", "pbkd_risk_upper",
+                  "rel_flatness", "rel_flatness_se", "top_eig_normalised", "s_tolerated", "relative_risk_upper",
+                  "relative_sigma_prior",
                   "pbkd_sigma_prior", "pbkd_mean_term", "reference_risk_upper", "teacher_test_acc", "weight_norm"):
             assert isinstance(t[k], (int, float)) and math.isfinite(t[k]), (t["teacher"], k)
         assert min(abs(t["pbkd_sigma_prior"] - v) for v in cf.PRESETS["smoke"].scales) < 1e-15
         rows = [c for c in d["certificates"] if c["teacher"] == t["teacher"]]
-        for kind in ("reference", "pbkd"):
+        assert min(abs(t["relative_sigma_prior"] - v) for v in cf.PRESETS["smoke"].rel_scales) < 1e-15
+        assert set(t["rel_flatness_layers"]) == {"hidden.0.weight", "classifier.weight"}
+        for kind in ("reference", "relative", "pbkd"):
             g = [c for c in rows if c["posterior"] == kind]
-            assert len(g) == J and sorted(c["sigma_prior"] for c in g) == pytest.approx(list(cf.PRESETS["smoke"].scales))
+            grid = cf.PRESETS["smoke"].rel_scales if kind == "relative" else cf.PRESETS["smoke"].scales
+            assert len(g) == J and sorted(c["sigma_prior"] for c in g) == pytest.approx(list(grid))
             sel = [c for c in g if c["selected"]]
             assert len(sel) == 1 and sel[0]["risk_upper"] == min(c["risk_upper"] for c in g)
             assert t[f"{kind}_risk_upper"] == sel[0]["risk_upper"]
@@ -105,10 +115,11 @@ def test_smoke_end_to_end_writes_strict_json_with_the_required_fields(smoke_run)
                 assert c["n_grid"] == J and c["n_s"] == 40 and 0 <= c["risk_upper"] <= 1
                 for k in ("divergence", "mean_term", "variance_term", "test_gibbs_risk", "vacuous"):
                     assert k in c
-    assert all(c["divergence"] == 0 for c in d["certificates"] if c["posterior"] == "reference")
+    assert all(c["divergence"] == 0 for c in d["certificates"] if c["posterior"] in ("reference", "relative"))
     assert any(c["mean_term"] > 0 for c in d["certificates"] if c["posterior"] == "pbkd")
     kd = d["kendall"]
-    assert len(kd) == 2 * 5 and {k["sharpness"] for k in kd} == {"top_eig", "trace"}
+    assert len(kd) == 2 * 5 + 5 and {k["sharpness"] for k in kd} == {"top_eig", "trace", "rel_flatness"}
+    assert ("top_eig", "s_tolerated") in {(k["sharpness"], k["outcome"]) for k in kd}
     for k in kd:
         assert k["n_teachers"] == 3 and "min_attainable_p" in k
 
@@ -119,7 +130,9 @@ def test_reference_certificate_recomputed_with_scipy_pays_ln_J(smoke_run):
     c = res.config
     J, n = c["n_scales"], 40
     N = c["n_draws"] * n
-    for r in (r for r in res.certificates if r["posterior"] == "reference"):
+    rows = [r for r in res.certificates if r["posterior"] in ("reference", "relative")]
+    assert len(rows) == 2 * J * len(res.teachers)
+    for r in rows:
         up = _kl_inv(r["mc_risk"], math.log(2 / c["delta_mc"]) / N)
         want = _kl_inv(up, math.log(2 * math.sqrt(n) * J / c["delta"]) / n)
         assert r["risk_upper"] == pytest.approx(want, abs=1e-7)
@@ -148,7 +161,9 @@ def _teachers(T: int, seed: int) -> list[dict]:
                     "pbkd_sigma_prior": float(g.choice([0.005, 0.01, 0.02])),  # ties on purpose
                     "reference_risk_upper": float(g.uniform(0.4, 0.6)),
                     "sigma_tolerated": float(g.uniform(0.01, 0.1)),
-                    "teacher_ds_error": float(0.5 + 0.004 * eig[i] + g.normal(0, 0.01))})
+                    "teacher_ds_error": float(0.5 + 0.004 * eig[i] + g.normal(0, 0.01)),
+                    "rel_flatness": float(eig[i] * 3 + g.normal(0, 20)), "s_tolerated": float(g.uniform(0.1, 1)),
+                    "relative_risk_upper": float(g.uniform(0.4, 0.6))})
     return out
 
 
@@ -157,7 +172,7 @@ def test_kendall_report_tau_and_exact_p_against_scipy_brute_force(seed):
     T = 6
     teachers = _teachers(T, seed)
     rep = kendall_report(teachers, ("pbkd",))
-    assert len(rep) == 10
+    assert len(rep) == 15
     for k in rep:
         x = np.array([t[k["sharpness"]] for t in teachers])
         y = np.array([t[k["outcome"]] for t in teachers])
@@ -176,8 +191,10 @@ def test_kendall_report_skips_outcomes_with_fewer_than_three_finite_teachers():
     teachers = _teachers(4, 2)
     for t in teachers[:2]:
         t["sigma_tolerated"] = float("nan")
+        t["rel_flatness"] = float("nan")
     rep = kendall_report(teachers, ("pbkd",))
-    assert not any(k["outcome"] == "sigma_tolerated" for k in rep) and len(rep) == 8
+    assert not any(k["outcome"] == "sigma_tolerated" or k["sharpness"] == "rel_flatness" for k in rep)
+    assert len(rep) == 8 + 1  # top_eig vs s_tolerated stays
 
 
 # ---------------------------------------------------------------------------------------------- tolerance
@@ -293,3 +310,157 @@ def test_teacher_sharpness_against_a_dense_float64_hessian():
     assert got["n_params"] == flat0.numel() == 39 and got["n_examples"] == 30
     assert abs(got["trace"] - np.trace(H)) <= 5 * got["trace_se"] and got["trace_se"] > 0
     assert got["weight_norm"] == pytest.approx(float(np.linalg.norm(flat0.numpy())), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- relative flatness
+def _relu_mlp(seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4), torch.nn.ReLU(),
+                               torch.nn.Linear(4, 3)).double()
+
+
+def _dense_hessian(model, x, y):
+    """Dense float64 Hessian of the mean cross-entropy over the flattened parameters, and each parameter's
+    index range in it."""
+    import torch
+    from torch.func import functional_call
+
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    spans, i = {}, 0
+    for n, sh in zip(names, shapes):
+        spans[n] = (i, i + int(np.prod(sh)))
+        i += int(np.prod(sh))
+
+    def loss(flat):
+        parts = {n: flat[a:b].reshape(sh) for (n, (a, b)), sh in zip(spans.items(), shapes)}
+        return torch.nn.functional.cross_entropy(functional_call(model, parts, (x,)), y)
+
+    return torch.autograd.functional.hessian(loss, flat0).numpy(), spans, flat0.numpy()
+
+
+def _data(n: int = 40, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_relative_flatness_against_a_dense_float64_hessian():
+    """Σ_l ‖W_l‖² tr(H_{W_l}) with each block's trace read off the dense Hessian's diagonal (biases excluded)."""
+    model = _relu_mlp(1)
+    x, y = _data()
+    H, spans, flat = _dense_hessian(model, x, y)
+    got = cf.relative_flatness(model, [(x[:20], y[:20]), (x[20:], y[20:])], 600, seed=5)
+    want_layers = {n: (float(flat[a:b] @ flat[a:b]), float(np.trace(H[a:b, a:b])))
+                   for n, (a, b) in spans.items() if n.endswith("weight")}
+    assert set(got["rel_flatness_layers"]) == set(want_layers) == {"0.weight", "2.weight", "4.weight"}
+    for n, (w2, tr) in want_layers.items():
+        lay = got["rel_flatness_layers"][n]
+        assert lay["weight_norm_sq"] == pytest.approx(w2, rel=1e-12)
+        assert lay["n_params"] == spans[n][1] - spans[n][0]
+        assert abs(lay["trace"] - tr) <= 5 * lay["trace_se"] + 1e-12 and lay["trace_se"] > 0
+    want = sum(w2 * tr for w2, tr in want_layers.values())
+    assert abs(got["rel_flatness"] - want) <= 5 * got["rel_flatness_se"] and got["rel_flatness_se"] > 0
+    assert got["rel_flatness_se"] < 0.2 * abs(want)  # the tolerance is tight enough to mean something
+
+
+def _rescaled(model, layer: int, alpha: float):
+    """Multiply Linear ``layer`` (weight and bias) by α and the next Linear's weight by 1/α: a ReLU network
+    computes the same function."""
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(model)
+    lin = [mod for mod in m if isinstance(mod, torch.nn.Linear)]
+    with torch.no_grad():
+        lin[layer].weight.mul_(alpha)
+        lin[layer].bias.mul_(alpha)
+        lin[layer + 1].weight.div_(alpha)
+    return m
+
+
+@pytest.mark.parametrize("layer,alpha", [(0, 3.0), (1, 0.25)])
+def test_relative_flatness_is_invariant_to_relu_rescaling_while_the_trace_is_not(layer, alpha):
+    """The rescaled network computes the same function (checked); the dense Hessian's relative flatness is the
+    same to 1e-10 and the estimator's too (same probes: each block's quadratic form scales by exactly 1/α²);
+    the plain trace and λ_max of the same dense Hessians change."""
+    import torch
+
+    model = _relu_mlp(2)
+    x, y = _data(seed=1)
+    m2 = _rescaled(model, layer, alpha)
+    with torch.no_grad():
+        assert torch.allclose(model(x), m2(x), rtol=1e-12, atol=1e-12)
+
+    def dense(m):
+        H, spans, flat = _dense_hessian(m, x, y)
+        kap = sum(float(flat[a:b] @ flat[a:b]) * float(np.trace(H[a:b, a:b]))
+                  for n, (a, b) in spans.items() if n.endswith("weight"))
+        return kap, float(np.trace(H)), float(np.linalg.eigvalsh(H)[-1])
+
+    k1, tr1, e1 = dense(model)
+    k2, tr2, e2 = dense(m2)
+    assert k2 == pytest.approx(k1, rel=1e-10)
+    assert abs(tr2 - tr1) > 0.1 * abs(tr1) and abs(e2 - e1) > 0.05 * abs(e1)
+    g1 = cf.relative_flatness(model, [(x, y)], 8, seed=3)
+    g2 = cf.relative_flatness(m2, [(x, y)], 8, seed=3)
+    assert g2["rel_flatness"] == pytest.approx(g1["rel_flatness"], rel=1e-9)
+    assert g2["rel_flatness_se"] == pytest.approx(g1["rel_flatness_se"], rel=1e-9)
+    c1 = cf._curvature(model, x, y, {"curvature_batch_size": 40, "lanczos_matvecs": 5, "trace_matvecs": 8}, seed=3)
+    c2 = cf._curvature(m2, x, y, {"curvature_batch_size": 40, "lanczos_matvecs": 5, "trace_matvecs": 8}, seed=3)
+    assert c2["rel_flatness"] == pytest.approx(c1["rel_flatness"], rel=1e-9)
+    assert abs(c2["trace"] - c1["trace"]) > 0.1 * abs(c1["trace"])
+
+
+def test_relative_flatness_rejects_a_model_without_weight_matrices():
+    import torch
+
+    with pytest.raises(ValueError, match="model"):
+        cf.relative_flatness(torch.nn.Sequential(torch.nn.BatchNorm1d(3)), [], 4, seed=0)
+    with pytest.raises(ValueError, match="matvecs"):
+        cf.relative_flatness(_relu_mlp(0), [_data()], 1, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------- relative prior
+def test_relative_std_by_hand_and_a_zero_tensor_takes_the_global_rms():
+    import torch
+
+    m = torch.nn.Linear(3, 1).double()
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([[0.0, 3.0, -4.0]]))
+        m.bias.zero_()
+    sd = cf.relative_std(m, 0.5, 0.1)
+    rms_w = math.sqrt(25 / 3)
+    assert sd["weight"][0].tolist() == pytest.approx([0.5 * 0.1 * rms_w, 0.5 * (3 + 0.1 * rms_w),
+                                                   0.5 * (4 + 0.1 * rms_w)], rel=1e-12)
+    assert sd["bias"].tolist() == pytest.approx([0.5 * 0.1 * math.sqrt(25 / 4)], rel=1e-12)  # all 4 weights
+    from kdbounds.certificates.kernels import GaussianKernel
+
+    K = GaussianKernel.from_model(m, sd)
+    assert torch.equal(K.std["weight"], sd["weight"]) and torch.equal(K.std["bias"], sd["bias"])
+    with pytest.raises(ValueError, match="floor"):
+        cf.relative_std(m, 0.5, 0.0)
+    with pytest.raises(ValueError, match="s"):
+        cf.relative_std(m, -1.0, 0.1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(alpha=st.floats(0.05, 20.0), s=st.floats(1e-3, 3.0), floor=st.floats(1e-3, 1.0))
+def test_relative_std_scales_with_its_layer(alpha, s, floor):
+    """σ(αW) = α σ(W) for the rescaled layer; the other layers' σ unchanged (the prior is relative)."""
+    import torch
+
+    model = _relu_mlp(3)
+    sd = cf.relative_std(model, s, floor)
+    m2 = _rescaled(model, 0, alpha)
+    with torch.no_grad():
+        m2[2].weight.mul_(alpha)  # undo the 1/α on the next layer: only layer 0 changes
+    sd2 = cf.relative_std(m2, s, floor)
+    for n in sd:
+        want = sd[n] * alpha if n.startswith("0.") else sd[n]
+        assert torch.allclose(sd2[n], want, rtol=1e-10, atol=0), n
