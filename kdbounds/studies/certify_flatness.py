@@ -28,8 +28,15 @@ On one fixed, recorded split of the CIFAR-10 training set into ``D_T`` and ``D_S
   (mean and variance terms 0): its Gibbs risk on ``D_S`` as a function of ``σ`` is the teacher's
   **tolerance curve**, and ``sigma_tolerated`` the scale (log-interpolated on the grid) at which the
   Gibbs risk first exceeds the teacher's own ``D_S`` error by ``tolerance``;
+* per teacher, the **scale-aware** versions (the isotropic prior and ``λ_max``/trace are not invariant to the
+  weights' scale): its relative flatness ``κ = Σ_l ‖W_l‖² tr(H_{W_l})`` (Petzka et al., NeurIPS 2021; one
+  Hutchinson trace per layer weight, :func:`relative_flatness`) and ``λ_max ‖w‖²``; the relative prior
+  ``P_rel = N(w_T, diag(s (|w_T| + ε rms(W_l)))²)`` (:func:`relative_std`): its tolerance curve over ``s`` and
+  ``s_tolerated``, and its reference certificate ``Q = P_rel`` at each of ``J`` grid values of ``s``;
 * **statistics** at the teacher level: Kendall τ_b between each sharpness measure and each outcome
-  (certified risk, selected ``σ_P``, the reference's certified risk, ``sigma_tolerated``) with a
+  (certified risk, selected ``σ_P``, the reference's certified risk, ``sigma_tolerated``), plus
+  :data:`SCALE_AWARE_TESTS` (relative flatness vs ``s_tolerated``, the relative certificate, the certified
+  risk, the teacher's ``D_S`` error; ``λ_max`` vs ``s_tolerated``), with a
   permutation test over teachers (:func:`kdbounds.checks.teacher_stats.permutation_kendall`), all
   p-values Holm-adjusted together; ``n_teachers`` and the minimum attainable p are reported.
 
