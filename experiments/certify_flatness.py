@@ -5,14 +5,16 @@ Teachers of the student architecture (mlp256) trained on D_T with recipes that r
 sharpness, over seeds; per teacher its top Hessian eigenvalue and trace on D_T, its tolerance curve
 (Gibbs risk on D_S of N(w_T, sigma^2 I)), and the PAC-Bayes certificate on D_S of the certified-distillation
 posterior (pbkd) learnt from it at each prior scale of a grid of J values (the minimum is reported, paying
-ln J); Kendall tau between sharpness and certificate at the teacher level, Holm-adjusted.
+ln J); the scale-aware versions (relative flatness sum_l |W_l|^2 tr H_l, Petzka et al. 2021, and the relative
+prior N(w_T, diag(s (|w_T| + eps rms))^2) with its tolerance curve and Q = P certificates); Kendall tau between
+sharpness and certificate at the teacher level, Holm-adjusted across all tests.
 
     python experiments/certify_flatness.py --preset smoke --out /tmp/flat-smoke
     OMP_NUM_THREADS=1 python experiments/certify_flatness.py --preset cpu --out results/certify_flatness/cpu
     python experiments/certify_flatness.py --preset cpu --executor ray --workers 2
 
 Presets: smoke (CI, under a minute), cpu (real CIFAR-10, n_S = 5,000, n_T = 10,000, 6 recipes x 3 seeds,
-about 15 minutes on 2 cores), gpu (full CIFAR-10, larger net). Trained models are cached under --cache-root
+about 8 minutes on 2 cores with --executor ray --workers 2), gpu (full CIFAR-10, larger net). Trained models are cached under --cache-root
 (default <out>/../cache). Writes results.json (strict JSON), teachers.csv, certificates.csv, flatness.png and
 summary.txt.
 """

@@ -443,6 +443,13 @@ def test_relative_std_by_hand_and_a_zero_tensor_takes_the_global_rms():
 
     K = GaussianKernel.from_model(m, sd)
     assert torch.equal(K.std["weight"], sd["weight"]) and torch.equal(K.std["bias"], sd["bias"])
+    # Monte Carlo: the kernel's draws have these per-weight standard deviations around w_T
+    draws = K.sample(20000, torch.Generator().manual_seed(0))
+    for n, want in sd.items():
+        d = draws[n].reshape(20000, -1)
+        assert torch.allclose(d.std(0), want.reshape(-1), rtol=0.03)
+        assert torch.allclose(d.mean(0), dict(m.named_parameters())[n].detach().reshape(-1),
+                              atol=float(4 * want.max() / math.sqrt(20000)))
     with pytest.raises(ValueError, match="floor"):
         cf.relative_std(m, 0.5, 0.0)
     with pytest.raises(ValueError, match="s"):
