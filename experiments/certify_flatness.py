@@ -14,7 +14,7 @@ sharpness and certificate at the teacher level, Holm-adjusted across all tests.
     python experiments/certify_flatness.py --preset cpu --executor ray --workers 2
 
 Presets: smoke (CI, under a minute), cpu (real CIFAR-10, n_S = 5,000, n_T = 10,000, 6 recipes x 3 seeds,
-about 8 minutes on 2 cores with --executor ray --workers 2), gpu (full CIFAR-10, larger net). Trained models are cached under --cache-root
+about 9 minutes on 2 cores with --executor ray --workers 2), gpu (full CIFAR-10, larger net). Trained models are cached under --cache-root
 (default <out>/../cache). Writes results.json (strict JSON), teachers.csv, certificates.csv, flatness.png and
 summary.txt.
 """
