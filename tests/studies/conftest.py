@@ -1,4 +1,5 @@
-"""Fixtures shared by the study tests: one local Ray cluster per pytest worker.
+"""Fixtures shared by the study tests: a fake CIFAR-10, a private decoded-data cache, and one local Ray
+cluster per pytest worker.
 
 ``make test`` runs ``pytest -n 2 --dist loadgroup``: every test marked ``xdist_group("ray")`` runs on
 the same worker, so the whole suite starts one 2-CPU cluster (a few seconds) instead of one per module.
@@ -32,3 +33,23 @@ def ray_cluster(tmp_path_factory):
     print(f"ray cluster started in {time.perf_counter() - t0:.1f} s")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    """A small fake CIFAR-10 in the official archive format (one per test module)."""
+    from fake_cifar import write_fake_cifar10
+
+    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar"))
+
+
+@pytest.fixture
+def private_data_cache(tmp_path, monkeypatch):
+    """Decoded arrays in the test's own cache, and the per-process data loader of the sweep grids
+    emptied before and after (a module asks for it with ``pytestmark = usefixtures(...)``)."""
+    from kdbounds.studies.grid import load_data
+
+    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
+    load_data.cache_clear()
+    yield tmp_path / "kdcache"
+    load_data.cache_clear()

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from study_helpers import needs_ray
 
 ROOT = Path(__file__).resolve().parents[2]
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
 
 
 def _script():

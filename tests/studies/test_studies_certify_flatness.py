@@ -13,7 +13,6 @@ relative prior and its equivariance under layer rescaling (hypothesis).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import json
 import math
@@ -28,9 +27,8 @@ from scipy import optimize, stats
 from fake_cifar import write_fake_cifar10
 from kdbounds.studies import certify_flatness as cf
 from kdbounds.studies.certify_flatness import Config, TeacherRecipe, kendall_report, sigma_tolerated
+from study_helpers import needs_ray
 
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,9 @@ import torch
 from fake_cifar import write_fake_cifar10
 from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import certify_students as cs
+from study_helpers import CountingTrain, needs_ray
 
 ROOT = Path(__file__).resolve().parents[2]
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
 REQUIRED = ("prior", "student", "loss", "risk_upper", "divergence", "n_s", "test_gibbs_risk", "vacuous",
             "mean_term", "variance_term", "seed", "sigma_prior", "sigma_posterior", "student_test_acc")
 
@@ -34,8 +33,7 @@ def fake_root(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _private_data_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
+def _private_split_cache(private_data_cache):
     cs.split_data.cache_clear()
     yield
     cs.split_data.cache_clear()
@@ -54,14 +52,6 @@ def numbers(result: cs.Result) -> list[dict]:
     """Every certificate row without the run folder names (which contain the cache's run ids)."""
     return [{k: v for k, v in r.items() if k != "certificate"} for r in result.certificates]
 
-
-class CountingTrain:
-    def __init__(self, real):
-        self.real, self.calls = real, []
-
-    def __call__(self, cfg, out, **kw):
-        self.calls.append(Path(out).name)
-        return self.real(cfg, out, **kw)
 
 
 def test_split_data_rebuilds_the_arrays_once_per_process(fake_root, monkeypatch):

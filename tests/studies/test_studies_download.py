@@ -14,7 +14,6 @@ import http.server
 import os
 import tarfile
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest

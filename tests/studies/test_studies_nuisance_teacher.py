@@ -5,45 +5,22 @@ trainer, run ids of the pre-port arrays drawn by hand)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import statistics
 from pathlib import Path
 
 import pytest
 
-from fake_cifar import write_fake_cifar10
 from kdbounds.distill import TrainConfig
 from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import nuisance_teacher as nt
-from kdbounds.studies.grid import load_data
-
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
+from study_helpers import CountingTrain, needs_ray
 
 
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory):
-    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar"))
 
 
-@pytest.fixture(autouse=True)
-def _private_data_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
-    load_data.cache_clear()
-    yield
-    load_data.cache_clear()
+pytestmark = pytest.mark.usefixtures("private_data_cache")
 
-
-class CountingTrain:
-    """Wraps the trainer of the run cache and records the folder of every training it starts."""
-
-    def __init__(self, real):
-        self.real, self.calls = real, []
-
-    def __call__(self, cfg, out, **kw):
-        self.calls.append(Path(out).name)
-        return self.real(cfg, out, **kw)
 
 
 def test_presets_validate_and_are_frozen():

@@ -5,7 +5,6 @@ trainer; the run id of the arrays loaded by hand)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -16,13 +15,12 @@ import pytest
 import torch
 
 import kdbounds.distill
-from fake_cifar import write_fake_cifar10
 from kdbounds.models import build_model
 from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import pid_transfer as pt
-from kdbounds.studies.grid import load_data
 from kdbounds.studies.pid_transfer import PIDTracker, extract_features
 from kdbounds.studies.sweep import SweepError
+from study_helpers import CountingTrain, needs_ray
 
 
 @pytest.fixture(scope="module")
@@ -88,41 +86,16 @@ def test_tracker_as_trainer_callback(images, tmp_path):
 
 # ------------------------------------------------------------------- the study on the sweep runner
 
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
 _TRAIN = kdbounds.distill.train  # the real trainer, whatever a test has patched
 
 
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory):
-    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar"))
 
-
-@pytest.fixture(autouse=True)
-def _private_data_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
-    load_data.cache_clear()
-    yield
-    load_data.cache_clear()
+pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 def smoke(fake_root: Path) -> pt.Config:
     """The smoke preset on the fake CIFAR-10 (10 test images per class: 5 + 5 per class for the PID)."""
     return dataclasses.replace(pt.PRESETS["smoke"], data_root=str(fake_root), pid_per_class=5)
-
-
-class CountingTrain:
-    """Stands in for the trainer (of the run cache and of the students): records the folder of every
-    training it starts; raises at call number ``fail_at``."""
-
-    def __init__(self, fail_at: int | None = None):
-        self.real, self.fail_at, self.calls = _TRAIN, fail_at, []
-
-    def __call__(self, cfg, out, **kw):
-        if self.fail_at is not None and len(self.calls) == self.fail_at:
-            raise RuntimeError("out of memory")
-        self.calls.append(Path(out).name)
-        return self.real(cfg, out, **kw)
 
 
 def rows(result: pt.Result) -> list[dict]:
@@ -150,13 +123,13 @@ def test_smoke_study_interrupted_then_restarted_trains_every_run_once(tmp_path, 
     from kdbounds.data import load_cifar
 
     cfg = smoke(fake_root)
-    first = _count(monkeypatch, CountingTrain(fail_at=2))
+    first = _count(monkeypatch, CountingTrain(_TRAIN, stop_at=2, error=RuntimeError("out of memory")))
     with pytest.raises(SweepError, match="out of memory"):
         _run(cfg, tmp_path)
     partial = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {(r["teacher"], r["method"]) for r in partial["rows"]} == {("trained", "kd")}
     assert (tmp_path / "out" / "curves.csv").is_file()
-    second = _count(monkeypatch, CountingTrain())
+    second = _count(monkeypatch, CountingTrain(_TRAIN))
     res = _run(cfg, tmp_path)
     students = {f"{m}-{k}" for m in cfg.methods for k in pt.TEACHER_KINDS}
     assert sorted(second.calls) == sorted(students - {"kd-trained"})
@@ -166,7 +139,7 @@ def test_smoke_study_interrupted_then_restarted_trains_every_run_once(tmp_path, 
     assert all(np.isfinite(r["redundancy"]) and np.isfinite(r["final_test_acc"]) for r in res.rows)
     for f in ("curves.csv", "results.json", "curves.png"):
         assert (tmp_path / "out" / f).is_file(), f
-    third = _count(monkeypatch, CountingTrain())
+    third = _count(monkeypatch, CountingTrain(_TRAIN))
     again = _run(cfg, tmp_path)
     assert third.calls == [] and rows(again) == rows(res)
     tx, ty = load_cifar("cifar10", root=str(fake_root), split="train")
@@ -185,7 +158,7 @@ def test_training_specs_and_an_impossible_pid_set_fails_before_training(tmp_path
         assert s.kwargs["config"]["teacher_ckpt"] == (
             None if trained else str(pt.untrained_teacher_path(cfg, tmp_path / "cache")))
         assert s.kwargs["out_dir"] == str(tmp_path / "out" / "runs" / s.key)
-    counting = _count(monkeypatch, CountingTrain())
+    counting = _count(monkeypatch, CountingTrain(_TRAIN))
     with pytest.raises(ValueError, match="n_per_class=22"):  # 2 x 11 per class; the fake test split has 10
         _run(dataclasses.replace(cfg, pid_per_class=11), tmp_path)
     assert counting.calls == []
@@ -202,6 +175,6 @@ def test_smoke_on_ray_equals_local(tmp_path, fake_root, ray_cluster, monkeypatch
     local = _run(cfg, tmp_path / "l", sweep={"executor": "local", "threads": 1})
     remote = _run(cfg, tmp_path / "r", sweep={"executor": "ray", "workers": 2, "threads": 1})
     assert rows(remote) == rows(local) and len(local.rows) == 12
-    counting = _count(monkeypatch, CountingTrain())
+    counting = _count(monkeypatch, CountingTrain(_TRAIN))
     assert rows(_run(cfg, tmp_path / "r")) == rows(local)
     assert counting.calls == []

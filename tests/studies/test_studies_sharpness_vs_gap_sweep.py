@@ -18,29 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_cifar import write_fake_cifar10
 from kdbounds.data import load_cifar, stratified_subset
 from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import sharpness_vs_gap as ss
 from kdbounds.studies import grid
 from kdbounds.studies.grid import DataSpec, load_data
-
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
+from study_helpers import needs_ray
 
 
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory):
-    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar"))
 
 
 @pytest.fixture(autouse=True)
-def _private_data_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
-    load_data.cache_clear()
+def _private_caches(private_data_cache):
     ss._measurement_inputs.cache_clear()
     yield
-    load_data.cache_clear()
     ss._measurement_inputs.cache_clear()
 
 

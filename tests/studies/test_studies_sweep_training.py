@@ -9,7 +9,6 @@ in this process for the CLI.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,29 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from fake_cifar import write_fake_cifar10
 from kdbounds.distill import TrainConfig
 from kdbounds.studies import cache as cache_mod
 from kdbounds.studies import functional_transfer as ft
 from kdbounds.studies.grid import DataSpec, load_data, train_spec
 from kdbounds.studies.sweep import SweepError, run_sweep
+from study_helpers import CountingTrain, needs_ray
 
 ROOT = Path(__file__).resolve().parents[2]
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]'")
 
 
-@pytest.fixture(scope="module")
-def fake_root(tmp_path_factory):
-    return write_fake_cifar10(tmp_path_factory.mktemp("fakecifar"))
 
-
-@pytest.fixture(autouse=True)
-def _private_data_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
-    load_data.cache_clear()
-    yield
-    load_data.cache_clear()
+pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 def smoke(fake_root: Path) -> ft.Config:
@@ -52,25 +40,12 @@ def numbers(result: ft.Result) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in result.per_run]
 
 
-class CountingTrain:
-    """Wraps the trainer used by the run cache; counts trainings per run folder; can interrupt."""
-
-    def __init__(self, real, interrupt_at: int | None = None):
-        self.real, self.interrupt_at, self.calls = real, interrupt_at, []
-
-    def __call__(self, cfg, out, **kw):
-        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
-            raise KeyboardInterrupt("Ctrl-C between runs")
-        self.calls.append(Path(out).name)
-        return self.real(cfg, out, **kw)
-
-
 def test_interrupted_study_sweep_restarted_trains_nothing_twice(tmp_path, fake_root, monkeypatch):
     """Ctrl-C after 3 trainings of the 9-run grid; the restart trains the 6 others, each once."""
     cfg = smoke(fake_root)
     specs = ft.training_specs(cfg, tmp_path / "cache")
     assert [s.key for s in specs][:2] == ["teacher", "kd-seed1"] and len(specs) == 9
-    first = CountingTrain(cache_mod.train, interrupt_at=3)
+    first = CountingTrain(cache_mod.train, stop_at=3, error=KeyboardInterrupt("Ctrl-C between runs"))
     monkeypatch.setattr(cache_mod, "train", first)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(specs, progress=False)

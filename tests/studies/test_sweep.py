@@ -7,7 +7,6 @@ the local executor for the Ray executor (identical numbers at equal threads).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -21,13 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sweep_toy as toy
+from study_helpers import needs_ray
 from kdbounds.studies.sweep import RunSpec, SweepError, run_sweep, spec_fingerprints, topological_order
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed: pip install -e '.[ray]' "
-                                                   "(the test extra installs it)")
 
 
 def grid(marker_dir: Path, teachers=(0, 1), students=(10, 11)) -> list[RunSpec]:
