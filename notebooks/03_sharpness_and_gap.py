@@ -91,8 +91,8 @@ plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
 
 
 def show(fig):
-    """Display `fig` as a PNG output and close it. Unlike plt.show() or display(fig), this works whatever
-    the backend: the studies' plotting code switches matplotlib to Agg when it writes its figures."""
+    """Display `fig` as one PNG output and close it (a pyplot figure left open would be shown a second
+    time at the end of the cell by the inline backend)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
