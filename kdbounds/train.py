@@ -27,6 +27,10 @@ examples:
       --arch resnet8 --method-arg T=2 --preset cpu --out runs/kd-r8
   # the student alone under the same recipe (baseline)
   python -m kdbounds.train teacher --arch resnet8 --preset cpu --out runs/ce-r8
+  # the fast recipe (airbench94's techniques; ~90 % on CIFAR-10 in ~40 min on 2 CPU cores)
+  python -m kdbounds.train teacher --recipe fast --arch airbench94 --epochs 10
+  # a student distilled under the fast recipe, started from the teacher's weights
+  python -m kdbounds.train distill --recipe fast --method kd --teacher T.pt --init-from T.pt --arch airbench94
   # full CIFAR-100 recipe of CRD/RepDistiller (240 epochs, lr x0.1 at 150/180/210), on a GPU
   python -m kdbounds.train teacher --arch resnet56 --dataset cifar100 --preset paper --out runs/r56
 
@@ -34,6 +38,10 @@ presets (explicit options override them):
   smoke  50 images/class, 1 epoch, batch 64                 (seconds: does everything run?)
   cpu    500 images/class, 5 epochs, batch 64, cosine lr    (minutes on a CPU)
   paper  full data, 240 epochs, batch 64, lr 0.05, x0.1 at 150/180/210 (RepDistiller/CRD)
+
+recipes: --recipe standard (the options above) or --recipe fast (airbench94: whitened frozen first layer,
+per-step triangular lr, lookahead, label smoothing 0.2, alternating flips; batch 1024, 10 epochs, its
+lr/momentum/weight decay filled in for the batch size; switches with --recipe-arg, e.g. lookahead=false).
 
 data: CIFAR is looked up in --data-root, then $KDBOUNDS_DATA, then standard places
 (python batches, cifar-10-python.tar.gz, or JPEG/PNG folders/tars).
@@ -72,6 +80,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-augment", action="store_true", help="disable random crop + flip")
     o = p.add_argument_group("optimisation")
     o.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a recipe; explicit options override it")
+    o.add_argument("--recipe", choices=["standard", "fast"], default="standard",
+                   help="training recipe (default standard; fast = airbench94's, see below)")
+    o.add_argument("--recipe-arg", type=_kv, action="append", default=[], metavar="NAME=VALUE",
+                   help="fast-recipe switch, repeatable, e.g. --recipe-arg lookahead=false")
+    o.add_argument("--init-from", type=T.existing_file, default=None, metavar="CKPT",
+                   help="start the network from this model.pt (same architecture) instead of a fresh init")
     o.add_argument("--epochs", type=T.positive_int, default=None, help="default 240 (paper recipe)")
     o.add_argument("--batch-size", type=T.positive_int, default=None, help="default 64")
     o.add_argument("--lr", type=T.positive_float, default=None, help="initial learning rate (default 0.05)")
@@ -90,6 +104,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--out", type=T.writable_dir, default=None, help="output folder (default: a cache folder under --cache-root)")
     r.add_argument("--cache-root", type=T.writable_dir, default="runs", help="cache root when --out is not given (default runs/)")
+    r.add_argument("--bank", action="store_true",
+                   help="train into the teacher bank shared by the studies ($KDBOUNDS_BANK, else ~/.cache/kdbounds/bank): "
+                        "the same file a study asking for this teacher uses")
     r.add_argument("--device", type=T.device, default=None, help="default auto (CUDA if present)")
     r.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast (CUDA only anyway)")
     r.add_argument("--no-channels-last", action="store_true", help="disable channels-last (CUDA only anyway)")
@@ -156,6 +173,8 @@ def config_from_args(args: argparse.Namespace):
     if len(raw) != len(args.method_arg):
         raise ValueError("a --method-arg name is given twice")
     typed = coerce_hparams(method, cls.defaults, raw)  # parse strings as the defaults' types
+    if args.init_from:
+        kw["init_ckpt"] = str(Path(args.init_from))
     cls.check_hparams(typed)  # e.g. pbb/pbkd without a prior: said now, before any data is loaded
     mkw = {k: typed[k] for k in raw}
     if args.command == "distill":
@@ -171,7 +190,37 @@ def config_from_args(args: argparse.Namespace):
             except ValueError as e:
                 raise ValueError(f"--teacher: {e}") from None
             kw["teacher_ckpt"] = str(Path(args.teacher))
+    if args.recipe == "fast":
+        return _fast_config_from_args(args, method, mkw, kw)
+    if args.recipe_arg:
+        raise ValueError("--recipe-arg needs --recipe fast")
     return TrainConfig(arch=args.arch, method=method, method_kwargs=mkw, **kw)
+
+
+def _fast_config_from_args(args: argparse.Namespace, method: str, mkw: dict[str, Any], kw: dict[str, Any]):
+    """The fast recipe's config: its defaults (batch 1024, 10 epochs, lr/wd/momentum for the batch) < explicit options."""
+    from .distill.recipe_settings import FastRecipeSettings
+    from .distill.recipes import fast_config
+
+    if args.preset:
+        raise ValueError("--preset sets a standard-recipe schedule; with --recipe fast set --epochs/--n-per-class instead")
+    for flag, dest in (("--lr", "lr"), ("--momentum", "momentum"), ("--weight-decay", "weight_decay"),
+                       ("--schedule", "schedule"), ("--milestones", "milestones"), ("--lr-gamma", "lr_gamma")):
+        if getattr(args, dest, None) is not None:
+            raise ValueError(f"{flag} is set by --recipe fast (from the batch size); leave it out")
+    defaults = {f: getattr(FastRecipeSettings(), f) for f in FastRecipeSettings.__dataclass_fields__}
+    raw = dict(args.recipe_arg)
+    unknown = sorted(set(raw) - set(defaults))
+    if unknown:
+        raise ValueError(f"--recipe-arg: unknown switch(es) {unknown}; valid: {sorted(defaults)}")
+    from .distill.methods import coerce_hparams
+
+    switches = coerce_hparams("fast recipe", defaults, raw)
+    rkw = {k: switches[k] for k in raw}
+    epochs, batch = kw.pop("epochs", 10), kw.pop("batch_size", 1024)
+    kw.pop("nesterov", None)
+    return fast_config(args.arch, epochs=epochs, batch_size=batch, method=method, method_kwargs=mkw,
+                       recipe_kwargs=rkw, **kw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,7 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         cfg = config_from_args(args)
         progress = not args.no_progress
-        if args.out:
+        if args.bank and args.out:
+            raise ValueError("--bank and --out exclude each other (the bank chooses the folder)")
+        if args.bank:
+            from .runs.bank import bank_root
+
+            result = train_cached(cfg, bank_root(), progress=progress, force=args.no_resume)
+        elif args.out:
             result = train(cfg, args.out, progress=progress, resume=not args.no_resume)
         else:
             result = train_cached(cfg, args.cache_root, progress=progress, force=args.no_resume)

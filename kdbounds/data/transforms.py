@@ -77,18 +77,32 @@ def normalization(spec: bool | str | tuple = True) -> tuple[tuple[float, ...], t
     return mean, std
 
 
+PAD_MODES = ("zeros", "reflect")
+FLIP_MODES = ("random", "alternating")
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Reflect out-of-range indices into ``[0, n)`` without repeating the edge (``-1 -> 1``, ``n -> n-2``)."""
+    i = torch.where(i < 0, -i, i)
+    return torch.where(i >= n, 2 * (n - 1) - i, i)
+
+
 def _crop_flip_rows(idx: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, h: int, w: int,
-                    padding: int, zero_row: int) -> torch.Tensor:
+                    padding: int, zero_row: int, pad_mode: str = "zeros") -> torch.Tensor:
     """Flat pixel-row indices ``(B*H*W,)`` into an ``(N*H*W + 1, C)`` pixel table whose last row is 0.
 
     Pixel ``(h', w')`` of output ``b`` reads source pixel ``(i_b - p + h', j_b - p + w'')`` of image
-    ``idx[b]`` with ``w'' = W-1-w'`` if flipped else ``w'``; positions outside the image read the zero row.
+    ``idx[b]`` with ``w'' = W-1-w'`` if flipped else ``w'``; positions outside the image read the zero row
+    (``pad_mode="zeros"``) or their mirror image across the border (``"reflect"``, as ``F.pad(mode="reflect")``).
     """
     dev = idx.device
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     r = offsets[:, 0:1] - padding + ar_h  # (B, H)
-    c = offsets[:, 1:2] - padding + torch.where(flips[:, None], (w - 1) - ar_w, ar_w)  # (B, W)
+    c = offsets[:, 1:2] - padding + ar_w  # (B, W): crop in the padded image, then mirror the crop
+    if pad_mode == "reflect":
+        r, c = _reflect(r, h), _reflect(c, w)
+    c = torch.where(flips[:, None], c.flip(1), c)
     valid = ((r >= 0) & (r < h))[:, :, None] & ((c >= 0) & (c < w))[:, None, :]
     flat = idx[:, None, None] * (h * w) + r[:, :, None] * w + c[:, None, :]
     return torch.where(valid, flat, torch.full_like(flat, zero_row)).reshape(-1)
@@ -104,7 +118,7 @@ def _pixel_table(x: torch.Tensor) -> torch.Tensor:
 
 
 def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
-                     padding: int = 4) -> torch.Tensor:
+                     padding: int = 4, pad_mode: str = "zeros") -> torch.Tensor:
     """Zero-padded random crop + horizontal flip of a uint8 NHWC batch, as one gather.
 
     The formula is in the module docstring. :class:`TensorLoader` uses the same index computation on
@@ -115,14 +129,16 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
         offsets: ``(B, 2)`` integer top-left corners ``(i, j)`` in padded coordinates, in
             ``[0, 2 * padding]``.
         flips: ``(B,)`` bool, flip image ``b`` horizontally.
-        padding: zero padding on each side.
+        padding: padding on each side.
+        pad_mode: ``"zeros"`` or ``"reflect"`` (mirror across the border, ``padding < H, W``).
 
     Returns:
         A new ``(B, H, W, C)`` tensor.
 
     Raises:
-        ValueError: wrong shapes of ``x``, ``offsets`` or ``flips``, or offsets out of range.
+        ValueError: wrong shapes of ``x``, ``offsets`` or ``flips``, offsets out of range, or an unknown ``pad_mode``.
     """
+    _check_pad_mode(pad_mode)
     if x.ndim != 4:
         raise ValueError(f"x must be a (B, H, W, C) batch, got shape {tuple(x.shape)}")
     b, h, w, c = x.shape
@@ -132,8 +148,13 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
         raise ValueError(f"offsets must lie in [0, {2 * padding}] for padding={padding}")
     table = _pixel_table(x)
     rows = _crop_flip_rows(torch.arange(b, device=x.device), offsets.to(x.device), flips.to(x.device).bool(),
-                           h, w, int(padding), b * h * w)
+                           h, w, int(padding), b * h * w, pad_mode)
     return table.index_select(0, rows).view(b, h, w, c)
+
+
+def _check_pad_mode(pad_mode: str) -> None:
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}; got {pad_mode!r}")
 
 
 def normalize_uint8(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None,
@@ -185,6 +206,12 @@ class TensorLoader:
     number of batches already yielded, so a resumed loader continues mid-epoch with the same batches.
     ``channels_last=True`` returns ``x`` in ``torch.channels_last`` memory format.
 
+    Augmentation: a crop translated by up to ``padding`` pixels (borders filled with zeros or, with
+    ``pad_mode="reflect"``, mirrored) and a horizontal flip. ``flip="random"`` flips each image with
+    probability 1/2 in every epoch; ``flip="alternating"`` (airbench) draws one flip bit ``f_i`` per image
+    from ``seed`` alone and flips image ``i`` in epoch ``e`` iff ``f_i XOR (e mod 2)``, so every image is
+    seen in both orientations in each pair of epochs.
+
     The per-epoch plan (order, crop offsets, flips) is drawn on the CPU and moved to ``device`` once,
     so CPU and CUDA loaders with the same seed yield the same batches. Leaving a ``for`` loop early
     leaves the loader mid-epoch: the next iteration continues that epoch (call ``set_epoch`` to
@@ -194,11 +221,15 @@ class TensorLoader:
     def __init__(self, images, labels, batch_size: int, shuffle: bool = True, augment: bool = False,
                  device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
                  normalize: bool | str | tuple = True, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False, padding: int = 4) -> None:
+                 channels_last: bool = False, padding: int = 4, pad_mode: str = "zeros",
+                 flip: str = "random") -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
             raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+        _check_pad_mode(pad_mode)
+        if flip not in FLIP_MODES:
+            raise ValueError(f"flip must be one of {FLIP_MODES}; got {flip!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
@@ -227,6 +258,9 @@ class TensorLoader:
         self.dtype = dtype
         self.channels_last = bool(channels_last)
         self.padding = int(padding)
+        self.pad_mode, self.flip = pad_mode, flip
+        if pad_mode == "reflect" and self.padding >= min(x.shape[1], x.shape[2]):
+            raise ValueError(f"padding={padding} must be smaller than the image side for pad_mode='reflect'")
         self._norm = normalization(normalize)
         if self._norm is not None and len(self._norm[0]) != x.shape[-1]:
             raise ValueError(f"normalize has {len(self._norm[0])} channels, images have {x.shape[-1]}")
@@ -272,7 +306,7 @@ class TensorLoader:
             epoch, batch = epoch + 1, 0
         return {"epoch": epoch, "batch": batch, "seed": self.seed, "num_samples": self.num_samples,
                 "batch_size": self.batch_size, "shuffle": self.shuffle, "augment": self.augment,
-                "drop_last": self.drop_last}
+                "drop_last": self.drop_last, "pad_mode": self.pad_mode, "flip": self.flip}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`; the loader must have the same data size, batch size and seed.
@@ -283,7 +317,7 @@ class TensorLoader:
         Raises:
             ValueError: the position is out of range or the loader differs (size, batch size, seed).
         """
-        for k in ("num_samples", "batch_size", "seed", "shuffle", "augment", "drop_last"):
+        for k in ("num_samples", "batch_size", "seed", "shuffle", "augment", "drop_last", "pad_mode", "flip"):
             if k in state and state[k] != getattr(self, k):
                 raise ValueError(f"loader state has {k}={state[k]!r} but this loader has {getattr(self, k)!r}; "
                                  "build the loader with the same data and settings to resume")
@@ -303,13 +337,18 @@ class TensorLoader:
         if self.augment:
             offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=g)
             flips = torch.randint(0, 2, (n,), generator=g).bool()
+            if self.flip == "alternating":  # per image, fixed by the seed, toggled every other epoch
+                base = torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(
+                    _epoch_seed(self.seed, 2**62))).bool()
+                flips = (base ^ bool(epoch % 2))[order]
             offsets, flips = offsets.to(self.device), flips.to(self.device)
         return order.to(self.device), offsets, flips
 
     def _make_batch(self, idx: torch.Tensor, offsets, flips) -> tuple[torch.Tensor, torch.Tensor]:
         _, h, w, c = self._x.shape
         if offsets is not None:
-            rows = _crop_flip_rows(idx, offsets, flips, h, w, self.padding, self._table.shape[0] - 1)
+            rows = _crop_flip_rows(idx, offsets, flips, h, w, self.padding, self._table.shape[0] - 1,
+                                   self.pad_mode)
             xb = self._table.index_select(0, rows).view(idx.shape[0], h, w, c)
         else:
             xb = self._x.index_select(0, idx)

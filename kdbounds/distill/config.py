@@ -8,24 +8,26 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .recipe_settings import RECIPES, FastRecipeSettings
+
 __all__ = ["TrainConfig", "SCHEDULES"]
 
-SCHEDULES = ("step", "cosine", "constant")
+SCHEDULES = ("step", "cosine", "constant", "triangular")
 _DEVICES = ("auto", "cpu", "cuda")
 SEED_MAX = 2**32 - 1
 
 
-def _freeze_kwargs(kw: Mapping[str, Any] | None) -> dict[str, Any]:
+def _freeze_kwargs(kw: Mapping[str, Any] | None, name: str = "method_kwargs") -> dict[str, Any]:
     if kw is None:
         return {}
     if not isinstance(kw, Mapping):
-        raise TypeError(f"method_kwargs must be a dict of hyper-parameters; got {type(kw).__name__}")
+        raise TypeError(f"{name} must be a dict of hyper-parameters; got {type(kw).__name__}")
     out = {}
     for k, v in kw.items():
         if not isinstance(k, str):
-            raise TypeError(f"method_kwargs keys must be strings; got {k!r}")
+            raise TypeError(f"{name} keys must be strings; got {k!r}")
         if not isinstance(v, (bool, int, float, str)) and v is not None:
-            raise TypeError(f"method_kwargs[{k!r}] must be a bool/int/float/str (JSON scalar); got {type(v).__name__}")
+            raise TypeError(f"{name}[{k!r}] must be a bool/int/float/str (JSON scalar); got {type(v).__name__}")
         out[k] = v
     return dict(sorted(out.items()))
 
@@ -49,6 +51,15 @@ class TrainConfig:
 
     Seeds: ``seed`` drives data order and augmentation and, unless ``init_seed`` is set, the
     student's initialisation (``init_seed`` separate allows "same init, different data order").
+
+    Recipe: ``"standard"`` (the above), or ``"fast"`` — airbench94's recipe (whitened, frozen first
+    layer, BatchNorm biases at a higher rate, per-step triangular schedule, lookahead, alternating flips,
+    reflect-padded translations; :mod:`kdbounds.distill.recipes`, switches in ``recipe_kwargs``, see
+    :class:`~kdbounds.distill.recipe_settings.FastRecipeSettings`), which needs ``schedule="triangular"``;
+    :func:`~kdbounds.distill.recipes.fast_config` fills in its hyper-parameters. ``init_ckpt``: start the
+    student from the weights of this model file (same architecture) instead of a fresh initialisation.
+    The three fields are left out of :meth:`to_dict` at their defaults, so run ids of standard runs do not
+    depend on them.
 
     Hardware: ``device`` ``"auto"`` = CUDA when available; ``amp`` (bfloat16/float16 autocast) applies
     on CUDA only; ``channels_last`` (default on) applies on CPU and CUDA — on this project's 2-core CPU it
@@ -82,9 +93,15 @@ class TrainConfig:
     grad_clip: float | None = None
     data_root: str | None = None
     drop_last: bool = False
+    recipe: str = "standard"
+    recipe_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    init_ckpt: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method_kwargs", _freeze_kwargs(self.method_kwargs))
+        object.__setattr__(self, "recipe_kwargs", _freeze_kwargs(self.recipe_kwargs, "recipe_kwargs"))
+        if self.init_ckpt is not None:
+            object.__setattr__(self, "init_ckpt", str(self.init_ckpt))
         if self.milestones is not None:
             object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         if self.teacher_ckpt is not None:
@@ -147,6 +164,17 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 or None; got {self.grad_clip!r}")
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"method must be a method name such as 'kd'; got {self.method!r}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}; got {self.recipe!r}")
+        if (self.recipe == "fast") != (self.schedule == "triangular"):
+            raise ValueError("recipe='fast' goes with schedule='triangular' (per-step) and only with it; got "
+                             f"recipe={self.recipe!r}, schedule={self.schedule!r}. Build fast configs with "
+                             "kdbounds.distill.recipes.fast_config (CLI: --recipe fast)")
+        if self.recipe == "fast":
+            FastRecipeSettings.from_kwargs(self.recipe_kwargs)
+        elif self.recipe_kwargs:
+            raise ValueError(f"recipe_kwargs {sorted(self.recipe_kwargs)} are for recipe='fast'; the standard "
+                             "recipe takes none")
 
     def __hash__(self) -> int:  # method_kwargs is a dict: hash the canonical JSON instead
         return hash(self.to_json())
@@ -171,6 +199,10 @@ class TrainConfig:
         """
         d = dataclasses.asdict(self)
         d["method_kwargs"] = dict(self.method_kwargs)
+        d["recipe_kwargs"] = dict(self.recipe_kwargs)
+        for name, default in (("recipe", "standard"), ("recipe_kwargs", {}), ("init_ckpt", None)):
+            if d[name] == default:  # absent at the default: standard runs keep their ids
+                del d[name]
         d["milestones"] = list(self.milestones) if self.milestones is not None else None
         return d
 

@@ -19,6 +19,7 @@ with the same config give bit-identical weights, and a resumed run equals an uni
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -49,6 +50,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .methods import DistillMethod, StepContext, TrainingDiverged, get_method, logits_of
+from .recipes import Recipe, build_recipe, evaluate_tta
 
 __all__ = [
     "ConfigMismatchError",
@@ -227,12 +229,13 @@ def prepare_data(cfg: TrainConfig, data: Sequence[Any] | None = None) -> Prepare
 
 
 def _make_loader(images, labels, cfg: TrainConfig, device: torch.device, train: bool,
-                 batch_size: int | None = None, channels_last: bool = False):
+                 batch_size: int | None = None, channels_last: bool = False,
+                 options: Mapping[str, Any] | None = None):
     TensorLoader = _tensor_loader()
     return TensorLoader(images, labels, batch_size=batch_size or cfg.batch_size, shuffle=train,
                         augment=train and cfg.augment, device=device, seed=cfg.seed,
                         drop_last=train and cfg.drop_last, normalize=cfg.dataset,
-                        channels_last=channels_last)
+                        channels_last=channels_last, **(options or {}))
 
 
 def _prep_input(x: Tensor, channels_last: bool) -> Tensor:
@@ -362,6 +365,7 @@ class _Run:
     history: list[dict[str, Any]]
     start_epoch: int = 0
     resumed_from: int | None = None
+    recipe: Recipe = dataclasses.field(default_factory=Recipe)
 
 
 def _open_run(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool) -> tuple[Path, dict[str, str], dict | None]:
@@ -402,9 +406,10 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
                          f"or pass teacher=")
     teacher = _load_teacher(cfg, teacher, device, channels_last)
 
+    recipe = build_recipe(cfg)
     prepared = prepare_data(cfg, data)
     train_loader = _make_loader(prepared.train_x, prepared.train_y, cfg, device, train=True,
-                                channels_last=channels_last)
+                                channels_last=channels_last, options=recipe.loader_options())
     test_loader = _make_loader(prepared.test_x, prepared.test_y, cfg, device, train=False,
                                batch_size=max(cfg.batch_size, 500), channels_last=channels_last)
     val_loader = None
@@ -413,9 +418,13 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
                                   batch_size=max(cfg.batch_size, 500), channels_last=channels_last)
 
     student = build_model(cfg.arch, num_classes=cfg.num_classes,
-                          seed=cfg.init_seed if cfg.init_seed is not None else cfg.seed).to(device)
+                          seed=cfg.init_seed if cfg.init_seed is not None else cfg.seed)
+    if cfg.init_ckpt is not None:
+        _init_from_checkpoint(student, cfg)
+    student = student.to(device)
     if channels_last:
         student = student.to(memory_format=torch.channels_last)
+    recipe.prepare_student(student, prepared.train_x, cfg)
     # methods build their own modules (regressors, filters) with PyTorch's default initialisers,
     # which draw from the global RNG: build under a forked RNG seeded from the run's init seed so the
     # run is reproducible and the caller's RNG stream is left untouched
@@ -427,10 +436,21 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
         from .teacher_cache import CachedTeacher
 
         teacher = CachedTeacher(teacher)
-    optimizers = method.configure_optimizers(student, cfg)
-    schedulers = method.configure_schedulers(optimizers, cfg)
+    optimizers = recipe.optimizers(method, student, cfg)
+    schedulers = recipe.schedulers(method, optimizers, cfg)
     return _Run(cfg, out, paths, device, amp_dtype, channels_last, teacher, student, method, optimizers,
-                schedulers, train_loader, test_loader, val_loader, history=[])
+                schedulers, train_loader, test_loader, val_loader, history=[], recipe=recipe)
+
+
+def _init_from_checkpoint(student: nn.Module, cfg: TrainConfig) -> None:
+    """Copy the weights (and BatchNorm statistics) of the model file ``cfg.init_ckpt`` into ``student``."""
+    source = load_checkpoint_model(cfg.init_ckpt, map_location="cpu")
+    if getattr(source, "arch", None) != getattr(student, "arch", None) or \
+            getattr(source, "num_classes", None) != cfg.num_classes:
+        raise ValueError(f"init_ckpt {cfg.init_ckpt!r} holds a {getattr(source, 'arch', '?')} with "
+                         f"{getattr(source, 'num_classes', '?')} classes; the student is a {cfg.arch} with "
+                         f"{cfg.num_classes}: a student can only start from a network of its own architecture")
+    student.load_state_dict(source.state_dict())
 
 
 def _resume(run: _Run, ckpt: dict | None) -> None:
@@ -440,6 +460,7 @@ def _resume(run: _Run, ckpt: dict | None) -> None:
         try:
             run.student.load_state_dict(ckpt["model"])
             run.method.load_state_dict(ckpt["method"])
+            run.recipe.load_state_dict(ckpt.get("recipe", {}))
             if len(ckpt["optimizers"]) != len(run.optimizers) or len(ckpt["schedulers"]) != len(run.schedulers):
                 raise ValueError("optimiser/scheduler count differs from method "
                                  f"{run.cfg.method!r}; was the method's code changed?")
@@ -466,6 +487,7 @@ def _train_epoch(run: _Run, epoch: int, inner: Any) -> dict[str, float]:
     ``train_<part>``. Raises :class:`TrainingDiverged` on a non-finite training loss."""
     cfg, method, student = run.cfg, run.method, run.student
     steps_per_epoch = len(run.train_loader)
+    total_steps = cfg.epochs * steps_per_epoch
     run.train_loader.set_epoch(epoch)  # the epoch's order/augmentation depend only on (seed, epoch)
     method.on_epoch_start(epoch, student, run.teacher)
     student.train()
@@ -476,7 +498,9 @@ def _train_epoch(run: _Run, epoch: int, inner: Any) -> dict[str, float]:
                       steps_per_epoch=steps_per_epoch, cfg=cfg)
     for i, (x, y) in enumerate(run.train_loader):
         ctx.batch_index, ctx.global_step = i, epoch * steps_per_epoch + i
+        run.recipe.before_step(student, run.optimizers, epoch, ctx.global_step, total_steps)
         parts = method.training_step(x, y, student, run.teacher, run.optimizers, epoch, ctx)
+        run.recipe.after_step(student, ctx.global_step, total_steps)
         if i == 0 and (not isinstance(parts, Mapping) or "loss" not in parts):
             raise TypeError(f"method {cfg.method!r}: training_step must return a dict with at least "
                             f"'loss' (and 'acc'); got {type(parts).__name__} "
@@ -502,10 +526,13 @@ def _train_epoch(run: _Run, epoch: int, inner: Any) -> dict[str, float]:
     return metrics
 
 
-def _evaluate_epoch(run: _Run, line: dict[str, Any]) -> None:
-    """Step 5: test (and validation) loss and accuracy into the epoch's log ``line``."""
+def _evaluate_epoch(run: _Run, line: dict[str, Any], last: bool = False) -> None:
+    """Step 5: test (and validation) loss and accuracy into the epoch's log ``line``; after the ``last``
+    epoch also the test accuracy with the recipe's test-time augmentation (``test_acc_tta``, if any)."""
     te0 = time.perf_counter()
     line["test_loss"], line["test_acc"] = evaluate(run.student, run.test_loader, run.amp_dtype, run.channels_last)
+    if last and run.recipe.tta_level() > 0:
+        line["test_acc_tta"] = evaluate_tta(run.student, run.test_loader, run.recipe.tta_level())
     if run.val_loader is not None:
         line["val_loss"], line["val_acc"] = evaluate(run.student, run.val_loader, run.amp_dtype, run.channels_last)
     line["eval_time_s"] = time.perf_counter() - te0
@@ -516,7 +543,7 @@ def _save_checkpoint(run: _Run, epoch: int, line: dict[str, Any]) -> None:
     atomic_save({
         "format": TRAIN_FORMAT, "epoch": epoch + 1, "arch": run.student.arch,
         "num_classes": run.cfg.num_classes, "config": run.cfg.to_dict(),
-        "model": run.student.state_dict(), "method": run.method.state_dict(),
+        "model": run.student.state_dict(), "method": run.method.state_dict(), "recipe": run.recipe.state_dict(),
         "optimizers": [o.state_dict() for o in run.optimizers],
         "schedulers": [s.state_dict() for s in run.schedulers],
         "loader": run.train_loader.state_dict(), "rng": capture_rng(), "history": run.history,
@@ -624,7 +651,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
             line.update(metrics)
             line["train_time_s"] = time.perf_counter() - t0
             if epoch + 1 == cfg.epochs or (epoch + 1) % cfg.eval_every == 0:
-                _evaluate_epoch(run, line)
+                _evaluate_epoch(run, line, last=epoch + 1 == cfg.epochs)
             line["epoch_time_s"] = time.perf_counter() - t0
             run.history.append(line)
             _save_checkpoint(run, epoch, line)

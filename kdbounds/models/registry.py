@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .airbench import AIRBENCH_WIDTHS, AirbenchNet
 from .base import CifarModel, init_weights
 from .mlp import MLP_WIDTHS, CifarMLP
 from .resnet import CifarResNet
@@ -41,6 +42,8 @@ for _d, _k in ((16, 1), (16, 2), (16, 8), (40, 1), (40, 2), (28, 10)):
     register_model(f"wrn_{_d}_{_k}", lambda c, d=_d, k=_k: WideResNet(f"wrn_{d}_{k}", d, k, c))
 for _name in ("vgg8", "vgg11", "vgg13"):
     register_model(_name, lambda c, n=_name: VGG(n, c))
+for _name, _w in AIRBENCH_WIDTHS.items():  # the fast recipe's networks (kdbounds.distill.recipes)
+    register_model(_name, lambda c, n=_name, w=_w: AirbenchNet(n, w, c))
 for _name, _w in MLP_WIDTHS.items():  # BatchNorm-free nets for PAC-Bayes certificates (kdbounds.certificates)
     register_model(_name, lambda c, n=_name, w=_w: CifarMLP(n, w, c))
 
@@ -86,14 +89,23 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
         raise ValueError(f"seed: expected an int in [0, 2**64 - 1] (torch.Generator's range) or None, got {seed!r}")
     if seed is None:
         model = _REGISTRY[key](num_classes)
-        init_weights(model, None)
+        _initialise(model, None)
         return model
     # module constructors draw their default init from the global RNG; fork it so that a seeded
     # build leaves the caller's RNG stream untouched, then re-initialise from a private generator
     with torch.random.fork_rng(devices=[]):
         model = _REGISTRY[key](num_classes)
-    init_weights(model, torch.Generator().manual_seed(seed))
+    _initialise(model, torch.Generator().manual_seed(seed))
     return model
+
+
+def _initialise(model: nn.Module, generator: torch.Generator | None) -> None:
+    """The model's own ``init_parameters(generator)`` when it has one, else :func:`init_weights`."""
+    own = getattr(model, "init_parameters", None)
+    if callable(own):
+        own(generator)
+    else:
+        init_weights(model, generator)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -124,6 +124,11 @@ def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
         key["teacher_sha256"] = file_sha256(t)
     if data is not None:
         key["data"] = data_fingerprint(data)
+    init = d.pop("init_ckpt", None)
+    if init is not None:  # a student started from a model file: its bytes, not its path, are the identity
+        if not Path(init).is_file():
+            raise FileNotFoundError(f"init checkpoint {init!r} does not exist")
+        key["init_sha256"] = file_sha256(init)
     return key
 
 

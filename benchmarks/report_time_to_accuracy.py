@@ -1,0 +1,75 @@
+"""README's fast-recipe table, generated from the committed benchmark results (never typed by hand).
+
+    python benchmarks/report_time_to_accuracy.py            # print the table
+    python benchmarks/report_time_to_accuracy.py --write    # replace the table between README's markers
+
+``tests/test_readme_numbers.py`` fails when README's table differs from what this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "time_to_accuracy" / "results.json"
+BEGIN, END = "<!-- time_to_accuracy:begin -->", "<!-- time_to_accuracy:end -->"
+ORDER = ["airbench94-e3", "airbench94-e10", "airbench94-e14", "airbench_s-e10", "resnet8-standard-e15",
+         "airbench94-e3-no_whiten", "airbench94-e3-no_lookahead", "airbench94-e3-no_label_smoothing",
+         "airbench94-e3-random_flip"]
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def table(results: dict) -> str:
+    """The markdown table of every recorded point, in README's order.
+
+    Args:
+        results: the parsed ``results.json``.
+
+    Returns:
+        The table (with a header line).
+    """
+    recs = results["records"]
+    names = [n for n in ORDER if n in recs] + sorted(set(recs) - set(ORDER))
+    lines = ["| run | network (params) | recipe | epochs | test acc. (network alone) | with TTA | wall | CPU-s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        r = recs[n]
+        sw = ", ".join(f"{k}={v}" for k, v in r["switches"].items())
+        recipe = r["recipe"] + (f" ({sw})" if sw else "")
+        lines.append(f"| `{n}` | {r['arch']} ({r['params'] / 1e6:.2f} M) | {recipe} | {r['epochs']} | "
+                     f"{_pct(r['test_accuracy'])} | {_pct(r['test_accuracy_tta'])} | {r['wall_s'] / 60:.1f} min | "
+                     f"{r['cpu_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print, or write into README, the table.
+
+    Args:
+        argv: arguments.
+
+    Returns:
+        The exit code.
+    """
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", action="store_true")
+    a = p.parse_args(argv)
+    text = table(json.loads(RESULTS.read_text()))
+    if not a.write:
+        print(text)
+        return 0
+    readme = ROOT / "README.md"
+    s = readme.read_text()
+    i, j = s.index(BEGIN) + len(BEGIN), s.index(END)
+    readme.write_text(s[:i] + "\n" + text + "\n" + s[j:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
