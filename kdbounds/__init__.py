@@ -11,6 +11,9 @@ never load torch. Layers (see ``docs/architecture.md``):
 - training: ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill`` (CLI ``python -m kdbounds.train``);
 - orchestration (writes files): ``kdbounds.studies`` (one module per study, the run cache in
   ``kdbounds.studies.cache``).
+
+Citations "theory.md §N" and "methods.md §N" in docstrings refer to ``docs/theory.md`` and
+``docs/methods.md`` in the repository.
 """
 
 from __future__ import annotations
