@@ -232,7 +232,8 @@ for step, (x, y) in enumerate(union_loader):
         break
     with torch.no_grad():
         t_logits = teacher(x)
-    loss = 0.1 * F.cross_entropy(posterior_net(x), y) + 0.9 * kd_loss(posterior_net(x), t_logits, T=4.0)
+    logits = posterior_net(x)
+    loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * kd_loss(logits, t_logits, T=4.0)
     opt.zero_grad()
     loss.backward()
     opt.step()
