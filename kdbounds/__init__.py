@@ -11,6 +11,9 @@ never load torch. Layers (see ``docs/architecture.md``):
 - training: ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill`` (CLI ``python -m kdbounds.train``);
 - orchestration (writes files): ``kdbounds.studies`` (one module per study, the run cache in
   ``kdbounds.studies.cache``).
+
+Citations "theory.md §N" and "methods.md §N" in docstrings refer to ``docs/theory.md`` and
+``docs/methods.md`` in the repository.
 """
 
 from __future__ import annotations
@@ -22,9 +25,19 @@ __version__ = "0.1.0"
 
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
-    "bounds", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
+    "bounds", "certificates", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
     "data", "models", "distill", "studies", "train",
 )
+
+# Topic packages whose every public name (``__all__``, and the lazy names of ``certificates``) is
+# re-exported here; tests/test_package_imports.py checks that the table below covers them all.
+_TOPICS = ("bounds", "certificates", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
+           "data", "models", "distill")
+
+# Names two topics define differently; the top level keeps the first, the other stays in its topic:
+# ``holm_adjust`` is kdbounds.stats' (``kdbounds.checks.holm_adjust`` is the verdicts' array form);
+# ``train`` is the CLI module ``kdbounds.train`` (the trainer function is ``kdbounds.distill.train``).
+_NOT_AT_TOP = {("checks", "holm_adjust"), ("distill", "train")}
 
 # Public names re-exported at the top level, grouped by topic: name -> module that defines it.
 _EXPORTS: dict[str, str] = {}
@@ -38,63 +51,100 @@ def _export(module: str, *names: str) -> None:
 # ---- bounds (numpy/scipy): Theorems 1, 2, 3A, 3B as functions of measured quantities ----
 _export(
     "bounds",
-    "subgaussian_bound", "central_lower_bound", "central_eta_from_subgaussian",
-    "sharpness_radius_bound", "tightness_radius", "subgamma_bound", "log_mgf_quadratic",
-    "quadratic_spectrum", "gaussian_quadratic_bound", "GaussianQuadraticBound",
+    "subgaussian_bound", "central_lower_bound", "central_eta_from_subgaussian", "sharpness_radius_bound",
+    "tightness_radius", "subgamma_bound", "log_mgf_quadratic", "quadratic_spectrum",
+    "gaussian_quadratic_bound", "GaussianQuadraticBound",
 )
 
-# ---- certificates (numpy): PAC-Bayes-kl certificates, the teacher as prior (theory.md §7) ----
+# ---- certificates: PAC-Bayes-kl certificates, the teacher as prior (theory.md §7) ----
+# numpy: the Bernoulli kl, its inverses, the chained certificate
 _export(
     "certificates",
-    "kl_bernoulli", "kl_inverse_upper", "kl_inverse_lower", "pac_bayes_complexity", "pac_bayes_kl_bound",
-    "mc_risk_upper", "pinsker_bound", "classic_bound", "quadratic_bound", "grid_delta",
-    "diag_gaussian_kl", "GaussianKL", "compose_certificate", "CertificateBound",
+    "CertificateBound", "GaussianKL", "classic_bound", "compose_certificate", "diag_gaussian_kl",
+    "grid_delta", "kl_bernoulli", "kl_inverse_lower", "kl_inverse_upper", "mc_risk_upper",
+    "pac_bayes_complexity", "pac_bayes_kl_bound", "pinsker_bound", "quadratic_bound",
 )
+# torch: Gaussian kernels over a network's parameters, the D_T/D_S split, priors, certify
+_export(
+    "certificates",
+    "GaussianKernel", "KernelKL", "kernel_kl", "check_compatible", "DataSplit", "make_split", "PriorRun",
+    "prior_run", "random_prior", "scale_grid", "posterior_from_run", "prior_from_run", "pac_bayes_objective",
+    "bounded_cross_entropy", "Certificate", "select_scales", "ScaleChoice",
+)
+# ``kdbounds.certificates.certify`` is the module; the function of the same name lives in it
+_export("certificates.certify", "certify")
 
 # ---- pid (numpy/scipy/cvxpy): partial information decomposition of distilled knowledge ----
 _export(
     "pid",
-    "broja_pid", "broja_pid_from_counts", "dual_lower_bound", "gaussian_mi", "gaussian_pid",
-    "joint_counts", "validate_joint", "fit_discretizer", "kmeans", "pid_of_representations",
-    "Discretizer", "PIDResult", "PIDSolverError", "RepresentationPID",
+    "Discretizer", "PIDResult", "PIDSolverError", "RepresentationPID", "broja_pid", "broja_pid_from_counts",
+    "dual_lower_bound", "fit_discretizer", "gaussian_mi", "gaussian_pid", "joint_counts", "kmeans",
+    "pid_of_representations", "validate_joint",
 )
+
+# ---- statistics across seeds (numpy/scipy) ----
+_export("stats", "GroupComparison", "compare_groups", "holm_adjust")
 
 # ---- curvature (torch): Hessian operators and matrix-free estimators ----
 _export(
     "curvature",
-    "CurvatureOperator", "HessianOperator", "GapHessianOperator", "MatrixOperator", "as_operator",
-    "select_parameters", "dense_hessian", "hutchinson_trace", "hutchpp_trace", "frobenius_norm_sq",
-    "diagonal_estimate", "gradient_norm", "top_eigenvalues", "power_iteration", "lanczos",
-    "spectral_density", "gaussian_density", "TraceEstimate", "DiagonalEstimate", "EigenEstimate",
-    "PowerIterationResult", "SpectralDensity", "GradientNorm",
+    "HVP_MODES", "CurvatureOperator", "GapHessianOperator", "HessianOperator", "MatrixOperator",
+    "as_operator", "select_parameters", "dense_hessian", "hutchinson_trace", "hutchpp_trace",
+    "frobenius_norm_sq", "diagonal_estimate", "gradient_norm", "top_eigenvalues", "power_iteration",
+    "lanczos", "spectral_density", "gaussian_density", "make_generator", "probe_vectors", "TraceEstimate",
+    "DiagonalEstimate", "EigenEstimate", "PowerIterationResult", "SpectralDensity", "GradientNorm",
 )
 
 # ---- divergence (torch): predictive and Laplace weight-space distillation divergence ----
 _export(
     "divergence",
-    "predictive_divergence", "divergence_from_logits", "laplace_divergence",
-    "gaussian_predictive_divergence", "DivergenceEstimate", "LaplaceDivergence", "GaussianDivergence",
+    "DivergenceEstimate", "LaplaceDivergence", "GaussianDivergence", "predictive_divergence",
+    "divergence_from_logits", "mixture_log_probs", "summarize_per_example", "collect_logits",
+    "laplace_divergence", "gaussian_predictive_divergence",
 )
 
 # ---- fidelity (torch): functional transfer between teacher and student ----
 _export(
     "fidelity",
-    "fidelity_report", "agreement", "disagreement", "agreement_by_teacher_correctness",
-    "activation_distance", "js_divergence", "expected_calibration_error", "FidelityReport",
-    "MetricEstimate",
+    "MetricEstimate", "FidelityReport", "TransferSummary", "softmax_probs", "agreement", "disagreement",
+    "agreement_by_teacher_correctness", "activation_distance", "js_divergence", "cosine_similarity",
+    "kl_divergence", "accuracy", "expected_calibration_error", "fidelity_report", "compare_methods",
+    "DEFAULT_METRICS",
 )
 
-# ---- statistics across seeds (numpy/scipy) ----
-_export("stats", "compare_groups", "holm_adjust", "GroupComparison")
-_export("fidelity", "compare_methods", "TransferSummary")
+# ---- checks (torch): every bound check on a pair, labelled by kind, with a verdict ----
+_export(
+    "checks",
+    "C_MODES", "KERNEL_CHECK_NAMES", "KINDS", "LOSSES", "PAIR_LOSSES", "SIDES", "VERDICTS", "CheckRecord",
+    "KernelGaps", "LossGap", "PairChecks", "PermutationKendall", "TeacherCurvature", "FROB_UCL_METHODS",
+    "assign_verdicts", "clipped_cross_entropy", "frobenius_upper_limit", "evaluate_pair", "gibbs_bound",
+    "gibbs_classifier", "gibbs_error", "holm_reject", "kendall_tau_b", "kendall_tests", "kernel_checks",
+    "kernel_constants", "kernel_gaps", "kernel_std_from_loss_increase", "loss_gap", "loss_range",
+    "make_record", "mean_estimate", "measure_teacher_curvature", "not_defined", "one_sided_pvalues",
+    "paired_gap_difference", "per_example_losses", "permutation_kendall", "product_law_proxy",
+    "student_in_teacher_space", "theorem1_sigma_n", "theorem2_central", "verdict_counts", "zero_one_loss",
+)
 
 # ---- data, models, training ----
-_export("data", "load_cifar", "find_cifar", "download_cifar", "stratified_subset", "train_val_split", "TensorLoader")
-_export("models", "build_model", "available_models", "register_model", "CifarModel")
+_export(
+    "data",
+    "CIFAR10_CLASSES", "CIFAR100_CLASSES", "CIFAR_MD5", "CIFAR_URLS", "DATASETS", "SPLITS", "ChecksumError",
+    "CifarSource", "CorruptArchiveError", "DataNotFoundError", "cache_dir", "candidate_roots",
+    "download_cifar", "find_cifar", "load_cifar", "num_classes", "class_permutations", "stratified_subset",
+    "train_val_split", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "NORMALIZATION",
+    "TensorLoader", "normalization", "normalize_uint8", "random_crop_flip",
+)
+_export(
+    "models",
+    "CifarMLP", "CifarModel", "FeatureOutput", "MODEL_NAMES", "available_models", "build_model",
+    "count_parameters", "init_weights", "register_model",
+)
 _export(
     "distill",
-    "TrainConfig", "TrainResult", "load_checkpoint_model", "predict_logits",
-    "available_methods", "get_method", "register_method", "kd_loss",
+    "ConfigMismatchError", "DistillMethod", "EpochInfo", "TrainResult", "evaluate", "load_checkpoint_model",
+    "predict_logits", "StepContext", "TrainConfig", "TrainingDiverged", "available_methods",
+    "build_method", "describe_methods", "feature_shapes", "get_method", "kd_loss", "logits_of",
+    "register_method",
 )
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]

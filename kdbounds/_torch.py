@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ._checks import check_int
+from ._data import FORMS, is_pair
 
 __all__ = ["resolve_device", "eval_mode", "collect_logits"]
 
@@ -102,7 +103,9 @@ def _model_device(model: nn.Module) -> torch.device | None:
 
 
 def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield input tensors from a tensor of inputs or an iterable of (x, y) batches / x tensors."""
+    """Yield input tensors from a tensor of inputs, ``(x, y)`` tensors, or an iterable of (x, y) batches / x tensors."""
+    if is_pair(data):
+        data = data[0]  # (x, y) tensors: the inputs, in batches of batch_size
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
@@ -111,10 +114,8 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
         for start in range(0, data.shape[0], batch_size):
             yield data[start : start + batch_size]
         return
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"data must be a tensor of inputs or an iterable of (x, y) batches, got {type(data).__name__}"
-        )
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
+        raise TypeError(f"data: expected {FORMS} (or a tensor of inputs alone); got {type(data).__name__}")
     for i, batch in enumerate(data):
         if isinstance(batch, torch.Tensor):
             x = batch
@@ -123,9 +124,8 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
         elif isinstance(batch, dict) and isinstance(batch.get("x", batch.get("input")), torch.Tensor):
             x = batch.get("x", batch.get("input"))
         else:
-            raise TypeError(
-                f"data batch {i} is a {type(batch).__name__}; expected a tensor x or an (x, y) pair"
-            )
+            raise TypeError(f"data: batch {i} is a {type(batch).__name__}; expected an (x, y) pair or a tensor x "
+                            f"({FORMS})")
         yield x
 
 
@@ -145,9 +145,10 @@ def collect_logits(
 
     Args:
         models: one ``nn.Module`` or a sequence of them, all evaluated on the same batches.
-        data: a tensor (or numpy array) of inputs with a leading batch dimension, split into
-            batches of ``batch_size``; or an iterable of batches, each an input tensor, an
-            ``(x, y, ...)`` tuple/list or a dict with key ``"x"`` or ``"input"``.
+        data: ``(x, y)`` tensors, an iterable of ``(x, y)`` batches or a DataLoader (the data convention
+            of :mod:`kdbounds._data`; only ``x`` is used); also a tensor (or numpy array) of inputs alone,
+            and batches that are an input tensor or a dict with key ``"x"`` or ``"input"``. Tensors are
+            split into batches of ``batch_size``.
         device: where inputs go (a name for :func:`resolve_device` or a ``torch.device``);
             ``None`` moves them to each model's own device.
         batch_size: batch size when ``data`` is a tensor (ignored for an iterable of batches).

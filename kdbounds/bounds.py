@@ -4,7 +4,7 @@ r"""Generalization bounds for knowledge distillation (theory.md §4), as pure fu
 Every function takes *measured* quantities (a divergence :math:`K = \mathrm{KL}(q_S \Vert q_T)`, a
 sub-Gaussian proxy, a gradient norm, curvature, spectra) and returns a number; nothing here
 trains, samples or prints. All arithmetic is float64 numpy/scipy. Notation follows
-``shared/docs/theory.md``:
+``docs/theory.md`` (in this repository):
 
 .. math::
     \text{Theorem 1 (sub-Gaussian):}\quad & |\mathrm{gen}(S) - \mathrm{gen}(T)| \le \sqrt{2\sigma_n^2 K},\\

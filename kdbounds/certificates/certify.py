@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kdbounds._data import as_tensors
 from kdbounds._checks import check_choice, check_int, check_open_unit
 from kdbounds._records import Estimate
 
@@ -118,11 +119,7 @@ def gibbs_losses(logits: Tensor, y: Tensor, loss: str, p_min: float) -> Tensor:
 
 
 def _check_data(name: str, data: Any) -> tuple[Tensor, Tensor]:
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name}: expected a pair (x, y) of tensors (normalised inputs, int labels)")
-    x, y = data
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError(f"{name}: expected torch tensors, got {type(x).__name__}, {type(y).__name__}")
+    x, y = as_tensors(data, name)  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
     if len(x) != len(y) or len(y) == 0 or y.dim() != 1:
         raise ValueError(f"{name}: expected x and y of the same non-zero length with 1-D labels, got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")

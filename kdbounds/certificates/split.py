@@ -3,7 +3,8 @@ r"""The seeded, recorded split of a training set into ``D_T`` (teacher side) and
 theory.md §7: ``D_S`` is never seen by anything the prior depends on. :func:`make_split` draws a
 stratified partition (same class proportions on both sides, seeded by ``seed``);
 :class:`DataSplit` holds the two index arrays, refuses overlapping ones, and records the seed and
-a SHA-256 of each index array so a certificate can name exactly which examples it used.
+a SHA-256 of each index array so a certificate can name exactly which examples it used;
+``split.subset(data, "cert")`` takes one side's rows of a numpy array, a tensor or an ``(x, y)`` pair.
 """
 
 from __future__ import annotations
@@ -79,6 +80,49 @@ class DataSplit:
     def union(self) -> np.ndarray:
         """``D_T ∪ D_S`` (sorted), what a posterior may be trained on."""
         return np.union1d(self.teacher, self.cert)
+
+    def subset(self, data: Any, side: str = "cert") -> Any:
+        """The rows of ``data`` on one side of the split, for numpy arrays and torch tensors alike.
+
+        The index arrays themselves stay read-only (the split is a record); this copies them into the
+        index type ``data`` needs, so no non-writable array reaches torch.
+
+        Args:
+            data: a numpy array or torch tensor with ``n_total`` rows, an ``(x, y)`` pair of them, or a
+                ``torch.utils.data.Dataset`` (returned as a ``Subset``).
+            side: ``"cert"`` (``D_S``), ``"teacher"`` (``D_T``) or ``"union"`` (``D_T ∪ D_S``).
+
+        Returns:
+            The same kind of object as ``data``, holding only the chosen rows (in index order).
+
+        Raises:
+            ValueError: an unknown ``side``, or ``data`` without ``n_total`` rows.
+            TypeError: ``data`` of another kind.
+        """
+        sides = {"cert": self.cert, "teacher": self.teacher, "union": self.union}
+        if side not in sides:
+            raise ValueError(f"side: expected one of {tuple(sides)}, got {side!r}")
+        idx = np.array(sides[side], dtype=np.int64)  # a writable copy
+        if isinstance(data, tuple) and len(data) == 2:
+            return tuple(self.subset(a, side) for a in data)
+        if isinstance(data, np.ndarray):
+            self._check_rows(len(data))
+            return data[idx]
+        import torch  # only for tensors and data sets: the split itself is numpy
+
+        if isinstance(data, torch.Tensor):
+            self._check_rows(len(data))
+            return data[torch.from_numpy(idx).to(data.device)]
+        if isinstance(data, torch.utils.data.Dataset):
+            if hasattr(data, "__len__"):
+                self._check_rows(len(data))
+            return torch.utils.data.Subset(data, idx.tolist())
+        raise TypeError(f"data: expected a numpy array, a torch tensor, an (x, y) pair of them or a torch Dataset, "
+                        f"got {type(data).__name__}")
+
+    def _check_rows(self, n: int) -> None:
+        if n != self.n_total:
+            raise ValueError(f"data: has {n} rows but the split is of n_total={self.n_total} examples")
 
     def to_dict(self) -> dict[str, Any]:
         """The record: sizes, seed and the SHA-256 of each index set (not the indices themselves)."""

@@ -60,6 +60,7 @@ from scipy.stats import t as student_t
 from torch import Tensor, nn
 
 from .. import bounds as B
+from .._data import as_batches, as_tensors
 from .._checks import check_choice, check_int, check_open_unit, check_positive
 from .._records import Estimate
 from ..curvature import GapHessianOperator, HessianOperator, hutchinson_trace, make_generator, probe_vectors, \
@@ -93,14 +94,9 @@ KERNEL_CHECK_KINDS = {"thm3b_subgamma_quadratic": "demonstration", "thm3b_subgam
 # ------------------------------------------------------------------------------------------------
 # data and the gap function
 # ------------------------------------------------------------------------------------------------
-def _as_batches(data: tuple[Tensor, Tensor], batch_size: int, name: str) -> list[tuple[Tensor, Tensor]]:
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"{name}: expected an (inputs, labels) pair of tensors, got {type(data).__name__}")
-    x, y = data
-    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: expected as many inputs as labels and at least one, got {x.shape[0]} and "
-                         f"{y.shape[0]}")
-    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+def _as_batches(data: Any, batch_size: int, name: str) -> list[tuple[Tensor, Tensor]]:
+    """Any of the three data forms (kdbounds._data) as fixed batches of ``batch_size``."""
+    return as_batches(as_tensors(data, name), name, batch_size=batch_size)
 
 
 class _GapFunction:
@@ -271,7 +267,8 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
 
     Args:
         teacher: the teacher network (its weights are the kernel centre ``w_T``).
-        train, test: ``(inputs, labels)`` kernel samples; every kernel gap is measured on them too.
+        train, test: the kernel samples, each ``(inputs, labels)`` tensors, an iterable of such batches
+            or a DataLoader; every kernel gap is measured on them too.
         p_min: clipping of the cross-entropy.
         batch_size: batch size of the products.
         trace_matvecs: probes for the traces (>= 2; more probes tighten the upper limit of ``||H||_F^2``).

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._data import as_tensors
 from .._checks import check_open_unit
 from .._io import to_jsonable
 from .._records import Estimate
@@ -107,7 +108,8 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
 
     Args:
         teacher, student: the networks (any architectures with the same classes).
-        train, test: ``(inputs, labels)`` tensors (normalised, not augmented); gaps and ``K̂`` use all of them.
+        train, test: each ``(inputs, labels)`` tensors, an iterable of such batches or a DataLoader
+            (normalised, not augmented); gaps and ``K̂`` use all of them.
         curvature: the teacher's curvature on the kernel samples (once per teacher); required for a
             same-architecture pair when ``kernel`` is True.
         kernel: evaluate Theorems 3A/3B (else they are ``not_defined`` with reason "not requested").
@@ -142,10 +144,8 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
         raise ValueError("curvature: a same-architecture pair needs the teacher's curvature for Theorems 3A/3B; "
                          "pass curvature=measure_teacher_curvature(teacher, kernel_train, kernel_test) (once per "
                          "teacher) or kernel=False")
-    xtr, ytr = train
-    xte, yte = test
-    if xtr.shape[0] == 0 or xte.shape[0] == 0:
-        raise ValueError("train, test: each needs at least one example")
+    xtr, ytr = as_tensors(train, "train")  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
+    xte, yte = as_tensors(test, "test")
     t_tr, s_tr = collect_logits([teacher, student], xtr, batch_size=batch_size)
     t_te, s_te = collect_logits([teacher, student], xte, batch_size=batch_size)
     if t_tr.shape[1] != s_tr.shape[1]:

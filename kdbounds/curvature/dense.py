@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._data import as_batches
 from ._problem import _eval_mode, _Problem
 from .parameters import ParamSpec
 
@@ -37,7 +38,7 @@ def dense_hessian(
     Args:
         model: the network (evaluated in eval mode).
         loss_fn: ``loss_fn(outputs, targets) -> scalar tensor`` (mean over the batch).
-        data: re-iterable of ``(inputs, targets)`` batches.
+        data: ``(inputs, targets)`` tensors, an iterable of such batches or a DataLoader.
         params: which parameters vary (see :func:`select_parameters`); ``None`` for all.
         dtype: differentiate a converted copy of the model in this dtype (e.g. ``torch.float64``).
         output_fn: maps the model output to what ``loss_fn`` takes (default: identity, or the
@@ -50,7 +51,7 @@ def dense_hessian(
     Raises:
         ValueError: empty data, non-scalar loss, empty selection, or ``n > max_params``.
     """
-    p = _Problem(model, loss_fn, data, params, dtype, output_fn)
+    p = _Problem(model, loss_fn, as_batches(data, "data"), params, dtype, output_fn)
     if p.num_params > max_params:
         raise ValueError(
             f"dense_hessian: {p.num_params} parameters exceed max_params={max_params}; select a "

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .._data import as_batches
 from .base import CurvatureOperator
 from .hessian import HessianOperator
 from .parameters import ParamSpec
@@ -25,8 +26,8 @@ class GapHessianOperator(CurvatureOperator):
 
     Args:
         model, loss_fn, params and keyword arguments: as :class:`HessianOperator`.
-        train_data: training batches.
-        heldout_data: held-out (test) batches.
+        train_data: the training data: ``(x, y)`` tensors, an iterable of ``(x, y)`` batches or a DataLoader.
+        heldout_data: the held-out (test) data, in any of the same three forms.
 
     Use :meth:`from_operators` to build it from two existing operators on the same parameters.
     """
@@ -45,6 +46,7 @@ class GapHessianOperator(CurvatureOperator):
             return
         if train_data is None or heldout_data is None:
             raise ValueError("GapHessianOperator needs both train_data and heldout_data")
+        train_data, heldout_data = as_batches(train_data, "train_data"), as_batches(heldout_data, "heldout_data")
         train = HessianOperator(model, loss_fn, train_data, params, **kwargs)
         heldout = HessianOperator(model, loss_fn, heldout_data, params, **kwargs)
         self._set(heldout, train)

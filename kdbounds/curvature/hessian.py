@@ -75,6 +75,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._data import as_batches
 from ._problem import _eval_mode, _Problem
 from .base import CurvatureOperator
 from .parameters import ParamSpec
@@ -108,10 +109,11 @@ class HessianOperator(CurvatureOperator):
         loss_fn: ``loss_fn(outputs, targets) -> scalar tensor`` (mean over the batch). Any
             differentiable loss, e.g. cross-entropy or a temperature-scaled KD loss whose
             ``targets`` are the teacher's precomputed soft labels / logits for that batch.
-        data: re-iterable of ``(inputs, targets)`` batches (a list or a DataLoader without
-            random augmentation; shuffling only reorders the weighted sum and is harmless
-            up to rounding). ``inputs`` may be a tensor, a tuple of positional
-            arguments, or a dict of keyword arguments. Every product iterates over all of it.
+        data: ``(inputs, targets)`` tensors (one batch, the PyHessian habit), an iterable of
+            ``(inputs, targets)`` batches (a generator is read once and kept) or a DataLoader without
+            random augmentation (shuffling only reorders the weighted sum and is harmless up to
+            rounding). In batches, ``inputs`` may also be a tuple of positional arguments or a dict
+            of keyword arguments. Every product iterates over all of it.
         params: which parameters vary (see :func:`select_parameters`): ``None`` for all,
             a name glob, a submodule, a parameter or a list of these.
         mode: ``"rev-rev"`` (default), ``"fwd-rev"`` or ``"vmap"``; see the module docstring.
@@ -173,6 +175,7 @@ class HessianOperator(CurvatureOperator):
         self._graphs: dict[int, _KeptGraph] = {}
         self._graphs_version: tuple[int, ...] | None = None
         self._graph_full = False  # a batch did not fit: later ones are not kept either
+        data = as_batches(data, "data")  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
         self._p = _Problem(model, loss_fn, data, params, dtype, output_fn, progressbar)
         self.shape = (self._p.num_params, self._p.num_params)
         self.dtype = self._p.dtype

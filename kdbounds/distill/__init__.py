@@ -20,11 +20,18 @@ from .methods import (
 from . import kd  # noqa: F401  (registers "kd")
 from .kd import kd_loss
 from .checkpoint import load_checkpoint_model
+from .fast_config import fast_config
+from .recipe_settings import FastRecipeSettings
+from .recipes import evaluate_tta, tta_logits
 from .trainer import ConfigMismatchError, EpochInfo, TrainResult, evaluate, predict_logits, train
 from . import vid, vid_rid, rid, itrd, controls, pbb  # noqa: F401,E402  (register "vid", "vid_rid", "rid", "itrd", "rcd", "pbb", "pbkd")
 
 __all__ = [
     "ConfigMismatchError",
+    "FastRecipeSettings",
+    "evaluate_tta",
+    "fast_config",
+    "tta_logits",
     "DistillMethod",
     "EpochInfo",
     "TrainResult",

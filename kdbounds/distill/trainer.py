@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._data import as_batches
 from .._io import atomic_write_json
 from .._torch import collect_logits, eval_mode, resolve_device
 from ..models import build_model
@@ -250,7 +251,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
 
     Args:
         model: the network.
-        loader: ``(inputs, labels)`` batches.
+        loader: ``(inputs, labels)`` tensors, an iterable of such batches or a DataLoader.
         amp_dtype: autocast dtype, or ``None`` (full precision).
         channels_last: convert the inputs to channels-last memory format.
 
@@ -262,7 +263,7 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
     """
     total, loss_sum, correct = 0, None, None
     with eval_mode(model):
-        for x, y in loader:
+        for x, y in as_batches(loader, "loader"):
             x = _prep_input(x, channels_last)
             if amp_dtype is not None:
                 with torch.autocast(device_type=x.device.type, dtype=amp_dtype):

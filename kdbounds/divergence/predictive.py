@@ -360,8 +360,9 @@ def predictive_divergence(
             NamedTuple with ``.logits`` or a tuple whose first element is the logits), a precomputed
             logits tensor ``(n, classes)`` in data order, or a list of those (an ensemble). May be
             ``None`` when the corresponding ``ensemble_*`` is given.
-        data: a tensor of inputs or an iterable of ``(x, y)`` batches (e.g. a DataLoader). Needed
-            when a module is involved; ignored (may be ``None``) when all members are logits.
+        data: ``(x, y)`` tensors, an iterable of ``(x, y)`` batches or a DataLoader (labels unused), or
+            a tensor of inputs alone. Needed when a module is involved; ignored (may be ``None``) when
+            all members are logits.
         temperature: softmax temperature ``t > 0``.
         ensemble_student, ensemble_teacher: extra members whose probabilities are averaged with
             ``student`` / ``teacher`` (mixture) before the KL.
@@ -396,7 +397,8 @@ def predictive_divergence(
     if modules:
         if data is None:
             raise ValueError(
-                "data is None but a model was given: pass the inputs (a tensor or an iterable of (x, y) batches)"
+                "data is None but a model was given: pass the inputs as (x, y) tensors, an iterable of (x, y) "
+                "batches or a DataLoader"
             )
         zs = collect_logits(modules, data, device=device, batch_size=batch_size, progress=progress)
         mod_logits = {id(m): z for m, z in zip(modules, zs)}

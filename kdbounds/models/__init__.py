@@ -10,11 +10,13 @@ Contract of every model: ``forward(x, return_features=False)``; attributes ``arc
 and ``classifier`` (the final ``nn.Linear``).
 """
 
+from .airbench import AirbenchNet
 from .base import CifarModel, FeatureOutput, init_weights
 from .mlp import CifarMLP
 from .registry import MODEL_NAMES, available_models, build_model, count_parameters, register_model
 
 __all__ = [
+    "AirbenchNet",
     "CifarMLP",
     "CifarModel",
     "FeatureOutput",

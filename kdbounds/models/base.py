@@ -10,8 +10,8 @@ Every model in :mod:`kdbounds.models` is a :class:`CifarModel`:
 * attributes ``arch``, ``num_classes``, ``stage_channels`` and ``feature_dim``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FeatureOutput is a NamedTuple, whose generated
+# ``__new__`` cannot resolve string annotations (the API reference would warn about ``Tensor``).
 import math
 from typing import NamedTuple
 

@@ -1,0 +1,159 @@
+"""The one data convention of every public function that takes data (private plumbing).
+
+Every such function accepts the same three forms and names the argument when it gets anything else:
+
+1. ``(x, y)`` — two tensors (or numpy arrays) with the same leading length: inputs and targets;
+2. an iterable of ``(x, y)`` batches — a list, a tuple, a generator (read once and kept);
+3. a ``torch.utils.data.DataLoader`` (or any re-iterable object yielding ``(x, y)`` batches; extra
+   batch entries after ``y``, e.g. an index, are dropped).
+
+:func:`as_batches` turns any of them into a re-iterable of ``(x, y)`` batches (what the Hessian
+operators and the trainer's evaluation iterate over); :func:`as_tensors` into one ``(x, y)`` pair of
+tensors (what the checks and the certificate need: all of the data at once); :func:`is_pair` tells
+form 1 from the others. Nothing here moves data between devices or changes dtypes, except numpy
+arrays, which become tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["FORMS", "as_batches", "as_tensors", "is_pair"]
+
+FORMS = "(x, y) tensors, an iterable of (x, y) batches, or a DataLoader"
+
+
+def _tensor(a: Any) -> Tensor | None:
+    if isinstance(a, Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(a))
+    return None
+
+
+def is_pair(data: Any) -> bool:
+    """True when ``data`` is form 1: a tuple/list of two tensors (or arrays) of the same leading length.
+
+    A list of two *batches* is a list of two tuples, so it is not a pair.
+
+    Args:
+        data: anything.
+
+    Returns:
+        Whether ``data`` is an ``(x, y)`` pair of tensors.
+    """
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        return False
+    x, y = (_tensor(a) for a in data)
+    return x is not None and y is not None and x.dim() >= 1 and y.dim() >= 1 and len(x) == len(y)
+
+
+def _wrong_form(name: str, data: Any, detail: str = "") -> TypeError:
+    return TypeError(f"{name}: expected {FORMS}; got {type(data).__name__}{detail}")
+
+
+def _batch_pair(batch: Any, name: str, i: int) -> tuple[Any, Any]:
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        x, y = batch[0], batch[1]
+        xt, yt = _tensor(x), _tensor(y)
+        return (xt if xt is not None else x), (yt if yt is not None else y)
+    kind = f"a {type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+    raise TypeError(f"{name}: batch {i} is {kind}; every batch must be an (x, y) pair ({FORMS})")
+
+
+class _Batches:
+    """A re-iterable view of a DataLoader-like object that checks every batch is ``(x, y)``."""
+
+    def __init__(self, source: Iterable, name: str) -> None:
+        self.source = source
+        self.name = name
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for i, batch in enumerate(self.source):
+            yield _batch_pair(batch, self.name, i)
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+
+def as_batches(data: Any, name: str = "data", *, batch_size: int | None = None) -> Iterable[tuple[Any, Any]]:
+    """Any of the three forms as a re-iterable of ``(x, y)`` batches.
+
+    Args:
+        data: ``(x, y)`` tensors, an iterable of ``(x, y)`` batches, or a DataLoader.
+        name: the argument's name, for errors.
+        batch_size: split an ``(x, y)`` pair into batches of this size (``None``: one batch).
+            Batches that come as batches are kept as they are.
+
+    Returns:
+        The pair as one batch (or several), a list for a list/tuple/generator of batches (a generator
+        is read once), or a checking view of a DataLoader that can be iterated again.
+
+    Raises:
+        TypeError: ``data`` is none of the three forms (``None``, a single tensor, a number, a
+            string, a dict, ...) or a batch is not an ``(x, y)`` pair; the message names ``name``
+            and lists the three forms.
+        ValueError: ``batch_size`` < 1, or no batch at all.
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    if is_pair(data):
+        x, y = (_tensor(a) for a in data)
+        if len(x) == 0:
+            raise ValueError(f"{name}: no examples (x and y are empty)")
+        if batch_size is None or batch_size >= len(x):
+            return [(x, y)]
+        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(_tensor(a) is not None for a in data):
+        x, y = (_tensor(a) for a in data)  # meant as (x, y), but not a valid pair
+        raise ValueError(f"{name}: x and y must have the same leading length (one target per input), got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if isinstance(data, (Tensor, np.ndarray)):
+        raise _wrong_form(name, data, f" of shape {tuple(data.shape)} (inputs alone: pass (x, y) with the targets)")
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
+        raise _wrong_form(name, data)
+    if isinstance(data, (tuple, list, Iterator)):  # a container of batches, or a one-shot generator: keep it
+        batches = [_batch_pair(b, name, i) for i, b in enumerate(data)]
+        if not batches:
+            raise ValueError(f"{name}: no batches ({FORMS})")
+        return batches
+    return _Batches(data, name)
+
+
+def as_tensors(data: Any, name: str = "data") -> tuple[Tensor, Tensor]:
+    """Any of the three forms as one ``(x, y)`` pair of tensors (batches concatenated in order).
+
+    Args:
+        data: ``(x, y)`` tensors, an iterable of ``(x, y)`` batches, or a DataLoader (iterated once).
+        name: the argument's name, for errors.
+
+    Returns:
+        ``(x, y)``: tensors with the same, non-zero leading length.
+
+    Raises:
+        TypeError: not one of the three forms, or a batch whose ``x`` or ``y`` is not a tensor.
+        ValueError: no example, or ``x`` and ``y`` of different lengths.
+    """
+    if is_pair(data):
+        x, y = (_tensor(a) for a in data)
+    else:
+        xs, ys = [], []
+        for i, (bx, by) in enumerate(as_batches(data, name)):
+            if not isinstance(bx, Tensor) or not isinstance(by, Tensor):
+                raise TypeError(f"{name}: batch {i} holds {type(bx).__name__} and {type(by).__name__}; expected "
+                                f"tensors x and y")
+            if len(bx) != len(by):
+                raise ValueError(f"{name}: batch {i} has {len(bx)} inputs but {len(by)} targets")
+            xs.append(bx)
+            ys.append(by)
+        if not xs:
+            raise ValueError(f"{name}: no batches ({FORMS})")
+        x, y = (xs[0], ys[0]) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
+    if len(x) == 0:
+        raise ValueError(f"{name}: no examples (x and y are empty)")
+    return x, y
