@@ -26,13 +26,13 @@ __version__ = "0.1.0"
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
     "bounds", "certificates", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
-    "data", "models", "distill", "studies", "train",
+    "data", "models", "distill", "runs", "studies", "train",
 )
 
 # Topic packages whose every public name (``__all__``, and the lazy names of ``certificates``) is
 # re-exported here; tests/test_package_imports.py checks that the table below covers them all.
 _TOPICS = ("bounds", "certificates", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
-           "data", "models", "distill")
+           "data", "models", "distill", "runs")
 
 # Names two topics define differently; the top level keeps the first, the other stays in its topic:
 # ``holm_adjust`` is kdbounds.stats' (``kdbounds.checks.holm_adjust`` is the verdicts' array form);
@@ -137,15 +137,16 @@ _export(
 _export(
     "models",
     "CifarMLP", "CifarModel", "FeatureOutput", "MODEL_NAMES", "available_models", "build_model",
-    "count_parameters", "init_weights", "register_model",
+    "count_parameters", "init_weights", "register_model", "AirbenchNet",
 )
 _export(
     "distill",
     "ConfigMismatchError", "DistillMethod", "EpochInfo", "TrainResult", "evaluate", "load_checkpoint_model",
     "predict_logits", "StepContext", "TrainConfig", "TrainingDiverged", "available_methods",
     "build_method", "describe_methods", "feature_shapes", "get_method", "kd_loss", "logits_of",
-    "register_method",
+    "register_method", "FastRecipeSettings", "evaluate_tta", "fast_config", "tta_logits",
 )
+_export("runs", "BankTeacher", "bank_root", "bank_teacher")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 
