@@ -15,7 +15,8 @@ on the test set):
 * :func:`kdbounds.checks.evaluate_pair`: the Gibbs-classifier check (exact demonstration), Theorems 1/2
   with the σ²/n rate (conditional), the product-law proxy, Theorems 3A/3B under Gaussian kernels;
 * verdicts (holds / violated / inconclusive / not_defined) with one Holm/Shaffer family over the
-  run's non-proxy checks (the proxies are a separate family, so they do not dilute it);
+  run's non-proxy checks and one over the proxies (so they do not dilute it), each at ``alpha/2``: the
+  run's family-wise error over both is at most ``alpha``;
 * verdict counts that say how many independent teachers they span;
 * Kendall's τ between teacher sharpness (``tr ∇²L_train``) and the distilled students' gaps, tested
   at the teacher level (:func:`kdbounds.checks.permutation_kendall`: each teacher's students move
@@ -356,21 +357,27 @@ def flatten_record(teacher: str, recipe: TeacherRecipe, method: str, t_res: Any,
     return row
 
 
+#: the run's Holm/Shaffer families: non-proxy checks, proxies (each tested at ``alpha / len(FAMILIES)``)
+FAMILIES = ("checks", "proxies")
+
+
 def run_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05) -> tuple[CheckRecord, ...]:
     """Run-level verdicts: one Holm/Shaffer family over every non-proxy check of the run, a second one
-    over the proxies (so that named proxies do not dilute the family of the real checks).
+    over the proxies (so that named proxies do not dilute the family of the real checks), each at
+    ``alpha/2`` (Bonferroni over the two families), so that the run's family-wise error over every
+    verdict is at most ``alpha``.
 
     Args:
         records: every record of the run, in any order.
-        alpha: family-wise level of each family.
+        alpha: the run's family-wise level (each family gets ``alpha/2``, recorded in its records).
 
     Returns:
-        The records in the same order with ``verdict``, ``family_size``, ``method`` and ``z`` set.
+        The records in the same order with ``verdict``, ``alpha``, ``family_size``, ``method`` and ``z`` set.
     """
     out = list(records)
     for proxy in (False, True):
         idx = [i for i, r in enumerate(records) if (r.kind == "proxy") == proxy]
-        for i, r in zip(idx, assign_verdicts([records[i] for i in idx], alpha=alpha)):
+        for i, r in zip(idx, assign_verdicts([records[i] for i in idx], alpha=alpha / len(FAMILIES))):
             out[i] = r
     return tuple(out)
 
@@ -879,7 +886,8 @@ def summary(result: StudyResult) -> str:
     timing.append({"phase": "total", "cpu_s": tm.get("total_cpu_s", 0.0)})
     return (f"# sharpness_vs_gap, preset {result.config['preset']}\n\n"
             f"{format_table(result.rows, _REPORT_COLUMNS)}\n\n"
-            "## Verdicts (one Holm/Shaffer family over the non-proxy checks, one over the proxies)\n\n"
+            f"## Verdicts (one Holm/Shaffer family over the non-proxy checks, one over the proxies, each at α/2 = "
+            f"{result.config['alpha'] / len(FAMILIES):g})\n\n"
             f"{format_table(by_name, _COUNT_COLUMNS)}\n\n{format_table(result.verdict_counts['by_kind'], _KIND_COLUMNS)}\n\n"
             "## Kendall τ at the teacher level (permutations keep each teacher's students together; Holm across "
             f"the tests)\n\n{format_table(result.kendall, _KENDALL_COLUMNS)}\n\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from scipy.special import ndtri
+from scipy.stats import t as student_t
 
 from kdbounds.checks import KINDS, VERDICTS, make_record
 from kdbounds.studies import sharpness_vs_gap as ss
@@ -112,7 +113,8 @@ def test_kendall_table_too_few_teachers_says_why():
 
 def test_run_verdicts_one_family_for_real_checks_one_for_proxies():
     """A record that is decided at z = Φ⁻¹(1 − α/1) alone is only 'holds' in a run of N checks when its
-    margin exceeds Φ⁻¹(1 − α/N) standard errors; proxies do not enlarge the family of real checks."""
+    margin exceeds Φ⁻¹(1 − (α/2)/N) standard errors; proxies do not enlarge the family of real checks, and
+    the two families share the run's α (F5d: α/2 each, so the run-level error is at most α)."""
     def rec(name, kind, bound, obs, se=0.01):
         return make_record(name, kind, loss="zero_one", side="abs", bound=bound, observed=obs, observed_se=se,
                            assumptions_met=False, assumption="test", teacher="t", student="s")
@@ -122,14 +124,17 @@ def test_run_verdicts_one_family_for_real_checks_one_for_proxies():
     exact = [make_record("gibbs_classifier", "demonstration", loss="gibbs_zero_one", side="upper", bound=0.3,
                          observed=0.1, observed_se=0.0, assumptions_met=True, assumption="exact")]
     out = ss.run_verdicts(real + proxies + exact, alpha=0.05)
-    z20 = float(ndtri(1 - 0.05 / 20))
+    z20 = float(ndtri(1 - 0.025 / 20))
     for r, before in zip(out[:20], real):
-        assert r.family_size == 20 and r.z == pytest.approx(z20)
+        assert r.family_size == 20 and r.z == pytest.approx(z20) and r.alpha == 0.025
         margin = (before.bound - abs(before.observed)) / before.observed_se
         assert r.verdict == ("holds" if margin >= z20 else "inconclusive")
         assert before.verdict == "holds"  # alone (z = 1.645) every one of them holds
     assert {r.family_size for r in out[20:50]} == {30}
     assert out[50].verdict == "holds" and out[50].method == "exact"
+    # the run's error budget: the families' levels add up to at most α
+    levels = {("proxy" if r.kind == "proxy" else "checks"): r.alpha for r in out if r.family_size > 0}
+    assert len(levels) == 2 and sum(levels.values()) <= 0.05 + 1e-15
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,10 +215,15 @@ def test_smoke_holm_over_the_run_counts_and_kendall(smoke_run):
     assert len(real) > 10
     for fam in (real, proxy):
         n = len(fam)
-        z = float(ndtri(1 - alpha / n))
         for c in fam:
-            assert c["family_size"] == n and c["z"] == pytest.approx(z)
-            d, se, b = c["observed"], c["observed_se"], c["bound"]
+            # α/2 per family (F5d); Student's t with M − 1 dof for the Monte Carlo checks (F5c)
+            level = 1 - alpha / 2 / n
+            z = float(ndtri(level)) if c["dof"] is None else float(student_t.ppf(level, c["dof"]))
+            assert c["family_size"] == n and c["alpha"] == alpha / 2 and c["z"] == pytest.approx(z)
+            if c["name"] in ("thm3b_subgamma_mc", "thm3a_radius"):
+                assert c["dof"] == res["config"]["mc_draws"] - 1
+            d, se = c["observed"], c["observed_se"]
+            b = c["bound"] if c["bound_holds"] is None else c["bound_holds"]  # "holds" at its limit (F5a)
             stat = {"abs": abs(d), "upper": d, "lower": -d}[c["side"]]
             bb = -b if c["side"] == "lower" else b
             if c["verdict"] == "holds":
