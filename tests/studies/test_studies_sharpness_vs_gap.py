@@ -73,14 +73,24 @@ def _rows(sharp, gaps_by_teacher):
     return rows
 
 
-def test_kendall_table_is_teacher_level_and_holm_adjusted():
+def test_kendall_table_headline_is_recipe_level_and_holm_adjusted_per_level():
     from scipy.stats import kendalltau
 
     sharp = {f"t{i}": float(s) for i, s in enumerate([3.0, 1.0, 4.0, 1.5, 5.0, 9.0])}
     gaps = {f"t{i}": (g, g + 0.01 * i) for i, g in enumerate([0.2, 0.1, 0.5, 0.3, 0.4, 0.9])}
-    tab = ss.kendall_table(sharp, _rows(sharp, gaps), n_perm=100)
+    full = ss.kendall_table(sharp, _rows(sharp, gaps), n_perm=100)
+    assert [r["level"] for r in full] == ["recipe"] * 2 + ["within-design"] * 4
+    # one teacher per recipe (the default): the recipe-level test is the teacher-mean test
+    head = {r["gap"]: r for r in full if r["level"] == "recipe"}
+    tab = [r for r in full if r["level"] == "within-design"]
     assert len(tab) == 4 and all(r["n_teachers"] == 6 for r in tab)
     tm = {(r["gap"], r["statistic"]): r for r in tab}
+    for g, r in head.items():
+        assert r["unit"] == "recipe" and r["n_recipes"] == 6
+        assert r["tau"] == pytest.approx(tm[(g, "teacher_mean")]["tau"])
+    # Holm within the recipe level: two tests
+    hp = sorted(r["p_value"] for r in head.values())
+    assert min(r["p_holm"] for r in head.values()) == pytest.approx(min(1.0, 2 * hp[0]))
     # teacher_mean with the ce student left out: τ over 6 teacher means, exact p = scipy's exact p
     means = [sum(gaps[t]) / 2 for t in sharp]
     ref = kendalltau(list(sharp.values()), means, method="exact")
@@ -99,10 +109,28 @@ def test_kendall_table_is_teacher_level_and_holm_adjusted():
         hits += abs(kendalltau(px, ys).statistic) >= abs(obs) - 1e-12
     pooled = tm[("student_gap_clipped_ce", "pooled")]
     assert pooled["tau"] == pytest.approx(obs) and pooled["p_value"] == pytest.approx(hits / 720)
-    # Holm across the four tests: the smallest p is multiplied by 4, every adjusted p ≥ its raw p
+    # Holm across the four within-design tests: the smallest p is multiplied by 4, every adjusted p ≥ its raw p
     ps = sorted(r["p_value"] for r in tab)
     assert min(r["p_holm"] for r in tab) == pytest.approx(min(1.0, 4 * ps[0]))
     assert all(r["p_holm"] >= r["p_value"] - 1e-15 for r in tab)
+
+
+def test_kendall_table_recipe_level_averages_the_seeds_of_a_recipe():
+    """Two teachers (seeds) per recipe: the headline is τ over the 3 recipe means with exact p over 3! recipe
+    permutations (oracle: the means here and scipy), not the within-design τ over the 6 teachers."""
+    from scipy.stats import kendalltau
+
+    sharp = {f"t{i}": float(s) for i, s in enumerate([3.0, 1.0, 4.0, 1.5, 5.0, 9.0])}
+    gaps = {f"t{i}": (g, g + 0.01 * i) for i, g in enumerate([0.2, 0.1, 0.5, 0.3, 0.4, 0.9])}
+    recipe_of = {f"t{i}": f"r{i // 2}" for i in range(6)}
+    tab = ss.kendall_table(sharp, _rows(sharp, gaps), recipe_of=recipe_of, n_perm=100)
+    head = [r for r in tab if r["level"] == "recipe" and r["gap"] == "student_gap_clipped_ce"][0]
+    xs = [(sharp[f"t{2 * k}"] + sharp[f"t{2 * k + 1}"]) / 2 for k in range(3)]
+    ys = [(sum(gaps[f"t{2 * k}"]) / 2 + sum(gaps[f"t{2 * k + 1}"]) / 2) / 2 for k in range(3)]
+    ref = kendalltau(xs, ys, method="exact")
+    assert head["n_recipes"] == 3 and head["n_teachers"] == 6 and head["exact"]
+    assert head["tau"] == pytest.approx(ref.statistic) and head["p_value"] == pytest.approx(ref.pvalue)
+    assert head["min_attainable_p"] == pytest.approx(2 / 6)
 
 
 def test_kendall_table_too_few_teachers_says_why():
