@@ -236,7 +236,7 @@ def frobenius_upper_limit(samples: Tensor, level: float = 0.99, method: str = "w
       It does not rely on the sample variance, which a Hessian with an outlier eigenvalue makes
       heavy-tailed (a t-interval then under-covers: 0.89–0.97 instead of 0.99 in a simulation with a
       spiked 200×200 matrix and 8–128 probes).
-    * ``"t"``: ``X̄ ± t_{level, m-1}*SE`` (the textbook interval; anti-conservative for spiked spectra;
+    * ``"t"``: ``X_bar +- t_{level, m-1}*SE`` (the textbook interval; anti-conservative for spiked spectra;
       the lower limit clipped at 0).
 
     Args:
@@ -442,8 +442,8 @@ def kernel_constants(curv: TeacherCurvature, s: float, c_mode: str = "frobenius"
         \beta = \max(c_+, c_-)/s^2
 
     and ``c+-`` as in the module docstring (``c_mode``). ``limit="upper"`` takes every estimated input at
-    the end that makes the bounds valid (``‖H‖_F²`` at its upper confidence limit; Ritz value + residual);
-    ``limit="lower"`` at the other end (``‖H‖_F²`` at its lower limit; the Ritz value alone, which lies
+    the end that makes the bounds valid (``||H||_F^2`` at its upper confidence limit; Ritz value + residual);
+    ``limit="lower"`` at the other end (``||H||_F^2`` at its lower limit; the Ritz value alone, which lies
     inside the spectrum): the bounds "holds" is tested against (:mod:`kdbounds.checks.verdicts`).
 
     Args:
@@ -454,7 +454,7 @@ def kernel_constants(curv: TeacherCurvature, s: float, c_mode: str = "frobenius"
 
     Returns:
         ``{"s", "v", "c_plus", "c_minus", "rho", "beta", "G0", "frob_sq", "limit", "p"}`` (``frob_sq``:
-        ``‖H‖_F²`` at that limit).
+        ``||H||_F^2`` at that limit).
     """
     s = check_positive("s", s)
     c_mode = check_choice("c_mode", c_mode, C_MODES)

@@ -212,7 +212,9 @@ def recipe_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str, flo
         sharpness: ``{teacher: sharpness}``.
         gaps: ``[(teacher, gap), ...]`` (one or more per teacher).
         recipe_of: ``{teacher: recipe}`` for every teacher with gaps.
-        n_perm: random permutations when ``R > 8``. seed: their seed. label: recorded.
+        n_perm: random permutations when ``R > 8``.
+        seed: their seed.
+        label: recorded.
 
     Returns:
         :class:`PermutationKendall` with ``unit="recipe"``, ``n_recipes = R`` and ``n_teachers`` the teachers

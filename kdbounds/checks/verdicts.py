@@ -48,7 +48,7 @@ Checks whose observed side is exact (``SE = 0``: the Gibbs-classifier check, qua
 gaps) and whose bound is a number are decided exactly (``B >= |d̂|`` → "holds", ``method="exact"``)
 and are not part of the family. A record with ``bound = None`` is "not_defined" (with a ``reason``).
 
-**Bounds with estimated inputs** (``K̂``, ``‖H‖_F²``, a Ritz value) are an interval
+**Bounds with estimated inputs** (``K̂``, ``||H||_F^2``, a Ritz value) are an interval
 ``[bound_holds, bound]`` (ordered by how favourable they are to "holds"), not a number: each
 verdict is decided with the end of the interval that is *unfavourable* to it. "holds" is tested
 against ``bound_holds`` (an increasing upper bound at the *lower* confidence limit of ``K``; a lower
@@ -63,7 +63,7 @@ of the normal (the normal quantile at 16 draws makes the family-wise error 0.21 
 tests/checks/test_verdicts.py), and its recorded ``z`` is the t critical value.
 
 An exact observed side with an interval-valued bound (the quadratic-model Theorem 3B, whose
-``‖H‖_F²`` is estimated) is decided outside the family by the two limits alone: "holds" iff
+``||H||_F^2`` is estimated) is decided outside the family by the two limits alone: "holds" iff
 ``|d| <= bound_holds``, "violated" iff ``|d| > bound``, else "inconclusive" (``method="input_limits"``,
 not ``"exact"``).
 """
