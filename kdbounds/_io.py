@@ -26,6 +26,7 @@ __all__ = [
     "dumps_strict",
     "file_sha256",
     "bytes_sha256",
+    "arrays_sha256",
     "read_json",
     "to_jsonable",
     "with_reasons",
@@ -200,6 +201,27 @@ def atomic_write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
 def bytes_sha256(data: bytes) -> str:
     """SHA-256 hex digest of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def arrays_sha256(arrays: Sequence[Any]) -> str:
+    """SHA-256 hex digest over the dtype, shape and bytes of each array (numpy arrays or torch tensors, which
+    are copied to the CPU), in order: the fingerprint of a data set (e.g. ``(x, y)``).
+
+    Args:
+        arrays: the arrays.
+
+    Returns:
+        64 hex digits.
+    """
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

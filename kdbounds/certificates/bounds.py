@@ -521,14 +521,17 @@ class CertificateBound:
         n_grid: J, the number of prior scales the prior was picked from.
         trivial: the risk of a trivial predictor (``vacuous`` compares against it).
         delta_pac: δ/J, the level the PAC-Bayes step is run at.
-        mc_complexity: ln(2/δ')/M.
+        n_grid_mc: J', the number of certificates a reported minimum is taken over (1: none).
+        delta_mc_each: δ'/J', the level the Monte Carlo step is run at.
+        mc_complexity: ln(2J'/δ')/M.
         complexity: (K + ln(2√n/(δ/J)))/n.
-        empirical_risk_upper: kl⁻¹(L̂_M, ln(2/δ')/M).
+        empirical_risk_upper: kl⁻¹(L̂_M, ln(2J'/δ')/M).
         risk_upper: the certificate kl⁻¹(empirical_risk_upper, complexity).
-        pinsker_risk_upper: both steps relaxed by Pinsker: L̂_M + √(ln(2/δ')/(2M)) + √(complexity/2).
+        pinsker_risk_upper: both steps relaxed by Pinsker: L̂_M + √(ln(2J'/δ')/(2M)) + √(complexity/2).
         classic_risk_upper: McAllester-style bound on the kl-certified empirical risk:
             empirical_risk_upper + √(complexity/2).
-        confidence: 1 − δ − δ'.
+        confidence: 1 − δ − δ' (for the minimum over the J' certificates too: each runs its Monte Carlo
+            step at δ'/J').
         vacuous: ``risk_upper >= trivial``.
     """
 
@@ -549,6 +552,8 @@ class CertificateBound:
     classic_risk_upper: float
     confidence: float
     vacuous: bool
+    n_grid_mc: int = 1
+    delta_mc_each: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field."""
@@ -564,18 +569,20 @@ def compose_certificate(
     delta_mc: float,
     n_grid: int = 1,
     trivial: float = 1.0,
+    n_grid_mc: int = 1,
 ) -> CertificateBound:
-    """The certificate of theory.md §7: Monte Carlo upper limit, then PAC-Bayes-kl at δ/J.
+    """The certificate of theory.md §7: Monte Carlo upper limit at δ'/J', then PAC-Bayes-kl at δ/J.
 
     With probability at least :math:`1-\\delta-\\delta'`,
 
     .. math::
 
-        L_\\mu(Q) \\le \\mathrm{kl}^{-1}\\!\\Big(\\mathrm{kl}^{-1}\\big(\\hat L_M, \\tfrac{\\ln(2/\\delta')}{M}\\big),
+        L_\\mu(Q) \\le \\mathrm{kl}^{-1}\\!\\Big(\\mathrm{kl}^{-1}\\big(\\hat L_M, \\tfrac{\\ln(2J'/\\delta')}{M}\\big),
         \\ \\tfrac{K + \\ln(2\\sqrt{n}\\,J/\\delta)}{n}\\Big)
 
     (Langford & Caruana 2001 for the inner step; Seeger 2002, Maurer 2004 for the outer one; the
-    composition as in Pérez-Ortiz et al. 2021).
+    composition as in Pérez-Ortiz et al. 2021). ``J' = 1`` for a certificate reported on its own; each of
+    ``J'`` certificates whose minimum is reported pays ``J'``, so the minimum holds at the same ``1 − δ − δ'``.
 
     Args:
         mc_risk: :math:`\\hat L_M` in [0, 1].
@@ -587,6 +594,10 @@ def compose_certificate(
         n_grid: J >= 1 (1 when the prior scale was fixed before D_S was used).
         trivial: the risk level at or above which the certificate is called vacuous, in (0, 1]
             (1.0 by default; 0.9 for a ten-class 0–1 loss).
+        n_grid_mc: J' >= 1, the number of certificates (each with its own Monte Carlo draws) whose minimum
+            is reported: each Monte Carlo step then runs at δ'/J', so the minimum holds with probability
+            at least 1 − δ − δ' (union bound). 1 when this certificate is reported on its own (a prior
+            scale selected on other draws needs no correction here).
 
     Returns:
         :class:`CertificateBound`.
@@ -603,13 +614,15 @@ def compose_certificate(
     if d + dmc >= 1.0:
         raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {d} + {dmc}")
     j = check_int("n_grid", n_grid, minimum=1)
+    j_mc = check_int("n_grid_mc", n_grid_mc, minimum=1)
     triv = check_finite("trivial", trivial)
     if not 0.0 < triv <= 1.0:
         raise ValueError(f"trivial: expected a number in (0, 1], got {trivial!r}")
     d_pac = grid_delta(d, j)
-    c_mc = math.log(2.0 / dmc) / m
+    d_mc = grid_delta(dmc, j_mc)
+    c_mc = math.log(2.0 / d_mc) / m
     c = float(pac_bayes_complexity(k, n, d_pac))
-    emp_up = float(mc_risk_upper(q, m, dmc))
+    emp_up = float(mc_risk_upper(q, m, d_mc))
     risk = float(kl_inverse_upper(emp_up, c))
     pinsker = q + math.sqrt(c_mc / 2.0) + math.sqrt(c / 2.0)
     classic = emp_up + math.sqrt(c / 2.0)
@@ -631,4 +644,6 @@ def compose_certificate(
         classic_risk_upper=classic,
         confidence=1.0 - d - dmc,
         vacuous=bool(risk >= triv),
+        n_grid_mc=j_mc,
+        delta_mc_each=d_mc,
     )

@@ -1,9 +1,14 @@
 r"""``certify``: a PAC-Bayes-kl certificate for a posterior kernel Q against a prior kernel P (theory.md §7).
 
 .. math::
-    L_\mu(Q) \le \mathrm{kl}^{-1}\Big(\mathrm{kl}^{-1}\big(\hat L_N, \tfrac{\ln(2/\delta')}{N}\big),\
+    L_\mu(Q) \le \mathrm{kl}^{-1}\Big(\mathrm{kl}^{-1}\big(\hat L_N, \tfrac{\ln(2J'/\delta')}{N}\big),\
     \tfrac{\mathrm{KL}(Q\|P) + \ln(2\sqrt{n_S}\,J/\delta)}{n_S}\Big)
     \quad\text{with probability} \ge 1 - \delta - \delta'.
+
+``J`` is the size of the grid the prior scale was picked from; ``J'`` the number of certificates whose
+minimum is reported (``n_grid_mc``; 1 for a certificate reported alone), so that the reported minimum
+holds at ``1 − δ − δ'`` too. Every certificate records the SHA-256 of the ``(x, y)`` it was computed on
+(``data_sha256``, :func:`kdbounds._io.arrays_sha256`), so a test can check it was ``D_S``.
 
 The composition is :func:`kdbounds.certificates.compose_certificate`; this module supplies its
 inputs from networks: the closed-form divergence (:func:`kernels.kernel_kl`) and the Monte Carlo
@@ -37,6 +42,7 @@ from torch import Tensor
 
 from kdbounds._data import as_tensors
 from kdbounds._checks import check_choice, check_int, check_open_unit
+from kdbounds._io import arrays_sha256
 from kdbounds._records import Estimate
 
 from .bounds import compose_certificate, pac_bayes_kl_bound
@@ -61,7 +67,8 @@ class Certificate:
         divergence, mean_term, variance_term: ``KL(Q‖P)`` and its split (nats).
         n_s, n_t: sizes of ``D_S`` and ``D_T`` (``n_t`` None when not given).
         n_draws: M (draws, or passes over ``D_S`` for ``per_example``); n_evaluations: N.
-        draws: the draw scheme; delta, delta_mc, n_grid: δ, δ', J; confidence: ``1 − δ − δ'``.
+        draws: the draw scheme; delta, delta_mc, n_grid: δ, δ', J; n_grid_mc: J' (the Monte Carlo step runs
+            at δ'/J'); confidence: ``1 − δ − δ'`` (of the minimum over the J' certificates too).
         p_min: the bounded CE's floor (recorded for both losses).
         kernel_dim: number of random parameters.
         trivial: the level at or above which the certificate is vacuous; vacuous: ``risk_upper ≥ trivial``.
@@ -69,6 +76,7 @@ class Certificate:
         test_gibbs_risk: held-out Gibbs risk (``Estimate`` dict) or None — never used by the certificate.
         seed: the Monte Carlo seed; split: the ``DataSplit`` record or None.
         posterior, prior: kernel descriptions (dim, σ range); seconds: wall time.
+        data_sha256: SHA-256 of the ``(x, y)`` tensors certified on (:func:`kdbounds._io.arrays_sha256`).
     """
 
     loss: str
@@ -99,6 +107,8 @@ class Certificate:
     posterior: dict[str, Any] = field(default_factory=dict)
     prior: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    data_sha256: str = ""
+    n_grid_mc: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,7 +174,7 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
             n_grid: int = 1, p_min: float = 1e-4, seed: int = 0, batch_size: int = 1000,
             test_data: Sequence[Tensor] | None = None, test_draws: int = 1, draws: str = "per_example",
             mode: str = "vmap", chunk: int = 256, n_t: int | None = None, split: Any = None,
-            trivial: float | None = None, progress: bool = False) -> Certificate:
+            trivial: float | None = None, progress: bool = False, n_grid_mc: int = 1) -> Certificate:
     """Certify the Gibbs risk of ``posterior`` on ``data_s`` = ``D_S`` against ``prior`` (module docstring).
 
     Args:
@@ -174,6 +184,8 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
         n_draws: M ≥ 1 (draws for ``shared``, passes over ``D_S`` for ``per_example``).
         delta, delta_mc: δ (PAC-Bayes step) and δ' (Monte Carlo step), in (0, 1), δ + δ' < 1.
         n_grid: J, the size of the grid the prior scale was picked from (δ → δ/J).
+        n_grid_mc: J', the number of certificates whose minimum is reported (δ' → δ'/J'; 1 when this one is
+            reported alone).
         p_min: floor of the bounded CE, in (0, 1).
         seed: Monte Carlo seed (the held-out estimate uses an independent stream).
         batch_size: rows per forward pass (``shared``); chunk: draws per vmap (``shared``) or examples
@@ -202,6 +214,7 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
     if delta + delta_mc >= 1.0:
         raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {delta} + {delta_mc}")
     n_grid = check_int("n_grid", n_grid, minimum=1)
+    n_grid_mc = check_int("n_grid_mc", n_grid_mc, minimum=1)
     p_min = check_open_unit("p_min", p_min)
     seed = check_int("seed", seed, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -220,7 +233,8 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
     n_s = len(y)
     n_eval = n_draws if draws == "shared" else n_draws * n_s
     mc = float(losses.mean())
-    cb = compose_certificate(mc, n_eval, kl.total, n_s, delta, delta_mc, n_grid=n_grid, trivial=triv)
+    cb = compose_certificate(mc, n_eval, kl.total, n_s, delta, delta_mc, n_grid=n_grid, trivial=triv,
+                             n_grid_mc=n_grid_mc)
 
     test = None
     if test_data is not None:
@@ -242,7 +256,8 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
         confidence=cb.confidence, p_min=p_min, kernel_dim=posterior.dim, trivial=triv, vacuous=cb.vacuous,
         pinsker_risk_upper=cb.pinsker_risk_upper, classic_risk_upper=cb.classic_risk_upper,
         test_gibbs_risk=test, seed=seed, split=split_rec, posterior=posterior.describe(),
-        prior=prior.describe(), seconds=time.perf_counter() - t0)
+        prior=prior.describe(), seconds=time.perf_counter() - t0, data_sha256=arrays_sha256((x, y)),
+        n_grid_mc=n_grid_mc)
 
 
 # ---------------------------------------------------------------------- choosing the scales

@@ -8,7 +8,7 @@ One job per module:
 ``gibbs``          the Gibbs-classifier check (exact demonstration, every pair, any architectures)
 ``kernel_checks``  Theorems 3A/3B under Gaussian kernels, same-architecture pairs only
 ``conditional``    Theorems 1/2 with the sigma^2/n rate (conditional) and the product-law proxy
-``teacher_stats``  teacher-level Kendall tau with a permutation test, Holm across tests
+``teacher_stats``  Kendall tau with a permutation test at the teacher or recipe level, Holm across tests
 ``pair``           :func:`evaluate_pair`: every record of one pair
 =================  ==============================================================================
 """
@@ -42,7 +42,7 @@ from .losses import (
     zero_one_loss,
 )
 from .pair import PAIR_LOSSES, PairChecks, evaluate_pair
-from .teacher_stats import PermutationKendall, kendall_tau_b, kendall_tests, permutation_kendall
+from .teacher_stats import PermutationKendall, kendall_tau_b, kendall_tests, permutation_kendall, recipe_kendall
 from .verdicts import (
     KINDS,
     SIDES,
@@ -64,6 +64,6 @@ __all__ = [
     "gibbs_error", "holm_adjust", "holm_reject", "kendall_tau_b", "kendall_tests", "kernel_checks",
     "kernel_constants", "kernel_gaps", "kernel_std_from_loss_increase", "loss_gap", "loss_range",
     "make_record", "mean_estimate", "measure_teacher_curvature", "not_defined", "one_sided_pvalues",
-    "paired_gap_difference", "per_example_losses", "permutation_kendall", "product_law_proxy",
+    "paired_gap_difference", "per_example_losses", "permutation_kendall", "product_law_proxy", "recipe_kendall",
     "student_in_teacher_space", "theorem1_sigma_n", "theorem2_central", "verdict_counts", "zero_one_loss",
 ]

@@ -17,6 +17,10 @@ the assumptions, not against the theorem. ``K`` is taken at the upper end of its
 **Theorem 2** (lower side, ``gen(S) >= c*gen(T) - K/eta``) with the ``eta = 2(1-c) gen(T)/sigma_n^2`` that
 sub-Gaussianity implies inherits the same sigma^2/n assumption; it is not defined when ``gen(T) <= 0``.
 
+Every bound here is evaluated at both ends of ``K̂``'s confidence interval: ``bound`` (what "violated"
+is tested against) at the end that makes the bound valid (the upper limit ``K_up``), ``bound_holds``
+(what "holds" is tested against) at the other end ``K_lo`` (:mod:`kdbounds.checks.verdicts`).
+
 **Product form** ``K = n*K̂`` (``sqrt(2 sigma^2 K̂)``): the KL between the *products* of the per-input
 predictive laws over the ``n`` training inputs is ``n*K̂`` exactly, and it is the divergence of an
 honest theorem — the Gibbs-classifier check (:mod:`kdbounds.checks.gibbs`), where the predictors are
@@ -51,15 +55,29 @@ def _k_upper(k: Estimate) -> float:
     return max(hi, k.value, 0.0)
 
 
+def _k_lower(k: Estimate) -> float:
+    """The lower confidence limit of ``K̂`` (``>= 0``, ``<= K̂``): the end unfavourable to "holds"."""
+    lo = k.lower()
+    if not math.isfinite(lo):
+        raise ValueError(f"divergence: its lower confidence limit is not finite ({lo!r}); need n >= 2 inputs")
+    return max(min(lo, k.value), 0.0)
+
+
+def _k_inputs(k: Estimate, k_up: float, k_lo: float) -> dict[str, float | None]:
+    return {"K": k.value, "K_upper": k_up, "K_lower": k_lo, "K_se": k.stderr, "K_level": k.level}
+
+
 def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int, *, loss: str,
                      alpha: float = 0.05, teacher: str | None = None, student: str | None = None) -> CheckRecord:
     r"""Theorem 1 in the sigma^2/n form, conditional on :data:`ASSUMPTION_SIGMA_N`.
 
     .. math:: |\mathrm{gen}(S) - \mathrm{gen}(T)| \le \sqrt{2\sigma^2 K_{\rm up}/n}
 
+    ("holds" is tested against the same bound at ``K_lo``.)
+
     Args:
         diff: ``gen(S) - gen(T)`` with its standard error (paired per-example differences).
-        divergence: ``K̂`` on the training inputs with its interval (``ci_high`` = ``K_up``).
+        divergence: ``K̂`` on the training inputs with its interval (``ci_low, ci_high`` = ``K_lo, K_up``).
         sigma: per-sample proxy (``range/2``).
         n: training-set size.
         loss: loss name.
@@ -70,13 +88,13 @@ def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int,
     """
     sigma = check_nonnegative("sigma", sigma)
     n = check_int("n", n, minimum=1)
-    k_up = _k_upper(divergence)
+    k_up, k_lo = _k_upper(divergence), _k_lower(divergence)
     bound = B.subgaussian_bound(k_up, sigma, n)
     return make_record("thm1_sigma_n", "conditional", loss=loss, side="abs", bound=bound, observed=diff.value,
                        observed_se=diff.stderr, assumptions_met=False, assumption=ASSUMPTION_SIGMA_N,
-                       inputs={"K": divergence.value, "K_upper": k_up, "K_se": divergence.stderr,
-                               "sigma": sigma, "n": n},
-                       alpha=alpha, teacher=teacher, student=student)
+                       inputs={**_k_inputs(divergence, k_up, k_lo), "sigma": sigma, "n": n},
+                       alpha=alpha, teacher=teacher, student=student,
+                       bound_holds=B.subgaussian_bound(k_lo, sigma, n))
 
 
 def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: Estimate, sigma: float, n: int, *,
@@ -86,6 +104,8 @@ def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: E
 
     .. math:: \mathrm{gen}(S) \ge c\,\mathrm{gen}(T) - K_{\rm up}/\eta,\qquad
         \eta = 2(1-c)\,\mathrm{gen}(T)\,n/\sigma^2
+
+    ("holds" is tested against the larger bound at ``K_lo``.)
 
     ``not_defined`` when ``gen(T) <= 0`` (no positive eta). The teacher's gap enters the bound as its
     point estimate (its error is part of the conditional statement); the observed side is ``gen(S)``
@@ -106,7 +126,7 @@ def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: E
     """
     sigma = check_positive("sigma", sigma)
     n = check_int("n", n, minimum=1)
-    k_up = _k_upper(divergence)
+    k_up, k_lo = _k_upper(divergence), _k_lower(divergence)
     if gen_teacher.value <= 0:
         return not_defined("thm2_central", "conditional", loss=loss, side="lower",
                            reason=f"gen(T) = {gen_teacher.value:.4g} <= 0: the central condition implied by "
@@ -119,9 +139,10 @@ def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: E
     return make_record("thm2_central", "conditional", loss=loss, side="lower", bound=bound,
                        observed=gen_student.value, observed_se=gen_student.stderr, assumptions_met=False,
                        assumption=ASSUMPTION_SIGMA_N,
-                       inputs={"c": c, "eta": eta, "gen_teacher": gen_teacher.value, "K": divergence.value,
-                               "K_upper": k_up, "sigma": sigma, "n": n},
-                       alpha=alpha, teacher=teacher, student=student)
+                       inputs={"c": c, "eta": eta, "gen_teacher": gen_teacher.value,
+                               **_k_inputs(divergence, k_up, k_lo), "sigma": sigma, "n": n},
+                       alpha=alpha, teacher=teacher, student=student,
+                       bound_holds=B.central_lower_bound(gen_teacher.value, k_lo, eta, c))
 
 
 def product_law_proxy(diff: Estimate, divergence: Estimate, sigma: float, n: int, *, loss: str,
@@ -143,13 +164,14 @@ def product_law_proxy(diff: Estimate, divergence: Estimate, sigma: float, n: int
     """
     sigma = check_nonnegative("sigma", sigma)
     n = check_int("n", n, minimum=1)
-    k_up = _k_upper(divergence)
+    k_up, k_lo = _k_upper(divergence), _k_lower(divergence)
     bound = B.subgaussian_bound(n * k_up, sigma, n)
     return make_record("thm1_product_proxy", "proxy", loss=loss, side="abs", bound=bound, observed=diff.value,
                        observed_se=diff.stderr, assumptions_met=False,
                        assumption=("proxy: K = n·K̂_train (KL of the per-input product laws on the training "
                                    "inputs only) with the deterministic predictors' gaps; the valid use of "
                                    "product laws is the gibbs_classifier check"),
-                       inputs={"K": divergence.value, "K_upper": k_up, "K_product": n * k_up, "sigma": sigma,
+                       inputs={**_k_inputs(divergence, k_up, k_lo), "K_product": n * k_up, "sigma": sigma,
                                "n": n},
-                       alpha=alpha, teacher=teacher, student=student)
+                       alpha=alpha, teacher=teacher, student=student,
+                       bound_holds=B.subgaussian_bound(n * k_lo, sigma, n))

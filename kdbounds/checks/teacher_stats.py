@@ -12,11 +12,19 @@ replication is the teacher, so
   ``n_perm`` random permutations give ``p = (1 + #{|tau*| >= |tau|}) / (1 + n_perm)`` (valid, conservative).
   The smallest attainable two-sided p is ``2/T!`` for distinct values (``T = 4``: 0.083; ``T = 6``: 0.0028).
 
+**Recipes.** Teachers trained by one recipe over several seeds are not independent replicates of the
+sharpness–gap relation either: the recipe sets both. :func:`recipe_kendall` is the test at the unit of
+independence: tau_b between the recipes' mean sharpness and mean (teacher-level) gap, with the exact
+permutation null over the ``R`` recipes (``R <= 8``; ``R = 6``: smallest two-sided p ``2/720 = 0.0028``).
+A teacher-level test over recipes × seeds then describes the design ("within-design"): its permutation
+null treats seeds of one recipe as exchangeable with other recipes' teachers, which they are not.
+
 Every reported p-value is Holm-adjusted across the tests passed to :func:`kendall_tests` together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -28,9 +36,12 @@ import numpy as np
 from .._checks import check_choice, check_int
 from .verdicts import holm_adjust
 
-__all__ = ["kendall_tau_b", "PermutationKendall", "permutation_kendall", "kendall_tests", "EXACT_MAX_TEACHERS"]
+__all__ = ["kendall_tau_b", "PermutationKendall", "permutation_kendall", "recipe_kendall", "kendall_tests",
+           "EXACT_MAX_TEACHERS", "UNITS"]
 
 EXACT_MAX_TEACHERS = 8
+#: the unit a test permutes: ``"teacher"`` (within-design when several teachers share a recipe) or ``"recipe"``
+UNITS = ("teacher", "recipe")
 
 
 def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
@@ -87,6 +98,9 @@ class PermutationKendall:
         n_teachers: independent teachers spanned. n_students: student gaps used.
         min_attainable_p: smallest two-sided p the design allows (``2/T!`` exact, ``1/(1+n_perm)`` MC).
         note: why tau is undefined, if it is.
+        unit: what the permutation moves (:data:`UNITS`): ``"recipe"`` for :func:`recipe_kendall`
+            (then ``n_teachers`` counts the teachers averaged into the recipes).
+        n_recipes: the recipes (independent units) of a recipe-level test, else ``None``.
     """
 
     label: str
@@ -100,6 +114,8 @@ class PermutationKendall:
     n_students: int
     min_attainable_p: float
     note: str = ""
+    unit: str = "teacher"
+    n_recipes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Every field.
@@ -180,6 +196,56 @@ def permutation_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str
     return PermutationKendall(label, statistic, float(tau), p, None, exact, len(perms), T, len(gaps), min_p)
 
 
+def recipe_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str, float]], recipe_of: Mapping[str, str],
+                   *, n_perm: int = 20000, seed: int = 0, label: str = "") -> PermutationKendall:
+    r"""Kendall tau_b at the recipe level: recipe means, permutations of whole recipes.
+
+    .. math::
+        \bar s_r = \frac{1}{|T_r|}\sum_{t\in T_r} s_t,\qquad
+        \bar g_r = \frac{1}{|T_r|}\sum_{t\in T_r} \frac{1}{|S_t|}\sum_{u\in S_t} g_u,\qquad
+        \tau_b\big((\bar s_r)_r, (\bar g_r)_r\big),
+
+    with ``T_r`` the teachers of recipe ``r`` and ``S_t`` the students (gap values) of teacher ``t``; the p-value
+    is that of :func:`permutation_kendall` over the ``R`` recipes (all ``R!`` permutations for ``R <= 8``).
+
+    Args:
+        sharpness: ``{teacher: sharpness}``.
+        gaps: ``[(teacher, gap), ...]`` (one or more per teacher).
+        recipe_of: ``{teacher: recipe}`` for every teacher with gaps.
+        n_perm: random permutations when ``R > 8``.
+        seed: their seed.
+        label: recorded.
+
+    Returns:
+        :class:`PermutationKendall` with ``unit="recipe"``, ``n_recipes = R`` and ``n_teachers`` the teachers
+        averaged (``p_holm`` ``None`` until :func:`kendall_tests`).
+
+    Raises:
+        ValueError: a teacher without a recipe or a sharpness value, fewer than 3 recipes, non-finite values.
+    """
+    teachers = sorted({t for t, _ in gaps})
+    missing = [t for t in teachers if t not in recipe_of]
+    if missing:
+        raise ValueError(f"recipe_of: teachers {missing} have no recipe; pass one per teacher")
+    missing = [t for t in teachers if t not in sharpness]
+    if missing:
+        raise ValueError(f"gaps: teachers {missing} have no sharpness value; pass one per teacher")
+    per_teacher: dict[str, list[float]] = {}
+    for t, g in gaps:
+        per_teacher.setdefault(t, []).append(float(g))
+    recipes: dict[str, list[str]] = {}
+    for t in teachers:
+        recipes.setdefault(str(recipe_of[t]), []).append(t)
+    r_sharp = {r: float(np.mean([float(sharpness[t]) for t in ts])) for r, ts in recipes.items()}
+    r_gaps = [(r, float(np.mean([np.mean(per_teacher[t]) for t in ts]))) for r, ts in recipes.items()]
+    if len(recipes) < 3:
+        raise ValueError(f"recipe_of: need teachers of at least 3 recipes for a recipe-level rank correlation, got "
+                         f"{len(recipes)}")
+    res = permutation_kendall(r_sharp, r_gaps, statistic="teacher_mean", n_perm=n_perm, seed=seed, label=label)
+    return dataclasses.replace(res, statistic="recipe_mean", unit="recipe", n_recipes=len(recipes),
+                               n_teachers=len(teachers), n_students=len(gaps))
+
+
 def kendall_tests(tests: Sequence[PermutationKendall]) -> tuple[PermutationKendall, ...]:
     """Holm-adjust the p-values of the reported tests together (undefined ones are left out).
 
@@ -193,7 +259,5 @@ def kendall_tests(tests: Sequence[PermutationKendall]) -> tuple[PermutationKenda
     adj = holm_adjust([tests[i].p_value for i in ok]) if ok else []
     out = list(tests)
     for k, i in enumerate(ok):
-        d = tests[i].to_dict()
-        d["p_holm"] = float(adj[k])
-        out[i] = PermutationKendall(**d)
+        out[i] = dataclasses.replace(tests[i], p_holm=float(adj[k]))
     return tuple(out)

@@ -37,18 +37,35 @@ default; ``method="holm"`` is plain Holm over the ``2N``). A check whose ``H_fai
 "holds"; whose ``H_ok`` is rejected is "violated"; otherwise "inconclusive".
 
 In z terms: with the default method every threshold of the first ``N + 1`` steps equals ``alpha/N``
-(and at most ``N`` p-values, one per check, can be below ½), so the step-down reduces to one
-threshold for every check, ``z = Phi^-1(1 - alpha/N)`` (recorded as ``z``): a check "holds" iff
-``B >= |d̂| + z*SE`` and is "violated" iff ``p_violated <= alpha/N`` (for ``"upper"``/``"lower"``:
-``B < d̂ - z*SE``; for ``"abs"`` the far-side term makes it a hair stricter). With plain Holm the
+(and at most ``N`` p-values, one per check, can be below ``alpha/N``: a check's two cannot both be),
+so the step-down reduces to one threshold for every check, ``z = Phi^-1(1 - alpha/N)`` (recorded as
+``z``): a check "holds" iff ``B_holds >= |d̂| + z*SE`` (``B_holds = bound_holds``, or ``B``) and is
+"violated" iff ``p_violated <= alpha/N`` (for ``"upper"``/``"lower"``: ``B < d̂ - z*SE``; for ``"abs"``
+the far-side term makes it a hair stricter). With plain Holm the
 threshold depends on the rank (``z`` is then ``None``).
 
 Checks whose observed side is exact (``SE = 0``: the Gibbs-classifier check, quadratic-model
-gaps) are decided exactly (``B >= |d̂|`` → "holds") and are not part of the family. A record with
-``bound = None`` is "not_defined" (with a ``reason``).
+gaps) and whose bound is a number are decided exactly (``B >= |d̂|`` → "holds", ``method="exact"``)
+and are not part of the family. A record with ``bound = None`` is "not_defined" (with a ``reason``).
 
-Bounds that are upper bounds take ``K`` at the upper end of its interval (done where the bound is
-built, recorded in ``inputs``).
+**Bounds with estimated inputs** (``K̂``, ``||H||_F^2``, a Ritz value) are an interval
+``[bound_holds, bound]`` (ordered by how favourable they are to "holds"), not a number: each
+verdict is decided with the end of the interval that is *unfavourable* to it. "holds" is tested
+against ``bound_holds`` (an increasing upper bound at the *lower* confidence limit of ``K``; a lower
+bound such as Theorem 2's at the upper limit), "violated" against ``bound`` (the other limit: the
+bound that is valid at the inputs' confidence level). A verdict is then wrong only when its test
+errs or the inputs' interval misses (its level is recorded in ``inputs``). Without estimated inputs
+``bound_holds`` is ``None`` and both verdicts use ``bound``.
+
+**Small Monte Carlo samples.** A check whose ``SE`` comes from ``M`` i.i.d. draws (the kernel-gap
+checks) passes ``dof = M - 1``: its p-values use Student's t with ``M - 1`` degrees of freedom instead
+of the normal (the normal quantile at 16 draws makes the family-wise error 0.21 instead of 0.05,
+tests/checks/test_verdicts.py), and its recorded ``z`` is the t critical value.
+
+An exact observed side with an interval-valued bound (the quadratic-model Theorem 3B, whose
+``||H||_F^2`` is estimated) is decided outside the family by the two limits alone: "holds" iff
+``|d| <= bound_holds``, "violated" iff ``|d| > bound``, else "inconclusive" (``method="input_limits"``,
+not ``"exact"``).
 """
 
 from __future__ import annotations
@@ -60,7 +77,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from .._checks import check_choice, check_open_unit
 from .._io import to_jsonable
@@ -73,6 +90,7 @@ __all__ = [
     "make_record",
     "not_defined",
     "one_sided_pvalues",
+    "critical_value",
     "holm_reject",
     "holm_adjust",
     "assign_verdicts",
@@ -94,7 +112,9 @@ class CheckRecord:
         verdict: one of :data:`VERDICTS`.
         loss: the loss the gaps are measured with (``"zero_one"``, ``"clipped_ce"``, ``"gibbs_zero_one"``).
         side: ``"abs"`` (``|d| <= bound``), ``"upper"`` (``d <= bound``) or ``"lower"`` (``d >= bound``).
-        bound: the bound (``None`` when not defined).
+        bound: the bound (``None`` when not defined); when it has estimated inputs, evaluated at
+            their confidence limits that make it valid (``K`` at its upper limit for an upper bound):
+            the end of its interval that "violated" is tested against.
         observed: the estimate ``d̂`` of the bounded quantity (signed; for ``"abs"`` the verdict uses
             ``|d̂|``), ``None`` when not defined.
         observed_se: its standard error (0 when exact given the sample).
@@ -107,9 +127,16 @@ class CheckRecord:
         alpha: the run's family-wise level the verdict was taken at.
         family_size: number of stochastic checks ``N`` in the family (1 before
             :func:`assign_verdicts`).
-        method: multiplicity method (``"shaffer"``, ``"holm"``; ``"exact"`` for exact checks).
+        method: multiplicity method (``"shaffer"``, ``"holm"``; ``"exact"`` for exact checks;
+            ``"input_limits"`` for an exact observed side against a bound with estimated inputs).
         teacher, student: labels of the pair (for counts over independent teachers).
-        z: the critical value ``Phi^-1(1 - alpha/N)`` of the verdict (default method), else ``None``.
+        z: the critical value ``Phi^-1(1 - alpha/N)`` of the verdict (default method; Student's t
+            quantile with ``dof`` degrees of freedom when ``dof`` is set), else ``None``.
+        bound_holds: the bound at the other confidence limits of its estimated inputs (the end of its
+            interval unfavourable to "holds", which "holds" is tested against); ``None`` when the bound
+            has no estimated input (then ``bound`` serves both verdicts).
+        dof: degrees of freedom of the t distribution of ``(d̂ - d)/SE`` (``M - 1`` for ``M`` Monte
+            Carlo draws); ``None``: normal.
     """
 
     name: str
@@ -132,6 +159,8 @@ class CheckRecord:
     teacher: str | None = None
     student: str | None = None
     z: float | None = None
+    bound_holds: float | None = None
+    dof: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)
@@ -160,41 +189,70 @@ class CheckRecord:
 # ------------------------------------------------------------------------------------------------
 # p-values and multiplicity
 # ------------------------------------------------------------------------------------------------
-def one_sided_pvalues(bound: float, observed: float, se: float, side: str) -> tuple[float, float]:
+def _check_dof(dof: int | None) -> int | None:
+    if dof is not None and (isinstance(dof, bool) or not isinstance(dof, int) or dof < 1):
+        raise ValueError(f"dof: expected an int >= 1 (M - 1 for M Monte Carlo draws) or None (normal), got {dof!r}")
+    return dof
+
+
+def _cdf(t: float, dof: int | None) -> float:
+    """``Phi(t)``, or Student's t CDF with ``dof`` degrees of freedom."""
+    return float(ndtr(t)) if dof is None else float(stdtr(dof, t))
+
+
+def critical_value(level: float, dof: int | None = None) -> float:
+    """The ``level`` quantile of the standard normal, or of Student's t with ``dof`` degrees of freedom.
+
+    Args:
+        level: in (0, 1).
+        dof: degrees of freedom (``None``: normal).
+
+    Returns:
+        The quantile.
+    """
+    level = check_open_unit("level", level)
+    return float(ndtri(level)) if _check_dof(dof) is None else float(stdtrit(dof, level))
+
+
+def one_sided_pvalues(bound: float, observed: float, se: float, side: str,
+                      dof: int | None = None) -> tuple[float, float]:
     r"""``(p_holds, p_violated)`` of the two complementary one-sided hypotheses of a check.
 
     .. math::
         t = \frac{B - \tilde d}{\mathrm{SE}},\quad
         \tilde d = |\hat d|\ (\text{abs}),\ \hat d\ (\text{upper}),\ -\hat d\ (\text{lower}, B \to -B),
 
-    ``p_holds = Phi(-t)`` and ``p_violated = Phi(t)`` (plus ``Phi(t - 2B/SE)`` for ``"abs"``, the far side).
+    ``p_holds = F(-t)`` and ``p_violated = F(t)`` (plus ``F(t - 2B/SE)`` for ``"abs"``, the far side), with
+    ``F = Phi`` or, when ``dof`` is given, Student's t CDF with ``dof`` degrees of freedom.
 
     Args:
         bound: ``B``.
         observed: ``d̂``.
         se: ``SE > 0``.
         side: one of :data:`SIDES`.
+        dof: degrees of freedom (``M - 1`` for a mean of ``M`` draws); ``None``: normal.
 
     Returns:
         The two p-values, each in ``[0, 1]``.
 
     Raises:
-        ValueError: ``se`` not a positive finite number, non-finite ``bound``/``observed``, bad side.
+        ValueError: ``se`` not a positive finite number, non-finite ``bound``/``observed``, bad side or dof.
     """
     check_choice("side", side, SIDES)
+    dof = _check_dof(dof)
     if not (math.isfinite(se) and se > 0):
         raise ValueError(f"se: expected a finite number > 0 (exact checks are decided without p-values), got {se!r}")
     if not (math.isfinite(bound) and math.isfinite(observed)):
         raise ValueError(f"bound and observed must be finite, got {bound!r} and {observed!r}")
     if side == "abs":
         t = (bound - abs(observed)) / se
-        far = float(ndtr(t - 2.0 * max(bound, 0.0) / se)) if bound >= 0 else 0.0
-        return float(ndtr(-t)), min(1.0, float(ndtr(t)) + far)
+        far = _cdf(t - 2.0 * max(bound, 0.0) / se, dof) if bound >= 0 else 0.0
+        return _cdf(-t, dof), min(1.0, _cdf(t, dof) + far)
     if side == "upper":
         t = (bound - observed) / se
     else:
         t = (observed - bound) / se
-    return float(ndtr(-t)), float(ndtr(t))
+    return _cdf(-t, dof), _cdf(t, dof)
 
 
 def _holm_order(p: np.ndarray) -> np.ndarray:
@@ -273,18 +331,40 @@ def holm_adjust(pvalues: Sequence[float]) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # building records
 # ------------------------------------------------------------------------------------------------
-def _exact_verdict(bound: float, observed: float, side: str) -> str:
+def _holds(bound: float, observed: float, side: str) -> bool:
     if side == "abs":
-        return "holds" if abs(observed) <= bound else "violated"
+        return abs(observed) <= bound
     if side == "upper":
-        return "holds" if observed <= bound else "violated"
-    return "holds" if observed >= bound else "violated"
+        return observed <= bound
+    return observed >= bound
+
+
+def _exact_verdict(bound: float, bound_holds: float, observed: float, side: str) -> str:
+    """Exact observed side: "holds" at the limit unfavourable to it, "violated" at the other."""
+    if _holds(bound_holds, observed, side):
+        return "holds"
+    return "inconclusive" if _holds(bound, observed, side) else "violated"
+
+
+def _check_bound_holds(name: str, bound: float, bound_holds: float | None, side: str) -> float | None:
+    """``bound_holds`` must be finite and on the side of ``bound`` unfavourable to "holds"."""
+    if bound_holds is None:
+        return None
+    if not math.isfinite(bound_holds):
+        raise ValueError(f"{name}: bound_holds must be finite (or None), got {bound_holds!r}")
+    wrong = bound_holds > bound if side != "lower" else bound_holds < bound
+    if wrong:
+        raise ValueError(f"{name}: bound_holds={bound_holds!r} is more favourable to 'holds' than bound={bound!r} "
+                         f"(side {side!r}); pass the bound at the inputs' limit unfavourable to 'holds' (e.g. K at its "
+                         "lower confidence limit for an upper bound) as bound_holds")
+    return float(bound_holds)
 
 
 def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, observed: float,
                 observed_se: float, assumptions_met: bool, assumption: str,
                 inputs: Mapping[str, Any] | None = None, alpha: float = 0.05,
-                teacher: str | None = None, student: str | None = None) -> CheckRecord:
+                teacher: str | None = None, student: str | None = None, bound_holds: float | None = None,
+                dof: int | None = None) -> CheckRecord:
     """A defined check with its stand-alone verdict (family of one; see :func:`assign_verdicts`).
 
     Args:
@@ -292,7 +372,8 @@ def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, obs
         kind: its kind (``"demonstration"``, ``"conditional"``, ``"proxy"``, ...).
         loss: the loss it is about.
         side: one of :data:`SIDES`.
-        bound: the bound ``B``.
+        bound: the bound ``B`` (at the inputs' confidence limits that make it valid; "violated" is tested
+            against it).
         observed: the observed value.
         observed_se: its standard error (0: exact, decided without p-values).
         assumptions_met: whether the theorem's assumptions hold here.
@@ -300,27 +381,40 @@ def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, obs
         inputs: the numbers the bound was computed from.
         alpha: the level.
         teacher, student: pair labels.
+        bound_holds: the bound at the inputs' other confidence limits, unfavourable to "holds" ("holds"
+            is tested against it; ``<= bound`` for ``"abs"``/``"upper"``, ``>= bound`` for ``"lower"``);
+            ``None`` when the bound has no estimated input.
+        dof: degrees of freedom of the t distribution of the observed side (``M - 1`` for ``M`` draws);
+            ``None``: normal.
 
     Returns:
-        The :class:`CheckRecord` (exact verdict when ``observed_se == 0``, else from its p-values).
+        The :class:`CheckRecord`: exact verdict when ``observed_se == 0`` and the bound is a number
+        (``method="exact"``); decided by the bound's two limits when ``observed_se == 0`` and
+        ``bound_holds`` is given (``method="input_limits"``); else from its p-values.
 
     Raises:
-        ValueError: non-finite bound/observed, negative or non-finite SE.
+        ValueError: non-finite bound/observed, negative or non-finite SE, ``bound_holds`` on the wrong
+            side of ``bound``, a bad ``dof``.
     """
     alpha = check_open_unit("alpha", alpha)
+    dof = _check_dof(dof)
     if not (math.isfinite(bound) and math.isfinite(observed)):
         raise ValueError(f"{name}: bound and observed must be finite (use not_defined otherwise), got "
                          f"{bound!r} and {observed!r}")
     if not (math.isfinite(observed_se) and observed_se >= 0):
         raise ValueError(f"{name}: observed_se must be finite and >= 0, got {observed_se!r}")
+    b_holds = _check_bound_holds(name, bound, bound_holds, side)
     rec = CheckRecord(name=name, kind=kind, verdict="inconclusive", loss=loss, side=side, bound=float(bound),
                       observed=float(observed), observed_se=float(observed_se),
                       assumptions_met=bool(assumptions_met), assumption=assumption, reason=None,
-                      inputs=dict(inputs or {}), alpha=alpha, teacher=teacher, student=student)
+                      inputs=dict(inputs or {}), alpha=alpha, teacher=teacher, student=student,
+                      bound_holds=b_holds, dof=dof)
     if observed_se == 0.0:
-        return dataclasses.replace(rec, verdict=_exact_verdict(bound, observed, side), method="exact",
+        verdict = _exact_verdict(bound, bound if b_holds is None else b_holds, observed, side)
+        return dataclasses.replace(rec, verdict=verdict, method="exact" if b_holds is None else "input_limits",
                                    family_size=0)
-    ph, pv = one_sided_pvalues(bound, observed, observed_se, side)
+    ph, _ = one_sided_pvalues(bound if b_holds is None else b_holds, observed, observed_se, side, dof)
+    _, pv = one_sided_pvalues(bound, observed, observed_se, side, dof)
     rec = dataclasses.replace(rec, p_holds=ph, p_violated=pv)
     return assign_verdicts([rec], alpha)[0]
 
@@ -379,12 +473,12 @@ def assign_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05, *,
         return tuple(out)
     p = np.array([records[i].p_holds for i in stochastic] + [records[i].p_violated for i in stochastic])
     rej = holm_reject(p, alpha, max_true=n if method == "shaffer" else None)
-    z = float(ndtri(1.0 - alpha / n)) if method == "shaffer" else None
     for k, i in enumerate(stochastic):
         r = records[i]
         if rej[k] and rej[n + k]:  # impossible for complementary hypotheses at alpha < 1/2 ... but say so
             raise RuntimeError(f"{r.name}: both complementary hypotheses rejected; alpha too large")
         verdict = "holds" if rej[k] else ("violated" if rej[n + k] else "inconclusive")
+        z = critical_value(1.0 - alpha / n, r.dof) if method == "shaffer" else None
         out[i] = dataclasses.replace(r, verdict=verdict, alpha=alpha, family_size=n, method=method, z=z)
     return tuple(out)
 

@@ -24,10 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-import torch
-
-from .._io import atomic_write_json, file_sha256, read_json
+from .._io import arrays_sha256, atomic_write_json, file_sha256, read_json
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
 from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
@@ -55,15 +52,9 @@ def data_fingerprint(data: Sequence[Any]) -> str:
         data: arrays or tensors (e.g. ``(train_x, train_y, test_x, test_y)``).
 
     Returns:
-        64 hex digits.
+        64 hex digits (:func:`kdbounds._io.arrays_sha256`).
     """
-    h = hashlib.sha256()
-    for a in data:
-        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        arr = np.ascontiguousarray(arr)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
-    return h.hexdigest()
+    return arrays_sha256(data)
 
 
 _CODE_PACKAGES = ("data", "models", "distill")

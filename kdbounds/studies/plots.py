@@ -78,16 +78,17 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
                           gaps: Sequence[str] = ("student_gap_clipped_ce", "student_gap_zero_one"),
                           kendall: Sequence[dict[str, Any]] = ()) -> Path:
     """Scatter of teacher sharpness against the student's gap, one colour per method, one panel per loss;
-    the teachers' own gaps are drawn as black crosses. The teacher-level Kendall τ (teacher sharpness
-    against the mean gap of its distilled students, Holm-adjusted p) in the titles when given.
+    the teachers' own gaps are drawn as black crosses. The recipe-level Kendall τ (the recipes' mean sharpness
+    against the mean gap of their distilled students, Holm-adjusted p) in the titles when given; a table
+    without levels (older results) shows its teacher-level τ.
 
     Args:
         rows: one dict per teacher–student pair (the study's ``results.csv`` rows).
         path: the image file written (atomically).
         sharpness: the row key on the x axis.
         gaps: the row keys on the y axes, one panel each.
-        kendall: rows of the teacher-level Kendall table (optional; ``statistic``, ``sharpness``, ``gap``,
-            ``tau``, ``p_holm``, ``n_teachers``).
+        kendall: rows of the Kendall table (optional; ``level``, ``statistic``, ``sharpness``, ``gap``, ``tau``,
+            ``p_holm``, ``n_recipes``, ``n_teachers``).
 
     Returns:
         ``path``.
@@ -107,14 +108,16 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
             ax.scatter([v[0] for v in seen.values()], [v[1] for v in seen.values()], marker="x", c="k",
                        label="teacher itself")
         title = g.replace("student_gap_", "student gap, ")
+        headline = "recipe_mean" if any(k.get("level") == "recipe" for k in kendall) else "teacher_mean"
         for k in kendall:
-            if k.get("statistic") == "teacher_mean" and k["sharpness"] == sharpness and k["gap"] == g \
+            if k.get("statistic") == headline and k["sharpness"] == sharpness and k["gap"] == g \
                     and k.get("tau") is not None:
+                unit = "recipe" if headline == "recipe_mean" else "teacher"
                 if not math.isfinite(k["tau"]) or k.get("p_holm") is None:  # e.g. a constant gap: τ undefined
-                    title += f"\nteacher-level Kendall τ undefined ({k.get('note') or 'no test'})"
+                    title += f"\n{unit}-level Kendall τ undefined ({k.get('note') or 'no test'})"
                     continue
-                title += (f"\nteacher-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, "
-                          f"{k['n_teachers']} teachers)")
+                n = k.get("n_recipes") if unit == "recipe" else k["n_teachers"]
+                title += f"\n{unit}-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, {n} {unit}s)"
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(sharpness.replace("teacher_", "teacher ").replace("_", " "))
         ax.set_ylabel("generalization gap (test − train)")

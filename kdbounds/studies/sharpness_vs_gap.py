@@ -15,11 +15,14 @@ on the test set):
 * :func:`kdbounds.checks.evaluate_pair`: the Gibbs-classifier check (exact demonstration), Theorems 1/2
   with the σ²/n rate (conditional), the product-law proxy, Theorems 3A/3B under Gaussian kernels;
 * verdicts (holds / violated / inconclusive / not_defined) with one Holm/Shaffer family over the
-  run's non-proxy checks (the proxies are a separate family, so they do not dilute it);
+  run's non-proxy checks and one over the proxies (so they do not dilute it), each at ``alpha/2``: the
+  run's family-wise error over both is at most ``alpha``;
 * verdict counts that say how many independent teachers they span;
-* Kendall's τ between teacher sharpness (``tr ∇²L_train``) and the distilled students' gaps, tested
-  at the teacher level (:func:`kdbounds.checks.permutation_kendall`: each teacher's students move
-  together), Holm-adjusted across the reported tests.
+* Kendall's τ between teacher sharpness (``tr ∇²L_train``) and the distilled students' gaps: the headline
+  at the recipe level (:func:`kdbounds.checks.recipe_kendall`: recipe means, permutations of whole
+  recipes), the teacher-level and pooled tests labelled within-design
+  (:func:`kdbounds.checks.permutation_kendall`: each teacher's students move together), Holm-adjusted
+  within each level (:func:`kendall_table`).
 
 **Execution** (docs/sweeps.md): the study is one sweep (:func:`sweep_specs` through
 :func:`kdbounds.studies.sweep.run_sweep`), in this process (``executor="local"``, the default) or on Ray
@@ -70,6 +73,7 @@ from ..checks import (
     kendall_tests,
     measure_teacher_curvature,
     permutation_kendall,
+    recipe_kendall,
     verdict_counts,
 )
 from ..data import stratified_subset
@@ -83,7 +87,8 @@ from .sweep import ResultStore, RunSpec, run_sweep
 
 __all__ = ["TeacherRecipe", "StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
            "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
-           "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "data_spec", "sweep_specs", "sweep_threads", "train_timed",
+           "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
+           "sweep_threads", "train_timed",
            "measure_teacher", "measurement_store", "Timed", "TeacherMeasurement"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
@@ -356,71 +361,102 @@ def flatten_record(teacher: str, recipe: TeacherRecipe, method: str, t_res: Any,
     return row
 
 
+#: the run's Holm/Shaffer families: non-proxy checks, proxies (each tested at ``alpha / len(FAMILIES)``)
+FAMILIES = ("checks", "proxies")
+
+
 def run_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05) -> tuple[CheckRecord, ...]:
     """Run-level verdicts: one Holm/Shaffer family over every non-proxy check of the run, a second one
-    over the proxies (so that named proxies do not dilute the family of the real checks).
+    over the proxies (so that named proxies do not dilute the family of the real checks), each at
+    ``alpha/2`` (Bonferroni over the two families), so that the run's family-wise error over every
+    verdict is at most ``alpha``.
 
     Args:
         records: every record of the run, in any order.
-        alpha: family-wise level of each family.
+        alpha: the run's family-wise level (each family gets ``alpha/2``, recorded in its records).
 
     Returns:
-        The records in the same order with ``verdict``, ``family_size``, ``method`` and ``z`` set.
+        The records in the same order with ``verdict``, ``alpha``, ``family_size``, ``method`` and ``z`` set.
     """
     out = list(records)
     for proxy in (False, True):
         idx = [i for i, r in enumerate(records) if (r.kind == "proxy") == proxy]
-        for i, r in zip(idx, assign_verdicts([records[i] for i in idx], alpha=alpha)):
+        for i, r in zip(idx, assign_verdicts([records[i] for i in idx], alpha=alpha / len(FAMILIES))):
             out[i] = r
     return tuple(out)
 
 
+#: the levels of the Kendall tests: ``"recipe"`` (the headline, at the unit of independence) and
+#: ``"within-design"`` (teacher means and pooled students: their nulls treat a recipe's seeds, or a teacher's
+#: students, as independent replicates)
+KENDALL_LEVELS = ("recipe", "within-design")
+
+
 def kendall_table(sharpness: dict[str, float], rows: Sequence[dict[str, Any]], *,
-                  sharpness_name: str = SHARPNESS, gaps: Sequence[str] = KENDALL_GAPS,
-                  statistics: Sequence[str] = ("teacher_mean", "pooled"), n_perm: int = 20000,
-                  seed: int = 0) -> list[dict[str, Any]]:
-    r"""Teacher-level Kendall tests between teacher sharpness and the distilled students' gaps
-    (:func:`kdbounds.checks.permutation_kendall`: the permutation moves a teacher's students together),
-    with Holm-adjusted p-values across all returned tests.
+                  recipe_of: Mapping[str, str] | None = None, sharpness_name: str = SHARPNESS,
+                  gaps: Sequence[str] = KENDALL_GAPS, statistics: Sequence[str] = ("teacher_mean", "pooled"),
+                  n_perm: int = 20000, seed: int = 0) -> list[dict[str, Any]]:
+    r"""Kendall tests between teacher sharpness and the distilled students' gaps, at two levels, each
+    Holm-adjusted within its level.
 
     .. math::
         \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}}
+
+    * ``level="recipe"`` (the headline): :func:`kdbounds.checks.recipe_kendall`, τ between the recipes' mean
+      sharpness and mean gap, exact permutations of whole recipes;
+    * ``level="within-design"``: :func:`kdbounds.checks.permutation_kendall` over teachers (``statistics``:
+      ``"teacher_mean"``, ``"pooled"``; the permutation moves a teacher's students together). With one
+      teacher per recipe, ``teacher_mean`` is the recipe-level test again; with several seeds per recipe
+      its null treats them as independent, which they are not.
 
     The teacher-free student (``"ce"``) does not depend on the teacher and is left out.
 
     Args:
         sharpness: ``{teacher: sharpness}``.
         rows: one dict per pair (``teacher``, ``method`` and the ``gaps`` keys).
+        recipe_of: ``{teacher: recipe}`` (default: every teacher its own recipe).
         sharpness_name: recorded label of the sharpness.
         gaps: row keys of student gaps.
-        statistics: ``"teacher_mean"`` and/or ``"pooled"``.
-        n_perm: random permutations beyond 8 teachers. seed: their seed.
+        statistics: the within-design statistics, ``"teacher_mean"`` and/or ``"pooled"``.
+        n_perm: random permutations beyond 8 units. seed: their seed.
 
     Returns:
-        One row per (gap, statistic): ``tau``, ``p_value``, ``p_holm``, ``n_teachers``, ``n_students``,
-        ``min_attainable_p``, ``exact``, ``note`` (why undefined).
+        One row per (level, gap, statistic): ``level``, ``unit``, ``tau``, ``p_value``, ``p_holm`` (Holm within
+        the level), ``n_recipes``, ``n_teachers``, ``n_students``, ``min_attainable_p``, ``exact``, ``note``
+        (why undefined). Recipe-level rows first.
     """
-    tests, out = [], []
+    recipe_of = dict(recipe_of) if recipe_of is not None else {t: t for t in sharpness}
     distilled = [r for r in rows if r["method"] != "ce"]
-    for g in gaps:
-        pairs = [(r["teacher"], r[g]) for r in distilled if r.get(g) is not None and math.isfinite(r[g])]
-        for st in statistics:
-            label = f"{sharpness_name} vs {g} ({st})"
-            try:
-                tests.append(permutation_kendall(sharpness, pairs, statistic=st, n_perm=n_perm, seed=seed,
-                                                 label=label))
-            except ValueError as e:
-                out.append({"label": label, "sharpness": sharpness_name, "gap": g, "statistic": st,
-                            "tau": None, "p_value": None, "p_holm": None,
-                            "n_teachers": len({t for t, _ in pairs}), "n_students": len(pairs),
-                            "min_attainable_p": None, "exact": None, "note": str(e)})
-    for t in kendall_tests(tests):
-        d = t.to_dict()
-        sh, g = d["label"].split(" (")[0].split(" vs ")
-        out.append({"label": d["label"], "sharpness": sh, "gap": g, "statistic": d["statistic"], "tau": d["tau"],
-                    "p_value": d["p_value"], "p_holm": d["p_holm"], "n_teachers": d["n_teachers"],
-                    "n_students": d["n_students"], "min_attainable_p": d["min_attainable_p"], "exact": d["exact"],
-                    "note": d["note"]})
+    out: list[dict[str, Any]] = []
+    for level in KENDALL_LEVELS:
+        tests, failed = [], []
+        for g in gaps:
+            pairs = [(r["teacher"], r[g]) for r in distilled if r.get(g) is not None and math.isfinite(r[g])]
+            for st in (("recipe_mean",) if level == "recipe" else statistics):
+                label = f"{sharpness_name} vs {g} ({st})"
+                try:
+                    if level == "recipe":
+                        tests.append(recipe_kendall(sharpness, pairs, recipe_of, n_perm=n_perm, seed=seed,
+                                                    label=label))
+                    else:
+                        tests.append(permutation_kendall(sharpness, pairs, statistic=st, n_perm=n_perm, seed=seed,
+                                                         label=label))
+                except ValueError as e:
+                    ts = {t for t, _ in pairs}
+                    failed.append({"level": level, "unit": "recipe" if level == "recipe" else "teacher",
+                                   "label": label, "sharpness": sharpness_name, "gap": g, "statistic": st,
+                                   "tau": None, "p_value": None, "p_holm": None,
+                                   "n_recipes": len({recipe_of.get(t, t) for t in ts}), "n_teachers": len(ts),
+                                   "n_students": len(pairs), "min_attainable_p": None, "exact": None,
+                                   "note": str(e)})
+        out.extend(failed)
+        for t in kendall_tests(tests):
+            d = t.to_dict()
+            sh, g = d["label"].split(" (")[0].split(" vs ")
+            out.append({"level": level, "unit": d["unit"], "label": d["label"], "sharpness": sh, "gap": g,
+                        "statistic": d["statistic"], "tau": d["tau"], "p_value": d["p_value"], "p_holm": d["p_holm"],
+                        "n_recipes": d["n_recipes"], "n_teachers": d["n_teachers"], "n_students": d["n_students"],
+                        "min_attainable_p": d["min_attainable_p"], "exact": d["exact"], "note": d["note"]})
     return out
 
 
@@ -432,7 +468,7 @@ class StudyResult:
         config: the config (dict). rows: one flat row per teacher–student pair. reports: per pair the
             :class:`kdbounds.checks.PairChecks` dict with its run-level records. checks: every record of the
             run (``kind``, ``verdict``, family size). curvature: per teacher. verdict_counts: by check name
-            and by kind, with the teachers spanned. kendall: teacher-level tests. timing: process CPU
+            and by kind, with the teachers spanned. kendall: recipe-level and within-design tests. timing: process CPU
             seconds per phase (summed over the sweep's runs and the driver), ``total_cpu_s``, ``wall_s`` and
             ``sweep_wall_s``. seconds: wall time. environment: torch, device, threads per run, executor, workers.
     """
@@ -811,7 +847,8 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
                         **pc.to_dict(), "records": [r.to_dict() for r in recs]})
     counts = {"by_name": verdict_counts(judged, by="name"), "by_kind": verdict_counts(judged, by="kind")}
     sharp = {name: c["train_trace"]["value"] for name, c in curvatures.items()}
-    kendall = kendall_table(sharp, rows, n_perm=cfg.n_perm, seed=cfg.seed)
+    kendall = kendall_table(sharp, rows, recipe_of={r.name: r.name for r in cfg.teachers}, n_perm=cfg.n_perm,
+                            seed=cfg.seed)
     _lap(cpu, "statistics", t)
     env = {"torch": torch.__version__, "device": str(dev), "threads": threads, "executor": executor,
            "workers": opts.get("workers"), "cuda": torch.cuda.get_device_name(0) if dev.type == "cuda" else None}
@@ -864,8 +901,8 @@ _REPORT_COLUMNS = ("teacher", "method", "same_architecture", "teacher_train_trac
 _COUNT_COLUMNS = ("name", "n_checks", "n_pairs", "n_teachers", "holds", "holds_teachers", "violated",
                   "violated_teachers", "inconclusive", "not_defined")
 _KIND_COLUMNS = ("kind",) + _COUNT_COLUMNS[1:]
-_KENDALL_COLUMNS = ("sharpness", "gap", "statistic", "n_teachers", "n_students", "tau", "p_value", "p_holm",
-                    "min_attainable_p", "note")
+_KENDALL_COLUMNS = ("level", "sharpness", "gap", "statistic", "n_recipes", "n_teachers", "n_students", "tau",
+                    "p_value", "p_holm", "min_attainable_p", "note")
 _TIMING_ORDER = ("data", "teacher_training", "student_training", "curvature", "evaluation", "statistics")
 
 
@@ -879,10 +916,12 @@ def summary(result: StudyResult) -> str:
     timing.append({"phase": "total", "cpu_s": tm.get("total_cpu_s", 0.0)})
     return (f"# sharpness_vs_gap, preset {result.config['preset']}\n\n"
             f"{format_table(result.rows, _REPORT_COLUMNS)}\n\n"
-            "## Verdicts (one Holm/Shaffer family over the non-proxy checks, one over the proxies)\n\n"
+            f"## Verdicts (one Holm/Shaffer family over the non-proxy checks, one over the proxies, each at α/2 = "
+            f"{result.config['alpha'] / len(FAMILIES):g})\n\n"
             f"{format_table(by_name, _COUNT_COLUMNS)}\n\n{format_table(result.verdict_counts['by_kind'], _KIND_COLUMNS)}\n\n"
-            "## Kendall τ at the teacher level (permutations keep each teacher's students together; Holm across "
-            f"the tests)\n\n{format_table(result.kendall, _KENDALL_COLUMNS)}\n\n"
+            "## Kendall τ: recipe level (headline: recipe means, permutations of whole recipes) and within-design "
+            "(teacher means, pooled students; permutations keep each teacher's students together); Holm within "
+            f"each level\n\n{format_table(result.kendall, _KENDALL_COLUMNS)}\n\n"
             f"## Time\n\n{format_table(timing, ('phase', 'cpu_s'))}\n\n"
             f"Wall {result.seconds:.0f} s on {result.environment['device']} "
             f"({result.environment['threads']} threads).\n")

@@ -424,6 +424,21 @@ def test_compose_certificate_chains_the_two_inversions():
     assert same.risk_upper == cert.risk_upper
 
 
+def test_compose_certificate_pays_the_minimum_in_the_monte_carlo_step():
+    """A minimum over J' certificates: each Monte Carlo step at δ'/J' (oracle: the inversion by brentq), so the
+    minimum holds at 1 − δ − δ' (confidence unchanged); J' = 1 is the certificate reported alone."""
+    cert = compose_certificate(0.12, 200, 35.0, 8000, 0.025, 0.01, n_grid=4, n_grid_mc=4, trivial=0.9)
+    emp = inv_upper_ref(0.12, math.log(2 * 4 / 0.01) / 200)
+    ref = inv_upper_ref(emp, (35.0 + math.log(2 * math.sqrt(8000) / (0.025 / 4))) / 8000)
+    assert cert.empirical_risk_upper == pytest.approx(emp, abs=1e-10)
+    assert cert.risk_upper == pytest.approx(ref, abs=1e-10)
+    assert (cert.n_grid_mc, cert.delta_mc_each, cert.confidence) == (4, pytest.approx(0.0025), pytest.approx(0.965))
+    alone = compose_certificate(0.12, 200, 35.0, 8000, 0.025, 0.01, n_grid=4, trivial=0.9)
+    assert alone.risk_upper < cert.risk_upper and alone.n_grid_mc == 1
+    with pytest.raises(ValueError, match="n_grid_mc"):
+        compose_certificate(0.12, 200, 35.0, 8000, 0.025, 0.01, n_grid_mc=0)
+
+
 def test_compose_certificate_record_and_vacuity():
     cert = compose_certificate(0.5, 10, 5000.0, 1000, 0.05, 0.05, trivial=0.9)
     assert isinstance(cert, CertificateBound) and cert.vacuous and cert.risk_upper >= 0.9

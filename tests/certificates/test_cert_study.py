@@ -39,6 +39,7 @@ def test_presets_validate_and_cpu_meets_the_size_goal():
     ({"delta": 1.0}, r"delta: expected a number in \(0, 1\)"),
     ({"n_s": 0}, "n_s: expected an integer >= 1"),
     ({"scale_low": 0.1, "scale_high": 0.01}, "high: expected > low"),
+    ({"delta": 0.6, "delta_mc": 0.5}, "delta_mc: expected delta [+] delta_mc < 1"),
 ])
 def test_config_guards(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -51,7 +52,7 @@ def test_summary_reports_goals_from_rows():
         for prior, r in zip(("random", "learnt", "teacher", "distilled"), (a, b, c, d)):
             rows.append({"seed": seed, "prior": prior, "student": "pbb", "loss": "zero_one", "risk_upper": r,
                          "test_gibbs_risk": r - 0.1, "gap": 0.1, "n_s": 5000})
-    s = summarise(rows)
+    s = summarise(rows)["learnt_posteriors"]
     assert s["teacher_informed_non_vacuous"]["all_below_0.9"] is True
     assert s["teacher_tighter_than_random"]["all"] is True
     d = s["distilled_minus_learnt"]["pbb"]
@@ -97,12 +98,21 @@ def test_summary_by_student_separates_wrapped_and_learnt_posteriors():
              "gap": r - 0.5, "n_s": 5000}
             for st, vals in (("ce", (1.0, 1.0, 1.0, 1.0)), ("pbb", (0.92, 0.57, 0.57, 0.58)))
             for p, r in zip(("random", "learnt", "teacher", "distilled"), vals)]
+    for r in rows:
+        r["certificate"] = {"delta": 0.025, "delta_mc": 0.01}
     s = summarise(rows)
-    assert s["teacher_informed_non_vacuous"]["all_below_0.9"] is False
-    assert s["by_student"]["pbb"]["teacher_informed_non_vacuous"]["all_below_0.9"] is True
+    # F6: no key pools wrapped students with learnt posteriors (a wrapped student's gap, 0.5, is not a learnt one's)
+    assert s["wrapped_students"]["teacher_informed_non_vacuous"]["all_below_0.9"] is False
+    assert s["learnt_posteriors"]["teacher_informed_non_vacuous"]["all_below_0.9"] is True
+    assert s["learnt_posteriors"]["max_certified_minus_heldout_at_n_s_5000"] == pytest.approx(0.42)
+    assert s["wrapped_students"]["max_certified_minus_heldout_at_n_s_5000"] == pytest.approx(0.5)
+    assert not any(k.startswith(("max_", "teacher_")) or k == "best" for k in s)
     assert s["by_student"]["pbb"]["max_certified_minus_heldout_at_n_s_5000"] == pytest.approx(0.42)
     assert s["by_student"]["ce"]["teacher_tighter_than_random"]["all"] is False
-    assert s["best"]["student"] == "pbb" and s["best"]["risk_upper"] == 0.57
+    # the lowest learnt certificate names its selection: a minimum over 4 certificates on one D_S
+    low = s["lowest_certified_learnt_posterior"]
+    assert low["student"] == "pbb" and low["risk_upper"] == 0.57 and low["min_over"] == 4
+    assert low["confidence"] == pytest.approx(1 - 4 * 0.035)
 
 
 def test_merge_results_recomputes_the_summary_and_refuses_mixed_configs(tmp_path):
@@ -122,7 +132,8 @@ def test_merge_results_recomputes_the_summary_and_refuses_mixed_configs(tmp_path
     atomic_write_json(tmp_path / "b" / "results.json", part(1, (0.6, 0.66)))
     res = merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     assert res.config["seeds"] == [0, 1] and len(res.certificates) == 4
-    d = _strict((tmp_path / "m" / "results.json").read_text())["summary"]["distilled_minus_learnt"]["pbb"]
+    summ = _strict((tmp_path / "m" / "results.json").read_text())["summary"]
+    d = summ["learnt_posteriors"]["distilled_minus_learnt"]["pbb"]
     assert d["mean"] == pytest.approx(0.04) and d["stderr"] == pytest.approx(0.02)
     with pytest.raises(ValueError, match="seeds repeat"):
         merge_results([tmp_path / "a", tmp_path / "a"], tmp_path / "m2")

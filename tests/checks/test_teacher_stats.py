@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import kendalltau
 
-from kdbounds.checks import kendall_tau_b, kendall_tests, permutation_kendall
+from kdbounds.checks import kendall_tau_b, kendall_tests, permutation_kendall, recipe_kendall
 
 
 @settings(max_examples=60, deadline=None)
@@ -100,3 +100,62 @@ def test_errors_and_undefined():
         permutation_kendall({"a": 1, "b": 2, "c": 3}, [("a", 0.1), ("z", 0.2), ("b", 0.1)])
     res = permutation_kendall({"a": 1, "b": 2, "c": 3}, [("a", 0.1), ("b", 0.1), ("c", 0.1)])
     assert math.isnan(res.tau) and "constant" in res.note
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+def _recipe_design(R: int, seeds: int, seed: int):
+    """R recipes × ``seeds`` teachers, 2 students per teacher; a recipe effect shared by its teachers."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=R)
+    recipe_of, sharp, gaps = {}, {}, []
+    for r in range(R):
+        for s in range(seeds):
+            t = f"r{r}/s{s}"
+            recipe_of[t] = f"r{r}"
+            sharp[t] = float(effect[r] + 0.3 * rng.normal())
+            gaps += [(t, float(0.7 * effect[r] + 0.5 * rng.normal())) for _ in range(2)]
+    return recipe_of, sharp, gaps
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_recipe_level_p_against_a_full_enumeration_of_recipe_assignments(seed):
+    """Oracle: recipe means computed here, every one of the R! assignments of the recipes' mean sharpness to
+    their mean gaps enumerated with itertools, τ_b by scipy; and scipy's exact Kendall null (distinct values)."""
+    R = 5
+    recipe_of, sharp, gaps = _recipe_design(R, 3, seed)
+    res = recipe_kendall(sharp, gaps, recipe_of, label="x")
+    recipes = sorted(set(recipe_of.values()))
+    xs = np.array([np.mean([sharp[t] for t in sharp if recipe_of[t] == r]) for r in recipes])
+    ys = np.array([np.mean([np.mean([g for u, g in gaps if u == t]) for t in sharp if recipe_of[t] == r])
+                   for r in recipes])
+    tau = kendalltau(xs, ys).statistic
+    perm = [kendalltau(xs[list(p)], ys).statistic for p in itertools.permutations(range(R))]
+    p = float(np.mean(np.abs(perm) >= abs(tau) - 1e-12))
+    assert res.unit == "recipe" and res.statistic == "recipe_mean" and res.exact
+    assert res.n_recipes == R and res.n_teachers == 3 * R and res.n_students == 6 * R
+    assert res.n_permutations == math.factorial(R)
+    assert res.tau == pytest.approx(tau, abs=1e-12) and res.p_value == pytest.approx(p, abs=1e-12)
+    assert res.p_value == pytest.approx(kendalltau(xs, ys, method="exact").pvalue, abs=1e-12)
+    assert res.min_attainable_p == pytest.approx(2 / math.factorial(R))
+
+
+def test_recipe_level_is_not_the_teacher_level_test():
+    """18 teachers of 6 recipes: the teacher-level permutation (within-design) can reach p far below 2/6! = 0.0028,
+    the recipe-level test cannot; with one teacher per recipe both are the same test."""
+    recipe_of, sharp, gaps = _recipe_design(6, 3, 1)
+    rec = recipe_kendall(sharp, gaps, recipe_of)
+    teach = permutation_kendall(sharp, gaps, n_perm=2000, seed=0)
+    assert rec.n_recipes == 6 and teach.n_teachers == 18 and teach.unit == "teacher"
+    assert rec.min_attainable_p == pytest.approx(2 / 720) and teach.min_attainable_p < 1e-3
+    one = {t: t for t in sharp}
+    same = recipe_kendall(sharp, gaps, one, n_perm=2000, seed=0)
+    ref = permutation_kendall(sharp, gaps, n_perm=2000, seed=0)
+    assert same.tau == pytest.approx(ref.tau) and same.p_value == pytest.approx(ref.p_value)
+
+
+def test_recipe_level_errors_name_the_argument():
+    recipe_of, sharp, gaps = _recipe_design(3, 2, 0)
+    with pytest.raises(ValueError, match="recipe_of"):
+        recipe_kendall(sharp, gaps, {t: r for t, r in list(recipe_of.items())[1:]})
+    with pytest.raises(ValueError, match="at least 3 recipes"):
+        recipe_kendall(sharp, gaps, {t: ("a" if r == "r0" else "b") for t, r in recipe_of.items()})

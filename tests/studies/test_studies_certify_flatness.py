@@ -110,20 +110,27 @@ def test_smoke_end_to_end_writes_strict_json_with_the_required_fields(smoke_run)
             assert len(sel) == 1 and sel[0]["risk_upper"] == min(c["risk_upper"] for c in g)
             assert t[f"{kind}_risk_upper"] == sel[0]["risk_upper"]
             for c in g:
-                assert c["n_grid"] == J and c["n_s"] == 40 and 0 <= c["risk_upper"] <= 1
+                assert c["n_grid"] == J == c["n_grid_mc"] and c["n_s"] == 40 and 0 <= c["risk_upper"] <= 1
                 for k in ("divergence", "mean_term", "variance_term", "test_gibbs_risk", "vacuous"):
                     assert k in c
     assert all(c["divergence"] == 0 for c in d["certificates"] if c["posterior"] in ("reference", "relative"))
     assert any(c["mean_term"] > 0 for c in d["certificates"] if c["posterior"] == "pbkd")
     kd = d["kendall"]
-    assert len(kd) == 2 * 5 + 5 and {k["sharpness"] for k in kd} == {"top_eig", "trace", "rel_flatness"}
+    assert [k["level"] for k in kd] == ["recipe"] * 15 + ["within-design"] * 15
+    assert {k["sharpness"] for k in kd} == {"top_eig", "trace", "rel_flatness"}
     assert ("top_eig", "s_tolerated") in {(k["sharpness"], k["outcome"]) for k in kd}
     for k in kd:
         assert k["n_teachers"] == 3 and "min_attainable_p" in k
+        assert (k["unit"], k["n_recipes"]) == (("recipe", 3) if k["level"] == "recipe" else ("teacher", None))
+    # the grids of this run are the ledger's union on a fresh cache, and they are what the certificates paid
+    g = d["grids"]
+    assert g["union"]["sigma_prior"] == pytest.approx(list(cf.PRESETS["smoke"].scales))
+    assert d["summary"]["J_paid"] == {"sigma_prior": J, "relative_s": J}
 
 
 def test_reference_certificate_recomputed_with_scipy_pays_ln_J(smoke_run):
-    """Q = P: the certificate is kl⁻¹(kl⁻¹(L̂, ln(2/δ')/N), ln(2√n J/δ)/n) — recomputed independently."""
+    """Q = P: the certificate is kl⁻¹(kl⁻¹(L̂, ln(2J/δ')/N), ln(2√n J/δ)/n) — recomputed independently (the
+    reported number is the minimum over the J grid values, so both steps pay J)."""
     res, _ = smoke_run
     c = res.config
     J, n = c["n_scales"], 40
@@ -131,9 +138,106 @@ def test_reference_certificate_recomputed_with_scipy_pays_ln_J(smoke_run):
     rows = [r for r in res.certificates if r["posterior"] in ("reference", "relative")]
     assert len(rows) == 2 * J * len(res.teachers)
     for r in rows:
-        up = _kl_inv(r["mc_risk"], math.log(2 / c["delta_mc"]) / N)
+        up = _kl_inv(r["mc_risk"], math.log(2 * J / c["delta_mc"]) / N)
         want = _kl_inv(up, math.log(2 * math.sqrt(n) * J / c["delta"]) / n)
         assert r["risk_upper"] == pytest.approx(want, abs=1e-7)
+
+
+def test_every_reported_number_holds_at_the_stated_confidence(smoke_run):
+    """F2: the reported certificate of a teacher is the minimum over its grid; by the union bound over the
+    certificates it is taken from, it holds with probability 1 − Σ (δ/J + δ'/J') ≥ 1 − δ − δ' — the
+    confidence stated in every row and in the summary (with δ' unpaid it would be 1 − δ − J δ')."""
+    res, _ = smoke_run
+    cfg = res.config
+    stated = 1 - cfg["delta"] - cfg["delta_mc"]
+    assert res.summary["confidence"] == pytest.approx(stated)
+    groups: dict = {}
+    for c in res.certificates:
+        groups.setdefault((c["teacher"], c["posterior"]), []).append(c)
+    for (teacher, kind), g in groups.items():
+        assert all(c["confidence"] == pytest.approx(stated) for c in g)
+        failure = sum(c["delta"] / c["n_grid"] + c["delta_mc"] / c["n_grid_mc"] for c in g)
+        assert 1 - failure >= stated - 1e-12, (teacher, kind, 1 - failure)
+        t = next(t for t in res.teachers if t["teacher"] == teacher)
+        assert t[f"{kind}_risk_upper"] == min(c["risk_upper"] for c in g)
+
+
+def _split_arrays(root: Path, cfg):
+    """``D_T``, ``D_S`` and ``D_T ∪ D_S`` rebuilt here from the raw arrays and the split's indices (checked
+    against the recorded SHA-256 of each index set)."""
+    from kdbounds.certificates.split import indices_sha256, make_split
+    from kdbounds.studies.grid import DataSpec, load_data
+
+    xtr, ytr, xte, yte = load_data(DataSpec("cifar10", str(root), cfg.test_n))
+    sp = make_split(ytr, cfg.n_s, n_t=cfg.n_t, seed=cfg.split_seed)
+    return sp, indices_sha256, (xtr, ytr, xte, yte)
+
+
+def test_data_path_certificates_on_ds_teachers_on_dt_posteriors_on_the_union(smoke_run, fake_root):
+    """F1: every certificate was computed on D_S (its recorded SHA-256 of (x, y) equals D_S's, normalised as the
+    networks see it); every teacher (= prior) was trained on D_T, every posterior on D_T ∪ D_S (the run
+    cache's data fingerprint of each run). Certifying on D_T, or training the teachers on D_T ∪ D_S, fails here."""
+    import torch
+
+    from kdbounds._io import arrays_sha256, read_json
+    from kdbounds.data.transforms import normalization, normalize_uint8
+    from kdbounds.studies.cache import data_fingerprint
+
+    res, out = smoke_run
+    cfg = _tiny(fake_root)
+    sp, ish, (xtr, ytr, xte, yte) = _split_arrays(fake_root, cfg)
+    assert (ish(sp.cert), ish(sp.teacher)) == (res.split["cert_sha256"], res.split["teacher_sha256"])
+    mean, std = normalization("cifar10")
+    x_s = normalize_uint8(torch.from_numpy(np.ascontiguousarray(xtr[sp.cert])).permute(0, 3, 1, 2), mean, std)
+    d_s = arrays_sha256((x_s, torch.from_numpy(np.asarray(ytr[sp.cert]))))
+    assert res.certificates and all(c["data_sha256"] == d_s for c in res.certificates)
+    cache = out.parent / "cache"
+    d_t = data_fingerprint((xtr[sp.teacher], ytr[sp.teacher], xte, yte))
+    u = sp.union
+    d_u = data_fingerprint((xtr[u], ytr[u], xte, yte))
+    for t in res.teachers:
+        assert read_json(cache / t["teacher_run"] / "run.json")["key"]["data"] == d_t, t["teacher"]
+    posts = [c for c in res.certificates if c["posterior"] in cfg.posteriors]
+    assert posts and all(read_json(cache / c["run"] / "run.json")["key"]["data"] == d_u for c in posts)
+
+
+def test_a_changed_grid_on_the_same_split_pays_the_union(smoke_run, fake_root):
+    """F4: a second run on the same D_S (same cache) with another σ_P grid: its certificates pay the union of
+    both grids (J = 4, both steps), the ledger lists both grids; a fresh split seed starts a fresh ledger."""
+    from kdbounds.studies.grid_ledger import ledger_path, read_ledger
+
+    res, out = smoke_run
+    cache = out.parent / "cache"
+    cfg = dataclasses.replace(_tiny(fake_root), scale_low=3e-3, scale_high=5e-2)
+    assert not set(cfg.scales) & set(cf.PRESETS["smoke"].scales)
+    cf.load_split.cache_clear()
+    again = cf.run(cfg, out.parent / "again", cache_root=cache, progress=False, log=lambda *_: None)
+    union = sorted({*cfg.scales, *cf.PRESETS["smoke"].scales})
+    assert again.grids["union"]["sigma_prior"] == pytest.approx(union)
+    assert again.summary["J_paid"] == {"sigma_prior": 4, "relative_s": 2}  # the relative grid did not change
+    for c in again.certificates:
+        assert (c["n_grid"], c["n_grid_mc"]) == ((2, 2) if c["posterior"] == "relative" else (4, 4))
+    grids = [e["values"] for e in read_ledger(cache, res.split) if e["grid"] == "sigma_prior"]
+    assert len(grids) == 2 and ledger_path(cache, res.split).is_file()
+    other = dict(res.split, cert_sha256="0" * 64)
+    assert read_ledger(cache, other) == []
+
+
+def test_grid_ledger_records_each_grid_once_and_returns_unions(tmp_path):
+    from kdbounds.studies.grid_ledger import read_ledger, record_grids
+
+    split = {"cert_sha256": "ab" * 32, "n_s": 10}
+    u = record_grids(tmp_path, split, {"a": [0.1, 0.2], "b": [1.0]}, study="x")
+    assert u == {"a": (0.1, 0.2), "b": (1.0,)}
+    # the same grid again (recomputed with rounding noise): nothing new
+    u = record_grids(tmp_path, split, {"a": [0.1 + 1e-17, 0.2]}, study="x")
+    assert u == {"a": (0.1, 0.2)} and len(read_ledger(tmp_path, split)) == 2
+    u = record_grids(tmp_path, split, {"a": [0.2, 0.4]}, study="y")
+    assert u == {"a": (0.1, 0.2, 0.4)} and len(read_ledger(tmp_path, split)) == 3
+    with pytest.raises(ValueError, match="values"):
+        record_grids(tmp_path, split, {"a": []}, study="x")
+    with pytest.raises(ValueError, match="cert_sha256"):
+        record_grids(tmp_path, {"n_s": 3}, {"a": [0.1]}, study="x")
 
 
 def test_kendall_in_results_matches_scipy_on_the_per_teacher_values(smoke_run):
@@ -169,7 +273,7 @@ def _teachers(T: int, seed: int) -> list[dict]:
 def test_kendall_report_tau_and_exact_p_against_scipy_brute_force(seed):
     T = 6
     teachers = _teachers(T, seed)
-    rep = kendall_report(teachers, ("pbkd",))
+    rep = [k for k in kendall_report(teachers, ("pbkd",)) if k["level"] == "within-design"]
     assert len(rep) == 15
     for k in rep:
         x = np.array([t[k["sharpness"]] for t in teachers])
@@ -185,6 +289,32 @@ def test_kendall_report_tau_and_exact_p_against_scipy_brute_force(seed):
     assert min(k["p_holm"] for k in rep) == pytest.approx(min(1.0, ps[0] * len(ps)))
 
 
+def test_kendall_report_headline_is_recipe_level_against_a_full_enumeration():
+    """F3: 6 recipes × 3 seeds. The recipe-level τ is over the 6 recipe means, its exact p over the 720 recipe
+    permutations (oracle: means and enumeration here, τ_b by scipy); Holm within each level separately."""
+    teachers = _teachers(18, 4)
+    for i, t in enumerate(teachers):
+        t["recipe"] = f"r{i // 3}"
+    rep = kendall_report(teachers, ("pbkd",))
+    head = [k for k in rep if k["level"] == "recipe"]
+    within = [k for k in rep if k["level"] == "within-design"]
+    assert len(head) == len(within) == 15 and list(rep[:15]) == head
+    for k in head[:4]:
+        x = np.array([np.mean([t[k["sharpness"]] for t in teachers if t["recipe"] == r]) for r in
+                      sorted({t["recipe"] for t in teachers})])
+        y = np.array([np.mean([t[k["outcome"]] for t in teachers if t["recipe"] == r]) for r in
+                      sorted({t["recipe"] for t in teachers})])
+        tau = stats.kendalltau(x, y, variant="b").statistic
+        perm = [stats.kendalltau(x[list(p)], y, variant="b").statistic for p in itertools.permutations(range(6))]
+        assert k["tau"] == pytest.approx(tau, abs=1e-12)
+        assert k["p_value"] == pytest.approx(float(np.mean(np.abs(perm) >= abs(tau) - 1e-12)), abs=1e-12)
+        assert k["n_recipes"] == 6 and k["n_teachers"] == 18 and k["exact"] and k["min_attainable_p"] >= 2 / 720
+    for lev in (head, within):
+        ps = sorted(k["p_value"] for k in lev)
+        assert min(k["p_holm"] for k in lev) == pytest.approx(min(1.0, ps[0] * len(ps)))
+    assert all(k["n_teachers"] == 18 and k["unit"] == "teacher" for k in within)
+
+
 def test_kendall_report_skips_outcomes_with_fewer_than_three_finite_teachers():
     teachers = _teachers(4, 2)
     for t in teachers[:2]:
@@ -192,7 +322,7 @@ def test_kendall_report_skips_outcomes_with_fewer_than_three_finite_teachers():
         t["rel_flatness"] = float("nan")
     rep = kendall_report(teachers, ("pbkd",))
     assert not any(k["outcome"] == "sigma_tolerated" or k["sharpness"] == "rel_flatness" for k in rep)
-    assert len(rep) == 8 + 1  # top_eig vs s_tolerated stays
+    assert len(rep) == 2 * (8 + 1)  # top_eig vs s_tolerated stays; at both levels
 
 
 # ---------------------------------------------------------------------------------------------- tolerance

@@ -198,3 +198,44 @@ def test_a_last_batch_of_one_image_is_refused_before_training_rid(tmp_path, fake
     with pytest.raises(ValueError, match="batch_size: 997 training images leave a last batch of 1 image"):
         cs.run(cfg, tmp_path / "o", cache_root=tmp_path / "c", progress=False, log=lambda s: None)
     assert counting.calls == []
+
+
+def test_data_path_certificates_on_ds_priors_and_teachers_on_dt(tmp_path, fake_root):
+    """Issue 28 F1: every certificate was computed on D_S (its SHA-256 of (x, y) equals D_S's, rebuilt here from
+    ``load_cifar`` + ``make_split`` and normalised as the networks see it); every prior and teacher run ((b) learnt,
+    (c) the same-architecture teacher, (d) distilled, and the big teacher) was trained on D_T, every student and
+    learnt posterior on D_T ∪ D_S (the run cache's data fingerprint). Each row is one certificate reported on its
+    own, at confidence 1 − δ − δ' (F2). Certifying on D_T instead of D_S fails here."""
+    from kdbounds._io import arrays_sha256, read_json
+    from kdbounds.certificates.split import make_split
+    from kdbounds.data import load_cifar, stratified_subset
+    from kdbounds.data.transforms import normalization, normalize_uint8
+    from kdbounds.studies.cache import data_fingerprint
+    from kdbounds.studies.sweep import run_sweep
+
+    cfg = smoke(fake_root, students=("pbb",))
+    done = run_sweep(cs.sweep_specs(cfg, tmp_path / "cache"), progress=False)
+    xtr, ytr = load_cifar("cifar10", root=str(fake_root), split="train")
+    xte, yte = load_cifar("cifar10", root=str(fake_root), split="test")
+    j = stratified_subset(yte, cfg.test_n // 10, seed=cfg.split_seed + 1)
+    sp = make_split(ytr, cfg.n_s, n_t=cfg.n_t, seed=cfg.split_seed)
+    d_t = data_fingerprint((xtr[sp.teacher], ytr[sp.teacher], xte[j], yte[j]))
+    d_u = data_fingerprint((xtr[sp.union], ytr[sp.union], xte[j], yte[j]))
+    mean, std = normalization("cifar10")
+    x_s = normalize_uint8(torch.from_numpy(np.ascontiguousarray(xtr[sp.cert])).permute(0, 3, 1, 2), mean, std)
+    d_s = arrays_sha256((x_s, torch.from_numpy(np.asarray(ytr[sp.cert]))))
+
+    def fingerprint(key: str) -> str:
+        return read_json(Path(done[key].paths["out_dir"]) / "run.json")["key"]["data"]
+
+    on_t = ["seed0/teacher-same", "seed0/teacher-big", "seed0/prior-learnt", "seed0/prior-distilled"]
+    on_u = [f"seed0/pbb-{k}" for k in cfg.priors]
+    assert all(fingerprint(k) == d_t for k in on_t), {k: fingerprint(k) == d_t for k in on_t}
+    assert all(fingerprint(k) == d_u for k in on_u), {k: fingerprint(k) == d_u for k in on_u}
+    rows = [r for k in cfg.priors for r in done[f"seed0/certify-{k}"]["rows"]]
+    assert len(rows) == len(cfg.priors)
+    for r in rows:
+        c = r["certificate"]
+        assert c["data_sha256"] == d_s, (r["prior"], r["student"])
+        assert c["n_grid_mc"] == 1 and r["confidence"] == pytest.approx(1 - cfg.delta - cfg.delta_mc)
+        assert r["n_grid"] == 1  # a fixed pbb_sigma_prior, never changed on this D_S

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from scipy.special import ndtri
+from scipy.stats import t as student_t
 
 from kdbounds.checks import KINDS, VERDICTS, make_record
 from kdbounds.studies import sharpness_vs_gap as ss
@@ -72,14 +73,24 @@ def _rows(sharp, gaps_by_teacher):
     return rows
 
 
-def test_kendall_table_is_teacher_level_and_holm_adjusted():
+def test_kendall_table_headline_is_recipe_level_and_holm_adjusted_per_level():
     from scipy.stats import kendalltau
 
     sharp = {f"t{i}": float(s) for i, s in enumerate([3.0, 1.0, 4.0, 1.5, 5.0, 9.0])}
     gaps = {f"t{i}": (g, g + 0.01 * i) for i, g in enumerate([0.2, 0.1, 0.5, 0.3, 0.4, 0.9])}
-    tab = ss.kendall_table(sharp, _rows(sharp, gaps), n_perm=100)
+    full = ss.kendall_table(sharp, _rows(sharp, gaps), n_perm=100)
+    assert [r["level"] for r in full] == ["recipe"] * 2 + ["within-design"] * 4
+    # one teacher per recipe (the default): the recipe-level test is the teacher-mean test
+    head = {r["gap"]: r for r in full if r["level"] == "recipe"}
+    tab = [r for r in full if r["level"] == "within-design"]
     assert len(tab) == 4 and all(r["n_teachers"] == 6 for r in tab)
     tm = {(r["gap"], r["statistic"]): r for r in tab}
+    for g, r in head.items():
+        assert r["unit"] == "recipe" and r["n_recipes"] == 6
+        assert r["tau"] == pytest.approx(tm[(g, "teacher_mean")]["tau"])
+    # Holm within the recipe level: two tests
+    hp = sorted(r["p_value"] for r in head.values())
+    assert min(r["p_holm"] for r in head.values()) == pytest.approx(min(1.0, 2 * hp[0]))
     # teacher_mean with the ce student left out: τ over 6 teacher means, exact p = scipy's exact p
     means = [sum(gaps[t]) / 2 for t in sharp]
     ref = kendalltau(list(sharp.values()), means, method="exact")
@@ -98,10 +109,28 @@ def test_kendall_table_is_teacher_level_and_holm_adjusted():
         hits += abs(kendalltau(px, ys).statistic) >= abs(obs) - 1e-12
     pooled = tm[("student_gap_clipped_ce", "pooled")]
     assert pooled["tau"] == pytest.approx(obs) and pooled["p_value"] == pytest.approx(hits / 720)
-    # Holm across the four tests: the smallest p is multiplied by 4, every adjusted p ≥ its raw p
+    # Holm across the four within-design tests: the smallest p is multiplied by 4, every adjusted p ≥ its raw p
     ps = sorted(r["p_value"] for r in tab)
     assert min(r["p_holm"] for r in tab) == pytest.approx(min(1.0, 4 * ps[0]))
     assert all(r["p_holm"] >= r["p_value"] - 1e-15 for r in tab)
+
+
+def test_kendall_table_recipe_level_averages_the_seeds_of_a_recipe():
+    """Two teachers (seeds) per recipe: the headline is τ over the 3 recipe means with exact p over 3! recipe
+    permutations (oracle: the means here and scipy), not the within-design τ over the 6 teachers."""
+    from scipy.stats import kendalltau
+
+    sharp = {f"t{i}": float(s) for i, s in enumerate([3.0, 1.0, 4.0, 1.5, 5.0, 9.0])}
+    gaps = {f"t{i}": (g, g + 0.01 * i) for i, g in enumerate([0.2, 0.1, 0.5, 0.3, 0.4, 0.9])}
+    recipe_of = {f"t{i}": f"r{i // 2}" for i in range(6)}
+    tab = ss.kendall_table(sharp, _rows(sharp, gaps), recipe_of=recipe_of, n_perm=100)
+    head = [r for r in tab if r["level"] == "recipe" and r["gap"] == "student_gap_clipped_ce"][0]
+    xs = [(sharp[f"t{2 * k}"] + sharp[f"t{2 * k + 1}"]) / 2 for k in range(3)]
+    ys = [(sum(gaps[f"t{2 * k}"]) / 2 + sum(gaps[f"t{2 * k + 1}"]) / 2) / 2 for k in range(3)]
+    ref = kendalltau(xs, ys, method="exact")
+    assert head["n_recipes"] == 3 and head["n_teachers"] == 6 and head["exact"]
+    assert head["tau"] == pytest.approx(ref.statistic) and head["p_value"] == pytest.approx(ref.pvalue)
+    assert head["min_attainable_p"] == pytest.approx(2 / 6)
 
 
 def test_kendall_table_too_few_teachers_says_why():
@@ -112,7 +141,8 @@ def test_kendall_table_too_few_teachers_says_why():
 
 def test_run_verdicts_one_family_for_real_checks_one_for_proxies():
     """A record that is decided at z = Φ⁻¹(1 − α/1) alone is only 'holds' in a run of N checks when its
-    margin exceeds Φ⁻¹(1 − α/N) standard errors; proxies do not enlarge the family of real checks."""
+    margin exceeds Φ⁻¹(1 − (α/2)/N) standard errors; proxies do not enlarge the family of real checks, and
+    the two families share the run's α (F5d: α/2 each, so the run-level error is at most α)."""
     def rec(name, kind, bound, obs, se=0.01):
         return make_record(name, kind, loss="zero_one", side="abs", bound=bound, observed=obs, observed_se=se,
                            assumptions_met=False, assumption="test", teacher="t", student="s")
@@ -122,14 +152,17 @@ def test_run_verdicts_one_family_for_real_checks_one_for_proxies():
     exact = [make_record("gibbs_classifier", "demonstration", loss="gibbs_zero_one", side="upper", bound=0.3,
                          observed=0.1, observed_se=0.0, assumptions_met=True, assumption="exact")]
     out = ss.run_verdicts(real + proxies + exact, alpha=0.05)
-    z20 = float(ndtri(1 - 0.05 / 20))
+    z20 = float(ndtri(1 - 0.025 / 20))
     for r, before in zip(out[:20], real):
-        assert r.family_size == 20 and r.z == pytest.approx(z20)
+        assert r.family_size == 20 and r.z == pytest.approx(z20) and r.alpha == 0.025
         margin = (before.bound - abs(before.observed)) / before.observed_se
         assert r.verdict == ("holds" if margin >= z20 else "inconclusive")
         assert before.verdict == "holds"  # alone (z = 1.645) every one of them holds
     assert {r.family_size for r in out[20:50]} == {30}
     assert out[50].verdict == "holds" and out[50].method == "exact"
+    # the run's error budget: the families' levels add up to at most α
+    levels = {("proxy" if r.kind == "proxy" else "checks"): r.alpha for r in out if r.family_size > 0}
+    assert len(levels) == 2 and sum(levels.values()) <= 0.05 + 1e-15
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,10 +243,15 @@ def test_smoke_holm_over_the_run_counts_and_kendall(smoke_run):
     assert len(real) > 10
     for fam in (real, proxy):
         n = len(fam)
-        z = float(ndtri(1 - alpha / n))
         for c in fam:
-            assert c["family_size"] == n and c["z"] == pytest.approx(z)
-            d, se, b = c["observed"], c["observed_se"], c["bound"]
+            # α/2 per family (F5d); Student's t with M − 1 dof for the Monte Carlo checks (F5c)
+            level = 1 - alpha / 2 / n
+            z = float(ndtri(level)) if c["dof"] is None else float(student_t.ppf(level, c["dof"]))
+            assert c["family_size"] == n and c["alpha"] == alpha / 2 and c["z"] == pytest.approx(z)
+            if c["name"] in ("thm3b_subgamma_mc", "thm3a_radius"):
+                assert c["dof"] == res["config"]["mc_draws"] - 1
+            d, se = c["observed"], c["observed_se"]
+            b = c["bound"] if c["bound_holds"] is None else c["bound_holds"]  # "holds" at its limit (F5a)
             stat = {"abs": abs(d), "upper": d, "lower": -d}[c["side"]]
             bb = -b if c["side"] == "lower" else b
             if c["verdict"] == "holds":
