@@ -121,7 +121,7 @@ _export(
     "gibbs_classifier", "gibbs_error", "holm_reject", "kendall_tau_b", "kendall_tests", "kernel_checks",
     "kernel_constants", "kernel_gaps", "kernel_std_from_loss_increase", "loss_gap", "loss_range",
     "make_record", "mean_estimate", "measure_teacher_curvature", "not_defined", "one_sided_pvalues",
-    "paired_gap_difference", "per_example_losses", "permutation_kendall", "product_law_proxy",
+    "paired_gap_difference", "per_example_losses", "permutation_kendall", "recipe_kendall", "product_law_proxy",
     "student_in_teacher_space", "theorem1_sigma_n", "theorem2_central", "verdict_counts", "zero_one_loss",
 )
 
