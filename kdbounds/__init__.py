@@ -10,7 +10,7 @@ never load torch. Layers (see ``docs/architecture.md``):
   ``kdbounds.checks``;
 - training: ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill`` (CLI ``python -m kdbounds.train``);
 - orchestration (writes files): ``kdbounds.studies`` (one module per study, the run cache in
-  ``kdbounds.studies.cache``).
+  ``kdbounds.runs.cache``).
 """
 
 from __future__ import annotations

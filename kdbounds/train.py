@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from .distill import TrainingDiverged, train
-    from .studies.cache import train_cached
+    from .runs.cache import train_cached
 
     try:
         if args.threads is not None:

@@ -83,7 +83,7 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_graph_sees_relative_and_lazy_imports():
     e = import_edges()
-    assert "kdbounds.studies.cache" in e["kdbounds.studies.sharpness_vs_gap"]  # from .cache import ...
+    assert "kdbounds.runs.cache" in e["kdbounds.studies.sharpness_vs_gap"]  # from .cache import ...
     assert "kdbounds.distill.trainer" in e["kdbounds.studies.functional_transfer"]
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ._problem import _eval_mode, _Problem
-from .parameters import ParamSpec
+from .._params import ParamSpec
 
 __all__ = ["dense_hessian"]
 

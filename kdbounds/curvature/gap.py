@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .base import CurvatureOperator
 from .hessian import HessianOperator
-from .parameters import ParamSpec
+from .._params import ParamSpec
 
 __all__ = ["GapHessianOperator"]
 

@@ -76,7 +76,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: the study's parser.
     """
-    from .sweep import add_sweep_arguments
+    from ..runs.sweep import add_sweep_arguments
 
     add_sweep_arguments(parser)
     parser.add_argument("--no-download", action="store_true",
@@ -301,7 +301,7 @@ def execution_kwargs(study: ModuleType, name: str, args: argparse.Namespace) -> 
     """
     import inspect
 
-    from .sweep import sweep_options
+    from ..runs.sweep import sweep_options
 
     if not hasattr(args, "executor"):
         return {}

@@ -26,7 +26,9 @@ from scipy import optimize, stats
 
 from fake_cifar import write_fake_cifar10
 from kdbounds.studies import certify_flatness as cf
-from kdbounds.studies.certify_flatness import Config, TeacherRecipe, kendall_report, sigma_tolerated
+from kdbounds.runs.grid import TeacherRecipe
+from kdbounds.runs.splits import split_data
+from kdbounds.studies.certify_flatness import Config, kendall_report, sigma_tolerated
 from study_helpers import needs_ray
 
 
@@ -49,11 +51,11 @@ def smoke_run(fake_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("flat-out")
     old = os.environ.get("KDBOUNDS_CACHE")
     os.environ["KDBOUNDS_CACHE"] = str(out / "kdcache")
-    cf.load_split.cache_clear()
+    split_data.cache_clear()
     try:
         res = cf.run(_tiny(fake_root), out / "res", cache_root=out / "cache", progress=False, log=lambda *_: None)
     finally:
-        cf.load_split.cache_clear()
+        split_data.cache_clear()
         if old is None:
             os.environ.pop("KDBOUNDS_CACHE", None)
         else:
@@ -449,7 +451,7 @@ def test_relative_std_by_hand_and_a_zero_tensor_takes_the_global_rms():
     assert sd["weight"][0].tolist() == pytest.approx([0.5 * 0.1 * rms_w, 0.5 * (3 + 0.1 * rms_w),
                                                    0.5 * (4 + 0.1 * rms_w)], rel=1e-12)
     assert sd["bias"].tolist() == pytest.approx([0.5 * 0.1 * math.sqrt(25 / 4)], rel=1e-12)  # all 4 weights
-    from kdbounds.certificates.kernels import GaussianKernel
+    from kdbounds.pacbayes.kernels import GaussianKernel
 
     K = GaussianKernel.from_model(m, sd)
     assert torch.equal(K.std["weight"], sd["weight"]) and torch.equal(K.std["bias"], sd["bias"])

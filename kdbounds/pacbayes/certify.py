@@ -38,9 +38,9 @@ from torch import Tensor
 from kdbounds._checks import check_choice, check_int, check_open_unit
 from kdbounds._records import Estimate
 
-from .bounds import compose_certificate, pac_bayes_kl_bound
+from ..certificates.bounds import compose_certificate, pac_bayes_kl_bound
 from .kernels import DRAW_MODES, GaussianKernel, check_compatible, draw_logits, kernel_kl, per_example_logits
-from .trainer import bounded_cross_entropy
+from .._torch import bounded_cross_entropy
 
 __all__ = ["LOSSES", "DRAW_SCHEMES", "Certificate", "certify", "gibbs_losses", "select_scales", "ScaleChoice"]
 

@@ -184,7 +184,7 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
                  on_wait: Callable[[Path], None] | None = None) -> TrainResult:
     """Train ``cfg`` once per distinct configuration under ``cache_root`` (see module docstring).
 
-    Safe under concurrency (the protocol of :mod:`kdbounds.studies.locking`): a finished run
+    Safe under concurrency (the protocol of :mod:`kdbounds.runs.locking`): a finished run
     (``result.json``, written atomically as the trainer's last step) is returned without the lock;
     otherwise the run's lock is taken, the folder checked again, and only the lock holder trains —
     resuming from the run's checkpoint when an earlier process was killed mid-run. A second process
@@ -207,7 +207,7 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
 
     Raises:
         FileNotFoundError: the teacher checkpoint does not exist.
-        kdbounds.studies.locking.RunLockTimeout: never (waits without a limit); OSError when the
+        kdbounds.runs.locking.RunLockTimeout: never (waits without a limit); OSError when the
             cache's file system has no file locks.
     """
     from .locking import compute_once, run_lock
