@@ -5,12 +5,12 @@ Import a topic module (``kdbounds.bounds``, ``kdbounds.pid``, ...) or a name fro
 ``import kdbounds`` imports nothing heavy, and ``import kdbounds.bounds`` / ``import kdbounds.pid``
 never load torch. Layers (see ``docs/architecture.md``):
 
-- math (numpy/scipy only): ``kdbounds.bounds``, ``kdbounds.pid`` (and ``kdbounds.certificates``);
+- math (numpy/scipy only): ``kdbounds.bounds``, ``kdbounds.pid``, ``kdbounds.stats``, ``kdbounds.certificates``;
 - measurement (torch): ``kdbounds.curvature``, ``kdbounds.divergence``, ``kdbounds.fidelity``,
-  ``kdbounds.checks``;
-- training: ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill`` (CLI ``python -m kdbounds.train``);
-- orchestration (writes files): ``kdbounds.studies`` (one module per study, the run cache in
-  ``kdbounds.runs.cache``).
+  ``kdbounds.checks``, ``kdbounds.pacbayes``;
+- training (torch, beside measurement): ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill``;
+- runs: ``kdbounds.runs`` (run cache, sweeps, splits, priors; CLI ``python -m kdbounds.train``);
+- studies (write files): ``kdbounds.studies``, one module per study.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
-    "bounds", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
-    "data", "models", "distill", "studies", "train",
+    "bounds", "pid", "stats", "certificates", "curvature", "divergence", "fidelity", "checks", "pacbayes",
+    "data", "models", "distill", "runs", "studies", "train",
 )
 
 # Public names re-exported at the top level, grouped by topic: name -> module that defines it.

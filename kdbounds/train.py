@@ -189,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    from .models.registry import arch_name
+
     try:  # checked after parsing, so that the other flags fail without importing torch (~1 s)
-        args.arch = T.arch(args.arch)
+        args.arch = arch_name(args.arch)
     except argparse.ArgumentTypeError as e:
         sub.error(f"argument --arch: {e}")
     import torch

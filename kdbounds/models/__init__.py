@@ -12,13 +12,14 @@ and ``classifier`` (the final ``nn.Linear``).
 
 from .base import CifarModel, FeatureOutput, init_weights
 from .mlp import CifarMLP
-from .registry import MODEL_NAMES, available_models, build_model, count_parameters, register_model
+from .registry import MODEL_NAMES, arch_name, available_models, build_model, count_parameters, register_model
 
 __all__ = [
     "CifarMLP",
     "CifarModel",
     "FeatureOutput",
     "MODEL_NAMES",
+    "arch_name",
     "available_models",
     "build_model",
     "count_parameters",
