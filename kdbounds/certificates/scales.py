@@ -1,7 +1,7 @@
-r"""The grid of prior scales ``σ_P``, fixed before ``D_S`` is used (theory.md §7).
+r"""The grid of prior scales :math:`\sigma_P`, fixed before ``D_S`` is used (theory.md §7).
 
-A certificate whose ``σ_P`` is picked from a grid of ``J`` values pays for the choice with a union
-bound: its PAC-Bayes step runs at ``δ/J`` (``n_grid = J``).
+A certificate whose :math:`\sigma_P` is picked from a grid of ``J`` values pays for the choice with a
+union bound: its PAC-Bayes step runs at confidence ``delta / J`` (``n_grid = J``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def scale_grid(low: float, high: float, n: int) -> tuple[float, ...]:
 
     .. math:: \sigma_j = \mathrm{low}\cdot(\mathrm{high}/\mathrm{low})^{j/(n-1)},\quad j = 0..n-1
 
-    A certificate whose ``σ_P`` is picked from this grid must be run with ``n_grid = n``.
+    A certificate whose :math:`\sigma_P` is picked from this grid must be run with ``n_grid = n``.
 
     Args:
         low: the smallest scale, > 0.

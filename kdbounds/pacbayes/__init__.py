@@ -1,7 +1,7 @@
 """PAC-Bayes certificates measured on networks (measurement layer, torch; theory.md §7).
 
 A Gaussian kernel over a network's parameters (:class:`~kdbounds.pacbayes.kernels.GaussianKernel`), the
-closed-form ``KL(Q‖P)`` of two kernels, Monte Carlo draws of the Gibbs classifier, and
+closed-form divergence ``KL(Q || P)`` of two kernels, Monte Carlo draws of the Gibbs classifier, and
 :func:`~kdbounds.pacbayes.certify.certify`, which feeds them to the numpy certificate of
 :mod:`kdbounds.certificates` (the math layer). Training a prior or reading a learnt ``pbb``/``pbkd``
 posterior back is training glue: :mod:`kdbounds.runs.priors`, :mod:`kdbounds.runs.posteriors`.

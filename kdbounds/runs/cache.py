@@ -192,8 +192,9 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
     run without training.
 
     Args:
-        cfg: the run's config; ``teacher_ckpt`` (or ``cfg.teacher_ckpt``) for methods with a teacher.
+        cfg: the run's config.
         cache_root: folder holding one sub-folder per run.
+        teacher_ckpt: the teacher checkpoint (or ``cfg.teacher_ckpt``) for methods with a teacher.
         data: optional preloaded ``(train_x, train_y, test_x, test_y)``; fingerprinted into the id.
         callbacks, progress: passed to :func:`kdbounds.distill.train` (callbacks only run for epochs
             actually trained now, i.e. never when the run was finished by someone else).

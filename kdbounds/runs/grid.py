@@ -154,16 +154,19 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
         The config.
 
     Raises:
-        ValueError: ``teacher`` or ``prior`` is given but not among ``deps``.
+        ValueError: ``teacher`` or ``prior`` is given but not among ``deps``, or a hyper-parameter the
+            method refuses (:func:`~kdbounds.distill.methods.check_method_hparams`).
     """
     from .._io import file_sha256
     from ..distill.config import TrainConfig
+    from ..distill.methods import check_method_hparams
 
     deps = deps or {}
     for name, key in (("teacher", teacher), ("prior", prior)):
         if key is not None and key not in deps:
             raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
     cfg = TrainConfig.from_dict(dict(config))
+    check_method_hparams(cfg.method, cfg.method_kwargs)  # before the worker loads any data
     if teacher is not None:
         cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
     if prior is not None:
@@ -219,6 +222,9 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
     Raises:
         ValueError: ``cfg`` already names a teacher checkpoint and ``teacher`` is given.
     """
+    from ..distill.methods import check_method_hparams
+
+    check_method_hparams(cfg.method, cfg.method_kwargs)  # a bad hyper-parameter fails before the sweep starts
     d = cfg.to_dict()
     if teacher is not None and d.get("teacher_ckpt") is not None:
         raise ValueError(f"run {key!r}: cfg.teacher_ckpt={d['teacher_ckpt']!r} and teacher={teacher!r}; "
@@ -247,7 +253,11 @@ class TeacherRecipe:
     weight_decay: float = 5e-4
 
     def to_dict(self) -> dict[str, Any]:
-        """The recipe as a plain dict."""
+        """The recipe as a plain dict.
+
+        Returns:
+            ``{"name", "lr", "batch_size", "weight_decay"}``.
+        """
         return asdict(self)
 
 
@@ -264,7 +274,11 @@ class Timed:
     cpu_s: float
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"value": value.to_dict() (or value), "cpu_s": cpu_s}``."""
+        """The record.
+
+        Returns:
+            ``{"value": value.to_dict() (or value), "cpu_s": cpu_s}``.
+        """
         v = self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
         return {"value": v, "cpu_s": self.cpu_s}
 

@@ -12,9 +12,10 @@ Four kinds, each a first-class option of :func:`prior_run`:
 * ``"distilled"`` (d) — for a smaller student: a student-architecture network distilled (Hinton KD)
   from a larger teacher on ``D_T`` only.
 
-Training goes through the project's trainer and run cache (one import below: the cache is moving
-to ``kdbounds/runs/cache.py``). The prior *scale* ``σ_P`` is picked from a grid of ``J`` values
-fixed in advance (:func:`scale_grid`); the certificate then runs its PAC-Bayes step at ``δ/J``.
+This is the one place a prior is trained: the studies call :func:`prior_run` (or :func:`train_prior`,
+its sweep-run form). Training goes through the project's trainer and the run cache
+(:func:`kdbounds.runs.cache.train_cached`). The prior's scale is picked from a grid fixed in advance
+(:func:`kdbounds.certificates.scales.scale_grid`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class PriorRun:
 
     @property
     def path(self) -> str | None:
+        """The prior centre's model file (None for ``"random"``)."""
         return None if self.run is None else self.run.paths["model"]
 
     @classmethod
@@ -75,6 +77,11 @@ class PriorRun:
                    load_checkpoint_model(res.paths["model"]), res, res.final.get("test_acc"))
 
     def to_dict(self) -> dict[str, Any]:
+        """The record: kind, spec, test accuracy, model file and (for a trained prior) its config.
+
+        Returns:
+            A plain dict.
+        """
         d: dict[str, Any] = {"kind": self.kind, "spec": self.spec, "test_acc": self.test_acc, "path": self.path}
         if self.run is not None:
             d["config"] = self.run.config
@@ -82,7 +89,16 @@ class PriorRun:
 
 
 def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
-    """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent)."""
+    """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent).
+
+    Args:
+        arch: the student's architecture.
+        seed: the initialisation's seed, >= 0.
+        num_classes: the number of classes.
+
+    Returns:
+        The network in eval mode.
+    """
     return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
 
 
@@ -107,6 +123,10 @@ def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = No
             ``"distilled"``: any architecture).
         init_seed: the seed of the random prior (``"random"``).
         kd_kwargs: hyper-parameters of the KD run for ``"distilled"``.
+        progress: the trainer's progress.
+
+    Returns:
+        The :class:`PriorRun`.
 
     Raises:
         ValueError: an unknown kind, a missing input, or a teacher of another architecture for ``"teacher"``.

@@ -84,7 +84,11 @@ class SplitData:
     y_test: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
-        """The split's record (sizes, seed, SHA-256 of each side; see :meth:`DataSplit.to_dict`)."""
+        """The split's record (sizes, seed, SHA-256 of each side; see :meth:`DataSplit.to_dict`).
+
+        Returns:
+            A plain dict.
+        """
         return self.split.to_dict()
 
 

@@ -76,6 +76,7 @@ import numpy as np
 
 from .._checks import check_choice, check_int, check_open_unit, check_positive
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
+from ..certificates.bounds import check_confidences
 from ..runs.grid import TeacherRecipe
 from ..runs.splits import SplitSpec, split_data, train_on_split
 from ..runs.sweep import RunSpec, run_sweep
@@ -222,10 +223,7 @@ class Config:
             check_positive(name, getattr(self, name))
         if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
             raise ValueError(f"pbkd_alpha: expected a finite number >= 0, got {self.pbkd_alpha}")
-        check_open_unit("delta", self.delta)
-        check_open_unit("delta_mc", self.delta_mc)
-        if self.delta + self.delta_mc >= 1:
-            raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {self.delta} + {self.delta_mc}")
+        check_confidences(self.delta, self.delta_mc)
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))

@@ -65,6 +65,7 @@ from kdbounds._io import atomic_write_csv, atomic_write_json
 from kdbounds._torch import resolve_device
 from kdbounds.pacbayes.certify import LOSSES, certify, select_scales
 from kdbounds.pacbayes.kernels import GaussianKernel
+from kdbounds.certificates.bounds import check_confidences
 from kdbounds.certificates.scales import scale_grid
 from kdbounds.runs.priors import PRIOR_KINDS, PriorRun, prior_run, train_prior
 from kdbounds.runs.splits import SplitSpec, split_data, train_on_split
@@ -160,8 +161,7 @@ class Config:
             check_int(name, getattr(self, name), minimum=1)
         for name in ("lr", "pbb_lr", "pbb_sigma_prior", "scale_low", "scale_high", "kd_T"):
             check_positive(name, getattr(self, name))
-        check_open_unit("delta", self.delta)
-        check_open_unit("delta_mc", self.delta_mc)
+        check_confidences(self.delta, self.delta_mc)  # delta + delta_mc < 1: said before any training
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         if "rid" in self.students:
