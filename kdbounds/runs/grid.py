@@ -166,12 +166,12 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
         if key is not None and key not in deps:
             raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
     cfg = TrainConfig.from_dict(dict(config))
-    check_method_hparams(cfg.method, cfg.method_kwargs)  # before the worker loads any data
     if teacher is not None:
         cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
     if prior is not None:
         path = deps[prior].paths["model"]
         cfg = cfg.replace(method_kwargs={**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)})
+    check_method_hparams(cfg.method, cfg.method_kwargs)  # complete now; before the worker loads any data
     return cfg
 
 

@@ -57,3 +57,19 @@ def test_sweep_spec_refuses_a_bad_hparam_before_the_sweep(tmp_path):
         train_spec("s", cfg, tmp_path)
     with pytest.raises(ValueError, match="T"):
         worker_config(cfg.to_dict())
+
+
+def test_worker_config_checks_after_filling_in_the_prior(tmp_path):
+    """A pbkd posterior whose prior comes from a dependency is complete only after the fill-in."""
+    from types import SimpleNamespace
+
+    from kdbounds.runs.grid import worker_config
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not read here")
+    dep = SimpleNamespace(paths={"model": str(model)})
+    cfg = TrainConfig(arch="mlp256", epochs=1, method="pbkd", method_kwargs={"n_bound": 100})
+    out = worker_config(cfg.to_dict(), "t", {"t": dep}, prior="t")
+    assert out.method_kwargs["prior"] == str(model) and out.teacher_ckpt == str(model)
+    with pytest.raises(ValueError, match="prior"):
+        worker_config(cfg.to_dict(), "t", {"t": dep})  # no prior filled in: refused
