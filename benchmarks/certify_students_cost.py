@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv: list[str] | None = None) -> int:
     from kdbounds._io import atomic_write_json
-    from kdbounds.studies import cache as cache_mod
+    from kdbounds.runs import cache as cache_mod
     from kdbounds.studies import certify_students as cs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from kdbounds.certificates.kernels import GaussianKernel, draw_logits, per_example_logits
+from kdbounds.pacbayes.kernels import GaussianKernel, draw_logits, per_example_logits
 from kdbounds.models import build_model
 
 

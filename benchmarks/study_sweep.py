@@ -30,21 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdbounds._io import atomic_write_json  # noqa: E402
 from kdbounds.studies import functional_transfer as ft  # noqa: E402
-from kdbounds.studies.grid import train_run  # noqa: E402
-from kdbounds.studies.sweep import RAY_LOCAL_SYSTEM_CONFIG, run_sweep  # noqa: E402
-
-
-def cpu_timed_train_run(deps=None, **kwargs):
-    """:func:`train_run` plus the CPU seconds this process spent on it (dependencies are such pairs too)."""
-    c = time.process_time()
-    r = train_run(**kwargs, deps={k: v[0] for k, v in deps.items()} if deps else None)
-    return r, time.process_time() - c
+from kdbounds.runs.grid import train_timed  # noqa: E402
+from kdbounds.runs.sweep import RAY_LOCAL_SYSTEM_CONFIG, run_sweep  # noqa: E402
 
 
 def specs_for(cfg: ft.Config, cache: Path) -> list:
     out = []
     for s in ft.training_specs(cfg, cache):
-        out.append(dataclasses.replace(s, fn=cpu_timed_train_run))
+        out.append(dataclasses.replace(s, fn=train_timed))
     return out
 
 
@@ -56,10 +49,10 @@ def measure(cfg: ft.Config, label: str, **sweep) -> dict:
         wall, driver_cpu = time.perf_counter() - w, time.process_time() - c
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    runs_cpu = sum(v[1] for v in out.values())
+    runs_cpu = sum(v.cpu_s for v in out.values())
     return {"wall_s": wall, "driver_cpu_s": driver_cpu, "runs_cpu_s": runs_cpu,
             "cpu_s": driver_cpu + (runs_cpu if sweep.get("executor") == "ray" else 0.0),
-            "final": {k: {m: x for m, x in v[0].final.items() if not m.endswith("_time_s")}
+            "final": {k: {m: x for m, x in v.value.final.items() if not m.endswith("_time_s")}
                       for k, v in out.items()}}
 
 
@@ -83,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     rec: dict = {"worker_nice": a.worker_nice if a.worker_nice is not None else
                  RAY_LOCAL_SYSTEM_CONFIG["worker_niceness"], "preset": a.preset, "config": cfg.params(), "runs": n, "workers": a.workers,
                  "cpus": os.cpu_count(), "loadavg_1min_before": os.getloadavg()[0]}
-    from kdbounds.studies.grid import load_data
+    from kdbounds.runs.grid import load_data
 
     w = time.perf_counter()
     load_data(ft.training_specs(cfg, "/nonexistent")[0].kwargs["data"])  # decode/cache the data once, untimed

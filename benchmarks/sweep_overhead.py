@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdbounds._io import atomic_write_json  # noqa: E402
-from kdbounds.studies.sweep import RunSpec, run_sweep  # noqa: E402
+from kdbounds.runs.sweep import RunSpec, run_sweep  # noqa: E402
 
 
 def noop(i: int, deps: dict | None = None) -> float:

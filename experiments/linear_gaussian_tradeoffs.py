@@ -15,9 +15,9 @@ from pathlib import Path
 
 from kdbounds import _cli_types as T
 from kdbounds._io import atomic_write_csv, atomic_write_json
-from kdbounds.studies.plots import save_figure
+from kdbounds.studies._plots import save_figure
 from linear_gaussian.plots import plot_bounds, plot_terms
-from kdbounds.studies.sweep import RunSpec, add_sweep_arguments, run_sweep, sweep_options
+from kdbounds.runs.sweep import RunSpec, add_sweep_arguments, run_sweep, sweep_options
 from linear_gaussian.sweeps import SWEEPS, TradeoffConfig, summarize, sweep_rows
 
 

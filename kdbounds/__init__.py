@@ -5,12 +5,12 @@ Import a topic module (``kdbounds.bounds``, ``kdbounds.pid``, ...) or a name fro
 ``import kdbounds`` imports nothing heavy, and ``import kdbounds.bounds`` / ``import kdbounds.pid``
 never load torch. Layers (see ``docs/architecture.md``):
 
-- math (numpy/scipy only): ``kdbounds.bounds``, ``kdbounds.pid`` (and ``kdbounds.certificates``);
+- math (numpy/scipy only): ``kdbounds.bounds``, ``kdbounds.pid``, ``kdbounds.stats``, ``kdbounds.certificates``;
 - measurement (torch): ``kdbounds.curvature``, ``kdbounds.divergence``, ``kdbounds.fidelity``,
-  ``kdbounds.checks``;
-- training: ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill`` (CLI ``python -m kdbounds.train``);
-- orchestration (writes files): ``kdbounds.studies`` (one module per study, the run cache in
-  ``kdbounds.studies.cache``).
+  ``kdbounds.checks``, ``kdbounds.pacbayes``;
+- training (torch, beside measurement): ``kdbounds.data``, ``kdbounds.models``, ``kdbounds.distill``;
+- runs: ``kdbounds.runs`` (run cache, sweeps, splits, priors; CLI ``python -m kdbounds.train``);
+- studies (write files): ``kdbounds.studies``, one module per study.
 
 Citations "theory.md §N" and "methods.md §N" in docstrings refer to ``docs/theory.md`` and
 ``docs/methods.md`` in the repository.
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
-    "bounds", "certificates", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
+    "bounds", "pid", "stats", "certificates", "curvature", "divergence", "fidelity", "checks", "pacbayes",
     "data", "models", "distill", "runs", "studies", "train",
 )
 

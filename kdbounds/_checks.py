@@ -6,14 +6,16 @@ says what was expected and what was got, and where useful the fix::
     delta: expected a number in (0, 1), got 1.5
 
 They return the validated value converted to a plain Python type, so callers can write
-``n = check_int("n", n, minimum=1)``.
+``n = check_int("n", n, minimum=1)``. The ``as_*`` functions do the same for a distillation method's
+hyper-parameters, which may arrive as strings from ``--method-arg key=value``: they coerce, then check
+("hyper-parameter 'lam' must be >= 0.0, got -1.0").
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 __all__ = [
     "check_finite",
@@ -28,6 +30,11 @@ __all__ = [
     "check_seed",
     "check_n_boot",
     "SEED_MAX",
+    "as_float",
+    "as_int",
+    "as_bool",
+    "as_choice",
+    "as_int_tuple",
 ]
 
 SEED_MAX = 2**32 - 1  # one seed range for numpy, torch and python generators
@@ -157,3 +164,149 @@ def check_n_boot(name: str, value: Any) -> int:
     if v == 1:
         _fail(name, "0 (no bootstrap) or an integer >= 2", value, "one resample gives no standard error")
     return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyper-parameters of a distillation method: coerced (the command line passes
+# ``--method-arg key=value``; values may arrive as strings), then checked.
+# ---------------------------------------------------------------------------------------------
+def as_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+             low_open: bool = False, high_open: bool = False) -> float:
+    """Coerce ``value`` to float and check ``low <= value <= high`` (open ends when asked).
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+        low: lower end (``None``: none).
+        high: upper end (``None``: none).
+        low_open: exclude ``low``.
+        high_open: exclude ``high``.
+
+    Returns:
+        The float.
+
+    Raises:
+        TypeError: not a number (a bool included).
+        ValueError: not finite, or out of range.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"hyper-parameter {name!r} must be a number, got the boolean {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"hyper-parameter {name!r} must be a number, got {value!r}; "
+                        f"pass e.g. --method-arg {name}=1.0") from None
+    if not math.isfinite(out):
+        raise ValueError(f"hyper-parameter {name!r} must be finite, got {value!r}")
+    if low is not None and (out < low or (low_open and out == low)):
+        rel = ">" if low_open else ">="
+        raise ValueError(f"hyper-parameter {name!r} must be {rel} {low}, got {out}")
+    if high is not None and (out > high or (high_open and out == high)):
+        rel = "<" if high_open else "<="
+        raise ValueError(f"hyper-parameter {name!r} must be {rel} {high}, got {out}")
+    return out
+
+
+def as_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """Coerce ``value`` to int (accepting "3" and 3.0, refusing 2.5) and check its range.
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+        low: smallest allowed (``None``: none).
+        high: largest allowed (``None``: none).
+
+    Returns:
+        The int.
+
+    Raises:
+        TypeError: not a number (a bool included).
+        ValueError: not an integer, or out of range.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"hyper-parameter {name!r} must be an integer, got the boolean {value!r}")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"hyper-parameter {name!r} must be an integer, got {value!r}") from None
+    if not math.isfinite(f) or f != int(f):
+        raise ValueError(f"hyper-parameter {name!r} must be an integer, got {value!r}")
+    out = int(f)
+    if low is not None and out < low:
+        raise ValueError(f"hyper-parameter {name!r} must be >= {low}, got {out}")
+    if high is not None and out > high:
+        raise ValueError(f"hyper-parameter {name!r} must be <= {high}, got {out}")
+    return out
+
+
+def as_bool(name: str, value: Any) -> bool:
+    """Coerce true/false/1/0/yes/no (str or bool) to bool.
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+
+    Returns:
+        The bool.
+
+    Raises:
+        TypeError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
+        return False
+    raise TypeError(f"hyper-parameter {name!r} must be a boolean (true/false), got {value!r}")
+
+
+def as_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``choices`` (case-insensitive).
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+        choices: the allowed values (lower case).
+
+    Returns:
+        The value, stripped and lower-cased.
+
+    Raises:
+        ValueError: not one of ``choices``.
+    """
+    v = str(value).strip().lower()
+    if v not in choices:
+        raise ValueError(f"hyper-parameter {name!r} must be one of {list(choices)}, got {value!r}")
+    return v
+
+
+def as_int_tuple(name: str, value: Any) -> tuple[int, ...] | None:
+    """Parse None / "all" / 2 / "0,2" / "0;2" / [0, 2] into a tuple of ints (None = all).
+
+    Args:
+        name: the hyper-parameter's name (for messages).
+        value: the value given.
+
+    Returns:
+        The indices, or ``None`` for all.
+
+    Raises:
+        TypeError: a value of another kind.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s in {"", "all", "none"}:
+            return None
+        parts = [p for p in s.replace(";", ",").replace(" ", ",").split(",") if p]
+        return tuple(as_int(name, p) for p in parts)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (as_int(name, value),)
+    if isinstance(value, (list, tuple)):
+        return tuple(as_int(name, p) for p in value)
+    raise TypeError(f"hyper-parameter {name!r} must be a list of stage indices like '0,1,2', "
+                    f"got {value!r}")

@@ -43,7 +43,6 @@ __all__ = [
     "writable_dir",
     "device",
     "threads",
-    "arch",
     "schedule",
     "data_root",
 ]
@@ -296,17 +295,6 @@ def device(text: str) -> str:
     if sep and int(idx) >= torch.cuda.device_count():
         raise _bad(f"cuda:k with k < {torch.cuda.device_count()}", text)
     return t
-
-
-def arch(text: str) -> str:
-    """A model name of the zoo (``python -m kdbounds.train --list-models``), e.g. ``resnet20``."""
-    from .models import available_models
-
-    name = text.strip().lower().replace("-", "_")
-    names = available_models()
-    if name not in names:
-        raise _bad("a model name", text, f"valid: {', '.join(names)}")
-    return name
 
 
 def schedule(text: str) -> str:

@@ -6,10 +6,14 @@
   own ``training`` flag afterwards (even if the body raises).
 - :func:`collect_logits`: evaluate one or several modules on a tensor of inputs or a loader of
   batches (eval mode, no grad) and return their logits on the CPU, in data order.
+- :func:`bounded_cross_entropy`: the cross-entropy clipped and scaled to ``[0, 1]`` that certified
+  distillation trains on (:mod:`kdbounds.distill.pbb`) and the certificates measure
+  (:mod:`kdbounds.pacbayes.certify`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._checks import check_int
 from ._data import FORMS, is_pair
 
-__all__ = ["resolve_device", "eval_mode", "collect_logits"]
+__all__ = ["resolve_device", "eval_mode", "collect_logits", "bounded_cross_entropy"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -200,3 +205,27 @@ def collect_logits(
     if not outs or not outs[0]:
         raise ValueError("data is empty: no batches were produced")
     return [torch.cat(o, 0) for o in outs]
+
+
+def bounded_cross_entropy(logits: Tensor, y: Tensor, p_min: float) -> Tensor:
+    r"""Per-example cross-entropy clipped at ``ln(1/p_min)`` and scaled to ``[0, 1]``.
+
+    .. math:: \ell(z, y) = \frac{\min(-\ln \mathrm{softmax}(z)_y,\ \ln(1/p_{\min}))}{\ln(1/p_{\min})}
+
+    Args:
+        logits: ``(N, C)`` logits.
+        y: ``(N,)`` integer labels.
+        p_min: the smallest probability that still counts, in ``(0, 1)``.
+
+    Returns:
+        ``(N,)`` losses in ``[0, 1]`` (float32, or float64 for float64 logits).
+
+    Raises:
+        ValueError: ``p_min`` outside ``(0, 1)``.
+    """
+    if not 0.0 < p_min < 1.0:
+        raise ValueError(f"p_min: expected a number in (0, 1), got {p_min!r}")
+    cap = math.log(1.0 / p_min)
+    z = logits if logits.dtype == torch.float64 else logits.float()
+    ce = F.cross_entropy(z, y, reduction="none")
+    return torch.clamp(ce, max=cap) / cap

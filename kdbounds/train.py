@@ -117,6 +117,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (sub-commands ``teacher`` and ``distill``).
+
+    Returns:
+        The parser.
+    """
     p = argparse.ArgumentParser(
         prog="python -m kdbounds.train",
         description="Train a CIFAR teacher, or distil a student from a frozen teacher with a pluggable "
@@ -151,7 +156,18 @@ _FIELDS = {  # argparse dest -> TrainConfig field
 
 
 def config_from_args(args: argparse.Namespace):
-    """TrainConfig from parsed arguments: TrainConfig defaults < preset < explicit options."""
+    """TrainConfig from parsed arguments: TrainConfig defaults < preset < explicit options.
+
+    Args:
+        args: the parsed command line.
+
+    Returns:
+        The :class:`~kdbounds.distill.TrainConfig`.
+
+    Raises:
+        ValueError: a hyper-parameter the method refuses, a name given twice, a missing or damaged
+            teacher file (checked before any data is loaded).
+    """
     from .distill import TrainConfig, get_method
 
     kw: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
@@ -167,15 +183,14 @@ def config_from_args(args: argparse.Namespace):
         kw["channels_last"] = False
     method = "ce" if args.command == "teacher" else args.method
     cls = get_method(method)  # ValueError listing valid names
-    from .distill.methods import coerce_hparams
+    from .distill.methods import check_method_hparams
 
     raw = dict(args.method_arg)
     if len(raw) != len(args.method_arg):
         raise ValueError("a --method-arg name is given twice")
-    typed = coerce_hparams(method, cls.defaults, raw)  # parse strings as the defaults' types
+    typed = check_method_hparams(method, raw)  # e.g. pbb/pbkd without a prior: said now, before any data is loaded
     if args.init_from:
         kw["init_ckpt"] = str(Path(args.init_from))
-    cls.check_hparams(typed)  # e.g. pbb/pbkd without a prior: said now, before any data is loaded
     mkw = {k: typed[k] for k in raw}
     if args.command == "distill":
         if cls.requires_teacher and not args.teacher:
@@ -224,6 +239,17 @@ def _fast_config_from_args(args: argparse.Namespace, method: str, mkw: dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m kdbounds.train`` (``kdbounds-train``).
+
+    Args:
+        argv: the options (default ``sys.argv[1:]``).
+
+    Returns:
+        The process exit status.
+
+    Raises:
+        SystemExit: a bad option (argparse's one-line message naming it, exit status 2).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models or args.list_methods:
@@ -238,14 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    from .models.registry import arch_name
+
     try:  # checked after parsing, so that the other flags fail without importing torch (~1 s)
-        args.arch = T.arch(args.arch)
+        args.arch = arch_name(args.arch)
     except argparse.ArgumentTypeError as e:
         sub.error(f"argument --arch: {e}")
     import torch
 
     from .distill import TrainingDiverged, train
-    from .studies.cache import train_cached
+    from .runs.cache import train_cached
 
     try:
         if args.threads is not None:

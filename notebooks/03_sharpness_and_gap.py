@@ -107,7 +107,7 @@ from kdbounds.data import stratified_subset
 from kdbounds.data.transforms import normalization, normalize_uint8
 from kdbounds.distill import load_checkpoint_model
 from kdbounds.studies import sharpness_vs_gap as study
-from kdbounds.studies.cache import code_fingerprint, load_cached
+from kdbounds.runs.cache import code_fingerprint, load_cached
 
 # %% [markdown]
 # Helpers that read `results.json` without assuming more of its schema than a check's `name` and

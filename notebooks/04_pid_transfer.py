@@ -82,7 +82,7 @@ from kdbounds._io import atomic_write_json, bytes_sha256, dumps_strict, read_jso
 from kdbounds.data import load_cifar, stratified_subset
 from kdbounds.distill import TrainConfig, available_methods, train
 from kdbounds.studies.pid_transfer import PIDTracker
-from kdbounds.studies.cache import code_fingerprint, train_cached
+from kdbounds.runs.cache import code_fingerprint, train_cached
 
 # %%
 missing = [m for m in methods if m not in available_methods()]

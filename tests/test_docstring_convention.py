@@ -1,5 +1,5 @@
-"""The docstring convention (docs/architecture.md, "Conventions") holds in the math, measurement,
-data, check, curvature and distillation modules: every public function, method and class has a
+"""The docstring convention (docs/architecture.md, "Conventions") holds in every package of the library
+(math, measurement, training, runs and studies; the private plumbing modules aside): every public function, method and class has a
 Google-style docstring with an ``Args:`` section naming every argument when it takes arguments,
 ``Returns:`` (or ``Yields:``) when it returns a value, ``Raises:`` when its body raises, and formulas
 in ``.. math::`` blocks (LaTeX) rather than Unicode math.
@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCOPE = ["linear_gaussian", "kdbounds/bounds.py", "kdbounds/pid", "kdbounds/models", "kdbounds/fidelity",
          "kdbounds/stats.py", "kdbounds/data", "kdbounds/divergence", "kdbounds/checks", "kdbounds/curvature",
-         "kdbounds/distill"]
+         "kdbounds/distill", "kdbounds/certificates", "kdbounds/pacbayes", "kdbounds/runs", "kdbounds/studies",
+         "kdbounds/train.py"]
 EXCLUDE = {"kdbounds/data/cifar_download.py"}  # owned by the Ray/download work (issue in flight)
 
 # Unicode math that belongs in a ``.. math::`` block (as LaTeX), not in running docstring text.
@@ -169,10 +170,35 @@ def violations(source: str, name: str) -> list[str]:
 FILES = [f for f in _files() if _public_module(f) or f.name == "__init__.py"]
 
 
+#: files that entered the scope with breaches (issue 22): the number may only go down (each fix lowers
+#: it here; a file at 0 leaves this table). Everything else in scope must be clean.
+KNOWN_DEBT = {
+    "kdbounds/certificates/bounds.py": 26, "kdbounds/certificates/oracle.py": 12,
+    "kdbounds/pacbayes/certify.py": 24, "kdbounds/pacbayes/kernels.py": 34,
+    "kdbounds/runs/locking.py": 8, "kdbounds/runs/posteriors.py": 9, "kdbounds/runs/sweep.py": 12,
+    "kdbounds/studies/certify_flatness.py": 61, "kdbounds/studies/certify_students.py": 24,
+    "kdbounds/studies/functional_transfer.py": 14, "kdbounds/studies/nuisance_teacher.py": 11,
+    "kdbounds/studies/pid_transfer.py": 17, "kdbounds/studies/sharpness_vs_gap.py": 21,
+}
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_public_api_follows_the_docstring_convention(path):
-    found = violations(path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix())
-    assert not found, "docstring convention (docs/architecture.md):\n" + "\n".join(found)
+    rel = path.relative_to(ROOT).as_posix()
+    found = violations(path.read_text(encoding="utf-8"), rel)
+    debt = KNOWN_DEBT.get(rel, 0)
+    assert len(found) <= debt, (f"docstring convention (docs/architecture.md): {len(found)} breaches, at most "
+                                f"{debt} allowed:\n" + "\n".join(found))
+
+
+def test_the_known_debt_is_up_to_date():
+    """A file whose breaches were fixed lowers its entry (so a regression cannot hide in the slack)."""
+    stale = {}
+    for rel, debt in KNOWN_DEBT.items():
+        n = len(violations((ROOT / rel).read_text(encoding="utf-8"), rel))
+        if n != debt:
+            stale[rel] = (debt, n)
+    assert not stale, f"KNOWN_DEBT (recorded, now): {stale}; set the new counts"
 
 
 def test_the_scope_is_not_empty():

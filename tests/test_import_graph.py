@@ -1,6 +1,12 @@
 """The module graph of kdbounds and linear_gaussian (every import, also those inside functions) has no
-cycle, the math layer imports no torch at module level, and linear_gaussian never imports kdbounds
-at module level."""
+cycle, and every import goes down the layer table of docs/architecture.md:
+
+    plumbing -> math -> {measurement || training} -> runs -> studies -> scripts
+
+(a module may import its own layer and the layers below it; measurement and training never import
+each other; no study imports another; every kdbounds module has a layer). linear_gaussian never
+imports kdbounds at module level, and inside functions only the math layer. The checker is tested on
+a planted upward import, a planted sideways import and a planted study-to-study import."""
 
 from __future__ import annotations
 
@@ -83,7 +89,7 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_graph_sees_relative_and_lazy_imports():
     e = import_edges()
-    assert "kdbounds.studies.cache" in e["kdbounds.studies.sharpness_vs_gap"]  # from .cache import ...
+    assert "kdbounds.runs.cache" in e["kdbounds.studies.sharpness_vs_gap"]  # from .cache import ...
     assert "kdbounds.distill.trainer" in e["kdbounds.studies.functional_transfer"]
 
 
@@ -92,15 +98,89 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+#: the layer table of docs/architecture.md: first component(s) of a module's name -> its layer
+LAYERS: dict[str, str] = {
+    **{f"kdbounds.{m}": "plumbing" for m in ("_io", "_checks", "_cli_types", "_records", "_torch", "_progress",
+                                             "_params", "_data")},
+    **{f"kdbounds.{m}": "math" for m in ("bounds", "pid", "stats", "certificates")},
+    "linear_gaussian": "math",
+    **{f"kdbounds.{m}": "measurement" for m in ("curvature", "divergence", "fidelity", "checks", "pacbayes")},
+    **{f"kdbounds.{m}": "training" for m in ("data", "models", "distill")},
+    **{f"kdbounds.{m}": "runs" for m in ("runs", "train")},
+    "kdbounds.studies": "studies",
+}
+#: layer -> the layers it may import (its own included); measurement and training are side by side
+ALLOWED: dict[str, set[str]] = {
+    "plumbing": {"plumbing"},
+    "math": {"plumbing", "math"},
+    "measurement": {"plumbing", "math", "measurement"},
+    "training": {"plumbing", "math", "training"},
+    "runs": {"plumbing", "math", "measurement", "training", "runs"},
+    "studies": {"plumbing", "math", "measurement", "training", "runs", "studies"},
+}
+#: the modules of kdbounds.studies that are not studies (the command line and the shared figures)
+STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._plots",
+                  "kdbounds.studies.__main__"}
+
+
+def layer_of(mod: str) -> str | None:
+    """The layer of a module (the longest matching prefix in :data:`LAYERS`); None for the ``kdbounds``
+    package itself (its ``__init__`` re-exports lazily, by name) or a module of no layer."""
+    parts = mod.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in LAYERS:
+            return LAYERS[".".join(parts[:i])]
+    return None
+
+
+def layer_violations(edges: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks the layer table, as readable lines (empty: the graph is clean)."""
+    bad: list[str] = []
+    for mod, deps in sorted(edges.items()):
+        if mod == "kdbounds":
+            continue  # the package's __init__: lazy re-exports by name (tests/test_package_imports.py)
+        src = layer_of(mod)
+        if src is None:
+            bad.append(f"{mod}: in no layer (add it to LAYERS and docs/architecture.md)")
+            continue
+        for d in sorted(deps):
+            if d == "kdbounds":
+                continue  # importing a submodule imports the (lazy) package first anyway
+            dst = layer_of(d)
+            if dst is None:
+                bad.append(f"{mod} ({src}) imports {d}, which is in no layer")
+            elif dst not in ALLOWED[src]:
+                bad.append(f"{mod} ({src}) imports {d} ({dst}): {dst} is not below {src}")
+            elif (src == dst == "studies" and mod not in STUDY_PLUMBING and d not in STUDY_PLUMBING):
+                bad.append(f"{mod} imports {d}: a study imports another study")
+    return bad
+
+
+def test_layer_checker_fails_on_planted_imports():
+    clean = {"kdbounds.bounds": {"kdbounds._checks"}, "kdbounds.studies.a": {"kdbounds.runs.cache"}}
+    assert layer_violations(clean) == []
+    planted = {
+        "kdbounds.certificates.bounds": {"kdbounds.runs.cache"},  # upward: math -> runs
+        "kdbounds.distill.pbb": {"kdbounds.curvature.hessian"},  # sideways: training -> measurement
+        "kdbounds.studies.a": {"kdbounds.studies.b"},  # a study imports a study
+        "kdbounds.newpkg": set(),  # a module of no layer
+    }
+    got = layer_violations(planted)
+    assert len(got) == 4, got
+    assert any("math" in g and "runs" in g for g in got)
+    assert any("a study imports another study" in g for g in got)
+
+
 def test_layers():
-    top = import_edges(top_level_only=True)
-    for mod, deps in top.items():
+    """The whole graph, imports inside functions included: nothing goes up or sideways."""
+    bad = layer_violations(import_edges())
+    assert not bad, "imports against docs/architecture.md's layers:\n" + "\n".join(bad)
+
+
+def test_linear_gaussian_imports_no_kdbounds_at_module_level():
+    for mod, deps in import_edges(top_level_only=True).items():
         if mod.startswith("linear_gaussian"):
             assert not any(d.startswith("kdbounds") for d in deps), (mod, deps)
-        if mod.split(".")[:2] in (["kdbounds", "bounds"], ["kdbounds", "pid"], ["kdbounds", "stats"]):
-            bad = [d for d in deps if d.startswith("kdbounds.") and d.split(".")[1] not in
-                   ("bounds", "pid", "stats", "_io", "_checks", "_records")]
-            assert not bad, f"math-layer module {mod} imports {bad}"
 
 
 def test_no_test_folder_shadows_a_package():

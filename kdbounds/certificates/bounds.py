@@ -31,6 +31,7 @@ import numpy as np
 from .._checks import check_finite, check_int, check_nonnegative, check_open_unit, check_probability
 
 __all__ = [
+    "check_confidences",
     "kl_bernoulli",
     "kl_inverse_upper",
     "kl_inverse_lower",
@@ -222,6 +223,28 @@ def kl_inverse_lower(q: Any, c: Any) -> float | np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ bounds
+def check_confidences(delta: Any, delta_mc: Any) -> tuple[float, float]:
+    r"""The two failure probabilities of a chained certificate: ``δ`` (PAC-Bayes step) and ``δ'`` (Monte
+    Carlo step), each in ``(0, 1)``, with ``δ + δ' < 1`` (the certificate holds with probability
+    ``1 − δ − δ'``). The one place this rule is checked.
+
+    Args:
+        delta: ``δ``.
+        delta_mc: ``δ'``.
+
+    Returns:
+        ``(δ, δ')`` as floats.
+
+    Raises:
+        ValueError: either outside ``(0, 1)``, or ``δ + δ' >= 1`` (named ``delta_mc``).
+    """
+    d = check_open_unit("delta", delta)
+    dmc = check_open_unit("delta_mc", delta_mc)
+    if d + dmc >= 1.0:
+        raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {d} + {dmc}")
+    return d, dmc
+
+
 def grid_delta(delta: float, n_grid: int) -> float:
     """Confidence level left to each member of a grid of J prior scales (union bound).
 
@@ -609,10 +632,7 @@ def compose_certificate(
     m = check_int("n_draws", n_draws, minimum=1)
     k = check_nonnegative("divergence", divergence)
     n = check_int("n", n, minimum=1)
-    d = check_open_unit("delta", delta)
-    dmc = check_open_unit("delta_mc", delta_mc)
-    if d + dmc >= 1.0:
-        raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {d} + {dmc}")
+    d, dmc = check_confidences(delta, delta_mc)
     j = check_int("n_grid", n_grid, minimum=1)
     j_mc = check_int("n_grid_mc", n_grid_mc, minimum=1)
     triv = check_finite("trivial", trivial)

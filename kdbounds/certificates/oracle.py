@@ -24,7 +24,7 @@ from scipy.stats import beta as beta_dist
 
 from .._checks import check_choice, check_int, check_open_unit, check_positive, check_probability
 from .._records import Estimate
-from .bounds import compose_certificate, kl_inverse_upper, mc_risk_upper, pac_bayes_complexity
+from .bounds import check_confidences, compose_certificate, kl_inverse_upper, mc_risk_upper, pac_bayes_complexity
 
 __all__ = [
     "sample_halfspace",
@@ -382,9 +382,7 @@ def repeat_certificates(
         m_draws = check_int("n_draws", n_draws, minimum=1)
         if delta_mc is None:
             raise ValueError("delta_mc: required with n_draws (the Monte Carlo step's confidence δ'), e.g. 0.01")
-        dmc = check_open_unit("delta_mc", delta_mc)
-        if delta + dmc >= 1:
-            raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {delta} + {dmc}")
+        _, dmc = check_confidences(delta, delta_mc)
     if w_star is None:
         ws = g.standard_normal(d)
     else:

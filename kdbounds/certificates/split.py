@@ -21,7 +21,14 @@ __all__ = ["DataSplit", "make_split", "indices_sha256"]
 
 
 def indices_sha256(idx: np.ndarray) -> str:
-    """SHA-256 of the sorted indices as little-endian int64 bytes (order-free record of a subset)."""
+    """SHA-256 of the sorted indices as little-endian int64 bytes (order-free record of a subset).
+
+    Args:
+        idx: the indices.
+
+    Returns:
+        64 hex digits.
+    """
     a = np.sort(np.asarray(idx, dtype="<i8"))
     return bytes_sha256(a.tobytes())
 
@@ -70,10 +77,12 @@ class DataSplit:
 
     @property
     def n_t(self) -> int:
+        """The size of ``D_T``."""
         return int(self.teacher.size)
 
     @property
     def n_s(self) -> int:
+        """The size of ``D_S``."""
         return int(self.cert.size)
 
     @property
@@ -125,7 +134,11 @@ class DataSplit:
             raise ValueError(f"data: has {n} rows but the split is of n_total={self.n_total} examples")
 
     def to_dict(self) -> dict[str, Any]:
-        """The record: sizes, seed and the SHA-256 of each index set (not the indices themselves)."""
+        """The record: sizes, seed and the SHA-256 of each index set (not the indices themselves).
+
+        Returns:
+            ``{"n_total", "n_t", "n_s", "seed", "teacher_sha256", "cert_sha256"}``.
+        """
         return {"n_total": self.n_total, "n_t": self.n_t, "n_s": self.n_s, "seed": self.seed,
                 "teacher_sha256": indices_sha256(self.teacher), "cert_sha256": indices_sha256(self.cert)}
 

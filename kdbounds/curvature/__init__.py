@@ -16,7 +16,7 @@ from .eigen import lanczos, power_iteration, top_eigenvalues
 from .base import CurvatureOperator, MatrixOperator, as_operator
 from .gap import GapHessianOperator
 from .hessian import HVP_MODES, HessianOperator
-from .parameters import select_parameters
+from .._params import select_parameters
 from .results import (
     DiagonalEstimate,
     EigenEstimate,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .parameters import ParamSpec, select_parameters
+from .._params import ParamSpec, select_parameters
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .._data import as_batches
 from ._problem import _eval_mode, _Problem
-from .parameters import ParamSpec
+from .._params import ParamSpec
 
 __all__ = ["dense_hessian"]
 

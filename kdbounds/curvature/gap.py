@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .._data import as_batches
 from .base import CurvatureOperator
 from .hessian import HessianOperator
-from .parameters import ParamSpec
+from .._params import ParamSpec
 
 __all__ = ["GapHessianOperator"]
 

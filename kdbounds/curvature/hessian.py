@@ -78,7 +78,7 @@ from torch import Tensor, nn
 from .._data import as_batches
 from ._problem import _eval_mode, _Problem
 from .base import CurvatureOperator
-from .parameters import ParamSpec
+from .._params import ParamSpec
 
 __all__ = ["HessianOperator", "HVP_MODES"]
 

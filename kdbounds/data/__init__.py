@@ -34,6 +34,7 @@ from .transforms import (
     TensorLoader,
     normalization,
     normalize_uint8,
+    normalized_images,
     random_crop_flip,
 )
 
@@ -43,5 +44,5 @@ __all__ = [
     "cache_dir", "candidate_roots", "download_cifar", "find_cifar", "load_cifar", "num_classes",
     "class_permutations", "stratified_subset", "train_val_split",
     "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "NORMALIZATION",
-    "TensorLoader", "normalization", "normalize_uint8", "random_crop_flip",
+    "TensorLoader", "normalization", "normalize_uint8", "normalized_images", "random_crop_flip",
 ]

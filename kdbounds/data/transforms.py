@@ -27,6 +27,7 @@ __all__ = [
     "normalization",
     "random_crop_flip",
     "normalize_uint8",
+    "normalized_images",
     "TensorLoader",
 ]
 
@@ -193,6 +194,33 @@ def normalize_uint8(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence
 def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(epoch)]).generate_state(
         1, dtype=np.uint64)[0] >> 1)
+
+
+def normalized_images(images: np.ndarray, device: str | torch.device = "cpu", spec: bool | str | tuple = "cifar10"
+                      ) -> torch.Tensor:
+    """uint8 NHWC images (as :func:`kdbounds.data.load_cifar` returns them) as a normalised float NCHW tensor.
+
+    The one conversion the measurements use: ``permute`` to NCHW (a view, channels-last in memory), move
+    to ``device``, then :func:`normalize_uint8` with :func:`normalization` ``(spec)``.
+
+    Args:
+        images: ``(N, H, W, C)`` uint8 images.
+        device: where the tensor lives.
+        spec: the normalisation (see :func:`normalization`; default CIFAR-10 statistics).
+
+    Returns:
+        The float32 ``(N, C, H, W)`` tensor.
+
+    Raises:
+        ValueError: ``images`` is not a 4-D uint8 array.
+    """
+    x = np.asarray(images)
+    if x.ndim != 4 or x.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 (N, H, W, C) images, got dtype {x.dtype}, shape {x.shape}")
+    stats = normalization(spec)
+    mean, std = stats if stats is not None else (None, None)
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
+    return normalize_uint8(t, mean, std)
 
 
 class TensorLoader:

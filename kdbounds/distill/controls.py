@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .vid import as_choice, as_float, as_int, upcast
+from .._checks import as_choice, as_float, as_int
+from .features import upcast
 
 __all__ = ["RCD", "rcd_noise", "kd_kl_term", "make_untrained_teacher", "siddo_config",
            "UNTRAINED_CONFIG_KEY"]
@@ -111,17 +112,33 @@ class RCD(DistillMethod):
     defaults = {"gamma": 0.1, "alpha": 0.9, "T": 4.0, "noise": "gaussian", "noise_scale": 1.0,
                 "concentration": 1.0, "seed": 0}
 
+    @classmethod
+    def parse_hparams(cls, h: Mapping[str, Any]) -> dict[str, Any]:
+        """``gamma, alpha, noise_scale >= 0``, ``T, concentration > 0``, a known ``noise``, ``seed >= 0``.
+
+        Args:
+            h: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values.
+
+        Raises:
+            ValueError: a value out of range.
+            TypeError: a value of the wrong type.
+        """
+        return {"gamma": as_float("gamma", h["gamma"], low=0.0), "alpha": as_float("alpha", h["alpha"], low=0.0),
+                "T": as_float("T", h["T"], low=0.0, low_open=True),
+                "noise": as_choice("noise", h["noise"], ("gaussian", "dirichlet")),
+                "noise_scale": as_float("noise_scale", h["noise_scale"], low=0.0),
+                "concentration": as_float("concentration", h["concentration"], low=0.0, low_open=True),
+                "seed": as_int("seed", h["seed"], low=0)}
+
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
                  **hparams: Any) -> None:
         super().__init__(student, teacher, num_classes, **hparams)
-        h = self.hparams
-        self.gamma = as_float("gamma", h["gamma"], low=0.0)
-        self.alpha = as_float("alpha", h["alpha"], low=0.0)
-        self.T = as_float("T", h["T"], low=0.0, low_open=True)
-        self.noise = as_choice("noise", h["noise"], ("gaussian", "dirichlet"))
-        self.noise_scale = as_float("noise_scale", h["noise_scale"], low=0.0)
-        self.concentration = as_float("concentration", h["concentration"], low=0.0, low_open=True)
-        self.seed = as_int("seed", h["seed"], low=0)
+        p = self.parse_hparams(self.hparams)
+        self.gamma, self.alpha, self.T, self.noise = p["gamma"], p["alpha"], p["T"], p["noise"]
+        self.noise_scale, self.concentration, self.seed = p["noise_scale"], p["concentration"], p["seed"]
         self.num_classes_ = int(num_classes)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
 

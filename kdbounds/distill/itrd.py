@@ -23,14 +23,15 @@ beta = 1, lam_corr = 2, lam_mi = 1, alpha = 1.01. The embedding is trained with 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .vid import as_float, get_features, require_feature_model, upcast
+from .._checks import as_float
+from .features import get_features, require_feature_model, upcast
 
 __all__ = ["ITRD", "itrd_correlation_loss", "itrd_mi_loss", "STD_EPS"]
 
@@ -106,17 +107,32 @@ class ITRD(DistillMethod):
 
     defaults = {"gamma": 1.0, "beta": 1.0, "lam_corr": 2.0, "lam_mi": 1.0, "alpha": 1.01}
 
+    @classmethod
+    def parse_hparams(cls, h: Mapping[str, Any]) -> dict[str, Any]:
+        """``gamma, beta, lam_corr, lam_mi >= 0`` and ``alpha > 0``.
+
+        Args:
+            h: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values.
+
+        Raises:
+            ValueError: a value out of range.
+            TypeError: a value of the wrong type.
+        """
+        out = {k: as_float(k, h[k], low=0.0) for k in ("gamma", "beta", "lam_corr", "lam_mi")}
+        out["alpha"] = as_float("alpha", h["alpha"], low=0.0, low_open=True)
+        return out
+
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
                  **hparams: Any) -> None:
         super().__init__(student, teacher, num_classes, **hparams)
-        h = self.hparams
+        p = self.parse_hparams(self.hparams)
         require_feature_model(student, "student", self.name)
         require_feature_model(teacher, "teacher", self.name)
-        self.gamma = as_float("gamma", h["gamma"], low=0.0)
-        self.beta = as_float("beta", h["beta"], low=0.0)
-        self.lam_corr = as_float("lam_corr", h["lam_corr"], low=0.0)
-        self.lam_mi = as_float("lam_mi", h["lam_mi"], low=0.0)
-        self.alpha = as_float("alpha", h["alpha"], low=0.0, low_open=True)
+        self.gamma, self.beta, self.lam_corr, self.lam_mi, self.alpha = (
+            p["gamma"], p["beta"], p["lam_corr"], p["lam_mi"], p["alpha"])
         self.embed = nn.Linear(int(student.feature_dim), int(teacher.feature_dim), bias=False)
         p = next(iter(student.parameters()), None)
         if p is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -58,13 +58,24 @@ class KDMethod(DistillMethod):
     requires_teacher = True
     defaults = {"gamma": 0.1, "alpha": 0.9, "T": 4.0}
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int, **hparams: Any):
-        super().__init__(student, teacher, num_classes, **hparams)
-        hp = self.hparams
+    @classmethod
+    def parse_hparams(cls, hp: Mapping[str, Any]) -> dict[str, Any]:
+        """``T > 0``, ``gamma >= 0``, ``alpha >= 0`` (checked before the teacher or any data is loaded).
+
+        Args:
+            hp: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values.
+
+        Raises:
+            ValueError: ``T <= 0`` or a negative weight.
+        """
         if not hp["T"] > 0:
             raise ValueError(f"kd: temperature T must be > 0; got {hp['T']}")
         if hp["gamma"] < 0 or hp["alpha"] < 0:
             raise ValueError(f"kd: weights gamma and alpha must be ≥ 0; got gamma={hp['gamma']}, alpha={hp['alpha']}")
+        return dict(hp)
 
     def loss(self, x, y, s_out, t_out, epoch):
         """KD's objective (formula in the class docstring).

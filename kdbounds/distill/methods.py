@@ -55,6 +55,7 @@ __all__ = [
     "StepContext",
     "TrainingDiverged",
     "available_methods",
+    "check_method_hparams",
     "build_method",
     "build_scheduler",
     "build_sgd",
@@ -314,15 +315,36 @@ class DistillMethod(nn.Module):
 
     @classmethod
     def check_hparams(cls, hparams: Mapping[str, Any]) -> None:
-        """Validate hyper-parameters that need no model (called by ``__init__`` and by the command line
-        before any data is loaded). Default: nothing to check.
+        """Validate hyper-parameters that need no model (called by ``__init__``, by
+        :func:`~kdbounds.distill.train` and by the command line before the teacher or any data is
+        loaded). Default: :meth:`parse_hparams` (whatever it raises).
 
         Args:
             hparams: the hyper-parameters completed by their defaults.
 
         Raises:
             ValueError: in subclasses, a value the method cannot run with (naming it).
+            TypeError: in subclasses, a value of the wrong type (naming it).
         """
+        cls.parse_hparams(hparams)
+
+    @classmethod
+    def parse_hparams(cls, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """The hyper-parameters checked and coerced to what the method uses (no model needed), the
+        one place a method validates them: ``__init__`` reads its settings from here, so the early
+        check and the method cannot disagree. Default: ``dict(hparams)``.
+
+        Args:
+            hparams: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values by name.
+
+        Raises:
+            ValueError: in subclasses, a value the method cannot run with (naming it).
+            TypeError: in subclasses, a value of the wrong type (naming it).
+        """
+        return dict(hparams)
 
     # -- the one thing most methods implement
     def loss(self, x: Tensor, y: Tensor, s_out: Tensor | FeatureOutput,
@@ -432,6 +454,28 @@ class DistillMethod(nn.Module):
 
 _METHODS: dict[str, type[DistillMethod]] = {}
 
+
+
+def check_method_hparams(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyper-parameters of ``method`` completed by its defaults, coerced and checked by the method's
+    :meth:`~DistillMethod.check_hparams` — what the trainer, the run cache's workers and the command
+    line call before a teacher or any data is loaded.
+
+    Args:
+        method: a registered method's name.
+        given: the hyper-parameters given (e.g. ``TrainConfig.method_kwargs``).
+
+    Returns:
+        The completed hyper-parameters.
+
+    Raises:
+        ValueError: an unknown method or name, or a value the method cannot run with (named).
+        TypeError: a value of the wrong type (named).
+    """
+    cls = get_method(method)
+    hp = coerce_hparams(method, cls.defaults, given)
+    cls.check_hparams(hp)
+    return hp
 
 def register_method(cls: type[DistillMethod]) -> type[DistillMethod]:
     """Class decorator: register ``cls`` under ``cls.name``.

@@ -2,7 +2,7 @@ r"""Certified distillation: learn the posterior ``Q = N(w_Q, diag sigma_Q^2)`` d
 
 Two methods of the project's trainer, registered like every other (:func:`kdbounds.distill.train`, so
 ``python -m kdbounds.train``, the run cache, resume from atomic checkpoints, the NaN stop and progress
-come from there; reading a finished run back as kernels: :mod:`kdbounds.certificates.trainer`):
+come from there; reading a finished run back as kernels: :mod:`kdbounds.runs.posteriors`):
 
 * ``"pbb"`` — PAC-Bayes with backprop (Pérez-Ortiz et al., JMLR 2021) without a teacher: minimise a
   relaxed PAC-Bayes bound of the bounded cross-entropy;
@@ -46,38 +46,15 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from .._torch import bounded_cross_entropy
 from ..models import build_model
 from .checkpoint import file_sha256, load_checkpoint_model
 from .kd import kd_loss
 from .methods import DistillMethod, build_scheduler, build_sgd, register_method
 
-__all__ = ["bounded_cross_entropy", "pac_bayes_objective", "PBBMethod", "PBKDMethod", "OBJECTIVES", "param_key"]
+__all__ = ["pac_bayes_objective", "PBBMethod", "PBKDMethod", "OBJECTIVES", "param_key"]
 
 OBJECTIVES = ("fquad", "fclassic")
-
-
-def bounded_cross_entropy(logits: Tensor, y: Tensor, p_min: float) -> Tensor:
-    r"""Per-example cross-entropy clipped at ``ln(1/p_min)`` and scaled to ``[0, 1]``.
-
-    .. math:: \ell(z, y) = \frac{\min(-\ln \mathrm{softmax}(z)_y,\ \ln(1/p_{\min}))}{\ln(1/p_{\min})}
-
-    Args:
-        logits: ``(N, C)`` logits.
-        y: ``(N,)`` integer labels.
-        p_min: the smallest probability that still counts, in ``(0, 1)``.
-
-    Returns:
-        ``(N,)`` losses in ``[0, 1]`` (float32, or float64 for float64 logits).
-
-    Raises:
-        ValueError: ``p_min`` outside ``(0, 1)``.
-    """
-    if not 0.0 < p_min < 1.0:
-        raise ValueError(f"p_min: expected a number in (0, 1), got {p_min!r}")
-    cap = math.log(1.0 / p_min)
-    z = logits if logits.dtype == torch.float64 else logits.float()
-    ce = F.cross_entropy(z, y, reduction="none")
-    return torch.clamp(ce, max=cap) / cap
 
 
 def pac_bayes_objective(emp: Tensor, kl: Tensor, n: int, delta: float, kind: str = "fquad") -> Tensor:
@@ -189,7 +166,7 @@ class _CertifiedMethod(DistillMethod):
         super().__init__(student, teacher, num_classes, **hparams)  # calls check_hparams
         hp = self.hparams
         prior = _load_prior(hp["prior"], hp["prior_sha256"], student, num_classes)
-        from ..curvature.parameters import select_parameters  # the selector of the curvature operators and kernels
+        from .._params import select_parameters
 
         self.names: tuple[str, ...] = tuple(select_parameters(prior, hp["params"] or None))
         prior_named = dict(prior.named_parameters())
@@ -220,7 +197,7 @@ class _CertifiedMethod(DistillMethod):
         return F.softplus(self.rho[param_key(name)])
 
     def kl(self, student: nn.Module) -> Tensor:
-        """Differentiable ``KL(Q‖P)`` (the closed form of :func:`kdbounds.certificates.kernels.kernel_kl`)."""
+        """Differentiable ``KL(Q‖P)`` (the closed form of :func:`kdbounds.pacbayes.kernels.kernel_kl`)."""
         named = dict(student.named_parameters())
         sp = self.hparams["sigma_prior"]
         total = torch.zeros((), device=self.noise_seed.device)

@@ -43,15 +43,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, build_sgd, feature_shapes, lr_multiplier, register_method
-from .vid import (as_bool, as_choice, as_float, as_int, as_int_tuple, get_features,
-                  match_spatial, require_feature_model, select_stage_pairs, upcast)
+from .._checks import as_bool, as_choice, as_float, as_int, as_int_tuple
+from .features import get_features, match_spatial, require_feature_model, select_stage_pairs, upcast
 
 __all__ = [
     "RID",
@@ -358,47 +358,74 @@ class RID(DistillMethod):
                 "nesterov": True, "lr_schedule": "paper", "spatial_pool": False,
                 "image_size": 32, "epochs": None}
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
-                 **hparams: Any) -> None:
-        super().__init__(student, teacher, num_classes, **hparams)
-        h = self.hparams
-        s_ch = require_feature_model(student, "student", self.name)
-        t_ch = require_feature_model(teacher, "teacher", self.name)
-        self.r = _check_r(h["r"])
-        self.lam1 = as_float("lam1", h["lam1"], low=0.0)
-        self.lam2 = as_float("lam2", h["lam2"], low=0.0)
-        if self.lam1 == 0.0 and self.lam2 == 0.0:
+    @classmethod
+    def parse_hparams(cls, h: Mapping[str, Any]) -> dict[str, Any]:
+        """Every setting that needs no model: ``r``, the weights (not both 0), the schedule (``q`` or
+        ``n_rounds``, and ``epochs`` against them), ``sigma_*``, ``grad_clip``, flags, stage indices,
+        ``filter_channels`` and ``image_size``.
+
+        Args:
+            h: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values (``n_rounds`` 10 when neither ``q`` nor ``n_rounds`` is given).
+
+        Raises:
+            ValueError: a value out of range, ``lam1 = lam2 = 0``, both ``q`` and ``n_rounds``, or a
+                schedule the run length cannot hold.
+            TypeError: a value of the wrong type.
+        """
+        p: dict[str, Any] = {"r": _check_r(h["r"]), "lam1": as_float("lam1", h["lam1"], low=0.0),
+                             "lam2": as_float("lam2", h["lam2"], low=0.0)}
+        if p["lam1"] == 0.0 and p["lam2"] == 0.0:
             raise ValueError("hyper-parameters lam1 and lam2 are both 0: the student would not "
                              "learn; set lam1 > 0 (e.g. lam1=1)")
-        self.sigma_init = as_float("sigma_init", h["sigma_init"])
-        self.sigma_penalty = as_choice("sigma_penalty", h["sigma_penalty"], ("square", "log"))
-        self.grad_clip = as_float("grad_clip", h["grad_clip"], low=0.0, low_open=True)
-        self.nesterov = as_bool("nesterov", h["nesterov"])
-        self.lr_schedule = as_choice("lr_schedule", h["lr_schedule"], ("paper", "config"))
-        self.spatial_pool = as_bool("spatial_pool", h["spatial_pool"])
+        p["sigma_init"] = as_float("sigma_init", h["sigma_init"])
+        p["sigma_penalty"] = as_choice("sigma_penalty", h["sigma_penalty"], ("square", "log"))
+        p["grad_clip"] = as_float("grad_clip", h["grad_clip"], low=0.0, low_open=True)
+        p["nesterov"] = as_bool("nesterov", h["nesterov"])
+        p["lr_schedule"] = as_choice("lr_schedule", h["lr_schedule"], ("paper", "config"))
+        p["spatial_pool"] = as_bool("spatial_pool", h["spatial_pool"])
         q, n_rounds = h["q"], h["n_rounds"]
         if q is not None and n_rounds is not None:
             raise ValueError("RID: give either q (cycle length in epochs) or n_rounds, not both")
-        self.q_arg = None if q is None else as_int("q", q, low=1)
-        self.n_rounds = None if n_rounds is None else as_int("n_rounds", n_rounds, low=1)
-        if self.q_arg is None and self.n_rounds is None:
-            self.n_rounds = 10
-        if self.q_arg is not None:
+        p["q"] = None if q is None else as_int("q", q, low=1)
+        p["n_rounds"] = None if n_rounds is None else as_int("n_rounds", n_rounds, low=1)
+        if p["q"] is None and p["n_rounds"] is None:
+            p["n_rounds"] = 10
+        if p["q"] is not None:
             # range check of q and r that does not need the run length
-            rid_cycle_length(self.q_arg + 1, q=self.q_arg, r=self.r)
+            rid_cycle_length(p["q"] + 1, q=p["q"], r=p["r"])
+        p["epochs"] = None if h["epochs"] is None else as_int("epochs", h["epochs"], low=1)
+        if p["epochs"] is not None:
+            rid_cycle_length(p["epochs"], q=p["q"], n_rounds=None if p["q"] is not None else p["n_rounds"], r=p["r"])
+        p["layers"] = as_int_tuple("layers", h["layers"])
+        p["teacher_layers"] = as_int_tuple("teacher_layers", h["teacher_layers"])
+        p["filter_channels"] = as_int_tuple("filter_channels", h["filter_channels"])
+        p["image_size"] = as_int("image_size", h["image_size"], low=1)
+        return p
+
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
+                 **hparams: Any) -> None:
+        super().__init__(student, teacher, num_classes, **hparams)
+        p = self.parse_hparams(self.hparams)
+        s_ch = require_feature_model(student, "student", self.name)
+        t_ch = require_feature_model(teacher, "teacher", self.name)
+        self.r, self.lam1, self.lam2 = p["r"], p["lam1"], p["lam2"]
+        self.sigma_init, self.sigma_penalty, self.grad_clip = p["sigma_init"], p["sigma_penalty"], p["grad_clip"]
+        self.nesterov, self.lr_schedule, self.spatial_pool = p["nesterov"], p["lr_schedule"], p["spatial_pool"]
+        self.q_arg, self.n_rounds = p["q"], p["n_rounds"]
         self.epochs: int | None = None
         self.q: int | None = None
-        if h["epochs"] is not None:
-            self.set_epochs(as_int("epochs", h["epochs"], low=1))
+        if p["epochs"] is not None:
+            self.set_epochs(p["epochs"])
 
-        self.pairs = select_stage_pairs(self.name, s_ch, t_ch,
-                                        as_int_tuple("layers", h["layers"]),
-                                        as_int_tuple("teacher_layers", h["teacher_layers"]))
-        fc = as_int_tuple("filter_channels", h["filter_channels"])
+        self.pairs = select_stage_pairs(self.name, s_ch, t_ch, p["layers"], p["teacher_layers"])
+        fc = p["filter_channels"]
         if fc is not None and len(fc) not in (1, len(self.pairs)):
             raise ValueError(f"filter_channels must be one int or one per layer "
                              f"({len(self.pairs)}), got {fc}")
-        size = as_int("image_size", h["image_size"], low=1)
+        size = p["image_size"]
         s_shapes = feature_shapes(student, size).stages
         t_shapes = feature_shapes(teacher, size).stages
         t_filters, s_filters, heads, a = [], [], [], []

@@ -50,7 +50,7 @@ from .checkpoint import (
     restore_rng,
 )
 from .config import TrainConfig
-from .methods import DistillMethod, StepContext, TrainingDiverged, get_method, logits_of
+from .methods import DistillMethod, StepContext, TrainingDiverged, check_method_hparams, get_method, logits_of
 from .recipes import Recipe, build_recipe, evaluate_tta
 
 __all__ = [
@@ -620,6 +620,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, teacher: nn.Module | Non
                          "input is new, so the cache would only grow; drop teacher_cache or augmentation")
     t_start = time.perf_counter()
     method_cls = get_method(cfg.method)
+    # the method's hyper-parameters, checked before the run folder, the teacher or any data is touched
+    check_method_hparams(cfg.method, cfg.method_kwargs)
     out, paths, ckpt = _open_run(cfg, out_dir, resume)
     run = _setup(cfg, method_cls, out, paths, teacher, data, teacher_cache)
     _resume(run, ckpt)

@@ -24,339 +24,23 @@ variance floor 1e-3, weight 100): that variant is registered as ``"vid_rid"``
 (:mod:`kdbounds.distill.vid_rid`). Weight 100 with this regressor is a mix of the two sources
 that neither paper ran.
 
-This module also holds the small helpers shared by the feature-based methods of this package
-(VID, RID, ITRD): checking that a model exposes features, choosing stage pairs, and coercing
-hyper-parameters given as strings on the command line.
+The helpers shared by the feature-based methods (a model's features, stage pairs, spatial
+matching) are in :mod:`kdbounds.distill.features`; hyper-parameter coercion in :mod:`kdbounds._checks`.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._checks import as_float, as_int_tuple
+from .features import get_features, match_spatial, require_feature_model, select_stage_pairs, upcast
 from .methods import DistillMethod, register_method
 
-__all__ = [
-    "VID",
-    "VIDRegressor",
-    "vid_layer_loss",
-    "match_spatial",
-    "require_feature_model",
-    "select_stage_pairs",
-    "as_float",
-    "as_int",
-    "as_bool",
-    "as_int_tuple",
-    "as_choice",
-    "upcast",
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# Hyper-parameter coercion (the CLI passes `--method-arg key=value`; values may arrive as str).
-# ---------------------------------------------------------------------------------------------
-def as_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-             low_open: bool = False, high_open: bool = False) -> float:
-    """Coerce ``value`` to float and check ``low <= value <= high`` (open ends when asked).
-
-    Args:
-        name: the hyper-parameter's name (for messages).
-        value: the value given.
-        low: lower end (``None``: none).
-        high: upper end (``None``: none).
-        low_open: exclude ``low``.
-        high_open: exclude ``high``.
-
-    Returns:
-        The float.
-
-    Raises:
-        TypeError: not a number (a bool included).
-        ValueError: not finite, or out of range.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"hyper-parameter {name!r} must be a number, got the boolean {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"hyper-parameter {name!r} must be a number, got {value!r}; "
-                        f"pass e.g. --method-arg {name}=1.0") from None
-    if not math.isfinite(out):
-        raise ValueError(f"hyper-parameter {name!r} must be finite, got {value!r}")
-    if low is not None and (out < low or (low_open and out == low)):
-        rel = ">" if low_open else ">="
-        raise ValueError(f"hyper-parameter {name!r} must be {rel} {low}, got {out}")
-    if high is not None and (out > high or (high_open and out == high)):
-        rel = "<" if high_open else "<="
-        raise ValueError(f"hyper-parameter {name!r} must be {rel} {high}, got {out}")
-    return out
-
-
-def as_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
-    """Coerce ``value`` to int (accepting "3" and 3.0, refusing 2.5) and check its range.
-
-    Args:
-        name: the hyper-parameter's name (for messages).
-        value: the value given.
-        low: smallest allowed (``None``: none).
-        high: largest allowed (``None``: none).
-
-    Returns:
-        The int.
-
-    Raises:
-        TypeError: not a number (a bool included).
-        ValueError: not an integer, or out of range.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"hyper-parameter {name!r} must be an integer, got the boolean {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"hyper-parameter {name!r} must be an integer, got {value!r}") from None
-    if not math.isfinite(f) or f != int(f):
-        raise ValueError(f"hyper-parameter {name!r} must be an integer, got {value!r}")
-    out = int(f)
-    if low is not None and out < low:
-        raise ValueError(f"hyper-parameter {name!r} must be >= {low}, got {out}")
-    if high is not None and out > high:
-        raise ValueError(f"hyper-parameter {name!r} must be <= {high}, got {out}")
-    return out
-
-
-def as_bool(name: str, value: Any) -> bool:
-    """Coerce true/false/1/0/yes/no (str or bool) to bool.
-
-    Args:
-        name: the hyper-parameter's name (for messages).
-        value: the value given.
-
-    Returns:
-        The bool.
-
-    Raises:
-        TypeError: anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
-        return True
-    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
-        return False
-    raise TypeError(f"hyper-parameter {name!r} must be a boolean (true/false), got {value!r}")
-
-
-def as_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """Check that ``value`` is one of ``choices`` (case-insensitive).
-
-    Args:
-        name: the hyper-parameter's name (for messages).
-        value: the value given.
-        choices: the allowed values (lower case).
-
-    Returns:
-        The value, stripped and lower-cased.
-
-    Raises:
-        ValueError: not one of ``choices``.
-    """
-    v = str(value).strip().lower()
-    if v not in choices:
-        raise ValueError(f"hyper-parameter {name!r} must be one of {list(choices)}, got {value!r}")
-    return v
-
-
-def as_int_tuple(name: str, value: Any) -> tuple[int, ...] | None:
-    """Parse None / "all" / 2 / "0,2" / "0;2" / [0, 2] into a tuple of ints (None = all).
-
-    Args:
-        name: the hyper-parameter's name (for messages).
-        value: the value given.
-
-    Returns:
-        The indices, or ``None`` for all.
-
-    Raises:
-        TypeError: a value of another kind.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        s = value.strip().lower()
-        if s in {"", "all", "none"}:
-            return None
-        parts = [p for p in s.replace(";", ",").replace(" ", ",").split(",") if p]
-        return tuple(as_int(name, p) for p in parts)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (as_int(name, value),)
-    if isinstance(value, (list, tuple)):
-        return tuple(as_int(name, p) for p in value)
-    raise TypeError(f"hyper-parameter {name!r} must be a list of stage indices like '0,1,2', "
-                    f"got {value!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Feature plumbing shared by VID, RID and ITRD.
-# ---------------------------------------------------------------------------------------------
-def require_feature_model(model: Any, role: str, method: str) -> tuple[int, ...]:
-    """Check that ``model`` exposes features; return its ``stage_channels``.
-
-    A feature model has ``stage_channels`` (tuple of ints), ``feature_dim`` (int) and a
-    ``forward(x, return_features=True)`` returning ``FeatureOutput(logits, stages, pooled)``
-    (see ``kdbounds.models``).
-
-    Args:
-        model: the model checked.
-        role: ``"student"`` or ``"teacher"`` (for messages).
-        method: the method's name (for messages).
-
-    Returns:
-        The model's ``stage_channels``.
-
-    Raises:
-        ValueError: ``model`` is None.
-        TypeError: not an ``nn.Module``, or no feature interface.
-    """
-    if model is None:
-        raise ValueError(f"method {method!r} needs a {role}; got None. "
-                         + ("Pass --teacher CKPT." if role == "teacher" else ""))
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"method {method!r}: the {role} must be a torch.nn.Module, "
-                        f"got {type(model).__name__}")
-    channels = getattr(model, "stage_channels", None)
-    dim = getattr(model, "feature_dim", None)
-    if (not isinstance(channels, (tuple, list)) or len(channels) == 0
-            or not all(isinstance(c, int) and c > 0 for c in channels) or not isinstance(dim, int)):
-        raise TypeError(
-            f"method {method!r} distils intermediate features, but the {role} "
-            f"({type(model).__name__}) does not expose them: it needs attributes "
-            f"stage_channels (tuple of ints) and feature_dim (int) and "
-            f"forward(x, return_features=True) -> FeatureOutput(logits, stages, pooled). "
-            f"Use a model from kdbounds.models.build_model, or a logit method such as 'kd'.")
-    return tuple(int(c) for c in channels)
-
-
-def select_stage_pairs(method: str, s_channels: Sequence[int], t_channels: Sequence[int],
-                       layers: Sequence[int] | None,
-                       teacher_layers: Sequence[int] | None) -> tuple[tuple[int, int], ...]:
-    """Pair student stage indices with teacher stage indices.
-
-    ``layers`` are student stage indices (None = all), ``teacher_layers`` teacher stage indices
-    (None = same as ``layers``). Negative indices count from the end. With both None the models
-    must have the same number of stages.
-
-    Args:
-        method: the method's name (for messages).
-        s_channels: the student's stage channels.
-        t_channels: the teacher's stage channels.
-        layers: student stage indices (None = all).
-        teacher_layers: teacher stage indices (None = same as ``layers``).
-
-    Returns:
-        ``(student index, teacher index)`` pairs, non-negative.
-
-    Raises:
-        ValueError: unequal stage counts with both None, an empty or unequal selection, an index
-            out of range, or a repeated pair.
-    """
-    ns, nt = len(s_channels), len(t_channels)
-    if layers is None and teacher_layers is None:
-        if ns != nt:
-            raise ValueError(
-                f"method {method!r}: student has {ns} stages and teacher has {nt}; cannot pair "
-                f"them automatically. Choose the pairs with layers=... (student stage indices) "
-                f"and teacher_layers=... (teacher stage indices), e.g. layers=0,1,2 "
-                f"teacher_layers={max(nt - 3, 0)},{max(nt - 2, 0)},{nt - 1}.")
-        s_idx = list(range(ns))
-        t_idx = list(range(nt))
-    else:
-        s_idx = list(layers) if layers is not None else list(range(ns))
-        t_idx = list(teacher_layers) if teacher_layers is not None else list(s_idx)
-    if len(s_idx) == 0:
-        raise ValueError(f"method {method!r}: 'layers' selects no stage; give at least one index")
-    if len(s_idx) != len(t_idx):
-        raise ValueError(f"method {method!r}: layers={tuple(s_idx)} and "
-                         f"teacher_layers={tuple(t_idx)} must have the same length")
-    pairs = []
-    for i, j in zip(s_idx, t_idx):
-        if not -ns <= i < ns:
-            raise ValueError(f"method {method!r}: student stage index {i} out of range; the "
-                             f"student has {ns} stages (valid 0..{ns - 1})")
-        if not -nt <= j < nt:
-            raise ValueError(f"method {method!r}: teacher stage index {j} out of range; the "
-                             f"teacher has {nt} stages (valid 0..{nt - 1})")
-        pairs.append((i % ns, j % nt))
-    if len(set(pairs)) != len(pairs):
-        raise ValueError(f"method {method!r}: duplicate layer pairs {pairs}")
-    return tuple(pairs)
-
-
-def upcast(x: torch.Tensor) -> torch.Tensor:
-    """float16/bfloat16 (autocast) -> float32 for loss arithmetic; other dtypes unchanged.
-
-    Args:
-        x: a tensor.
-
-    Returns:
-        ``x`` in float32 when it was half precision, else ``x``.
-    """
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def get_features(out: Any, role: str, method: str):
-    """Return ``out`` if it looks like a FeatureOutput, else a clear TypeError.
-
-    Args:
-        out: a model's output.
-        role: ``"student"`` or ``"teacher"`` (for messages).
-        method: the method's name (for messages).
-
-    Returns:
-        ``out``.
-
-    Raises:
-        TypeError: ``out`` has no ``logits``, ``stages`` and ``pooled``.
-    """
-    if not hasattr(out, "stages") or not hasattr(out, "logits") or not hasattr(out, "pooled"):
-        raise TypeError(f"method {method!r} needs the {role} output as FeatureOutput(logits, "
-                        f"stages, pooled) (forward(x, return_features=True)); got "
-                        f"{type(out).__name__}. The trainer passes features when the method's "
-                        f"requires_features is True.")
-    return out
-
-
-def match_spatial(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average-pool the spatially larger of two NCHW maps to the other's size.
-
-    ``adaptive_avg_pool2d`` of the map with more pixels; if one is taller and the other wider,
-    both are pooled to the elementwise minimum size.
-
-    Args:
-        s: student map, NCHW.
-        t: teacher map, NCHW.
-
-    Returns:
-        ``(s, t)`` with equal spatial sizes.
-
-    Raises:
-        ValueError: a map is not 4-dimensional.
-    """
-    if s.dim() != 4 or t.dim() != 4:
-        raise ValueError(f"feature maps must be NCHW, got shapes {tuple(s.shape)} and "
-                         f"{tuple(t.shape)}")
-    hs, ws = s.shape[-2:]
-    ht, wt = t.shape[-2:]
-    h, w = min(hs, ht), min(ws, wt)
-    if (hs, ws) != (h, w):
-        s = F.adaptive_avg_pool2d(s, (h, w))
-    if (ht, wt) != (h, w):
-        t = F.adaptive_avg_pool2d(t, (h, w))
-    return s, t
+__all__ = ["VID", "VIDRegressor", "vid_layer_loss", "vid_objective"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,19 +135,34 @@ class VID(DistillMethod):
     defaults = {"lam": 1.0, "ce_weight": 1.0, "layers": None, "teacher_layers": None,
                 "init_var": 5.0, "eps": 1e-5}
 
+    @classmethod
+    def parse_hparams(cls, h: Mapping[str, Any]) -> dict[str, Any]:
+        """``lam, ce_weight >= 0``, ``eps > 0``, ``init_var > eps``, stage indices (no model needed).
+
+        Args:
+            h: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values.
+
+        Raises:
+            ValueError: a value out of range.
+            TypeError: a value of the wrong type.
+        """
+        eps = as_float("eps", h["eps"], low=0.0, low_open=True)
+        return {"lam": as_float("lam", h["lam"], low=0.0), "ce_weight": as_float("ce_weight", h["ce_weight"], low=0.0),
+                "eps": eps, "init_var": as_float("init_var", h["init_var"], low=eps, low_open=True),
+                "layers": as_int_tuple("layers", h["layers"]),
+                "teacher_layers": as_int_tuple("teacher_layers", h["teacher_layers"])}
+
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
                  **hparams: Any) -> None:
         super().__init__(student, teacher, num_classes, **hparams)
-        h = self.hparams
+        p = self.parse_hparams(self.hparams)
         s_ch = require_feature_model(student, "student", self.name)
         t_ch = require_feature_model(teacher, "teacher", self.name)
-        self.lam = as_float("lam", h["lam"], low=0.0)
-        self.ce_weight = as_float("ce_weight", h["ce_weight"], low=0.0)
-        self.eps = as_float("eps", h["eps"], low=0.0, low_open=True)
-        self.init_var = as_float("init_var", h["init_var"], low=self.eps, low_open=True)
-        self.pairs = select_stage_pairs(self.name, s_ch, t_ch,
-                                        as_int_tuple("layers", h["layers"]),
-                                        as_int_tuple("teacher_layers", h["teacher_layers"]))
+        self.lam, self.ce_weight, self.eps, self.init_var = p["lam"], p["ce_weight"], p["eps"], p["init_var"]
+        self.pairs = select_stage_pairs(self.name, s_ch, t_ch, p["layers"], p["teacher_layers"])
         self.regressors = nn.ModuleList(
             VIDRegressor(s_ch[i], t_ch[j], init_var=self.init_var, eps=self.eps)
             for i, j in self.pairs)

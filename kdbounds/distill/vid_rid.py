@@ -32,7 +32,7 @@ read in the official repository ``github.com/pasandissanayake/kd-rid`` (commit 3
 * Distilled layers: the outputs of the three WRN groups (``out_l1..out_l3``) of student and
   teacher. Their spatial sizes agree (32, 16, 8) so the official code pools nothing; here a
   spatial mismatch (other architectures) is resolved as in ``"vid"`` by adaptive average
-  pooling of the larger map (:func:`kdbounds.distill.vid.match_spatial`).
+  pooling of the larger map (:func:`kdbounds.distill.features.match_spatial`).
 * Regressor, BatchNorm and alpha are trained with the student by the same SGD (weight decay
   included); the teacher is frozen.
 
@@ -42,14 +42,16 @@ SGD Nesterov, no augmentation) are set by the caller's :class:`~kdbounds.distill
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .vid import as_float, as_int, as_int_tuple, require_feature_model, select_stage_pairs, vid_objective
+from .._checks import as_float, as_int, as_int_tuple
+from .features import require_feature_model, select_stage_pairs
+from .vid import vid_objective
 
 __all__ = ["VIDRID", "VIDRIDRegressor", "vid_rid_variance", "KD_RID_ALPHA_INIT", "KD_RID_EPS",
            "KD_RID_LAM", "KD_RID_HIDDEN_MULT"]
@@ -167,20 +169,36 @@ class VIDRID(DistillMethod):
                 "hidden_mult": KD_RID_HIDDEN_MULT, "alpha_init": KD_RID_ALPHA_INIT,
                 "eps": KD_RID_EPS}
 
+    @classmethod
+    def parse_hparams(cls, h: Mapping[str, Any]) -> dict[str, Any]:
+        """``lam, ce_weight >= 0``, ``eps > 0``, finite ``alpha_init``, ``hidden_mult >= 1``, stage indices.
+
+        Args:
+            h: the hyper-parameters completed by their defaults.
+
+        Returns:
+            The checked values.
+
+        Raises:
+            ValueError: a value out of range.
+            TypeError: a value of the wrong type.
+        """
+        return {"lam": as_float("lam", h["lam"], low=0.0), "ce_weight": as_float("ce_weight", h["ce_weight"], low=0.0),
+                "eps": as_float("eps", h["eps"], low=0.0, low_open=True),
+                "alpha_init": as_float("alpha_init", h["alpha_init"]),
+                "hidden_mult": as_int("hidden_mult", h["hidden_mult"], low=1),
+                "layers": as_int_tuple("layers", h["layers"]),
+                "teacher_layers": as_int_tuple("teacher_layers", h["teacher_layers"])}
+
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int,
                  **hparams: Any) -> None:
         super().__init__(student, teacher, num_classes, **hparams)
-        h = self.hparams
+        p = self.parse_hparams(self.hparams)
         s_ch = require_feature_model(student, "student", self.name)
         t_ch = require_feature_model(teacher, "teacher", self.name)
-        self.lam = as_float("lam", h["lam"], low=0.0)
-        self.ce_weight = as_float("ce_weight", h["ce_weight"], low=0.0)
-        self.eps = as_float("eps", h["eps"], low=0.0, low_open=True)
-        self.alpha_init = as_float("alpha_init", h["alpha_init"])
-        self.hidden_mult = as_int("hidden_mult", h["hidden_mult"], low=1)
-        self.pairs = select_stage_pairs(self.name, s_ch, t_ch,
-                                        as_int_tuple("layers", h["layers"]),
-                                        as_int_tuple("teacher_layers", h["teacher_layers"]))
+        self.lam, self.ce_weight, self.eps = p["lam"], p["ce_weight"], p["eps"]
+        self.alpha_init, self.hidden_mult = p["alpha_init"], p["hidden_mult"]
+        self.pairs = select_stage_pairs(self.name, s_ch, t_ch, p["layers"], p["teacher_layers"])
         self.regressors = nn.ModuleList(
             VIDRIDRegressor(s_ch[i], t_ch[j], hidden_mult=self.hidden_mult,
                             alpha_init=self.alpha_init, eps=self.eps)

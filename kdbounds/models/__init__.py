@@ -13,7 +13,7 @@ and ``classifier`` (the final ``nn.Linear``).
 from .airbench import AirbenchNet
 from .base import CifarModel, FeatureOutput, init_weights
 from .mlp import CifarMLP
-from .registry import MODEL_NAMES, available_models, build_model, count_parameters, register_model
+from .registry import MODEL_NAMES, arch_name, available_models, build_model, count_parameters, register_model
 
 __all__ = [
     "AirbenchNet",
@@ -21,6 +21,7 @@ __all__ = [
     "CifarModel",
     "FeatureOutput",
     "MODEL_NAMES",
+    "arch_name",
     "available_models",
     "build_model",
     "count_parameters",

@@ -9,7 +9,7 @@ for thousands of Monte Carlo weight draws on two CPU cores:
 * ``mlp256``: 2×2 average pooling (32×32×3 → 16×16×3 = 768 inputs, parameter-free), one hidden
   ReLU layer of 256 units, linear classifier (199,434 parameters for 10 classes);
 * ``mlp512x2``: the same input, two hidden ReLU layers of 512 units (661,514 parameters) — a
-  larger teacher for prior (d) of :mod:`kdbounds.certificates.priors`.
+  larger teacher for prior (d) of :mod:`kdbounds.runs.priors`.
 
 ``model(x, return_features=True)`` returns each hidden layer as a ``N × width × 1 × 1`` stage and the
 last hidden layer as ``pooled`` (the :class:`~kdbounds.models.base.CifarModel` contract).

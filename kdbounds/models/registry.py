@@ -14,7 +14,7 @@ from .resnet import CifarResNet
 from .vgg import VGG
 from .wrn import WideResNet
 
-__all__ = ["MODEL_NAMES", "available_models", "build_model", "count_parameters", "register_model"]
+__all__ = ["MODEL_NAMES", "arch_name", "available_models", "build_model", "count_parameters", "register_model"]
 
 _REGISTRY: dict[str, Callable[[int], CifarModel]] = {}
 
@@ -119,3 +119,24 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
         The total number of scalar parameters.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def arch_name(text: str) -> str:
+    """A model name of the zoo typed on a command line (``--arch``), e.g. ``resnet20`` or ``WRN-40-2``.
+
+    Args:
+        text: the typed name (case and ``-``/``_`` do not matter).
+
+    Returns:
+        The zoo's name.
+
+    Raises:
+        argparse.ArgumentTypeError: not a model of the zoo (the message lists the valid names).
+    """
+    import argparse
+
+    name = text.strip().lower().replace("-", "_")
+    names = available_models()
+    if name not in names:
+        raise argparse.ArgumentTypeError(f"expected a model name, got {text!r}; valid: {', '.join(names)}")
+    return name

@@ -1,5 +1,41 @@
-"""Runs: the layer between training and the studies (the teacher bank; the run cache joins it)."""
+"""The runs layer: how models get trained and reused, between the library and the studies.
 
-from .bank import BankTeacher, bank_root, bank_teacher
+* :mod:`~kdbounds.runs.cache` — the run cache: one folder per distinct training configuration
+  (``train_cached``), locked per run (:mod:`~kdbounds.runs.locking`);
+* :mod:`~kdbounds.runs.sweep` — the sweep runner (a grid of runs with dependencies, local or Ray);
+* :mod:`~kdbounds.runs.grid` — training runs on the sweep: the data description ``DataSpec``, the
+  worker-side config fill-in (:func:`~kdbounds.runs.grid.worker_config`: teacher and prior paths),
+  ``train_run``/``train_spec``, ``Timed``/``train_timed``, and the teacher recipe record
+  ``TeacherRecipe``;
+* :mod:`~kdbounds.runs.splits` — the ``D_T``/``D_S`` split of CIFAR-10: its description
+  ``SplitSpec`` and the one loader ``split_data``;
+* :mod:`~kdbounds.runs.priors` — where a prior is trained (theory.md §7, kinds (a)–(d));
+* :mod:`~kdbounds.runs.posteriors` — reading a finished ``pbb``/``pbkd`` run back as Gaussian kernels.
+
+* :mod:`~kdbounds.runs.bank` — the teacher bank: one trained teacher per (recipe, architecture, data, seed),
+  shared by every study (:func:`~kdbounds.runs.bank.bank_teacher`).
+
+Nothing is imported here, so ``import kdbounds.runs`` stays cheap (``BankTeacher``, ``bank_root`` and
+``bank_teacher`` load lazily).
+"""
 
 __all__ = ["BankTeacher", "bank_root", "bank_teacher"]
+
+
+def __getattr__(name: str):
+    """The bank's names, imported on first use.
+
+    Args:
+        name: ``BankTeacher``, ``bank_root`` or ``bank_teacher``.
+
+    Returns:
+        The object.
+
+    Raises:
+        AttributeError: another name.
+    """
+    if name in __all__:
+        from . import bank
+
+        return getattr(bank, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

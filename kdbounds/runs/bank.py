@@ -1,6 +1,6 @@
 """The teacher bank: one trained teacher per (recipe, architecture, data, seed), shared by every study.
 
-A bank teacher is an ordinary run of the run cache (:func:`~kdbounds.studies.cache.train_cached`) in one
+A bank teacher is an ordinary run of the run cache (:func:`~kdbounds.runs.cache.train_cached`) in one
 shared folder, the **bank root**: ``$KDBOUNDS_BANK``, else ``$KDBOUNDS_CACHE/bank``, else
 ``~/.cache/kdbounds/bank`` (or an explicit ``root``). Its identity is the run cache's: the training config,
 the fingerprint of preloaded data (a D_T split, say), and the training code. So
@@ -126,7 +126,7 @@ def bank_teacher(spec: BankTeacher, root: str | os.PathLike | None = None, data:
     Returns:
         The run's :class:`~kdbounds.distill.trainer.TrainResult` (``.paths["model"]`` is the teacher file).
     """
-    from ..studies.cache import load_cached, run_id, train_cached
+    from .cache import load_cached, run_id, train_cached
 
     folder = bank_root(root)
     cfg = spec.config(data_root)

@@ -1,7 +1,8 @@
-"""Studies: orchestration on top of the library (they train, measure and write files).
+"""Studies: the top of the library (they train, measure and write files); one public module per study.
 
-One module per study, all the same shape (a frozen ``Config``, ``PRESETS``, ``run``,
-``write_results``, plots); :mod:`kdbounds.studies.cache` is the run cache they share, and
-:mod:`kdbounds.studies.sweep` runs a study's grid locally or on Ray.
+Every study has the same shape (a frozen ``Config``, ``PRESETS``, ``run``, ``write_results``, plots) and
+runs as ``kdbounds-study <name>``: any public module here is a study, and no study imports another.
+What they share lives below them: the run cache, sweep runner, training grids, splits and priors in
+:mod:`kdbounds.runs`; here only the command line (``_cli``, ``__main__``) and the figures (``_plots``).
 Nothing is imported here, so ``import kdbounds.studies`` stays cheap.
 """

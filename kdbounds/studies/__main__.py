@@ -1,7 +1,7 @@
 """``kdbounds-study <name> [options]`` (also ``python -m kdbounds.studies <name> ...``): run a study by name.
 
-The studies are the modules of :mod:`kdbounds.studies` that are not plumbing (found by listing the
-package; only the chosen one is imported). In a source checkout the options are exactly those of
+A study is any public module of :mod:`kdbounds.studies` (found by listing the package; only the chosen
+one is imported); the private ``_cli``, ``_plots`` and ``__main__`` are the command line and the shared figures. In a source checkout the options are exactly those of
 ``experiments/<name>.py`` (its ``main`` is called); in an installed package without ``experiments/``,
 a generic command line is built from the study's ``PRESETS``: the common options plus one
 ``--<field>`` per plain (int/float/str) field of its ``Config``.
@@ -22,19 +22,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["PLUMBING", "available_studies", "main"]
+__all__ = ["available_studies", "main"]
 
-#: modules of ``kdbounds.studies`` that are not studies
-PLUMBING = frozenset({"cache", "grid", "locking", "plots", "sweep"})
 _EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def available_studies() -> list[str]:
-    """Names of the study modules present in this installation (without importing them)."""
+    """Names of the study modules present in this installation (without importing them).
+
+    Returns:
+        The public modules of :mod:`kdbounds.studies`, sorted.
+    """
     from . import __path__ as pkg_path
 
     return sorted(m.name for m in pkgutil.iter_modules(pkg_path)
-                  if not m.name.startswith("_") and m.name not in PLUMBING and not m.ispkg)
+                  if not m.name.startswith("_") and not m.ispkg)
 
 
 def _generic_main(study: ModuleType, name: str, argv: Sequence[str]) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 from .. import _cli_types as T
 
 __all__ = ["study_parser", "module_names", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
-           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data"]
+           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data", "arch"]
 
 COMMON = ("device", "seed", "data_root")
 
@@ -76,7 +76,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
         parser: the study's parser.
     """
-    from .sweep import add_sweep_arguments
+    from ..runs.sweep import add_sweep_arguments
 
     add_sweep_arguments(parser)
     parser.add_argument("--no-download", action="store_true",
@@ -104,6 +104,24 @@ def add_overrides(parser: argparse.ArgumentParser, fields: Mapping[str, type]) -
                                 help=f"override the preset's {name}")
         except argparse.ArgumentError:
             continue  # a shared option of the same name (e.g. --threads) sets this field too
+
+
+def arch(text: str) -> str:
+    """The ``--<...>-arch`` converter: a model name of the zoo (:func:`kdbounds.models.arch_name`, imported
+    when the option is parsed).
+
+    Args:
+        text: the typed name.
+
+    Returns:
+        The zoo's name.
+
+    Raises:
+        argparse.ArgumentTypeError: not a model of the zoo.
+    """
+    from ..models.registry import arch_name
+
+    return arch_name(text)
 
 
 def module_names(module: str, name: str) -> tuple[str, ...]:
@@ -301,7 +319,7 @@ def execution_kwargs(study: ModuleType, name: str, args: argparse.Namespace) -> 
     """
     import inspect
 
-    from .sweep import sweep_options
+    from ..runs.sweep import sweep_options
 
     if not hasattr(args, "executor"):
         return {}

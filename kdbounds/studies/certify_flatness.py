@@ -15,7 +15,7 @@ On one fixed, recorded split of the CIFAR-10 training set into ``D_T`` and ``D_S
 
 * **teachers** of the student architecture (so each teacher is directly the prior, kind (c)) trained
   with cross-entropy on ``D_T`` by recipes that reach minima of different sharpness (learning rate,
-  batch size, weight decay: the flagship's :class:`~kdbounds.studies.sharpness_vs_gap.TeacherRecipe`),
+  batch size, weight decay: :class:`~kdbounds.runs.grid.TeacherRecipe`, as in the flagship),
   over seeds — every (recipe, seed) is one independent teacher;
 * per teacher, its **sharpness** on a fixed sample of ``D_T`` (the training loss, plain cross-entropy):
   the top Hessian eigenvalue (Lanczos, :func:`kdbounds.curvature.top_eigenvalues`) and the trace
@@ -25,7 +25,7 @@ On one fixed, recorded split of the CIFAR-10 training set into ``D_T`` and ``D_S
   prior ``P = N(w_T, σ_P² I)`` on ``D_T ∪ D_S`` and certified on ``D_S`` with ``n_grid = n_grid_mc = J``
   (every grid value's certificate is computed and recorded; the reported one is the minimum, which holds at
   ``1 − δ − δ'`` because each was computed at ``δ/J`` in the PAC-Bayes step and ``δ'/J`` in the Monte Carlo
-  step; ``J`` is the union of every grid used on this ``D_S``, :mod:`kdbounds.studies.grid_ledger`); (ii) the
+  step; ``J`` is the union of every grid used on this ``D_S``, :mod:`kdbounds.runs.grid_ledger`); (ii) the
   pure-flatness reference ``Q = P = N(w_T, σ² I)``
   (mean and variance terms 0): its Gibbs risk on ``D_S`` as a function of ``σ`` is the teacher's
   **tolerance curve**, and ``sigma_tolerated`` the scale (log-interpolated on the grid) at which the
@@ -45,9 +45,9 @@ On one fixed, recorded split of the CIFAR-10 training set into ``D_T`` and ``D_S
   ``n_recipes``, ``n_teachers`` and the minimum attainable p are reported.
 
 Every training and every per-teacher measurement (curvature and certificates) is a run of the sweep
-runner (:func:`kdbounds.studies.sweep.run_sweep`): ``sweep={"executor": "ray", "workers": 2}``
+runner (:func:`kdbounds.runs.sweep.run_sweep`): ``sweep={"executor": "ray", "workers": 2}``
 parallelises them; at equal ``threads`` both executors give the same numbers. Workers rebuild the data
-from a small description (:class:`FlatnessData`), once per process.
+from a small description (:class:`~kdbounds.runs.splits.SplitSpec`), once per process.
 
 Writes ``results.json`` (strict JSON: config, split, per-teacher records, every certificate, the
 Kendall tests, the summary), ``teachers.csv``, ``certificates.csv``, ``flatness.png`` and ``summary.txt``.
@@ -70,7 +70,6 @@ unrelated to the certificate (τ = +0.02); Q = P_rel certifies the same as the i
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -83,14 +82,14 @@ import numpy as np
 
 from .._checks import check_choice, check_int, check_open_unit, check_positive
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
-from .sharpness_vs_gap import TeacherRecipe
-from .sweep import RunSpec, run_sweep
+from ..certificates.bounds import check_confidences
+from ..runs.grid import TeacherRecipe
+from ..runs.splits import SplitSpec, split_data, train_on_split
+from ..runs.sweep import RunSpec, run_sweep
 
 __all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness",
-           "relative_std", "weight_layers", "Config", "PRESETS", "Result", "FlatnessData",
-           "TeacherRecipe", "run", "training_specs", "write_results", "plot_flatness", "summary",
-           "kendall_report", "sigma_tolerated", "measure_teacher", "train_teacher", "train_posterior", "load_split",
-           "KENDALL_LEVELS"]
+           "relative_std", "weight_layers", "Config", "PRESETS", "Result", "run", "training_specs", "write_results",
+           "plot_flatness", "summary", "kendall_report", "sigma_tolerated", "measure_teacher", "KENDALL_LEVELS"]
 
 POSTERIORS = ("pbkd", "pbb")
 #: the Q = P references: isotropic ``N(w_T, σ² I)`` and relative ``N(w_T, diag(s (|w_T| + ε rms))²)``
@@ -185,7 +184,7 @@ class Config:
     data_root: str | None = None
 
     def __post_init__(self) -> None:
-        from ..certificates.priors import scale_grid
+        from ..certificates.scales import scale_grid
 
         check_choice("arch", self.arch, ("mlp256", "mlp512x2"))
         check_int("n_s", self.n_s, minimum=1)
@@ -230,10 +229,7 @@ class Config:
             check_positive(name, getattr(self, name))
         if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
             raise ValueError(f"pbkd_alpha: expected a finite number >= 0, got {self.pbkd_alpha}")
-        check_open_unit("delta", self.delta)
-        check_open_unit("delta_mc", self.delta_mc)
-        if self.delta + self.delta_mc >= 1:
-            raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {self.delta} + {self.delta_mc}")
+        check_confidences(self.delta, self.delta_mc)
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
@@ -251,21 +247,21 @@ class Config:
     @property
     def scales(self) -> tuple[float, ...]:
         """The ``σ_P`` grid (``J`` log-spaced values, fixed before ``D_S`` is used)."""
-        from ..certificates.priors import scale_grid
+        from ..certificates.scales import scale_grid
 
         return scale_grid(self.scale_low, self.scale_high, self.n_scales)
 
     @property
     def rel_scales(self) -> tuple[float, ...]:
         """The relative prior's grid of ``s`` (``J = n_scales`` log-spaced values, fixed before ``D_S`` is used)."""
-        from ..certificates.priors import scale_grid
+        from ..certificates.scales import scale_grid
 
         return scale_grid(self.rel_scale_low, self.rel_scale_high, self.n_scales)
 
     @property
-    def data(self) -> "FlatnessData":
-        """The data description the runs rebuild their arrays from."""
-        return FlatnessData(self.data_root, self.n_s, self.n_t, self.split_seed, self.test_n)
+    def data(self) -> SplitSpec:
+        """The data description the runs rebuild their arrays from (held-out subset seeded 0)."""
+        return SplitSpec(self.n_s, self.n_t, self.test_n, self.split_seed, self.data_root, test_seed=0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -293,51 +289,6 @@ PRESETS: dict[str, Config] = {
 }
 
 
-# ------------------------------------------------------------------------------------------------ data
-@dataclass(frozen=True)
-class FlatnessData:
-    """What every run rebuilds its arrays from (small, hashable, picklable).
-
-    Attributes:
-        root: CIFAR-10 location (None: the standard places). n_s, n_t, split_seed: the split.
-        test_n: stratified test subset (None: the whole test split).
-    """
-
-    root: str | None
-    n_s: int
-    n_t: int
-    split_seed: int
-    test_n: int | None
-
-
-@functools.lru_cache(maxsize=2)
-def load_split(desc: FlatnessData) -> dict[str, Any]:
-    """The arrays of ``desc``, loaded once per process: ``teacher`` = ``D_T``, ``union`` = ``D_T ∪ D_S``
-    (each ``(x, y, test_x, test_y)`` for the trainer), ``cert`` = ``(x_S, y_S)``, ``test`` and ``split``.
-
-    Raises:
-        ValueError: the split does not fit in the training set (names ``n_t``/``n_s``).
-    """
-    from ..certificates.split import make_split
-    from .grid import DataSpec, load_data
-
-    xtr, ytr, xte, yte = load_data(DataSpec("cifar10", desc.root, desc.test_n))
-    split = make_split(ytr, desc.n_s, n_t=desc.n_t, seed=desc.split_seed)
-    T, S, U = split.teacher, split.cert, split.union
-    return {"split": split, "teacher": (xtr[T], ytr[T], xte, yte), "union": (xtr[U], ytr[U], xte, yte),
-            "cert": (xtr[S], ytr[S]), "test": (xte, yte)}
-
-
-def _normalised(x: np.ndarray, device: Any) -> Any:
-    import torch
-
-    from ..data.transforms import normalization, normalize_uint8
-
-    mean, std = normalization("cifar10")
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
-    return normalize_uint8(t, mean, std)
-
-
 # ------------------------------------------------------------------------------------------------ runs
 def _teacher_config(cfg: Config, recipe: TeacherRecipe, seed: int) -> Any:
     from ..distill.config import TrainConfig
@@ -358,54 +309,6 @@ def _posterior_config(cfg: Config, kind: str, sigma_prior: float, seed: int) -> 
     return TrainConfig(arch=cfg.arch, epochs=cfg.posterior_epochs, batch_size=cfg.posterior_batch_size,
                        lr=cfg.posterior_lr, weight_decay=0.0, schedule="cosine", seed=seed, method=kind,
                        method_kwargs=kw, device=cfg.device, eval_every=cfg.posterior_epochs)
-
-
-def train_teacher(config: Mapping[str, Any], cache_root: str, data: FlatnessData, progress: bool = False) -> Any:
-    """Train one teacher on ``D_T`` through the run cache (a run of the sweep; module-level for Ray).
-
-    Args:
-        config: ``TrainConfig.to_dict()`` of the teacher. cache_root: the run cache.
-        data: the data description. progress: the trainer's progress.
-
-    Returns:
-        The :class:`~kdbounds.distill.trainer.TrainResult` (reused when finished before).
-    """
-    from ..distill.config import TrainConfig
-    from .cache import train_cached
-
-    return train_cached(TrainConfig.from_dict(dict(config)), cache_root, data=load_split(data)["teacher"],
-                        progress=progress)
-
-
-def train_posterior(config: Mapping[str, Any], cache_root: str, data: FlatnessData, teacher: str,
-                    progress: bool = False, deps: Mapping[str, Any] | None = None) -> Any:
-    """Learn a ``pbb``/``pbkd`` posterior on ``D_T ∪ D_S`` from the teacher prior (a run of the sweep).
-
-    The prior is the teacher run ``deps[teacher]`` (its model file, pinned by SHA-256); ``pbkd`` also
-    distils from it.
-
-    Args:
-        config: ``TrainConfig.to_dict()`` of the posterior, without ``prior`` (filled in here).
-        cache_root: the run cache. data: the data description. teacher: key of the teacher run.
-        progress: the trainer's progress. deps: filled in by the sweep runner.
-
-    Returns:
-        The posterior's :class:`~kdbounds.distill.trainer.TrainResult`.
-
-    Raises:
-        ValueError: ``teacher`` is not among ``deps``.
-    """
-    from .._io import file_sha256
-    from ..distill.config import TrainConfig
-    from .cache import train_cached
-
-    if not deps or teacher not in deps:
-        raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
-    path = deps[teacher].paths["model"]
-    cfg = TrainConfig.from_dict(dict(config))
-    kw = {**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)}
-    cfg = cfg.replace(method_kwargs=kw, teacher_ckpt=path if cfg.method == "pbkd" else None)
-    return train_cached(cfg, cache_root, data=load_split(data)["union"], progress=progress)
 
 
 def sigma_tolerated(scales: Any, risks: Any, base: float, tolerance: float) -> tuple[float, bool]:
@@ -586,7 +489,7 @@ def _cert_row(c: Any) -> dict[str, Any]:
             "sigma_posterior_max": c.posterior.get("std_max"), "sigma_posterior_min": c.posterior.get("std_min")}
 
 
-def measure_teacher(config: Mapping[str, Any], data: FlatnessData, teacher: str, posteriors: Mapping[str, str],
+def measure_teacher(config: Mapping[str, Any], data: SplitSpec, teacher: str, posteriors: Mapping[str, str],
                     seed: int, n_grid: Mapping[str, int] | None = None,
                     deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Per teacher: sharpness on ``D_T``, the reference tolerance curve and certificates, and the
@@ -602,7 +505,7 @@ def measure_teacher(config: Mapping[str, Any], data: FlatnessData, teacher: str,
             runs (one per kind and grid value; each run's ``sigma_prior`` is read from its config).
         seed: the teacher's training seed (Monte Carlo and probe seeds derive from it).
         n_grid: ``{"sigma_prior": J, "relative_s": J_rel}``, the sizes of the unions of every grid used on this
-            ``D_S`` (:func:`kdbounds.studies.grid_ledger.record_grids`); default: this run's grid sizes.
+            ``D_S`` (:func:`kdbounds.runs.grid_ledger.record_grids`); default: this run's grid sizes.
         deps: filled in by the sweep runner.
 
     Returns:
@@ -612,25 +515,25 @@ def measure_teacher(config: Mapping[str, Any], data: FlatnessData, teacher: str,
     import torch
 
     from .._torch import resolve_device
-    from ..certificates.certify import certify, gibbs_losses
-    from ..certificates.kernels import GaussianKernel, per_example_logits
-    from ..certificates.priors import scale_grid
-    from ..certificates.trainer import posterior_from_run, prior_from_run
-    from ..data import stratified_subset
+    from ..pacbayes.certify import certify, gibbs_losses
+    from ..pacbayes.kernels import GaussianKernel, per_example_logits
+    from ..certificates.scales import scale_grid
+    from ..runs.posteriors import posterior_from_run, prior_from_run
+    from ..data import normalized_images, stratified_subset
     from ..distill import load_checkpoint_model
 
     deps = deps or {}
     cfg = config
     dev = resolve_device(cfg["device"])
-    arrays = load_split(data)
-    split = arrays["split"]
-    xs, ys = arrays["cert"]
-    ds = (_normalised(xs, dev), torch.from_numpy(np.asarray(ys)).to(dev))
-    dtest = (_normalised(arrays["test"][0], dev), torch.from_numpy(np.asarray(arrays["test"][1])).to(dev))
-    xt, yt = arrays["teacher"][:2]
+    arrays = split_data(data)
+    split = arrays.split
+    xs, ys = arrays.x_s, arrays.y_s
+    ds = (normalized_images(xs, dev), torch.from_numpy(np.asarray(ys)).to(dev))
+    dtest = (normalized_images(arrays.x_test, dev), torch.from_numpy(np.asarray(arrays.y_test)).to(dev))
+    xt, yt = arrays.data_t[:2]
     per = max(1, int(cfg["curvature_n"]) // 10)
     ci = stratified_subset(yt, min(per, int(np.bincount(yt).min())), seed=int(cfg["split_seed"]))
-    dcurv = (_normalised(xt[ci], dev), torch.from_numpy(np.asarray(yt[ci])).to(dev))
+    dcurv = (normalized_images(xt[ci], dev), torch.from_numpy(np.asarray(yt[ci])).to(dev))
     scales = scale_grid(cfg["scale_low"], cfg["scale_high"], cfg["n_scales"])
     J = len(scales)
     ng = dict(n_grid or {})
@@ -713,7 +616,7 @@ def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool
             of the ledger's unions); default this run's grid sizes.
 
     Returns:
-        The :class:`~kdbounds.studies.sweep.RunSpec` list; measurement keys are ``measure-<teacher>``.
+        The :class:`~kdbounds.runs.sweep.RunSpec` list; measurement keys are ``measure-<teacher>``.
     """
     cache = os.fspath(cache_root)
     data = config.data
@@ -722,16 +625,18 @@ def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool
     for seed in config.seeds:
         for r in config.recipes:
             tk = _teacher_key(r, seed)
-            specs.append(RunSpec(tk, train_teacher, {"config": _teacher_config(config, r, seed).to_dict(),
-                                                      "cache_root": cache, "data": data, "progress": progress}))
+            specs.append(RunSpec(tk, train_on_split, {"config": _teacher_config(config, r, seed).to_dict(),
+                                                       "cache_root": cache, "split": data, "side": "t",
+                                                       "progress": progress}))
             post: dict[str, str] = {}
             for kind in config.posteriors:
                 for j, s in enumerate(config.scales):
                     pk = f"{kind}-{r.name}-s{seed}-j{j}"
-                    specs.append(RunSpec(pk, train_posterior,
+                    specs.append(RunSpec(pk, train_on_split,  # the teacher is the prior (and pbkd's teacher)
                                          {"config": _posterior_config(config, kind, s, seed).to_dict(),
-                                          "cache_root": cache, "data": data, "teacher": tk, "progress": progress},
-                                         deps=(tk,)))
+                                          "cache_root": cache, "split": data, "side": "u",
+                                          "teacher": tk if kind == "pbkd" else None, "prior": tk,
+                                          "progress": progress}, deps=(tk,)))
                     post[pk] = kind
             specs.append(RunSpec(f"measure-{tk}", measure_teacher,
                                  {"config": cd, "data": data, "teacher": tk, "posteriors": post, "seed": seed,
@@ -752,7 +657,7 @@ class Result:
             (Holm-adjusted together). summary: headline numbers. seconds: wall time. cpu_s: CPU seconds
             per phase summed over teachers (measured in the runs). environment: versions and threads.
         grids: this run's grids, the union of every grid used on this ``D_S`` (which the certificates pay) and
-            the ledger's entries (:mod:`kdbounds.studies.grid_ledger`).
+            the ledger's entries (:mod:`kdbounds.runs.grid_ledger`).
     """
 
     config: dict[str, Any]
@@ -906,7 +811,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
             ``summary.txt``).
         cache_root: run cache (default ``out_dir/../cache``); trained models are reused across runs.
         progress: progress over runs (and each local run's epochs). log: one-line messages.
-        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``, ``workers``,
+        sweep: keyword arguments of :func:`~kdbounds.runs.sweep.run_sweep` (``executor``, ``workers``,
             ``address``, ``threads``, ...); default local, one thread per run.
 
     Returns:
@@ -914,12 +819,12 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
 
     Raises:
         TypeError: ``config`` is not a :class:`Config`.
-        kdbounds.studies.sweep.SweepError: a run failed (finished trainings stay in the cache).
+        kdbounds.runs.sweep.SweepError: a run failed (finished trainings stay in the cache).
     """
     import torch
 
-    from .cache import resolve_cache_root
-    from .grid_ledger import ledger_path, read_ledger, record_grids
+    from ..runs.cache import resolve_cache_root
+    from ..runs.grid_ledger import ledger_path, read_ledger, record_grids
 
     if not isinstance(config, Config):
         raise TypeError(f"config: expected a certify_flatness.Config (e.g. PRESETS['smoke']), got "
@@ -930,7 +835,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     cache = resolve_cache_root(out, cache_root)
     sweep = dict(sweep or {})
     local = sweep.get("executor", "local") == "local"
-    split = load_split(cfg.data)["split"]
+    split = split_data(cfg.data).split
     this = {"sigma_prior": cfg.scales, "relative_s": cfg.rel_scales}
     union = record_grids(cache, split, this, study="certify_flatness")
     grids = {"this_run": {k: list(v) for k, v in this.items()}, "union": {k: list(v) for k, v in union.items()},
@@ -997,7 +902,7 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
     tolerance curve (Gibbs risk on ``D_S`` vs ``σ``, coloured by ``λ_max``); ``s`` tolerated and the relative
     reference's certified risk vs relative flatness, and every teacher's relative tolerance curve (coloured by
     relative flatness)."""
-    from .plots import plt_figure, save_figure
+    from ._plots import plt_figure, save_figure
 
     T = result.teachers
     kinds = ["reference", *result.config["posteriors"]]
@@ -1068,7 +973,7 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
 
 def summary(result: Result) -> str:
     """A text table per teacher and the Kendall tests (what ``summary.txt`` holds)."""
-    from .plots import format_table
+    from ._plots import format_table
 
     kinds = [*_REFERENCES, *result.config["posteriors"]]
     cols = ["teacher", "teacher_test_acc", "teacher_ds_error", "top_eig", "trace", "trace_se", "weight_norm",

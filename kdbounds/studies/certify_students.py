@@ -15,12 +15,12 @@ On a fixed, recorded split of the CIFAR-10 training set into ``D_T`` (teacher si
   pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher) and ``pbkd`` (certified distillation:
   PAC-Bayes objective + KD), whose posteriors are learnt starting at each prior with a fixed ``σ_P``;
 * for every prior × student × loss (0–1 and bounded CE) × seed: the certificate
-  (:func:`kdbounds.certificates.certify.certify`) and the held-out Gibbs risk next to it.
+  (:func:`kdbounds.pacbayes.certify.certify`) and the held-out Gibbs risk next to it.
 
 ``run(config, out_dir, sweep=...)`` runs the study as one sweep (:func:`sweep_specs`, docs/sweeps.md):
 every training, and one certification run per (seed, prior), locally or on Ray workers (equal
 ``threads``: identical certificates); the split's arrays are rebuilt in each process from a small
-:class:`SplitSpec` (:func:`split_data`). It trains (or reuses from the run cache) every network, certifies, and writes
+:class:`~kdbounds.runs.splits.SplitSpec` (:func:`~kdbounds.runs.splits.split_data`). It trains (or reuses from the run cache) every network, certifies, and writes
 ``results.json`` (strict JSON: ``certificates`` list, configs, seeds, split record, summary),
 ``certificates.csv`` and ``certificates.png``. The summary states each goal of issue 12 as measured
 (not asserted). The flatness question (teachers of different sharpness) is not run by this study.
@@ -50,7 +50,6 @@ executor, one thread per run, decoded CIFAR cache warm): 66 CPU-s in all, of whi
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -63,16 +62,19 @@ import torch
 
 from kdbounds._checks import check_choice, check_int, check_open_unit, check_positive
 from kdbounds._io import atomic_write_csv, atomic_write_json
-from kdbounds.certificates.certify import LOSSES, certify, select_scales
-from kdbounds.certificates.kernels import GaussianKernel
-from kdbounds.certificates.priors import PRIOR_KINDS, PriorRun, prior_run, scale_grid, train_cached
-from kdbounds.certificates.split import make_split
-from kdbounds.certificates.trainer import posterior_from_run, prior_from_run
+from kdbounds._torch import resolve_device
+from kdbounds.pacbayes.certify import LOSSES, certify, select_scales
+from kdbounds.pacbayes.kernels import GaussianKernel
+from kdbounds.certificates.bounds import check_confidences
+from kdbounds.certificates.scales import scale_grid
+from kdbounds.runs.priors import PRIOR_KINDS, PriorRun, prior_run, train_prior
+from kdbounds.runs.splits import SplitSpec, split_data, train_on_split
+from kdbounds.runs.posteriors import posterior_from_run, prior_from_run
+from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates",
-           "STUDENTS", "WRAPPED", "LEARNT", "SplitSpec", "SplitData", "split_data", "sweep_specs", "student_config",
-           "train_on_split", "train_prior", "certify_prior"]
+           "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior"]
 
 #: students trained on D_T ∪ D_S and wrapped as Q = N(w_S, σ_Q² I) (σ's from the grids)
 WRAPPED = ("ce", "kd", "rid")
@@ -159,11 +161,7 @@ class Config:
             check_int(name, getattr(self, name), minimum=1)
         for name in ("lr", "pbb_lr", "pbb_sigma_prior", "scale_low", "scale_high", "kd_T"):
             check_positive(name, getattr(self, name))
-        check_open_unit("delta", self.delta)
-        check_open_unit("delta_mc", self.delta_mc)
-        if self.delta + self.delta_mc >= 1:
-            raise ValueError(f"delta_mc: expected delta + delta_mc < 1 (the certificates hold with probability "
-                             f"1 - delta - delta_mc), got {self.delta} + {self.delta_mc}")
+        check_confidences(self.delta, self.delta_mc)  # delta + delta_mc < 1: said before any training
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         if "rid" in self.students:
@@ -211,7 +209,7 @@ PRESETS: dict[str, Config] = {
 class Result:
     """What :func:`run` returns (and ``results.json`` holds); ``grids``: this run's grids, the union of every
     grid used on this ``D_S`` (what the certificates paid) and the ledger's entries
-    (:mod:`kdbounds.studies.grid_ledger`)."""
+    (:mod:`kdbounds.runs.grid_ledger`)."""
 
     config: dict[str, Any]
     certificates: tuple[dict[str, Any], ...]
@@ -230,173 +228,25 @@ class Result:
 
 
 # ------------------------------------------------------------------------------------------------
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _normalised(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    from kdbounds.data.transforms import normalization, normalize_uint8
-
-    mean, std = normalization("cifar10")
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
-    return normalize_uint8(t, mean, std)
-
-
 def _recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None, **kw: Any) -> TrainConfig:
     return TrainConfig(arch=arch, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr if lr is None else lr,
                        weight_decay=cfg.weight_decay, schedule="cosine", seed=seed, augment=cfg.augment,
                        device=cfg.device, **kw)
 
 
-# ------------------------------------------------------------------------------------------------ data
-@dataclass(frozen=True)
-class SplitSpec:
-    """A small, picklable description of the study's arrays; :func:`split_data` rebuilds them.
-
-    Attributes:
-        n_s, n_t: sizes of ``D_S`` and ``D_T`` (``n_t=None``: the rest of the training set).
-        test_n: held-out images (stratified, seed ``split_seed + 1``; None: the whole test set).
-        split_seed: the seed of :func:`kdbounds.certificates.split.make_split`.
-        data_root: where CIFAR-10 is (None: the standard places).
-    """
-
-    n_s: int
-    n_t: int | None
-    test_n: int | None
-    split_seed: int
-    data_root: str | None = None
-
-    @classmethod
-    def of(cls, cfg: Config) -> "SplitSpec":
-        """The description of ``cfg``'s arrays."""
-        return cls(cfg.n_s, cfg.n_t, cfg.test_n, cfg.split_seed, cfg.data_root)
-
-
-@dataclass(frozen=True)
-class SplitData:
-    """The arrays of a :class:`SplitSpec` (uint8 images ``N × 32 × 32 × 3``, int labels).
-
-    Attributes:
-        split: the recorded split of the training set.
-        data_t: ``(x_T, y_T, x_test, y_test)`` — what the priors and teachers train on.
-        data_u: ``(x_{T∪S}, y_{T∪S}, x_test, y_test)`` — what the students train on.
-        x_s, y_s: ``D_S``, the certification set.
-        x_test, y_test: the held-out images.
-    """
-
-    split: Any
-    data_t: tuple[np.ndarray, ...]
-    data_u: tuple[np.ndarray, ...]
-    x_s: np.ndarray
-    y_s: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-
-@functools.lru_cache(maxsize=2)
-def split_data(spec: SplitSpec) -> SplitData:
-    """The arrays described by ``spec``, built once per process (every run of a sweep on a worker
-    shares them; nothing of the size of CIFAR is pickled). Do not modify them in place.
-
-    Args:
-        spec: the description.
-
-    Returns:
-        The :class:`SplitData`.
-
-    Raises:
-        kdbounds.data.DataNotFoundError: CIFAR-10 is not found (the message lists where it looked).
-        ValueError: sizes the training set cannot hold.
-    """
-    from kdbounds.data import load_cifar, stratified_subset
-
-    xtr, ytr = load_cifar("cifar10", root=spec.data_root, split="train")
-    xte, yte = load_cifar("cifar10", root=spec.data_root, split="test")
-    if spec.test_n is not None and spec.test_n < len(yte):
-        j = stratified_subset(yte, spec.test_n // 10, seed=spec.split_seed + 1)
-        xte, yte = xte[j], yte[j]
-    split = make_split(ytr, spec.n_s, n_t=spec.n_t, seed=spec.split_seed)
-    T, S, U = split.teacher, split.cert, split.union
-    return SplitData(split, (xtr[T], ytr[T], xte, yte), (xtr[U], ytr[U], xte, yte), xtr[S], ytr[S], xte, yte)
+def split_spec(cfg: Config) -> SplitSpec:
+    """The description of ``cfg``'s arrays (held-out subset seeded ``split_seed + 1``)."""
+    return SplitSpec(cfg.n_s, cfg.n_t, cfg.test_n, cfg.split_seed, cfg.data_root, test_seed=cfg.split_seed + 1)
 
 
 # ------------------------------------------------------------------------------------ the runs of a sweep
-def train_on_split(config: Mapping[str, Any], cache_root: str, split: SplitSpec, side: str,
-                   teacher: str | None = None, prior: str | None = None, progress: bool = False,
-                   deps: Mapping[str, Any] | None = None) -> Any:
-    """Train one configuration on one side of the split through the run cache (a sweep run).
-
-    Args:
-        config: ``TrainConfig.to_dict()`` of the run (``teacher_ckpt`` empty when ``teacher`` is given).
-        cache_root: the run cache.
-        split: the arrays' description.
-        side: ``"t"`` (``D_T``) or ``"u"`` (``D_T ∪ D_S``).
-        teacher: key of the dependency whose model is the teacher checkpoint.
-        prior: key of the dependency whose model is the ``pbb``/``pbkd`` prior (its path and SHA-256 go
-            into ``method_kwargs``).
-        progress: the trainer's progress.
-        deps: results of the dependencies (filled in by the sweep runner).
-
-    Returns:
-        The :class:`~kdbounds.distill.trainer.TrainResult`.
-
-    Raises:
-        ValueError: a bad ``side``, or ``teacher``/``prior`` not among ``deps``.
-    """
-    from kdbounds._io import file_sha256
-
-    check_choice("side", side, ("t", "u"))
-    deps = deps or {}
-    for name, key in (("teacher", teacher), ("prior", prior)):
-        if key is not None and key not in deps:
-            raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
-    cfg = TrainConfig.from_dict(dict(config))
-    if teacher is not None:
-        cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
-    if prior is not None:
-        path = deps[prior].paths["model"]
-        cfg = cfg.replace(method_kwargs={**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)})
-    d = split_data(split)
-    return train_cached(cfg, cache_root, data=d.data_t if side == "t" else d.data_u, progress=progress)
-
-
-def train_prior(kind: str, config: Config, cache_root: str, split: SplitSpec, seed: int,
-                teacher: str | None = None, progress: bool = False, deps: Mapping[str, Any] | None = None) -> Any:
-    """Train prior (b) ``"learnt"`` or (d) ``"distilled"`` of ``seed`` on ``D_T`` (a sweep run), exactly as
-    :func:`kdbounds.certificates.priors.prior_run` does.
-
-    Args:
-        kind: ``"learnt"`` or ``"distilled"``.
-        config: the study's config; split: the arrays' description; seed: the repetition.
-        cache_root: the run cache.
-        teacher: key of the big teacher's run (``"distilled"``).
-        progress: the trainer's progress; deps: results of the dependencies.
-
-    Returns:
-        The prior's :class:`~kdbounds.distill.trainer.TrainResult`.
-    """
-    check_choice("kind", kind, ("learnt", "distilled"))
-    pr = _prior(kind, config, cache_root, split, seed, (deps or {}).get(teacher) if teacher else None, progress)
-    return pr.run
-
-
-def _prior(kind: str, cfg: Config, cache_root: str, split: SplitSpec, seed: int, teacher: Any,
-           progress: bool = False) -> Any:
-    kd_kw = {"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T}
-    return prior_run(kind, student_arch=cfg.student_arch, data_t=split_data(split).data_t, cache_root=cache_root,
-                     recipe=_recipe(cfg, cfg.student_arch, cfg.prior_epochs, seed), teacher=teacher,
-                     init_seed=1000 + seed, kd_kwargs=kd_kw, progress=progress)
-
-
 def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, kind: str,
                   prior: str | None, students: Mapping[str, str], n_grid: Mapping[str, int] | None = None,
                   deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Certify every student of ``seed`` against prior ``kind`` (a sweep run: runs on a worker).
 
     Wrapped students (``ce``, ``kd``, ``rid``) get ``(σ_P, σ_Q)`` from the grids
-    (:func:`~kdbounds.certificates.certify.select_scales` on draws of its own, so the certificate's Monte Carlo
+    (:func:`~kdbounds.pacbayes.certify.select_scales` on draws of its own, so the certificate's Monte Carlo
     step needs no correction; the PAC-Bayes step pays ``ln J``, ``J`` the union of every ``σ_P`` grid used on
     this ``D_S``); learnt posteriors (``pbb``, ``pbkd``) are read from their runs (``J`` the number of distinct
     ``pbb_sigma_prior`` values used on this ``D_S``, 1 when it never changed). Each row is one certificate,
@@ -410,7 +260,7 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
         prior: key of the run whose model is the prior's centre (None for ``"random"``).
         students: student name -> key of its run.
         n_grid: ``{"prior_scales": J, "pbb_sigma_prior": J_learnt}`` (the ledger's unions,
-            :func:`kdbounds.studies.grid_ledger.record_grids`); default this run's grid sizes (``n_scales``, 1).
+            :func:`kdbounds.runs.grid_ledger.record_grids`); default this run's grid sizes (``n_scales``, 1).
         deps: results of the dependencies.
 
     Returns:
@@ -419,15 +269,15 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
     """
     cfg = config
     deps = deps or {}
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
     d = split_data(split)
     if kind in ("learnt", "distilled"):
         pr = PriorRun.from_run(kind, deps[prior])
     else:
         pr = prior_run(kind, student_arch=cfg.student_arch, teacher=deps.get(prior) if prior else None,
                        init_seed=1000 + seed)
-    ds = (_normalised(d.x_s, dev), torch.from_numpy(d.y_s).to(dev))
-    dtest = (_normalised(d.x_test, dev), torch.from_numpy(d.y_test).to(dev))
+    ds = (normalized_images(d.x_s, dev), torch.from_numpy(d.y_s).to(dev))
+    dtest = (normalized_images(d.x_test, dev), torch.from_numpy(d.y_test).to(dev))
     J = cfg.n_scales
     ng = dict(n_grid or {})
     j_wrapped, j_learnt = int(ng.get("prior_scales", J)), int(ng.get("pbb_sigma_prior", 1))
@@ -481,6 +331,10 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
     return {"prior": {"seed": seed, **pr.to_dict()}, "rows": rows, "students": learnt_recs}
 
 
+def _kd_kwargs(cfg: Config) -> dict[str, Any]:
+    return {"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T}
+
+
 def _k(seed: int, name: str) -> str:
     return f"seed{seed}/{name}"
 
@@ -514,7 +368,7 @@ def student_config(cfg: Config, student: str, seed: int) -> TrainConfig:
         return _recipe(cfg, cfg.student_arch, cfg.student_epochs, seed, method="ce", init_seed=1000 + seed)
     if student == "kd":
         return _recipe(cfg, cfg.student_arch, cfg.student_epochs, seed, method="kd",
-                       method_kwargs={"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T},
+                       method_kwargs=_kd_kwargs(cfg),
                        init_seed=1000 + seed)
     epochs = cfg.rid_epochs or cfg.student_epochs
     kw = {"q": cfg.rid_q or epochs, "r": cfg.rid_r, "layers": -1, "teacher_layers": -1, "spatial_pool": True}
@@ -554,12 +408,12 @@ def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = 
             the grid ledger's unions).
 
     Returns:
-        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+        The :class:`~kdbounds.runs.sweep.RunSpec` list for :func:`~kdbounds.runs.sweep.run_sweep`.
     """
-    from kdbounds.studies.sweep import RunSpec
+    from kdbounds.runs.sweep import RunSpec
 
     cfg, cache = config, os.fspath(cache_root)
-    split = SplitSpec.of(cfg)
+    split = split_spec(cfg)
 
     def train(key: str, tc: TrainConfig, side: str, teacher: str | None = None, prior: str | None = None) -> RunSpec:
         deps = tuple(k for k in (teacher, prior) if k is not None)
@@ -576,8 +430,11 @@ def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = 
             if kind in cfg.priors:
                 t = big if kind == "distilled" else None
                 specs.append(RunSpec(_prior_key(kind, seed), train_prior,
-                                     {"kind": kind, "config": cfg, "cache_root": cache, "split": split, "seed": seed,
-                                      "teacher": t, "progress": progress}, deps=(t,) if t else ()))
+                                     {"kind": kind, "recipe": _recipe(cfg, cfg.student_arch, cfg.prior_epochs,
+                                                                      seed).to_dict(),
+                                      "cache_root": cache, "split": split, "student_arch": cfg.student_arch,
+                                      "init_seed": 1000 + seed, "kd_kwargs": _kd_kwargs(cfg), "teacher": t,
+                                      "progress": progress}, deps=(t,) if t else ()))
         for st in WRAPPED:
             if st in cfg.students:
                 specs.append(train(_k(seed, f"student-{st}"), student_config(cfg, st, seed), "u",
@@ -603,7 +460,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         sweep: Mapping[str, Any] | None = None) -> Result:
     """Train (or reuse) every prior, teacher and student of ``config``, certify each pair, write results.
 
-    Everything is one sweep (:func:`sweep_specs` through :func:`~kdbounds.studies.sweep.run_sweep`):
+    Everything is one sweep (:func:`sweep_specs` through :func:`~kdbounds.runs.sweep.run_sweep`):
     in this process by default, or on Ray with ``sweep={"executor": "ray", "workers": 2}`` — the
     certificates too run as sweep runs, one per (seed, prior), in parallel on the workers. At equal
     ``threads`` both executors give the same certificates; a second run on the same cache trains nothing.
@@ -614,16 +471,16 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         cache_root: run cache (default ``out_dir/runs``); trained models are reused across runs.
         progress: progress over runs (and, with the local executor, over each run's epochs).
         log: one-line messages.
-        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``, ``workers``,
+        sweep: keyword arguments of :func:`~kdbounds.runs.sweep.run_sweep` (``executor``, ``workers``,
             ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local, one thread per run.
 
     Returns:
         The :class:`Result` (also written to ``out_dir``).
 
     Raises:
-        kdbounds.studies.sweep.SweepError: a run failed (finished trainings stay in the cache).
+        kdbounds.runs.sweep.SweepError: a run failed (finished trainings stay in the cache).
     """
-    from kdbounds.studies.sweep import run_sweep
+    from kdbounds.runs.sweep import run_sweep
 
     t_start = time.perf_counter()
     cfg = config
@@ -631,11 +488,11 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     cache = Path(cache_root) if cache_root is not None else out / "runs"
     sweep = dict(sweep or {})
     local = sweep.get("executor", "local") == "local"
-    split = split_data(SplitSpec.of(cfg))  # the data (and sizes) checked here, before any run starts
+    split = split_data(split_spec(cfg))  # the data (and sizes) checked here, before any run starts
     if "rid" in cfg.students and len(split.data_u[1]) % cfg.batch_size == 1:
         raise ValueError(f"batch_size: {len(split.data_u[1])} training images leave a last batch of 1 image, on "
                          f"which RID's BatchNorm filters cannot train; change batch_size or n_s/n_t")
-    from kdbounds.studies.grid_ledger import ledger_path, read_ledger, record_grids
+    from kdbounds.runs.grid_ledger import ledger_path, read_ledger, record_grids
 
     this = {"prior_scales": scale_grid(cfg.scale_low, cfg.scale_high, cfg.n_scales),
             "pbb_sigma_prior": (cfg.pbb_sigma_prior,)}
@@ -643,7 +500,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     grids = {"this_run": {k: list(v) for k, v in this.items()}, "union": {k: list(v) for k, v in union.items()},
              "ledger": read_ledger(cache, split.split), "ledger_path": str(ledger_path(cache, split.split))}
     log(f"split: n_T={split.split.n_t}, n_S={split.split.n_s}, test {len(split.y_test)}; device "
-        f"{_device(cfg.device)}; cache {cache}; J paid: "
+        f"{resolve_device(cfg.device)}; cache {cache}; J paid: "
         + ", ".join(f"{k} {len(v)}" for k, v in union.items()) + " (the union of every grid used on this D_S)")
     specs = sweep_specs(cfg, cache, progress=progress and local, n_grid={k: len(v) for k, v in union.items()})
     done = run_sweep(specs, progress=progress, desc="certify_students", **sweep)
@@ -671,7 +528,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
                 log(f"  [{kind:9s}] {row['student']:4s} {row['loss']:10s} certified {row['risk_upper']:.4f}  "
                     f"held-out {row['test_gibbs_risk']:.4f}  KL {row['divergence']:.1f} (mean "
                     f"{row['mean_term']:.1f}, var {row['variance_term']:.1f}){'  VACUOUS' if row['vacuous'] else ''}")
-    env = {"torch": torch.__version__, "device": str(_device(cfg.device)),
+    env = {"torch": torch.__version__, "device": str(resolve_device(cfg.device)),
            "threads": sweep.get("threads", 1), "executor": sweep.get("executor", "local"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cache": str(cache)}
     result = Result(cfg.to_dict(), tuple(rows), tuple(prior_recs), tuple(student_recs), split.split.to_dict(),
@@ -801,7 +658,7 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from .plots import plt_figure, save_figure
+    from ._plots import plt_figure, save_figure
 
     z = [r for r in rows if r["loss"] == "zero_one"] or list(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}

@@ -35,9 +35,9 @@ from ..distill.config import TrainConfig
 from ..distill.controls import siddo_config
 from ..distill.trainer import predict_logits
 from ..fidelity import compare_methods, fidelity_report
-from .cache import resolve_cache_root
-from .grid import DataSpec, load_data, test_subset, train_spec
-from .sweep import RunSpec, run_sweep
+from ..runs.cache import resolve_cache_root
+from ..runs.grid import DataSpec, load_data, test_subset, train_spec
+from ..runs.sweep import RunSpec, run_sweep
 
 __all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split", "summary",
            "teacher_config", "student_configs", "test_subset", "training_specs"]
@@ -153,7 +153,7 @@ def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool
         progress: the trainer's progress inside each run.
 
     Returns:
-        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+        The :class:`~kdbounds.runs.sweep.RunSpec` list for :func:`~kdbounds.runs.sweep.run_sweep`.
     """
     data = DataSpec("cifar10", config.data_root, config.n_test)
     t_cfg = teacher_config(config)
@@ -171,7 +171,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     """Train (or reuse) the teacher and every student, measure fidelity, compare, write to ``out_dir``.
 
     The trainings are one sweep (:func:`training_specs` through
-    :func:`~kdbounds.studies.sweep.run_sweep`): in this process by default, or on Ray with
+    :func:`~kdbounds.runs.sweep.run_sweep`): in this process by default, or on Ray with
     ``sweep={"executor": "ray", "workers": 2}``; at equal ``threads`` both give the same numbers.
     The fidelity measurements then run here, in the order of the groups.
 
@@ -183,7 +183,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         cache_root: run cache (default ``out_dir/../cache``); finished runs are reused.
         progress: progress over runs (and, with the local executor, over each run's epochs).
         log: where result lines go.
-        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``,
+        sweep: keyword arguments of :func:`~kdbounds.runs.sweep.run_sweep` (``executor``,
             ``workers``, ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local,
             one thread per run.
 
@@ -191,7 +191,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         The :class:`Result`.
 
     Raises:
-        kdbounds.studies.sweep.SweepError: a training run failed (finished runs stay in the cache).
+        kdbounds.runs.sweep.SweepError: a training run failed (finished runs stay in the cache).
     """
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
@@ -244,7 +244,7 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
 
 def plot_agreement_split(result: Result, path: str | os.PathLike) -> Path:
     """Agreement with the teacher on teacher-correct vs teacher-wrong inputs, per group (mean ± sd, seeds)."""
-    from .plots import plt_figure, save_figure
+    from ._plots import plt_figure, save_figure
 
     fig, ax = plt_figure(figsize=(6.4, 4.2))
     groups = [g for g in GROUPS if result.reports.get(g)]

@@ -6,10 +6,10 @@ as a checkpoint like the trained one). Students, per seed: the student alone (``
 BAS), and VID, RID (optionally KD, RepDistiller's VID ``"vid"``, ITRD) from each teacher. The
 reported number is the LAST-epoch test accuracy; the spread is over seeds (a seed fixes the
 student's initialisation and data order, so methods are compared on paired seeds). Trained models
-are cached (:func:`kdbounds.studies.cache.train_cached`), so a re-run only trains what is missing;
+are cached (:func:`kdbounds.runs.cache.train_cached`), so a re-run only trains what is missing;
 the run cache locks each run, so several processes (one per seed, option
 ``--seed k --seeds 1``) can share one cache and train it once. The trainings are one sweep
-(:func:`training_specs` through :func:`kdbounds.studies.sweep.run_sweep`): in this process by
+(:func:`training_specs` through :func:`kdbounds.runs.sweep.run_sweep`): in this process by
 default, or on Ray (``--executor ray --workers N``); at equal ``--threads`` the numbers are identical.
 
 **VID is the RID paper's variant** (``"vid_rid"``, :mod:`kdbounds.distill.vid_rid`: wider regressor
@@ -70,9 +70,9 @@ import numpy as np
 from .._io import atomic_write_csv, atomic_write_json
 from ..distill import TrainConfig
 from ..distill.controls import make_untrained_teacher
-from . import grid
-from .cache import resolve_cache_root, train_cached
-from .sweep import RunSpec, run_sweep
+from ..runs import grid
+from ..runs.cache import resolve_cache_root, train_cached
+from ..runs.sweep import RunSpec, run_sweep
 
 __all__ = ["METHODS", "Config", "PRESETS", "PUBLISHED", "Result", "run", "write_results", "plot_accuracy",
            "summary", "summarise", "base_config", "method_kwargs", "grad_clip", "train_teacher",
@@ -187,7 +187,7 @@ class Result:
 
 
 def data_spec(cfg: Config) -> grid.DataSpec:
-    """The study's arrays as a :class:`~kdbounds.studies.grid.DataSpec`: the CIFAR-10 train split and
+    """The study's arrays as a :class:`~kdbounds.runs.grid.DataSpec`: the CIFAR-10 train split and
     ``test_per_class`` test images per class (``n_test = 10 * test_per_class``: the stratified draw of
     :func:`kdbounds.data.stratified_subset` with seed 0), or the whole test split.
 
@@ -195,7 +195,7 @@ def data_spec(cfg: Config) -> grid.DataSpec:
         cfg: the study config.
 
     Returns:
-        The description (each process loads it once: :func:`kdbounds.studies.grid.load_data`).
+        The description (each process loads it once: :func:`kdbounds.runs.grid.load_data`).
     """
     return grid.DataSpec("cifar10", cfg.data_root, 10 * cfg.test_per_class if cfg.test_per_class else None)
 
@@ -352,7 +352,7 @@ def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool
         progress: the trainer's progress inside each run.
 
     Returns:
-        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+        The :class:`~kdbounds.runs.sweep.RunSpec` list for :func:`~kdbounds.runs.sweep.run_sweep`.
     """
     data = data_spec(config)
     untrained = str(untrained_teacher_path(config, cache_root))
@@ -375,7 +375,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     """Train (or reuse) both teachers and every student, then write the results to ``out_dir``.
 
     The untrained teacher is written first (a deterministic file); the trainings are one sweep
-    (:func:`training_specs` through :func:`~kdbounds.studies.sweep.run_sweep`): in this process by
+    (:func:`training_specs` through :func:`~kdbounds.runs.sweep.run_sweep`): in this process by
     default (order: the students without a teacher or with the untrained one, then the trained
     teacher, then its students), or on Ray with ``sweep={"executor": "ray", "workers": 2}``; at equal
     ``threads`` both give the same numbers. Writes ``results.csv`` (one row per run), ``summary.csv``
@@ -389,7 +389,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         cache_root: run cache (default ``out_dir/../cache``); trained models are reused.
         progress: progress over runs (and, with the local executor, over each run's epochs).
         log: where result lines go.
-        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``,
+        sweep: keyword arguments of :func:`~kdbounds.runs.sweep.run_sweep` (``executor``,
             ``workers``, ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local,
             with ``config.threads`` intra-op threads per run when ``threads`` is not given.
 
@@ -397,7 +397,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         The :class:`Result`.
 
     Raises:
-        kdbounds.studies.sweep.SweepError: a training run failed (finished runs stay in the cache).
+        kdbounds.runs.sweep.SweepError: a training run failed (finished runs stay in the cache).
     """
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
@@ -508,7 +508,7 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
 
 def plot_accuracy(result: Result, path: str | os.PathLike) -> Path:
     """Bar plot of the final test accuracy per teacher x method (mean ± sd over seeds)."""
-    from .plots import plt_figure, save_figure
+    from ._plots import plt_figure, save_figure
 
     cfg = result.config
     methods = [m for m in cfg["methods"] if m != "ce"]

@@ -6,7 +6,7 @@ architecture is saved; each student is trained with a :class:`PIDTracker` callba
 (PCA 10, k-means 10) is fitted on the first half of held-out images and the histogram uses the second
 half; the shuffled-label floor is recorded with every point. The teacher and the students (training and
 PID, :func:`student_run`) are one sweep (:func:`training_specs` through
-:func:`kdbounds.studies.sweep.run_sweep`): in this process by default, or on Ray
+:func:`kdbounds.runs.sweep.run_sweep`): in this process by default, or on Ray
 (``--executor ray --workers N``); at equal ``--threads`` the numbers are identical.
 
 The hook:
@@ -42,8 +42,8 @@ from torch import nn
 from .._io import atomic_write_csv, atomic_write_json
 from .._torch import eval_mode
 from ..pid import RepresentationPID, pid_of_representations
-from . import grid
-from .sweep import RunSpec, SweepError, run_sweep
+from ..runs import grid
+from ..runs.sweep import RunSpec, SweepError, run_sweep
 
 __all__ = ["PIDTracker", "extract_features", "Config", "PRESETS", "Result", "run", "write_results",
            "plot_curves", "summary", "method_kwargs", "data_spec", "pid_sets", "student_run", "training_specs",
@@ -286,7 +286,7 @@ def _student_config(config: Config, method: str, teacher_ckpt: str | None) -> An
 def _code() -> str:
     """Fingerprint of the code behind a student's numbers: the trainer's packages, ``kdbounds.pid`` and
     this module (so a published student run is not reused after any of them changed)."""
-    from .cache import code_fingerprint
+    from ..runs.cache import code_fingerprint
 
     h = hashlib.sha256(code_fingerprint().encode())
     h.update(code_fingerprint(("pid",)).encode())
@@ -321,7 +321,7 @@ def student_run(config: Mapping[str, Any], out_dir: str, data: grid.DataSpec, pi
     """
     from ..distill import train
 
-    cfg = grid.with_teacher(config, teacher, deps)
+    cfg = grid.worker_config(config, teacher, deps)
     arrays = grid.load_data(data)
     fit_x, fit_y, ev_x, ev_y = pid_sets(arrays[2], arrays[3], pid_per_class)
     tr = PIDTracker(fit_x, fit_y, ev_x, ev_y, **tracker)
@@ -357,7 +357,7 @@ def training_specs(config: Config, out_dir: str | os.PathLike, cache_root: str |
         progress: the trainer's progress inside each run.
 
     Returns:
-        The :class:`~kdbounds.studies.sweep.RunSpec` list for :func:`~kdbounds.studies.sweep.run_sweep`.
+        The :class:`~kdbounds.runs.sweep.RunSpec` list for :func:`~kdbounds.runs.sweep.run_sweep`.
     """
     data = data_spec(config)
     specs = [grid.train_spec("teacher", _base(config, config.teacher_arch, config.teacher_epochs, 1000), cache_root,
@@ -409,7 +409,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         cache_root: cache of the trained teacher (default ``out_dir/../cache``).
         progress: progress over runs (and, with the local executor, over each run's epochs).
         log: where result lines go.
-        sweep: keyword arguments of :func:`~kdbounds.studies.sweep.run_sweep` (``executor``,
+        sweep: keyword arguments of :func:`~kdbounds.runs.sweep.run_sweep` (``executor``,
             ``workers``, ``address``, ``threads``, ``max_retries``, ``gpus_per_run``); default local,
             one thread per run.
 
@@ -417,10 +417,10 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         The :class:`Result`.
 
     Raises:
-        kdbounds.studies.sweep.SweepError: a run failed (the finished ones are written and published).
+        kdbounds.runs.sweep.SweepError: a run failed (the finished ones are written and published).
     """
     from ..distill.controls import make_untrained_teacher
-    from .cache import resolve_cache_root
+    from ..runs.cache import resolve_cache_root
 
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)
@@ -452,7 +452,7 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
 
 def plot_curves(result: Result, path: str | os.PathLike) -> Path:
     """Red and Uni(T\\S) against the epoch, one panel per teacher (dotted: shuffled-label Red)."""
-    from .plots import plt_figure, save_figure
+    from ._plots import plt_figure, save_figure
 
     rows = result.rows
     fig, axes = plt_figure(1, 2, figsize=(10, 4), sharey=True)

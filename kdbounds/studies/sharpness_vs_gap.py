@@ -25,12 +25,12 @@ on the test set):
   within each level (:func:`kendall_table`).
 
 **Execution** (docs/sweeps.md): the study is one sweep (:func:`sweep_specs` through
-:func:`kdbounds.studies.sweep.run_sweep`), in this process (``executor="local"``, the default) or on Ray
+:func:`kdbounds.runs.sweep.run_sweep`), in this process (``executor="local"``, the default) or on Ray
 (``sweep={"executor": "ray", "workers": 2}``; ``--executor ray --workers 2``):
 
 * training runs: the teacher-free students (``alone-<label>``), per recipe the teacher
   (``teacher-<recipe>``) and its distilled students (``<label>-<recipe>``, scheduled when their teacher
-  is done), through the run cache (:func:`kdbounds.studies.cache.train_cached`: each model trained once,
+  is done), through the run cache (:func:`kdbounds.runs.cache.train_cached`: each model trained once,
   concurrency-safe, resumed from its checkpoint);
 * one measurement run per teacher (``measure-<recipe>``, :func:`measure_teacher`, after the teacher and
   all its students): its curvature and :func:`~kdbounds.checks.evaluate_pair` for every student, as
@@ -77,37 +77,23 @@ from ..checks import (
     verdict_counts,
 )
 from ..data import stratified_subset
-from ..data.transforms import normalization, normalize_uint8
+from ..data.transforms import normalized_images
 from ..distill import TrainConfig, load_checkpoint_model
-from .cache import code_fingerprint, resolve_cache_root
-from .grid import DataSpec, load_data, train_run, train_spec
-from .locking import compute_once
-from .plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
-from .sweep import ResultStore, RunSpec, run_sweep
+from ..runs.cache import code_fingerprint, resolve_cache_root
+from ..runs.grid import DataSpec, TeacherRecipe, Timed, load_data, train_spec, train_timed
+from ..runs.locking import compute_once
+from ._plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
+from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
-__all__ = ["TeacherRecipe", "StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
+__all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
            "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
-           "sweep_threads", "train_timed",
-           "measure_teacher", "measurement_store", "Timed", "TeacherMeasurement"]
+           "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
 SHARPNESS = "teacher_train_trace"
 #: The student gaps the Kendall tests use.
 KENDALL_GAPS = ("student_gap_clipped_ce", "student_gap_zero_one")
-
-
-@dataclass(frozen=True)
-class TeacherRecipe:
-    """How one teacher is trained: the knobs that move it to flatter or sharper minima."""
-
-    name: str
-    lr: float
-    batch_size: int
-    weight_decay: float = 5e-4
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -283,14 +269,8 @@ def data_spec(cfg: StudyConfig) -> DataSpec:
 
 def prepare_data(cfg: StudyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified training and test subsets (uint8 images, int64 labels) of CIFAR-10 (:func:`data_spec`,
-    loaded once per process by :func:`kdbounds.studies.grid.load_data`; do not modify them in place)."""
+    loaded once per process by :func:`kdbounds.runs.grid.load_data`; do not modify them in place)."""
     return load_data(data_spec(cfg))
-
-
-def _normalised(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    mean, std = normalization("cifar10")
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
-    return normalize_uint8(t, mean, std)
 
 
 def _teacher_config(cfg: StudyConfig, r: TeacherRecipe) -> TrainConfig:
@@ -492,36 +472,6 @@ class StudyResult:
 
 
 @dataclass(frozen=True)
-class Timed:
-    """A run's result with the process CPU seconds (all threads) the run spent, in the process that ran it."""
-
-    value: Any
-    cpu_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        v = self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
-        return {"value": v, "cpu_s": self.cpu_s}
-
-
-def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
-                teacher: str | None = None, progress: bool = False,
-                deps: Mapping[str, Timed] | None = None) -> Timed:
-    """:func:`kdbounds.studies.grid.train_run` (a training through the run cache) with its CPU time.
-
-    Args:
-        config, cache_root, data, teacher, progress: as for :func:`~kdbounds.studies.grid.train_run`.
-        deps: the dependencies' :class:`Timed` results (the teacher run's), filled in by the sweep runner.
-
-    Returns:
-        ``Timed(TrainResult, process CPU seconds of this call)``.
-    """
-    t = time.process_time()
-    res = train_run(config, cache_root, data=data, teacher=teacher, progress=progress,
-                    deps={k: v.value for k, v in deps.items()} if deps else None)
-    return Timed(res, time.process_time() - t)
-
-
-@dataclass(frozen=True)
 class TeacherMeasurement:
     """What one measurement run returns (small and picklable: no models, no tensors).
 
@@ -559,8 +509,8 @@ def _measurement_inputs(data: DataSpec, device: str, per_class: int, seed: int) 
     """Normalised training/test tensors and the kernel samples, built once per process."""
     xtr, ytr, xte, yte = load_data(data)
     dev = resolve_device(device)
-    tr_t = (_normalised(xtr, dev), torch.from_numpy(ytr).to(dev))
-    te_t = (_normalised(xte, dev), torch.from_numpy(yte).to(dev))
+    tr_t = (normalized_images(xtr, dev), torch.from_numpy(ytr).to(dev))
+    te_t = (normalized_images(xte, dev), torch.from_numpy(yte).to(dev))
     ci = stratified_subset(ytr, min(per_class, int(np.bincount(ytr).min())), seed=seed)
     cj = stratified_subset(yte, min(per_class, int(np.bincount(yte).min())), seed=seed)
     return dev, tr_t, te_t, (tr_t[0][ci], tr_t[1][ci]), (te_t[0][cj], te_t[1][cj])
@@ -679,7 +629,7 @@ def measurement_store(cache_root: str | os.PathLike) -> Path:
 
 def sweep_specs(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool = False,
                 cache_measurements: bool = True) -> list[RunSpec]:
-    """The study's runs for :func:`~kdbounds.studies.sweep.run_sweep`.
+    """The study's runs for :func:`~kdbounds.runs.sweep.run_sweep`.
 
     In order: the teacher-free students (``alone-<label>``, once per student architecture); then per
     teacher recipe its training (``teacher-<recipe>``), its distilled students (``<label>-<recipe>``,
@@ -695,7 +645,7 @@ def sweep_specs(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bo
         cache_measurements: cache the measurement runs (see :func:`measure_teacher`).
 
     Returns:
-        The :class:`~kdbounds.studies.sweep.RunSpec` list.
+        The :class:`~kdbounds.runs.sweep.RunSpec` list.
     """
     data = data_spec(cfg)
     store = os.fspath(measurement_store(cache_root)) if cache_measurements else None
@@ -726,7 +676,7 @@ def sweep_threads(cfg: StudyConfig, sweep: Mapping[str, Any] | None) -> int | No
     (or ``sweep["threads"]``).
 
     Args:
-        cfg: the config. sweep: the :func:`~kdbounds.studies.sweep.run_sweep` options.
+        cfg: the config. sweep: the :func:`~kdbounds.runs.sweep.run_sweep` options.
 
     Returns:
         The ``threads`` the sweep runs with.
@@ -749,7 +699,7 @@ def _teacher_lines(cfg: StudyConfig, log: Callable[[str], None]) -> Callable[[st
         log: where the lines go.
 
     Returns:
-        ``on_result(key, result)`` for :func:`~kdbounds.studies.sweep.run_sweep`.
+        ``on_result(key, result)`` for :func:`~kdbounds.runs.sweep.run_sweep`.
     """
     seen: dict[str, Any] = {}
     free = {_free_key(label): arch for label, arch, m in cfg.students() if m == "ce"}
@@ -778,7 +728,7 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
               log: Callable[[str], None] = print, sweep: Mapping[str, Any] | None = None,
               cache_measurements: bool = True) -> StudyResult:
     """Train (or reuse) every teacher and student of ``cfg`` and measure every pair, as one sweep
-    (:func:`sweep_specs` through :func:`~kdbounds.studies.sweep.run_sweep`); then the run-level
+    (:func:`sweep_specs` through :func:`~kdbounds.runs.sweep.run_sweep`); then the run-level
     verdicts, rows, Kendall tests and counts here. Writes nothing but the run cache (:func:`run` also
     writes the results).
 
@@ -787,7 +737,7 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
         cache_root: the run cache folder.
         progress: progress over runs (and, with the local executor, the trainer's progress in each run).
         log: where result lines go.
-        sweep: :func:`~kdbounds.studies.sweep.run_sweep` options (``executor``, ``workers``, ``address``,
+        sweep: :func:`~kdbounds.runs.sweep.run_sweep` options (``executor``, ``workers``, ``address``,
             ``max_retries``, ``gpus_per_run``); the threads per run are :func:`sweep_threads`.
         cache_measurements: reuse measurement runs cached in :func:`measurement_store`.
 
@@ -795,7 +745,7 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
         The :class:`StudyResult`.
 
     Raises:
-        kdbounds.studies.sweep.SweepError: a run failed (finished trainings stay in the cache).
+        kdbounds.runs.sweep.SweepError: a run failed (finished trainings stay in the cache).
     """
     start = time.perf_counter()
     cpu: dict[str, float] = {}
@@ -941,7 +891,7 @@ def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os
         cache_root: trained-model cache (default ``out_dir/../cache``).
         progress: progress over runs (and, with the local executor, each training's epochs).
         log: where result lines go.
-        sweep: :func:`~kdbounds.studies.sweep.run_sweep` options, e.g. ``{"executor": "ray", "workers": 2}``
+        sweep: :func:`~kdbounds.runs.sweep.run_sweep` options, e.g. ``{"executor": "ray", "workers": 2}``
             (the CLI's ``--executor/--workers/--address/--max-retries``); default local. Threads per run:
             ``config.threads`` (``--threads`` sets it); when that is ``None``, torch's default on the local
             executor (``sweep["threads"]`` is not used there: the CLI always fills it in) and
@@ -952,7 +902,7 @@ def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os
         The :class:`StudyResult`.
 
     Raises:
-        kdbounds.studies.sweep.SweepError: a run failed (finished runs stay in the cache).
+        kdbounds.runs.sweep.SweepError: a run failed (finished runs stay in the cache).
     """
     out = Path(out_dir)
     cache = resolve_cache_root(out, cache_root)

@@ -25,7 +25,7 @@ import torch
 from kdbounds import train as cli
 from kdbounds.distill import TrainConfig, train
 from kdbounds.distill.checkpoint import MODEL_FORMAT, load_checkpoint_model, read_checkpoint
-from kdbounds.studies.cache import load_cached, run_id
+from kdbounds.runs.cache import load_cached, run_id
 
 from bad_input_helpers import ROOT
 

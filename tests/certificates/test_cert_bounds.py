@@ -496,3 +496,25 @@ def test_import_does_not_load_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("delta, delta_mc, ok", [(0.025, 0.01, True), (0.5, 0.49, True), (0.5, 0.5, False),
+                                                 (0.9, 0.2, False), (0.0, 0.1, False), (0.1, 1.0, False)])
+def test_the_confidence_pair_rule_is_checked_in_one_place_by_every_caller(delta, delta_mc, ok):
+    """δ + δ' < 1 with both in (0, 1): the rule, and the study configs that use it refuse a bad pair at once."""
+    import dataclasses
+
+    from kdbounds.certificates.bounds import check_confidences
+    from kdbounds.studies import certify_flatness as cf
+    from kdbounds.studies import certify_students as cs
+
+    calls = [lambda: check_confidences(delta, delta_mc),
+             lambda: compose_certificate(0.1, 100, 1.0, 1000, delta, delta_mc),
+             lambda: dataclasses.replace(cs.PRESETS["smoke"], delta=delta, delta_mc=delta_mc),
+             lambda: dataclasses.replace(cf.PRESETS["smoke"], delta=delta, delta_mc=delta_mc)]
+    for call in calls:
+        if ok:
+            call()
+        else:
+            with pytest.raises(ValueError, match="delta"):
+                call()

@@ -73,3 +73,19 @@ def test_sizes_validated():
         make_split(y, 0)
     with pytest.raises(ValueError, match="labels"):
         make_split(np.zeros((3, 3), dtype=int), 1)
+
+
+def test_the_math_layer_loads_no_torch():
+    """Every public name of kdbounds.certificates (bounds, oracle, split, scale grid) resolves without torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys, kdbounds.certificates as c; [getattr(c, n) for n in c.__all__]; "
+            "import kdbounds.certificates.oracle; assert 'torch' not in sys.modules, 'torch loaded'; "
+            "print(c.make_split.__name__, c.scale_grid.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["make_split", "scale_grid"]

@@ -17,7 +17,8 @@ from kdbounds.distill import get_method
 from kdbounds.distill.controls import kd_kl_term, rcd_noise
 from kdbounds.distill.itrd import itrd_correlation_loss, itrd_mi_loss
 from kdbounds.distill.rid import rid_phase1_loss, rid_phase2_loss, rid_sigma
-from kdbounds.distill.vid import match_spatial, vid_layer_loss
+from kdbounds.distill.features import match_spatial
+from kdbounds.distill.vid import vid_layer_loss
 from kdbounds.models import FeatureOutput
 
 

@@ -26,7 +26,7 @@ def ray_cluster(tmp_path_factory):
     env = {"PYTHONPATH": pythonpath, "OMP_NUM_THREADS": "1",
            "KDBOUNDS_CACHE": str(tmp_path_factory.mktemp("ray-kdcache"))}
     t0 = time.perf_counter()
-    from kdbounds.studies.sweep import RAY_LOCAL_SYSTEM_CONFIG
+    from kdbounds.runs.sweep import RAY_LOCAL_SYSTEM_CONFIG
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},
              _system_config=RAY_LOCAL_SYSTEM_CONFIG)
@@ -47,7 +47,7 @@ def fake_root(tmp_path_factory):
 def private_data_cache(tmp_path, monkeypatch):
     """Decoded arrays in the test's own cache, and the per-process data loader of the sweep grids
     emptied before and after (a module asks for it with ``pytestmark = usefixtures(...)``)."""
-    from kdbounds.studies.grid import load_data
+    from kdbounds.runs.grid import load_data
 
     monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kdcache"))
     load_data.cache_clear()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kdbounds.studies.locking import (RunLockTimeout, compute_once, is_published, lock_path, publish,
+from kdbounds.runs.locking import (RunLockTimeout, compute_once, is_published, lock_path, publish,
                                       read_published, run_lock)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ _WORKER = """
 import os, sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from kdbounds.studies.locking import compute_once
+from kdbounds.runs.locking import compute_once
 run, markers, go = Path({run!r}), Path({markers!r}), Path({go!r})
 while not go.exists():
     time.sleep(0.01)
@@ -67,7 +67,7 @@ def test_two_processes_asking_for_one_run_compute_it_once(tmp_path):
 _HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from kdbounds.studies.locking import run_lock
+from kdbounds.runs.locking import run_lock
 with run_lock({run!r}):
     print("held", flush=True)
     time.sleep(120)

@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent('''
     import matplotlib.pyplot as plt
     before = matplotlib.get_backend()
     from pathlib import Path
-    from kdbounds.studies.plots import plot_bound_vs_observed, plot_sharpness_vs_gap, plt_figure, save_figure
+    from kdbounds.studies._plots import plot_bound_vs_observed, plot_sharpness_vs_gap, plt_figure, save_figure
     from linear_gaussian.plots import plot_bounds, plot_terms
 
     out = Path(sys.argv[2])
@@ -89,6 +89,6 @@ def test_plot_modules_do_not_use_pyplot_or_switch_backends():
     """A source check on top of the behaviour test: no ``matplotlib.use`` or pyplot import in the helpers."""
     import re
 
-    for rel in ("kdbounds/studies/plots.py", "linear_gaussian/plots.py"):
+    for rel in ("kdbounds/studies/_plots.py", "linear_gaussian/plots.py"):
         text = (ROOT / rel).read_text()
         assert not re.search(r"matplotlib\.use\(|import matplotlib\.pyplot|from matplotlib import pyplot", text), rel

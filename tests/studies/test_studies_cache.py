@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdbounds.distill import TrainConfig
-from kdbounds.studies.cache import load_cached, run_dir, run_id, train_cached
+from kdbounds.runs.cache import load_cached, run_dir, run_id, train_cached
 
 
 
@@ -94,7 +94,7 @@ def test_teacher_run_through_cache(tmp_path):
 
 
 def test_run_key_includes_the_training_code_fingerprint(monkeypatch):
-    from kdbounds.studies import cache as runs
+    from kdbounds.runs import cache as runs
 
     cfg = TrainConfig(arch="resnet8", epochs=1)
     k1 = runs.run_key(cfg)
@@ -109,8 +109,8 @@ def test_force_retrains_under_the_run_lock(tmp_path, monkeypatch):
     import threading
     import time
 
-    from kdbounds.studies import cache as cache_mod
-    from kdbounds.studies.locking import run_lock
+    from kdbounds.runs import cache as cache_mod
+    from kdbounds.runs.locking import run_lock
 
     data, cfg = _data(), _cfg(epochs=1)
     first = train_cached(cfg, tmp_path, data=data, progress=False)

@@ -26,7 +26,9 @@ from scipy import optimize, stats
 
 from fake_cifar import write_fake_cifar10
 from kdbounds.studies import certify_flatness as cf
-from kdbounds.studies.certify_flatness import Config, TeacherRecipe, kendall_report, sigma_tolerated
+from kdbounds.runs.grid import TeacherRecipe
+from kdbounds.runs.splits import split_data
+from kdbounds.studies.certify_flatness import Config, kendall_report, sigma_tolerated
 from study_helpers import needs_ray
 
 
@@ -49,11 +51,11 @@ def smoke_run(fake_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("flat-out")
     old = os.environ.get("KDBOUNDS_CACHE")
     os.environ["KDBOUNDS_CACHE"] = str(out / "kdcache")
-    cf.load_split.cache_clear()
+    split_data.cache_clear()
     try:
         res = cf.run(_tiny(fake_root), out / "res", cache_root=out / "cache", progress=False, log=lambda *_: None)
     finally:
-        cf.load_split.cache_clear()
+        split_data.cache_clear()
         if old is None:
             os.environ.pop("KDBOUNDS_CACHE", None)
         else:
@@ -204,7 +206,7 @@ def test_data_path_certificates_on_ds_teachers_on_dt_posteriors_on_the_union(smo
 def test_a_changed_grid_on_the_same_split_pays_the_union(smoke_run, fake_root):
     """F4: a second run on the same D_S (same cache) with another σ_P grid: its certificates pay the union of
     both grids (J = 4, both steps), the ledger lists both grids; a fresh split seed starts a fresh ledger."""
-    from kdbounds.studies.grid_ledger import ledger_path, read_ledger
+    from kdbounds.runs.grid_ledger import ledger_path, read_ledger
 
     res, out = smoke_run
     cache = out.parent / "cache"
@@ -224,7 +226,7 @@ def test_a_changed_grid_on_the_same_split_pays_the_union(smoke_run, fake_root):
 
 
 def test_grid_ledger_records_each_grid_once_and_returns_unions(tmp_path):
-    from kdbounds.studies.grid_ledger import read_ledger, record_grids
+    from kdbounds.runs.grid_ledger import read_ledger, record_grids
 
     split = {"cert_sha256": "ab" * 32, "n_s": 10}
     u = record_grids(tmp_path, split, {"a": [0.1, 0.2], "b": [1.0]}, study="x")
@@ -579,7 +581,7 @@ def test_relative_std_by_hand_and_a_zero_tensor_takes_the_global_rms():
     assert sd["weight"][0].tolist() == pytest.approx([0.5 * 0.1 * rms_w, 0.5 * (3 + 0.1 * rms_w),
                                                    0.5 * (4 + 0.1 * rms_w)], rel=1e-12)
     assert sd["bias"].tolist() == pytest.approx([0.5 * 0.1 * math.sqrt(25 / 4)], rel=1e-12)  # all 4 weights
-    from kdbounds.certificates.kernels import GaussianKernel
+    from kdbounds.pacbayes.kernels import GaussianKernel
 
     K = GaussianKernel.from_model(m, sd)
     assert torch.equal(K.std["weight"], sd["weight"]) and torch.equal(K.std["bias"], sd["bias"])

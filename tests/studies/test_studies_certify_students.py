@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from fake_cifar import write_fake_cifar10
-from kdbounds.studies import cache as cache_mod
+from kdbounds.runs import cache as cache_mod
+from kdbounds.runs.splits import SplitSpec, split_data
 from kdbounds.studies import certify_students as cs
 from study_helpers import CountingTrain, needs_ray
 
@@ -34,9 +35,9 @@ def fake_root(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _private_split_cache(private_data_cache):
-    cs.split_data.cache_clear()
+    split_data.cache_clear()
     yield
-    cs.split_data.cache_clear()
+    split_data.cache_clear()
 
 
 def smoke(fake_root: Path, **kw) -> cs.Config:
@@ -59,7 +60,7 @@ def test_split_data_rebuilds_the_arrays_once_per_process(fake_root, monkeypatch)
     from kdbounds.certificates.split import make_split
     from kdbounds.data import load_cifar, stratified_subset
 
-    spec = cs.SplitSpec(n_s=300, n_t=400, test_n=100, split_seed=3, data_root=str(fake_root))
+    spec = SplitSpec(n_s=300, n_t=400, test_n=100, split_seed=3, data_root=str(fake_root), test_seed=4)
     xtr, ytr = load_cifar("cifar10", root=str(fake_root), split="train")
     xte, yte = load_cifar("cifar10", root=str(fake_root), split="test")
     j = stratified_subset(yte, 10, seed=4)
@@ -67,8 +68,8 @@ def test_split_data_rebuilds_the_arrays_once_per_process(fake_root, monkeypatch)
     calls = []
     real = data_mod.load_cifar
     monkeypatch.setattr(data_mod, "load_cifar", lambda *a, **k: calls.append(k["split"]) or real(*a, **k))
-    d = cs.split_data(spec)
-    assert cs.split_data(cs.SplitSpec(300, 400, 100, 3, str(fake_root))) is d  # equal description: no reload
+    d = split_data(spec)
+    assert split_data(SplitSpec(300, 400, 100, 3, str(fake_root), 4)) is d  # equal description: no reload
     assert calls == ["train", "test"]
     for got, want in zip(d.data_t, (xtr[sp.teacher], ytr[sp.teacher], xte[j], yte[j])):
         assert np.array_equal(got, want)

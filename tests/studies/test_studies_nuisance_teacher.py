@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kdbounds.distill import TrainConfig
-from kdbounds.studies import cache as cache_mod
+from kdbounds.runs import cache as cache_mod
 from kdbounds.studies import nuisance_teacher as nt
 from study_helpers import CountingTrain, needs_ray
 

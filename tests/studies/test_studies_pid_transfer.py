@@ -16,10 +16,10 @@ import torch
 
 import kdbounds.distill
 from kdbounds.models import build_model
-from kdbounds.studies import cache as cache_mod
+from kdbounds.runs import cache as cache_mod
 from kdbounds.studies import pid_transfer as pt
 from kdbounds.studies.pid_transfer import PIDTracker, extract_features
-from kdbounds.studies.sweep import SweepError
+from kdbounds.runs.sweep import SweepError
 from study_helpers import CountingTrain, needs_ray
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from kdbounds.data import load_cifar, stratified_subset
-from kdbounds.studies import cache as cache_mod
+from kdbounds.runs import cache as cache_mod
 from kdbounds.studies import sharpness_vs_gap as ss
-from kdbounds.studies import grid
-from kdbounds.studies.grid import DataSpec, load_data
+from kdbounds.runs import grid
+from kdbounds.runs.grid import DataSpec, load_data
 from study_helpers import needs_ray
 
 
@@ -201,7 +201,7 @@ def test_measurement_run_alone_is_small_picklable_and_cached(tmp_path, fake_root
     """One teacher's grid run by hand: the measurement result pickles (what a Ray worker sends back),
     its dict is strict JSON, and the second call loads it from the store (reused, no curvature CPU)."""
     from kdbounds._io import dumps_strict
-    from kdbounds.studies.sweep import run_sweep
+    from kdbounds.runs.sweep import run_sweep
 
     cfg = tiny(fake_root, teachers=ss.PRESETS["smoke"].teachers[:1], methods=("kd",))
     specs = ss.sweep_specs(cfg, tmp_path / "cache")

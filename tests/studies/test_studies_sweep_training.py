@@ -1,4 +1,4 @@
-"""Training grids on the sweep runner with the real run cache (studies/grid.py, studies/cache.py).
+"""Training grids on the sweep runner with the real run cache (runs/grid.py, runs/cache.py).
 
 Oracles: the local executor for the Ray executor (identical numbers at equal threads); the number of
 trainings counted independently of the runner and the cache (a counting wrapper around the trainer in
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from kdbounds.distill import TrainConfig
-from kdbounds.studies import cache as cache_mod
+from kdbounds.runs import cache as cache_mod
 from kdbounds.studies import functional_transfer as ft
-from kdbounds.studies.grid import DataSpec, load_data, train_spec
-from kdbounds.studies.sweep import SweepError, run_sweep
+from kdbounds.runs.grid import DataSpec, load_data, train_spec
+from kdbounds.runs.sweep import SweepError, run_sweep
 from study_helpers import CountingTrain, needs_ray
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ _TWO_PROCESS_SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     torch.set_num_threads(1)
     from kdbounds.distill import TrainConfig
-    from kdbounds.studies.cache import train_cached
+    from kdbounds.runs.cache import train_cached
     cache, markers, start = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
     g = np.random.default_rng(0)
     x = g.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
@@ -202,7 +202,7 @@ def _kill_after_first_epoch(config, cache_root, data=None, teacher=None, progres
     import signal
 
     from kdbounds.distill.config import TrainConfig
-    from kdbounds.studies.cache import train_cached
+    from kdbounds.runs.cache import train_cached
 
     flag = Path(cache_root) / "killed-once"
 

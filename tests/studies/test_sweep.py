@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import sweep_toy as toy
 from study_helpers import needs_ray
-from kdbounds.studies.sweep import RunSpec, SweepError, run_sweep, spec_fingerprints, topological_order
+from kdbounds.runs.sweep import RunSpec, SweepError, run_sweep, spec_fingerprints, topological_order
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -230,7 +230,7 @@ _CONCURRENT = """
 import sys
 sys.path[:0] = [{root!r}, {here!r}]
 import sweep_toy as toy
-from kdbounds.studies.sweep import RunSpec, run_sweep
+from kdbounds.runs.sweep import RunSpec, run_sweep
 md = {md!r}
 specs = [RunSpec(f"r{{i}}", toy.toy_run, {{"name": f"r{{i}}", "seed": i, "marker_dir": md}}) for i in range(6)]
 out = run_sweep(specs, out_dir={out!r}, progress=False)
@@ -366,7 +366,7 @@ def test_keys_that_are_not_file_names_get_distinct_folders_and_a_corrupt_result_
 def test_cli_flags_map_to_run_sweep_arguments(tmp_path):
     import argparse
 
-    from kdbounds.studies.sweep import add_sweep_arguments, sweep_options
+    from kdbounds.runs.sweep import add_sweep_arguments, sweep_options
 
     p = argparse.ArgumentParser()
     add_sweep_arguments(p)

@@ -12,29 +12,30 @@ Four kinds, each a first-class option of :func:`prior_run`:
 * ``"distilled"`` (d) — for a smaller student: a student-architecture network distilled (Hinton KD)
   from a larger teacher on ``D_T`` only.
 
-Training goes through the project's trainer and run cache (one import below: the cache is moving
-to ``kdbounds/studies/cache.py``). The prior *scale* ``σ_P`` is picked from a grid of ``J`` values
-fixed in advance (:func:`scale_grid`); the certificate then runs its PAC-Bayes step at ``δ/J``.
+This is the one place a prior is trained: the studies call :func:`prior_run` (or :func:`train_prior`,
+its sweep-run form). Training goes through the project's trainer and the run cache
+(:func:`kdbounds.runs.cache.train_cached`). The prior's scale is picked from a grid fixed in advance
+(:func:`kdbounds.certificates.scales.scale_grid`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 from torch import nn
 
-from kdbounds._checks import check_choice, check_int, check_positive
-from kdbounds.distill import TrainConfig, TrainResult, load_checkpoint_model
-from kdbounds.models import build_model
+from .._checks import check_choice, check_int
+from ..distill import TrainConfig, TrainResult, load_checkpoint_model
+from ..models import build_model
+from .cache import train_cached
 
-from kdbounds.studies.cache import train_cached  # the one place the run cache is imported from
-
-__all__ = ["PRIOR_KINDS", "PriorRun", "prior_run", "random_prior", "scale_grid", "train_cached"]
+__all__ = ["PRIOR_KINDS", "TRAINED_KINDS", "PriorRun", "prior_run", "random_prior", "train_prior"]
 
 PRIOR_KINDS = ("random", "learnt", "teacher", "distilled")
+#: the kinds :func:`prior_run` trains (the others need no training of their own)
+TRAINED_KINDS = ("learnt", "distilled")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class PriorRun:
 
     Attributes:
         kind: one of :data:`PRIOR_KINDS`.
-        spec: what :mod:`kdbounds.certificates.trainer` accepts as ``prior=``: ``"random:<seed>"``
+        spec: what :mod:`kdbounds.distill.pbb` accepts as ``prior=``: ``"random:<seed>"``
             or the model file's path.
         model: the network (eval mode).
         run: the training run (None for ``"random"``).
@@ -58,6 +59,7 @@ class PriorRun:
 
     @property
     def path(self) -> str | None:
+        """The prior centre's model file (None for ``"random"``)."""
         return None if self.run is None else self.run.paths["model"]
 
     @classmethod
@@ -75,6 +77,11 @@ class PriorRun:
                    load_checkpoint_model(res.paths["model"]), res, res.final.get("test_acc"))
 
     def to_dict(self) -> dict[str, Any]:
+        """The record: kind, spec, test accuracy, model file and (for a trained prior) its config.
+
+        Returns:
+            A plain dict.
+        """
         d: dict[str, Any] = {"kind": self.kind, "spec": self.spec, "test_acc": self.test_acc, "path": self.path}
         if self.run is not None:
             d["config"] = self.run.config
@@ -82,7 +89,16 @@ class PriorRun:
 
 
 def random_prior(arch: str, seed: int, num_classes: int = 10) -> nn.Module:
-    """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent)."""
+    """Prior (a): the architecture at the initialisation drawn with ``seed`` (data-independent).
+
+    Args:
+        arch: the student's architecture.
+        seed: the initialisation's seed, >= 0.
+        num_classes: the number of classes.
+
+    Returns:
+        The network in eval mode.
+    """
     return build_model(arch, num_classes=num_classes, seed=check_int("seed", seed, minimum=0)).eval()
 
 
@@ -107,6 +123,10 @@ def prior_run(kind: str, *, student_arch: str, data_t: Sequence[Any] | None = No
             ``"distilled"``: any architecture).
         init_seed: the seed of the random prior (``"random"``).
         kd_kwargs: hyper-parameters of the KD run for ``"distilled"``.
+        progress: the trainer's progress.
+
+    Returns:
+        The :class:`PriorRun`.
 
     Raises:
         ValueError: an unknown kind, a missing input, or a teacher of another architecture for ``"teacher"``.
@@ -138,20 +158,35 @@ def _prior_run(kind, student_arch, data_t, cache_root, recipe, teacher, init_see
     return _as_run(kind, res)
 
 
-def scale_grid(low: float, high: float, n: int) -> tuple[float, ...]:
-    r"""``n`` log-spaced prior scales from ``low`` to ``high`` (inclusive), fixed before ``D_S`` is used.
+def train_prior(kind: str, recipe: Mapping[str, Any], cache_root: str, split: Any, *, student_arch: str,
+                init_seed: int = 0, kd_kwargs: Mapping[str, Any] | None = None, teacher: str | None = None,
+                progress: bool = False, deps: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train prior (b) ``"learnt"`` or (d) ``"distilled"`` on ``D_T`` (a sweep run: :func:`prior_run` on a worker).
 
-    .. math:: \sigma_j = \mathrm{low}\cdot(\mathrm{high}/\mathrm{low})^{j/(n-1)},\quad j = 0..n-1
+    Args:
+        kind: ``"learnt"`` or ``"distilled"``.
+        recipe: ``TrainConfig.to_dict()`` of the training recipe (see :func:`prior_run`).
+        cache_root: the run cache.
+        split: the :class:`~kdbounds.runs.splits.SplitSpec` whose ``D_T`` the prior trains on.
+        student_arch: the student's architecture.
+        init_seed: as for :func:`prior_run`.
+        kd_kwargs: the KD hyper-parameters of ``"distilled"``.
+        teacher: key of the teacher's run among ``deps`` (``"distilled"``).
+        progress: the trainer's progress.
+        deps: results of the dependencies, filled in by the sweep runner.
 
-    A certificate whose ``σ_P`` is picked from this grid must be run with ``n_grid = n``.
+    Returns:
+        The prior's :class:`~kdbounds.distill.trainer.TrainResult`.
+
+    Raises:
+        ValueError: a kind that is not trained, or ``teacher`` not among ``deps``.
     """
-    low = check_positive("low", low)
-    high = check_positive("high", high)
-    n = check_int("n", n, minimum=1)
-    if n == 1:
-        if low != high:
-            raise ValueError(f"high: a one-point grid needs low == high, got {low} and {high}")
-        return (low,)
-    if high <= low:
-        raise ValueError(f"high: expected > low={low}, got {high}")
-    return tuple(float(v) for v in np.geomspace(low, high, n))
+    from .splits import split_data
+
+    kind = check_choice("kind", kind, TRAINED_KINDS)
+    if teacher is not None and teacher not in (deps or {}):
+        raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
+    pr = prior_run(kind, student_arch=student_arch, data_t=split_data(split).data_t, cache_root=cache_root,
+                   recipe=TrainConfig.from_dict(dict(recipe)), teacher=(deps or {}).get(teacher) if teacher else None,
+                   init_seed=init_seed, kd_kwargs=dict(kd_kwargs or {}), progress=progress)
+    return pr.run

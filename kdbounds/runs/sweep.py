@@ -24,7 +24,7 @@ environment), so at equal ``threads`` both executors compute the same numbers.
 
 **Resuming.** With ``out_dir``, each finished run is published atomically to
 ``out_dir/<key>/result.pkl`` by the process that computed it, under the run's lock
-(:mod:`kdbounds.studies.locking`). A sweep started again — after Ctrl-C, a crash of the driver, or on
+(:mod:`kdbounds.runs.locking`). A sweep started again — after Ctrl-C, a crash of the driver, or on
 another machine sharing ``out_dir`` — loads published runs instead of executing them, and two sweeps
 sharing ``out_dir`` never execute the same run twice. A published result is reused only if its *spec
 fingerprint* matches: SHA-256 over the function's ``module:qualname``, the canonical JSON of the kwargs

@@ -58,7 +58,7 @@ def test_command_line_pbb_without_prior_says_what_it_needs_before_loading_data(t
 
 
 def test_tiny_pbb_run_from_the_command_line_starts_at_the_named_random_prior(tmp_path):
-    from kdbounds.certificates.trainer import posterior_from_run, prior_from_run
+    from kdbounds.runs.posteriors import posterior_from_run, prior_from_run
     from kdbounds.models import build_model
 
     data = _fake_cifar(tmp_path / "cifar")
@@ -81,7 +81,7 @@ def test_tiny_pbb_run_from_the_command_line_starts_at_the_named_random_prior(tmp
 def _fingerprint_of(tmp_path: Path, monkeypatch):
     """``code_fingerprint`` of a copy of the package under ``tmp_path`` (the function reads the files
     next to its own module)."""
-    from kdbounds.studies import cache
+    from kdbounds.runs import cache
 
     real = cache.code_fingerprint()
     pkg = tmp_path / "kdbounds"

@@ -1,4 +1,6 @@
-"""Parameter selection: which parameters of a model a curvature operator differentiates."""
+"""Private torch plumbing: which parameters of a model vary — one selector shared by the curvature
+operators (:mod:`kdbounds.curvature`), the Gaussian kernels (:mod:`kdbounds.pacbayes.kernels`) and
+certified distillation (:mod:`kdbounds.distill.pbb`)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from torch.distributions import Normal, kl_divergence
 
 from kdbounds._io import dumps_strict
 from kdbounds.certificates import kl_inverse_upper, mc_risk_upper, pac_bayes_kl_bound
-from kdbounds.certificates.certify import certify, select_scales
-from kdbounds.certificates.kernels import GaussianKernel
+from kdbounds.pacbayes.certify import certify, select_scales
+from kdbounds.pacbayes.kernels import GaussianKernel
 from kdbounds.certificates.oracle import gibbs_error, sample_halfspace
 
 
@@ -65,7 +65,7 @@ def test_mc_risk_matches_the_exact_gibbs_error(draws, method):
 
 
 def test_explicit_and_local_per_example_schemes_both_match_the_oracle():
-    from kdbounds.certificates.kernels import per_example_logits
+    from kdbounds.pacbayes.kernels import per_example_logits
 
     Q, _, (x, y), exact, _ = _problem(n=300)
     xs, ys = x.repeat(40, 1), y.repeat(40)

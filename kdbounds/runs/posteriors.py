@@ -28,7 +28,7 @@ from kdbounds.distill.pbb import (
 )
 from kdbounds.models import build_model
 
-from .kernels import GaussianKernel
+from ..pacbayes.kernels import GaussianKernel
 
 __all__ = ["bounded_cross_entropy", "pac_bayes_objective", "PBBMethod", "PBKDMethod", "posterior_from_run",
            "prior_from_run", "OBJECTIVES"]

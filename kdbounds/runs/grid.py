@@ -1,9 +1,9 @@
 """Training grids on the sweep runner: the pieces any study uses to train its models through
-:func:`kdbounds.studies.sweep.run_sweep` (locally or on Ray) and the run cache.
+:func:`kdbounds.runs.sweep.run_sweep` (locally or on Ray) and the run cache.
 
 A study describes each training run by a :class:`~kdbounds.distill.TrainConfig` and, for students,
 the key of the run that trains their teacher; :func:`train_spec` turns that into a
-:class:`~kdbounds.studies.sweep.RunSpec` whose function, :func:`train_run`, is module-level (so a Ray
+:class:`~kdbounds.runs.sweep.RunSpec` whose function, :func:`train_run`, is module-level (so a Ray
 worker imports it by name) and whose arguments are small and picklable:
 
 * the config as a dict (``TrainConfig.to_dict()``), with ``teacher_ckpt`` left empty: the teacher's
@@ -14,7 +14,7 @@ worker imports it by name) and whose arguments are small and picklable:
   each process loads them once (:func:`load_data`, a per-process cache, itself backed by the on-disk
   ``.npz`` cache of :mod:`kdbounds.data`), so nothing of the size of CIFAR is pickled per run.
 
-Training goes through :func:`kdbounds.studies.cache.train_cached`, which is safe under concurrency:
+Training goes through :func:`kdbounds.runs.cache.train_cached`, which is safe under concurrency:
 a run finished by anyone is reused, a run being trained elsewhere is waited for, an interrupted run
 resumes from its checkpoint. The sweep therefore needs no result store of its own (``out_dir=None``);
 restarting an interrupted study trains nothing twice.
@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from .sweep import RunSpec
 
-__all__ = ["DataSpec", "load_data", "test_subset", "train_run", "train_spec", "with_teacher"]
+__all__ = ["DataSpec", "TeacherRecipe", "Timed", "load_data", "test_subset", "train_run", "train_spec", "train_timed",
+           "worker_config"]
 
 
 @dataclass(frozen=True)
@@ -131,32 +133,45 @@ def load_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return train_x, train_y, ex, ey
 
 
-def with_teacher(config: Mapping[str, Any], teacher: str | None = None,
-                 deps: Mapping[str, Any] | None = None) -> Any:
-    """The run's :class:`~kdbounds.distill.TrainConfig`, its ``teacher_ckpt`` taken from the teacher run.
+def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: Mapping[str, Any] | None = None,
+                  prior: str | None = None) -> Any:
+    """The run's :class:`~kdbounds.distill.TrainConfig`, with the paths of its teacher and prior filled in.
 
-    The one place where a worker turns a spec's config dict and teacher key into a config: used by
-    :func:`train_run` and by any run that trains a student itself (e.g. with callbacks).
+    The one place where a worker turns a spec's config dict and the keys of its dependencies into a
+    config (every training run of every study goes through it): ``teacher_ckpt`` becomes the model
+    file of the run ``deps[teacher]``; for ``pbb``/``pbkd``, ``method_kwargs["prior"]`` becomes the
+    model file of ``deps[prior]``, pinned by its SHA-256 (``prior_sha256``). So a student can be
+    scheduled before its teacher or prior exists.
 
     Args:
-        config: ``TrainConfig.to_dict()`` of the run.
+        config: ``TrainConfig.to_dict()`` of the run (``teacher_ckpt`` empty when ``teacher`` is given).
         teacher: key of the dependency whose result's ``paths["model"]`` is the teacher checkpoint
-            (``None``: the config is used as it is).
+            (``None``: no teacher filled in).
         deps: results of the dependencies, filled in by the sweep runner.
+        prior: key of the dependency whose model file is the ``pbb``/``pbkd`` prior (``None``: none).
 
     Returns:
         The config.
 
     Raises:
-        ValueError: ``teacher`` is given but not among ``deps``.
+        ValueError: ``teacher`` or ``prior`` is given but not among ``deps``, or a hyper-parameter the
+            method refuses (:func:`~kdbounds.distill.methods.check_method_hparams`).
     """
+    from .._io import file_sha256
     from ..distill.config import TrainConfig
+    from ..distill.methods import check_method_hparams
 
+    deps = deps or {}
+    for name, key in (("teacher", teacher), ("prior", prior)):
+        if key is not None and key not in deps:
+            raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
     cfg = TrainConfig.from_dict(dict(config))
     if teacher is not None:
-        if not deps or teacher not in deps:
-            raise ValueError(f"teacher={teacher!r}: not among the run's dependencies {sorted(deps or {})}")
         cfg = cfg.replace(teacher_ckpt=deps[teacher].paths["model"])
+    if prior is not None:
+        path = deps[prior].paths["model"]
+        cfg = cfg.replace(method_kwargs={**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)})
+    check_method_hparams(cfg.method, cfg.method_kwargs)  # complete now; before the worker loads any data
     return cfg
 
 
@@ -182,7 +197,7 @@ def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None 
     """
     from .cache import train_cached
 
-    cfg = with_teacher(config, teacher, deps)
+    cfg = worker_config(config, teacher, deps)
     arrays = load_data(data) if data is not None else None
     return train_cached(cfg, cache_root, data=arrays, progress=progress, teacher_cache=teacher_cache)
 
@@ -207,6 +222,9 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
     Raises:
         ValueError: ``cfg`` already names a teacher checkpoint and ``teacher`` is given.
     """
+    from ..distill.methods import check_method_hparams
+
+    check_method_hparams(cfg.method, cfg.method_kwargs)  # a bad hyper-parameter fails before the sweep starts
     d = cfg.to_dict()
     if teacher is not None and d.get("teacher_ckpt") is not None:
         raise ValueError(f"run {key!r}: cfg.teacher_ckpt={d['teacher_ckpt']!r} and teacher={teacher!r}; "
@@ -216,3 +234,73 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
     if teacher_cache:  # only when on: the specs (and fingerprints) of studies without it stay as they were
         kwargs["teacher_cache"] = True
     return RunSpec(key, train_run, kwargs, deps=(teacher,) if teacher is not None else ())
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How one teacher is trained: the knobs that move it to flatter or sharper minima.
+
+    Attributes:
+        name: the recipe's label (also in run keys), e.g. ``"lr0.1-bs32"``.
+        lr: the learning rate.
+        batch_size: the batch size.
+        weight_decay: the weight decay.
+    """
+
+    name: str
+    lr: float
+    batch_size: int
+    weight_decay: float = 5e-4
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as a plain dict.
+
+        Returns:
+            ``{"name", "lr", "batch_size", "weight_decay"}``.
+        """
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A run's result with the process CPU seconds (all threads) the run spent, in the process that ran it.
+
+    Attributes:
+        value: the run's result.
+        cpu_s: process CPU seconds of the call.
+    """
+
+    value: Any
+    cpu_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record.
+
+        Returns:
+            ``{"value": value.to_dict() (or value), "cpu_s": cpu_s}``.
+        """
+        v = self.value.to_dict() if hasattr(self.value, "to_dict") else self.value
+        return {"value": v, "cpu_s": self.cpu_s}
+
+
+def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
+                teacher: str | None = None, progress: bool = False,
+                deps: Mapping[str, Timed] | None = None, teacher_cache: bool = False) -> Timed:
+    """:func:`train_run` (a training through the run cache) with its CPU time.
+
+    Args:
+        config: as for :func:`train_run`.
+        cache_root: as for :func:`train_run`.
+        data: as for :func:`train_run`.
+        teacher: as for :func:`train_run`.
+        progress: as for :func:`train_run`.
+        deps: the dependencies' :class:`Timed` results (the teacher run's), filled in by the sweep runner.
+        teacher_cache: as for :func:`train_run`.
+
+    Returns:
+        ``Timed(TrainResult, process CPU seconds of this call)``.
+    """
+    t = time.process_time()
+    res = train_run(config, cache_root, data=data, teacher=teacher, progress=progress,
+                    deps={k: v.value for k, v in deps.items()} if deps else None, teacher_cache=teacher_cache)
+    return Timed(res, time.process_time() - t)

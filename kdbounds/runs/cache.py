@@ -180,7 +180,7 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
                  on_wait: Callable[[Path], None] | None = None) -> TrainResult:
     """Train ``cfg`` once per distinct configuration under ``cache_root`` (see module docstring).
 
-    Safe under concurrency (the protocol of :mod:`kdbounds.studies.locking`): a finished run
+    Safe under concurrency (the protocol of :mod:`kdbounds.runs.locking`): a finished run
     (``result.json``, written atomically as the trainer's last step) is returned without the lock;
     otherwise the run's lock is taken, the folder checked again, and only the lock holder trains —
     resuming from the run's checkpoint when an earlier process was killed mid-run. A second process
@@ -188,8 +188,9 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
     run without training.
 
     Args:
-        cfg: the run's config; ``teacher_ckpt`` (or ``cfg.teacher_ckpt``) for methods with a teacher.
+        cfg: the run's config.
         cache_root: folder holding one sub-folder per run.
+        teacher_ckpt: the teacher checkpoint (or ``cfg.teacher_ckpt``) for methods with a teacher.
         data: optional preloaded ``(train_x, train_y, test_x, test_y)``; fingerprinted into the id.
         callbacks, progress: passed to :func:`kdbounds.distill.train` (callbacks only run for epochs
             actually trained now, i.e. never when the run was finished by someone else).
@@ -203,7 +204,7 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
 
     Raises:
         FileNotFoundError: the teacher checkpoint does not exist.
-        kdbounds.studies.locking.RunLockTimeout: never (waits without a limit); OSError when the
+        kdbounds.runs.locking.RunLockTimeout: never (waits without a limit); OSError when the
             cache's file system has no file locks.
     """
     from .locking import compute_once, run_lock

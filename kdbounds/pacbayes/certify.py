@@ -45,9 +45,9 @@ from kdbounds._checks import check_choice, check_int, check_open_unit
 from kdbounds._io import arrays_sha256
 from kdbounds._records import Estimate
 
-from .bounds import compose_certificate, pac_bayes_kl_bound
+from ..certificates.bounds import check_confidences, compose_certificate, pac_bayes_kl_bound
 from .kernels import DRAW_MODES, GaussianKernel, check_compatible, draw_logits, kernel_kl, per_example_logits
-from .trainer import bounded_cross_entropy
+from .._torch import bounded_cross_entropy
 
 __all__ = ["LOSSES", "DRAW_SCHEMES", "Certificate", "certify", "gibbs_losses", "select_scales", "ScaleChoice"]
 
@@ -209,10 +209,7 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
     mode = check_choice("mode", mode, DRAW_MODES)
     n_draws = check_int("n_draws", n_draws, minimum=1)
     test_draws = check_int("test_draws", test_draws, minimum=1)
-    delta = check_open_unit("delta", delta)
-    delta_mc = check_open_unit("delta_mc", delta_mc)
-    if delta + delta_mc >= 1.0:
-        raise ValueError(f"delta_mc: expected delta + delta_mc < 1, got {delta} + {delta_mc}")
+    delta, delta_mc = check_confidences(delta, delta_mc)
     n_grid = check_int("n_grid", n_grid, minimum=1)
     n_grid_mc = check_int("n_grid_mc", n_grid_mc, minimum=1)
     p_min = check_open_unit("p_min", p_min)

@@ -19,7 +19,7 @@ Draws are evaluated with :func:`torch.func.functional_call`; ``M`` draws are eva
 with :func:`torch.func.vmap` over the draws (``mode="vmap"``), or with a plain loop over draws
 (``mode="loop"``, also the automatic fallback when a module does not support ``vmap``). The
 ``"per_example"`` scheme draws an independent weight for every evaluated example (vmap over
-(weight, example) pairs), which is what :func:`kdbounds.certificates.certify.certify` uses by
+(weight, example) pairs), which is what :func:`kdbounds.pacbayes.certify.certify` uses by
 default (see there for why this is a valid, tighter Monte Carlo bound).
 
 The closed-form divergence splits as in theory.md §7:
@@ -81,7 +81,7 @@ class KernelKL:
 
 
 def _select(model: nn.Module, params: Any) -> list[str]:
-    from kdbounds.curvature import select_parameters  # the curvature operators' selector
+    from kdbounds._params import select_parameters
 
     return select_parameters(model, params)
 

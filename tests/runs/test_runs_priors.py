@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdbounds.certificates.priors import PRIOR_KINDS, prior_run, random_prior, scale_grid
+from kdbounds.certificates.scales import scale_grid
+from kdbounds.runs.priors import PRIOR_KINDS, prior_run, random_prior
 from kdbounds.distill import TrainConfig
 from kdbounds.models import build_model
-try:  # the run cache moves to kdbounds.studies.cache (layout issue)
-    from kdbounds.studies.cache import data_fingerprint
+try:  # the run cache moves to kdbounds.runs.cache (layout issue)
+    from kdbounds.runs.cache import data_fingerprint
 except ImportError:
     from kdbounds.runs import data_fingerprint
 

@@ -14,13 +14,10 @@ from hypothesis import given, settings, strategies as st
 from torch.distributions import Normal, kl_divergence
 
 from kdbounds.certificates import kl_inverse_upper, pac_bayes_complexity, pinsker_bound, quadratic_bound
-from kdbounds.certificates.kernels import kernel_kl
-from kdbounds.certificates.trainer import (
-    bounded_cross_entropy,
-    pac_bayes_objective,
-    posterior_from_run,
-    prior_from_run,
-)
+from kdbounds.pacbayes.kernels import kernel_kl
+from kdbounds._torch import bounded_cross_entropy
+from kdbounds.distill.pbb import pac_bayes_objective
+from kdbounds.runs.posteriors import posterior_from_run, prior_from_run
 from kdbounds.distill import TrainConfig, train
 from kdbounds.distill.checkpoint import read_checkpoint
 
@@ -87,8 +84,8 @@ def test_posterior_starts_at_prior_and_divergence_matches_torch_distributions(tm
 
 def test_training_kl_equals_the_kernel_kl():
     """The differentiable KL the objective uses equals kernel_kl of the kernels it defines."""
-    from kdbounds.certificates.kernels import GaussianKernel
-    from kdbounds.certificates.trainer import PBBMethod
+    from kdbounds.pacbayes.kernels import GaussianKernel
+    from kdbounds.distill.pbb import PBBMethod
     from kdbounds.distill.pbb import param_key as _key
     from kdbounds.models import build_model
 
