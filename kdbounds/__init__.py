@@ -31,13 +31,14 @@ _SUBMODULES = (
 
 # Topic packages whose every public name (``__all__``, and the lazy names of ``certificates``) is
 # re-exported here; tests/test_package_imports.py checks that the table below covers them all.
-_TOPICS = ("bounds", "certificates", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
+_TOPICS = ("bounds", "certificates", "pacbayes", "pid", "stats", "curvature", "divergence", "fidelity", "checks",
            "data", "models", "distill", "runs")
 
 # Names two topics define differently; the top level keeps the first, the other stays in its topic:
 # ``holm_adjust`` is kdbounds.stats' (``kdbounds.checks.holm_adjust`` is the verdicts' array form);
-# ``train`` is the CLI module ``kdbounds.train`` (the trainer function is ``kdbounds.distill.train``).
-_NOT_AT_TOP = {("checks", "holm_adjust"), ("distill", "train")}
+# ``train`` is the CLI module ``kdbounds.train`` (the trainer function is ``kdbounds.distill.train``);
+# ``LOSSES`` is the checks' (``kdbounds.pacbayes.LOSSES`` names the certificate losses).
+_NOT_AT_TOP = {("checks", "holm_adjust"), ("distill", "train"), ("pacbayes", "LOSSES")}
 
 # Public names re-exported at the top level, grouped by topic: name -> module that defines it.
 _EXPORTS: dict[str, str] = {}
@@ -64,15 +65,17 @@ _export(
     "grid_delta", "kl_bernoulli", "kl_inverse_lower", "kl_inverse_upper", "mc_risk_upper",
     "pac_bayes_complexity", "pac_bayes_kl_bound", "pinsker_bound", "quadratic_bound",
 )
-# torch: Gaussian kernels over a network's parameters, the D_T/D_S split, priors, certify
+# the D_T/D_S split record and the prior-scale grid (numpy)
+_export("certificates", "DataSplit", "make_split", "scale_grid", "indices_sha256")
+# torch (measurement): Gaussian kernels over a network's parameters, the Gibbs classifier, certify
 _export(
-    "certificates",
-    "GaussianKernel", "KernelKL", "kernel_kl", "check_compatible", "DataSplit", "make_split", "PriorRun",
-    "prior_run", "random_prior", "scale_grid", "posterior_from_run", "prior_from_run", "pac_bayes_objective",
-    "bounded_cross_entropy", "Certificate", "select_scales", "ScaleChoice",
+    "pacbayes",
+    "GaussianKernel", "KernelKL", "kernel_kl", "check_compatible", "Certificate", "select_scales", "ScaleChoice",
+    "certify", "DRAW_MODES", "DRAW_SCHEMES", "draw_logits", "gibbs_losses", "per_example_logits",
 )
-# ``kdbounds.certificates.certify`` is the module; the function of the same name lives in it
-_export("certificates.certify", "certify")
+# training glue (runs): where a prior is trained, a learnt pbb/pbkd posterior read back
+_export("runs.priors", "PriorRun", "prior_run", "random_prior")
+_export("runs.posteriors", "posterior_from_run", "prior_from_run")
 
 # ---- pid (numpy/scipy/cvxpy): partial information decomposition of distilled knowledge ----
 _export(
@@ -132,12 +135,12 @@ _export(
     "CifarSource", "CorruptArchiveError", "DataNotFoundError", "cache_dir", "candidate_roots",
     "download_cifar", "find_cifar", "load_cifar", "num_classes", "class_permutations", "stratified_subset",
     "train_val_split", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "NORMALIZATION",
-    "TensorLoader", "normalization", "normalize_uint8", "random_crop_flip",
+    "TensorLoader", "normalization", "normalize_uint8", "random_crop_flip", "normalized_images",
 )
 _export(
     "models",
     "CifarMLP", "CifarModel", "FeatureOutput", "MODEL_NAMES", "available_models", "build_model",
-    "count_parameters", "init_weights", "register_model", "AirbenchNet",
+    "count_parameters", "init_weights", "register_model", "AirbenchNet", "arch_name",
 )
 _export(
     "distill",

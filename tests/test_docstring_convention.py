@@ -173,12 +173,12 @@ FILES = [f for f in _files() if _public_module(f) or f.name == "__init__.py"]
 #: files that entered the scope with breaches (issue 22): the number may only go down (each fix lowers
 #: it here; a file at 0 leaves this table). Everything else in scope must be clean.
 KNOWN_DEBT = {
-    "kdbounds/certificates/bounds.py": 26, "kdbounds/certificates/oracle.py": 12,
-    "kdbounds/pacbayes/certify.py": 24, "kdbounds/pacbayes/kernels.py": 34,
+    "kdbounds/certificates/bounds.py": 2, "kdbounds/certificates/oracle.py": 12,
+    "kdbounds/pacbayes/certify.py": 7, "kdbounds/pacbayes/kernels.py": 34,
     "kdbounds/runs/locking.py": 8, "kdbounds/runs/posteriors.py": 9, "kdbounds/runs/sweep.py": 12,
-    "kdbounds/studies/certify_flatness.py": 61, "kdbounds/studies/certify_students.py": 24,
+    "kdbounds/studies/certify_flatness.py": 20, "kdbounds/studies/certify_students.py": 11,
     "kdbounds/studies/functional_transfer.py": 14, "kdbounds/studies/nuisance_teacher.py": 11,
-    "kdbounds/studies/pid_transfer.py": 17, "kdbounds/studies/sharpness_vs_gap.py": 21,
+    "kdbounds/studies/pid_transfer.py": 17, "kdbounds/studies/sharpness_vs_gap.py": 17,
 }
 
 

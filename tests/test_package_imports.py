@@ -102,7 +102,7 @@ def test_every_package_is_an_attribute():
 
 def test_the_certify_function_is_at_the_top_level():
     import kdbounds
-    from kdbounds.certificates.certify import certify
+    from kdbounds.pacbayes.certify import certify
 
     assert kdbounds.certify is certify and callable(kdbounds.certify)
 

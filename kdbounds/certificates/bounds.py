@@ -224,19 +224,19 @@ def kl_inverse_lower(q: Any, c: Any) -> float | np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ bounds
 def check_confidences(delta: Any, delta_mc: Any) -> tuple[float, float]:
-    r"""The two failure probabilities of a chained certificate: ``δ`` (PAC-Bayes step) and ``δ'`` (Monte
-    Carlo step), each in ``(0, 1)``, with ``δ + δ' < 1`` (the certificate holds with probability
-    ``1 − δ − δ'``). The one place this rule is checked.
+    r"""The two failure probabilities of a chained certificate: ``delta`` (PAC-Bayes step) and ``delta'`` (Monte
+    Carlo step), each in ``(0, 1)``, with ``delta + delta' < 1`` (the certificate holds with probability
+    ``1 - delta - delta'``). The one place this rule is checked.
 
     Args:
-        delta: ``δ``.
-        delta_mc: ``δ'``.
+        delta: ``delta``.
+        delta_mc: ``delta'``.
 
     Returns:
-        ``(δ, δ')`` as floats.
+        ``(delta, delta')`` as floats.
 
     Raises:
-        ValueError: either outside ``(0, 1)``, or ``δ + δ' >= 1`` (named ``delta_mc``).
+        ValueError: either outside ``(0, 1)``, or ``delta + delta' >= 1`` (named ``delta_mc``).
     """
     d = check_open_unit("delta", delta)
     dmc = check_open_unit("delta_mc", delta_mc)
@@ -278,7 +278,7 @@ def pac_bayes_complexity(divergence: Any, n: int, delta: float) -> float | np.nd
         c = \\frac{K + \\ln(2\\sqrt{n}/\\delta)}{n}.
 
     Args:
-        divergence: K = KL(Q‖P), finite and >= 0 (array-like allowed).
+        divergence: K = KL(Q||P), finite and >= 0 (array-like allowed).
         n: number of examples the empirical risk averages (|D_S|), >= 1.
         delta: confidence parameter in (0, 1).
 
@@ -306,7 +306,7 @@ def pac_bayes_kl_bound(empirical_risk: Any, divergence: Any, n: int, delta: floa
 
     Args:
         empirical_risk: :math:`\\hat L_S(Q)` in [0, 1] (array-like allowed; broadcasts with ``divergence``).
-        divergence: K = KL(Q‖P), finite and >= 0.
+        divergence: K = KL(Q||P), finite and >= 0.
         n: sample size |D_S| (not the full training set), >= 1.
         delta: confidence parameter in (0, 1) (already divided by J for a grid-picked prior scale).
 
@@ -537,24 +537,24 @@ class CertificateBound:
     Attributes:
         mc_risk: :math:`\\hat L_M`, the Monte Carlo empirical Gibbs risk on D_S.
         n_draws: M, the number of weight draws.
-        divergence: K = KL(Q‖P).
+        divergence: K = KL(Q||P).
         n: |D_S|.
-        delta: δ of the PAC-Bayes step (before the grid correction).
-        delta_mc: δ' of the Monte Carlo step.
+        delta: delta of the PAC-Bayes step (before the grid correction).
+        delta_mc: delta' of the Monte Carlo step.
         n_grid: J, the number of prior scales the prior was picked from.
         trivial: the risk of a trivial predictor (``vacuous`` compares against it).
-        delta_pac: δ/J, the level the PAC-Bayes step is run at.
+        delta_pac: delta/J, the level the PAC-Bayes step is run at.
         n_grid_mc: J', the number of certificates a reported minimum is taken over (1: none).
-        delta_mc_each: δ'/J', the level the Monte Carlo step is run at.
-        mc_complexity: ln(2J'/δ')/M.
-        complexity: (K + ln(2√n/(δ/J)))/n.
-        empirical_risk_upper: kl⁻¹(L̂_M, ln(2J'/δ')/M).
-        risk_upper: the certificate kl⁻¹(empirical_risk_upper, complexity).
-        pinsker_risk_upper: both steps relaxed by Pinsker: L̂_M + √(ln(2J'/δ')/(2M)) + √(complexity/2).
+        delta_mc_each: delta'/J', the level the Monte Carlo step is run at.
+        mc_complexity: ln(2J'/delta')/M.
+        complexity: (K + ln(2sqrtn/(delta/J)))/n.
+        empirical_risk_upper: kl^-1(L_hat_M, ln(2J'/delta')/M).
+        risk_upper: the certificate kl^-1(empirical_risk_upper, complexity).
+        pinsker_risk_upper: both steps relaxed by Pinsker: L_hat_M + sqrt(ln(2J'/delta')/(2M)) + sqrt(complexity/2).
         classic_risk_upper: McAllester-style bound on the kl-certified empirical risk:
-            empirical_risk_upper + √(complexity/2).
-        confidence: 1 − δ − δ' (for the minimum over the J' certificates too: each runs its Monte Carlo
-            step at δ'/J').
+            empirical_risk_upper + sqrt(complexity/2).
+        confidence: 1 - delta - delta' (for the minimum over the J' certificates too: each runs its Monte Carlo
+            step at delta'/J').
         vacuous: ``risk_upper >= trivial``.
     """
 
@@ -594,7 +594,7 @@ def compose_certificate(
     trivial: float = 1.0,
     n_grid_mc: int = 1,
 ) -> CertificateBound:
-    """The certificate of theory.md §7: Monte Carlo upper limit at δ'/J', then PAC-Bayes-kl at δ/J.
+    """The certificate of theory.md §7: Monte Carlo upper limit at delta'/J', then PAC-Bayes-kl at delta/J.
 
     With probability at least :math:`1-\\delta-\\delta'`,
 
@@ -605,21 +605,21 @@ def compose_certificate(
 
     (Langford & Caruana 2001 for the inner step; Seeger 2002, Maurer 2004 for the outer one; the
     composition as in Pérez-Ortiz et al. 2021). ``J' = 1`` for a certificate reported on its own; each of
-    ``J'`` certificates whose minimum is reported pays ``J'``, so the minimum holds at the same ``1 − δ − δ'``.
+    ``J'`` certificates whose minimum is reported pays ``J'``, so the minimum holds at the same ``1 - delta - delta'``.
 
     Args:
         mc_risk: :math:`\\hat L_M` in [0, 1].
         n_draws: M >= 1.
-        divergence: K = KL(Q‖P), finite and >= 0.
+        divergence: K = KL(Q||P), finite and >= 0.
         n: |D_S| >= 1 (the certification split, never the full training set).
-        delta: δ in (0, 1).
-        delta_mc: δ' in (0, 1); δ + δ' < 1.
+        delta: delta in (0, 1).
+        delta_mc: delta' in (0, 1); delta + delta' < 1.
         n_grid: J >= 1 (1 when the prior scale was fixed before D_S was used).
         trivial: the risk level at or above which the certificate is called vacuous, in (0, 1]
             (1.0 by default; 0.9 for a ten-class 0–1 loss).
         n_grid_mc: J' >= 1, the number of certificates (each with its own Monte Carlo draws) whose minimum
-            is reported: each Monte Carlo step then runs at δ'/J', so the minimum holds with probability
-            at least 1 − δ − δ' (union bound). 1 when this certificate is reported on its own (a prior
+            is reported: each Monte Carlo step then runs at delta'/J', so the minimum holds with probability
+            at least 1 - delta - delta' (union bound). 1 when this certificate is reported on its own (a prior
             scale selected on other draws needs no correction here).
 
     Returns:

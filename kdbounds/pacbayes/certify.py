@@ -7,22 +7,22 @@ r"""``certify``: a PAC-Bayes-kl certificate for a posterior kernel Q against a p
 
 ``J`` is the size of the grid the prior scale was picked from; ``J'`` the number of certificates whose
 minimum is reported (``n_grid_mc``; 1 for a certificate reported alone), so that the reported minimum
-holds at ``1 − δ − δ'`` too. Every certificate records the SHA-256 of the ``(x, y)`` it was computed on
+holds at ``1 - delta - delta'`` too. Every certificate records the SHA-256 of the ``(x, y)`` it was computed on
 (``data_sha256``, :func:`kdbounds._io.arrays_sha256`), so a test can check it was ``D_S``.
 
 The composition is :func:`kdbounds.certificates.compose_certificate`; this module supplies its
 inputs from networks: the closed-form divergence (:func:`kernels.kernel_kl`) and the Monte Carlo
-estimate ``L̂_N`` of the empirical Gibbs risk ``L̂_S(Q) = (1/n_S) Σ_i E_{W~Q} ℓ(W; z_i)``.
+estimate ``L_hat_N`` of the empirical Gibbs risk ``L_hat_S(Q) = (1/n_S) Sum_i E_{W~Q} l(W; z_i)``.
 
 **Draw schemes.** ``draws="shared"`` is the textbook scheme (Langford & Caruana 2001): M draws
 ``W_j ~ Q``, each evaluated on all of ``D_S``; ``N = M``. ``draws="per_example"`` (default) gives
 every evaluation its own independent draw: M passes over ``D_S``, example ``i`` of pass ``m`` scored
-with a fresh ``W_{i,m} ~ Q``; ``N = M · n_S``. Conditionally on ``D_S`` the ``N`` losses are
+with a fresh ``W_{i,m} ~ Q``; ``N = M * n_S``. Conditionally on ``D_S`` the ``N`` losses are
 independent, in ``[0, 1]``, and their means average to exactly ``L̂_S(Q)``; the Chernoff bound
-``P(kl(L̂_N ‖ L̂_S(Q)) > t, L̂_N < L̂_S(Q)) ≤ e^{−N t}`` holds for independent, non-identically
+``P(kl(L_hat_N || L_hat_S(Q)) > t, L_hat_N < L_hat_S(Q)) <= e^{-N t}`` holds for independent, non-identically
 distributed ``[0, 1]`` variables (Hoeffding 1963, Thm. 1: each term's moment generating function is at
-most the Bernoulli one of its mean, and ``log(1 − q + q e^λ)`` is concave in ``q``), so
-``kl⁻¹(L̂_N, ln(2/δ')/N)`` is a valid upper limit with ``N = M · n_S`` — the same inequality as the
+most the Bernoulli one of its mean, and ``log(1 - q + q e^lambda)`` is concave in ``q``), so
+``kl^-1(L_hat_N, ln(2/delta')/N)`` is a valid upper limit with ``N = M * n_S`` - the same inequality as the
 shared scheme with a far larger ``N`` at the same number of network evaluations.
 
 The held-out Gibbs risk on ``test_data`` (per-example draws, a normal 95 % interval over test
@@ -63,19 +63,19 @@ class Certificate:
         loss: ``"zero_one"`` or ``"bounded_ce"``.
         risk_upper: the certified population Gibbs risk (holds with probability ``confidence``).
         mc_risk: the Monte Carlo empirical Gibbs risk ``L̂_N`` on ``D_S``.
-        mc_risk_upper: its upper limit ``kl⁻¹(L̂_N, ln(2/δ')/N)``.
-        divergence, mean_term, variance_term: ``KL(Q‖P)`` and its split (nats).
+        mc_risk_upper: its upper limit ``kl^-1(L_hat_N, ln(2/delta')/N)``.
+        divergence, mean_term, variance_term: ``KL(Q||P)`` and its split (nats).
         n_s, n_t: sizes of ``D_S`` and ``D_T`` (``n_t`` None when not given).
         n_draws: M (draws, or passes over ``D_S`` for ``per_example``); n_evaluations: N.
-        draws: the draw scheme; delta, delta_mc, n_grid: δ, δ', J; n_grid_mc: J' (the Monte Carlo step runs
-            at δ'/J'); confidence: ``1 − δ − δ'`` (of the minimum over the J' certificates too).
+        draws: the draw scheme; delta, delta_mc, n_grid: delta, delta', J; n_grid_mc: J' (the Monte Carlo step runs
+            at delta'/J'); confidence: ``1 - delta - delta'`` (of the minimum over the J' certificates too).
         p_min: the bounded CE's floor (recorded for both losses).
         kernel_dim: number of random parameters.
-        trivial: the level at or above which the certificate is vacuous; vacuous: ``risk_upper ≥ trivial``.
+        trivial: the level at or above which the certificate is vacuous; vacuous: ``risk_upper >= trivial``.
         pinsker_risk_upper, classic_risk_upper: relaxed certificates, for comparison.
         test_gibbs_risk: held-out Gibbs risk (``Estimate`` dict) or None — never used by the certificate.
         seed: the Monte Carlo seed; split: the ``DataSplit`` record or None.
-        posterior, prior: kernel descriptions (dim, σ range); seconds: wall time.
+        posterior, prior: kernel descriptions (dim, sigma range); seconds: wall time.
         data_sha256: SHA-256 of the ``(x, y)`` tensors certified on (:func:`kdbounds._io.arrays_sha256`).
     """
 
@@ -181,10 +181,10 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
         posterior: Q (:class:`GaussianKernel`); prior: P, independent of ``D_S``.
         data_s: ``(x, y)`` — ``D_S``, normalised inputs and int labels, on the kernels' device.
         loss: ``"zero_one"`` or ``"bounded_ce"`` (``min(CE, ln(1/p_min))/ln(1/p_min)``).
-        n_draws: M ≥ 1 (draws for ``shared``, passes over ``D_S`` for ``per_example``).
-        delta, delta_mc: δ (PAC-Bayes step) and δ' (Monte Carlo step), in (0, 1), δ + δ' < 1.
-        n_grid: J, the size of the grid the prior scale was picked from (δ → δ/J).
-        n_grid_mc: J', the number of certificates whose minimum is reported (δ' → δ'/J'; 1 when this one is
+        n_draws: M >= 1 (draws for ``shared``, passes over ``D_S`` for ``per_example``).
+        delta, delta_mc: delta (PAC-Bayes step) and delta' (Monte Carlo step), in (0, 1), delta + delta' < 1.
+        n_grid: J, the size of the grid the prior scale was picked from (delta -> delta/J).
+        n_grid_mc: J', the number of certificates whose minimum is reported (delta' -> delta'/J'; 1 when this one is
             reported alone).
         p_min: floor of the bounded CE, in (0, 1).
         seed: Monte Carlo seed (the held-out estimate uses an independent stream).
@@ -193,7 +193,7 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
         test_data: optional held-out ``(x, y)``; test_draws: passes over it.
         draws: ``"per_example"`` or ``"shared"``; mode: ``"vmap"`` or ``"loop"`` (``shared`` only).
         n_t, split: recorded (``split`` a :class:`~kdbounds.certificates.split.DataSplit` or its dict).
-        trivial: vacuity level (default: ``1 − 1/C`` for 0–1, ``ln C / ln(1/p_min)`` for bounded CE).
+        trivial: vacuity level (default: ``1 - 1/C`` for 0-1, ``ln C / ln(1/p_min)`` for bounded CE).
         progress: tqdm bars over draws.
 
     Returns:
@@ -260,7 +260,7 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
 # ---------------------------------------------------------------------- choosing the scales
 @dataclass(frozen=True)
 class ScaleChoice:
-    """The (σ_P, σ_Q) pair picked by :func:`select_scales`, with the proxy bound of every pair tried."""
+    """The (sigma_P, sigma_Q) pair picked by :func:`select_scales`, with the proxy bound of every pair tried."""
 
     sigma_prior: float
     sigma_posterior: float
@@ -276,12 +276,12 @@ def select_scales(student: torch.nn.Module, prior: torch.nn.Module, data: Sequen
                   prior_scales: Sequence[float], posterior_scales: Sequence[float], n_s: int,
                   loss: str = "zero_one", delta: float = 0.025, p_min: float = 1e-4, n_draws: int = 4,
                   params: Any = None, seed: int = 0, batch_size: int = 1000) -> ScaleChoice:
-    r"""Pick ``σ_P`` from the grid ``prior_scales`` (J values: certify with ``n_grid=J``) and ``σ_Q``
+    r"""Pick ``sigma_P`` from the grid ``prior_scales`` (J values: certify with ``n_grid=J``) and ``sigma_Q``
     from ``posterior_scales`` by minimising a proxy of the certificate.
 
     The proxy is :math:`\mathrm{kl}^{-1}(\tilde L, (\mathrm{KL} + \ln(2\sqrt{n_S}J/\delta))/n_S)` with
     :math:`\tilde L` a ``n_draws``-draw estimate on ``data`` (a subset of ``D_S`` may be used: the
-    PAC-Bayes bound holds for every Q at once, so choosing σ_Q on ``D_S`` is allowed; σ_P pays
+    PAC-Bayes bound holds for every Q at once, so choosing sigma_Q on ``D_S`` is allowed; sigma_P pays
     ``ln J``). The draws here are from the stream ``seed``; the certificate must use another seed so
     its Monte Carlo draws are independent of this choice.
     """

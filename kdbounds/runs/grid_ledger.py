@@ -1,6 +1,6 @@
 r"""The grid ledger: every grid of prior scales ever used for certificates on one ``D_S``, and the union paid.
 
-A certificate whose prior scale is picked from a grid of ``J`` values pays ``ln J`` (δ → δ/J): valid when the
+A certificate whose prior scale is picked from a grid of ``J`` values pays ``ln J`` (delta -> delta/J): valid when the
 grid is fixed *before* ``D_S`` is used. A grid changed after certificates on the same ``D_S`` were seen is
 picked with ``D_S``: every value ever tried is a candidate, so the honest ``J`` is the size of the union of
 all grids used on that ``D_S``. The ledger records them, in the run cache, per split:

@@ -1,7 +1,7 @@
 r"""Study: does a flatter teacher prior certify tighter students? (theory.md §7, issue 12 item 6)
 
 The theory's flatness claim in certificate form: a teacher at a flatter minimum tolerates a larger
-prior scale ``σ_P`` at the same Gibbs risk; a larger ``σ_P`` shrinks the mean term of the
+prior scale ``sigma_P`` at the same Gibbs risk; a larger ``sigma_P`` shrinks the mean term of the
 distillation divergence,
 
 .. math::
@@ -20,25 +20,25 @@ On one fixed, recorded split of the CIFAR-10 training set into ``D_T`` and ``D_S
 * per teacher, its **sharpness** on a fixed sample of ``D_T`` (the training loss, plain cross-entropy):
   the top Hessian eigenvalue (Lanczos, :func:`kdbounds.curvature.top_eigenvalues`) and the trace
   (Hutchinson, :func:`kdbounds.curvature.hutchinson_trace`, with its standard error);
-* per teacher and per value ``σ_P`` of a grid of ``J`` values fixed in advance: (i) the
+* per teacher and per value ``sigma_P`` of a grid of ``J`` values fixed in advance: (i) the
   certified-distillation posterior (``pbkd``, and/or ``pbb`` without the KD term) learnt from the
-  prior ``P = N(w_T, σ_P² I)`` on ``D_T ∪ D_S`` and certified on ``D_S`` with ``n_grid = n_grid_mc = J``
+  prior ``P = N(w_T, sigma_P^2 I)`` on ``D_T u D_S`` and certified on ``D_S`` with ``n_grid = n_grid_mc = J``
   (every grid value's certificate is computed and recorded; the reported one is the minimum, which holds at
-  ``1 − δ − δ'`` because each was computed at ``δ/J`` in the PAC-Bayes step and ``δ'/J`` in the Monte Carlo
+  ``1 - delta - delta'`` because each was computed at ``delta/J`` in the PAC-Bayes step and ``delta'/J`` in the Monte Carlo
   step; ``J`` is the union of every grid used on this ``D_S``, :mod:`kdbounds.runs.grid_ledger`); (ii) the
-  pure-flatness reference ``Q = P = N(w_T, σ² I)``
-  (mean and variance terms 0): its Gibbs risk on ``D_S`` as a function of ``σ`` is the teacher's
+  pure-flatness reference ``Q = P = N(w_T, sigma^2 I)``
+  (mean and variance terms 0): its Gibbs risk on ``D_S`` as a function of ``sigma`` is the teacher's
   **tolerance curve**, and ``sigma_tolerated`` the scale (log-interpolated on the grid) at which the
   Gibbs risk first exceeds the teacher's own ``D_S`` error by ``tolerance``;
-* per teacher, the **scale-aware** versions (the isotropic prior and ``λ_max``/trace are not invariant to the
-  weights' scale): its relative flatness ``κ = Σ_l ‖W_l‖² tr(H_{W_l})`` (Petzka et al., NeurIPS 2021; one
-  Hutchinson trace per layer weight, :func:`relative_flatness`) and ``λ_max ‖w‖²``; the relative prior
-  ``P_rel = N(w_T, diag(s (|w_T| + ε rms(W_l)))²)`` (:func:`relative_std`): its tolerance curve over ``s`` and
+* per teacher, the **scale-aware** versions (the isotropic prior and ``lambda_max``/trace are not invariant to the
+  weights' scale): its relative flatness ``kappa = Sum_l ||W_l||^2 tr(H_{W_l})`` (Petzka et al., NeurIPS 2021; one
+  Hutchinson trace per layer weight, :func:`relative_flatness`) and ``lambda_max ||w||^2``; the relative prior
+  ``P_rel = N(w_T, diag(s (|w_T| + eps rms(W_l)))^2)`` (:func:`relative_std`): its tolerance curve over ``s`` and
   ``s_tolerated``, and its reference certificate ``Q = P_rel`` at each of ``J`` grid values of ``s``;
-* **statistics**: Kendall τ_b between each sharpness measure and each outcome
-  (certified risk, selected ``σ_P``, the reference's certified risk, ``sigma_tolerated``), plus
+* **statistics**: Kendall tau_b between each sharpness measure and each outcome
+  (certified risk, selected ``sigma_P``, the reference's certified risk, ``sigma_tolerated``), plus
   :data:`SCALE_AWARE_TESTS` (relative flatness vs ``s_tolerated``, the relative certificate, the certified
-  risk, the teacher's ``D_S`` error; ``λ_max`` vs ``s_tolerated``) — the headline on recipe means with exact
+  risk, the teacher's ``D_S`` error; ``lambda_max`` vs ``s_tolerated``) - the headline on recipe means with exact
   permutations of whole recipes (:func:`kdbounds.checks.teacher_stats.recipe_kendall`: a recipe's seeds are not
   independent replicates), the same tests over teachers labelled within-design
   (:func:`~kdbounds.checks.teacher_stats.permutation_kendall`), Holm within each level (:func:`kendall_report`);
@@ -53,18 +53,18 @@ Writes ``results.json`` (strict JSON: config, split, per-teacher records, every 
 Kendall tests, the summary), ``teachers.csv``, ``certificates.csv``, ``flatness.png`` and ``summary.txt``.
 
 Measured with the ``cpu`` preset (30 Nov 2026, before the Monte Carlo step paid ``J`` and before the recipe-level
-tests; 18 teachers = 6 recipes × 3 seeds, n_S = 5,000, n_T = 10,000, J = 5; 536 CPU-s at one thread; every τ below
-is within-design — on the recipe means the exact p of λ_max vs σ tolerated is 0.011 and vs s tolerated 0.056,
+tests; 18 teachers = 6 recipes x 3 seeds, n_S = 5,000, n_T = 10,000, J = 5; 536 CPU-s at one thread; every tau below
+is within-design - on the recipe means the exact p of lambda_max vs sigma tolerated is 0.011 and vs s tolerated 0.056,
 neither significant after Holm over 15 tests): every ``pbkd`` certificate non-vacuous (0.58–0.69, held-out Gibbs risk
-0.02–0.04 lower); Kendall τ(λ_max, certified risk) = −0.27 (p = 0.13, Holm 1) — sharper slightly *tighter*,
-not significant, the same τ as sharpness vs the teacher's own ``D_S`` error: the posteriors barely leave
-the teacher (mean term 0.35–1.05 nats), so each certificate is the teacher's Gibbs risk + ≈ 0.03 and there
-is no mean term for flatness to shrink. The selected σ_P is 0.005 for 17 of 18 teachers. Sharper teachers
-tolerate *larger* isotropic noise (τ(λ_max, σ tolerated) = +0.71, Holm p = 0.0008 over 15 tests): the sharpest recipe
-(lr 0.05, batch 32) has twice the weight norm of the others, and λ_max/trace are not scale-invariant.
-With the relative prior the direction is the theory's: τ(λ_max, s tolerated) = −0.69 (Holm p = 0.0014 over
-15 tests); relative flatness κ points the same way, τ(κ, s tolerated) = −0.42 (p = 0.014, Holm 0.17), and is
-unrelated to the certificate (τ = +0.02); Q = P_rel certifies the same as the isotropic reference (within 0.004).
+0.02-0.04 lower); Kendall tau(lambda_max, certified risk) = -0.27 (p = 0.13, Holm 1) - sharper slightly *tighter*,
+not significant, the same tau as sharpness vs the teacher's own ``D_S`` error: the posteriors barely leave
+the teacher (mean term 0.35-1.05 nats), so each certificate is the teacher's Gibbs risk + ~ 0.03 and there
+is no mean term for flatness to shrink. The selected sigma_P is 0.005 for 17 of 18 teachers. Sharper teachers
+tolerate *larger* isotropic noise (tau(lambda_max, sigma tolerated) = +0.71, Holm p = 0.0008 over 15 tests): the sharpest recipe
+(lr 0.05, batch 32) has twice the weight norm of the others, and lambda_max/trace are not scale-invariant.
+With the relative prior the direction is the theory's: tau(lambda_max, s tolerated) = -0.69 (Holm p = 0.0014 over
+15 tests); relative flatness kappa points the same way, tau(kappa, s tolerated) = -0.42 (p = 0.014, Holm 0.17), and is
+unrelated to the certificate (tau = +0.02); Q = P_rel certifies the same as the isotropic reference (within 0.004).
 """
 
 from __future__ import annotations
@@ -126,18 +126,18 @@ class Config:
         posteriors: which learnt posteriors to certify (``pbkd``, ``pbb``); posterior_epochs, posterior_lr,
             posterior_batch_size: their training; objective: ``fquad``/``fclassic``; pbkd_alpha, kd_T: the
             KD term of ``pbkd`` (the teacher is the prior itself).
-        scale_low, scale_high, n_scales: the ``σ_P`` grid (``J = n_scales`` log-spaced values).
+        scale_low, scale_high, n_scales: the ``sigma_P`` grid (``J = n_scales`` log-spaced values).
         delta, delta_mc, p_min: certificate parameters; n_draws / test_draws: Monte Carlo passes over
             ``D_S`` / the test images (per-example draws).
         curve_low, curve_high, curve_n: the finer, wider grid of the tolerance curve (Gibbs risk on ``D_S``
-            of ``N(w_T, σ² I)``; a measurement, not a certificate).
+            of ``N(w_T, sigma^2 I)``; a measurement, not a certificate).
         tolerance: Gibbs-risk increase over the teacher's ``D_S`` error that defines ``sigma_tolerated``
             (and ``s_tolerated``).
-        rel_floor: ``ε`` of the relative prior ``σ_i = s (|w_i| + ε rms(w_layer))`` (:func:`relative_std`).
+        rel_floor: ``eps`` of the relative prior ``sigma_i = s (|w_i| + eps rms(w_layer))`` (:func:`relative_std`).
         rel_scale_low, rel_scale_high: its certificate grid of ``s`` (``J = n_scales`` log-spaced values);
             rel_curve_low, rel_curve_high: its tolerance curve's grid (``curve_n`` values).
         curvature_n: ``D_T`` images of the sharpness sample; curvature_batch_size: per Hessian product;
-            lanczos_matvecs, trace_matvecs: products for ``λ_max`` and the trace.
+            lanczos_matvecs, trace_matvecs: products for ``lambda_max`` and the trace.
         n_perm: random permutations of the Kendall tests when there are more than 8 teachers.
         device: ``cpu``, ``cuda`` or ``auto``; data_root: CIFAR location.
     """
@@ -246,7 +246,7 @@ class Config:
 
     @property
     def scales(self) -> tuple[float, ...]:
-        """The ``σ_P`` grid (``J`` log-spaced values, fixed before ``D_S`` is used)."""
+        """The ``sigma_P`` grid (``J`` log-spaced values, fixed before ``D_S`` is used)."""
         from ..certificates.scales import scale_grid
 
         return scale_grid(self.scale_low, self.scale_high, self.n_scales)
@@ -318,16 +318,16 @@ def sigma_tolerated(scales: Any, risks: Any, base: float, tolerance: float) -> t
         \sigma_{tol} = \exp\Big(\ln\sigma_{k-1} + (\ln\sigma_k - \ln\sigma_{k-1})
         \frac{\tau - r_{k-1}}{r_k - r_{k-1}}\Big),\quad \tau = \mathrm{base} + \mathrm{tolerance},
 
-    with ``k`` the first grid index whose risk ``r_k > τ``.
+    with ``k`` the first grid index whose risk ``r_k > tau``.
 
     Args:
-        scales: increasing grid of ``σ``. risks: Gibbs risk at each. base: the risk at ``σ = 0``.
+        scales: increasing grid of ``sigma``. risks: Gibbs risk at each. base: the risk at ``sigma = 0``.
         tolerance: allowed increase (> 0).
 
     Returns:
-        ``(σ_tol, censored)``: ``censored`` when no grid value exceeds the threshold (``σ_tol`` is then the
+        ``(sigma_tol, censored)``: ``censored`` when no grid value exceeds the threshold (``sigma_tol`` is then the
         largest scale: the tolerated scale is at least that) — or when the smallest already does
-        (``σ_tol`` the smallest scale: at most that).
+        (``sigma_tol`` the smallest scale: at most that).
 
     Raises:
         ValueError: mismatched or non-increasing inputs, non-finite risks.
@@ -394,9 +394,9 @@ def relative_flatness(model: Any, batches: Any, matvecs: int, seed: int) -> dict
 
     with :math:`H_{W_l}` the Hessian block of layer ``l``'s weight :math:`W_l` (biases excluded), each trace by
     Hutchinson on that block alone (independent probes per layer). For a ReLU network, multiplying layer
-    ``l`` (weight and bias) by ``α > 0`` and layer ``l+1``'s weight by ``1/α`` leaves the function unchanged;
+    ``l`` (weight and bias) by ``alpha > 0`` and layer ``l+1``'s weight by ``1/alpha`` leaves the function unchanged;
     then :math:`\|W_l\|^2` scales by ``α²`` and :math:`\operatorname{tr} H_{W_l}` by ``1/α²``, so κ is
-    unchanged while the plain trace and ``λ_max`` are not.
+    unchanged while the plain trace and ``lambda_max`` are not.
 
     Args:
         model: the network (parameters with ``requires_grad``). batches: ``[(x, y), ...]`` of the sample.
@@ -438,17 +438,17 @@ def relative_std(model: Any, s: float, floor: float) -> dict[str, Any]:
         \mathrm{rms}(w_t) = \big(\tfrac{1}{d_t}\textstyle\sum_{j\in t} w_j^2\big)^{1/2},
 
     with ``t(i)`` the parameter tensor holding weight ``i`` (a tensor of zeros takes the RMS of all weights),
-    so a zero weight still gets noise ``s·ε·rms``. The noise is relative: rescaling a layer rescales its σ.
+    so a zero weight still gets noise ``s*eps*rms``. The noise is relative: rescaling a layer rescales its sigma.
 
     Args:
-        model: the teacher. s: the relative scale (> 0). floor: ``ε`` (>= 0).
+        model: the teacher. s: the relative scale (> 0). floor: ``eps`` (>= 0).
 
     Returns:
-        ``{name: tensor of σ_i}`` for every trainable parameter (for ``GaussianKernel.from_model(model, std=...)``).
+        ``{name: tensor of sigma_i}`` for every trainable parameter (for ``GaussianKernel.from_model(model, std=...)``).
 
     Raises:
         ValueError: non-positive ``s``, negative or non-finite ``floor``, or an all-zero model with ``floor > 0``
-        (every σ would be 0).
+        (every sigma would be 0).
     """
     import torch
 
@@ -495,9 +495,9 @@ def measure_teacher(config: Mapping[str, Any], data: SplitSpec, teacher: str, po
     """Per teacher: sharpness on ``D_T``, the reference tolerance curve and certificates, and the
     certificate of every learnt posterior on the grid (a run of the sweep, executed on the worker).
 
-    Every certificate of a grid pays ``J`` = ``n_grid[grid]`` in both steps (δ/J in the PAC-Bayes step,
-    δ'/J in the Monte Carlo step), since the reported number is the minimum over the grid: the minimum
-    holds at ``1 − δ − δ'``.
+    Every certificate of a grid pays ``J`` = ``n_grid[grid]`` in both steps (delta/J in the PAC-Bayes step,
+    delta'/J in the Monte Carlo step), since the reported number is the minimum over the grid: the minimum
+    holds at ``1 - delta - delta'``.
 
     Args:
         config: :meth:`Config.to_dict` of the study. data: the data description.
@@ -510,7 +510,7 @@ def measure_teacher(config: Mapping[str, Any], data: SplitSpec, teacher: str, po
 
     Returns:
         A small dict: ``curvature``, ``teacher_ds_error``, ``teacher_test_acc``, ``curve`` (reference
-        certificates per ``σ``), ``certificates`` (learnt posteriors), ``cpu_s`` per phase.
+        certificates per ``sigma``), ``certificates`` (learnt posteriors), ``cpu_s`` per phase.
     """
     import torch
 
@@ -717,14 +717,14 @@ KENDALL_LEVELS = ("recipe", "within-design")
 
 
 def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed: int = 0) -> tuple[dict[str, Any], ...]:
-    """Kendall τ_b between each sharpness measure and each outcome (:data:`SHARPNESS_MEASURES` × :data:`OUTCOMES`,
+    """Kendall tau_b between each sharpness measure and each outcome (:data:`SHARPNESS_MEASURES` x :data:`OUTCOMES`,
     then :data:`SCALE_AWARE_TESTS`) at two levels, Holm-adjusted within each level
     (:func:`kdbounds.checks.teacher_stats.kendall_tests`):
 
-    * ``level="recipe"`` — the headline: τ between the recipes' mean sharpness and mean outcome, exact
+    * ``level="recipe"`` - the headline: tau between the recipes' mean sharpness and mean outcome, exact
       permutations of whole recipes (:func:`kdbounds.checks.teacher_stats.recipe_kendall`); teachers of one
       recipe (its seeds) are not independent replicates, recipes are;
-    * ``level="within-design"`` — τ over the teachers, permuting teachers
+    * ``level="within-design"`` - tau over the teachers, permuting teachers
       (:func:`~kdbounds.checks.teacher_stats.permutation_kendall`): it describes the design, its p-values
       treat a recipe's seeds as independent and are not evidence at the recipe level.
 
@@ -735,7 +735,7 @@ def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed:
         n_perm: random permutations when more than 8 units. seed: their seed.
 
     Returns:
-        One dict per test (``level``, ``sharpness``, ``outcome``, τ, p, Holm p within the level, ``n_recipes``,
+        One dict per test (``level``, ``sharpness``, ``outcome``, tau, p, Holm p within the level, ``n_recipes``,
         ``n_teachers``, minimum attainable p), recipe-level tests first.
     """
     from ..checks.teacher_stats import kendall_tests, permutation_kendall, recipe_kendall
@@ -897,9 +897,9 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
 
 
 def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
-    """Six panels: certified risk vs ``λ_max`` and vs the trace (isotropic reference and each learnt posterior,
-    held-out Gibbs risk as open markers), the selected ``σ_P`` vs ``λ_max``, every teacher's isotropic
-    tolerance curve (Gibbs risk on ``D_S`` vs ``σ``, coloured by ``λ_max``); ``s`` tolerated and the relative
+    """Six panels: certified risk vs ``lambda_max`` and vs the trace (isotropic reference and each learnt posterior,
+    held-out Gibbs risk as open markers), the selected ``sigma_P`` vs ``lambda_max``, every teacher's isotropic
+    tolerance curve (Gibbs risk on ``D_S`` vs ``sigma``, coloured by ``lambda_max``); ``s`` tolerated and the relative
     reference's certified risk vs relative flatness, and every teacher's relative tolerance curve (coloured by
     relative flatness)."""
     from ._plots import plt_figure, save_figure

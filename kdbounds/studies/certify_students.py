@@ -11,9 +11,9 @@ On a fixed, recorded split of the CIFAR-10 training set into ``D_T`` (teacher si
   (RID from the larger teacher, methods.md §3: the student's last hidden layer paired with the
   teacher's last stage — the MLPs have one ``1 × 1`` stage per hidden layer, so RID's automatic
   pairing, which needs equal stage counts, does not apply), all trained from the random prior's
-  initialisation and wrapped as ``Q = N(w_S, σ_Q² I)`` with ``(σ_P, σ_Q)`` picked on a grid (``σ_P``
+  initialisation and wrapped as ``Q = N(w_S, sigma_Q^2 I)`` with ``(sigma_P, sigma_Q)`` picked on a grid (``sigma_P``
   pays ``ln J``); ``pbb`` (PAC-Bayes objective, no teacher) and ``pbkd`` (certified distillation:
-  PAC-Bayes objective + KD), whose posteriors are learnt starting at each prior with a fixed ``σ_P``;
+  PAC-Bayes objective + KD), whose posteriors are learnt starting at each prior with a fixed ``sigma_P``;
 * for every prior × student × loss (0–1 and bounded CE) × seed: the certificate
   (:func:`kdbounds.pacbayes.certify.certify`) and the held-out Gibbs risk next to it.
 
@@ -26,25 +26,25 @@ every training, and one certification run per (seed, prior), locally or on Ray w
 (not asserted). The flatness question (teachers of different sharpness) is not run by this study.
 
 Measured with the ``cpu`` preset (30 Nov 2026, seeds 0 and 1, n_S = 5,000, n_T = 10,000, 2,000 test
-images, δ = 0.025, δ' = 0.01, 0–1 loss): the learnt posteriors (``pbb``, ``pbkd``) certify 0.572–0.578
+images, delta = 0.025, delta' = 0.01, 0-1 loss): the learnt posteriors (``pbb``, ``pbkd``) certify 0.572-0.578
 with the no-teacher learnt prior (b) — identical to the same-architecture teacher prior (c), which is
 the same run —, 0.583–0.590 with the distilled prior (d) and 0.915–0.920 (vacuous) with the random
-prior (a); certified − held-out Gibbs risk 0.026–0.040. Distilled − learnt prior: +0.012 ± 0.001
+prior (a); certified - held-out Gibbs risk 0.026-0.040. Distilled - learnt prior: +0.012 +- 0.001
 (pbb, two seeds), i.e. the teacher-distilled prior did not help here (its teacher, ``mlp512x2`` after 4
 epochs, is barely better than the student architecture). The posteriors barely leave their priors
-(KL ≈ 1–2.5 nats), so each certificate is essentially the prior's Gibbs risk plus ≈ 0.03, and KD in
+(KL ~ 1-2.5 nats), so each certificate is essentially the prior's Gibbs risk plus ~ 0.03, and KD in
 the objective (``pbkd``) changes nothing measurable. Wrapped students trained from scratch (``ce``,
 ``kd``) are vacuous against every prior (KL 10⁷–10⁸ nats: their weights are far from any prior
-centre), whatever σ on the grids.
+centre), whatever sigma on the grids.
 
 RID students (added later; ``cpu`` preset, seed 0 only, 30 Nov 2026): test accuracy 0.481 (``ce`` 0.491,
 ``kd`` 0.457), and vacuous against every prior like the other wrapped students (0–1 certificate 1.000,
-KL 3.5·10⁷ nats against the random prior, 1.3–1.4·10⁸ against the trained ones); the ``pbb``/``pbkd``
+KL 3.5*10⁷ nats against the random prior, 1.3-1.4*10⁸ against the trained ones); the ``pbb``/``pbkd``
 certificates of that run repeat the numbers above (0.5713 / 0.5723 with prior (b)). Cost of that seed,
 ``OMP_NUM_THREADS=1 python benchmarks/certify_students_cost.py --preset cpu --seeds 0`` (local
 executor, one thread per run, decoded CIFAR cache warm): 66 CPU-s in all, of which the RID training
 9.6 CPU-s (``ce`` 2.7, ``kd`` 4.6 at the same size) and its 4 scale selections + 8 certificates
-≈ 6 CPU-s (0.36 CPU-s per selection, 0.57 per certificate); 232 s wall at load average 6 on 2 cores.
+~ 6 CPU-s (0.36 CPU-s per selection, 0.57 per certificate); 232 s wall at load average 6 on 2 cores.
 """
 
 from __future__ import annotations
@@ -92,11 +92,11 @@ class Config:
     ``seeds`` (one full repetition per seed: training seeds and Monte Carlo seeds; the split is fixed
     by ``split_seed``). Certificates: ``delta``, ``delta_mc``, ``n_draws`` passes over D_S with
     per-example draws, ``test_draws`` passes over the test images, ``p_min``; wrapped students pick
-    ``σ_P`` from ``prior_scales`` (``scale_low``, ``scale_high``, ``n_scales`` = J) and ``σ_Q`` from
+    ``sigma_P`` from ``prior_scales`` (``scale_low``, ``scale_high``, ``n_scales`` = J) and ``sigma_Q`` from
     ``posterior_scales``; learnt posteriors use the fixed ``pbb_sigma_prior`` (J = 1). The RID student
-    trains ``rid_epochs`` (None: ``student_epochs``; RID needs ≥ 2: its first epoch trains only the
+    trains ``rid_epochs`` (None: ``student_epochs``; RID needs >= 2: its first epoch trains only the
     teacher-side filters) in cycles of ``rid_q`` epochs (None: one cycle, the whole run) whose first
-    ``⌈rid_r · rid_q⌉`` epochs are RID's phase 1.
+    ``⌈rid_r * rid_q⌉`` epochs are RID's phase 1.
     """
 
     preset: str = "custom"
@@ -245,12 +245,12 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
                   deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Certify every student of ``seed`` against prior ``kind`` (a sweep run: runs on a worker).
 
-    Wrapped students (``ce``, ``kd``, ``rid``) get ``(σ_P, σ_Q)`` from the grids
+    Wrapped students (``ce``, ``kd``, ``rid``) get ``(sigma_P, sigma_Q)`` from the grids
     (:func:`~kdbounds.pacbayes.certify.select_scales` on draws of its own, so the certificate's Monte Carlo
-    step needs no correction; the PAC-Bayes step pays ``ln J``, ``J`` the union of every ``σ_P`` grid used on
+    step needs no correction; the PAC-Bayes step pays ``ln J``, ``J`` the union of every ``sigma_P`` grid used on
     this ``D_S``); learnt posteriors (``pbb``, ``pbkd``) are read from their runs (``J`` the number of distinct
     ``pbb_sigma_prior`` values used on this ``D_S``, 1 when it never changed). Each row is one certificate,
-    reported on its own, at confidence ``1 − δ − δ'``. Every random draw is seeded by ``seed``, so the rows
+    reported on its own, at confidence ``1 - delta - delta'``. Every random draw is seeded by ``seed``, so the rows
     are the same in any process at equal threads.
 
     Args:
@@ -570,9 +570,9 @@ def _goals(z: list[dict[str, Any]]) -> dict[str, Any]:
 def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
     """The goals of issue 12, measured on the 0–1 certificates (reported, never asserted), each key scoped to
     what it describes: ``learnt_posteriors`` (``pbb``/``pbkd``, posteriors learnt on a PAC-Bayes objective),
-    ``wrapped_students`` (``ce``/``kd``/``rid`` students wrapped as ``N(w_S, σ_Q² I)``), ``by_student``; and
+    ``wrapped_students`` (``ce``/``kd``/``rid`` students wrapped as ``N(w_S, sigma_Q^2 I)``), ``by_student``; and
     ``lowest_certified_learnt_posterior`` — a minimum over ``min_over`` certificates on one ``D_S``: by the
-    union bound it holds at ``1 − min_over·(δ + δ')`` (``confidence``), not at each row's ``1 − δ − δ'``.
+    union bound it holds at ``1 - min_over*(delta + delta')`` (``confidence``), not at each row's ``1 - delta - delta'``.
 
     Args:
         rows: the certificate rows.

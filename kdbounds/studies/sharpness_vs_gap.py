@@ -13,12 +13,12 @@ on the test set):
 * the teacher's curvature once per teacher (:func:`kdbounds.checks.measure_teacher_curvature`) on a
   fixed kernel sample of the training and test sets, which is also where the kernel gaps are measured;
 * :func:`kdbounds.checks.evaluate_pair`: the Gibbs-classifier check (exact demonstration), Theorems 1/2
-  with the σ²/n rate (conditional), the product-law proxy, Theorems 3A/3B under Gaussian kernels;
+  with the sigma^2/n rate (conditional), the product-law proxy, Theorems 3A/3B under Gaussian kernels;
 * verdicts (holds / violated / inconclusive / not_defined) with one Holm/Shaffer family over the
   run's non-proxy checks and one over the proxies (so they do not dilute it), each at ``alpha/2``: the
   run's family-wise error over both is at most ``alpha``;
 * verdict counts that say how many independent teachers they span;
-* Kendall's τ between teacher sharpness (``tr ∇²L_train``) and the distilled students' gaps: the headline
+* Kendall's tau between teacher sharpness (``tr grad ^2L_train``) and the distilled students' gaps: the headline
   at the recipe level (:func:`kdbounds.checks.recipe_kendall`: recipe means, permutations of whole
   recipes), the teacher-level and pooled tests labelled within-design
   (:func:`kdbounds.checks.permutation_kendall`: each teacher's students move together), Holm-adjusted
@@ -106,8 +106,8 @@ class StudyConfig:
     self-distillation ("born-again") student, trained from scratch like every other student.
 
     Curvature: ``curvature_per_class`` training and test images per class form the kernel sample
-    (curvature and kernel gaps); ``trace_matvecs`` Rademacher probes (the upper limit of ``‖∇²f‖_F²``
-    at ``ucl_level`` needs ``trace_matvecs > 2 z²``), ``lanczos_matvecs`` Lanczos steps, ``mc_draws``
+    (curvature and kernel gaps); ``trace_matvecs`` Rademacher probes (the upper limit of ``||grad ^2f||_F^2``
+    at ``ucl_level`` needs ``trace_matvecs > 2 z^2``), ``lanczos_matvecs`` Lanczos steps, ``mc_draws``
     paired kernel draws per student. ``alpha`` is the run's family-wise level.
 
     Execution: ``threads`` intra-op threads per run (``--threads``); ``None``: torch's default (every
@@ -382,7 +382,7 @@ def kendall_table(sharpness: dict[str, float], rows: Sequence[dict[str, Any]], *
     .. math::
         \tau_b = \frac{n_c - n_d}{\sqrt{(n_0 - n_1)(n_0 - n_2)}}
 
-    * ``level="recipe"`` (the headline): :func:`kdbounds.checks.recipe_kendall`, τ between the recipes' mean
+    * ``level="recipe"`` (the headline): :func:`kdbounds.checks.recipe_kendall`, tau between the recipes' mean
       sharpness and mean gap, exact permutations of whole recipes;
     * ``level="within-design"``: :func:`kdbounds.checks.permutation_kendall` over teachers (``statistics``:
       ``"teacher_mean"``, ``"pooled"``; the permutation moves a teacher's students together). With one
