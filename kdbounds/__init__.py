@@ -149,7 +149,7 @@ _export(
     "build_method", "describe_methods", "feature_shapes", "get_method", "kd_loss", "logits_of",
     "register_method", "FastRecipeSettings", "evaluate_tta", "fast_config", "tta_logits",
 )
-_export("runs", "BankTeacher", "bank_root", "bank_teacher")
+_export("runs.bank", "BankTeacher", "bank_root", "bank_teacher")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

@@ -15,27 +15,7 @@
 * :mod:`~kdbounds.runs.bank` — the teacher bank: one trained teacher per (recipe, architecture, data, seed),
   shared by every study (:func:`~kdbounds.runs.bank.bank_teacher`).
 
-Nothing is imported here, so ``import kdbounds.runs`` stays cheap (``BankTeacher``, ``bank_root`` and
-``bank_teacher`` load lazily).
+Nothing is imported here, so ``import kdbounds.runs`` stays cheap (the bank's names are also at the top
+level: ``kdbounds.BankTeacher``).
 """
 
-__all__ = ["BankTeacher", "bank_root", "bank_teacher"]
-
-
-def __getattr__(name: str):
-    """The bank's names, imported on first use.
-
-    Args:
-        name: ``BankTeacher``, ``bank_root`` or ``bank_teacher``.
-
-    Returns:
-        The object.
-
-    Raises:
-        AttributeError: another name.
-    """
-    if name in __all__:
-        from . import bank
-
-        return getattr(bank, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

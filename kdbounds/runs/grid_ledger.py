@@ -8,7 +8,7 @@ all grids used on that ``D_S``. The ledger records them, in the run cache, per s
 * ``<cache_root>/grid_ledger/<cert_sha256>.json`` — keyed by the SHA-256 of ``D_S``'s indices
   (:meth:`kdbounds.certificates.split.DataSplit.to_dict`), so another split seed starts a fresh ledger;
 * one entry per (study, grid name, values) the first time it is used; the file is rewritten atomically
-  under a file lock (:func:`kdbounds.studies.locking.run_lock`), so concurrent studies on one cache
+  under a file lock (:func:`kdbounds.runs.locking.run_lock`), so concurrent studies on one cache
   record every grid;
 * :func:`record_grids` returns, per grid name, the union of every grid recorded under that name
   (this study's and any other's), which the study passes to its certificates as ``n_grid``.

@@ -183,8 +183,10 @@ def test_zero_hessian_recovers_gaussian_bound(seed, p, log_k):
     assert r.upper == pytest.approx(subgaussian_bound(k, sigma), rel=1e-7)
     assert r.lower == pytest.approx(-subgaussian_bound(k, sigma), rel=1e-7)
     assert r.c_plus == 0.0 and r.c_minus == 0.0
-    # and a vanishing Hessian approaches it continuously
-    r_eps = gaussian_quadratic_bound(k, grad=b, hessian=1e-7 * _sym(rng, p), cov=s)
+    # and a vanishing Hessian approaches it continuously (the perturbation small against the linear term
+    # b^T S b and the budget k, which scale how far a fixed Hessian moves the bound)
+    eps = 1e-7 * sigma**2 / (float(np.linalg.norm(s, 2)) * (1.0 + k))
+    r_eps = gaussian_quadratic_bound(k, grad=b, hessian=eps * _sym(rng, p), cov=s)
     assert r_eps.upper == pytest.approx(r.upper, rel=1e-4, abs=1e-9)
 
 

@@ -168,7 +168,7 @@ def _split_arrays(root: Path, cfg):
     """``D_T``, ``D_S`` and ``D_T ∪ D_S`` rebuilt here from the raw arrays and the split's indices (checked
     against the recorded SHA-256 of each index set)."""
     from kdbounds.certificates.split import indices_sha256, make_split
-    from kdbounds.studies.grid import DataSpec, load_data
+    from kdbounds.runs.grid import DataSpec, load_data
 
     xtr, ytr, xte, yte = load_data(DataSpec("cifar10", str(root), cfg.test_n))
     sp = make_split(ytr, cfg.n_s, n_t=cfg.n_t, seed=cfg.split_seed)
@@ -183,7 +183,7 @@ def test_data_path_certificates_on_ds_teachers_on_dt_posteriors_on_the_union(smo
 
     from kdbounds._io import arrays_sha256, read_json
     from kdbounds.data.transforms import normalization, normalize_uint8
-    from kdbounds.studies.cache import data_fingerprint
+    from kdbounds.runs.cache import data_fingerprint
 
     res, out = smoke_run
     cfg = _tiny(fake_root)
@@ -212,7 +212,9 @@ def test_a_changed_grid_on_the_same_split_pays_the_union(smoke_run, fake_root):
     cache = out.parent / "cache"
     cfg = dataclasses.replace(_tiny(fake_root), scale_low=3e-3, scale_high=5e-2)
     assert not set(cfg.scales) & set(cf.PRESETS["smoke"].scales)
-    cf.load_split.cache_clear()
+    from kdbounds.runs.splits import split_data
+
+    split_data.cache_clear()
     again = cf.run(cfg, out.parent / "again", cache_root=cache, progress=False, log=lambda *_: None)
     union = sorted({*cfg.scales, *cf.PRESETS["smoke"].scales})
     assert again.grids["union"]["sigma_prior"] == pytest.approx(union)

@@ -211,8 +211,8 @@ def test_data_path_certificates_on_ds_priors_and_teachers_on_dt(tmp_path, fake_r
     from kdbounds.certificates.split import make_split
     from kdbounds.data import load_cifar, stratified_subset
     from kdbounds.data.transforms import normalization, normalize_uint8
-    from kdbounds.studies.cache import data_fingerprint
-    from kdbounds.studies.sweep import run_sweep
+    from kdbounds.runs.cache import data_fingerprint
+    from kdbounds.runs.sweep import run_sweep
 
     cfg = smoke(fake_root, students=("pbb",))
     done = run_sweep(cs.sweep_specs(cfg, tmp_path / "cache"), progress=False)
