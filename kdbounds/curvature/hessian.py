@@ -68,6 +68,7 @@ order-invariant and does not catch it): pass a fixed list of batches, or ``reuse
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -75,13 +76,39 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._problem import _eval_mode, _Problem
+from ._problem import _affine_batchnorm, _eval_mode, _Problem, is_transform_error
 from .base import CurvatureOperator
 from .parameters import ParamSpec
 
-__all__ = ["HessianOperator", "HVP_MODES"]
+__all__ = ["HessianOperator", "HVP_MODES", "HVP_BACKENDS", "resolve_backend"]
 
+#: the products' backends (``backend=``): ``"auto"`` resolves by :func:`resolve_backend`
+HVP_BACKENDS = ("auto", "fwd-rev", "rev-rev")
+#: the older spelling (``mode=``): ``"vmap"`` is ``backend="fwd-rev"`` with vmapped blocks,
+#: ``"fwd-rev"`` is ``backend="fwd-rev", vmap_chunk_size=1`` (one jvp per vector)
 HVP_MODES = ("rev-rev", "fwd-rev", "vmap")
+
+
+def resolve_backend(backend: str, reuse_graph: bool) -> str:
+    """The backend ``"auto"`` stands for (the documented rule; see the module docstring).
+
+    Args:
+        backend: ``"auto"``, ``"fwd-rev"`` or ``"rev-rev"``.
+        reuse_graph: whether the operator may keep first-order graphs.
+
+    Returns:
+        ``"rev-rev"`` or ``"fwd-rev"``: an explicit choice unchanged; ``"auto"`` gives ``"rev-rev"``
+        with kept graphs (fastest per product in every CPU measurement) and ``"fwd-rev"`` without
+        (no graph is kept, so the lower peak memory of forward mode decides).
+
+    Raises:
+        ValueError: an unknown backend.
+    """
+    if backend not in HVP_BACKENDS:
+        raise ValueError(f"backend must be one of {HVP_BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    return "rev-rev" if reuse_graph else "fwd-rev"
 
 
 @dataclass
@@ -145,30 +172,52 @@ class HessianOperator(CurvatureOperator):
         data: Iterable,
         params: ParamSpec = None,
         *,
-        mode: str = "rev-rev",
+        backend: str = "auto",
+        mode: str | None = None,
         dtype: torch.dtype | None = None,
         output_fn: Callable[[Any], Any] | None = None,
         check_deterministic: bool = True,
         deterministic_rtol: float = 1e-5,
-        vmap_chunk_size: int | None = None,
+        vmap_chunk_size: int | None = 4,
         progressbar: bool = False,
         reuse_graph: bool = True,
         graph_memory_limit: float = 2**30,
+        compile: bool = False,
     ) -> None:
         super().__init__()
-        if mode not in HVP_MODES:
-            raise ValueError(f"mode must be one of {HVP_MODES}, got {mode!r}")
+        if backend not in HVP_BACKENDS:
+            raise ValueError(f"backend must be one of {HVP_BACKENDS}, got {backend!r}")
+        if mode is not None:
+            if mode not in HVP_MODES:
+                raise ValueError(f"mode must be one of {HVP_MODES} (or use backend=), got {mode!r}")
+            implied = "rev-rev" if mode == "rev-rev" else "fwd-rev"
+            if backend not in ("auto", implied):
+                raise ValueError(f"mode={mode!r} contradicts backend={backend!r}; pass only backend=")
+            backend = implied
+            if mode == "fwd-rev":
+                vmap_chunk_size = 1
+        if vmap_chunk_size is not None and (isinstance(vmap_chunk_size, bool)
+                                            or not isinstance(vmap_chunk_size, int) or vmap_chunk_size < 1):
+            raise ValueError(f"vmap_chunk_size must be a positive int or None (all columns at once), "
+                             f"got {vmap_chunk_size!r}")
         if not isinstance(reuse_graph, bool):
             raise TypeError(f"reuse_graph must be True or False, got {reuse_graph!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
         if isinstance(graph_memory_limit, bool) or not isinstance(graph_memory_limit, (int, float)) \
                 or not graph_memory_limit >= 0 or not math.isfinite(graph_memory_limit):
             raise ValueError(
                 "graph_memory_limit must be a finite number of bytes >= 0 (e.g. 2 * 2**30), "
                 f"got {graph_memory_limit!r}"
             )
-        self.mode = mode
+        self.backend_requested = backend
+        self.backend = resolve_backend(backend, reuse_graph)
+        self.fallback_reason: str | None = None
         self.vmap_chunk_size = vmap_chunk_size
-        self.reuse_graph = reuse_graph and mode == "rev-rev"
+        self.compile = compile
+        self._compiled_hvp: Callable | None = None
+        self._reuse_requested = reuse_graph
+        self.reuse_graph = reuse_graph and self.backend == "rev-rev"
         self.graph_memory_limit = float(graph_memory_limit)
         self._graphs: dict[int, _KeptGraph] = {}
         self._graphs_version: tuple[int, ...] | None = None
@@ -251,7 +300,7 @@ class HessianOperator(CurvatureOperator):
         total = torch.zeros(p.num_params, dtype=self.dtype, device=self.device)
         loss_sum = 0.0
         n_total = 0
-        with _eval_mode(p.model), torch.enable_grad():
+        with _eval_mode(p.model), _affine_batchnorm(p.model), torch.enable_grad():
             for x, y, nb in p.batches():
                 leaves = {k: v.requires_grad_(True) for k, v in
                           ((k, t.detach()) for k, t in p.param_values().items())}
@@ -303,25 +352,22 @@ class HessianOperator(CurvatureOperator):
         return self._grad_cache[1]
 
     # -- products -----------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """The older name of the backend: ``"rev-rev"``, ``"fwd-rev"`` (one jvp per vector) or ``"vmap"``."""
+        if self.backend == "rev-rev":
+            return "rev-rev"
+        return "fwd-rev" if self.vmap_chunk_size == 1 or self.compile else "vmap"
+
     def _matmat(self, V: Tensor) -> Tensor:
         p = self._p
         out = torch.zeros_like(V)
         n_total = 0
         if self.reuse_graph:
             self._check_graph_versions()
-        with _eval_mode(p.model):
+        with _eval_mode(p.model), _affine_batchnorm(p.model):
             for i, (x, y, nb) in enumerate(p.batches()):
-                if self.mode == "rev-rev":
-                    graph = self._graph_for(i, x, y) if self.reuse_graph else None
-                    if graph is not None:
-                        hv = self._backprop(graph, V, keep=i in self._graphs)
-                    else:
-                        hv = self._batch_revrev(x, y, V)
-                elif self.mode == "fwd-rev":
-                    hv = self._batch_fwdrev(x, y, V)
-                else:
-                    hv = self._batch_vmap(x, y, V)
-                out.add_(hv, alpha=nb)
+                out.add_(self._batch_product(i, x, y, V), alpha=nb)
                 n_total += nb
         if n_total == 0:
             raise ValueError("data yielded no batches during a product; data must be re-iterable")
@@ -330,6 +376,36 @@ class HessianOperator(CurvatureOperator):
                 f"data changed size between passes ({self.num_examples} then {n_total} examples)"
             )
         return out / n_total
+
+    def _batch_product(self, i: int, x: Any, y: Any, V: Tensor) -> Tensor:
+        """``H_b V`` of batch ``i`` with the current backend (fwd-rev falls back, see below)."""
+        if self.backend == "fwd-rev":
+            try:
+                return self._batch_fwdrev(x, y, V)
+            except (RuntimeError, NotImplementedError) as e:
+                if not is_transform_error(e):
+                    raise
+                self._fall_back(e)
+        graph = self._graph_for(i, x, y) if self.reuse_graph else None
+        if graph is not None:
+            return self._backprop(graph, V, keep=i in self._graphs)
+        return self._batch_revrev(x, y, V)
+
+    def _fall_back(self, e: BaseException) -> None:
+        """An operation has no forward-mode formula: raise for an explicit ``backend="fwd-rev"``,
+        else switch this operator to ``"rev-rev"`` for good (with a ``RuntimeWarning``)."""
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        if self.backend_requested == "fwd-rev":
+            raise ValueError(
+                f"backend='fwd-rev': the model or loss uses an operation without a forward-mode "
+                f"derivative ({type(e).__name__}: {first}); use backend='rev-rev' or 'auto' (which "
+                "falls back), or give the custom autograd.Function a jvp / setup_context") from e
+        self.backend = "rev-rev"
+        self.reuse_graph = self._reuse_requested
+        self.fallback_reason = f"{type(e).__name__}: {first}"
+        warnings.warn(f"HessianOperator: forward-over-reverse is not available for this model "
+                      f"({self.fallback_reason}); using reverse-over-reverse", RuntimeWarning,
+                      stacklevel=4)
 
     # -- kept first-order graphs ----------------------------------------------------------------
     @property
@@ -424,31 +500,33 @@ class HessianOperator(CurvatureOperator):
                     offset += m
         return out.T
 
-    def _fwdrev_fn(self, x: Any, y: Any) -> Callable:
+    def _jvp_grad(self, primals: dict[str, Tensor], v: dict[str, Tensor], x: Any, y: Any
+                  ) -> dict[str, Tensor]:
+        """``H_b v`` as ``jvp(grad(loss_b))`` at ``primals`` along ``v`` (dicts by parameter name)."""
         p = self._p
-
-        primals = p.param_values()
         if isinstance(y, Tensor) and y.is_floating_point():
             # Floating targets enter jvp as primals with a materialised zero tangent: some
             # losses (F.mse_loss in torch 2.13) fail with "ZeroTensors are immutable" otherwise.
             def f2(params: dict[str, Tensor], yy: Tensor) -> Tensor:
                 return p.loss(params, x, yy)
 
-            grad_f2 = torch.func.grad(f2)
-            y_zero = torch.zeros_like(y)
-
-            def hvp(v: dict[str, Tensor]) -> dict[str, Tensor]:
-                return torch.func.jvp(grad_f2, (primals, y), (v, y_zero))[1]
-
-            return hvp
+            return torch.func.jvp(torch.func.grad(f2), (primals, y), (v, torch.zeros_like(y)))[1]
 
         def f(params: dict[str, Tensor]) -> Tensor:
             return p.loss(params, x, y)
 
-        grad_f = torch.func.grad(f)
+        return torch.func.jvp(torch.func.grad(f), (primals,), (v,))[1]
+
+    def _fwdrev_fn(self, x: Any, y: Any) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
+        primals = self._p.param_values()
+        fn = self._jvp_grad
+        if self.compile:
+            if self._compiled_hvp is None:
+                self._compiled_hvp = torch.compile(self._jvp_grad)
+            fn = self._compiled_hvp
 
         def hvp(v: dict[str, Tensor]) -> dict[str, Tensor]:
-            return torch.func.jvp(grad_f, (primals,), (v,))[1]
+            return fn(primals, v, x, y)
 
         return hvp
 
@@ -456,16 +534,32 @@ class HessianOperator(CurvatureOperator):
         return torch.cat([d[n].reshape(-1) for n in self._p.names])
 
     def _batch_fwdrev(self, x: Any, y: Any, V: Tensor) -> Tensor:
+        """Columns ``H_b V[:, j]``: one jvp per column, or ``vmap`` over chunks of columns (the
+        primal forward and backward shared by the chunk); a ``vmap`` failure (an operation without
+        a batching rule) drops to one jvp per column for good, with a ``RuntimeWarning``."""
         hvp = self._fwdrev_fn(x, y)
-        cols = []
-        for j in range(V.shape[1]):
-            v = dict(zip(self._p.names, self._p.split(V[:, j].contiguous())))
-            cols.append(self._flat(hvp(v)))
+        k = V.shape[1]
+        chunk = k if self.vmap_chunk_size is None else min(self.vmap_chunk_size, k)
+        if chunk > 1 and not self.compile:
+            try:
+                return torch.cat([self._vmapped(hvp, V[:, s:s + chunk])
+                                  for s in range(0, k, chunk)], dim=1)
+            except (RuntimeError, NotImplementedError) as e:
+                if not is_transform_error(e):
+                    raise
+                hv0 = self._flat(hvp(self.unflatten(V[:, 0].contiguous())))  # plain jvp works?
+                self.vmap_chunk_size = 1
+                warnings.warn(f"HessianOperator: vmap over tangents failed ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}); one jvp per vector from now on",
+                              RuntimeWarning, stacklevel=5)
+                cols = [hv0] + [self._flat(hvp(self.unflatten(V[:, j].contiguous())))
+                                for j in range(1, k)]
+                return torch.stack(cols, dim=1)
+        cols = [self._flat(hvp(self.unflatten(V[:, j].contiguous()))) for j in range(k)]
         return torch.stack(cols, dim=1)
 
-    def _batch_vmap(self, x: Any, y: Any, V: Tensor) -> Tensor:
+    def _vmapped(self, hvp: Callable, V: Tensor) -> Tensor:
         p = self._p
-        hvp = self._fwdrev_fn(x, y)
         k = V.shape[1]
         Vt = V.T.contiguous()
         vd = {}
@@ -473,5 +567,5 @@ class HessianOperator(CurvatureOperator):
         for n, s, m in zip(p.names, p.shapes, p.numels):
             vd[n] = Vt[:, offset:offset + m].reshape((k,) + s)
             offset += m
-        res = torch.func.vmap(hvp, chunk_size=self.vmap_chunk_size)(vd)
+        res = torch.func.vmap(hvp)(vd)
         return torch.cat([res[n].reshape(k, -1) for n in p.names], dim=1).T
