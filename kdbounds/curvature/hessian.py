@@ -20,29 +20,41 @@ the model is put in ``eval()`` mode (BatchNorm uses its running statistics, drop
 the previous ``training`` flag of every submodule is restored afterwards. Running statistics are
 never updated.
 
-**HVP modes** (``mode=``), all exact up to rounding:
+**Backends** (``backend=``), all exact up to rounding:
 
-* ``"rev-rev"`` (default): reverse-over-reverse (double backward). Per batch one forward pass and
-  one gradient with ``create_graph=True``; then one extra backward pass of that graph *per vector*
-  with ``retain_graph=True``. In :meth:`matmat` the forward and first backward are shared by all
-  columns, so a block of ``k`` vectors costs ``1 forward + 1 backward + k double-backwards``
-  instead of ``k`` full double-backward HVPs.
-* ``"fwd-rev"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``, one vector at a
-  time.
-* ``"vmap"``: forward-over-reverse vectorised over the columns with ``torch.func.vmap``.
+* ``"rev-rev"``: reverse-over-reverse (double backward). Per batch one forward pass and one
+  gradient with ``create_graph=True``; then one extra backward pass of that graph *per vector*. With
+  graph reuse (below) the first-order graph is kept, so a product on a kept batch is one double
+  backward (PyHessian's path).
+* ``"fwd-rev"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad`` through
+  ``torch.func.functional_call``; no second autograd graph and nothing kept between products. A
+  block ``matmat(V)`` pushes its columns through one ``torch.func.vmap``-ed jvp in chunks of
+  ``vmap_chunk_size`` (default 4; ``1`` = one jvp per vector, ``None`` = all columns at once), so
+  the primal forward and backward are shared by the chunk. ``compile=True`` wraps the jvp in
+  ``torch.compile`` (one compiled jvp per vector; the first product pays the compilation).
+* ``"auto"`` (default): :func:`resolve_backend`, a documented rule: ``"rev-rev"`` when graphs may
+  be kept (``reuse_graph=True``), ``"fwd-rev"`` otherwise. Measured on CPU (2 cores, one thread,
+  torch 2.13, ResNet-8/20, batches 16-100; ``benchmarks/hvp.py --peers``; see
+  ``kdbounds/curvature/NOTE.md``): a kept-graph double backward costs what the tangent part of a
+  forward-over-reverse product costs (both about six convolutions per conv layer and vector), and
+  fwd-rev redoes the primal forward and backward per chunk, so rev-rev with kept graphs is the
+  fastest per product; fwd-rev holds no graph, so where none is kept its peak memory is lower.
+  Not measured on a GPU (``benchmarks/gpu_check.sh`` measures both backends there).
 
-Default chosen from ``benchmarks/hvp.py`` (ResNet-20, 272k parameters, CIFAR shapes, batch 128,
-CPU, torch 2.13, one intra-op thread, process CPU time, 2 repeats, 22 Nov 2026; seconds per
-vector, ratio to a gradient / to the PyHessian-style double-backward baseline):
-gradient 0.355 s; baseline 1.34 s (3.77x gradient); rev-rev single vector 1.45 s (4.09x, 1.08x
-baseline); fwd-rev single 1.70 s (4.78x, 1.27x); **rev-rev in blocks of 8 0.94 s (2.65x, 0.70x)**;
-vmap over fwd-rev in blocks of 4 1.66 s (4.67x, 1.24x, 4x the memory). So rev-rev is the default,
-and estimators that can (Hutchinson, Hutch++, diagonal, tr H^2) feed it blocks through
-:meth:`matmat`. Those figures predate graph reuse (below): with the first-order graph kept, a
-single-vector product costs what a block column costs (ResNet-20, batch 16-64, one thread: 2.4-2.6x
-a gradient, 1.0-1.05x PyHessian's kept-graph product, 0.5-0.6x curvlinops; benchmarks/hvp.py
---peers), so sequential Lanczos / power iteration no longer pay a single-vector premium on kept
-batches. Not measured on a GPU (none was available); benchmarks/gpu_check.sh does it.
+**Operations without a forward-mode formula** (a custom ``autograd.Function`` without ``jvp``, an
+aten op without one): with ``backend="auto"`` the operator switches to ``"rev-rev"`` for good,
+warns (``RuntimeWarning``) and records why in :attr:`HessianOperator.fallback_reason`; with an
+explicit ``backend="fwd-rev"`` it raises ``ValueError`` naming the fix. An operation that has a jvp
+but no ``vmap`` rule drops the fwd-rev blocks to one jvp per vector (with a warning).
+
+**Eval BatchNorm as an affine map.** During products and gradients every plain
+``nn.BatchNorm{1,2,3}d`` in eval mode computes ``x * s + t`` with
+``s = weight / sqrt(running_var + eps)``, ``t = bias - running_mean * s`` (the same function, up to
+rounding; its forward-mode and double-backward formulas are a multiply-add's instead of the general
+batch-norm backward's: about 10 % of a ResNet-8 product on CPU).
+
+``mode=`` is the older spelling: ``"rev-rev"``, ``"fwd-rev"`` (= ``backend="fwd-rev",
+vmap_chunk_size=1``) or ``"vmap"`` (= ``backend="fwd-rev"`` with vmapped blocks).
 
 **Graph reuse** (``reuse_graph=True``, the default; ``"rev-rev"`` only). The first product builds,
 for each batch whose graph fits in ``graph_memory_limit`` bytes, the first-order graph
@@ -141,7 +153,9 @@ class HessianOperator(CurvatureOperator):
             arguments, or a dict of keyword arguments. Every product iterates over all of it.
         params: which parameters vary (see :func:`select_parameters`): ``None`` for all,
             a name glob, a submodule, a parameter or a list of these.
-        mode: ``"rev-rev"`` (default), ``"fwd-rev"`` or ``"vmap"``; see the module docstring.
+        backend: ``"auto"`` (default; :func:`resolve_backend`), ``"fwd-rev"`` or ``"rev-rev"``;
+            see the module docstring. The resolved one is :attr:`backend`.
+        mode: the older spelling (``"rev-rev"``, ``"fwd-rev"``, ``"vmap"``); ``None`` uses ``backend``.
         dtype: e.g. ``torch.float64``: differentiate a converted *copy* of the model; floating
             inputs and targets are converted batch by batch.
         output_fn: maps the model output to what ``loss_fn`` takes; default identity, or the
@@ -150,19 +164,22 @@ class HessianOperator(CurvatureOperator):
             ``ValueError`` if the two disagree (shuffled loader, augmentation, dropout in a
             custom forward...). Costs one extra gradient pass.
         deterministic_rtol: relative tolerance of that check (relative to ``max |g|``).
-        vmap_chunk_size: chunk size for ``mode="vmap"`` (``None`` = all columns at once).
+        vmap_chunk_size: tangents per vmapped jvp of the fwd-rev backend (default 4; ``1`` = one
+            jvp per vector, ``None`` = all columns of a block at once).
         progressbar: show a tqdm bar over batches.
         reuse_graph: keep the first-order graph of each batch that fits in
             ``graph_memory_limit`` and back-propagate through it for every later vector and block
-            (``"rev-rev"`` only; ignored by the other modes). See the module docstring for the
+            (``"rev-rev"`` only; ignored by fwd-rev). See the module docstring for the
             memory cost. ``False`` rebuilds the graph on every product (least memory).
         graph_memory_limit: bytes of saved tensors the kept graphs may hold in total (default
             1 GiB; ResNet-20 in float32 keeps about 3 MiB per example, measured). Batches are kept
             in data order until the next one would exceed it.
+        compile: wrap the fwd-rev jvp in ``torch.compile`` (fwd-rev only; pays for long runs).
 
     Attributes:
         shape, dtype, device, num_matvecs, param_names, num_examples, graph_bytes (bytes held by
-        the kept graphs), num_kept_graphs.
+        the kept graphs), num_kept_graphs, backend (resolved: ``"rev-rev"`` or ``"fwd-rev"``),
+        backend_requested, fallback_reason (why fwd-rev was abandoned, or ``None``).
     """
 
     def __init__(
