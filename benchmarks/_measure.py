@@ -117,6 +117,36 @@ class PeakMemory:
         return False
 
 
+def peak_tensor_mib(fn, device: torch.device) -> float:
+    """Peak of the bytes held by live tensors while ``fn()`` runs, above what was held before, MiB:
+    ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU the allocation events of
+    ``torch.profiler`` (``profile_memory=True``; each carries the allocator's running total), which
+    count tensors exactly where RSS deltas are blurred by the C allocator's caching."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    allocs, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        e = stack.pop()
+        if e.tag == _EventType.Allocation:
+            allocs.append((e.start_time_ns, e.extra_fields.alloc_size, e.extra_fields.total_allocated))
+        stack.extend(e.children)
+    if not allocs:
+        return 0.0
+    allocs.sort()
+    base = allocs[0][2] - allocs[0][1]
+    return (max(a[2] for a in allocs) - base) / 2**20
+
+
 def timeit(fn, repeats: int, device: torch.device, warmup: int = 1,
            timer: str = "wall") -> tuple[float, float]:
     """Median and minimum time of ``fn``; ``timer="process"`` uses process CPU time (robust to

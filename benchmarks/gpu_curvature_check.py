@@ -1,7 +1,8 @@
 """Curvature operators on a device against CPU float64, on a small CNN (part of gpu_check.sh).
 
 For a small BatchNorm CNN and one batch, compares on ``--device`` (float32 and float64) with the
-CPU float64 operator: Hessian-vector products (single, blocked, kept graph and without), the top
+CPU float64 operator: Hessian-vector products (single, blocked, kept graph and without; each backend,
+``"rev-rev"`` and ``"fwd-rev"``, with its seconds per product and peak memory), the top
 eigenvalues (Lanczos and block Lanczos), a Hutchinson trace with the same seed (probes are drawn
 on the CPU, so the same numbers) and an SLQ trace; also seconds per product on the device.
 Writes one JSON (strict; non-finite -> null).
@@ -22,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _measure import peak_tensor_mib  # noqa: E402
 
 from kdbounds._io import atomic_write_json  # noqa: E402
 from kdbounds.curvature import (  # noqa: E402
@@ -100,6 +103,27 @@ def main(argv=None) -> dict:
             r[f"hvp_rel_err_block_{key}"] = err
             r[f"hvp_rel_err_single_{key}"] = err1
             r[f"s_per_hvp_single_{key}"] = (time.perf_counter() - t0) / 3
+        for backend in ("rev-rev", "fwd-rev"):
+            # each backend: error vs CPU float64, seconds per product (single and block of 8), peak
+            # memory to build the operator and compute one product (max_memory_allocated on CUDA)
+            data_d = [(x.to(device), y.to(device))]
+            Vd = V.to(device=device, dtype=dtype)
+
+            def build_and_product(backend=backend, data_d=data_d, Vd=Vd):
+                HessianOperator(dev_model, F.cross_entropy, data_d, dtype=dtype, backend=backend,
+                                check_deterministic=False) @ Vd[:, 0]
+
+            r[f"peak_mib_{backend}"] = peak_tensor_mib(build_and_product, device)
+            op = HessianOperator(dev_model, F.cross_entropy, data_d, dtype=dtype, backend=backend)
+            r[f"hvp_rel_err_block_{backend}"] = float(((op @ Vd).double().cpu() - HV_ref).norm()
+                                                      / HV_ref.norm())
+            for label, W in (("single", Vd[:, :1]), ("block8", Vd)):
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    op @ W
+                _sync(device)
+                r[f"s_per_hvp_{label}_{backend}"] = (time.perf_counter() - t0) / 3 / W.shape[1]
         op = HessianOperator(dev_model, F.cross_entropy, [(x.to(device), y.to(device))], dtype=dtype)
         for b in (1, 3):
             t = top_eigenvalues(op, 3, tol=1e-6 if dtype == torch.float32 else 1e-10,
@@ -114,6 +138,7 @@ def main(argv=None) -> dict:
         r["slq_trace"] = sd.trace().value
         worst = max(r["hvp_rel_err_block_kept_graph"], r["hvp_rel_err_single_kept_graph"],
                     r["hvp_rel_err_block_no_reuse"], r["hvp_rel_err_single_no_reuse"],
+                    r["hvp_rel_err_block_rev-rev"], r["hvp_rel_err_block_fwd-rev"],
                     r["hutchinson64_rel_diff_same_probes"])
         r["ok"] = bool(worst <= tol and r["top3_block1_max_rel_err"] <= 10 * tol
                        and r["top3_block3_max_rel_err"] <= 10 * tol)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _measure import PeakMemory, first_reach, first_rel_se
+from _measure import PeakMemory, first_reach, first_rel_se, peak_tensor_mib
 
 from kdbounds.curvature import HessianOperator, hutchinson_trace, top_eigenvalues
 
@@ -106,15 +106,32 @@ def hvp_costs(model, x, y, *, block: int, repeats: int, device: torch.device,
         build["kdbounds"] = _now(device) - t0
     memory["kdbounds_kept_graph_rss_mib"] = pm.peak_mib
     out["kdbounds_graph_bytes"] = op.graph_bytes
+    out["kdbounds_default_backend"] = op.backend
     op_nr = HessianOperator(model, F.cross_entropy, [(x, y)], check_deterministic=False,
                             reuse_graph=False)
+    op_fr = HessianOperator(model, F.cross_entropy, [(x, y)], check_deterministic=False,
+                            backend="fwd-rev")
     fns["kdbounds_single"] = lambda: (op.matvec(v), 1)[1]
     fns["kdbounds_block"] = lambda: (op.matmat(V), block)[1]
+    fns["kdbounds_fwdrev_single"] = lambda: (op_fr.matvec(v), 1)[1]
+    fns["kdbounds_fwdrev_block"] = lambda: (op_fr.matmat(V), block)[1]
     if without_reuse:
         fns["kdbounds_noreuse_single"] = lambda: (op_nr.matvec(v), 1)[1]
         fns["kdbounds_noreuse_block"] = lambda: (op_nr.matmat(V), block)[1]
     ref = op.matvec(v)
-    agreement: dict[str, float] = {}
+    agreement: dict[str, float] = {
+        "kdbounds_fwdrev": float((op_fr.matvec(v) - ref).norm() / ref.norm()),
+        "kdbounds_fwdrev_block": float((op_fr.matmat(V) - op.matmat(V)).norm() / op.matmat(V).norm())}
+    # peak tensor memory to build the operator and compute one product (kept graph included)
+    memory["peak_mib_kdbounds_default"] = peak_tensor_mib(lambda: HessianOperator(
+        model, F.cross_entropy, [(x, y)], check_deterministic=False).matvec(v), device)
+    for b in ("rev-rev", "fwd-rev"):
+        memory[f"peak_mib_kdbounds_{b}"] = peak_tensor_mib(lambda: HessianOperator(
+            model, F.cross_entropy, [(x, y)], check_deterministic=False, backend=b).matvec(v), device)
+    memory["peak_mib_kdbounds_fwd-rev_block"] = peak_tensor_mib(lambda: HessianOperator(
+        model, F.cross_entropy, [(x, y)], check_deterministic=False, backend="fwd-rev").matmat(V),
+        device) / block
+    memory["peak_mib_gradient"] = peak_tensor_mib(gradient, device)
 
     try:
         mod = _pyhessian_module()
@@ -130,6 +147,14 @@ def hvp_costs(model, x, y, *, block: int, repeats: int, device: torch.device,
             return 1
 
         fns["pyhessian_single"] = pyh_single
+
+        def pyh_build_and_product():
+            model.zero_grad(set_to_none=True)
+            h = mod.hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=device.type == "cuda")
+            mod.hessian_vector_product(h.gradsH, h.params, vs)
+            model.zero_grad(set_to_none=True)
+
+        memory["peak_mib_pyhessian"] = peak_tensor_mib(pyh_build_and_product, device)
         hv = mod.hessian_vector_product(hess.gradsH, hess.params, vs)
         agreement["pyhessian"] = float((torch.cat([h.reshape(-1) for h in hv]) - ref).norm()
                                        / ref.norm())
@@ -232,6 +257,8 @@ def top_eigenvalue_costs(model, x, y, *, seeds: list[int], power_max: int, lancz
     out["runs"] = runs
     ratios = [r["matvecs_ratio"] for r in runs if r.get("matvecs_ratio")]
     out["matvecs_ratio_median"] = statistics.median(ratios) if ratios else None
+    out["matvecs_ratio_worst"] = max(ratios) if ratios else None
+    out["matvecs_ratio_n_seeds"] = len(ratios)
     tr = [r["time_ratio_own_rules"] for r in runs if r.get("time_ratio_own_rules")]
     out["time_ratio_median"] = statistics.median(tr) if tr else None
     return out

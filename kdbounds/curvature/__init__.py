@@ -15,7 +15,7 @@ from .density import gaussian_density, spectral_density
 from .eigen import lanczos, power_iteration, top_eigenvalues
 from .base import CurvatureOperator, MatrixOperator, as_operator
 from .gap import GapHessianOperator
-from .hessian import HVP_MODES, HessianOperator
+from .hessian import HVP_BACKENDS, HVP_MODES, HessianOperator, resolve_backend
 from .._params import select_parameters
 from .results import (
     DiagonalEstimate,
@@ -36,7 +36,9 @@ from .trace import (
 )
 
 __all__ = [
+    "HVP_BACKENDS",
     "HVP_MODES",
+    "resolve_backend",
     "CurvatureOperator",
     "GapHessianOperator",
     "HessianOperator",

@@ -20,29 +20,41 @@ the model is put in ``eval()`` mode (BatchNorm uses its running statistics, drop
 the previous ``training`` flag of every submodule is restored afterwards. Running statistics are
 never updated.
 
-**HVP modes** (``mode=``), all exact up to rounding:
+**Backends** (``backend=``), all exact up to rounding:
 
-* ``"rev-rev"`` (default): reverse-over-reverse (double backward). Per batch one forward pass and
-  one gradient with ``create_graph=True``; then one extra backward pass of that graph *per vector*
-  with ``retain_graph=True``. In :meth:`matmat` the forward and first backward are shared by all
-  columns, so a block of ``k`` vectors costs ``1 forward + 1 backward + k double-backwards``
-  instead of ``k`` full double-backward HVPs.
-* ``"fwd-rev"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``, one vector at a
-  time.
-* ``"vmap"``: forward-over-reverse vectorised over the columns with ``torch.func.vmap``.
+* ``"rev-rev"``: reverse-over-reverse (double backward). Per batch one forward pass and one
+  gradient with ``create_graph=True``; then one extra backward pass of that graph *per vector*. With
+  graph reuse (below) the first-order graph is kept, so a product on a kept batch is one double
+  backward (PyHessian's path).
+* ``"fwd-rev"``: forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad`` through
+  ``torch.func.functional_call``; no second autograd graph and nothing kept between products. A
+  block ``matmat(V)`` pushes its columns through one ``torch.func.vmap``-ed jvp in chunks of
+  ``vmap_chunk_size`` (default 4; ``1`` = one jvp per vector, ``None`` = all columns at once), so
+  the primal forward and backward are shared by the chunk. ``compile=True`` wraps the jvp in
+  ``torch.compile`` (one compiled jvp per vector; the first product pays the compilation).
+* ``"auto"`` (default): :func:`resolve_backend`, a documented rule: ``"rev-rev"`` when graphs may
+  be kept (``reuse_graph=True``), ``"fwd-rev"`` otherwise. Measured on CPU (2 cores, one thread,
+  torch 2.13, ResNet-8/20, batches 16-100; ``benchmarks/hvp.py --peers``; see
+  ``kdbounds/curvature/NOTE.md``): a kept-graph double backward costs what the tangent part of a
+  forward-over-reverse product costs (both about six convolutions per conv layer and vector), and
+  fwd-rev redoes the primal forward and backward per chunk, so rev-rev with kept graphs is the
+  fastest per product; fwd-rev holds no graph, so where none is kept its peak memory is lower.
+  Not measured on a GPU (``benchmarks/gpu_check.sh`` measures both backends there).
 
-Default chosen from ``benchmarks/hvp.py`` (ResNet-20, 272k parameters, CIFAR shapes, batch 128,
-CPU, torch 2.13, one intra-op thread, process CPU time, 2 repeats, 22 Nov 2026; seconds per
-vector, ratio to a gradient / to the PyHessian-style double-backward baseline):
-gradient 0.355 s; baseline 1.34 s (3.77x gradient); rev-rev single vector 1.45 s (4.09x, 1.08x
-baseline); fwd-rev single 1.70 s (4.78x, 1.27x); **rev-rev in blocks of 8 0.94 s (2.65x, 0.70x)**;
-vmap over fwd-rev in blocks of 4 1.66 s (4.67x, 1.24x, 4x the memory). So rev-rev is the default,
-and estimators that can (Hutchinson, Hutch++, diagonal, tr H^2) feed it blocks through
-:meth:`matmat`. Those figures predate graph reuse (below): with the first-order graph kept, a
-single-vector product costs what a block column costs (ResNet-20, batch 16-64, one thread: 2.4-2.6x
-a gradient, 1.0-1.05x PyHessian's kept-graph product, 0.5-0.6x curvlinops; benchmarks/hvp.py
---peers), so sequential Lanczos / power iteration no longer pay a single-vector premium on kept
-batches. Not measured on a GPU (none was available); benchmarks/gpu_check.sh does it.
+**Operations without a forward-mode formula** (a custom ``autograd.Function`` without ``jvp``, an
+aten op without one): with ``backend="auto"`` the operator switches to ``"rev-rev"`` for good,
+warns (``RuntimeWarning``) and records why in :attr:`HessianOperator.fallback_reason`; with an
+explicit ``backend="fwd-rev"`` it raises ``ValueError`` naming the fix. An operation that has a jvp
+but no ``vmap`` rule drops the fwd-rev blocks to one jvp per vector (with a warning).
+
+**Eval BatchNorm as an affine map.** During products and gradients every plain
+``nn.BatchNorm{1,2,3}d`` in eval mode computes ``x * s + t`` with
+``s = weight / sqrt(running_var + eps)``, ``t = bias - running_mean * s`` (the same function, up to
+rounding; its forward-mode and double-backward formulas are a multiply-add's instead of the general
+batch-norm backward's: about 10 % of a ResNet-8 product on CPU).
+
+``mode=`` is the older spelling: ``"rev-rev"``, ``"fwd-rev"`` (= ``backend="fwd-rev",
+vmap_chunk_size=1``) or ``"vmap"`` (= ``backend="fwd-rev"`` with vmapped blocks).
 
 **Graph reuse** (``reuse_graph=True``, the default; ``"rev-rev"`` only). The first product builds,
 for each batch whose graph fits in ``graph_memory_limit`` bytes, the first-order graph
@@ -68,6 +80,7 @@ order-invariant and does not catch it): pass a fixed list of batches, or ``reuse
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -76,13 +89,39 @@ import torch
 from torch import Tensor, nn
 
 from .._data import as_batches
-from ._problem import _eval_mode, _Problem
+from ._problem import _affine_batchnorm, _eval_mode, _Problem, is_transform_error
 from .base import CurvatureOperator
 from .._params import ParamSpec
 
-__all__ = ["HessianOperator", "HVP_MODES"]
+__all__ = ["HessianOperator", "HVP_MODES", "HVP_BACKENDS", "resolve_backend"]
 
+#: the products' backends (``backend=``): ``"auto"`` resolves by :func:`resolve_backend`
+HVP_BACKENDS = ("auto", "fwd-rev", "rev-rev")
+#: the older spelling (``mode=``): ``"vmap"`` is ``backend="fwd-rev"`` with vmapped blocks,
+#: ``"fwd-rev"`` is ``backend="fwd-rev", vmap_chunk_size=1`` (one jvp per vector)
 HVP_MODES = ("rev-rev", "fwd-rev", "vmap")
+
+
+def resolve_backend(backend: str, reuse_graph: bool) -> str:
+    """The backend ``"auto"`` stands for (the documented rule; see the module docstring).
+
+    Args:
+        backend: ``"auto"``, ``"fwd-rev"`` or ``"rev-rev"``.
+        reuse_graph: whether the operator may keep first-order graphs.
+
+    Returns:
+        ``"rev-rev"`` or ``"fwd-rev"``: an explicit choice unchanged; ``"auto"`` gives ``"rev-rev"``
+        with kept graphs (fastest per product in every CPU measurement) and ``"fwd-rev"`` without
+        (no graph is kept, so the lower peak memory of forward mode decides).
+
+    Raises:
+        ValueError: an unknown backend.
+    """
+    if backend not in HVP_BACKENDS:
+        raise ValueError(f"backend must be one of {HVP_BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    return "rev-rev" if reuse_graph else "fwd-rev"
 
 
 @dataclass
@@ -116,7 +155,9 @@ class HessianOperator(CurvatureOperator):
             of keyword arguments. Every product iterates over all of it.
         params: which parameters vary (see :func:`select_parameters`): ``None`` for all,
             a name glob, a submodule, a parameter or a list of these.
-        mode: ``"rev-rev"`` (default), ``"fwd-rev"`` or ``"vmap"``; see the module docstring.
+        backend: ``"auto"`` (default; :func:`resolve_backend`), ``"fwd-rev"`` or ``"rev-rev"``;
+            see the module docstring. The resolved one is :attr:`backend`.
+        mode: the older spelling (``"rev-rev"``, ``"fwd-rev"``, ``"vmap"``); ``None`` uses ``backend``.
         dtype: e.g. ``torch.float64``: differentiate a converted *copy* of the model; floating
             inputs and targets are converted batch by batch.
         output_fn: maps the model output to what ``loss_fn`` takes; default identity, or the
@@ -125,19 +166,22 @@ class HessianOperator(CurvatureOperator):
             ``ValueError`` if the two disagree (shuffled loader, augmentation, dropout in a
             custom forward...). Costs one extra gradient pass.
         deterministic_rtol: relative tolerance of that check (relative to ``max |g|``).
-        vmap_chunk_size: chunk size for ``mode="vmap"`` (``None`` = all columns at once).
+        vmap_chunk_size: tangents per vmapped jvp of the fwd-rev backend (default 4; ``1`` = one
+            jvp per vector, ``None`` = all columns of a block at once).
         progressbar: show a tqdm bar over batches.
         reuse_graph: keep the first-order graph of each batch that fits in
             ``graph_memory_limit`` and back-propagate through it for every later vector and block
-            (``"rev-rev"`` only; ignored by the other modes). See the module docstring for the
+            (``"rev-rev"`` only; ignored by fwd-rev). See the module docstring for the
             memory cost. ``False`` rebuilds the graph on every product (least memory).
         graph_memory_limit: bytes of saved tensors the kept graphs may hold in total (default
             1 GiB; ResNet-20 in float32 keeps about 3 MiB per example, measured). Batches are kept
             in data order until the next one would exceed it.
+        compile: wrap the fwd-rev jvp in ``torch.compile`` (fwd-rev only; pays for long runs).
 
     Attributes:
         shape, dtype, device, num_matvecs, param_names, num_examples, graph_bytes (bytes held by
-        the kept graphs), num_kept_graphs.
+        the kept graphs), num_kept_graphs, backend (resolved: ``"rev-rev"`` or ``"fwd-rev"``),
+        backend_requested, fallback_reason (why fwd-rev was abandoned, or ``None``).
     """
 
     def __init__(
@@ -147,30 +191,52 @@ class HessianOperator(CurvatureOperator):
         data: Iterable,
         params: ParamSpec = None,
         *,
-        mode: str = "rev-rev",
+        backend: str = "auto",
+        mode: str | None = None,
         dtype: torch.dtype | None = None,
         output_fn: Callable[[Any], Any] | None = None,
         check_deterministic: bool = True,
         deterministic_rtol: float = 1e-5,
-        vmap_chunk_size: int | None = None,
+        vmap_chunk_size: int | None = 4,
         progressbar: bool = False,
         reuse_graph: bool = True,
         graph_memory_limit: float = 2**30,
+        compile: bool = False,
     ) -> None:
         super().__init__()
-        if mode not in HVP_MODES:
-            raise ValueError(f"mode must be one of {HVP_MODES}, got {mode!r}")
+        if backend not in HVP_BACKENDS:
+            raise ValueError(f"backend must be one of {HVP_BACKENDS}, got {backend!r}")
+        if mode is not None:
+            if mode not in HVP_MODES:
+                raise ValueError(f"mode must be one of {HVP_MODES} (or use backend=), got {mode!r}")
+            implied = "rev-rev" if mode == "rev-rev" else "fwd-rev"
+            if backend not in ("auto", implied):
+                raise ValueError(f"mode={mode!r} contradicts backend={backend!r}; pass only backend=")
+            backend = implied
+            if mode == "fwd-rev":
+                vmap_chunk_size = 1
+        if vmap_chunk_size is not None and (isinstance(vmap_chunk_size, bool)
+                                            or not isinstance(vmap_chunk_size, int) or vmap_chunk_size < 1):
+            raise ValueError(f"vmap_chunk_size must be a positive int or None (all columns at once), "
+                             f"got {vmap_chunk_size!r}")
         if not isinstance(reuse_graph, bool):
             raise TypeError(f"reuse_graph must be True or False, got {reuse_graph!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
         if isinstance(graph_memory_limit, bool) or not isinstance(graph_memory_limit, (int, float)) \
                 or not graph_memory_limit >= 0 or not math.isfinite(graph_memory_limit):
             raise ValueError(
                 "graph_memory_limit must be a finite number of bytes >= 0 (e.g. 2 * 2**30), "
                 f"got {graph_memory_limit!r}"
             )
-        self.mode = mode
+        self.backend_requested = backend
+        self.backend = resolve_backend(backend, reuse_graph)
+        self.fallback_reason: str | None = None
         self.vmap_chunk_size = vmap_chunk_size
-        self.reuse_graph = reuse_graph and mode == "rev-rev"
+        self.compile = compile
+        self._compiled_hvp: Callable | None = None
+        self._reuse_requested = reuse_graph
+        self.reuse_graph = reuse_graph and self.backend == "rev-rev"
         self.graph_memory_limit = float(graph_memory_limit)
         self._graphs: dict[int, _KeptGraph] = {}
         self._graphs_version: tuple[int, ...] | None = None
@@ -254,7 +320,7 @@ class HessianOperator(CurvatureOperator):
         total = torch.zeros(p.num_params, dtype=self.dtype, device=self.device)
         loss_sum = 0.0
         n_total = 0
-        with _eval_mode(p.model), torch.enable_grad():
+        with _eval_mode(p.model), _affine_batchnorm(p.model), torch.enable_grad():
             for x, y, nb in p.batches():
                 leaves = {k: v.requires_grad_(True) for k, v in
                           ((k, t.detach()) for k, t in p.param_values().items())}
@@ -306,25 +372,22 @@ class HessianOperator(CurvatureOperator):
         return self._grad_cache[1]
 
     # -- products -----------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """The older name of the backend: ``"rev-rev"``, ``"fwd-rev"`` (one jvp per vector) or ``"vmap"``."""
+        if self.backend == "rev-rev":
+            return "rev-rev"
+        return "fwd-rev" if self.vmap_chunk_size == 1 or self.compile else "vmap"
+
     def _matmat(self, V: Tensor) -> Tensor:
         p = self._p
         out = torch.zeros_like(V)
         n_total = 0
         if self.reuse_graph:
             self._check_graph_versions()
-        with _eval_mode(p.model):
+        with _eval_mode(p.model), _affine_batchnorm(p.model):
             for i, (x, y, nb) in enumerate(p.batches()):
-                if self.mode == "rev-rev":
-                    graph = self._graph_for(i, x, y) if self.reuse_graph else None
-                    if graph is not None:
-                        hv = self._backprop(graph, V, keep=i in self._graphs)
-                    else:
-                        hv = self._batch_revrev(x, y, V)
-                elif self.mode == "fwd-rev":
-                    hv = self._batch_fwdrev(x, y, V)
-                else:
-                    hv = self._batch_vmap(x, y, V)
-                out.add_(hv, alpha=nb)
+                out.add_(self._batch_product(i, x, y, V), alpha=nb)
                 n_total += nb
         if n_total == 0:
             raise ValueError("data yielded no batches during a product; data must be re-iterable")
@@ -333,6 +396,36 @@ class HessianOperator(CurvatureOperator):
                 f"data changed size between passes ({self.num_examples} then {n_total} examples)"
             )
         return out / n_total
+
+    def _batch_product(self, i: int, x: Any, y: Any, V: Tensor) -> Tensor:
+        """``H_b V`` of batch ``i`` with the current backend (fwd-rev falls back, see below)."""
+        if self.backend == "fwd-rev":
+            try:
+                return self._batch_fwdrev(x, y, V)
+            except (RuntimeError, NotImplementedError) as e:
+                if not is_transform_error(e):
+                    raise
+                self._fall_back(e)
+        graph = self._graph_for(i, x, y) if self.reuse_graph else None
+        if graph is not None:
+            return self._backprop(graph, V, keep=i in self._graphs)
+        return self._batch_revrev(x, y, V)
+
+    def _fall_back(self, e: BaseException) -> None:
+        """An operation has no forward-mode formula: raise for an explicit ``backend="fwd-rev"``,
+        else switch this operator to ``"rev-rev"`` for good (with a ``RuntimeWarning``)."""
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        if self.backend_requested == "fwd-rev":
+            raise ValueError(
+                f"backend='fwd-rev': the model or loss uses an operation without a forward-mode "
+                f"derivative ({type(e).__name__}: {first}); use backend='rev-rev' or 'auto' (which "
+                "falls back), or give the custom autograd.Function a jvp / setup_context") from e
+        self.backend = "rev-rev"
+        self.reuse_graph = self._reuse_requested
+        self.fallback_reason = f"{type(e).__name__}: {first}"
+        warnings.warn(f"HessianOperator: forward-over-reverse is not available for this model "
+                      f"({self.fallback_reason}); using reverse-over-reverse", RuntimeWarning,
+                      stacklevel=4)
 
     # -- kept first-order graphs ----------------------------------------------------------------
     @property
@@ -427,31 +520,33 @@ class HessianOperator(CurvatureOperator):
                     offset += m
         return out.T
 
-    def _fwdrev_fn(self, x: Any, y: Any) -> Callable:
+    def _jvp_grad(self, primals: dict[str, Tensor], v: dict[str, Tensor], x: Any, y: Any
+                  ) -> dict[str, Tensor]:
+        """``H_b v`` as ``jvp(grad(loss_b))`` at ``primals`` along ``v`` (dicts by parameter name)."""
         p = self._p
-
-        primals = p.param_values()
         if isinstance(y, Tensor) and y.is_floating_point():
             # Floating targets enter jvp as primals with a materialised zero tangent: some
             # losses (F.mse_loss in torch 2.13) fail with "ZeroTensors are immutable" otherwise.
             def f2(params: dict[str, Tensor], yy: Tensor) -> Tensor:
                 return p.loss(params, x, yy)
 
-            grad_f2 = torch.func.grad(f2)
-            y_zero = torch.zeros_like(y)
-
-            def hvp(v: dict[str, Tensor]) -> dict[str, Tensor]:
-                return torch.func.jvp(grad_f2, (primals, y), (v, y_zero))[1]
-
-            return hvp
+            return torch.func.jvp(torch.func.grad(f2), (primals, y), (v, torch.zeros_like(y)))[1]
 
         def f(params: dict[str, Tensor]) -> Tensor:
             return p.loss(params, x, y)
 
-        grad_f = torch.func.grad(f)
+        return torch.func.jvp(torch.func.grad(f), (primals,), (v,))[1]
+
+    def _fwdrev_fn(self, x: Any, y: Any) -> Callable[[dict[str, Tensor]], dict[str, Tensor]]:
+        primals = self._p.param_values()
+        fn = self._jvp_grad
+        if self.compile:
+            if self._compiled_hvp is None:
+                self._compiled_hvp = torch.compile(self._jvp_grad)
+            fn = self._compiled_hvp
 
         def hvp(v: dict[str, Tensor]) -> dict[str, Tensor]:
-            return torch.func.jvp(grad_f, (primals,), (v,))[1]
+            return fn(primals, v, x, y)
 
         return hvp
 
@@ -459,16 +554,32 @@ class HessianOperator(CurvatureOperator):
         return torch.cat([d[n].reshape(-1) for n in self._p.names])
 
     def _batch_fwdrev(self, x: Any, y: Any, V: Tensor) -> Tensor:
+        """Columns ``H_b V[:, j]``: one jvp per column, or ``vmap`` over chunks of columns (the
+        primal forward and backward shared by the chunk); a ``vmap`` failure (an operation without
+        a batching rule) drops to one jvp per column for good, with a ``RuntimeWarning``."""
         hvp = self._fwdrev_fn(x, y)
-        cols = []
-        for j in range(V.shape[1]):
-            v = dict(zip(self._p.names, self._p.split(V[:, j].contiguous())))
-            cols.append(self._flat(hvp(v)))
+        k = V.shape[1]
+        chunk = k if self.vmap_chunk_size is None else min(self.vmap_chunk_size, k)
+        if chunk > 1 and not self.compile:
+            try:
+                return torch.cat([self._vmapped(hvp, V[:, s:s + chunk])
+                                  for s in range(0, k, chunk)], dim=1)
+            except (RuntimeError, NotImplementedError) as e:
+                if not is_transform_error(e):
+                    raise
+                hv0 = self._flat(hvp(self.unflatten(V[:, 0].contiguous())))  # plain jvp works?
+                self.vmap_chunk_size = 1
+                warnings.warn(f"HessianOperator: vmap over tangents failed ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}); one jvp per vector from now on",
+                              RuntimeWarning, stacklevel=5)
+                cols = [hv0] + [self._flat(hvp(self.unflatten(V[:, j].contiguous())))
+                                for j in range(1, k)]
+                return torch.stack(cols, dim=1)
+        cols = [self._flat(hvp(self.unflatten(V[:, j].contiguous()))) for j in range(k)]
         return torch.stack(cols, dim=1)
 
-    def _batch_vmap(self, x: Any, y: Any, V: Tensor) -> Tensor:
+    def _vmapped(self, hvp: Callable, V: Tensor) -> Tensor:
         p = self._p
-        hvp = self._fwdrev_fn(x, y)
         k = V.shape[1]
         Vt = V.T.contiguous()
         vd = {}
@@ -476,5 +587,5 @@ class HessianOperator(CurvatureOperator):
         for n, s, m in zip(p.names, p.shapes, p.numels):
             vd[n] = Vt[:, offset:offset + m].reshape((k,) + s)
             offset += m
-        res = torch.func.vmap(hvp, chunk_size=self.vmap_chunk_size)(vd)
+        res = torch.func.vmap(hvp)(vd)
         return torch.cat([res[n].reshape(k, -1) for n in p.names], dim=1).T
