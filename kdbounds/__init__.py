@@ -91,7 +91,7 @@ _export("stats", "GroupComparison", "compare_groups", "holm_adjust")
 # ---- curvature (torch): Hessian operators and matrix-free estimators ----
 _export(
     "curvature",
-    "HVP_MODES", "CurvatureOperator", "GapHessianOperator", "HessianOperator", "MatrixOperator",
+    "HVP_MODES", "HVP_BACKENDS", "resolve_backend", "CurvatureOperator", "GapHessianOperator", "HessianOperator", "MatrixOperator",
     "as_operator", "select_parameters", "dense_hessian", "hutchinson_trace", "hutchpp_trace",
     "frobenius_norm_sq", "diagonal_estimate", "gradient_norm", "top_eigenvalues", "power_iteration",
     "lanczos", "spectral_density", "gaussian_density", "make_generator", "probe_vectors", "TraceEstimate",
