@@ -32,14 +32,15 @@ never updated.
   ``vmap_chunk_size`` (default 4; ``1`` = one jvp per vector, ``None`` = all columns at once), so
   the primal forward and backward are shared by the chunk. ``compile=True`` wraps the jvp in
   ``torch.compile`` (one compiled jvp per vector; the first product pays the compilation).
-* ``"auto"`` (default): :func:`resolve_backend`, a documented rule: ``"rev-rev"`` when graphs may
-  be kept (``reuse_graph=True``), ``"fwd-rev"`` otherwise. Measured on CPU (2 cores, one thread,
-  torch 2.13, ResNet-8/20, batches 16-100; ``benchmarks/hvp.py --peers``; see
-  ``kdbounds/curvature/NOTE.md``): a kept-graph double backward costs what the tangent part of a
-  forward-over-reverse product costs (both about six convolutions per conv layer and vector), and
-  fwd-rev redoes the primal forward and backward per chunk, so rev-rev with kept graphs is the
-  fastest per product; fwd-rev holds no graph, so where none is kept its peak memory is lower.
-  Not measured on a GPU (``benchmarks/gpu_check.sh`` measures both backends there).
+* ``"auto"`` (default): :func:`resolve_backend`, a documented rule: ``"rev-rev"`` on the CPU,
+  ``"fwd-rev"`` on CUDA. Measured on CPU (2 cores, one thread, torch 2.13, ResNet-8/20, batches
+  16-100; ``benchmarks/hvp.py --peers``; see ``kdbounds/curvature/NOTE.md``): a kept-graph double
+  backward costs what the tangent part of a forward-over-reverse product costs (both about six
+  convolutions per conv layer and vector), and fwd-rev redoes the primal forward and backward per
+  chunk, so rev-rev with kept graphs is the fastest per product (fwd-rev 1.5x single, 1.1x in blocks
+  of 4, ResNet-20 batch 16) and its peak memory is also lower (fwd-rev 1.2x: the tangents double the
+  saved activations). CUDA: from curvlinops' published GPU measurements, not yet measured here
+  (``benchmarks/gpu_check.sh`` measures both backends there).
 
 **Operations without a forward-mode formula** (a custom ``autograd.Function`` without ``jvp``, an
 aten op without one): with ``backend="auto"`` the operator switches to ``"rev-rev"`` for good,
@@ -102,17 +103,18 @@ HVP_BACKENDS = ("auto", "fwd-rev", "rev-rev")
 HVP_MODES = ("rev-rev", "fwd-rev", "vmap")
 
 
-def resolve_backend(backend: str, reuse_graph: bool) -> str:
-    """The backend ``"auto"`` stands for (the documented rule; see the module docstring).
+def resolve_backend(backend: str, device: torch.device | str = "cpu") -> str:
+    """The backend ``"auto"`` stands for on ``device`` (the documented rule; see the module docstring).
 
     Args:
         backend: ``"auto"``, ``"fwd-rev"`` or ``"rev-rev"``.
-        reuse_graph: whether the operator may keep first-order graphs.
+        device: the operator's device.
 
     Returns:
         ``"rev-rev"`` or ``"fwd-rev"``: an explicit choice unchanged; ``"auto"`` gives ``"rev-rev"``
-        with kept graphs (fastest per product in every CPU measurement) and ``"fwd-rev"`` without
-        (no graph is kept, so the lower peak memory of forward mode decides).
+        on the CPU (faster per product and less peak memory in every CPU measurement here) and
+        ``"fwd-rev"`` on CUDA (curvlinops' GPU measurements: 30-55 % less memory, 1-42 % less time;
+        not measured in this project yet, ``benchmarks/gpu_check.sh`` does).
 
     Raises:
         ValueError: an unknown backend.
@@ -121,7 +123,7 @@ def resolve_backend(backend: str, reuse_graph: bool) -> str:
         raise ValueError(f"backend must be one of {HVP_BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
-    return "rev-rev" if reuse_graph else "fwd-rev"
+    return "fwd-rev" if torch.device(device).type == "cuda" else "rev-rev"
 
 
 @dataclass
@@ -155,7 +157,8 @@ class HessianOperator(CurvatureOperator):
             of keyword arguments. Every product iterates over all of it.
         params: which parameters vary (see :func:`select_parameters`): ``None`` for all,
             a name glob, a submodule, a parameter or a list of these.
-        backend: ``"auto"`` (default; :func:`resolve_backend`), ``"fwd-rev"`` or ``"rev-rev"``;
+        backend: ``"auto"`` (default; :func:`resolve_backend`: rev-rev on CPU, fwd-rev on CUDA),
+            ``"fwd-rev"`` or ``"rev-rev"``;
             see the module docstring. The resolved one is :attr:`backend`.
         mode: the older spelling (``"rev-rev"``, ``"fwd-rev"``, ``"vmap"``); ``None`` uses ``backend``.
         dtype: e.g. ``torch.float64``: differentiate a converted *copy* of the model; floating
@@ -230,13 +233,11 @@ class HessianOperator(CurvatureOperator):
                 f"got {graph_memory_limit!r}"
             )
         self.backend_requested = backend
-        self.backend = resolve_backend(backend, reuse_graph)
         self.fallback_reason: str | None = None
         self.vmap_chunk_size = vmap_chunk_size
         self.compile = compile
         self._compiled_hvp: Callable | None = None
         self._reuse_requested = reuse_graph
-        self.reuse_graph = reuse_graph and self.backend == "rev-rev"
         self.graph_memory_limit = float(graph_memory_limit)
         self._graphs: dict[int, _KeptGraph] = {}
         self._graphs_version: tuple[int, ...] | None = None
@@ -246,6 +247,8 @@ class HessianOperator(CurvatureOperator):
         self.shape = (self._p.num_params, self._p.num_params)
         self.dtype = self._p.dtype
         self.device = self._p.device
+        self.backend = resolve_backend(backend, self.device)
+        self.reuse_graph = reuse_graph and self.backend == "rev-rev"
         self.param_names = tuple(self._p.names)
         g1, l1, n1 = self._gradient_pass()
         self.num_examples = n1

@@ -83,7 +83,7 @@ def test_backends_match_dense_float64(backend, chunk, reuse):
     H = _dense_oracle(model, data)
     op = HessianOperator(model, F.cross_entropy, data, backend=backend, vmap_chunk_size=chunk,
                          reuse_graph=reuse)
-    assert op.backend == resolve_backend(backend, reuse)
+    assert op.backend == resolve_backend(backend, "cpu") == ("rev-rev" if backend == "auto" else backend)
     torch.testing.assert_close(op.to_dense(chunk_size=37), H, rtol=1e-10, atol=1e-12)
     assert model.training and model.bn1.training  # training flags restored
     assert "forward" not in model.bn1.__dict__  # the affine BatchNorm is undone
@@ -160,9 +160,13 @@ def _square_setup(fn):
     return _setup(seed=4, act=lambda t: fn.apply(torch.tanh(t)))
 
 
-def test_missing_forward_formula_falls_back_under_auto():
+def test_missing_forward_formula_falls_back_under_auto(monkeypatch):
+    import kdbounds.curvature.hessian as hessian_module
+
     model, data = _square_setup(_SquareNoJvp)
     H = _dense_oracle(model, data, vectorized=False)
+    # "auto" means fwd-rev on CUDA; here the rule is made to pick fwd-rev on the CPU
+    monkeypatch.setattr(hessian_module, "resolve_backend", lambda b, d: "fwd-rev")
     op = HessianOperator(model, F.cross_entropy, data, backend="auto", reuse_graph=False)
     assert op.backend == "fwd-rev"
     with pytest.warns(RuntimeWarning, match="reverse-over-reverse"):
@@ -200,7 +204,8 @@ def test_backend_arguments_are_checked():
     with pytest.raises(TypeError, match="compile"):
         HessianOperator(model, F.cross_entropy, data, compile="yes")
     with pytest.raises(ValueError, match="backend must be one of"):
-        resolve_backend("jvp", True)
+        resolve_backend("jvp", "cpu")
+    assert resolve_backend("auto", "cuda") == "fwd-rev" and resolve_backend("auto", "cpu") == "rev-rev"
     assert HessianOperator(model, F.cross_entropy, data, mode="vmap").backend == "fwd-rev"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning on a model with forward formulas
