@@ -73,3 +73,49 @@ class TinyCifarNet(CifarModel):
 def tiny_net():
     """The :class:`TinyCifarNet` factory: ``tiny_net(widths, strides=..., num_classes=..., seed=...)``."""
     return TinyCifarNet
+
+
+def _kill_resume_check(tmp_path, script_text: str, n_epochs: int, kill_at: int = 1) -> None:
+    """Run a training script (argv[1] = out folder; it SIGKILLs itself mid-epoch ``$KILL_AT_EPOCH``) three
+    times: uninterrupted, killed, resumed; assert the resumed model file and loss log equal the uninterrupted."""
+    import hashlib
+    import json
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from kdbounds.distill.checkpoint import read_checkpoint
+
+    script = tmp_path / "runner.py"
+    script.write_text(script_text)
+    root = Path(__file__).resolve().parents[1]
+
+    def run(out, kill=None):
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+        env.pop("KILL_AT_EPOCH", None)
+        if kill is not None:
+            env["KILL_AT_EPOCH"] = str(kill)
+        return subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    def sha(p):
+        return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+    full = run(tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    killed = run(tmp_path / "cut", kill_at)
+    assert killed.returncode == -signal.SIGKILL
+    assert read_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == kill_at
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    resumed = run(tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sha(tmp_path / "cut" / "model.pt") == sha(tmp_path / "full" / "model.pt")
+    logs = [[json.loads(l)["train_loss"] for l in open(tmp_path / d / "log.jsonl")] for d in ("full", "cut")]
+    assert logs[0] == logs[1] and len(logs[0]) == n_epochs
+
+
+@pytest.fixture(scope="session")
+def kill_resume_check():
+    """``kill_resume_check(tmp_path, script_text, n_epochs)``: kill -9 mid-epoch, resume, compare bytes."""
+    return _kill_resume_check
