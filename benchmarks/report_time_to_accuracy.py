@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "time_to_accuracy" / "results.json"
-BEGIN, END = "<!-- time_to_accuracy:begin -->", "<!-- time_to_accuracy:end -->"
+BLOCK = "time_to_accuracy"  # README's generated block: <!-- time_to_accuracy:begin --> ... end
 ORDER = ["airbench94-e3", "airbench94-e10", "airbench94-e14", "airbench_s-e10", "resnet8-standard-e15",
          "airbench94-e3-no_whiten", "airbench94-e3-no_lookahead", "airbench94-e3-no_label_smoothing",
          "airbench94-e3-random_flip"]
@@ -49,7 +48,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print, or write into README, the table.
+    """Print, or write into README (``--write``), the table.
 
     Args:
         argv: arguments.
@@ -57,18 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--write", action="store_true")
-    a = p.parse_args(argv)
-    text = table(json.loads(RESULTS.read_text()))
-    if not a.write:
-        print(text)
-        return 0
-    readme = ROOT / "README.md"
-    s = readme.read_text()
-    i, j = s.index(BEGIN) + len(BEGIN), s.index(END)
-    readme.write_text(s[:i] + "\n" + text + "\n" + s[j:])
-    return 0
+    from kdbounds.studies._cli import readme_block_main
+
+    return readme_block_main(argv, __doc__.split("\n\n")[0], lambda: table(json.loads(RESULTS.read_text())), ROOT / "README.md", BLOCK)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ __all__ = [
     "to_jsonable",
     "with_reasons",
     "float_field",
+    "marked_block",
+    "replace_marked_block",
 ]
 
 
@@ -172,6 +174,43 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write_bytes` of UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def marked_block(text: str, name: str) -> str:
+    """The text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (stripped): a generated block of a page.
+
+    Args:
+        text: the page (e.g. README.md).
+        name: the block's name.
+
+    Returns:
+        The block.
+
+    Raises:
+        ValueError: the page lacks either marker (the message names them).
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        raise ValueError(f"name: the page has no block {begin} ... {end}; add both markers where it goes")
+    return text[text.index(begin) + len(begin):text.index(end)].strip()
+
+
+def replace_marked_block(path: str | os.PathLike, name: str, block: str) -> Path:
+    """Replace the block ``name`` of the page at ``path`` (see :func:`marked_block`) by ``block``, atomically.
+
+    Args:
+        path: the page.
+        name: the block's name.
+        block: the new text.
+
+    Returns:
+        ``path``.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    marked_block(text, name)  # both markers present
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    i, j = text.index(begin) + len(begin), text.index(end)
+    return atomic_write_text(path, text[:i] + "\n" + block.strip() + "\n" + text[j:])
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,

@@ -21,6 +21,7 @@ from .bounds import (
     pac_bayes_kl_bound,
     pinsker_bound,
     quadratic_bound,
+    test_set_bound,
 )
 from .scales import scale_grid
 from .split import DataSplit, indices_sha256, make_split
@@ -44,4 +45,5 @@ __all__ = [
     "pinsker_bound",
     "quadratic_bound",
     "scale_grid",
+    "test_set_bound",
 ]

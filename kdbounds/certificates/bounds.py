@@ -38,6 +38,7 @@ __all__ = [
     "pac_bayes_complexity",
     "pac_bayes_kl_bound",
     "mc_risk_upper",
+    "test_set_bound",
     "pinsker_bound",
     "classic_bound",
     "quadratic_bound",
@@ -345,6 +346,44 @@ def mc_risk_upper(mc_risk: Any, n_draws: int, delta: float) -> float | np.ndarra
     m = check_int("n_draws", n_draws, minimum=1)
     d = check_open_unit("delta", delta)
     return kl_inverse_upper(q, math.log(2.0 / d) / m)
+
+
+def test_set_bound(n_errors: int, n: int, delta: float) -> float:
+    """Binomial test-set bound (Langford 2005): the exact upper confidence limit on one fixed classifier's risk.
+
+    For a classifier chosen without the ``n`` held-out examples, the number of errors is
+    :math:`\mathrm{Bin}(n, L)`; with probability at least :math:`1-\delta`,
+
+    .. math::
+
+        L \le \bar p = \max\{p : \Pr_{k' \sim \mathrm{Bin}(n, p)}[k' \le k] \ge \delta\}
+        = \mathrm{Beta}^{-1}(1-\delta;\, k+1,\, n-k) \ \ (k < n), \qquad \bar p = 1 \ \ (k = n),
+
+    the one-sided Clopper–Pearson limit. It is never above the Chernoff form
+    :math:`\mathrm{kl}^{-1}(k/n, \ln(1/\delta)/n)`. This is what a plain held-out bound gives, with no
+    PAC-Bayes step: the comparator of a certificate whose prior was learnt without ``D_S``.
+
+    Args:
+        n_errors: k, the errors on the held-out set (0 <= k <= n).
+        n: the held-out set's size, >= 1.
+        delta: :math:`\delta` in (0, 1).
+
+    Returns:
+        The upper limit in [k/n, 1].
+
+    Raises:
+        ValueError: an argument out of range (the message names it).
+    """
+    from scipy.stats import beta
+
+    n = check_int("n", n, minimum=1)
+    k = check_int("n_errors", n_errors, minimum=0)
+    if k > n:
+        raise ValueError(f"n_errors: expected at most n = {n} errors, got {k}")
+    d = check_open_unit("delta", delta)
+    if k == n:
+        return 1.0
+    return float(max(k / n, beta.ppf(1.0 - d, k + 1, n - k)))
 
 
 def pinsker_bound(empirical_risk: Any, complexity: Any) -> float | np.ndarray:

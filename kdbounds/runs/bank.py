@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 from ..distill.config import TrainConfig
 from ..distill.recipe_settings import RECIPES
 
-__all__ = ["BankTeacher", "bank_root", "bank_teacher"]
+__all__ = ["BankTeacher", "bank_root", "bank_teacher", "bank_teacher_on_split"]
 
 #: seconds per 50,000-image epoch incl. the per-epoch test evaluation, 2 cores, fast recipe, batch 1024, measured by
 #: benchmarks/time_to_accuracy.py (airbench94-e10: 2,502 s / 10; airbench_s-e10: 400 s / 10); other networks: no estimate
@@ -142,3 +142,22 @@ def bank_teacher(spec: BankTeacher, root: str | os.PathLike | None = None, data:
             print(f"teacher bank: training {spec.name} on first use ({spec.epochs} epochs on {n} images{cost}) "
                   f"into {where}; later requests reuse it", file=sys.stderr, flush=True)
     return train_cached(cfg, folder, data=data, progress=progress)
+
+
+def bank_teacher_on_split(spec: BankTeacher, split: Any, root: str | os.PathLike | None = None,
+                          progress: bool = False, deps: Mapping[str, Any] | None = None):
+    """The bank teacher ``spec`` trained on ``D_T`` of ``split`` only (a sweep run: runs on a worker).
+
+    Args:
+        spec: which teacher.
+        split: the :class:`~kdbounds.runs.splits.SplitSpec` whose ``D_T`` (and held-out images) it trains on.
+        root: the bank's folder (default :func:`bank_root`).
+        progress: the trainer's progress lines.
+        deps: unused (a sweep run's dependencies; a bank teacher has none).
+
+    Returns:
+        The run's :class:`~kdbounds.distill.trainer.TrainResult`.
+    """
+    from .splits import split_data
+
+    return bank_teacher(spec, root=root, data=split_data(split).data_t, progress=progress)

@@ -26,7 +26,7 @@ from typing import Any
 from .. import _cli_types as T
 
 __all__ = ["study_parser", "module_names", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
-           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data", "arch"]
+           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data", "arch", "readme_block_main"]
 
 COMMON = ("device", "seed", "data_root")
 
@@ -390,3 +390,31 @@ def user_data_dir() -> Path:
     """Where a downloaded data set goes when no root is given: ``~/.cache/kdbounds/data`` (one of the
     places :func:`kdbounds.data.find_cifar` searches)."""
     return Path.home() / ".cache" / "kdbounds" / "data"
+
+
+def readme_block_main(argv: Sequence[str] | None, description: str, render: Callable[[], str], page: Path,
+                      block: str) -> int:
+    """The command line of a README generator: print the block ``render()`` makes, or write it into ``page``.
+
+    Args:
+        argv: the arguments (``--write`` replaces the page's block ``block``; see
+            :func:`kdbounds._io.replace_marked_block`).
+        description: the ``--help`` text.
+        render: makes the block from the committed results.
+        page: the page (README.md).
+        block: the block's name.
+
+    Returns:
+        The exit code.
+    """
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--write", action="store_true", help=f"replace the block {block!r} of {page.name} instead of printing")
+    a = p.parse_args(argv)
+    text = render()
+    if a.write:
+        from .._io import replace_marked_block
+
+        replace_marked_block(page, block, text)
+    else:
+        print(text)
+    return 0

@@ -65,7 +65,7 @@ from kdbounds._io import atomic_write_csv, atomic_write_json
 from kdbounds._torch import resolve_device
 from kdbounds.pacbayes.certify import LOSSES, certify, select_scales
 from kdbounds.pacbayes.kernels import GaussianKernel
-from kdbounds.certificates.bounds import check_confidences
+from kdbounds.certificates.bounds import check_confidences, test_set_bound
 from kdbounds.certificates.scales import scale_grid
 from kdbounds.runs.priors import PRIOR_KINDS, PriorRun, prior_run, train_prior
 from kdbounds.runs.splits import SplitSpec, split_data, train_on_split
@@ -74,7 +74,8 @@ from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates",
-           "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior"]
+           "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior",
+           "bank_spec", "readme_table"]
 
 #: students trained on D_T ∪ D_S and wrapped as Q = N(w_S, σ_Q² I) (σ's from the grids)
 WRAPPED = ("ce", "kd", "rid")
@@ -141,6 +142,11 @@ class Config:
     p_min: float = 1e-4
     device: str = "cpu"
     data_root: str | None = None
+    recipe: str = "standard"
+    bank_teacher: bool = False
+    bank_root: str | None = None
+    teacher_arch_posteriors: tuple[str, ...] = ()
+    pbb_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         check_int("n_s", self.n_s, minimum=1)
@@ -174,6 +180,17 @@ class Config:
                 raise ValueError(f"rid_epochs/rid_q/rid_r: {err} (the RID student trains {e} epochs; set "
                                  f"rid_epochs ≥ 2, or leave 'rid' out of students)") from None
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        check_choice("recipe", self.recipe, ("standard", "fast"))
+        for st in self.teacher_arch_posteriors:
+            check_choice("teacher_arch_posteriors", st, LEARNT)
+        if self.pbb_batch_size is not None:
+            check_int("pbb_batch_size", self.pbb_batch_size, minimum=1)
+        if self.recipe == "fast" and "rid" in self.students:
+            raise ValueError("students: 'rid' configures its own optimisers, which the fast recipe does not support; "
+                             "leave 'rid' out of students or set recipe='standard'")
+        if self.bank_teacher and self.recipe != "fast":
+            raise ValueError("bank_teacher: the teacher bank holds fast-recipe teachers; set recipe='fast' "
+                             "(or bank_teacher=False)")
         if not self.posterior_scales or any(not s > 0 for s in self.posterior_scales):
             raise ValueError(f"posterior_scales: expected positive scales, got {self.posterior_scales}")
         scale_grid(self.scale_low, self.scale_high, self.n_scales)  # validates the grid
@@ -197,6 +214,32 @@ PRESETS: dict[str, Config] = {
     # posterior as untrained as 1 epoch did: 0-1 certificate 0.915 vs 0.917.)
     "cpu": Config(preset="cpu", n_s=5000, n_t=10000, test_n=2000, seeds=(0, 1), prior_epochs=4,
                   teacher_epochs=4, student_epochs=4, pbb_epochs=1, n_draws=4, test_draws=2),
+    # The scale preset in miniature for CI (under a minute): the fast recipe, a bank teacher on D_T (in the bank
+    # root the caller chooses: bank_root or $KDBOUNDS_BANK), posteriors on the teacher's own architecture.
+    "smoke-scale": Config(preset="smoke-scale", recipe="fast", bank_teacher=True, student_arch="airbench_s",
+                          teacher_arch="airbench_s", n_s=500, n_t=500, test_n=200, priors=("random", "learnt", "distilled"),
+                          students=("ce", "kd", "pbb", "pbkd"), teacher_arch_posteriors=("pbb", "pbkd"), prior_epochs=1,
+                          teacher_epochs=1, student_epochs=1, pbb_epochs=1, batch_size=100, pbb_batch_size=100,
+                          n_scales=2, posterior_scales=(1e-3, 1e-2), select_n=200, select_draws=1, n_draws=1,
+                          test_draws=1, losses=("zero_one",), device="auto"),
+    # Full CIFAR-10 on 2 CPU cores (issue 28): D_T 35,000 / D_S 15,000 (PBB's 70/30), the 10,000 test images held
+    # out. The teacher (airbench94, fast recipe, 10 epochs on D_T only) comes from the teacher bank; the student
+    # airbench_s (0.15 M parameters) is trained with the fast recipe; priors (a) random, (b) learnt on D_T, (d)
+    # distilled from the teacher on D_T, and (c) the teacher itself for posteriors on its own architecture.
+    # Fixed before any run on this split (recorded in the grid ledger): sigma_P = 1e-3 for the learnt posteriors
+    # (a priori: about 2.5 % of a trained 3x3 convolution's weight scale, so the noise barely moves the network,
+    # since sigma_Q cannot shrink far below sigma_P without a KL of ~0.3 nats per parameter), one pass of
+    # per-example draws over D_S (M = 15,000) and one over the test set (per-example draws of airbench94 cost
+    # ~26 ms per image on 2 cores). The wrapped kd and rid students are left out here: a wrapped student trained
+    # from scratch is vacuous against every prior (cpu preset, KL 1e7-1e8 nats), and kd's teacher passes would
+    # cost ~15 min; rid needs the standard recipe (its own optimisers).
+    "scale": Config(preset="scale", recipe="fast", bank_teacher=True, student_arch="airbench_s",
+                    teacher_arch="airbench94", n_s=15000, n_t=35000, test_n=None, seeds=(0,),
+                    priors=("random", "learnt", "distilled"), students=("ce", "pbb", "pbkd"),
+                    teacher_arch_posteriors=("pbb", "pbkd"), prior_epochs=10, teacher_epochs=10, student_epochs=10,
+                    batch_size=1024, pbb_epochs=1, pbb_lr=0.01, pbb_batch_size=256, pbb_sigma_prior=1e-3,
+                    n_scales=3, posterior_scales=(1e-4, 1e-3, 1e-2), select_n=1000, select_draws=1, n_draws=1,
+                    test_draws=1, losses=("zero_one",), device="auto"),
     # Full CIFAR-10 on a GPU: n_S = 10,000, n_T = 40,000, the full test set, PBB-sized training.
     "gpu": Config(preset="gpu", student_arch="mlp512x2", teacher_arch="resnet20", n_s=10000, n_t=40000,
                   test_n=None, seeds=(0, 1, 2), prior_epochs=100, teacher_epochs=100, student_epochs=100,
@@ -229,9 +272,29 @@ class Result:
 
 # ------------------------------------------------------------------------------------------------
 def _recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None, **kw: Any) -> TrainConfig:
-    return TrainConfig(arch=arch, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr if lr is None else lr,
-                       weight_decay=cfg.weight_decay, schedule="cosine", seed=seed, augment=cfg.augment,
-                       device=cfg.device, **kw)
+    """A network trained with ``ce``/``kd`` (teachers, priors, wrapped students): ``cfg.recipe``'s config."""
+    if cfg.recipe == "fast" and lr is None:
+        from kdbounds.distill.fast_config import fast_config
+
+        return fast_config(arch, epochs=epochs, batch_size=cfg.batch_size, seed=seed, device=cfg.device, **kw)
+    return _standard_recipe(cfg, arch, epochs, seed, lr, **kw)
+
+
+def _standard_recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None,
+                     batch_size: int | None = None, **kw: Any) -> TrainConfig:
+    return TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size or cfg.batch_size,
+                       lr=cfg.lr if lr is None else lr, weight_decay=cfg.weight_decay, schedule="cosine", seed=seed,
+                       augment=cfg.augment, device=cfg.device, **kw)
+
+
+def bank_spec(cfg: Config, seed: int) -> Any:
+    """The teacher bank's entry for the large teacher of ``seed`` (``cfg.bank_teacher``): the fast recipe,
+    ``teacher_arch``, ``teacher_epochs`` epochs at ``batch_size``, trained on the split's ``D_T`` only."""
+    from kdbounds.runs.bank import BankTeacher
+
+    fields = {} if cfg.device == "auto" else {"device": cfg.device}  # the bank's default device is "auto"
+    return BankTeacher(arch=cfg.teacher_arch, epochs=cfg.teacher_epochs, seed=seed, batch_size=cfg.batch_size,
+                       fields=fields)
 
 
 def split_spec(cfg: Config) -> SplitSpec:
@@ -242,7 +305,7 @@ def split_spec(cfg: Config) -> SplitSpec:
 # ------------------------------------------------------------------------------------ the runs of a sweep
 def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, kind: str,
                   prior: str | None, students: Mapping[str, str], n_grid: Mapping[str, int] | None = None,
-                  deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  arch: str | None = None, deps: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Certify every student of ``seed`` against prior ``kind`` (a sweep run: runs on a worker).
 
     Wrapped students (``ce``, ``kd``, ``rid``) get ``(sigma_P, sigma_Q)`` from the grids
@@ -259,9 +322,16 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
         kind: the prior kind.
         prior: key of the run whose model is the prior's centre (None for ``"random"``).
         students: student name -> key of its run.
+        arch: the students' architecture (default ``student_arch``; the teacher's for prior (c) on the teacher's
+            own architecture, ``teacher_arch_posteriors``).
         n_grid: ``{"prior_scales": J, "pbb_sigma_prior": J_learnt}`` (the ledger's unions,
             :func:`kdbounds.runs.grid_ledger.record_grids`); default this run's grid sizes (``n_scales``, 1).
         deps: results of the dependencies.
+
+    Next to every certificate, the held-out bounds of the prior itself on ``D_S`` (what a test-set bound gives
+    with no PAC-Bayes step): ``prior_heldout_bound`` — the certificate of ``Q = P`` (KL = 0, the same Monte Carlo
+    and confidence); ``prior_mean_heldout_bound`` (0–1 loss) — the prior's mean network, deterministic, by the
+    binomial test-set bound at ``delta + delta'`` (:func:`~kdbounds.certificates.bounds.test_set_bound`).
 
     Returns:
         ``{"prior": record, "rows": certificate rows, "students": records of the learnt posteriors}``
@@ -269,13 +339,14 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
     """
     cfg = config
     deps = deps or {}
+    suffix = "" if arch is None else f"@{arch}"  # posteriors on the teacher's architecture: "pbb@airbench94"
+    arch = arch or cfg.student_arch
     dev = resolve_device(cfg.device)
     d = split_data(split)
     if kind in ("learnt", "distilled"):
         pr = PriorRun.from_run(kind, deps[prior])
     else:
-        pr = prior_run(kind, student_arch=cfg.student_arch, teacher=deps.get(prior) if prior else None,
-                       init_seed=1000 + seed)
+        pr = prior_run(kind, student_arch=arch, teacher=deps.get(prior) if prior else None, init_seed=1000 + seed)
     ds = (normalized_images(d.x_s, dev), torch.from_numpy(d.y_s).to(dev))
     dtest = (normalized_images(d.x_test, dev), torch.from_numpy(d.y_test).to(dev))
     J = cfg.n_scales
@@ -307,21 +378,28 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
         else:
             Q = posterior_from_run(res, dev)
             P = prior_from_run(res, dev)
-            learnt_recs.append({"seed": seed, "student": st, "prior": kind, "mean_test_acc": res.final["test_acc"],
-                                "config": res.config})
+            learnt_recs.append({"seed": seed, "student": st, "prior": kind, "student_arch": arch,
+                                "mean_test_acc": res.final["test_acc"], "config": res.config})
             pairs.append((st, Q, P, j_learnt, {"sigma_prior": cfg.pbb_sigma_prior,
                                         "sigma_posterior": Q.describe()["std_max"],
                                         "sigma_posterior_min": Q.describe()["std_min"],
                                         "student_run": Path(res.paths["out_dir"]).name,
-                                        "student_test_acc": res.final["test_acc"]}))
+                                        "student_test_acc": res.final["test_acc"], "epochs": res.config["epochs"],
+                                        "mean_acc_change": None if pr.test_acc is None
+                                        else res.final["test_acc"] - pr.test_acc}))
     rows = []
+    heldout: dict[tuple[float, str], dict[str, Any]] = {}  # (sigma_P, loss) -> the prior's held-out bounds
     for st, Q, P, j, extra in pairs:
         for loss in cfg.losses:
             c = certify(Q, P, ds, loss=loss, n_draws=cfg.n_draws, delta=cfg.delta, delta_mc=cfg.delta_mc,
                         n_grid=j, p_min=cfg.p_min, seed=seed, test_data=dtest, test_draws=cfg.test_draws,
                         split=d.split, progress=False)
             t = c.test_gibbs_risk or {}
-            rows.append({"seed": seed, "prior": kind, "student": st, "loss": loss, "risk_upper": c.risk_upper,
+            hk = (float(extra["sigma_prior"]), loss)
+            if hk not in heldout:
+                heldout[hk] = _prior_heldout(cfg, P, ds, loss, j, seed, d.split)
+            rows.append({"seed": seed, "prior": kind, "student": st + suffix,
+                         "student_arch": arch, "loss": loss, "risk_upper": c.risk_upper, **heldout[hk],
                          "divergence": c.divergence, "mean_term": c.mean_term, "variance_term": c.variance_term,
                          "mc_risk": c.mc_risk, "mc_risk_upper": c.mc_risk_upper, "n_s": c.n_s, "n_t": c.n_t,
                          "n_grid": j, "confidence": c.confidence, "test_gibbs_risk": t.get("value"),
@@ -329,6 +407,22 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
                          "gap": c.risk_upper - t["value"] if t else None, "vacuous": c.vacuous,
                          "prior_test_acc": pr.test_acc, **extra, "certificate": c.to_dict()})
     return {"prior": {"seed": seed, **pr.to_dict()}, "rows": rows, "students": learnt_recs}
+
+
+def _prior_heldout(cfg: Config, P: GaussianKernel, ds: tuple[torch.Tensor, torch.Tensor], loss: str, j: int,
+                   seed: int, split: Any) -> dict[str, Any]:
+    """The prior's own held-out bounds on ``D_S`` (see :func:`certify_prior`)."""
+    c = certify(P, P, ds, loss=loss, n_draws=cfg.n_draws, delta=cfg.delta, delta_mc=cfg.delta_mc, n_grid=j,
+                p_min=cfg.p_min, seed=seed + 104729, split=split, progress=False)
+    out: dict[str, Any] = {"prior_heldout_bound": c.risk_upper, "prior_gibbs_risk_s": c.mc_risk,
+                           "prior_mean_heldout_bound": None, "prior_mean_error_s": None}
+    if loss == "zero_one":
+        with torch.no_grad():
+            errors = int((P.mean_logits(ds[0]).argmax(1) != ds[1]).sum())
+        n = len(ds[1])
+        out.update(prior_mean_error_s=errors / n,
+                   prior_mean_heldout_bound=test_set_bound(errors, n, cfg.delta + cfg.delta_mc))
+    return out
 
 
 def _kd_kwargs(cfg: Config) -> dict[str, Any]:
@@ -376,15 +470,15 @@ def student_config(cfg: Config, student: str, seed: int) -> TrainConfig:
                    nesterov=True)
 
 
-def _posterior_config(cfg: Config, student: str, kind: str, seed: int) -> TrainConfig:
+def _posterior_config(cfg: Config, student: str, kind: str, seed: int, arch: str | None = None) -> TrainConfig:
     kw: dict[str, Any] = {"sigma_prior": cfg.pbb_sigma_prior, "objective": cfg.objective, "n_bound": cfg.n_s,
                           "delta": cfg.delta, "p_min": cfg.p_min}
     if kind == "random":
         kw["prior"] = f"random:{1000 + seed}"
     if student == "pbkd":
         kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
-    return _recipe(cfg, cfg.student_arch, cfg.pbb_epochs, seed, lr=cfg.pbb_lr, method=student,
-                   method_kwargs=kw).replace(weight_decay=0.0)
+    return _standard_recipe(cfg, arch or cfg.student_arch, cfg.pbb_epochs, seed, lr=cfg.pbb_lr,
+                            batch_size=cfg.pbb_batch_size, method=student, method_kwargs=kw).replace(weight_decay=0.0)
 
 
 def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = False,
@@ -416,7 +510,7 @@ def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = 
     split = split_spec(cfg)
 
     def train(key: str, tc: TrainConfig, side: str, teacher: str | None = None, prior: str | None = None) -> RunSpec:
-        deps = tuple(k for k in (teacher, prior) if k is not None)
+        deps = tuple(dict.fromkeys(k for k in (teacher, prior) if k is not None))
         return RunSpec(key, train_on_split, {"config": tc.to_dict(), "cache_root": cache, "split": split,
                                              "side": side, "teacher": teacher, "prior": prior,
                                              "progress": progress}, deps=deps)
@@ -424,8 +518,16 @@ def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = 
     specs: list[Any] = []
     for seed in cfg.seeds:
         big = _k(seed, "teacher-big")
-        specs.append(train(_k(seed, "teacher-same"), _recipe(cfg, cfg.student_arch, cfg.teacher_epochs, seed), "t"))
-        specs.append(train(big, _recipe(cfg, cfg.teacher_arch, cfg.teacher_epochs, seed), "t"))
+        if "teacher" in cfg.priors:
+            specs.append(train(_k(seed, "teacher-same"), _recipe(cfg, cfg.student_arch, cfg.teacher_epochs, seed),
+                               "t"))
+        if cfg.bank_teacher:
+            from kdbounds.runs.bank import bank_teacher_on_split
+
+            specs.append(RunSpec(big, bank_teacher_on_split, {"spec": bank_spec(cfg, seed), "split": split,
+                                                              "root": cfg.bank_root, "progress": progress}))
+        else:
+            specs.append(train(big, _recipe(cfg, cfg.teacher_arch, cfg.teacher_epochs, seed), "t"))
         for kind in ("learnt", "distilled"):
             if kind in cfg.priors:
                 t = big if kind == "distilled" else None
@@ -452,6 +554,17 @@ def sweep_specs(config: Config, cache_root: str | os.PathLike, progress: bool = 
                                  {"config": cfg, "cache_root": cache, "split": split, "seed": seed, "kind": kind,
                                   "prior": pk, "students": students,
                                   "n_grid": dict(n_grid) if n_grid is not None else None}, deps=deps))
+        if cfg.teacher_arch_posteriors:  # prior (c) on the teacher's own architecture: the large teacher itself
+            students = {}
+            for st in cfg.teacher_arch_posteriors:
+                students[st] = _k(seed, f"{st}-teacher-{cfg.teacher_arch}")
+                specs.append(train(students[st], _posterior_config(cfg, st, "teacher", seed, arch=cfg.teacher_arch),
+                                   "u", teacher=big if st == "pbkd" else None, prior=big))
+            specs.append(RunSpec(_k(seed, f"certify-teacher-{cfg.teacher_arch}"), certify_prior,
+                                 {"config": cfg, "cache_root": cache, "split": split, "seed": seed, "kind": "teacher",
+                                  "prior": big, "students": students, "arch": cfg.teacher_arch,
+                                  "n_grid": dict(n_grid) if n_grid is not None else None},
+                                 deps=(big, *students.values())))
     return specs
 
 
@@ -509,25 +622,31 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     prior_recs: list[dict[str, Any]] = []
     student_recs: list[dict[str, Any]] = []
     for seed in cfg.seeds:
-        log(f"seed {seed}: teachers on D_T — {cfg.student_arch} test acc "
-            f"{done[_k(seed, 'teacher-same')].final['test_acc']:.3f}, {cfg.teacher_arch} "
-            f"{done[_k(seed, 'teacher-big')].final['test_acc']:.3f}")
+        same = done.get(_k(seed, "teacher-same"))
+        log(f"seed {seed}: teachers on D_T — "
+            + (f"{cfg.student_arch} test acc {same.final['test_acc']:.3f}, " if same is not None else "")
+            + f"{cfg.teacher_arch} {done[_k(seed, 'teacher-big')].final['test_acc']:.3f}")
         for st in WRAPPED:
             if st in cfg.students:
                 res = done[_k(seed, f"student-{st}")]
                 student_recs.append({"seed": seed, "student": st, "test_acc": res.final["test_acc"],
                                      "config": res.config})
                 log(f"  student {st}: test acc {res.final['test_acc']:.3f}")
-        for kind in cfg.priors:
-            part = done[_k(seed, f"certify-{kind}")]
+        parts = [_k(seed, f"certify-{kind}") for kind in cfg.priors]
+        if cfg.teacher_arch_posteriors:
+            parts.append(_k(seed, f"certify-teacher-{cfg.teacher_arch}"))
+        for key in parts:
+            part = done[key]
+            kind = part["prior"]["kind"]
             prior_recs.append(part["prior"])
             student_recs.extend(part["students"])
             log(f"  prior ({kind}): test acc {part['prior']['test_acc']}")
             for row in part["rows"]:
                 rows.append(row)
                 log(f"  [{kind:9s}] {row['student']:4s} {row['loss']:10s} certified {row['risk_upper']:.4f}  "
-                    f"held-out {row['test_gibbs_risk']:.4f}  KL {row['divergence']:.1f} (mean "
-                    f"{row['mean_term']:.1f}, var {row['variance_term']:.1f}){'  VACUOUS' if row['vacuous'] else ''}")
+                    f"(Q = P: {row['prior_heldout_bound']:.4f})  held-out {row['test_gibbs_risk']:.4f}  KL "
+                    f"{row['divergence']:.1f} (mean {row['mean_term']:.1f}, var {row['variance_term']:.1f})"
+                    f"{'  VACUOUS' if row['vacuous'] else ''}")
     env = {"torch": torch.__version__, "device": str(resolve_device(cfg.device)),
            "threads": sweep.get("threads", 1), "executor": sweep.get("executor", "local"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cache": str(cache)}
@@ -601,6 +720,60 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[s
             "note": "the minimum over every learnt-posterior 0-1 certificate (priors x posteriors x seeds) on one "
                     "D_S: it holds at 1 - min_over * (delta + delta_mc) (union bound)"}
     return out
+
+
+_PRIOR_LABELS = {"random": "(a) random init", "learnt": "(b) learnt on D_T", "teacher": "(c) the teacher",
+                 "distilled": "(d) distilled from the teacher on D_T"}
+
+
+def _num(v: Any, fmt: str = ".3f") -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def _heldout_cell(r: Mapping[str, Any]) -> str:
+    return f"{_num(r.get('test_gibbs_risk'))} [{_num(r.get('test_gibbs_ci_low'))}, {_num(r.get('test_gibbs_ci_high'))}]"
+
+
+def readme_table(results: Mapping[str, Any]) -> str:
+    """README's table of a run's 0–1 certificates (generated from ``results.json``, never typed by hand).
+
+    One line per (prior, posterior) with the seeds' values side by side: the certificate, the prior's own
+    held-out bounds (``Q = P``, and the prior's mean network by the test-set bound), the held-out Gibbs risk
+    with its interval, the KL terms and the mean network's test accuracy with its change against the prior.
+
+    Args:
+        results: the parsed ``results.json`` of :func:`run`.
+
+    Returns:
+        The markdown table (header included).
+    """
+    rows = [r for r in results["certificates"] if r["loss"] == "zero_one"]
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["prior"], r["student"]), []).append(r)
+    order = {k: i for i, k in enumerate(PRIOR_KINDS)}
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1] not in LEARNT, "@" in k[1], k[1]))
+    cfg = results["config"]
+    head = ["| prior | posterior (network) | certified risk | Q = P: prior's held-out bound | prior's mean network: "
+            "test-set bound | held-out Gibbs risk [95 % CI] | KL mean / variance (nats) | mean network test acc. "
+            "(change vs prior) |", "|---|---|---|---|---|---|---|---|"]
+    for k in keys:
+        g = sorted(groups[k], key=lambda r: r["seed"])
+        st = k[1]
+        arch = g[0].get("student_arch") or cfg["student_arch"]
+        name = st.split("@")[0]
+        kind = "wrapped" if name in WRAPPED else "learnt"
+        cell = lambda f: ", ".join(f(r) for r in g)  # noqa: E731
+        acc = cell(lambda r: _num(r.get("student_test_acc"))
+                   + ("" if r.get("mean_acc_change") is None else f" ({r['mean_acc_change']:+.3f})"))
+        head.append(
+            f"| {_PRIOR_LABELS.get(k[0], k[0])} | `{name}` ({kind}, {arch}) | "
+            f"{cell(lambda r: _num(r['risk_upper']) + (' (vacuous)' if r['vacuous'] else ''))} | "
+            f"{cell(lambda r: _num(r.get('prior_heldout_bound')))} | "
+            f"{cell(lambda r: _num(r.get('prior_mean_heldout_bound')))} | "
+            f"{cell(_heldout_cell)} | "
+            f"{cell(lambda r: _num(r['mean_term'], '.3g') + ' / ' + _num(r['variance_term'], '.3g'))} | {acc} |")
+    return "\n".join(head)
 
 
 def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> Result:

@@ -240,3 +240,56 @@ def test_data_path_certificates_on_ds_priors_and_teachers_on_dt(tmp_path, fake_r
         assert c["data_sha256"] == d_s, (r["prior"], r["student"])
         assert c["n_grid_mc"] == 1 and r["confidence"] == pytest.approx(1 - cfg.delta - cfg.delta_mc)
         assert r["n_grid"] == 1  # a fixed pbb_sigma_prior, never changed on this D_S
+
+
+def smoke_scale(fake_root: Path, bank: Path, **kw) -> cs.Config:
+    return dataclasses.replace(cs.PRESETS["smoke-scale"], data_root=str(fake_root), bank_root=str(bank), **kw)
+
+
+def test_scale_shape_data_path_bank_teacher_on_dt_and_the_priors_heldout_bounds(tmp_path, fake_root):
+    """The scale preset's shape (fast recipe, a bank teacher, posteriors on the teacher's own architecture with the
+    teacher as prior (c)) on a fake CIFAR-10: the bank teacher lands in the bank root and was trained on D_T (the
+    run cache's data fingerprint), every posterior on D_T ∪ D_S, every certificate on D_S; next to each certificate
+    the prior's own held-out bounds — ``Q = P`` (KL 0) and the binomial test-set bound of the prior's mean network,
+    recomputed here from the prior's file and D_S."""
+    from kdbounds._io import read_json
+    from kdbounds.certificates.bounds import test_set_bound
+    from kdbounds.data.transforms import normalized_images
+    from kdbounds.distill import load_checkpoint_model
+    from kdbounds.runs.cache import data_fingerprint
+    from kdbounds.runs.sweep import run_sweep
+
+    cfg = smoke_scale(fake_root, tmp_path / "bank", priors=("learnt",), students=("pbb",),
+                      teacher_arch_posteriors=("pbkd",))
+    done = run_sweep(cs.sweep_specs(cfg, tmp_path / "cache"), progress=False)
+    d = split_data(cs.split_spec(cfg))
+    big = done["seed0/teacher-big"]
+    assert Path(big.paths["out_dir"]).parent == tmp_path / "bank"
+    fp = lambda k: read_json(Path(done[k].paths["out_dir"]) / "run.json")["key"]["data"]  # noqa: E731
+    assert fp("seed0/teacher-big") == fp("seed0/prior-learnt") == data_fingerprint(d.data_t)
+    key_t = f"seed0/pbkd-teacher-{cfg.teacher_arch}"
+    assert fp("seed0/pbb-learnt") == fp(key_t) == data_fingerprint(d.data_u)
+    assert big.config["recipe"] == "fast" and done["seed0/prior-learnt"].config["recipe"] == "fast"
+    assert done[key_t].config["method_kwargs"]["prior"] == big.paths["model"]
+    rows = done["seed0/certify-learnt"]["rows"] + done[f"seed0/certify-teacher-{cfg.teacher_arch}"]["rows"]
+    assert [(r["prior"], r["student"]) for r in rows] == [("learnt", "pbb"), ("teacher", f"pbkd@{cfg.teacher_arch}")]
+    ds = (normalized_images(d.x_s, "cpu"), torch.from_numpy(d.y_s))
+    for r, prior_file in zip(rows, (done["seed0/prior-learnt"].paths["model"], big.paths["model"])):
+        with torch.no_grad():
+            errors = int((load_checkpoint_model(prior_file).eval()(ds[0]).argmax(1) != ds[1]).sum())
+        assert r["prior_mean_error_s"] == errors / cfg.n_s
+        assert r["prior_mean_heldout_bound"] == pytest.approx(test_set_bound(errors, cfg.n_s, cfg.delta + cfg.delta_mc))
+        assert 0 <= r["prior_gibbs_risk_s"] <= r["prior_heldout_bound"] <= 1
+        assert r["epochs"] == cfg.pbb_epochs and r["mean_acc_change"] is not None
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"recipe": "fast"}, "students: 'rid' configures its own optimisers"),
+    ({"bank_teacher": True}, "bank_teacher: the teacher bank holds fast-recipe teachers"),
+    ({"teacher_arch_posteriors": ("ce",)}, "teacher_arch_posteriors: expected one of"),
+    ({"recipe": "quick", "students": ("pbb",)}, "recipe: expected one of"),
+    ({"pbb_batch_size": 0}, "pbb_batch_size: expected an integer >= 1"),
+])
+def test_scale_fields_are_checked_when_the_config_is_made(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        cs.Config(**kw)

@@ -24,12 +24,16 @@ def _strict(text: str):
 
 
 def test_presets_validate_and_cpu_meets_the_size_goal():
-    assert set(PRESETS) == {"smoke", "cpu", "gpu"}
+    assert set(PRESETS) == {"smoke", "cpu", "gpu", "smoke-scale", "scale"}
+    scale = PRESETS["scale"]  # issue 28: PBB's 70/30 split of the full training set, the test set held out
+    assert (scale.n_t, scale.n_s, scale.test_n) == (35000, 15000, None) and scale.bank_teacher
+    assert scale.delta + scale.delta_mc <= 0.035 and scale.recipe == "fast"
     assert PRESETS["cpu"].n_s >= 5000 and len(PRESETS["cpu"].seeds) >= 2
     assert PRESETS["gpu"].test_n is None and PRESETS["gpu"].device == "auto"
     for p in PRESETS.values():
         assert Config(**{**p.to_dict(), "seeds": tuple(p.seeds), "priors": tuple(p.priors),
                          "students": tuple(p.students), "losses": tuple(p.losses),
+                         "teacher_arch_posteriors": tuple(p.teacher_arch_posteriors),
                          "posterior_scales": tuple(p.posterior_scales)}) == p
 
 
