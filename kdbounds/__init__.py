@@ -63,7 +63,7 @@ _export(
     "certificates",
     "CertificateBound", "GaussianKL", "classic_bound", "compose_certificate", "diag_gaussian_kl",
     "grid_delta", "kl_bernoulli", "kl_inverse_lower", "kl_inverse_upper", "mc_risk_upper",
-    "pac_bayes_complexity", "pac_bayes_kl_bound", "pinsker_bound", "quadratic_bound",
+    "pac_bayes_complexity", "pac_bayes_kl_bound", "pinsker_bound", "quadratic_bound", "test_set_bound",
 )
 # the D_T/D_S split record and the prior-scale grid (numpy)
 _export("certificates", "DataSplit", "make_split", "scale_grid", "indices_sha256")

@@ -352,21 +352,21 @@ def test_set_bound(n_errors: int, n: int, delta: float) -> float:
     """Binomial test-set bound (Langford 2005): the exact upper confidence limit on one fixed classifier's risk.
 
     For a classifier chosen without the ``n`` held-out examples, the number of errors is
-    :math:`\mathrm{Bin}(n, L)`; with probability at least :math:`1-\delta`,
+    :math:`\\mathrm{Bin}(n, L)`; with probability at least :math:`1-\\delta`,
 
     .. math::
 
-        L \le \bar p = \max\{p : \Pr_{k' \sim \mathrm{Bin}(n, p)}[k' \le k] \ge \delta\}
-        = \mathrm{Beta}^{-1}(1-\delta;\, k+1,\, n-k) \ \ (k < n), \qquad \bar p = 1 \ \ (k = n),
+        L \\le \\bar p = \\max\\{p : \\Pr_{k' \\sim \\mathrm{Bin}(n, p)}[k' \\le k] \\ge \\delta\\}
+        = \\mathrm{Beta}^{-1}(1-\\delta;\\, k+1,\\, n-k) \\ \\ (k < n), \\qquad \\bar p = 1 \\ \\ (k = n),
 
     the one-sided Clopper–Pearson limit. It is never above the Chernoff form
-    :math:`\mathrm{kl}^{-1}(k/n, \ln(1/\delta)/n)`. This is what a plain held-out bound gives, with no
+    :math:`\\mathrm{kl}^{-1}(k/n, \\ln(1/\\delta)/n)`. This is what a plain held-out bound gives, with no
     PAC-Bayes step: the comparator of a certificate whose prior was learnt without ``D_S``.
 
     Args:
         n_errors: k, the errors on the held-out set (0 <= k <= n).
         n: the held-out set's size, >= 1.
-        delta: :math:`\delta` in (0, 1).
+        delta: :math:`\\delta` in (0, 1).
 
     Returns:
         The upper limit in [k/n, 1].

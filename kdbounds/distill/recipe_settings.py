@@ -21,7 +21,9 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-__all__ = ["FastRecipeSettings", "RECIPES", "fast_sgd_hparams", "triangular_multiplier"]
+import numpy as np
+
+__all__ = ["FastRecipeSettings", "RECIPES", "fast_sgd_hparams", "triangular_multiplier", "whitening_indices"]
 
 RECIPES = ("standard", "fast")
 
@@ -32,7 +34,8 @@ class FastRecipeSettings:
 
     Attributes:
         whiten: set the first layer from the patch covariance of the training images and freeze it.
-        whiten_images: how many training images (the first ones of the run's training set) give it.
+        whiten_images: how many training images (a random subset seeded by the run's seed,
+            :func:`whitening_indices`) give it.
         whiten_eps: added to the eigenvalues.
         whiten_bias_epochs: epochs during which the whitening layer's bias trains (then frozen).
         bias_lr_scale: learning-rate multiplier of the BatchNorm biases.
@@ -165,3 +168,22 @@ def triangular_multiplier(step: int, total: int, start: float = 0.2, peak: float
     if t <= top:
         return start + (1.0 - start) * t / top
     return 1.0 + (end - 1.0) * (t - top) / max(total - top, 1)
+
+
+def whitening_indices(n_train: int, n_images: int, seed: int) -> np.ndarray:
+    """Which training images give the whitening layer its patch covariance: a uniformly random subset.
+
+    Not the first ``n_images``: a training set read from image folders (and a split's sorted indices) is
+    ordered class by class, and the first 5,000 images of CIFAR-10's would all be airplanes.
+
+    Args:
+        n_train: the number of training images.
+        n_images: how many to take (all of them when ``n_images >= n_train``).
+        seed: the run's seed.
+
+    Returns:
+        Sorted indices (int64), ``min(n_images, n_train)`` of them, without repetition.
+    """
+    k = min(int(n_images), int(n_train))
+    rng = np.random.default_rng([int(seed), 0x5717E])  # a stream of its own: the run's other draws are unchanged
+    return np.sort(rng.choice(int(n_train), size=k, replace=False)).astype(np.int64)

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .config import TrainConfig
 from .fast_config import fast_config
-from .recipe_settings import FastRecipeSettings, triangular_multiplier
+from .recipe_settings import FastRecipeSettings, triangular_multiplier, whitening_indices
 
 __all__ = ["FastRecipe", "Lookahead", "Recipe", "build_recipe", "evaluate_tta", "fast_config", "tta_logits"]
 
@@ -198,7 +198,7 @@ class FastRecipe(Recipe):
         self.lookahead: Lookahead | None = None
 
     def prepare_student(self, student: nn.Module, train_x: Any, cfg: TrainConfig) -> None:
-        """Whitening from the first training images (frozen), then the lookahead average.
+        """Whitening from a seeded random subset of the training images (frozen), then the lookahead average.
 
         Args:
             student: the freshly built student.
@@ -217,7 +217,8 @@ class FastRecipe(Recipe):
             from ..data.transforms import normalization, normalize_uint8
             from ..models.airbench import whitening_weights
 
-            x = torch.as_tensor(train_x[: s.whiten_images]).permute(0, 3, 1, 2).to(student.whiten.weight.device)
+            idx = whitening_indices(len(train_x), s.whiten_images, cfg.seed)
+            x = torch.as_tensor(train_x[idx]).permute(0, 3, 1, 2).to(student.whiten.weight.device)
             mean, std = normalization(cfg.dataset)
             student.set_whitening(whitening_weights(normalize_uint8(x, mean, std), eps=s.whiten_eps))
         elif s.whiten and hasattr(student, "whiten"):

@@ -37,6 +37,14 @@ the objective (``pbkd``) changes nothing measurable. Wrapped students trained fr
 ``kd``) are vacuous against every prior (KL 10⁷–10⁸ nats: their weights are far from any prior
 centre), whatever sigma on the grids.
 
+The ``scale`` preset (issue 28: full CIFAR-10 split 35,000 / 15,000 as in PBB, the 10,000 test images held out,
+an airbench94 teacher from the teacher bank trained on ``D_T`` only, airbench_s students, posteriors also on the
+teacher's own architecture with the teacher as prior (c)) writes, next to every certificate, the prior's own
+held-out bounds on ``D_S`` (``Q = P``, and the binomial test-set bound of the prior's mean network): what the
+posterior and the distillation add is then a difference of two numbers on the same ``D_S``. Its committed run
+is ``reports/certify_students-scale``; README's table is generated from it
+(``python experiments/report_certify_students.py --write``).
+
 RID students (added later; ``cpu`` preset, seed 0 only, 30 Nov 2026): test accuracy 0.481 (``ce`` 0.491,
 ``kd`` 0.457), and vacuous against every prior like the other wrapped students (0–1 certificate 1.000,
 KL 3.5*10⁷ nats against the random prior, 1.3-1.4*10⁸ against the trained ones); the ``pbb``/``pbkd``
@@ -196,9 +204,22 @@ class Config:
         scale_grid(self.scale_low, self.scale_high, self.n_scales)  # validates the grid
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (``results.json``'s ``config``).
+
+        Returns:
+            A dict of every field.
+        """
         return dataclasses.asdict(self)
 
     def replace(self, **kw: Any) -> "Config":
+        """A copy with some fields changed (checked again).
+
+        Args:
+            **kw: the fields to change.
+
+        Returns:
+            The new :class:`Config`.
+        """
         return dataclasses.replace(self, **kw)
 
 
@@ -263,11 +284,18 @@ class Result:
     seconds: float
     environment: dict[str, Any]
     grids: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teachers: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The record written to ``results.json``.
+
+        Returns:
+            A plain dict (strict-JSON serialisable).
+        """
         return {"config": self.config, "certificates": list(self.certificates), "priors": list(self.priors),
                 "students": list(self.students), "split": self.split, "summary": self.summary,
-                "seconds": self.seconds, "environment": self.environment, "grids": self.grids}
+                "seconds": self.seconds, "environment": self.environment, "grids": self.grids,
+                "teachers": list(self.teachers)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -288,8 +316,15 @@ def _standard_recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float |
 
 
 def bank_spec(cfg: Config, seed: int) -> Any:
-    """The teacher bank's entry for the large teacher of ``seed`` (``cfg.bank_teacher``): the fast recipe,
-    ``teacher_arch``, ``teacher_epochs`` epochs at ``batch_size``, trained on the split's ``D_T`` only."""
+    """The teacher bank's entry for the large teacher of ``seed`` (``cfg.bank_teacher``).
+
+    Args:
+        cfg: the study's config (the fast recipe, ``teacher_arch``, ``teacher_epochs`` epochs at ``batch_size``).
+        seed: the repetition (the teacher's seed).
+
+    Returns:
+        The :class:`~kdbounds.runs.bank.BankTeacher` (trained on the split's ``D_T`` only by the sweep).
+    """
     from kdbounds.runs.bank import BankTeacher
 
     fields = {} if cfg.device == "auto" else {"device": cfg.device}  # the bank's default device is "auto"
@@ -298,7 +333,14 @@ def bank_spec(cfg: Config, seed: int) -> Any:
 
 
 def split_spec(cfg: Config) -> SplitSpec:
-    """The description of ``cfg``'s arrays (held-out subset seeded ``split_seed + 1``)."""
+    """The description of ``cfg``'s arrays.
+
+    Args:
+        cfg: the study's config.
+
+    Returns:
+        The :class:`~kdbounds.runs.splits.SplitSpec` (held-out subset seeded ``split_seed + 1``).
+    """
     return SplitSpec(cfg.n_s, cfg.n_t, cfg.test_n, cfg.split_seed, cfg.data_root, test_seed=cfg.split_seed + 1)
 
 
@@ -317,7 +359,9 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
     are the same in any process at equal threads.
 
     Args:
-        config: the study's config; split: the arrays' description; seed: the repetition.
+        config: the study's config.
+        split: the arrays' description.
+        seed: the repetition.
         cache_root: the run cache (for prior (b)/(d) lookups: never trains, the prior run is a dependency).
         kind: the prior kind.
         prior: key of the run whose model is the prior's centre (None for ``"random"``).
@@ -336,6 +380,9 @@ def certify_prior(config: Config, cache_root: str, split: SplitSpec, seed: int, 
     Returns:
         ``{"prior": record, "rows": certificate rows, "students": records of the learnt posteriors}``
         (plain data: small and picklable).
+
+    Raises:
+        ValueError: ``n_grid`` smaller than this run's grids.
     """
     cfg = config
     deps = deps or {}
@@ -621,7 +668,12 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     rows: list[dict[str, Any]] = []
     prior_recs: list[dict[str, Any]] = []
     student_recs: list[dict[str, Any]] = []
+    teacher_recs: list[dict[str, Any]] = []
     for seed in cfg.seeds:
+        big = done[_k(seed, "teacher-big")]
+        teacher_recs.append({"seed": seed, "arch": cfg.teacher_arch, "test_acc": big.final["test_acc"],
+                             "test_acc_tta": big.final.get("test_acc_tta"), "run": str(big.paths["out_dir"]),
+                             "bank": cfg.bank_teacher})
         same = done.get(_k(seed, "teacher-same"))
         log(f"seed {seed}: teachers on D_T — "
             + (f"{cfg.student_arch} test acc {same.final['test_acc']:.3f}, " if same is not None else "")
@@ -651,7 +703,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
            "threads": sweep.get("threads", 1), "executor": sweep.get("executor", "local"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cache": str(cache)}
     result = Result(cfg.to_dict(), tuple(rows), tuple(prior_recs), tuple(student_recs), split.split.to_dict(),
-                    summarise(rows), time.perf_counter() - t_start, env, grids)
+                    summarise(rows), time.perf_counter() - t_start, env, grids, tuple(teacher_recs))
     write_results(result, out)
     return result
 
@@ -734,6 +786,11 @@ def _heldout_cell(r: Mapping[str, Any]) -> str:
     return f"{_num(r.get('test_gibbs_risk'))} [{_num(r.get('test_gibbs_ci_low'))}, {_num(r.get('test_gibbs_ci_high'))}]"
 
 
+def _n_test(results: Mapping[str, Any]) -> int:
+    cfg = results["config"]
+    return int(cfg["test_n"]) if cfg.get("test_n") is not None else 10000
+
+
 def readme_table(results: Mapping[str, Any]) -> str:
     """README's table of a run's 0–1 certificates (generated from ``results.json``, never typed by hand).
 
@@ -754,7 +811,17 @@ def readme_table(results: Mapping[str, Any]) -> str:
     order = {k: i for i, k in enumerate(PRIOR_KINDS)}
     keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1] not in LEARNT, "@" in k[1], k[1]))
     cfg = results["config"]
-    head = ["| prior | posterior (network) | certified risk | Q = P: prior's held-out bound | prior's mean network: "
+    sp = results["split"]
+    conf = sorted({round(float(r["confidence"]), 6) for r in rows})
+    centres = "; ".join(f"{_PRIOR_LABELS.get(r['kind'], r['kind'])}: {r['test_acc']:.4f} (seed {r['seed']})"
+                        for r in results.get("priors", []) if r.get("test_acc") is not None)
+    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set, {_n_test(results):,} held-out test images; "
+             f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T), student "
+             f"{cfg['student_arch']}; the prior centres' test accuracy: {centres or '–'}; seeds {', '.join(map(str, cfg['seeds']))}; every row one "
+             f"certificate at confidence {', '.join(f'{c:g}' for c in conf)} (δ = {cfg['delta']:g}, δ′ = {cfg['delta_mc']:g}); "
+             f"{results['seconds'] / 60:.0f} min wall for this run ({results['environment'].get('executor', 'local')} "
+             f"executor, {results['environment'].get('threads')} thread(s) per run; cached runs not retrained).\n\n")
+    head = [intro + "| prior | posterior (network) | certified risk | Q = P: prior's held-out bound | prior's mean network: "
             "test-set bound | held-out Gibbs risk [95 % CI] | KL mean / variance (nats) | mean network test acc. "
             "(change vs prior) |", "|---|---|---|---|---|---|---|---|"]
     for k in keys:
@@ -780,6 +847,13 @@ def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> 
     """Merge runs of the same configuration over different seeds (e.g. one process per seed) into one
     ``results.json`` with the summary recomputed over all seeds.
 
+    Args:
+        dirs: the runs' output folders (each holding ``results.json``).
+        out_dir: where the merged results are written.
+
+    Returns:
+        The merged :class:`Result`.
+
     Raises:
         ValueError: the runs' configurations differ in anything but ``seeds``, or a seed repeats.
     """
@@ -800,13 +874,22 @@ def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> 
     res = Result(cfg, certs, tuple(p for r in parts for p in r["priors"]),
                  tuple(s for r in parts for s in r["students"]), parts[0]["split"], summarise(certs),
                  float(sum(r["seconds"] for r in parts)),
-                 {"merged_from": [str(d) for d in dirs], "runs": [r["environment"] for r in parts]})
+                 {"merged_from": [str(d) for d in dirs], "runs": [r["environment"] for r in parts]},
+                 teachers=tuple(t for r in parts for t in r.get("teachers", [])))
     write_results(res, out_dir)
     return res
 
 
 def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``results.json`` (strict JSON), ``certificates.csv`` (one row per certificate), ``certificates.png``."""
+    """Write ``results.json`` (strict JSON), ``certificates.csv`` (one row per certificate), ``certificates.png``.
+
+    Args:
+        result: the study's result.
+        out_dir: the output folder (created).
+
+    Returns:
+        Name -> path of each file written (no figure without matplotlib).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "certificates.csv", "figure": out / "certificates.png"}
@@ -820,12 +903,16 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
 
 
 def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
-    """Two panels per loss-0–1 certificate group (prior × student, mean over seeds): certificate vs held-out
-    Gibbs risk; the divergence split into its mean and variance terms (log scale).
+    """The 0–1 certificates per (prior, posterior), mean over seeds, in two panels.
+
+    Top: the certified risk next to what the prior alone gives on ``D_S`` (the ``Q = P`` bound, KL = 0) and the
+    held-out Gibbs risk with its 95 % interval (error bars; across seeds, the widest interval). Bottom: the KL
+    divergence split into its mean and variance terms (log scale; a term of exactly 0 is written "0" instead of
+    a bar).
 
     Args:
         rows: the certificate rows (``prior``, ``student``, ``loss``, ``risk_upper``, ``test_gibbs_risk``,
-            ``mean_term``, ``variance_term``).
+            ``test_gibbs_ci_low``/``_high``, ``prior_heldout_bound``, ``mean_term``, ``variance_term``).
         path: the PNG written (atomically).
 
     Returns:
@@ -838,23 +925,39 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     for r in z:
         groups.setdefault((r["prior"], r["student"]), []).append(r)
     labels = [f"{p}\n{s}" for p, s in groups]
-    mean = lambda k: [float(np.mean([r[k] for r in g])) for g in groups.values()]  # noqa: E731
+
+    def mean(k: str) -> np.ndarray:
+        return np.array([float(np.mean([r[k] for r in g])) if all(r.get(k) is not None for r in g) else np.nan
+                         for g in groups.values()])
+
     x = np.arange(len(groups))
-    fig, (a1, a2) = plt_figure(2, 1, figsize=(max(6, 0.8 * len(groups) + 2), 7), sharex=True)
-    a1.bar(x - 0.2, mean("risk_upper"), 0.4, label="certified risk (0–1)")
-    a1.bar(x + 0.2, mean("test_gibbs_risk"), 0.4, label="held-out Gibbs risk")
+    fig, (a1, a2) = plt_figure(2, 1, figsize=(max(7, 0.9 * len(groups) + 2), 7.5), sharex=True)
+    held = mean("test_gibbs_risk")
+    lo = np.array([min(r.get("test_gibbs_ci_low") if r.get("test_gibbs_ci_low") is not None else np.nan
+                       for r in g) for g in groups.values()])
+    hi = np.array([max(r.get("test_gibbs_ci_high") if r.get("test_gibbs_ci_high") is not None else np.nan
+                       for r in g) for g in groups.values()])
+    a1.bar(x - 0.27, mean("risk_upper"), 0.27, label="certified bound on $L(Q)$ (0–1 loss)", color="C0")
+    a1.bar(x, mean("prior_heldout_bound"), 0.27, label="prior alone: $Q = P$ bound on $D_S$", color="C7")
+    a1.bar(x + 0.27, held, 0.27, yerr=np.vstack([held - lo, hi - held]), capsize=3,
+           label="held-out Gibbs risk (95 % CI)", color="C1")
     a1.axhline(0.9, color="k", ls="--", lw=0.8, label="trivial (0.9)")
-    a1.set_ylim(0, 1.05)
+    a1.set_ylim(0, 1.22)
     a1.set_ylabel("risk")
-    a1.legend(fontsize=8)
-    mt, vt = np.maximum(mean("mean_term"), 1e-3), np.maximum(mean("variance_term"), 1e-3)
-    a2.bar(x - 0.2, mt, 0.4, label="KL mean term")
-    a2.bar(x + 0.2, vt, 0.4, label="KL variance term")
+    a1.legend(fontsize=8, ncol=4, loc="upper center")
+    for i, key in enumerate(("mean_term", "variance_term")):
+        v = mean(key)
+        off = -0.2 if i == 0 else 0.2
+        pos = np.where(v > 0, v, np.nan)
+        a2.bar(x + off, pos, 0.4, label=["KL mean term", "KL variance term"][i], color=f"C{2 + i}")
+        for xi, vi in zip(x, v):
+            if vi == 0:
+                a2.annotate("0", (xi + off, 1), ha="center", va="bottom", fontsize=8)
     a2.set_yscale("log")
     a2.set_ylabel("nats")
     a2.legend(fontsize=8)
     a2.set_xticks(x)
-    a2.set_xticklabels(labels, fontsize=7)
-    fig.suptitle("PAC-Bayes certificates per prior and student (mean over seeds)")
+    a2.set_xticklabels(labels, fontsize=8)
+    fig.suptitle("PAC-Bayes certificates per prior and posterior (mean over seeds)")
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

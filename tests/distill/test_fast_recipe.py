@@ -22,7 +22,8 @@ from torch.nn import functional as F
 from kdbounds.data.transforms import TensorLoader, normalization, normalize_uint8
 from kdbounds.distill import TrainConfig, train
 from kdbounds.distill.checkpoint import read_checkpoint
-from kdbounds.distill.recipe_settings import FastRecipeSettings, fast_sgd_hparams, triangular_multiplier
+from kdbounds.distill.recipe_settings import (FastRecipeSettings, fast_sgd_hparams, triangular_multiplier,
+                                              whitening_indices)
 from kdbounds.distill.recipes import FastRecipe, Lookahead, fast_config, tta_logits
 from kdbounds.distill.trainer import load_checkpoint_model
 from kdbounds.models import build_model
@@ -240,9 +241,9 @@ def test_fast_training_freezes_whitening(tmp_path):
     seen = []
     train(_fast_cfg(recipe_kwargs={"whiten_images": 32, "whiten_bias_epochs": 1, "lookahead": False}), tmp_path,
           data=data, progress=False, callbacks=[_whiten_states(seen)])
-    expected = whitening_weights(_normalised(data[0][:32]), eps=5e-4)
+    expected = whitening_weights(_normalised(data[0][whitening_indices(len(data[0]), 32, _fast_cfg().seed)]), eps=5e-4)
     for w, _ in seen:
-        assert torch.equal(w, expected)  # set from the first 32 training images, then frozen
+        assert torch.equal(w, expected)  # set from 32 training images drawn by the run's seed, then frozen
     assert not torch.equal(seen[0][1], torch.zeros_like(seen[0][1]))  # the bias trains in epoch 1 ...
     assert torch.equal(seen[1][1], seen[2][1]) and torch.equal(seen[0][1], seen[1][1])  # ... then is frozen
 
@@ -251,7 +252,9 @@ def test_fast_training_ends_at_the_lookahead_average(tmp_path):
     data = _split()
     seen = []
     r = train(_fast_cfg(), tmp_path, data=data, progress=False, callbacks=[_whiten_states(seen)])
-    expected = whitening_weights(_normalised(data[0][:32]), eps=5e-4)
+    n_white = FastRecipeSettings.from_kwargs(_fast_cfg().recipe_kwargs).whiten_images
+    expected = whitening_weights(_normalised(data[0][whitening_indices(len(data[0]), n_white, _fast_cfg().seed)]),
+                                 eps=5e-4)
     assert all(torch.equal(w, expected) for w, _ in seen)  # the average of a frozen tensor is itself
     ck = read_checkpoint(r.paths["checkpoint"])
     model = load_checkpoint_model(r.paths["model"])
@@ -375,3 +378,17 @@ def test_fast_recipe_beats_the_old_recipe_at_equal_cpu_time(tmp_path):
     finally:
         torch.set_num_threads(n)
     assert fast.final["test_acc"] > old.final["test_acc"], (fast.final["test_acc"], old.final["test_acc"], epochs)
+
+
+
+def test_whitening_images_are_a_random_subset_not_the_first_class():
+    """A training set read from image folders is ordered class by class: the whitening images must still cover
+    every class (the first 5,000 of CIFAR-10's would all be airplanes), and follow the run's seed only."""
+    y = np.repeat(np.arange(10), 5000)  # class-sorted, as load_cifar returns the image folders
+    idx = whitening_indices(len(y), 5000, seed=0)
+    counts = np.bincount(y[idx], minlength=10)
+    assert len(idx) == len(set(idx.tolist())) == 5000 and np.all(np.diff(idx) > 0)
+    assert counts.min() > 400 and counts.max() < 600, counts  # about 500 per class (binomial sd ~ 21)
+    assert np.array_equal(idx, whitening_indices(len(y), 5000, seed=0))
+    assert not np.array_equal(idx, whitening_indices(len(y), 5000, seed=1))
+    assert np.array_equal(whitening_indices(30, 5000, seed=3), np.arange(30))  # fewer images than asked: all
