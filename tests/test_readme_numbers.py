@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from kdbounds._io import marked_block
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,7 +20,27 @@ def _load(path: Path):
 
 def test_time_to_accuracy_table_matches_results():
     rep = _load(ROOT / "benchmarks" / "report_time_to_accuracy.py")
-    readme = (ROOT / "README.md").read_text()
-    inside = readme[readme.index(rep.BEGIN) + len(rep.BEGIN):readme.index(rep.END)].strip()
+    inside = marked_block((ROOT / "README.md").read_text(), rep.BLOCK)
     assert inside == rep.table(json.loads(rep.RESULTS.read_text())), \
         "README's fast-recipe table is stale: run `python benchmarks/report_time_to_accuracy.py --write`"
+
+
+def test_certify_students_scale_table_matches_results():
+    rep = _load(ROOT / "experiments" / "report_certify_students.py")
+    inside = marked_block((ROOT / "README.md").read_text(), rep.BLOCK)
+    assert inside == rep.render(), \
+        "README's certify_students scale table is stale: run `python experiments/report_certify_students.py --write`"
+
+
+def test_marked_blocks_are_found_and_replaced_in_place(tmp_path):
+    from kdbounds._io import replace_marked_block
+
+    page = tmp_path / "p.md"
+    page.write_text("a\n<!-- t:begin -->\nold\n<!-- t:end -->\nb\n")
+    replace_marked_block(page, "t", "new | row")
+    assert page.read_text() == "a\n<!-- t:begin -->\nnew | row\n<!-- t:end -->\nb\n"
+    assert marked_block(page.read_text(), "t") == "new | row"
+    import pytest
+
+    with pytest.raises(ValueError, match="no block <!-- u:begin -->"):
+        marked_block(page.read_text(), "u")
