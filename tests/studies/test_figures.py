@@ -1,0 +1,97 @@
+"""The study figures as objects: labels in words and maths (no code names), an interval wherever the
+number has a standard error, the verdict colour of every drawn check equal to its verdict in the
+records (as results.json stores them), axes that fit the data, zeros on log axes stated, not floored.
+
+Records come from the real producers (:func:`kdbounds.checks.make_record`, :func:`assign_verdicts`)
+after a strict-JSON round trip, as the plotting code reads them from ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pytest
+
+from kdbounds._io import dumps_strict
+from kdbounds.checks import assign_verdicts, make_record
+from kdbounds.studies._plots import VERDICT_COLOURS, bound_vs_observed_figure, sharpness_vs_gap_figure
+
+
+def _reports() -> list[dict]:
+    """Holds (bound far above), violated (bound far below, small SE), inconclusive (interval crosses), zero."""
+    spec = [("thm1_sigma_n", "zero_one", 0.5, 0.02, 0.005), ("thm1_sigma_n", "zero_one", 0.001, 0.2, 0.002),
+            ("thm1_sigma_n", "clipped_ce", 0.05, 0.04, 0.03), ("thm1_product_proxy", "zero_one", 2.0, 0.0, 0.01),
+            ("gibbs_classifier", "gibbs_zero_one", 0.3, -0.01, 0.0)]
+    recs = [make_record(n, "demonstration" if n == "gibbs_classifier" else "conditional", loss=loss, side="abs",
+                        bound=b, observed=o, observed_se=se, assumptions_met=n == "gibbs_classifier",
+                        assumption="test", teacher=f"t{i}", student="kd") for i, (n, loss, b, o, se) in enumerate(spec)]
+    final = assign_verdicts(recs, alpha=0.05)
+    return json.loads(dumps_strict([{"records": [r.to_dict()]} for r in final]))
+
+
+def _texts(fig) -> list[str]:
+    out = []
+    for ax in fig.axes:
+        out += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        leg = ax.get_legend()
+        out += [t.get_text() for t in leg.get_texts()] if leg else []
+    return [t for t in out if t]
+
+
+def test_bound_vs_observed_colours_intervals_axes_and_zeros():
+    reports = _reports()
+    verdicts = [rep["records"][0]["verdict"] for rep in reports]
+    assert {"holds", "violated", "inconclusive"} <= set(verdicts), verdicts  # the fixture covers every colour
+    fig = bound_vs_observed_figure(reports)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert all("_" not in t for t in _texts(fig)), _texts(fig)
+    drawn = fig.kdbounds_points
+    assert len(drawn) == 4 and fig.kdbounds_zero == 1  # the zero observation is counted, not floored
+    assert any("exactly 0" in t.get_text() for t in ax.texts)
+    containers = [c for c in ax.containers if c.has_xerr]
+    assert len(containers) == len(drawn)
+    for (name, loss, verdict, x, y), cont in zip(drawn, containers):
+        rec = next(r["records"][0] for r in reports if r["records"][0]["name"] == name and r["records"][0]["loss"]
+                   == loss and abs(abs(r["records"][0]["observed"]) - x) < 1e-12)
+        assert verdict == rec["verdict"]
+        line = cont.lines[0]
+        assert mcolors.same_color(line.get_markerfacecolor(), VERDICT_COLOURS[rec["verdict"]]), (name, verdict)
+        segs = cont.lines[2][0].get_segments()[0] if cont.lines[2] else None
+        if rec["observed_se"] > 0:
+            width = segs[1][0] - segs[0][0]
+            assert width > 0, "an SE gives an interval"
+            assert segs[1][0] == pytest.approx(x + rec["z"] * rec["observed_se"]), "the verdict's own interval"
+        else:
+            assert segs is None or segs[1][0] - segs[0][0] == pytest.approx(0, abs=1e-12)
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    xs = [p[3] for p in drawn]
+    ys = [p[4] for p in drawn]
+    assert x0 <= min(xs) and x1 >= max(xs) and y0 <= min(ys) and y1 >= max(ys)
+    assert x1 / x0 <= 4.01 * max(max(xs) + 3 * 0.03, 1e-9) / min(xs), "no decades of empty x range"
+    assert y1 / y0 <= 4.01 * max(ys) / min(ys)
+
+
+def test_sharpness_vs_gap_draws_every_standard_error():
+    rows = [{"method": m, "teacher": f"t{i}", "teacher_train_trace": 10.0 * (i + 1), "teacher_train_trace_se": 2.0,
+             "student_gap_clipped_ce": 0.01 * i, "student_gap_clipped_ce_se": 0.004, "student_gap_zero_one": 0.02,
+             "student_gap_zero_one_se": 0.01, "teacher_gap_clipped_ce": 0.03, "teacher_gap_zero_one": 0.0}
+            for i in range(3) for m in ("kd", "ce")]
+    fig = sharpness_vs_gap_figure(rows, sharpness="teacher_train_trace")
+    assert len(fig.axes) == 2
+    assert all("_" not in t for t in _texts(fig)), _texts(fig)
+    for ax in fig.axes:
+        conts = ax.containers
+        assert conts and all(c.has_xerr for c in conts), "the trace has an SE: every point carries it"
+        students = [c for c in conts if c.has_yerr]
+        assert len(students) == 2, "both methods' gaps carry their SE"
+        for c in students:
+            seg = c.lines[2][-1].get_segments()[0]
+            assert seg[1][1] - seg[0][1] == pytest.approx(2 * 1.96 * (0.004 if "clipped" in ax.get_title() else 0.01))
+    no_se = [{k: v for k, v in r.items() if not k.endswith("_se")} for r in rows]
+    fig = sharpness_vs_gap_figure(no_se, sharpness="teacher_train_trace")
+    seg = fig.axes[0].containers[0].lines[2][0].get_segments()[0]
+    assert np.allclose(seg[0], seg[1]), "no SE: no interval drawn"
