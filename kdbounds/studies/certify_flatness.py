@@ -86,6 +86,7 @@ from ..certificates.bounds import check_confidences
 from ..runs.grid import TeacherRecipe
 from ..runs.splits import SplitSpec, split_data, train_on_split
 from ..runs.sweep import RunSpec, run_sweep
+from ._provenance import with_provenance
 
 __all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness",
            "relative_std", "weight_layers", "Config", "PRESETS", "Result", "run", "training_specs", "write_results",
@@ -881,7 +882,7 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": atomic_write_json(out / "results.json", result.to_dict()),
+    paths = {"json": atomic_write_json(out / "results.json", with_provenance(result.to_dict())),
              "teachers": atomic_write_csv(out / "teachers.csv",
                                           [{k: v for k, v in t.items()
                                             if k not in ("tolerance_curve", "relative_tolerance_curve",
