@@ -95,3 +95,32 @@ def test_sharpness_vs_gap_draws_every_standard_error():
     fig = sharpness_vs_gap_figure(no_se, sharpness="teacher_train_trace")
     seg = fig.axes[0].containers[0].lines[2][0].get_segments()[0]
     assert np.allclose(seg[0], seg[1]), "no SE: no interval drawn"
+
+
+def _flatness_result():
+    from types import SimpleNamespace
+
+    teachers = []
+    for i in range(3):
+        t = {"top_eig": 5.0 + 10 * i, "trace": 100.0 + 50 * i, "trace_se": 10.0, "rel_flatness": 8000.0 + 900 * i,
+             "rel_flatness_se": 200.0, "sigma_tolerated": 0.02 * (i + 1), "s_tolerated": 0.5 * (i + 1),
+             "relative_risk_upper": 0.9, "tolerance_curve": {"sigma": [0.01, 0.1], "ds_gibbs_risk": [0.8, 0.9]},
+             "relative_tolerance_curve": {"s": [0.1, 1.0], "ds_gibbs_risk": [0.8, 0.85]}}
+        for k in ("reference", "pbkd"):
+            t.update({f"{k}_risk_upper": 0.9, f"{k}_test_gibbs_risk": 0.8, f"{k}_sigma_prior": 0.04})
+        teachers.append(t)
+    return SimpleNamespace(teachers=teachers, config={"posteriors": ["pbkd"], "tolerance": 0.05, "n_s": 500,
+                                                      "n_scales": 2})
+
+
+def test_flatness_figure_has_colour_bars_and_the_trace_interval():
+    from kdbounds.studies.certify_flatness import flatness_figure
+
+    fig = flatness_figure(_flatness_result())
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert sorted(ax.get_ylabel() for ax in bars) == ["relative flatness", "teacher λ_max(H)"]
+    trace_ax = next(ax for ax in fig.axes if "tr H" in ax.get_xlabel())
+    seg = [c for c in trace_ax.containers if c.has_xerr][0].lines[2][0].get_segments()[0]
+    assert seg[1][0] - seg[0][0] == pytest.approx(2 * 1.96 * 10.0)
+    labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
+    assert all("_max" not in t or "λ_max" in t for t in labels) and "σ" in " ".join(labels)
