@@ -124,3 +124,22 @@ def test_flatness_figure_has_colour_bars_and_the_trace_interval():
     assert seg[1][0] - seg[0][0] == pytest.approx(2 * 1.96 * 10.0)
     labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
     assert all("_max" not in t or "λ_max" in t for t in labels) and "σ" in " ".join(labels)
+
+
+def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
+    from linear_gaussian.plots import plot_bounds, plot_terms
+
+    keys = ("total", "bias", "rank_bottleneck", "variance", "gap_difference", "theorem3b_upper", "theorem3b_lower",
+            "subgamma_upper", "subgamma_lower", "theorem1_bound")
+    rows = [{"sweep": "rank", "x": float(r), "seed": s, **{k: (0.0 if k == "rank_bottleneck" and r == 2 else
+                                                                 0.1 * (r + 1) + 0.01 * s) for k in keys}}
+            for r in range(3) for s in range(2)]
+    fig = plot_terms(rows, "rank")
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] < 0 < ax.get_ylim()[1], "a term equal to 0 is drawn inside the frame"
+    assert ax.get_xlabel() == "student rank r" and "_" not in ax.get_ylabel()
+    fig = plot_bounds(rows, "rank")
+    ax = fig.axes[0]
+    ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
+    assert ax.get_ylim()[0] < ys.min() and ys.max() < ax.get_ylim()[1], "no curve on the frame"
+    assert "_" not in ax.get_xlabel() + ax.get_ylabel()
