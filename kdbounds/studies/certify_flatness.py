@@ -910,7 +910,14 @@ def flatness_figure(result: Result) -> Any:
     held-out Gibbs risk as open markers), the selected ``sigma_P`` vs ``lambda_max``, every teacher's isotropic
     tolerance curve (Gibbs risk on ``D_S`` vs ``sigma``, coloured by ``lambda_max``); ``s`` tolerated and the relative
     reference's certified risk vs relative flatness, and every teacher's relative tolerance curve (coloured by
-    relative flatness)."""
+    relative flatness, with colour bars); the trace and relative flatness with their 95 % intervals.
+
+    Args:
+        result: the study's :class:`Result` (``teachers`` and ``config`` are read).
+
+    Returns:
+        The :class:`matplotlib.figure.Figure` (not saved).
+    """
     from ._plots import plt_figure
 
     T = result.teachers
@@ -988,7 +995,15 @@ def flatness_figure(result: Result) -> Any:
 
 
 def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
-    """Save :func:`flatness_figure` (six panels, intervals where an SE exists, colour bars) to ``path``."""
+    """Save :func:`flatness_figure` (six panels, intervals where an SE exists, colour bars) to ``path``.
+
+    Args:
+        result: the study's :class:`Result`.
+        path: the image file written (atomically).
+
+    Returns:
+        ``path``.
+    """
     from ._plots import save_figure
 
     return save_figure(flatness_figure(result), path)
