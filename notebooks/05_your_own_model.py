@@ -57,8 +57,9 @@ started = time.perf_counter()
 # ## 1. The user's side: networks, data, training loop
 #
 # Nothing in this section is kdbounds except `load_cifar` (which finds CIFAR-10 through
-# `KDBOUNDS_DATA`) and `make_split`, which draws the seeded split into `D_T` (training) and `D_S`
-# (certification) that the certificate needs. Any other source of `(images, labels)` works the same way.
+# `KDBOUNDS_DATA`), `make_split`, which draws the seeded split into `D_T` (training) and `D_S`
+# (certification) that the certificate needs, and `stratified_subset`, which draws the held-out set
+# (a prefix of the test split would be one class: image-folder data come class by class). Any other source of `(images, labels)` works the same way.
 
 # %%
 import numpy as np
@@ -67,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdbounds import kd_loss, load_cifar, make_split
+from kdbounds import kd_loss, load_cifar, make_split, stratified_subset
 
 torch.manual_seed(seed)
 
@@ -106,7 +107,10 @@ def to_tensors(imgs: np.ndarray, ys: np.ndarray) -> tuple[torch.Tensor, torch.Te
 x_pool, y_pool = to_tensors(images[pool], labels[pool])
 x_t, y_t = split.subset((x_pool, y_pool), "teacher")                # D_T
 x_s, y_s = split.subset((x_pool, y_pool), "cert")                   # D_S
-x_test, y_test = to_tensors(test_images[:n_test], test_labels[:n_test])
+# the held-out set: a seeded stratified subset. Never a prefix: image-folder data come class by class, and
+# test_images[:1000] would be 1,000 airplanes (certify and evaluate_pair warn on such a set)
+held_out = stratified_subset(test_labels, n_test // 10, seed=seed + 1)
+x_test, y_test = to_tensors(test_images[held_out], test_labels[held_out])
 train_loader = DataLoader(TensorDataset(x_t, y_t), batch_size=64, shuffle=True)
 eval_train = DataLoader(TensorDataset(x_t, y_t), batch_size=256)   # no shuffling, no augmentation
 eval_test = DataLoader(TensorDataset(x_test, y_test), batch_size=256)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kdbounds._data import as_tensors
+from kdbounds._data import as_tensors, warn_label_law_shift
 from kdbounds._checks import check_choice, check_int, check_open_unit
 from kdbounds._io import arrays_sha256
 from kdbounds._records import Estimate
@@ -190,7 +190,9 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
         seed: Monte Carlo seed (the held-out estimate uses an independent stream).
         batch_size: rows per forward pass (``shared``); chunk: draws per vmap (``shared``) or examples
             per vmap (``per_example``).
-        test_data: optional held-out ``(x, y)``; test_draws: passes over it.
+        test_data: optional held-out ``(x, y)``; test_draws: passes over it. A ``UserWarning`` when its labels
+            are not distributed like ``data_s``'s (:func:`kdbounds._data.label_law_shift`: e.g. a prefix of a
+            class-sorted array).
         draws: ``"per_example"`` or ``"shared"``; mode: ``"vmap"`` or ``"loop"`` (``shared`` only).
         n_t, split: recorded (``split`` a :class:`~kdbounds.certificates.split.DataSplit` or its dict).
         trivial: vacuity level (default: ``1 - 1/C`` for 0-1, ``ln C / ln(1/p_min)`` for bounded CE).
@@ -219,6 +221,7 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
     x, y = _check_data("data_s", data_s)
     if test_data is not None:
         test_data = _check_data("test_data", test_data)
+        warn_label_law_shift(y, test_data[1], "data_s", "test_data")
     check_compatible(posterior, prior)
     kl = kernel_kl(posterior, prior)
     num_classes = int(posterior.mean_logits(x[:2]).shape[-1])
