@@ -25,11 +25,11 @@ from kdbounds.models import build_model
 from kdbounds.runs.posteriors import posterior_from_run, prior_from_run
 
 
-def _cifar(n=60, seed=0):
+def _cifar(n=40, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     y = np.arange(n) % 10
-    return x, y, x[:20], y[:20]
+    return x, y, x[:10], y[:10]
 
 
 @pytest.fixture(scope="module")
