@@ -65,10 +65,10 @@ def test_same_kernel_as_the_cli_trainer(tmp_path, prior_files, method, arch, cha
     # the trainer's own training loader (same seed: the same order every epoch, through set_epoch)
     loader = TensorLoader(data[0], data[1], batch_size=20, shuffle=True, augment=False, seed=3,
                           normalize="cifar10", channels_last=channels_last)
-    kw = {k: v for k, v in extra.items()}
+    list(loader)  # a loader already iterated once (it advanced to epoch 1): learn_posterior restarts it at 0
     q = learn_posterior(build_model(arch, seed=99), prior, loader, n_bound=30, method=method, delta=0.05,
                         teacher=load_checkpoint_model(path) if method == "pbkd" else None, epochs=2, lr=0.005,
-                        momentum=0.9, weight_decay=5e-4, schedule="cosine", seed=3, progress=False, **kw)
+                        momentum=0.9, weight_decay=5e-4, schedule="cosine", seed=3, progress=False, **extra)
     assert q.names == q_cli.names == prior.names
     for n in q.names:
         assert torch.equal(q.mean[n], q_cli.mean[n]), n
