@@ -184,7 +184,7 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
     optimizer = build_sgd([*means.values(), *rho.values()], cfg)
     scheduler = build_scheduler(optimizer, cfg)
     ctx = StepContext(device=device, grad_clip=cfg.grad_clip, cfg=cfg)
-    bar = progress_bar(desc=f"learn_posterior:{method}", total=epochs, unit="ep", enabled=progress)
+    bar = progress_bar(desc=f"learn_posterior:{method}", total=epochs, unit="ep") if progress else None
     modules = (model,) if teacher is None else (model, teacher)
     try:
         with eval_mode(*modules, grad=True):  # buffers frozen to the prior's; flags restored afterwards
@@ -194,7 +194,8 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
                 _epoch(model, means, rho, prior, batches, hp, noise_seed, optimizer, ctx, epoch, teacher, bar)
                 scheduler.step()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return GaussianKernel(model, {n: t.detach() for n, t in means.items()},
                           {n: torch.nn.functional.softplus(r).detach() for n, r in rho.items()}, prior.frozen)
 
@@ -224,5 +225,6 @@ def _epoch(model: nn.Module, means: dict[str, Tensor], rho: dict[str, Tensor], p
         raise TrainingDiverged(f"learn_posterior diverged in epoch {epoch + 1}: the objective is {loss} (lr "
                                f"{optimizer.param_groups[0]['lr']:g}); lower lr, set grad_clip, or check the data "
                                f"for NaN/inf")
-    bar.set_postfix_str(f"objective={loss:.4f}, KL={kl:.2f}")
-    bar.update(1)
+    if bar is not None:
+        bar.set_postfix_str(f"objective={loss:.4f}, KL={kl:.2f}")
+        bar.update(1)
