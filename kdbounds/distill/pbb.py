@@ -124,7 +124,7 @@ def check_objective_hparams(hp: Mapping[str, Any], method: str = "pbb") -> None:
 
     Raises:
         ValueError: ``n_bound < 1``, ``delta`` or ``p_min`` outside (0, 1), ``sigma_init < 0``, an unknown
-            ``objective``, ``kl_weight < 0``, ``alpha < 0`` or ``T ≤ 0`` — naming the argument.
+            ``objective``, ``kl_weight < 0``, ``alpha < 0`` or ``T <= 0`` — naming the argument.
     """
     if hp["n_bound"] < 1:
         raise ValueError(f"n_bound: expected |D_S| (the size of the certification set, ≥ 1), got "
@@ -171,15 +171,17 @@ def step_generator(noise_seed: Tensor | int, step: int, device: torch.device) ->
 
 
 def initial_rho(prior_std: Mapping[str, Tensor], sigma_init: float = 0.0) -> dict[str, Tensor]:
-    r"""``ρ`` of the posterior's starting scales: :math:`\rho = \sigma + \ln(1 - e^{-\sigma})`, the inverse
-    of ``σ = softplus(ρ)``, in float64 then cast back.
+    r"""``rho`` of the posterior's starting scales, the inverse of ``sigma = softplus(rho)``, in float64 then
+    cast back:
+
+    .. math:: \rho = \sigma + \ln(1 - e^{-\sigma})
 
     Args:
         prior_std: name -> the prior's scale tensor.
         sigma_init: the posterior's starting scale (one number), or 0: the prior's scales.
 
     Returns:
-        name -> ``ρ`` (same shape and dtype as the prior's scale).
+        name -> ``rho`` (same shape and dtype as the prior's scale).
     """
     out = {}
     for n, sp in prior_std.items():
@@ -190,7 +192,7 @@ def initial_rho(prior_std: Mapping[str, Tensor], sigma_init: float = 0.0) -> dic
 
 def gaussian_kl(means: Mapping[str, Tensor], stds: Mapping[str, Tensor], prior_means: Mapping[str, Tensor],
                 prior_stds: Mapping[str, Tensor]) -> Tensor:
-    r"""Differentiable ``KL(Q‖P)`` of two diagonal Gaussians over the same tensors (the closed form of
+    r"""Differentiable ``KL(Q||P)`` of two diagonal Gaussians over the same tensors (the closed form of
     :func:`kdbounds.pacbayes.kernels.kernel_kl`, in the tensors' dtype):
 
     .. math:: \tfrac12 \sum_i \frac{(w_{Q,i} - w_{P,i})^2}{\sigma_{P,i}^2} + \tfrac12 \sum_i \Big(r_i - 1 - \ln r_i\Big),
@@ -219,7 +221,7 @@ def certified_step(model: nn.Module, means: Mapping[str, Tensor], rho: Mapping[s
                    frozen: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
     r"""One optimisation step of ``pbb`` (``teacher=None``) or ``pbkd`` — the only implementation of it.
 
-    Draws one ``W = w + softplus(ρ) ⊙ ε`` (``ε`` from ``generator``, tensor by tensor in the order of
+    Draws one ``W = w + softplus(rho) * eps`` (``eps`` from ``generator``, tensor by tensor in the order of
     ``means``), evaluates ``model`` at ``W`` (and ``frozen``) on the batch with
     :func:`torch.func.functional_call`, and takes an optimiser step on
 
@@ -232,7 +234,7 @@ def certified_step(model: nn.Module, means: Mapping[str, Tensor], rho: Mapping[s
     Args:
         model: the network used as a function.
         means: name -> the posterior's mean (trainable leaf tensors).
-        rho: name -> the posterior's ``ρ`` (trainable; ``σ = softplus(ρ)``).
+        rho: name -> the posterior's ``rho`` (trainable; ``sigma = softplus(rho)``).
         prior_means, prior_stds: name -> the prior's mean and scale.
         x, y: the batch.
         hp: the hyper-parameters (:data:`OBJECTIVE_DEFAULTS`, and :data:`KD_DEFAULTS` with a teacher).

@@ -1,7 +1,7 @@
 r"""Learn a PAC-Bayes posterior for any network: ``pbb``/``pbkd`` without the model zoo or the CLI trainer.
 
 :func:`learn_posterior` takes a user's ``nn.Module``, a prior :class:`~kdbounds.pacbayes.GaussianKernel`
-``P = N(w_P, diag σ_P²)`` and data, and returns the learnt ``Q = N(w_Q, diag softplus(ρ)²)``: the same
+``P = N(w_P, diag sigma_P^2)`` and data, and returns the learnt ``Q = N(w_Q, diag softplus(rho)^2)``: the same
 objective as the trainer's methods ``"pbb"`` (PAC-Bayes with backprop, Pérez-Ortiz et al. 2021) and
 ``"pbkd"`` (plus ``alpha`` times Hinton's KD term on a teacher's soft labels), through the same step
 (:func:`kdbounds.distill.pbb.certified_step`, written once). With the same prior, data order, seed and
@@ -10,7 +10,7 @@ with :func:`~kdbounds.runs.posteriors.posterior_from_run`, bit for bit (tested).
 
 The posterior lives in the prior's space: the prior's random parameters (``prior.names``) get a mean and
 a scale; every other tensor — unselected parameters and buffers such as BatchNorm running statistics —
-stays the prior's (``prior.frozen``) and the network runs in eval mode, so ``KL(Q‖P)`` is finite and the
+stays the prior's (``prior.frozen``) and the network runs in eval mode, so ``KL(Q||P)`` is finite and the
 returned kernel certifies with :func:`kdbounds.certify` against ``prior`` directly. The user's module is
 used as a function (:func:`torch.func.functional_call`): its own parameters, buffers and train/eval
 flags are left as they were.
@@ -83,8 +83,8 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
                     grad_clip: float | None = None, progress: bool = True) -> GaussianKernel:
     r"""Learn the Gaussian posterior ``Q`` of ``model`` by minimising a relaxed PAC-Bayes-kl bound.
 
-    ``Q`` starts at the prior (means ``w_P``; scales ``σ_P``, or ``sigma_init``) and SGD minimises, one
-    weight draw ``W = w + σ ⊙ ε`` per batch (the reparameterisation trick),
+    ``Q`` starts at the prior (means ``w_P``; scales ``sigma_P``, or ``sigma_init``) and SGD minimises, one
+    weight draw ``W = w + sigma * eps`` per batch (the reparameterisation trick),
 
     .. math::
         f_{\text{quad}} = \Big(\sqrt{\hat L + c/2} + \sqrt{c/2}\Big)^2 \ \text{or}\
@@ -92,7 +92,7 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
         c = \frac{\text{kl\_weight}\cdot\mathrm{KL}(Q\|P) + \ln(2\sqrt{n}/\delta)}{n},
 
     with :math:`\hat L` the bounded cross-entropy ``min(CE, ln(1/p_min)) / ln(1/p_min)`` of ``W`` on the
-    batch and ``n = n_bound``; ``method="pbkd"`` adds ``alpha · T² · KL(softmax(z_t/T) ‖ softmax(z_W/T))``
+    batch and ``n = n_bound``; ``method="pbkd"`` adds ``alpha * T^2 * KL(softmax(z_t/T) || softmax(z_W/T))``
     with the ``teacher``'s logits ``z_t``. The returned kernel is a *candidate*: certify it with
     :func:`kdbounds.certify` (``certify(Q, prior, data_s, ...)``), on ``D_S`` of size ``n_bound``.
 
@@ -118,14 +118,14 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
             prior's device).
         epochs: passes over ``data``.
         batch_size: batch size for ``(x, y)`` tensors (ignored for batches and loaders).
-        lr, momentum, weight_decay, nesterov: SGD over the means and ``ρ`` (weight decay applies to both).
+        lr, momentum, weight_decay, nesterov: SGD over the means and ``rho`` (weight decay applies to both).
         schedule: per-epoch learning-rate schedule: ``"constant"``, ``"cosine"`` or ``"step"`` (with
             ``milestones`` in epochs, ``None``: 0.625/0.75/0.875 of ``epochs``, and factor ``lr_gamma``).
         milestones, lr_gamma: the step schedule's epochs and factor.
         objective: ``"fquad"`` or ``"fclassic"``.
-        delta: the certificate's δ in the objective.
+        delta: the certificate's ``delta`` in the objective.
         p_min: the bounded cross-entropy's probability floor, in (0, 1).
-        kl_weight: multiplies ``KL(Q‖P)`` in the objective (1: the bound itself).
+        kl_weight: multiplies ``KL(Q||P)`` in the objective (1: the bound itself).
         sigma_init: the posterior's starting scale (one number > 0); ``None``: the prior's scales.
         alpha, T: weight and temperature of ``pbkd``'s KD term.
         seed: the seed of the weight noise.
@@ -140,7 +140,7 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
         TypeError: ``model``/``teacher`` not an ``nn.Module``, ``prior`` not a ``GaussianKernel``, ``data``
             in none of the three forms, an argument of the wrong type — each naming the argument.
         ValueError: ``model`` outside the prior's space, a method without its teacher (or ``"pbb"`` with
-            one), an argument out of range (``n_bound < 1``, ``delta`` outside (0, 1), ``lr ≤ 0``, …) —
+            one), an argument out of range (``n_bound < 1``, ``delta`` outside (0, 1), ``lr <= 0``, ...) —
             all before any forward pass.
         TrainingDiverged: the objective became NaN/inf (lower ``lr``, set ``grad_clip``, check the data).
     """
