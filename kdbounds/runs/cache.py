@@ -13,23 +13,42 @@
   method never silently reuses a model trained by the old code.
 
 A finished run (``result.json`` with all epochs) is returned without training; an unfinished one is
-resumed from its checkpoint; ``run.json`` records the id and its ingredients.
+resumed from its checkpoint; ``run.json`` records the id and its ingredients, and, once the run is
+finished, the SHA-256 of its ``model.pt`` (``model_sha256``).
+
+**Relocatable.** The cache is a folder, not a set of absolute paths: the paths a trainer wrote into
+``result.json`` are read back relative to the folder the file is found in (:func:`load_cached`), a
+student names its teacher by the teacher run's result (so by the folder it is found in now) and its
+run id by the teacher's bytes, and a partial student resumes after a move. Moving, renaming or
+copying a cache therefore retrains nothing, and a copy never reads the original's files.
+
+**Verified reuse.** A finished run whose ``model.pt`` does not match the recorded ``model_sha256``
+(truncated, overwritten, missing) is never returned: :func:`load_cached` reports it unfinished, and
+:func:`train_cached` names the file on stderr, drops it and rebuilds it from the run's checkpoint
+(or retrains when there is none). Runs finished before the seal existed are accepted unverified.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .._io import arrays_sha256, atomic_write_json, file_sha256, read_json
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
-from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
+from ..distill.trainer import CHECKPOINT, MODEL, RESULT, EpochInfo, TrainResult, train
 
-__all__ = ["resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+#: the run's record of its id, the id's ingredients and (once finished) its model's SHA-256
+RUN_META = "run.json"
+
+__all__ = ["RUN_META", "resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key",
+           "train_cached", "load_cached", "model_damage"]
 
 
 def resolve_cache_root(out_dir: str | os.PathLike, cache_root: str | os.PathLike | None) -> Path:
@@ -153,25 +172,109 @@ def run_dir(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str |
     return Path(cache_root) / f"{cfg.method}-{cfg.arch}-{run_id(cfg, teacher_ckpt, data)}"
 
 
-def load_cached(path: str | os.PathLike) -> TrainResult | None:
-    """The :class:`TrainResult` of a finished run folder.
+def _rebased(result: TrainResult, folder: Path) -> TrainResult:
+    """``result`` with every path the trainer wrote under its ``out_dir`` moved under ``folder``."""
+    old = Path(result.paths.get("out_dir", folder))
+
+    def move(value: str) -> str:
+        try:
+            return str(folder / Path(value).relative_to(old))
+        except ValueError:
+            return value
+
+    paths = {k: str(folder) if k == "out_dir" else move(v) for k, v in result.paths.items()}
+    return dataclasses.replace(result, paths=paths)
+
+
+def _recorded_model_sha256(folder: Path) -> str | None:
+    """The ``model_sha256`` sealed in ``folder/run.json`` (``None``: no seal, e.g. an older run)."""
+    p = folder / RUN_META
+    if not p.is_file():
+        return None
+    meta = read_json(p)  # a damaged run.json: ValueError naming the file and the fix
+    v = meta.get("model_sha256") if isinstance(meta, dict) else None
+    return v if isinstance(v, str) else None
+
+
+def model_damage(path: str | os.PathLike) -> str | None:
+    """Why the ``model.pt`` of a finished run folder cannot be trusted, or ``None`` when it can.
 
     Args:
         path: a run folder.
 
     Returns:
-        The result, or ``None`` when the run is unfinished or absent.
+        ``None`` when the folder records no ``model_sha256`` (nothing to check) or ``model.pt`` matches
+        it; else a sentence naming the file.
 
     Raises:
-        ValueError: ``result.json`` is not valid JSON (names the file and the fix).
+        ValueError: ``run.json`` is not valid JSON (names the file and the fix).
     """
-    p = Path(path) / RESULT
+    folder = Path(path)
+    want = _recorded_model_sha256(folder)
+    if want is None:
+        return None
+    model = folder / MODEL
+    if not model.is_file():
+        return f"{model} is missing (its run.json records model_sha256 {want[:12]}…)"
+    got = file_sha256(model)
+    if got != want:
+        return (f"{model} does not match the SHA-256 recorded in {folder / RUN_META} ({got[:12]}… instead of "
+                f"{want[:12]}…): it is damaged or was overwritten")
+    return None
+
+
+def load_cached(path: str | os.PathLike) -> TrainResult | None:
+    """The :class:`TrainResult` of a finished run folder, its paths inside that folder.
+
+    Args:
+        path: a run folder (where it is now: a moved or copied cache gives paths in the new place).
+
+    Returns:
+        The result, or ``None`` when the run is unfinished, absent, or its ``model.pt`` fails the
+        recorded SHA-256 (:func:`model_damage`; :func:`train_cached` then rebuilds it).
+
+    Raises:
+        ValueError: ``result.json`` or ``run.json`` is not valid JSON (names the file and the fix).
+    """
+    folder = Path(path)
+    p = folder / RESULT
     if not p.is_file():
         return None
     r = TrainResult.from_dict(read_json(p), source=p)  # both errors name the file and the fix
     if r.epochs_completed != int(r.config.get("epochs", -1)):
         return None
-    return r
+    if model_damage(folder) is not None:
+        return None
+    return _rebased(r, folder)
+
+
+def _drop_damaged(out: Path) -> None:
+    """Under the run's lock: remove a finished run's damaged model and its result (named on stderr)."""
+    why = model_damage(out) if (out / RESULT).is_file() else None
+    if why is None:
+        return
+    how = "rebuilding it from the run's checkpoint" if (out / CHECKPOINT).is_file() else "retraining the run"
+    print(f"run cache: {why}; {how}", file=sys.stderr, flush=True)
+    for name in (RESULT, MODEL):
+        (out / name).unlink(missing_ok=True)
+
+
+def _resume_teacher(cfg: TrainConfig, out: Path) -> tuple[TrainConfig, Any]:
+    """The config and teacher module to resume ``out``'s checkpoint with, after the cache moved.
+
+    The run id already pins the teacher's bytes; only its path may differ from the one in the
+    checkpoint. Then the teacher is loaded from its path now and the checkpoint's path is kept in the
+    config, so the trainer's configuration check passes.
+    """
+    if cfg.teacher_ckpt is None or not (out / CHECKPOINT).is_file():
+        return cfg, None
+    from ..distill.checkpoint import read_checkpoint
+    from ..distill.trainer import load_checkpoint_model
+
+    old = read_checkpoint(out / CHECKPOINT).get("config", {}).get("teacher_ckpt")
+    if old is None or old == cfg.teacher_ckpt:
+        return cfg, None
+    return cfg.replace(teacher_ckpt=old), load_checkpoint_model(cfg.teacher_ckpt, map_location="cpu")
 
 
 def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
@@ -216,10 +319,21 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
     meta = {"run_id": rid, "key": key}
 
     def compute(resume: bool = True) -> TrainResult:
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "run.json", meta, sort_keys=True)
-        return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=resume,
-                     teacher_cache=teacher_cache)
+        try:
+            if resume:
+                _drop_damaged(out)
+            atomic_write_json(out / RUN_META, meta, sort_keys=True)  # unsealed while training
+            run_cfg, teacher = _resume_teacher(cfg, out) if resume else (cfg, None)
+            res = train(run_cfg, out, teacher=teacher, data=data, callbacks=callbacks, progress=progress,
+                        resume=resume, teacher_cache=teacher_cache)
+        except BaseException:
+            if created and not (out / CHECKPOINT).exists():  # nothing to resume: leave no junk folder
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        atomic_write_json(out / RUN_META, {**meta, "model_sha256": file_sha256(out / MODEL)}, sort_keys=True)
+        return _rebased(res, out)
 
     if force:
         with run_lock(out, on_wait=on_wait):
