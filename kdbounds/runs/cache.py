@@ -307,8 +307,9 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
 
     Raises:
         FileNotFoundError: the teacher checkpoint does not exist.
-        kdbounds.runs.locking.RunLockTimeout: never (waits without a limit); OSError when the
-            cache's file system has no file locks.
+        kdbounds.runs.locking.RunLockTimeout: another process held the run's lock longer than
+            ``$KDBOUNDS_LOCK_TIMEOUT`` seconds (``--lock-timeout``; unset: no limit, with a line on stderr
+            naming the holder after a few seconds); OSError when the cache's file system has no file locks.
     """
     from .locking import compute_once, run_lock
 
