@@ -94,6 +94,21 @@ def threads(text: str) -> int:
     return v
 
 
+def ray_address(text: str) -> str:
+    """A Ray cluster address: ``auto``, ``host:port`` or ``ray://host:port`` (port in 1..65535)."""
+    t = text.strip()
+    if t == "auto":
+        return t
+    rest = t[len("ray://"):] if t.startswith("ray://") else t
+    host, sep, port = rest.rpartition(":")
+    ok = bool(sep) and bool(host) and not any(c.isspace() or c in "/?#@" for c in host) and port.isdigit() \
+        and 1 <= int(port) <= 65535
+    if not ok:
+        raise _bad("'auto', 'host:port' or 'ray://host:port' with a port in 1..65535", text,
+                   "e.g. --address 10.0.0.5:6379 (the head node's `ray start --head` prints it)")
+    return t
+
+
 def finite_float(text: str) -> float:
     """A finite real number (``inf``/``nan`` refused)."""
     try:
