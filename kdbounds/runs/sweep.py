@@ -632,20 +632,19 @@ def check_execution(ns: argparse.Namespace) -> None:
         raise ValueError(f"--{str(e).replace('_', '-')}") from None
     if executor != "ray":
         return
-    if importlib.util.find_spec("ray") is None:
-        raise ValueError("--executor ray: Ray is not installed; pip install 'kdbounds[ray]' or use --executor local")
     if address is not None:
         try:
             probe_address(address)
         except ValueError as e:
             raise ValueError(f"--{e}") from None
-        return
     cpus = os.cpu_count() or 1
-    if workers is not None and workers > MAX_WORKERS_PER_CPU * cpus:
+    if address is None and workers is not None and workers > MAX_WORKERS_PER_CPU * cpus:
         raise ValueError(f"--workers {workers}: a local cluster of more than {MAX_WORKERS_PER_CPU} x the {cpus} CPUs "
                          f"here; lower it (at most {cpus // threads or 1} runs at once fit), or join a cluster with "
                          f"--address")
-    if workers is not None and workers * threads > cpus:
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("--executor ray: Ray is not installed; pip install 'kdbounds[ray]' or use --executor local")
+    if address is None and workers is not None and workers * threads > cpus:
         print(f"warning: --workers {workers} x --threads {threads} = {workers * threads} CPUs asked of a machine with "
               f"{cpus}; runs will share CPUs (at most {cpus // threads or 1} at once fit)", file=sys.stderr, flush=True)
 

@@ -4,7 +4,7 @@ cannot start ends the command with one line; a missing ``--workdir``, an unwrita
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
 import sys
 import time
@@ -18,11 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _build():
-    spec = importlib.util.spec_from_file_location("kdbounds_notebooks_build_f", REPO / "notebooks" / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """``notebooks/build.py`` as the module ``build`` (the way the subprocess below imports it)."""
+    if str(REPO / "notebooks") not in sys.path:
+        sys.path.insert(0, str(REPO / "notebooks"))
+    return importlib.import_module("build")
 
 
 @pytest.mark.parametrize("argv,flag", [
