@@ -12,7 +12,8 @@ import pytest
 
 from kdbounds.distill import TrainConfig
 from kdbounds.runs import cache as cache_mod
-from kdbounds.runs.cache import RUN_META, load_cached, model_damage, run_dir, train_cached
+from kdbounds._io import file_sha256
+from kdbounds.runs.cache import RUN_META, load_cached, run_damage, run_dir, run_id, run_key, train_cached
 
 
 def _data(n=32):
@@ -73,7 +74,7 @@ def test_copied_cache_reads_its_own_files_and_rebuilds_a_truncated_teacher(train
     model = run_dir(_cfg(), tmp / "C" / "cache", data=data) / "model.pt"
     good = model.read_bytes()
     model.write_bytes(good[: len(good) // 2])  # the copy's teacher is truncated; the original is intact
-    assert model_damage(model.parent) is not None and load_cached(model.parent) is None
+    assert list(run_damage(model.parent)) == ["model.pt"] and load_cached(model.parent) is None
     calls = _count_trainings(monkeypatch)
     t, s = _again(tmp / "C" / "cache", data)
     err = capsys.readouterr().err
@@ -90,7 +91,7 @@ def test_damaged_model_without_checkpoint_is_retrained(trained, monkeypatch, cap
     (folder / "model.pt").write_bytes(b"junk")
     t = train_cached(_cfg(), tmp / "A" / "cache", data=data, progress=False)
     assert "retraining the run" in capsys.readouterr().err
-    assert t.final["test_acc"] == t0.final["test_acc"] and model_damage(folder) is None
+    assert t.final["test_acc"] == t0.final["test_acc"] and run_damage(folder) == {}
 
 
 def test_partial_student_resumes_after_the_cache_moved(tmp_path):
@@ -126,3 +127,35 @@ def test_non_utf8_record_is_named(trained, name):
     with pytest.raises(ValueError, match=name.replace(".", r"\.") + ".*not UTF-8.*delete it"):
         load_cached(folder)
     assert json.loads((folder / ("result.json" if name == RUN_META else RUN_META)).read_text())
+
+
+def test_damaged_checkpoint_means_retraining(trained, capsys):
+    tmp, data, t0, _ = trained
+    folder = run_dir(_cfg(), tmp / "A" / "cache", data=data)
+    ck = folder / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[:100])
+    assert list(run_damage(folder)) == ["checkpoint.pt"] and load_cached(folder) is None
+    t = train_cached(_cfg(), tmp / "A" / "cache", data=data, progress=False)
+    err = capsys.readouterr().err
+    assert str(ck) in err and "retraining the run" in err
+    assert t.final["test_acc"] == t0.final["test_acc"] and run_damage(folder) == {}
+
+
+def _pbb(prior):
+    return _cfg(method="pbb", method_kwargs={"prior": str(prior), "prior_sha256": file_sha256(prior), "n_bound": 16})
+
+
+def test_pinned_prior_enters_the_id_by_its_bytes(trained, monkeypatch):
+    tmp, data, t0, _ = trained
+    prior = Path(t0.paths["model"])
+    copy = tmp / "elsewhere.pt"
+    shutil.copy(prior, copy)
+    assert run_id(_pbb(prior), data=data) == run_id(_pbb(copy), data=data)
+    # a run cached under the earlier, path-based id is still found (nothing retrained)
+    first = train_cached(_pbb(prior), tmp / "A" / "cache", data=data, progress=False)
+    legacy = run_id(_pbb(prior), _key=run_key(_pbb(prior), data=data, _prior_path=True))
+    new = Path(first.paths["out_dir"])
+    new.rename(new.with_name(f"pbb-resnet8-{legacy}"))
+    calls = _count_trainings(monkeypatch)
+    again = train_cached(_pbb(prior), tmp / "A" / "cache", data=data, progress=False)
+    assert calls == [] and again.final == first.final and again.paths["out_dir"].endswith(legacy)
