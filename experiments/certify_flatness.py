@@ -30,7 +30,7 @@ from kdbounds.studies import _cli
 
 STUDY = "kdbounds.studies.certify_flatness"  # imported after parsing (torch): a bad flag fails at once
 
-OVERRIDES = {"n_s": T.positive_int, "n_t": T.positive_int, "test_n": T.positive_int,
+OVERRIDES = {"n_s": T.split_size, "n_t": T.split_size, "test_n": T.test_size,
              "teacher_epochs": T.positive_int, "posterior_epochs": T.positive_int, "n_scales": T.positive_int,
              "n_draws": T.positive_int, "curvature_n": T.positive_int, "seeds": T.nonneg_int_list}
 
