@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from kdbounds import _cli_types as T
@@ -35,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"argument --seeds: each seed once, got {' '.join(map(str, a.seeds))} (a repeated seed is the same run)")
     if a.merge and a.out is None:
         p.error("argument --merge: needs --out (the folder of the merged results)")
+    for d in a.merge or ():
+        if not (Path(d) / "results.json").is_file():
+            p.error(f"argument --merge: {d} holds no results.json (give the --out folders of finished runs)")
     return a
 
 

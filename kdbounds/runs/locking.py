@@ -76,7 +76,14 @@ def lock_path(run_dir: str | os.PathLike) -> Path:
 
 
 def holder_path(lock: str | os.PathLike) -> Path:
-    """``<lock>.holder``: where the holder of ``lock`` records its pid, host and start time."""
+    """Where the holder of ``lock`` records its pid, host and start time.
+
+    Args:
+        lock: the lock file.
+
+    Returns:
+        ``<lock>.holder``.
+    """
     p = Path(lock)
     return p.with_name(p.name + ".holder")
 
@@ -107,7 +114,10 @@ def lock_holder(lock: str | os.PathLike) -> str:
 
 
 def lock_timeout_from_env() -> float | None:
-    """``$KDBOUNDS_LOCK_TIMEOUT`` as seconds (``None`` when unset or empty).
+    """The lock-wait limit set by ``$KDBOUNDS_LOCK_TIMEOUT`` (``--lock-timeout``).
+
+    Returns:
+        Seconds, or ``None`` when the variable is unset or empty (no limit).
 
     Raises:
         ValueError: the variable is not a finite number >= 0 (names it).

@@ -308,6 +308,8 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
               f"({cache_root or Path(out).parent / 'cache'}); run the same command again to resume", file=sys.stderr,
               flush=True)
         return 130
+    except _one_line_errors() as e:  # the user's data, cluster or lock, not a bug: one line that names it
+        raise SystemExit(f"error: {e}") from None
     except OSError as e:
         if e.errno not in _DISK_ERRNOS:
             raise
@@ -318,6 +320,14 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
         print(summary(result))
     print(f"wrote results to {out}")
     return 0
+
+
+def _one_line_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the user's data, cluster or run lock while a study runs (their messages name the fix)."""
+    from ..data import CorruptArchiveError, DataNotFoundError
+    from ..runs.locking import RunLockTimeout
+
+    return CorruptArchiveError, DataNotFoundError, RunLockTimeout, ConnectionError
 
 
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES})

@@ -149,7 +149,9 @@ CLI = [(f"{name} {' '.join(argv)}", _parse(name, argv), SystemExit, flag, None)
        for name in STUDY_SCRIPTS for argv, flag in EXECUTION]
 CLI += [("certify_students --seeds 0 0", _parse("certify_students", ["--seeds", "0", "0"]), SystemExit, "--seeds", None),
         ("certify_students --merge without --out", _parse("certify_students", ["--merge", "x"]), SystemExit, "--merge",
-         None)]
+         None),
+        ("certify_students --merge empty folder", _parse("certify_students", ["--merge", "/", "--out", "/tmp"]),
+         SystemExit, "--merge", "results.json")]
 
 SIZES = [  # sizes beyond CIFAR-10, refused at parse time (the message says how many there are)
     ("functional_transfer", ["--n-per-class", "6000"], "--n-per-class"),

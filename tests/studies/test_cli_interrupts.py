@@ -65,3 +65,19 @@ def test_other_errors_are_not_swallowed(tmp_path):
 
     with pytest.raises(OSError):
         _cli.main(_study(run), "fake", object(), _args(tmp_path))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("kdbounds.data", fromlist=["x"]).CorruptArchiveError("/d/cifar-10-python.tar.gz: cannot read archive"),
+    lambda: __import__("kdbounds.runs.locking", fromlist=["x"]).RunLockTimeout("run 'r' still locked after 5 s by pid 1"),
+    lambda: ConnectionError("address 127.0.0.1:1: no Ray cluster answers there"),
+], ids=["corrupt archive", "lock timeout", "unreachable cluster"])
+def test_data_lock_and_cluster_errors_are_one_line(tmp_path, make):
+    err = make()
+
+    def run(config, out, **kw):
+        raise err
+
+    with pytest.raises(SystemExit) as e:
+        _cli.main(_study(run), "fake", object(), _args(tmp_path))
+    assert str(e.value) == f"error: {err}"
