@@ -58,7 +58,7 @@ def test_provenance_names_the_version_and_the_data(tmp_path):
     assert data["kind"] == "image_tar" and data["sha256"] == SHARED_SHA
 
 
-STUDIES = ["certify_flatness", "functional_transfer", "nuisance_teacher", "pid_transfer", "sharpness_vs_gap"]
+STUDIES = ["certify_flatness", "certify_students", "functional_transfer", "nuisance_teacher", "pid_transfer", "sharpness_vs_gap"]
 
 
 @pytest.mark.parametrize("name", STUDIES)
