@@ -22,25 +22,28 @@ summary.txt.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
-from kdbounds.studies import certify_flatness as study
 
-OVERRIDES = {"n_s": T.positive_int, "n_t": T.positive_int, "test_n": T.positive_int,
+STUDY = "kdbounds.studies.certify_flatness"  # imported after parsing (torch): a bad flag fails at once
+
+OVERRIDES = {"n_s": T.split_size, "n_t": T.split_size, "test_n": T.test_size,
              "teacher_epochs": T.positive_int, "posterior_epochs": T.positive_int, "n_scales": T.positive_int,
              "n_draws": T.positive_int, "curvature_n": T.positive_int, "seeds": T.nonneg_int_list}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, study.PRESETS, "cpu")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "cpu")
     _cli.add_overrides(p, OVERRIDES)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    study = importlib.import_module(STUDY)
     return _cli.main(study, "certify_flatness", _cli.config_from_args(study.PRESETS, a, tuple(OVERRIDES)), a)
 
 

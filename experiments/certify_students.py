@@ -15,26 +15,37 @@ runs them in parallel; equal ``--threads`` give the same certificates as ``--exe
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from pathlib import Path
+from typing import Any
 
 from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
-from kdbounds.studies import certify_students as study
+
+STUDY = "kdbounds.studies.certify_students"  # imported after parsing (torch): a bad flag fails at once
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, study.PRESETS, "smoke")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "smoke")
     p.add_argument("--seeds", type=T.seed, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="merge finished runs (same preset, different seeds) into --out instead of running")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.seeds is not None and len(set(a.seeds)) != len(a.seeds):
+        p.error(f"argument --seeds: each seed once, got {' '.join(map(str, a.seeds))} (a repeated seed is the same run)")
+    if a.merge and a.out is None:
+        p.error("argument --merge: needs --out (the folder of the merged results)")
+    for d in a.merge or ():
+        if not (Path(d) / "results.json").is_file():
+            p.error(f"argument --merge: {d} holds no results.json (give the --out folders of finished runs)")
+    return a
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    study = importlib.import_module(STUDY)
     if a.merge:
-        if a.out is None:
-            raise SystemExit("error: --merge needs --out (the folder of the merged results)")
         res = study.merge_results(a.merge, a.out)
         print(f"merged {len(res.certificates)} certificates (seeds {res.config['seeds']}) -> {a.out}/results.json")
         return 0
@@ -43,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     return _cli.main(study, "certify_students", cfg, a, summary=_summary)
 
 
-def _summary(res: study.Result) -> str:
+def _summary(res: Any) -> str:
     return f"{len(res.certificates)} certificates in {res.seconds:.0f} s"
 
 

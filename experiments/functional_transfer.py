@@ -24,8 +24,8 @@ from kdbounds.studies import _cli
 
 STUDY = "kdbounds.studies.functional_transfer"  # imported after parsing (torch): a bad flag fails at once
 
-OVERRIDES = {"seeds": T.positive_int, "n_per_class": T.positive_int, "teacher_epochs": T.positive_int,
-             "student_epochs": T.positive_int, "n_test": T.positive_int}
+OVERRIDES = {"seeds": T.positive_int, "n_per_class": T.train_per_class, "teacher_epochs": T.positive_int,
+             "student_epochs": T.positive_int, "n_test": T.test_size}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -37,8 +37,8 @@ from kdbounds.studies import _cli
 
 STUDY = "kdbounds.studies.nuisance_teacher"  # imported after parsing (torch): a bad flag fails at once
 
-OVERRIDES = {"teacher_arch": _cli.arch, "student_arch": _cli.arch, "n_per_class": T.positive_int,
-             "test_per_class": T.positive_int, "teacher_epochs": T.positive_int, "epochs": T.positive_int,
+OVERRIDES = {"teacher_arch": _cli.arch, "student_arch": _cli.arch, "n_per_class": T.train_per_class,
+             "test_per_class": T.test_per_class, "teacher_epochs": T.positive_int, "epochs": T.positive_int,
              "batch_size": T.positive_int, "lr": T.positive_float, "seeds": T.positive_int,
              "rid_q": T.positive_int, "rid_r": T.positive_float, "lam2": T.nonneg_float,
              "vid_lam": T.nonneg_float, "lr_gamma": T.positive_float, "threads": T.threads,

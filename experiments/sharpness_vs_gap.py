@@ -37,7 +37,7 @@ STUDY = "kdbounds.studies.sharpness_vs_gap"  # imported after parsing (torch): a
 
 # --threads is a shared option (intra-op threads per run); listed here, it also sets the config's threads
 # (unset: torch's default on the local executor, 1 per run on Ray)
-OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.positive_int,
+OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.train_per_class,
              "threads": T.threads}
 
 

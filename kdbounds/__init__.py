@@ -73,9 +73,10 @@ _export(
     "GaussianKernel", "KernelKL", "kernel_kl", "check_compatible", "Certificate", "select_scales", "ScaleChoice",
     "certify", "DRAW_MODES", "DRAW_SCHEMES", "draw_logits", "gibbs_losses", "per_example_logits",
 )
-# training glue (runs): where a prior is trained, a learnt pbb/pbkd posterior read back
+# training glue (runs): where a prior is trained, a learnt pbb/pbkd posterior read back, or learnt for any nn.Module
 _export("runs.priors", "PriorRun", "prior_run", "random_prior")
 _export("runs.posteriors", "posterior_from_run", "prior_from_run")
+_export("runs.posterior_learning", "learn_posterior", "POSTERIOR_METHODS", "POSTERIOR_SCHEDULES")
 
 # ---- pid (numpy/scipy/cvxpy): partial information decomposition of distilled knowledge ----
 _export(

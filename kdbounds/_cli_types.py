@@ -94,6 +94,46 @@ def threads(text: str) -> int:
     return v
 
 
+#: sizes of CIFAR-10 (every study's data set): the bounds of the size options, checked at parse time
+CIFAR10_TRAIN, CIFAR10_TEST, CIFAR10_CLASSES = 50000, 10000, 10
+
+
+def _at_most(limit: int, what: str) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        v = positive_int(text)
+        if v > limit:
+            raise _bad(f"an integer in 1..{limit}", text, f"CIFAR-10 has {limit} {what}")
+        return v
+
+    convert.__name__ = convert.__qualname__ = "count"
+    return convert
+
+
+#: ``--n-per-class``: training images per class (CIFAR-10 has 5000)
+train_per_class = _at_most(CIFAR10_TRAIN // CIFAR10_CLASSES, "training images per class")
+#: ``--test-per-class``: test images per class (CIFAR-10 has 1000)
+test_per_class = _at_most(CIFAR10_TEST // CIFAR10_CLASSES, "test images per class")
+#: ``--n-test``/``--test-n``: test images (CIFAR-10 has 10000)
+test_size = _at_most(CIFAR10_TEST, "test images")
+#: ``--n-s``/``--n-t``: a side of a split of the training images (CIFAR-10 has 50000; the other side needs >= 1)
+split_size = _at_most(CIFAR10_TRAIN - 1, "training images, and the other side of the split needs at least one")
+
+
+def ray_address(text: str) -> str:
+    """A Ray cluster address: ``auto``, ``host:port`` or ``ray://host:port`` (port in 1..65535)."""
+    t = text.strip()
+    if t == "auto":
+        return t
+    rest = t[len("ray://"):] if t.startswith("ray://") else t
+    host, sep, port = rest.rpartition(":")
+    ok = bool(sep) and bool(host) and not any(c.isspace() or c in "/?#@" for c in host) and port.isdigit() \
+        and 1 <= int(port) <= 65535
+    if not ok:
+        raise _bad("'auto', 'host:port' or 'ray://host:port' with a port in 1..65535", text,
+                   "e.g. --address 10.0.0.5:6379 (the head node's `ray start --head` prints it)")
+    return t
+
+
 def finite_float(text: str) -> float:
     """A finite real number (``inf``/``nan`` refused)."""
     try:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FORMS", "as_batches", "as_tensors", "is_pair"]
+__all__ = ["FORMS", "as_batches", "as_tensors", "is_pair", "label_law_shift", "warn_label_law_shift"]
 
 FORMS = "(x, y) tensors, an iterable of (x, y) batches, or a DataLoader"
 
@@ -157,3 +157,47 @@ def as_tensors(data: Any, name: str = "data") -> tuple[Tensor, Tensor]:
     if len(x) == 0:
         raise ValueError(f"{name}: no examples (x and y are empty)")
     return x, y
+
+
+def label_law_shift(reference: Any, other: Any, *, level: float = 1e-3) -> str | None:
+    """Why ``other``'s class labels cannot be a sample of ``reference``'s label law, or None.
+
+    A χ² test of homogeneity on the ``2 × C`` table of class counts (classes present in either set);
+    a p-value below ``level`` is reported. The common cause is a held-out set taken as a prefix of a
+    class-sorted array (``load_cifar`` on image folders returns the images class by class), which
+    makes gaps and held-out risks measured on it say nothing about the population.
+
+    Args:
+        reference: 1-D integer class labels (tensor or array), e.g. ``D_T`` or ``D_S``.
+        other: 1-D integer class labels of the set compared with it, e.g. the held-out set.
+        level: the p-value below which the difference is reported.
+
+    Returns:
+        A sentence with the test's p-value and both sets' class counts, or None when the labels are
+        not 1-D integers, a set has fewer than 2 examples, or the p-value is at least ``level``.
+    """
+    a, b = (np.asarray(t.detach().cpu() if isinstance(t, Tensor) else t) for t in (reference, other))
+    if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2 or a.dtype.kind not in "iu" or b.dtype.kind not in "iu":
+        return None
+    classes = np.union1d(a, b)
+    if len(classes) < 2 or classes.min() < 0:
+        return None
+    counts = np.stack([np.bincount(np.searchsorted(classes, t), minlength=len(classes)) for t in (a, b)])
+    from scipy.stats import chi2_contingency  # lazy: only when labels are compared
+
+    p = float(chi2_contingency(counts, correction=False).pvalue)
+    if p >= level:
+        return None
+    return (f"its class counts {counts[1].tolist()} differ from {counts[0].tolist()} (classes {classes.tolist()}; χ² "
+            f"homogeneity test p = {p:.2g}): it is not a sample of the same label law, so risks measured on it "
+            f"do not estimate the population risk. Was it a prefix of a class-sorted array (load_cifar returns "
+            f"image-folder data class by class)? Draw it with stratified_subset(labels, n_per_class, seed)")
+
+
+def warn_label_law_shift(reference: Any, other: Any, reference_name: str, other_name: str) -> None:
+    """Warn (``UserWarning``, naming both arguments) when :func:`label_law_shift` finds a difference."""
+    why = label_law_shift(reference, other)
+    if why is not None:
+        import warnings
+
+        warnings.warn(f"{other_name} against {reference_name}: {why}", UserWarning, stacklevel=3)

@@ -136,9 +136,12 @@ def read_json(path: str | os.PathLike) -> Any:
     naming the file and the fix."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ValueError(f"cannot read {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); it is damaged — "
+                         f"delete it (or its run folder) and run again") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -58,11 +58,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 @contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
+def eval_mode(*modules: nn.Module, grad: bool = False) -> Iterator[None]:
     """Put ``modules`` in eval mode under ``torch.no_grad()``; restore each submodule's flag on exit.
 
     Args:
         *modules: the modules to evaluate.
+        grad: keep gradients on (eval mode only: e.g. training through a network whose BatchNorm
+            statistics stay frozen).
 
     Raises:
         TypeError: one of ``modules`` is not an ``nn.Module``.
@@ -74,7 +76,7 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
     try:
         for m in modules:
             m.eval()
-        with torch.no_grad():
+        with nullcontext() if grad else torch.no_grad():
             yield
     finally:
         for sub, flag in saved:

@@ -33,6 +33,7 @@ SMOKE_ENV = "KDBOUNDS_NOTEBOOK_SMOKE"
 SOURCE_GLOB = "[0-9][0-9]_*.py"
 JUPYTEXT_FORMAT = "py:percent"
 KERNEL_NAME = "python3"
+STARTUP_TIMEOUT = 60  # seconds for the kernel to start and answer
 
 __all__ = [
     "ExecutionReport",
@@ -187,6 +188,8 @@ def execute_notebook(
 
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
         raise ValueError(f"timeout: expected a positive int (seconds), got {timeout!r}")
+    if workdir is not None and not Path(workdir).is_dir():
+        raise ValueError(f"workdir: {os.fspath(workdir)!r} is not an existing folder; create it or drop --workdir")
     source = Path(source)
     nb = read_source(source)
     nb.metadata["kdbounds"] = {
@@ -198,9 +201,14 @@ def execute_notebook(
     cwd = Path(workdir) if workdir is not None else source.parent
     km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_kernel_spec_manager())
     client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}}, record_timing=False)
+                            resources={"metadata": {"path": str(cwd)}}, record_timing=False,
+                            startup_timeout=STARTUP_TIMEOUT)
     t0 = time.perf_counter()
-    client.execute(env=_kernel_env(smoke, extra_env), cwd=str(cwd))
+    try:
+        client.execute(env=_kernel_env(smoke, extra_env), cwd=str(cwd))
+    finally:
+        if km.has_kernel:  # a kernel left running would keep this process alive
+            km.shutdown_kernel(now=True)
     seconds = time.perf_counter() - t0
     if output is not None:
         output = Path(output)
@@ -250,13 +258,52 @@ def sync_problems(source: Path, notebook: Path | None = None) -> list[SyncProble
     return problems
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def _writable_folder(text: str) -> Path:
+    """An output folder that can be created and written (checked before any notebook runs)."""
+    p = Path(text).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".build-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write into {text!r} ({e.strerror or e}); choose another folder")
+    return p
+
+
+def _existing_folder(text: str) -> Path:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an existing folder; create it first")
+    return Path(text)
+
+
+def _end(message: str, status: int) -> None:
+    """Print one line and leave at once: after a failed kernel start, jupyter_client's threads can keep
+    the interpreter from exiting (and ignore SIGTERM), so the exit does not wait for them."""
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(status)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="notebooks to build (default: all NN_*.py in notebooks/)")
     ap.add_argument("--smoke", action="store_true", help=f"smoke mode ({SMOKE_ENV}=1); never overwrites the committed notebooks")
-    ap.add_argument("--out", default=None, help="output folder (default: notebooks/ in full mode, build/notebooks-smoke in smoke mode)")
-    ap.add_argument("--workdir", default=None, help="kernel working directory (default: the notebook's folder)")
-    ap.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds (default 1800)")
+    ap.add_argument("--out", type=_writable_folder, default=None,
+                    help="output folder (default: notebooks/ in full mode, build/notebooks-smoke in smoke mode)")
+    ap.add_argument("--workdir", type=_existing_folder, default=None,
+                    help="kernel working directory (default: the notebook's folder)")
+    ap.add_argument("--timeout", type=_positive_int, default=1800, help="per-cell timeout in seconds (default 1800)")
     ap.add_argument("--check", action="store_true", help="only check that each .ipynb is in sync with its .py source")
     args = ap.parse_args(argv)
     try:
@@ -271,13 +318,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{p.notebook}: {p.problem}")
         print(f"{len(sources)} notebook(s) checked, {len(problems)} problem(s)")
         return 1 if problems else 0
-    out_dir = Path(args.out) if args.out else (REPO_ROOT / "build" / "notebooks-smoke" if args.smoke else NOTEBOOK_DIR)
-    print(f"kernel: {' '.join(kernel_argv())}", flush=True)
-    for src in sources:
-        print(f"executing {src.name} ({'smoke' if args.smoke else 'full'} mode) ...", flush=True)
-        rep = execute_notebook(src, out_dir / f"{src.stem}.ipynb", smoke=args.smoke,
-                               workdir=Path(args.workdir) if args.workdir else None, timeout=args.timeout)
-        print(f"  {rep.code_cells} code cells in {rep.seconds:.1f} s -> {rep.output}", flush=True)
+    out_dir = args.out or (REPO_ROOT / "build" / "notebooks-smoke" if args.smoke else NOTEBOOK_DIR)
+    src = None
+    try:
+        print(f"kernel: {' '.join(kernel_argv())}", flush=True)
+        for src in sources:
+            print(f"executing {src.name} ({'smoke' if args.smoke else 'full'} mode) ...", flush=True)
+            rep = execute_notebook(src, out_dir / f"{src.stem}.ipynb", smoke=args.smoke, workdir=args.workdir,
+                                   timeout=args.timeout)
+            print(f"  {rep.code_cells} code cells in {rep.seconds:.1f} s -> {rep.output}", flush=True)
+    except KeyboardInterrupt:
+        _end("interrupted; nothing half-written was saved (each notebook is written atomically)", 130)
+    except Exception as e:  # one line, never a traceback, never a hang
+        where = f" {src.name}" if src is not None else ""
+        text = str(e).strip()  # a failing cell's error names the cell: kept whole; anything else: its first line
+        first = text if type(e).__name__ == "CellExecutionError" else (text.splitlines() or [""])[0]
+        _end(f"error building{where}: {type(e).__name__}: {first}", 1)
     return 0
 
 

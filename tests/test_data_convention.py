@@ -111,6 +111,12 @@ def _evaluate(data: Any) -> Any:
     return list(kdbounds.evaluate(TEACHER, data))
 
 
+def _posterior(data: Any) -> Any:
+    prior = kdbounds.GaussianKernel.from_model(STUDENT, 0.05)
+    q = kdbounds.learn_posterior(STUDENT, prior, data, n_bound=20, batch_size=7, epochs=2, lr=0.05, progress=False)
+    return [q.mean[n] for n in q.names] + [q.std[n] for n in q.names]
+
+
 # (function name, the data argument, the call with that argument in the given form)
 CASES: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("predictive_divergence", "data", _divergence),
@@ -127,6 +133,7 @@ CASES: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("certify", "test_data", _certify_test),
     ("select_scales", "data", _scales),
     ("evaluate", "loader", _evaluate),
+    ("learn_posterior", "data", _posterior),
 ]
 IDS = [f"{f}-{arg}" for f, arg, _ in CASES]
 RTOL = {"evaluate": 1e-6}  # it sums float32 losses batch by batch; everything else is float64

@@ -91,3 +91,15 @@ def test_collect_logits_reads_structured_outputs_and_rejects_bad_input():
         collect_logits(m, ["not a tensor"])
     with pytest.raises(ValueError, match="shape"):
         collect_logits(nn.Flatten(0), x)
+
+
+def test_eval_mode_with_grad_keeps_gradients_and_restores_flags():
+    m = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    m.train()
+    stats = m[1].running_mean.clone()
+    with eval_mode(m, grad=True):
+        assert not any(s.training for s in m.modules())
+        out = m(torch.randn(4, 2))
+        assert out.requires_grad  # a training step through frozen statistics
+    assert torch.equal(m[1].running_mean, stats)
+    assert all(s.training for s in m.modules())

@@ -33,6 +33,17 @@ def indices_sha256(idx: np.ndarray) -> str:
     return bytes_sha256(a.tobytes())
 
 
+def _indices(name: str, value: Any) -> np.ndarray:
+    """``value`` as a flat int64 index array; floats, bools and other kinds are refused (never truncated)."""
+    a = np.asarray(value)
+    if a.size == 0:
+        return a.astype(np.int64).ravel()
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name}: expected integer indices, got dtype {a.dtype} (e.g. {a.ravel()[:3].tolist()}); "
+                        f"floats are not truncated: pass whole numbers of an integer dtype")
+    return a.astype(np.int64).ravel()
+
+
 @dataclass(frozen=True)
 class DataSplit:
     """Disjoint index sets ``teacher`` (``D_T``) and ``cert`` (``D_S``) into a data set of ``n_total`` rows.
@@ -54,8 +65,8 @@ class DataSplit:
 
     def __post_init__(self) -> None:
         n_total = check_int("n_total", self.n_total, minimum=2)
-        t = np.sort(np.asarray(self.teacher, dtype=np.int64).ravel())
-        c = np.sort(np.asarray(self.cert, dtype=np.int64).ravel())
+        t = np.sort(_indices("teacher", self.teacher))
+        c = np.sort(_indices("cert", self.cert))
         for name, a in (("teacher", t), ("cert", c)):
             if a.size == 0:
                 raise ValueError(f"{name}: expected at least one index, got an empty set")
@@ -166,6 +177,8 @@ def make_split(labels: np.ndarray, n_s: int, *, n_t: int | None = None, seed: in
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"labels: expected a 1-D integer array, got dtype {y.dtype}, shape {y.shape}")
     n = len(y)
+    if n < 2:
+        raise ValueError(f"labels: a split needs at least 2 labelled examples, got {n}")
     n_s = check_int("n_s", n_s, minimum=1, maximum=n - 1)
     n_t = n - n_s if n_t is None else check_int("n_t", n_t, minimum=1)
     if n_s + n_t > n:

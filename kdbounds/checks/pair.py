@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._data import as_tensors
+from .._data import as_tensors, warn_label_law_shift
 from .._checks import check_open_unit
 from .._io import to_jsonable
 from .._records import Estimate
@@ -109,7 +109,8 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
     Args:
         teacher, student: the networks (any architectures with the same classes).
         train, test: each ``(inputs, labels)`` tensors, an iterable of such batches or a DataLoader
-            (normalised, not augmented); gaps and ``K̂`` use all of them.
+            (normalised, not augmented); gaps and ``K̂`` use all of them. A ``UserWarning`` when the test
+            labels are not distributed like the training labels (:func:`kdbounds._data.label_law_shift`).
         curvature: the teacher's curvature on the kernel samples (once per teacher); required for a
             same-architecture pair when ``kernel`` is True.
         kernel: evaluate Theorems 3A/3B (else they are ``not_defined`` with reason "not requested").
@@ -146,6 +147,7 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
                          "teacher) or kernel=False")
     xtr, ytr = as_tensors(train, "train")  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
     xte, yte = as_tensors(test, "test")
+    warn_label_law_shift(ytr, yte, "train", "test")
     t_tr, s_tr = collect_logits([teacher, student], xtr, batch_size=batch_size)
     t_te, s_te = collect_logits([teacher, student], xte, batch_size=batch_size)
     if t_tr.shape[1] != s_tr.shape[1]:

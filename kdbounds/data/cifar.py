@@ -16,7 +16,10 @@ Accepted layouts inside a data root (searched in this order):
 For image folders the label of a class is its rank among the class folder names in
 alphabetical order (CIFAR-10's and CIFAR-100's official label orders are alphabetical);
 all-numeric class folder names are ordered numerically. Files within a class are ordered by a
-natural sort of their names.
+natural sort of their names. So image-folder data come **class by class** (the official python
+batches come shuffled): never take a prefix ``images[:n]`` as a sample, draw it with
+:func:`kdbounds.data.stratified_subset` (``certify`` and ``evaluate_pair`` warn on a held-out set
+whose labels are not distributed like the training labels).
 
 Decoded arrays are cached as ``.npz`` in ``$KDBOUNDS_CACHE/data`` (default
 ``~/.cache/kdbounds/data``), keyed by the source's absolute path, size and modification time;
@@ -98,7 +101,8 @@ def load_cifar(name: str, root: str | os.PathLike | None = None, split: str = "t
         cache: read/write the decoded-array cache.
 
     Returns:
-        ``(images, labels)``: ``uint8`` ``(N, 32, 32, 3)`` and ``int64`` ``(N,)``.
+        ``(images, labels)``: ``uint8`` ``(N, 32, 32, 3)`` and ``int64`` ``(N,)``, in the source's order:
+        class by class for image folders (take samples with ``stratified_subset``, never a prefix).
 
     Raises:
         ValueError: unknown ``name`` or ``split``.

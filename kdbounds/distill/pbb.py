@@ -2,7 +2,10 @@ r"""Certified distillation: learn the posterior ``Q = N(w_Q, diag sigma_Q^2)`` d
 
 Two methods of the project's trainer, registered like every other (:func:`kdbounds.distill.train`, so
 ``python -m kdbounds.train``, the run cache, resume from atomic checkpoints, the NaN stop and progress
-come from there; reading a finished run back as kernels: :mod:`kdbounds.runs.posteriors`):
+come from there; reading a finished run back as kernels: :mod:`kdbounds.runs.posteriors`). The step
+itself is :func:`certified_step`, written once: the trainer's methods call it on the student's
+parameters, and :func:`kdbounds.runs.posterior_learning.learn_posterior` (any ``nn.Module``, a prior
+kernel, data in the three forms) calls it on its own tensors, so both give the same kernel:
 
 * ``"pbb"`` — PAC-Bayes with backprop (Pérez-Ortiz et al., JMLR 2021) without a teacher: minimise a
   relaxed PAC-Bayes bound of the bounded cross-entropy;
@@ -46,15 +49,23 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from .._torch import bounded_cross_entropy
+from .._torch import _output_logits, bounded_cross_entropy
 from ..models import build_model
 from .checkpoint import file_sha256, load_checkpoint_model
 from .kd import kd_loss
-from .methods import DistillMethod, build_scheduler, build_sgd, register_method
+from .methods import DistillMethod, StepContext, build_scheduler, build_sgd, register_method
 
-__all__ = ["pac_bayes_objective", "PBBMethod", "PBKDMethod", "OBJECTIVES", "param_key"]
+__all__ = ["pac_bayes_objective", "PBBMethod", "PBKDMethod", "OBJECTIVES", "OBJECTIVE_DEFAULTS", "KD_DEFAULTS",
+           "param_key", "check_objective_hparams", "certified_step", "gaussian_kl", "initial_rho",
+           "draw_noise_seed", "step_generator"]
 
 OBJECTIVES = ("fquad", "fclassic")
+#: the objective's hyper-parameters, shared by the trainer's methods and ``learn_posterior``
+#: (``sigma_init = 0``: the posterior starts with the prior's scales)
+OBJECTIVE_DEFAULTS: dict[str, Any] = {"objective": "fquad", "n_bound": 0, "delta": 0.025, "p_min": 1e-4,
+                                      "kl_weight": 1.0, "sigma_init": 0.0}
+#: ``pbkd``'s KD term: weight ``alpha`` and temperature ``T``
+KD_DEFAULTS: dict[str, Any] = {"alpha": 1.0, "T": 4.0}
 
 
 def pac_bayes_objective(emp: Tensor, kl: Tensor, n: int, delta: float, kind: str = "fquad") -> Tensor:
@@ -101,8 +112,159 @@ def param_key(name: str) -> str:
     return name.replace(".", "__")
 
 
-def _inv_softplus(s: float) -> float:
-    return s + math.log(-math.expm1(-s))
+def check_objective_hparams(hp: Mapping[str, Any], method: str = "pbb") -> None:
+    """Refuse objective hyper-parameters that cannot give a certificate (no model or data needed).
+
+    The one check of :data:`OBJECTIVE_DEFAULTS` (and of :data:`KD_DEFAULTS` when ``hp`` has them), used
+    by the trainer's ``pbb``/``pbkd`` and by :func:`kdbounds.runs.posterior_learning.learn_posterior`.
+
+    Args:
+        hp: the hyper-parameters completed by their defaults.
+        method: ``"pbb"`` or ``"pbkd"`` (named in the messages).
+
+    Raises:
+        ValueError: ``n_bound < 1``, ``delta`` or ``p_min`` outside (0, 1), ``sigma_init < 0``, an unknown
+            ``objective``, ``kl_weight < 0``, ``alpha < 0`` or ``T <= 0`` — naming the argument.
+    """
+    if hp["n_bound"] < 1:
+        raise ValueError(f"n_bound: expected |D_S| (the size of the certification set, ≥ 1), got "
+                         f"{hp['n_bound']}; the objective's n must be |D_S|, not the training-set size "
+                         f"(method {method!r})")
+    if not 0.0 < hp["delta"] < 1.0:
+        raise ValueError(f"delta: expected a number in (0, 1), got {hp['delta']}")
+    if not 0.0 < hp["p_min"] < 1.0:
+        raise ValueError(f"p_min: expected a number in (0, 1) (the bounded cross-entropy's floor), got {hp['p_min']}")
+    if hp["sigma_init"] < 0:
+        raise ValueError(f"sigma_init: expected ≥ 0 (0 = the prior's scale), got {hp['sigma_init']}")
+    if hp["objective"] not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {hp['objective']!r}")
+    if hp["kl_weight"] < 0:
+        raise ValueError(f"kl_weight: expected ≥ 0, got {hp['kl_weight']}")
+    if "alpha" in hp and hp["alpha"] < 0:
+        raise ValueError(f"alpha: expected ≥ 0 (the weight of pbkd's KD term), got {hp['alpha']}")
+    if "T" in hp and not hp["T"] > 0:
+        raise ValueError(f"T: expected a temperature > 0, got {hp['T']}")
+
+
+def draw_noise_seed() -> Tensor:
+    """The seed of a run's weight noise, drawn from the global torch RNG (the caller seeds it).
+
+    Returns:
+        A one-element int64 tensor in ``[0, 2^62)``.
+    """
+    return torch.randint(0, 2 ** 62, (1,), dtype=torch.int64)
+
+
+def step_generator(noise_seed: Tensor | int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of step ``step``'s weight noise: seeded with ``noise_seed + step``, so a resumed run
+    draws what an uninterrupted one would.
+
+    Args:
+        noise_seed: the run's noise seed (:func:`draw_noise_seed`).
+        step: the global 0-based step.
+        device: where the noise is drawn.
+
+    Returns:
+        The seeded generator.
+    """
+    return torch.Generator(device=device).manual_seed(int(noise_seed) + int(step))
+
+
+def initial_rho(prior_std: Mapping[str, Tensor], sigma_init: float = 0.0) -> dict[str, Tensor]:
+    r"""``rho`` of the posterior's starting scales, the inverse of ``sigma = softplus(rho)``, in float64 then
+    cast back:
+
+    .. math:: \rho = \sigma + \ln(1 - e^{-\sigma})
+
+    Args:
+        prior_std: name -> the prior's scale tensor.
+        sigma_init: the posterior's starting scale (one number), or 0: the prior's scales.
+
+    Returns:
+        name -> ``rho`` (same shape and dtype as the prior's scale).
+    """
+    out = {}
+    for n, sp in prior_std.items():
+        s = (torch.full_like(sp, sigma_init) if sigma_init > 0 else sp).double()
+        out[n] = (s + torch.log(-torch.expm1(-s))).to(sp.dtype)
+    return out
+
+
+def gaussian_kl(means: Mapping[str, Tensor], stds: Mapping[str, Tensor], prior_means: Mapping[str, Tensor],
+                prior_stds: Mapping[str, Tensor]) -> Tensor:
+    r"""Differentiable ``KL(Q||P)`` of two diagonal Gaussians over the same tensors (the closed form of
+    :func:`kdbounds.pacbayes.kernels.kernel_kl`, in the tensors' dtype):
+
+    .. math:: \tfrac12 \sum_i \frac{(w_{Q,i} - w_{P,i})^2}{\sigma_{P,i}^2} + \tfrac12 \sum_i \Big(r_i - 1 - \ln r_i\Big),
+        \qquad r_i = \sigma_{Q,i}^2 / \sigma_{P,i}^2
+
+    Args:
+        means, stds: the posterior's means and scales, by name.
+        prior_means, prior_stds: the prior's, by the same names.
+
+    Returns:
+        The divergence in nats (a scalar tensor).
+    """
+    total = None
+    for n, m in means.items():
+        vp = prior_stds[n].square()
+        r = stds[n].square() / vp
+        term = 0.5 * (((m - prior_means[n]).square() / vp).sum() + (r - 1 - torch.log(r)).sum())
+        total = term if total is None else total + term
+    return total
+
+
+def certified_step(model: nn.Module, means: Mapping[str, Tensor], rho: Mapping[str, Tensor],
+                   prior_means: Mapping[str, Tensor], prior_stds: Mapping[str, Tensor], x: Tensor, y: Tensor,
+                   hp: Mapping[str, Any], generator: torch.Generator, optimizer: torch.optim.Optimizer,
+                   step_ctx: StepContext, *, teacher: nn.Module | None = None,
+                   frozen: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    r"""One optimisation step of ``pbb`` (``teacher=None``) or ``pbkd`` — the only implementation of it.
+
+    Draws one ``W = w + softplus(rho) * eps`` (``eps`` from ``generator``, tensor by tensor in the order of
+    ``means``), evaluates ``model`` at ``W`` (and ``frozen``) on the batch with
+    :func:`torch.func.functional_call`, and takes an optimiser step on
+
+    .. math:: f\big(\hat L_{\text{bce}}(W),\ \text{kl\_weight}\cdot\mathrm{KL}(Q\|P)\big)
+        \;[+\ \alpha\, T^2\, \mathrm{KL}(\mathrm{softmax}(z_t/T)\,\|\,\mathrm{softmax}(z_W/T))]
+
+    (:func:`pac_bayes_objective` with ``hp``'s ``objective``, ``n_bound``, ``delta``, ``p_min``).
+    The caller puts ``model`` in eval mode (buffers frozen: no running-statistics update).
+
+    Args:
+        model: the network used as a function.
+        means: name -> the posterior's mean (trainable leaf tensors).
+        rho: name -> the posterior's ``rho`` (trainable; ``sigma = softplus(rho)``).
+        prior_means, prior_stds: name -> the prior's mean and scale.
+        x, y: the batch.
+        hp: the hyper-parameters (:data:`OBJECTIVE_DEFAULTS`, and :data:`KD_DEFAULTS` with a teacher).
+        generator: the step's noise generator (:func:`step_generator`).
+        optimizer: stepped over ``means`` and ``rho``.
+        step_ctx: autocast and gradient clipping.
+        teacher: with a teacher, ``pbkd``'s KD term (the teacher runs under ``torch.no_grad()``).
+        frozen: name -> tensor of the parameters and buffers not in ``means`` (``None``: the model's own).
+
+    Returns:
+        ``{"loss", "acc", "emp_bce", "kl", "bound"}`` (and ``"kd"`` with a teacher), detached.
+    """
+    sigmas = {n: F.softplus(rho[n]) for n in means}
+    weights = {n: m + sigmas[n] * torch.randn(m.shape, generator=generator, device=x.device, dtype=m.dtype)
+               for n, m in means.items()}
+    with step_ctx.autocast():
+        logits = _output_logits(functional_call(model, {**(frozen or {}), **weights}, (x,)), "model")
+        emp = bounded_cross_entropy(logits, y, hp["p_min"]).mean()
+        kl = gaussian_kl(means, sigmas, prior_means, prior_stds)
+        bound = pac_bayes_objective(emp, hp["kl_weight"] * kl, hp["n_bound"], hp["delta"], hp["objective"])
+        loss, parts = bound, {}
+        if teacher is not None:
+            with torch.no_grad():
+                t = _output_logits(teacher(x), "teacher")
+            kd = kd_loss(logits, t, hp["T"])
+            loss, parts = bound + hp["alpha"] * kd, {"kd": kd.detach()}
+    step_ctx.backward_and_step(loss, optimizer)
+    acc = (logits.detach().argmax(1) == y).float().mean()
+    return {"loss": loss.detach(), "acc": acc, "emp_bce": emp.detach(), "kl": kl.detach(),
+            "bound": bound.detach(), **parts}
 
 
 def _load_prior(spec: str, sha: str, student: nn.Module, num_classes: int) -> nn.Module:
@@ -124,13 +286,12 @@ def _load_prior(spec: str, sha: str, student: nn.Module, num_classes: int) -> nn
 
 
 class _CertifiedMethod(DistillMethod):
-    """Shared machinery of ``pbb`` and ``pbkd`` (see the module docstring)."""
+    """Shared machinery of ``pbb`` and ``pbkd`` (see the module docstring): the prior from ``prior``, the
+    posterior on the student's parameters and ``ρ``, each step :func:`certified_step`."""
 
     requires_teacher = False
-    base_defaults: dict[str, Any] = {
-        "prior": "", "prior_sha256": "", "params": "", "sigma_prior": 0.03, "sigma_init": 0.0,
-        "objective": "fquad", "n_bound": 0, "delta": 0.025, "p_min": 1e-4, "kl_weight": 1.0,
-    }
+    base_defaults: dict[str, Any] = {"prior": "", "prior_sha256": "", "params": "", "sigma_prior": 0.03,
+                                     **OBJECTIVE_DEFAULTS}
 
     @classmethod
     def check_hparams(cls, hp: Mapping[str, Any]) -> None:
@@ -140,27 +301,16 @@ class _CertifiedMethod(DistillMethod):
             hp: the hyper-parameters completed by their defaults.
 
         Raises:
-            ValueError: no ``prior``, ``n_bound < 1``, ``delta`` outside (0, 1), ``sigma_prior ≤ 0``,
-                ``sigma_init < 0``, an unknown ``objective`` or ``kl_weight < 0`` — naming the argument.
+            ValueError: no ``prior``, ``sigma_prior ≤ 0``, or an objective hyper-parameter
+                :func:`check_objective_hparams` refuses — naming the argument.
         """
         need = "method_kwargs prior='random:<seed>' or a model file trained on D_T only, and n_bound=|D_S|"
         if not hp["prior"]:
             raise ValueError(f"prior: required — method {cls.name!r} needs a PAC-Bayes prior centre: {need} "
                              f"(command line: --method-arg prior=random:0 --method-arg n_bound=5000)")
-        if hp["n_bound"] < 1:
-            raise ValueError(f"n_bound: expected |D_S| (the size of the certification set, ≥ 1), got "
-                             f"{hp['n_bound']}; the objective's n must be |D_S|, not the training-set size "
-                             f"(method {cls.name!r} needs {need})")
-        if not 0.0 < hp["delta"] < 1.0:
-            raise ValueError(f"delta: expected a number in (0, 1), got {hp['delta']}")
         if not hp["sigma_prior"] > 0:
             raise ValueError(f"sigma_prior: expected a number > 0, got {hp['sigma_prior']}")
-        if hp["sigma_init"] < 0:
-            raise ValueError(f"sigma_init: expected ≥ 0 (0 = sigma_prior), got {hp['sigma_init']}")
-        if hp["objective"] not in OBJECTIVES:
-            raise ValueError(f"objective: expected one of {OBJECTIVES}, got {hp['objective']!r}")
-        if hp["kl_weight"] < 0:
-            raise ValueError(f"kl_weight: expected ≥ 0, got {hp['kl_weight']}")
+        check_objective_hparams(hp, cls.name)
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int, **hparams: Any):
         super().__init__(student, teacher, num_classes, **hparams)  # calls check_hparams
@@ -176,11 +326,16 @@ class _CertifiedMethod(DistillMethod):
             student.load_state_dict(prior.state_dict())
         for n in self.names:
             self.register_buffer("prior_mean__" + param_key(n), mean[n].clone())
-        s0 = hp["sigma_init"] or hp["sigma_prior"]
-        self.rho = nn.ParameterDict({param_key(n): nn.Parameter(torch.full_like(mean[n], _inv_softplus(s0)))
-                                     for n in self.names})
+            # the prior's scale as a tensor (not saved: it is sigma_prior), so the step is the one of learn_posterior
+            self.register_buffer("prior_std__" + param_key(n), torch.full_like(mean[n], hp["sigma_prior"]),
+                                 persistent=False)
+        rho = initial_rho(self._by_name("prior_std__"), hp["sigma_init"])
+        self.rho = nn.ParameterDict({param_key(n): nn.Parameter(rho[n]) for n in self.names})
         # drawn under the trainer's forked RNG seeded with the run's seed: different seeds, different noise
-        self.register_buffer("noise_seed", torch.randint(0, 2 ** 62, (1,), dtype=torch.int64))
+        self.register_buffer("noise_seed", draw_noise_seed())
+
+    def _by_name(self, prefix: str) -> dict[str, Tensor]:
+        return {n: getattr(self, prefix + param_key(n)) for n in self.names}
 
     # -- optimisation: the selected means and ρ only (unselected parameters stay the prior's)
     def configure_optimizers(self, student: nn.Module, cfg: Any) -> list[torch.optim.Optimizer]:
@@ -197,38 +352,19 @@ class _CertifiedMethod(DistillMethod):
         return F.softplus(self.rho[param_key(name)])
 
     def kl(self, student: nn.Module) -> Tensor:
-        """Differentiable ``KL(Q‖P)`` (the closed form of :func:`kdbounds.pacbayes.kernels.kernel_kl`)."""
+        """Differentiable ``KL(Q‖P)`` (:func:`gaussian_kl`, the closed form of :func:`kdbounds.pacbayes.kernels.kernel_kl`)."""
         named = dict(student.named_parameters())
-        sp = self.hparams["sigma_prior"]
-        total = torch.zeros((), device=self.noise_seed.device)
-        for n in self.names:
-            vq = self.sigma(n).square()
-            mp = getattr(self, "prior_mean__" + param_key(n))
-            r = vq / sp ** 2
-            total = total + 0.5 * ((named[n] - mp).square().sum() / sp ** 2 + (r - 1 - torch.log(r)).sum())
-        return total
+        return gaussian_kl({n: named[n] for n in self.names}, {n: self.sigma(n) for n in self.names},
+                           self._by_name("prior_mean__"), self._by_name("prior_std__"))
 
     def training_step(self, x, y, student, teacher, optimizers, epoch, step_ctx):
-        hp = self.hparams
         student.eval()  # buffers frozen to the prior's (no running-statistics updates)
-        gen = torch.Generator(device=x.device).manual_seed(int(self.noise_seed.item()) + step_ctx.global_step)
         named = dict(student.named_parameters())
-        weights = {n: named[n] + self.sigma(n) * torch.randn(named[n].shape, generator=gen, device=x.device,
-                                                             dtype=named[n].dtype) for n in self.names}
-        with step_ctx.autocast():
-            out = functional_call(student, weights, (x,))
-            logits = out.logits if hasattr(out, "logits") else out
-            emp = bounded_cross_entropy(logits, y, hp["p_min"]).mean()
-            kl = self.kl(student)
-            bound = pac_bayes_objective(emp, hp["kl_weight"] * kl, hp["n_bound"], hp["delta"], hp["objective"])
-            loss, parts = self.extra_loss(bound, logits, x, teacher)
-        step_ctx.backward_and_step(loss, optimizers[0])
-        acc = (logits.detach().argmax(1) == y).float().mean()
-        return {"loss": loss.detach(), "acc": acc, "emp_bce": emp.detach(), "kl": kl.detach(),
-                "bound": bound.detach(), **parts}
-
-    def extra_loss(self, bound: Tensor, logits: Tensor, x: Tensor, teacher: nn.Module | None):
-        return bound, {}
+        return certified_step(student, {n: named[n] for n in self.names},
+                              {n: self.rho[param_key(n)] for n in self.names}, self._by_name("prior_mean__"),
+                              self._by_name("prior_std__"), x, y, self.hparams,
+                              step_generator(self.noise_seed, step_ctx.global_step, x.device), optimizers[0],
+                              step_ctx, teacher=teacher if self.requires_teacher else None)
 
     def loss(self, x, y, s_out, t_out, epoch):  # pragma: no cover - training_step is overridden
         raise NotImplementedError
@@ -252,27 +388,4 @@ class PBKDMethod(_CertifiedMethod):
 
     name = "pbkd"
     requires_teacher = True
-    defaults = {**_CertifiedMethod.base_defaults, "alpha": 1.0, "T": 4.0}
-
-    def __init__(self, student, teacher, num_classes, **hparams):
-        super().__init__(student, teacher, num_classes, **hparams)
-        if self.hparams["alpha"] < 0 or not self.hparams["T"] > 0:
-            raise ValueError(f"alpha must be ≥ 0 and T > 0; got alpha={self.hparams['alpha']}, T={self.hparams['T']}")
-
-    def extra_loss(self, bound, logits, x, teacher):
-        """The bound plus ``alpha`` times Hinton's KD term against the teacher's soft labels.
-
-        Args:
-            bound: the relaxed PAC-Bayes objective of the batch.
-            logits: the sampled student's logits on ``x``.
-            x: the batch inputs.
-            teacher: the teacher network (evaluated without gradients).
-
-        Returns:
-            ``(loss, {"kd": detached KD term})``.
-        """
-        with torch.no_grad():
-            t = teacher(x)
-            t = t.logits if hasattr(t, "logits") else t
-        kd = kd_loss(logits, t, self.hparams["T"])
-        return bound + self.hparams["alpha"] * kd, {"kd": kd.detach()}
+    defaults = {**_CertifiedMethod.base_defaults, **KD_DEFAULTS}

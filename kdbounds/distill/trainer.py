@@ -19,6 +19,7 @@ with the same config give bit-identical weights, and a resumed run equals an uni
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -312,6 +313,21 @@ def _derived_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+@contextlib.contextmanager
+def method_rng(seed: int) -> Iterator[None]:
+    """The random stream a run's method is built under: the global torch RNG forked (the caller's stream is
+    left untouched) and seeded from the run's init seed. :func:`train` builds every method in it, and
+    :func:`kdbounds.runs.posterior_learning.learn_posterior` draws its noise seed in it, so both draw the
+    same weight noise for the same seed.
+
+    Args:
+        seed: the run's init seed (``cfg.init_seed``, else ``cfg.seed``).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_derived_seed(seed, 1))
+        yield
+
+
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, obj, sort_keys=True)
 
@@ -429,8 +445,7 @@ def _setup(cfg: TrainConfig, method_cls: type, out: Path, paths: dict[str, str],
     # methods build their own modules (regressors, filters) with PyTorch's default initialisers,
     # which draw from the global RNG: build under a forked RNG seeded from the run's init seed so the
     # run is reproducible and the caller's RNG stream is left untouched
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_derived_seed(cfg.init_seed if cfg.init_seed is not None else cfg.seed, 1))
+    with method_rng(cfg.init_seed if cfg.init_seed is not None else cfg.seed):
         method = method_cls(student, teacher, cfg.num_classes, **cfg.method_kwargs)
     method = method.to(device)
     if teacher_cache and teacher is not None:

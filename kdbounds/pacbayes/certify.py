@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kdbounds._data import as_tensors
-from kdbounds._checks import check_choice, check_int, check_open_unit
+from kdbounds._data import as_tensors, warn_label_law_shift
+from kdbounds._checks import check_choice, check_int, check_open_unit, check_probability
 from kdbounds._io import arrays_sha256
 from kdbounds._records import Estimate
 
@@ -128,11 +128,45 @@ def gibbs_losses(logits: Tensor, y: Tensor, loss: str, p_min: float) -> Tensor:
                                  p_min).reshape(logits.shape[:-1]).double()
 
 
-def _check_data(name: str, data: Any) -> tuple[Tensor, Tensor]:
+def _check_data(name: str, data: Any, kernel: GaussianKernel | None = None) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` of ``data`` after the checks a certificate needs, each naming ``name``.
+
+    Labels: 1-D, an integer dtype, ``>= 0`` (and below the network's number of classes when
+    ``kernel`` is given). Inputs: a floating dtype, finite; with ``kernel``: its dtype and device,
+    and a shape its network accepts (one example is tried).
+    """
     x, y = as_tensors(data, name)  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
     if len(x) != len(y) or len(y) == 0 or y.dim() != 1:
         raise ValueError(f"{name}: expected x and y of the same non-zero length with 1-D labels, got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        raise TypeError(f"{name}: labels y must be class indices of an integer dtype, got {y.dtype}; "
+                        f"pass y.long() if they are whole numbers")
+    if int(y.min()) < 0:
+        raise ValueError(f"{name}: labels y must be class indices >= 0, got a minimum of {int(y.min())}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: inputs x must be normalised float images, got dtype {x.dtype} (uint8 images: "
+                        f"normalise them first, e.g. kdbounds.data.normalize)")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: inputs x hold {int((~torch.isfinite(x)).sum())} non-finite (NaN/inf) values")
+    if kernel is None:
+        return x, y
+    want = kernel.mean[kernel.names[0]].dtype
+    if x.dtype != want:
+        raise TypeError(f"{name}: inputs x have dtype {x.dtype} but the kernels' parameters are {want}; "
+                        f"pass x.to({want})")
+    if x.device != kernel.device or y.device != kernel.device:
+        raise ValueError(f"{name}: x is on {x.device} and y on {y.device} but the kernels are on {kernel.device}; "
+                         f"move them with .to({str(kernel.device)!r})")
+    try:
+        z = kernel.mean_logits(x[:1])
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{name}: the network does not take inputs of shape {tuple(x.shape[1:])} ({first})") from None
+    classes = int(z.shape[-1])
+    if int(y.max()) >= classes:
+        raise ValueError(f"{name}: labels y must be class indices below the network's {classes} classes, got a "
+                         f"maximum of {int(y.max())}")
     return x, y
 
 
@@ -190,7 +224,9 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
         seed: Monte Carlo seed (the held-out estimate uses an independent stream).
         batch_size: rows per forward pass (``shared``); chunk: draws per vmap (``shared``) or examples
             per vmap (``per_example``).
-        test_data: optional held-out ``(x, y)``; test_draws: passes over it.
+        test_data: optional held-out ``(x, y)``; test_draws: passes over it. A ``UserWarning`` when its labels
+            are not distributed like ``data_s``'s (:func:`kdbounds._data.label_law_shift`: e.g. a prefix of a
+            class-sorted array).
         draws: ``"per_example"`` or ``"shared"``; mode: ``"vmap"`` or ``"loop"`` (``shared`` only).
         n_t, split: recorded (``split`` a :class:`~kdbounds.certificates.split.DataSplit` or its dict).
         trivial: vacuity level (default: ``1 - 1/C`` for 0-1, ``ln C / ln(1/p_min)`` for bounded CE).
@@ -216,10 +252,15 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
     seed = check_int("seed", seed, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     chunk = check_int("chunk", chunk, minimum=1)
-    x, y = _check_data("data_s", data_s)
-    if test_data is not None:
-        test_data = _check_data("test_data", test_data)
+    if n_t is not None:
+        n_t = check_int("n_t", n_t, minimum=1)
+    if trivial is not None and not 0.0 < check_probability("trivial", trivial):
+        raise ValueError(f"trivial: expected a level in (0, 1], got {trivial!r}")
     check_compatible(posterior, prior)
+    x, y = _check_data("data_s", data_s, posterior)
+    if test_data is not None:
+        test_data = _check_data("test_data", test_data, posterior)
+        warn_label_law_shift(y, test_data[1], "data_s", "test_data")
     kl = kernel_kl(posterior, prior)
     num_classes = int(posterior.mean_logits(x[:2]).shape[-1])
     triv = _trivial(loss, num_classes, p_min) if trivial is None else float(trivial)
@@ -285,9 +326,9 @@ def select_scales(student: torch.nn.Module, prior: torch.nn.Module, data: Sequen
     ``ln J``). The draws here are from the stream ``seed``; the certificate must use another seed so
     its Monte Carlo draws are independent of this choice.
     """
-    x, y = _check_data("data", data)
     prior_k0 = GaussianKernel.from_model(prior, float(prior_scales[0]), params)
     q0 = GaussianKernel.from_model(student, float(posterior_scales[0]), params, frozen_from=prior_k0)
+    x, y = _check_data("data", data, q0)
     gen = torch.Generator(device=q0.device).manual_seed(seed)
     J = len(prior_scales)
     table = []

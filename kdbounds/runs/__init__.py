@@ -11,6 +11,8 @@
   ``SplitSpec`` and the one loader ``split_data``;
 * :mod:`~kdbounds.runs.priors` — where a prior is trained (theory.md §7, kinds (a)–(d));
 * :mod:`~kdbounds.runs.posteriors` — reading a finished ``pbb``/``pbkd`` run back as Gaussian kernels.
+* :mod:`~kdbounds.runs.posterior_learning` — :func:`~kdbounds.runs.posterior_learning.learn_posterior`: a
+  ``pbb``/``pbkd`` posterior for any ``nn.Module``, prior kernel and data, through the trainer's own step.
 
 * :mod:`~kdbounds.runs.bank` — the teacher bank: one trained teacher per (recipe, architecture, data, seed),
   shared by every study (:func:`~kdbounds.runs.bank.bank_teacher`).

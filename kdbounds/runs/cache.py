@@ -13,23 +13,44 @@
   method never silently reuses a model trained by the old code.
 
 A finished run (``result.json`` with all epochs) is returned without training; an unfinished one is
-resumed from its checkpoint; ``run.json`` records the id and its ingredients.
+resumed from its checkpoint; ``run.json`` records the id and its ingredients, and, once the run is
+finished, the SHA-256 of its ``model.pt`` and ``checkpoint.pt`` (``sha256``).
+
+**Relocatable.** The cache is a folder, not a set of absolute paths: the paths a trainer wrote into
+``result.json`` are read back relative to the folder the file is found in (:func:`load_cached`), a
+student names its teacher by the teacher run's result (so by the folder it is found in now) and its
+run id by the teacher's bytes, and a partial student resumes after a move. Moving, renaming or
+copying a cache therefore retrains nothing, and a copy never reads the original's files.
+
+**Verified reuse.** A finished run whose ``model.pt`` or ``checkpoint.pt`` does not match the recorded
+``sha256`` (truncated, overwritten, missing) is never returned: :func:`load_cached` reports it
+unfinished, and :func:`train_cached` names the file on stderr, drops it and rebuilds the model from the
+run's checkpoint (or retrains when the checkpoint is the damaged one or gone). Runs finished before the
+seal existed are accepted unverified. A ``pbb``/``pbkd`` prior pinned by ``prior_sha256`` enters the
+run id by its bytes, not its path (runs cached under the earlier, path-based id are still found).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .._io import arrays_sha256, atomic_write_json, file_sha256, read_json
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
-from ..distill.trainer import RESULT, EpochInfo, TrainResult, train
+from ..distill.trainer import CHECKPOINT, MODEL, RESULT, EpochInfo, TrainResult, train
 
-__all__ = ["resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key", "train_cached", "load_cached"]
+#: the run's record of its id, the id's ingredients and (once finished) its model's SHA-256
+RUN_META = "run.json"
+
+__all__ = ["RUN_META", "resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key",
+           "train_cached", "load_cached", "run_damage"]
 
 
 def resolve_cache_root(out_dir: str | os.PathLike, cache_root: str | os.PathLike | None) -> Path:
@@ -89,16 +110,19 @@ def _with_teacher(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None) -> T
 
 
 def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
-            data: Sequence[Any] | None = None) -> dict[str, Any]:
+            data: Sequence[Any] | None = None, _prior_path: bool = False) -> dict[str, Any]:
     """The dict whose canonical JSON is hashed into the run id (see module docstring).
 
     Args:
         cfg: the run's config.
         teacher_ckpt: the teacher checkpoint (or ``cfg.teacher_ckpt``); its bytes are hashed.
         data: optional preloaded arrays, fingerprinted.
+        _prior_path: keep the path of a ``pbb``/``pbkd`` prior pinned by ``prior_sha256`` (the ids of
+            runs cached before the cache was relocatable; internal).
 
     Returns:
-        ``{"config", "teacher_sha256", "data", "code"}``.
+        ``{"config", "teacher_sha256", "data", "code"}`` (a prior pinned by its SHA-256 enters by its
+        bytes, not its path).
 
     Raises:
         FileNotFoundError: the teacher checkpoint does not exist.
@@ -107,6 +131,9 @@ def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
     cfg = _with_teacher(cfg, teacher_ckpt)
     d = cfg.to_dict()
     d["method_kwargs"] = coerce_hparams(cfg.method, get_method(cfg.method).defaults, cfg.method_kwargs)
+    mk = d["method_kwargs"]
+    if not _prior_path and mk.get("prior") and mk.get("prior_sha256"):  # pinned: its bytes are the identity
+        d["method_kwargs"] = {**mk, "prior": ""}
     t = d.pop("teacher_ckpt")
     key: dict[str, Any] = {"config": d, "teacher_sha256": None, "data": None, "code": code_fingerprint()}
     if t is not None:
@@ -153,25 +180,125 @@ def run_dir(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str |
     return Path(cache_root) / f"{cfg.method}-{cfg.arch}-{run_id(cfg, teacher_ckpt, data)}"
 
 
-def load_cached(path: str | os.PathLike) -> TrainResult | None:
-    """The :class:`TrainResult` of a finished run folder.
+def _rebased(result: TrainResult, folder: Path) -> TrainResult:
+    """``result`` with every path the trainer wrote under its ``out_dir`` moved under ``folder``."""
+    old = Path(result.paths.get("out_dir", folder))
+
+    def move(value: str) -> str:
+        try:
+            return str(folder / Path(value).relative_to(old))
+        except ValueError:
+            return value
+
+    paths = {k: str(folder) if k == "out_dir" else move(v) for k, v in result.paths.items()}
+    return dataclasses.replace(result, paths=paths)
+
+
+SEALED = (MODEL, CHECKPOINT)  # the files a finished run is reused through (model; posteriors read the checkpoint)
+
+
+def _recorded_sha256(folder: Path) -> dict[str, str]:
+    """``{file name: SHA-256}`` sealed in ``folder/run.json`` (empty: no seal, e.g. an older run)."""
+    p = folder / RUN_META
+    if not p.is_file():
+        return {}
+    meta = read_json(p)  # a damaged run.json: ValueError naming the file and the fix
+    v = meta.get("sha256") if isinstance(meta, dict) else None
+    return {k: h for k, h in v.items() if k in SEALED and isinstance(h, str)} if isinstance(v, dict) else {}
+
+
+def run_damage(path: str | os.PathLike) -> dict[str, str]:
+    """The sealed files of a finished run folder that cannot be trusted, each with the reason.
 
     Args:
         path: a run folder.
 
     Returns:
-        The result, or ``None`` when the run is unfinished or absent.
+        ``{file name: sentence naming the file}``; empty when ``run.json`` seals nothing (an older run)
+        or every sealed file (``model.pt``, ``checkpoint.pt``) matches its SHA-256.
 
     Raises:
-        ValueError: ``result.json`` is not valid JSON (names the file and the fix).
+        ValueError: ``run.json`` is not valid JSON (names the file and the fix).
     """
-    p = Path(path) / RESULT
+    folder = Path(path)
+    bad = {}
+    for name, want in _recorded_sha256(folder).items():
+        f = folder / name
+        if not f.is_file():
+            bad[name] = f"{f} is missing (its run.json records SHA-256 {want[:12]}…)"
+            continue
+        got = file_sha256(f)
+        if got != want:
+            bad[name] = (f"{f} does not match the SHA-256 recorded in {folder / RUN_META} ({got[:12]}… instead of "
+                         f"{want[:12]}…): it is damaged or was overwritten")
+    return bad
+
+
+def load_cached(path: str | os.PathLike) -> TrainResult | None:
+    """The :class:`TrainResult` of a finished run folder, its paths inside that folder.
+
+    Args:
+        path: a run folder (where it is now: a moved or copied cache gives paths in the new place).
+
+    Returns:
+        The result, or ``None`` when the run is unfinished, absent, or a sealed file fails its
+        recorded SHA-256 (:func:`run_damage`; :func:`train_cached` then rebuilds or retrains it).
+
+    Raises:
+        ValueError: ``result.json`` or ``run.json`` is not valid JSON (names the file and the fix).
+    """
+    folder = Path(path)
+    p = folder / RESULT
     if not p.is_file():
         return None
     r = TrainResult.from_dict(read_json(p), source=p)  # both errors name the file and the fix
     if r.epochs_completed != int(r.config.get("epochs", -1)):
         return None
-    return r
+    if run_damage(folder):
+        return None
+    return _rebased(r, folder)
+
+
+def _legacy_run(cfg: TrainConfig, cache_root: str | os.PathLike, data: Sequence[Any] | None,
+                key: dict[str, Any]) -> TrainResult | None:
+    """The finished run of ``cfg`` under its id before priors entered by their bytes (``None``: none)."""
+    old = run_key(cfg, None, data, _prior_path=True)
+    if old == key:
+        return None
+    return load_cached(Path(cache_root) / f"{cfg.method}-{cfg.arch}-{run_id(cfg, _key=old)}")
+
+
+def _drop_damaged(out: Path) -> None:
+    """Under the run's lock: remove a finished run's damaged files and its result (named on stderr).
+
+    A damaged model is rebuilt from the checkpoint; a damaged checkpoint means training again.
+    """
+    bad = run_damage(out) if (out / RESULT).is_file() else {}
+    if not bad:
+        return
+    drop = (RESULT, MODEL, CHECKPOINT) if CHECKPOINT in bad or not (out / CHECKPOINT).is_file() else (RESULT, MODEL)
+    how = "rebuilding it from the run's checkpoint" if CHECKPOINT not in drop else "retraining the run"
+    print(f"run cache: {'; '.join(bad.values())}; {how}", file=sys.stderr, flush=True)
+    for name in drop:
+        (out / name).unlink(missing_ok=True)
+
+
+def _resume_teacher(cfg: TrainConfig, out: Path) -> tuple[TrainConfig, Any]:
+    """The config and teacher module to resume ``out``'s checkpoint with, after the cache moved.
+
+    The run id already pins the teacher's bytes; only its path may differ from the one in the
+    checkpoint. Then the teacher is loaded from its path now and the checkpoint's path is kept in the
+    config, so the trainer's configuration check passes.
+    """
+    if cfg.teacher_ckpt is None or not (out / CHECKPOINT).is_file():
+        return cfg, None
+    from ..distill.checkpoint import read_checkpoint
+    from ..distill.trainer import load_checkpoint_model
+
+    old = read_checkpoint(out / CHECKPOINT).get("config", {}).get("teacher_ckpt")
+    if old is None or old == cfg.teacher_ckpt:
+        return cfg, None
+    return cfg.replace(teacher_ckpt=old), load_checkpoint_model(cfg.teacher_ckpt, map_location="cpu")
 
 
 def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,
@@ -204,8 +331,9 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
 
     Raises:
         FileNotFoundError: the teacher checkpoint does not exist.
-        kdbounds.runs.locking.RunLockTimeout: never (waits without a limit); OSError when the
-            cache's file system has no file locks.
+        kdbounds.runs.locking.RunLockTimeout: another process held the run's lock longer than
+            ``$KDBOUNDS_LOCK_TIMEOUT`` seconds (``--lock-timeout``; unset: no limit, with a line on stderr
+            naming the holder after a few seconds); OSError when the cache's file system has no file locks.
     """
     from .locking import compute_once, run_lock
 
@@ -214,12 +342,28 @@ def train_cached(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: 
     rid = run_id(cfg, _key=key)
     out = Path(cache_root) / f"{cfg.method}-{cfg.arch}-{rid}"
     meta = {"run_id": rid, "key": key}
+    if not force and not out.exists():
+        old = _legacy_run(cfg, cache_root, data, key)
+        if old is not None:
+            return old
 
     def compute(resume: bool = True) -> TrainResult:
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "run.json", meta, sort_keys=True)
-        return train(cfg, out, data=data, callbacks=callbacks, progress=progress, resume=resume,
-                     teacher_cache=teacher_cache)
+        try:
+            if resume:
+                _drop_damaged(out)
+            atomic_write_json(out / RUN_META, meta, sort_keys=True)  # unsealed while training
+            run_cfg, teacher = _resume_teacher(cfg, out) if resume else (cfg, None)
+            res = train(run_cfg, out, teacher=teacher, data=data, callbacks=callbacks, progress=progress,
+                        resume=resume, teacher_cache=teacher_cache)
+        except BaseException:
+            if created and not (out / CHECKPOINT).exists():  # nothing to resume: leave no junk folder
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        seal = {name: file_sha256(out / name) for name in SEALED if (out / name).is_file()}
+        atomic_write_json(out / RUN_META, {**meta, "sha256": seal}, sort_keys=True)
+        return _rebased(res, out)
 
     if force:
         with run_lock(out, on_wait=on_wait):

@@ -52,7 +52,8 @@ from .._io import atomic_write_bytes, atomic_write_json, dumps_strict
 from .._progress import progress_bar
 from .locking import compute_once
 
-__all__ = ["EXECUTORS", "RAY_LOCAL_SYSTEM_CONFIG", "RunSpec", "ResultStore", "SweepError", "add_sweep_arguments", "run_sweep",
+__all__ = ["EXECUTORS", "MAX_WORKERS_PER_CPU", "RAY_LOCAL_SYSTEM_CONFIG", "RunSpec", "ResultStore", "SweepError",
+           "add_sweep_arguments", "check_execution", "probe_address", "run_sweep",
            "spec_fingerprints", "sweep_options", "topological_order"]
 
 EXECUTORS = ("local", "ray")
@@ -474,11 +475,19 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
     started = False
     if not ray.is_initialized():
         env = {v: str(threads) for v in _THREAD_ENV} if threads is not None else {}
+        from .locking import LOCK_TIMEOUT_ENV
+
+        if os.environ.get(LOCK_TIMEOUT_ENV):  # the lock-wait limit (--lock-timeout) holds in the workers too
+            env[LOCK_TIMEOUT_ENV] = os.environ[LOCK_TIMEOUT_ENV]
         kw: dict[str, Any] = {"include_dashboard": False, "runtime_env": {"env_vars": env}}
         if address is None:
             cpus = (workers or max(1, (os.cpu_count() or 1) // (threads or 1))) * (threads or 1)
             ray.init(num_cpus=cpus, _system_config=RAY_LOCAL_SYSTEM_CONFIG, **kw)
         else:
+            try:
+                probe_address(address)  # Ray itself retries an unreachable address for minutes
+            except ValueError as e:
+                raise ConnectionError(str(e)) from None
             ray.init(address=address, **kw)
         started = True
     try:
@@ -546,13 +555,98 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         "(pip install 'kdbounds[ray]')")
     g.add_argument("--workers", type=T.positive_int, default=None,
                    help="ray: runs at once (a local cluster gets workers x threads CPUs; default: all CPUs)")
-    g.add_argument("--address", default=None,
+    g.add_argument("--address", type=T.ray_address, default=None,
                    help="ray: join this running cluster ('auto', 'host:6379') instead of starting one")
     g.add_argument("--threads", type=T.threads, default=None,
                    help="intra-op threads per run (default 1, or the study's own setting); equal --threads "
                         "give identical numbers on both executors")
     g.add_argument("--max-retries", type=T.nonneg_int, default=2,
                    help="ray: restarts of a run whose worker process died (default 2)")
+    g.add_argument("--lock-timeout", type=T.nonneg_float, default=None,
+                   help="seconds to wait for a run another process is computing before giving up "
+                        "(default: no limit; a line names the holder after 5 s)")
+    _check_after_parsing(parser)
+
+
+def _check_after_parsing(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser`` check the execution options together as soon as it has parsed them."""
+    parse_known = parser.parse_known_args
+
+    def checked(args: Any = None, namespace: Any = None) -> Any:
+        ns, rest = parse_known(args, namespace)
+        try:
+            check_execution(ns)
+        except ValueError as e:
+            parser.error(str(e))
+        return ns, rest
+
+    parser.parse_known_args = checked  # type: ignore[method-assign]  # parse_args goes through it
+
+
+#: a local cluster with more workers than this many times the CPUs is refused
+MAX_WORKERS_PER_CPU = 8
+
+
+def probe_address(address: str, timeout: float = 3.0) -> None:
+    """Check that something answers at a Ray ``host:port`` address (``auto``/``ray://`` are left to Ray).
+
+    Args:
+        address: the address given.
+        timeout: seconds for the TCP connection.
+
+    Raises:
+        ValueError: nothing answers there (names the address and the fix).
+    """
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"address {address}: no Ray cluster answers there ({getattr(e, 'strerror', None) or e}); "
+                         f"start one (`ray start --head` prints its address) or drop --address to start a local "
+                         f"one") from None
+
+
+def check_execution(ns: argparse.Namespace) -> None:
+    """The execution options of one command line, checked together before any work.
+
+    Refuses inconsistent options, ``--executor ray`` without Ray installed, an address where nothing
+    answers, and a local cluster of more than ``MAX_WORKERS_PER_CPU`` workers per CPU; warns (one line
+    on stderr) when the local cluster needs more CPUs than the machine has.
+
+    Args:
+        ns: parsed arguments with the options of :func:`add_sweep_arguments`.
+
+    Raises:
+        ValueError: any of the refusals above (names the option and the fix).
+    """
+    import importlib.util
+    import sys
+
+    executor, workers, address = ns.executor, ns.workers, ns.address
+    threads = ns.threads if ns.threads is not None else 1
+    try:
+        _check_args(executor, workers, address, threads, ns.max_retries, None)
+    except ValueError as e:
+        raise ValueError(f"--{str(e).replace('_', '-')}") from None
+    if executor != "ray":
+        return
+    if address is not None:
+        try:
+            probe_address(address)
+        except ValueError as e:
+            raise ValueError(f"--{e}") from None
+    cpus = os.cpu_count() or 1
+    if address is None and workers is not None and workers > MAX_WORKERS_PER_CPU * cpus:
+        raise ValueError(f"--workers {workers}: a local cluster of more than {MAX_WORKERS_PER_CPU} x the {cpus} CPUs "
+                         f"here; lower it (at most {cpus // threads or 1} runs at once fit), or join a cluster with "
+                         f"--address")
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("--executor ray: Ray is not installed; pip install 'kdbounds[ray]' or use --executor local")
+    if address is None and workers is not None and workers * threads > cpus:
+        print(f"warning: --workers {workers} x --threads {threads} = {workers * threads} CPUs asked of a machine with "
+              f"{cpus}; runs will share CPUs (at most {cpus // threads or 1} at once fit)", file=sys.stderr, flush=True)
 
 
 def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -564,5 +658,9 @@ def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
     """
     opts = {"executor": args.executor, "workers": args.workers, "address": args.address,
             "threads": args.threads if args.threads is not None else 1, "max_retries": args.max_retries}
+    if getattr(args, "lock_timeout", None) is not None:  # read by every run lock, here and in Ray workers
+        from .locking import LOCK_TIMEOUT_ENV
+
+        os.environ[LOCK_TIMEOUT_ENV] = repr(float(args.lock_timeout))
     _check_args(opts["executor"], opts["workers"], opts["address"], opts["threads"], opts["max_retries"], None)
     return opts

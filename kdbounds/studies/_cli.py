@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
+import errno
 import importlib
 import importlib.util
+import signal
+import sys
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -279,10 +284,12 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
         summary: text printed after the run (default: the study's ``summary`` if it has one).
 
     Returns:
-        0 (the process exit status).
+        0 (the process exit status); 130 after Ctrl-C or SIGTERM (one line on stderr, no traceback:
+        finished trainings stay in the run cache and the same command resumes).
 
     Raises:
-        SystemExit: bad execution options, or no data (and no download) — before anything runs.
+        SystemExit: bad execution options, or no data (and no download) — before anything runs; a full
+            disk, a file-size limit or a read-only folder while running (one line naming the file).
     """
     # absolute paths: runs on a cluster (--address) may execute in workers with another working directory
     out = (Path(args.out) if args.out else default_out(name, args.preset)).expanduser().resolve()
@@ -293,12 +300,54 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
                        progress=not args.no_progress)
     if getattr(config, "data_root", None) is not None:
         config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
-    result = study.run(config, out, cache_root=cache_root, progress=not args.no_progress, **kwargs)
+    try:
+        with _signals_end_the_run():
+            result = study.run(config, out, cache_root=cache_root, progress=not args.no_progress, **kwargs)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every finished training is kept in the run cache "
+              f"({cache_root or Path(out).parent / 'cache'}); run the same command again to resume", file=sys.stderr,
+              flush=True)
+        return 130
+    except _one_line_errors() as e:  # the user's data, cluster or lock, not a bug: one line that names it
+        raise SystemExit(f"error: {e}") from None
+    except OSError as e:
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        raise SystemExit(f"error: {e.strerror} writing {e.filename or out}: free space, raise the limit (ulimit -f) "
+                         f"or choose a writable --out/--cache-root; run the same command again to resume") from None
     summary = summary or getattr(study, "summary", None)
     if summary is not None:
         print(summary(result))
     print(f"wrote results to {out}")
     return 0
+
+
+def _one_line_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the user's data, cluster or run lock while a study runs (their messages name the fix)."""
+    from ..data import CorruptArchiveError, DataNotFoundError
+    from ..runs.locking import RunLockTimeout
+
+    return CorruptArchiveError, DataNotFoundError, RunLockTimeout, ConnectionError
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES})
+
+
+@contextlib.contextmanager
+def _signals_end_the_run() -> Any:
+    """SIGTERM ends the run like Ctrl-C (``KeyboardInterrupt``), so both end with one line (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def execution_kwargs(study: ModuleType, name: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -86,8 +86,9 @@ from ..certificates.bounds import check_confidences
 from ..runs.grid import TeacherRecipe
 from ..runs.splits import SplitSpec, split_data, train_on_split
 from ..runs.sweep import RunSpec, run_sweep
+from ._provenance import with_provenance
 
-__all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness",
+__all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness", "flatness_figure",
            "relative_std", "weight_layers", "Config", "PRESETS", "Result", "run", "training_specs", "write_results",
            "plot_flatness", "summary", "kendall_report", "sigma_tolerated", "measure_teacher", "KENDALL_LEVELS"]
 
@@ -881,7 +882,7 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": atomic_write_json(out / "results.json", result.to_dict()),
+    paths = {"json": atomic_write_json(out / "results.json", with_provenance(result.to_dict())),
              "teachers": atomic_write_csv(out / "teachers.csv",
                                           [{k: v for k, v in t.items()
                                             if k not in ("tolerance_curve", "relative_tolerance_curve",
@@ -896,24 +897,41 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
     return {k: Path(v) for k, v in paths.items()}
 
 
-def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
+def _colourbar(fig: Any, ax: Any, cmap: Any, lo: float, hi: float, label: str) -> None:
+    """A colour bar next to ``ax`` for lines coloured by ``cmap`` over ``[lo, hi]``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig.colorbar(ScalarMappable(Normalize(lo, hi if hi > lo else lo + 1.0), cmap), ax=ax, label=label, pad=0.02)
+
+
+def flatness_figure(result: Result) -> Any:
     """Six panels: certified risk vs ``lambda_max`` and vs the trace (isotropic reference and each learnt posterior,
     held-out Gibbs risk as open markers), the selected ``sigma_P`` vs ``lambda_max``, every teacher's isotropic
     tolerance curve (Gibbs risk on ``D_S`` vs ``sigma``, coloured by ``lambda_max``); ``s`` tolerated and the relative
     reference's certified risk vs relative flatness, and every teacher's relative tolerance curve (coloured by
-    relative flatness)."""
-    from ._plots import plt_figure, save_figure
+    relative flatness, with colour bars); the trace and relative flatness with their 95 % intervals.
+
+    Args:
+        result: the study's :class:`Result` (``teachers`` and ``config`` are read).
+
+    Returns:
+        The :class:`matplotlib.figure.Figure` (not saved).
+    """
+    from ._plots import plt_figure
 
     T = result.teachers
     kinds = ["reference", *result.config["posteriors"]]
-    fig, axes = plt_figure(2, 3, figsize=(15, 8))
+    fig, axes = plt_figure(2, 3, figsize=(16, 8.5))
     (a1, a2, a5), (a3, a4, a6) = axes
     colours = dict(zip(kinds, ("tab:grey", "tab:blue", "tab:orange")))
-    for ax, sh, lab in ((a1, "top_eig", "teacher top Hessian eigenvalue λ_max (D_T)"),
-                        (a2, "trace", "teacher Hessian trace (D_T, Hutchinson)")):
+    for ax, sh, lab in ((a1, "top_eig", "teacher λ_max(H) on D_T"),
+                        (a2, "trace", "teacher tr H on D_T (Hutchinson, ± 1.96 SE)")):
         x = [t[sh] for t in T]
+        xerr = [1.96 * float(t.get(f"{sh}_se") or 0.0) for t in T]
         for k in kinds:
-            ax.scatter(x, [t[f"{k}_risk_upper"] for t in T], color=colours[k], label=f"{k}: certified")
+            ax.errorbar(x, [t[f"{k}_risk_upper"] for t in T], xerr=xerr if any(xerr) else None, fmt="o",
+                        color=colours[k], capsize=2, elinewidth=0.8, label=f"{k}: certified")
             ax.scatter(x, [t[f"{k}_test_gibbs_risk"] for t in T], facecolors="none", edgecolors=colours[k],
                        label=f"{k}: held-out Gibbs")
         ax.set_xlabel(lab)
@@ -927,8 +945,8 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
     a3.scatter([t["top_eig"] for t in T], [t["sigma_tolerated"] for t in T], color="tab:green", marker="^",
                label=f"σ tolerated (+{result.config['tolerance']:g} Gibbs risk)")
     a3.set_yscale("log")
-    a3.set_xlabel("λ_max")
-    a3.set_ylabel("σ")
+    a3.set_xlabel("teacher λ_max(H) on D_T")
+    a3.set_ylabel("prior scale σ")
     a3.legend(fontsize=7)
     eig = np.array([t["top_eig"] for t in T], dtype=float)
     lo, hi = float(np.min(eig)), float(np.max(eig))
@@ -940,13 +958,17 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
         a4.plot(t["tolerance_curve"]["sigma"], t["tolerance_curve"]["ds_gibbs_risk"], "o-", color=c, lw=1)
     a4.set_xscale("log")
     a4.set_xlabel("σ of Q = P = N(w_T, σ²I)")
-    a4.set_ylabel("Gibbs risk on D_S (colour: λ_max, yellow = sharpest)")
+    a4.set_ylabel("Gibbs 0–1 risk on D_S")
+    _colourbar(fig, a4, cmap, lo, hi, "teacher λ_max(H)")
     kap = np.array([t["rel_flatness"] for t in T], dtype=float)
     a5.scatter(kap, [t["s_tolerated"] for t in T], color="tab:green", marker="^",
                label=f"s tolerated (+{result.config['tolerance']:g} Gibbs risk)")
     a5.set_yscale("log")
-    a5.set_xlabel("relative flatness Σ_l ‖W_l‖² tr H_l (D_T)")
-    a5.set_ylabel("s", color="tab:green")
+    kerr = 1.96 * np.array([float(t.get("rel_flatness_se") or 0.0) for t in T])
+    if kerr.any():
+        a5.errorbar(kap, [t["s_tolerated"] for t in T], xerr=kerr, fmt="none", ecolor="tab:green", elinewidth=0.8)
+    a5.set_xlabel("relative flatness Σ_l ‖W_l‖² tr H_l on D_T (± 1.96 SE)")
+    a5.set_ylabel("relative scale s tolerated", color="tab:green")
     a5b = a5.twinx()
     a5b.scatter(kap, [t["relative_risk_upper"] for t in T], color="tab:grey", label="relative Q = P: certified")
     for k in kinds[1:]:
@@ -964,11 +986,27 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
         a6.plot(rc["s"], rc["ds_gibbs_risk"], "o-", color=c, lw=1)
     a6.set_xscale("log")
     a6.set_xlabel("s of Q = P = N(w_T, diag(s (|w_T| + ε rms))²)")
-    a6.set_ylabel("Gibbs risk on D_S (colour: relative flatness, yellow = sharpest)")
+    a6.set_ylabel("Gibbs 0–1 risk on D_S")
+    _colourbar(fig, a6, cmap, klo, khi, "relative flatness")
     fig.suptitle(f"Teacher flatness vs certificate ({len(T)} teachers, n_S = {result.config['n_s']}, "
                  f"J = {result.config['n_scales']})")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
+    """Save :func:`flatness_figure` (six panels, intervals where an SE exists, colour bars) to ``path``.
+
+    Args:
+        result: the study's :class:`Result`.
+        path: the image file written (atomically).
+
+    Returns:
+        ``path``.
+    """
+    from ._plots import save_figure
+
+    return save_figure(flatness_figure(result), path)
 
 
 def summary(result: Result) -> str:

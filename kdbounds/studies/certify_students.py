@@ -81,6 +81,8 @@ from kdbounds.runs.posteriors import posterior_from_run, prior_from_run
 from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
+from ._provenance import with_provenance
+
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates",
            "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior",
            "bank_spec", "readme_table"]
@@ -919,7 +921,7 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "certificates.csv", "figure": out / "certificates.png"}
-    atomic_write_json(paths["json"], result.to_dict())
+    atomic_write_json(paths["json"], with_provenance(result.to_dict()))
     atomic_write_csv(paths["csv"], [{k: v for k, v in r.items() if k != "certificate"} for r in result.certificates])
     try:
         plot_certificates(result.certificates, paths["figure"])

@@ -38,6 +38,7 @@ from ..fidelity import compare_methods, fidelity_report
 from ..runs.cache import resolve_cache_root
 from ..runs.grid import DataSpec, load_data, test_subset, train_spec
 from ..runs.sweep import RunSpec, run_sweep
+from ._provenance import with_provenance
 
 __all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split", "summary",
            "teacher_config", "student_configs", "test_subset", "training_specs"]
@@ -239,7 +240,7 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     return {"per_run": atomic_write_csv(out / "per_run.csv", result.per_run),
             "summary": atomic_write_csv(out / "summary.csv", result.comparison.rows()),
-            "json": atomic_write_json(out / "results.json", result.to_dict())}
+            "json": atomic_write_json(out / "results.json", with_provenance(result.to_dict()))}
 
 
 def plot_agreement_split(result: Result, path: str | os.PathLike) -> Path:

@@ -73,6 +73,7 @@ from ..distill.controls import make_untrained_teacher
 from ..runs import grid
 from ..runs.cache import resolve_cache_root, train_cached
 from ..runs.sweep import RunSpec, run_sweep
+from ._provenance import with_provenance
 
 __all__ = ["METHODS", "Config", "PRESETS", "PUBLISHED", "Result", "run", "write_results", "plot_accuracy",
            "summary", "summarise", "base_config", "method_kwargs", "grad_clip", "train_teacher",
@@ -499,7 +500,7 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     paths = {"csv": atomic_write_csv(out / "results.csv", result.rows),
              "summary": atomic_write_csv(out / "summary.csv", result.summary),
-             "json": atomic_write_json(out / "results.json", result.to_dict())}
+             "json": atomic_write_json(out / "results.json", with_provenance(result.to_dict()))}
     claims = claim_tests(result.rows)
     if claims:
         paths["claims"] = atomic_write_json(out / "claims.json", claims)

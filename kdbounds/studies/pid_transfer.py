@@ -44,6 +44,7 @@ from .._torch import eval_mode
 from ..pid import RepresentationPID, pid_of_representations
 from ..runs import grid
 from ..runs.sweep import RunSpec, SweepError, run_sweep
+from ._provenance import with_provenance
 
 __all__ = ["PIDTracker", "extract_features", "Config", "PRESETS", "Result", "run", "write_results",
            "plot_curves", "summary", "method_kwargs", "data_spec", "pid_sets", "student_run", "training_specs",
@@ -447,7 +448,7 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     keys = sorted({k for r in result.rows for k in r}, key=lambda k: (k not in ("teacher", "method", "epoch"), k))
     return {"csv": atomic_write_csv(out / "curves.csv", result.rows, columns=keys),
-            "json": atomic_write_json(out / "results.json", result.to_dict())}
+            "json": atomic_write_json(out / "results.json", with_provenance(result.to_dict()))}
 
 
 def plot_curves(result: Result, path: str | os.PathLike) -> Path:

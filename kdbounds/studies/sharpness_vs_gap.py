@@ -83,6 +83,7 @@ from ..runs.cache import code_fingerprint, resolve_cache_root
 from ..runs.grid import DataSpec, TeacherRecipe, Timed, load_data, train_spec, train_timed
 from ..runs.locking import compute_once
 from ._plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
+from ._provenance import with_provenance
 from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
 __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
@@ -828,7 +829,7 @@ def write_results(result: StudyResult, out: str | os.PathLike) -> dict[str, Path
     out = Path(out)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "checks": out / "checks.csv",
              "kendall": out / "kendall.csv"}
-    atomic_write_json(paths["json"], result.to_dict())
+    atomic_write_json(paths["json"], with_provenance(result.to_dict()))
     atomic_write_csv(paths["csv"], result.rows)
     atomic_write_csv(paths["checks"], [{k: v for k, v in c.items() if k != "inputs"} for c in result.checks])
     atomic_write_csv(paths["kendall"], result.kendall)

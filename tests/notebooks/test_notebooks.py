@@ -91,6 +91,8 @@ def test_notebook_executes_in_smoke_mode(source, tmp_path, record_property):
     assert counts == list(range(1, len(counts) + 1)), "every code cell runs once, in order"
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert "smoke=True" in _stream_text(nb), "the notebook must print its settings line, with smoke=True"
+    assert "not a sample of the same label law" not in _stream_text(nb), (
+        "a held-out set whose labels are not distributed like the training labels (a prefix of class-sorted data?)")
     assert any(o.output_type == "display_data" and "image/png" in o.data
                for c in nb.cells if c.cell_type == "code" for o in c.outputs), "at least one figure"
     assert committed.read_bytes() == before, "the committed notebook must not be touched"

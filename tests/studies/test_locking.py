@@ -84,7 +84,7 @@ def test_a_killed_holder_releases_the_lock_and_the_run_is_computed_by_the_next(t
     run = tmp_path / "run"
     holder = _hold(tmp_path, run)
     try:
-        with pytest.raises(RunLockTimeout, match="locked by another process"):
+        with pytest.raises(RunLockTimeout, match=rf"locked by pid {holder.pid} on host"):
             with run_lock(run, timeout=0):
                 pass
         holder.send_signal(signal.SIGKILL)
@@ -105,7 +105,7 @@ def test_timeout_names_the_run_and_waiting_is_reported(tmp_path):
     try:
         waited = []
         t0 = time.monotonic()
-        with pytest.raises(RunLockTimeout, match="still locked by another process after 0.3 s"):
+        with pytest.raises(RunLockTimeout, match=rf"still locked after 0.3 s by pid {holder.pid} on host .*--lock-timeout"):
             with run_lock(run, timeout=0.3, on_wait=waited.append):
                 pass
         assert 0.25 <= time.monotonic() - t0 < 5

@@ -375,8 +375,11 @@ def test_cli_flags_map_to_run_sweep_arguments(tmp_path):
     opts = sweep_options(p.parse_args(["--executor", "ray", "--workers", "2", "--threads", "3",
                                        "--address", "auto", "--max-retries", "0"]))
     assert opts == {"executor": "ray", "workers": 2, "address": "auto", "threads": 3, "max_retries": 0}
+    with pytest.raises(SystemExit):  # refused at parse time (issue 26) ...
+        p.parse_args(["--workers", "4"])
+    bad = argparse.Namespace(executor="local", workers=4, address=None, threads=None, max_retries=2)
     with pytest.raises(ValueError, match="workers=4: the local executor runs one run at a time"):
-        sweep_options(p.parse_args(["--workers", "4"]))
+        sweep_options(bad)  # ... and by sweep_options for a namespace built by hand
     with pytest.raises(SystemExit):
         p.parse_args(["--threads", "0"])
     (tmp_path / "m").mkdir()

@@ -1,0 +1,107 @@
+"""What every study's ``results.json`` records about where it came from (one helper for every study).
+
+:func:`provenance` gives the kdbounds version, the git commit of the source checkout (with a ``dirty``
+flag; ``None`` outside a git checkout or without git), the data source (data set, layout, path) and
+the SHA-256 of that source (the archive file itself; for a folder, a digest of its files' relative
+paths and contents), so that a result can be matched to the code and the bytes it was computed from.
+:func:`with_provenance` adds it to a results payload under ``"provenance"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["provenance", "with_provenance", "git_commit", "source_sha256"]
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def git_commit(repo: str | os.PathLike = _REPO) -> dict[str, Any] | None:
+    """``{"commit": 40 hex digits, "dirty": bool}`` of the checkout at ``repo``, or None (no git, no checkout).
+
+    Args:
+        repo: a folder inside the checkout (default: the one kdbounds is imported from).
+
+    Returns:
+        The commit and whether tracked files differ from it, or None.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty} if len(commit) == 40 else None
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_file():
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(f.relative_to(p).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def source_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a data source: the file's bytes, or for a folder a digest of every file's relative path
+    and SHA-256 in sorted order (cached per path, size and modification time within a process).
+
+    Args:
+        path: an archive file or a folder.
+
+    Returns:
+        64 hex digits.
+    """
+    st = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def provenance(data_root: str | os.PathLike | None = None, dataset: str = "cifar10") -> dict[str, Any]:
+    """The version, commit and data source of a study run.
+
+    Args:
+        data_root: the root the study read its data from (``None``: the standard places, as the loader).
+        dataset: ``"cifar10"`` or ``"cifar100"``.
+
+    Returns:
+        ``{"kdbounds_version", "git", "data"}``; ``data`` is ``{"name", "kind", "path", "sha256"}``, or
+        ``{"name", "error"}`` when the data set is not found (a result is never refused for this).
+    """
+    import kdbounds
+    from ..data import DataNotFoundError, find_cifar
+
+    try:
+        src = find_cifar(dataset, data_root)
+        data: dict[str, Any] = {**src.to_dict(), "sha256": source_sha256(src.path)}
+    except DataNotFoundError as e:
+        data = {"name": dataset, "error": str(e).splitlines()[0]}
+    return {"kdbounds_version": kdbounds.__version__, "git": git_commit(), "data": data}
+
+
+def with_provenance(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` with ``"provenance"`` added, read from its ``config`` (``data_root``, ``dataset``).
+
+    Args:
+        payload: a study result's ``to_dict()``.
+
+    Returns:
+        A new dict: the payload and its provenance.
+    """
+    cfg = payload.get("config") or {}
+    cfg = cfg if isinstance(cfg, Mapping) else {}
+    return {**payload, "provenance": provenance(cfg.get("data_root"), cfg.get("dataset") or "cifar10")}

@@ -1,0 +1,145 @@
+"""The study figures as objects: labels in words and maths (no code names), an interval wherever the
+number has a standard error, the verdict colour of every drawn check equal to its verdict in the
+records (as results.json stores them), axes that fit the data, zeros on log axes stated, not floored.
+
+Records come from the real producers (:func:`kdbounds.checks.make_record`, :func:`assign_verdicts`)
+after a strict-JSON round trip, as the plotting code reads them from ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pytest
+
+from kdbounds._io import dumps_strict
+from kdbounds.checks import assign_verdicts, make_record
+from kdbounds.studies._plots import VERDICT_COLOURS, bound_vs_observed_figure, sharpness_vs_gap_figure
+
+
+def _reports() -> list[dict]:
+    """Holds (bound far above), violated (bound far below, small SE), inconclusive (interval crosses), zero."""
+    spec = [("thm1_sigma_n", "zero_one", 0.5, 0.02, 0.005), ("thm1_sigma_n", "zero_one", 0.001, 0.2, 0.002),
+            ("thm1_sigma_n", "clipped_ce", 0.05, 0.04, 0.03), ("thm1_product_proxy", "zero_one", 2.0, 0.0, 0.01),
+            ("gibbs_classifier", "gibbs_zero_one", 0.3, -0.01, 0.0)]
+    recs = [make_record(n, "demonstration" if n == "gibbs_classifier" else "conditional", loss=loss, side="abs",
+                        bound=b, observed=o, observed_se=se, assumptions_met=n == "gibbs_classifier",
+                        assumption="test", teacher=f"t{i}", student="kd") for i, (n, loss, b, o, se) in enumerate(spec)]
+    final = assign_verdicts(recs, alpha=0.05)
+    return json.loads(dumps_strict([{"records": [r.to_dict()]} for r in final]))
+
+
+def _texts(fig) -> list[str]:
+    out = []
+    for ax in fig.axes:
+        out += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        leg = ax.get_legend()
+        out += [t.get_text() for t in leg.get_texts()] if leg else []
+    return [t for t in out if t]
+
+
+def test_bound_vs_observed_colours_intervals_axes_and_zeros():
+    reports = _reports()
+    verdicts = [rep["records"][0]["verdict"] for rep in reports]
+    assert {"holds", "violated", "inconclusive"} <= set(verdicts), verdicts  # the fixture covers every colour
+    fig = bound_vs_observed_figure(reports)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert all("_" not in t for t in _texts(fig)), _texts(fig)
+    drawn = fig.kdbounds_points
+    assert len(drawn) == 4 and fig.kdbounds_zero == 1  # the zero observation is counted, not floored
+    assert any("exactly 0" in t.get_text() for t in ax.texts)
+    containers = [c for c in ax.containers if c.has_xerr]
+    assert len(containers) == len(drawn)
+    for (name, loss, verdict, x, y), cont in zip(drawn, containers):
+        rec = next(r["records"][0] for r in reports if r["records"][0]["name"] == name and r["records"][0]["loss"]
+                   == loss and abs(abs(r["records"][0]["observed"]) - x) < 1e-12)
+        assert verdict == rec["verdict"]
+        line = cont.lines[0]
+        assert mcolors.same_color(line.get_markerfacecolor(), VERDICT_COLOURS[rec["verdict"]]), (name, verdict)
+        segs = cont.lines[2][0].get_segments()[0] if cont.lines[2] else None
+        if rec["observed_se"] > 0:
+            width = segs[1][0] - segs[0][0]
+            assert width > 0, "an SE gives an interval"
+            assert segs[1][0] == pytest.approx(x + rec["z"] * rec["observed_se"]), "the verdict's own interval"
+        else:
+            assert segs is None or segs[1][0] - segs[0][0] == pytest.approx(0, abs=1e-12)
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    xs = [p[3] for p in drawn]
+    ys = [p[4] for p in drawn]
+    assert x0 <= min(xs) and x1 >= max(xs) and y0 <= min(ys) and y1 >= max(ys)
+    assert x1 / x0 <= 4.01 * max(max(xs) + 3 * 0.03, 1e-9) / min(xs), "no decades of empty x range"
+    assert y1 / y0 <= 4.01 * max(ys) / min(ys)
+
+
+def test_sharpness_vs_gap_draws_every_standard_error():
+    rows = [{"method": m, "teacher": f"t{i}", "teacher_train_trace": 10.0 * (i + 1), "teacher_train_trace_se": 2.0,
+             "student_gap_clipped_ce": 0.01 * i, "student_gap_clipped_ce_se": 0.004, "student_gap_zero_one": 0.02,
+             "student_gap_zero_one_se": 0.01, "teacher_gap_clipped_ce": 0.03, "teacher_gap_zero_one": 0.0}
+            for i in range(3) for m in ("kd", "ce")]
+    fig = sharpness_vs_gap_figure(rows, sharpness="teacher_train_trace")
+    assert len(fig.axes) == 2
+    assert all("_" not in t for t in _texts(fig)), _texts(fig)
+    for ax in fig.axes:
+        conts = ax.containers
+        assert conts and all(c.has_xerr for c in conts), "the trace has an SE: every point carries it"
+        students = [c for c in conts if c.has_yerr]
+        assert len(students) == 2, "both methods' gaps carry their SE"
+        for c in students:
+            seg = c.lines[2][-1].get_segments()[0]
+            assert seg[1][1] - seg[0][1] == pytest.approx(2 * 1.96 * (0.004 if "clipped" in ax.get_title() else 0.01))
+    no_se = [{k: v for k, v in r.items() if not k.endswith("_se")} for r in rows]
+    fig = sharpness_vs_gap_figure(no_se, sharpness="teacher_train_trace")
+    seg = fig.axes[0].containers[0].lines[2][0].get_segments()[0]
+    assert np.allclose(seg[0], seg[1]), "no SE: no interval drawn"
+
+
+def _flatness_result():
+    from types import SimpleNamespace
+
+    teachers = []
+    for i in range(3):
+        t = {"top_eig": 5.0 + 10 * i, "trace": 100.0 + 50 * i, "trace_se": 10.0, "rel_flatness": 8000.0 + 900 * i,
+             "rel_flatness_se": 200.0, "sigma_tolerated": 0.02 * (i + 1), "s_tolerated": 0.5 * (i + 1),
+             "relative_risk_upper": 0.9, "tolerance_curve": {"sigma": [0.01, 0.1], "ds_gibbs_risk": [0.8, 0.9]},
+             "relative_tolerance_curve": {"s": [0.1, 1.0], "ds_gibbs_risk": [0.8, 0.85]}}
+        for k in ("reference", "pbkd"):
+            t.update({f"{k}_risk_upper": 0.9, f"{k}_test_gibbs_risk": 0.8, f"{k}_sigma_prior": 0.04})
+        teachers.append(t)
+    return SimpleNamespace(teachers=teachers, config={"posteriors": ["pbkd"], "tolerance": 0.05, "n_s": 500,
+                                                      "n_scales": 2})
+
+
+def test_flatness_figure_has_colour_bars_and_the_trace_interval():
+    from kdbounds.studies.certify_flatness import flatness_figure
+
+    fig = flatness_figure(_flatness_result())
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert sorted(ax.get_ylabel() for ax in bars) == ["relative flatness", "teacher λ_max(H)"]
+    trace_ax = next(ax for ax in fig.axes if "tr H" in ax.get_xlabel())
+    seg = [c for c in trace_ax.containers if c.has_xerr][0].lines[2][0].get_segments()[0]
+    assert seg[1][0] - seg[0][0] == pytest.approx(2 * 1.96 * 10.0)
+    labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
+    assert all("_max" not in t or "λ_max" in t for t in labels) and "σ" in " ".join(labels)
+
+
+def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
+    from linear_gaussian.plots import plot_bounds, plot_terms
+
+    keys = ("total", "bias", "rank_bottleneck", "variance", "gap_difference", "theorem3b_upper", "theorem3b_lower",
+            "subgamma_upper", "subgamma_lower", "theorem1_bound")
+    rows = [{"sweep": "rank", "x": float(r), "seed": s, **{k: (0.0 if k == "rank_bottleneck" and r == 2 else
+                                                                 0.1 * (r + 1) + 0.01 * s) for k in keys}}
+            for r in range(3) for s in range(2)]
+    fig = plot_terms(rows, "rank")
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] < 0 < ax.get_ylim()[1], "a term equal to 0 is drawn inside the frame"
+    assert ax.get_xlabel() == "student rank r" and "_" not in ax.get_ylabel()
+    fig = plot_bounds(rows, "rank")
+    ax = fig.axes[0]
+    ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
+    assert ax.get_ylim()[0] < ys.min() and ys.max() < ax.get_ylim()[1], "no curve on the frame"
+    assert "_" not in ax.get_xlabel() + ax.get_ylabel()

@@ -1,0 +1,73 @@
+"""Every study's ``results.json`` carries its provenance: kdbounds version, git commit, data source and
+its SHA-256. Oracles: the checksum published for the shared archive (its README), ``hashlib`` on the
+bytes of a file written here, git's own ``rev-parse`` run here."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import kdbounds
+from kdbounds.studies import _provenance as prov
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_SHA = "075d700ab8e106bb94f0f1a54a7019bcd14947df90f91a0134a4ef325c97ffe5"  # /work/shared/data/README.md
+
+
+def test_source_sha256_of_a_file_and_a_folder(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"x" * 3_000_001)
+    assert prov.source_sha256(f) == hashlib.sha256(b"x" * 3_000_001).hexdigest()
+    d = tmp_path / "d"
+    (d / "s").mkdir(parents=True)
+    (d / "s" / "1.jpg").write_bytes(b"one")
+    (d / "2.jpg").write_bytes(b"two")
+    first = prov.source_sha256(d)
+    (d / "2.jpg").write_bytes(b"tw0")
+    os.utime(d, ns=(1, 1))  # a new key even where the folder's mtime did not move
+    assert prov.source_sha256(d) != first, "a changed byte changes the folder's digest"
+
+
+def test_git_commit_is_the_checkout_head_or_none(tmp_path):
+    got = prov.git_commit(ROOT)
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        assert got is None
+        return
+    assert got["commit"] == head and isinstance(got["dirty"], bool)
+    assert prov.git_commit(tmp_path) is None, "outside a checkout: None, not an error"
+
+
+def test_provenance_names_the_version_and_the_data(tmp_path):
+    missing = prov.provenance(tmp_path)
+    assert missing["kdbounds_version"] == kdbounds.__version__
+    assert missing["data"]["name"] == "cifar10" and "error" in missing["data"]
+    payload = prov.with_provenance({"config": {"data_root": str(tmp_path)}, "rows": [1]})
+    assert payload["rows"] == [1] and payload["provenance"]["data"] == missing["data"]
+    shared = Path(os.environ.get("KDBOUNDS_DATA", "/nonexistent")) / "cifar10-jpg.tar.gz"
+    if not shared.is_file():
+        pytest.skip("the shared CIFAR-10 archive is not here (set KDBOUNDS_DATA)")
+    data = prov.provenance(shared.parent)["data"]
+    assert data["kind"] == "image_tar" and data["sha256"] == SHARED_SHA
+
+
+STUDIES = ["certify_flatness", "certify_students", "functional_transfer", "nuisance_teacher", "pid_transfer", "sharpness_vs_gap"]
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_writes_results_json_through_with_provenance(name):
+    """Each ``atomic_write_json`` of a study's results payload is wrapped in ``with_provenance``."""
+    tree = ast.parse((ROOT / "kdbounds" / "studies" / f"{name}.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "atomic_write_json"]
+    results = [c for c in calls if "results.json" in ast.unparse(c.args[0]) or "'json'" in ast.unparse(c.args[0])]
+    assert results, f"{name}: no results.json write found"
+    for c in results:
+        assert isinstance(c.args[1], ast.Call) and getattr(c.args[1].func, "id", None) == "with_provenance", \
+            f"{name}: {ast.unparse(c)}"
