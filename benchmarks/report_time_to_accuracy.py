@@ -24,6 +24,12 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.2f} %"
 
 
+def _whitening(r: dict) -> str:
+    if r["recipe"] != "fast" or r["switches"].get("whiten") is False:
+        return "–"
+    return r.get("whitening") or "first 5,000 images (airplanes only: the bug fixed in c2d5c8b)"
+
+
 def table(results: dict) -> str:
     """The markdown table of every recorded point, in README's order.
 
@@ -35,13 +41,13 @@ def table(results: dict) -> str:
     """
     recs = results["records"]
     names = [n for n in ORDER if n in recs] + sorted(set(recs) - set(ORDER))
-    lines = ["| run | network (params) | recipe | epochs | test acc. (network alone) | with TTA | wall | CPU-s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | network (params) | recipe | whitening fitted on | epochs | test acc. (network alone) | with TTA | "
+             "wall | CPU-s |", "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         r = recs[n]
         sw = ", ".join(f"{k}={v}" for k, v in r["switches"].items())
         recipe = r["recipe"] + (f" ({sw})" if sw else "")
-        lines.append(f"| `{n}` | {r['arch']} ({r['params'] / 1e6:.2f} M) | {recipe} | {r['epochs']} | "
+        lines.append(f"| `{n}` | {r['arch']} ({r['params'] / 1e6:.2f} M) | {recipe} | {_whitening(r)} | {r['epochs']} | "
                      f"{_pct(r['test_accuracy'])} | {_pct(r['test_accuracy_tta'])} | {r['wall_s'] / 60:.1f} min | "
                      f"{r['cpu_s']:.0f} |")
     return "\n".join(lines)

@@ -97,6 +97,9 @@ def run_point(name: str, arch: str, recipe: str, epochs: int, batch: int, extra:
     return {
         "name": name, "arch": arch, "recipe": recipe, "epochs": epochs, "batch_size": batch,
         "switches": extra, "params": count_parameters(build_model(arch, seed=0)),
+        # what the whitening layer was fitted on (records without this field: the first 5,000 training images,
+        # class-sorted in the image-folder copy, i.e. airplanes only — fixed in commit c2d5c8b)
+        "whitening": "seeded random subset" if recipe == "fast" and extra.get("whiten", True) else None,
         "test_accuracy": final["test_acc"], "test_accuracy_tta": final.get("test_acc_tta"),
         "train_accuracy_last_epoch": final.get("train_acc"),
         "wall_s": round(wall, 1), "cpu_s": round((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime), 1),

@@ -112,8 +112,9 @@ def test_sweep_specs_graph_and_picklable_arguments(tmp_path, fake_root):
 @pytest.mark.slow
 def test_restarted_study_trains_and_measures_nothing_and_remeasures_on_change(tmp_path, fake_root, monkeypatch):
     """First run: 7 trainings (3 teachers, 3 KD students, the teacher-free one) and 3 measurements.
-    The same study again: none of either, the same numbers. A student's model file rewritten: its teacher
-    measured again, nothing else. A measurement setting changed: 3 measurements, no training."""
+    The same study again: none of either, the same numbers. A student's model file rewritten behind the
+    cache's back: rebuilt from its checkpoint (its SHA-256 no longer matches), byte-identical, so nothing is
+    measured again. A measurement setting changed: 3 measurements, no training."""
     cfg = tiny(fake_root)
     trains = Counting(cache_mod.train)
     curv = Counting(ss.measure_teacher_curvature)
@@ -127,16 +128,21 @@ def test_restarted_study_trains_and_measures_nothing_and_remeasures_on_change(tm
     assert len(trains.calls) == 7 and len(curv.calls) == 3
     assert numbers(tmp_path / "b") == numbers(tmp_path / "a")
     assert second.timing["curvature_cpu_s"] == 0.0 and second.timing["teacher_training_cpu_s"] < 0.5
-    # one student's model file rewritten (same weights, new bytes): only its teacher is measured again
+    # one student's model file rewritten behind the cache's back (same weights, new bytes): the file no longer
+    # matches the SHA-256 its run recorded, so the cache does not trust it and rebuilds it from the run's
+    # checkpoint (one trainer call, no epoch trained); the measurements keyed on the file follow it
     import torch
 
     row = next(r for r in first.rows if r["method"] == "kd")
     model = tmp_path / "cache" / row["student_run"] / "model.pt"
     torch.save(torch.load(model, weights_only=True), model)
     ss.run(cfg, tmp_path / "d", **kw)
-    assert len(trains.calls) == 7 and len(curv.calls) == 4
+    assert len(trains.calls) == 8 and trains.calls[-1] == row["student_run"]
+    assert numbers(tmp_path / "d") == numbers(tmp_path / "a")
+    n_curv = len(curv.calls)
+    assert n_curv == 3, n_curv  # the rebuilt file is byte-identical to the first: nothing to measure again
     ss.run(dataclasses.replace(cfg, mc_draws=3), tmp_path / "c", **kw)
-    assert len(trains.calls) == 7 and len(curv.calls) == 7
+    assert len(trains.calls) == 8 and len(curv.calls) == n_curv + 3
     timing = first.timing
     assert set(timing) >= {f"{p}_cpu_s" for p in ss._TIMING_ORDER} | {"total_cpu_s", "wall_s", "sweep_wall_s"}
     assert timing["total_cpu_s"] == pytest.approx(sum(timing[f"{p}_cpu_s"] for p in ss._TIMING_ORDER))

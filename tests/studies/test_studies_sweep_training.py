@@ -131,7 +131,7 @@ def test_two_processes_starting_the_same_cached_run_train_it_once(tmp_path):
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
 
 
-def test_cli_execution_flags_reach_the_study_and_others_refuse_ray(tmp_path, monkeypatch):
+def test_cli_execution_flags_reach_the_study_and_others_refuse_ray(tmp_path, monkeypatch, capsys):
     from kdbounds.studies import _cli
 
     seen = {}
@@ -154,9 +154,9 @@ def test_cli_execution_flags_reach_the_study_and_others_refuse_ray(tmp_path, mon
     study.run = old_run
     with pytest.raises(SystemExit, match="does not run its trainings on the sweep runner"):
         _cli.main(study, "fake", ft.PRESETS["smoke"], args)
-    bad = _cli.study_parser("fake", ft.PRESETS, "smoke").parse_args(["--workers", "3"])
-    with pytest.raises(SystemExit, match="local executor runs one run at a time"):
-        _cli.main(study, "fake", ft.PRESETS["smoke"], bad)
+    with pytest.raises(SystemExit):  # refused when the command line is parsed, before any study is imported
+        _cli.study_parser("fake", ft.PRESETS, "smoke").parse_args(["--workers", "3"])
+    assert "local executor runs one run at a time" in capsys.readouterr().err
     default = _cli.study_parser("fake", ft.PRESETS, "smoke").parse_args(["--out", str(tmp_path)])
     assert _cli.execution_kwargs(study, "fake", default) == {}
 
