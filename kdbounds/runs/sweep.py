@@ -473,6 +473,11 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
              gpus_per_run: float | None, on_result: Callable[[str, Any], None] | None = None) -> None:
     ray = _import_ray()
     started = False
+    if address is not None:  # refused at once, also when this process is already connected to some cluster
+        try:
+            probe_address(address)  # Ray itself retries an unreachable address for minutes
+        except ValueError as e:
+            raise ConnectionError(str(e)) from None
     if not ray.is_initialized():
         env = {v: str(threads) for v in _THREAD_ENV} if threads is not None else {}
         from .locking import LOCK_TIMEOUT_ENV
@@ -484,10 +489,6 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
             cpus = (workers or max(1, (os.cpu_count() or 1) // (threads or 1))) * (threads or 1)
             ray.init(num_cpus=cpus, _system_config=RAY_LOCAL_SYSTEM_CONFIG, **kw)
         else:
-            try:
-                probe_address(address)  # Ray itself retries an unreachable address for minutes
-            except ValueError as e:
-                raise ConnectionError(str(e)) from None
             ray.init(address=address, **kw)
         started = True
     try:
