@@ -159,11 +159,7 @@ class Config:
     pbb_batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        check_int("n_s", self.n_s, minimum=1)
-        if self.n_t is not None:
-            check_int("n_t", self.n_t, minimum=1)
-        if self.test_n is not None:
-            check_int("test_n", self.test_n, minimum=10)
+        SplitSpec(self.n_s, self.n_t, self.test_n, self.split_seed)  # the sizes and seed: checked once, there
         if not self.seeds:
             raise ValueError("seeds: expected at least one seed")
         for name, allowed in (("priors", PRIOR_KINDS), ("students", STUDENTS), ("losses", LOSSES)):
@@ -301,13 +297,14 @@ class Result:
 
 
 # ------------------------------------------------------------------------------------------------
-def _recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None, **kw: Any) -> TrainConfig:
-    """A network trained with ``ce``/``kd`` (teachers, priors, wrapped students): ``cfg.recipe``'s config."""
-    if cfg.recipe == "fast" and lr is None:
+def _recipe(cfg: Config, arch: str, epochs: int, seed: int, **kw: Any) -> TrainConfig:
+    """A network trained with ``ce``/``kd``/``rid`` (teachers, priors, wrapped students): ``cfg.recipe``'s config
+    (the learnt posteriors always use the standard recipe: :func:`_posterior_config`)."""
+    if cfg.recipe == "fast":
         from kdbounds.distill.fast_config import fast_config
 
         return fast_config(arch, epochs=epochs, batch_size=cfg.batch_size, seed=seed, device=cfg.device, **kw)
-    return _standard_recipe(cfg, arch, epochs, seed, lr, **kw)
+    return _standard_recipe(cfg, arch, epochs, seed, **kw)
 
 
 def _standard_recipe(cfg: Config, arch: str, epochs: int, seed: int, lr: float | None = None,
@@ -788,9 +785,10 @@ def _heldout_cell(r: Mapping[str, Any]) -> str:
     return f"{_num(r.get('test_gibbs_risk'))} [{_num(r.get('test_gibbs_ci_low'))}, {_num(r.get('test_gibbs_ci_high'))}]"
 
 
-def _n_test(results: Mapping[str, Any]) -> int:
-    cfg = results["config"]
-    return int(cfg["test_n"]) if cfg.get("test_n") is not None else 10000
+def _n_test(results: Mapping[str, Any]) -> int | None:
+    """The held-out images the certificates were scored on (their record's ``test_gibbs_risk.n``)."""
+    ns = {(r["certificate"].get("test_gibbs_risk") or {}).get("n") for r in results["certificates"]} - {None}
+    return ns.pop() if len(ns) == 1 else results["config"].get("test_n")
 
 
 def readme_table(results: Mapping[str, Any]) -> str:
@@ -817,7 +815,7 @@ def readme_table(results: Mapping[str, Any]) -> str:
     conf = sorted({round(float(r["confidence"]), 6) for r in rows})
     centres = "; ".join(f"{_PRIOR_LABELS.get(r['kind'], r['kind'])}: {r['test_acc']:.4f} (seed {r['seed']})"
                         for r in results.get("priors", []) if r.get("test_acc") is not None)
-    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set, {_n_test(results):,} held-out test images; "
+    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set, {_num(_n_test(results), ',')} held-out test images; "
              f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T), student "
              f"{cfg['student_arch']}; the prior centres' test accuracy: {centres or '–'}; seeds {', '.join(map(str, cfg['seeds']))}; every row one "
              f"certificate at confidence {', '.join(f'{c:g}' for c in conf)} (δ = {cfg['delta']:g}, δ′ = {cfg['delta_mc']:g}); "
@@ -861,8 +859,8 @@ def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
            f"{low['risk_upper'] - low['prior_heldout_bound']:+.3f} against `Q = P`."]
     diffs = [r["risk_upper"] - r["prior_heldout_bound"] for r in learnt]
     gaps = [r["gap"] for r in learnt if r.get("gap") is not None]
-    out.append(f"- Posterior − (`Q = P`) over the {n} learnt posteriors: {min(diffs):+.3f} to {max(diffs):+.3f}; "
-               f"certified − held-out Gibbs risk: {min(gaps):.3f} to {max(gaps):.3f}.")
+    out.append(f"- Posterior − (`Q = P`) over the {n} learnt posteriors: {min(diffs):+.3f} to {max(diffs):+.3f}"
+               + (f"; certified − held-out Gibbs risk: {min(gaps):.3f} to {max(gaps):.3f}." if gaps else "."))
     by = {(r["prior"], r["student"], r["seed"]): r["risk_upper"] for r in learnt}
     dmb = [f"`{st}` seed {sd}: {v - by[('learnt', st, sd)]:+.3f}" for (pr, st, sd), v in sorted(by.items())
            if pr == "distilled" and ("learnt", st, sd) in by]
