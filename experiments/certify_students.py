@@ -5,6 +5,7 @@
     python experiments/certify_students.py --preset cpu --out results/certify-cpu --executor ray --workers 2
     python experiments/certify_students.py --preset cpu --seeds 0 --out OUT_SEED0   # one seed per process
     python experiments/certify_students.py --merge OUT_SEED0 OUT_SEED1 --out OUT    # then merge them
+    python experiments/certify_students.py --preset scale --seeds 1 --split-seed 1 --out OUT1  # a new split too
 
 Writes ``OUT/results.json`` (strict JSON, a list ``certificates``), ``OUT/certificates.csv`` and
 ``OUT/certificates.png``; trained models are cached under ``--cache-root`` (default ``OUT/runs``).
@@ -24,11 +25,13 @@ from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 
 STUDY = "kdbounds.studies.certify_students"  # imported after parsing (torch): a bad flag fails at once
+OVERRIDES = {"split_seed": T.seed}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "smoke")
     p.add_argument("--seeds", type=T.seed, nargs="+", default=None, help="override the preset's seeds")
+    _cli.add_overrides(p, OVERRIDES)
     p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
                    help="merge finished runs (same preset, different seeds) into --out instead of running")
     a = p.parse_args(argv)
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"merged {len(res.certificates)} certificates (seeds {res.config['seeds']}) -> {a.out}/results.json")
         return 0
     seeds = tuple(a.seeds) if a.seeds is not None else None
-    cfg = _cli.config_from_args(study.PRESETS, a, (), seeds=seeds)
+    cfg = _cli.config_from_args(study.PRESETS, a, tuple(OVERRIDES), seeds=seeds)
     return _cli.main(study, "certify_students", cfg, a, summary=_summary)
 
 
