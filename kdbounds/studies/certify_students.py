@@ -78,6 +78,7 @@ from kdbounds.certificates.scales import scale_grid
 from kdbounds.runs.priors import PRIOR_KINDS, PriorRun, prior_run, train_prior
 from kdbounds.runs.splits import SplitSpec, split_data, train_on_split
 from kdbounds.runs.posteriors import posterior_from_run, prior_from_run
+from kdbounds.stats import mean_interval
 from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
@@ -693,6 +694,7 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
             student_recs.extend(part["students"])
             log(f"  prior ({kind}): test acc {part['prior']['test_acc']}")
             for row in part["rows"]:
+                row = {**row, "split_seed": cfg.split_seed}
                 rows.append(row)
                 log(f"  [{kind:9s}] {row['student']:4s} {row['loss']:10s} certified {row['risk_upper']:.4f}  "
                     f"(Q = P: {row['prior_heldout_bound']:.4f})  held-out {row['test_gibbs_risk']:.4f}  KL "
@@ -709,9 +711,12 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
 
 # ------------------------------------------------------------------------------------------------
 def _mean_se(v: list[float]) -> dict[str, Any]:
-    a = np.asarray(v, dtype=float)
-    se = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
-    return {"mean": float(a.mean()), "stderr": se, "n_seeds": int(len(a)), "values": a.tolist()}
+    """Mean over replicates with its standard error and 95 % Student-t interval (:func:`kdbounds.stats.mean_interval`;
+    ``None`` for one replicate)."""
+    e = mean_interval(v)
+    one = e.n < 2
+    return {"mean": e.value, "stderr": None if one else e.stderr, "n_seeds": e.n, "values": [float(x) for x in v],
+            "ci95_low": e.ci_low, "ci95_high": e.ci_high}
 
 
 def _goals(z: list[dict[str, Any]]) -> dict[str, Any]:
@@ -732,9 +737,38 @@ def _goals(z: list[dict[str, Any]]) -> dict[str, Any]:
         if diffs:
             dvb[st] = _mean_se(diffs)
     out["distilled_minus_learnt"] = dvb
-    gaps = [r["gap"] for r in z if r.get("gap") is not None and r["n_s"] >= 5000]
-    out["max_certified_minus_heldout_at_n_s_5000"] = max(gaps) if gaps else None
+    gaps = [r["gap"] for r in z if r.get("gap") is not None]
+    out["certified_minus_heldout"] = {"max": max(gaps) if gaps else None, "n": len(gaps),
+                                      "all_at_most_0.05": bool(gaps) and max(gaps) <= 0.05,
+                                      "n_s": sorted({int(r["n_s"]) for r in z if r.get("gap") is not None})}
     return out
+
+
+def _replicates(z: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the posterior and the distillation added, per (prior, posterior), over the independent replicates.
+
+    ``posterior_minus_prior_alone``: certificate − the prior's own ``Q = P`` bound on the same ``D_S``;
+    ``distilled_minus_learnt``: prior (d) − prior (b), same posterior. Each a mean with a 95 % t interval over
+    seeds (per comparison, not simultaneous). The replicates are independent only when every seed has its own
+    split (``unit`` = ``"split"``); seeds sharing one split (``"seed on one split"``) repeat training and Monte
+    Carlo draws, not the data.
+    """
+    learnt = [r for r in z if r["student"].split("@")[0] in LEARNT]
+    splits = {(r["seed"], r.get("split_seed")) for r in learnt}
+    own = len({sp for _, sp in splits}) == len(splits) and None not in {sp for _, sp in splits}
+    pq: dict[str, list[float]] = {}
+    for r in sorted(learnt, key=lambda r: r["seed"]):
+        if r.get("prior_heldout_bound") is not None:
+            pq.setdefault(f"{r['prior']}/{r['student']}", []).append(r["risk_upper"] - r["prior_heldout_bound"])
+    by = {(r["prior"], r["student"], r["seed"]): r["risk_upper"] for r in learnt}
+    dmb: dict[str, list[float]] = {}
+    for (pr, st, sd), v in sorted(by.items()):
+        if pr == "distilled" and ("learnt", st, sd) in by:
+            dmb.setdefault(st, []).append(v - by[("learnt", st, sd)])
+    return {"unit": "split" if own else "seed on one split", "n": len({sd for sd, _ in splits}),
+            "posterior_minus_prior_alone": {k: _mean_se(v) for k, v in pq.items()},
+            "distilled_minus_learnt": {k: _mean_se(v) for k, v in dmb.items()},
+            "note": "95 % Student-t intervals over the replicates, one comparison each (not simultaneous)"}
 
 
 def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
@@ -755,12 +789,13 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[s
         return {"note": "no 0-1 certificates"}
     out: dict[str, Any] = {}
     for key, group in (("learnt_posteriors", LEARNT), ("wrapped_students", WRAPPED)):
-        g = [r for r in z if r["student"] in group]
+        g = [r for r in z if r["student"].split("@")[0] in group]  # "pbb@airbench94": pbb on the teacher's net
         if g:
             out[key] = _goals(g)
     out["by_student"] = {st: _goals([r for r in z if r["student"] == st]) for st in sorted({r["student"] for r in z})}
-    learnt = [r for r in z if r["student"] in LEARNT]
+    learnt = [r for r in z if r["student"].split("@")[0] in LEARNT]
     if learnt:
+        out["replicates"] = _replicates(learnt)
         low = min(learnt, key=lambda r: r["risk_upper"])
         cert = low.get("certificate") or {}
         d, dmc = cert.get("delta"), cert.get("delta_mc")
@@ -768,8 +803,8 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[s
             "prior": low["prior"], "student": low["student"], "seed": low["seed"], "risk_upper": low["risk_upper"],
             "test_gibbs_risk": low["test_gibbs_risk"], "min_over": len(learnt),
             "confidence": None if d is None else max(0.0, 1.0 - len(learnt) * (d + dmc)),
-            "note": "the minimum over every learnt-posterior 0-1 certificate (priors x posteriors x seeds) on one "
-                    "D_S: it holds at 1 - min_over * (delta + delta_mc) (union bound)"}
+            "note": "the minimum over every learnt-posterior 0-1 certificate (priors x posteriors x seeds, on every "
+                    "seed's D_S): it holds at 1 - min_over * (delta + delta_mc) (union bound)"}
     return out
 
 
@@ -789,6 +824,18 @@ def _n_test(results: Mapping[str, Any]) -> int | None:
     """The held-out images the certificates were scored on (their record's ``test_gibbs_risk.n``)."""
     ns = {(r["certificate"].get("test_gibbs_risk") or {}).get("n") for r in results["certificates"]} - {None}
     return ns.pop() if len(ns) == 1 else results["config"].get("test_n")
+
+
+def _cost_note(results: Mapping[str, Any]) -> str:
+    env = results["environment"]
+    runs = env.get("runs")
+    if not runs:
+        return (f"{results['seconds'] / 60:.0f} min wall for this run ({env.get('executor', 'local')} executor, "
+                f"{env.get('threads')} thread(s) per run; cached runs not retrained).")
+    return ("wall time per run: " + ", ".join(f"{r['seconds'] / 60:.0f} min (seeds {', '.join(map(str, r['seeds']))})"
+                                              for r in runs)
+            + f" ({runs[0].get('executor', 'local')} executor, {runs[0].get('threads')} thread(s) per run; the bank "
+              f"teacher's training not included when it was cached).")
 
 
 def readme_table(results: Mapping[str, Any]) -> str:
@@ -815,12 +862,17 @@ def readme_table(results: Mapping[str, Any]) -> str:
     conf = sorted({round(float(r["confidence"]), 6) for r in rows})
     centres = "; ".join(f"{_PRIOR_LABELS.get(r['kind'], r['kind'])}: {r['test_acc']:.4f} (seed {r['seed']})"
                         for r in results.get("priors", []) if r.get("test_acc") is not None)
-    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set, {_num(_n_test(results), ',')} held-out test images; "
-             f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T), student "
+    reps = sp.get("replicates") or [sp]
+    split_note = ("" if len(reps) < 2 else
+                  f" (each seed its own split: split seeds {', '.join(str(r.get('seed')) for r in reps)})")
+    teachers = "; ".join(f"{t['test_acc']:.4f} (seed {t['seed']})" for t in results.get("teachers", [])
+                         if t.get("test_acc") is not None)
+    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set{split_note}, {_num(_n_test(results), ',')} held-out test images; "
+             f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T"
+             f"{'; test accuracy ' + teachers if teachers else ''}), student "
              f"{cfg['student_arch']}; the prior centres' test accuracy: {centres or '–'}; seeds {', '.join(map(str, cfg['seeds']))}; every row one "
              f"certificate at confidence {', '.join(f'{c:g}' for c in conf)} (δ = {cfg['delta']:g}, δ′ = {cfg['delta_mc']:g}); "
-             f"{results['seconds'] / 60:.0f} min wall for this run ({results['environment'].get('executor', 'local')} "
-             f"executor, {results['environment'].get('threads')} thread(s) per run; cached runs not retrained).\n\n")
+             + _cost_note(results) + "\n\n")
     head = [intro + "| prior | posterior (network) | certified risk | Q = P: prior's held-out bound | prior's mean network: "
             "test-set bound | held-out Gibbs risk [95 % CI] | KL mean / variance (nats) | mean network test acc. "
             "(change vs prior) |", "|---|---|---|---|---|---|---|---|"]
@@ -843,35 +895,66 @@ def readme_table(results: Mapping[str, Any]) -> str:
     return "\n".join(head) + "\n\n" + "\n".join(_findings(rows))
 
 
+def _ci_cell(d: Mapping[str, Any]) -> str:
+    ci = "" if d.get("ci95_low") is None else f" [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}]"
+    return f"{d['mean']:+.3f}{ci}"
+
+
 def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
-    """README's lines under the table: what the posterior and the distillation added, as differences."""
+    """README's lines under the table: what the posterior and the distillation added, as differences (with
+    95 % t intervals over the replicates when there are several seeds)."""
     learnt = [r for r in rows if r["student"].split("@")[0] in LEARNT]
     if not learnt:
         return []
     low = min(learnt, key=lambda r: r["risk_upper"])
     n = len(learnt)
+    seeds = sorted({r["seed"] for r in learnt})
     conf = max(0.0, 1.0 - n * (1.0 - low["confidence"]))  # a minimum over n certificates: the union bound
+    where = "on this D_S" if len(seeds) == 1 else f"over the {len(seeds)} seeds"
     out = [f"- Lowest certificate of a learnt posterior: **{low['risk_upper']:.3f}** (`{low['student']}`, prior "
            f"{_PRIOR_LABELS.get(low['prior'], low['prior'])}, seed {low['seed']}); as the minimum over the {n} learnt-posterior "
-           f"certificates on this D_S it holds at {conf:.3f} (union bound), each row alone at {low['confidence']:.3f}. "
+           f"certificates {where} it holds at {conf:.3f} (union bound), each row alone at {low['confidence']:.3f}. "
            f"The prior alone gives {low['prior_heldout_bound']:.3f} (`Q = P`) and its mean network "
            f"{_num(low.get('prior_mean_heldout_bound'))} (test-set bound): the posterior added "
            f"{low['risk_upper'] - low['prior_heldout_bound']:+.3f} against `Q = P`."]
-    diffs = [r["risk_upper"] - r["prior_heldout_bound"] for r in learnt]
+    if len(seeds) > 1:
+        per = [min((r for r in learnt if r["seed"] == sd), key=lambda r: r["risk_upper"]) for sd in seeds]
+        out.append("- Lowest per seed: " + "; ".join(f"seed {r['seed']} {r['risk_upper']:.3f} (`{r['student']}`, "
+                                                       f"{r['prior']})" for r in per) + ".")
     gaps = [r["gap"] for r in learnt if r.get("gap") is not None]
+    rep = _replicates(list(learnt))
+    if len(seeds) > 1:
+        unit = ("independent replicates, each its own split, teacher, priors, posteriors and draws"
+                if rep["unit"] == "split" else "seeds on one split: training and draws repeat, the data do not")
+        out.append(f"- Posterior − (`Q = P`), mean [95 % t interval] over {len(seeds)} seeds ({unit}): "
+                   + "; ".join(f"`{k}` {_ci_cell(v)}" for k, v in rep["posterior_minus_prior_alone"].items())
+                   + (f". Certified − held-out Gibbs risk: {min(gaps):.3f} to {max(gaps):.3f}." if gaps else "."))
+        if rep["distilled_minus_learnt"]:
+            out.append("- Distilled prior (d) − learnt prior (b), same posterior, mean [95 % t interval]: "
+                       + "; ".join(f"`{k}` {_ci_cell(v)}" for k, v in rep["distilled_minus_learnt"].items())
+                       + " (per comparison, not simultaneous).")
+        return out
+    diffs = [r["risk_upper"] - r["prior_heldout_bound"] for r in learnt]
     out.append(f"- Posterior − (`Q = P`) over the {n} learnt posteriors: {min(diffs):+.3f} to {max(diffs):+.3f}"
                + (f"; certified − held-out Gibbs risk: {min(gaps):.3f} to {max(gaps):.3f}." if gaps else "."))
-    by = {(r["prior"], r["student"], r["seed"]): r["risk_upper"] for r in learnt}
-    dmb = [f"`{st}` seed {sd}: {v - by[('learnt', st, sd)]:+.3f}" for (pr, st, sd), v in sorted(by.items())
-           if pr == "distilled" and ("learnt", st, sd) in by]
+    dmb = [f"`{k}` seed {seeds[0]}: {v['mean']:+.3f}" for k, v in rep["distilled_minus_learnt"].items()]
     if dmb:
         out.append("- Distilled prior (d) − learnt prior (b), same posterior: " + "; ".join(dmb) + ".")
     return out
 
 
+_REPLICATE_KEYS = ("seeds", "split_seed")  # what may differ between the runs merged into one result
+
+
 def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> Result:
-    """Merge runs of the same configuration over different seeds (e.g. one process per seed) into one
+    """Merge runs of one configuration over different seeds (e.g. one process per seed) into one
     ``results.json`` with the summary recomputed over all seeds.
+
+    The runs may differ in ``seeds`` and ``split_seed`` only: a run per seed with its own split
+    (``--seeds 1 --split-seed 1``) is an independent replicate (new D_T/D_S, new teacher, priors, posteriors
+    and draws), and the summary's ``replicates`` then says ``unit = "split"``. Every certificate row gets its
+    run's ``split_seed``; ``split`` holds the sizes and one record per replicate (``replicates``); each run's
+    environment and provenance (kdbounds version, git commit) are kept under ``environment.runs``.
 
     Args:
         dirs: the runs' output folders (each holding ``results.json``).
@@ -881,29 +964,53 @@ def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> 
         The merged :class:`Result`.
 
     Raises:
-        ValueError: the runs' configurations differ in anything but ``seeds``, or a seed repeats.
+        ValueError: no folder; the runs' configurations differ in anything but ``seeds`` and ``split_seed``; a
+            seed repeats; two runs of one split seed disagree on its split; the split sizes differ.
     """
     from kdbounds._io import read_json
 
-    parts = [read_json(Path(d) / "results.json") for d in dirs]
-    if not parts:
+    if not dirs:
         raise ValueError("dirs: expected at least one results folder")
-    strip = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
+    parts = [read_json(Path(d) / "results.json") for d in dirs]
+    strip = lambda c: {k: v for k, v in c.items() if k not in _REPLICATE_KEYS}  # noqa: E731
     for d, r in zip(dirs, parts):
         if strip(r["config"]) != strip(parts[0]["config"]):
-            raise ValueError(f"dirs: {d} was run with another configuration than {dirs[0]}; only seeds may differ")
+            diff = sorted(k for k in set(strip(r["config"])) | set(strip(parts[0]["config"]))
+                          if r["config"].get(k) != parts[0]["config"].get(k))
+            raise ValueError(f"dirs: {d} was run with another configuration than {dirs[0]} (differs in "
+                             f"{', '.join(diff)}); only {' and '.join(_REPLICATE_KEYS)} may differ")
     seeds = [s for r in parts for s in r["config"]["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"dirs: seeds repeat across the runs ({seeds})")
-    cfg = {**parts[0]["config"], "seeds": seeds}
-    certs = tuple(c for r in parts for c in r["certificates"])
+    split = _merged_split(dirs, parts)
+    cfg = {**parts[0]["config"], "seeds": seeds,
+           "split_seed": sorted({r["config"].get("split_seed", 0) for r in parts})}
+    certs = tuple({**c, "split_seed": c.get("split_seed", r["config"].get("split_seed", 0))}
+                  for r in parts for c in r["certificates"])
+    runs = [{**r["environment"], "provenance": r.get("provenance"), "seeds": r["config"]["seeds"],
+             "split_seed": r["config"].get("split_seed", 0), "seconds": r["seconds"]} for r in parts]
     res = Result(cfg, certs, tuple(p for r in parts for p in r["priors"]),
-                 tuple(s for r in parts for s in r["students"]), parts[0]["split"], summarise(certs),
-                 float(sum(r["seconds"] for r in parts)),
-                 {"merged_from": [str(d) for d in dirs], "runs": [r["environment"] for r in parts]},
+                 tuple(s for r in parts for s in r["students"]), split, summarise(certs),
+                 float(sum(r["seconds"] for r in parts)), {"merged_from": [str(d) for d in dirs], "runs": runs},
+                 grids={"runs": [r.get("grids", {}) for r in parts]},
                  teachers=tuple(t for r in parts for t in r.get("teachers", [])))
     write_results(res, out_dir)
     return res
+
+
+def _merged_split(dirs: list[str | os.PathLike], parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The split record of merged runs: the common sizes and one record per split seed."""
+    sizes = {k: parts[0]["split"].get(k) for k in ("n_total", "n_t", "n_s")}
+    reps: dict[Any, dict[str, Any]] = {}
+    for d, r in zip(dirs, parts):
+        sp = r["split"]
+        if {k: sp.get(k) for k in sizes} != sizes:
+            raise ValueError(f"dirs: {d} has split sizes {[sp.get(k) for k in sizes]}, {dirs[0]} {list(sizes.values())}")
+        key = r["config"].get("split_seed", sp.get("seed"))
+        if key in reps and reps[key] != sp:
+            raise ValueError(f"dirs: {d} records another split for split seed {key} than an earlier run")
+        reps[key] = sp
+    return {**sizes, "replicates": [reps[k] for k in sorted(reps, key=str)]}
 
 
 def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]:
