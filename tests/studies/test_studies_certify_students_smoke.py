@@ -215,3 +215,19 @@ def test_merge_refuses_a_split_seed_that_recorded_two_splits_and_names_the_diffe
     atomic_write_json(tmp_path / "b" / "results.json", b)
     res = merge_results([tmp_path / "a", tmp_path / "b"], tmp_path / "m3")
     assert res.summary["replicates"]["unit"] == "seed on one split"
+
+
+def test_headline_is_the_named_certificate_at_its_own_confidence_not_the_minimum():
+    """The pre-registered headline (HEADLINE: pbkd on the teacher's net, prior (c)) is reported per seed at the
+    row's own confidence even when another row is lower; the minimum keeps its union-bound confidence."""
+    from kdbounds.studies.certify_students import HEADLINE
+
+    rows = _rep_part(0, 0, (0.30, 0.12, 0.20))["certificates"]  # pbb on (d) is the lowest, not the headline
+    rows.append({**rows[2], "student": "pbkd@airbench94", "risk_upper": 0.19})
+    rows.append({**rows[2], "student": "pbkd", "risk_upper": 0.05})  # pbkd on the student net: not the headline
+    s = summarise(rows)
+    assert HEADLINE == {"prior": "teacher", "posterior": "pbkd", "on_teacher_arch": True}
+    assert [(r["student"], r["risk_upper"], r["confidence"]) for r in s["headline"]["rows"]] == [
+        ("pbkd@airbench94", 0.19, 0.965)]
+    low = s["lowest_certified_learnt_posterior"]
+    assert low["risk_upper"] == 0.05 and low["confidence"] == pytest.approx(1 - 5 * 0.035)
