@@ -850,8 +850,12 @@ def _cost_note(results: Mapping[str, Any]) -> str:
     if not runs:
         return (f"{results['seconds'] / 60:.0f} min wall for this run ({env.get('executor', 'local')} executor, "
                 f"{env.get('threads')} thread(s) per run; cached runs not retrained).")
-    return ("wall time per run: " + ", ".join(f"{r['seconds'] / 60:.0f} min (seeds {', '.join(map(str, r['seeds']))})"
-                                              for r in runs)
+    def commit(r: Mapping[str, Any]) -> str:
+        c = ((r.get("provenance") or {}).get("git") or {}).get("commit")
+        return f"code {c[:7]}" if c else "code not recorded"
+
+    return ("wall time per run: " + ", ".join(f"{r['seconds'] / 60:.0f} min (seeds {', '.join(map(str, r['seeds']))}, "
+                                              f"{commit(r)})" for r in runs)
             + f" ({runs[0].get('executor', 'local')} executor, {runs[0].get('threads')} thread(s) per run; the bank "
               f"teacher's training not included when it was cached).")
 
@@ -883,11 +887,8 @@ def readme_table(results: Mapping[str, Any]) -> str:
     reps = sp.get("replicates") or [sp]
     split_note = ("" if len(reps) < 2 else
                   f" (each seed its own split: split seeds {', '.join(str(r.get('seed')) for r in reps)})")
-    teachers = "; ".join(f"{t['test_acc']:.4f} (seed {t['seed']})" for t in results.get("teachers", [])
-                         if t.get("test_acc") is not None)
     intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set{split_note}, {_num(_n_test(results), ',')} held-out test images; "
-             f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T"
-             f"{'; test accuracy ' + teachers if teachers else ''}), student "
+             f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T), student "
              f"{cfg['student_arch']}; the prior centres' test accuracy: {centres or '–'}; seeds {', '.join(map(str, cfg['seeds']))}; every row one "
              f"certificate at confidence {', '.join(f'{c:g}' for c in conf)} (δ = {cfg['delta']:g}, δ′ = {cfg['delta_mc']:g}); "
              + _cost_note(results) + "\n\n")
@@ -939,7 +940,7 @@ def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
     if head:
         out.append(f"- Headline, named after seed 0 and before seeds 1 and 2 were certified (`HEADLINE`: `{head[0]['student']}`, prior "
                    f"{_PRIOR_LABELS[HEADLINE['prior']]}; no selection, so each at its own confidence): "
-                   + "; ".join(f"seed {r['seed']} **{r['risk_upper']:.3f}** at {r['confidence']:.3f} (`Q = P` "
+                   + "; ".join(f"seed {r['seed']} **{r['risk_upper']:.4f}** at {r['confidence']:.3f} (`Q = P` "
                                f"{_num(r.get('prior_heldout_bound'))}, held-out Gibbs {_num(r.get('test_gibbs_risk'))})"
                                for r in head) + ".")
     if len(seeds) > 1:
@@ -1098,11 +1099,15 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     a1.bar(x - 0.27, mean("risk_upper"), 0.27, label="certified bound on $L(Q)$ (0–1 loss)", color="C0")
     a1.bar(x, mean("prior_heldout_bound"), 0.27, label="prior alone: $Q = P$ bound on $D_S$", color="C7")
     a1.bar(x + 0.27, held, 0.27, yerr=np.vstack([held - lo, hi - held]), capsize=3,
-           label="held-out Gibbs risk (95 % CI)", color="C1")
+           label="held-out Gibbs risk (95 % CI; span over seeds)", color="C1")
+    if any(len(g) > 1 for g in groups.values()):  # several seeds: each seed's certificate as a dot on its bar
+        sx = [xi - 0.27 for xi, g in zip(x, groups.values()) for _ in g]
+        a1.scatter(sx, [r["risk_upper"] for g in groups.values() for r in g], s=12, color="k", zorder=3,
+                   label="certified bound, each seed")
     a1.axhline(0.9, color="k", ls="--", lw=0.8, label="trivial (0.9)")
-    a1.set_ylim(0, 1.22)
+    a1.set_ylim(0, 1.3)
     a1.set_ylabel("risk")
-    a1.legend(fontsize=8, ncol=4, loc="upper center")
+    a1.legend(fontsize=8, ncol=3, loc="upper center")
     for i, key in enumerate(("mean_term", "variance_term")):
         v = mean(key)
         off = -0.2 if i == 0 else 0.2
