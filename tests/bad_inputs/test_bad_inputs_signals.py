@@ -171,3 +171,44 @@ def test_ctrl_c_ends_a_study_with_one_line_and_the_rerun_resumes(setup, tmp_path
     assert again.returncode == 0, again.stderr
     assert _sha(run / "model.pt") == _sha(ref / "model.pt")
     assert _losses(run) == _losses(ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# in this process: the handler itself and the lines of kdbounds-train before a checkpoint exists
+# ---------------------------------------------------------------------------------------------
+def test_the_first_signal_interrupts_a_second_ends_the_process_and_the_handlers_come_back():
+    from kdbounds._interrupts import signals_end_the_run
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(KeyboardInterrupt):
+        with signals_end_the_run():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)  # the handler interrupts this
+            except KeyboardInterrupt:
+                # while the run unwinds, a second signal of either kind takes the default action (ends the process)
+                assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+                raise
+            raise AssertionError("SIGTERM did not interrupt the block")
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.parametrize("where", ["config", "training"])
+def test_kdbounds_train_interrupted_before_a_checkpoint_says_so_in_one_line(where, tmp_path, monkeypatch, capsys):
+    from kdbounds import train as cli
+    from kdbounds.runs import cache
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli if where == "config" else cache, "config_from_args" if where == "config" else
+                        "train_cached", interrupt)
+    code = cli.main(["teacher", "--arch", "resnet8", "--preset", "smoke", "--cache-root", str(tmp_path / "c"),
+                     "--no-progress", "--threads", "1"])
+    line = _one_line(capsys.readouterr().err)
+    assert code == 130 and "run the same command again" in line
+    if where == "config":
+        assert line.startswith("interrupted before training started: nothing was written"), line
+    else:  # the run's folder in the cache, named
+        assert line.startswith("interrupted before the first epoch finished") and str(tmp_path / "c") in line, line
