@@ -106,15 +106,15 @@ def _classification_batches(model: nn.Module, train: Any, test: Any, batch_size:
     ``train`` or ``test``: finite floating inputs (of the model's dtype unless ``dtype`` converts them), the
     same input shape in both, one integer label per input below the model's number of classes (a
     one-example probe, the only evaluation before the checks pass)."""
-    want = None if dtype is not None else next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    own = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     (xtr, ytr), (xte, yte) = as_tensors(train, "train"), as_tensors(test, "test")
     for name, x, y in (("train", xtr, ytr), ("test", xte, yte)):
-        check_inputs(name, x, want)
+        check_inputs(name, x, None if dtype is not None else own)  # with dtype, the inputs are converted
         check_labels(name, y)
     if xte.shape[1:] != xtr.shape[1:]:
         raise ValueError(f"test: inputs of shape {tuple(xte.shape[1:])} but train's are {tuple(xtr.shape[1:])}; "
                          f"both sets must be inputs of the same network")
-    classes = num_classes([model], xtr.to(dtype) if dtype is not None else xtr, "train")[0]
+    classes = num_classes([model], xtr.to(own) if own is not None else xtr, "train")[0]
     for name, y in (("train", ytr), ("test", yte)):
         check_labels(name, y, classes)
     return as_batches((xtr, ytr), "train", batch_size=batch_size), as_batches((xte, yte), "test", batch_size=batch_size)

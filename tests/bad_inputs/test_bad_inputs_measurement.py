@@ -778,3 +778,24 @@ def test_bad_input_named_and_refused_before_work(thunk, exc, name, words, max_ro
     assert cpu < CPU_LIMIT_S, f"{cpu:.2f} CPU s before the refusal"
     if max_rows is not None:
         assert counted.rows <= max_rows, f"the networks saw {counted.rows} input rows before the refusal"
+
+
+# ---------------------------------------------------------------------------------------------
+# the checks refuse nothing valid: the doors above, with good inputs in every form they accept
+# ---------------------------------------------------------------------------------------------
+def test_valid_inputs_still_pass_the_checks():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(X, Y), batch_size=BATCH)
+    for data in ((X, Y), batches(), loader):
+        assert HessianOperator(TEACHER, F.cross_entropy, data).num_examples == 12
+        assert predictive_divergence(STUDENT, TEACHER, data, n_boot=0).n == 12
+    # inputs of another dtype are fine when dtype= converts them (a float64 measurement of a float32 network)
+    assert HessianOperator(TEACHER, F.cross_entropy, (X.double(), Y), dtype=torch.float64).dtype == torch.float64
+    curv = measure_teacher_curvature(TEACHER, (X, Y), (X2.double(), Y2), dtype=torch.float64, trace_matvecs=16,
+                                     lanczos_matvecs=4)
+    assert curv.dtype == "float64" and curv.n_train == curv.n_test == 12
+    pair = evaluate_pair(TEACHER, STUDENT, loader, batches(X2, Y2), kernel=False, n_boot=0)
+    assert pair.divergence_train.n == pair.divergence_test.n == 12
+    assert joint_counts(np.array([0, 1], np.int32), np.array([1, 0], np.uint8), [0, 0], n_classes=2, n_t=2,
+                        n_s=1).sum() == 2
