@@ -302,9 +302,9 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
                 config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
             result = study.run(config, out, cache_root=cache_root, progress=not args.no_progress, **kwargs)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished training is kept in the run cache "
-              f"({cache_root or Path(out).parent / 'cache'}); run the same command again to resume", file=sys.stderr,
-              flush=True)
+        print(f"\ninterrupted: every finished training, and the last finished epoch of one in progress, is kept in "
+              f"the run cache ({cache_root or Path(out).parent / 'cache'}); run the same command again to resume",
+              file=sys.stderr, flush=True)
         return 130
     except _one_line_errors() as e:  # the user's data, cluster or lock, not a bug: one line that names it
         raise SystemExit(f"error: {e}") from None
