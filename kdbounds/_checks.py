@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_finite_array",
     "check_square_matrix",
+    "check_int_array",
     "check_seed",
     "check_n_boot",
     "SEED_MAX",
@@ -150,6 +151,34 @@ def check_square_matrix(name: str, value: Any):
     arr = check_finite_array(name, value, ndim=2)
     if arr.shape[0] != arr.shape[1]:
         _fail(name, "a square matrix", f"shape {arr.shape}")
+    return arr
+
+
+def check_int_array(name: str, value: Any, ndim: int = 1, minimum: int | None = None, maximum: int | None = None,
+                    what: str = "integers"):
+    """An int64 numpy array of ``ndim`` dimensions whose entries are integers in ``[minimum, maximum]``.
+
+    Integer dtypes only: floats (even whole ones: ``0.0`` may be a rounded ``0.4``), bools and NaN are refused
+    with the fix (``.astype(int)``); use it for class labels, cluster indices, sample indices.
+    """
+    import numpy as np
+
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected an array of {what}, got {type(value).__name__}") from None
+    if arr.dtype.kind not in "iu":  # bools, floats (NaN included), strings, objects
+        fix = "; pass .astype(int) if they are whole numbers" if arr.dtype.kind == "f" else ""
+        raise TypeError(f"{name}: expected {what} of an integer dtype, got dtype {arr.dtype}{fix}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-dimensional array of {what}, got shape {arr.shape}")
+    arr = arr.astype(np.int64, copy=False)
+    lo = "-inf" if minimum is None else minimum
+    hi = "inf" if maximum is None else maximum
+    if arr.size and minimum is not None and int(arr.min()) < minimum:
+        raise ValueError(f"{name}: expected {what} in [{lo}, {hi}], got a minimum of {int(arr.min())}")
+    if arr.size and maximum is not None and int(arr.max()) > maximum:
+        raise ValueError(f"{name}: expected {what} in [{lo}, {hi}], got a maximum of {int(arr.max())}")
     return arr
 
 

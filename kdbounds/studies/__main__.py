@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: ``[name, *options]`` (default ``sys.argv[1:]``); ``--list`` prints the studies.
 
     Returns:
-        The process exit status.
+        The process exit status (130 after Ctrl-C or SIGTERM, with one line on stderr).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     names = available_studies()
@@ -83,13 +83,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kdbounds-study: unknown study {argv[0]!r}; expected one of {', '.join(names)}\n{usage}",
               file=sys.stderr)
         return 2
-    script = _EXPERIMENTS / f"{name}.py"
-    if script.is_file():
-        spec = importlib.util.spec_from_file_location(f"_kdbounds_experiment_{name}", script)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return int(mod.main(rest) or 0)
-    return _generic_main(importlib.import_module(f"kdbounds.studies.{name}"), name, rest)
+    from .._interrupts import signals_end_the_run
+
+    try:  # the study's own line once it runs (_cli.main); this one while it is imported and parsed
+        with signals_end_the_run():
+            script = _EXPERIMENTS / f"{name}.py"
+            if script.is_file():
+                spec = importlib.util.spec_from_file_location(f"_kdbounds_experiment_{name}", script)
+                mod = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(mod)
+                return int(mod.main(rest) or 0)
+            return _generic_main(importlib.import_module(f"kdbounds.studies.{name}"), name, rest)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: kdbounds-study {name} stopped (finished trainings stay in the run cache); run the "
+              f"same command again to resume", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import errno
 import importlib
 import importlib.util
-import signal
 import sys
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .. import _cli_types as T
+from .._interrupts import signals_end_the_run
 
 __all__ = ["study_parser", "module_names", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
            "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data", "arch", "readme_block_main"]
@@ -296,17 +294,17 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
     cache_root = Path(args.cache_root).expanduser().resolve() if args.cache_root else None
     check_output_paths(out, cache_root)
     kwargs = execution_kwargs(study, name, args)
-    config = with_data(config, download=not getattr(args, "no_download", False),
-                       progress=not args.no_progress)
-    if getattr(config, "data_root", None) is not None:
-        config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
     try:
-        with _signals_end_the_run():
+        with signals_end_the_run():  # Ctrl-C and SIGTERM: one line, from the data check (a download) on
+            config = with_data(config, download=not getattr(args, "no_download", False),
+                               progress=not args.no_progress)
+            if getattr(config, "data_root", None) is not None:
+                config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
             result = study.run(config, out, cache_root=cache_root, progress=not args.no_progress, **kwargs)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished training is kept in the run cache "
-              f"({cache_root or Path(out).parent / 'cache'}); run the same command again to resume", file=sys.stderr,
-              flush=True)
+        print(f"\ninterrupted: every finished training, and the last finished epoch of one in progress, is kept in "
+              f"the run cache ({cache_root or Path(out).parent / 'cache'}); run the same command again to resume",
+              file=sys.stderr, flush=True)
         return 130
     except _one_line_errors() as e:  # the user's data, cluster or lock, not a bug: one line that names it
         raise SystemExit(f"error: {e}") from None
@@ -331,23 +329,6 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
 
 
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES})
-
-
-@contextlib.contextmanager
-def _signals_end_the_run() -> Any:
-    """SIGTERM ends the run like Ctrl-C (``KeyboardInterrupt``), so both end with one line (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def execution_kwargs(study: ModuleType, name: str, args: argparse.Namespace) -> dict[str, Any]:
