@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import hashlib
-import json
 import os
 import pickle
 import re
@@ -48,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .._io import atomic_write_bytes, atomic_write_json, dumps_strict
+from .._io import atomic_write_bytes, atomic_write_json, bytes_sha256, canonical_json, json_sha256
 from .._progress import progress_bar
 from .locking import compute_once
 
@@ -204,8 +202,9 @@ def _find_cycle(specs: Sequence[RunSpec], remaining: Mapping[str, int]) -> str:
 
 
 def _canonical(x: Any) -> str:
+    """:func:`~kdbounds._io.canonical_json`, or ``repr`` for what has no JSON form (a function, a module)."""
     try:
-        return dumps_strict(x, indent=None, sort_keys=True)
+        return canonical_json(x)
     except (TypeError, ValueError):
         return repr(x)
 
@@ -218,7 +217,7 @@ PRESENTATION_KWARGS = frozenset({"progress"})
 
 def spec_fingerprints(order: Sequence[RunSpec]) -> dict[str, str]:
     """``{key: SHA-256 hex}`` over each run's function name, kwargs (less :data:`PRESENTATION_KWARGS`)
-    and its dependencies' fingerprints.
+    and its dependencies' fingerprints (:func:`kdbounds._io.json_sha256`).
 
     ``order`` must be topological (:func:`topological_order`)."""
     fps: dict[str, str] = {}
@@ -226,7 +225,7 @@ def spec_fingerprints(order: Sequence[RunSpec]) -> dict[str, str]:
         kwargs = {k: v for k, v in s.kwargs.items() if k not in PRESENTATION_KWARGS}
         body = {"fn": f"{s.fn.__module__}:{s.fn.__qualname__}", "kwargs": _canonical(kwargs),
                 "deps": {d: fps[d] for d in s.deps}}
-        fps[s.key] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        fps[s.key] = json_sha256(body)
     return fps
 
 
@@ -251,7 +250,7 @@ class ResultStore:
         if _SAFE_KEY.match(key) and len(key) <= 120:
             return self.root / key
         safe = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", key)[:80].lstrip(".") or "run"
-        return self.root / f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        return self.root / f"{safe}-{bytes_sha256(key.encode())[:10]}"
 
     def load(self, key: str, fingerprint: str) -> dict[str, Any] | None:
         """The stored payload of ``key`` if published with this ``fingerprint``, else ``None``.

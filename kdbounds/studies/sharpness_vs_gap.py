@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import time
@@ -62,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, dumps_strict, file_sha256
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, file_sha256, json_sha256
 from .._torch import resolve_device
 from ..checks import (
     CheckRecord,
@@ -584,7 +583,7 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
             "students": [[label, arch] for label, _, arch in students],
             "models": [models[k] for k in runs], "device_type": resolve_device(params["device"]).type,
             "code": _package_fingerprint()}
-    fp = hashlib.sha256(dumps_strict(body, indent=None, sort_keys=True).encode()).hexdigest()
+    fp = json_sha256(body)
     results = ResultStore(store)
     key = f"{recipe}-{fp[:12]}"
 

@@ -29,6 +29,7 @@ PINNED = {  # printed by the code at af957a5 (see the module docstring)
     "fast": "07f34f17699a",
     "init": "2b949ec3c019",
     "pbb": "e6430922a9c7",
+    "non_ascii": "bb632c668c21",
 }
 
 
@@ -50,6 +51,7 @@ def _cases(tmp_path):
         "init": (TrainConfig(**BASE, init_ckpt=str(t), milestones=(1,), n_per_class=5), None, None),
         "pbb": (TrainConfig(**BASE, method="pbb", method_kwargs={"prior": str(t), "prior_sha256": "ab" * 32,
                                                                    "sigma_prior": 0.01}), None, data),
+        "non_ascii": (TrainConfig(**BASE, data_root="/données/cifar"), None, None),  # written \u00e9: ensure_ascii
     }
 
 
