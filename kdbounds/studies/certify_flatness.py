@@ -125,8 +125,8 @@ class Config:
         recipes: the teachers' recipes; seeds: training seeds (teachers = recipes × seeds).
         teacher_epochs: epochs of each teacher (cross-entropy on ``D_T``, cosine schedule).
         posteriors: which learnt posteriors to certify (``pbkd``, ``pbb``); posterior_epochs, posterior_lr,
-            posterior_batch_size: their training; objective: ``fquad``/``fclassic``; pbkd_alpha, kd_T: the
-            KD term of ``pbkd`` (the teacher is the prior itself).
+            posterior_batch_size: their training; objective: ``fquad``/``fclassic``; pbkd_alpha, T: the
+            KD term of ``pbkd`` (the teacher is the prior itself; ``T`` is the KD temperature, the method's own name).
         scale_low, scale_high, n_scales: the ``sigma_P`` grid (``J = n_scales`` log-spaced values).
         delta, delta_mc, p_min: certificate parameters; n_draws / test_draws: Monte Carlo passes over
             ``D_S`` / the test images (per-example draws).
@@ -158,7 +158,7 @@ class Config:
     posterior_batch_size: int = 128
     objective: str = "fquad"
     pbkd_alpha: float = 0.1
-    kd_T: float = 4.0
+    T: float = 4.0
     scale_low: float = 2.5e-3
     scale_high: float = 4e-2
     n_scales: int = 5
@@ -225,7 +225,7 @@ class Config:
         if self.n_scales < 2:
             raise ValueError(f"n_scales: expected at least 2 grid values (a tolerance curve), got {self.n_scales}")
         check_int("curve_n", self.curve_n, minimum=2)
-        for name in ("posterior_lr", "kd_T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance",
+        for name in ("posterior_lr", "T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance",
                      "rel_scale_low", "rel_scale_high", "rel_curve_low", "rel_curve_high"):
             check_positive(name, getattr(self, name))
         if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
@@ -306,7 +306,7 @@ def _posterior_config(cfg: Config, kind: str, sigma_prior: float, seed: int) -> 
     kw: dict[str, Any] = {"sigma_prior": float(sigma_prior), "objective": cfg.objective, "n_bound": cfg.n_s,
                           "delta": cfg.delta, "p_min": cfg.p_min}
     if kind == "pbkd":
-        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
+        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.T})
     return TrainConfig(arch=cfg.arch, epochs=cfg.posterior_epochs, batch_size=cfg.posterior_batch_size,
                        lr=cfg.posterior_lr, weight_decay=0.0, schedule="cosine", seed=seed, method=kind,
                        method_kwargs=kw, device=cfg.device, eval_every=cfg.posterior_epochs)
