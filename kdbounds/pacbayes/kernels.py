@@ -45,6 +45,8 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from .._checks import check_int
+
 __all__ = [
     "DRAW_MODES",
     "GaussianKernel",
@@ -215,8 +217,7 @@ class GaussianKernel:
 
         .. math:: W_j = w + \\sigma \\odot \\varepsilon_j, \\quad \\varepsilon_j \\sim \\mathcal N(0, I).
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected an integer >= 1 (number of draws), got {n!r}")
+        n = check_int("n", n, minimum=1, fix="the number of draws")
         out = {}
         for name in self.names:
             m, s = self.mean[name], self.std[name]

@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from .._checks import check_nonnegative
 from .._io import atomic_write_json, read_json
 
 __all__ = ["LOCK_SUFFIX", "LOCK_TIMEOUT_ENV", "RESULT_NAME", "RunLockTimeout", "compute_once", "holder_path",
@@ -137,10 +138,8 @@ def lock_timeout_from_env() -> float | None:
 def _check_timeout(timeout: Any) -> float | None:
     if timeout is None:
         return lock_timeout_from_env()
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0 \
-            or timeout == float("inf"):
-        raise ValueError(f"timeout: expected None or a finite number of seconds >= 0, got {timeout!r}")
-    return float(timeout)
+    return check_nonnegative("timeout", timeout, fix="seconds, or None to wait without a limit "
+                                                     f"(unless ${LOCK_TIMEOUT_ENV} sets one)")
 
 
 def _wait(lock: Any, run_dir: str | os.PathLike, lp: Path, timeout: float | None, notice_after: float | None) -> None:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .._checks import check_int, check_nonnegative
 from .._io import atomic_write_bytes, atomic_write_json, bytes_sha256, canonical_json, json_sha256
 from .._progress import progress_bar
 from .locking import compute_once
@@ -355,13 +356,11 @@ def _check_args(executor: str, workers: int | None, address: str | None, threads
     if executor not in EXECUTORS:
         raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     for name, v in (("workers", workers), ("threads", threads)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name}: expected a positive integer (or None), got {v!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
-    if gpus_per_run is not None and (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
-                                     or not 0 <= gpus_per_run < float("inf")):
-        raise ValueError(f"gpus_per_run: expected a number >= 0 (or None for automatic), got {gpus_per_run!r}")
+        if v is not None:
+            check_int(name, v, minimum=1, fix="or None")
+    check_int("max_retries", max_retries, minimum=0)
+    if gpus_per_run is not None:
+        check_nonnegative("gpus_per_run", gpus_per_run, fix="or None (automatic)")
     if executor == "local":
         if workers not in (None, 1):
             raise ValueError(f"workers={workers}: the local executor runs one run at a time; "

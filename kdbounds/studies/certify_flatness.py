@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_open_unit, check_positive
+from .._checks import check_choice, check_int, check_nonnegative, check_open_unit, check_positive
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from ..certificates.bounds import check_confidences
 from ..runs.grid import TeacherRecipe
@@ -201,9 +201,7 @@ class Config:
         for r in self.recipes:
             check_positive(f"recipes[{r.name}].lr", r.lr)
             check_int(f"recipes[{r.name}].batch_size", r.batch_size, minimum=1)
-            if not (math.isfinite(r.weight_decay) and r.weight_decay >= 0):
-                raise ValueError(f"recipes[{r.name}].weight_decay: expected a finite number >= 0, got "
-                                 f"{r.weight_decay}")
+            check_nonnegative(f"recipes[{r.name}].weight_decay", r.weight_decay)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: expected at least one seed, all distinct, got {self.seeds}")
         for s in self.seeds:
@@ -228,14 +226,12 @@ class Config:
         for name in ("posterior_lr", "T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance",
                      "rel_scale_low", "rel_scale_high", "rel_curve_low", "rel_curve_high"):
             check_positive(name, getattr(self, name))
-        if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
-            raise ValueError(f"pbkd_alpha: expected a finite number >= 0, got {self.pbkd_alpha}")
+        check_nonnegative("pbkd_alpha", self.pbkd_alpha)
         check_confidences(self.delta, self.delta_mc)
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
-        if not (math.isfinite(self.rel_floor) and self.rel_floor > 0):
-            raise ValueError(f"rel_floor: expected a finite number > 0 (zero weights need noise), got {self.rel_floor}")
+        check_positive("rel_floor", self.rel_floor, fix="zero weights need noise")
         for lo, hi, n in (("scale_low", "scale_high", "n_scales"), ("curve_low", "curve_high", "curve_n"),
                           ("rel_scale_low", "rel_scale_high", "n_scales"),
                           ("rel_curve_low", "rel_curve_high", "curve_n")):
@@ -454,8 +450,7 @@ def relative_std(model: Any, s: float, floor: float) -> dict[str, Any]:
     import torch
 
     check_positive("s", s)
-    if not (math.isfinite(floor) and floor >= 0):
-        raise ValueError(f"floor: expected a finite number >= 0, got {floor}")
+    check_nonnegative("floor", floor)
     named = [(n, p.detach()) for n, p in model.named_parameters() if p.requires_grad]
     with torch.no_grad():
         n_all = max(1, sum(p.numel() for _, p in named))

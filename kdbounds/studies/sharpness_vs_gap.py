@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_int
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, file_sha256, json_sha256
 from .._torch import resolve_device
 from ..checks import (
@@ -149,10 +150,9 @@ class StudyConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise ValueError(f"threads: expected a positive integer or None (torch's default on the local executor, "
-                             f"1 per run on Ray), got {self.threads!r}")
+        if self.threads is not None:
+            object.__setattr__(self, "threads", check_int("threads", self.threads, minimum=1, fix=(
+                "or None (torch's default on the local executor, 1 per run on Ray)")))
         if not self.teachers:
             raise ValueError("teachers must name at least one TeacherRecipe")
         if len({t.name for t in self.teachers}) != len(self.teachers):
