@@ -145,6 +145,12 @@ def topological_order(specs: Sequence[RunSpec]) -> list[RunSpec]:
     Among the runs that are ready, the one listed first in ``specs`` comes first, so a list that is
     already ordered is returned unchanged.
 
+    Args:
+        specs: the sweep's runs.
+
+    Returns:
+        The same runs, dependencies first.
+
     Raises:
         TypeError: an element is not a :class:`RunSpec`, or a function is not module-level/picklable.
         ValueError: a key appears twice, a dependency names no run of the sweep, or runs form a cycle
@@ -220,7 +226,12 @@ def spec_fingerprints(order: Sequence[RunSpec]) -> dict[str, str]:
     """``{key: SHA-256 hex}`` over each run's function name, kwargs (less :data:`PRESENTATION_KWARGS`)
     and its dependencies' fingerprints (:func:`kdbounds._io.json_sha256`).
 
-    ``order`` must be topological (:func:`topological_order`)."""
+    Args:
+        order: the runs in a topological order (:func:`topological_order`).
+
+    Returns:
+        Each run's fingerprint by key.
+    """
     fps: dict[str, str] = {}
     for s in order:
         kwargs = {k: v for k, v in s.kwargs.items() if k not in PRESENTATION_KWARGS}
@@ -247,7 +258,14 @@ class ResultStore:
         return (ResultStore, (os.fspath(self.root),))
 
     def run_dir(self, key: str) -> Path:
-        """The folder of run ``key``."""
+        """The folder of run ``key``: ``root/key``, or a sanitised name plus a hash of the key.
+
+        Args:
+            key: the run's key.
+
+        Returns:
+            The folder (not created).
+        """
         if _SAFE_KEY.match(key) and len(key) <= 120:
             return self.root / key
         safe = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", key)[:80].lstrip(".") or "run"
@@ -255,6 +273,13 @@ class ResultStore:
 
     def load(self, key: str, fingerprint: str) -> dict[str, Any] | None:
         """The stored payload of ``key`` if published with this ``fingerprint``, else ``None``.
+
+        Args:
+            key: the run's key.
+            fingerprint: its spec's fingerprint (:func:`spec_fingerprints`); another one means stale.
+
+        Returns:
+            ``{"key", "fingerprint", "result"}``, or ``None``.
 
         Raises:
             ValueError: the file exists but cannot be unpickled (names the file and the fix).
@@ -272,7 +297,13 @@ class ResultStore:
         return payload
 
     def save(self, key: str, payload: Mapping[str, Any], info: Mapping[str, Any]) -> None:
-        """Publish ``payload`` (atomically, last) after writing ``info`` to ``run.json``."""
+        """Publish ``payload`` (atomically, last) after writing ``info`` to ``run.json``.
+
+        Args:
+            key: the run's key.
+            payload: ``{"key", "fingerprint", "result"}`` (pickled).
+            info: a strict-JSON description for humans.
+        """
         d = self.run_dir(key)
         atomic_write_json(d / _INFO_FILE, info)
         atomic_write_bytes(d / _RESULT_FILE, pickle.dumps(dict(payload), protocol=pickle.HIGHEST_PROTOCOL))
@@ -545,7 +576,11 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the executor flags every experiment script shares: ``--executor``, ``--workers``,
-    ``--address``, ``--threads``, ``--max-retries`` (read them back with :func:`sweep_options`)."""
+    ``--address``, ``--threads``, ``--max-retries`` (read them back with :func:`sweep_options`).
+
+    Args:
+        parser: the script's parser (a group is added to it).
+    """
     from .. import _cli_types as T  # the one set of typed converters
 
     g = parser.add_argument_group("execution (see docs/sweeps.md)")
@@ -650,6 +685,12 @@ def check_execution(ns: argparse.Namespace) -> None:
 
 def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`run_sweep` keyword arguments from flags added by :func:`add_sweep_arguments`.
+
+    Args:
+        args: the parsed flags (``--lock-timeout``, where the parser has it, is exported to every run lock).
+
+    Returns:
+        ``{"executor", "workers", "address", "threads", "max_retries"}``.
 
     Raises:
         ValueError: an inconsistent combination (e.g. ``--workers 4`` with ``--executor local``),
