@@ -29,10 +29,10 @@ def render(path: Path = RESULTS) -> str:
     Returns:
         The markdown table.
     """
-    from kdbounds._io import read_json
+    from kdbounds.studies._results import read_results
     from kdbounds.studies.certify_students import readme_table
 
-    return readme_table(read_json(path))
+    return readme_table(read_results(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "check_probability",
     "check_open_unit",
     "check_int",
+    "check_bool",
     "check_choice",
     "check_finite_array",
     "check_square_matrix",
@@ -73,11 +74,11 @@ def check_finite(name: str, value: Any) -> float:
     return v
 
 
-def check_positive(name: str, value: Any) -> float:
-    """A finite number > 0."""
+def check_positive(name: str, value: Any, fix: str = "") -> float:
+    """A finite number > 0 (``fix``: what to do instead, appended to the message)."""
     v = check_finite(name, value)
     if v <= 0:
-        _fail(name, "a finite number > 0", value)
+        _fail(name, "a finite number > 0", value, fix)
     return v
 
 
@@ -105,21 +106,35 @@ def check_open_unit(name: str, value: Any) -> float:
     return v
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    """An integer (bools refused) within ``[minimum, maximum]`` where given."""
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, fix: str = "") -> int:
+    """An integer (bools refused; a whole float such as ``2.0`` is taken as ``2``) within ``[minimum, maximum]``
+    where given (``fix``: what to do instead, appended to the message)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         elif hasattr(value, "item") and getattr(value, "ndim", None) == 0 and float(value.item()).is_integer():
             value = int(value.item())
         else:
-            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}"
+                            + (f"; {fix}" if fix else ""))
     v = int(value)
     if minimum is not None and v < minimum:
-        _fail(name, f"an integer >= {minimum}", value)
+        _fail(name, f"an integer >= {minimum}", value, fix)
     if maximum is not None and v > maximum:
-        _fail(name, f"an integer <= {maximum}", value)
+        _fail(name, f"an integer <= {maximum}", value, fix)
     return v
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (a numpy bool too); ``0``/``1``, strings and ``None`` are refused with a ``TypeError``."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(value, np.bool_):
+            return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:

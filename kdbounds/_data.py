@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_int
+
 __all__ = ["FORMS", "as_batches", "as_tensors", "is_pair", "check_inputs", "check_labels", "check_finite_tensors",
            "label_law_shift", "warn_label_law_shift"]
 
@@ -106,8 +108,8 @@ def as_batches(data: Any, name: str = "data", *, batch_size: int | None = None) 
             and lists the three forms.
         ValueError: ``batch_size`` < 1, or no batch at all.
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     if is_pair(data):
         x, y = (_tensor(a) for a in data)
         if len(x) == 0:

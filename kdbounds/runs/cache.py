@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .._io import arrays_sha256, atomic_write_json, file_sha256, read_json
+from .._io import arrays_sha256, atomic_write_json, file_sha256, json_sha256, read_json
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
 from ..distill.trainer import CHECKPOINT, MODEL, RESULT, EpochInfo, TrainResult, train
@@ -152,7 +151,8 @@ def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
 
 def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
            data: Sequence[Any] | None = None, _key: dict[str, Any] | None = None) -> str:
-    """12-hex-digit id of the run: the start of the SHA-256 of :func:`run_key`'s canonical JSON.
+    """12-hex-digit id of the run: the start of the SHA-256 of :func:`run_key`'s canonical JSON
+    (:func:`kdbounds._io.json_sha256`; ids pinned by ``tests/runs/test_run_ids_pinned.py``).
 
     Args:
         cfg, teacher_ckpt, data: as for :func:`run_key`.
@@ -162,8 +162,7 @@ def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
         12 hex digits.
     """
     key = _key if _key is not None else run_key(cfg, teacher_ckpt, data)
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_sha256(key)[:12]
 
 
 def run_dir(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,

@@ -112,7 +112,9 @@ class Config:
     ``posterior_scales``; learnt posteriors use the fixed ``pbb_sigma_prior`` (J = 1). The RID student
     trains ``rid_epochs`` (None: ``student_epochs``; RID needs >= 2: its first epoch trains only the
     teacher-side filters) in cycles of ``rid_q`` epochs (None: one cycle, the whole run) whose first
-    ``⌈rid_r * rid_q⌉`` epochs are RID's phase 1.
+    ``⌈rid_r * rid_q⌉`` epochs are RID's phase 1. KD: the ``kd`` student's ``kd_alpha``, ``kd_gamma``, the
+    ``pbkd`` posteriors' ``pbkd_alpha``, and ``T``, the temperature of both (the methods' own name; a
+    ``results.json`` written before it was renamed says ``kd_T``: :func:`~kdbounds.studies._results.upgrade_config`).
     """
 
     preset: str = "custom"
@@ -137,7 +139,7 @@ class Config:
     augment: bool = False
     kd_alpha: float = 0.9
     kd_gamma: float = 0.1
-    kd_T: float = 4.0
+    T: float = 4.0
     pbkd_alpha: float = 0.1
     rid_epochs: int | None = None
     rid_q: int | None = None
@@ -176,7 +178,7 @@ class Config:
         for name in ("prior_epochs", "teacher_epochs", "student_epochs", "pbb_epochs", "batch_size",
                      "n_scales", "select_n", "select_draws", "n_draws", "test_draws"):
             check_int(name, getattr(self, name), minimum=1)
-        for name in ("lr", "pbb_lr", "pbb_sigma_prior", "scale_low", "scale_high", "kd_T"):
+        for name in ("lr", "pbb_lr", "pbb_sigma_prior", "scale_low", "scale_high", "T"):
             check_positive(name, getattr(self, name))
         check_confidences(self.delta, self.delta_mc)  # delta + delta_mc < 1: said before any training
         check_open_unit("p_min", self.p_min)
@@ -477,7 +479,7 @@ def _prior_heldout(cfg: Config, P: GaussianKernel, ds: tuple[torch.Tensor, torch
 
 
 def _kd_kwargs(cfg: Config) -> dict[str, Any]:
-    return {"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.kd_T}
+    return {"alpha": cfg.kd_alpha, "gamma": cfg.kd_gamma, "T": cfg.T}
 
 
 def _k(seed: int, name: str) -> str:
@@ -527,7 +529,7 @@ def _posterior_config(cfg: Config, student: str, kind: str, seed: int, arch: str
     if kind == "random":
         kw["prior"] = f"random:{1000 + seed}"
     if student == "pbkd":
-        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
+        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.T})
     return _standard_recipe(cfg, arch or cfg.student_arch, cfg.pbb_epochs, seed, lr=cfg.pbb_lr,
                             batch_size=cfg.pbb_batch_size, method=student, method_kwargs=kw).replace(weight_decay=0.0)
 
@@ -993,11 +995,11 @@ def merge_results(dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> 
         ValueError: no folder; the runs' configurations differ in anything but ``seeds`` and ``split_seed``; a
             seed repeats; two runs of one split seed disagree on its split; the split sizes differ.
     """
-    from kdbounds._io import read_json
+    from ._results import read_results
 
     if not dirs:
         raise ValueError("dirs: expected at least one results folder")
-    parts = [read_json(Path(d) / "results.json") for d in dirs]
+    parts = [read_results(Path(d) / "results.json") for d in dirs]  # configs under today's names (kd_T -> T)
     strip = lambda c: {k: v for k, v in c.items() if k not in _REPLICATE_KEYS}  # noqa: E731
     for d, r in zip(dirs, parts):
         if strip(r["config"]) != strip(parts[0]["config"]):

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import time
@@ -62,7 +61,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, dumps_strict, file_sha256
+from .._checks import check_int
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, file_sha256, json_sha256
 from .._torch import resolve_device
 from ..checks import (
     CheckRecord,
@@ -150,10 +150,9 @@ class StudyConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise ValueError(f"threads: expected a positive integer or None (torch's default on the local executor, "
-                             f"1 per run on Ray), got {self.threads!r}")
+        if self.threads is not None:
+            object.__setattr__(self, "threads", check_int("threads", self.threads, minimum=1, fix=(
+                "or None (torch's default on the local executor, 1 per run on Ray)")))
         if not self.teachers:
             raise ValueError("teachers must name at least one TeacherRecipe")
         if len({t.name for t in self.teachers}) != len(self.teachers):
@@ -186,12 +185,21 @@ class StudyConfig:
 
     def students(self) -> tuple[tuple[str, str, str], ...]:
         """``(label, arch, method)`` of every student: ``methods`` as ``student_arch`` (label = method),
-        then ``extra_students`` (label ``method@arch``)."""
+        then ``extra_students`` (label ``method@arch``).
+
+        Returns:
+            The students, in that order.
+        """
         out = [(m, self.student_arch, m) for m in self.methods]
         out += [(f"{m}@{a}", a, m) for a, m in self.extra_students]
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (``results.json``'s ``config``).
+
+        Returns:
+            Every field; teachers as dicts, ``extra_students`` as lists.
+        """
         d = asdict(self)
         d["teachers"] = [t.to_dict() for t in self.teachers]
         d["extra_students"] = [list(e) for e in self.extra_students]
@@ -263,14 +271,28 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
 # ------------------------------------------------------------------------------------------------
 def data_spec(cfg: StudyConfig) -> DataSpec:
     """The description of the study's arrays: stratified CIFAR-10 subsets of ``n_per_class`` training and
-    ``test_per_class`` test images per class (seeds ``subset_seed`` and ``subset_seed + 1``)."""
+    ``test_per_class`` test images per class (seeds ``subset_seed`` and ``subset_seed + 1``).
+
+    Args:
+        cfg: the study's config.
+
+    Returns:
+        The :class:`~kdbounds.runs.grid.DataSpec`.
+    """
     return DataSpec("cifar10", cfg.data_root, n_per_class=cfg.n_per_class, test_per_class=cfg.test_per_class,
                     subset_seed=cfg.subset_seed)
 
 
 def prepare_data(cfg: StudyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified training and test subsets (uint8 images, int64 labels) of CIFAR-10 (:func:`data_spec`,
-    loaded once per process by :func:`kdbounds.runs.grid.load_data`; do not modify them in place)."""
+    loaded once per process by :func:`kdbounds.runs.grid.load_data`; do not modify them in place).
+
+    Args:
+        cfg: the study's config.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``.
+    """
     return load_data(data_spec(cfg))
 
 
@@ -298,9 +320,13 @@ def flatten_record(teacher: str, recipe: TeacherRecipe, method: str, t_res: Any,
     ``bound_*``, ``observed_*``, ``se_*``, ``kind_*``, ``verdict_*`` (suffix ``<name>_<loss>``).
 
     Args:
-        teacher: the teacher's recipe name. recipe: its recipe. method: the student's label.
-        t_res, s_res: the training results (``final`` metrics). pair: the pair's measurements.
-        records: the pair's records after the run-level verdicts. curvature: the teacher's curvature.
+        teacher: the teacher's recipe name.
+        recipe: its recipe.
+        method: the student's label.
+        t_res, s_res: the training results (``final`` metrics).
+        pair: the pair's measurements.
+        records: the pair's records after the run-level verdicts.
+        curvature: the teacher's curvature.
         student_arch: the student's architecture.
 
     Returns:
@@ -399,7 +425,8 @@ def kendall_table(sharpness: dict[str, float], rows: Sequence[dict[str, Any]], *
         sharpness_name: recorded label of the sharpness.
         gaps: row keys of student gaps.
         statistics: the within-design statistics, ``"teacher_mean"`` and/or ``"pooled"``.
-        n_perm: random permutations beyond 8 units. seed: their seed.
+        n_perm: random permutations beyond 8 units.
+        seed: their seed.
 
     Returns:
         One row per (level, gap, statistic): ``level``, ``unit``, ``tau``, ``p_value``, ``p_holm`` (Holm within
@@ -466,6 +493,11 @@ class StudyResult:
     environment: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (``results.json`` without its provenance).
+
+        Returns:
+            The config, rows, reports, checks, curvature, verdict counts, Kendall tests and timings.
+        """
         return {"config": self.config, "rows": list(self.rows), "reports": list(self.reports),
                 "checks": list(self.checks), "curvature": self.curvature, "verdict_counts": self.verdict_counts,
                 "kendall": list(self.kendall), "timing": self.timing, "seconds": self.seconds,
@@ -492,6 +524,11 @@ class TeacherMeasurement:
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as plain data (what the measurement store publishes).
+
+        Returns:
+            ``{"teacher", "curvature", "pairs", "models", "cpu", "reused"}``.
+        """
         return {"teacher": self.teacher, "curvature": self.curvature.to_dict(),
                 "pairs": [p.to_dict() for p in self.pairs], "models": dict(self.models), "cpu": dict(self.cpu),
                 "reused": self.reused}
@@ -584,7 +621,7 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
             "students": [[label, arch] for label, _, arch in students],
             "models": [models[k] for k in runs], "device_type": resolve_device(params["device"]).type,
             "code": _package_fingerprint()}
-    fp = hashlib.sha256(dumps_strict(body, indent=None, sort_keys=True).encode()).hexdigest()
+    fp = json_sha256(body)
     results = ResultStore(store)
     key = f"{recipe}-{fp[:12]}"
 
@@ -624,7 +661,14 @@ def _student_key(recipe: TeacherRecipe, label: str, method: str) -> str:
 
 
 def measurement_store(cache_root: str | os.PathLike) -> Path:
-    """Where measurement runs are cached: ``<cache_root>/sharpness_vs_gap-measurements``."""
+    """Where measurement runs are cached: ``<cache_root>/sharpness_vs_gap-measurements``.
+
+    Args:
+        cache_root: the run cache.
+
+    Returns:
+        The folder (not created).
+    """
     return Path(cache_root) / "sharpness_vs_gap-measurements"
 
 
@@ -677,7 +721,8 @@ def sweep_threads(cfg: StudyConfig, sweep: Mapping[str, Any] | None) -> int | No
     (or ``sweep["threads"]``).
 
     Args:
-        cfg: the config. sweep: the :func:`~kdbounds.runs.sweep.run_sweep` options.
+        cfg: the config.
+        sweep: the :func:`~kdbounds.runs.sweep.run_sweep` options.
 
     Returns:
         The ``threads`` the sweep runs with.
@@ -837,7 +882,15 @@ def write_results(result: StudyResult, out: str | os.PathLike) -> dict[str, Path
 
 
 def write_plots(result: StudyResult, out: str | os.PathLike) -> dict[str, Path]:
-    """``sharpness_vs_gap.png`` and ``bound_vs_observed.png`` in ``out``."""
+    """``sharpness_vs_gap.png`` and ``bound_vs_observed.png`` in ``out``.
+
+    Args:
+        result: the study's result.
+        out: the output folder.
+
+    Returns:
+        The figures' paths by name.
+    """
     out = Path(out)
     return {"sharpness_vs_gap": plot_sharpness_vs_gap(result.rows, out / "sharpness_vs_gap.png",
                                                       sharpness=SHARPNESS, kendall=result.kendall),
@@ -859,7 +912,14 @@ _TIMING_ORDER = ("data", "teacher_training", "student_training", "curvature", "e
 
 def summary(result: StudyResult) -> str:
     """The markdown report: per-pair table, verdict counts (with the teachers they span), the
-    teacher-level Kendall tests and the CPU time per phase."""
+    teacher-level Kendall tests and the CPU time per phase.
+
+    Args:
+        result: the study's result.
+
+    Returns:
+        The markdown text.
+    """
     kinds = {c["name"]: c["kind"] for c in result.checks}
     by_name = [dict(r, name=f"{r['name']} ({kinds.get(r['name'], '?')})") for r in result.verdict_counts["by_name"]]
     tm = result.timing
