@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .grid_ledger import LEDGER_DIR
+
 __all__ = ["resolve_cache_root", "bank_root", "CacheFolder", "inspect_cache", "default_caches", "CleanReport",
            "clean", "format_bytes", "main"]
 
@@ -38,8 +40,8 @@ __all__ = ["resolve_cache_root", "bank_root", "CacheFolder", "inspect_cache", "d
 RUN_FOLDER = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+-[0-9a-f]{12}$")
 #: a lock file of :mod:`kdbounds.runs.locking` (``.<name>.lock``) and its holder record
 LOCK_FILE = re.compile(r"^\..+\.lock(\.holder)?$")
-#: the prior-grid ledger (:data:`kdbounds.runs.grid_ledger.LEDGER_DIR`)
-LEDGER = "grid_ledger"
+#: the prior-grid ledger
+LEDGER = LEDGER_DIR
 #: untrained teachers (``teachers/untrained_<arch>*.pt``: nuisance_teacher, pid_transfer)
 TEACHERS = "teachers"
 #: a study's measurement records (``<study>-measurements/``: a store of the sweep runner)
@@ -245,7 +247,8 @@ class CleanReport:
             One line per folder, then the total.
         """
         verb = "would free" if self.dry_run else "freed"
-        out = [f"{verb} {format_bytes(c.size):>9s}  {c.path}  ({c.kind}, {c.runs} runs)" for c in self.freed]
+        out = [f"{verb} {format_bytes(c.size):>9s}  {c.path}  ({c.kind}, {c.runs} run{'' if c.runs == 1 else 's'})"
+               for c in self.freed]
         out += [f"kept       {format_bytes(c.size):>9s}  {c.path}  ({c.kind}: {why})" for c, why in self.kept]
         out += [f"refused               {c.reason}; nothing in it was touched" for c in self.refused]
         total = f"{verb} {format_bytes(self.bytes_freed)} in {len(self.freed)} cache folder(s)"
@@ -351,6 +354,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "kdbounds-study --clean"
     p.add_argument("--dry-run", action="store_true", help="list what would be freed; remove nothing")
     a = p.parse_args(argv)
     report = clean(a.cache_root, bank=a.bank, dry_run=a.dry_run, results=a.results)
+    if a.cache_root is None and not (report.freed or report.kept or report.refused):
+        say(f"no run cache found under {a.results}/ (the default layout: {a.results}/<study>/cache); "
+            f"name one with --cache-root DIR")
+        return 0
     for line in report.lines():
         say(line)
     if a.cache_root is not None and report.refused:
