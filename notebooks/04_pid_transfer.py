@@ -46,7 +46,7 @@ pid_per_class = 60       # held-out test images per class for the PID (half fit 
 acc_per_class = 50       # test images per class for the accuracies
 n_components, n_clusters = 10, 10
 n_shuffle = 3            # label shuffles for the bias floor
-n_boot = 10              # bootstrap resamples of the evaluation images for the 95 % intervals of Red and Uni
+n_boot = 20              # bootstrap resamples of the evaluation images for the 95 % intervals of Red and Uni
 seed = 0
 cache_dir = None         # None: $KDBOUNDS_NOTEBOOK_CACHE, else results/notebooks (relative to the working directory)
 
@@ -180,8 +180,9 @@ print(f"computed in {curves['wall_seconds']:.0f} s wall, {curves['cpu_seconds']:
 # %% [markdown]
 # ## Redundancy and unique information over training
 #
-# Left `Red(Y: T, S)`, middle `Uni(Y: T \ S)`, each with its bootstrap 95 % interval over the evaluation images
-# (`n_boot` resamples); dotted with a band: the same on shuffled labels (mean ± 2 sd over the shuffles), the
+# Left `Red(Y: T, S)`, middle `Uni(Y: T \ S)`, each with its basic-bootstrap 95 % interval over the evaluation
+# images (`n_boot` resamples, a rough interval; the basic bootstrap corrects the plug-in bias, so the vertical bar
+# need not contain the point); dotted with a band: the same on shuffled labels (mean ± 2 sd over the shuffles), the
 # plug-in bias floor of this sample size. All in nats (natural-log mutual information). Right: the students'
 # test accuracy with its exact binomial 95 % interval.
 # RID trains in alternating phases (theory in `kdbounds/distill/rid.py`): in its phase-1 epochs only the

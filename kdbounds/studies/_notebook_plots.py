@@ -66,6 +66,8 @@ def oracle_certificate_figure(rows_n: Sequence[Mapping[str, Any]], rows_sp: Sequ
     Returns:
         The figure; ``kdbounds_zero_terms`` lists ``(term, σ_P)`` of the zeros stated instead of drawn.
     """
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = plt_figure(1, 3, figsize=(15, 4.4))
     ax = axes[0]
     ns = [r["n_s"] for r in rows_n]
@@ -77,7 +79,7 @@ def oracle_certificate_figure(rows_n: Sequence[Mapping[str, Any]], rows_sp: Sequ
     ax.set_ylabel("0–1 Gibbs risk")
     ax.set_title("the certificate against the size of $D_S$")
     _fit_unit_range(ax, [v for r in rows_n for v in (r["certificate"], r["population"], r["empirical"])])
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 
     ax = axes[1]
     sp = [r["sigma_p"] for r in rows_sp]
@@ -92,6 +94,7 @@ def oracle_certificate_figure(rows_n: Sequence[Mapping[str, Any]], rows_sp: Sequ
         zero_terms += [(key, x) for x in zeros]
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labels on the decades only: they never overlap
     if drawn:
         ax.set_ylim(min(drawn) / 3, max(drawn) * 3)
     ax.axvline(sigma_q, color="0.5", lw=0.8, label="$\\sigma_P = \\sigma_Q$")
@@ -120,7 +123,7 @@ def oracle_certificate_figure(rows_n: Sequence[Mapping[str, Any]], rows_sp: Sequ
     ax.set_ylabel("0–1 Gibbs risk")
     ax.set_title(f"per prior type ($\\sigma_P$ = {sigma_p:g}, $\\sigma_Q$ = {sigma_q:g})")
     _fit_unit_range(ax, [*certs, population])
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     for a in axes:
         a.grid(alpha=0.3, which="both")
     fig.tight_layout()
@@ -251,6 +254,8 @@ def verdict_counts_figure(checks: Sequence[Mapping[str, Any]]) -> Any:
     Returns:
         The figure; ``kdbounds_counts`` maps ``(name, loss)`` to its verdict counts.
     """
+    from matplotlib.ticker import MaxNLocator
+
     keys = sorted({(c["name"], c["loss"]) for c in checks})
     kinds = {(c["name"], c["loss"]): c.get("kind", "") for c in checks}
     counts = {k: Counter(c["verdict"] for c in checks if (c["name"], c["loss"]) == k) for k in keys}
@@ -268,9 +273,10 @@ def verdict_counts_figure(checks: Sequence[Mapping[str, Any]]) -> Any:
                         for n, loss in keys], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, max(left.max() if left.size else 1, 1) * 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("teacher–student pairs")
     ax.set_title("verdict of each check over the pairs (Holm-corrected, one family per run)")
-    ax.legend(fontsize=8, loc="lower right", title="verdict", title_fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="verdict", title_fontsize=8)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.kdbounds_counts = {k: dict(cn) for k, cn in counts.items()}
@@ -290,7 +296,8 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
                       acc_n: int | None = None) -> Any:
     """Notebook 04's curves: ``Red(Y:T,S)`` and ``Uni(Y:T\\S)`` per epoch and method with the shuffled-label floor
     (mean ± 2 sd over the shuffles, the estimator's value with no dependence), a bootstrap 95 % interval where the
-    rows carry one, and the students' test accuracy with its exact binomial 95 % interval (``acc_n`` images).
+    rows carry one (a vertical bar beside the point: the basic bootstrap of :func:`kdbounds.pid.pid_of_representations`
+    corrects the plug-in bias, so its interval need not contain the plug-in point), and the students' test accuracy with its exact binomial 95 % interval (``acc_n`` images).
 
     Args:
         rows: one row per (method, epoch) of :class:`kdbounds.studies.pid_transfer.PIDTracker` records with
@@ -302,6 +309,8 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
     Returns:
         The figure; ``kdbounds_intervals`` counts the intervals drawn per panel.
     """
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt_figure(1, 3, figsize=(15, 4.4))
     drawn = {"redundancy": 0, "unique_t": 0, "accuracy": 0}
     panels = (("redundancy", axes[0], "$\\mathrm{Red}(Y{:}\\,T, S)$ (nats)", "transferred: redundancy"),
@@ -312,19 +321,21 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
             continue
         ep = np.array([r["epoch"] for r in rr], float)
         colour = f"C{i}"
-        for atom, ax, _, _ in panels:
+        for j, (atom, ax, _, _) in enumerate(panels):
             y = np.array([r[atom] for r in rr], float)
             lo = np.array([r.get(f"{atom}_ci_low", np.nan) for r in rr], float)
             hi = np.array([r.get(f"{atom}_ci_high", np.nan) for r in rr], float)
             has = np.isfinite(lo) & np.isfinite(hi)
-            yerr = np.vstack([np.where(has, y - lo, 0.0), np.where(has, hi - y, 0.0)])
-            ax.errorbar(ep, y, yerr=yerr if has.any() else None, fmt="-o", color=colour, ms=4, capsize=2,
-                        label=m.upper() if m in ("kd", "vid", "rid") else m)
+            ax.plot(ep, y, "-o", color=colour, ms=4, label=m.upper() if m in ("kd", "vid", "rid") else m)
+            if has.any():  # a basic-bootstrap interval corrects the plug-in bias: it need not contain the point
+                shift = 0.06 * (i - (len(methods) - 1) / 2)  # side by side at one epoch
+                ax.vlines(ep[has] + shift, lo[has], hi[has], color=colour, lw=1.6, alpha=0.8,
+                          label="basic-bootstrap 95 % interval (bias-corrected)" if i == 0 else None)
             drawn[atom] += int(has.sum())
             floor = np.array([r[f"{atom}_shuffle_mean"] for r in rr], float)
             sd = np.array([r.get(f"{atom}_shuffle_sd", 0.0) or 0.0 for r in rr], float)
             ax.plot(ep, floor, ":", color=colour, alpha=0.8)
-            ax.fill_between(ep, floor - 2 * sd, floor + 2 * sd, color=colour, alpha=0.12, lw=0)
+            ax.fill_between(ep, floor - 2 * sd, floor + 2 * sd, color=colour, alpha=0.08, lw=0)
         acc = np.array([r["test_acc"] if r.get("test_acc") is not None else np.nan for r in rr], float)
         if acc_n:
             ci = np.array([_binomial_interval(a, acc_n) if np.isfinite(a) else (np.nan, np.nan) for a in acc])
@@ -342,8 +353,6 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
         ax.plot([], [], ":", color="0.4", label="shuffled labels (mean ± 2 sd)")
     axes[2].set_ylabel("test accuracy" + (f" (95 % CI, {acc_n} images)" if acc_n else ""))
     axes[2].set_title("student test accuracy")
-    from matplotlib.ticker import MaxNLocator
-
     for ax in axes:
         ax.set_xlabel("student training epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
