@@ -145,7 +145,7 @@ def network_certificates_figure(certs: Sequence[Mapping[str, Any]]) -> Any:
     """
     labels = [f"{c.get('prior')}\n{c.get('student')}" for c in certs]
     pos = np.arange(len(certs))
-    fig, (a1, a2) = plt_figure(2, 1, figsize=(max(7.0, 0.95 * len(certs) + 3.0), 7.2), sharex=True)
+    fig, (a1, a2) = plt_figure(2, 1, figsize=(max(8.0, 0.75 * len(certs) + 5.0), 7.2), sharex=True)
     a1.bar(pos - 0.2, [c["risk_upper"] for c in certs], 0.4, color=_CERT, label="certified bound on $L(Q)$ (0–1 loss)")
     held = np.array([c.get("test_gibbs_risk") if c.get("test_gibbs_risk") is not None else np.nan for c in certs])
     lo = np.array([c.get("test_gibbs_ci_low") if c.get("test_gibbs_ci_low") is not None else np.nan for c in certs])
@@ -156,7 +156,7 @@ def network_certificates_figure(certs: Sequence[Mapping[str, Any]]) -> Any:
     a1.set_ylim(0, 1.02)
     a1.set_ylabel("0–1 risk")
     a1.set_title("certificate against the held-out error, per prior and student")
-    a1.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
+    a1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     zeros = 0
     tops: list[float] = []
     for i, (key, label) in enumerate((("mean_term", "KL mean term"), ("variance_term", "KL variance term"))):
@@ -174,7 +174,7 @@ def network_certificates_figure(certs: Sequence[Mapping[str, Any]]) -> Any:
         a2.set_ylim(min(tops) / 3, max(tops) * 5)
     a2.set_ylabel("nats (log scale; 0 written as 0)")
     a2.set_title("$\\mathrm{KL}(Q \\,\\|\\, P)$ = mean term + variance term")
-    a2.legend(fontsize=8, loc="upper left")
+    a2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     a2.set_xticks(pos)
     a2.set_xticklabels(labels, fontsize=8)
     for a in (a1, a2):
