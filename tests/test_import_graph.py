@@ -121,6 +121,7 @@ ALLOWED: dict[str, set[str]] = {
 #: the modules of kdbounds.studies that are not studies (the command line and the shared figures)
 STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._plots",
                   "kdbounds.studies._provenance", "kdbounds.studies._results",
+                  "kdbounds.studies._notebook_plots",
                   "kdbounds.studies.__main__"}
 
 

@@ -44,25 +44,13 @@ from .._io import arrays_sha256, atomic_write_json, file_sha256, json_sha256, re
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
 from ..distill.trainer import CHECKPOINT, MODEL, RESULT, EpochInfo, TrainResult, train
+from .cache_layout import resolve_cache_root  # the one default layout (re-exported: studies import it from here)
 
 #: the run's record of its id, the id's ingredients and (once finished) its model's SHA-256
 RUN_META = "run.json"
 
 __all__ = ["RUN_META", "resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key",
            "train_cached", "load_cached", "run_damage"]
-
-
-def resolve_cache_root(out_dir: str | os.PathLike, cache_root: str | os.PathLike | None) -> Path:
-    """The run cache of a study writing to ``out_dir``.
-
-    Args:
-        out_dir: the study's output folder.
-        cache_root: an explicit cache folder, or ``None``.
-
-    Returns:
-        ``cache_root`` when given, else ``out_dir/../cache`` (so the presets of one study share models).
-    """
-    return Path(cache_root) if cache_root is not None else Path(out_dir).parent / "cache"
 
 
 def data_fingerprint(data: Sequence[Any]) -> str:

@@ -90,6 +90,7 @@ from ._provenance import with_provenance
 
 __all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness", "flatness_figure",
            "relative_std", "weight_layers", "Config", "PRESETS", "Result", "run", "training_specs", "write_results",
+           "unstable_scales", "posterior_loss_note",
            "plot_flatness", "summary", "kendall_report", "sigma_tolerated", "measure_teacher", "KENDALL_LEVELS"]
 
 POSTERIORS = ("pbkd", "pbb")
@@ -319,6 +320,49 @@ def _posterior_config(cfg: Config, kind: str, sigma_prior: float, seed: int) -> 
     return TrainConfig(arch=cfg.arch, epochs=cfg.posterior_epochs, batch_size=cfg.posterior_batch_size,
                        lr=cfg.posterior_lr, weight_decay=0.0, schedule="cosine", seed=seed, method=kind,
                        method_kwargs=kw, device=cfg.device, eval_every=cfg.posterior_epochs)
+
+
+def unstable_scales(cfg: Config) -> tuple[float, ...]:
+    r"""The prior scales of the grid at which SGD on the posterior's ``fquad`` objective must diverge.
+
+    The objective :math:`f(c) = (\sqrt{e + c/2} + \sqrt{c/2})^2` has :math:`f'(c) \ge 2` (AM–GM), so its
+    curvature in each posterior mean coordinate through :math:`c \ni \mathrm{KL}/n_S` is at least
+    :math:`a = 2/(\sigma_P^2 n_S)`; heavy-ball SGD with step :math:`\eta` and momentum :math:`\beta` diverges
+    on a quadratic of curvature :math:`a` when :math:`\eta a > 2(1 + \beta)`, i.e. when
+
+    .. math::
+        \sigma_P^2 \, n_S \, (1 + \beta) < \eta.
+
+    Args:
+        cfg: the study's config (``posterior_lr``, ``n_s``, the grid; momentum: the posterior runs' SGD's).
+
+    Returns:
+        The scales where it holds (empty for another ``objective``: no such bound is derived for it).
+    """
+    if cfg.objective != "fquad":
+        return ()
+    beta = _posterior_config(cfg, cfg.posteriors[0] if cfg.posteriors else "pbb", cfg.scales[0], 0).momentum
+    return tuple(s for s in cfg.scales if s * s * cfg.n_s * (1.0 + beta) < cfg.posterior_lr)
+
+
+def posterior_loss_note(cfg: Config) -> str:
+    """The line that explains the ``loss=`` of a posterior run's progress line before the runs start.
+
+    Args:
+        cfg: the study's config.
+
+    Returns:
+        One line: what that loss is, and the grid's scales at which it diverges (:func:`unstable_scales`).
+    """
+    kinds = "/".join(cfg.posteriors)
+    line = (f"  note: a {kinds} run's progress line shows loss= its PAC-Bayes training objective ({cfg.objective}: a "
+            f"bound with KL(Q‖P)/n_S inside), not a cross-entropy")
+    bad = unstable_scales(cfg)
+    if not bad:
+        return line
+    return (line + f"; at σ_P = {', '.join(f'{s:.3g}' for s in bad)} SGD at lr {cfg.posterior_lr:g} diverges on the "
+            f"KL term (σ_P² n_S (1 + momentum) < lr), so that loss grows to ~1e9 and that scale's certificate is "
+            f"vacuous (1.0); it still counts in J, the minimum over the grid is reported")
 
 
 def sigma_tolerated(scales: Any, risks: Any, base: float, tolerance: float) -> tuple[float, bool]:
@@ -883,6 +927,8 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     log(f"certify_flatness: {len(cfg.recipes) * len(cfg.seeds)} teachers, grid {[f'{s:.3g}' for s in cfg.scales]} "
         f"(J paid: {', '.join(f'{k} {len(v)}' for k, v in union.items())}, the union of every grid used on this D_S), "
         f"{len(specs)} runs; cache {cache}")
+    if cfg.posteriors:
+        log(posterior_loss_note(cfg))
     done = run_sweep(specs, progress=progress, desc="certify_flatness", **sweep)
     teachers, rows = [], []
     for seed in cfg.seeds:
@@ -1068,13 +1114,15 @@ def summary(result: Result) -> str:
              f"value paying J in both steps, confidence {sm.get('confidence', float('nan')):.3f}; relative: σ_P is s):",
              format_table(result.teachers, cols),
              ""]
-    kcols = ["sharpness", "outcome", "tau", "p_value", "p_holm", "n_recipes", "n_teachers", "min_attainable_p"]
+    kcols = ["sharpness", "outcome", "tau", "p_value", "p_holm", "n_recipes", "n_teachers", "min_attainable_p", "note"]
     for level, key, head in (("recipe", "recipe_level", "Kendall τ_b at the recipe level (headline: recipe means, "
                               "exact permutations of whole recipes"),
                              ("within-design", "within_design", "Kendall τ_b over teachers, within-design (seeds of a "
                               "recipe treated as independent: descriptive, not evidence at the recipe level")):
         ks = [k for k in result.kendall if k.get("level") == level]
-        lines += [f"{head}; Holm across {len(ks)} tests):", format_table(ks, kcols)]
+        lines += [f"{head}; Holm across {len(ks)} tests; — where a number is not defined, the note says why"
+                  + ("; n_recipes — in a within-design test: its unit is the teacher" if level == "within-design" else "")
+                  + "):", format_table(ks, kcols)]
         sig = sm.get(f"{key}_significant_at_0.05_holm") or []
         lines += [f"significant at 0.05 after Holm ({level}): " + (", ".join(sig) if sig else "none"), ""]
     lines.append(f"(wall time {result.seconds:.0f} s; CPU s per phase in the runs: "

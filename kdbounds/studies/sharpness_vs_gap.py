@@ -224,15 +224,15 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
                   methods=("ce", "kd"), extra_students=(("resnet14", "kd"),), n_per_class=10, test_per_class=10,
                   teacher_epochs=1, student_epochs=1, curvature_per_class=3, curvature_batch_size=60,
                   trace_matvecs=6, lanczos_matvecs=3, mc_draws=4, n_boot=50, n_perm=200, device="cpu"),
-    # Default: 6 resnet8 teachers, self-distilled resnet8 students (kd, rid) and the teacher-free
+    # cpu (the default): 6 resnet8 teachers, self-distilled resnet8 students (kd, rid) and the teacher-free
     # student on a CIFAR-10 subset, sized for about 10 minutes on 2 idle CPU cores.
-    "default": dict(teacher_arch="resnet8", student_arch="resnet8", teachers=_RECIPES_CPU,
+    "cpu": dict(teacher_arch="resnet8", student_arch="resnet8", teachers=_RECIPES_CPU,
                     methods=("ce", "kd", "rid"), n_per_class=100, test_per_class=100, teacher_epochs=12,
                     student_epochs=12, curvature_per_class=10, curvature_batch_size=200,
                     trace_matvecs=32, lanczos_matvecs=10, mc_draws=16, device="auto",
                     method_kwargs={"rid": {"q": 4, "r": 0.25}}),
-    # Full size for a GPU.
-    "paper": dict(teacher_arch="resnet56", student_arch="resnet20",
+    # gpu: full size for a GPU.
+    "gpu": dict(teacher_arch="resnet56", student_arch="resnet20",
                   teachers=(TeacherRecipe("lr0.2-bs32", 0.2, 32), TeacherRecipe("lr0.1-bs64", 0.1, 64),
                             TeacherRecipe("lr0.05-bs128", 0.05, 128), TeacherRecipe("lr0.02-bs512", 0.02, 512),
                             TeacherRecipe("lr0.1-bs128-wd0", 0.1, 128, 0.0),
@@ -246,7 +246,8 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
 
 Config = StudyConfig  # the common name every study exports
 
-#: The named configurations: ``smoke`` (CI), ``default`` (2 CPU cores, ~10 min), ``paper`` (GPU).
+#: The named configurations: ``smoke`` (CI), ``cpu`` (the default: 2 CPU cores, ~10 min), ``gpu`` (GPU); the
+#: old names ``default`` and ``paper`` still work on the command line and in :func:`preset` (one line names the new).
 PRESETS: dict[str, StudyConfig] = {name: StudyConfig(preset=name, **kw) for name, kw in _PRESET_SETTINGS.items()}
 
 
@@ -254,7 +255,8 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
     """The :class:`StudyConfig` of a preset with overrides.
 
     Args:
-        name: ``smoke``, ``default`` or ``paper``.
+        name: ``smoke``, ``cpu`` or ``gpu`` (or another key of :data:`PRESETS`); the old names ``default``
+            and ``paper`` still work, with one line on stderr naming the new one.
         **overrides: config fields to change; ``None`` values keep the preset's.
 
     Returns:
@@ -263,6 +265,9 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
     Raises:
         ValueError: unknown preset, or an override the config rejects.
     """
+    from ._cli import canonical_preset
+
+    name = canonical_preset(name, PRESETS)
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     return dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
