@@ -750,6 +750,16 @@ def _goals(z: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _posterior_name(row: Mapping[str, Any]) -> str:
+    """A row's posterior method without its network (``"pbb@airbench94"``: ``pbb`` on the teacher's network)."""
+    return str(row["student"]).split("@")[0]
+
+
+def _is_learnt(row: Mapping[str, Any]) -> bool:
+    """Whether a row's posterior was learnt on a PAC-Bayes objective (:data:`LEARNT`), on either network."""
+    return _posterior_name(row) in LEARNT
+
+
 def _replicates(z: list[dict[str, Any]]) -> dict[str, Any]:
     """What the posterior and the distillation added, per (prior, posterior), over the independent replicates.
 
@@ -759,7 +769,7 @@ def _replicates(z: list[dict[str, Any]]) -> dict[str, Any]:
     split (``unit`` = ``"split"``); seeds sharing one split (``"seed on one split"``) repeat training and Monte
     Carlo draws, not the data.
     """
-    learnt = [r for r in z if r["student"].split("@")[0] in LEARNT]
+    learnt = [r for r in z if _is_learnt(r)]
     splits = {(r["seed"], r.get("split_seed")) for r in learnt}
     own = len({sp for _, sp in splits}) == len(splits) and None not in {sp for _, sp in splits}
     pq: dict[str, list[float]] = {}
@@ -795,11 +805,11 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[s
         return {"note": "no 0-1 certificates"}
     out: dict[str, Any] = {}
     for key, group in (("learnt_posteriors", LEARNT), ("wrapped_students", WRAPPED)):
-        g = [r for r in z if r["student"].split("@")[0] in group]  # "pbb@airbench94": pbb on the teacher's net
+        g = [r for r in z if _posterior_name(r) in group]
         if g:
             out[key] = _goals(g)
     out["by_student"] = {st: _goals([r for r in z if r["student"] == st]) for st in sorted({r["student"] for r in z})}
-    learnt = [r for r in z if r["student"].split("@")[0] in LEARNT]
+    learnt = [r for r in z if _is_learnt(r)]
     if learnt:
         out["replicates"] = _replicates(learnt)
         low = min(learnt, key=lambda r: r["risk_upper"])
@@ -824,7 +834,7 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[s
 def _headline_rows(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The rows of the pre-registered :data:`HEADLINE` certificate, one per seed."""
     return sorted((r for r in rows if r["prior"] == HEADLINE["prior"]
-                   and r["student"].split("@")[0] == HEADLINE["posterior"]
+                   and _posterior_name(r) == HEADLINE["posterior"]
                    and ("@" in r["student"]) == HEADLINE["on_teacher_arch"]), key=lambda r: r["seed"])
 
 
@@ -924,7 +934,7 @@ def _ci_cell(d: Mapping[str, Any]) -> str:
 def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
     """README's lines under the table: what the posterior and the distillation added, as differences (with
     95 % t intervals over the replicates when there are several seeds)."""
-    learnt = [r for r in rows if r["student"].split("@")[0] in LEARNT]
+    learnt = [r for r in rows if _is_learnt(r)]
     if not learnt:
         return []
     low = min(learnt, key=lambda r: r["risk_upper"])
@@ -1038,7 +1048,7 @@ def _merged_split(dirs: list[str | os.PathLike], parts: list[Mapping[str, Any]])
         if key in reps and reps[key] != sp:
             raise ValueError(f"dirs: {d} records another split for split seed {key} than an earlier run")
         reps[key] = sp
-    return {**sizes, "replicates": [reps[k] for k in sorted(reps, key=str)]}
+    return {**sizes, "replicates": [reps[k] for k in sorted(reps)]}
 
 
 def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -231,3 +231,13 @@ def test_headline_is_the_named_certificate_at_its_own_confidence_not_the_minimum
         ("pbkd@airbench94", 0.19, 0.965)]
     low = s["lowest_certified_learnt_posterior"]
     assert low["risk_upper"] == 0.05 and low["confidence"] == pytest.approx(1 - 5 * 0.035)
+
+
+def test_merged_replicates_are_in_numeric_split_seed_order(tmp_path):
+    from kdbounds._io import atomic_write_json
+    from kdbounds.studies.certify_students import merge_results
+
+    for s in (10, 2):
+        atomic_write_json(tmp_path / f"s{s}" / "results.json", _rep_part(s, s, (0.6, 0.6, 0.6)))
+    res = merge_results([tmp_path / "s10", tmp_path / "s2"], tmp_path / "m")
+    assert [r["seed"] for r in res.split["replicates"]] == [2, 10]
