@@ -134,14 +134,15 @@ def load_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: Mapping[str, Any] | None = None,
-                  prior: str | None = None) -> Any:
-    """The run's :class:`~kdbounds.distill.TrainConfig`, with the paths of its teacher and prior filled in.
+                  prior: str | None = None, init: str | None = None) -> Any:
+    """The run's :class:`~kdbounds.distill.TrainConfig`, with the paths of its teacher, prior and start filled in.
 
     The one place where a worker turns a spec's config dict and the keys of its dependencies into a
     config (every training run of every study goes through it): ``teacher_ckpt`` becomes the model
     file of the run ``deps[teacher]``; for ``pbb``/``pbkd``, ``method_kwargs["prior"]`` becomes the
-    model file of ``deps[prior]``, pinned by its SHA-256 (``prior_sha256``). So a student can be
-    scheduled before its teacher or prior exists.
+    model file of ``deps[prior]``, pinned by its SHA-256 (``prior_sha256``); ``init_ckpt`` (a student
+    started from a network's weights) becomes the model file of ``deps[init]``. So a student can be
+    scheduled before its teacher, prior or starting network exists.
 
     Args:
         config: ``TrainConfig.to_dict()`` of the run (``teacher_ckpt`` empty when ``teacher`` is given).
@@ -149,20 +150,22 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
             (``None``: no teacher filled in).
         deps: results of the dependencies, filled in by the sweep runner.
         prior: key of the dependency whose model file is the ``pbb``/``pbkd`` prior (``None``: none).
+        init: key of the dependency whose model file the run starts from (``init_ckpt``; ``None``: a fresh
+            initialisation, or the config's own ``init_ckpt``).
 
     Returns:
         The config.
 
     Raises:
-        ValueError: ``teacher`` or ``prior`` is given but not among ``deps``, or a hyper-parameter the
-            method refuses (:func:`~kdbounds.distill.methods.check_method_hparams`).
+        ValueError: ``teacher``, ``prior`` or ``init`` is given but not among ``deps``, or a hyper-parameter
+            the method refuses (:func:`~kdbounds.distill.methods.check_method_hparams`).
     """
     from .._io import file_sha256
     from ..distill.config import TrainConfig
     from ..distill.methods import check_method_hparams
 
     deps = deps or {}
-    for name, key in (("teacher", teacher), ("prior", prior)):
+    for name, key in (("teacher", teacher), ("prior", prior), ("init", init)):
         if key is not None and key not in deps:
             raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
     cfg = TrainConfig.from_dict(dict(config))
@@ -171,13 +174,15 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
     if prior is not None:
         path = deps[prior].paths["model"]
         cfg = cfg.replace(method_kwargs={**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)})
+    if init is not None:
+        cfg = cfg.replace(init_ckpt=deps[init].paths["model"])
     check_method_hparams(cfg.method, cfg.method_kwargs)  # complete now; before the worker loads any data
     return cfg
 
 
 def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
               teacher: str | None = None, progress: bool = False,
-              deps: Mapping[str, Any] | None = None, teacher_cache: bool = False) -> Any:
+              deps: Mapping[str, Any] | None = None, teacher_cache: bool = False, init: str | None = None) -> Any:
     """Train one configuration through the run cache (the function of a :func:`train_spec` run).
 
     Args:
@@ -188,22 +193,24 @@ def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None 
         progress: the trainer's progress (one line per epoch when not on a terminal).
         deps: results of the dependencies, filled in by the sweep runner.
         teacher_cache: the trainer's exact teacher-output cache (not part of the run id).
+        init: key of the dependency whose model file the run starts from (:func:`worker_config`).
 
     Returns:
         The :class:`~kdbounds.distill.trainer.TrainResult` (reused when the run was finished).
 
     Raises:
-        ValueError: ``teacher`` is given but not among ``deps``.
+        ValueError: ``teacher`` or ``init`` is given but not among ``deps``.
     """
     from .cache import train_cached
 
-    cfg = worker_config(config, teacher, deps)
+    cfg = worker_config(config, teacher, deps, init=init)
     arrays = load_data(data) if data is not None else None
     return train_cached(cfg, cache_root, data=arrays, progress=progress, teacher_cache=teacher_cache)
 
 
 def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec | None = None,
-               teacher: str | None = None, progress: bool = False, teacher_cache: bool = False) -> RunSpec:
+               teacher: str | None = None, progress: bool = False, teacher_cache: bool = False,
+               init: str | None = None) -> RunSpec:
     """The :class:`RunSpec` that trains ``cfg`` via :func:`train_run`.
 
     Args:
@@ -215,12 +222,14 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
         teacher: key of the run that trains this run's teacher (becomes a dependency).
         progress: the trainer's progress inside the run.
         teacher_cache: the trainer's exact teacher-output cache (:func:`train_run`).
+        init: key of the run whose model the run starts from (becomes a dependency; ``cfg.init_ckpt`` must be
+            ``None``).
 
     Returns:
         The spec.
 
     Raises:
-        ValueError: ``cfg`` already names a teacher checkpoint and ``teacher`` is given.
+        ValueError: ``cfg`` already names a teacher (starting) checkpoint and ``teacher`` (``init``) is given.
     """
     from ..distill.methods import check_method_hparams
 
@@ -229,11 +238,16 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
     if teacher is not None and d.get("teacher_ckpt") is not None:
         raise ValueError(f"run {key!r}: cfg.teacher_ckpt={d['teacher_ckpt']!r} and teacher={teacher!r}; "
                          f"give one (teacher= fills the path in from the teacher run)")
+    if init is not None and d.get("init_ckpt") is not None:
+        raise ValueError(f"run {key!r}: cfg.init_ckpt={d['init_ckpt']!r} and init={init!r}; give one (init= fills "
+                         "the path in from that run)")
     kwargs: dict[str, Any] = {"config": d, "cache_root": os.fspath(cache_root), "data": data,
                               "teacher": teacher, "progress": progress}
     if teacher_cache:  # only when on: the specs (and fingerprints) of studies without it stay as they were
         kwargs["teacher_cache"] = True
-    return RunSpec(key, train_run, kwargs, deps=(teacher,) if teacher is not None else ())
+    if init is not None:  # likewise
+        kwargs["init"] = init
+    return RunSpec(key, train_run, kwargs, deps=tuple(dict.fromkeys(k for k in (teacher, init) if k is not None)))
 
 
 @dataclass(frozen=True)
@@ -245,20 +259,26 @@ class TeacherRecipe:
         lr: the learning rate.
         batch_size: the batch size.
         weight_decay: the weight decay.
+        label_smoothing: the teacher's label smoothing (``None``: the training recipe's own, e.g. 0 for the
+            standard recipe, 0.2 for the fast one).
     """
 
     name: str
     lr: float
     batch_size: int
     weight_decay: float = 5e-4
+    label_smoothing: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as a plain dict.
 
         Returns:
-            ``{"name", "lr", "batch_size", "weight_decay"}``.
+            ``{"name", "lr", "batch_size", "weight_decay"}`` and ``label_smoothing`` when set.
         """
-        return asdict(self)
+        d = asdict(self)
+        if d["label_smoothing"] is None:  # absent at its default: the records of earlier runs keep their form
+            del d["label_smoothing"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -285,7 +305,8 @@ class Timed:
 
 def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
                 teacher: str | None = None, progress: bool = False,
-                deps: Mapping[str, Timed] | None = None, teacher_cache: bool = False) -> Timed:
+                deps: Mapping[str, Timed] | None = None, teacher_cache: bool = False,
+                init: str | None = None) -> Timed:
     """:func:`train_run` (a training through the run cache) with its CPU time.
 
     Args:
@@ -296,11 +317,13 @@ def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | Non
         progress: as for :func:`train_run`.
         deps: the dependencies' :class:`Timed` results (the teacher run's), filled in by the sweep runner.
         teacher_cache: as for :func:`train_run`.
+        init: as for :func:`train_run`.
 
     Returns:
         ``Timed(TrainResult, process CPU seconds of this call)``.
     """
     t = time.process_time()
     res = train_run(config, cache_root, data=data, teacher=teacher, progress=progress,
-                    deps={k: v.value for k, v in deps.items()} if deps else None, teacher_cache=teacher_cache)
+                    deps={k: v.value for k, v in deps.items()} if deps else None, teacher_cache=teacher_cache,
+                    init=init)
     return Timed(res, time.process_time() - t)
