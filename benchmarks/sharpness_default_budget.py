@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 POINTS: tuple[tuple[str, str, str, int, int, int], ...] = (
     ("resnet8-standard-n100-e12", "resnet8", "standard", 100, 12, 64),  # the preset's teacher recipe lr0.05-bs64
     ("airbench_s-n100-e10", "airbench_s", "fast", 100, 10, 100),
-    ("airbench_s-n100-e20", "airbench_s", "fast", 100, 20, 100),
+    ("airbench_s-n200-e10", "airbench_s", "fast", 200, 10, 100),
+    ("airbench_s-n200-e20", "airbench_s", "fast", 200, 20, 100),
     ("airbench_s-n300-e10", "airbench_s", "fast", 300, 10, 100),
-    ("airbench_s-n300-e20", "airbench_s", "fast", 300, 20, 100),
     ("airbench_s-n500-e10", "airbench_s", "fast", 500, 10, 100),
 )
 

@@ -177,8 +177,8 @@ KNOWN_DEBT = {
     "kdbounds/pacbayes/certify.py": 7, "kdbounds/pacbayes/kernels.py": 34,
     "kdbounds/runs/locking.py": 8, "kdbounds/runs/posteriors.py": 9, "kdbounds/runs/sweep.py": 12,
     "kdbounds/studies/certify_flatness.py": 18, "kdbounds/studies/certify_students.py": 0,
-    "kdbounds/studies/functional_transfer.py": 14, "kdbounds/studies/nuisance_teacher.py": 11,
-    "kdbounds/studies/pid_transfer.py": 17, "kdbounds/studies/sharpness_vs_gap.py": 17,
+    "kdbounds/studies/functional_transfer.py": 14, "kdbounds/studies/nuisance_teacher.py": 9,
+    "kdbounds/studies/pid_transfer.py": 17, "kdbounds/studies/sharpness_vs_gap.py": 12,
 }
 
 

@@ -188,8 +188,12 @@ class Config:
                            fields=fields)
 
     def teacher_kinds(self) -> tuple[str, ...]:
-        """The teachers the students are distilled from: ``"untrained"`` (BatchNorm in eval mode),
-        ``"untrained-bn-train"`` (with the training images' statistics) as ``untrained_bn`` asks, ``"trained"``."""
+        """The teachers the students are distilled from.
+
+        Returns:
+            ``"untrained"`` (BatchNorm in eval mode), ``"untrained-bn-train"`` (with the training images'
+            statistics) as ``untrained_bn`` asks, then ``"trained"``.
+        """
         return tuple(_UNTRAINED_KIND[m] for m in self.untrained_bn) + ("trained",)
 
     def to_dict(self) -> dict[str, Any]:
@@ -379,9 +383,17 @@ def _teacher_config(config: Config) -> TrainConfig:
 
 
 def untrained_teacher_path(config: Config, cache_root: str | os.PathLike, bn: str = "eval") -> Path:
-    """Where the untrained teacher's model file lives in the run cache (made by :func:`run`): BatchNorm ``bn``
-    ``"eval"`` (its initial statistics) or ``"train"`` (the statistics of the students' training images: one file
-    per training subset, ``n_per_class`` and the data set's folder in its name)."""
+    """Where the untrained teacher's model file lives in the run cache (made by :func:`run`).
+
+    Args:
+        config: the study config.
+        cache_root: the run cache.
+        bn: ``"eval"`` (BatchNorm with its initial statistics) or ``"train"`` (with the statistics of the students'
+            training images: one file per training subset, ``n_per_class`` and the data set's folder in its name).
+
+    Returns:
+        The file's path.
+    """
     check_choice("bn", bn, UNTRAINED_BN)
     base = Path(cache_root) / "teachers" / f"untrained_{config.teacher_arch}_s1000"
     if bn == "eval":
@@ -448,7 +460,10 @@ def train_mode_accuracy(path: str | os.PathLike, images: np.ndarray, labels: np.
     statistics are left as they are.
 
     Args:
-        path: the model file. images: uint8 ``N × 32 × 32 × 3``. labels: their labels. batch_size: the batch.
+        path: the model file.
+        images: uint8 ``N × 32 × 32 × 3`` test images.
+        labels: their labels.
+        batch_size: the batch.
         seed: the order's seed.
 
     Returns:

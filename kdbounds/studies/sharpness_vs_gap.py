@@ -11,8 +11,8 @@ At scale (the ``scale`` preset, issue 23) the teachers are airbench networks tra
 come from the teacher bank (:mod:`kdbounds.runs.bank`), several per recipe (``teacher_seeds``); the training set
 is split into ``D_T`` (the teachers') and ``D_S`` (the students', never seen by a teacher), and besides the
 students trained from scratch, students **started at their teacher's weights** (``from_teacher``) are distilled
-on ``D_S`` for a short while, so that the kernel divergence ``K = ‖w_S − w_T‖²/(2s²)`` stays small and
-Theorems 3A/3B can say something; every gap is then a gap on ``D_S``, and with ``gap_sample="kernel"`` gaps,
+on ``D_S`` for a short while, so that the kernel divergence (the squared distance of the two weight vectors over
+``2 s^2``) stays small and Theorems 3A/3B can say something; every gap is then a gap on ``D_S``, and with ``gap_sample="kernel"`` gaps,
 ``K̂``, curvature and every check use the same kernel sample.
 
 Every pair is measured with :mod:`kdbounds.checks` (true labels, last training epoch, nothing selected
@@ -143,8 +143,8 @@ class StudyConfig:
     ``D_S`` (``n_s`` images), on which **every student** trains — from scratch (``methods``,
     ``extra_students``) and, for the methods in ``from_teacher``, started at its teacher's weights
     (``init_ckpt``: the student equals the teacher at step 0) for ``from_teacher_epochs`` epochs at
-    ``from_teacher_lr_scale`` times the students' learning rate, so that ``‖w_S − w_T‖`` and with it the
-    kernel divergence ``K`` stay small. Every gap is then a gap on ``D_S`` (``D_n = D_S``), data the teacher
+    ``from_teacher_lr_scale`` times the students' learning rate, so that the distance between the student's and the
+    teacher's weights, and with it the kernel divergence ``K``, stay small. Every gap is then a gap on ``D_S`` (``D_n = D_S``), data the teacher
     never saw; the test set is ``test_per_class`` images per class (``None``: all of it), ``n_per_class`` must
     be ``None``. ``gap_sample="kernel"`` measures every gap, ``K̂`` and check on the kernel sample (where the
     curvature is measured) instead of on the whole training and test sets (``"all"``).
@@ -269,23 +269,34 @@ class StudyConfig:
             SplitSpec(self.n_s, self.n_t, None, self.subset_seed)  # sizes and seed checked (names n_s, n_t)
 
     def students(self) -> tuple[tuple[str, str, str], ...]:
-        """``(label, arch, method)`` of every student: ``methods`` as ``student_arch`` (label = method),
-        then ``extra_students`` (label ``method@arch``), then the students started at their teacher
-        (``from_teacher``, label ``method-from-teacher``, the teacher's architecture)."""
+        """Every student of a teacher.
+
+        Returns:
+            ``(label, arch, method)``: ``methods`` as ``student_arch`` (label = method), then ``extra_students``
+            (label ``method@arch``), then the students started at their teacher (``from_teacher``, label
+            ``method-from-teacher``, the teacher's architecture).
+        """
         out = [(m, self.student_arch, m) for m in self.methods]
         out += [(f"{m}@{a}", a, m) for a, m in self.extra_students]
         out += [(from_teacher_label(m), self.teacher_arch, m) for m in self.from_teacher]
         return tuple(out)
 
     def teacher_runs(self) -> tuple[tuple[str, TeacherRecipe, int], ...]:
-        """``(name, recipe, seed)`` of every teacher: ``teacher_seeds`` per recipe, named after the recipe
-        (``<recipe>-s<k>`` when a recipe has several)."""
+        """Every teacher: ``teacher_seeds`` per recipe.
+
+        Returns:
+            ``(name, recipe, seed)``; the name is the recipe's (``<recipe>-s<k>`` when a recipe has several).
+        """
         return tuple((r.name if self.teacher_seeds == 1 else f"{r.name}-s{k}", r, self.seed + k)
                      for r in self.teachers for k in range(self.teacher_seeds))
 
     def split(self) -> SplitSpec | None:
-        """The ``D_T``/``D_S`` split (``None`` without ``n_s``): seed ``subset_seed``, the test set cut to
-        ``test_per_class`` images per class."""
+        """The ``D_T``/``D_S`` split.
+
+        Returns:
+            The split (seed ``subset_seed``, the test set cut to ``test_per_class`` images per class), ``None``
+            without ``n_s``.
+        """
         if self.n_s is None:
             return None
         test_n = None if self.test_per_class is None else 10 * self.test_per_class
@@ -306,7 +317,14 @@ GAP_SAMPLES = ("all", "kernel")
 
 
 def from_teacher_label(method: str) -> str:
-    """The label of the student of ``method`` started at its teacher's weights, ``<method>-from-teacher``."""
+    """The label of a student started at its teacher's weights.
+
+    Args:
+        method: its distillation method.
+
+    Returns:
+        ``<method>-from-teacher``.
+    """
     return f"{method}-from-teacher"
 
 
@@ -423,9 +441,16 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
 
 # ------------------------------------------------------------------------------------------------
 def data_spec(cfg: StudyConfig) -> DataSpec | SplitSpec:
-    """The description of the study's arrays: stratified CIFAR-10 subsets of ``n_per_class`` training and
-    ``test_per_class`` test images per class (seeds ``subset_seed`` and ``subset_seed + 1``), or, with ``n_s``,
-    the ``D_T``/``D_S`` split (:meth:`StudyConfig.split`)."""
+    """The description of the study's arrays.
+
+    Args:
+        cfg: the study's configuration.
+
+    Returns:
+        Stratified CIFAR-10 subsets of ``n_per_class`` training and ``test_per_class`` test images per class (seeds
+        ``subset_seed`` and ``subset_seed + 1``), or, with ``n_s``, the ``D_T``/``D_S`` split
+        (:meth:`StudyConfig.split`).
+    """
     split = cfg.split()
     if split is not None:
         return split
@@ -439,9 +464,16 @@ def _student_arrays(data: DataSpec | SplitSpec) -> tuple[np.ndarray, np.ndarray,
 
 
 def prepare_data(cfg: StudyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The students' training and test arrays (uint8 images, int64 labels) of CIFAR-10 (:func:`data_spec`:
-    stratified subsets, or ``D_S`` of the split), loaded once per process (:func:`kdbounds.runs.grid.load_data`,
-    :func:`kdbounds.runs.splits.split_data`; do not modify them in place)."""
+    """The students' training and test arrays of CIFAR-10, loaded once per process
+    (:func:`kdbounds.runs.grid.load_data`, :func:`kdbounds.runs.splits.split_data`; do not modify them in place).
+
+    Args:
+        cfg: the study's configuration.
+
+    Returns:
+        uint8 images and int64 labels of :func:`data_spec`: the stratified subsets, or ``D_S`` of the split and
+        its test images.
+    """
     return _student_arrays(data_spec(cfg))
 
 
@@ -861,9 +893,14 @@ def train_split_timed(config: Mapping[str, Any], cache_root: str, split: SplitSp
     """:func:`kdbounds.runs.splits.train_on_split` with its CPU time (a training run of the split mode).
 
     Args:
-        config: ``TrainConfig.to_dict()`` of the run. cache_root: the run cache. split: the arrays.
-        side: ``"t"`` (``D_T``) or ``"s"`` (``D_S``). teacher: key of the teacher's run. init: key of the run whose
-        model the student starts from. progress: the trainer's progress. deps: the dependencies' :class:`Timed`.
+        config: ``TrainConfig.to_dict()`` of the run.
+        cache_root: the run cache.
+        split: the arrays.
+        side: ``"t"`` (``D_T``) or ``"s"`` (``D_S``).
+        teacher: key of the teacher's run.
+        init: key of the run whose model the student starts from.
+        progress: the trainer's progress.
+        deps: the dependencies' :class:`Timed` results.
 
     Returns:
         ``Timed(TrainResult, process CPU seconds of this call)``.
@@ -880,8 +917,10 @@ def bank_teacher_timed(spec: Any, data: DataSpec | SplitSpec, root: str | None =
     on the teachers' arrays of ``data`` (a split's ``D_T``), with its CPU time.
 
     Args:
-        spec: the :class:`~kdbounds.runs.bank.BankTeacher`. data: the study's arrays. root: the bank's folder
-        (default its standard place). progress: the trainer's progress.
+        spec: the :class:`~kdbounds.runs.bank.BankTeacher`.
+        data: the study's arrays.
+        root: the bank's folder (default its standard place).
+        progress: the trainer's progress.
 
     Returns:
         ``Timed(TrainResult, process CPU seconds of this call)``.
