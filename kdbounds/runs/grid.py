@@ -182,7 +182,7 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
 
 def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
               teacher: str | None = None, progress: bool = False,
-              deps: Mapping[str, Any] | None = None, teacher_cache: bool = False, init: str | None = None) -> Any:
+              deps: Mapping[str, Any] | None = None, teacher_cache: bool = False) -> Any:
     """Train one configuration through the run cache (the function of a :func:`train_spec` run).
 
     Args:
@@ -193,24 +193,22 @@ def train_run(config: Mapping[str, Any], cache_root: str, data: DataSpec | None 
         progress: the trainer's progress (one line per epoch when not on a terminal).
         deps: results of the dependencies, filled in by the sweep runner.
         teacher_cache: the trainer's exact teacher-output cache (not part of the run id).
-        init: key of the dependency whose model file the run starts from (:func:`worker_config`).
 
     Returns:
         The :class:`~kdbounds.distill.trainer.TrainResult` (reused when the run was finished).
 
     Raises:
-        ValueError: ``teacher`` or ``init`` is given but not among ``deps``.
+        ValueError: ``teacher`` is given but not among ``deps``.
     """
     from .cache import train_cached
 
-    cfg = worker_config(config, teacher, deps, init=init)
+    cfg = worker_config(config, teacher, deps)
     arrays = load_data(data) if data is not None else None
     return train_cached(cfg, cache_root, data=arrays, progress=progress, teacher_cache=teacher_cache)
 
 
 def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec | None = None,
-               teacher: str | None = None, progress: bool = False, teacher_cache: bool = False,
-               init: str | None = None) -> RunSpec:
+               teacher: str | None = None, progress: bool = False, teacher_cache: bool = False) -> RunSpec:
     """The :class:`RunSpec` that trains ``cfg`` via :func:`train_run`.
 
     Args:
@@ -222,14 +220,12 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
         teacher: key of the run that trains this run's teacher (becomes a dependency).
         progress: the trainer's progress inside the run.
         teacher_cache: the trainer's exact teacher-output cache (:func:`train_run`).
-        init: key of the run whose model the run starts from (becomes a dependency; ``cfg.init_ckpt`` must be
-            ``None``).
 
     Returns:
         The spec.
 
     Raises:
-        ValueError: ``cfg`` already names a teacher (starting) checkpoint and ``teacher`` (``init``) is given.
+        ValueError: ``cfg`` already names a teacher checkpoint and ``teacher`` is given.
     """
     from ..distill.methods import check_method_hparams
 
@@ -238,16 +234,11 @@ def train_spec(key: str, cfg: Any, cache_root: str | os.PathLike, data: DataSpec
     if teacher is not None and d.get("teacher_ckpt") is not None:
         raise ValueError(f"run {key!r}: cfg.teacher_ckpt={d['teacher_ckpt']!r} and teacher={teacher!r}; "
                          f"give one (teacher= fills the path in from the teacher run)")
-    if init is not None and d.get("init_ckpt") is not None:
-        raise ValueError(f"run {key!r}: cfg.init_ckpt={d['init_ckpt']!r} and init={init!r}; give one (init= fills "
-                         "the path in from that run)")
     kwargs: dict[str, Any] = {"config": d, "cache_root": os.fspath(cache_root), "data": data,
                               "teacher": teacher, "progress": progress}
     if teacher_cache:  # only when on: the specs (and fingerprints) of studies without it stay as they were
         kwargs["teacher_cache"] = True
-    if init is not None:  # likewise
-        kwargs["init"] = init
-    return RunSpec(key, train_run, kwargs, deps=tuple(dict.fromkeys(k for k in (teacher, init) if k is not None)))
+    return RunSpec(key, train_run, kwargs, deps=(teacher,) if teacher is not None else ())
 
 
 @dataclass(frozen=True)
@@ -305,8 +296,7 @@ class Timed:
 
 def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | None = None,
                 teacher: str | None = None, progress: bool = False,
-                deps: Mapping[str, Timed] | None = None, teacher_cache: bool = False,
-                init: str | None = None) -> Timed:
+                deps: Mapping[str, Timed] | None = None, teacher_cache: bool = False) -> Timed:
     """:func:`train_run` (a training through the run cache) with its CPU time.
 
     Args:
@@ -317,13 +307,11 @@ def train_timed(config: Mapping[str, Any], cache_root: str, data: DataSpec | Non
         progress: as for :func:`train_run`.
         deps: the dependencies' :class:`Timed` results (the teacher run's), filled in by the sweep runner.
         teacher_cache: as for :func:`train_run`.
-        init: as for :func:`train_run`.
 
     Returns:
         ``Timed(TrainResult, process CPU seconds of this call)``.
     """
     t = time.process_time()
     res = train_run(config, cache_root, data=data, teacher=teacher, progress=progress,
-                    deps={k: v.value for k, v in deps.items()} if deps else None, teacher_cache=teacher_cache,
-                    init=init)
+                    deps={k: v.value for k, v in deps.items()} if deps else None, teacher_cache=teacher_cache)
     return Timed(res, time.process_time() - t)

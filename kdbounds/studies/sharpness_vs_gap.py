@@ -12,8 +12,8 @@ come from the teacher bank (:mod:`kdbounds.runs.bank`), several per recipe (``te
 is split into ``D_T`` (the teachers') and ``D_S`` (the students', never seen by a teacher), and besides the
 students trained from scratch, students **started at their teacher's weights** (``from_teacher``) are distilled
 on ``D_S`` for a short while, so that the kernel divergence (the squared distance of the two weight vectors over
-``2 s^2``) stays small and Theorems 3A/3B can say something; every gap is then a gap on ``D_S``, and with ``gap_sample="kernel"`` gaps,
-``K̂``, curvature and every check use the same kernel sample.
+``2 s^2``) stays small and Theorems 3A/3B can say something; every gap is then a gap on ``D_S``, and with
+``gap_sample="kernel"`` gaps, ``K̂``, curvature and every check use the same kernel sample.
 
 Every pair is measured with :mod:`kdbounds.checks` (true labels, last training epoch, nothing selected
 on the test set):
@@ -102,8 +102,8 @@ from ..runs.sweep import ResultStore, RunSpec, run_sweep
 __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
            "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
-           "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES", "GAP_SAMPLES",
-           "from_teacher_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness"]
+           "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES",
+           "GAP_SAMPLES", "from_teacher_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
 SHARPNESS = "teacher_train_trace"
@@ -122,8 +122,9 @@ class StudyConfig:
 
     Curvature: ``curvature_per_class`` training and test images per class form the kernel sample
     (curvature and kernel gaps); the kernels' scale is ``kernel_std`` or, when ``None``, the one that raises the
-    teacher's loss on the kernel sample by ``loss_increase`` (needs a positive Hessian trace there); ``trace_matvecs`` Rademacher probes (the upper limit of ``||grad ^2f||_F^2``
-    at ``ucl_level`` needs ``trace_matvecs > 2 z^2``), ``lanczos_matvecs`` Lanczos steps, ``mc_draws``
+    teacher's loss on the kernel sample by ``loss_increase`` (needs a positive Hessian trace there);
+    ``trace_matvecs`` Rademacher probes (the upper limit of ``||grad ^2f||_F^2`` at ``ucl_level`` needs
+    ``trace_matvecs > 2 z^2``), ``lanczos_matvecs`` Lanczos steps, ``mc_draws``
     paired kernel draws per student. ``alpha`` is the run's family-wise level.
 
     Execution: ``threads`` intra-op threads per run (``--threads``); ``None``: torch's default (every
@@ -143,11 +144,12 @@ class StudyConfig:
     ``D_S`` (``n_s`` images), on which **every student** trains — from scratch (``methods``,
     ``extra_students``) and, for the methods in ``from_teacher``, started at its teacher's weights
     (``init_ckpt``: the student equals the teacher at step 0) for ``from_teacher_epochs`` epochs at
-    ``from_teacher_lr_scale`` times the students' learning rate, so that the distance between the student's and the
-    teacher's weights, and with it the kernel divergence ``K``, stay small. Every gap is then a gap on ``D_S`` (``D_n = D_S``), data the teacher
-    never saw; the test set is ``test_per_class`` images per class (``None``: all of it), ``n_per_class`` must
-    be ``None``. ``gap_sample="kernel"`` measures every gap, ``K̂`` and check on the kernel sample (where the
-    curvature is measured) instead of on the whole training and test sets (``"all"``).
+    ``from_teacher_lr_scale`` times the students' learning rate, so that the distance between the student's and
+    the teacher's weights, and with it the kernel divergence ``K``, stay small. Every gap is then a gap on ``D_S``
+    (``D_n = D_S``), data the teacher never saw; the test set is ``test_per_class`` images per class (``None``:
+    all of it), ``n_per_class`` must be ``None``. ``gap_sample="kernel"`` measures every gap, ``K̂`` and check
+    on the kernel sample (where the curvature is measured) instead of on the whole training and test sets
+    (``"all"``).
     """
 
     preset: str
@@ -965,9 +967,9 @@ def sweep_specs(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bo
 
     def spec(key: str, tcfg: TrainConfig, teacher: str | None = None, init: str | None = None,
              side: str = "s") -> RunSpec:
-        if split is None:
-            return dataclasses.replace(train_spec(key, tcfg, cache_root, data, teacher=teacher, progress=progress,
-                                                  init=init), fn=train_timed)
+        if split is None:  # (students started at their teacher need a split: StudyConfig refuses them without)
+            return dataclasses.replace(train_spec(key, tcfg, cache_root, data, teacher=teacher, progress=progress),
+                                       fn=train_timed)
         deps = tuple(dict.fromkeys(k for k in (teacher, init) if k is not None))
         return RunSpec(key, train_split_timed, {"config": tcfg.to_dict(), "cache_root": os.fspath(cache_root),
                                                 "split": split, "side": side, "teacher": teacher, "init": init,

@@ -102,6 +102,15 @@ def test_sweep_bank_teachers_on_dt_students_on_ds_started_at_their_teacher(tmp_p
         assert m.kwargs["data"] == split and m.kwargs["params"]["gap_sample"] == "kernel"
 
 
+def test_worker_refuses_a_start_that_is_not_a_dependency(tmp_path, fake_root):
+    from kdbounds.runs.grid import worker_config
+
+    specs = {s.key: s for s in ss.sweep_specs(smoke_scale(fake_root, tmp_path / "bank"), tmp_path)}
+    kw = specs["kd-from-teacher-fast-s0"].kwargs
+    with pytest.raises(ValueError, match="init='teacher-fast-s0': not among the run's dependencies"):
+        worker_config(kw["config"], None, {}, init=kw["init"])
+
+
 def test_student_started_at_the_teacher_equals_it_at_step_zero(tmp_path, fake_root):
     """Evidence (issue 23): the study's student started at its teacher — its config filled in by the worker from
     the teacher run, exactly as the sweep does — computes the teacher's logits exactly (``torch.equal``) before
