@@ -379,10 +379,11 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     # teacher, gaps on the kernel sample.
     "smoke-scale": dict(teacher_arch="airbench_s", student_arch="airbench_s", teachers=_RECIPES_FAST_SMOKE,
                         teacher_seeds=2, recipe="fast", bank_teacher=True, n_s=40, n_t=60, n_per_class=None,
-                        test_per_class=10, methods=("ce", "kd"), from_teacher=("kd",), teacher_epochs=2,
+                        test_per_class=10, methods=("ce", "kd", "rid"), from_teacher=("kd",), teacher_epochs=2,
                         student_epochs=2, from_teacher_epochs=2, student_batch_size=10, curvature_per_class=2,
                         curvature_batch_size=40, trace_matvecs=6, lanczos_matvecs=3, mc_draws=4, n_boot=50,
-                        n_perm=200, curvature_params="*", gap_sample="kernel", kernel_std=1e-2, device="cpu"),
+                        n_perm=200, curvature_params="*", gap_sample="kernel", kernel_std=1e-2, device="cpu",
+                        method_kwargs={"rid": {"q": 2, "r": 0.5}}),
     # Flagship at scale on 2 CPU cores (issue 23): 6 fast-recipe recipes x 2 seeds = 12 airbench_s teachers from the
     # teacher bank, 10 epochs on D_T (45,000 images); on D_S (5,000 images the teachers never see) students from
     # scratch (ce, kd with the fast recipe; rid with the standard one: its own optimisers) and students started at

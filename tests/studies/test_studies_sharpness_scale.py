@@ -98,7 +98,7 @@ def test_sweep_bank_teachers_on_dt_students_on_ds_started_at_their_teacher(tmp_p
         assert kd.kwargs["init"] is None and kd.kwargs["side"] == "s" and kd.deps == (f"teacher-{name}",)
         assert ft.kwargs["config"]["lr"] == pytest.approx(cfg.from_teacher_lr_scale * kd.kwargs["config"]["lr"])
         m = specs[f"measure-{name}"]
-        assert set(m.deps) == {f"teacher-{name}", "alone-ce", f"kd-{name}", f"kd-from-teacher-{name}"}
+        assert set(m.deps) == {f"teacher-{name}", "alone-ce", f"kd-{name}", f"rid-{name}", f"kd-from-teacher-{name}"}
         assert m.kwargs["data"] == split and m.kwargs["params"]["gap_sample"] == "kernel"
 
 
@@ -176,7 +176,7 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     recipes = [r.name for r in cfg.teachers]
     sharp = {r: [res.curvature[n]["train_trace"]["value"] for n, rr, _ in cfg.teacher_runs() if rr.name == r]
              for r in recipes}
-    gaps = {r: [x[g] for x in res.rows if x["teacher_recipe"] == r and x["method"] == "kd"] for r in recipes}
+    gaps = {r: [x[g] for x in res.rows if x["teacher_recipe"] == r and x["method"] in ("kd", "rid")] for r in recipes}
     ref = kendalltau([sum(v) / len(v) for v in sharp.values()], [sum(v) / len(v) for v in gaps.values()],
                      method="exact")
     assert h["tau"] == pytest.approx(ref.statistic) and h["p_value"] == pytest.approx(ref.pvalue)
