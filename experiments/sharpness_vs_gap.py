@@ -43,7 +43,8 @@ STUDY = "kdbounds.studies.sharpness_vs_gap"  # imported after parsing (torch): a
 # --threads is a shared option (intra-op threads per run); listed here, it also sets the config's threads
 # (unset: torch's default on the local executor, 1 per run on Ray)
 OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.train_per_class,
-             "threads": T.threads}
+             "threads": T.threads, "from_teacher_epochs": T.positive_int, "from_teacher_lr_scale": T.positive_float,
+             "kernel_std": T.positive_float}
 
 
 def _methods() -> tuple[str, ...]:

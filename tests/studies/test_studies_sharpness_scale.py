@@ -190,3 +190,23 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     again = ss.run_study(cfg, tmp_path / "cache", progress=False, log=lambda s: None)
     assert counting.calls == [] and again.timing["curvature_cpu_s"] == 0.0  # measurements reused too
     assert again.rows == res.rows
+
+
+def test_command_line_sets_the_start_at_the_teacher():
+    """``experiments/sharpness_vs_gap.py --preset scale`` with the options of the students started at their
+    teacher and of the kernel scale (what to turn if the kernel divergence comes out large)."""
+    import importlib.util
+
+    from kdbounds.studies import _cli
+
+    spec = importlib.util.spec_from_file_location("svg_cli", Path(__file__).resolve().parents[2] / "experiments"
+                                                  / "sharpness_vs_gap.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    a = cli.parse_args(["--preset", "scale", "--from-teacher-epochs", "1", "--from-teacher-lr-scale", "0.02",
+                        "--kernel-std", "0.003"])
+    cfg = _cli.config_from_args(ss.PRESETS, a, cli.OVERRIDES)
+    assert (cfg.from_teacher_epochs, cfg.from_teacher_lr_scale, cfg.kernel_std) == (1, 0.02, 0.003)
+    assert cfg.teachers == ss.PRESETS["scale"].teachers
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--preset", "scale", "--from-teacher-lr-scale", "0"])
