@@ -7,7 +7,7 @@
 # runs again only when pyproject.toml changes or for another interpreter (`make install` forces it).
 PY ?= python3
 export KDBOUNDS_DATA ?= $(abspath ../shared/data)
-PRESET ?= default
+PRESET ?= cpu
 PIP := $(PY) -m pip install --disable-pip-version-check
 STAMPS := .make/$(shell $(PY) -c "import hashlib, sys; print(hashlib.sha1(sys.executable.encode()).hexdigest()[:12])")
 THREADS := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1}

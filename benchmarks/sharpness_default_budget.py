@@ -1,11 +1,11 @@
-"""What the flagship's default preset (`make run`, <= 10 min on 2 cores) can buy its teachers: test accuracy
+"""What the flagship's cpu preset (the default, `make run`, <= 10 min on 2 cores) can buy its teachers: test accuracy
 against training budget, the fast recipe (airbench_s) next to the preset's old teacher recipe (resnet8, SGD,
 cosine).
 
     python benchmarks/sharpness_default_budget.py            # every point (~300 CPU-s), strict JSON lines
     python benchmarks/sharpness_default_budget.py --only airbench_s-n100-e10
 
-Each point trains one teacher (seed 0, one seed per point: say so when quoting it) on the default preset's data
+Each point trains one teacher (seed 0, one seed per point: say so when quoting it) on the cpu preset's data
 (a stratified subset of ``n_per_class`` training images per class, seed 0, and its 1,000 test images, drawn by
 :func:`kdbounds.studies.sharpness_vs_gap.prepare_data`), scored after its last epoch (nothing selected on test
 data). ``cpu_s`` is the process CPU time of the training (all threads), ``wall_s`` its wall time (only comparable
@@ -53,7 +53,7 @@ def run_point(name: str, arch: str, recipe: str, n_per_class: int, epochs: int, 
     from kdbounds.studies import sharpness_vs_gap as ss
 
     torch.set_num_threads(threads)
-    data = ss.prepare_data(dataclasses.replace(ss.PRESETS["default"], n_per_class=n_per_class))
+    data = ss.prepare_data(dataclasses.replace(ss.PRESETS["cpu"], n_per_class=n_per_class))
     if recipe == "fast":
         cfg = fast_config(arch, epochs=epochs, batch_size=batch, seed=0, device="cpu", eval_every=epochs)
     else:

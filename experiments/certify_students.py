@@ -8,7 +8,8 @@
     python experiments/certify_students.py --preset scale --seeds 1 --split-seed 1 --out OUT1  # a new split too
 
 Writes ``OUT/results.json`` (strict JSON, a list ``certificates``), ``OUT/certificates.csv`` and
-``OUT/certificates.png``; trained models are cached under ``--cache-root`` (default ``OUT/runs``).
+``OUT/certificates.png``; trained models are cached under ``--cache-root`` (default ``OUT/../cache``, the one
+layout of every study; a library call of ``run`` without ``cache_root`` still uses ``OUT/runs``).
 Every training and every (seed, prior) certification is a run of one sweep (``--executor ray``
 runs them in parallel; equal ``--threads`` give the same certificates as ``--executor local``).
 """

@@ -3,8 +3,10 @@
     python experiments/report_certify_students.py            # print the table
     python experiments/report_certify_students.py --write    # replace the table between README's markers
 
-The run it reads: ``reports/certify_students-scale/results.json`` (written by
-``python experiments/certify_students.py --preset scale --out reports/certify_students-scale``).
+The results it reads: ``reports/certify_students-scale/results.json``, the merge of one run per seed, each its own
+split (``runs/seed-N``, written by ``python experiments/certify_students.py --preset scale --seeds N --split-seed N
+--out reports/certify_students-scale/runs/seed-N``), by
+``python experiments/certify_students.py --merge reports/certify_students-scale/runs/seed-* --out reports/certify_students-scale``.
 ``tests/test_readme_numbers.py`` fails when README's table differs from what this prints.
 """
 
@@ -27,10 +29,10 @@ def render(path: Path = RESULTS) -> str:
     Returns:
         The markdown table.
     """
-    from kdbounds._io import read_json
+    from kdbounds.studies._results import read_results
     from kdbounds.studies.certify_students import readme_table
 
-    return readme_table(read_json(path))
+    return readme_table(read_results(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,21 +11,21 @@ Reported numbers are last-epoch; trained models and each teacher's measurements 
 Runs go through the sweep runner: --executor ray --workers 2 trains and measures in parallel, with the
 same numbers as --executor local at equal --threads (unset: torch's default locally, 1 per run on Ray).
 
-    python experiments/sharpness_vs_gap.py                      # default preset (~10 min, 2 idle CPU cores)
+    python experiments/sharpness_vs_gap.py                      # cpu preset, the default (~10 min, 2 idle CPU cores)
     python experiments/sharpness_vs_gap.py --preset smoke       # CI
     python experiments/sharpness_vs_gap.py --executor ray --workers 2 --threads 1   # 2 runs at once
-    python experiments/sharpness_vs_gap.py --preset paper       # full CIFAR-10, GPU
+    python experiments/sharpness_vs_gap.py --preset gpu         # full CIFAR-10, GPU
     python experiments/sharpness_vs_gap.py --preset scale --executor ray --workers 2 --threads 1   # <= 3 h, 2 cores
 
-Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), default
-(6 resnet8 teachers -> self-distilled resnet8 students by kd/rid and the student alone, CIFAR-10
-subset), paper (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes), scale (12 airbench_s
+Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), cpu, the
+default (6 resnet8 teachers -> self-distilled resnet8 students by kd/rid and the student alone, CIFAR-10
+subset), gpu (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes), scale (12 airbench_s
 teachers of 6 fast-recipe recipes from the teacher bank on D_T = 45,000 images; on D_S = 5,000 images students from
 scratch and started at their teacher; curvature and gaps on one kernel sample; <= 3 h on 2 cores, estimate in
-the study), smoke-scale (its miniature, CI). Writes results.json, results.csv, checks.csv, kendall.csv,
-tightness.csv, sharpness_vs_gap.png, bound_vs_observed.png and report.md to --out (default
-results/sharpness_vs_gap/<preset>; cache default results/cache; bank teachers in $KDBOUNDS_BANK or
-~/.cache/kdbounds/bank).
+the study), smoke-scale (its miniature, CI); the old names default and paper still work. Writes results.json,
+results.csv, checks.csv, kendall.csv, tightness.csv, sharpness_vs_gap.png, bound_vs_observed.png and report.md
+to --out (default results/sharpness_vs_gap/<preset>; run cache default <out>/../cache, i.e.
+results/sharpness_vs_gap/cache; bank teachers in $KDBOUNDS_BANK or ~/.cache/kdbounds/bank).
 The study itself is kdbounds.studies.sharpness_vs_gap.
 """
 
@@ -54,10 +54,9 @@ def _methods() -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "default")
+    p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "cpu")
     p.add_argument("--methods", type=T.name_list(_methods), default=None, help="comma-separated, e.g. ce,kd,rid")
     _cli.add_overrides(p, OVERRIDES)
-    p.set_defaults(cache_root="results/cache")
     return p.parse_args(argv)
 
 

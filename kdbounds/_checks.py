@@ -24,9 +24,11 @@ __all__ = [
     "check_probability",
     "check_open_unit",
     "check_int",
+    "check_bool",
     "check_choice",
     "check_finite_array",
     "check_square_matrix",
+    "check_int_array",
     "check_seed",
     "check_n_boot",
     "SEED_MAX",
@@ -72,11 +74,11 @@ def check_finite(name: str, value: Any) -> float:
     return v
 
 
-def check_positive(name: str, value: Any) -> float:
-    """A finite number > 0."""
+def check_positive(name: str, value: Any, fix: str = "") -> float:
+    """A finite number > 0 (``fix``: what to do instead, appended to the message)."""
     v = check_finite(name, value)
     if v <= 0:
-        _fail(name, "a finite number > 0", value)
+        _fail(name, "a finite number > 0", value, fix)
     return v
 
 
@@ -104,21 +106,35 @@ def check_open_unit(name: str, value: Any) -> float:
     return v
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    """An integer (bools refused) within ``[minimum, maximum]`` where given."""
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, fix: str = "") -> int:
+    """An integer (bools refused; a whole float such as ``2.0`` is taken as ``2``) within ``[minimum, maximum]``
+    where given (``fix``: what to do instead, appended to the message)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         elif hasattr(value, "item") and getattr(value, "ndim", None) == 0 and float(value.item()).is_integer():
             value = int(value.item())
         else:
-            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}"
+                            + (f"; {fix}" if fix else ""))
     v = int(value)
     if minimum is not None and v < minimum:
-        _fail(name, f"an integer >= {minimum}", value)
+        _fail(name, f"an integer >= {minimum}", value, fix)
     if maximum is not None and v > maximum:
-        _fail(name, f"an integer <= {maximum}", value)
+        _fail(name, f"an integer <= {maximum}", value, fix)
     return v
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (a numpy bool too); ``0``/``1``, strings and ``None`` are refused with a ``TypeError``."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(value, np.bool_):
+            return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
@@ -150,6 +166,34 @@ def check_square_matrix(name: str, value: Any):
     arr = check_finite_array(name, value, ndim=2)
     if arr.shape[0] != arr.shape[1]:
         _fail(name, "a square matrix", f"shape {arr.shape}")
+    return arr
+
+
+def check_int_array(name: str, value: Any, ndim: int = 1, minimum: int | None = None, maximum: int | None = None,
+                    what: str = "integers"):
+    """An int64 numpy array of ``ndim`` dimensions whose entries are integers in ``[minimum, maximum]``.
+
+    Integer dtypes only: floats (even whole ones: ``0.0`` may be a rounded ``0.4``), bools and NaN are refused
+    with the fix (``.astype(int)``); use it for class labels, cluster indices, sample indices.
+    """
+    import numpy as np
+
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected an array of {what}, got {type(value).__name__}") from None
+    if arr.dtype.kind not in "iu":  # bools, floats (NaN included), strings, objects
+        fix = "; pass .astype(int) if they are whole numbers" if arr.dtype.kind == "f" else ""
+        raise TypeError(f"{name}: expected {what} of an integer dtype, got dtype {arr.dtype}{fix}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-dimensional array of {what}, got shape {arr.shape}")
+    arr = arr.astype(np.int64, copy=False)
+    lo = "-inf" if minimum is None else minimum
+    hi = "inf" if maximum is None else maximum
+    if arr.size and minimum is not None and int(arr.min()) < minimum:
+        raise ValueError(f"{name}: expected {what} in [{lo}, {hi}], got a minimum of {int(arr.min())}")
+    if arr.size and maximum is not None and int(arr.max()) > maximum:
+        raise ValueError(f"{name}: expected {what} in [{lo}, {hi}], got a maximum of {int(arr.max())}")
     return arr
 
 

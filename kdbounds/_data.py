@@ -12,6 +12,11 @@ operators and the trainer's evaluation iterate over); :func:`as_tensors` into on
 tensors (what the checks and the certificate need: all of the data at once); :func:`is_pair` tells
 form 1 from the others. Nothing here moves data between devices or changes dtypes, except numpy
 arrays, which become tensors.
+
+The checks of what such data holds, each naming the argument and the fix, are written here once:
+:func:`check_inputs` (a network's inputs: floating, the network's dtype, finite), :func:`check_labels`
+(class indices: 1-D, an integer dtype, ``>= 0``, below the number of classes) and
+:func:`check_finite_tensors` (no NaN/inf in any floating tensor of a batch, whatever its structure).
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FORMS", "as_batches", "as_tensors", "is_pair", "label_law_shift", "warn_label_law_shift"]
+from ._checks import check_int
+
+__all__ = ["FORMS", "as_batches", "as_tensors", "is_pair", "check_inputs", "check_labels", "check_finite_tensors",
+           "label_law_shift", "warn_label_law_shift"]
 
 FORMS = "(x, y) tensors, an iterable of (x, y) batches, or a DataLoader"
 
@@ -100,8 +108,8 @@ def as_batches(data: Any, name: str = "data", *, batch_size: int | None = None) 
             and lists the three forms.
         ValueError: ``batch_size`` < 1, or no batch at all.
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     if is_pair(data):
         x, y = (_tensor(a) for a in data)
         if len(x) == 0:
@@ -157,6 +165,92 @@ def as_tensors(data: Any, name: str = "data") -> tuple[Tensor, Tensor]:
     if len(x) == 0:
         raise ValueError(f"{name}: no examples (x and y are empty)")
     return x, y
+
+
+def check_inputs(name: str, x: Tensor, dtype: torch.dtype | None = None, what: str = "") -> Tensor:
+    """A network's inputs: a floating tensor (of ``dtype`` when given) with only finite entries.
+
+    Args:
+        name: the argument's name, for errors.
+        x: the inputs.
+        dtype: the dtype of the network's parameters (``None``: any floating dtype).
+        what: where in ``name`` they are (e.g. ``"batch 2 "``), for errors.
+
+    Returns:
+        ``x``.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, has an integer dtype (raw ``uint8`` images) or another floating
+            dtype than ``dtype``.
+        ValueError: a NaN or an infinite entry.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: {what}inputs x must be a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: {what}inputs x must be normalised floating-point images, got dtype {x.dtype} "
+                        f"(uint8 images: normalise them first, e.g. kdbounds.data.normalize)")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name}: {what}inputs x have dtype {x.dtype} but the network's parameters are {dtype}; pass "
+                        f"x.to({dtype})")
+    _check_finite(name, x, f"{what}inputs x")
+    return x
+
+
+def _check_finite(name: str, t: Tensor, what: str) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: {what} hold {int((~torch.isfinite(t)).sum())} non-finite (NaN/inf) values")
+
+
+def check_finite_tensors(name: str, obj: Any, what: str) -> None:
+    """No NaN/inf in any floating tensor of ``obj`` (a tensor, or tuples, lists and dicts of them).
+
+    Args:
+        name: the argument's name, for errors.
+        obj: the batch part (inputs or targets, in any structure a model or a loss takes).
+        what: what ``obj`` is (e.g. ``"batch 0 targets y"``), for errors.
+
+    Raises:
+        ValueError: a floating tensor with a NaN or an infinite entry.
+    """
+    if isinstance(obj, Tensor):
+        _check_finite(name, obj, what)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            check_finite_tensors(name, o, what)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            check_finite_tensors(name, o, what)
+
+
+def check_labels(name: str, y: Tensor, num_classes: int | None = None, what: str = "labels y") -> Tensor:
+    """Class indices: a 1-D tensor of an integer dtype with entries in ``[0, num_classes)``.
+
+    Args:
+        name: the argument's name, for errors.
+        y: the labels.
+        num_classes: the network's number of classes (``None``: only ``>= 0`` is checked).
+        what: how the labels are called in ``name``, for errors.
+
+    Returns:
+        ``y``.
+
+    Raises:
+        TypeError: not a tensor, or a floating, complex or bool dtype.
+        ValueError: not 1-D, a negative label, or one ``>= num_classes``.
+    """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name}: {what} must be a tensor of class indices, got {type(y).__name__}")
+    if y.dim() != 1:
+        raise ValueError(f"{name}: {what} must be 1-D class indices, got shape {tuple(y.shape)}")
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        raise TypeError(f"{name}: {what} must be class indices of an integer dtype, got {y.dtype}; pass y.long() if "
+                        f"they are whole numbers")
+    if len(y) and int(y.min()) < 0:
+        raise ValueError(f"{name}: {what} must be class indices >= 0, got a minimum of {int(y.min())}")
+    if num_classes is not None and len(y) and int(y.max()) >= num_classes:
+        raise ValueError(f"{name}: {what} must be class indices below the network's {num_classes} classes, got a "
+                         f"maximum of {int(y.max())}")
+    return y
 
 
 def label_law_shift(reference: Any, other: Any, *, level: float = 1e-3) -> str | None:

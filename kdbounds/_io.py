@@ -27,6 +27,8 @@ __all__ = [
     "file_sha256",
     "bytes_sha256",
     "arrays_sha256",
+    "canonical_json",
+    "json_sha256",
     "read_json",
     "to_jsonable",
     "with_reasons",
@@ -125,6 +127,42 @@ def float_field(record: Mapping[str, Any], key: str) -> float:
 def dumps_strict(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     """``json.dumps`` of :func:`to_jsonable(obj) <to_jsonable>` with ``allow_nan=False`` (strict JSON)."""
     return json.dumps(to_jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+def canonical_json(obj: Any) -> str:
+    """The one canonical JSON text of ``obj``, the form every JSON hash of the project is taken over.
+
+    Keys sorted, no whitespace (``","`` and ``":"`` separators), non-ASCII escaped, strict (``obj`` goes
+    through :func:`to_jsonable`, so non-finite floats are ``null`` and numpy/torch scalars, tuples, paths and
+    dataclasses are plain JSON). For plain JSON data (str keys, finite floats) it is byte for byte
+    ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``, the serialiser the run cache's ids were first
+    computed with, so those ids stay where they are (``tests/runs/test_run_ids_pinned.py``).
+
+    Args:
+        obj: anything :func:`to_jsonable` accepts.
+
+    Returns:
+        The JSON text.
+
+    Raises:
+        TypeError: a value that has no JSON form.
+    """
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def json_sha256(obj: Any) -> str:
+    """SHA-256 hex digest of :func:`canonical_json(obj) <canonical_json>` (UTF-8; the text is ASCII).
+
+    Args:
+        obj: anything :func:`to_jsonable` accepts.
+
+    Returns:
+        64 hex digits.
+
+    Raises:
+        TypeError: a value that has no JSON form.
+    """
+    return bytes_sha256(canonical_json(obj).encode())
 
 
 def _reject_constant(name: str) -> Any:

@@ -5,7 +5,9 @@
 - :func:`eval_mode`: eval mode + ``no_grad`` for one or several modules, restoring every submodule's
   own ``training`` flag afterwards (even if the body raises).
 - :func:`collect_logits`: evaluate one or several modules on a tensor of inputs or a loader of
-  batches (eval mode, no grad) and return their logits on the CPU, in data order.
+  batches (eval mode, no grad) and return their logits on the CPU, in data order; :func:`forward_logits`
+  (one forward pass, a network that cannot take the inputs said in our words) and :func:`num_classes`
+  (a one-example probe: do the networks take these inputs, and how many classes do they have?).
 - :func:`bounded_cross_entropy`: the cross-entropy clipped and scaled to ``[0, 1]`` that certified
   distillation trains on (:mod:`kdbounds.distill.pbb`) and the certificates measure
   (:mod:`kdbounds.pacbayes.certify`).
@@ -24,9 +26,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._checks import check_int
-from ._data import FORMS, is_pair
+from ._data import FORMS, check_inputs, is_pair
 
-__all__ = ["resolve_device", "eval_mode", "collect_logits", "bounded_cross_entropy"]
+__all__ = ["resolve_device", "eval_mode", "collect_logits", "forward_logits", "num_classes", "bounded_cross_entropy"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -109,20 +111,24 @@ def _model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
-def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
+def _batches(data: Any, batch_size: int, name: str = "data") -> Iterator[torch.Tensor]:
     """Yield input tensors from a tensor of inputs, ``(x, y)`` tensors, or an iterable of (x, y) batches / x tensors."""
     if is_pair(data):
         data = data[0]  # (x, y) tensors: the inputs, in batches of batch_size
+    elif (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(a, torch.Tensor) for a in data)
+          and data[0].shape[1:] != data[1].shape[1:]):  # meant as (x, y), not as two batches of inputs
+        raise ValueError(f"{name}: x and y must have the same leading length (one target per input), got shapes "
+                         f"{tuple(data[0].shape)} and {tuple(data[1].shape)}")
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         if data.ndim == 0:
-            raise ValueError("data must be a tensor of inputs with a leading batch dimension, got a scalar")
+            raise ValueError(f"{name} must be a tensor of inputs with a leading batch dimension, got a scalar")
         for start in range(0, data.shape[0], batch_size):
             yield data[start : start + batch_size]
         return
     if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
-        raise TypeError(f"data: expected {FORMS} (or a tensor of inputs alone); got {type(data).__name__}")
+        raise TypeError(f"{name}: expected {FORMS} (or a tensor of inputs alone); got {type(data).__name__}")
     for i, batch in enumerate(data):
         if isinstance(batch, torch.Tensor):
             x = batch
@@ -131,9 +137,71 @@ def _batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
         elif isinstance(batch, dict) and isinstance(batch.get("x", batch.get("input")), torch.Tensor):
             x = batch.get("x", batch.get("input"))
         else:
-            raise TypeError(f"data: batch {i} is a {type(batch).__name__}; expected an (x, y) pair or a tensor x "
+            raise TypeError(f"{name}: batch {i} is a {type(batch).__name__}; expected an (x, y) pair or a tensor x "
                             f"({FORMS})")
         yield x
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating parameter (``None`` without one)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def forward_logits(model: nn.Module, x: torch.Tensor, name: str = "data", j: int = 0) -> torch.Tensor:
+    """``model(x)``'s logits, with a network that cannot take ``x`` said in our words.
+
+    The inputs' dtype and finiteness are the caller's to check first (:func:`kdbounds._data.check_inputs`).
+
+    Args:
+        model: the network (its mode and grad state are the caller's).
+        x: a batch of inputs, on the model's device.
+        name: the data argument's name, for errors.
+        j: the model's index among several, for errors.
+
+    Returns:
+        The ``(batch, classes)`` logits (a tensor, ``.logits``, ``["logits"]`` or a tuple's first entry).
+
+    Raises:
+        TypeError: inputs of another floating dtype than the model's parameters, or an output of no known form.
+        ValueError: inputs of a shape the model does not take, or logits that are not 2-D.
+    """
+    try:
+        out = model(x)
+    except RuntimeError as e:  # shape/channel/dtype mismatch inside the model: say so in our words
+        want = _model_dtype(model)
+        if x.is_floating_point() and want is not None and x.dtype != want:
+            raise TypeError(f"{name}: inputs x have dtype {x.dtype} but model {j}'s parameters are {want}; pass "
+                            f"x.to({want})") from None
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")[:300]
+        raise ValueError(f"{name}: inputs of shape {tuple(x.shape)} do not fit model {j} "
+                         f"({type(model).__name__}: {first}); CIFAR models expect (batch, 3, 32, 32)") from None
+    z = _output_logits(out, f"model {j}")
+    if z.ndim != 2:
+        raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
+    return z
+
+
+def num_classes(models: Sequence[nn.Module], x: torch.Tensor, name: str = "data") -> list[int]:
+    """The number of classes of each network, from one example of ``x`` (eval mode, no grad): a probe that
+    checks the networks take ``x`` before any long evaluation.
+
+    Args:
+        models: the networks.
+        x: inputs (only ``x[:1]`` is evaluated), already checked by :func:`kdbounds._data.check_inputs`.
+        name: the data argument's name, for errors.
+
+    Returns:
+        The logits' width of each network.
+
+    Raises:
+        TypeError / ValueError: as :func:`forward_logits`.
+    """
+    out = []
+    with eval_mode(*models):
+        for j, m in enumerate(models):
+            dev = _model_device(m)
+            out.append(int(forward_logits(m, x[:1].to(dev) if dev is not None else x[:1], name, j).shape[1]))
+    return out
 
 
 def collect_logits(
@@ -143,6 +211,7 @@ def collect_logits(
     device: torch.device | str | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    name: str = "data",
 ) -> list[torch.Tensor]:
     """Evaluate one or several modules on ``data`` (eval mode, no grad) and return their logits.
 
@@ -160,6 +229,7 @@ def collect_logits(
             ``None`` moves them to each model's own device.
         batch_size: batch size when ``data`` is a tensor (ignored for an iterable of batches).
         progress: show a progress bar over batches (:func:`kdbounds._progress.progress_bar`).
+        name: the data argument's name in error messages (``evaluate_pair`` passes ``"train"``/``"test"``).
 
     Returns:
         One CPU tensor ``(n, classes)`` per model, in data order, in the dtype the model returns.
@@ -168,11 +238,12 @@ def collect_logits(
 
     Raises:
         TypeError: a model is not an ``nn.Module``, ``data`` is not a tensor or an iterable of
-            batches, a batch or a model output has an unknown form.
-        ValueError: ``batch_size < 1``, ``data`` is a scalar or yields no batch, inputs whose shape
-            does not fit a model (the model's own error, in our words), a model returns logits that
-            are not 2-D.
-        TypeError: (also) integer inputs: models take normalised floating-point images.
+            batches, a batch or a model output has an unknown form, integer (un-normalised) inputs, or
+            inputs of another floating dtype than a model's parameters.
+        ValueError: ``batch_size < 1``, ``data`` is a scalar or yields no batch, ``x`` and ``y`` of
+            different lengths, NaN/inf inputs (data held in memory is checked whole before any model
+            runs; a DataLoader batch by batch), inputs whose shape does not fit a model (the model's
+            own error, in our words), a model returns logits that are not 2-D.
     """
     mods = [models] if isinstance(models, nn.Module) else list(models)
     for j, m in enumerate(mods):
@@ -181,7 +252,11 @@ def collect_logits(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     devs = [resolve_device(device) if device is not None else _model_device(m) for m in mods]
     outs: list[list[torch.Tensor]] = [[] for _ in mods]
-    it: Iterable[torch.Tensor] = _batches(data, batch_size)
+    it: Iterable[torch.Tensor] = _batches(data, batch_size, name)
+    if isinstance(data, (torch.Tensor, np.ndarray, tuple, list)):  # in memory: checked whole before any model runs
+        it = [check_inputs(name, x, what=f"batch {i} ") for i, x in enumerate(it)]
+    else:
+        it = (check_inputs(name, x, what=f"batch {i} ") for i, x in enumerate(it))
     if progress:
         from ._progress import progress_bar
 
@@ -190,22 +265,9 @@ def collect_logits(
         for x in it:
             for j, (m, dev) in enumerate(zip(mods, devs)):
                 xin = x.to(dev) if dev is not None else x
-                if not torch.is_floating_point(xin):
-                    raise TypeError(f"data: expected floating-point inputs, got dtype {xin.dtype}; "
-                                    f"convert images with .float() (and normalise them as in training)")
-                try:
-                    out = m(xin)
-                except RuntimeError as e:  # shape/channel mismatch inside the model: say so in our words
-                    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")[:300]
-                    raise ValueError(f"data: inputs of shape {tuple(xin.shape)} do not fit model {j} "
-                                     f"({type(m).__name__}: {first}); CIFAR models expect (batch, 3, 32, 32)"
-                                     ) from None
-                z = _output_logits(out, f"model {j}")
-                if z.ndim != 2:
-                    raise ValueError(f"model {j} returned logits of shape {tuple(z.shape)}; expected (batch, classes)")
-                outs[j].append(z.detach().to("cpu"))
+                outs[j].append(forward_logits(m, xin, name, j).detach().to("cpu"))
     if not outs or not outs[0]:
-        raise ValueError("data is empty: no batches were produced")
+        raise ValueError(f"{name} is empty: no batches were produced")
     return [torch.cat(o, 0) for o in outs]
 
 

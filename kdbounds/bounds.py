@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from ._checks import check_finite, check_nonnegative, check_positive, check_probability, check_square_matrix
+from ._checks import check_finite, check_int, check_nonnegative, check_positive, check_probability, check_square_matrix
 
 __all__ = [
     "subgaussian_bound",
@@ -257,10 +257,7 @@ def subgamma_bound(divergence: float, v: float, c_plus: float, c_minus: float = 
 
 def _as_spectrum(eigenvalues: Any, b_proj: Any, multiplicity: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate and flatten ``(eigenvalues, b_proj)`` to matching 1-D arrays of a_i and b_i^2."""
-    if isinstance(multiplicity, bool) or not isinstance(multiplicity, (int, np.integer)):
-        raise TypeError(f"multiplicity must be a positive int, got {multiplicity!r}")
-    if multiplicity < 1:
-        raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
+    multiplicity = check_int("multiplicity", multiplicity, minimum=1)
     try:
         a = np.asarray(eigenvalues, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -614,10 +611,7 @@ def gaussian_quadratic_bound(
         raise ValueError("give either (eigenvalues, b_proj) or (grad, hessian, cov), not both")
     if not spectral and not dense:
         raise ValueError("give either (eigenvalues, b_proj) or (grad, hessian, cov)")
-    if isinstance(multiplicity, bool) or not isinstance(multiplicity, (int, np.integer)):
-        raise TypeError(f"multiplicity must be a positive int, got {multiplicity!r}")
-    if multiplicity < 1:
-        raise ValueError(f"multiplicity must be >= 1, got {multiplicity}")
+    multiplicity = check_int("multiplicity", multiplicity, minimum=1)
     mult = int(multiplicity)
     if dense:
         if grad is None or hessian is None or cov is None:

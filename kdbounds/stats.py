@@ -2,7 +2,8 @@ r"""Seed-level statistics: two groups of per-seed values compared (numpy/scipy, 
 
 :func:`compare_groups`: Welch's t-test, Mann–Whitney U, Cohen's d, Hedges' g, common-language effect
 size, rank-biserial correlation and the Welch CI of the mean difference; :func:`holm_adjust`:
-Holm–Bonferroni step-down adjusted p-values.
+Holm–Bonferroni step-down adjusted p-values; :func:`mean_interval`: the mean of independent replicates
+with its Student-t interval.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._io import with_reasons
+from ._records import Estimate
 
-__all__ = ["GroupComparison", "compare_groups", "holm_adjust"]
+__all__ = ["GroupComparison", "compare_groups", "holm_adjust", "mean_interval"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,3 +242,41 @@ def holm_adjust(pvalues: Sequence[float]) -> list[float]:
     return adj.tolist()
 
 
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95, name: str = "values") -> Estimate:
+    r"""The mean of independent replicates with its two-sided Student-t interval.
+
+    .. math::
+        \bar x \pm t_{(1 + \ell)/2,\; n - 1}\, s / \sqrt n, \qquad s^2 = \tfrac{1}{n-1} \sum_i (x_i - \bar x)^2
+
+    Exact coverage ``level`` when the replicates are i.i.d. normal; the unit must be what is independent
+    (a seed that redraws its split, its networks and its Monte Carlo draws — not seeds sharing one split).
+
+    Args:
+        values: one finite value per independent replicate.
+        level: the interval's confidence level in (0, 1).
+        name: the argument's name in error messages.
+
+    Returns:
+        :class:`~kdbounds._records.Estimate` with ``value`` the mean, ``stderr`` = :math:`s/\sqrt n` and the interval;
+        with one replicate ``stderr`` is ``inf`` and the interval ``None`` (nothing to estimate it from).
+
+    Raises:
+        ValueError: no value, a non-finite value, or ``level`` outside (0, 1).
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty sequence of numbers, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: expected finite values, got {x.tolist()}")
+    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
+    n, m = int(x.size), float(x.mean())
+    if n < 2:
+        return Estimate(m, math.inf, n)
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    h = float(stats.t.ppf(0.5 + float(level) / 2.0, n - 1)) * se
+    return Estimate(m, se, n, m - h, m + h, float(level))

@@ -245,7 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the options (default ``sys.argv[1:]``).
 
     Returns:
-        The process exit status.
+        The process exit status: 0, 2 (a bad option or input, one line), 3 (training diverged), 130
+        (Ctrl-C or SIGTERM: one line saying which epoch is saved where and how to resume; no traceback).
 
     Raises:
         SystemExit: a bad option (argparse's one-line message naming it, exit status 2).
@@ -270,6 +271,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.arch = arch_name(args.arch)
     except argparse.ArgumentTypeError as e:
         sub.error(f"argument --arch: {e}")
+    from ._interrupts import signals_end_the_run
+
+    run: dict[str, Any] = {}  # what the line after an interruption needs: the config and the cache root
+    try:
+        with signals_end_the_run():  # Ctrl-C and SIGTERM: one line saying what is saved, exit status 130
+            return _train(args, sub, run)
+    except KeyboardInterrupt:
+        print("\n" + _interrupted(args, run), file=sys.stderr, flush=True)
+        return 130
+
+
+def _train(args: argparse.Namespace, sub: argparse.ArgumentParser, run: dict[str, Any]) -> int:
+    """The training of :func:`main` after parsing; fills ``run`` with ``cfg`` and ``root`` as they are known."""
     import torch
 
     from .distill import TrainingDiverged, train
@@ -287,10 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.bank:
             from .runs.bank import bank_root
 
-            result = train_cached(cfg, bank_root(), progress=progress, force=args.no_resume)
+            run.update(cfg=cfg, root=bank_root())
+            result = train_cached(cfg, run["root"], progress=progress, force=args.no_resume)
         elif args.out:
+            run.update(cfg=cfg)
             result = train(cfg, args.out, progress=progress, resume=not args.no_resume)
         else:
+            run.update(cfg=cfg, root=args.cache_root)
             result = train_cached(cfg, args.cache_root, progress=progress, force=args.no_resume)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"{sub.prog}: error: {e}\n(see `{sub.prog} --help`)", file=sys.stderr)
@@ -298,9 +315,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("\ninterrupted; re-run the same command to resume from the last completed epoch", file=sys.stderr)
-        return 130
     f = result.final
     summary = {"out_dir": result.paths["out_dir"], "model": result.paths["model"],
                "epochs": result.epochs_completed, "test_acc": f.get("test_acc"), "test_loss": f.get("test_loss"),
@@ -311,6 +325,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["resumed_from_epoch"] = result.resumed_from_epoch
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _interrupted(args: argparse.Namespace, run: dict[str, Any]) -> str:
+    """The one line after Ctrl-C or SIGTERM: which epoch is saved where, and how to resume."""
+    again = ("run the same command again without --no-resume" if args.no_resume else
+             "run the same command again")
+    cfg = run.get("cfg")
+    if cfg is None:
+        return f"interrupted before training started: nothing was written; {again} to start"
+    try:
+        from .runs.cache import run_dir
+
+        folder = Path(args.out) if args.out else run_dir(cfg, run["root"])
+        ckpt = folder / "checkpoint.pt"
+        log = folder / "log.jsonl"
+        done = sum(1 for line in log.read_text().splitlines() if line.strip()) if log.is_file() else 0
+    except Exception:  # the line must not fail: say what is certain
+        return f"interrupted: the checkpoint of the last finished epoch is kept in the run folder; {again} to resume"
+    if not ckpt.is_file():
+        return f"interrupted before the first epoch finished: nothing to resume yet in {folder}; {again} to start"
+    return (f"interrupted: {done} of {cfg.epochs} epochs are saved in {ckpt}; {again} to resume from there "
+            f"(to the numbers of an uninterrupted run)")
 
 
 if __name__ == "__main__":  # pragma: no cover

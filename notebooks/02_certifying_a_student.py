@@ -107,6 +107,7 @@ from kdbounds.certificates import diag_gaussian_kl, pac_bayes_kl_bound
 from kdbounds.certificates.oracle import (gibbs_error, population_gibbs_risk, repeat_certificates,
                                           sample_halfspace)
 from kdbounds.studies import certify_students as net_study
+from kdbounds.studies._notebook_plots import network_certificates_figure, oracle_certificate_figure
 from kdbounds.runs.cache import code_fingerprint
 
 # %% [markdown]
@@ -205,42 +206,8 @@ for name, r in rows_type.items():
           f"certificate {r['certificate']:.4f}")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-ax = axes[0]
-ax.semilogx([r["n_s"] for r in rows_n], [r["certificate"] for r in rows_n], "-o", label="certificate (δ = %.2g)" % delta)
-ax.semilogx([r["n_s"] for r in rows_n], [r["population"] for r in rows_n], "-s", label="population Gibbs risk (exact)")
-ax.semilogx([r["n_s"] for r in rows_n], [r["empirical"] for r in rows_n], ":^", label="empirical Gibbs risk on D_S")
-ax.set_xlabel("n_S (certification examples)")
-ax.set_ylabel("0–1 Gibbs risk (error rate)")
-ax.set_title("certificate vs size of D_S")
-ax.legend(fontsize=8)
-ax = axes[1]
-sp = [r["sigma_p"] for r in rows_sp]
-ax.loglog(sp, [r["mean_term"] for r in rows_sp], "-o", label="mean term")
-ax.loglog(sp, [max(r["variance_term"], 1e-3) for r in rows_sp], "-s", label="variance term")
-ax.loglog(sp, [r["kl"] for r in rows_sp], "k--", label="KL(Q‖P)")
-ax.axvline(sigma_q, color="0.5", lw=0.8, label="σ_Q")
-ax.set_xlabel("prior standard deviation σ_P")
-ax.set_ylabel("nats (variance term floored at 1e-3 for the log scale)")
-ax.set_title("divergence split into its two terms")
-ax.legend(fontsize=8)
-ax2 = ax.twinx()
-ax2.semilogx(sp, [r["certificate"] for r in rows_sp], "-", color="C3", alpha=0.6)
-ax2.set_ylabel("certificate (error rate)", color="C3")
-ax2.grid(False)
-ax = axes[2]
-names = list(rows_type)
-xpos = np.arange(len(names))
-ax.bar(xpos - 0.2, [rows_type[n]["certificate"] for n in names], 0.4, label="certificate")
-ax.bar(xpos + 0.2, [one["population"]] * len(names), 0.4, label="population Gibbs risk of Q")
-ax.set_xticks(xpos)
-ax.set_xticklabels(names, fontsize=8)
-ax.set_ylabel("0–1 Gibbs risk (error rate)")
-ax.set_ylim(0, 1.05)
-ax.set_title(f"prior type (σ_P = {sigma_p})")
-ax.legend(fontsize=8)
-fig.tight_layout()
-show(fig)
+show(oracle_certificate_figure(rows_n, rows_sp, rows_type, population=one["population"], sigma_q=sigma_q,
+                               sigma_p=sigma_p, delta=delta))
 
 # %% [markdown]
 # ### Does the certificate fail as rarely as promised?
@@ -305,31 +272,7 @@ for c in certs:
           f"{'  vacuous' if c.get('vacuous') else ''}")
 
 # %%
-labels = [f"{c.get('prior')}\n{c.get('student')}" for c in certs]
-xpos = np.arange(len(certs))
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(10, 1.1 * len(certs) + 4), 4.2))
-a1.bar(xpos - 0.2, [c["risk_upper"] for c in certs], 0.4, label="certified risk (0–1)")
-held = np.array([c.get("test_gibbs_risk") or np.nan for c in certs])
-err = np.array([[h - (c.get("test_gibbs_ci_low") or h), (c.get("test_gibbs_ci_high") or h) - h]
-                for h, c in zip(held, certs)]).T
-a1.bar(xpos + 0.2, held, 0.4, yerr=err, capsize=2, label="held-out Gibbs error (95% CI)")
-a1.axhline(0.9, color="k", ls="--", lw=0.8, label="trivial (0.9: uniform guess)")
-a1.set_ylim(0, 1.05)
-a1.set_ylabel("0–1 risk (error rate)")
-a1.set_xticks(xpos)
-a1.set_xticklabels(labels, fontsize=7)
-a1.set_title("certificate vs held-out error (prior / student)")
-a1.legend(fontsize=7)
-a2.bar(xpos - 0.2, [max(c.get("mean_term") or 0.0, 1e-3) for c in certs], 0.4, label="mean term")
-a2.bar(xpos + 0.2, [max(c.get("variance_term") or 0.0, 1e-3) for c in certs], 0.4, label="variance term")
-a2.set_yscale("log")
-a2.set_ylabel("nats (floored at 1e-3 for the log scale)")
-a2.set_xticks(xpos)
-a2.set_xticklabels(labels, fontsize=7)
-a2.set_title("KL(Q‖P) split into its two terms")
-a2.legend(fontsize=7)
-fig.tight_layout()
-show(fig)
+show(network_certificates_figure(certs))
 
 # %%
 

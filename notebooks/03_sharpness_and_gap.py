@@ -28,7 +28,7 @@
 # 3. lists each check with its classification (`kind`: certificate, demonstration, conditional, proxy)
 #    and its verdict with uncertainty (`holds`, `violated`, `inconclusive`, `not_defined`; theory.md §6).
 #
-# **Size of the run.** The study's `default` preset takes about 10 minutes on 2 idle CPU cores (more on a
+# **Size of the run.** The study's `cpu` preset (its default) takes about 10 minutes on 2 idle CPU cores (more on a
 # loaded machine), too long for a notebook. When no results of `experiments/sharpness_vs_gap.py` are
 # found, this notebook runs the `smoke` preset with the larger sizes set in `run_overrides` below (two
 # teacher recipes, a few epochs on 1,000 CIFAR-10 training images): about 2 CPU-minutes for the study and
@@ -37,12 +37,12 @@
 # --teacher-epochs 6 --student-epochs 4` (the test-set size and the curvature settings of
 # `run_overrides` are not command-line options). With two
 # teachers Kendall's τ between sharpness and gap is undefined (it needs at least three); for that run
-# the `default` preset first, then this notebook.
+# the `cpu` preset first, then this notebook.
 
 # %% tags=["parameters"]
 # Parameters (papermill-style cell). KDBOUNDS_NOTEBOOK_SMOKE=1 in the environment forces smoke = True.
 smoke = False
-preset = "default"          # results of `experiments/sharpness_vs_gap.py --preset <preset>` are loaded if present
+preset = "cpu"              # results of `experiments/sharpness_vs_gap.py --preset <preset>` are loaded if present
 results_dir = None          # explicit folder holding results.json (None: results/sharpness_vs_gap/<preset>)
 run_preset = "smoke"        # preset run here when no results are found ...
 run_overrides = dict(n_per_class=100, test_per_class=50, teacher_epochs=6, student_epochs=4,  # ... with these
@@ -107,6 +107,8 @@ from kdbounds.data import stratified_subset
 from kdbounds.data.transforms import normalization, normalize_uint8
 from kdbounds.distill import load_checkpoint_model
 from kdbounds.studies import sharpness_vs_gap as study
+from kdbounds.studies._notebook_plots import spectrum_figure, verdict_counts_figure
+from kdbounds.studies._plots import bound_vs_observed_figure, sharpness_vs_gap_figure
 from kdbounds.runs.cache import code_fingerprint, load_cached
 
 # %% [markdown]
@@ -268,25 +270,11 @@ for r in pairs:
 # %%
 sharp_key = next((k for k in SHARP_EIG + SHARP_TRACE if any(r.get(k) is not None for r in pairs)), None)
 gap_keys = [k for k in ("student_gap_clipped_ce", "student_gap_zero_one") if any(r.get(k) is not None for r in pairs)]
-methods_run = list(dict.fromkeys(r["method"] for r in pairs))
+kendall = results.get("kendall", results.get("kendall_tests", []))
 if sharp_key is not None and gap_keys:
-    fig, axes = plt.subplots(1, len(gap_keys), figsize=(5.5 * len(gap_keys), 4), squeeze=False)
-    for ax, gk in zip(axes[0], gap_keys):
-        for i, m in enumerate(methods_run):
-            rs = [r for r in pairs if r["method"] == m]
-            jitter = 1 + 0.01 * (i - (len(methods_run) - 1) / 2)  # side by side at equal sharpness
-            ax.errorbar([num(r.get(sharp_key)) * jitter for r in rs], [num(r.get(gk)) for r in rs],
-                        yerr=[num(r.get(f"{gk}_se")) for r in rs], fmt="o", capsize=3, color=f"C{i}",
-                        label=f"student: {m}")
-        ax.set_xlabel(f"teacher sharpness: {sharp_key} (loss units per parameter²)")
-        ax.set_ylabel(f"{gk} (L_test − L_train; {'nats' if 'ce' in gk else 'error rate'})")
-        ax.set_title("student gap vs teacher sharpness (± 1 SE)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    show(fig)
+    show(sharpness_vs_gap_figure(pairs, sharpness=sharp_key, gaps=gap_keys, kendall=kendall))
 else:
     print("the results carry no teacher sharpness or student gap columns: nothing to plot")
-kendall = results.get("kendall", results.get("kendall_tests", []))
 defined = [t for t in kendall if t.get("tau") is not None]
 for t in defined:
     print("Kendall τ: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in t.items()))
@@ -338,7 +326,7 @@ run_folder, how = find_run(chosen.get("teacher_run"), recipe)
 if run_folder is None:
     raise FileNotFoundError(f"teacher {chosen['teacher']!r} (run {chosen.get('teacher_run')!r}) not found in the run "
                             f"caches {[str(c) for c in CACHES]}; pass results_dir of a study run together with its "
-                            "cache (results/cache), or results_dir=None to run the study here")
+                            "cache (results/sharpness_vs_gap/cache), or results_dir=None to run the study here")
 teacher_run = load_cached(run_folder)
 teacher = load_checkpoint_model(teacher_run.paths["model"], map_location="cpu").eval()
 n_params = sum(p.numel() for p in teacher.parameters() if p.requires_grad)
@@ -382,27 +370,8 @@ print("top eigenvalues (± Lanczos residual): " + ", ".join(f"{v:.4g} ± {r:.1g}
 
 # %%
 grid = slq.grid(2000)
-dens = slq.density(grid)
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4))
-a1.semilogy(grid, np.maximum(dens, 1e-12), color="C0", label=f"SLQ density ({slq_probes} runs × {slq_steps} steps)")
-for v in eig.eigenvalues:
-    a1.axvline(v, color="C3", lw=0.8, ls="--")
-a1.axvline(eig.eigenvalues[0], color="C3", lw=0.8, ls="--", label=f"top-{len(eig.eigenvalues)} Lanczos eigenvalues")
-a1.set_ylim(1e-8, None)
-a1.set_xlabel("eigenvalue of ∇²L_train (clipped CE, nats per parameter²)")
-a1.set_ylabel("density (fraction of eigenvalues per unit, log)")
-a1.set_title(f"Hessian spectrum of teacher {chosen['teacher']}")
-a1.legend(fontsize=8)
-nodes, weights = slq.nodes.ravel(), slq.weights.ravel()
-keep = weights > 1e-12
-a2.scatter(nodes[keep], weights[keep], s=10, color="C0", label="SLQ nodes (Ritz values) and weights")
-a2.set_yscale("log")
-a2.set_xlabel("Ritz value (nats per parameter²)")
-a2.set_ylabel("quadrature weight (fraction of spectral mass)")
-a2.set_title("where the spectral mass sits")
-a2.legend(fontsize=8)
-fig.tight_layout()
-show(fig)
+show(spectrum_figure(grid, slq.density(grid), eig.eigenvalues, eig.residuals, slq.nodes, slq.weights,
+                     title=f"Hessian spectrum of teacher {chosen['teacher']} ({slq_probes} SLQ runs × {slq_steps} steps)"))
 
 # %%
 study_eig = num(chosen.get(first_key(chosen, *SHARP_EIG) or ""))
@@ -456,42 +425,19 @@ for c in checks:
           f"{fmt(c['bound'], '10.4g')} {fmt(c['observed'], '+10.4f')} {fmt(c['se'], '8.4f')}  {note[:60]}")
 
 # %% [markdown]
-# Each row of the figure is one check on one pair: the circle is the observed side (`|d̂|` for two-sided
-# checks, `d̂` otherwise) with a bar of `± z·SE` (`z` from the record, else 1.96), the cross is the bound.
-# Colours are verdicts. The horizontal axis is symmetric-logarithmic (linear near zero), because the bounds
-# span orders of magnitude.
+# The first figure draws every defined two-sided check as one point: the bound against the observed
+# `|gen(S) − gen(T)|`, log–log, with the interval `|d̂| ± z·SE` its verdict was decided on, coloured by that
+# verdict; points below the diagonal have a bound smaller than the estimate (violated when the whole interval is
+# above the bound). The second counts the verdicts of each check over the pairs, in the same colours.
 
 # %%
-VERDICT_COLOURS = {"holds": "C2", "holds (point)": "C2", "violated": "C3", "violated (point)": "C3",
-                   "inconclusive": "C1", "not_defined": "0.6", "unknown": "0.6"}
-shown = [c for c in checks if math.isfinite(c["bound"]) and math.isfinite(c["observed"])]
-if shown:
-    fig, ax = plt.subplots(figsize=(10, 0.28 * len(shown) + 1.5))
-    for i, c in enumerate(shown):
-        obs = abs(c["observed"]) if c["side"] == "abs" else c["observed"]
-        z = c["z"] if math.isfinite(c["z"]) else 1.96
-        col = VERDICT_COLOURS.get(c["verdict"], "k")
-        ax.errorbar([obs], [i], xerr=[[z * c["se"] if math.isfinite(c["se"]) else 0.0]], fmt="o", color=col,
-                    capsize=2, ms=4)
-        ax.plot([c["bound"]], [i], "x", color=col, ms=7)
-    ax.set_yticks(range(len(shown)))
-    ax.set_yticklabels([f"{c['pair']}  {c['name']} [{c['loss']}] ({c['kind']})" for c in shown], fontsize=6)
-    ax.invert_yaxis()
-    scale = np.nanmedian([abs(c["observed"]) for c in shown if c["observed"] != 0] or [1e-3])
-    ax.set_xscale("symlog", linthresh=max(scale, 1e-6))
-    ends = [v for c in shown for v in (c["bound"], *(((abs(c["observed"]) if c["side"] == "abs" else c["observed"])
-            + k * (c["z"] if math.isfinite(c["z"]) else 1.96) * (c["se"] if math.isfinite(c["se"]) else 0.0))
-            for k in (-1, 1)))]
-    ax.set_xlim(min(1.5 * min(ends), -scale), 1.5 * max(ends))
-    ax.set_xlabel("bound (×) and observed side (o, ± z·SE), in units of the loss")
-    handles = [plt.Line2D([], [], color=VERDICT_COLOURS.get(v, "k"), marker="o", ls="", label=v)
-               for v in dict.fromkeys(c["verdict"] for c in shown)]
-    ax.legend(handles=handles, fontsize=8, loc="lower right")
-    ax.set_title("each check: bound vs observed, coloured by verdict")
-    fig.tight_layout()
-    show(fig)
+reports = results.get("reports", [])
+if any(r.get("records") for r in reports):
+    show(bound_vs_observed_figure(reports))
 else:
-    print("no check with a finite bound and observed value")
+    print("these results carry no kdbounds.checks records (an older schema): no bound-vs-observed figure")
+if checks:
+    show(verdict_counts_figure(checks))
 
 # %%
 from collections import Counter

@@ -46,6 +46,7 @@ pid_per_class = 60       # held-out test images per class for the PID (half fit 
 acc_per_class = 50       # test images per class for the accuracies
 n_components, n_clusters = 10, 10
 n_shuffle = 3            # label shuffles for the bias floor
+n_boot = 20              # bootstrap resamples of the evaluation images for the 95 % intervals of Red and Uni
 seed = 0
 cache_dir = None         # None: $KDBOUNDS_NOTEBOOK_CACHE, else results/notebooks (relative to the working directory)
 
@@ -57,13 +58,15 @@ if _env not in ("", "0", "1"):
     raise ValueError(f"KDBOUNDS_NOTEBOOK_SMOKE: expected '0' or '1', got {_env!r}")
 smoke = smoke or _env == "1"
 if smoke:  # same code path, tiny sizes: for CI
-    n_per_class, teacher_epochs, student_epochs, pid_per_class, acc_per_class, n_shuffle = 10, 1, 2, 20, 10, 2
+    n_per_class, teacher_epochs, student_epochs, pid_per_class, acc_per_class, n_shuffle, n_boot = 10, 1, 2, 20, 10, 2, 2
 if cache_dir is None:
     cache_dir = os.environ.get("KDBOUNDS_NOTEBOOK_CACHE") or os.path.join("results", "notebooks")
 print(f"smoke={smoke}  {teacher_arch} -> {student_arch}  {n_per_class} img/class  teacher {teacher_epochs} ep, "
-      f"students {student_epochs} ep  methods={methods}  PID on {pid_per_class} test img/class  cache_dir={cache_dir}")
+      f"students {student_epochs} ep  methods={methods}  PID on {pid_per_class} test img/class, {n_boot} bootstrap "
+      f"resamples  cache_dir={cache_dir}")
 
 # %%
+import io
 import time
 import warnings
 from dataclasses import replace
@@ -76,11 +79,21 @@ warnings.filterwarnings("ignore", message="Solution may be inaccurate")  # solve
 warnings.filterwarnings("ignore", message="BROJA PID: solver")
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
+
+def show(fig):
+    """Display `fig` as one PNG output (the figures are matplotlib Figure objects, not pyplot's)."""
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    display(Image(data=buf.getvalue(), format="png"))
+
 # %%
 # Every kdbounds import of this notebook is in this one cell.
 from kdbounds._io import atomic_write_json, bytes_sha256, dumps_strict, read_json
 from kdbounds.data import load_cifar, stratified_subset
 from kdbounds.distill import TrainConfig, available_methods, train
+from kdbounds.studies._notebook_plots import pid_curves_figure
 from kdbounds.studies.pid_transfer import PIDTracker
 from kdbounds.runs.cache import code_fingerprint, train_cached
 
@@ -120,7 +133,7 @@ settings = dict(teacher_arch=teacher_arch, student_arch=student_arch, n_per_clas
                 teacher_epochs=teacher_epochs, student_epochs=student_epochs, every=every, batch_size=batch_size,
                 methods=list(methods), rid_kwargs=rid_kwargs, pid_per_class=pid_per_class,
                 acc_per_class=acc_per_class, n_components=n_components, n_clusters=n_clusters,
-                n_shuffle=n_shuffle, seed=seed)
+                n_shuffle=n_shuffle, n_boot=n_boot, seed=seed)
 key = bytes_sha256(dumps_strict({"settings": settings, "pid_idx": pid_idx.tolist(), "acc_idx": acc_idx.tolist(),
                                  "code": code_fingerprint()}).encode())[:16]
 cache = Path(cache_dir) / "pid_transfer"
@@ -139,7 +152,7 @@ def run_all():
     print(f"teacher {teacher_arch}: test accuracy {teacher.final['test_acc']:.3f}")
     out = {"teacher_test_acc": teacher.final["test_acc"], "rows": [], "student_test_acc": {}}
     for m in methods:
-        tracker = PIDTracker(fit_x, fit_y, ev_x, ev_y, every=every, n_boot=0, n_shuffle=n_shuffle, seed=seed,
+        tracker = PIDTracker(fit_x, fit_y, ev_x, ev_y, every=every, n_boot=n_boot, n_shuffle=n_shuffle, seed=seed,
                              n_components=n_components, n_clusters=n_clusters)
         cfg = replace(base_config(student_arch, student_epochs, seed), method=m, teacher_ckpt=teacher.paths["model"],
                       method_kwargs=rid_kwargs if m == "rid" else {})
@@ -167,32 +180,16 @@ print(f"computed in {curves['wall_seconds']:.0f} s wall, {curves['cpu_seconds']:
 # %% [markdown]
 # ## Redundancy and unique information over training
 #
-# Solid: `Red(Y: T, S)`; dashed: `Uni(Y: T \ S)`; dotted: the same on shuffled labels (mean over
-# shuffles), the plug-in bias floor of this sample size. All in nats (natural-log mutual information).
+# Left `Red(Y: T, S)`, middle `Uni(Y: T \ S)`, each with its basic-bootstrap 95 % interval over the evaluation
+# images (`n_boot` resamples, a rough interval; the basic bootstrap corrects the plug-in bias, so the vertical bar
+# need not contain the point); dotted with a band: the same on shuffled labels (mean ± 2 sd over the shuffles), the
+# plug-in bias floor of this sample size. All in nats (natural-log mutual information). Right: the students'
+# test accuracy with its exact binomial 95 % interval.
 # RID trains in alternating phases (theory in `kdbounds/distill/rid.py`): in its phase-1 epochs only the
 # teacher-side filters learn and the student is frozen, so its curves are flat across those epochs.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-for i, m in enumerate(methods):
-    rr = sorted((r for r in rows if r["method"] == m), key=lambda r: r["epoch"])
-    ep = [r["epoch"] for r in rr]
-    c = f"C{i}"
-    axes[0].plot(ep, [r["redundancy"] for r in rr], "-o", color=c, label=f"{m} Red(Y:T,S)")
-    axes[0].plot(ep, [r["redundancy_shuffle_mean"] for r in rr], ":", color=c, alpha=0.7, label=f"{m} Red, shuffled Y")
-    axes[1].plot(ep, [r["unique_t"] for r in rr], "--s", color=c, label=f"{m} Uni(Y:T\\S)")
-    axes[1].plot(ep, [r["unique_t_shuffle_mean"] for r in rr], ":", color=c, alpha=0.7, label=f"{m} Uni, shuffled Y")
-    axes[2].plot(ep, [r["test_acc"] for r in rr], "-^", color=c, label=f"{m} student")
-axes[2].axhline(curves["teacher_test_acc"], color="k", lw=1, label="teacher")
-for ax, ylabel, title in ((axes[0], "Red(Y: T, S) (nats)", "transferred: redundancy"),
-                          (axes[1], "Uni(Y: T \\ S) (nats)", "left in the teacher: unique information"),
-                          (axes[2], "test accuracy (fraction)", "student test accuracy")):
-    ax.set_xlabel("student training epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-fig.tight_layout()
-plt.show()
+show(pid_curves_figure(rows, methods, teacher_acc=curves["teacher_test_acc"], acc_n=int(acc_idx.size)))
 
 # %%
 header = ("method", "epoch", "Red", "Red_shuf", "Uni(T\\S)", "Uni(S\\T)", "Syn", "I(Y;T)", "I(Y;S)", "acc", "status")
@@ -237,6 +234,7 @@ Teacher test accuracy {curves['teacher_test_acc']:.3f}. At the last measured epo
 {spread:.3f} nats). The shuffled-label floor of Red, the value the estimator gives with no real
 dependence, spans {floor_lo:.3f}–{floor_hi:.3f} nats over all points with {ev_x.shape[0]} evaluation images and
 {n_clusters}×{n_clusters} clusters; the spread between methods is {spread / floor_hi if floor_hi > 0 else float('inf'):.1f}× the largest floor.
-These are single runs (one seed, no bootstrap): differences of the order of the floor are not evidence.
+These are single runs (one seed; the bootstrap intervals cover the evaluation images only, not training):
+differences of the order of the floor are not evidence.
 {"This is a smoke run (tiny sizes): the numbers only show that the pipeline runs." if smoke else ""}
 """))

@@ -101,7 +101,7 @@ def test_no_import_cycle():
 #: the layer table of docs/architecture.md: first component(s) of a module's name -> its layer
 LAYERS: dict[str, str] = {
     **{f"kdbounds.{m}": "plumbing" for m in ("_io", "_checks", "_cli_types", "_records", "_torch", "_progress",
-                                             "_params", "_data")},
+                                             "_params", "_data", "_interrupts")},
     **{f"kdbounds.{m}": "math" for m in ("bounds", "pid", "stats", "certificates")},
     "linear_gaussian": "math",
     **{f"kdbounds.{m}": "measurement" for m in ("curvature", "divergence", "fidelity", "checks", "pacbayes")},
@@ -120,7 +120,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 #: the modules of kdbounds.studies that are not studies (the command line and the shared figures)
 STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._plots",
-                  "kdbounds.studies._provenance",
+                  "kdbounds.studies._provenance", "kdbounds.studies._results",
+                  "kdbounds.studies._notebook_plots",
                   "kdbounds.studies.__main__"}
 
 

@@ -32,6 +32,20 @@ def test_certify_students_scale_table_matches_results():
         "README's certify_students scale table is stale: run `python experiments/report_certify_students.py --write`"
 
 
+def test_certify_students_scale_results_are_the_merge_of_the_committed_runs(tmp_path):
+    """The committed scale results.json is exactly the merge of its per-seed runs (runs/seed-N), so no number in it
+    (or in README's table) exists without the run that produced it."""
+    from kdbounds.studies.certify_students import merge_results
+
+    rep = _load(ROOT / "experiments" / "report_certify_students.py")
+    runs = sorted((rep.RESULTS.parent / "runs").glob("seed-*"))
+    assert len(runs) >= 2, runs
+    merged = merge_results(runs, tmp_path).to_dict()
+    committed = json.loads(rep.RESULTS.read_text())
+    for key in ("config", "certificates", "summary", "split", "teachers", "priors"):
+        assert json.loads(json.dumps(merged[key])) == committed[key], key
+
+
 def test_marked_blocks_are_found_and_replaced_in_place(tmp_path):
     from kdbounds._io import replace_marked_block
 

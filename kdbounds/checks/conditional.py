@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 
 from .. import bounds as B
-from .._checks import check_int, check_nonnegative, check_positive
+from .._checks import check_int, check_nonnegative, check_positive, check_probability
 from .._records import Estimate
 from .verdicts import CheckRecord, make_record, not_defined
 
@@ -46,6 +46,12 @@ ASSUMPTION_SIGMA_N = (
     "(not implied by a bounded loss when D_n is fixed, theory.md §4 Caution); and K̂ (predictive, mean over "
     "training inputs) stands for KL(q_S‖q_T) between training kernels, which it underestimates "
     "(data processing; deterministic networks have no kernel)")
+
+
+def _estimate(name: str, value: object) -> Estimate:
+    if not isinstance(value, Estimate):
+        raise TypeError(f"{name}: expected an Estimate (value, stderr, n and its interval), got {type(value).__name__}")
+    return value
 
 
 def _k_upper(k: Estimate) -> float:
@@ -85,9 +91,14 @@ def theorem1_sigma_n(diff: Estimate, divergence: Estimate, sigma: float, n: int,
 
     Returns:
         The ``thm1_sigma_n`` :class:`CheckRecord` (kind ``"conditional"``, side ``"abs"``).
+
+    Raises:
+        ValueError: ``sigma < 0``, ``n < 1``, a divergence without a finite interval.
+        TypeError: ``diff`` or ``divergence`` not an :class:`Estimate`.
     """
     sigma = check_nonnegative("sigma", sigma)
     n = check_int("n", n, minimum=1)
+    diff, divergence = _estimate("diff", diff), _estimate("divergence", divergence)
     k_up, k_lo = _k_upper(divergence), _k_lower(divergence)
     bound = B.subgaussian_bound(k_up, sigma, n)
     return make_record("thm1_sigma_n", "conditional", loss=loss, side="abs", bound=bound, observed=diff.value,
@@ -123,9 +134,18 @@ def theorem2_central(gen_teacher: Estimate, gen_student: Estimate, divergence: E
 
     Returns:
         The ``thm2_central`` :class:`CheckRecord` (side ``"lower"``; ``not_defined`` when ``gen(T) <= 0``).
+
+    Raises:
+        ValueError: ``sigma <= 0``, ``n < 1``, ``c`` outside [0, 1), a divergence without a finite interval.
+        TypeError: a gap or the divergence not an :class:`Estimate`.
     """
     sigma = check_positive("sigma", sigma)
     n = check_int("n", n, minimum=1)
+    c = check_probability("c", c)
+    if c == 1.0:
+        raise ValueError("c: expected a number in [0, 1), got 1.0 (c = 1 gives eta = 0)")
+    gen_teacher, gen_student = _estimate("gen_teacher", gen_teacher), _estimate("gen_student", gen_student)
+    divergence = _estimate("divergence", divergence)
     k_up, k_lo = _k_upper(divergence), _k_lower(divergence)
     if gen_teacher.value <= 0:
         return not_defined("thm2_central", "conditional", loss=loss, side="lower",
@@ -161,9 +181,14 @@ def product_law_proxy(diff: Estimate, divergence: Estimate, sigma: float, n: int
 
     Returns:
         The ``thm1_product_proxy`` :class:`CheckRecord` (kind ``"proxy"``).
+
+    Raises:
+        ValueError: ``sigma < 0``, ``n < 1``, a divergence without a finite interval.
+        TypeError: ``diff`` or ``divergence`` not an :class:`Estimate`.
     """
     sigma = check_nonnegative("sigma", sigma)
     n = check_int("n", n, minimum=1)
+    diff, divergence = _estimate("diff", diff), _estimate("divergence", divergence)
     k_up, k_lo = _k_upper(divergence), _k_lower(divergence)
     bound = B.subgaussian_bound(n * k_up, sigma, n)
     return make_record("thm1_product_proxy", "proxy", loss=loss, side="abs", bound=bound, observed=diff.value,

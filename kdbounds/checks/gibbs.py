@@ -24,8 +24,9 @@ import math
 
 from torch import Tensor
 
+from .._checks import check_int, check_nonnegative, check_open_unit, check_positive
 from ..divergence import divergence_from_logits
-from .losses import gibbs_error
+from .losses import _check_pair, gibbs_error
 from .verdicts import CheckRecord, make_record
 
 __all__ = ["gibbs_classifier", "gibbs_bound"]
@@ -46,14 +47,11 @@ def gibbs_bound(n: int, m: int, k_train: float, k_test: float) -> float:
         The bound.
 
     Raises:
-        ValueError: ``n``/``m`` not positive ints, negative or non-finite divergences.
+        ValueError: ``n``/``m`` below 1, negative or non-finite divergences.
+        TypeError: ``n``/``m`` not integers, divergences not numbers.
     """
-    for name, v in (("n", n), ("m", m)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-    for name, v in (("k_train", k_train), ("k_test", k_test)):
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+    n, m = check_int("n", n, minimum=1), check_int("m", m, minimum=1)
+    k_train, k_test = check_nonnegative("k_train", k_train), check_nonnegative("k_test", k_test)
     return math.sqrt(0.5 * (1.0 / n + 1.0 / m) * (n * k_train + m * k_test))
 
 
@@ -75,7 +73,23 @@ def gibbs_classifier(s_train_logits: Tensor, t_train_logits: Tensor, train_label
     Returns:
         A :class:`CheckRecord`: ``observed = E_S g - E_T g`` (signed, exact), ``bound`` as above,
         ``inputs`` with ``n, m, K_train, K_test, sigma_sq`` and both expected gaps.
+
+    Raises:
+        ValueError / TypeError: bad logits or labels (the message names which), a bad ``temperature`` or
+            ``alpha``; all before anything is computed.
     """
+    temperature = check_positive("temperature", temperature)
+    check_open_unit("alpha", alpha)
+    for zn, z, yn, y in (("s_train_logits", s_train_logits, "train_labels", train_labels),
+                         ("t_train_logits", t_train_logits, "train_labels", train_labels),
+                         ("s_test_logits", s_test_logits, "test_labels", test_labels),
+                         ("t_test_logits", t_test_logits, "test_labels", test_labels)):
+        _check_pair(z, y, zn, yn)
+    for sn, sz, tn, tz in (("s_train_logits", s_train_logits, "t_train_logits", t_train_logits),
+                           ("s_test_logits", s_test_logits, "t_test_logits", t_test_logits)):
+        if sz.shape != tz.shape:
+            raise ValueError(f"{tn}: shape {tuple(tz.shape)} differs from {sn}'s {tuple(sz.shape)}; student and teacher "
+                             f"logits must be on the same inputs, with the same classes")
     k_tr = float(divergence_from_logits(s_train_logits, t_train_logits, temperature).mean())
     k_te = float(divergence_from_logits(s_test_logits, t_test_logits, temperature).mean())
     e_s = (gibbs_error(s_test_logits, test_labels, temperature).mean()

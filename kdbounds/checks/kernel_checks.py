@@ -65,12 +65,13 @@ from scipy.stats import t as student_t
 from torch import Tensor, nn
 
 from .. import bounds as B
-from .._data import as_batches, as_tensors
-from .._checks import check_choice, check_int, check_open_unit, check_positive
+from .._data import as_batches, as_tensors, check_inputs, check_labels
+from .._torch import num_classes
+from .._checks import check_choice, check_finite, check_int, check_open_unit, check_positive
 from .._records import Estimate
 from ..curvature import GapHessianOperator, HessianOperator, hutchinson_trace, make_generator, probe_vectors, \
     top_eigenvalues
-from .losses import clipped_ce_differentiable
+from .losses import _values, clipped_ce_differentiable
 from .verdicts import CheckRecord, make_record, not_defined
 
 __all__ = [
@@ -99,9 +100,24 @@ KERNEL_CHECK_KINDS = {"thm3b_subgamma_quadratic": "demonstration", "thm3b_subgam
 # ------------------------------------------------------------------------------------------------
 # data and the gap function
 # ------------------------------------------------------------------------------------------------
-def _as_batches(data: Any, batch_size: int, name: str) -> list[tuple[Tensor, Tensor]]:
-    """Any of the three data forms (kdbounds._data) as fixed batches of ``batch_size``."""
-    return as_batches(as_tensors(data, name), name, batch_size=batch_size)
+def _classification_batches(model: nn.Module, train: Any, test: Any, batch_size: int, dtype: torch.dtype | None
+                            ) -> tuple[list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
+    """``train`` and ``test`` as fixed batches, after the checks of a classifier's data, each error naming
+    ``train`` or ``test``: finite floating inputs (of the model's dtype unless ``dtype`` converts them), the
+    same input shape in both, one integer label per input below the model's number of classes (a
+    one-example probe, the only evaluation before the checks pass)."""
+    own = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    (xtr, ytr), (xte, yte) = as_tensors(train, "train"), as_tensors(test, "test")
+    for name, x, y in (("train", xtr, ytr), ("test", xte, yte)):
+        check_inputs(name, x, None if dtype is not None else own)  # with dtype, the inputs are converted
+        check_labels(name, y)
+    if xte.shape[1:] != xtr.shape[1:]:
+        raise ValueError(f"test: inputs of shape {tuple(xte.shape[1:])} but train's are {tuple(xtr.shape[1:])}; "
+                         f"both sets must be inputs of the same network")
+    classes = num_classes([model], xtr.to(own) if own is not None else xtr, "train")[0]
+    for name, y in (("train", ytr), ("test", yte)):
+        check_labels(name, y, classes)
+    return as_batches((xtr, ytr), "train", batch_size=batch_size), as_batches((xte, yte), "test", batch_size=batch_size)
 
 
 class _GapFunction:
@@ -245,14 +261,18 @@ def frobenius_upper_limit(samples: Tensor, level: float = 0.99, method: str = "w
 
     Raises:
         ValueError: fewer probes than the worst-case limit needs (``m <= 2 z^2``; ask for more
-            ``trace_matvecs`` or a lower ``ucl_level``), a bad level or method.
+            ``trace_matvecs`` or a lower ``ucl_level``), NaN/inf samples, a bad level or method.
+        TypeError: samples that are not numbers.
     """
     level = check_open_unit("level", level)
     method = check_choice("method", method, FROB_UCL_METHODS)
-    v = samples.detach().to("cpu", torch.float64).reshape(-1)
+    v = _values("samples", samples)
     n = int(v.numel())
     if n < 2:
         raise ValueError(f"samples: need at least 2 probes, got {n}")
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(f"samples: {int((~torch.isfinite(v)).sum())} non-finite (NaN/inf) Hutchinson samples; the "
+                         f"Hessian products are not finite")
     m = float(v.mean())
     se = float(v.std(unbiased=True)) / math.sqrt(n)
     if method == "t":
@@ -298,7 +318,8 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
         :class:`TeacherCurvature`.
 
     Raises:
-        ValueError / TypeError: bad arguments (before any product).
+        ValueError / TypeError: bad arguments, inputs or labels (non-integer, out of the teacher's classes,
+            NaN/inf, the wrong dtype or shape; the message names ``train`` or ``test``), all before any product.
     """
     p_min = check_open_unit("p_min", p_min)
     ucl_level = check_open_unit("ucl_level", ucl_level)
@@ -309,8 +330,7 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher: expected an nn.Module, got {type(teacher).__name__}")
     frobenius_upper_limit(torch.ones(trace_matvecs), ucl_level, frob_ucl)  # enough probes? (fails fast)
-    tr_b = _as_batches(train, batch_size, "train")
-    te_b = _as_batches(test, batch_size, "test")
+    tr_b, te_b = _classification_batches(teacher, train, test, batch_size, dtype)
     start = time.perf_counter()
 
     def loss_fn(out: Any, y: Tensor) -> Tensor:
@@ -356,9 +376,11 @@ def kernel_std_from_loss_increase(train_trace: float, loss_increase: float = 0.0
 
     Raises:
         ValueError: ``loss_increase`` not > 0, or a non-positive / non-finite trace (pass ``kernel_std``).
+        TypeError: either is not a number.
     """
     delta = check_positive("loss_increase", loss_increase)
-    if not (math.isfinite(train_trace) and train_trace > 0):
+    train_trace = check_finite("train_trace", train_trace)
+    if not train_trace > 0:
         raise ValueError(f"train_trace: expected a positive finite trace to set the kernel scale, got "
                          f"{train_trace!r}; pass kernel_std explicitly")
     return math.sqrt(2.0 * delta / train_trace)
@@ -452,10 +474,16 @@ def kernel_constants(curv: TeacherCurvature, s: float, c_mode: str = "frobenius"
     Returns:
         ``{"s", "v", "c_plus", "c_minus", "rho", "beta", "G0", "frob_sq", "limit", "p"}`` (``frob_sq``:
         ``||H||_F^2`` at that limit).
+
+    Raises:
+        ValueError: ``s`` not a finite number > 0, an unknown ``c_mode`` or ``limit``.
+        TypeError: ``curv`` is not a :class:`TeacherCurvature`.
     """
     s = check_positive("s", s)
     c_mode = check_choice("c_mode", c_mode, C_MODES)
     limit = check_choice("limit", limit, LIMITS)
+    if not isinstance(curv, TeacherCurvature):
+        raise TypeError(f"curv: expected a TeacherCurvature (measure_teacher_curvature), got {type(curv).__name__}")
     upper = limit == "upper"
     frob = max(curv.frob_sq_upper if upper else curv.frob_sq_lower, 0.0)
     v = s * s * curv.grad_norm ** 2 + 0.5 * s ** 4 * frob

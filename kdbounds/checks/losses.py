@@ -16,10 +16,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_open_unit, check_positive
+from .._checks import check_choice, check_open_unit, check_positive
+from .._data import check_labels
 from .._records import Estimate
 
 __all__ = [
@@ -38,19 +40,24 @@ __all__ = [
 LOSSES = ("clipped_ce", "zero_one", "gibbs_zero_one")
 
 
-def _check_pair(logits: Any, labels: Any, name: str = "") -> tuple[Tensor, Tensor]:
-    if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
-        raise TypeError(f"{name}logits and {name}labels must be torch tensors, got "
-                        f"{type(logits).__name__} and {type(labels).__name__}")
-    if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"{name}logits must be (n, classes) and {name}labels (n,) with the same n, got "
-                         f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+def _check_pair(logits: Any, labels: Any, logits_name: str = "logits",
+                labels_name: str = "labels") -> tuple[Tensor, Tensor]:
+    """``(logits, labels)`` after the checks, each error naming its argument: logits a finite floating
+    ``(n, classes)`` tensor with ``n >= 1``, labels ``n`` class indices (:func:`kdbounds._data.check_labels`)."""
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{logits_name} must be a torch tensor of shape (n, classes), got {type(logits).__name__}")
+    if logits.ndim != 2:
+        raise ValueError(f"{logits_name} must be (n, classes), got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise TypeError(f"{logits_name} must be floating-point logits, got dtype {logits.dtype}")
     if logits.shape[0] == 0:
-        raise ValueError(f"{name}logits: no examples (n = 0)")
+        raise ValueError(f"{logits_name}: no examples (n = 0)")
     if not torch.isfinite(logits).all():
-        raise ValueError(f"{name}logits contain NaN or inf")
-    if labels.dtype.is_floating_point or labels.min() < 0 or labels.max() >= logits.shape[1]:
-        raise ValueError(f"{name}labels must be integer classes in [0, {logits.shape[1]})")
+        raise ValueError(f"{logits_name} contain NaN or inf")
+    check_labels(labels_name, labels, logits.shape[1], what="class indices")
+    if labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"{labels_name}: {labels.shape[0]} labels for the {logits.shape[0]} rows of {logits_name}; "
+                         f"give one label per row")
     return logits.detach().to(torch.float64), labels.to(logits.device)
 
 
@@ -182,8 +189,9 @@ def mean_estimate(x: Tensor) -> Estimate:
 
     Raises:
         ValueError: no value, or a NaN/inf.
+        TypeError: values that are not numbers.
     """
-    v = x.detach().to("cpu", torch.float64).reshape(-1)
+    v = _values("x", x)
     n = int(v.numel())
     if n == 0:
         raise ValueError("x: expected at least one value, got an empty tensor")
@@ -191,6 +199,16 @@ def mean_estimate(x: Tensor) -> Estimate:
         raise ValueError("x contains NaN or inf")
     se = float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.inf
     return Estimate(float(v.mean()), se, n)
+
+
+def _values(name: str, x: Any) -> Tensor:
+    """``x`` (a tensor, an array or a list of numbers) as a flat float64 CPU tensor."""
+    if isinstance(x, Tensor):
+        return x.detach().to("cpu", torch.float64).reshape(-1)
+    try:
+        return torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a tensor (or array) of numbers, got {type(x).__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -232,7 +250,14 @@ def loss_gap(train_logits: Tensor, train_labels: Tensor, test_logits: Tensor, te
 
     Returns:
         :class:`LossGap`.
+
+    Raises:
+        ValueError / TypeError: bad logits or labels (the message names which), an unknown ``loss``, a bad
+            ``p_min`` or ``temperature``; all before any loss is computed.
     """
+    check_choice("loss", loss, LOSSES)
+    _check_pair(train_logits, train_labels, "train_logits", "train_labels")
+    _check_pair(test_logits, test_labels, "test_logits", "test_labels")
     tr = mean_estimate(per_example_losses(train_logits, train_labels, loss, p_min=p_min, temperature=temperature))
     te = mean_estimate(per_example_losses(test_logits, test_labels, loss, p_min=p_min, temperature=temperature))
     gap = Estimate(te.value - tr.value, math.hypot(tr.stderr, te.stderr), tr.n + te.n)
@@ -256,10 +281,15 @@ def paired_gap_difference(s_train: Tensor, t_train: Tensor, s_test: Tensor, t_te
         The :class:`Estimate` of the difference (``n`` counts both sets).
 
     Raises:
-        ValueError: student and teacher losses of a set differ in shape.
+        ValueError: student and teacher losses of a set differ in shape (the teacher's argument is named).
+        TypeError: values that are not numbers.
     """
-    if s_train.shape != t_train.shape or s_test.shape != t_test.shape:
-        raise ValueError("student and teacher per-example losses must be on the same inputs (shapes differ)")
-    tr = mean_estimate(s_train - t_train)
-    te = mean_estimate(s_test - t_test)
+    s_tr, t_tr, s_te, t_te = (_values(n, v) for n, v in (("s_train", s_train), ("t_train", t_train),
+                                                        ("s_test", s_test), ("t_test", t_test)))
+    for (sn, sv), (tn, tv) in ((("s_train", s_tr), ("t_train", t_tr)), (("s_test", s_te), ("t_test", t_te))):
+        if sv.shape != tv.shape:
+            raise ValueError(f"{tn}: {tv.numel()} per-example losses but {sn} has {sv.numel()}; student and teacher "
+                             f"losses must be on the same inputs")
+    tr = mean_estimate(s_tr - t_tr)
+    te = mean_estimate(s_te - t_te)
     return Estimate(te.value - tr.value, math.hypot(tr.stderr, te.stderr), tr.n + te.n)

@@ -25,14 +25,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._data import as_tensors, warn_label_law_shift
-from .._checks import check_open_unit
+from .._checks import (check_choice, check_int, check_n_boot, check_open_unit, check_positive, check_probability,
+                       check_seed)
+from .._data import as_tensors, check_inputs, check_labels, warn_label_law_shift
+from .._torch import num_classes
 from .._io import to_jsonable
 from .._records import Estimate
 from ..divergence import DivergenceEstimate, collect_logits, predictive_divergence
 from .conditional import product_law_proxy, theorem1_sigma_n, theorem2_central
 from .gibbs import gibbs_classifier
-from .kernel_checks import KERNEL_CHECK_KINDS, KERNEL_CHECK_NAMES, TeacherCurvature, kernel_checks, student_in_teacher_space
+from .kernel_checks import (C_MODES, KERNEL_CHECK_KINDS, KERNEL_CHECK_NAMES, TeacherCurvature, kernel_checks,
+                            student_in_teacher_space)
 from .losses import LossGap, loss_gap, loss_range, paired_gap_difference, per_example_losses
 from .verdicts import CheckRecord, not_defined
 
@@ -129,8 +132,11 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
         :class:`PairChecks`.
 
     Raises:
-        TypeError / ValueError: non-modules, empty data, class counts that differ, unknown losses, or a
-            same-architecture pair without ``curvature`` while ``kernel`` is True.
+        TypeError / ValueError: non-modules, empty data, class counts that differ, unknown losses, a bad scalar
+            argument, a same-architecture pair without ``curvature`` while ``kernel`` is True; inputs that are
+            not finite floating tensors or do not fit the networks, labels that are not integer class indices
+            of the networks (the message names ``train`` or ``test``). All before any network evaluates the data
+            (one example is tried).
     """
     alpha = check_open_unit("alpha", alpha)
     for name, m in (("teacher", teacher), ("student", student)):
@@ -139,6 +145,16 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
     bad = [x for x in losses if x not in PAIR_LOSSES]
     if bad or not losses:
         raise ValueError(f"losses: expected a non-empty subset of {PAIR_LOSSES}, got {tuple(losses)!r}")
+    p_min, temperature = check_open_unit("p_min", p_min), check_positive("temperature", temperature)
+    n_boot, seed = check_n_boot("n_boot", n_boot), check_seed("seed", seed)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if check_probability("central_c", central_c) == 1.0:
+        raise ValueError("central_c: expected a number in [0, 1) (the c of Theorem 2), got 1.0")
+    c_mode = check_choice("c_mode", c_mode, C_MODES)
+    mc_draws = check_int("mc_draws", mc_draws, minimum=2)
+    loss_increase = check_positive("loss_increase", loss_increase)
+    if kernel_std is not None:
+        kernel_std = check_positive("kernel_std", kernel_std)
     _, reason = student_in_teacher_space(student, teacher)
     same = reason is None
     if kernel and same and curvature is None:
@@ -147,11 +163,20 @@ def evaluate_pair(teacher: nn.Module, student: nn.Module, train: tuple[Tensor, T
                          "teacher) or kernel=False")
     xtr, ytr = as_tensors(train, "train")  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
     xte, yte = as_tensors(test, "test")
+    for name, x, y in (("train", xtr, ytr), ("test", xte, yte)):  # before any network runs
+        check_inputs(name, x)
+        check_labels(name, y)
+    n_t, n_s = num_classes([teacher, student], xtr, "train")  # one example each: do they take these inputs?
+    if xte.shape[1:] != xtr.shape[1:] or xte.dtype != xtr.dtype:
+        raise ValueError(f"test: inputs of shape {tuple(xte.shape[1:])} and dtype {xte.dtype} but train's are "
+                         f"{tuple(xtr.shape[1:])} and {xtr.dtype}; both sets must be inputs of the same networks")
+    if n_s != n_t:
+        raise ValueError(f"student: it has {n_s} classes but the teacher has {n_t}; a pair needs the same classes")
+    for name, y in (("train", ytr), ("test", yte)):
+        check_labels(name, y, n_t)
     warn_label_law_shift(ytr, yte, "train", "test")
-    t_tr, s_tr = collect_logits([teacher, student], xtr, batch_size=batch_size)
-    t_te, s_te = collect_logits([teacher, student], xte, batch_size=batch_size)
-    if t_tr.shape[1] != s_tr.shape[1]:
-        raise ValueError(f"student has {s_tr.shape[1]} classes but the teacher has {t_tr.shape[1]}")
+    t_tr, s_tr = collect_logits([teacher, student], xtr, batch_size=batch_size, name="train")
+    t_te, s_te = collect_logits([teacher, student], xte, batch_size=batch_size, name="test")
     ytr, yte = ytr.to("cpu"), yte.to("cpu")
     lab = {"alpha": alpha, "teacher": teacher_label, "student": student_label}
     div_tr = predictive_divergence(s_tr, t_tr, temperature=temperature, n_boot=n_boot, seed=seed)

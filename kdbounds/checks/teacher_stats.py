@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_finite_array, check_int, check_seed
 from .verdicts import holm_adjust
 
 __all__ = ["kendall_tau_b", "PermutationKendall", "permutation_kendall", "recipe_kendall", "kendall_tests",
@@ -59,11 +59,12 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
         tau_b, or ``nan``.
 
     Raises:
-        ValueError: ``x`` and ``y`` are not 1-D of the same length.
+        ValueError: ``x`` and ``y`` are not 1-D of the same length, or hold NaN/inf.
+        TypeError: values that are not numbers.
     """
-    a = np.asarray(x, dtype=np.float64)
-    b = np.asarray(y, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
+    a = check_finite_array("x", x, ndim=1)
+    b = check_finite_array("y", y, ndim=1)
+    if a.shape != b.shape:
         raise ValueError(f"x and y must be 1-D of the same length, got {a.shape} and {b.shape}")
     i, j = np.triu_indices(a.size, 1)
     sx, sy = np.sign(a[j] - a[i]), np.sign(b[j] - b[i])
@@ -126,6 +127,17 @@ class PermutationKendall:
         return asdict(self)
 
 
+def _check_gaps(sharpness: Any, gaps: Any) -> None:
+    """``sharpness`` a mapping and ``gaps`` a sequence of ``(teacher, gap)`` pairs (``TypeError`` naming which)."""
+    if not isinstance(sharpness, Mapping):
+        raise TypeError(f"sharpness: expected a mapping {{teacher: sharpness}}, got {type(sharpness).__name__}")
+    if isinstance(gaps, (str, bytes, Mapping)) or not isinstance(gaps, Sequence):
+        raise TypeError(f"gaps: expected a list of (teacher, gap) pairs, got {type(gaps).__name__}")
+    for i, g in enumerate(gaps):
+        if not (isinstance(g, (tuple, list)) and len(g) == 2):
+            raise TypeError(f"gaps: entry {i} is {g!r}; expected a (teacher, gap) pair")
+
+
 def permutation_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str, float]], *,
                         statistic: str = "teacher_mean", n_perm: int = 20000, seed: int = 0,
                         label: str = "") -> PermutationKendall:
@@ -145,10 +157,13 @@ def permutation_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str
 
     Raises:
         ValueError: a gap whose teacher has no sharpness, fewer than 3 teachers with students,
-            non-finite values, bad ``statistic``.
+            non-finite values, bad ``statistic``, ``n_perm`` or ``seed``.
+        TypeError: ``sharpness`` not a mapping, ``gaps`` not a sequence of ``(teacher, gap)`` pairs.
     """
     statistic = check_choice("statistic", statistic, ("teacher_mean", "pooled"))
     n_perm = check_int("n_perm", n_perm, minimum=1)
+    seed = check_seed("seed", seed)
+    _check_gaps(sharpness, gaps)
     teachers = sorted({t for t, _ in gaps})
     missing = [t for t in teachers if t not in sharpness]
     if missing:
@@ -222,7 +237,11 @@ def recipe_kendall(sharpness: Mapping[str, float], gaps: Sequence[tuple[str, flo
 
     Raises:
         ValueError: a teacher without a recipe or a sharpness value, fewer than 3 recipes, non-finite values.
+        TypeError: ``sharpness`` or ``recipe_of`` not a mapping, ``gaps`` not ``(teacher, gap)`` pairs.
     """
+    _check_gaps(sharpness, gaps)
+    if not isinstance(recipe_of, Mapping):
+        raise TypeError(f"recipe_of: expected a mapping {{teacher: recipe}}, got {type(recipe_of).__name__}")
     teachers = sorted({t for t, _ in gaps})
     missing = [t for t in teachers if t not in recipe_of]
     if missing:

@@ -71,7 +71,6 @@ not ``"exact"``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +78,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
-from .._checks import check_choice, check_open_unit
+from .._checks import check_choice, check_finite, check_finite_array, check_nonnegative, check_open_unit
 from .._io import to_jsonable
 
 __all__ = [
@@ -237,13 +236,13 @@ def one_sided_pvalues(bound: float, observed: float, se: float, side: str,
 
     Raises:
         ValueError: ``se`` not a positive finite number, non-finite ``bound``/``observed``, bad side or dof.
+        TypeError: ``bound``, ``observed`` or ``se`` not a number.
     """
     check_choice("side", side, SIDES)
     dof = _check_dof(dof)
-    if not (math.isfinite(se) and se > 0):
+    bound, observed, se = check_finite("bound", bound), check_finite("observed", observed), check_finite("se", se)
+    if not se > 0:
         raise ValueError(f"se: expected a finite number > 0 (exact checks are decided without p-values), got {se!r}")
-    if not (math.isfinite(bound) and math.isfinite(observed)):
-        raise ValueError(f"bound and observed must be finite, got {bound!r} and {observed!r}")
     if side == "abs":
         t = (bound - abs(observed)) / se
         far = _cdf(t - 2.0 * max(bound, 0.0) / se, dof) if bound >= 0 else 0.0
@@ -253,6 +252,14 @@ def one_sided_pvalues(bound: float, observed: float, se: float, side: str,
     else:
         t = (observed - bound) / se
     return _cdf(-t, dof), _cdf(t, dof)
+
+
+def _pvalues(pvalues: Sequence[float]) -> np.ndarray:
+    """``pvalues`` as a flat float64 array of numbers in [0, 1] (``TypeError`` / ``ValueError`` naming it)."""
+    p = check_finite_array("pvalues", pvalues).reshape(-1)
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ValueError(f"pvalues: expected numbers in [0, 1], got {p.tolist()!r}")
+    return p
 
 
 def _holm_order(p: np.ndarray) -> np.ndarray:
@@ -283,9 +290,7 @@ def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None 
         ValueError: a p-value outside [0, 1] or NaN, alpha outside (0, 1), ``max_true < 1``.
     """
     alpha = check_open_unit("alpha", alpha)
-    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
-    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
-        raise ValueError(f"pvalues: expected numbers in [0, 1], got {p.tolist()!r}")
+    p = _pvalues(pvalues)
     if max_true is not None and (not isinstance(max_true, int) or max_true < 1):
         raise ValueError(f"max_true: expected an int >= 1 or None, got {max_true!r}")
     m = p.size
@@ -315,9 +320,7 @@ def holm_adjust(pvalues: Sequence[float]) -> np.ndarray:
     Raises:
         ValueError: a p-value outside [0, 1] or NaN.
     """
-    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
-    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
-        raise ValueError(f"pvalues: expected numbers in [0, 1], got {p.tolist()!r}")
+    p = _pvalues(pvalues)
     m = p.size
     order = _holm_order(p)
     adj = np.empty(m)
@@ -350,8 +353,10 @@ def _check_bound_holds(name: str, bound: float, bound_holds: float | None, side:
     """``bound_holds`` must be finite and on the side of ``bound`` unfavourable to "holds"."""
     if bound_holds is None:
         return None
-    if not math.isfinite(bound_holds):
-        raise ValueError(f"{name}: bound_holds must be finite (or None), got {bound_holds!r}")
+    try:
+        bound_holds = check_finite("bound_holds", bound_holds)
+    except ValueError:
+        raise ValueError(f"{name}: bound_holds must be finite (or None), got {bound_holds!r}") from None
     wrong = bound_holds > bound if side != "lower" else bound_holds < bound
     if wrong:
         raise ValueError(f"{name}: bound_holds={bound_holds!r} is more favourable to 'holds' than bound={bound!r} "
@@ -394,15 +399,17 @@ def make_record(name: str, kind: str, *, loss: str, side: str, bound: float, obs
 
     Raises:
         ValueError: non-finite bound/observed, negative or non-finite SE, ``bound_holds`` on the wrong
-            side of ``bound``, a bad ``dof``.
+            side of ``bound``, a bad ``dof``, ``side``, ``kind`` or ``alpha``.
+        TypeError: ``bound``, ``observed`` or ``observed_se`` not a number.
     """
     alpha = check_open_unit("alpha", alpha)
     dof = _check_dof(dof)
-    if not (math.isfinite(bound) and math.isfinite(observed)):
-        raise ValueError(f"{name}: bound and observed must be finite (use not_defined otherwise), got "
-                         f"{bound!r} and {observed!r}")
-    if not (math.isfinite(observed_se) and observed_se >= 0):
-        raise ValueError(f"{name}: observed_se must be finite and >= 0, got {observed_se!r}")
+    check_choice("side", side, SIDES)
+    try:
+        bound, observed = check_finite("bound", bound), check_finite("observed", observed)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e} (use not_defined for a check without a number)") from None
+    observed_se = check_nonnegative("observed_se", observed_se)
     b_holds = _check_bound_holds(name, bound, bound_holds, side)
     rec = CheckRecord(name=name, kind=kind, verdict="inconclusive", loss=loss, side=side, bound=float(bound),
                       observed=float(observed), observed_se=float(observed_se),
@@ -462,10 +469,19 @@ def assign_verdicts(records: Sequence[CheckRecord], alpha: float = 0.05, *,
         The records in the same order with ``verdict``, ``alpha``, ``family_size`` and ``method`` set.
 
     Raises:
+        TypeError: ``records`` is not a sequence of :class:`CheckRecord` (one record alone included).
+        ValueError: ``alpha`` outside (0, 1), an unknown ``method``.
         RuntimeError: both complementary hypotheses of a check rejected (impossible at ``alpha < 1/2``).
     """
     alpha = check_open_unit("alpha", alpha)
     method = check_choice("method", method, ("shaffer", "holm"))
+    if isinstance(records, CheckRecord) or not isinstance(records, Sequence):
+        raise TypeError(f"records: expected a list of CheckRecord, got {type(records).__name__}; pass [record] for "
+                        f"one record")
+    bad = [i for i, r in enumerate(records) if not isinstance(r, CheckRecord)]
+    if bad:
+        raise TypeError(f"records: entry {bad[0]} is a {type(records[bad[0]]).__name__}, expected a CheckRecord "
+                        f"(make_record / not_defined)")
     stochastic = [i for i, r in enumerate(records) if r.verdict != "not_defined" and r.p_holds is not None]
     n = len(stochastic)
     out = list(records)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._data import check_finite_tensors
 from .._params import ParamSpec, select_parameters
 
 @contextlib.contextmanager
@@ -129,6 +130,7 @@ class _Problem:
         dtype: torch.dtype | None,
         output_fn: Callable[[Any], Any] | None,
         progressbar: bool = False,
+        name: str = "data",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -154,6 +156,7 @@ class _Problem:
         self.loss_fn = loss_fn
         self.output_fn = output_fn or _default_output_fn
         self.data = data
+        self.data_name = name
         self.names = names
         self.cast_dtype = dtype
         self.progressbar = progressbar
@@ -173,6 +176,27 @@ class _Problem:
         self.num_params = int(sum(self.numels))
         self._all_params = all_params
         self.fixed = {n: p.detach() for n, p in all_params.items() if n not in set(names)}
+
+    def check_batch(self, i: int, x: Any, y: Any) -> None:
+        """One batch before it reaches the model: floating inputs of the parameters' dtype (unless ``dtype``
+        converts them: ``TypeError``), no NaN/inf in any floating tensor of the inputs or targets, and as many
+        targets as inputs when both are tensors (``ValueError``); each naming the data argument."""
+        if isinstance(x, Tensor) and x.is_floating_point() and self.cast_dtype is None and x.dtype != self.dtype:
+            raise TypeError(f"{self.data_name}: batch {i} inputs x have dtype {x.dtype} but the model's parameters "
+                            f"are {self.dtype}; pass x.to({self.dtype}), or dtype={x.dtype} to measure in "
+                            f"{str(x.dtype).replace('torch.', '')}")
+        check_finite_tensors(self.data_name, x, f"batch {i} inputs x")
+        check_finite_tensors(self.data_name, y, f"batch {i} targets y")
+        if isinstance(x, Tensor) and isinstance(y, Tensor) and x.ndim and y.ndim and len(x) != len(y):
+            raise ValueError(f"{self.data_name}: batch {i} has {len(x)} inputs x but {len(y)} targets y; give one "
+                             f"target per input")
+
+    def check_data(self) -> None:
+        """Every batch of data held in memory (a list of batches), before any pass over it: a bad batch at the
+        end is refused before the first is evaluated. A DataLoader is checked batch by batch as it is read."""
+        if isinstance(self.data, (list, tuple)):
+            for i, (x, y) in enumerate(self.data):
+                self.check_batch(i, x, y)
 
     # views of the current parameter values (shared storage, no grad)
     def param_values(self) -> dict[str, Tensor]:
@@ -194,6 +218,8 @@ class _Problem:
                     + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
                 )
             x, y = batch
+            if not isinstance(self.data, (list, tuple)):  # in memory: checked once by check_data
+                self.check_batch(i, x, y)
             x = _move(x, self.device, self.cast_dtype)
             y = _move(y, self.device, self.cast_dtype)
             t = _first_tensor(y)
@@ -219,17 +245,17 @@ class _Problem:
             if is_transform_error(e):
                 raise  # a forward-mode / vmap limitation, not bad data: the caller falls back
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise ValueError(f"data: the model could not be evaluated on a batch ({first}); check that the "
-                             f"inputs have the shape and dtype the model expects") from e
+            raise ValueError(f"{self.data_name}: the model could not be evaluated on a batch ({first}); check that "
+                             f"the inputs have the shape and dtype the model expects") from e
         try:
             loss = self.loss_fn(self.output_fn(out), y)
         except (RuntimeError, ValueError, IndexError) as e:
             if is_transform_error(e):
                 raise
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise ValueError(f"data: loss_fn(model(x), y) failed on a batch ({first}); check that the targets y "
-                             f"match the outputs (class indices in [0, num_classes), the same batch size as x)"
-                             ) from e
+            raise ValueError(f"{self.data_name}: loss_fn(model(x), y) failed on a batch ({first}); check that the "
+                             f"targets y match the outputs (class indices in [0, num_classes), the same batch size "
+                             f"as x)") from e
         if not isinstance(loss, Tensor):
             raise TypeError(
                 f"loss_fn must return a scalar torch.Tensor, got {type(loss).__name__}"

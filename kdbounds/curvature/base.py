@@ -158,23 +158,30 @@ class MatrixOperator(CurvatureOperator):
     """A dense symmetric matrix wrapped as an operator (tests, tiny problems).
 
     Args:
-        A: square symmetric matrix (``torch.Tensor`` or ``numpy.ndarray``).
+        A: square symmetric matrix (``torch.Tensor`` or ``numpy.ndarray``), real, at least 1 x 1.
         check_symmetric: raise ``ValueError`` if ``A`` is not symmetric to ``1e-8`` relative.
+        name: the argument's name in error messages (:func:`as_operator` passes ``"op"``).
+
+    Raises:
+        TypeError: a complex matrix.
+        ValueError: not a non-empty square 2-D matrix, NaN/inf entries, not symmetric.
     """
 
-    def __init__(self, A: Tensor | np.ndarray, *, check_symmetric: bool = True) -> None:
+    def __init__(self, A: Tensor | np.ndarray, *, check_symmetric: bool = True, name: str = "A") -> None:
         super().__init__()
         A = torch.as_tensor(A)
-        if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ValueError(f"A must be a square 2-D matrix, got shape {tuple(A.shape)}")
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty square 2-D matrix, got shape {tuple(A.shape)}")
+        if A.is_complex():
+            raise TypeError(f"{name} must be a real symmetric matrix, got dtype {A.dtype}")
         if not A.is_floating_point():
             A = A.to(torch.get_default_dtype())
         if not torch.isfinite(A).all():
-            raise ValueError("A: expected a matrix with finite entries, got NaN or infinite values")
+            raise ValueError(f"{name}: expected a matrix with finite entries, got NaN or infinite values")
         if check_symmetric:
-            scale = float(A.abs().max()) if A.numel() else 0.0
-            if float((A - A.T).abs().max()) > 1e-8 * max(scale, 1e-300) and A.numel():
-                raise ValueError("A must be symmetric (pass check_symmetric=False to skip)")
+            scale = float(A.abs().max())
+            if float((A - A.T).abs().max()) > 1e-8 * max(scale, 1e-300):
+                raise ValueError(f"{name} must be symmetric (pass check_symmetric=False to skip)")
         self.A = A
         self.shape = (A.shape[0], A.shape[1])
         self.dtype = A.dtype
@@ -194,12 +201,13 @@ def as_operator(op: Any) -> CurvatureOperator:
         The operator (a :class:`MatrixOperator` for a tensor/array).
 
     Raises:
-        TypeError: ``op`` is neither.
+        TypeError: ``op`` is neither, or a complex matrix.
+        ValueError: a matrix that is not square, empty, finite or symmetric (the message names ``op``).
     """
     if isinstance(op, CurvatureOperator):
         return op
     if isinstance(op, (Tensor, np.ndarray)):
-        return MatrixOperator(op)
+        return MatrixOperator(op, name="op")
     raise TypeError(
         "op must be a kdbounds.curvature operator (HessianOperator, GapHessianOperator, "
         f"MatrixOperator) or a square tensor/array, got {type(op).__name__}"

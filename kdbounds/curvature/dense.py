@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
 from .._data import as_batches
 from ._problem import _eval_mode, _Problem
 from .._params import ParamSpec
@@ -49,9 +50,13 @@ def dense_hessian(
         The symmetric Hessian, shape ``(n, n)``, in the problem's dtype and device.
 
     Raises:
-        ValueError: empty data, non-scalar loss, empty selection, or ``n > max_params``.
+        ValueError: empty data, NaN/inf in the data, non-scalar loss, empty selection, ``max_params < 1``, or
+            ``n > max_params``.
+        TypeError: inputs of another dtype than the parameters (without ``dtype``), a non-integer ``max_params``.
     """
+    max_params = check_int("max_params", max_params, minimum=1)
     p = _Problem(model, loss_fn, as_batches(data, "data"), params, dtype, output_fn)
+    p.check_data()
     if p.num_params > max_params:
         raise ValueError(
             f"dense_hessian: {p.num_params} parameters exceed max_params={max_params}; select a "

@@ -19,6 +19,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from .._checks import check_positive
 from .base import CurvatureOperator, as_operator
 from .block_krylov import block_lanczos_run
 from .results import EigenEstimate, PowerIterationResult
@@ -169,7 +170,9 @@ def top_eigenvalues(
         ``block_size=1``, per block of ``block_size`` products otherwise).
 
     Raises:
-        ValueError: bad ``k``, ``which``, ``tol``, ``max_matvecs`` or ``block_size``.
+        ValueError: bad ``k``, ``which``, ``tol`` (not a finite number > 0), ``max_matvecs``, ``block_size``,
+            ``seed`` or ``v0``; an ``op`` matrix that is not square, finite or symmetric.
+        TypeError: one of them of the wrong type.
     """
     op = as_operator(op)
     if which not in _WHICH:
@@ -180,8 +183,7 @@ def top_eigenvalues(
     if need < (2 * k if which == "both" else k):
         raise ValueError(f"k={k} too large for an operator of size n={n}")
     max_steps = min(_check_int("max_matvecs", max_matvecs, need), n)
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be a positive float, got {tol!r}")
+    tol = check_positive("tol", tol)
     block_size = min(_check_int("block_size", block_size, 1), n)
     gen = make_generator(seed)
     if v0 is None:
@@ -287,12 +289,12 @@ def power_iteration(
         :class:`PowerIterationResult` (the last quotient, its history and whether it converged).
 
     Raises:
-        ValueError: bad ``max_matvecs`` or ``tol``.
+        ValueError: bad ``max_matvecs``, ``tol`` (not a finite number > 0), ``seed`` or ``v0``.
+        TypeError: one of them of the wrong type.
     """
     op = as_operator(op)
     budget = _check_int("max_matvecs", max_matvecs, 2)
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be a positive float, got {tol!r}")
+    tol = check_positive("tol", tol)
     n = op.shape[0]
     if v0 is None:
         v = probe_vectors(n, 1, "rademacher", make_generator(seed), op.dtype, op.device)[:, 0]

@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._data import as_batches
+from ._problem import _Problem
 from .base import CurvatureOperator
 from .hessian import HessianOperator
 from .._params import ParamSpec
@@ -47,6 +48,8 @@ class GapHessianOperator(CurvatureOperator):
         if train_data is None or heldout_data is None:
             raise ValueError("GapHessianOperator needs both train_data and heldout_data")
         train_data, heldout_data = as_batches(train_data, "train_data"), as_batches(heldout_data, "heldout_data")
+        for name, data in (("train_data", train_data), ("heldout_data", heldout_data)):  # both, before any pass
+            _Problem(model, loss_fn, data, params, kwargs.get("dtype"), kwargs.get("output_fn"), name=name).check_data()
         train = HessianOperator(model, loss_fn, train_data, params, **kwargs)
         heldout = HessianOperator(model, loss_fn, heldout_data, params, **kwargs)
         self._set(heldout, train)

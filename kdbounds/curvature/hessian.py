@@ -89,6 +89,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_nonnegative
 from .._data import as_batches
 from ._problem import _affine_batchnorm, _eval_mode, _Problem, is_transform_error
 from .base import CurvatureOperator
@@ -226,6 +227,9 @@ class HessianOperator(CurvatureOperator):
             raise TypeError(f"reuse_graph must be True or False, got {reuse_graph!r}")
         if not isinstance(compile, bool):
             raise TypeError(f"compile must be True or False, got {compile!r}")
+        if not isinstance(check_deterministic, bool):
+            raise TypeError(f"check_deterministic must be True or False, got {check_deterministic!r}")
+        deterministic_rtol = check_nonnegative("deterministic_rtol", deterministic_rtol)
         if isinstance(graph_memory_limit, bool) or not isinstance(graph_memory_limit, (int, float)) \
                 or not graph_memory_limit >= 0 or not math.isfinite(graph_memory_limit):
             raise ValueError(
@@ -244,6 +248,7 @@ class HessianOperator(CurvatureOperator):
         self._graph_full = False  # a batch did not fit: later ones are not kept either
         data = as_batches(data, "data")  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
         self._p = _Problem(model, loss_fn, data, params, dtype, output_fn, progressbar)
+        self._p.check_data()  # every batch held in memory, before the first pass
         self.shape = (self._p.num_params, self._p.num_params)
         self.dtype = self._p.dtype
         self.device = self._p.device

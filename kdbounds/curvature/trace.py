@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_positive
 from .base import CurvatureOperator, as_operator
 from .results import DiagonalEstimate, GradientNorm, TraceEstimate
 
@@ -45,6 +46,7 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
 
     Raises:
         TypeError: ``seed`` is of another type (a bool included).
+        ValueError: a negative seed, or one of more than 64 bits.
     """
     if isinstance(seed, torch.Generator):
         return seed
@@ -52,7 +54,7 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
     if seed is None:
         g.seed()
     elif isinstance(seed, int) and not isinstance(seed, bool):
-        g.manual_seed(seed)
+        g.manual_seed(check_int("seed", seed, minimum=0, maximum=2**64 - 1))
     else:
         raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}")
     return g
@@ -116,8 +118,7 @@ def _adaptive_mean(
         budget = _check_int("num_matvecs", num_matvecs, 2)
         min_n = budget
     else:
-        if not (isinstance(target_rel_se, (int, float)) and target_rel_se > 0):
-            raise ValueError(f"target_rel_se must be a positive float, got {target_rel_se!r}")
+        check_positive("target_rel_se", target_rel_se)
         min_n = _check_int("min_matvecs", min_matvecs, 2)
         budget = _check_int("max_matvecs", num_matvecs if num_matvecs is not None else max_matvecs,
                             min_n)
@@ -353,7 +354,7 @@ def gradient_norm(op: Any) -> GradientNorm:
     """
     if not hasattr(op, "gradient"):
         raise TypeError(
-            "gradient_norm needs a HessianOperator or GapHessianOperator (an operator with "
+            "op: gradient_norm needs a HessianOperator or GapHessianOperator (an operator with "
             f".gradient()), got {type(op).__name__}"
         )
     g = op.gradient()

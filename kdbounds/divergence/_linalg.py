@@ -14,7 +14,11 @@ def as_f64(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     elif isinstance(x, (list, tuple, float, int)):
-        x = torch.as_tensor(x)
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be a tensor or array of real numbers (a rectangular nested list at most), "
+                            f"got {type(x).__name__}") from None
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}")
     x = x.detach().to("cpu", torch.float64)

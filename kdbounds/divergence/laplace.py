@@ -11,12 +11,12 @@ for diagonal or small dense (last-layer) precisions, split into its mean and cov
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
+from .._checks import check_nonnegative, check_positive
 from ._linalg import as_f64, cholesky, logdet_chol
 
 __all__ = ["LaplaceDivergence", "laplace_divergence"]
@@ -102,17 +102,14 @@ def laplace_divergence(
         A :class:`LaplaceDivergence` (nats).
 
     Raises:
-        ValueError: shapes disagree, :math:`\tau \le 0`, :math:`\delta < 0`, unknown ``kind``, empty
+        ValueError: shapes disagree, :math:`\tau \le 0`, :math:`\delta < 0`, NaN/inf, unknown ``kind``, empty
             weights, or a damped precision that is not positive definite.
+        TypeError: an argument that is not a number / an array of numbers.
     """
     if kind not in ("diag", "dense", "last_layer"):
         raise ValueError(f"kind must be 'diag', 'dense' or 'last_layer', got {kind!r}")
-    tau_f = float(tau)
-    if not math.isfinite(tau_f) or tau_f <= 0:
-        raise ValueError(f"tau must be a finite number > 0 (the posterior temperature), got {tau!r}")
-    delta_f = float(delta)
-    if not math.isfinite(delta_f) or delta_f < 0:
-        raise ValueError(f"delta must be a finite damping ≥ 0, got {delta!r}")
+    tau_f = check_positive("tau", tau)  # the posterior temperature
+    delta_f = check_nonnegative("delta", delta, "the damping added to both precisions is >= 0 (0: none)")
     ws = as_f64(w_s, "w_s").reshape(-1)
     wt = as_f64(w_t, "w_t").reshape(-1)
     if ws.shape != wt.shape:

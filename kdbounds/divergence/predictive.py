@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._checks import check_int, check_open_unit, check_seed
+from .._checks import check_finite_array, check_int, check_n_boot, check_open_unit, check_positive, check_seed
 from .._torch import collect_logits, resolve_device
 
 __all__ = [
@@ -108,15 +109,6 @@ class DivergenceEstimate:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a positive number, got {type(temperature).__name__}")
-    t = float(temperature)
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return t
-
-
 def _as_logits(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
@@ -133,7 +125,8 @@ def _as_logits(x: Any, name: str) -> torch.Tensor:
     return x
 
 
-def mixture_log_probs(logits: Sequence[torch.Tensor] | torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def mixture_log_probs(logits: Sequence[torch.Tensor] | torch.Tensor, temperature: float = 1.0, *,
+                      name: str = "logits") -> torch.Tensor:
     r"""Log-probabilities of the mixture of the members' softmaxes (float64).
 
     .. math::
@@ -144,6 +137,7 @@ def mixture_log_probs(logits: Sequence[torch.Tensor] | torch.Tensor, temperature
     Args:
         logits: one ``(n, classes)`` tensor or a sequence of M of them.
         temperature: ``t > 0``.
+        name: the argument's name in error messages.
 
     Returns:
         ``(n, classes)`` float64 log-probabilities.
@@ -151,16 +145,22 @@ def mixture_log_probs(logits: Sequence[torch.Tensor] | torch.Tensor, temperature
     Raises:
         ValueError: no members, members of different shapes, non-finite logits or a bad temperature.
     """
-    t = _check_temperature(temperature)
-    members = [logits] if isinstance(logits, torch.Tensor) else list(logits)
+    t = check_positive("temperature", temperature)
+    if isinstance(logits, (torch.Tensor, np.ndarray)):
+        members = [logits]
+    elif isinstance(logits, (str, bytes)) or not isinstance(logits, Iterable):
+        raise TypeError(f"{name} must be a tensor of logits of shape (n, classes) or a sequence of them (an "
+                        f"ensemble), got {type(logits).__name__}")
+    else:
+        members = list(logits)
     if not members:
-        raise ValueError("logits: an ensemble needs at least one member")
+        raise ValueError(f"{name}: an ensemble needs at least one member")
     lps = []
     for j, z in enumerate(members):
-        z = _as_logits(z, f"logits[{j}]")
+        z = _as_logits(z, name if len(members) == 1 and z is logits else f"{name}[{j}]")
         if lps and z.shape != lps[0].shape:
             raise ValueError(
-                f"ensemble members disagree in shape: member 0 has {tuple(lps[0].shape)}, "
+                f"{name}: ensemble members disagree in shape: member 0 has {tuple(lps[0].shape)}, "
                 f"member {j} has {tuple(z.shape)}"
             )
         lps.append(torch.log_softmax(z.to(torch.float64) / t, dim=1))
@@ -204,21 +204,21 @@ def divergence_from_logits(
         ValueError: class counts or example counts differ (both named), non-finite logits,
             temperature not positive, no examples.
     """
-    t = _check_temperature(temperature)
-    lp_s = mixture_log_probs(s_logits, t)
-    lp_t = mixture_log_probs(t_logits, t)
+    t = check_positive("temperature", temperature)
+    lp_s = mixture_log_probs(s_logits, t, name="s_logits")
+    lp_t = mixture_log_probs(t_logits, t, name="t_logits")
     if lp_s.shape[1] != lp_t.shape[1]:
         raise ValueError(
-            f"class counts differ: the student has {lp_s.shape[1]} classes but the teacher has "
-            f"{lp_t.shape[1]}; the predictive divergence needs the same label space"
+            f"t_logits: class counts differ: the student has {lp_s.shape[1]} classes but the teacher has "
+            f"{lp_t.shape[1]} (s_logits vs t_logits); the predictive divergence needs the same label space"
         )
     if lp_s.shape[0] != lp_t.shape[0]:
         raise ValueError(
-            f"example counts differ: the student has logits for {lp_s.shape[0]} inputs but the teacher "
-            f"for {lp_t.shape[0]}; evaluate both on the same inputs in the same order"
+            f"t_logits: example counts differ: the student has logits for {lp_s.shape[0]} inputs but the teacher "
+            f"for {lp_t.shape[0]} (s_logits vs t_logits); evaluate both on the same inputs in the same order"
         )
     if lp_s.shape[0] == 0:
-        raise ValueError("no examples: the logits are empty (n = 0)")
+        raise ValueError("s_logits: no examples, the logits are empty (n = 0)")
     lp_t = lp_t.to(lp_s.device)
     return _kl_from_log_probs(lp_s, lp_t)
 
@@ -255,24 +255,20 @@ def summarize_per_example(
         A :class:`DivergenceEstimate`.
 
     Raises:
-        ValueError: ``values`` not 1-D, empty or non-finite, ``n_boot < 0``, ``ci`` outside (0, 1).
+        ValueError: ``values`` not 1-D, empty or non-finite, ``n_boot < 0`` or ``== 1`` (one resample has no
+            spread), ``ci`` outside (0, 1), ``seed`` outside [0, 2**32 - 1].
+        TypeError: values that are not numbers, a ``ci``, ``n_boot`` or ``seed`` of the wrong type.
     """
     if isinstance(values, torch.Tensor):
-        v = values.detach().to("cpu", torch.float64).numpy()
-    else:
-        v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"values must be one-dimensional (one divergence per example), got shape {v.shape}")
+        values = values.detach().to("cpu", torch.float64).numpy()
+    v = check_finite_array("values", values, ndim=1)  # one divergence per example
     n = int(v.shape[0])
     if n == 0:
-        raise ValueError("no examples: cannot estimate a divergence from an empty data set")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("values contain NaN or infinite per-example divergences")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
-        raise ValueError(f"n_boot must be an integer ≥ 0, got {n_boot!r}")
-    if not (0.0 < float(ci) < 1.0):
-        raise ValueError(f"ci must be a confidence level in (0, 1), got {ci!r}")
-    t = _check_temperature(temperature)
+        raise ValueError("values: no examples, cannot estimate a divergence from an empty data set")
+    n_boot = check_n_boot("n_boot", n_boot)
+    ci = check_open_unit("ci", ci)
+    seed = check_seed("seed", seed)
+    t = check_positive("temperature", temperature)
     mean = float(v.mean())
     per = torch.from_numpy(v.copy()) if keep_per_example else None
     if n == 1:
@@ -379,12 +375,12 @@ def predictive_divergence(
     Raises:
         ValueError: class counts differ (both named), empty data, temperature not positive, a module given
             without ``data``, logits counts that do not match the data, inputs whose shape does not
-            fit a model, a device that is not available, ``n_boot`` < 0, ``ci`` outside (0, 1),
-            ``seed`` outside [0, 2**32 - 1], ``batch_size`` < 1 (all checked before evaluation).
+            fit a model, NaN/inf inputs, a device that is not available, ``n_boot`` < 0 or = 1, ``ci``
+            outside (0, 1), ``seed`` outside [0, 2**32 - 1], ``batch_size`` < 1 (all checked before evaluation).
         TypeError: integer (un-normalised) inputs, or an argument of the wrong type.
     """
-    t = _check_temperature(temperature)
-    n_boot = check_int("n_boot", n_boot, minimum=0)  # before any model is evaluated
+    t = check_positive("temperature", temperature)
+    n_boot = check_n_boot("n_boot", n_boot)  # before any model is evaluated
     check_open_unit("ci", ci)
     check_seed("seed", seed)
     check_int("batch_size", batch_size, minimum=1)
@@ -408,6 +404,9 @@ def predictive_divergence(
         for j, m in enumerate(members):
             z = mod_logits[id(m)] if isinstance(m, nn.Module) else m
             out.append(_as_logits(z, f"{name} member {j} logits").detach().to("cpu"))
+            if out[j].shape != out[0].shape:
+                raise ValueError(f"{name}: ensemble members disagree in shape: member 0 has {tuple(out[0].shape)}, "
+                                 f"member {j} has {tuple(out[j].shape)}")
         return out
 
     zs_s = resolve(s_members, "student")

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import contextvars
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._checks import check_int, check_n_boot, check_seed
-from .._io import float_field, with_reasons  # the one non-finite policy (null + *_reason)
+from .._checks import check_int, check_n_boot, check_positive, check_seed
+from .._records import Estimate
 
 __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
            "activation_distance", "js_divergence", "js_per_example", "cosine_similarity", "kl_divergence",
@@ -46,49 +45,10 @@ __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agre
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MetricEstimate:
-    """A metric with its standard error and sample count.
-
-    ``n == 0`` (e.g. agreement on teacher-wrong inputs when the teacher makes no error) is the one
-    case where ``value`` and ``stderr`` are NaN; ``n == 1`` gives ``stderr = inf``.
-    """
-
-    value: float
-    stderr: float
-    n: int
-
-    @property
-    def defined(self) -> bool:
-        """Whether the metric has a value (``n > 0`` and a finite ``value``)."""
-        return self.n > 0 and math.isfinite(self.value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The estimate as strict JSON: a non-finite value or stderr is ``null`` with a ``*_reason``.
-
-        Returns:
-            ``{"value", "stderr", "n"}``, plus ``"value_reason"`` / ``"stderr_reason"`` (e.g.
-            ``"+inf: one sample"``) where the float is not finite; :meth:`from_dict` reads it back.
-        """
-        why = {0: "no samples", 1: "one sample"}.get(self.n, "")
-        return with_reasons({"value": self.value, "stderr": self.stderr, "n": self.n}, why=why)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MetricEstimate":
-        """The estimate written by :meth:`to_dict` (``null`` read back as an infinity or ``nan``).
-
-        Args:
-            d: a mapping with keys ``value``, ``stderr``, ``n`` (and optional ``*_reason``).
-
-        Returns:
-            The :class:`MetricEstimate`.
-        """
-        return cls(float_field(d, "value"), float_field(d, "stderr"), int(d["n"]))
-
-    def __str__(self) -> str:
-        if not self.defined:
-            return f"undefined (n={self.n})"
-        return f"{self.value:.4f} ± {self.stderr:.4f} (n={self.n})"
+#: The estimate record of every metric: :class:`kdbounds._records.Estimate`, the library's one estimate record,
+#: under the name this package has always exported (``n = 0``: NaN value and stderr; ``n = 1``: ``stderr = inf``;
+#: ``to_dict`` writes ``{"value", "stderr", "n"}`` with a ``*_reason`` for a non-finite number, as before).
+MetricEstimate = Estimate
 
 
 def _mean_estimate(v: torch.Tensor) -> MetricEstimate:
@@ -138,9 +98,7 @@ def softmax_probs(logits: Any, temperature: float = 1.0) -> torch.Tensor:
         raise ValueError(f"logits must be a float tensor of shape (n, classes), got {tuple(z.shape)} {z.dtype}")
     if not bool(torch.isfinite(z).all()):
         raise ValueError("logits contain NaN or infinite values")
-    t = float(temperature)
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    t = check_positive("temperature", temperature)
     return torch.softmax(z.to(torch.float64) / t, dim=1)
 
 
@@ -442,8 +400,7 @@ def expected_calibration_error(
     p = _probs(probs, "probs")
     if p.shape[0] == 0:
         raise ValueError("no examples: probs is empty")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    n_bins = check_int("n_bins", n_bins, minimum=1)
     y = _labels(labels, p.shape[0], p.shape[1])
     conf_t, pred = p.max(1)
     conf = conf_t.numpy()

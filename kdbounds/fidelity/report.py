@@ -34,7 +34,8 @@ from .metrics import (
 from .._io import float_field, with_reasons
 from .metrics import _TRUSTED, _labels, _mean_estimate, _pair, _tensor  # package-internal
 
-__all__ = ["FidelityReport", "fidelity_report", "TransferSummary", "compare_methods", "DEFAULT_METRICS"]
+__all__ = ["FidelityReport", "fidelity_report", "TransferSummary", "compare_methods", "DEFAULT_METRICS",
+           "METRIC_RANGES"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +238,29 @@ def _report(ps, pt, ps_cal, pt_cal, kl, labels, temperature, ece_bins, n_boot, s
 
 
 
+#: the values each metric can take (:mod:`kdbounds.fidelity.metrics`): a difference of two means lies in
+#: ``[lo - hi, hi - lo]``; KL has no upper end
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{m: (0.0, 1.0) for m in ("agreement", "disagreement", "agreement_teacher_correct", "agreement_teacher_wrong",
+                               "student_accuracy", "teacher_accuracy", "student_ece", "teacher_ece",
+                               "cosine_similarity")},
+    "activation_distance": (0.0, math.sqrt(2.0)), "js_divergence": (0.0, math.log(2.0)),
+    "kl_divergence": (0.0, math.inf)}
+
+
+def _shown_interval(metric: str, lo: float, hi: float) -> tuple[str, bool]:
+    """``[lo, hi]`` as printed: cut to the range a difference of ``metric``'s means can take, with ``*`` on a cut end.
+
+    Cutting to the parameter space keeps the interval's coverage (the difference lies in that range); the raw
+    Welch bounds stay in :meth:`TransferSummary.rows` and ``to_dict``.
+    """
+    lo_m, hi_m = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+    span = hi_m - lo_m
+    cut_lo, cut_hi = lo < -span, hi > span
+    text = (f"[{max(lo, -span):+.4f}{'*' if cut_lo else ''}, {min(hi, span):+.4f}{'*' if cut_hi else ''}]")
+    return text, cut_lo or cut_hi
+
+
 DEFAULT_METRICS: tuple[str, ...] = (
     "agreement",
     "agreement_teacher_correct",
@@ -331,13 +355,16 @@ class TransferSummary:
             "metric", "vs", f"{self.reference} mean±sd", "control mean±sd",
             f"diff [{ci:.0%} CI]", "Welch p", "p(Holm)", "MWU p", "Hedges g", "CLES",
         ]
-        body = []
+        body, cut = [], []
         for r in self.rows():
+            interval, was_cut = _shown_interval(r["metric"], r["diff_ci_low"], r["diff_ci_high"])
+            if was_cut:
+                cut.append(r)
             body.append([
                 r["metric"], r["group"],
                 f"{r['mean_reference']:.4f}±{r['sd_reference']:.4f}",
                 f"{r['mean_group']:.4f}±{r['sd_group']:.4f}",
-                f"{r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]",
+                f"{r['diff']:+.4f} {interval}",
                 f"{r['welch_p']:.3g}", f"{r['welch_p_holm']:.3g}", f"{r['mwu_p']:.3g}",
                 f"{r['hedges_g']:+.2f}", f"{r['cles']:.2f}",
             ])
@@ -346,6 +373,11 @@ class TransferSummary:
         lines = [f"Functional transfer: {self.reference} vs {', '.join(g for g in self.groups if g != self.reference)}",
                  fmt(header), "  ".join("-" * w for w in widths)]
         lines += [fmt(row) for row in body]
+        if cut:
+            seeds = sorted({r["n_reference"] for r in cut} | {r["n_group"] for r in cut})
+            lines.append(f"(* cut to the range the difference can take, e.g. [-1, +1] for an agreement: the Welch t "
+                         f"interval from {'/'.join(map(str, seeds))} seeds per group reaches beyond it, i.e. so few "
+                         f"seeds say little about this difference; the raw bounds are in the CSV/JSON)")
         for m, why in self.skipped:
             lines.append(f"(skipped {m}: {why})")
         return "\n".join(lines)

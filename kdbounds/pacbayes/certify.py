@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kdbounds._data import as_tensors, warn_label_law_shift
+from kdbounds._data import as_tensors, check_inputs, check_labels, warn_label_law_shift
 from kdbounds._checks import check_choice, check_int, check_open_unit, check_probability
 from kdbounds._io import arrays_sha256
 from kdbounds._records import Estimate
@@ -136,25 +136,10 @@ def _check_data(name: str, data: Any, kernel: GaussianKernel | None = None) -> t
     and a shape its network accepts (one example is tried).
     """
     x, y = as_tensors(data, name)  # (x, y) tensors, batches or a DataLoader (kdbounds._data)
-    if len(x) != len(y) or len(y) == 0 or y.dim() != 1:
-        raise ValueError(f"{name}: expected x and y of the same non-zero length with 1-D labels, got "
-                         f"{tuple(x.shape)} and {tuple(y.shape)}")
-    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
-        raise TypeError(f"{name}: labels y must be class indices of an integer dtype, got {y.dtype}; "
-                        f"pass y.long() if they are whole numbers")
-    if int(y.min()) < 0:
-        raise ValueError(f"{name}: labels y must be class indices >= 0, got a minimum of {int(y.min())}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: inputs x must be normalised float images, got dtype {x.dtype} (uint8 images: "
-                        f"normalise them first, e.g. kdbounds.data.normalize)")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}: inputs x hold {int((~torch.isfinite(x)).sum())} non-finite (NaN/inf) values")
+    check_labels(name, y)
+    check_inputs(name, x, None if kernel is None else kernel.mean[kernel.names[0]].dtype)
     if kernel is None:
         return x, y
-    want = kernel.mean[kernel.names[0]].dtype
-    if x.dtype != want:
-        raise TypeError(f"{name}: inputs x have dtype {x.dtype} but the kernels' parameters are {want}; "
-                        f"pass x.to({want})")
     if x.device != kernel.device or y.device != kernel.device:
         raise ValueError(f"{name}: x is on {x.device} and y on {y.device} but the kernels are on {kernel.device}; "
                          f"move them with .to({str(kernel.device)!r})")
@@ -163,10 +148,7 @@ def _check_data(name: str, data: Any, kernel: GaussianKernel | None = None) -> t
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{name}: the network does not take inputs of shape {tuple(x.shape[1:])} ({first})") from None
-    classes = int(z.shape[-1])
-    if int(y.max()) >= classes:
-        raise ValueError(f"{name}: labels y must be class indices below the network's {classes} classes, got a "
-                         f"maximum of {int(y.max())}")
+    check_labels(name, y, int(z.shape[-1]))
     return x, y
 
 

@@ -45,6 +45,8 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from .._checks import check_int
+
 __all__ = [
     "DRAW_MODES",
     "GaussianKernel",
@@ -61,12 +63,17 @@ DRAW_MODES = ("vmap", "loop")
 
 @dataclass(frozen=True)
 class KernelKL:
-    """``KL(Q‖P)`` between two Gaussian kernels, with its mean and variance terms (nats).
+    r"""``KL(Q || P)`` between two Gaussian kernels, with its mean and variance terms (nats):
+
+    .. math::
+        \text{mean\_term} = \tfrac12 \sum_i \frac{(w_{Q,i} - w_{P,i})^2}{\sigma_{P,i}^2}, \qquad
+        \text{variance\_term} = \tfrac12 \sum_i \varphi\Big(\frac{\sigma_{Q,i}^2}{\sigma_{P,i}^2}\Big),
+        \quad \varphi(r) = r - 1 - \ln r.
 
     Attributes:
         total: ``mean_term + variance_term``.
-        mean_term: ``½ Σ (w_Q − w_P)² / σ_P²``.
-        variance_term: ``½ Σ φ(σ_Q² / σ_P²)``, ``φ(r) = r − 1 − ln r``.
+        mean_term: the mean term above.
+        variance_term: the variance term above.
         dim: number of parameters the kernels are over.
     """
 
@@ -76,6 +83,11 @@ class KernelKL:
     dim: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The divergence as plain data.
+
+        Returns:
+            ``{"total", "mean_term", "variance_term", "dim"}``.
+        """
         return {"total": self.total, "mean_term": self.mean_term, "variance_term": self.variance_term,
                 "dim": self.dim}
 
@@ -105,7 +117,7 @@ def _as_std(name: str, value: Any, like: Tensor) -> Tensor:
 
 
 class GaussianKernel:
-    """``N(w, diag σ²)`` over the selected parameters of ``model``; the rest frozen (see module doc).
+    """``N(w, diag sigma^2)`` over the selected parameters of ``model``; the rest frozen (see module doc).
 
     Build one with :meth:`from_model`. The kernel keeps a reference to ``model`` only as the
     function to evaluate (its current tensors are never read after construction: the kernel holds
@@ -139,12 +151,15 @@ class GaussianKernel:
 
         Args:
             model: a trained network (its weights are copied).
-            std: the scale σ: a float (isotropic), a tensor broadcastable to every selected parameter,
+            std: the scale sigma: a float (isotropic), a tensor broadcastable to every selected parameter,
                 or a mapping name -> float/tensor covering every selected parameter.
             params: which parameters are random (``None``: all trainable; a glob pattern, submodule,
                 parameter or list of those, as :func:`kdbounds.curvature.select_parameters`).
             frozen_from: take the frozen tensors (buffers, unselected parameters) from this kernel
                 instead of ``model`` — e.g. to put a student on the prior's BatchNorm statistics.
+
+        Returns:
+            The kernel (detached copies of the weights, scales and frozen tensors).
 
         Raises:
             ValueError: non-positive or non-finite ``std``; a mapping missing a selected name;
@@ -174,7 +189,14 @@ class GaussianKernel:
         return cls(model, mean, stds, frozen)
 
     def with_std(self, std: float | Tensor | Mapping[str, float | Tensor]) -> "GaussianKernel":
-        """The same kernel (same mean and frozen tensors) with another scale."""
+        """The same kernel (same mean and frozen tensors) with another scale.
+
+        Args:
+            std: the new scale, in any form :meth:`from_model` takes.
+
+        Returns:
+            A new :class:`GaussianKernel`.
+        """
         if isinstance(std, Mapping):
             stds = {n: _as_std(n, std[n], self.mean[n]) for n in self.names}
         else:
@@ -189,14 +211,23 @@ class GaussianKernel:
 
     @property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The shape of each random parameter, in :attr:`names` order."""
         return tuple(tuple(self.mean[n].shape) for n in self.names)
 
     @property
     def device(self) -> torch.device:
+        """The device of the kernel's tensors."""
         return self.mean[self.names[0]].device
 
     def to(self, device: torch.device | str) -> "GaussianKernel":
-        """A copy on ``device`` (the model is moved too)."""
+        """A copy on ``device`` (the model is moved too).
+
+        Args:
+            device: the target device.
+
+        Returns:
+            A new :class:`GaussianKernel` on it.
+        """
         d = torch.device(device)
         self.model.to(d)
         return GaussianKernel(self.model, {n: t.to(d) for n, t in self.mean.items()},
@@ -204,7 +235,11 @@ class GaussianKernel:
                               {n: t.to(d) for n, t in self.frozen.items()})
 
     def describe(self) -> dict[str, Any]:
-        """Dimension, tensor count and the range of σ (for records)."""
+        """Dimension, tensor count and the range of the scales (for records).
+
+        Returns:
+            ``{"dim", "tensors", "std_min", "std_max"}``.
+        """
         smin = min(float(t.min()) for t in self.std.values())
         smax = max(float(t.max()) for t in self.std.values())
         return {"dim": self.dim, "tensors": len(self.names), "std_min": smin, "std_max": smax}
@@ -214,9 +249,15 @@ class GaussianKernel:
         """``n`` independent draws: dict name -> tensor ``(n, *shape)``.
 
         .. math:: W_j = w + \\sigma \\odot \\varepsilon_j, \\quad \\varepsilon_j \\sim \\mathcal N(0, I).
+
+        Args:
+            n: the number of draws (>= 1).
+            generator: the random generator (``None``: torch's global one).
+
+        Returns:
+            Parameter name -> the ``n`` draws of that tensor.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected an integer >= 1 (number of draws), got {n!r}")
+        n = check_int("n", n, minimum=1, fix="the number of draws")
         out = {}
         for name in self.names:
             m, s = self.mean[name], self.std[name]
@@ -225,7 +266,11 @@ class GaussianKernel:
         return out
 
     def functional(self) -> Callable[[Mapping[str, Tensor], Tensor], Tensor]:
-        """``f(weights, x) -> logits`` with the frozen tensors filled in (model in eval mode)."""
+        """``f(weights, x) -> logits`` with the frozen tensors filled in (model in eval mode).
+
+        Returns:
+            The function of a weight dict (name -> tensor) and an input batch.
+        """
         model, frozen = self.model, self.frozen
 
         def f(weights: Mapping[str, Tensor], x: Tensor) -> Tensor:
@@ -235,7 +280,15 @@ class GaussianKernel:
         return f
 
     def mean_logits(self, x: Tensor, batch_size: int = 1000) -> Tensor:
-        """Logits of the kernel's mean network (its frozen tensors), in batches."""
+        """Logits of the kernel's mean network (its frozen tensors), in batches.
+
+        Args:
+            x: the inputs.
+            batch_size: rows per forward pass.
+
+        Returns:
+            ``(N, C)`` logits.
+        """
         f = self.functional()
         with _eval(self.model), torch.no_grad():
             return torch.cat([f(self.mean, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -262,6 +315,15 @@ def check_compatible(q: GaussianKernel, p: GaussianKernel, *, names: tuple[str, 
 
     Checks: same selected parameter names and shapes; same frozen tensor names; frozen tensors
     (buffers such as BatchNorm running statistics, unselected parameters) exactly equal.
+
+    Args:
+        q: the posterior.
+        p: the prior.
+        names: how the messages call ``q`` and ``p``.
+
+    Raises:
+        TypeError: ``q`` or ``p`` is not a :class:`GaussianKernel`.
+        ValueError: they differ in their parameter space or frozen tensors (the message says how to fix it).
     """
     a, b = names
     if not isinstance(q, GaussianKernel) or not isinstance(p, GaussianKernel):
@@ -290,11 +352,18 @@ def check_compatible(q: GaussianKernel, p: GaussianKernel, *, names: tuple[str, 
 
 
 def kernel_kl(q: GaussianKernel, p: GaussianKernel) -> KernelKL:
-    r"""Closed-form ``KL(Q‖P)`` with its mean/variance split, in float64, tensor by tensor.
+    r"""Closed-form ``KL(Q || P)`` with its mean/variance split, in float64, tensor by tensor.
 
     .. math::
         \mathrm{KL} = \tfrac12\sum_i \frac{(w_{Q,i}-w_{P,i})^2}{\sigma_{P,i}^2}
         + \tfrac12\sum_i \Big(\frac{\sigma_{Q,i}^2}{\sigma_{P,i}^2} - 1 - \ln\frac{\sigma_{Q,i}^2}{\sigma_{P,i}^2}\Big)
+
+    Args:
+        q: the posterior ``Q``.
+        p: the prior ``P``.
+
+    Returns:
+        The :class:`KernelKL`.
 
     Raises:
         ValueError: the kernels do not share a parameter space or frozen tensors (:func:`check_compatible`).
@@ -328,6 +397,19 @@ def draw_logits(kernel: GaussianKernel, x: Tensor, weights: Mapping[str, Tensor]
     Returns a ``(k, N, C)`` tensor. ``mode="vmap"`` vectorises over the ``k`` draws
     (:func:`torch.func.vmap` of :func:`torch.func.functional_call`); ``"loop"`` evaluates them one
     by one. If ``vmap`` fails for a module (an op without a batching rule) the loop is used.
+
+    Args:
+        kernel: the kernel the draws come from.
+        x: the inputs ``(N, ...)``.
+        weights: the draws, name -> ``(k, *shape)`` (:meth:`GaussianKernel.sample`).
+        mode: ``"vmap"`` or ``"loop"``.
+        batch_size: rows of ``x`` per pass.
+
+    Returns:
+        ``(k, N, C)`` logits.
+
+    Raises:
+        ValueError: an unknown ``mode``.
     """
     if mode not in DRAW_MODES:
         raise ValueError(f"mode: expected one of {DRAW_MODES}, got {mode!r}")
@@ -392,7 +474,15 @@ class _LocalReparam(TorchFunctionMode):
 
 def supports_local_reparam(kernel: "GaussianKernel", x: Tensor) -> bool:
     """True when every random parameter enters the network once, through a 2-D ``F.linear``
-    (then :func:`per_example_logits` can use the exact local reparameterisation)."""
+    (then :func:`per_example_logits` can use the exact local reparameterisation).
+
+    Args:
+        kernel: the kernel.
+        x: example inputs (two rows are passed through the network).
+
+    Returns:
+        Whether the local reparameterisation is exact for this network.
+    """
     f = kernel.functional()
     mode = _LocalReparam(kernel, None)
     try:
@@ -412,6 +502,20 @@ def per_example_logits(kernel: GaussianKernel, x: Tensor, generator: torch.Gener
     network). ``"local"`` samples each ``Linear`` layer's outputs exactly (:class:`_LocalReparam`:
     the same law, a fraction of the cost; only when every random parameter is a 2-D ``Linear``
     weight/bias used once). ``"auto"``: local when supported, else explicit.
+
+    Args:
+        kernel: the kernel the draws come from.
+        x: the inputs ``(N, ...)``.
+        generator: the random generator (``None``: torch's global one).
+        chunk: examples per explicit draw.
+        method: ``"auto"``, ``"local"`` or ``"explicit"``.
+        batch_size: rows per pass of the local method.
+
+    Returns:
+        ``(N, C)`` logits, row ``i`` under its own draw.
+
+    Raises:
+        ValueError: an unknown ``method``, or ``"local"`` for a network it is not exact for.
     """
     if method not in ("auto", "local", "explicit"):
         raise ValueError(f"method: expected 'auto', 'local' or 'explicit', got {method!r}")

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import (check_choice, check_finite_array, check_int, check_int_array, check_n_boot, check_nonnegative,
+                       check_open_unit, check_seed)
 from .broja import PIDResult, broja_pid_from_counts
 
 __all__ = [
@@ -107,8 +109,18 @@ def kmeans(
         The centroids, ``(n_clusters, d)``.
 
     Raises:
-        ValueError: ``n_clusters`` exceeds the number of rows.
+        ValueError: ``n_clusters`` below 1 or above the number of rows, ``n_init`` or ``max_iter`` below 1, a
+            negative ``tol``, ``x`` not 2-D or not finite.
+        TypeError: ``rng`` is not a ``numpy.random.Generator``, a count that is not an integer.
     """
+    x = check_finite_array("x", x, ndim=2)
+    n_clusters = check_int("n_clusters", n_clusters, minimum=1)
+    n_init = check_int("n_init", n_init, minimum=1)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    tol = check_nonnegative("tol", tol)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator (np.random.default_rng(seed)), got "
+                        f"{type(rng).__name__}")
     n = x.shape[0]
     if n < n_clusters:
         raise ValueError(f"n_clusters={n_clusters} exceeds the number of training rows ({n})")
@@ -189,6 +201,13 @@ class Discretizer:
         return _sq_dists(self.project(x), self.centroids).argmin(1).astype(np.int64)
 
 
+def _rng(seed: Any) -> np.random.Generator:
+    """A ``numpy.random.Generator`` as given, or seeded from ``seed`` (an integer in [0, 2**32 - 1])."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(check_seed("seed", seed))
+
+
 def fit_discretizer(
     x_train: Any, *, n_components: int = 10, n_clusters: int = 10, seed: int | np.random.Generator = 0
 ) -> Discretizer:
@@ -204,18 +223,22 @@ def fit_discretizer(
         The fitted :class:`Discretizer`.
 
     Raises:
-        ValueError: ``n_components`` or ``n_clusters`` below 1.
+        ValueError: ``n_components`` or ``n_clusters`` below 1, more clusters than rows, a negative seed,
+            ``x_train`` with fewer than 2 axes, no rows or NaN/inf.
+        TypeError: a count that is not an integer, a seed that is neither an int nor a generator.
     """
-    if int(n_components) < 1 or int(n_clusters) < 1:
-        raise ValueError("n_components and n_clusters must be >= 1")
-    rng = np.random.default_rng(seed)
+    n_components = check_int("n_components", n_components, minimum=1)
+    n_clusters = check_int("n_clusters", n_clusters, minimum=1)
+    rng = _rng(seed)
     rows = _l2_rows(_as_rows(x_train, "x_train"))
+    if rows.shape[0] < n_clusters:
+        raise ValueError(f"n_clusters={n_clusters} exceeds the number of training rows ({rows.shape[0]}) of x_train")
     mean = rows.mean(0)
     centred = rows - mean
-    k = min(int(n_components), *centred.shape)
+    k = min(n_components, *centred.shape)
     comps = _randomized_pca(centred, k, rng)
     z = centred @ comps.T
-    cents = kmeans(z, int(n_clusters), rng=rng)
+    cents = kmeans(z, n_clusters, rng=rng)
     return Discretizer(mean=mean, components=comps, centroids=cents)
 
 
@@ -234,14 +257,15 @@ def joint_counts(y: Any, t: Any, s: Any, *, n_classes: int, n_t: int, n_s: int) 
         ``(n_classes, n_t, n_s)`` int64 counts.
 
     Raises:
-        ValueError: unequal lengths or labels out of range.
+        ValueError: unequal lengths, labels out of range or not 1-D, a count below 1.
+        TypeError: labels or counts that are not integers.
     """
-    ya, ta, sa = (np.asarray(v).astype(np.int64).ravel() for v in (y, t, s))
+    sizes = {"n_classes": n_classes, "n_t": n_t, "n_s": n_s}
+    n_classes, n_t, n_s = (check_int(k, v, minimum=1) for k, v in sizes.items())
+    ya, ta, sa = (check_int_array(name, v, 1, 0, k - 1, "labels")
+                  for name, v, k in (("y", y, n_classes), ("t", t, n_t), ("s", s, n_s)))
     if not (ya.size == ta.size == sa.size):
         raise ValueError(f"y, t, s must have equal lengths, got {ya.size}, {ta.size}, {sa.size}")
-    for name, v, k in (("y", ya, n_classes), ("t", ta, n_t), ("s", sa, n_s)):
-        if v.size and (v.min() < 0 or v.max() >= k):
-            raise ValueError(f"{name} labels must lie in [0, {k}); got range [{v.min()}, {v.max()}]")
     flat = (ya * n_t + ta) * n_s + sa
     return np.bincount(flat, minlength=n_classes * n_t * n_s).reshape(n_classes, n_t, n_s).astype(np.float64)
 
@@ -347,31 +371,33 @@ def pid_of_representations(
         bootstrap interval.
 
     Raises:
-        ValueError: bad ``ci``, ``shuffle``, ``n_boot`` or ``n_shuffle``, lengths that differ, or
-            negative labels.
+        ValueError: bad ``ci``, ``shuffle``, ``n_boot`` (< 0 or 1), ``n_shuffle``, ``n_components``,
+            ``n_clusters``, ``seed``; lengths that differ; labels that are negative, not 1-D, or not below
+            ``n_classes``; features with NaN/inf or no rows (all before any fit).
+        TypeError: labels or counts that are not integers.
     """
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1), got {ci}")
-    if shuffle not in ("labels", "student"):
-        raise ValueError(f"shuffle must be 'labels' or 'student', got {shuffle!r}")
-    if n_boot < 0 or n_shuffle < 0:
-        raise ValueError("n_boot and n_shuffle must be >= 0")
-    ytr = np.asarray(y_train).astype(np.int64).ravel()
-    yev = np.asarray(y_eval).astype(np.int64).ravel()
+    ci = check_open_unit("ci", ci)
+    shuffle = check_choice("shuffle", shuffle, ("labels", "student"))
+    n_boot = check_n_boot("n_boot", n_boot)
+    n_shuffle = check_int("n_shuffle", n_shuffle, minimum=0)
+    n_components = check_int("n_components", n_components, minimum=1)
+    n_clusters = check_int("n_clusters", n_clusters, minimum=1)
+    seed = check_seed("seed", seed)
+    ytr = check_int_array("y_train", y_train, 1, 0, what="class labels")
+    yev = check_int_array("y_eval", y_eval, 1, 0, what="class labels")
     ttr, str_ = _as_rows(t_train, "t_train"), _as_rows(s_train, "s_train")
     tev, sev = _as_rows(t_eval, "t_eval"), _as_rows(s_eval, "s_eval")
     if not (ttr.shape[0] == str_.shape[0] == ytr.size):
         raise ValueError(f"t_train, s_train, y_train lengths differ: {ttr.shape[0]}, {str_.shape[0]}, {ytr.size}")
     if not (tev.shape[0] == sev.shape[0] == yev.size):
         raise ValueError(f"t_eval, s_eval, y_eval lengths differ: {tev.shape[0]}, {sev.shape[0]}, {yev.size}")
-    if min(ytr.min(), yev.min()) < 0:
-        raise ValueError("labels must be non-negative integers")
-    k = int(n_classes) if n_classes is not None else int(max(ytr.max(), yev.max())) + 1
+    top = int(max(ytr.max(), yev.max()))
+    k = check_int("n_classes", n_classes, minimum=top + 1) if n_classes is not None else top + 1
     rng = np.random.default_rng(seed)
     disc_t = fit_discretizer(ttr, n_components=n_components, n_clusters=n_clusters, seed=rng)
     disc_s = fit_discretizer(str_, n_components=n_components, n_clusters=n_clusters, seed=rng)
     lt, ls = disc_t.transform(tev), disc_s.transform(sev)
-    nc = int(n_clusters)
+    nc = n_clusters
 
     def pid_of(y: np.ndarray, t: np.ndarray, s: np.ndarray) -> PIDResult:
         return broja_pid_from_counts(joint_counts(y, t, s, n_classes=k, n_t=nc, n_s=nc), **pid_kwargs)

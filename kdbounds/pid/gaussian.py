@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._checks import check_square_matrix
+from .._checks import check_int, check_square_matrix
 from .broja import PIDResult, _check_units
 
 __all__ = ["gaussian_mi", "gaussian_pid"]
@@ -33,13 +33,31 @@ def _logdet(a: np.ndarray, what: str) -> float:
     return float(2.0 * np.sum(np.log(np.diag(chol))))
 
 
-def _validate_cov(cov: Any, dims: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:
+def _symmetric_cov(cov: Any) -> np.ndarray:
     c = check_square_matrix("cov", cov)
     if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12):
         raise ValueError("cov must be symmetric; pass (cov + cov.T) / 2")
-    d = tuple(int(x) for x in dims)
-    if len(d) != 3 or min(d) < 1:
+    return c
+
+
+def _indices(name: str, idx: Any, n: int) -> list[int]:
+    """A non-empty list of distinct integer indices into ``n`` coordinates."""
+    if isinstance(idx, (str, bytes)) or not hasattr(idx, "__len__"):
+        raise TypeError(f"{name}: expected a sequence of coordinate indices, got {type(idx).__name__}")
+    out = [check_int(name, i, minimum=0, maximum=n - 1) for i in idx]
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"{name}: expected a non-empty list of distinct indices into the {n} coordinates, got "
+                         f"{list(idx)!r}")
+    return out
+
+
+def _validate_cov(cov: Any, dims: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:
+    c = _symmetric_cov(cov)
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__len__"):
+        raise TypeError(f"dims: expected three block sizes (dy, dt, ds), got {type(dims).__name__} {dims!r}")
+    if len(dims) != 3:
         raise ValueError(f"dims must be three positive block sizes (dy, dt, ds), got {dims!r}")
+    d = tuple(check_int("dims", x, minimum=1) for x in dims)
     if sum(d) != c.shape[0]:
         raise ValueError(f"dims {d} sum to {sum(d)} but cov is {c.shape[0]}x{c.shape[0]}; dims must match cov")
     return c, d  # type: ignore[return-value]
@@ -59,10 +77,17 @@ def gaussian_mi(cov: Any, a: Sequence[int], b: Sequence[int]) -> float:
 
     Returns:
         :math:`I(X_a; X_b)` in nats.
+
+    Raises:
+        ValueError: ``cov`` not square, finite, symmetric or positive definite on the blocks; ``a`` or ``b``
+            empty, out of range, with repeated indices, or overlapping.
+        TypeError: indices that are not integers.
     """
-    c = np.asarray(cov, dtype=np.float64)
-    a = list(a)
-    b = list(b)
+    c = _symmetric_cov(cov)
+    a = _indices("a", a, c.shape[0])
+    b = _indices("b", b, c.shape[0])
+    if set(a) & set(b):
+        raise ValueError(f"b: expected indices disjoint from a's, got {sorted(set(a) & set(b))} in both")
     ab = a + b
     return 0.5 * (
         _logdet(c[np.ix_(a, a)], "first")
@@ -82,6 +107,11 @@ def gaussian_pid(cov: Any, dims: Sequence[int] = (1, 1, 1), *, units: str = "nat
     Returns:
         :class:`~kdbounds.pid.broja.PIDResult` with ``solver="closed_form"`` (``mi_yts_q`` holds
         :math:`I(Y;T) + I(Y;S) - \mathrm{Red}`, the BROJA analogue).
+
+    Raises:
+        ValueError: ``cov`` not square, finite, symmetric or positive definite; ``dims`` not three sizes
+            >= 1 that add up to its size; bad ``units``.
+        TypeError: ``dims`` not a sequence of integers.
     """
     units = _check_units(units)
     c, (dy, dt, ds) = _validate_cov(cov, dims)

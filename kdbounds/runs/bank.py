@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from ..distill.config import TrainConfig
 from ..distill.recipe_settings import RECIPES
+from .cache_layout import bank_root  # the one cache layout (re-exported: kdbounds.bank_root)
 
 __all__ = ["BankTeacher", "bank_root", "bank_teacher", "bank_teacher_on_split"]
 
@@ -93,23 +94,6 @@ class BankTeacher:
         """A readable name, e.g. ``airbench94-fast-e10-s0``."""
         sub = "" if self.n_per_class is None else f"-n{self.n_per_class}"
         return f"{self.arch}-{self.recipe}-e{self.epochs}-s{self.seed}{sub}"
-
-
-def bank_root(root: str | os.PathLike | None = None) -> Path:
-    """The bank's folder (module docstring).
-
-    Args:
-        root: an explicit folder (wins).
-
-    Returns:
-        The folder (not created).
-    """
-    if root is not None:
-        return Path(root)
-    if os.environ.get("KDBOUNDS_BANK"):
-        return Path(os.environ["KDBOUNDS_BANK"])
-    base = os.environ.get("KDBOUNDS_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "kdbounds") / "bank"
 
 
 def bank_teacher(spec: BankTeacher, root: str | os.PathLike | None = None, data: Sequence[Any] | None = None,

@@ -34,36 +34,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .._io import arrays_sha256, atomic_write_json, file_sha256, read_json
+from .._io import arrays_sha256, atomic_write_json, file_sha256, json_sha256, read_json
 from ..distill.config import TrainConfig
 from ..distill.methods import coerce_hparams, get_method
 from ..distill.trainer import CHECKPOINT, MODEL, RESULT, EpochInfo, TrainResult, train
+from .cache_layout import resolve_cache_root  # the one default layout (re-exported: studies import it from here)
 
 #: the run's record of its id, the id's ingredients and (once finished) its model's SHA-256
 RUN_META = "run.json"
 
 __all__ = ["RUN_META", "resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key",
            "train_cached", "load_cached", "run_damage"]
-
-
-def resolve_cache_root(out_dir: str | os.PathLike, cache_root: str | os.PathLike | None) -> Path:
-    """The run cache of a study writing to ``out_dir``.
-
-    Args:
-        out_dir: the study's output folder.
-        cache_root: an explicit cache folder, or ``None``.
-
-    Returns:
-        ``cache_root`` when given, else ``out_dir/../cache`` (so the presets of one study share models).
-    """
-    return Path(cache_root) if cache_root is not None else Path(out_dir).parent / "cache"
 
 
 def data_fingerprint(data: Sequence[Any]) -> str:
@@ -152,7 +139,8 @@ def run_key(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
 
 def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
            data: Sequence[Any] | None = None, _key: dict[str, Any] | None = None) -> str:
-    """12-hex-digit id of the run: the start of the SHA-256 of :func:`run_key`'s canonical JSON.
+    """12-hex-digit id of the run: the start of the SHA-256 of :func:`run_key`'s canonical JSON
+    (:func:`kdbounds._io.json_sha256`; ids pinned by ``tests/runs/test_run_ids_pinned.py``).
 
     Args:
         cfg, teacher_ckpt, data: as for :func:`run_key`.
@@ -162,8 +150,7 @@ def run_id(cfg: TrainConfig, teacher_ckpt: str | os.PathLike | None = None,
         12 hex digits.
     """
     key = _key if _key is not None else run_key(cfg, teacher_ckpt, data)
-    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_sha256(key)[:12]
 
 
 def run_dir(cfg: TrainConfig, cache_root: str | os.PathLike, teacher_ckpt: str | os.PathLike | None = None,

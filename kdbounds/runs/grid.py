@@ -35,6 +35,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._checks import check_int, check_seed
 from .sweep import RunSpec
 
 __all__ = ["DataSpec", "TeacherRecipe", "Timed", "load_data", "test_subset", "train_run", "train_spec", "train_timed",
@@ -69,15 +70,11 @@ class DataSpec:
             raise ValueError(f"DataSpec.name: expected 'cifar10' or 'cifar100', got {self.name!r}")
         if self.root is not None and not isinstance(self.root, str):
             object.__setattr__(self, "root", os.fspath(self.root))
-        if self.n_test is not None and (isinstance(self.n_test, bool) or not isinstance(self.n_test, int)
-                                        or self.n_test < 10):
-            raise ValueError(f"DataSpec.n_test: expected an integer >= 10 or None, got {self.n_test!r}")
-        for f in ("n_per_class", "test_per_class"):
+        for f, low in (("n_test", 10), ("n_per_class", 1), ("test_per_class", 1)):
             v = getattr(self, f)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"DataSpec.{f}: expected a positive integer or None, got {v!r}")
-        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int) or self.subset_seed < 0:
-            raise ValueError(f"DataSpec.subset_seed: expected an integer >= 0, got {self.subset_seed!r}")
+            if v is not None:
+                object.__setattr__(self, f, check_int(f"DataSpec.{f}", v, minimum=low, fix="or None (all)"))
+        object.__setattr__(self, "subset_seed", check_seed("DataSpec.subset_seed", self.subset_seed))
         if self.n_test is not None and self.test_per_class is not None:
             raise ValueError(f"DataSpec: n_test={self.n_test} and test_per_class={self.test_per_class} both cut "
                              "the test split; give one")

@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from .._checks import check_nonnegative
 from .._io import atomic_write_json, read_json
 
 __all__ = ["LOCK_SUFFIX", "LOCK_TIMEOUT_ENV", "RESULT_NAME", "RunLockTimeout", "compute_once", "holder_path",
@@ -65,6 +66,12 @@ class RunLockTimeout(TimeoutError):
 
 def lock_path(run_dir: str | os.PathLike) -> Path:
     """``<parent>/.<name>.lock`` for the run folder ``<parent>/<name>`` (see the module protocol).
+
+    Args:
+        run_dir: the run folder (need not exist).
+
+    Returns:
+        The lock file's path, next to the folder.
 
     Raises:
         ValueError: ``run_dir`` has no name (``/``, ``.``, empty).
@@ -137,10 +144,8 @@ def lock_timeout_from_env() -> float | None:
 def _check_timeout(timeout: Any) -> float | None:
     if timeout is None:
         return lock_timeout_from_env()
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0 \
-            or timeout == float("inf"):
-        raise ValueError(f"timeout: expected None or a finite number of seconds >= 0, got {timeout!r}")
-    return float(timeout)
+    return check_nonnegative("timeout", timeout, fix="seconds, or None to wait without a limit "
+                                                     f"(unless ${LOCK_TIMEOUT_ENV} sets one)")
 
 
 def _wait(lock: Any, run_dir: str | os.PathLike, lp: Path, timeout: float | None, notice_after: float | None) -> None:
@@ -231,6 +236,14 @@ def publish(run_dir: str | os.PathLike, result: Any, name: str = RESULT_NAME) ->
     After this call the run is finished for every reader (see the module protocol). Call it last,
     after every other file of the run is written.
 
+    Args:
+        run_dir: the run folder.
+        result: anything :func:`kdbounds._io.to_jsonable` accepts.
+        name: the file name (default ``result.json``).
+
+    Returns:
+        The written file's path.
+
     Raises:
         TypeError: ``result`` cannot be written as JSON.
     """
@@ -238,12 +251,27 @@ def publish(run_dir: str | os.PathLike, result: Any, name: str = RESULT_NAME) ->
 
 
 def is_published(run_dir: str | os.PathLike, name: str = RESULT_NAME) -> bool:
-    """Whether ``run_dir/name`` exists, i.e. the run is finished."""
+    """Whether ``run_dir/name`` exists, i.e. the run is finished.
+
+    Args:
+        run_dir: the run folder.
+        name: the published file's name.
+
+    Returns:
+        True when the run is finished.
+    """
     return (Path(run_dir) / name).is_file()
 
 
 def read_published(run_dir: str | os.PathLike, name: str = RESULT_NAME) -> Any | None:
     """The published JSON of ``run_dir``, or ``None`` when the run is not finished.
+
+    Args:
+        run_dir: the run folder.
+        name: the published file's name.
+
+    Returns:
+        The parsed result, or ``None``.
 
     Raises:
         ValueError: the file exists but is not valid JSON (names the file and the fix).

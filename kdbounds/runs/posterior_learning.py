@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from kdbounds._checks import check_choice
+from kdbounds._checks import check_bool, check_choice, check_positive
 from kdbounds._data import as_batches
 from kdbounds._progress import progress_bar
 from kdbounds._torch import eval_mode
@@ -157,9 +157,8 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
                         f"{type(teacher).__name__}")
     if method == "pbb" and teacher is not None:
         raise ValueError("teacher: method 'pbb' uses no teacher; pass method='pbkd' to distil from it, or drop it")
-    if sigma_init is not None and not (isinstance(sigma_init, (int, float)) and not isinstance(sigma_init, bool)
-                                       and sigma_init > 0):
-        raise ValueError(f"sigma_init: expected a number > 0 or None (the prior's scales), got {sigma_init!r}")
+    if sigma_init is not None:
+        sigma_init = check_positive("sigma_init", sigma_init, fix="or None (the prior's scales)")
     given = {"objective": objective, "n_bound": n_bound, "delta": delta, "p_min": p_min, "kl_weight": kl_weight,
              "sigma_init": 0.0 if sigma_init is None else sigma_init}
     defaults = dict(OBJECTIVE_DEFAULTS)
@@ -168,8 +167,7 @@ def learn_posterior(model: nn.Module, prior: GaussianKernel, data: Any, *, n_bou
         defaults.update(KD_DEFAULTS)
     hp = coerce_hparams(method, defaults, given)
     check_objective_hparams(hp, method)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected True or False, got {type(progress).__name__}")
+    progress = check_bool("progress", progress)
     cfg = _optimiser_config(model, method, epochs, lr, momentum, weight_decay, nesterov, schedule, milestones,
                             lr_gamma, seed, grad_clip, batch_size)
     batches = as_batches(data, "data", batch_size=batch_size)

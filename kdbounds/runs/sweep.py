@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import hashlib
-import json
 import os
 import pickle
 import re
@@ -48,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .._io import atomic_write_bytes, atomic_write_json, dumps_strict
+from .._checks import check_int, check_nonnegative
+from .._io import atomic_write_bytes, atomic_write_json, bytes_sha256, canonical_json, json_sha256
 from .._progress import progress_bar
 from .locking import compute_once
 
@@ -146,6 +145,12 @@ def topological_order(specs: Sequence[RunSpec]) -> list[RunSpec]:
     Among the runs that are ready, the one listed first in ``specs`` comes first, so a list that is
     already ordered is returned unchanged.
 
+    Args:
+        specs: the sweep's runs.
+
+    Returns:
+        The same runs, dependencies first.
+
     Raises:
         TypeError: an element is not a :class:`RunSpec`, or a function is not module-level/picklable.
         ValueError: a key appears twice, a dependency names no run of the sweep, or runs form a cycle
@@ -204,8 +209,9 @@ def _find_cycle(specs: Sequence[RunSpec], remaining: Mapping[str, int]) -> str:
 
 
 def _canonical(x: Any) -> str:
+    """:func:`~kdbounds._io.canonical_json`, or ``repr`` for what has no JSON form (a function, a module)."""
     try:
-        return dumps_strict(x, indent=None, sort_keys=True)
+        return canonical_json(x)
     except (TypeError, ValueError):
         return repr(x)
 
@@ -218,15 +224,20 @@ PRESENTATION_KWARGS = frozenset({"progress"})
 
 def spec_fingerprints(order: Sequence[RunSpec]) -> dict[str, str]:
     """``{key: SHA-256 hex}`` over each run's function name, kwargs (less :data:`PRESENTATION_KWARGS`)
-    and its dependencies' fingerprints.
+    and its dependencies' fingerprints (:func:`kdbounds._io.json_sha256`).
 
-    ``order`` must be topological (:func:`topological_order`)."""
+    Args:
+        order: the runs in a topological order (:func:`topological_order`).
+
+    Returns:
+        Each run's fingerprint by key.
+    """
     fps: dict[str, str] = {}
     for s in order:
         kwargs = {k: v for k, v in s.kwargs.items() if k not in PRESENTATION_KWARGS}
         body = {"fn": f"{s.fn.__module__}:{s.fn.__qualname__}", "kwargs": _canonical(kwargs),
                 "deps": {d: fps[d] for d in s.deps}}
-        fps[s.key] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        fps[s.key] = json_sha256(body)
     return fps
 
 
@@ -247,14 +258,28 @@ class ResultStore:
         return (ResultStore, (os.fspath(self.root),))
 
     def run_dir(self, key: str) -> Path:
-        """The folder of run ``key``."""
+        """The folder of run ``key``: ``root/key``, or a sanitised name plus a hash of the key.
+
+        Args:
+            key: the run's key.
+
+        Returns:
+            The folder (not created).
+        """
         if _SAFE_KEY.match(key) and len(key) <= 120:
             return self.root / key
         safe = re.sub(r"[^A-Za-z0-9._=+,@-]", "_", key)[:80].lstrip(".") or "run"
-        return self.root / f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        return self.root / f"{safe}-{bytes_sha256(key.encode())[:10]}"
 
     def load(self, key: str, fingerprint: str) -> dict[str, Any] | None:
         """The stored payload of ``key`` if published with this ``fingerprint``, else ``None``.
+
+        Args:
+            key: the run's key.
+            fingerprint: its spec's fingerprint (:func:`spec_fingerprints`); another one means stale.
+
+        Returns:
+            ``{"key", "fingerprint", "result"}``, or ``None``.
 
         Raises:
             ValueError: the file exists but cannot be unpickled (names the file and the fix).
@@ -272,7 +297,13 @@ class ResultStore:
         return payload
 
     def save(self, key: str, payload: Mapping[str, Any], info: Mapping[str, Any]) -> None:
-        """Publish ``payload`` (atomically, last) after writing ``info`` to ``run.json``."""
+        """Publish ``payload`` (atomically, last) after writing ``info`` to ``run.json``.
+
+        Args:
+            key: the run's key.
+            payload: ``{"key", "fingerprint", "result"}`` (pickled).
+            info: a strict-JSON description for humans.
+        """
         d = self.run_dir(key)
         atomic_write_json(d / _INFO_FILE, info)
         atomic_write_bytes(d / _RESULT_FILE, pickle.dumps(dict(payload), protocol=pickle.HIGHEST_PROTOCOL))
@@ -356,13 +387,11 @@ def _check_args(executor: str, workers: int | None, address: str | None, threads
     if executor not in EXECUTORS:
         raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     for name, v in (("workers", workers), ("threads", threads)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name}: expected a positive integer (or None), got {v!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
-    if gpus_per_run is not None and (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
-                                     or not 0 <= gpus_per_run < float("inf")):
-        raise ValueError(f"gpus_per_run: expected a number >= 0 (or None for automatic), got {gpus_per_run!r}")
+        if v is not None:
+            check_int(name, v, minimum=1, fix="or None")
+    check_int("max_retries", max_retries, minimum=0)
+    if gpus_per_run is not None:
+        check_nonnegative("gpus_per_run", gpus_per_run, fix="or None (automatic)")
     if executor == "local":
         if workers not in (None, 1):
             raise ValueError(f"workers={workers}: the local executor runs one run at a time; "
@@ -547,7 +576,11 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the executor flags every experiment script shares: ``--executor``, ``--workers``,
-    ``--address``, ``--threads``, ``--max-retries`` (read them back with :func:`sweep_options`)."""
+    ``--address``, ``--threads``, ``--max-retries`` (read them back with :func:`sweep_options`).
+
+    Args:
+        parser: the script's parser (a group is added to it).
+    """
     from .. import _cli_types as T  # the one set of typed converters
 
     g = parser.add_argument_group("execution (see docs/sweeps.md)")
@@ -652,6 +685,12 @@ def check_execution(ns: argparse.Namespace) -> None:
 
 def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`run_sweep` keyword arguments from flags added by :func:`add_sweep_arguments`.
+
+    Args:
+        args: the parsed flags (``--lock-timeout``, where the parser has it, is exported to every run lock).
+
+    Returns:
+        ``{"executor", "workers", "address", "threads", "max_retries"}``.
 
     Raises:
         ValueError: an inconsistent combination (e.g. ``--workers 4`` with ``--executor local``),

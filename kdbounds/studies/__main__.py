@@ -8,6 +8,11 @@ a generic command line is built from the study's ``PRESETS``: the common options
 
     kdbounds-study --list
     kdbounds-study functional_transfer --preset smoke --executor ray --workers 2
+    kdbounds-study --clean --dry-run          # what the run caches under results/ hold; without --dry-run: free them
+
+Presets share one vocabulary (``smoke``, ``cpu`` (the default), ``scale``, ``gpu``; see
+:mod:`kdbounds.studies._cli`); the old names ``default`` and ``paper`` still work and say their new name.
+``--clean`` is :func:`kdbounds.runs.cache_layout.main` (``kdbounds-study --clean --help``).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def _generic_main(study: ModuleType, name: str, argv: Sequence[str]) -> int:
     from . import _cli
 
     presets = study.PRESETS
-    default = next((p for p in ("default", "cpu") if p in presets), next(iter(presets)))
+    default = "cpu" if "cpu" in presets else next(iter(presets))
     parser = _cli.study_parser(study.__doc__ or name, presets, default)
     parser.prog = f"kdbounds-study {name}"
     base = presets[default]
@@ -64,32 +69,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kdbounds-study``.
 
     Args:
-        argv: ``[name, *options]`` (default ``sys.argv[1:]``); ``--list`` prints the studies.
+        argv: ``[name, *options]`` (default ``sys.argv[1:]``); ``--list`` prints the studies; ``--clean
+            [options]`` frees run caches (:func:`kdbounds.runs.cache_layout.main`).
 
     Returns:
-        The process exit status.
+        The process exit status (130 after Ctrl-C or SIGTERM, with one line on stderr).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     names = available_studies()
-    usage = f"usage: kdbounds-study {{{','.join(names)}}} [options]   (kdbounds-study <name> --help)"
+    usage = (f"usage: kdbounds-study {{{','.join(names)}}} [options]   (kdbounds-study <name> --help)\n"
+             f"       kdbounds-study --list | --clean [--cache-root DIR] [--bank] [--dry-run]")
     if not argv or argv[0] in ("-h", "--help"):
         print(usage + "\n\n" + (__doc__ or "").split("\n\n")[0])
         return 0 if argv else 2
     if argv[0] == "--list":
         print("\n".join(names))
         return 0
+    if argv[0] == "--clean":
+        from ..runs.cache_layout import main as clean_main
+
+        return clean_main(argv[1:])
     name, rest = argv[0].replace("-", "_"), argv[1:]
     if name not in names:
         print(f"kdbounds-study: unknown study {argv[0]!r}; expected one of {', '.join(names)}\n{usage}",
               file=sys.stderr)
         return 2
-    script = _EXPERIMENTS / f"{name}.py"
-    if script.is_file():
-        spec = importlib.util.spec_from_file_location(f"_kdbounds_experiment_{name}", script)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return int(mod.main(rest) or 0)
-    return _generic_main(importlib.import_module(f"kdbounds.studies.{name}"), name, rest)
+    from .._interrupts import signals_end_the_run
+
+    try:  # the study's own line once it runs (_cli.main); this one while it is imported and parsed
+        with signals_end_the_run():
+            script = _EXPERIMENTS / f"{name}.py"
+            if script.is_file():
+                spec = importlib.util.spec_from_file_location(f"_kdbounds_experiment_{name}", script)
+                mod = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(mod)
+                return int(mod.main(rest) or 0)
+            return _generic_main(importlib.import_module(f"kdbounds.studies.{name}"), name, rest)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: kdbounds-study {name} stopped (finished trainings stay in the run cache); run the "
+              f"same command again to resume", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

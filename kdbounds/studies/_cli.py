@@ -5,6 +5,19 @@ Common options: ``--preset``, ``--out``, ``--cache-root``, ``--device``, ``--see
 the given options to the preset's frozen config (unset options keep the preset's value) and
 :func:`main` runs the study and prints where it wrote.
 
+**One preset vocabulary** (:data:`PRESET_VOCABULARY`): ``smoke`` (CI, under a minute), ``cpu`` (the default
+main run on a 2-core CPU, minutes), ``scale`` (reviewer scale on this CPU, hours), ``gpu`` (GPU-sized), and
+``smoke-<name>`` for the one-minute version of preset ``<name>``; a study offers the ones that make sense
+for it. The old names (:data:`DEPRECATED_PRESETS`: ``default``, ``paper``) still work and print one line
+naming the new name (:func:`canonical_preset`).
+
+**One cache layout**: the run cache (trained models, measurement records) of a study writing to ``--out
+OUT`` is ``--cache-root``, by default ``OUT/../cache`` (:func:`kdbounds.runs.cache_layout.resolve_cache_root`: with the default
+``--out results/<study>/<preset>`` that is ``results/<study>/cache``, shared by the study's presets).
+Decoded data arrays and the teacher bank live in the user cache ``$KDBOUNDS_CACHE`` (default
+``~/.cache/kdbounds``: ``data/`` and ``bank/``). ``kdbounds-study --clean`` lists and frees run caches
+(:mod:`kdbounds.runs.cache_layout`).
+
 A study module imports torch at its top, which costs seconds. A script therefore parses its command
 line first and imports the study after: :func:`module_names` reads the preset names (and any other
 literal tuple of names, such as a study's ``METHODS``) from the study's source, without importing it,
@@ -15,25 +28,89 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import errno
 import importlib
 import importlib.util
-import signal
 import sys
-import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .. import _cli_types as T
+from .._interrupts import signals_end_the_run
 
-__all__ = ["study_parser", "module_names", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
-           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data", "arch", "readme_block_main"]
+__all__ = ["PRESET_VOCABULARY", "DEPRECATED_PRESETS", "canonical_preset", "add_deprecated_preset_flag",
+           "study_parser", "module_names", "add_overrides", "add_execution_arguments", "config_from_args", "default_out",
+           "check_output_paths", "execution_kwargs", "main", "user_data_dir", "with_data", "arch",
+           "readme_block_main"]
 
 COMMON = ("device", "seed", "data_root")
+
+#: the preset names every study draws from (a study may also have ``smoke-<name>``, the one-minute version of
+#: ``<name>``): ``smoke`` CI, under a minute; ``cpu`` the default main run on a 2-core CPU, minutes; ``scale``
+#: reviewer scale on a CPU, hours; ``gpu`` GPU-sized
+PRESET_VOCABULARY = ("smoke", "cpu", "scale", "gpu")
+
+#: old preset names that still work, each with the name it has now (a study uses an alias only when it has the new
+#: name and not the old one)
+DEPRECATED_PRESETS = {"default": "cpu", "paper": "gpu"}
+
+
+def canonical_preset(name: str, presets: Collection[str], flag: str = "--preset") -> str:
+    """The preset's current name: ``name`` itself, or for a deprecated name (:data:`DEPRECATED_PRESETS`) the
+    new one, saying so in one line on stderr.
+
+    Args:
+        name: the name given.
+        presets: the study's ``PRESETS`` (or their names).
+        flag: how the name was given, for the line (``--preset default``, ``--quick``).
+
+    Returns:
+        The name to look up (unchanged when it is a preset, or unknown: the caller's check names the valid ones).
+    """
+    if name in presets:
+        return name
+    new = DEPRECATED_PRESETS.get(name)
+    if new is None or new not in presets:
+        return name
+    shown = f"{flag} {name}" if flag == "--preset" else flag
+    print(f"{shown} is deprecated: that preset is now called {new!r} (the same settings); use --preset {new}",
+          file=sys.stderr, flush=True)
+    return new
+
+
+class _DeprecatedPresetFlag(argparse.Action):
+    """A flag that stands for ``--preset NAME`` (e.g. ``--quick``): sets the preset and says it is deprecated."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, preset: str = "smoke", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+        self.preset = preset
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{option_string} is deprecated: use --preset {self.preset} (the same settings)", file=sys.stderr,
+              flush=True)
+        namespace.preset = self.preset
+
+
+def add_deprecated_preset_flag(parser: argparse.ArgumentParser, flag: str, preset: str) -> None:
+    """Keep an old flag that chose a preset (``--quick`` for ``--preset smoke``) working, with one line saying so.
+
+    Args:
+        parser: a :func:`study_parser`.
+        flag: the old flag (``--quick``).
+        preset: the preset it stands for.
+
+    Raises:
+        ValueError: ``preset`` is not one of the parser's presets.
+    """
+    choices = next(a.choices for a in parser._actions if a.dest == "preset")
+    if preset not in choices:
+        raise ValueError(f"preset: expected one of {sorted(choices)}, got {preset!r}")
+    parser.add_argument(flag, action=_DeprecatedPresetFlag, preset=preset, dest="preset",
+                        help=f"deprecated: the same as --preset {preset}")
 
 
 def study_parser(doc: str, presets: Collection[str], default_preset: str) -> argparse.ArgumentParser:
@@ -56,11 +133,18 @@ def study_parser(doc: str, presets: Collection[str], default_preset: str) -> arg
     head, _, tail = doc.strip().partition("\n\n")
     p = argparse.ArgumentParser(description=head, epilog=tail or None,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(presets), default=default_preset)
+    names = tuple(presets)
+    old = [f"{o} = {n}" for o, n in DEPRECATED_PRESETS.items() if n in names and o not in names]
+    p.add_argument("--preset", choices=sorted(names), default=default_preset,
+                   type=lambda text: canonical_preset(text, names),
+                   help=f"the study's size (default {default_preset})"
+                        + (f"; deprecated names still accepted: {', '.join(old)}" if old else ""))
     p.add_argument("--out", type=T.writable_dir, default=None,
                    help="output folder (default results/<study>/<preset>)")
     p.add_argument("--cache-root", type=T.writable_dir, default=None,
-                   help="trained-model cache (default <out>/../cache); finished runs are reused")
+                   help="run cache: trained models and measurements, reused by every later run (default "
+                        "<out>/../cache, i.e. results/<study>/cache with the default --out, shared by the presets; "
+                        "free it with kdbounds-study --clean)")
     p.add_argument("--device", type=T.device, default=None, help="auto, cpu or cuda[:k] (default: the preset's)")
     p.add_argument("--seed", type=T.seed, default=None, help=f"base seed in [0, {T.SEED_MAX}] (default: the preset's)")
     p.add_argument("--data-root", type=T.data_root, default=None,
@@ -293,20 +377,22 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
     """
     # absolute paths: runs on a cluster (--address) may execute in workers with another working directory
     out = (Path(args.out) if args.out else default_out(name, args.preset)).expanduser().resolve()
-    cache_root = Path(args.cache_root).expanduser().resolve() if args.cache_root else None
+    from ..runs.cache_layout import resolve_cache_root
+
+    cache_root = resolve_cache_root(out, Path(args.cache_root).expanduser() if args.cache_root else None).resolve()
     check_output_paths(out, cache_root)
     kwargs = execution_kwargs(study, name, args)
-    config = with_data(config, download=not getattr(args, "no_download", False),
-                       progress=not args.no_progress)
-    if getattr(config, "data_root", None) is not None:
-        config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
     try:
-        with _signals_end_the_run():
+        with signals_end_the_run():  # Ctrl-C and SIGTERM: one line, from the data check (a download) on
+            config = with_data(config, download=not getattr(args, "no_download", False),
+                               progress=not args.no_progress)
+            if getattr(config, "data_root", None) is not None:
+                config = dataclasses.replace(config, data_root=str(Path(config.data_root).expanduser().resolve()))
             result = study.run(config, out, cache_root=cache_root, progress=not args.no_progress, **kwargs)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished training is kept in the run cache "
-              f"({cache_root or Path(out).parent / 'cache'}); run the same command again to resume", file=sys.stderr,
-              flush=True)
+        print(f"\ninterrupted: every finished training, and the last finished epoch of one in progress, is kept in "
+              f"the run cache ({cache_root or Path(out).parent / 'cache'}); run the same command again to resume",
+              file=sys.stderr, flush=True)
         return 130
     except _one_line_errors() as e:  # the user's data, cluster or lock, not a bug: one line that names it
         raise SystemExit(f"error: {e}") from None
@@ -331,23 +417,6 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
 
 
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES})
-
-
-@contextlib.contextmanager
-def _signals_end_the_run() -> Any:
-    """SIGTERM ends the run like Ctrl-C (``KeyboardInterrupt``), so both end with one line (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def execution_kwargs(study: ModuleType, name: str, args: argparse.Namespace) -> dict[str, Any]:

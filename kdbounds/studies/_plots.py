@@ -18,7 +18,7 @@ from typing import Any
 
 from .._io import atomic_write_bytes
 
-__all__ = ["VERDICT_COLOURS", "CHECK_LABELS", "LOSS_LABELS", "QUANTITY_LABELS", "plot_sharpness_vs_gap",
+__all__ = ["VERDICT_COLOURS", "CHECK_LABELS", "LOSS_LABELS", "QUANTITY_LABELS", "UNDEFINED", "plot_sharpness_vs_gap",
            "sharpness_vs_gap_figure", "plot_bound_vs_observed", "bound_vs_observed_figure", "format_table", "plt_figure",
            "save_figure"]
 
@@ -277,6 +277,10 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
     return save_figure(bound_vs_observed_figure(reports), path)
 
 
+#: what a table shows for a value that is not defined (``None``, NaN): never "None" or "nan"
+UNDEFINED = "—"
+
+
 def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: str = ".4g") -> str:
     """A GitHub-markdown table of ``cols`` from ``rows``.
 
@@ -286,9 +290,12 @@ def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: 
         floatfmt: format of float cells.
 
     Returns:
-        The table as text.
+        The table as text; a value that is not defined (``None``, NaN) is shown as :data:`UNDEFINED` ("—"; the
+        caller says why, e.g. in a ``note`` column), never as "None" or "nan".
     """
     def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return UNDEFINED
         if isinstance(v, float):
             return format(v, floatfmt)
         return str(v)

@@ -93,15 +93,23 @@ def provenance(data_root: str | os.PathLike | None = None, dataset: str = "cifar
     return {"kdbounds_version": kdbounds.__version__, "git": git_commit(), "data": data}
 
 
-def with_provenance(payload: Mapping[str, Any]) -> dict[str, Any]:
+def with_provenance(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``payload`` with ``"provenance"`` added, read from its ``config`` (``data_root``, ``dataset``).
 
     Args:
         payload: a study result's ``to_dict()``.
+        data: the data source's record when it is not a data set on disk (a study on generated data says
+            what generated it, e.g. ``{"name": "linear-Gaussian", "kind": "synthetic", "seeds": [0, 1]}``);
+            ``None``: the data set the config names, found as the loader finds it.
 
     Returns:
         A new dict: the payload and its provenance.
     """
+    if data is not None:
+        import kdbounds
+
+        return {**payload, "provenance": {"kdbounds_version": kdbounds.__version__, "git": git_commit(),
+                                          "data": dict(data)}}
     cfg = payload.get("config") or {}
     cfg = cfg if isinstance(cfg, Mapping) else {}
     return {**payload, "provenance": provenance(cfg.get("data_root"), cfg.get("dataset") or "cifar10")}

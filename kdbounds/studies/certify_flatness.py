@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_open_unit, check_positive
+from .._checks import check_choice, check_int, check_nonnegative, check_open_unit, check_positive
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from ..certificates.bounds import check_confidences
 from ..runs.grid import TeacherRecipe
@@ -90,6 +90,7 @@ from ._provenance import with_provenance
 
 __all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness", "flatness_figure",
            "relative_std", "weight_layers", "Config", "PRESETS", "Result", "run", "training_specs", "write_results",
+           "unstable_scales", "posterior_loss_note",
            "plot_flatness", "summary", "kendall_report", "sigma_tolerated", "measure_teacher", "KENDALL_LEVELS"]
 
 POSTERIORS = ("pbkd", "pbb")
@@ -125,8 +126,8 @@ class Config:
         recipes: the teachers' recipes; seeds: training seeds (teachers = recipes × seeds).
         teacher_epochs: epochs of each teacher (cross-entropy on ``D_T``, cosine schedule).
         posteriors: which learnt posteriors to certify (``pbkd``, ``pbb``); posterior_epochs, posterior_lr,
-            posterior_batch_size: their training; objective: ``fquad``/``fclassic``; pbkd_alpha, kd_T: the
-            KD term of ``pbkd`` (the teacher is the prior itself).
+            posterior_batch_size: their training; objective: ``fquad``/``fclassic``; pbkd_alpha, T: the
+            KD term of ``pbkd`` (the teacher is the prior itself; ``T`` is the KD temperature, the method's own name).
         scale_low, scale_high, n_scales: the ``sigma_P`` grid (``J = n_scales`` log-spaced values).
         delta, delta_mc, p_min: certificate parameters; n_draws / test_draws: Monte Carlo passes over
             ``D_S`` / the test images (per-example draws).
@@ -158,7 +159,7 @@ class Config:
     posterior_batch_size: int = 128
     objective: str = "fquad"
     pbkd_alpha: float = 0.1
-    kd_T: float = 4.0
+    T: float = 4.0
     scale_low: float = 2.5e-3
     scale_high: float = 4e-2
     n_scales: int = 5
@@ -201,9 +202,7 @@ class Config:
         for r in self.recipes:
             check_positive(f"recipes[{r.name}].lr", r.lr)
             check_int(f"recipes[{r.name}].batch_size", r.batch_size, minimum=1)
-            if not (math.isfinite(r.weight_decay) and r.weight_decay >= 0):
-                raise ValueError(f"recipes[{r.name}].weight_decay: expected a finite number >= 0, got "
-                                 f"{r.weight_decay}")
+            check_nonnegative(f"recipes[{r.name}].weight_decay", r.weight_decay)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: expected at least one seed, all distinct, got {self.seeds}")
         for s in self.seeds:
@@ -225,17 +224,15 @@ class Config:
         if self.n_scales < 2:
             raise ValueError(f"n_scales: expected at least 2 grid values (a tolerance curve), got {self.n_scales}")
         check_int("curve_n", self.curve_n, minimum=2)
-        for name in ("posterior_lr", "kd_T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance",
+        for name in ("posterior_lr", "T", "scale_low", "scale_high", "curve_low", "curve_high", "tolerance",
                      "rel_scale_low", "rel_scale_high", "rel_curve_low", "rel_curve_high"):
             check_positive(name, getattr(self, name))
-        if not (math.isfinite(self.pbkd_alpha) and self.pbkd_alpha >= 0):
-            raise ValueError(f"pbkd_alpha: expected a finite number >= 0, got {self.pbkd_alpha}")
+        check_nonnegative("pbkd_alpha", self.pbkd_alpha)
         check_confidences(self.delta, self.delta_mc)
         check_open_unit("p_min", self.p_min)
         check_choice("objective", self.objective, ("fquad", "fclassic"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
-        if not (math.isfinite(self.rel_floor) and self.rel_floor > 0):
-            raise ValueError(f"rel_floor: expected a finite number > 0 (zero weights need noise), got {self.rel_floor}")
+        check_positive("rel_floor", self.rel_floor, fix="zero weights need noise")
         for lo, hi, n in (("scale_low", "scale_high", "n_scales"), ("curve_low", "curve_high", "curve_n"),
                           ("rel_scale_low", "rel_scale_high", "n_scales"),
                           ("rel_curve_low", "rel_curve_high", "curve_n")):
@@ -265,9 +262,22 @@ class Config:
         return SplitSpec(self.n_s, self.n_t, self.test_n, self.split_seed, self.data_root, test_seed=0)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (``results.json``'s ``config``).
+
+        Returns:
+            A dict of every field.
+        """
         return dataclasses.asdict(self)
 
     def replace(self, **kw: Any) -> "Config":
+        """A copy with some fields changed (checked again).
+
+        Args:
+            **kw: the fields to change.
+
+        Returns:
+            The new :class:`Config`.
+        """
         return dataclasses.replace(self, **kw)
 
 
@@ -306,10 +316,53 @@ def _posterior_config(cfg: Config, kind: str, sigma_prior: float, seed: int) -> 
     kw: dict[str, Any] = {"sigma_prior": float(sigma_prior), "objective": cfg.objective, "n_bound": cfg.n_s,
                           "delta": cfg.delta, "p_min": cfg.p_min}
     if kind == "pbkd":
-        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.kd_T})
+        kw.update({"alpha": cfg.pbkd_alpha, "T": cfg.T})
     return TrainConfig(arch=cfg.arch, epochs=cfg.posterior_epochs, batch_size=cfg.posterior_batch_size,
                        lr=cfg.posterior_lr, weight_decay=0.0, schedule="cosine", seed=seed, method=kind,
                        method_kwargs=kw, device=cfg.device, eval_every=cfg.posterior_epochs)
+
+
+def unstable_scales(cfg: Config) -> tuple[float, ...]:
+    r"""The prior scales of the grid at which SGD on the posterior's ``fquad`` objective must diverge.
+
+    The objective :math:`f(c) = (\sqrt{e + c/2} + \sqrt{c/2})^2` has :math:`f'(c) \ge 2` (AM–GM), so its
+    curvature in each posterior mean coordinate through :math:`c \ni \mathrm{KL}/n_S` is at least
+    :math:`a = 2/(\sigma_P^2 n_S)`; heavy-ball SGD with step :math:`\eta` and momentum :math:`\beta` diverges
+    on a quadratic of curvature :math:`a` when :math:`\eta a > 2(1 + \beta)`, i.e. when
+
+    .. math::
+        \sigma_P^2 \, n_S \, (1 + \beta) < \eta.
+
+    Args:
+        cfg: the study's config (``posterior_lr``, ``n_s``, the grid; momentum: the posterior runs' SGD's).
+
+    Returns:
+        The scales where it holds (empty for another ``objective``: no such bound is derived for it).
+    """
+    if cfg.objective != "fquad":
+        return ()
+    beta = _posterior_config(cfg, cfg.posteriors[0] if cfg.posteriors else "pbb", cfg.scales[0], 0).momentum
+    return tuple(s for s in cfg.scales if s * s * cfg.n_s * (1.0 + beta) < cfg.posterior_lr)
+
+
+def posterior_loss_note(cfg: Config) -> str:
+    """The line that explains the ``loss=`` of a posterior run's progress line before the runs start.
+
+    Args:
+        cfg: the study's config.
+
+    Returns:
+        One line: what that loss is, and the grid's scales at which it diverges (:func:`unstable_scales`).
+    """
+    kinds = "/".join(cfg.posteriors)
+    line = (f"  note: a {kinds} run's progress line shows loss= its PAC-Bayes training objective ({cfg.objective}: a "
+            f"bound with KL(Q‖P)/n_S inside), not a cross-entropy")
+    bad = unstable_scales(cfg)
+    if not bad:
+        return line
+    return (line + f"; at σ_P = {', '.join(f'{s:.3g}' for s in bad)} SGD at lr {cfg.posterior_lr:g} diverges on the "
+            f"KL term (σ_P² n_S (1 + momentum) < lr), so that loss grows to ~1e9 and that scale's certificate is "
+            f"vacuous (1.0); it still counts in J, the minimum over the grid is reported")
 
 
 def sigma_tolerated(scales: Any, risks: Any, base: float, tolerance: float) -> tuple[float, bool]:
@@ -322,7 +375,9 @@ def sigma_tolerated(scales: Any, risks: Any, base: float, tolerance: float) -> t
     with ``k`` the first grid index whose risk ``r_k > tau``.
 
     Args:
-        scales: increasing grid of ``sigma``. risks: Gibbs risk at each. base: the risk at ``sigma = 0``.
+        scales: increasing grid of ``sigma``.
+        risks: Gibbs risk at each.
+        base: the risk at ``sigma = 0``.
         tolerance: allowed increase (> 0).
 
     Returns:
@@ -378,7 +433,17 @@ def _curvature(model: Any, x: Any, y: Any, cfg: Mapping[str, Any], seed: int) ->
 
 def weight_layers(model: Any) -> list[str]:
     """Names of the layer weights of ``model`` (parameters with at least 2 dimensions: linear and conv
-    kernels), the blocks of :func:`relative_flatness`; biases and normalisation scales are left out."""
+    kernels), the blocks of :func:`relative_flatness`; biases and normalisation scales are left out.
+
+    Args:
+        model: the network.
+
+    Returns:
+        The parameter names, in ``named_parameters()`` order.
+
+    Raises:
+        ValueError: ``model`` has no such parameter.
+    """
     names = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     if not names:
         raise ValueError(f"model: expected at least one weight matrix or kernel (a parameter with >= 2 "
@@ -396,12 +461,14 @@ def relative_flatness(model: Any, batches: Any, matvecs: int, seed: int) -> dict
     with :math:`H_{W_l}` the Hessian block of layer ``l``'s weight :math:`W_l` (biases excluded), each trace by
     Hutchinson on that block alone (independent probes per layer). For a ReLU network, multiplying layer
     ``l`` (weight and bias) by ``alpha > 0`` and layer ``l+1``'s weight by ``1/alpha`` leaves the function unchanged;
-    then :math:`\|W_l\|^2` scales by ``α²`` and :math:`\operatorname{tr} H_{W_l}` by ``1/α²``, so κ is
-    unchanged while the plain trace and ``lambda_max`` are not.
+    then :math:`\|W_l\|^2` scales by :math:`\alpha^2` and :math:`\operatorname{tr} H_{W_l}` by
+    :math:`1/\alpha^2`, so :math:`\kappa` is unchanged while the plain trace and ``lambda_max`` are not.
 
     Args:
-        model: the network (parameters with ``requires_grad``). batches: ``[(x, y), ...]`` of the sample.
-        matvecs: Hutchinson probes per layer (>= 2). seed: probe seed (layer ``l`` uses ``seed + l``).
+        model: the network (parameters with ``requires_grad``).
+        batches: ``[(x, y), ...]`` of the sample.
+        matvecs: Hutchinson probes per layer (>= 2).
+        seed: probe seed (layer ``l`` uses ``seed + l``).
 
     Returns:
         ``rel_flatness``, ``rel_flatness_se`` and ``rel_flatness_layers`` (per layer: ``weight_norm_sq``,
@@ -442,7 +509,9 @@ def relative_std(model: Any, s: float, floor: float) -> dict[str, Any]:
     so a zero weight still gets noise ``s*eps*rms``. The noise is relative: rescaling a layer rescales its sigma.
 
     Args:
-        model: the teacher. s: the relative scale (> 0). floor: ``eps`` (>= 0).
+        model: the teacher.
+        s: the relative scale (> 0).
+        floor: ``eps`` (>= 0).
 
     Returns:
         ``{name: tensor of sigma_i}`` for every trainable parameter (for ``GaussianKernel.from_model(model, std=...)``).
@@ -454,8 +523,7 @@ def relative_std(model: Any, s: float, floor: float) -> dict[str, Any]:
     import torch
 
     check_positive("s", s)
-    if not (math.isfinite(floor) and floor >= 0):
-        raise ValueError(f"floor: expected a finite number >= 0, got {floor}")
+    check_nonnegative("floor", floor)
     named = [(n, p.detach()) for n, p in model.named_parameters() if p.requires_grad]
     with torch.no_grad():
         n_all = max(1, sum(p.numel() for _, p in named))
@@ -501,8 +569,10 @@ def measure_teacher(config: Mapping[str, Any], data: SplitSpec, teacher: str, po
     holds at ``1 - delta - delta'``.
 
     Args:
-        config: :meth:`Config.to_dict` of the study. data: the data description.
-        teacher: key of the teacher run. posteriors: ``{run key: "<kind>"}`` of this teacher's posterior
+        config: :meth:`Config.to_dict` of the study.
+        data: the data description.
+        teacher: key of the teacher run.
+        posteriors: ``{run key: "<kind>"}`` of this teacher's posterior
             runs (one per kind and grid value; each run's ``sigma_prior`` is read from its config).
         seed: the teacher's training seed (Monte Carlo and probe seeds derive from it).
         n_grid: ``{"sigma_prior": J, "relative_s": J_rel}``, the sizes of the unions of every grid used on this
@@ -512,6 +582,9 @@ def measure_teacher(config: Mapping[str, Any], data: SplitSpec, teacher: str, po
     Returns:
         A small dict: ``curvature``, ``teacher_ds_error``, ``teacher_test_acc``, ``curve`` (reference
         certificates per ``sigma``), ``certificates`` (learnt posteriors), ``cpu_s`` per phase.
+
+    Raises:
+        ValueError: ``n_grid`` smaller than this run's grids (a union of grids cannot be).
     """
     import torch
 
@@ -611,7 +684,8 @@ def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool
     measurement run (depending on all of them).
 
     Args:
-        config: the study's config. cache_root: the run cache (the code tag is appended by :func:`run`).
+        config: the study's config.
+        cache_root: the run cache (the code tag is appended by :func:`run`).
         progress: the trainer's progress inside each run.
         n_grid: the ``J`` each grid's certificates pay (:func:`measure_teacher`; :func:`run` passes the sizes
             of the ledger's unions); default this run's grid sizes.
@@ -673,6 +747,12 @@ class Result:
     grids: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (``results.json`` without its provenance).
+
+        Returns:
+            ``{"config", "split", "teachers", "certificates", "kendall", "summary", "seconds", "cpu_s",
+            "environment", "grids"}``.
+        """
         return {"config": self.config, "split": self.split, "teachers": list(self.teachers),
                 "certificates": list(self.certificates), "kendall": list(self.kendall), "summary": self.summary,
                 "seconds": self.seconds, "cpu_s": self.cpu_s, "environment": self.environment, "grids": self.grids}
@@ -733,7 +813,8 @@ def kendall_report(teachers: Any, posteriors: Any, *, n_perm: int = 20000, seed:
         teachers: per-teacher records (``teacher``, ``recipe`` — the teacher's name when absent — plus the
             sharpness and outcome fields).
         posteriors: the learnt posterior kinds present (fills :data:`OUTCOMES`).
-        n_perm: random permutations when more than 8 units. seed: their seed.
+        n_perm: random permutations when more than 8 units.
+        seed: their seed.
 
     Returns:
         One dict per test (``level``, ``sharpness``, ``outcome``, tau, p, Holm p within the level, ``n_recipes``,
@@ -811,7 +892,8 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
         out_dir: output folder (``results.json``, ``teachers.csv``, ``certificates.csv``, ``flatness.png``,
             ``summary.txt``).
         cache_root: run cache (default ``out_dir/../cache``); trained models are reused across runs.
-        progress: progress over runs (and each local run's epochs). log: one-line messages.
+        progress: progress over runs (and each local run's epochs).
+        log: one-line messages.
         sweep: keyword arguments of :func:`~kdbounds.runs.sweep.run_sweep` (``executor``, ``workers``,
             ``address``, ``threads``, ...); default local, one thread per run.
 
@@ -845,6 +927,8 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     log(f"certify_flatness: {len(cfg.recipes) * len(cfg.seeds)} teachers, grid {[f'{s:.3g}' for s in cfg.scales]} "
         f"(J paid: {', '.join(f'{k} {len(v)}' for k, v in union.items())}, the union of every grid used on this D_S), "
         f"{len(specs)} runs; cache {cache}")
+    if cfg.posteriors:
+        log(posterior_loss_note(cfg))
     done = run_sweep(specs, progress=progress, desc="certify_flatness", **sweep)
     teachers, rows = [], []
     for seed in cfg.seeds:
@@ -875,7 +959,8 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
     """``results.json`` (strict JSON), ``teachers.csv``, ``certificates.csv``, ``flatness.png``, ``summary.txt``.
 
     Args:
-        result: the study's result. out_dir: the folder (created when missing).
+        result: the study's result.
+        out_dir: the folder (created when missing).
 
     Returns:
         The written paths by kind (``figure`` absent when matplotlib is missing).
@@ -1010,7 +1095,14 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
 
 
 def summary(result: Result) -> str:
-    """A text table per teacher and the Kendall tests (what ``summary.txt`` holds)."""
+    """A text table per teacher and the Kendall tests (what ``summary.txt`` holds).
+
+    Args:
+        result: the study's result.
+
+    Returns:
+        The text.
+    """
     from ._plots import format_table
 
     kinds = [*_REFERENCES, *result.config["posteriors"]]
@@ -1022,13 +1114,15 @@ def summary(result: Result) -> str:
              f"value paying J in both steps, confidence {sm.get('confidence', float('nan')):.3f}; relative: σ_P is s):",
              format_table(result.teachers, cols),
              ""]
-    kcols = ["sharpness", "outcome", "tau", "p_value", "p_holm", "n_recipes", "n_teachers", "min_attainable_p"]
+    kcols = ["sharpness", "outcome", "tau", "p_value", "p_holm", "n_recipes", "n_teachers", "min_attainable_p", "note"]
     for level, key, head in (("recipe", "recipe_level", "Kendall τ_b at the recipe level (headline: recipe means, "
                               "exact permutations of whole recipes"),
                              ("within-design", "within_design", "Kendall τ_b over teachers, within-design (seeds of a "
                               "recipe treated as independent: descriptive, not evidence at the recipe level")):
         ks = [k for k in result.kendall if k.get("level") == level]
-        lines += [f"{head}; Holm across {len(ks)} tests):", format_table(ks, kcols)]
+        lines += [f"{head}; Holm across {len(ks)} tests; — where a number is not defined, the note says why"
+                  + ("; n_recipes — in a within-design test: its unit is the teacher" if level == "within-design" else "")
+                  + "):", format_table(ks, kcols)]
         sig = sm.get(f"{key}_significant_at_0.05_holm") or []
         lines += [f"significant at 0.05 after Holm ({level}): " + (", ".join(sig) if sig else "none"), ""]
     lines.append(f"(wall time {result.seconds:.0f} s; CPU s per phase in the runs: "

@@ -21,7 +21,7 @@ WRN-16-1, full CIFAR-10, no augmentation for anyone; students SGD Nesterov, mome
 weight decay 5e-4, batch 128, 300 epochs, lr 0.05 x0.2 at epochs 150 and 200 (as the paper
 states it); gradient-norm clip 100 for VID and RID; VID weight 100 (alpha = [1, 100]); RID
 q = 30, r = 1/4, lam1 = 1, lam2 = 10; last-epoch test accuracy. Two facts of that run that the
-``paper`` preset does NOT reproduce, stated here so nobody mistakes the preset for a replay:
+``gpu`` preset (formerly ``paper``) does NOT reproduce, stated here so nobody mistakes the preset for a replay:
 
 * the official code's ``LambdaLR`` returns a learning rate where PyTorch expects a multiplier,
   so the students actually ran at lr 0.05^2 = 0.0025, then 5e-4 (epoch 150), 1e-4 (epoch 200);
@@ -243,7 +243,7 @@ PRESETS: dict[str, Config] = {
                     bank_teacher=True, untrained_bn=("eval", "train")),
     # every setting of the official run as the paper states it (module docstring: the lr defect
     # and the Adam teacher are NOT reproduced); GPU
-    "paper": Config(preset="paper", teacher_arch="wrn_40_2", student_arch="wrn_16_1", n_per_class=None,
+    "gpu": Config(preset="gpu", teacher_arch="wrn_40_2", student_arch="wrn_16_1", n_per_class=None,
                     test_per_class=None, teacher_epochs=300, epochs=300, batch_size=128, lr=0.05, seeds=3,
                     rid_q=30, rid_r=0.25, lam2=10.0, vid_lam=100.0, milestones=(150, 200), lr_gamma=0.2,
                     nesterov=True, device="auto", schedule="step", threads=None, teacher_cache=False),
@@ -287,7 +287,7 @@ def load_data(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 def base_config(cfg: Config, arch: str, epochs: int, seed: int, teacher: bool = False) -> TrainConfig:
     """The shared recipe as a :class:`TrainConfig`.
 
-    Students use the preset's schedule (paper: x0.2 at 150/200 of 300); the teacher uses the
+    Students use the preset's schedule (gpu: x0.2 at 150/200 of 300); the teacher uses the
     default step fractions (0.625/0.75/0.875 of its epochs, x0.1). Augmentation: ``cfg.augment``
     for both (the paper: none).
 
@@ -313,7 +313,7 @@ def method_kwargs(cfg: Config, method: str) -> dict[str, Any]:
     """Hyper-parameters of ``method`` in this study.
 
     RID: the preset's q, r, lam1 = 1, lam2 and the SAME lr schedule as every other student
-    (``lr_schedule="config"``; in the cpu/paper presets that schedule is the paper's). VID (both
+    (``lr_schedule="config"``; in the cpu/gpu presets that schedule is the paper's). VID (both
     variants): weight ``lam = vid_lam`` (100 in the official script, ``alpha = [1, 100]``).
 
     Args:

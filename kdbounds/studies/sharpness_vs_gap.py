@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 import time
@@ -73,7 +72,7 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_int, check_positive
-from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, dumps_strict, file_sha256
+from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, file_sha256, json_sha256
 from .._torch import resolve_device
 from ..checks import (
     CheckRecord,
@@ -197,10 +196,9 @@ class StudyConfig:
     kernel_std: float | None = None
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise ValueError(f"threads: expected a positive integer or None (torch's default on the local executor, "
-                             f"1 per run on Ray), got {self.threads!r}")
+        if self.threads is not None:
+            object.__setattr__(self, "threads", check_int("threads", self.threads, minimum=1, fix=(
+                "or None (torch's default on the local executor, 1 per run on Ray)")))
         if not self.teachers:
             raise ValueError("teachers must name at least one TeacherRecipe")
         if len({t.name for t in self.teachers}) != len(self.teachers):
@@ -305,6 +303,11 @@ class StudyConfig:
         return SplitSpec(self.n_s, self.n_t, test_n, self.subset_seed, data_root=self.data_root)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (``results.json``'s ``config``).
+
+        Returns:
+            Every field; teachers as dicts, ``extra_students`` as lists.
+        """
         d = asdict(self)
         d["teachers"] = [t.to_dict() for t in self.teachers]
         d["extra_students"] = [list(e) for e in self.extra_students]
@@ -367,9 +370,9 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
                   methods=("ce", "kd"), extra_students=(("resnet14", "kd"),), n_per_class=10, test_per_class=10,
                   teacher_epochs=1, student_epochs=1, curvature_per_class=3, curvature_batch_size=60,
                   trace_matvecs=6, lanczos_matvecs=3, mc_draws=4, n_boot=50, n_perm=200, device="cpu"),
-    # Default: 6 resnet8 teachers, self-distilled resnet8 students (kd, rid) and the teacher-free
+    # cpu (the default): 6 resnet8 teachers, self-distilled resnet8 students (kd, rid) and the teacher-free
     # student on a CIFAR-10 subset, sized for about 10 minutes on 2 idle CPU cores.
-    "default": dict(teacher_arch="resnet8", student_arch="resnet8", teachers=_RECIPES_CPU,
+    "cpu": dict(teacher_arch="resnet8", student_arch="resnet8", teachers=_RECIPES_CPU,
                     methods=("ce", "kd", "rid"), n_per_class=100, test_per_class=100, teacher_epochs=12,
                     student_epochs=12, curvature_per_class=10, curvature_batch_size=200,
                     trace_matvecs=32, lanczos_matvecs=10, mc_draws=16, device="auto",
@@ -404,8 +407,8 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
                   curvature_per_class=50, curvature_batch_size=500, trace_matvecs=32, lanczos_matvecs=12,
                   mc_draws=16, curvature_params="*", gap_sample="kernel", device="auto",
                   method_kwargs={"rid": {"q": 5, "r": 0.2}}),
-    # Full size for a GPU.
-    "paper": dict(teacher_arch="resnet56", student_arch="resnet20",
+    # gpu: full size for a GPU.
+    "gpu": dict(teacher_arch="resnet56", student_arch="resnet20",
                   teachers=(TeacherRecipe("lr0.2-bs32", 0.2, 32), TeacherRecipe("lr0.1-bs64", 0.1, 64),
                             TeacherRecipe("lr0.05-bs128", 0.05, 128), TeacherRecipe("lr0.02-bs512", 0.02, 512),
                             TeacherRecipe("lr0.1-bs128-wd0", 0.1, 128, 0.0),
@@ -419,8 +422,9 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
 
 Config = StudyConfig  # the common name every study exports
 
-#: The named configurations: ``smoke`` (CI), ``default`` (2 CPU cores, ~10 min), ``smoke-scale`` (CI),
-#: ``scale`` (2 CPU cores, <= 3 h), ``paper`` (GPU).
+#: The named configurations: ``smoke`` (CI), ``cpu`` (the default: 2 CPU cores, ~10 min), ``smoke-scale`` (CI),
+#: ``scale`` (2 CPU cores, <= 3 h), ``gpu`` (GPU); the old names ``default`` and ``paper`` still work on the
+#: command line and in :func:`preset` (one line names the new).
 PRESETS: dict[str, StudyConfig] = {name: StudyConfig(preset=name, **kw) for name, kw in _PRESET_SETTINGS.items()}
 
 
@@ -428,7 +432,8 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
     """The :class:`StudyConfig` of a preset with overrides.
 
     Args:
-        name: a key of :data:`PRESETS`.
+        name: ``smoke``, ``cpu``, ``smoke-scale``, ``scale`` or ``gpu`` (a key of :data:`PRESETS`); the old
+            names ``default`` and ``paper`` still work, with one line on stderr naming the new one.
         **overrides: config fields to change; ``None`` values keep the preset's.
 
     Returns:
@@ -437,6 +442,9 @@ def preset(name: str, **overrides: Any) -> StudyConfig:
     Raises:
         ValueError: unknown preset, or an override the config rejects.
     """
+    from ._cli import canonical_preset
+
+    name = canonical_preset(name, PRESETS)
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     return dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
@@ -541,9 +549,13 @@ def flatten_record(teacher: str, recipe: TeacherRecipe, method: str, t_res: Any,
     ``bound_*``, ``observed_*``, ``se_*``, ``kind_*``, ``verdict_*`` (suffix ``<name>_<loss>``).
 
     Args:
-        teacher: the teacher's recipe name. recipe: its recipe. method: the student's label.
-        t_res, s_res: the training results (``final`` metrics). pair: the pair's measurements.
-        records: the pair's records after the run-level verdicts. curvature: the teacher's curvature.
+        teacher: the teacher's recipe name.
+        recipe: its recipe.
+        method: the student's label.
+        t_res, s_res: the training results (``final`` metrics).
+        pair: the pair's measurements.
+        records: the pair's records after the run-level verdicts.
+        curvature: the teacher's curvature.
         student_arch: the student's architecture.
 
     Returns:
@@ -647,7 +659,8 @@ def kendall_table(sharpness: dict[str, float], rows: Sequence[dict[str, Any]], *
         statistics: the within-design statistics, ``"teacher_mean"`` and/or ``"pooled"``.
         groups: ``{group: student labels}`` (the rows' ``method``); default one group ``"distilled"`` of every
             student but ``"ce"``.
-        n_perm: random permutations beyond 8 units. seed: their seed.
+        n_perm: random permutations beyond 8 units.
+        seed: their seed.
 
     Returns:
         One row per (level, group, gap, statistic): ``level``, ``students`` (the group), ``unit``, ``tau``,
@@ -719,6 +732,11 @@ class StudyResult:
     environment: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (``results.json`` without its provenance).
+
+        Returns:
+            The config, rows, reports, checks, curvature, verdict counts, Kendall tests and timings.
+        """
         return {"config": self.config, "rows": list(self.rows), "reports": list(self.reports),
                 "checks": list(self.checks), "curvature": self.curvature, "verdict_counts": self.verdict_counts,
                 "kendall": list(self.kendall), "timing": self.timing, "seconds": self.seconds,
@@ -745,6 +763,11 @@ class TeacherMeasurement:
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as plain data (what the measurement store publishes).
+
+        Returns:
+            ``{"teacher", "curvature", "pairs", "models", "cpu", "reused"}``.
+        """
         return {"teacher": self.teacher, "curvature": self.curvature.to_dict(),
                 "pairs": [p.to_dict() for p in self.pairs], "models": dict(self.models), "cpu": dict(self.cpu),
                 "reused": self.reused}
@@ -846,7 +869,7 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
             "students": [[label, arch] for label, _, arch in students],
             "models": [models[k] for k in runs], "device_type": resolve_device(params["device"]).type,
             "code": _package_fingerprint()}
-    fp = hashlib.sha256(dumps_strict(body, indent=None, sort_keys=True).encode()).hexdigest()
+    fp = json_sha256(body)
     results = ResultStore(store)
     key = f"{recipe}-{fp[:12]}"
 
@@ -937,7 +960,14 @@ def bank_teacher_timed(spec: Any, data: DataSpec | SplitSpec, root: str | None =
 
 
 def measurement_store(cache_root: str | os.PathLike) -> Path:
-    """Where measurement runs are cached: ``<cache_root>/sharpness_vs_gap-measurements``."""
+    """Where measurement runs are cached: ``<cache_root>/sharpness_vs_gap-measurements``.
+
+    Args:
+        cache_root: the run cache.
+
+    Returns:
+        The folder (not created).
+    """
     return Path(cache_root) / "sharpness_vs_gap-measurements"
 
 
@@ -1008,7 +1038,8 @@ def sweep_threads(cfg: StudyConfig, sweep: Mapping[str, Any] | None) -> int | No
     (or ``sweep["threads"]``).
 
     Args:
-        cfg: the config. sweep: the :func:`~kdbounds.runs.sweep.run_sweep` options.
+        cfg: the config.
+        sweep: the :func:`~kdbounds.runs.sweep.run_sweep` options.
 
     Returns:
         The ``threads`` the sweep runs with.
@@ -1177,7 +1208,15 @@ def write_results(result: StudyResult, out: str | os.PathLike) -> dict[str, Path
 
 
 def write_plots(result: StudyResult, out: str | os.PathLike) -> dict[str, Path]:
-    """``sharpness_vs_gap.png`` and ``bound_vs_observed.png`` in ``out``."""
+    """``sharpness_vs_gap.png`` and ``bound_vs_observed.png`` in ``out``.
+
+    Args:
+        result: the study's result.
+        out: the output folder.
+
+    Returns:
+        The figures' paths by name.
+    """
     out = Path(out)
     return {"sharpness_vs_gap": plot_sharpness_vs_gap(result.rows, out / "sharpness_vs_gap.png",
                                                       sharpness=SHARPNESS, kendall=result.kendall),
@@ -1235,7 +1274,14 @@ _TIGHTNESS_COLUMNS = ("name", "kind", "student", "n_pairs", "K_median", "K_min",
 
 def summary(result: StudyResult) -> str:
     """The markdown report: per-pair table, verdict counts (with the teachers they span), the tightness of the
-    Theorem 3A/3B bounds (:func:`kernel_tightness`), the Kendall tests and the CPU time per phase."""
+    Theorem 3A/3B bounds (:func:`kernel_tightness`), the Kendall tests and the CPU time per phase.
+
+    Args:
+        result: the study's result.
+
+    Returns:
+        The markdown text.
+    """
     kinds = {c["name"]: c["kind"] for c in result.checks}
     by_name = [dict(r, name=f"{r['name']} ({kinds.get(r['name'], '?')})") for r in result.verdict_counts["by_name"]]
     tm = result.timing

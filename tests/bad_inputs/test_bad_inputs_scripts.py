@@ -88,19 +88,23 @@ def test_study_script_cuda_without_cuda(capsys, name):
 
 @pytest.mark.parametrize("flag,value,expect", LG, ids=[f"linear_gaussian_tradeoffs {f}={v!r}" for f, v, _ in LG])
 def test_linear_gaussian_script_flag_fails_before_the_sweep(capsys, paths, monkeypatch, flag, value, expect):
+    from kdbounds.studies import linear_gaussian_tradeoffs as study
+
     mod = script("linear_gaussian_tradeoffs")
-    monkeypatch.setattr(mod, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(study, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
     err = parse_error(capsys, mod.main, _argv(flag, value, paths))
     assert f"argument {flag}" in err and expect in err
 
 
-def test_linear_gaussian_default_out_is_checked_before_the_sweep(capsys, tmp_path, monkeypatch):
+def test_linear_gaussian_default_out_is_checked_before_the_sweep(tmp_path, monkeypatch):
+    from kdbounds.studies import linear_gaussian_tradeoffs as study
+
     mod = script("linear_gaussian_tradeoffs")
-    monkeypatch.setattr(mod, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    monkeypatch.setattr(study, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results").write_text("a file where the results folder goes")
-    err = parse_error(capsys, mod.main, ["--quick"])
-    assert "argument --out" in err
+    with pytest.raises(SystemExit, match="argument --out"):  # _cli.main checks the default --out first
+        mod.main(["--preset", "smoke"])
 
 
 def test_default_out_that_is_a_file_stops_before_the_study(tmp_path, monkeypatch):

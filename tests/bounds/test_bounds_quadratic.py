@@ -372,8 +372,13 @@ def test_validation_messages():
         gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, cov=np.eye(2))
     with pytest.raises(ValueError, match="multiplicity"):
         gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, multiplicity=0)
-    with pytest.raises(TypeError, match="multiplicity"):
-        gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, multiplicity=2.0)
+    with pytest.raises(TypeError, match="^multiplicity: expected an integer, got float 2.5"):
+        gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, multiplicity=2.5)
+    with pytest.raises(TypeError, match="^multiplicity: expected an integer, got bool"):
+        gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, multiplicity=True)
+    # a whole float is the integer (kdbounds._checks.check_int, the one int policy)
+    assert gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, multiplicity=1.0) == \
+        gaussian_quadratic_bound(0.1, eigenvalues=a, b_proj=b, multiplicity=1)
     h_bad = np.array([[1.0, 0.5], [0.0, 1.0]])
     with pytest.raises(ValueError, match="hessian"):
         gaussian_quadratic_bound(0.1, grad=b, hessian=h_bad, cov=np.eye(2))

@@ -6,7 +6,7 @@
   true ``K`` and a true gap just outside the true bound, where every "holds" is an error.
 * F5b: the quadratic-model Theorem 3B (exact gap, bound with an estimated ``‖H‖_F²``) is not labelled exact.
 * F5c: the Monte Carlo kernel checks use Student's t with ``M − 1`` degrees of freedom. Oracle: a simulation
-  of the family-wise error at the flagship's draw count (``mc_draws`` of the default preset) and family size.
+  of the family-wise error at the flagship's draw count (``mc_draws`` of the cpu preset) and family size.
 """
 
 from __future__ import annotations
@@ -191,12 +191,12 @@ def _mc_family_error(draws: np.ndarray, bound: float, true: np.ndarray, alpha: f
 
 
 def test_familywise_error_at_the_flagships_draw_count():
-    """Simulation at the default preset's ``mc_draws`` (16) and a family of its size (teachers × students × 5
+    """Simulation at the cpu preset's ``mc_draws`` (16) and a family of its size (teachers × students × 5
     stochastic non-proxy checks): with t quantiles (dof = M − 1) the family-wise error is at most α; with the
     normal quantile (the pre-fix rule) it is about 0.2."""
     from kdbounds.studies.sharpness_vs_gap import PRESETS
 
-    cfg = PRESETS["default"]
+    cfg = PRESETS["cpu"]
     M, N, alpha = cfg.mc_draws, len(cfg.teachers) * len(cfg.students()) * 5, cfg.alpha
     bound = 1.0
     true = np.where(np.arange(N) % 2 == 0, bound, bound + 1e-9)  # half on the boundary, half just outside

@@ -141,7 +141,7 @@ def test_experiment_summary_and_presets():
     assert v["mean_test_acc"] == pytest.approx(0.4) and v["n"] == 3
     assert v["std"] == pytest.approx(0.1) and v["se"] == pytest.approx(0.1 / math.sqrt(3))
     assert s[("none", "ce")]["std"] == 0.0
-    p = study.PRESETS["paper"]
+    p = study.PRESETS["gpu"]
     assert (p.teacher_arch, p.student_arch, p.epochs, p.rid_q, p.rid_r) == (
         "wrn_40_2", "wrn_16_1", 300, 30, 0.25)
     args = mod.parse_args(["--preset", "cpu", "--epochs", "3", "--methods", "ce,rid"])

@@ -200,3 +200,64 @@ def test_one_sided_alternatives_match_scipy(alternative):
     c = compare_groups(A, B, alternative=alternative)
     assert c.welch_p == pytest.approx(stats.ttest_ind(A, B, equal_var=False, alternative=alternative).pvalue, rel=1e-10)
     assert c.mwu_p == pytest.approx(stats.mannwhitneyu(A, B, alternative=alternative).pvalue, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# mean_interval: the replicate-level interval of certify_students' multi-seed summary
+# ----------------------------------------------------------------------------------------------
+def test_mean_interval_equals_scipy_t_interval():
+    from scipy import stats as sps
+
+    from kdbounds.stats import mean_interval
+
+    x = [0.12, -0.03, 0.07, 0.01]
+    e = mean_interval(x, level=0.9)
+    lo, hi = sps.t.interval(0.9, len(x) - 1, loc=np.mean(x), scale=sps.sem(x))
+    assert (e.value, e.ci_low, e.ci_high, e.n, e.level) == (pytest.approx(np.mean(x)), pytest.approx(lo),
+                                                           pytest.approx(hi), 4, 0.9)
+    assert e.stderr == pytest.approx(sps.sem(x))
+
+
+def test_mean_interval_covers_at_its_level_for_three_replicates():
+    from kdbounds.stats import mean_interval
+
+    rng = np.random.default_rng(3)
+    hits = [(e.ci_low <= 0.5 <= e.ci_high) for e in
+            (mean_interval(rng.normal(0.5, 0.2, size=3)) for _ in range(4000))]
+    assert abs(np.mean(hits) - 0.95) < 0.012  # binomial sd 0.0034: a normal quantile (0.87) would fail
+
+
+def test_mean_interval_one_replicate_has_no_interval_and_bad_input_is_named():
+    from kdbounds.stats import mean_interval
+
+    e = mean_interval([0.3])
+    assert e.value == 0.3 and e.stderr == np.inf and e.ci_low is None
+    for bad, msg in (([], "diffs: expected a non-empty"), ([0.1, np.nan], "diffs: expected finite")):
+        with pytest.raises(ValueError, match=msg):
+            mean_interval(bad, name="diffs")
+    with pytest.raises(ValueError, match="level: expected"):
+        mean_interval([0.1, 0.2], level=95)
+
+
+def test_printed_intervals_stay_in_the_range_a_difference_can_take():
+    """Two seeds per group: the Welch t interval of an agreement difference reaches beyond [-1, 1] (oracle: scipy's
+    t quantile, computed here). The table prints it cut to [-1, 1] with a ``*`` and a line that says why; the raw
+    bounds stay in ``rows()``. An interval inside the range is printed as it is."""
+    import re
+
+    res = {"kd": [{"agreement": 0.1}, {"agreement": 0.9}], "rcd": [{"agreement": 0.5}, {"agreement": 0.52}],
+           "siddo": [{"agreement": 0.1 + 0.001 * i} for i in range(2)]}
+    s = compare_methods(res, reference="kd", metrics=["agreement"])
+    row = next(r for r in s.rows() if r["group"] == "rcd")
+    se = math.sqrt(np.var([0.1, 0.9], ddof=1) / 2 + np.var([0.5, 0.52], ddof=1) / 2)
+    half = stats.t.ppf(0.975, row["welch_df"]) * se
+    assert row["diff_ci_low"] == pytest.approx(row["diff"] - half) and row["diff_ci_low"] < -1 < 1 < row["diff_ci_high"]
+    text = str(s)
+    shown = [(float(lo), float(hi)) for lo, hi in re.findall(r"\[([+-]\d\.\d+)\*?, ([+-]\d\.\d+)\*?\]", text)]
+    assert len(shown) == 2 and all(-1 <= lo <= hi <= 1 for lo, hi in shown)
+    assert "[-1.0000*, +1.0000*]" in text and "cut to the range the difference can take" in text
+    assert "2 seeds per group" in text
+    tight = compare_methods({"kd": [{"agreement": 0.50}, {"agreement": 0.51}, {"agreement": 0.52}],
+                             "rcd": [{"agreement": 0.40}, {"agreement": 0.41}, {"agreement": 0.42}]},
+                            reference="kd", metrics=["agreement"])
+    assert "*" not in str(tight) and "cut to the range" not in str(tight)

@@ -206,7 +206,7 @@ BAD = [
     ({"p_min": 0.0}, ValueError, "^p_min: expected a number in \\(0, 1\\)"),
     ({"objective": "mcallester"}, ValueError, "^objective: expected one of"),
     ({"kl_weight": -1.0}, ValueError, "^kl_weight: expected ≥ 0"),
-    ({"sigma_init": 0.0}, ValueError, "^sigma_init: expected a number > 0 or None"),
+    ({"sigma_init": 0.0}, ValueError, "^sigma_init: expected a finite number > 0, got 0.0; or None"),
     ({"method": "pbkd", "alpha": -1.0, "teacher": "T"}, ValueError, "^alpha: expected ≥ 0"),
     ({"method": "pbkd", "T": 0.0, "teacher": "T"}, ValueError, "^T: expected a temperature > 0"),
     ({"epochs": 0}, ValueError, "^epochs must be a positive int"),

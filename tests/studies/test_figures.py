@@ -143,3 +143,134 @@ def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
     ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
     assert ax.get_ylim()[0] < ys.min() and ys.max() < ax.get_ylim()[1], "no curve on the frame"
     assert "_" not in ax.get_xlabel() + ax.get_ylabel()
+
+
+# ---- the figures of notebooks 02–04 (kdbounds.studies._notebook_plots) ---------------------------------------------
+
+def _code_names(texts: list[str]) -> list[str]:
+    """Texts with an underscore outside ``$…$`` (a code name such as ``n_S`` instead of the maths ``$n_S$``)."""
+    import re
+
+    return [t for t in texts if "_" in re.sub(r"\$[^$]*\$", "", t)]
+
+
+def _all_texts(fig) -> list[str]:
+    out = _texts(fig)
+    for ax in fig.axes:
+        out += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
+    return out
+
+
+def _log_axes_data(ax) -> list[float]:
+    ys = [float(v) for ln in ax.get_lines() if ln.get_transform() == ax.transData  # not axvline's axes units
+          for v in np.asarray(ln.get_ydata(), float) if np.isfinite(v)]
+    ys += [float(p.get_height()) for p in ax.patches if hasattr(p, "get_height") and np.isfinite(p.get_height())]
+    return ys
+
+
+def _oracle_rows():
+    import math
+
+    rows_n = [{"n_s": n, "certificate": 0.1 + 2 / math.sqrt(n), "population": 0.12, "empirical": 0.11}
+              for n in (100, 1000, 10000)]
+    rows_sp = []
+    for sp in (0.02, 0.05, 0.2):  # sigma_Q = 0.05: the variance term is exactly 0 at sigma_P = sigma_Q
+        r = (0.05 / sp) ** 2
+        vt = 0.0 if sp == 0.05 else 25 * (r - 1 - math.log(r))
+        rows_sp.append({"sigma_p": sp, "mean_term": 0.4 / sp ** 2, "variance_term": vt, "kl": 0.4 / sp ** 2 + vt,
+                        "certificate": 0.3})
+    return rows_n, rows_sp, {"data-free": {"certificate": 0.6}, "learnt on D_T": {"certificate": 0.2}}
+
+
+def test_oracle_certificate_figure_states_zeros_instead_of_flooring_them():
+    from kdbounds.studies._notebook_plots import oracle_certificate_figure
+
+    rows_n, rows_sp, rows_type = _oracle_rows()
+    fig = oracle_certificate_figure(rows_n, rows_sp, rows_type, population=0.12, sigma_q=0.05, sigma_p=0.05,
+                                    delta=0.05)
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    kl_ax = fig.axes[1]
+    assert kl_ax.get_yscale() == "log"
+    ys = _log_axes_data(kl_ax)
+    assert ys and min(ys) > 0 and 1e-3 not in ys, "no zero floored onto the log axis"
+    assert fig.kdbounds_zero_terms == [("variance_term", 0.05)]
+    assert any("variance term = 0" in t.get_text() for t in kl_ax.texts), "the zero is said"
+    lo, hi = kl_ax.get_ylim()
+    assert lo <= min(ys) and hi >= max(ys) and hi / lo < 100 * max(ys) / min(ys), "the axis fits the data"
+    risk = fig.axes[0]
+    top = max(v for r in rows_n for v in (r["certificate"], r["population"], r["empirical"]))
+    assert top <= risk.get_ylim()[1] <= 1.25 * top, "no empty risk range above the data"
+
+
+def test_network_certificates_figure_has_the_held_out_interval_and_says_zero():
+    from kdbounds.studies._notebook_plots import network_certificates_figure
+
+    certs = [{"prior": p, "student": s, "risk_upper": 0.6, "test_gibbs_risk": 0.4, "test_gibbs_ci_low": 0.33,
+              "test_gibbs_ci_high": 0.46, "mean_term": 5.0, "variance_term": v}
+             for p, s, v in (("random", "ce", 2.0), ("learnt", "pbb", 0.0))]
+    fig = network_certificates_figure(certs)
+    a1, a2 = fig.axes
+    assert not _code_names(_all_texts(fig))
+    bars = [c for c in a1.containers if getattr(c, "errorbar", None) is not None]
+    assert len(bars) == 1, "the held-out error carries its interval"
+    seg = bars[0].errorbar.lines[2][0].get_segments()
+    assert [tuple(np.round(s[:, 1], 12)) for s in seg] == [(0.33, 0.46), (0.33, 0.46)]
+    assert a2.get_yscale() == "log" and min(_log_axes_data(a2)) > 0
+    assert fig.kdbounds_zero_terms == 1 and [t.get_text() for t in a2.texts] == ["0"]
+
+
+def test_spectrum_figure_draws_residual_intervals_and_no_floor():
+    from kdbounds.studies._notebook_plots import spectrum_figure
+
+    g = np.linspace(-5, 60, 400)
+    d = np.exp(-g ** 2 / 2) + 1e-3 * np.exp(-(g - 50) ** 2 / 4)
+    fig = spectrum_figure(g, d, [50.0, 20.0], [0.5, 2.0], np.array([0.0, 1.0, 50.0]), np.array([0.9, 0.0, 0.1]))
+    a1, a2 = fig.axes
+    assert not _code_names(_all_texts(fig))
+    spans = [p for p in a1.patches if p.get_width() > 0]
+    assert sorted(round(p.get_width(), 9) for p in spans) == [1.0, 4.0], "each eigenvalue ± its residual"
+    bottom = a1.get_ylim()[0]
+    drawn = np.asarray(a1.get_lines()[0].get_ydata(), float)
+    assert np.nanmin(drawn) >= bottom and np.isnan(drawn).any(), "a numerical zero is a gap, not a floor"
+    assert fig.kdbounds_hidden_nodes == 1 and min(np.asarray(a2.collections[0].get_offsets())[:, 1]) > 0
+
+
+def test_verdict_counts_figure_colours_and_counts_match_the_records():
+    from kdbounds.studies._notebook_plots import verdict_counts_figure
+
+    records = [c for rep in _reports() for c in rep["records"]]
+    fig = verdict_counts_figure(records)
+    ax = fig.axes[0]
+    assert not _code_names(_all_texts(fig))
+    keys = list(fig.kdbounds_counts)
+    for cont in ax.containers:
+        verdict = cont.get_label().replace(" ", "_")
+        for key, bar in zip(keys, cont.patches):
+            want = sum(1 for c in records if (c["name"], c["loss"]) == key and c["verdict"] == verdict)
+            assert bar.get_width() == want
+            if want:
+                assert mcolors.same_color(bar.get_facecolor(), VERDICT_COLOURS[verdict])
+    assert sum(sum(v.values()) for v in fig.kdbounds_counts.values()) == len(records)
+    assert len(ax.get_yticklabels()) == len(keys) and fig.get_size_inches()[1] < 0.5 * len(keys) + 2
+
+
+def test_pid_curves_figure_draws_bootstrap_and_binomial_intervals():
+    """Red's bootstrap interval is drawn as it is, also where it misses the biased plug-in estimate (real data do)."""
+    from scipy import stats as st
+
+    from kdbounds.studies._notebook_plots import pid_curves_figure
+
+    rows = [{"method": m, "epoch": e, "redundancy": 0.4, "redundancy_ci_low": 0.45, "redundancy_ci_high": 0.58,
+             "redundancy_shuffle_mean": 0.1, "redundancy_shuffle_sd": 0.02, "unique_t": 0.3,
+             "unique_t_ci_low": float("nan"), "unique_t_ci_high": float("nan"), "unique_t_shuffle_mean": 0.1,
+             "unique_t_shuffle_sd": 0.01, "test_acc": 0.3} for m in ("kd", "rid") for e in (1, 2)]
+    fig = pid_curves_figure(rows, ["kd", "rid"], teacher_acc=0.6, acc_n=100)
+    assert not _code_names(_all_texts(fig))
+    assert fig.kdbounds_intervals == {"redundancy": 4, "unique_t": 0, "accuracy": 4}
+    acc_bars = fig.axes[2].containers[0].lines[2][0].get_segments()[0][:, 1]
+    lo, hi = st.beta.ppf(0.025, 30, 71), st.beta.ppf(0.975, 31, 70)  # Clopper–Pearson by its definition
+    assert acc_bars == pytest.approx([lo, hi], abs=1e-9)
+    red = [seg[:, 1] for coll in fig.axes[0].collections if hasattr(coll, "get_segments")
+           for seg in coll.get_segments()]
+    assert len(red) == 4 and all(r == pytest.approx([0.45, 0.58]) for r in red)
+    assert "Red" in fig.axes[0].get_ylabel() and "$" in fig.axes[0].get_ylabel()

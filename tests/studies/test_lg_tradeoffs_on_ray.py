@@ -23,7 +23,7 @@ def _script():
 @pytest.mark.xdist_group("ray")
 def test_quick_sweeps_on_ray_equal_local(tmp_path, ray_cluster):
     main = _script().main
-    common = ["--quick", "--no-progress", "--no-plots", "--threads", "1"]
+    common = ["--preset", "smoke", "--no-progress", "--no-plots", "--threads", "1"]
     main([*common, "--out", str(tmp_path / "l")])
     main([*common, "--out", str(tmp_path / "r"), "--executor", "ray", "--workers", "2"])
     local, remote = (json.loads((tmp_path / c / "results.json").read_text()) for c in ("l", "r"))
@@ -33,6 +33,6 @@ def test_quick_sweeps_on_ray_equal_local(tmp_path, ray_cluster):
 
 def test_executor_flags_are_checked_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        _script().main(["--quick", "--out", str(tmp_path / "x"), "--workers", "4"])
+        _script().main(["--preset", "smoke", "--out", str(tmp_path / "x"), "--workers", "4"])
     assert e.value.code == 2 and "--workers" in capsys.readouterr().err
     assert not (tmp_path / "x" / "results.json").exists()

@@ -178,7 +178,7 @@ def test_a_failing_computation_publishes_nothing_and_releases_the_lock(tmp_path)
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="timeout: expected None or a finite number"):
+    with pytest.raises(ValueError, match="^timeout: expected a finite number >= 0, got -1; seconds, or None"):
         with run_lock(tmp_path / "r", timeout=-1):
             pass
     with pytest.raises(ValueError, match="run_dir: expected a folder path with a name"):

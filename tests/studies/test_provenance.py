@@ -14,6 +14,7 @@ import pytest
 
 import kdbounds
 from kdbounds.studies import _provenance as prov
+from kdbounds.studies.__main__ import available_studies
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_SHA = "075d700ab8e106bb94f0f1a54a7019bcd14947df90f91a0134a4ef325c97ffe5"  # /work/shared/data/README.md
@@ -58,7 +59,7 @@ def test_provenance_names_the_version_and_the_data(tmp_path):
     assert data["kind"] == "image_tar" and data["sha256"] == SHARED_SHA
 
 
-STUDIES = ["certify_flatness", "certify_students", "functional_transfer", "nuisance_teacher", "pid_transfer", "sharpness_vs_gap"]
+STUDIES = available_studies()  # every study, linear_gaussian_tradeoffs included
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -71,3 +72,9 @@ def test_every_study_writes_results_json_through_with_provenance(name):
     for c in results:
         assert isinstance(c.args[1], ast.Call) and getattr(c.args[1].func, "id", None) == "with_provenance", \
             f"{name}: {ast.unparse(c)}"
+
+
+def test_generated_data_is_named_instead_of_looked_up():
+    payload = prov.with_provenance({"config": {}, "rows": []}, data={"name": "linear-Gaussian", "kind": "synthetic"})
+    assert payload["provenance"]["data"] == {"name": "linear-Gaussian", "kind": "synthetic"}
+    assert payload["provenance"]["kdbounds_version"] == kdbounds.__version__

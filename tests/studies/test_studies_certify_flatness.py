@@ -615,3 +615,46 @@ def test_relative_std_scales_with_its_layer(alpha, s, floor):
     for n in sd:
         want = sd[n] * alpha if n.startswith("0.") else sd[n]
         assert torch.allclose(sd2[n], want, rtol=1e-10, atol=0), n
+
+
+# ---------------------------------------------------------------------------------------------- console
+def test_summary_tables_show_no_none_or_nan(smoke_run):
+    """An undefined number reads "—" and the Kendall tables say why (their ``note`` column), never "None"/"nan"."""
+    import re
+
+    res, out = smoke_run
+    text = (out / "summary.txt").read_text()
+    table_rows = [ln for ln in text.splitlines() if ln.startswith("|")]
+    assert table_rows and not [ln for ln in table_rows if re.search(r"\b(None|nan|inf)\b", ln)]
+    assert any(ln.startswith("| sharpness |") and ln.rstrip().endswith("| note |") for ln in table_rows)
+    undefined = [k for k in res.kendall if k.get("tau") is None or k["tau"] != k["tau"]]
+    for k in undefined:  # each undefined test's row carries its reason
+        assert any(k["note"] in ln and f"| {k['sharpness']} | {k['outcome']} |" in ln for ln in table_rows), k
+
+
+@pytest.mark.parametrize("sigma", [0.0025, 0.005, 0.01, 0.04])
+def test_unstable_scales_are_those_where_sgd_on_the_objective_diverges(sigma):
+    """Oracle: torch's SGD (the posterior runs' momentum and lr) on the real ``pac_bayes_objective`` with a KL mean
+    term ``|m|² / (2 σ_P²)``: every scale :func:`unstable_scales` names blows up; scales it does not name far from
+    the threshold stay bounded."""
+    import torch
+
+    from kdbounds.distill.pbb import pac_bayes_objective
+
+    cfg = dataclasses.replace(cf.PRESETS["smoke"], scale_low=sigma, scale_high=sigma * 2, n_scales=2)
+    flagged = sigma in cf.unstable_scales(cfg)
+    momentum = cf._posterior_config(cfg, "pbkd", sigma, 0).momentum
+    m = torch.full((50,), 1e-3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([m], lr=cfg.posterior_lr, momentum=momentum)
+    for _ in range(300):
+        opt.zero_grad()
+        kl = (m ** 2).sum() / (2 * sigma ** 2)
+        pac_bayes_objective(torch.tensor(0.8, dtype=torch.float64), kl, cfg.n_s, cfg.delta, cfg.objective).backward()
+        opt.step()
+    grown = float(m.abs().max())
+    margin = sigma ** 2 * cfg.n_s * (1 + momentum) / cfg.posterior_lr
+    if flagged:
+        assert not grown < 1e3, (sigma, grown)  # overflowed (nan) or huge
+        assert "diverges" in cf.posterior_loss_note(cfg) and f"{sigma:.3g}" in cf.posterior_loss_note(cfg)
+    elif margin > 5:
+        assert grown < 1e-2, (sigma, grown)

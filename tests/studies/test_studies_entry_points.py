@@ -71,3 +71,13 @@ def test_every_experiment_script_has_the_execution_flags_and_a_study_threads_fie
     nt = load("nuisance_teacher")
     assert nt.resolve(nt.parse_args(["--threads", "3"])).threads == 3
     assert nt.resolve(nt.parse_args([])).threads == nuisance_teacher.PRESETS["cpu"].threads
+
+
+def test_an_old_preset_name_through_kdbounds_study_says_its_new_name(capsys):
+    """``kdbounds-study sharpness_vs_gap --preset paper`` parses as ``gpu`` and says so in one line (then --help)."""
+    with pytest.raises(SystemExit) as ei:
+        study_cli.main(["sharpness-vs-gap", "--preset", "paper", "--help"])
+    assert ei.value.code == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["--preset paper is deprecated: that preset is now called 'gpu' (the same settings); "
+                                "use --preset gpu"]

@@ -70,8 +70,8 @@ def test_default_vid_is_the_rid_papers_variant():
         assert nt.base_config(cfg, arch, 3, seed=0, teacher=teacher).augment is False
 
 
-def test_paper_preset_has_every_stated_setting():
-    p = nt.PRESETS["paper"]
+def test_gpu_preset_has_every_stated_setting():
+    p = nt.PRESETS["gpu"]
     assert (p.teacher_arch, p.student_arch, p.n_per_class, p.test_per_class) == ("wrn_40_2", "wrn_16_1", None, None)
     assert (p.epochs, p.batch_size, p.lr, p.milestones, p.lr_gamma, p.nesterov) == (300, 128, 0.05, (150, 200), 0.2, True)
     assert (p.rid_q, p.rid_r, p.lam2, p.vid_lam, p.augment) == (30, 0.25, 10.0, 100.0, False)
@@ -82,7 +82,7 @@ def test_paper_preset_has_every_stated_setting():
 def test_cpu_preset_is_the_paper_recipe_scaled():
     """Same architectures, optimiser, weights and clip; milestones at the paper's fractions of the
     epochs; r*q a whole number of epochs so that r = 1/4 holds exactly."""
-    c, p = nt.PRESETS["cpu"], nt.PRESETS["paper"]
+    c, p = nt.PRESETS["cpu"], nt.PRESETS["gpu"]
     same = ("teacher_arch", "student_arch", "lr", "lr_gamma", "nesterov", "rid_r", "lam2", "vid_lam",
             "augment", "schedule", "methods")
     assert {k: getattr(c, k) for k in same} == {k: getattr(p, k) for k in same}

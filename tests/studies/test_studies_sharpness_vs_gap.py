@@ -55,10 +55,10 @@ def test_preset_errors():
         ss.preset("smoke", trace_matvecs=5)  # 2 z² = 5.4 at ucl_level 0.95
 
 
-def test_default_preset_can_answer():
+def test_cpu_preset_can_answer():
     """≥ 6 teachers, so the exact teacher-level Kendall test can reach p < 0.05 (2/6! = 0.0028), and
     same-architecture (self-distillation) students, so Theorems 3A/3B are defined."""
-    cfg = ss.PRESETS["default"]
+    cfg = ss.PRESETS["cpu"]
     assert len(cfg.teachers) >= 6
     assert 2 / math.factorial(len(cfg.teachers)) < 0.005
     assert any(arch == cfg.teacher_arch and m != "ce" for _, arch, m in cfg.students())

@@ -78,7 +78,7 @@ def test_graph_errors_are_raised_before_anything_runs(tmp_path):
         run_sweep([ok], executor="dask", progress=False)
     with pytest.raises(ValueError, match="workers=2: the local executor runs one run at a time"):
         run_sweep([ok], workers=2, progress=False)
-    with pytest.raises(ValueError, match="threads: expected a positive integer"):
+    with pytest.raises(ValueError, match="^threads: expected an integer >= 1, got 0; or None"):
         run_sweep([ok], threads=0, progress=False)
     with pytest.raises(ValueError, match="max_retries"):
         run_sweep([ok], max_retries=-1, progress=False)
