@@ -141,13 +141,90 @@ def test_student_started_at_the_teacher_equals_it_at_step_zero(tmp_path, fake_ro
     assert reason is None and all(torch.equal(params[n], p) for n, p in t.named_parameters())
 
 
+_FROM_TEACHER_RUNNER = """
+import os, signal, sys
+import numpy as np
+import torch
+from kdbounds.distill import register_method, train
+from kdbounds.distill.kd import KDMethod
+from kdbounds.studies import sharpness_vs_gap as ss
+
+@register_method
+class KillMidKD(KDMethod):
+    name = "_test_kill_mid_kd"
+    calls = 0
+
+    def loss(self, x, y, s_out, t_out, epoch):
+        KillMidKD.calls += 1
+        if os.environ.get("KILL_AT_EPOCH") == str(epoch) and KillMidKD.calls % 3 == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-epoch
+        return super().loss(x, y, s_out, t_out, epoch)
+
+teacher = {teacher!r}
+cfg = ss._from_teacher_config(ss.PRESETS["smoke-scale"], "kd").replace(
+    method="_test_kill_mid_kd", init_ckpt=teacher, teacher_ckpt=teacher, device="cpu")
+g = np.random.default_rng(0)
+x = g.integers(0, 255, (64, 32, 32, 3)).astype(np.uint8)
+y = np.arange(64) % 10
+torch.set_num_threads(1)
+train(cfg, sys.argv[1], data=(x[:48], y[:48], x[48:], y[48:]), progress=False)
+"""
+
+
+def test_student_started_at_the_teacher_resumes_bit_identically_after_kill_9(tmp_path, kill_resume_check):
+    """Evidence (issue 23): the study's student started at its teacher (the ``smoke-scale`` preset's
+    ``kd-from-teacher`` config: fast recipe, ``init_ckpt`` = ``teacher_ckpt`` = the teacher's model file), killed
+    with SIGKILL in the middle of its second epoch and resumed, ends with the model file (bytes) and loss log of
+    the uninterrupted run."""
+    from kdbounds.distill.controls import make_untrained_teacher
+
+    teacher = make_untrained_teacher("airbench_s", 10, 3, tmp_path / "teacher.pt")
+    assert ss.PRESETS["smoke-scale"].from_teacher_epochs == 2
+    kill_resume_check(tmp_path, _FROM_TEACHER_RUNNER.replace("{teacher!r}", repr(str(teacher))), n_epochs=2)
+
+
+def _teacher_and_started_student(cfg: ss.StudyConfig, cache: Path) -> tuple:
+    """Train (or reuse) the bank teacher and the ``kd`` student started at it, exactly as the sweep runs them."""
+    specs = {s.key: s for s in ss.sweep_specs(cfg, cache)}
+    t_spec, s_spec = specs["teacher-fast"], specs["kd-from-teacher-fast"]
+    teacher = t_spec.fn(**t_spec.kwargs)
+    return teacher.value, s_spec.fn(**s_spec.kwargs, deps={"teacher-fast": teacher}).value
+
+
+def test_moved_cache_reuses_the_student_started_at_its_teacher(tmp_path, fake_root, monkeypatch):
+    """Evidence (issue 23): after ``mv A B`` of the folder holding the run cache and the teacher bank, the student
+    started at its teacher is found again (its run id holds the starting network by its bytes, not its path):
+    nothing is trained, the numbers and the model file are the same, every path names the new place."""
+    from kdbounds._io import read_json
+    from kdbounds.runs import cache as cache_mod
+    from study_helpers import CountingTrain
+
+    def config(root: Path) -> ss.StudyConfig:
+        return smoke_scale(fake_root, root / "bank", teachers=ss.PRESETS["smoke-scale"].teachers[:1],
+                           teacher_seeds=1)
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    t0, s0 = _teacher_and_started_student(config(a), a / "cache")
+    key = read_json(Path(s0.paths["out_dir"]) / "run.json")["key"]
+    assert "init_ckpt" not in key["config"] and key["init_sha256"] == key["teacher_sha256"]
+    model = Path(s0.paths["model"]).read_bytes()
+    a.rename(b)
+    counting = CountingTrain(cache_mod.train)
+    monkeypatch.setattr(cache_mod, "train", counting)
+    t1, s1 = _teacher_and_started_student(config(b), b / "cache")
+    assert counting.calls == []
+    assert (t1.final, s1.final) == (t0.final, s0.final) and Path(s1.paths["model"]).read_bytes() == model
+    assert Path(s1.paths["out_dir"]).parent == b / "cache" and Path(t1.paths["out_dir"]).parent == b / "bank"
+
+
 @pytest.mark.slow
 def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     """The miniature of the scale preset on a fake CIFAR-10: bank teachers on D_T (the data fingerprint of the
     split's D_T), students on D_S, strict JSON, the headline Kendall test over the 3 recipe means (scipy's exact
     p), the teacher-level tests labelled within-design, two student groups; every check with a kind and a
-    verdict; the students started at the teacher much closer to it (K) than those trained from scratch; a
-    second run on the same cache trains and measures nothing."""
+    verdict; the students started at the teacher much closer to it (K) than those trained from scratch; after
+    ``mv A B`` of the folder holding the run cache and the bank, a second run trains and measures nothing and gives
+    the same rows."""
     from scipy.stats import kendalltau
 
     from kdbounds._io import read_json
@@ -155,13 +232,14 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     from kdbounds.runs.cache import data_fingerprint
     from study_helpers import CountingTrain
 
-    cfg = smoke_scale(fake_root, tmp_path / "bank")
-    res = ss.run(cfg, tmp_path / "out", cache_root=tmp_path / "cache", progress=False, log=lambda s: None)
+    a, b = tmp_path / "A", tmp_path / "B"
+    cfg = smoke_scale(fake_root, a / "bank")
+    res = ss.run(cfg, tmp_path / "out", cache_root=a / "cache", progress=False, log=lambda s: None)
     d = split_data(cfg.split())
     for row in res.rows:
-        key = read_json(Path(tmp_path / "bank" / row["teacher_run"]) / "run.json")["key"]
+        key = read_json(Path(a / "bank" / row["teacher_run"]) / "run.json")["key"]
         assert key["data"] == data_fingerprint(d.data_t)
-        skey = read_json(Path(tmp_path / "cache" / row["student_run"]) / "run.json")["key"]
+        skey = read_json(Path(a / "cache" / row["student_run"]) / "run.json")["key"]
         assert skey["data"] == data_fingerprint(d.data_s)
         assert ("init_sha256" in skey) == (row["student_start"] == "teacher")
     doc = _strict_loads((tmp_path / "out" / "results.json").read_text())
@@ -185,9 +263,11 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     assert tight[("thm3b_subgamma_quadratic", ft)]["K_median"] < tight[("thm3b_subgamma_quadratic", kd)]["K_min"]
     assert (tmp_path / "out" / "tightness.csv").is_file()
     assert "Theorems 3A/3B" in (tmp_path / "out" / "report.md").read_text()
+    a.rename(b)
     counting = CountingTrain(cache_mod.train)
     monkeypatch.setattr(cache_mod, "train", counting)
-    again = ss.run_study(cfg, tmp_path / "cache", progress=False, log=lambda s: None)
+    again = ss.run_study(dataclasses.replace(cfg, bank_root=str(b / "bank")), b / "cache", progress=False,
+                         log=lambda s: None)
     assert counting.calls == [] and again.timing["curvature_cpu_s"] == 0.0  # measurements reused too
     assert again.rows == res.rows
 
