@@ -97,6 +97,9 @@ STUDENTS = WRAPPED + LEARNT
 #: been seen): certified distillation (``pbkd``) on the teacher's own architecture, the teacher as prior (c). Being
 #: named in advance, it holds at each row's own 1 - delta - delta' (no minimum over rows is taken).
 HEADLINE = {"prior": "teacher", "posterior": "pbkd", "on_teacher_arch": True}
+#: The issue's goals, checked per row in README's findings (reported, never selected on): the headline certified
+#: at or below ``risk``; certified − held-out Gibbs risk at or below ``gap`` for every learnt posterior.
+GOALS = {"risk": 0.15, "gap": 0.05}
 
 
 @dataclass(frozen=True)
@@ -955,6 +958,15 @@ def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
                    + "; ".join(f"seed {r['seed']} **{r['risk_upper']:.4f}** at {r['confidence']:.3f} (`Q = P` "
                                f"{_num(r.get('prior_heldout_bound'))}, held-out Gibbs {_num(r.get('test_gibbs_risk'))})"
                                for r in head) + ".")
+    if head:
+        out.append(_goal_line("Goal: headline certified ≤ " + f"{GOALS['risk']:g}",
+                              [(f"seed {r['seed']}", r["risk_upper"]) for r in head], GOALS["risk"], ".5f"))
+    gapped = [r for r in learnt if r.get("gap") is not None]
+    if gapped:
+        out.append(_goal_line("Goal: certified − held-out Gibbs risk ≤ " + f"{GOALS['gap']:g} for every learnt posterior",
+                              [(f"`{r['prior']}/{r['student']}` seed {r['seed']}", r["gap"])
+                               for r in sorted(gapped, key=lambda r: (r["seed"], r["prior"], r["student"]))],
+                              GOALS["gap"], ".4f"))
     if len(seeds) > 1:
         per = [min((r for r in learnt if r["seed"] == sd), key=lambda r: r["risk_upper"]) for sd in seeds]
         out.append("- Lowest per seed: " + "; ".join(f"seed {r['seed']} {r['risk_upper']:.3f} (`{r['student']}`, "
@@ -979,6 +991,15 @@ def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
     if dmb:
         out.append("- Distilled prior (d) − learnt prior (b), same posterior: " + "; ".join(dmb) + ".")
     return out
+
+
+def _goal_line(goal: str, items: list[tuple[str, float]], limit: float, fmt: str) -> str:
+    """One findings line: whether every item is at or below ``limit``, naming the items that are not."""
+    over = [(k, v) for k, v in items if v > limit]
+    if not over:
+        return f"- {goal}: met by all {len(items)}."
+    return (f"- {goal}: **not met** by {len(over)} of {len(items)}: "
+            + "; ".join(f"{k} {format(v, fmt)}" for k, v in over) + ".")
 
 
 _REPLICATE_KEYS = ("seeds", "split_seed")  # what may differ between the runs merged into one result

@@ -241,3 +241,22 @@ def test_merged_replicates_are_in_numeric_split_seed_order(tmp_path):
         atomic_write_json(tmp_path / f"s{s}" / "results.json", _rep_part(s, s, (0.6, 0.6, 0.6)))
     res = merge_results([tmp_path / "s10", tmp_path / "s2"], tmp_path / "m")
     assert [r["seed"] for r in res.split["replicates"]] == [2, 10]
+
+
+def test_findings_say_which_rows_miss_the_goals():
+    """README's goal lines name every row above the goal (the headline's 0.15, the 0.05 certified − held-out gap)
+    and say "met" only when none is — a value just above the limit (0.15003) is not rounded into the goal."""
+    from kdbounds.studies.certify_students import GOALS, _findings
+
+    rows = _rep_part(0, 0, (0.30, 0.12, 0.20))["certificates"]
+    head = {**rows[2], "student": "pbkd@airbench94", "risk_upper": 0.15003, "gap": 0.01}
+    lines = _findings([{**r, "gap": 0.02} for r in rows] + [head])
+    assert GOALS == {"risk": 0.15, "gap": 0.05}
+    risk = next(ln for ln in lines if "headline certified" in ln)
+    assert "**not met** by 1 of 1" in risk and "0.15003" in risk
+    gap = next(ln for ln in lines if "held-out Gibbs risk ≤ 0.05" in ln)
+    assert gap.endswith("met by all 4.")
+    lines = _findings([{**r, "gap": 0.02} for r in rows] + [{**head, "risk_upper": 0.15, "gap": 0.0501}])
+    assert next(ln for ln in lines if "headline certified" in ln).endswith("met by all 1.")
+    gap = next(ln for ln in lines if "held-out Gibbs risk ≤ 0.05" in ln)
+    assert "**not met** by 1 of 4" in gap and "`teacher/pbkd@airbench94` seed 0 0.0501" in gap
