@@ -7,6 +7,7 @@ command line. Reported numbers are last-epoch test accuracies, spread over paire
     python experiments/nuisance_teacher.py --preset smoke --out results/nuisance_teacher/smoke
     python experiments/nuisance_teacher.py --preset cpu   --out results/nuisance_teacher/cpu
     python experiments/nuisance_teacher.py --preset gpu   --out results/nuisance_teacher/gpu
+    python experiments/nuisance_teacher.py --preset scale --executor ray --workers 2 --threads 1
 
 Presets (explicit options override them; the study's docstring lists what `cpu` changes and why):
   smoke  resnet8 -> resnet8, 10 images/class, 100 test images, 2 epochs, 1 seed (CI)
@@ -14,9 +15,13 @@ Presets (explicit options override them; the study's docstring lists what `cpu` 
          1/2 and 2/3 of the epochs, VID = the RID paper's variant with weight 100 and clip 100, RID
          r=1/4 lam2=10) on 50 images/class (500), 1,000 test images, 12 epochs, batch 32, q=4,
          teacher 12 epochs, 3 seeds, exact teacher-output cache (50 min wall on a shared 2-core box)
+  scale  the teacher bank's airbench94 (fast recipe, 10 epochs, all of CIFAR-10) -> airbench_s students with the
+         paper's student recipe on 500 images/class, the whole test set, 20 epochs, 5 seeds; the untrained
+         teacher with BatchNorm in eval and in train mode (<= 3 h on 2 cores, estimate in the study)
   gpu    WRN-40-2 -> WRN-16-1, full CIFAR-10, 300 epochs, batch 128, lr 0.05 x0.2 at 150/200,
          Nesterov, no augmentation, 3 seeds; RID q=30 r=1/4 lam1=1 lam2=10; VID weight 100 (GPU;
          formerly called paper, a name that still works)
+  smoke-scale  the scale preset's miniature (CI)
 
 Seeds can run as separate processes sharing one cache (`--seed k --seeds 1`); the cache locks each
 run, so the shared teacher is trained once.  Or let the sweep runner run the grid in parallel:

@@ -15,13 +15,17 @@ same numbers as --executor local at equal --threads (unset: torch's default loca
     python experiments/sharpness_vs_gap.py --preset smoke       # CI
     python experiments/sharpness_vs_gap.py --executor ray --workers 2 --threads 1   # 2 runs at once
     python experiments/sharpness_vs_gap.py --preset gpu         # full CIFAR-10, GPU
+    python experiments/sharpness_vs_gap.py --preset scale --executor ray --workers 2 --threads 1   # <= 3 h, 2 cores
 
 Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), cpu, the
 default (6 resnet8 teachers -> self-distilled resnet8 students by kd/rid and the student alone, CIFAR-10
-subset), gpu (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes); the old names
-default and paper still work. Writes results.json, results.csv, checks.csv, kendall.csv,
-sharpness_vs_gap.png, bound_vs_observed.png and report.md to --out (default
-results/sharpness_vs_gap/<preset>; run cache default <out>/../cache, i.e. results/sharpness_vs_gap/cache).
+subset), gpu (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes), scale (12 airbench_s
+teachers of 6 fast-recipe recipes from the teacher bank on D_T = 45,000 images; on D_S = 5,000 images students from
+scratch and started at their teacher; curvature and gaps on one kernel sample; <= 3 h on 2 cores, estimate in
+the study), smoke-scale (its miniature, CI); the old names default and paper still work. Writes results.json,
+results.csv, checks.csv, kendall.csv, tightness.csv, sharpness_vs_gap.png, bound_vs_observed.png and report.md
+to --out (default results/sharpness_vs_gap/<preset>; run cache default <out>/../cache, i.e.
+results/sharpness_vs_gap/cache; bank teachers in $KDBOUNDS_BANK or ~/.cache/kdbounds/bank).
 The study itself is kdbounds.studies.sharpness_vs_gap.
 """
 
@@ -39,7 +43,8 @@ STUDY = "kdbounds.studies.sharpness_vs_gap"  # imported after parsing (torch): a
 # --threads is a shared option (intra-op threads per run); listed here, it also sets the config's threads
 # (unset: torch's default on the local executor, 1 per run on Ray)
 OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.train_per_class,
-             "threads": T.threads}
+             "threads": T.threads, "from_teacher_epochs": T.positive_int, "from_teacher_lr_scale": T.positive_float,
+             "kernel_std": T.positive_float}
 
 
 def _methods() -> tuple[str, ...]:

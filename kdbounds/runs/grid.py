@@ -131,14 +131,15 @@ def load_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: Mapping[str, Any] | None = None,
-                  prior: str | None = None) -> Any:
-    """The run's :class:`~kdbounds.distill.TrainConfig`, with the paths of its teacher and prior filled in.
+                  prior: str | None = None, init: str | None = None) -> Any:
+    """The run's :class:`~kdbounds.distill.TrainConfig`, with the paths of its teacher, prior and start filled in.
 
     The one place where a worker turns a spec's config dict and the keys of its dependencies into a
     config (every training run of every study goes through it): ``teacher_ckpt`` becomes the model
     file of the run ``deps[teacher]``; for ``pbb``/``pbkd``, ``method_kwargs["prior"]`` becomes the
-    model file of ``deps[prior]``, pinned by its SHA-256 (``prior_sha256``). So a student can be
-    scheduled before its teacher or prior exists.
+    model file of ``deps[prior]``, pinned by its SHA-256 (``prior_sha256``); ``init_ckpt`` (a student
+    started from a network's weights) becomes the model file of ``deps[init]``. So a student can be
+    scheduled before its teacher, prior or starting network exists.
 
     Args:
         config: ``TrainConfig.to_dict()`` of the run (``teacher_ckpt`` empty when ``teacher`` is given).
@@ -146,20 +147,22 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
             (``None``: no teacher filled in).
         deps: results of the dependencies, filled in by the sweep runner.
         prior: key of the dependency whose model file is the ``pbb``/``pbkd`` prior (``None``: none).
+        init: key of the dependency whose model file the run starts from (``init_ckpt``; ``None``: a fresh
+            initialisation, or the config's own ``init_ckpt``).
 
     Returns:
         The config.
 
     Raises:
-        ValueError: ``teacher`` or ``prior`` is given but not among ``deps``, or a hyper-parameter the
-            method refuses (:func:`~kdbounds.distill.methods.check_method_hparams`).
+        ValueError: ``teacher``, ``prior`` or ``init`` is given but not among ``deps``, or a hyper-parameter
+            the method refuses (:func:`~kdbounds.distill.methods.check_method_hparams`).
     """
     from .._io import file_sha256
     from ..distill.config import TrainConfig
     from ..distill.methods import check_method_hparams
 
     deps = deps or {}
-    for name, key in (("teacher", teacher), ("prior", prior)):
+    for name, key in (("teacher", teacher), ("prior", prior), ("init", init)):
         if key is not None and key not in deps:
             raise ValueError(f"{name}={key!r}: not among the run's dependencies {sorted(deps)}")
     cfg = TrainConfig.from_dict(dict(config))
@@ -168,6 +171,8 @@ def worker_config(config: Mapping[str, Any], teacher: str | None = None, deps: M
     if prior is not None:
         path = deps[prior].paths["model"]
         cfg = cfg.replace(method_kwargs={**cfg.method_kwargs, "prior": path, "prior_sha256": file_sha256(path)})
+    if init is not None:
+        cfg = cfg.replace(init_ckpt=deps[init].paths["model"])
     check_method_hparams(cfg.method, cfg.method_kwargs)  # complete now; before the worker loads any data
     return cfg
 
@@ -242,20 +247,26 @@ class TeacherRecipe:
         lr: the learning rate.
         batch_size: the batch size.
         weight_decay: the weight decay.
+        label_smoothing: the teacher's label smoothing (``None``: the training recipe's own, e.g. 0 for the
+            standard recipe, 0.2 for the fast one).
     """
 
     name: str
     lr: float
     batch_size: int
     weight_decay: float = 5e-4
+    label_smoothing: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as a plain dict.
 
         Returns:
-            ``{"name", "lr", "batch_size", "weight_decay"}``.
+            ``{"name", "lr", "batch_size", "weight_decay"}`` and ``label_smoothing`` when set.
         """
-        return asdict(self)
+        d = asdict(self)
+        if d["label_smoothing"] is None:  # absent at its default: the records of earlier runs keep their form
+            del d["label_smoothing"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from ..certificates.split import DataSplit, make_split
 
 __all__ = ["SIDES", "SplitSpec", "SplitData", "split_data", "train_on_split"]
 
-#: the sides a run trains on: ``"t"`` = ``D_T``, ``"u"`` = ``D_T ∪ D_S``
-SIDES = ("t", "u")
+#: the sides a run trains on: ``"t"`` = ``D_T``, ``"u"`` = ``D_T ∪ D_S``, ``"s"`` = ``D_S`` alone (e.g. a student
+#: distilled on data its teacher did not see)
+SIDES = ("t", "u", "s")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,26 @@ class SplitData:
     x_test: np.ndarray
     y_test: np.ndarray
 
+    @property
+    def data_s(self) -> tuple[np.ndarray, ...]:
+        """``(x_S, y_S, x_test, y_test)``: ``D_S`` alone (students that never see ``D_T``)."""
+        return self.x_s, self.y_s, self.x_test, self.y_test
+
+    def side(self, side: str) -> tuple[np.ndarray, ...]:
+        """The arrays a run on ``side`` trains on.
+
+        Args:
+            side: one of :data:`SIDES`.
+
+        Returns:
+            :attr:`data_t`, :attr:`data_u` or :attr:`data_s`.
+
+        Raises:
+            ValueError: an unknown side.
+        """
+        side = check_choice("side", side, SIDES)
+        return {"t": self.data_t, "u": self.data_u, "s": self.data_s}[side]
+
     def to_dict(self) -> dict[str, Any]:
         """The split's record (sizes, seed, SHA-256 of each side; see :meth:`DataSplit.to_dict`).
 
@@ -120,30 +141,32 @@ def split_data(spec: SplitSpec) -> SplitData:
 
 def train_on_split(config: Mapping[str, Any], cache_root: str, split: SplitSpec, side: str,
                    teacher: str | None = None, prior: str | None = None, progress: bool = False,
-                   deps: Mapping[str, Any] | None = None) -> Any:
+                   deps: Mapping[str, Any] | None = None, init: str | None = None) -> Any:
     """Train one configuration on one side of the split through the run cache (a sweep run).
 
     Args:
         config: ``TrainConfig.to_dict()`` of the run (``teacher_ckpt`` empty when ``teacher`` is given).
         cache_root: the run cache.
         split: the arrays' description.
-        side: ``"t"`` (``D_T``: teachers, priors) or ``"u"`` (``D_T ∪ D_S``: students, posteriors).
+        side: ``"t"`` (``D_T``: teachers, priors), ``"u"`` (``D_T ∪ D_S``: students, posteriors) or ``"s"``
+            (``D_S`` alone).
         teacher: key of the dependency whose model is the teacher checkpoint.
         prior: key of the dependency whose model is the ``pbb``/``pbkd`` prior (its path and SHA-256 go
             into ``method_kwargs``; see :func:`kdbounds.runs.grid.worker_config`).
         progress: the trainer's progress.
         deps: results of the dependencies (filled in by the sweep runner).
+        init: key of the dependency whose model the run starts from (``init_ckpt``; see
+            :func:`kdbounds.runs.grid.worker_config`).
 
     Returns:
         The :class:`~kdbounds.distill.trainer.TrainResult`.
 
     Raises:
-        ValueError: a bad ``side``, or ``teacher``/``prior`` not among ``deps``.
+        ValueError: a bad ``side``, or ``teacher``/``prior``/``init`` not among ``deps``.
     """
     from .cache import train_cached
     from .grid import worker_config
 
     check_choice("side", side, SIDES)
-    cfg = worker_config(config, teacher, deps, prior=prior)
-    d = split_data(split)
-    return train_cached(cfg, cache_root, data=d.data_t if side == "t" else d.data_u, progress=progress)
+    cfg = worker_config(config, teacher, deps, prior=prior, init=init)
+    return train_cached(cfg, cache_root, data=split_data(split).side(side), progress=progress)

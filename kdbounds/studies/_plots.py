@@ -151,7 +151,8 @@ def sharpness_vs_gap_figure(rows: Sequence[dict[str, Any]], *, sharpness: str = 
                     title += f"\n{unit}-level Kendall τ undefined ({k.get('note') or 'no test'})"
                     continue
                 n = k.get("n_recipes") if unit == "recipe" else k["n_teachers"]
-                title += f"\n{unit}-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, {n} {unit}s)"
+                who = "" if k.get("students") in (None, "distilled") else f", students {k['students']}"
+                title += f"\n{unit}-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, {n} {unit}s{who})"
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(_label(sharpness) + " (± 1.96 SE)" if any(_se(r, sharpness) for r in rows) else _label(sharpness))
         ax.set_ylabel("gap = test loss − training loss (± 1.96 SE)")
