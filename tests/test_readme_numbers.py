@@ -58,3 +58,10 @@ def test_marked_blocks_are_found_and_replaced_in_place(tmp_path):
 
     with pytest.raises(ValueError, match="no block <!-- u:begin -->"):
         marked_block(page.read_text(), "u")
+
+
+def test_default_budget_table_matches_results():
+    rep = _load(ROOT / "benchmarks" / "report_default_budget.py")
+    inside = marked_block((ROOT / "README.md").read_text(), rep.BLOCK)
+    assert inside == rep.table(rep.load()), \
+        "README's default-budget table is stale: run `python benchmarks/report_default_budget.py --write`"
