@@ -296,6 +296,12 @@ def _train(args: argparse.Namespace, sub: argparse.ArgumentParser, run: dict[str
             torch.set_num_threads(args.threads)
         cfg = config_from_args(args)
         progress = not args.no_progress
+        if cfg.method in ("pbb", "pbkd"):  # its loss= / train_loss is a bound with KL inside: say so first
+            from .distill.pbb import OBJECTIVE_DEFAULTS
+            from .runs.posterior_learning import objective_note
+
+            print(objective_note(cfg.method, cfg.method_kwargs.get("objective", OBJECTIVE_DEFAULTS["objective"])),
+                  file=sys.stderr, flush=True)
         if args.bank and args.out:
             raise ValueError("--bank and --out exclude each other (the bank chooses the folder)")
         if args.bank:

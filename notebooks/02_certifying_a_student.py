@@ -240,7 +240,9 @@ print(f"({2 * repetitions} certificates in {time.process_time() - t0:.1f} s CPU)
 # on a grid (`σ_P` pays `ln J`), and `pbb` / `pbkd` whose Gaussian posteriors are learnt by a PAC-Bayes
 # objective (without / with KD). Every student is certified on `D_S` (0–1 loss, Monte Carlo over weight
 # draws, `δ'` for that step) and its Gibbs error is measured on held-out test images. The run is cached in
-# `cache_dir/certify_students/<key>` (the key covers the configuration, the training code and the certificate code).
+# `cache_dir/certify_students/<key>` (the key covers the configuration, the training code and the certificate code),
+# its trained models in the run cache `cache_dir/certify_students/cache` (`kdbounds-study --clean --results
+# results/notebooks` frees it).
 
 # %%
 net_cfg = dataclasses.replace(net_study.PRESETS[net_preset], **net_overrides)
@@ -252,7 +254,7 @@ if (net_out / "results.json").is_file():
     net_origin = f"reused from {net_out}"
 else:
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    net_study.run(net_cfg, net_out, cache_root=Path(cache_dir) / "certify_students" / "runs", progress=False,
+    net_study.run(net_cfg, net_out, cache_root=Path(cache_dir) / "certify_students" / "cache", progress=False,
                   log=lambda s: None)
     net_origin = f"run here in {time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU"
 net = read_json(net_out / "results.json")

@@ -147,7 +147,7 @@ def base_config(arch, epochs, run_seed, eval_every=1):
 
 def run_all():
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    teacher = train_cached(base_config(teacher_arch, teacher_epochs, 1000, eval_every=teacher_epochs), cache / "runs",
+    teacher = train_cached(base_config(teacher_arch, teacher_epochs, 1000, eval_every=teacher_epochs), cache / "cache",
                            data=data, progress=False)
     print(f"teacher {teacher_arch}: test accuracy {teacher.final['test_acc']:.3f}")
     out = {"teacher_test_acc": teacher.final["test_acc"], "rows": [], "student_test_acc": {}}

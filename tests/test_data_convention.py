@@ -7,6 +7,9 @@ The table ``CASES`` lists every such public function; a new one belongs there.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -235,3 +238,94 @@ def test_split_subset_numpy_and_torch_alike():
     with pytest.raises(TypeError, match="data"):
         split.subset([1, 2, 3], "cert")
     assert not split.cert.flags.writeable  # the record itself stays read-only
+
+
+# ---- the walk: every public name that takes data is in CASES (or says why it is not) -----------------
+# A parameter "takes data" when its name says so; the walk covers every top-level callable of kdbounds
+# and the public methods of its classes (not the constructors of dataclass records: their fields hold results).
+DATA_PARAM = re.compile(r"^(data|train|test|heldout|loader|data_[a-z]|[a-z]+_(data|loader))$")
+
+# (function, argument) -> why it is not one of the three forms. Anything here is not "data" in the sense
+# of the convention: the walk fails on a new data-taking function that is neither in CASES nor here.
+NOT_THE_CONVENTION: dict[tuple[str, str], str] = {
+    ("DataSplit.subset", "data"): "selects the rows of one array, tensor, Dataset or (x, y) of the split's pool "
+                                  "(test_split_subset_numpy_and_torch_alike)",
+    ("GapHessianOperator.from_operators", "train"): "a HessianOperator, not data",
+    ("GapHessianOperator.from_operators", "heldout"): "a HessianOperator, not data",
+    ("bank_teacher", "data"): "the trainer's raw uint8 (train_x, train_y, test_x, test_y), augmented by its own loader",
+    ("prior_run", "data_t"): "the trainer's raw uint8 (x_T, y_T, x_test, y_test), augmented by its own loader",
+}
+
+# the same three forms for evaluate_tta, which needs image-shaped inputs (it flips and crops them)
+_IMAGES = (torch.randn(10, 3, 8, 8, generator=torch.Generator().manual_seed(4)), torch.arange(10) % 3)
+_CNN = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(72, 3)).eval()
+EVALUATE_TTA_GAP = ("kdbounds/distill/recipes.py evaluate_tta iterates `for x, y in loader` (reported to the owner "
+                    "of kdbounds/distill: it should read `for x, y in as_batches(loader, \"loader\")`)")
+
+
+def _public_callables() -> list[tuple[str, Callable[..., Any]]]:
+    found: list[tuple[str, Callable[..., Any]]] = []
+    for name in sorted(kdbounds.__all__):
+        obj = getattr(kdbounds, name)
+        if inspect.isclass(obj):
+            if issubclass(obj, nn.Module):
+                continue  # networks: forward(x) takes inputs, not data
+            if not dataclasses.is_dataclass(obj):  # a record's constructor takes its fields (results)
+                found.append((name, obj))
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and isinstance(member, (staticmethod, classmethod, type(_flat))):
+                    found.append((f"{name}.{attr}", getattr(obj, attr)))
+        elif callable(obj) and not isinstance(obj, type(kdbounds)):
+            found.append((name, obj))
+    return found
+
+
+def data_arguments() -> set[tuple[str, str]]:
+    """Every (public callable, parameter) whose parameter takes data, by its name."""
+    out = set()
+    for name, fn in _public_callables():
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            continue
+        out |= {(name, p) for p in params if DATA_PARAM.match(p)}
+    return out
+
+
+def test_every_public_data_argument_takes_the_three_forms():
+    found = data_arguments()
+    covered = {(f, arg) for f, arg, _ in CASES} | {("evaluate_tta", "loader")} | set(NOT_THE_CONVENTION)
+    assert len(found) >= 18, sorted(found)  # the walk does find the data arguments
+    missing = sorted(found - covered)
+    assert not missing, (f"public functions that take data but are not in CASES (add a case; the function reads "
+                         f"its data through kdbounds._data.as_batches/as_tensors): {missing}")
+    stale = sorted(covered - found)
+    assert not stale, f"CASES / NOT_THE_CONVENTION name arguments that no public function has: {stale}"
+
+
+def test_the_walk_finds_a_new_data_argument(monkeypatch):
+    def new_measure(model, heldout_data, *, data_root=None):  # a planted public function
+        return model, heldout_data, data_root
+
+    monkeypatch.setattr(kdbounds, "__all__", [*kdbounds.__all__, "new_measure"])
+    monkeypatch.setattr(kdbounds, "new_measure", new_measure, raising=False)
+    assert ("new_measure", "heldout_data") in data_arguments()
+    assert ("new_measure", "data_root") not in data_arguments()  # a folder, not data
+
+
+def test_evaluate_tta_batches_and_loader_agree():
+    reference = kdbounds.evaluate_tta(_CNN, as_form(_IMAGES, "loader"))
+    assert kdbounds.evaluate_tta(_CNN, as_form(_IMAGES, "batches")) == reference
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=EVALUATE_TTA_GAP)
+def test_evaluate_tta_takes_tensors():
+    reference = kdbounds.evaluate_tta(_CNN, as_form(_IMAGES, "loader"))
+    assert kdbounds.evaluate_tta(_CNN, as_form(_IMAGES, "tensors")) == reference
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=EVALUATE_TTA_GAP)
+def test_evaluate_tta_names_its_argument():
+    with pytest.raises(TypeError) as err:
+        kdbounds.evaluate_tta(_CNN, 42)
+    assert str(err.value).startswith("loader:") and "DataLoader" in str(err.value), str(err.value)

@@ -10,7 +10,10 @@ Where things are cached (nothing else is written outside ``--out``):
 * **the teacher bank** — ``$KDBOUNDS_BANK``, else ``$KDBOUNDS_CACHE/bank``, else ``~/.cache/kdbounds/bank``
   (:func:`bank_root`): teachers shared by every study, expensive to retrain;
 * **decoded data arrays** — ``$KDBOUNDS_CACHE/data`` (default ``~/.cache/kdbounds/data``, also where a
-  downloaded CIFAR-10 goes; :func:`kdbounds.data.cifar_cache.cache_dir`).
+  downloaded CIFAR-10 goes; :func:`kdbounds.data.cifar_cache.cache_dir`): one ``.npz`` per data source and
+  split, keyed by the source's path, size and modification time, so every new copy or location of the data
+  adds one (184 MB for CIFAR-10) and none is ever reused again. :func:`clean_data_cache` (``--clean --data``)
+  frees them and keeps everything else in that folder (a downloaded CIFAR-10 in particular).
 
 :func:`clean` frees run caches: it lists each folder with its size and removes it (``dry_run``: lists only).
 It never deletes a folder that does not look like a run cache (:func:`inspect_cache`: every entry must be one
@@ -34,8 +37,11 @@ from pathlib import Path
 from .grid_ledger import LEDGER_DIR
 
 __all__ = ["resolve_cache_root", "bank_root", "CacheFolder", "inspect_cache", "default_caches", "CleanReport",
-           "clean", "format_bytes", "main"]
+           "clean", "clean_data_cache", "format_bytes", "main"]
 
+#: a decoded-array cache file of :mod:`kdbounds.data.cifar_cache` and its lock:
+#: ``<dataset>-<split>-<source kind>-<20 hex digits>.npz``, ``<dataset>-<source kind>-<20 hex digits>.lock``
+DECODED_ARRAYS = re.compile(r"^cifar(10|100)-((train|test)-)?[a-z_]+-[0-9a-f]{20}\.(npz|lock)$")
 #: a run folder of the run cache: ``<method>-<arch>-<12 hex digits of the run id>``
 RUN_FOLDER = re.compile(r"^[A-Za-z0-9_]+-[A-Za-z0-9_.]+-[0-9a-f]{12}$")
 #: a lock file of :mod:`kdbounds.runs.locking` (``.<name>.lock``) and its holder record
@@ -325,6 +331,38 @@ def clean(folders: Sequence[str | os.PathLike] | None = None, *, bank: bool = Fa
     return CleanReport(tuple(freed), tuple(kept), tuple(refused), dry_run)
 
 
+def clean_data_cache(folder: str | os.PathLike | None = None, *, dry_run: bool = False) -> list[str]:
+    """Free the decoded-array caches of the data loader; nothing else in their folder is touched.
+
+    A file is removed only when its name is one the loader writes (:data:`DECODED_ARRAYS`); a downloaded
+    CIFAR-10 or anything else there stays. A process reading a removed array keeps its open copy; the next
+    ``load_cifar`` decodes the source again (seconds) and writes a fresh one.
+
+    Args:
+        folder: the cache folder; ``None``: :func:`kdbounds.data.cifar_cache.cache_dir`
+            (``$KDBOUNDS_CACHE/data``, default ``~/.cache/kdbounds/data``).
+        dry_run: list what would be freed, remove nothing.
+
+    Returns:
+        The report's lines: one per data source's arrays, then the total.
+    """
+    if folder is None:
+        from ..data.cifar_cache import cache_dir
+
+        folder = cache_dir()
+    folder = Path(folder).expanduser()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and DECODED_ARRAYS.match(p.name)) \
+        if folder.is_dir() else []
+    size = sum(p.stat().st_size for p in files)
+    if not dry_run:
+        for p in files:
+            p.unlink(missing_ok=True)
+    verb = "would free" if dry_run else "freed"
+    arrays = sum(p.suffix == ".npz" for p in files)
+    return [f"{verb} {format_bytes(size):>9s}  {folder}  (decoded data arrays: {arrays} file(s), and "
+            f"{len(files) - arrays} lock(s); anything else there kept)"]
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "kdbounds-study --clean",
          say: Callable[[str], None] = print) -> int:
     """``kdbounds-study --clean [--cache-root DIR ...] [--results DIR] [--bank] [--dry-run]``.
@@ -351,8 +389,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "kdbounds-study --clean"
     p.add_argument("--bank", action="store_true",
                    help=f"also free the teacher bank ({bank_root()}; $KDBOUNDS_BANK): its teachers are retrained "
                         "on next use")
+    p.add_argument("--data", action="store_true",
+                   help="also free the data loader's decoded arrays in $KDBOUNDS_CACHE/data (default "
+                        "~/.cache/kdbounds/data; 184 MB per CIFAR-10 source; a downloaded CIFAR-10 there is kept): "
+                        "they are decoded again on next use")
     p.add_argument("--dry-run", action="store_true", help="list what would be freed; remove nothing")
     a = p.parse_args(argv)
+    if a.data:
+        for line in clean_data_cache(dry_run=a.dry_run):
+            say(line)
     report = clean(a.cache_root, bank=a.bank, dry_run=a.dry_run, results=a.results)
     if a.cache_root is None and not (report.freed or report.kept or report.refused):
         say(f"no run cache found under {a.results}/ (the default layout: {a.results}/<study>/cache); "

@@ -33,6 +33,7 @@ from kdbounds.distill.methods import StepContext, TrainingDiverged, build_schedu
 from kdbounds.distill.pbb import (
     KD_DEFAULTS,
     OBJECTIVE_DEFAULTS,
+    OBJECTIVES,
     certified_step,
     check_objective_hparams,
     draw_noise_seed,
@@ -43,10 +44,40 @@ from kdbounds.distill.trainer import method_rng
 
 from ..pacbayes.kernels import GaussianKernel
 
-__all__ = ["learn_posterior", "POSTERIOR_METHODS", "POSTERIOR_SCHEDULES"]
+__all__ = ["learn_posterior", "objective_note", "POSTERIOR_METHODS", "POSTERIOR_SCHEDULES"]
 
 POSTERIOR_METHODS = ("pbb", "pbkd")
 POSTERIOR_SCHEDULES = ("constant", "cosine", "step")
+
+
+def objective_note(methods: str | Sequence[str], objective: str = "fquad") -> str:
+    r"""The line that says what ``loss=`` is on the progress line of a ``pbb``/``pbkd`` training.
+
+    Printed where that line appears (``kdbounds-train distill --method pbb|pbkd``, the certify studies),
+    because its values look alarming without it: the loss is the relaxed PAC-Bayes bound the posterior
+    is trained on (:func:`kdbounds.distill.pbb.pac_bayes_objective`), not a cross-entropy, and it is at
+    least :math:`2\,\mathrm{KL}(Q\|P)/n` (``fquad``) or :math:`\sqrt{\mathrm{KL}(Q\|P)/(2n)}` (``fclassic``)
+    with ``n`` = ``n_bound``: thousands for a prior far from the posterior's start.
+
+    Args:
+        methods: the posterior methods of the run(s), e.g. ``"pbkd"`` or ``("pbb", "pbkd")``.
+        objective: the objective's kind, ``"fquad"`` or ``"fclassic"``.
+
+    Returns:
+        One line, starting with ``note:``.
+
+    Raises:
+        ValueError: an unknown ``objective``.
+    """
+    check_choice("objective", objective, OBJECTIVES)
+    names = [methods] if isinstance(methods, str) else list(methods)
+    floor = "2·KL(Q‖P)/n_bound" if objective == "fquad" else "√(KL(Q‖P)/(2·n_bound))"
+    kd = "; pbkd adds alpha times the KD term (T²·KL to the teacher's soft labels)" if "pbkd" in names else ""
+    return (f"note: loss= on a {'/'.join(names)} run's progress line is its training objective, not a cross-entropy: "
+            f"the relaxed PAC-Bayes bound ({objective}) of the bounded cross-entropy with KL(Q‖P) inside{kd}. It is "
+            f"at least {floor}, so a prior far from the posterior's start (random, or a small sigma_prior) reads in "
+            f"the thousands or more; it is not the certificate (kdbounds.certify computes that on D_S), and the "
+            f"run's log.jsonl keeps its parts (emp_bce, kl, bound)")
 
 
 def _check_space(model: nn.Module, prior: GaussianKernel) -> None:

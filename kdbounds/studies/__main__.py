@@ -9,6 +9,7 @@ a generic command line is built from the study's ``PRESETS``: the common options
     kdbounds-study --list
     kdbounds-study functional_transfer --preset smoke --executor ray --workers 2
     kdbounds-study --clean --dry-run          # what the run caches under results/ hold; without --dry-run: free them
+    kdbounds-study --clean --data             # also the decoded data arrays in ~/.cache/kdbounds/data
 
 Presets share one vocabulary (``smoke``, ``cpu`` (the default), ``scale``, ``gpu``; see
 :mod:`kdbounds.studies._cli`); the old names ``default`` and ``paper`` still work and say their new name.
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     names = available_studies()
     usage = (f"usage: kdbounds-study {{{','.join(names)}}} [options]   (kdbounds-study <name> --help)\n"
-             f"       kdbounds-study --list | --clean [--cache-root DIR] [--bank] [--dry-run]")
+             f"       kdbounds-study --list | --clean [--cache-root DIR] [--bank] [--data] [--dry-run]")
     if not argv or argv[0] in ("-h", "--help"):
         print(usage + "\n\n" + (__doc__ or "").split("\n\n")[0])
         return 0 if argv else 2

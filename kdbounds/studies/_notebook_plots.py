@@ -357,7 +357,7 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
         ax.set_xlabel("student training epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
         ax.margins(y=0.1)
     fig.tight_layout()
     fig.kdbounds_intervals = drawn

@@ -354,9 +354,9 @@ def posterior_loss_note(cfg: Config) -> str:
     Returns:
         One line: what that loss is, and the grid's scales at which it diverges (:func:`unstable_scales`).
     """
-    kinds = "/".join(cfg.posteriors)
-    line = (f"  note: a {kinds} run's progress line shows loss= its PAC-Bayes training objective ({cfg.objective}: a "
-            f"bound with KL(Q‖P)/n_S inside), not a cross-entropy")
+    from ..runs.posterior_learning import objective_note
+
+    line = "  " + objective_note(cfg.posteriors, cfg.objective)
     bad = unstable_scales(cfg)
     if not bad:
         return line

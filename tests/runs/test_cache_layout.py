@@ -169,3 +169,39 @@ def test_the_command_imports_no_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "False", r.stderr
+
+
+def _write_fake_cifar10(root: Path) -> Path:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fake_cifar", Path(__file__).parents[1] / "studies" / "fake_cifar.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_fake_cifar10(root, per_class_train=2, per_class_test=2)
+
+
+def test_the_data_cache_is_freed_only_with_data_and_nothing_else_there(tmp_path, monkeypatch, capsys):
+    from kdbounds.data import load_cifar
+    from kdbounds.studies.__main__ import main
+
+    monkeypatch.setenv("KDBOUNDS_CACHE", str(tmp_path / "kc"))
+    root = tmp_path / "cifar"
+    _write_fake_cifar10(root)
+    x, _ = load_cifar("cifar10", root=root, split="train")  # the loader writes its decoded arrays (oracle: their names)
+    data = tmp_path / "kc" / "data"
+    written = sorted(p.name for p in data.iterdir())
+    assert any(n.endswith(".npz") for n in written) and all(cl.DECODED_ARRAYS.match(n) for n in written), written
+    (data / "cifar-10-python.tar.gz").write_bytes(b"a downloaded archive")  # a download kept there: never touched
+    (data / "cifar-10-batches-py").mkdir()
+    (data / "notes-0123456789abcdef0123.npz").write_bytes(b"not the loader's")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--clean", "--dry-run"]) == 0 and all((data / n).exists() for n in written)  # without --data
+    assert "decoded data arrays" not in capsys.readouterr().out
+    assert main(["--clean", "--data", "--dry-run"]) == 0 and all((data / n).exists() for n in written)
+    assert "would free" in capsys.readouterr().out
+    assert main(["--clean", "--data"]) == 0
+    out = capsys.readouterr().out
+    assert f"decoded data arrays: {sum(n.endswith('.npz') for n in written)} file(s)" in out, out
+    assert sorted(p.name for p in data.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz",
+                                                      "notes-0123456789abcdef0123.npz"]
+    assert np.array_equal(load_cifar("cifar10", root=root, split="train")[0], x)  # decoded again on next use

@@ -232,3 +232,40 @@ def test_bad_input_is_refused_before_any_forward_pass(kw, exc, msg):
     with pytest.raises(exc, match=msg):
         learn_posterior(**args)
     assert net.forwards == 0 and teacher.forwards == 0
+
+
+# ---- what loss= means on a pbb/pbkd progress line (objective_note) ----------------------------------
+@pytest.mark.parametrize("kind", ["fquad", "fclassic"])
+@pytest.mark.parametrize("kl", [0.0, 3.0, 1e4, 1e7])
+@pytest.mark.parametrize("emp", [0.0, 0.3, 1.0])
+def test_objective_note_floor_is_a_floor_of_the_objective(kind, kl, emp):
+    from kdbounds.distill.pbb import pac_bayes_objective
+    from kdbounds.runs.posterior_learning import objective_note
+
+    n, delta = 2000, 0.025
+    value = float(pac_bayes_objective(torch.tensor(emp, dtype=torch.float64), torch.tensor(kl, dtype=torch.float64),
+                                      n, delta, kind))
+    floor = 2 * kl / n if kind == "fquad" else (kl / (2 * n)) ** 0.5
+    assert value >= floor * (1 - 1e-12)
+    note = objective_note("pbb", kind)
+    assert ("2·KL(Q‖P)/n_bound" in note) == (kind == "fquad") and "not a cross-entropy" in note
+    assert ("KD" in objective_note(("pbb", "pbkd"), kind)) and "KD" not in note
+    with pytest.raises(ValueError, match="objective"):
+        objective_note("pbb", "quad")
+
+
+def test_the_training_cli_says_what_a_pbb_loss_is_before_it_trains(monkeypatch, capsys):
+    import kdbounds.runs.cache as run_cache
+    from kdbounds import train as cli
+
+    def stop(*args, **kwargs):
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(run_cache, "train_cached", stop)
+    code = cli.main(["distill", "--method", "pbb", "--arch", "mlp256", "--method-arg", "prior=random:0",
+                     "--method-arg", "n_bound=100", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stopped before training" in err
+    assert err.index("note: loss= on a pbb run's progress line is its training objective") < err.index("stopped")
+    code = cli.main(["distill", "--method", "kd", "--arch", "mlp256", "--teacher", __file__])
+    assert "note: loss=" not in capsys.readouterr().err  # only the PAC-Bayes methods

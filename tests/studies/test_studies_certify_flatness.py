@@ -651,7 +651,7 @@ def test_unstable_scales_are_those_where_sgd_on_the_objective_diverges(sigma):
         kl = (m ** 2).sum() / (2 * sigma ** 2)
         pac_bayes_objective(torch.tensor(0.8, dtype=torch.float64), kl, cfg.n_s, cfg.delta, cfg.objective).backward()
         opt.step()
-    grown = float(m.abs().max())
+    grown = float(m.detach().abs().max())
     margin = sigma ** 2 * cfg.n_s * (1 + momentum) / cfg.posterior_lr
     if flagged:
         assert not grown < 1e3, (sigma, grown)  # overflowed (nan) or huge

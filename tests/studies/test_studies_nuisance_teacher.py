@@ -235,3 +235,28 @@ def test_smoke_on_ray_equals_local_and_fills_the_same_cache(tmp_path, fake_root,
     monkeypatch.setattr(cache_mod, "train", counting)
     again = nt.run(cfg, tmp_path / "again", cache_root=tmp_path / "r" / "cache", progress=False, log=lambda s: None)
     assert counting.calls == [] and numbers(again) == numbers(remote)
+
+
+def test_claims_table_cuts_welch_intervals_at_the_range_of_an_accuracy_difference():
+    # two seeds per group, spread over [0, 1]: Welch's t has ~1 degree of freedom and its interval
+    # passes ±1 (oracle: compare_groups itself); the table shows it cut, marked, with a footnote
+    import numpy as np
+
+    from kdbounds.stats import compare_groups
+
+    acc = {("none", "ce"): (0.05, 0.95), ("untrained", "vid_rid"): (0.5, 0.45), ("trained", "vid_rid"): (0.5, 0.52),
+           ("untrained", "rid"): (0.3, 0.31), ("trained", "rid"): (0.6, 0.61)}
+    rows = tuple({"teacher": t, "method": m, "seed": s, "test_acc": a}
+                 for (t, m), accs in acc.items() for s, a in enumerate(accs))
+    raw = compare_groups(acc[("untrained", "vid_rid")], acc[("none", "ce")])
+    assert raw.diff_ci_low < -1.0 and raw.diff_ci_high > 1.0  # the uncut interval does pass ±1
+    summary = tuple({"teacher": t, "method": m, "mean_test_acc": float(np.mean(a)), "std": float(np.std(a, ddof=1)),
+                     "n": 2} for (t, m), a in acc.items())
+    res = nt.Result(config={}, rows=rows, summary=summary, teacher_test_acc={"trained": None, "untrained": None})
+    text = nt.summary(res)
+    line = next(ln for ln in text.splitlines() if ln.startswith("| VID-ut below BAS"))
+    assert "[-1.000†, +1.000†]" in line, line
+    assert "† Welch's interval reaches past ±1" in text
+    assert next(c for c in nt.claim_tests(rows) if c["claim"] == "VID-ut below BAS")["diff_ci_low"] < -1.0
+    narrow = next(ln for ln in text.splitlines() if ln.startswith("| RID-ut above VID-ut"))
+    assert "†" not in narrow.split("|")[3], narrow
