@@ -49,19 +49,7 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print, or write into README (``--write``), the table.
-
-    Args:
-        argv: arguments.
-
-    Returns:
-        The exit code.
-    """
+if __name__ == "__main__":
     from kdbounds.studies._cli import readme_block_main
 
-    return readme_block_main(argv, __doc__.split("\n\n")[0], lambda: table(load()), ROOT / "README.md", BLOCK)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(readme_block_main(None, __doc__.split("\n\n")[0], lambda: table(load()), ROOT / "README.md", BLOCK))
