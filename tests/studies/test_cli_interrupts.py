@@ -81,3 +81,65 @@ def test_data_lock_and_cluster_errors_are_one_line(tmp_path, make):
     with pytest.raises(SystemExit) as e:
         _cli.main(_study(run), "fake", object(), _args(tmp_path))
     assert str(e.value) == f"error: {err}"
+
+
+def _sweep_study(specs):
+    """A study whose run is a sweep of ``specs`` (the way every study trains: a failed run is a SweepError)."""
+    from kdbounds.runs.sweep import run_sweep
+
+    def run(config, out, **kw):
+        return run_sweep(specs, progress=False, threads=None)
+
+    return _study(run)
+
+
+def test_a_damaged_file_read_in_a_sweep_is_one_line_naming_it(tmp_path):
+    """Issue 26 item 5: a cached result.json with non-UTF-8 bytes, read by a run of the sweep, ended the study
+    with a SweepError traceback; now one line naming the file (oracle: the file's own path)."""
+    from kdbounds._io import read_json
+    from kdbounds.runs.sweep import RunSpec
+
+    bad = tmp_path / "cache" / "run" / "result.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\xff\xfe{bad")
+    study = _sweep_study([RunSpec("teacher", read_json, {"path": str(bad)})])
+    with pytest.raises(SystemExit) as e:
+        _cli.main(study, "fake", object(), _args(tmp_path))
+    msg = str(e.value)
+    assert str(bad) in msg and "'teacher'" in msg and "not UTF-8" in msg and "\n" not in msg
+
+
+def test_a_bug_in_a_sweep_keeps_its_traceback(tmp_path):
+    from kdbounds.runs.sweep import RunSpec, SweepError
+
+    study = _sweep_study([RunSpec("teacher", os.path.getsize, {"filename": str(tmp_path / "missing")})])
+    with pytest.raises(SweepError):
+        _cli.main(study, "fake", object(), _args(tmp_path))
+
+
+def test_a_file_size_limit_in_a_sweep_ends_with_one_line_naming_the_file(tmp_path):
+    """Issue 26 item 7 under a real limit (``ulimit -f``: RLIMIT_FSIZE in a child process): the write of a run
+    of the sweep fails with EFBIG, which names no file; the study ends with one line naming it, exit status 1,
+    no traceback (before: a SweepError traceback ending in "OSError: [Errno 27] File too large")."""
+    import subprocess
+    import sys
+    import textwrap
+
+    target = tmp_path / "cache" / "run" / "model.pt"
+    code = textwrap.dedent(f"""
+        import argparse, resource, types
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        from kdbounds._io import atomic_write_bytes
+        from kdbounds.runs.sweep import RunSpec, run_sweep
+        from kdbounds.studies import _cli
+        spec = RunSpec("teacher", atomic_write_bytes, {{"path": {str(target)!r}, "data": b"x" * 100000}})
+        study = types.SimpleNamespace(run=lambda c, o, **k: run_sweep([spec], progress=False, threads=None))
+        args = argparse.Namespace(out={str(tmp_path / 'out')!r}, cache_root=None, no_progress=True, preset="smoke")
+        _cli.main(study, "fake", object(), args)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File too large" in lines[0] and str(target) in lines[0], p.stderr
+    assert not target.exists() and not list(target.parent.glob("*.tmp")), "a partial file was left behind"
