@@ -143,3 +143,64 @@ def test_a_file_size_limit_in_a_sweep_ends_with_one_line_naming_the_file(tmp_pat
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "File too large" in lines[0] and str(target) in lines[0], p.stderr
     assert not target.exists() and not list(target.parent.glob("*.tmp")), "a partial file was left behind"
+
+
+SLOW_JOB = '''
+import time
+from pathlib import Path
+
+
+def wait(seconds, marker):
+    Path(marker).write_text("started")
+    time.sleep(seconds)
+    return seconds
+'''
+
+
+def test_sigterm_during_a_ray_sweep_ends_with_one_line(tmp_path):
+    """Issue 26 item 4: ``ray.init`` replaced SIGTERM's handler, so SIGTERM during a sweep on a local Ray cluster
+    printed a C++ stack dump ("*** SIGTERM received ***") and aborted (exit status 134). Now the command's own
+    handler is kept: exit status 130, one line, no traceback, Ray shut down (oracle: the child's exit status and
+    stderr)."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+    import textwrap
+
+    from kdbounds.studies._cli import __file__ as cli_file
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(cli_file)))
+    (tmp_path / "slow_job.py").write_text(SLOW_JOB)
+    marker = tmp_path / "started"
+    code = textwrap.dedent(f"""
+        import argparse, sys, types
+        import slow_job
+        from kdbounds.runs.sweep import RunSpec, run_sweep
+        from kdbounds.studies import _cli
+        spec = RunSpec("slow", slow_job.wait, {{"seconds": 600, "marker": {str(marker)!r}}})
+        study = types.SimpleNamespace(run=lambda c, o, **k: run_sweep([spec], executor="ray", workers=1, threads=1,
+                                                                       progress=False))
+        args = argparse.Namespace(out={str(tmp_path / 'out')!r}, cache_root=None, no_progress=True, preset="smoke")
+        sys.exit(_cli.main(study, "fake", object(), args))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, str(tmp_path)]), "OMP_NUM_THREADS": "1",
+           "RAY_DEDUP_LOGS": "0"}
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists():
+            assert p.poll() is None, p.communicate()[1]
+            assert time.monotonic() - t0 < 300, "the Ray worker did not start in 300 s"
+            time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        t1 = time.monotonic()
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "SIGTERM received" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted:"), err
+    assert time.monotonic() - t1 < 120
