@@ -125,6 +125,17 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     return v
 
 
+def check_positive_sequence(name: str, values: Any) -> tuple[float, ...]:
+    """A non-empty sequence (list, tuple, 1-D array) of finite numbers > 0, e.g. a grid of scales; a string or a
+    lone number is refused with a ``TypeError``."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or getattr(values, "ndim", 1) != 1:
+        raise TypeError(f"{name}: expected a non-empty sequence of numbers > 0 (e.g. [0.01, 0.03]), got "
+                        f"{type(values).__name__} {values!r}")
+    if len(values) == 0:
+        _fail(name, "a non-empty sequence of numbers > 0 (e.g. [0.01, 0.03])", values)
+    return tuple(check_positive(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
 def check_bool(name: str, value: Any) -> bool:
     """``True`` or ``False`` (a numpy bool too); ``0``/``1``, strings and ``None`` are refused with a ``TypeError``."""
     if isinstance(value, bool):

@@ -182,7 +182,7 @@ def check_inputs(name: str, x: Tensor, dtype: torch.dtype | None = None, what: s
     Raises:
         TypeError: ``x`` is not a tensor, has an integer dtype (raw ``uint8`` images) or another floating
             dtype than ``dtype``.
-        ValueError: a NaN or an infinite entry.
+        ValueError: a NaN or an infinite entry; a tensor on the meta device (no values).
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: {what}inputs x must be a tensor, got {type(x).__name__}")
@@ -196,7 +196,14 @@ def check_inputs(name: str, x: Tensor, dtype: torch.dtype | None = None, what: s
     return x
 
 
+def _check_values(name: str, t: Tensor, what: str) -> None:
+    if t.device.type == "meta":
+        raise ValueError(f"{name}: {what} are on the meta device (a shape without values); create them on a real "
+                         f"device (e.g. torch.device('cpu')) or load the values with .to_empty()/load_state_dict")
+
+
 def _check_finite(name: str, t: Tensor, what: str) -> None:
+    _check_values(name, t, what)
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name}: {what} hold {int((~torch.isfinite(t)).sum())} non-finite (NaN/inf) values")
 
@@ -236,7 +243,7 @@ def check_labels(name: str, y: Tensor, num_classes: int | None = None, what: str
 
     Raises:
         TypeError: not a tensor, or a floating, complex or bool dtype.
-        ValueError: not 1-D, a negative label, or one ``>= num_classes``.
+        ValueError: not 1-D, a negative label, or one ``>= num_classes``; a tensor on the meta device.
     """
     if not isinstance(y, Tensor):
         raise TypeError(f"{name}: {what} must be a tensor of class indices, got {type(y).__name__}")
@@ -245,6 +252,7 @@ def check_labels(name: str, y: Tensor, num_classes: int | None = None, what: str
     if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
         raise TypeError(f"{name}: {what} must be class indices of an integer dtype, got {y.dtype}; pass y.long() if "
                         f"they are whole numbers")
+    _check_values(name, y, what)
     if len(y) and int(y.min()) < 0:
         raise ValueError(f"{name}: {what} must be class indices >= 0, got a minimum of {int(y.min())}")
     if num_classes is not None and len(y) and int(y.max()) >= num_classes:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = [
+    "DamagedFileError",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -169,21 +170,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name!r}")
 
 
+class DamagedFileError(ValueError):
+    """A file that cannot be read back (not UTF-8, not strict JSON, unreadable); the message names it and the fix."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a strict JSON file; an unreadable, truncated or non-strict file raises ``ValueError``
-    naming the file and the fix."""
+    """Parse a strict JSON file; an unreadable, truncated or non-strict file raises ``DamagedFileError``
+    (a ``ValueError``) naming the file and the fix."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise ValueError(f"cannot read {p}: {e.strerror or e}") from None
+        raise DamagedFileError(f"cannot read {p}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); it is damaged — "
+        raise DamagedFileError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); it is damaged — "
                          f"delete it (or its run folder) and run again") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:
-        raise ValueError(f"{p} is not valid JSON ({e}); it may be truncated by a killed run — "
+        raise DamagedFileError(f"{p} is not valid JSON ({e}); it may be truncated by a killed run — "
                          f"delete it (or its run folder) and run again") from None
 
 
@@ -191,7 +196,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``.
 
     A reader never sees a half-written file; a killed writer leaves the old file (or none) behind.
-    The parent folder is created when missing.
+    The parent folder is created when missing. An ``OSError`` of the write (a full disk, a file-size
+    limit) is raised with ``path`` as its ``filename``, so the one line reporting it names the file.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -203,11 +209,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:
+            # a full disk or a file-size limit fails in write()/fsync(), which name no file: name it here
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(p)) from e
         raise
     return p
 

@@ -143,8 +143,10 @@ def _batches(data: Any, batch_size: int, name: str = "data") -> Iterator[torch.T
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype | None:
-    """The dtype of ``model``'s first floating parameter (``None`` without one)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    """The one dtype of ``model``'s floating parameters (``None`` without one, or with several: a mixed-precision
+    model may cast its inputs itself)."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def forward_logits(model: nn.Module, x: torch.Tensor, name: str = "data", j: int = 0) -> torch.Tensor:
@@ -253,10 +255,20 @@ def collect_logits(
     devs = [resolve_device(device) if device is not None else _model_device(m) for m in mods]
     outs: list[list[torch.Tensor]] = [[] for _ in mods]
     it: Iterable[torch.Tensor] = _batches(data, batch_size, name)
+    dtypes = [_model_dtype(m) for m in mods]
+
+    def checked(i: int, x: torch.Tensor) -> torch.Tensor:
+        check_inputs(name, x, what=f"batch {i} ")
+        for j, dt in enumerate(dtypes):  # before the model runs: its own error would name no argument
+            if dt is not None and x.dtype != dt:
+                raise TypeError(f"{name}: batch {i} inputs x have dtype {x.dtype} but the parameters of model {j} "
+                                f"are {dt}; pass x.to({dt}) (or convert the model to {x.dtype})")
+        return x
+
     if isinstance(data, (torch.Tensor, np.ndarray, tuple, list)):  # in memory: checked whole before any model runs
-        it = [check_inputs(name, x, what=f"batch {i} ") for i, x in enumerate(it)]
+        it = [checked(i, x) for i, x in enumerate(it)]
     else:
-        it = (check_inputs(name, x, what=f"batch {i} ") for i, x in enumerate(it))
+        it = (checked(i, x) for i, x in enumerate(it))
     if progress:
         from ._progress import progress_bar
 

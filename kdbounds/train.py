@@ -238,6 +238,24 @@ def _fast_config_from_args(args: argparse.Namespace, method: str, mkw: dict[str,
                        recipe_kwargs=rkw, **kw)
 
 
+#: training images per class of each ``--dataset`` (``--val-per-class`` is held out of them first)
+_TRAIN_PER_CLASS = {"cifar10": ("CIFAR-10", 5000), "cifar100": ("CIFAR-100", 500)}
+
+
+def _check_sizes(args: argparse.Namespace, sub: argparse.ArgumentParser) -> None:
+    """``--n-per-class`` and ``--val-per-class`` against the data set, before torch or the data is loaded."""
+    name, have = _TRAIN_PER_CLASS[args.dataset]
+    v = args.val_per_class or 0
+    if v >= have:
+        sub.error(f"argument --val-per-class: expected an integer in 0..{have - 1}, got {v}; {name} has {have} "
+                  f"training images per class and training needs at least one")
+    n = args.n_per_class
+    if n is not None and n + v > have:
+        held = f", {v} of them held out by --val-per-class" if v else ""
+        sub.error(f"argument --n-per-class: expected an integer in 1..{have - v}, got {n}; {name} has {have} training "
+                  f"images per class{held}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m kdbounds.train`` (``kdbounds-train``).
 
@@ -265,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     sub = parser._subparsers._group_actions[0].choices[args.command]  # for error messages
+    _check_sizes(args, sub)
     from .models.registry import arch_name
 
     try:  # checked after parsing, so that the other flags fail without importing torch (~1 s)

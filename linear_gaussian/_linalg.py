@@ -35,6 +35,8 @@ def check_scalar(name: str, value: Any, *, positive: bool = False, nonneg: bool 
     """A finite float, optionally > 0 or >= 0."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a real number, got a bool")
+    if isinstance(value, (str, bytes)):  # float("0.1") would pass: a number read from text is the caller's to parse
+        raise TypeError(f"{name} must be a real number, got the string {value!r}; pass float({value!r})")
     try:
         x = float(value)
     except (TypeError, ValueError):

@@ -36,6 +36,8 @@ def indices_sha256(idx: np.ndarray) -> str:
 def _indices(name: str, value: Any) -> np.ndarray:
     """``value`` as a flat int64 index array; floats, bools and other kinds are refused (never truncated)."""
     a = np.asarray(value)
+    if a.ndim > 1:
+        raise ValueError(f"{name}: expected a 1-D array of indices, got shape {a.shape}")
     if a.size == 0:
         return a.astype(np.int64).ravel()
     if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
@@ -171,11 +173,15 @@ def make_split(labels: np.ndarray, n_s: int, *, n_t: int | None = None, seed: in
         A :class:`DataSplit`.
 
     Raises:
-        ValueError: ``n_s + n_t`` larger than the data set, ``n_s < 1``.
+        ValueError: ``n_s + n_t`` larger than the data set, ``n_s < 1``; ``labels`` not 1-D class indices
+            ``>= 0``.
     """
     y = np.asarray(labels)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"labels: expected a 1-D integer array, got dtype {y.dtype}, shape {y.shape}")
+    if y.size and int(y.min()) < 0:
+        raise ValueError(f"labels: expected class indices >= 0, got a minimum of {int(y.min())} (is -1 an "
+                         f"'unlabelled' marker? drop those examples first)")
     n = len(y)
     if n < 2:
         raise ValueError(f"labels: a split needs at least 2 labelled examples, got {n}")

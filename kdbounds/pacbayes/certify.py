@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from kdbounds._data import as_tensors, check_inputs, check_labels, warn_label_law_shift
-from kdbounds._checks import check_choice, check_int, check_open_unit, check_probability
+from kdbounds._checks import check_choice, check_int, check_open_unit, check_positive_sequence, check_probability
 from kdbounds._io import arrays_sha256
 from kdbounds._records import Estimate
 
@@ -236,6 +236,9 @@ def certify(posterior: GaussianKernel, prior: GaussianKernel, data_s: Sequence[T
     chunk = check_int("chunk", chunk, minimum=1)
     if n_t is not None:
         n_t = check_int("n_t", n_t, minimum=1)
+    if split is not None and not (hasattr(split, "to_dict") or isinstance(split, dict)):
+        raise TypeError(f"split: expected a DataSplit (kdbounds.certificates.make_split), its dict or None, got "
+                        f"{type(split).__name__} {split!r}")
     if trivial is not None and not 0.0 < check_probability("trivial", trivial):
         raise ValueError(f"trivial: expected a level in (0, 1], got {trivial!r}")
     check_compatible(posterior, prior)
@@ -307,7 +310,20 @@ def select_scales(student: torch.nn.Module, prior: torch.nn.Module, data: Sequen
     PAC-Bayes bound holds for every Q at once, so choosing sigma_Q on ``D_S`` is allowed; sigma_P pays
     ``ln J``). The draws here are from the stream ``seed``; the certificate must use another seed so
     its Monte Carlo draws are independent of this choice.
+
+    Raises:
+        TypeError / ValueError: an argument outside its domain (an empty or non-positive grid of scales,
+            ``n_s``/``n_draws`` < 1, ...) or data a certificate refuses, named before any network runs.
     """
+    prior_scales = check_positive_sequence("prior_scales", prior_scales)
+    posterior_scales = check_positive_sequence("posterior_scales", posterior_scales)
+    n_s = check_int("n_s", n_s, minimum=1)
+    n_draws = check_int("n_draws", n_draws, minimum=1)
+    loss = check_choice("loss", loss, LOSSES)
+    delta = check_open_unit("delta", delta)
+    p_min = check_open_unit("p_min", p_min)
+    seed = check_int("seed", seed, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     prior_k0 = GaussianKernel.from_model(prior, float(prior_scales[0]), params)
     q0 = GaussianKernel.from_model(student, float(posterior_scales[0]), params, frozen_from=prior_k0)
     x, y = _check_data("data", data, q0)

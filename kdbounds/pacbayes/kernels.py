@@ -35,6 +35,7 @@ computed tensor by tensor in float64 (no flat copy of the whole network).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -106,7 +107,7 @@ def _as_std(name: str, value: Any, like: Tensor) -> Tensor:
                              f"{tuple(t.shape)}")
         t = t.expand_as(like).clone()
     else:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real too
             raise TypeError(f"std: expected a positive float, a tensor or a mapping name -> those; got "
                             f"{type(value).__name__} for {name!r}")
         t = torch.full_like(like, float(value))
@@ -162,9 +163,12 @@ class GaussianKernel:
             The kernel (detached copies of the weights, scales and frozen tensors).
 
         Raises:
+            TypeError: ``model`` is not an ``nn.Module``; ``std`` of another type.
             ValueError: non-positive or non-finite ``std``; a mapping missing a selected name;
                 ``frozen_from`` over another parameter space.
         """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         names = _select(model, params)
         named = dict(model.named_parameters())
         mean = {n: named[n].detach().clone() for n in names}

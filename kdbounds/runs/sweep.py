@@ -36,12 +36,16 @@ arguments re-executes the teacher and every student below it. Results are stored
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import os
 import pickle
 import re
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -469,6 +473,23 @@ def _postfix(key: str, computed: bool, seconds: float) -> str:
     return f"{key} ({seconds:.1f} s)" if computed else f"{key} (published by another process)"
 
 
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """SIGINT's and SIGTERM's handlers after the block are those before it (in the main thread): ``ray.init``
+    installs its own (for SIGTERM, a stack dump and an abort), which would bypass the command line's one-line
+    ending (:mod:`kdbounds._interrupts`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            if handler is not None:
+                signal.signal(s, handler)
+
+
 def _run_local(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[str, Any], bar: Any,
                n_total: int, on_result: Callable[[str, Any], None] | None = None) -> None:
     if not todo:
@@ -514,11 +535,12 @@ def _run_ray(todo: Sequence[RunSpec], jobs: Mapping[str, _Job], results: dict[st
         if os.environ.get(LOCK_TIMEOUT_ENV):  # the lock-wait limit (--lock-timeout) holds in the workers too
             env[LOCK_TIMEOUT_ENV] = os.environ[LOCK_TIMEOUT_ENV]
         kw: dict[str, Any] = {"include_dashboard": False, "runtime_env": {"env_vars": env}}
-        if address is None:
-            cpus = (workers or max(1, (os.cpu_count() or 1) // (threads or 1))) * (threads or 1)
-            ray.init(num_cpus=cpus, _system_config=RAY_LOCAL_SYSTEM_CONFIG, **kw)
-        else:
-            ray.init(address=address, **kw)
+        with _signal_handlers_kept():  # ray.init replaces SIGTERM's handler (a C++ stack dump, then abort)
+            if address is None:
+                cpus = (workers or max(1, (os.cpu_count() or 1) // (threads or 1))) * (threads or 1)
+                ray.init(num_cpus=cpus, _system_config=RAY_LOCAL_SYSTEM_CONFIG, **kw)
+            else:
+                ray.init(address=address, **kw)
         started = True
     try:
         if gpus_per_run is None:

@@ -394,13 +394,11 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
               f"the run cache ({cache_root or Path(out).parent / 'cache'}); run the same command again to resume",
               file=sys.stderr, flush=True)
         return 130
-    except _one_line_errors() as e:  # the user's data, cluster or lock, not a bug: one line that names it
-        raise SystemExit(f"error: {e}") from None
-    except OSError as e:
-        if e.errno not in _DISK_ERRNOS:
+    except Exception as e:
+        line = one_line_error(e, out)
+        if line is None:  # a bug: keep the traceback
             raise
-        raise SystemExit(f"error: {e.strerror} writing {e.filename or out}: free space, raise the limit (ulimit -f) "
-                         f"or choose a writable --out/--cache-root; run the same command again to resume") from None
+        raise SystemExit(f"error: {line}") from None
     summary = summary or getattr(study, "summary", None)
     if summary is not None:
         print(summary(result))
@@ -409,11 +407,42 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
 
 
 def _one_line_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the user's data, cluster or run lock while a study runs (their messages name the fix)."""
+    """Errors of the user's data, cluster, run lock or a damaged file while a study runs (their messages name
+    the file or the flag and the fix)."""
+    from .._io import DamagedFileError
     from ..data import CorruptArchiveError, DataNotFoundError
     from ..runs.locking import RunLockTimeout
 
-    return CorruptArchiveError, DataNotFoundError, RunLockTimeout, ConnectionError
+    return CorruptArchiveError, DataNotFoundError, RunLockTimeout, ConnectionError, DamagedFileError
+
+
+def one_line_error(e: BaseException, out: str | Path) -> str | None:
+    """The one line that reports ``e``, an error of the user's data, cluster, lock, disk or a damaged file
+    (``None`` for anything else: a bug, whose traceback is kept).
+
+    A failed run of a sweep (``SweepError``) is reported by its cause when every cause is such an error.
+
+    Args:
+        e: the error a study raised.
+        out: the output folder (named when a disk error names no file).
+
+    Returns:
+        The line (without ``error:``), or ``None``.
+    """
+    from ..runs.sweep import SweepError
+
+    if isinstance(e, SweepError):
+        lines = [one_line_error(c, out) for c in e.failures.values()]
+        if not lines or any(line is None for line in lines):
+            return None
+        return (f"run {next(iter(e.failures))!r} failed: {lines[0]} ({len(e.results)} finished runs are kept in the "
+                f"run cache)")
+    if isinstance(e, _one_line_errors()):
+        return str(e)
+    if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+        return (f"{e.strerror} writing {e.filename or out}: free space, raise the limit (ulimit -f) or choose a "
+                f"writable --out/--cache-root; run the same command again to resume")
+    return None
 
 
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES})

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bad_input_helpers import CPU_LIMIT_S, names_argument, refusal
+from counted import Counted
 from kdbounds.checks import (assign_verdicts, evaluate_pair, frobenius_upper_limit, gibbs_bound, gibbs_classifier,
                              holm_reject, kendall_tau_b, kernel_constants, kernel_std_from_loss_increase, loss_gap,
                              make_record, mean_estimate, measure_teacher_curvature, one_sided_pvalues,
@@ -49,20 +50,6 @@ NAN, INF = math.nan, math.inf
 # ---------------------------------------------------------------------------------------------
 # fixtures (module level: built once; each is small)
 # ---------------------------------------------------------------------------------------------
-class Counted(nn.Module):
-    """A network that counts the input rows it is given (across every instance: ``Counted.rows``)."""
-
-    rows = 0
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        Counted.rows += int(x.shape[0])
-        return self.inner(x)
-
-
 def _net(seed: int, classes: int = 10) -> nn.Module:
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
