@@ -84,7 +84,7 @@ from kdbounds.distill import TrainConfig, load_checkpoint_model
 
 from ._provenance import with_provenance
 
-__all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates",
+__all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates", "certificates_figure",
            "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior",
            "bank_spec", "readme_table"]
 
@@ -1095,22 +1095,36 @@ def write_results(result: Result, out_dir: str | os.PathLike) -> dict[str, Path]
 
 
 def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
-    """The 0–1 certificates per (prior, posterior), mean over seeds, in two panels.
-
-    Top: the certified risk next to what the prior alone gives on ``D_S`` (the ``Q = P`` bound, KL = 0) and the
-    held-out Gibbs risk with its 95 % interval (error bars; across seeds, the widest interval). Bottom: the KL
-    divergence split into its mean and variance terms (log scale; a term of exactly 0 is written "0" instead of
-    a bar).
+    """Write :func:`certificates_figure` of ``rows`` to ``path`` (atomically).
 
     Args:
-        rows: the certificate rows (``prior``, ``student``, ``loss``, ``risk_upper``, ``test_gibbs_risk``,
-            ``test_gibbs_ci_low``/``_high``, ``prior_heldout_bound``, ``mean_term``, ``variance_term``).
-        path: the PNG written (atomically).
+        rows: the certificate rows (see :func:`certificates_figure`).
+        path: the PNG written.
 
     Returns:
         ``path``.
     """
-    from ._plots import plt_figure, save_figure
+    from ._plots import save_figure
+
+    return save_figure(certificates_figure(rows), path, dpi=110)
+
+
+def certificates_figure(rows: Any) -> Any:
+    """The 0–1 certificates per (prior, posterior), the mean over seeds (each seed a dot), in two panels.
+
+    Top: the certified risk next to what the prior alone gives on ``D_S`` (the ``Q = P`` bound, KL = 0) and the
+    held-out Gibbs risk with its 95 % interval (error bars; across seeds, the widest interval). Bottom: the KL
+    divergence split into its mean and variance terms (log scale; a term of exactly 0 is written "0" instead of
+    a bar, and counted in the figure's ``kdbounds_zero_terms``).
+
+    Args:
+        rows: the certificate rows (``prior``, ``student``, ``loss``, ``risk_upper``, ``test_gibbs_risk``,
+            ``test_gibbs_ci_low``/``_high``, ``prior_heldout_bound``, ``mean_term``, ``variance_term``, ``seed``).
+
+    Returns:
+        The matplotlib figure.
+    """
+    from ._plots import plt_figure
 
     z = [r for r in rows if r["loss"] == "zero_one"] or list(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -1141,6 +1155,7 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     a1.set_ylim(0, 1.3)
     a1.set_ylabel("risk")
     a1.legend(fontsize=8, ncol=3, loc="upper center")
+    zeros = 0
     for i, key in enumerate(("mean_term", "variance_term")):
         v = mean(key)
         off = -0.2 if i == 0 else 0.2
@@ -1148,12 +1163,16 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
         a2.bar(x + off, pos, 0.4, label=["KL mean term", "KL variance term"][i], color=f"C{2 + i}")
         for xi, vi in zip(x, v):
             if vi == 0:
+                zeros += 1
                 a2.annotate("0", (xi + off, 1), ha="center", va="bottom", fontsize=8)
     a2.set_yscale("log")
     a2.set_ylabel("nats")
     a2.legend(fontsize=8)
     a2.set_xticks(x)
     a2.set_xticklabels(labels, fontsize=8)
-    fig.suptitle("PAC-Bayes certificates per prior and posterior (mean over seeds)")
+    n_seeds = len({r.get("seed") for r in z})
+    fig.suptitle("PAC-Bayes certificates per prior and posterior "
+                 + ("(one seed)" if n_seeds == 1 else f"(mean over {n_seeds} seeds)"))
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    fig.kdbounds_zero_terms = zeros
+    return fig

@@ -274,3 +274,32 @@ def test_pid_curves_figure_draws_bootstrap_and_binomial_intervals():
            for seg in coll.get_segments()]
     assert len(red) == 4 and all(r == pytest.approx([0.45, 0.58]) for r in red)
     assert "Red" in fig.axes[0].get_ylabel() and "$" in fig.axes[0].get_ylabel()
+
+
+def test_certify_students_figure_intervals_seeds_title_and_zeros():
+    """certificates.png: the held-out bar carries the widest interval over seeds, each seed's certificate is a dot,
+    the title says how many seeds the bars average (not "mean over seeds" for one), a zero KL term says "0"."""
+    from kdbounds.studies.certify_students import certificates_figure
+
+    def row(seed, var, lo, hi):
+        return {"prior": "teacher", "student": "pbkd@airbench94", "loss": "zero_one", "seed": seed, "risk_upper": 0.15,
+                "test_gibbs_risk": 0.12, "test_gibbs_ci_low": lo, "test_gibbs_ci_high": hi, "prior_heldout_bound": 0.14,
+                "mean_term": 12.0, "variance_term": var}
+
+    fig = certificates_figure([row(0, 0.0, 0.11, 0.13)])
+    assert fig._suptitle.get_text().endswith("(one seed)")
+    a1, a2 = fig.axes
+    assert not _code_names(_all_texts(fig))
+    assert fig.kdbounds_zero_terms == 1 and [t.get_text() for t in a2.texts] == ["0"]
+    assert a2.get_yscale() == "log" and min(_log_axes_data(a2)) > 0
+    fig = certificates_figure([row(0, 1e-8, 0.11, 0.13), row(1, 1e-8, 0.10, 0.125), row(2, 1e-8, 0.115, 0.14)])
+    a1 = fig.axes[0]
+    assert fig._suptitle.get_text().endswith("(mean over 3 seeds)") and fig.kdbounds_zero_terms == 0
+    bars = [c for c in a1.containers if getattr(c, "errorbar", None) is not None]
+    assert len(bars) == 1
+    seg = bars[0].errorbar.lines[2][0].get_segments()
+    assert [tuple(np.round(s[:, 1], 12)) for s in seg] == [(0.10, 0.14)], "the widest interval over the seeds"
+    from matplotlib.collections import PathCollection
+
+    dots = [c for c in a1.collections if isinstance(c, PathCollection)]
+    assert len(dots) == 1 and sorted(np.asarray(dots[0].get_offsets())[:, 1]) == [0.15] * 3, "one dot per seed"
