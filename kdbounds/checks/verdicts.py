@@ -291,8 +291,8 @@ def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None 
     """
     alpha = check_open_unit("alpha", alpha)
     p = _pvalues(pvalues)
-    if max_true is not None and (not isinstance(max_true, int) or max_true < 1):
-        raise ValueError(f"max_true: expected an int >= 1 or None, got {max_true!r}")
+    if max_true is not None:
+        max_true = check_int("max_true", max_true, minimum=1, fix="or None (no bound on the true hypotheses)")
     m = p.size
     out = np.zeros(m, dtype=bool)
     for j, i in enumerate(_holm_order(p), start=1):
