@@ -286,7 +286,7 @@ def as_int(name: str, value: Any, *, low: int | None = None, high: int | None = 
         raise TypeError(f"hyper-parameter {name!r} must be an integer, got {value!r}") from None
     if not math.isfinite(f) or f != int(f):
         raise ValueError(f"hyper-parameter {name!r} must be an integer, got {value!r}")
-    out = int(f)
+    out = int(value) if isinstance(value, numbers.Integral) else int(f)  # exact beyond 2**53
     if low is not None and out < low:
         raise ValueError(f"hyper-parameter {name!r} must be >= {low}, got {out}")
     if high is not None and out > high:

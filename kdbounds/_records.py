@@ -20,9 +20,9 @@ class Estimate:
 
     ``n == 0`` (an estimate over an empty subset, e.g. agreement on the teacher-wrong inputs of a teacher that
     makes no error) is the one case where ``value`` and ``stderr`` are NaN; ``n == 1`` gives ``stderr = inf``.
-    Whether an estimator returns that record or refuses an empty input is the estimator's contract
-    (``fidelity`` returns it for a subset that may be empty; ``checks.losses.mean_estimate`` raises, since
-    an empty loss vector is the caller's error).
+    The mean of per-example values is computed once, by :func:`kdbounds._torch.mean_estimate`, which refuses an
+    empty input (``ValueError`` naming the argument); only a caller whose subset may legitimately be empty
+    (``fidelity``'s per-subset agreement) returns the ``n == 0`` record instead.
 
     Attributes:
         value: the point estimate.

@@ -8,6 +8,9 @@
   batches (eval mode, no grad) and return their logits on the CPU, in data order; :func:`forward_logits`
   (one forward pass, a network that cannot take the inputs said in our words) and :func:`num_classes`
   (a one-example probe: do the networks take these inputs, and how many classes do they have?).
+- :func:`mean_estimate`: the mean of per-example values with its standard error, as the one estimate
+  record (:class:`~kdbounds._records.Estimate`) — the one implementation behind every fidelity metric and
+  ``checks.mean_estimate``.
 - :func:`bounded_cross_entropy`: the cross-entropy clipped and scaled to ``[0, 1]`` that certified
   distillation trains on (:mod:`kdbounds.distill.pbb`) and the certificates measure
   (:mod:`kdbounds.pacbayes.certify`).
@@ -27,8 +30,10 @@ from torch.nn import functional as F
 
 from ._checks import check_int
 from ._data import FORMS, check_inputs, is_pair
+from ._records import Estimate
 
-__all__ = ["resolve_device", "eval_mode", "collect_logits", "forward_logits", "num_classes", "bounded_cross_entropy"]
+__all__ = ["resolve_device", "eval_mode", "collect_logits", "forward_logits", "num_classes", "mean_estimate",
+           "bounded_cross_entropy"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -281,6 +286,32 @@ def collect_logits(
     if not outs or not outs[0]:
         raise ValueError(f"{name} is empty: no batches were produced")
     return [torch.cat(o, 0) for o in outs]
+
+
+def mean_estimate(values: Tensor, name: str = "values") -> Estimate:
+    r"""Sample mean of ``values`` with :math:`\mathrm{stderr} = s/\sqrt n`, :math:`s` the ``ddof=1`` standard deviation.
+
+    The one mean estimator of the library's per-example values (float64, the caller's device). ``n = 1`` gives
+    ``stderr = inf``; NaN or inf among the values passes into the record (callers that forbid them check first,
+    as ``checks.mean_estimate`` does); an empty input is refused: a caller whose subset may be empty returns
+    ``Estimate(nan, nan, 0)`` itself (``fidelity.agreement_by_teacher_correctness``).
+
+    Args:
+        values: the values (any shape; flattened).
+        name: the argument's name in the error message.
+
+    Returns:
+        The :class:`~kdbounds._records.Estimate` ``(mean, stderr, n)``.
+
+    Raises:
+        ValueError: no value.
+    """
+    v = values.detach().to(torch.float64).reshape(-1)
+    n = int(v.numel())
+    if n == 0:
+        raise ValueError(f"{name}: expected at least one value, got an empty tensor")
+    se = float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.inf
+    return Estimate(float(v.mean()), se, n)
 
 
 def bounded_cross_entropy(logits: Tensor, y: Tensor, p_min: float) -> Tensor:

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 
 from .. import bounds as B
 from .._data import as_batches, as_tensors, check_inputs, check_labels
-from .._torch import num_classes
+from .._torch import mean_estimate, num_classes
 from .._checks import check_choice, check_finite, check_int, check_open_unit, check_positive
 from .._records import Estimate
 from ..curvature import GapHessianOperator, HessianOperator, hutchinson_trace, make_generator, probe_vectors, \
@@ -273,8 +273,8 @@ def frobenius_upper_limit(samples: Tensor, level: float = 0.99, method: str = "w
     if not bool(torch.isfinite(v).all()):
         raise ValueError(f"samples: {int((~torch.isfinite(v)).sum())} non-finite (NaN/inf) Hutchinson samples; the "
                          f"Hessian products are not finite")
-    m = float(v.mean())
-    se = float(v.std(unbiased=True)) / math.sqrt(n)
+    est = mean_estimate(v, "samples")
+    m, se = est.value, est.stderr
     if method == "t":
         q = float(student_t.ppf(level, n - 1)) * se
         lo, hi = max(m - q, 0.0), m + q
@@ -581,8 +581,8 @@ def kernel_gaps(curv: TeacherCurvature, student_params: dict[str, Tensor], s: fl
         diffs.append(fs - ft)
 
     def mse(v: list[float]) -> tuple[float, float]:
-        x = torch.tensor(v, dtype=torch.float64)
-        return float(x.mean()), float(x.std(unbiased=True)) / math.sqrt(len(v))
+        est = mean_estimate(torch.tensor(v, dtype=torch.float64))
+        return est.value, est.stderr
 
     d_m, d_se = mse(diffs)
     t_m, t_se = mse(ts)

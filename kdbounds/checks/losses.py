@@ -23,6 +23,7 @@ from torch import Tensor
 from .._checks import check_choice, check_open_unit, check_positive
 from .._data import check_labels
 from .._records import Estimate
+from .._torch import mean_estimate as _mean_of
 
 __all__ = [
     "LOSSES",
@@ -181,6 +182,9 @@ def loss_range(loss: str, p_min: float = 1e-3) -> float:
 def mean_estimate(x: Tensor) -> Estimate:
     r"""Sample mean with ``stderr = sd(x, ddof=1)/sqrt n`` (``inf`` for one value) as an :class:`Estimate`.
 
+    The arithmetic is :func:`kdbounds._torch.mean_estimate` (the library's one mean estimator); this entry point
+    adds the checks of a loss vector: numbers only, and no NaN or inf.
+
     Args:
         x: the values (any shape; flattened).
 
@@ -192,13 +196,9 @@ def mean_estimate(x: Tensor) -> Estimate:
         TypeError: values that are not numbers.
     """
     v = _values("x", x)
-    n = int(v.numel())
-    if n == 0:
-        raise ValueError("x: expected at least one value, got an empty tensor")
     if not torch.isfinite(v).all():
         raise ValueError("x contains NaN or inf")
-    se = float(v.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.inf
-    return Estimate(float(v.mean()), se, n)
+    return _mean_of(v, "x")
 
 
 def _values(name: str, x: Any) -> Tensor:

@@ -78,7 +78,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
-from .._checks import check_choice, check_finite, check_finite_array, check_nonnegative, check_open_unit
+from .._checks import check_choice, check_finite, check_finite_array, check_int, check_nonnegative, check_open_unit
 from .._io import to_jsonable
 
 __all__ = [
@@ -189,9 +189,9 @@ class CheckRecord:
 # p-values and multiplicity
 # ------------------------------------------------------------------------------------------------
 def _check_dof(dof: int | None) -> int | None:
-    if dof is not None and (isinstance(dof, bool) or not isinstance(dof, int) or dof < 1):
-        raise ValueError(f"dof: expected an int >= 1 (M - 1 for M Monte Carlo draws) or None (normal), got {dof!r}")
-    return dof
+    if dof is None:
+        return None
+    return check_int("dof", dof, minimum=1, fix="M - 1 for M Monte Carlo draws, or None (normal quantiles)")
 
 
 def _cdf(t: float, dof: int | None) -> float:
@@ -291,8 +291,8 @@ def holm_reject(pvalues: Sequence[float], alpha: float, *, max_true: int | None 
     """
     alpha = check_open_unit("alpha", alpha)
     p = _pvalues(pvalues)
-    if max_true is not None and (not isinstance(max_true, int) or max_true < 1):
-        raise ValueError(f"max_true: expected an int >= 1 or None, got {max_true!r}")
+    if max_true is not None:
+        max_true = check_int("max_true", max_true, minimum=1, fix="or None (no bound on the true hypotheses)")
     m = p.size
     out = np.zeros(m, dtype=bool)
     for j, i in enumerate(_holm_order(p), start=1):

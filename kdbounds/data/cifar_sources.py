@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
+from .._checks import check_choice
 
 DATASETS = ("cifar10", "cifar100")
 SPLITS = ("train", "test")
@@ -80,9 +80,7 @@ def _check_name(name: object) -> str:
 
 
 def _check_split(split: object) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not valid; valid splits: {', '.join(SPLITS)}")
-    return split  # type: ignore[return-value]
+    return check_choice("split", split, SPLITS)
 
 
 def num_classes(name: str) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int
+
 __all__ = ["stratified_subset", "train_val_split", "class_permutations"]
 
 
@@ -23,14 +25,6 @@ def _check_labels(labels) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"labels must have an integer dtype, got {y.dtype}; convert with labels.astype(np.int64)")
     return y
-
-
-def _check_count(value, argname: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{argname} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{argname} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def class_permutations(labels, seed: int) -> dict[int, np.ndarray]:
@@ -67,7 +61,7 @@ def stratified_subset(labels, n_per_class: int, seed: int) -> np.ndarray:
     Raises:
         ValueError: some class has fewer than ``n_per_class`` examples.
     """
-    n = _check_count(n_per_class, "n_per_class", 1)
+    n = check_int("n_per_class", n_per_class, minimum=1)
     perms = class_permutations(labels, seed)
     bad = _too_few(perms, n)
     if bad:
@@ -92,7 +86,7 @@ def train_val_split(labels, val_per_class: int, seed: int) -> tuple[np.ndarray, 
     Raises:
         ValueError: some class has ``<= val_per_class`` examples (training would lack it).
     """
-    v = _check_count(val_per_class, "val_per_class", 1)
+    v = check_int("val_per_class", val_per_class, minimum=1)
     perms = class_permutations(labels, seed)
     bad = _too_few(perms, v + 1)
     if bad:

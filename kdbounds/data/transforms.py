@@ -18,6 +18,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from .._checks import check_choice, check_int
+
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
@@ -154,8 +156,7 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
 
 
 def _check_pad_mode(pad_mode: str) -> None:
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {PAD_MODES}; got {pad_mode!r}")
+    check_choice("pad_mode", pad_mode, PAD_MODES)
 
 
 def normalize_uint8(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None,
@@ -251,13 +252,10 @@ class TensorLoader:
                  normalize: bool | str | tuple = True, dtype: torch.dtype = torch.float32,
                  channels_last: bool = False, padding: int = 4, pad_mode: str = "zeros",
                  flip: str = "random") -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        padding = check_int("padding", padding, minimum=0)
         _check_pad_mode(pad_mode)
-        if flip not in FLIP_MODES:
-            raise ValueError(f"flip must be one of {FLIP_MODES}; got {flip!r}")
+        check_choice("flip", flip, FLIP_MODES)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
@@ -317,11 +315,10 @@ class TensorLoader:
             epoch: the epoch to run next (its shuffle and augmentation draws).
 
         Raises:
-            ValueError: ``epoch`` is not a non-negative int.
+            TypeError: ``epoch`` is not an integer.
+            ValueError: ``epoch`` is negative.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self._epoch, self._batch = int(epoch), 0
+        self._epoch, self._batch = check_int("epoch", epoch, minimum=0), 0
 
     def state_dict(self) -> dict:
         """``{"epoch", "batch", "seed", "num_samples", "batch_size"}``: where the next batch comes from.

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .._checks import (SEED_MAX, check_choice, check_finite, check_int, check_nonnegative,
+                       check_positive)
+from .._io import canonical_json
 from .recipe_settings import RECIPES, FastRecipeSettings
 
 __all__ = ["TrainConfig", "SCHEDULES"]
 
 SCHEDULES = ("step", "cosine", "constant", "triangular")
 _DEVICES = ("auto", "cpu", "cuda")
-SEED_MAX = 2**32 - 1
+_OPTIONAL = ("n_per_class", "init_seed")  # integer fields that may be None
 
 
 def _freeze_kwargs(kw: Mapping[str, Any] | None, name: str = "method_kwargs") -> dict[str, Any]:
@@ -111,61 +112,39 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field (called by ``__post_init__``).
+        """Check every field (called by ``__post_init__``; integer fields given as whole floats become ints).
 
         Raises:
-            ValueError: a field is out of range or of the wrong type (the message names it).
+            TypeError: a field of the wrong type (the message names it).
+            ValueError: a field out of range (the message names it).
         """
-        def pos_int(name: str, allow_none: bool = False, allow_zero: bool = False) -> None:
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if allow_zero else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} int; got {v!r}")
-
         if not isinstance(self.arch, str) or not self.arch:
             raise ValueError(f"arch must be a model name such as 'resnet20'; got {self.arch!r}")
-        if self.dataset not in ("cifar10", "cifar100"):
-            raise ValueError(f"dataset must be 'cifar10' or 'cifar100'; got {self.dataset!r}")
-        pos_int("epochs")
-        pos_int("batch_size")
-        pos_int("eval_every")
-        pos_int("n_per_class", allow_none=True)
-        pos_int("val_per_class", allow_zero=True)
-        pos_int("seed", allow_zero=True)
-        pos_int("subset_seed", allow_zero=True)
-        pos_int("init_seed", allow_none=True, allow_zero=True)
-        for name in ("seed", "subset_seed", "init_seed"):
-            v = getattr(self, name)
-            if v is not None and v > SEED_MAX:
-                raise ValueError(f"{name} must be an int in [0, {SEED_MAX}]; got {v!r}")
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite non-negative number; got {v!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0; got {self.lr!r}")
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be in [0, 1) (SGD diverges at momentum >= 1); got {self.momentum!r}")
-        if self.lr_gamma <= 0:
-            raise ValueError(f"lr_gamma must be > 0 (the step-schedule factor); got {self.lr_gamma!r}")
+        check_choice("dataset", self.dataset, ("cifar10", "cifar100"))
+        for name, minimum, maximum in (("epochs", 1, None), ("batch_size", 1, None), ("eval_every", 1, None),
+                                       ("n_per_class", 1, None), ("val_per_class", 0, None), ("seed", 0, SEED_MAX),
+                                       ("subset_seed", 0, SEED_MAX), ("init_seed", 0, SEED_MAX)):
+            if getattr(self, name) is not None or name not in _OPTIONAL:
+                object.__setattr__(self, name, check_int(name, getattr(self, name), minimum, maximum))
+        for name in ("lr", "lr_gamma"):
+            check_positive(name, getattr(self, name))
+        check_nonnegative("weight_decay", self.weight_decay)
+        if not 0 <= check_finite("momentum", self.momentum) < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {self.momentum!r}; SGD diverges at momentum >= 1")
         for k, v in self.method_kwargs.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"method_kwargs[{k!r}] must be finite; got {v!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+            if isinstance(v, float):
+                check_finite(f"method_kwargs[{k!r}]", v)
+        check_choice("schedule", self.schedule, SCHEDULES)
         if self.milestones is not None and any(m < 1 for m in self.milestones):  # () = no milestones
             raise ValueError(f"milestones must be positive epoch numbers; got {self.milestones}")
         if not isinstance(self.device, str) or not (
                 self.device in _DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ValueError(f"device must be one of {_DEVICES} or 'cuda:k'; got {self.device!r}")
-        if self.grad_clip is not None and (isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, (int, float))
-                                           or not math.isfinite(self.grad_clip) or not self.grad_clip > 0):
-            raise ValueError(f"grad_clip must be > 0 or None; got {self.grad_clip!r}")
+        if self.grad_clip is not None:
+            check_positive("grad_clip", self.grad_clip, fix="or None for no clipping")
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"method must be a method name such as 'kd'; got {self.method!r}")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {RECIPES}; got {self.recipe!r}")
+        check_choice("recipe", self.recipe, RECIPES)
         if (self.recipe == "fast") != (self.schedule == "triangular"):
             raise ValueError("recipe='fast' goes with schedule='triangular' (per-step) and only with it; got "
                              f"recipe={self.recipe!r}, schedule={self.schedule!r}. Build fast configs with "
@@ -240,9 +219,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys) — the basis of the run id.
+        """Canonical JSON (sorted keys; :func:`kdbounds._io.canonical_json`, the one serialiser of the run ids).
 
         Returns:
             The JSON text.
         """
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.to_dict())

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .._checks import as_choice, as_float, as_int
+from .._checks import as_choice, as_float, as_int, check_int
 from .features import upcast
 
 __all__ = ["RCD", "rcd_noise", "kd_kl_term", "make_untrained_teacher", "siddo_config",
@@ -213,15 +213,14 @@ def make_untrained_teacher(arch: str, num_classes: int, seed: int,
         ``path`` as a ``Path``.
 
     Raises:
-        ValueError: bad ``seed``, ``num_classes`` or ``path`` suffix.
+        TypeError: ``seed`` or ``num_classes`` is not an integer.
+        ValueError: ``seed < 0``, ``num_classes < 2`` or a ``path`` suffix other than ``.pt``.
     """
     from ..models import build_model
     from .checkpoint import MODEL_FORMAT, atomic_save
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2; got {num_classes!r}")
+    seed = check_int("seed", seed, minimum=0)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
     model = build_model(arch, num_classes=num_classes, seed=seed)
     path = Path(path)
     if path.suffix != ".pt":
@@ -252,15 +251,14 @@ def siddo_config(reference: Any, data_seed: int) -> Any:
         init_seed=<reference's model seed>, seed=data_seed)``.
 
     Raises:
-        TypeError: ``reference`` is not a ``TrainConfig``.
-        ValueError: ``data_seed`` is negative, not an int, or equals the reference's seed.
+        TypeError: ``reference`` is not a ``TrainConfig``, or ``data_seed`` is not an integer.
+        ValueError: ``data_seed`` is negative or equals the reference's seed.
     """
     from .config import TrainConfig
 
     if not isinstance(reference, TrainConfig):
         raise TypeError(f"reference must be a TrainConfig; got {type(reference).__name__}")
-    if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
-        raise ValueError(f"data_seed must be a non-negative int; got {data_seed!r}")
+    data_seed = check_int("data_seed", data_seed, minimum=0)
     if data_seed == reference.seed:
         raise ValueError(f"data_seed={data_seed} equals the reference's data seed (seed="
                          f"{reference.seed}); SIDDO needs a different data order, pick another")

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import as_float
 from .methods import DistillMethod, logits_of, register_method
 
 __all__ = ["kd_loss", "KDMethod"]
@@ -69,13 +70,11 @@ class KDMethod(DistillMethod):
             The checked values.
 
         Raises:
+            TypeError: a value that is not a number.
             ValueError: ``T <= 0`` or a negative weight.
         """
-        if not hp["T"] > 0:
-            raise ValueError(f"kd: temperature T must be > 0; got {hp['T']}")
-        if hp["gamma"] < 0 or hp["alpha"] < 0:
-            raise ValueError(f"kd: weights gamma and alpha must be ≥ 0; got gamma={hp['gamma']}, alpha={hp['alpha']}")
-        return dict(hp)
+        return {**hp, "T": as_float("T", hp["T"], low=0.0, low_open=True),
+                "gamma": as_float("gamma", hp["gamma"], low=0.0), "alpha": as_float("alpha", hp["alpha"], low=0.0)}
 
     def loss(self, x, y, s_out, t_out, epoch):
         """KD's objective (formula in the class docstring).

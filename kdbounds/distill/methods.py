@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import as_bool, as_float, as_int, check_int
 from ..models.base import FeatureOutput
 
 __all__ = [
@@ -231,15 +232,6 @@ class StepContext:
 
 # ----------------------------------------------------------------------------- hyper-parameters
 
-def _parse_bool(v: str) -> bool:
-    s = v.strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(s)
-
-
 def coerce_hparams(method: str, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``given`` into ``defaults``; reject unknown names; coerce to the default's type.
 
@@ -261,34 +253,25 @@ def coerce_hparams(method: str, defaults: Mapping[str, Any], given: Mapping[str,
         valid = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
         raise ValueError(f"method {method!r}: unknown hyper-parameter(s) {unknown}; valid ones with "
                          f"defaults: {valid}")
+    coerce = {bool: as_bool, int: as_int, float: as_float}
     out = dict(defaults)
     for k, v in given.items():
         d = defaults[k]
         try:
-            if d is None:
-                out[k] = v
-            elif isinstance(d, bool):
-                out[k] = _parse_bool(v) if isinstance(v, str) else v
-                if not isinstance(out[k], bool):
-                    raise TypeError
-            elif isinstance(d, int):
-                if isinstance(v, float) and not v.is_integer():
-                    raise TypeError
-                out[k] = int(v)
-                if isinstance(v, bool):
-                    raise TypeError
-            elif isinstance(d, float):
-                if isinstance(v, bool):
-                    raise TypeError
-                out[k] = float(v)
-            else:
-                out[k] = type(d)(v)
+            out[k] = v if d is None else coerce[type(d)](k, v) if type(d) in coerce else type(d)(v)
         except (TypeError, ValueError):
-            raise ValueError(f"method {method!r}: hyper-parameter {k}={v!r} must be of type "
-                             f"{type(d).__name__} (default {d!r})") from None
-        if isinstance(out[k], float) and not math.isfinite(out[k]):
-            raise ValueError(f"method {method!r}: hyper-parameter {k}={v!r} must be finite")
+            what = "must be finite" if isinstance(d, float) and _non_finite(v) else \
+                f"must be of type {type(d).__name__} (default {d!r})"
+            raise ValueError(f"method {method!r}: hyper-parameter {k}={v!r} {what}") from None
     return out
+
+
+def _non_finite(v: Any) -> bool:
+    """Whether ``v`` reads as a number that is NaN or infinite."""
+    try:
+        return not math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 # ----------------------------------------------------------------------------- base class
@@ -307,9 +290,7 @@ class DistillMethod(nn.Module):
         if self.requires_teacher and teacher is None:
             raise ValueError(f"method {self.name!r} needs a teacher: pass a teacher model / "
                              f"--teacher CKPT, or use method 'ce' to train without one")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int ≥ 2; got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
         self.hparams: dict[str, Any] = coerce_hparams(self.name, self.defaults, hparams)
         self.check_hparams(self.hparams)
 
@@ -565,8 +546,7 @@ class CEMethod(DistillMethod):
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int, **hparams: Any):
         super().__init__(student, teacher, num_classes, **hparams)
-        if not 0.0 <= self.hparams["label_smoothing"] < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1); got {self.hparams['label_smoothing']}")
+        as_float("label_smoothing", self.hparams["label_smoothing"], low=0.0, high=1.0, high_open=True)
 
     def loss(self, x, y, s_out, t_out, epoch):
         """Cross-entropy with the labels.

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from .._checks import check_choice, check_int, check_nonnegative, check_open_unit, check_positive
 from .._torch import _output_logits, bounded_cross_entropy
 from ..models import build_model
 from .checkpoint import file_sha256, load_checkpoint_model
@@ -92,8 +93,7 @@ def pac_bayes_objective(emp: Tensor, kl: Tensor, n: int, delta: float, kind: str
     Raises:
         ValueError: ``kind`` is not one of :data:`OBJECTIVES`.
     """
-    if kind not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {kind!r}")
+    check_choice("objective", kind, OBJECTIVES)
     half_c = (kl + math.log(2.0 * math.sqrt(n) / delta)) / (2.0 * n)
     if kind == "fquad":
         return (torch.sqrt(emp + half_c) + torch.sqrt(half_c)) ** 2
@@ -123,27 +123,23 @@ def check_objective_hparams(hp: Mapping[str, Any], method: str = "pbb") -> None:
         method: ``"pbb"`` or ``"pbkd"`` (named in the messages).
 
     Raises:
+        TypeError: a value of the wrong type — naming the argument.
         ValueError: ``n_bound < 1``, ``delta`` or ``p_min`` outside (0, 1), ``sigma_init < 0``, an unknown
             ``objective``, ``kl_weight < 0``, ``alpha < 0`` or ``T <= 0`` — naming the argument.
     """
-    if hp["n_bound"] < 1:
+    if check_int("n_bound", hp["n_bound"]) < 1:
         raise ValueError(f"n_bound: expected |D_S| (the size of the certification set, ≥ 1), got "
                          f"{hp['n_bound']}; the objective's n must be |D_S|, not the training-set size "
                          f"(method {method!r})")
-    if not 0.0 < hp["delta"] < 1.0:
-        raise ValueError(f"delta: expected a number in (0, 1), got {hp['delta']}")
-    if not 0.0 < hp["p_min"] < 1.0:
-        raise ValueError(f"p_min: expected a number in (0, 1) (the bounded cross-entropy's floor), got {hp['p_min']}")
-    if hp["sigma_init"] < 0:
-        raise ValueError(f"sigma_init: expected ≥ 0 (0 = the prior's scale), got {hp['sigma_init']}")
-    if hp["objective"] not in OBJECTIVES:
-        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {hp['objective']!r}")
-    if hp["kl_weight"] < 0:
-        raise ValueError(f"kl_weight: expected ≥ 0, got {hp['kl_weight']}")
-    if "alpha" in hp and hp["alpha"] < 0:
-        raise ValueError(f"alpha: expected ≥ 0 (the weight of pbkd's KD term), got {hp['alpha']}")
-    if "T" in hp and not hp["T"] > 0:
-        raise ValueError(f"T: expected a temperature > 0, got {hp['T']}")
+    check_open_unit("delta", hp["delta"])
+    check_open_unit("p_min", hp["p_min"])  # the bounded cross-entropy's floor
+    check_nonnegative("sigma_init", hp["sigma_init"], fix="0 = the prior's scale")
+    check_choice("objective", hp["objective"], OBJECTIVES)
+    check_nonnegative("kl_weight", hp["kl_weight"])
+    if "alpha" in hp:
+        check_nonnegative("alpha", hp["alpha"], fix="alpha is the weight of pbkd's KD term")
+    if "T" in hp:
+        check_positive("T", hp["T"], fix="T is the KD temperature")
 
 
 def draw_noise_seed() -> Tensor:
@@ -308,8 +304,7 @@ class _CertifiedMethod(DistillMethod):
         if not hp["prior"]:
             raise ValueError(f"prior: required — method {cls.name!r} needs a PAC-Bayes prior centre: {need} "
                              f"(command line: --method-arg prior=random:0 --method-arg n_bound=5000)")
-        if not hp["sigma_prior"] > 0:
-            raise ValueError(f"sigma_prior: expected a number > 0, got {hp['sigma_prior']}")
+        check_positive("sigma_prior", hp["sigma_prior"])
         check_objective_hparams(hp, cls.name)
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None, num_classes: int, **hparams: Any):

@@ -17,11 +17,12 @@ per step). The learning rate follows a triangle over all steps ``t = 0..T``: ``l
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
+
+from .._checks import check_bool, check_choice, check_int, check_nonnegative
 
 __all__ = ["FastRecipeSettings", "RECIPES", "fast_sgd_hparams", "triangular_multiplier", "whitening_indices"]
 
@@ -66,14 +67,13 @@ class FastRecipeSettings:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            v = getattr(self, f.name)
-            if type(f.default) is bool and not isinstance(v, bool):
-                raise ValueError(f"recipe_kwargs[{f.name!r}] must be true or false; got {v!r}")
-            if type(f.default) is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise ValueError(f"recipe_kwargs[{f.name!r}] must be a non-negative int; got {v!r}")
-            if type(f.default) is float and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                             or not math.isfinite(v) or v < 0):
-                raise ValueError(f"recipe_kwargs[{f.name!r}] must be a finite number >= 0; got {v!r}")
+            name, v = f"recipe_kwargs[{f.name!r}]", getattr(self, f.name)
+            if type(f.default) is bool:
+                object.__setattr__(self, f.name, check_bool(name, v))
+            elif type(f.default) is int:
+                object.__setattr__(self, f.name, check_int(name, v, minimum=0))
+            elif type(f.default) is float:
+                check_nonnegative(name, v)
         if self.whiten and self.whiten_images < 1:
             raise ValueError("recipe_kwargs['whiten_images'] must be >= 1 when whiten is on")
         if not self.whiten_eps > 0 or not self.bias_lr_scale > 0 or self.lookahead_every < 1:
@@ -82,12 +82,9 @@ class FastRecipeSettings:
         if not 0 <= self.lookahead_decay <= 1 or not 0 < self.lr_peak < 1:
             raise ValueError("recipe_kwargs: lookahead_decay must be in [0, 1] and lr_peak in (0, 1); got "
                              f"{self.lookahead_decay}, {self.lr_peak}")
-        if self.flip not in ("alternating", "random"):
-            raise ValueError(f"recipe_kwargs['flip'] must be 'alternating' or 'random'; got {self.flip!r}")
-        if self.tta_level not in (0, 1, 2):
-            raise ValueError(f"recipe_kwargs['tta_level'] must be 0, 1 or 2; got {self.tta_level!r}")
-        if self.translate > 15:
-            raise ValueError(f"recipe_kwargs['translate'] must be <= 15 pixels; got {self.translate}")
+        check_choice("recipe_kwargs['flip']", self.flip, ("alternating", "random"))
+        check_int("recipe_kwargs['tta_level']", self.tta_level, maximum=2, fix="0 none, 1 mirror, 2 mirror + translations")
+        check_int("recipe_kwargs['translate']", self.translate, maximum=15, fix="a translation in pixels")
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "FastRecipeSettings":
@@ -136,10 +133,10 @@ def fast_sgd_hparams(batch_size: int, lr_1024: float = 11.5, wd_1024: float = 0.
         ``{"lr", "weight_decay", "momentum"}`` for ``TrainConfig``.
 
     Raises:
+        TypeError: ``batch_size`` is not an integer.
         ValueError: non-positive batch size or rates, or momentum outside [0, 1).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if not (lr_1024 > 0 and wd_1024 >= 0 and 0 <= momentum < 1):
         raise ValueError(f"need lr_1024 > 0, wd_1024 >= 0, 0 <= momentum < 1; got {lr_1024}, {wd_1024}, {momentum}")
     scale = 1024 * (1 + 1 / (1 - momentum))

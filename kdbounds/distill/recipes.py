@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import check_int
 from .config import TrainConfig
 from .fast_config import fast_config
 from .recipe_settings import FastRecipeSettings, triangular_multiplier, whitening_indices
@@ -386,10 +387,10 @@ def tta_logits(model: nn.Module, x: Tensor, level: int = 2) -> Tensor:
         ``(N, classes)`` logits.
 
     Raises:
+        TypeError: ``level`` is not an integer.
         ValueError: ``level`` is not 0, 1 or 2.
     """
-    if level not in (0, 1, 2):
-        raise ValueError(f"level must be 0, 1 or 2; got {level!r}")
+    level = check_int("level", level, minimum=0, maximum=2)
     if level == 0:
         return model(x)
     z = _mirror_logits(model, x)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
 from ..models.base import FeatureOutput
 
 __all__ = ["CachedTeacher"]
@@ -53,16 +54,15 @@ class CachedTeacher(nn.Module):
         max_items: the most images stored (``None``: no bound).
 
     Raises:
-        TypeError: ``teacher`` is not an ``nn.Module``.
-        ValueError: the teacher has trainable parameters, or ``max_items`` is not a positive int.
+        TypeError: ``teacher`` is not an ``nn.Module``, or ``max_items`` is not an integer.
+        ValueError: the teacher has trainable parameters, or ``max_items < 1``.
     """
 
     def __init__(self, teacher: nn.Module, max_items: int | None = None) -> None:
         if not isinstance(teacher, nn.Module):
             raise TypeError(f"teacher: expected an nn.Module, got {type(teacher).__name__}")
-        if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int)
-                                      or max_items < 1):
-            raise ValueError(f"max_items: expected a positive int or None, got {max_items!r}")
+        if max_items is not None:
+            max_items = check_int("max_items", max_items, minimum=1, fix="or None for no bound")
         super().__init__()
         self.teacher = teacher
         self.max_items = max_items

@@ -41,7 +41,6 @@ SGD Nesterov, no augmentation) are set by the caller's :class:`~kdbounds.distill
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import torch
@@ -49,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .methods import DistillMethod, register_method
-from .._checks import as_float, as_int, as_int_tuple
+from .._checks import as_float, as_int, as_int_tuple, check_positive
 from .features import require_feature_model, select_stage_pairs
 from .vid import vid_objective
 
@@ -80,10 +79,10 @@ def vid_rid_variance(alpha: torch.Tensor, eps: float = KD_RID_EPS) -> torch.Tens
         Tensor of shape (C,), every entry > eps.
 
     Raises:
-        ValueError: if ``eps`` is not a positive finite number.
+        TypeError: ``eps`` is not a real number.
+        ValueError: ``eps`` is not a positive finite number.
     """
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps: expected a positive finite number, got {eps!r}")
+    eps = check_positive("eps", eps)
     return F.softplus(alpha) + eps
 
 

@@ -34,6 +34,7 @@ import torch
 
 from .._checks import check_int, check_n_boot, check_positive, check_seed
 from .._records import Estimate
+from .._torch import mean_estimate as _mean_of
 
 __all__ = ["MetricEstimate", "softmax_probs", "agreement", "disagreement", "agreement_by_teacher_correctness",
            "activation_distance", "js_divergence", "js_per_example", "cosine_similarity", "kl_divergence",
@@ -52,14 +53,8 @@ MetricEstimate = Estimate
 
 
 def _mean_estimate(v: torch.Tensor) -> MetricEstimate:
-    v = v.to(torch.float64)
-    n = int(v.numel())
-    if n == 0:
-        return MetricEstimate(math.nan, math.nan, 0)
-    mean = float(v.mean())
-    if n == 1:
-        return MetricEstimate(mean, math.inf, 1)
-    return MetricEstimate(mean, float(v.std(unbiased=True)) / math.sqrt(n), n)
+    """The mean of per-example values (:func:`kdbounds._torch.mean_estimate`); an empty subset gives ``n = 0``."""
+    return _mean_of(v) if v.numel() else MetricEstimate(math.nan, math.nan, 0)
 
 
 # --------------------------------------------------------------------------------------------

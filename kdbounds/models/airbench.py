@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .._checks import check_positive
 from .base import CifarModel
 
 __all__ = ["AIRBENCH_WIDTHS", "AirbenchNet", "patch_covariance", "whitening_weights"]
@@ -207,10 +208,10 @@ def whitening_weights(images: Tensor, eps: float = 5e-4, patch: int = WHITEN_PAT
         ``(2 * 3 * patch^2, 3, patch, patch)`` float32 weights (formula in the module docstring).
 
     Raises:
+        TypeError: ``eps`` is not a real number.
         ValueError: ``eps`` is not a positive finite number (plus :func:`patch_covariance`'s errors).
     """
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number; got {eps!r}")
+    eps = check_positive("eps", eps)
     cov = patch_covariance(images, patch)
     lam, v = torch.linalg.eigh(cov)
     rows = (v.T / torch.sqrt(lam.clamp_min(0) + eps)[:, None]).reshape(-1, 3, patch, patch)

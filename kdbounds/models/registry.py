@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .._checks import check_int
 from .airbench import AIRBENCH_WIDTHS, AirbenchNet
 from .base import CifarModel, init_weights
 from .mlp import MLP_WIDTHS, CifarMLP
@@ -73,7 +74,7 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
         The freshly initialised :class:`CifarModel`.
 
     Raises:
-        TypeError: ``name`` is not a string or ``seed`` is not an int.
+        TypeError: ``name`` is not a string, or ``num_classes`` or ``seed`` is not an integer.
         ValueError: unknown ``name`` (the message lists the valid names) ``num_classes < 1``, or ``seed`` outside [0, 2**64 - 1].
     """
     if not isinstance(name, str):
@@ -81,12 +82,9 @@ def build_model(name: str, num_classes: int = 10, seed: int | None = None) -> Ci
     key = name.strip().lower().replace("-", "_")
     if key not in _REGISTRY:
         raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(_REGISTRY)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int (10 or 100 for CIFAR); got {num_classes!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
-    if seed is not None and not 0 <= seed <= 2**64 - 1:
-        raise ValueError(f"seed: expected an int in [0, 2**64 - 1] (torch.Generator's range) or None, got {seed!r}")
+    num_classes = check_int("num_classes", num_classes, minimum=1, fix="10 for CIFAR-10, 100 for CIFAR-100")
+    if seed is not None:
+        seed = check_int("seed", seed, minimum=0, maximum=2**64 - 1, fix="torch.Generator's range, or None")
     if seed is None:
         model = _REGISTRY[key](num_classes)
         _initialise(model, None)

@@ -8,9 +8,10 @@
 * the SHA-256 of the teacher checkpoint file's bytes (a retrained teacher at the same path is a
   different run; a copied teacher at another path is the same run),
 * a fingerprint of preloaded ``data`` arrays when given (SHA-256 of their bytes),
-* a fingerprint of the training code (:func:`code_fingerprint`: SHA-256 over the source files of
-  ``kdbounds.data``, ``kdbounds.models`` and ``kdbounds.distill``), so a bug fix in the trainer or a
-  method never silently reuses a model trained by the old code.
+* a fingerprint of the training code (:func:`code_fingerprint`: SHA-256 over the code of the source files
+  of ``kdbounds.data``, ``kdbounds.models`` and ``kdbounds.distill`` — their syntax trees without
+  docstrings, :func:`code_meaning` —), so a bug fix in the trainer or a method never silently reuses a
+  model trained by the old code, while a docstring, comment or layout edit retrains nothing.
 
 A finished run (``result.json`` with all epochs) is returned without training; an unfinished one is
 resumed from its checkpoint; ``run.json`` records the id and its ingredients, and, once the run is
@@ -32,6 +33,7 @@ run id by its bytes, not its path (runs cached under the earlier, path-based id 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import os
@@ -49,8 +51,8 @@ from .cache_layout import resolve_cache_root  # the one default layout (re-expor
 #: the run's record of its id, the id's ingredients and (once finished) its model's SHA-256
 RUN_META = "run.json"
 
-__all__ = ["RUN_META", "resolve_cache_root", "code_fingerprint", "data_fingerprint", "run_dir", "run_id", "run_key",
-           "train_cached", "load_cached", "run_damage"]
+__all__ = ["RUN_META", "resolve_cache_root", "code_fingerprint", "code_meaning", "data_fingerprint", "run_dir",
+           "run_id", "run_key", "train_cached", "load_cached", "run_damage"]
 
 
 def data_fingerprint(data: Sequence[Any]) -> str:
@@ -66,24 +68,77 @@ def data_fingerprint(data: Sequence[Any]) -> str:
 
 
 _CODE_PACKAGES = ("data", "models", "distill")
+_MEANING: dict[bytes, bytes] = {}  # SHA-256 of a file's bytes -> digest of its code's meaning (parsed once)
 
 
-def code_fingerprint(packages: Sequence[str] = _CODE_PACKAGES) -> str:
-    """SHA-256 (hex) over the relative paths and bytes of the ``.py`` files of ``packages``, in sorted order.
+def _canonical(node: Any) -> str:
+    """A Python-version-stable text of an AST: node types and fields, no positions, empty fields left out."""
+    if isinstance(node, ast.AST):
+        fields = ((k, getattr(node, k, None)) for k in node._fields)
+        return type(node).__name__ + "(" + ",".join(f"{k}={_canonical(v)}" for k, v in fields
+                                                     if v is not None and v != []) + ")"
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(v) for v in node) + "]"
+    return repr(node)
+
+
+def _is_bare_string(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def code_meaning(source: bytes | str, filename: str = "<source>") -> str:
+    """The text of a Python source's code with its documentation left out: what :func:`code_fingerprint` hashes.
+
+    The source is parsed (comments and layout are not in the syntax tree) and every statement that is a bare
+    string — module, class and function docstrings, attribute docstrings — is removed (a body left empty
+    becomes ``pass``, which does the same); the tree is then written out with node types and fields only
+    (no line numbers, no empty fields, so the text does not depend on the Python version's optional fields).
 
     Args:
-        packages: folders of the ``kdbounds`` package; default the ones that train models
-            (``kdbounds/data``, ``kdbounds/models``, ``kdbounds/distill``); ``(".",)``: the whole package.
+        source: the file's bytes or text.
+        filename: named in a syntax error.
+
+    Returns:
+        The canonical text; equal for two sources that differ only in comments, docstrings or layout.
+
+    Raises:
+        SyntaxError: ``source`` is not Python.
+    """
+    tree = ast.parse(source, filename=filename)
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+                kept = [b for b in body if not _is_bare_string(b)]
+                setattr(node, name, kept or ([ast.Pass()] if name == "body" else []))
+    return _canonical(tree)
+
+
+def code_fingerprint(packages: Sequence[str] = _CODE_PACKAGES, root: str | os.PathLike | None = None) -> str:
+    """SHA-256 (hex) over the relative paths and the code (:func:`code_meaning`) of the ``.py`` files of
+    ``packages``, in sorted order: a docstring, comment or layout edit keeps it, a code edit changes it.
+
+    Args:
+        packages: folders of ``root``; default the ones that train models (``data``, ``models``,
+            ``distill``); ``(".",)``: the whole package.
+        root: the package folder (default: the installed ``kdbounds`` package; a copy in tests).
 
     Returns:
         64 hex digits.
+
+    Raises:
+        SyntaxError: a file that is not Python (named).
     """
-    root = Path(__file__).resolve().parents[1]  # the kdbounds package
+    base = Path(root) if root is not None else Path(__file__).resolve().parents[1]  # the kdbounds package
     h = hashlib.sha256()
     for pkg in packages:
-        for f in sorted((root / pkg).rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+        for f in sorted((base / pkg).rglob("*.py")):
+            data = f.read_bytes()
+            key = hashlib.sha256(data).digest()
+            if key not in _MEANING:
+                _MEANING[key] = hashlib.sha256(code_meaning(data, str(f)).encode()).digest()
+            h.update(f.relative_to(base).as_posix().encode())
+            h.update(_MEANING[key])
     return h.hexdigest()
 
 

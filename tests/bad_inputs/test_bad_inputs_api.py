@@ -44,7 +44,7 @@ def cfg(**kw):
 TRAIN_CONFIG = [  # (id, thunk, exception, name in message)
     ("lr=inf", cfg(lr=INF), ValueError, "lr"), ("lr=nan", cfg(lr=NAN), ValueError, "lr"),
     ("lr=0", cfg(lr=0.0), ValueError, "lr"), ("lr=-1", cfg(lr=-1.0), ValueError, "lr"),
-    ("lr='0.1'", cfg(lr="0.1"), ValueError, "lr"), ("lr=True", cfg(lr=True), ValueError, "lr"),
+    ("lr='0.1'", cfg(lr="0.1"), TypeError, "lr"), ("lr=True", cfg(lr=True), TypeError, "lr"),
     ("momentum=5", cfg(momentum=5.0), ValueError, "momentum"), ("momentum=1", cfg(momentum=1.0), ValueError, "momentum"),
     ("momentum=-0.5", cfg(momentum=-0.5), ValueError, "momentum"), ("momentum=nan", cfg(momentum=NAN), ValueError, "momentum"),
     ("weight_decay=inf", cfg(weight_decay=INF), ValueError, "weight_decay"),
@@ -53,7 +53,7 @@ TRAIN_CONFIG = [  # (id, thunk, exception, name in message)
     ("grad_clip=inf", cfg(grad_clip=INF), ValueError, "grad_clip"), ("grad_clip=0", cfg(grad_clip=0.0), ValueError, "grad_clip"),
     ("grad_clip=nan", cfg(grad_clip=NAN), ValueError, "grad_clip"),
     ("epochs=0", cfg(epochs=0), ValueError, "epochs"), ("epochs=-1", cfg(epochs=-1), ValueError, "epochs"),
-    ("epochs=1.5", cfg(epochs=1.5), ValueError, "epochs"), ("batch_size=0", cfg(batch_size=0), ValueError, "batch_size"),
+    ("epochs=1.5", cfg(epochs=1.5), TypeError, "epochs"), ("batch_size=0", cfg(batch_size=0), ValueError, "batch_size"),
     ("eval_every=0", cfg(eval_every=0), ValueError, "eval_every"),
     ("n_per_class=0", cfg(n_per_class=0), ValueError, "n_per_class"),
     ("val_per_class=-1", cfg(val_per_class=-1), ValueError, "val_per_class"),
@@ -82,7 +82,7 @@ MODELS = [
     ("name=resnet9", lambda: build_model("resnet9"), ValueError, "resnet9"),
     ("name=None", lambda: build_model(None), TypeError, "name"),
     ("num_classes=0", lambda: build_model("resnet8", num_classes=0), ValueError, "num_classes"),
-    ("num_classes=10.0", lambda: build_model("resnet8", num_classes=10.0), ValueError, "num_classes"),
+    ("num_classes=10.5", lambda: build_model("resnet8", num_classes=10.5), TypeError, "num_classes"),
 ]
 
 DATA = [

@@ -69,11 +69,11 @@ def test_errors_are_clear():
         stratified_subset(y, 3, 0)
     with pytest.raises(ValueError, match="val_per_class=2"):
         train_val_split(y, 2, 0)
-    with pytest.raises(ValueError, match="n_per_class must be >= 1"):
+    with pytest.raises(ValueError, match="n_per_class: expected an integer >= 1"):
         stratified_subset(y, 0, 0)
     with pytest.raises(TypeError, match="integer dtype"):
         stratified_subset(y.astype(float), 1, 0)
     with pytest.raises(ValueError, match="1-D"):
         train_val_split(y[None, :], 1, 0)
-    with pytest.raises(TypeError, match="n_per_class must be an int"):
+    with pytest.raises(TypeError, match="n_per_class: expected an integer"):
         stratified_subset(y, 1.5, 0)

@@ -25,6 +25,27 @@ def test_json_round_trip_and_hash(epochs, bs, lr, sched, ms, npc, seed, kw):
     back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back == cfg and hash(back) == hash(cfg) and back.to_json() == cfg.to_json()
     assert len(cfg.effective_milestones) >= 1
+    # to_json is the one canonical serialiser (kdbounds._io), byte for byte the json.dumps it replaced
+    assert cfg.to_json() == json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def test_to_json_escapes_like_the_serialiser_it_replaced():
+    cfg = TrainConfig(arch="resnet8", data_root="/données/cifar", method_kwargs={"T": 1e-7, "alpha": 0.1})
+    assert cfg.to_json() == json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    assert "\\u00e9" in cfg.to_json()
+
+
+def test_whole_numbers_given_as_floats_are_the_same_config_and_run():
+    """``_checks.check_int`` takes ``2.0`` (and numpy integers) as ``2``: the config, its JSON and run id are those of
+    the int; a fractional value is refused with the field named."""
+    np = pytest.importorskip("numpy")
+    a = TrainConfig("resnet8", epochs=2, batch_size=16, seed=3, n_per_class=5)
+    b = TrainConfig("resnet8", epochs=2.0, batch_size=np.int64(16), seed=3.0, n_per_class=np.int32(5))
+    assert a == b and a.to_json() == b.to_json() and type(b.epochs) is int and type(b.batch_size) is int
+    with pytest.raises(TypeError, match="^epochs: expected an integer"):
+        TrainConfig("resnet8", epochs=1.5)
+    with pytest.raises(TypeError, match="^seed: expected an integer"):
+        TrainConfig("resnet8", seed="3")
 
 
 def test_validation_messages_name_the_field():

@@ -101,7 +101,7 @@ def test_registry_and_errors():
         get_method("kd")(s, None, 10)
     with pytest.raises(ValueError, match=r"unknown hyper-parameter.*temperature.*T=4.0"):
         get_method("kd")(s, s, 10, temperature=3)
-    with pytest.raises(ValueError, match="T must be > 0"):
+    with pytest.raises(ValueError, match="'T' must be > 0"):
         get_method("kd")(s, s, 10, T=0)
     with pytest.raises(ValueError, match="must be of type float"):
         get_method("kd")(s, s, 10, T="hot")

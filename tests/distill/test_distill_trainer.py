@@ -219,9 +219,9 @@ def test_bad_inputs(tmp_path):
         train(_cfg(method="kd"), tmp_path / "f", teacher=build_model("resnet8", 100), data=data, progress=False)
     with pytest.raises(TypeError, match="must return a dict with at least 'loss'"):
         train(_cfg(method="_test_bad_step"), tmp_path / "g", data=data, progress=False)
-    with pytest.raises(ValueError, match="lr must be"):
+    with pytest.raises(ValueError, match="lr: expected"):
         _cfg(lr=-1.0)
-    with pytest.raises(ValueError, match="schedule must be one of"):
+    with pytest.raises(ValueError, match="schedule: expected one of"):
         _cfg(schedule="poly")
 
 

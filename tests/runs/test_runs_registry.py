@@ -4,11 +4,12 @@ fingerprint covers the files that define them.
 
 Oracles: a fresh subprocess (no state shared with the test process) for the registry; an independent
 ``build_model("mlp256", seed)`` for the random prior a command-line pbb run started from; a copy of
-the package with one byte changed for the fingerprint.
+the package with one line of code added for the fingerprint.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -78,28 +79,25 @@ def test_tiny_pbb_run_from_the_command_line_starts_at_the_named_random_prior(tmp
     assert any(not torch.equal(Q.mean[n], P.mean[n]) for n in Q.names)  # one epoch moved the posterior
 
 
-def _fingerprint_of(tmp_path: Path, monkeypatch):
-    """``code_fingerprint`` of a copy of the package under ``tmp_path`` (the function reads the files
-    next to its own module)."""
+def _fingerprint_of(tmp_path: Path):
+    """``code_fingerprint`` of a copy of the training packages under ``tmp_path`` (its ``root`` argument)."""
     from kdbounds.runs import cache
 
-    real = cache.code_fingerprint()
     pkg = tmp_path / "kdbounds"
     for sub in ("data", "models", "distill"):
         shutil.copytree(ROOT / "kdbounds" / sub, pkg / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    (pkg / "studies").mkdir()
-    monkeypatch.setattr(cache, "__file__", str(pkg / "studies" / "cache.py"))
-    assert cache.code_fingerprint() == real  # the copy is faithful
-    return cache.code_fingerprint
+    fp = functools.partial(cache.code_fingerprint, root=pkg)
+    assert fp() == cache.code_fingerprint()  # the copy is faithful
+    return fp
 
 
 @pytest.mark.parametrize("path", ["models/mlp.py", "models/registry.py", "distill/pbb.py"])
-def test_code_fingerprint_covers_the_certificate_nets_and_methods(tmp_path, monkeypatch, path):
-    fp = _fingerprint_of(tmp_path, monkeypatch)
+def test_code_fingerprint_covers_the_certificate_nets_and_methods(tmp_path, path):
+    fp = _fingerprint_of(tmp_path)
     base = fp()
     f = tmp_path / "kdbounds" / path
     original = f.read_bytes()
-    f.write_bytes(original + b"\n# one more line\n")
+    f.write_bytes(original + b"\n_ONE_MORE_NAME = 1\n")  # code (a comment would keep it: test_code_fingerprint.py)
     assert fp() != base
     f.write_bytes(original)
     assert fp() == base
