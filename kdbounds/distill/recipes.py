@@ -409,20 +409,23 @@ def evaluate_tta(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], leve
 
     Args:
         model: the network.
-        loader: ``(x, y)`` batches of normalised images.
+        loader: normalised images in any of the three data forms: ``(x, y)`` tensors, an iterable of ``(x, y)``
+            batches, or a DataLoader (:func:`kdbounds._data.as_batches`).
         level: the augmentation level.
 
     Returns:
         The accuracy.
 
     Raises:
+        TypeError: ``loader`` is none of the three forms (the message names it).
         ValueError: the loader yielded no batches.
     """
+    from .._data import as_batches
     from .._torch import eval_mode
 
     correct, total = 0, 0
     with eval_mode(model):
-        for x, y in loader:
+        for x, y in as_batches(loader, "loader"):
             correct += int((tta_logits(model, x, level).argmax(1) == y).sum())
             total += int(y.shape[0])
     if total == 0:
