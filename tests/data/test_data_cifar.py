@@ -231,7 +231,7 @@ def test_missing_data_error_lists_places_and_fix(tmp_path, monkeypatch):
 def test_bad_name_and_split():
     with pytest.raises(ValueError, match="cifar10, cifar100"):
         load_cifar("cifar1000")
-    with pytest.raises(ValueError, match="train, test"):
+    with pytest.raises(ValueError, match="split: expected one of 'train', 'test', got 'val'"):
         load_cifar("cifar10", split="val")
 
 
