@@ -11,7 +11,7 @@ Exit status 0 when identical, 1 otherwise (two runs of the same code at equal th
 import csv, json, re, sys
 from pathlib import Path
 
-TIMING = re.compile(r"(second|cpu_s|wall|_time|time_s|elapsed|^s$)", re.I)
+TIMING = re.compile(r"(second|cpu_s|wall|_time|time_s|elapsed|^s$|^time$)", re.I)
 RUN_ID = re.compile(r"\b([a-z_0-9]+)-([a-z0-9]+)-[0-9a-f]{12}\b")
 PATHS = re.compile(r"(?<![\w.])/[^\s'\"]+")
 
