@@ -106,10 +106,15 @@ def check_open_unit(name: str, value: Any) -> float:
     return v
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, fix: str = "") -> int:
-    """An integer (bools refused; a whole float such as ``2.0`` is taken as ``2``) within ``[minimum, maximum]``
-    where given (``fix``: what to do instead, appended to the message)."""
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, fix: str = "",
+              strict: bool = False) -> int:
+    """An integer (bools refused; a whole float such as ``2.0`` is taken as ``2`` unless ``strict``, e.g. a count of
+    matrix-vector products, where a float is a caller's mistake) within ``[minimum, maximum]`` where given (``fix``:
+    what to do instead, appended to the message)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if strict:
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}"
+                            + (f"; {fix}" if fix else ""))
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         elif hasattr(value, "item") and getattr(value, "ndim", None) == 0 and float(value.item()).is_integer():

@@ -88,11 +88,8 @@ def probe_vectors(n: int, k: int, distribution: str, generator: torch.Generator,
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    """A count: an ``int`` (no bool, no float, not even ``2.0``) >= ``minimum`` (:func:`kdbounds._checks.check_int`)."""
+    return check_int(name, value, minimum, strict=True)
 
 
 def _adaptive_mean(
