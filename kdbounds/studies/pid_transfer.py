@@ -47,7 +47,7 @@ from ..runs.sweep import RunSpec, SweepError, run_sweep
 from ._provenance import with_provenance
 
 __all__ = ["PIDTracker", "extract_features", "Config", "PRESETS", "Result", "run", "write_results",
-           "plot_curves", "summary", "method_kwargs", "data_spec", "pid_sets", "student_run", "training_specs",
+           "plot_curves", "curves_figure", "summary", "method_kwargs", "data_spec", "pid_sets", "student_run", "training_specs",
            "untrained_teacher_path", "TEACHER_KINDS"]
 
 
@@ -452,26 +452,68 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
 
 
 def plot_curves(result: Result, path: str | os.PathLike) -> Path:
-    """Red and Uni(T\\S) against the epoch, one panel per teacher (dotted: shuffled-label Red)."""
-    from ._plots import plt_figure, save_figure
+    """Write :func:`curves_figure` of the result's rows to ``path`` (atomically).
 
-    rows = result.rows
-    fig, axes = plt_figure(1, 2, figsize=(10, 4), sharey=True)
+    Args:
+        result: the study's result.
+        path: the PNG written.
+
+    Returns:
+        ``path``.
+    """
+    from ._plots import save_figure
+
+    return save_figure(curves_figure(result.rows), path, dpi=120)
+
+
+def curves_figure(rows: Any) -> Any:
+    r"""``Red(Y:T,S)`` (solid) and ``Uni(Y:T\S)`` (dashed) against the epoch, one panel per teacher, with the
+    bootstrap 95 % interval of each point where the rows carry one (a vertical bar) and the shuffled-label floor of
+    ``Red`` (dotted, mean ± 2 sd over the shuffles as a band: the estimator's value with no dependence).
+
+    Args:
+        rows: the study's rows (``teacher``, ``method``, ``epoch``, ``redundancy``, ``unique_t``, optional
+            ``*_ci_low``/``*_ci_high``, ``redundancy_shuffle_mean``/``_sd``).
+
+    Returns:
+        The figure; ``kdbounds_intervals`` counts the intervals drawn.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from ._plots import plt_figure
+
+    fig, axes = plt_figure(1, 2, figsize=(11, 4.4), sharey=True)
+    drawn = 0
     for ax, kind in zip(axes, ("trained", "untrained")):
-        for m in sorted({r["method"] for r in rows}):
+        for i, m in enumerate(sorted({r["method"] for r in rows})):
             rr = sorted((r for r in rows if r["teacher"] == kind and r["method"] == m), key=lambda r: r["epoch"])
             if not rr:
                 continue
-            ep = [r["epoch"] for r in rr]
-            line, = ax.plot(ep, [r["redundancy"] for r in rr], "-o", label=f"{m} Red")
-            ax.plot(ep, [r["unique_t"] for r in rr], "--s", color=line.get_color(), label=f"{m} Uni(T\\S)")
-            ax.plot(ep, [r["redundancy_shuffle_mean"] for r in rr], ":", color=line.get_color(), alpha=0.6)
-        ax.set_title(f"{kind} teacher (dotted: shuffled-label Red)")
+            ep = np.array([r["epoch"] for r in rr], float)
+            colour = f"C{i}"
+            for atom, style, name in (("redundancy", "-o", "Red"), ("unique_t", "--s", "Uni")):
+                y = np.array([r[atom] for r in rr], float)
+                ax.plot(ep, y, style, color=colour, ms=4, label=f"{m} $\\mathrm{{{name}}}$")
+                lo = np.array([r.get(f"{atom}_ci_low", np.nan) for r in rr], float)
+                hi = np.array([r.get(f"{atom}_ci_high", np.nan) for r in rr], float)
+                has = np.isfinite(lo) & np.isfinite(hi)
+                if has.any():
+                    ax.vlines(ep[has] + (0.05 if atom == "unique_t" else 0.0), lo[has], hi[has], color=colour, lw=1.4,
+                              alpha=0.8)
+                    drawn += int(has.sum())
+            floor = np.array([r["redundancy_shuffle_mean"] for r in rr], float)
+            sd = np.array([r.get("redundancy_shuffle_sd", np.nan) for r in rr], float)
+            ax.plot(ep, floor, ":", color=colour, alpha=0.7)
+            if np.isfinite(sd).all():
+                ax.fill_between(ep, floor - 2 * sd, floor + 2 * sd, color=colour, alpha=0.12, lw=0)
+        ax.set_title(f"{kind} teacher (dotted: shuffled-label floor ± 2 sd; bars: bootstrap 95 %)", fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("nats")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    fig.kdbounds_intervals = drawn
+    return fig
 
 
 def summary(result: Result) -> str:

@@ -303,3 +303,25 @@ def test_certify_students_figure_intervals_seeds_title_and_zeros():
 
     dots = [c for c in a1.collections if isinstance(c, PathCollection)]
     assert len(dots) == 1 and sorted(np.asarray(dots[0].get_offsets())[:, 1]) == [0.15] * 3, "one dot per seed"
+
+
+def test_pid_transfer_curves_draw_the_bootstrap_intervals_and_the_shuffle_band():
+    """curves.png: every point that carries a bootstrap interval draws it (two atoms x methods x epochs x teachers),
+    the shuffled-label floor is a band (mean ± 2 sd), labels are maths, not code names."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from kdbounds.studies.pid_transfer import curves_figure
+
+    rows = [{"teacher": t, "method": m, "epoch": e, "redundancy": 0.3 + 0.1 * e, "unique_t": 0.2,
+             "redundancy_ci_low": 0.25 + 0.1 * e, "redundancy_ci_high": 0.4 + 0.1 * e,
+             "unique_t_ci_low": 0.1 if e else None, "unique_t_ci_high": 0.3 if e else None,
+             "redundancy_shuffle_mean": 0.05, "redundancy_shuffle_sd": 0.01}
+            for t in ("trained", "untrained") for m in ("kd", "rid") for e in (0, 1, 2)]
+    fig = curves_figure(json.loads(json.dumps(rows)))
+    assert fig.kdbounds_intervals == 2 * 2 * (3 + 2)  # teachers x methods x (Red at 3 epochs + Uni at 2)
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    for ax in fig.axes:
+        bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert sum(len(c.get_segments()) for c in bars) == 2 * 5
+        assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2, "a floor band per method"
+    assert curves_figure([{**r, "redundancy_ci_low": None, "unique_t_ci_low": None} for r in rows]).kdbounds_intervals == 0
