@@ -26,6 +26,22 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_cache(tmp_path_factory):
+    """The suite's decoded arrays and teacher bank in a folder of its own (``$KDBOUNDS_CACHE``, inherited by the
+    subprocesses tests start; ``$KDBOUNDS_BANK`` unset): fake data sets never land in the user's
+    ``~/.cache/kdbounds``. Real CIFAR-10 is decoded once per session."""
+    saved = {k: os.environ.get(k) for k in ("KDBOUNDS_CACHE", "KDBOUNDS_BANK")}
+    os.environ["KDBOUNDS_CACHE"] = str(tmp_path_factory.mktemp("kdbounds-user-cache"))
+    os.environ.pop("KDBOUNDS_BANK", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     n = torch.get_num_threads()

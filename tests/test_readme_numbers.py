@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from kdbounds._io import marked_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,11 +27,19 @@ def test_time_to_accuracy_table_matches_results():
         "README's fast-recipe table is stale: run `python benchmarks/report_time_to_accuracy.py --write`"
 
 
-def test_certify_students_scale_table_matches_results():
-    rep = _load(ROOT / "experiments" / "report_certify_students.py")
-    inside = marked_block((ROOT / "README.md").read_text(), rep.BLOCK)
-    assert inside == rep.render(), \
-        "README's certify_students scale table is stale: run `python experiments/report_certify_students.py --write`"
+@pytest.mark.parametrize("study", ["certify_students", "sharpness_vs_gap"])
+def test_scale_blocks_match_results(study):
+    rep = _load(ROOT / "experiments" / "report_scale.py")
+    inside = marked_block((ROOT / "README.md").read_text(), rep.REPORTS[study][2])
+    assert inside == rep.render(study), \
+        f"README's {study} scale block is stale: run `python experiments/report_scale.py {study} --write`"
+
+
+def test_report_scale_refuses_an_unknown_study(capsys):
+    rep = _load(ROOT / "experiments" / "report_scale.py")
+    with pytest.raises(SystemExit):
+        rep.main(["sharpness"])
+    assert "STUDY: unknown sharpness; expected one of certify_students, sharpness_vs_gap" in capsys.readouterr().err
 
 
 def test_certify_students_scale_results_are_the_merge_of_the_committed_runs(tmp_path):
@@ -37,11 +47,12 @@ def test_certify_students_scale_results_are_the_merge_of_the_committed_runs(tmp_
     (or in README's table) exists without the run that produced it."""
     from kdbounds.studies.certify_students import merge_results
 
-    rep = _load(ROOT / "experiments" / "report_certify_students.py")
-    runs = sorted((rep.RESULTS.parent / "runs").glob("seed-*"))
+    rep = _load(ROOT / "experiments" / "report_scale.py")
+    results = rep.REPORTS["certify_students"][0]
+    runs = sorted((results.parent / "runs").glob("seed-*"))
     assert len(runs) >= 2, runs
     merged = merge_results(runs, tmp_path).to_dict()
-    committed = json.loads(rep.RESULTS.read_text())
+    committed = json.loads(results.read_text())
     for key in ("config", "certificates", "summary", "split", "teachers", "priors"):
         assert json.loads(json.dumps(merged[key])) == committed[key], key
 
@@ -54,8 +65,6 @@ def test_marked_blocks_are_found_and_replaced_in_place(tmp_path):
     replace_marked_block(page, "t", "new | row")
     assert page.read_text() == "a\n<!-- t:begin -->\nnew | row\n<!-- t:end -->\nb\n"
     assert marked_block(page.read_text(), "t") == "new | row"
-    import pytest
-
     with pytest.raises(ValueError, match="no block <!-- u:begin -->"):
         marked_block(page.read_text(), "u")
 
@@ -65,3 +74,23 @@ def test_default_budget_table_matches_results():
     inside = marked_block((ROOT / "README.md").read_text(), rep.BLOCK)
     assert inside == rep.table(rep.load()), \
         "README's default-budget table is stale: run `python benchmarks/report_default_budget.py --write`"
+
+
+def test_sharpness_scale_goal_line_names_every_teacher_below_85_percent():
+    """The goal line is computed, not typed: a teacher at 0.8499 misses 85 %, one at exactly 0.85 reaches it, and a
+    violated check is listed with its pair."""
+    import copy
+
+    from kdbounds.studies._results import read_results
+    from kdbounds.studies.sharpness_vs_gap import readme_report
+
+    rep = _load(ROOT / "experiments" / "report_scale.py")
+    res = read_results(rep.REPORTS["sharpness_vs_gap"][0])
+    teachers = list(dict.fromkeys(r["teacher"] for r in res["rows"]))
+    edited = copy.deepcopy(res)
+    for r in edited["rows"]:
+        r["teacher_test_acc"] = {teachers[0]: 0.85, teachers[1]: 0.8499}.get(r["teacher"], 0.9)
+    text = readme_report(edited)
+    assert f"{len(teachers) - 1} of {len(teachers)} reach it; missed by `{teachers[1]}`." in text
+    bad = [c for c in res["checks"] if c["verdict"] == "violated"]
+    assert all(f"teacher `{c['teacher']}`, student `{c['student']}`" in readme_report(res) for c in bad)

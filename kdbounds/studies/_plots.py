@@ -122,7 +122,7 @@ def sharpness_vs_gap_figure(rows: Sequence[dict[str, Any]], *, sharpness: str = 
     Returns:
         The figure.
     """
-    fig, axes = plt_figure(1, len(gaps), figsize=(5.4 * len(gaps), 4.4), squeeze=False)
+    fig, axes = plt_figure(1, len(gaps), figsize=(6.0 * len(gaps), 4.6), squeeze=False)
     methods = sorted({r["method"] for r in rows})
     for ax, g in zip(axes[0], gaps):
         for m in methods:
@@ -130,7 +130,7 @@ def sharpness_vs_gap_figure(rows: Sequence[dict[str, Any]], *, sharpness: str = 
             if rs:
                 ax.errorbar([r[sharpness] for r in rs], [r[g] for r in rs], xerr=[1.96 * _se(r, sharpness) for r in rs],
                             yerr=[1.96 * _se(r, g) for r in rs], fmt="o", ms=6, alpha=0.85, capsize=2, elinewidth=0.8,
-                            label=f"student: {m}")
+                            label=f"student: {_student_words(m)}")
         tg = g.replace("student_", "teacher_")
         seen = {}
         for r in rows:
@@ -151,15 +151,28 @@ def sharpness_vs_gap_figure(rows: Sequence[dict[str, Any]], *, sharpness: str = 
                     title += f"\n{unit}-level Kendall τ undefined ({k.get('note') or 'no test'})"
                     continue
                 n = k.get("n_recipes") if unit == "recipe" else k["n_teachers"]
-                who = "" if k.get("students") in (None, "distilled") else f", students {k['students']}"
-                title += f"\n{unit}-level Kendall τ = {k['tau']:.2f} (Holm p = {k['p_holm']:.3f}, {n} {unit}s{who})"
-        ax.set_title(title, fontsize=10)
+                groups = {k2.get("students") for k2 in kendall}
+                who = "" if len(groups) < 2 else {"distilled": "distilled from scratch: ",
+                                                  "from-teacher": "started at the teacher: "}.get(
+                    k.get("students"), f"students {k.get('students')}: ")
+                title += f"\n{who}{unit}-level Kendall τ = {k['tau']:+.2f}, Holm p = {k['p_holm']:.3f} ({n} {unit}s)"
+        ax.set_title(title, fontsize=8.5)
         ax.set_xlabel(_label(sharpness) + " (± 1.96 SE)" if any(_se(r, sharpness) for r in rows) else _label(sharpness))
         ax.set_ylabel("gap = test loss − training loss (± 1.96 SE)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * (1 + (len(labels) - 1) // 3), 1, 1))
     return fig
+
+
+def _student_words(method: str) -> str:
+    """A student's label in words: ``"kd-from-teacher"`` -> "KD, started at the teacher", ``"ce"`` -> "CE alone"."""
+    base, started = (method[: -len("-from-teacher")], True) if method.endswith("-from-teacher") else (method, False)
+    name = base.upper()
+    if started:
+        return f"{name}, started at the teacher"
+    return f"{name} alone (no teacher)" if base == "ce" else f"{name}, from scratch"
 
 
 def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLike, *,

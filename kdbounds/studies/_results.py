@@ -3,7 +3,7 @@
 A results file keeps the names of the code that wrote it (the runs under ``reports/`` are committed and never
 rewritten). Code that reads one back — to compare the configs of runs before merging them
 (:func:`kdbounds.studies.certify_students.merge_results`), to render a report from it
-(``experiments/report_certify_students.py``) — reads it with :func:`read_results`, or passes its ``config``
+(``experiments/report_scale.py``) — reads it with :func:`read_results`, or passes its ``config``
 through :func:`upgrade_config`, and so sees one name per field whichever version wrote it.
 
 Renamed so far (:data:`RENAMED`): ``kd_T`` -> ``T``, the KD temperature of ``certify_students`` and

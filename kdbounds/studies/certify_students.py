@@ -43,7 +43,7 @@ teacher's own architecture with the teacher as prior (c)) writes, next to every 
 held-out bounds on ``D_S`` (``Q = P``, and the binomial test-set bound of the prior's mean network): what the
 posterior and the distillation add is then a difference of two numbers on the same ``D_S``. Its committed run
 is ``reports/certify_students-scale``; README's table is generated from it
-(``python experiments/report_certify_students.py --write``).
+(``python experiments/report_scale.py certify_students --write``).
 
 RID students (added later; ``cpu`` preset, seed 0 only, 30 Nov 2026): test accuracy 0.481 (``ce`` 0.491,
 ``kd`` 0.457), and vacuous against every prior like the other wrapped students (0–1 certificate 1.000,

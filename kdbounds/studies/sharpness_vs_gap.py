@@ -94,7 +94,7 @@ from ..runs.cache import code_fingerprint, resolve_cache_root
 from ..runs.grid import DataSpec, TeacherRecipe, Timed, load_data, train_spec, train_timed
 from ..runs.locking import compute_once
 from ..runs.splits import SplitSpec, split_data, train_on_split
-from ._plots import format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
+from ._plots import UNDEFINED, format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
 from ._provenance import with_provenance
 from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
@@ -102,7 +102,8 @@ __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "St
            "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
            "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES",
-           "GAP_SAMPLES", "from_teacher_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness"]
+           "GAP_SAMPLES", "from_teacher_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness",
+           "readme_report", "GOALS"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
 SHARPNESS = "teacher_train_trace"
@@ -1300,6 +1301,141 @@ def summary(result: StudyResult) -> str:
             f"## Time\n\n{format_table(timing, ('phase', 'cpu_s'))}\n\n"
             f"Wall {result.seconds:.0f} s on {result.environment['device']} "
             f"({result.environment['threads']} threads).\n")
+
+
+#: README's goals for the scale preset's teachers (issue 23: each teacher at >= 85 % test accuracy)
+GOALS = {"teacher_test_acc": 0.85}
+
+
+def _num(v: Any, spec: str = ".3f") -> str:
+    """``v`` formatted, or "—" when it is not a finite number."""
+    return UNDEFINED if not isinstance(v, (int, float)) or not math.isfinite(v) else format(v, spec)
+
+
+def _count(v: Any) -> str:
+    """An integer count, or "—" when it is not defined (e.g. recipes of a within-design test)."""
+    return str(v) if isinstance(v, int) else UNDEFINED
+
+
+def _spread(vals: Sequence[Any], spec: str = ".3f") -> str:
+    """``mean [min, max]`` of the finite values, "—" without one."""
+    xs = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not xs:
+        return UNDEFINED
+    return f"{_num(float(np.mean(xs)), spec)} [{_num(min(xs), spec)}, {_num(max(xs), spec)}]"
+
+
+def _recipe_knobs(t: Mapping[str, Any]) -> str:
+    ls = t.get("label_smoothing")
+    return (f"lr {t['lr']:.3g}, batch {t['batch_size']}, weight decay {t['weight_decay']:.3g}"
+            + ("" if ls is None else f", label smoothing {ls:g}"))
+
+
+def _md_teachers(results: Mapping[str, Any]) -> tuple[str, str]:
+    """The teachers' table and the goal line (which teachers miss ``GOALS["teacher_test_acc"]``)."""
+    recipes = {t["name"]: t for t in results["config"]["teachers"]}
+    first = {}
+    for r in results["rows"]:
+        first.setdefault(r["teacher"], r)
+    lines = ["| teacher | recipe | test acc. | train acc. | tr ∇²L_train ± SE (kernel sample) | λ_max(∇²f), f = test − training loss |",
+             "|---|---|---|---|---|---|"]
+    for name, r in first.items():
+        tr = results["curvature"][name]["train_trace"]
+        lines.append(f"| `{name}` | {_recipe_knobs(recipes[r['teacher_recipe']])} | {_num(r['teacher_test_acc'], '.4f')} | "
+                     f"{_num(r['teacher_train_acc'], '.4f')} | {_num(tr['value'], '.4g')} ± {_num(tr['stderr'], '.2g')} | "
+                     f"{_num(results['curvature'][name].get('gap_eig_max'), '.3g')} |")
+    goal = GOALS["teacher_test_acc"]
+    miss = [n for n, r in first.items() if not (isinstance(r["teacher_test_acc"], float) and r["teacher_test_acc"] >= goal)]
+    verdict = (f"**Goal: every teacher at ≥ {goal * 100:.0f} % test accuracy — {len(first) - len(miss)} of {len(first)} reach it"
+               + ("." if not miss else f"; missed by {', '.join(f'`{n}`' for n in miss)}.") + "**")
+    return "\n".join(lines), verdict
+
+
+def _md_students(results: Mapping[str, Any]) -> str:
+    """One line per student label: start, test accuracy, K̂, the student's gap and its difference to the teacher's
+    (mean [min, max] over the teachers)."""
+    by: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results["rows"]:
+        by.setdefault(r["method"], []).append(r)
+    lines = ["| student | started at | pairs | test acc. | K̂ = mean KL(p_S ‖ p_T) on the training sample (nats) | student gap, clipped CE "
+             "| gap(student) − gap(teacher), clipped CE |", "|---|---|---|---|---|---|---|"]
+    for m, rs in by.items():
+        lines.append(f"| `{m}` | {rs[0].get('student_start', 'scratch')} | {len(rs)} | "
+                     f"{_spread([r['student_test_acc'] for r in rs], '.4f')} | "
+                     f"{_spread([r['divergence_train'] for r in rs], '.3g')} | "
+                     f"{_spread([r.get('student_gap_clipped_ce') for r in rs], '.3f')} | "
+                     f"{_spread([r.get('gap_diff_clipped_ce') for r in rs], '+.3f')} |")
+    return "\n".join(lines)
+
+
+def _md_kendall(results: Mapping[str, Any]) -> str:
+    lines = ["| level | students | gap | statistic | τ_b | p | Holm p | recipes / teachers / students |",
+             "|---|---|---|---|---|---|---|---|"]
+    for k in results["kendall"]:
+        gap = k["gap"].replace("student_gap_", "").replace("_", " ")
+        lines.append(f"| {k['level']} | {k['students']} | {gap} | {k['statistic']} | {_num(k['tau'], '+.2f')} | "
+                     f"{_num(k['p_value'], '.3g')} | {_num(k['p_holm'], '.3g')} | "
+                     f"{_count(k['n_recipes'])} / {_count(k['n_teachers'])} / {_count(k['n_students'])} |"
+                     + ("" if not k.get("note") else f" {k['note']}"))
+    return "\n".join(lines)
+
+
+def _md_verdicts(results: Mapping[str, Any]) -> str:
+    kinds = {c["name"]: c["kind"] for c in results["checks"]}
+    lines = ["| check (kind) | checks | holds | violated | inconclusive | not defined | teachers with a hold / a violation |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["verdict_counts"]["by_name"]:
+        lines.append(f"| `{r['name']}` ({kinds.get(r['name'], '?')}) | {r['n_checks']} | {r['holds']} | {r['violated']} | "
+                     f"{r['inconclusive']} | {r['not_defined']} | {r['holds_teachers']} / {r['violated_teachers']} |")
+    return "\n".join(lines)
+
+
+def _md_violations(results: Mapping[str, Any]) -> str:
+    """One line per violated check: its kind, pair, loss, observed value ± SE and bound (or that there is none)."""
+    bad = [c for c in results["checks"] if c["verdict"] == "violated"]
+    if not bad:
+        return "Violated checks: none."
+    return "Violated checks: " + "; ".join(
+        f"`{c['name']}` ({c['kind']}) on teacher `{c['teacher']}`, student `{c['student']}`, {c['loss'].replace('_', ' ')}: "
+        f"observed {_num(c['observed'], '.3g')} ± {_num(c.get('observed_se'), '.2g')} (SE) against the bound "
+        f"{_num(c['bound'], '.3g')}" for c in bad) + "."
+
+
+def _md_tightness(results: Mapping[str, Any]) -> str:
+    lines = ["| check (kind) | student | pairs | kernel divergence K (nats): median (min) | bound / observed: min, median | within 10× | "
+             "holds / violated / inconclusive |", "|---|---|---|---|---|---|---|"]
+    for t in kernel_tightness(results["checks"]):
+        lines.append(f"| `{t['name']}` ({t['kind']}) | `{t['student']}` | {t['n_pairs']} | {_num(t['K_median'], '.3g')} "
+                     f"({_num(t['K_min'], '.3g')}) | {_num(t['ratio_min'], '.3g')}, {_num(t['ratio_median'], '.3g')} | "
+                     f"{t['within_10x']} | {t['holds']} / {t['violated']} / {t['inconclusive']} |")
+    return "\n".join(lines)
+
+
+def readme_report(results: Mapping[str, Any]) -> str:
+    """README's block for a committed run (generated from its ``results.json``, never typed by hand): the design
+    and cost in one line, the teachers (accuracy, sharpness) with the goal line, the students (mean [min, max]
+    over teachers), the Kendall tests (recipe level first), the verdict counts per check and the Theorem 3A/3B
+    tightness (:func:`kernel_tightness`).
+
+    Args:
+        results: the parsed ``results.json`` of :func:`run`.
+
+    Returns:
+        The markdown text.
+    """
+    cfg, tm, env = results["config"], results["timing"], results["environment"]
+    teachers, goal = _md_teachers(results)
+    intro = (f"Preset `{cfg['preset']}`: {len(results['curvature'])} {cfg['teacher_arch']} teachers "
+             f"({len(cfg['teachers'])} recipes × {cfg.get('teacher_seeds', 1)} seeds, {cfg['teacher_epochs']} epochs), "
+             f"{len(results['rows'])} teacher–student pairs, {len(results['checks'])} check records (one Holm/Shaffer "
+             f"family over the non-proxy checks, one over the proxies, each at α/2 = {cfg['alpha'] / len(FAMILIES):g}). "
+             f"Cost of the runs this invocation executed ({env['executor']} executor, {env.get('workers') or 1} workers × "
+             f"{env['threads']} thread(s); runs found finished in the run cache count zero): "
+             f"{tm['total_cpu_s']:,.0f} CPU-s (teachers {tm['teacher_training_cpu_s']:,.0f}, students "
+             f"{tm['student_training_cpu_s']:,.0f}, curvature {tm['curvature_cpu_s']:,.0f}, evaluation "
+             f"{tm['evaluation_cpu_s']:,.0f}), wall {tm.get('wall_s', results['seconds']) / 3600:.2f} h.")
+    return "\n\n".join([intro, goal, teachers, _md_students(results), _md_kendall(results), _md_verdicts(results),
+                        _md_violations(results), _md_tightness(results)])
 
 
 def run(config: StudyConfig, out_dir: str | os.PathLike, *, cache_root: str | os.PathLike | None = None,

@@ -1,7 +1,7 @@
 """The real CIFAR-10 archive (../shared/data/cifar10-jpg.tar.gz or $KDBOUNDS_DATA).
 
-The decode (~6-10 s) happens once per machine: the module fixture uses the normal cache
-($KDBOUNDS_CACHE or ~/.cache/kdbounds), so later sessions read the .npz in well under a second.
+The decode (~6-10 s) happens once per test session: the suite's own ``$KDBOUNDS_CACHE`` (tests/conftest.py), so
+later tests read the .npz in well under a second.
 """
 
 from __future__ import annotations

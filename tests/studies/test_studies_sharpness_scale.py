@@ -263,6 +263,10 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     assert tight[("thm3b_subgamma_quadratic", ft)]["K_median"] < tight[("thm3b_subgamma_quadratic", kd)]["K_min"]
     assert (tmp_path / "out" / "tightness.csv").is_file()
     assert "Theorems 3A/3B" in (tmp_path / "out" / "report.md").read_text()
+    block = ss.readme_report(doc)  # README's generated block (experiments/report_scale.py)
+    assert "None" not in block and "nan" not in block.lower()
+    assert sum(line.startswith("| `") and "batch" in line for line in block.splitlines()) == 6  # one row per teacher
+    assert "of 6 reach it" in block
     a.rename(b)
     counting = CountingTrain(cache_mod.train)
     monkeypatch.setattr(cache_mod, "train", counting)

@@ -1,0 +1,83 @@
+"""README's numbers of the committed ``scale`` runs, generated from their results (never typed by hand).
+
+    python experiments/report_scale.py certify_students            # print one study's block
+    python experiments/report_scale.py sharpness_vs_gap --write    # replace that block between README's markers
+    python experiments/report_scale.py --write                     # every block
+
+The results each block reads (``REPORTS``):
+
+* ``certify_students``: ``reports/certify_students-scale/results.json``, the merge of one run per seed, each its own
+  split (``runs/seed-N``, written by ``python experiments/certify_students.py --preset scale --seeds N --split-seed N
+  --out reports/certify_students-scale/runs/seed-N``), by ``python experiments/certify_students.py --merge
+  reports/certify_students-scale/runs/seed-* --out reports/certify_students-scale``;
+* ``sharpness_vs_gap``: ``reports/sharpness_vs_gap-scale/results.json``, written by ``python
+  experiments/sharpness_vs_gap.py --preset scale --executor ray --workers 2 --threads 1 --out
+  reports/sharpness_vs_gap-scale``.
+
+``tests/test_readme_numbers.py`` fails when a README block differs from what this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+#: ``{study: (results.json, the study's function that renders it, README's block name)}``
+REPORTS = {
+    "certify_students": (ROOT / "reports" / "certify_students-scale" / "results.json", "readme_table",
+                         "certify_students_scale"),
+    "sharpness_vs_gap": (ROOT / "reports" / "sharpness_vs_gap-scale" / "results.json", "readme_report",
+                         "sharpness_vs_gap_scale"),
+}
+
+
+def render(study: str, path: Path | None = None) -> str:
+    """The block of ``study``'s committed run (or of the ``results.json`` at ``path``).
+
+    Args:
+        study: a key of :data:`REPORTS`.
+        path: another ``results.json`` of that study (default: the committed one).
+
+    Returns:
+        The markdown text.
+    """
+    from kdbounds.studies._results import read_results
+
+    results, function, _ = REPORTS[study]
+    return getattr(importlib.import_module(f"kdbounds.studies.{study}"), function)(read_results(path or results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print, or write into README (``--write``), the blocks.
+
+    Args:
+        argv: arguments.
+
+    Returns:
+        The exit code.
+    """
+    from kdbounds._io import replace_marked_block
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("studies", nargs="*", metavar="STUDY", help=f"one or more of {', '.join(REPORTS)} (default: all)")
+    p.add_argument("--write", action="store_true", help="replace the blocks in README.md instead of printing them")
+    a = p.parse_args(argv)
+    unknown = [s for s in a.studies if s not in REPORTS]
+    if unknown:
+        p.error(f"STUDY: unknown {', '.join(unknown)}; expected one of {', '.join(REPORTS)}")
+    for study in a.studies or list(REPORTS):
+        text = render(study)
+        if a.write:
+            replace_marked_block(README, REPORTS[study][2], text)
+        else:
+            print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
