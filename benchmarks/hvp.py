@@ -21,7 +21,9 @@ With ``--peers`` it instead compares against the real PyHessian, curvlinops and 
 hvp_over_curvlinops, hvp_over_gradient, topeig_matvecs_over_power, broja_time_over_dit to --json:
     python benchmarks/hvp.py --peers --quick --json results/benchmarks/hvp_peers.json   (~2 min CPU)
   plus, per backend: hvp_fwdrev_over_pyhessian, hvp_block_over_pyhessian (fwd-rev blocks, per vector),
-  topeig_matvecs_over_power_median / _worst (5 start vectors), peak_memory_over_pyhessian;
+  topeig_matvecs_over_power_median / _worst (5 seeds; kdbounds' median / worst count over PyHessian's
+  median count), topeig_gradient_start_matvecs_over_power_median / _worst (start='gradient'),
+  peak_memory_over_pyhessian; --peer-parts top_eigenvalue runs only that part;
     python benchmarks/hvp.py --peers --checkpoint model.pt --n-per-class 100 --batch 64 --block 8 \
         --json results/benchmarks/hvp_peers_b64.json        (trained model; KDBOUNDS_DATA needed)
 
@@ -394,8 +396,8 @@ def peers_main(a: argparse.Namespace) -> dict:
         "hvp_revrev_block_over_pyhessian": ratio(kb, pyh),
         "topeig_matvecs_over_power_median": eig.get("matvecs_ratio_median"),
         "topeig_matvecs_over_power_worst": eig.get("matvecs_ratio_worst"),
-        "topeig_random_start_matvecs_over_power_median": eig.get("matvecs_ratio_random_start_median"),
-        "topeig_random_start_matvecs_over_power_worst": eig.get("matvecs_ratio_random_start_worst"),
+        "topeig_gradient_start_matvecs_over_power_median": eig.get("matvecs_ratio_gradient_start_median"),
+        "topeig_gradient_start_matvecs_over_power_worst": eig.get("matvecs_ratio_gradient_start_worst"),
         "peak_memory_over_pyhessian": ratio(mem.get("peak_mib_kdbounds_default"),
                                             mem.get("peak_mib_pyhessian")),
         "peak_memory_fwdrev_over_pyhessian": ratio(mem.get("peak_mib_kdbounds_fwd-rev"),
@@ -415,13 +417,13 @@ def peers_main(a: argparse.Namespace) -> dict:
             "hvp_over_curvlinops": "kdbounds single / curvlinops HessianLinearOperator @ v",
             "hvp_over_gradient": f"kdbounds block of {block}, per vector / one gradient",
             "topeig_matvecs_over_power": "products until the estimate stays within rtol 1e-3 of "
-                                         "the float64 reference: kdbounds Lanczos "
-                                         "(start='gradient') / PyHessian power iteration (its "
-                                         "random start), median over seeds; the same criterion "
-                                         "for both, no stopping rule involved; the gradient is "
-                                         "computed at construction by both (no extra product)",
+                                         "the float64 reference (the same criterion for both, no "
+                                         "stopping rule involved): median over seeds of kdbounds "
+                                         "Lanczos (default start='random') / median over seeds of "
+                                         "PyHessian power iteration (not per-seed pairs: the two "
+                                         "methods' seed-s start vectors are unrelated)",
             "topeig_time_over_power": "CPU time with each method's own stopping rule at 1e-3 "
-                                      "(kdbounds: residual <= 1e-3 * theta, start='gradient'; "
+                                      "(kdbounds: residual <= 1e-3 * theta, start='random'; "
                                       "PyHessian: relative change <= 1e-3), construction included",
             "broja_time_over_dit": "kdbounds.pid.broja_pid / dit PID_BROJA(method='cone'), "
                                    "median CPU time per law",
@@ -431,13 +433,16 @@ def peers_main(a: argparse.Namespace) -> dict:
                                         "jvps, chunks of vmap_chunk_size), per vector / PyHessian",
             "hvp_revrev_block_over_pyhessian": f"kdbounds default backend, block of {block}, per "
                                                "vector / PyHessian",
-            "topeig_matvecs_over_power_median": "topeig_matvecs_over_power: the median over the "
-                                                "start vectors (seeds)",
-            "topeig_matvecs_over_power_worst": "the largest per-seed ratio",
-            "topeig_random_start_matvecs_over_power_median": "the same with kdbounds Lanczos from "
-                                                             "a random (Rademacher) start, the "
-                                                             "default start='random'",
-            "topeig_random_start_matvecs_over_power_worst": "its largest per-seed ratio",
+            "topeig_matvecs_over_power_median": "= topeig_matvecs_over_power",
+            "topeig_matvecs_over_power_worst": "kdbounds' largest count over the seeds / "
+                                               "PyHessian's median count (per-seed paired ratios: "
+                                               "parts.top_eigenvalue.paired_ratio_*)",
+            "topeig_gradient_start_matvecs_over_power_median": "the same with start='gradient' "
+                                                               "(normalised loss gradient + the "
+                                                               "seeded probe; the gradient is "
+                                                               "computed at construction: no "
+                                                               "extra product)",
+            "topeig_gradient_start_matvecs_over_power_worst": "its worst count / PyHessian's median",
             "peak_memory_over_pyhessian": "peak bytes of live tensors to build the default operator "
                                           "and compute one product (kept graph included) / the same "
                                           "for PyHessian's hessian(...) + one product (CPU: "
