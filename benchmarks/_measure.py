@@ -181,6 +181,13 @@ def first_reach(history, ref: float, rtol: float) -> int | None:
     return n
 
 
+def change_stop(history, rtol: float) -> int | None:
+    """Products after which PyHessian's rule (relative change of the estimate between two
+    consecutive products <= ``rtol``) first stops a run with this ``history``; ``None`` if never."""
+    return next((i + 1 for i in range(1, len(history))
+                 if abs(history[i] - history[i - 1]) <= rtol * abs(history[i])), None)
+
+
 def random_setup(batch: int, seed: int, device: torch.device):
     """Random-init ResNet-20, Gaussian inputs, random labels; BatchNorm running statistics from
     three forward passes on noisy copies of the batch. Returns (model, source, x, y, info)."""

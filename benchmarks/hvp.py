@@ -21,7 +21,9 @@ With ``--peers`` it instead compares against the real PyHessian, curvlinops and 
 hvp_over_curvlinops, hvp_over_gradient, topeig_matvecs_over_power, broja_time_over_dit to --json:
     python benchmarks/hvp.py --peers --quick --json results/benchmarks/hvp_peers.json   (~2 min CPU)
   plus, per backend: hvp_fwdrev_over_pyhessian, hvp_block_over_pyhessian (fwd-rev blocks, per vector),
-  topeig_matvecs_over_power_median / _worst (5 start vectors), peak_memory_over_pyhessian;
+  topeig_matvecs_over_power_median / _worst (5 seeds; kdbounds' median / worst count over PyHessian's
+  median count), topeig_gradient_start_matvecs_over_power_median / _worst (start='gradient'),
+  peak_memory_over_pyhessian; --peer-parts top_eigenvalue runs only that part;
     python benchmarks/hvp.py --peers --checkpoint model.pt --n-per-class 100 --batch 64 --block 8 \
         --json results/benchmarks/hvp_peers_b64.json        (trained model; KDBOUNDS_DATA needed)
 
@@ -55,12 +57,16 @@ from kdbounds.curvature import (  # noqa: E402
 
 from _measure import (  # noqa: E402
     PeakMemory,
+    change_stop,
     checkpoint_setup,
     first_reach,
     first_rel_se,
     random_setup,
     timeit,
 )
+
+
+PEER_PARTS = ("hvp", "top_eigenvalue", "trace", "broja")
 
 
 # ------------------------------------------------------------------------------------------
@@ -111,10 +117,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--eig-seeds", type=int, default=None,
                     help="with --peers: start vectors for the top-eigenvalue comparison "
                          "(default 5; the median and the worst ratio are reported)")
+    ap.add_argument("--peer-parts", default=",".join(PEER_PARTS), metavar="LIST",
+                    help="with --peers: comma-separated parts to run, of " + ",".join(PEER_PARTS)
+                         + " (default all); the ratios of parts not run are null")
     ap.add_argument("--broja-laws", type=int, default=None,
                     help="with --peers: random laws per alphabet shape in the dit comparison "
                          "(default 2 with --quick, else 10)")
     a = ap.parse_args(argv)
+    wanted = [w for w in a.peer_parts.split(",") if w]
+    if not wanted or any(w not in PEER_PARTS for w in wanted):
+        ap.error(f"--peer-parts: a comma-separated subset of {','.join(PEER_PARTS)}, got {a.peer_parts!r}")
+    a.peer_parts = wanted
     if a.peers:
         return peers_main(a)
     if a.quick:
@@ -249,8 +262,7 @@ def main(argv=None) -> dict:
                               "note": None if n_pw else f"not reached within {a.power_max}"}
     # each method with its own stopping rule at 1e-3 (what a user would run)
     lz3 = top_eigenvalues(op, 1, tol=1e-3, max_matvecs=a.lanczos_max, seed=a.seed)
-    pw_stop = next((i + 1 for i in range(1, len(pw.history))
-                    if abs(pw.history[i] - pw.history[i - 1]) <= 1e-3 * abs(pw.history[i])), None)
+    pw_stop = change_stop(pw.history, 1e-3)
     est["own_stopping_rule_1e-3"] = {
         "lanczos_matvecs": lz3.n_matvecs,
         "lanczos_rel_error": abs(lz3.value - ref_top) / abs(ref_top),
@@ -335,6 +347,8 @@ def peers_main(a: argparse.Namespace) -> dict:
     timings: dict = {}
 
     def part(name, fn):
+        if name not in a.peer_parts:
+            return
         t0 = time.process_time()
         try:
             parts[name] = fn()
@@ -382,6 +396,8 @@ def peers_main(a: argparse.Namespace) -> dict:
         "hvp_revrev_block_over_pyhessian": ratio(kb, pyh),
         "topeig_matvecs_over_power_median": eig.get("matvecs_ratio_median"),
         "topeig_matvecs_over_power_worst": eig.get("matvecs_ratio_worst"),
+        "topeig_gradient_start_matvecs_over_power_median": eig.get("matvecs_ratio_gradient_start_median"),
+        "topeig_gradient_start_matvecs_over_power_worst": eig.get("matvecs_ratio_gradient_start_worst"),
         "peak_memory_over_pyhessian": ratio(mem.get("peak_mib_kdbounds_default"),
                                             mem.get("peak_mib_pyhessian")),
         "peak_memory_fwdrev_over_pyhessian": ratio(mem.get("peak_mib_kdbounds_fwd-rev"),
@@ -401,10 +417,14 @@ def peers_main(a: argparse.Namespace) -> dict:
             "hvp_over_curvlinops": "kdbounds single / curvlinops HessianLinearOperator @ v",
             "hvp_over_gradient": f"kdbounds block of {block}, per vector / one gradient",
             "topeig_matvecs_over_power": "products until the estimate stays within rtol 1e-3 of "
-                                         "the float64 reference: kdbounds Lanczos / PyHessian "
-                                         "power iteration (median over start vectors)",
-            "topeig_time_over_power": "CPU time with each method's own stopping rule at 1e-3, "
-                                      "construction included",
+                                         "the float64 reference (the same criterion for both, no "
+                                         "stopping rule involved): median over seeds of kdbounds "
+                                         "Lanczos (default start='random') / median over seeds of "
+                                         "PyHessian power iteration (not per-seed pairs: the two "
+                                         "methods' seed-s start vectors are unrelated)",
+            "topeig_time_over_power": "CPU time with each method's own stopping rule at 1e-3 "
+                                      "(kdbounds: residual <= 1e-3 * theta, start='random'; "
+                                      "PyHessian: relative change <= 1e-3), construction included",
             "broja_time_over_dit": "kdbounds.pid.broja_pid / dit PID_BROJA(method='cone'), "
                                    "median CPU time per law",
             "hvp_fwdrev_over_pyhessian": "kdbounds backend='fwd-rev' single vector (jvp of grad) / "
@@ -413,9 +433,16 @@ def peers_main(a: argparse.Namespace) -> dict:
                                         "jvps, chunks of vmap_chunk_size), per vector / PyHessian",
             "hvp_revrev_block_over_pyhessian": f"kdbounds default backend, block of {block}, per "
                                                "vector / PyHessian",
-            "topeig_matvecs_over_power_median": "topeig_matvecs_over_power: the median over the "
-                                                "start vectors (seeds)",
-            "topeig_matvecs_over_power_worst": "the largest per-seed ratio",
+            "topeig_matvecs_over_power_median": "= topeig_matvecs_over_power",
+            "topeig_matvecs_over_power_worst": "kdbounds' largest count over the seeds / "
+                                               "PyHessian's median count (per-seed paired ratios: "
+                                               "parts.top_eigenvalue.paired_ratio_*)",
+            "topeig_gradient_start_matvecs_over_power_median": "the same with start='gradient' "
+                                                               "(normalised loss gradient + the "
+                                                               "seeded probe; the gradient is "
+                                                               "computed at construction: no "
+                                                               "extra product)",
+            "topeig_gradient_start_matvecs_over_power_worst": "its worst count / PyHessian's median",
             "peak_memory_over_pyhessian": "peak bytes of live tensors to build the default operator "
                                           "and compute one product (kept graph included) / the same "
                                           "for PyHessian's hessian(...) + one product (CPU: "

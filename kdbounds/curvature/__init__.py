@@ -6,13 +6,13 @@ Operators (flat-vector linear operators; ``op @ v``, ``op.matmat(V)``, ``op.to_s
     MatrixOperator        a dense symmetric matrix as an operator
 Estimators (functions of an operator and a matvec budget; frozen-dataclass results):
     hutchinson_trace, hutchpp_trace, frobenius_norm_sq, diagonal_estimate,
-    top_eigenvalues (Lanczos), power_iteration, spectral_density (SLQ), gradient_norm
+    top_eigenvalues (Lanczos; start_vector), power_iteration, spectral_density (SLQ), gradient_norm
 Dense: dense_hessian (torch.func.hessian, small models).
 """
 
 from .dense import dense_hessian
 from .density import gaussian_density, spectral_density
-from .eigen import lanczos, power_iteration, top_eigenvalues
+from .eigen import EIGEN_STARTS, EIGEN_STOPS, lanczos, power_iteration, start_vector, top_eigenvalues
 from .base import CurvatureOperator, MatrixOperator, as_operator
 from .gap import GapHessianOperator
 from .hessian import HVP_BACKENDS, HVP_MODES, HessianOperator, resolve_backend
@@ -54,6 +54,9 @@ __all__ = [
     "top_eigenvalues",
     "power_iteration",
     "lanczos",
+    "start_vector",
+    "EIGEN_STARTS",
+    "EIGEN_STOPS",
     "spectral_density",
     "gaussian_density",
     "make_generator",
