@@ -69,8 +69,7 @@ from .._data import as_batches, as_tensors, check_inputs, check_labels
 from .._torch import mean_estimate, num_classes
 from .._checks import check_choice, check_finite, check_int, check_open_unit, check_positive
 from .._records import Estimate
-from ..curvature import GapHessianOperator, HessianOperator, hutchinson_trace, make_generator, probe_vectors, \
-    top_eigenvalues
+from ..curvature import GapHessianOperator, HessianOperator, make_generator, probe_vectors, top_eigenvalues
 from .losses import _values, clipped_ce_differentiable
 from .verdicts import CheckRecord, make_record, not_defined
 
@@ -293,8 +292,10 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
                               lanczos_matvecs: int = 20, ucl_level: float = 0.99, frob_ucl: str = "worst_case",
                               seed: int = 0,
                               dtype: torch.dtype | None = None, params: Any = None) -> TeacherCurvature:
-    r"""Measure ``G_0``, ``tr nabla^2 f``, ``||nabla^2 f||_F^2`` (shared Rademacher probes), extreme eigenvalues of
-    ``nabla^2 f`` and ``tr nabla^2 L_train`` at the teacher's weights (eval-mode BatchNorm).
+    r"""Measure ``G_0``, ``tr nabla^2 f``, ``||nabla^2 f||_F^2`` and ``tr nabla^2 L_train`` (one set of Rademacher
+    probes: the training Hessian's products are half of the gap's, so its trace costs none of its own), extreme
+    eigenvalues of ``nabla^2 f`` at the teacher's weights (eval-mode BatchNorm); ``2 (trace_matvecs +
+    lanczos_matvecs)`` Hessian products at most.
 
     .. math:: \widehat{\operatorname{tr}} H = \tfrac1m\textstyle\sum_i z_i^\top H z_i,\qquad
         \widehat{\|H\|_F^2} = \tfrac1m\textstyle\sum_i \|H z_i\|^2
@@ -339,10 +340,13 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
     h_tr = HessianOperator(teacher, loss_fn, tr_b, params, dtype=dtype)
     h_te = HessianOperator(teacher, loss_fn, te_b, params, dtype=dtype)
     gap = GapHessianOperator.from_operators(h_te, h_tr)
-    t_train = hutchinson_trace(h_tr, trace_matvecs, seed=seed)
+    # one set of probes for both operators: H_train Z is a half of the gap's products, so the training trace
+    # costs no product of its own (each trace is Hutchinson's on the same Z; they are correlated, never combined)
     Z = probe_vectors(gap.shape[0], trace_matvecs, "rademacher", make_generator(seed + 1), gap.dtype, gap.device)
-    HZ = gap.matmat(Z)
-    t_gap = frobenius_upper_limit((Z * HZ).sum(dim=0), ucl_level, "t")  # only value and SE are used
+    HZ_train = h_tr.matmat(Z)
+    HZ = h_te.matmat(Z) - HZ_train
+    t_train = frobenius_upper_limit((Z * HZ_train).sum(dim=0), ucl_level, "t")  # only value and SE are used
+    t_gap = frobenius_upper_limit((Z * HZ).sum(dim=0), ucl_level, "t")
     f_gap = frobenius_upper_limit((HZ * HZ).sum(dim=0), ucl_level, frob_ucl)
     eig = top_eigenvalues(gap, 1, which="both", max_matvecs=lanczos_matvecs, seed=seed + 2)
     g = gap.gradient()
@@ -356,7 +360,7 @@ def measure_teacher_curvature(teacher: nn.Module, train: tuple[Tensor, Tensor], 
         gap_eig_max=float(eig.eigenvalues[0]), gap_eig_min=float(eig.eigenvalues[-1]),
         gap_eig_residual_max=float(eig.residuals[0]), gap_eig_residual_min=float(eig.residuals[-1]),
         eig_converged=bool(eig.converged),
-        train_trace=Estimate(t_train.value, t_train.stderr, t_train.n_samples), ucl_level=ucl_level,
+        train_trace=Estimate(t_train.value, t_train.stderr, t_train.n), ucl_level=ucl_level,
         frob_ucl=frob_ucl, n_matvecs=int(h_tr.num_matvecs + h_te.num_matvecs), seconds=time.perf_counter() - start,
         dtype=str(gap.dtype).replace("torch.", ""), gradient=g.detach(), operator=gap, gap_function=fn,
         param_names=tuple(h_tr.param_names), teacher_model=model)

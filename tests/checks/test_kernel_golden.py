@@ -92,6 +92,24 @@ def test_curvature_terms_match_dense(curv, oracle):
     assert abs(curv.gap_trace.value - float(torch.trace(oracle["H"]))) < 4 * curv.gap_trace.stderr
 
 
+def test_training_trace_shares_the_gap_probes_exactly(tiny_pair, oracle):
+    """``tr ∇²L_train`` is Hutchinson's mean over the gap's own probes (seed + 1), exact against the dense float64
+    Hessian on those probes, and costs no product of its own: 2 (probes + Lanczos steps) products at most."""
+    from kdbounds.curvature import make_generator, probe_vectors
+
+    teacher, _, train, test = tiny_pair
+    m, steps = 12, 6
+    c = measure_teacher_curvature(teacher, train, test, p_min=P_MIN, trace_matvecs=m, lanczos_matvecs=steps,
+                                  batch_size=64, ucl_level=0.9, frob_ucl="t", seed=5)
+    Z = probe_vectors(oracle["p"], m, "rademacher", make_generator(6), torch.float64, "cpu")
+    samples = torch.einsum("im,ij,jm->m", Z, oracle["H_tr"], Z)
+    assert c.train_trace.value == pytest.approx(float(samples.mean()), rel=1e-9)
+    assert c.train_trace.stderr == pytest.approx(float(samples.std() / math.sqrt(m)), rel=1e-9)
+    gap_samples = torch.einsum("im,ij,jm->m", Z, oracle["H"], Z)
+    assert c.gap_trace.value == pytest.approx(float(gap_samples.mean()), rel=1e-9)
+    assert c.n_matvecs <= 2 * (m + steps)
+
+
 def test_kernel_divergence_is_the_gaussian_kl(records, oracle):
     p = oracle["p"]
     kl = kl_divergence(MultivariateNormal(oracle["w_s"], S * S * torch.eye(p, dtype=torch.float64)),

@@ -11,7 +11,8 @@ Oracle: the reference was written by the code before the issue-22 refactoring (c
 the code after it (``results_diff.py`` printed ALL IDENTICAL for the same runs); ``sharpness_vs_gap``,
 ``certify_students`` and ``certify_flatness`` were compared the same way (ab575da against the refactoring's last
 commit c16a980: identical but the grid ledger's wall-clock ``time``, now dropped) and recorded after the flagship
-merge (9d73c9a), which changed the sharpness study. Bit-identical results hold on one
+merge (9d73c9a), which changed the sharpness study; the sharpness study's again when its training-loss trace
+moved onto the gap's probes (issue 25: 32 fewer Hessian products per teacher, other probes). Bit-identical results hold on one
 platform (torch build and CPU instruction set: float reductions differ in their last bits across them), so the
 reference records the platform it was written on and the test is skipped elsewhere, with the command that writes
 it there::
