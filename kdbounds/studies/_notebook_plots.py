@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._plots import CHECK_LABELS, LOSS_LABELS, VERDICT_COLOURS, plt_figure
+from ._plots import CHECK_LABELS, LOSS_LABELS, VERDICT_COLOURS, binomial_interval, plt_figure
 
 __all__ = ["oracle_certificate_figure", "network_certificates_figure", "spectrum_figure", "verdict_counts_figure",
            "pid_curves_figure"]
@@ -283,15 +283,6 @@ def verdict_counts_figure(checks: Sequence[Mapping[str, Any]]) -> Any:
     return fig
 
 
-def _binomial_interval(acc: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Clopper–Pearson interval of an accuracy measured on ``n`` examples (scipy's exact binomial interval)."""
-    from scipy.stats import binomtest
-
-    k = int(round(acc * n))
-    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
-    return float(ci.low), float(ci.high)
-
-
 def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], *, teacher_acc: float | None = None,
                       acc_n: int | None = None) -> Any:
     """Notebook 04's curves: ``Red(Y:T,S)`` and ``Uni(Y:T\\S)`` per epoch and method with the shuffled-label floor
@@ -338,7 +329,7 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
             ax.fill_between(ep, floor - 2 * sd, floor + 2 * sd, color=colour, alpha=0.08, lw=0)
         acc = np.array([r["test_acc"] if r.get("test_acc") is not None else np.nan for r in rr], float)
         if acc_n:
-            ci = np.array([_binomial_interval(a, acc_n) if np.isfinite(a) else (np.nan, np.nan) for a in acc])
+            ci = np.array([binomial_interval(a, acc_n) if np.isfinite(a) else (np.nan, np.nan) for a in acc])
             yerr = np.vstack([acc - ci[:, 0], ci[:, 1] - acc])
             drawn["accuracy"] += int(np.isfinite(ci).all(axis=1).sum())
         else:

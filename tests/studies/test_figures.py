@@ -325,3 +325,146 @@ def test_pid_transfer_curves_draw_the_bootstrap_intervals_and_the_shuffle_band()
         assert sum(len(c.get_segments()) for c in bars) == 2 * 5
         assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2, "a floor band per method"
     assert curves_figure([{**r, "redundancy_ci_low": None, "unique_t_ci_low": None} for r in rows]).kdbounds_intervals == 0
+
+
+# ---- functional_transfer: agreement_split.png ----------------------------------------------------------------------
+
+def _transfer_result(noise: dict[str, list[float]], n: int = 150):
+    """A functional-transfer Result from the real producers (fidelity_report, compare_methods) on synthetic logits:
+    the teacher is right on about two thirds of the inputs; a student is the teacher's logits plus noise of the given
+    scale per group and seed (scale 0: a copy of the teacher)."""
+    import torch
+
+    from kdbounds.fidelity import compare_methods, fidelity_report
+    from kdbounds.studies.functional_transfer import Result
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (n,), generator=g)
+    zt = torch.randn(n, 10, generator=g)
+    zt[torch.arange(2 * n // 3), y[: 2 * n // 3]] += 5.0
+    logits = {grp: [zt + s * torch.randn(n, 10, generator=g) for s in scales] for grp, scales in noise.items()}
+    reports = {grp: [fidelity_report(z, zt, y, n_boot=0) for z in zs] for grp, zs in logits.items()}
+    return Result("test", {}, (), reports, compare_methods(reports, "kd"), 0.0), logits, zt, y
+
+
+def test_agreement_split_draws_each_seeds_binomial_interval_the_spread_and_the_tested_differences():
+    """agreement_split.png: every seed's agreement with its exact binomial interval (checked against the beta quantiles
+    of the counts taken from the logits), the bars' ± 1 sd over seeds, and KD − control with the comparison's Welch
+    interval; labels in words, the difference axis fitted to the intervals."""
+    from matplotlib.container import ErrorbarContainer
+    from scipy import stats as st
+
+    from kdbounds.studies.functional_transfer import GROUP_LABELS, agreement_split_figure
+
+    noise = {"kd": [1.0, 1.2, 1.4], "rcd": [2.0, 2.2, 2.4], "siddo": [3.0, 3.1, 3.3], "alone": [4.0, 4.5, 5.0]}
+    result, logits, zt, y = _transfer_result(noise)
+    fig = agreement_split_figure(result)
+    ax, ax_d = fig.axes
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [GROUP_LABELS[g] for g in noise] and not set(ticks) & set(noise), "groups in words"
+    right = zt.argmax(1) == y
+    want = []
+    for grp, zs in logits.items():
+        for key, mask in (("agreement_teacher_correct", right), ("agreement_teacher_wrong", ~right)):
+            for z in zs:
+                agree = (z.argmax(1) == zt.argmax(1))[mask]
+                k, m = int(agree.sum()), int(mask.sum())
+                lo = st.beta.ppf(0.025, k, m - k + 1) if k else 0.0  # Clopper–Pearson by its definition
+                hi = st.beta.ppf(0.975, k + 1, m - k) if k < m else 1.0
+                want.append((grp, key, lo, hi))
+    got = sorted(fig.kdbounds_seed_intervals)
+    assert [g[:2] for g in got] == [w[:2] for w in sorted(want)]
+    assert np.allclose([g[2:] for g in got], [w[2:] for w in sorted(want)], atol=1e-9)
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    seeds = [c for c in bars if c.lines[0].get_marker() == "o"]
+    assert len(seeds) == 4 * 2 * 3, "one interval per seed, group and half"
+    spreads = sorted(round(float(np.diff(c.lines[2][0].get_segments()[0][:, 1])[0]), 9) for c in bars
+                     if c.lines[0].get_marker() != "o")
+    sds = sorted(round(2 * float(np.std([r.get(key).value for r in result.reports[grp]], ddof=1)), 9)
+                 for grp in noise for key in ("agreement_teacher_correct", "agreement_teacher_wrong"))
+    assert spreads == pytest.approx(sds), "whiskers ± 1 sd (ddof = 1) over the seeds"
+    diffs = [c for c in ax_d.containers if isinstance(c, ErrorbarContainer)]
+    assert len(diffs) == len(fig.kdbounds_differences) == 3 * 2
+    for (grp, key, d, lo, hi), cont in zip(fig.kdbounds_differences, diffs):
+        c = next(c for c in result.comparison.comparisons if c.metric == key and c.name_b == grp)
+        assert (d, lo, hi) == (c.diff, c.diff_ci_low, c.diff_ci_high)
+        seg = cont.lines[2][0].get_segments()[0][:, 0]
+        assert seg == pytest.approx([max(lo, -1.0), min(hi, 1.0)])
+    x0, x1 = ax_d.get_xlim()
+    ends = [v for _, _, d, lo, hi in fig.kdbounds_differences for v in (d, max(lo, -1), min(hi, 1))] + [0.0]
+    assert x0 <= min(ends) and x1 >= max(ends) and x1 - x0 <= 1.3 * (max(ends) - min(ends)), "fitted, not [-1, 1]"
+    assert fig.kdbounds_cut == 0
+
+
+def test_agreement_split_cuts_an_interval_past_one_and_marks_it():
+    """Two seeds far apart: Welch's interval (about 1 degree of freedom) reaches past ±1; it is drawn cut at ±1, the
+    cut end marked and said in the legend, and the axis stays within [−1.05, 1.05]."""
+    from kdbounds.studies.functional_transfer import agreement_split_figure
+
+    result, *_ = _transfer_result({"kd": [0.0, 30.0], "rcd": [1.0, 1.5], "alone": [2.0, 2.5]})
+    raw = [(c.diff_ci_low, c.diff_ci_high) for c in result.comparison.comparisons if c.metric.startswith("agreement_t")]
+    assert any(lo < -1 or hi > 1 for lo, hi in raw), "the fixture reaches past ±1"
+    fig = agreement_split_figure(result)
+    ax_d = fig.axes[1]
+    assert fig.kdbounds_cut == sum((lo < -1) + (hi > 1) for lo, hi in raw)
+    marks = [ln for ln in ax_d.get_lines() if ln.get_marker() in ("<", ">")]
+    assert len(marks) == fig.kdbounds_cut
+    assert -1.05 <= ax_d.get_xlim()[0] and ax_d.get_xlim()[1] <= 1.05
+    assert any("cut at ±1" in t.get_text() for t in ax_d.get_legend().get_texts())
+
+
+# ---- nuisance_teacher: accuracy.png --------------------------------------------------------------------------------
+
+def _nuisance_result(seeds: int):
+    from kdbounds.studies.nuisance_teacher import PRESETS, Result, summarise
+
+    cfg = PRESETS["smoke-scale"]  # methods ce, vid_rid, rid; the untrained teacher in both BatchNorm modes
+    rng = np.random.default_rng(1)
+    rows = [{"teacher": "none", "method": "ce", "seed": s, "test_acc": 0.5 + 0.02 * rng.standard_normal()}
+            for s in range(seeds)]
+    rows += [{"teacher": k, "method": m, "seed": s, "test_acc": 0.3 + 0.1 * i + 0.05 * j + 0.02 * rng.standard_normal()}
+             for s in range(seeds) for i, k in enumerate(cfg.teacher_kinds()) for j, m in enumerate(("vid_rid", "rid"))]
+    rows = json.loads(json.dumps(rows))
+    return Result(cfg.to_dict(), tuple(rows), tuple(summarise(rows)), {"untrained": 0.1, "trained": 0.8}), rows
+
+
+def test_accuracy_figure_bars_are_mean_and_sd_over_seeds_in_words():
+    """accuracy.png: one bar per (teacher, method) at the mean over seeds with one ± 1 sd whisker (numpy's ddof = 1 sd
+    of the rows), said in the title; the student alone and the trained teacher as lines; no code name anywhere."""
+    from matplotlib.container import ErrorbarContainer
+
+    from kdbounds.studies.nuisance_teacher import TEACHER_LABELS, accuracy_figure
+
+    result, rows = _nuisance_result(3)
+    fig = accuracy_figure(result)
+    ax = fig.axes[0]
+    texts = _all_texts(fig)
+    assert not _code_names(texts) and not [t for t in texts if "bn-train" in t or "vid" in t or "untrained-" in t], texts
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {TEACHER_LABELS[k] for k in ("trained", "untrained", "untrained-bn-train")} <= set(legend)
+    assert "BatchNorm in train mode" in TEACHER_LABELS["untrained-bn-train"]
+    assert "mean ± 1 sd over 3 seeds" in ax.get_title()
+    whiskers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(fig.kdbounds_bars) == 6 and len(whiskers) == 6, "one whisker per bar"
+    heights = sorted(round(p.get_height(), 12) for p in ax.patches)
+    for (kind, m, mean, sd, n), cont in zip(fig.kdbounds_bars, whiskers):
+        accs = [r["test_acc"] for r in rows if (r["teacher"], r["method"]) == (kind, m)]
+        assert (mean, n) == (pytest.approx(np.mean(accs)), 3) and round(mean, 12) in heights
+        seg = cont.lines[2][0].get_segments()[0][:, 1]
+        assert seg == pytest.approx([np.mean(accs) - np.std(accs, ddof=1), np.mean(accs) + np.std(accs, ddof=1)])
+    ce = [r["test_acc"] for r in rows if r["method"] == "ce"]
+    hlines = {round(float(ln.get_ydata()[0]), 12) for ln in ax.get_lines() if len(set(ln.get_ydata())) == 1}
+    assert round(float(np.mean(ce)), 12) in hlines and 0.8 in hlines, "the student alone and the trained teacher"
+    assert ax.get_ylim()[1] >= max(0.8, max(r["test_acc"] for r in rows))
+
+
+def test_accuracy_figure_with_one_seed_draws_no_whisker_and_says_so():
+    from matplotlib.container import ErrorbarContainer
+
+    from kdbounds.studies.nuisance_teacher import accuracy_figure
+
+    fig = accuracy_figure(_nuisance_result(1)[0])
+    ax = fig.axes[0]
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert "one seed" in ax.get_title() and "sd" not in ax.get_title()
