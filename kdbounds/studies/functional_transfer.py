@@ -306,7 +306,7 @@ def agreement_split_figure(result: Result) -> Any:
                 seed_intervals.append((g, key, lo, hi))
     ax.set_xticks(range(len(groups)), [GROUP_LABELS.get(g, g) for g in groups])
     ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.set_ylim(0, 1.0)
+    ax.set_ylim(0, 1.04)  # a rate of 1 inside the frame
     ax.set_ylabel("agreement with the teacher $\\Pr[\\hat y_S = \\hat y_T]$")
     ax.set_title("agreement on the test inputs the teacher gets right / wrong")
     handles = [Patch(facecolor=c, alpha=0.35, edgecolor=c, label=lab) for _, lab, _, c in _SPLIT]
