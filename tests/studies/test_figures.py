@@ -468,3 +468,62 @@ def test_accuracy_figure_with_one_seed_draws_no_whisker_and_says_so():
     ax = fig.axes[0]
     assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert "one seed" in ax.get_title() and "sd" not in ax.get_title()
+
+
+# ---- notebook 05: the certificate of the user's own model ----------------------------------------------------------
+
+def _own_model_certificates(test: bool = True):
+    """A posterior (a shifted copy of a small linear network) and the prior alone, certified by kdbounds.certify."""
+    import torch
+    from torch import nn
+
+    from kdbounds import GaussianKernel, certify
+
+    torch.manual_seed(0)
+    net = nn.Linear(6, 3)
+    x, y = torch.randn(300, 6), torch.randint(0, 3, (300,))
+    xt, yt = torch.randn(200, 6), torch.randint(0, 3, (200,))
+    prior = GaussianKernel.from_model(net, 0.05)
+    with torch.no_grad():
+        net.weight.add_(0.1)
+    posterior = GaussianKernel.from_model(net, 0.05)
+    cert = certify(posterior, prior, (x, y), n_draws=2, seed=0, test_data=(xt, yt) if test else None)
+    base = certify(prior, prior, (x, y), n_draws=2, seed=1)
+    return json.loads(dumps_strict(cert.to_dict())), json.loads(dumps_strict(base.to_dict()))
+
+
+def test_prior_posterior_certificate_figure_draws_the_held_out_interval_and_both_certificates():
+    from matplotlib.container import ErrorbarContainer
+
+    from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+
+    cert, base = _own_model_certificates()
+    fig = prior_posterior_certificate_figure(cert, base)
+    ax = fig.axes[0]
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    held = cert["test_gibbs_risk"]
+    assert list(fig.kdbounds_bars.values()) == [held["value"], base["risk_upper"], cert["risk_upper"]]
+    assert sorted(p.get_height() for p in ax.patches) == sorted(fig.kdbounds_bars.values())
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1, "the held-out risk carries its interval; a certificate carries none"
+    seg = bars[0].lines[2][0].get_segments()[0][:, 1]
+    assert seg == pytest.approx([held["ci_low"], held["ci_high"]])
+    assert [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"] == [cert["trivial"]]
+    assert f"{cert['confidence']:.3f}" in ax.get_title()
+    top = max(held["ci_high"], base["risk_upper"], cert["risk_upper"], cert["trivial"])
+    assert top <= ax.get_ylim()[1] <= max(1.0, 1.15 * top) and ax.get_ylim()[1] <= 1.0
+    low = {**cert, "risk_upper": 0.4, "test_gibbs_risk": {**held, "value": 0.3, "ci_low": 0.25, "ci_high": 0.35}}
+    assert cert["trivial"] == pytest.approx(2 / 3)  # three classes
+    lo_ax = prior_posterior_certificate_figure(low, {**base, "risk_upper": 0.45}).axes[0]
+    assert 2 / 3 < lo_ax.get_ylim()[1] <= 1.15 * 2 / 3, "the axis fits the bars and the vacuous level, not [0, 1]"
+    assert sorted(t.get_text() for t in ax.texts if t.get_text()[:1].isdigit()) == sorted(
+        f"{v:.3f}" for v in fig.kdbounds_bars.values()), "each value written on its bar"
+
+
+def test_prior_posterior_certificate_figure_without_a_held_out_estimate_says_so():
+    from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+
+    cert, base = _own_model_certificates(test=False)
+    fig = prior_posterior_certificate_figure(cert, base)
+    assert len(fig.kdbounds_bars) == 2 and fig.kdbounds_interval is None
+    assert any("no held-out estimate" in t.get_text() for t in fig.axes[0].texts)
