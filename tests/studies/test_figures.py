@@ -137,7 +137,7 @@ def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
     fig = plot_terms(rows, "rank")
     ax = fig.axes[0]
     assert ax.get_ylim()[0] < 0 < ax.get_ylim()[1], "a term equal to 0 is drawn inside the frame"
-    assert ax.get_xlabel() == "student rank r" and "_" not in ax.get_ylabel()
+    assert ax.get_xlabel() == "student rank $r$" and not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
     fig = plot_bounds(rows, "rank")
     ax = fig.axes[0]
     ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
@@ -527,3 +527,80 @@ def test_prior_posterior_certificate_figure_without_a_held_out_estimate_says_so(
     fig = prior_posterior_certificate_figure(cert, base)
     assert len(fig.kdbounds_bars) == 2 and fig.kdbounds_interval is None
     assert any("no held-out estimate" in t.get_text() for t in fig.axes[0].texts)
+
+
+# ---- notebook 01: the linear-Gaussian sweeps and the frontier (linear_gaussian.plots) -------------------------------
+
+def _lg_rows():
+    from linear_gaussian.sweeps import TradeoffConfig, run_sweeps
+
+    cfg = TradeoffConfig(d=6, k=3, n=60, ns=(30, 120), tau_ratios=(0.5, 1.0), lam_Ss=(0.1, 1.0), seeds=(0, 1))
+    return run_sweeps(cfg, progress=False)
+
+
+def _oracle_mean_se(rows, sweep, key):
+    """Mean and SE over seeds per x, from the rows by numpy (not linear_gaussian.sweeps.mean_by_x)."""
+    xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
+    vals = [np.array([r[key] for r in rows if r["sweep"] == sweep and r["x"] == x], float) for x in xs]
+    return xs, [v.mean() for v in vals], [v.std(ddof=1) / np.sqrt(v.size) for v in vals]
+
+
+def test_linear_gaussian_terms_grid_draws_the_standard_errors_and_zeros_inside_the_frame():
+    from linear_gaussian.plots import terms_grid_figure
+
+    rows = _lg_rows()
+    fig = terms_grid_figure(rows)
+    assert len(fig.axes) == 4 and not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    assert "2 seed(s)" in fig._suptitle.get_text()
+    for ax, sweep in zip(fig.axes, ("rank", "n", "tau_ratio", "lam_S")):
+        assert len(ax.containers) == 4, "K, B, R_r, V each with its error bars"
+        for cont, key in zip(ax.containers, ("total", "bias", "rank_bottleneck", "variance")):
+            xs, mean, se = _oracle_mean_se(rows, sweep, key)
+            assert list(cont.lines[0].get_xdata()) == xs and cont.lines[0].get_ydata() == pytest.approx(mean)
+            widths = [seg[1, 1] - seg[0, 1] for seg in cont.lines[2][0].get_segments()]
+            assert widths == pytest.approx([2 * s for s in se], abs=1e-12), "± 1 SE over the seeds"
+        lo, hi = ax.get_ylim()
+        ys = [v for c in ax.containers for v in np.asarray(c.lines[0].get_ydata(), float)]
+        assert lo < min(ys) and max(ys) < hi, "no term on the frame"
+    rank_ax = fig.axes[0]
+    assert min(rank_ax.containers[2].lines[0].get_ydata()) == 0.0 and rank_ax.get_ylim()[0] < 0, \
+        "R_r = 0 at full rank, drawn inside the frame"
+
+
+def test_linear_gaussian_ratios_grid_is_log_with_the_tight_line_and_fitted():
+    from linear_gaussian.plots import ratios_grid_figure
+
+    rows = _lg_rows()
+    fig = ratios_grid_figure(rows)
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    for ax, sweep in zip(fig.axes, ("rank", "n", "tau_ratio", "lam_S")):
+        assert ax.get_yscale() == "log" and 1.0 in [ln.get_ydata()[0] for ln in ax.get_lines()]
+        tops, bottoms = [1.0], [1.0]
+        for cont, key in zip(ax.containers, ("ratio_theorem3b", "ratio_subgamma", "ratio_theorem1", "ratio_theorem3a")):
+            _, mean, se = _oracle_mean_se(rows, sweep, key)
+            seg = cont.lines[2][0].get_segments()
+            assert [s[1, 1] - s[0, 1] for s in seg] == pytest.approx([2 * e for e in se])
+            tops += [m + e for m, e in zip(mean, se)]
+            bottoms += [m - e if m - e > 0 else m for m, e in zip(mean, se)]
+        lo, hi = ax.get_ylim()
+        assert lo <= min(bottoms) and hi >= max(tops) and hi / lo <= 3 * max(tops) / min(bottoms), "fitted"
+
+
+def test_linear_gaussian_frontier_keeps_every_curve_inside_the_frame():
+    from linear_gaussian.plots import frontier_figure
+
+    ks = np.geomspace(1e-2, 1e4, 50)
+    bounds = {"theorem3b_upper": np.sqrt(2 * ks) + ks / 10, "theorem3b_lower": -np.sqrt(2 * ks),
+              "subgamma_upper": np.sqrt(2 * ks) + ks / 8, "subgamma_lower": -np.sqrt(2 * ks) - ks / 50,
+              "theorem1_bound": np.sqrt(2 * ks)}
+    tilted = (ks[::5], bounds["theorem3b_upper"][::5])
+    fig = frontier_figure(ks, bounds, tilted, {"rank": ([10.0, 100.0], [0.01, -0.5]), "tau_ratio": ([], [])})
+    ax = fig.axes[0]
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    lo, hi = ax.get_ylim()
+    ys = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
+    assert lo < ys.min() and ys.max() < hi, "no curve on the top or bottom frame"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("student rank sweep" in t for t in legend) and not any("temperature" in t for t in legend), \
+        "a sweep without points gets no legend entry"
+    assert ax.get_xlim() == pytest.approx((ks.min(), ks.max()))
