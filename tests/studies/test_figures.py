@@ -142,7 +142,15 @@ def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
     ax = fig.axes[0]
     ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
     assert ax.get_ylim()[0] < ys.min() and ys.max() < ax.get_ylim()[1], "no curve on the frame"
-    assert "_" not in ax.get_xlabel() + ax.get_ylabel()
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    from matplotlib.collections import PolyCollection
+
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 6, "each bound curve (Th.1 at both signs) carries its ± SE band over the seeds"
+    se = np.std([r["theorem3b_upper"] for r in rows if r["sweep"] == "rank" and r["x"] == 1.0], ddof=1) / np.sqrt(2)
+    v = bands[0].get_paths()[0].vertices
+    at = sorted({round(float(y), 12) for x, y in v if x == 1.0})
+    assert at[-1] - at[0] == pytest.approx(2 * se), "the band is ± 1 SE of Theorem 3B's upper bound at rank 1"
 
 
 # ---- the figures of notebooks 02–04 (kdbounds.studies._notebook_plots) ---------------------------------------------
