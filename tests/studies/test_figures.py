@@ -118,12 +118,13 @@ def test_flatness_figure_has_colour_bars_and_the_trace_interval():
 
     fig = flatness_figure(_flatness_result())
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert sorted(ax.get_ylabel() for ax in bars) == ["relative flatness", "teacher λ_max(H)"]
-    trace_ax = next(ax for ax in fig.axes if "tr H" in ax.get_xlabel())
+    assert sorted(ax.get_ylabel() for ax in bars) == ["relative flatness", "teacher $\\lambda_{\\max}(H)$"]
+    trace_ax = next(ax for ax in fig.axes if "tr $H$" in ax.get_xlabel())
     seg = [c for c in trace_ax.containers if c.has_xerr][0].lines[2][0].get_segments()[0]
     assert seg[1][0] - seg[0][0] == pytest.approx(2 * 1.96 * 10.0)
     labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
-    assert all("_max" not in t or "λ_max" in t for t in labels) and "σ" in " ".join(labels)
+    assert "\\sigma" in " ".join(labels)
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
 
 
 def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
