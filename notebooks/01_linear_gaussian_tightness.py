@@ -55,10 +55,11 @@ print(f"smoke={smoke}  d={d} k={k} n={n} nu={nu} lam_T={lam_T} lam_S={lam_S} tau
 print(f"sweeps: ranks={ranks} ns={ns} tau_ratios={tau_ratios} lam_Ss={lam_Ss} seeds={seeds}")
 
 # %%
+import io
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 
 from kdbounds import bounds as kb
 from linear_gaussian import (
@@ -75,8 +76,15 @@ from linear_gaussian import (
     student_kernel,
     teacher_kernel,
 )
+from linear_gaussian.plots import frontier_figure, ratios_grid_figure, terms_grid_figure
+from linear_gaussian.sweeps import TradeoffConfig, mean_by_x, run_sweeps
 
-plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+
+def show(fig):
+    """Display a figure (a matplotlib ``Figure`` made without pyplot) as one PNG output."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
+    display(Image(data=buf.getvalue(), format="png"))
 
 # %% [markdown]
 # ## 1. One instance
@@ -164,49 +172,10 @@ show_bounds(b)
 # difference and every bound.
 
 # %%
-def measure(sweep, x, seed, **over):
-    problem, data, teacher, student = make_instance(seed, **over)
-    r = over.get("rank", rank)
-    dec = decompose(student, teacher, r)
-    b = instantiated_bounds(problem, data, teacher, student)
-    return {"sweep": sweep, "x": float(x), "seed": seed, "K": dec.total, "B": dec.bias,
-            "R_r": dec.rank_bottleneck, "V": dec.variance, "delta": b.gap_difference,
-            "holds_3b": b.theorem3b_holds,
-            "ratio_3b": b.ratio_theorem3b, "ratio_subgamma": b.ratio_subgamma,
-            "ratio_th1": b.ratio_theorem1, "ratio_th3a": b.ratio_theorem3a}
-
-
-SWEEPS = {  # name: (values, keyword of make_instance, axis label, log x)
-    "rank": (ranks, "rank", "student rank r", False),
-    "n": (ns, "n", "sample size n", True),
-    "tau_ratio": (tau_ratios, "tau_ratio", "temperature ratio τ_S / τ_T", True),
-    "lam_S": (lam_Ss, "lam_S", "student ridge λ_S (λ_T = %g)" % lam_T, True),
-}
-rows = [measure(name, x, s, **{kw: x})
-        for s in seeds for name, (values, kw, _, _) in SWEEPS.items() for x in values]
-print(f"{len(rows)} instances; Theorem 3B holds on {sum(r['holds_3b'] for r in rows)} of them")
-
-
-def set_x(ax, values, label, logx):
-    """Sweep values as the x ticks (log scale where the grid is geometric)."""
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xticks(list(values))
-    ax.set_xticklabels([f"{v:g}" for v in values], fontsize=8)
-    ax.minorticks_off()
-    ax.set_xlabel(label)
-
-
-def by_x(sweep, key):
-    """Mean and standard error over seeds of ``key`` at each value of ``sweep`` (None values skipped)."""
-    xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
-    mean, se = [], []
-    for x in xs:
-        v = np.array([r[key] for r in rows if r["sweep"] == sweep and r["x"] == x and r[key] is not None], float)
-        mean.append(v.mean() if v.size else np.nan)
-        se.append(v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0)
-    return np.array(xs), np.array(mean), np.array(se)
-
+config = TradeoffConfig(d=d, k=k, n=n, nu=nu, cond=cond, lam_T=lam_T, lam_S=lam_S, tau_ratio=tau_ratio, rank=rank,
+                        ranks=ranks, ns=ns, tau_ratios=tau_ratios, lam_Ss=lam_Ss, seeds=seeds)
+rows = run_sweeps(config, progress=False)  # the same instances as make_instance, one row per (sweep, x, seed)
+print(f"{len(rows)} instances; Theorem 3B holds on {sum(r['theorem3b_holds'] for r in rows)} of them")
 
 # %% [markdown]
 # ### The three terms of K
@@ -216,28 +185,17 @@ def by_x(sweep, key):
 # depends on the temperatures and ridges only (zero at `τ_S = τ_T`, `λ_S = λ_T`).
 
 # %%
-fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-for ax, (name, (values, kw, label, logx)) in zip(axes.flat, SWEEPS.items()):
-    for key, style in (("K", "k-o"), ("B", "C0-s"), ("R_r", "C1-^"), ("V", "C2-v")):
-        x, m, se = by_x(name, key)
-        ax.errorbar(x, m, yerr=se, fmt=style, ms=4, capsize=2, label=key)
-    set_x(ax, values, label, logx)
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_ylim(bottom=0.0)
-    ax.set_ylabel("divergence term (nats)")
-    ax.set_title(f"K = B + R_r + V vs {name}")
-    ax.legend(fontsize=8)
-fig.suptitle(f"Terms of the distillation divergence (mean ± SE over {len(seeds)} seed(s); symlog y)")
-fig.tight_layout()
-plt.show()
+show(terms_grid_figure(rows))
 
 # %%
 slopes = {}
-for key in ("R_r", "B", "V", "K"):
-    x, m, _ = by_x("n", key)
+for key in ("rank_bottleneck", "bias", "variance", "total"):
+    x, m, _ = mean_by_x(rows, "n", key)
     ok = np.isfinite(m) & (m > 0)
     slopes[key] = float(np.polyfit(np.log(x[ok]), np.log(m[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
-print("log-log slope vs n (theory: R_r +1, B -1, V 0):  " + "   ".join(f"{k_}: {v:+.2f}" for k_, v in slopes.items()))
+print("log-log slope vs n (theory: R_r +1, B -1, V 0):  "
+      + "   ".join(f"{name}: {slopes[key]:+.2f}" for key, name in (("rank_bottleneck", "R_r"), ("bias", "B"),
+                                                                    ("variance", "V"), ("total", "K"))))
 
 # %% [markdown]
 # ### Bound / exact ratios
@@ -246,32 +204,19 @@ print("log-log slope vs n (theory: R_r +1, B -1, V 0):  " + "   ".join(f"{k_}: {
 # difference (1 = tight; the y-axis is logarithmic). A ratio below 1 would be a violation.
 
 # %%
-RATIOS = (("ratio_3b", "Th.3B exact DV", "C0-o"), ("ratio_subgamma", "sub-gamma", "C1--s"),
-          ("ratio_th1", "Th.1 (σ = sd heuristic)", "C2:^"), ("ratio_th3a", "Th.3A (ρ = RMS heuristic)", "C3-.v"))
-fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-for ax, (name, (values, kw, label, logx)) in zip(axes.flat, SWEEPS.items()):
-    for key, lab, style in RATIOS:
-        x, m, se = by_x(name, key)
-        ax.errorbar(x, m, yerr=se, fmt=style, ms=4, capsize=2, label=lab)
-    ax.axhline(1.0, color="k", lw=0.8)
-    set_x(ax, values, label, logx)
-    ax.set_yscale("log")
-    ax.set_ylabel("bound / exact gap difference (dimensionless)")
-    ax.set_title(f"tightness vs {name}")
-    ax.legend(fontsize=7)
-fig.suptitle("Bound / exact |gen(S|D) − gen(T|D)| (mean ± SE over seeds; 1 = tight)")
-fig.tight_layout()
-plt.show()
+show(ratios_grid_figure(rows))
 
 # %%
-print(f"{'sweep':10s} " + " ".join(f"{lab[:22]:>24s}" for _, lab, _ in RATIOS) + "   (median ratio over the sweep)")
-for name in SWEEPS:
+RATIOS = (("ratio_theorem3b", "Th.3B exact DV"), ("ratio_subgamma", "sub-gamma"),
+          ("ratio_theorem1", "Th.1 (σ = sd heuristic)"), ("ratio_theorem3a", "Th.3A (ρ = RMS heuristic)"))
+print(f"{'sweep':10s} " + " ".join(f"{lab[:22]:>24s}" for _, lab in RATIOS) + "   (median ratio over the sweep)")
+for name in ("rank", "n", "tau_ratio", "lam_S"):
     vals = []
-    for key, _, _ in RATIOS:
+    for key, _ in RATIOS:
         v = [r[key] for r in rows if r["sweep"] == name and r[key] is not None]
         vals.append(float(np.median(v)) if v else float("nan"))
     print(f"{name:10s} " + " ".join(f"{v:24.3g}" for v in vals))
-median_ratio = {key: float(np.median([r[key] for r in rows if r[key] is not None])) for key, _, _ in RATIOS}
+median_ratio = {key: float(np.median([r[key] for r in rows if r[key] is not None])) for key, _ in RATIOS}
 
 # %% [markdown]
 # ## 3. Where each bound is tight, and why
@@ -327,29 +272,15 @@ print(f"Theorem 1 with sigma = sd_T f = {sd_T:.4g} is violated by {th1_violation
 # %%
 # the frontier: every bound as a function of K for the base teacher, with the exact differences of the
 # tilted students and of the distilled students that share this teacher (rank, tau and lambda_S sweeps, base seed)
-Ks = np.geomspace(max(tilt[:, 1].min(), 1e-4) / 10, max(tilt[:, 1].max(), max(r["K"] for r in rows)) * 2, 200)
+Ks = np.geomspace(max(tilt[:, 1].min(), 1e-4) / 10, max(tilt[:, 1].max(), max(r["total"] for r in rows)) * 2, 200)
 curves = [kb.gaussian_quadratic_bound(x, eigenvalues=sp.eigenvalues, b_proj=sp.b_proj, multiplicity=sp.k) for x in Ks]
-shared = [r for r in rows if r["sweep"] in ("rank", "tau_ratio", "lam_S") and r["seed"] == seed]
-fig, ax = plt.subplots(figsize=(8, 5.5))
-ax.plot(Ks, [c.upper for c in curves], "C0-", label="Th.3B exact DV (upper / lower)")
-ax.plot(Ks, [c.lower for c in curves], "C0-")
-ax.plot(Ks, [c.subgamma_upper for c in curves], "C1--", label="sub-gamma relaxation")
-ax.plot(Ks, [c.subgamma_lower for c in curves], "C1--")
-ax.plot(Ks, [kb.subgaussian_bound(x, sd_T) for x in Ks], "C2:", label="Th.1, σ = sd_T f (heuristic)")
-ax.plot(Ks, [-kb.subgaussian_bound(x, sd_T) for x in Ks], "C2:")
-ax.plot(tilt[:, 1], tilt[:, 2], "k.", ms=7, label="tilted students Q_λ ∝ q_T e^{λf} (exact)")
-for sweep, marker in (("rank", "s"), ("tau_ratio", "^"), ("lam_S", "v")):
-    pts = [(r["K"], r["delta"]) for r in shared if r["sweep"] == sweep and r["K"] > 0]
-    if pts:
-        ax.plot(*zip(*pts), marker, ls="none", mfc="none", label=f"distilled students, {sweep} sweep (exact)")
-ax.set_xscale("log")
-ax.set_yscale("symlog", linthresh=1e-3)
-ax.set_xlabel("distillation divergence K = KL(q_S ‖ q_T) (nats)")
-ax.set_ylabel("gen(S|D) − gen(T|D) (squared-loss units)")
-ax.set_title("Bounds as functions of K for one teacher, and exact gap differences")
-ax.legend(fontsize=7, loc="upper left")
-fig.tight_layout()
-plt.show()
+bound_curves = {"theorem3b_upper": [c.upper for c in curves], "theorem3b_lower": [c.lower for c in curves],
+                "subgamma_upper": [c.subgamma_upper for c in curves], "subgamma_lower": [c.subgamma_lower for c in curves],
+                "theorem1_bound": [kb.subgaussian_bound(x, sd_T) for x in Ks]}
+shared = [r for r in rows if r["sweep"] in ("rank", "tau_ratio", "lam_S") and r["seed"] == seed and r["total"] > 0]
+distilled = {sw: ([r["total"] for r in shared if r["sweep"] == sw], [r["gap_difference"] for r in shared if r["sweep"] == sw])
+             for sw in ("rank", "tau_ratio", "lam_S")}
+show(frontier_figure(Ks, bound_curves, (tilt[:, 1], tilt[:, 2]), distilled))
 
 # %% [markdown]
 # **Why the other bounds are looser.**
@@ -368,19 +299,20 @@ plt.show()
 # %%
 from IPython.display import Markdown, display
 
-n_hold = sum(r["holds_3b"] for r in rows)
+n_hold = sum(r["theorem3b_holds"] for r in rows)
 far = lambda key: median_ratio[key]  # noqa: E731
+last = lambda key: mean_by_x(rows, "n", key)[1][-1]  # noqa: E731  (the mean at the largest n)
 display(Markdown(f"""
 ### What the numbers of this run say
 
 - **Decomposition.** On the base instance `K = {K:.4g}` nats with `B = {dec.bias:.3g}`, `R_r = {dec.rank_bottleneck:.3g}`,
   `V = {dec.variance:.3g}`; the closed form agrees with Monte Carlo within {abs(mc.value - K) / mc.stderr:.1f} standard errors.
-- **Scaling with n.** Fitted log-log slopes: `R_r` {slopes['R_r']:+.2f} (theory +1), `B` {slopes['B']:+.2f} (theory −1),
-  `V` {slopes['V']:+.2f} (theory 0). More data does not remove the rank bottleneck: it is the term that
-  grows, and at large `n` it {'dominates' if by_x('n', 'R_r')[1][-1] > max(by_x('n', 'B')[1][-1], by_x('n', 'V')[1][-1]) else 'does not yet dominate'} `K`.
+- **Scaling with n.** Fitted log-log slopes: `R_r` {slopes['rank_bottleneck']:+.2f} (theory +1), `B` {slopes['bias']:+.2f} (theory −1),
+  `V` {slopes['variance']:+.2f} (theory 0). More data does not remove the rank bottleneck: it is the term that
+  grows, and at large `n` it {'dominates' if last('rank_bottleneck') > max(last('bias'), last('variance')) else 'does not yet dominate'} `K`.
 - **Validity.** Theorem 3B held on {n_hold} of {len(rows)} instances.
-- **Tightness.** Median bound / exact ratio over all instances: Th.3B {far('ratio_3b'):.3g}, sub-gamma {far('ratio_subgamma'):.3g},
-  Th.1 (heuristic σ) {far('ratio_th1'):.3g}, Th.3A (heuristic ρ) {far('ratio_th3a'):.3g}.
+- **Tightness.** Median bound / exact ratio over all instances: Th.3B {far('ratio_theorem3b'):.3g}, sub-gamma {far('ratio_subgamma'):.3g},
+  Th.1 (heuristic σ) {far('ratio_theorem1'):.3g}, Th.3A (heuristic ρ) {far('ratio_theorem3a'):.3g}.
 - **The exact bound is attained.** For the {len(tilt)} tilted students the Th.3B ratio lies in
   [{tilt_ratio.min():.6f}, {tilt_ratio.max():.6f}]: the bound is the exact frontier, and the large ratios of
   distilled students measure how much of their divergence lies in directions the gap function ignores

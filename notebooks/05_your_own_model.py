@@ -249,28 +249,17 @@ print(f"total time {time.perf_counter() - started:.0f} s")
 
 # %%
 # The certificate next to what it bounds: the held-out Gibbs risk (95 % interval), the certificate of the
-# prior alone (Q = P: a plain held-out bound) and the certificate of the posterior.
+# prior alone (Q = P: a plain held-out bound) and the certificate of the posterior. The figure function is this
+# notebook's own helper (kdbounds.studies._notebook_plots), not part of the API the guide uses.
 import io
 
-import matplotlib.pyplot as plt
 from IPython.display import Image, display
 
-fig, ax = plt.subplots(figsize=(6.4, 3.2))
-held = cert.test_gibbs_risk
-names = ["held-out Gibbs risk\n(test images)", "certificate\nprior alone (Q = P)", "certificate\nposterior Q"]
-values = [held["value"], baseline.risk_upper, cert.risk_upper]
-ax.bar(names, values, color=["0.6", "tab:blue", "tab:green"])
-if held.get("ci_low") is not None:
-    ax.errorbar([0], [held["value"]], yerr=[[held["value"] - held["ci_low"]], [held["ci_high"] - held["value"]]],
-                fmt="none", ecolor="k", capsize=6)
-ax.axhline(0.9, ls=":", c="0.4", lw=1)
-ax.text(2.45, 0.9, "chance (10 classes)", ha="right", va="bottom", fontsize=9, color="0.3")
-ax.set_ylim(0, 1)
-ax.set_ylabel("0–1 risk of the Gibbs classifier")
-ax.set_title(f"population risk ≤ certificate with probability ≥ {cert.confidence:.3f}", fontsize=10)
+from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+
+fig = prior_posterior_certificate_figure(cert.to_dict(), baseline.to_dict())
 buf = io.BytesIO()
 fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
-plt.close(fig)
 display(Image(data=buf.getvalue(), format="png"))
 
 # %% [markdown]

@@ -1,4 +1,4 @@
-"""The figures notebooks 02–04 draw, as :class:`matplotlib.figure.Figure` objects (never ``pyplot``), held to the
+"""The figures notebooks 02–05 draw, as :class:`matplotlib.figure.Figure` objects (never ``pyplot``), held to the
 figure standards of the studies (:mod:`kdbounds.studies._plots`): an interval wherever the number has one, verdict
 colours where verdicts are drawn, nothing below zero floored onto a log axis (a zero is said, not drawn), axes
 fitted to the data, maths in the labels. ``tests/studies/test_figures.py`` checks them as objects.
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ._plots import CHECK_LABELS, LOSS_LABELS, VERDICT_COLOURS, plt_figure
+from ._plots import CHECK_LABELS, LOSS_LABELS, VERDICT_COLOURS, binomial_interval, plt_figure
 
 __all__ = ["oracle_certificate_figure", "network_certificates_figure", "spectrum_figure", "verdict_counts_figure",
-           "pid_curves_figure"]
+           "pid_curves_figure", "prior_posterior_certificate_figure"]
 
 #: the colour of a certificate, of the truth it bounds, and of an empirical estimate, in every certificate figure
 _CERT, _TRUE, _EMP = "C0", "C1", "C2"
@@ -283,15 +283,6 @@ def verdict_counts_figure(checks: Sequence[Mapping[str, Any]]) -> Any:
     return fig
 
 
-def _binomial_interval(acc: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Clopper–Pearson interval of an accuracy measured on ``n`` examples (scipy's exact binomial interval)."""
-    from scipy.stats import binomtest
-
-    k = int(round(acc * n))
-    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
-    return float(ci.low), float(ci.high)
-
-
 def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str], *, teacher_acc: float | None = None,
                       acc_n: int | None = None) -> Any:
     """Notebook 04's curves: ``Red(Y:T,S)`` and ``Uni(Y:T\\S)`` per epoch and method with the shuffled-label floor
@@ -338,7 +329,7 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
             ax.fill_between(ep, floor - 2 * sd, floor + 2 * sd, color=colour, alpha=0.08, lw=0)
         acc = np.array([r["test_acc"] if r.get("test_acc") is not None else np.nan for r in rr], float)
         if acc_n:
-            ci = np.array([_binomial_interval(a, acc_n) if np.isfinite(a) else (np.nan, np.nan) for a in acc])
+            ci = np.array([binomial_interval(a, acc_n) if np.isfinite(a) else (np.nan, np.nan) for a in acc])
             yerr = np.vstack([acc - ci[:, 0], ci[:, 1] - acc])
             drawn["accuracy"] += int(np.isfinite(ci).all(axis=1).sum())
         else:
@@ -361,4 +352,69 @@ def pid_curves_figure(rows: Sequence[Mapping[str, Any]], methods: Sequence[str],
         ax.margins(y=0.1)
     fig.tight_layout()
     fig.kdbounds_intervals = drawn
+    return fig
+
+
+def prior_posterior_certificate_figure(cert: Mapping[str, Any], baseline: Mapping[str, Any]) -> Any:
+    """Notebook 05's certificate next to what it bounds: the posterior's held-out Gibbs risk with its interval (the
+    ``test_gibbs_risk`` estimate of :func:`kdbounds.certify`), the certificate of the prior alone (``Q = P``, a plain
+    held-out bound: what the posterior has to beat) and the certificate of the posterior, each value written on its
+    bar, the level at which a certificate is vacuous as a line.
+
+    A certificate is a bound that holds with its stated probability, not an estimate: it carries no interval.
+
+    Args:
+        cert: the posterior's certificate (``Certificate.to_dict()``).
+        baseline: the prior's certificate (``certify(prior, prior, ...)``, its ``to_dict()``).
+
+    Returns:
+        The figure; ``kdbounds_bars`` maps each bar's label to its height and ``kdbounds_interval`` is the held-out
+        interval drawn (``None`` when ``cert`` has no held-out estimate: then its bar is left out and the figure says
+        so).
+    """
+    held = cert.get("test_gibbs_risk")
+    loss = "0–1" if cert.get("loss") == "zero_one" else "bounded cross-entropy"
+    bars: dict[str, float] = {}
+    if held is not None and held.get("value") is not None:
+        bars[f"held-out Gibbs risk of $Q$\n({held['n']} test images)"] = float(held["value"])
+    bars["certificate\nprior alone ($Q = P$)"] = float(baseline["risk_upper"])
+    bars["certificate\nposterior $Q$"] = float(cert["risk_upper"])
+    colours = {0: "0.6", 1: "tab:blue", 2: "tab:green"}
+    first = 3 - len(bars)
+    fig, ax = plt_figure(figsize=(7.2, 4.4))
+    pos = np.arange(len(bars))
+    heights = list(bars.values())
+    ax.bar(pos, heights, 0.6, color=[colours[first + i] for i in range(len(bars))])
+    interval = None
+    tops = heights + [float(cert["trivial"])]
+    if first == 0 and held.get("ci_low") is not None and held.get("ci_high") is not None:
+        interval = (float(held["ci_low"]), float(held["ci_high"]))
+        v = heights[0]
+        ax.errorbar([0], [v], yerr=[[v - interval[0]], [interval[1] - v]], fmt="none", ecolor="k", capsize=6, lw=1.2)
+        tops.append(interval[1])
+    for x, h in zip(pos, heights):
+        ax.annotate(f"{h:.3f}", (x, h), xytext=(10 if x == 0 and interval else 0, 3), textcoords="offset points",
+                    ha="left" if x == 0 and interval else "center", va="bottom", fontsize=9)
+    trivial = float(cert["trivial"])
+    what = " (a uniform guess)" if cert.get("loss") == "zero_one" else ""
+    ax.axhline(trivial, ls=":", c="0.3", lw=1, label=f"vacuous from {trivial:.2f}{what}")
+    ax.set_xticks(pos, list(bars))
+    ax.set_ylim(0, min(1.0, max(tops) * 1.12))
+    ax.set_ylabel(f"{loss} risk of the Gibbs classifier")
+    conf = {round(float(c["confidence"]), 3) for c in (cert, baseline)}
+    said = f"{min(conf):.3f}" + (" each" if len(conf) == 1 else " (the lower of the two)")
+    ax.set_title(f"population risk ≤ certificate, with probability ≥ {said}", fontsize=10)
+    notes = []
+    if interval is not None:
+        notes.append(f"bar on the held-out risk: {100 * float(held.get('level') or 0.95):g} % interval")
+    elif first == 0:
+        notes.append("the held-out risk carries no interval")
+    else:
+        notes.append("no held-out estimate (certified without test data)")
+    ax.text(0.0, -0.2, "; ".join(notes), transform=ax.transAxes, fontsize=8, color="0.3", va="top")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.kdbounds_bars = bars
+    fig.kdbounds_interval = interval
     return fig

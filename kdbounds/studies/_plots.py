@@ -20,7 +20,7 @@ from .._io import atomic_write_bytes
 
 __all__ = ["VERDICT_COLOURS", "CHECK_LABELS", "LOSS_LABELS", "QUANTITY_LABELS", "UNDEFINED", "plot_sharpness_vs_gap",
            "sharpness_vs_gap_figure", "plot_bound_vs_observed", "bound_vs_observed_figure", "format_table", "plt_figure",
-           "save_figure"]
+           "save_figure", "binomial_interval"]
 
 #: keyword arguments of ``pyplot.subplots`` that go to ``Figure.subplots`` (the rest go to ``Figure``)
 _SUBPLOTS_KW = frozenset({"sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
@@ -73,6 +73,25 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
         if plt is not None:  # a pyplot-managed figure: drop it from pyplot's registry (a no-op otherwise)
             plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def binomial_interval(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper–Pearson interval of a rate measured on ``n`` examples, each right or wrong (an accuracy, an agreement):
+    scipy's exact binomial interval of ``round(rate * n)`` successes.
+
+    Args:
+        rate: the measured rate, a multiple of ``1/n``.
+        n: the number of examples (>= 1).
+        level: the confidence level.
+
+    Returns:
+        ``(low, high)``.
+    """
+    from scipy.stats import binomtest
+
+    k = int(round(rate * n))
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 #: one colour per verdict, in every figure that draws verdicts (colour-blind-safe: Okabe–Ito)

@@ -990,6 +990,11 @@ def _colourbar(fig: Any, ax: Any, cmap: Any, lo: float, hi: float, label: str) -
     fig.colorbar(ScalarMappable(Normalize(lo, hi if hi > lo else lo + 1.0), cmap), ax=ax, label=label, pad=0.02)
 
 
+def _kind(kind: str) -> str:
+    """A posterior kind as it reads in a figure (method names as acronyms: ``pbkd`` -> ``PBKD``)."""
+    return kind if kind == "reference" else kind.upper()
+
+
 def flatness_figure(result: Result) -> Any:
     """Six panels: certified risk vs ``lambda_max`` and vs the trace (isotropic reference and each learnt posterior,
     held-out Gibbs risk as open markers), the selected ``sigma_P`` vs ``lambda_max``, every teacher's isotropic
@@ -1010,15 +1015,15 @@ def flatness_figure(result: Result) -> Any:
     fig, axes = plt_figure(2, 3, figsize=(16, 8.5))
     (a1, a2, a5), (a3, a4, a6) = axes
     colours = dict(zip(kinds, ("tab:grey", "tab:blue", "tab:orange")))
-    for ax, sh, lab in ((a1, "top_eig", "teacher λ_max(H) on D_T"),
-                        (a2, "trace", "teacher tr H on D_T (Hutchinson, ± 1.96 SE)")):
+    for ax, sh, lab in ((a1, "top_eig", "teacher $\\lambda_{\\max}(H)$ on $D_T$"),
+                        (a2, "trace", "teacher tr $H$ on $D_T$ (Hutchinson, ± 1.96 SE)")):
         x = [t[sh] for t in T]
         xerr = [1.96 * float(t.get(f"{sh}_se") or 0.0) for t in T]
         for k in kinds:
             ax.errorbar(x, [t[f"{k}_risk_upper"] for t in T], xerr=xerr if any(xerr) else None, fmt="o",
-                        color=colours[k], capsize=2, elinewidth=0.8, label=f"{k}: certified")
+                        color=colours[k], capsize=2, elinewidth=0.8, label=f"{_kind(k)}: certified")
             ax.scatter(x, [t[f"{k}_test_gibbs_risk"] for t in T], facecolors="none", edgecolors=colours[k],
-                       label=f"{k}: held-out Gibbs")
+                       label=f"{_kind(k)}: held-out Gibbs")
         ax.set_xlabel(lab)
         ax.set_ylabel("0–1 risk")
         if min(x) > 0 and max(x) > 10 * min(x):
@@ -1026,11 +1031,11 @@ def flatness_figure(result: Result) -> Any:
     a1.legend(fontsize=7)
     for k in kinds[1:]:
         a3.scatter([t["top_eig"] for t in T], [t[f"{k}_sigma_prior"] for t in T], color=colours[k],
-                   label=f"{k}: selected σ_P")
+                   label=f"{_kind(k)}: selected $\\sigma_P$")
     a3.scatter([t["top_eig"] for t in T], [t["sigma_tolerated"] for t in T], color="tab:green", marker="^",
                label=f"σ tolerated (+{result.config['tolerance']:g} Gibbs risk)")
     a3.set_yscale("log")
-    a3.set_xlabel("teacher λ_max(H) on D_T")
+    a3.set_xlabel("teacher $\\lambda_{\\max}(H)$ on $D_T$")
     a3.set_ylabel("prior scale σ")
     a3.legend(fontsize=7)
     eig = np.array([t["top_eig"] for t in T], dtype=float)
@@ -1042,9 +1047,9 @@ def flatness_figure(result: Result) -> Any:
         c = cmap(0.0 if hi == lo else (t["top_eig"] - lo) / (hi - lo))
         a4.plot(t["tolerance_curve"]["sigma"], t["tolerance_curve"]["ds_gibbs_risk"], "o-", color=c, lw=1)
     a4.set_xscale("log")
-    a4.set_xlabel("σ of Q = P = N(w_T, σ²I)")
-    a4.set_ylabel("Gibbs 0–1 risk on D_S")
-    _colourbar(fig, a4, cmap, lo, hi, "teacher λ_max(H)")
+    a4.set_xlabel("$\\sigma$ of $Q = P = \\mathcal{N}(w_T, \\sigma^2 I)$")
+    a4.set_ylabel("Gibbs 0–1 risk on $D_S$")
+    _colourbar(fig, a4, cmap, lo, hi, "teacher $\\lambda_{\\max}(H)$")
     kap = np.array([t["rel_flatness"] for t in T], dtype=float)
     a5.scatter(kap, [t["s_tolerated"] for t in T], color="tab:green", marker="^",
                label=f"s tolerated (+{result.config['tolerance']:g} Gibbs risk)")
@@ -1052,13 +1057,13 @@ def flatness_figure(result: Result) -> Any:
     kerr = 1.96 * np.array([float(t.get("rel_flatness_se") or 0.0) for t in T])
     if kerr.any():
         a5.errorbar(kap, [t["s_tolerated"] for t in T], xerr=kerr, fmt="none", ecolor="tab:green", elinewidth=0.8)
-    a5.set_xlabel("relative flatness Σ_l ‖W_l‖² tr H_l on D_T (± 1.96 SE)")
+    a5.set_xlabel("relative flatness $\\Sigma_l \\|W_l\\|^2\\, \\mathrm{tr}\\, H_l$ on $D_T$ (± 1.96 SE)")
     a5.set_ylabel("relative scale s tolerated", color="tab:green")
     a5b = a5.twinx()
     a5b.scatter(kap, [t["relative_risk_upper"] for t in T], color="tab:grey", label="relative Q = P: certified")
     for k in kinds[1:]:
         a5b.scatter(kap, [t[f"{k}_risk_upper"] for t in T], color=colours[k], marker="s", s=12,
-                    label=f"{k}: certified")
+                    label=f"{_kind(k)}: certified")
     a5b.set_ylabel("certified 0–1 risk")
     a5.legend(fontsize=7, loc="upper left")
     a5b.legend(fontsize=7, loc="lower right")
@@ -1070,10 +1075,10 @@ def flatness_figure(result: Result) -> Any:
         rc = t["relative_tolerance_curve"]
         a6.plot(rc["s"], rc["ds_gibbs_risk"], "o-", color=c, lw=1)
     a6.set_xscale("log")
-    a6.set_xlabel("s of Q = P = N(w_T, diag(s (|w_T| + ε rms))²)")
-    a6.set_ylabel("Gibbs 0–1 risk on D_S")
+    a6.set_xlabel("$s$ of $Q = P = \\mathcal{N}(w_T, \\mathrm{diag}(s\\,(|w_T| + \\epsilon\\, \\mathrm{rms}))^2)$")
+    a6.set_ylabel("Gibbs 0–1 risk on $D_S$")
     _colourbar(fig, a6, cmap, klo, khi, "relative flatness")
-    fig.suptitle(f"Teacher flatness vs certificate ({len(T)} teachers, n_S = {result.config['n_s']}, "
+    fig.suptitle(f"Teacher flatness vs certificate ({len(T)} teachers, $n_S$ = {result.config['n_s']}, "
                  f"J = {result.config['n_scales']})")
     fig.tight_layout()
     return fig

@@ -40,7 +40,8 @@ from ..runs.grid import DataSpec, load_data, test_subset, train_spec
 from ..runs.sweep import RunSpec, run_sweep
 from ._provenance import with_provenance
 
-__all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split", "summary",
+__all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split",
+           "agreement_split_figure", "GROUP_LABELS", "summary",
            "teacher_config", "student_configs", "test_subset", "training_specs"]
 
 GROUPS = ("kd", "rcd", "siddo", "alone")
@@ -243,30 +244,139 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
             "json": atomic_write_json(out / "results.json", with_provenance(result.to_dict()))}
 
 
-def plot_agreement_split(result: Result, path: str | os.PathLike) -> Path:
-    """Agreement with the teacher on teacher-correct vs teacher-wrong inputs, per group (mean ± sd, seeds)."""
-    from ._plots import plt_figure, save_figure
+#: the groups as they read in a figure (methods.md §5)
+GROUP_LABELS = {"kd": "KD", "rcd": "random-control\ndistillation", "siddo": "SIDDO\n(no teacher)",
+                "alone": "student alone"}
 
-    fig, ax = plt_figure(figsize=(6.4, 4.2))
+#: the two halves of the test set, by the teacher's answer: (metric, label, short label, colour)
+_SPLIT = (("agreement_teacher_correct", "teacher right ($\\hat y_T = y$)", "on teacher-right inputs", "tab:green"),
+          ("agreement_teacher_wrong", "teacher wrong ($\\hat y_T \\neq y$)", "on teacher-wrong inputs", "tab:red"))
+
+
+def _clip_interval(lo: float, hi: float, span: float) -> tuple[float, float, int]:
+    """``[lo, hi]`` cut to ``[-span, span]``, the range a difference of two rates in [0, 1] can take (no coverage is
+    lost), and how many ends were cut."""
+    return max(lo, -span), min(hi, span), int(lo < -span) + int(hi > span)
+
+
+def agreement_split_figure(result: Result) -> Any:
+    """The figure of :func:`plot_agreement_split` (a :class:`matplotlib.figure.Figure`, not saved).
+
+    Left: per group, the agreement with the teacher's predicted class on the test inputs the teacher gets right
+    and on those it gets wrong; a bar is the mean over seeds with whiskers ± 1 sd over seeds, a dot is one seed with
+    the exact binomial (Clopper–Pearson) 95 % interval of its rate on its ``n`` inputs. Right: the tested comparison,
+    KD minus each control in mean agreement, with the Welch 95 % interval over seeds of
+    :func:`kdbounds.fidelity.compare_methods` (drawn cut to [−1, 1], the range of a difference of two rates; a cut
+    end is marked) and its Holm-adjusted p-value.
+
+    Args:
+        result: the study's :class:`Result` (its per-seed reports and its comparison).
+
+    Returns:
+        The figure; ``kdbounds_seed_intervals`` lists ``(group, metric, low, high)`` per seed interval drawn,
+        ``kdbounds_differences`` ``(group, metric, diff, low, high)`` per difference drawn (uncut interval), and
+        ``kdbounds_cut`` the number of interval ends cut at ±1.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from ._plots import binomial_interval, plt_figure
+
     groups = [g for g in GROUPS if result.reports.get(g)]
+    fig, (ax, ax_d) = plt_figure(1, 2, figsize=(12.5, 4.8), width_ratios=(1.35, 1.0))
+    seed_intervals: list[tuple[str, str, float, float]] = []
+    width = 0.36
     for i, g in enumerate(groups):
-        for j, (key, colour, label) in enumerate((("agreement_teacher_correct", "tab:green", "teacher correct"),
-                                                  ("agreement_teacher_wrong", "tab:red", "teacher wrong"))):
-            v = np.array([x for x in (r.values()[key] for r in result.reports[g]) if math.isfinite(x)])
-            xpos = i + (j - 0.5) * 0.3
-            if v.size:
-                ax.bar(xpos, v.mean(), width=0.28, color=colour, alpha=0.45, label=label if i == 0 else None)
-                if v.size > 1:
-                    ax.errorbar(xpos, v.mean(), yerr=v.std(ddof=1), color="k", capsize=3, lw=1)
-                ax.scatter(np.full(v.size, xpos), v, color=colour, s=12, zorder=3)
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylabel("agreement with teacher (argmax)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Agreement on teacher-correct vs teacher-wrong test inputs\n"
-                 "(bars: mean over seeds, ±1 sd; dots: seeds)")
-    ax.legend(loc="upper right")
+        for j, (key, _, _, colour) in enumerate(_SPLIT):
+            est = [r.get(key) for r in result.reports[g]]
+            est = [e for e in est if e is not None and e.n > 0 and math.isfinite(e.value)]
+            if not est:
+                continue
+            v = np.array([e.value for e in est])
+            xpos = i + (j - 0.5) * width
+            sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
+            ax.bar(xpos, v.mean(), width=width * 0.92, color=colour, alpha=0.35, edgecolor=colour)
+            if v.size > 1:  # the spread over seeds, at the bar's right; the seeds on its left
+                ax.errorbar(xpos + 0.3 * width, v.mean(), yerr=sd, fmt="_", color="k", ms=8, capsize=4, lw=1.2)
+            offsets = np.linspace(-0.36, 0.08, v.size) * width if v.size > 1 else np.full(1, -0.14 * width)
+            for dx, e in zip(offsets, est):
+                lo, hi = binomial_interval(e.value, e.n)
+                ax.errorbar(xpos + dx, e.value, yerr=[[e.value - lo], [hi - e.value]], fmt="o", ms=3.5, color=colour,
+                            mec="k", mew=0.4, elinewidth=0.9, capsize=0)
+                seed_intervals.append((g, key, lo, hi))
+    ax.set_xticks(range(len(groups)), [GROUP_LABELS.get(g, g) for g in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(0, 1.04)  # a rate of 1 inside the frame
+    ax.set_ylabel("agreement with the teacher $\\Pr[\\hat y_S = \\hat y_T]$")
+    ax.set_title("agreement on the test inputs the teacher gets right / wrong")
+    handles = [Patch(facecolor=c, alpha=0.35, edgecolor=c, label=lab) for _, lab, _, c in _SPLIT]
+    handles += [Line2D([], [], color="k", lw=1.2, label="bar: mean over seeds, whiskers ± 1 sd"),
+                Line2D([], [], color="0.3", marker="o", ms=3.5, lw=0.9,
+                       label="dot: one seed, exact binomial 95 % interval")]
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+
+    comps = {(c.metric, c.name_b): (c, p) for c, p in zip(result.comparison.comparisons, result.comparison.welch_p_holm)}
+    controls = [g for g in groups if g != result.comparison.reference]
+    differences: list[tuple[str, str, float, float, float]] = []
+    cut, xs_d = 0, [0.0]
+    for j, (key, _, _, colour) in enumerate(_SPLIT):
+        for i, g in enumerate(controls):
+            c, p = comps.get((key, g), (None, None))
+            if c is None or not math.isfinite(c.diff):
+                continue
+            ypos = i + (j - 0.5) * 0.3
+            if math.isfinite(c.diff_ci_low) and math.isfinite(c.diff_ci_high):
+                lo, hi, n_cut = _clip_interval(c.diff_ci_low, c.diff_ci_high, 1.0)
+                cut += n_cut
+                xs_d += [lo, hi]
+                ax_d.errorbar(c.diff, ypos, xerr=[[c.diff - lo], [hi - c.diff]], fmt="o", color=colour, ms=5,
+                              capsize=3, elinewidth=1.2)
+                for end, was_cut in ((lo, c.diff_ci_low < -1.0), (hi, c.diff_ci_high > 1.0)):
+                    if was_cut:
+                        ax_d.plot(end, ypos, marker="<" if end < 0 else ">", color=colour, ms=7)
+            else:
+                ax_d.plot(c.diff, ypos, "o", color=colour, ms=5)
+            xs_d.append(c.diff)
+            differences.append((g, key, c.diff, c.diff_ci_low, c.diff_ci_high))
+            if p is not None and math.isfinite(p):
+                ax_d.annotate(f"Holm p = {p:.2g}", (1.0, ypos), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                              textcoords="offset points", fontsize=7, va="center", color=colour)
+    ax_d.axvline(0.0, color="k", lw=0.8)
+    ax_d.set_yticks(range(len(controls)), [GROUP_LABELS.get(g, g) for g in controls])
+    ax_d.set_ylim(len(controls) - 0.5, -0.5)
+    pad = 0.08 * max(max(xs_d) - min(xs_d), 0.05)
+    ax_d.set_xlim(max(min(xs_d) - pad, -1.05), min(max(xs_d) + pad, 1.05))  # fitted to the intervals and 0
+    ref = GROUP_LABELS.get(result.comparison.reference, result.comparison.reference)
+    level = result.comparison.comparisons[0].ci if result.comparison.comparisons else 0.95
+    ax_d.set_xlabel(f"{ref} − control, mean agreement over seeds")
+    ax_d.set_title(f"{ref} against each control (Welch {100 * level:g} % interval over seeds)")
+    handles = [Line2D([], [], color=c, marker="o", ms=5, label=short) for _, _, short, c in _SPLIT]
+    if cut:
+        handles.append(Line2D([], [], color="0.3", marker=">", ls="none", label="interval cut at ±1 (few seeds)"))
+    ax_d.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    for a in (ax, ax_d):
+        a.grid(alpha=0.3, axis="y" if a is ax else "x")
     fig.tight_layout()
-    return save_figure(fig, path)
+    fig.kdbounds_seed_intervals = seed_intervals
+    fig.kdbounds_differences = differences
+    fig.kdbounds_cut = cut
+    return fig
+
+
+def plot_agreement_split(result: Result, path: str | os.PathLike) -> Path:
+    """Agreement with the teacher on teacher-correct vs teacher-wrong inputs, per group, with every interval the
+    study has (:func:`agreement_split_figure`), written atomically.
+
+    Args:
+        result: the study's result.
+        path: the image file.
+
+    Returns:
+        ``path``.
+    """
+    from ._plots import save_figure
+
+    return save_figure(agreement_split_figure(result), path)
 
 
 def summary(result: Result) -> str:

@@ -78,6 +78,7 @@ from ..runs.sweep import RunSpec, run_sweep
 from ._provenance import with_provenance
 
 __all__ = ["METHODS", "Config", "PRESETS", "PUBLISHED", "Result", "run", "write_results", "plot_accuracy",
+           "accuracy_figure", "METHOD_LABELS", "TEACHER_LABELS",
            "summary", "summarise", "base_config", "method_kwargs", "grad_clip", "train_teacher",
            "claim_tests", "data_spec", "training_specs", "untrained_teacher_path", "UNTRAINED_BN", "CLAIMS_BN_TRAIN",
            "bn_train_teacher", "train_mode_accuracy"]
@@ -708,35 +709,108 @@ def write_results(result: Result, out: str | os.PathLike) -> dict[str, Path]:
     return paths
 
 
-def plot_accuracy(result: Result, path: str | os.PathLike) -> Path:
-    """Bar plot of the final test accuracy per teacher x method (mean ± sd over seeds)."""
-    from ._plots import plt_figure, save_figure
+#: the methods as they read in a figure
+METHOD_LABELS = {"ce": "student alone", "kd": "KD", "vid": "VID (RepDistiller)", "vid_rid": "VID (RID paper)",
+                 "rid": "RID", "itrd": "ITRD"}
+
+#: the teachers as they read in a figure, with their colours
+TEACHER_LABELS = {"trained": "trained teacher",
+                  "untrained": "untrained teacher, BatchNorm in eval mode (initial statistics)",
+                  "untrained-bn-train": "untrained teacher, BatchNorm in train mode (training-set statistics)"}
+_TEACHER_COLOURS = {"trained": "tab:blue", "untrained": "tab:red", "untrained-bn-train": "tab:orange"}
+
+
+def _arch_label(arch: str) -> str:
+    """An architecture name as it reads in a figure (``wrn_40_2`` -> ``WRN-40-2``, ``airbench_s`` -> ``airbench-s``)."""
+    return arch.upper().replace("_", "-") if arch.startswith("wrn") else arch.replace("_", "-")
+
+
+def accuracy_figure(result: Result) -> Any:
+    """The figure of :func:`plot_accuracy` (a :class:`matplotlib.figure.Figure`, not saved).
+
+    Per method and teacher a bar: the mean over seeds of the last-epoch test accuracy, whiskers ± 1 sd over seeds
+    (ddof = 1, the summary's ``std``; no whiskers for one seed), each seed a dot; the student alone as a dashed line
+    with its ± 1 sd band; the trained teacher's own test accuracy as a dotted line. The summary carries no confidence
+    interval, so none is drawn.
+
+    Args:
+        result: the study's :class:`Result`.
+
+    Returns:
+        The figure; ``kdbounds_bars`` lists ``(teacher, method, mean, sd, n)`` per bar drawn.
+    """
+    from ._plots import plt_figure
 
     cfg = result.config
     methods = [m for m in cfg["methods"] if m != "ce"]
     by = {(s["teacher"], s["method"]): s for s in result.summary}
-    fig, ax = plt_figure(figsize=(1.6 + 1.3 * len(methods), 3.6))
+    kinds = [k for k in _TEACHER_COLOURS if any((k, m) in by for m in methods)]
+    seeds = sorted({int(r["seed"]) for r in result.rows})
+    fig, ax = plt_figure(figsize=(max(7.0, 2.4 + 1.9 * len(methods)), 5.6))
     xs = np.arange(len(methods))
-    colours = (("trained", "tab:blue"), ("untrained", "tab:red"), ("untrained-bn-train", "tab:orange"))
-    kinds = [(k, c) for k, c in colours if any((k, m) in by for m in methods)]
-    width = 0.76 / max(len(kinds), 1)
-    for k, (kind, color) in enumerate(kinds):
-        vals = [by.get((kind, m)) for m in methods]
-        ax.bar(xs + (k - (len(kinds) - 1) / 2) * width, [v["mean_test_acc"] if v else np.nan for v in vals], width,
-               yerr=[v["std"] if v else 0 for v in vals], capsize=3, color=color, label=f"{kind} teacher")
+    width = 0.8 / max(len(kinds), 1)
+    bars: list[tuple[str, str, float, float, int]] = []
+    tops = [0.0]
+    for k, kind in enumerate(kinds):
+        colour = _TEACHER_COLOURS[kind]
+        for i, m in enumerate(methods):
+            s = by.get((kind, m))
+            if s is None:
+                continue
+            x = xs[i] + (k - (len(kinds) - 1) / 2) * width
+            spread = s["n"] > 1
+            ax.bar(x, s["mean_test_acc"], width * 0.92, color=colour, alpha=0.8,
+                   label=None if any(b[0] == kind for b in bars) else TEACHER_LABELS.get(kind, kind))
+            if spread:  # the spread over seeds at the bar's right, the seeds on its left
+                ax.errorbar(x + 0.22 * width, s["mean_test_acc"], yerr=s["std"], fmt="_", color="k", ms=7, capsize=3,
+                            lw=1.2)
+            accs = [r["test_acc"] for r in result.rows if (r["teacher"], r["method"]) == (kind, m)]
+            ax.scatter(x + np.linspace(-0.3, -0.05, len(accs)) * width if len(accs) > 1 else [x], accs, s=9,
+                       color="k", zorder=3, lw=0)
+            bars.append((kind, m, float(s["mean_test_acc"]), float(s["std"]), int(s["n"])))
+            tops += [s["mean_test_acc"] + (s["std"] if spread else 0.0), *accs]
     ce = by.get(("none", "ce"))
-    if ce:
-        ax.axhline(ce["mean_test_acc"], color="k", ls="--", lw=1, label=f"student alone {ce['mean_test_acc']:.3f}")
+    if ce is not None:
+        mean, sd = ce["mean_test_acc"], ce["std"]
+        band = ce["n"] > 1
+        ax.axhline(mean, color="k", ls="--", lw=1, label=f"student alone, no teacher ({mean:.3f}"
+                                                          + (f"; band ± 1 sd = {sd:.3f})" if band else ")"))
+        if band:
+            ax.axhspan(mean - sd, mean + sd, color="k", alpha=0.08, lw=0)
+        tops.append(mean + (sd if band else 0.0))
     trained = result.teacher_test_acc.get("trained")
     if trained is not None:
-        ax.axhline(trained, color="tab:blue", ls=":", lw=1, label=f"trained teacher {trained:.3f}")
-    ax.set_xticks(xs, [m.upper() for m in methods])
-    ax.set_ylabel("final test accuracy")
-    ax.set_title(f"{cfg['teacher_arch']} -> {cfg['student_arch']}, CIFAR-10 ({cfg['preset']}; "
-                 f"bars: mean ± sd over {cfg['seeds']} seed(s))", fontsize=8)
-    ax.legend(fontsize=7, loc="lower left")
+        ax.axhline(trained, color="tab:blue", ls=":", lw=1.4, label=f"trained teacher itself ({trained:.3f})")
+        tops.append(trained)
+    ax.set_xticks(xs, [METHOD_LABELS.get(m, m) for m in methods])
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_ylim(0.0, min(1.0, max(tops) * 1.08) if max(tops) > 0 else 1.0)
+    ax.set_ylabel("last-epoch test accuracy")
+    n = len(seeds)
+    spread = f"bars: mean ± 1 sd over {n} seeds, dots: seeds" if n > 1 else "one seed: no spread to show"
+    ax.set_title(f"{_arch_label(cfg['teacher_arch'])} → {_arch_label(cfg['student_arch'])} on CIFAR-10 "
+                 f"({cfg['preset']} preset)\n{spread}", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=1, frameon=False)
     fig.tight_layout()
-    return save_figure(fig, path)
+    fig.kdbounds_bars = bars
+    return fig
+
+
+def plot_accuracy(result: Result, path: str | os.PathLike) -> Path:
+    """Bar plot of the last-epoch test accuracy per teacher and method, mean ± sd over seeds
+    (:func:`accuracy_figure`), written atomically.
+
+    Args:
+        result: the study's result.
+        path: the image file.
+
+    Returns:
+        ``path``.
+    """
+    from ._plots import save_figure
+
+    return save_figure(accuracy_figure(result), path)
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:

@@ -118,12 +118,13 @@ def test_flatness_figure_has_colour_bars_and_the_trace_interval():
 
     fig = flatness_figure(_flatness_result())
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert sorted(ax.get_ylabel() for ax in bars) == ["relative flatness", "teacher λ_max(H)"]
-    trace_ax = next(ax for ax in fig.axes if "tr H" in ax.get_xlabel())
+    assert sorted(ax.get_ylabel() for ax in bars) == ["relative flatness", "teacher $\\lambda_{\\max}(H)$"]
+    trace_ax = next(ax for ax in fig.axes if "tr $H$" in ax.get_xlabel())
     seg = [c for c in trace_ax.containers if c.has_xerr][0].lines[2][0].get_segments()[0]
     assert seg[1][0] - seg[0][0] == pytest.approx(2 * 1.96 * 10.0)
     labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
-    assert all("_max" not in t or "λ_max" in t for t in labels) and "σ" in " ".join(labels)
+    assert "\\sigma" in " ".join(labels)
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
 
 
 def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
@@ -137,12 +138,20 @@ def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
     fig = plot_terms(rows, "rank")
     ax = fig.axes[0]
     assert ax.get_ylim()[0] < 0 < ax.get_ylim()[1], "a term equal to 0 is drawn inside the frame"
-    assert ax.get_xlabel() == "student rank r" and "_" not in ax.get_ylabel()
+    assert ax.get_xlabel() == "student rank $r$" and not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
     fig = plot_bounds(rows, "rank")
     ax = fig.axes[0]
     ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
     assert ax.get_ylim()[0] < ys.min() and ys.max() < ax.get_ylim()[1], "no curve on the frame"
-    assert "_" not in ax.get_xlabel() + ax.get_ylabel()
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    from matplotlib.collections import PolyCollection
+
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 6, "each bound curve (Th.1 at both signs) carries its ± SE band over the seeds"
+    se = np.std([r["theorem3b_upper"] for r in rows if r["sweep"] == "rank" and r["x"] == 1.0], ddof=1) / np.sqrt(2)
+    v = bands[0].get_paths()[0].vertices
+    at = sorted({round(float(y), 12) for x, y in v if x == 1.0})
+    assert at[-1] - at[0] == pytest.approx(2 * se), "the band is ± 1 SE of Theorem 3B's upper bound at rank 1"
 
 
 # ---- the figures of notebooks 02–04 (kdbounds.studies._notebook_plots) ---------------------------------------------
@@ -325,3 +334,282 @@ def test_pid_transfer_curves_draw_the_bootstrap_intervals_and_the_shuffle_band()
         assert sum(len(c.get_segments()) for c in bars) == 2 * 5
         assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2, "a floor band per method"
     assert curves_figure([{**r, "redundancy_ci_low": None, "unique_t_ci_low": None} for r in rows]).kdbounds_intervals == 0
+
+
+# ---- functional_transfer: agreement_split.png ----------------------------------------------------------------------
+
+def _transfer_result(noise: dict[str, list[float]], n: int = 150):
+    """A functional-transfer Result from the real producers (fidelity_report, compare_methods) on synthetic logits:
+    the teacher is right on about two thirds of the inputs; a student is the teacher's logits plus noise of the given
+    scale per group and seed (scale 0: a copy of the teacher)."""
+    import torch
+
+    from kdbounds.fidelity import compare_methods, fidelity_report
+    from kdbounds.studies.functional_transfer import Result
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (n,), generator=g)
+    zt = torch.randn(n, 10, generator=g)
+    zt[torch.arange(2 * n // 3), y[: 2 * n // 3]] += 5.0
+    logits = {grp: [zt + s * torch.randn(n, 10, generator=g) for s in scales] for grp, scales in noise.items()}
+    reports = {grp: [fidelity_report(z, zt, y, n_boot=0) for z in zs] for grp, zs in logits.items()}
+    return Result("test", {}, (), reports, compare_methods(reports, "kd"), 0.0), logits, zt, y
+
+
+def test_agreement_split_draws_each_seeds_binomial_interval_the_spread_and_the_tested_differences():
+    """agreement_split.png: every seed's agreement with its exact binomial interval (checked against the beta quantiles
+    of the counts taken from the logits), the bars' ± 1 sd over seeds, and KD − control with the comparison's Welch
+    interval; labels in words, the difference axis fitted to the intervals."""
+    from matplotlib.container import ErrorbarContainer
+    from scipy import stats as st
+
+    from kdbounds.studies.functional_transfer import GROUP_LABELS, agreement_split_figure
+
+    noise = {"kd": [1.0, 1.2, 1.4], "rcd": [2.0, 2.2, 2.4], "siddo": [3.0, 3.1, 3.3], "alone": [4.0, 4.5, 5.0]}
+    result, logits, zt, y = _transfer_result(noise)
+    fig = agreement_split_figure(result)
+    ax, ax_d = fig.axes
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [GROUP_LABELS[g] for g in noise] and not set(ticks) & set(noise), "groups in words"
+    right = zt.argmax(1) == y
+    want = []
+    for grp, zs in logits.items():
+        for key, mask in (("agreement_teacher_correct", right), ("agreement_teacher_wrong", ~right)):
+            for z in zs:
+                agree = (z.argmax(1) == zt.argmax(1))[mask]
+                k, m = int(agree.sum()), int(mask.sum())
+                lo = st.beta.ppf(0.025, k, m - k + 1) if k else 0.0  # Clopper–Pearson by its definition
+                hi = st.beta.ppf(0.975, k + 1, m - k) if k < m else 1.0
+                want.append((grp, key, lo, hi))
+    got = sorted(fig.kdbounds_seed_intervals)
+    assert [g[:2] for g in got] == [w[:2] for w in sorted(want)]
+    assert np.allclose([g[2:] for g in got], [w[2:] for w in sorted(want)], atol=1e-9)
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    seeds = [c for c in bars if c.lines[0].get_marker() == "o"]
+    assert len(seeds) == 4 * 2 * 3, "one interval per seed, group and half"
+    spreads = sorted(round(float(np.diff(c.lines[2][0].get_segments()[0][:, 1])[0]), 9) for c in bars
+                     if c.lines[0].get_marker() != "o")
+    sds = sorted(round(2 * float(np.std([r.get(key).value for r in result.reports[grp]], ddof=1)), 9)
+                 for grp in noise for key in ("agreement_teacher_correct", "agreement_teacher_wrong"))
+    assert spreads == pytest.approx(sds), "whiskers ± 1 sd (ddof = 1) over the seeds"
+    diffs = [c for c in ax_d.containers if isinstance(c, ErrorbarContainer)]
+    assert len(diffs) == len(fig.kdbounds_differences) == 3 * 2
+    for (grp, key, d, lo, hi), cont in zip(fig.kdbounds_differences, diffs):
+        c = next(c for c in result.comparison.comparisons if c.metric == key and c.name_b == grp)
+        assert (d, lo, hi) == (c.diff, c.diff_ci_low, c.diff_ci_high)
+        seg = cont.lines[2][0].get_segments()[0][:, 0]
+        assert seg == pytest.approx([max(lo, -1.0), min(hi, 1.0)])
+    x0, x1 = ax_d.get_xlim()
+    ends = [v for _, _, d, lo, hi in fig.kdbounds_differences for v in (d, max(lo, -1), min(hi, 1))] + [0.0]
+    assert x0 <= min(ends) and x1 >= max(ends) and x1 - x0 <= 1.3 * (max(ends) - min(ends)), "fitted, not [-1, 1]"
+    assert fig.kdbounds_cut == 0
+
+
+def test_agreement_split_cuts_an_interval_past_one_and_marks_it():
+    """Two seeds far apart: Welch's interval (about 1 degree of freedom) reaches past ±1; it is drawn cut at ±1, the
+    cut end marked and said in the legend, and the axis stays within [−1.05, 1.05]."""
+    from kdbounds.studies.functional_transfer import agreement_split_figure
+
+    result, *_ = _transfer_result({"kd": [0.0, 30.0], "rcd": [1.0, 1.5], "alone": [2.0, 2.5]})
+    raw = [(c.diff_ci_low, c.diff_ci_high) for c in result.comparison.comparisons if c.metric.startswith("agreement_t")]
+    assert any(lo < -1 or hi > 1 for lo, hi in raw), "the fixture reaches past ±1"
+    fig = agreement_split_figure(result)
+    ax_d = fig.axes[1]
+    assert fig.kdbounds_cut == sum((lo < -1) + (hi > 1) for lo, hi in raw)
+    marks = [ln for ln in ax_d.get_lines() if ln.get_marker() in ("<", ">")]
+    assert len(marks) == fig.kdbounds_cut
+    assert -1.05 <= ax_d.get_xlim()[0] and ax_d.get_xlim()[1] <= 1.05
+    assert any("cut at ±1" in t.get_text() for t in ax_d.get_legend().get_texts())
+
+
+# ---- nuisance_teacher: accuracy.png --------------------------------------------------------------------------------
+
+def _nuisance_result(seeds: int):
+    from kdbounds.studies.nuisance_teacher import PRESETS, Result, summarise
+
+    cfg = PRESETS["smoke-scale"]  # methods ce, vid_rid, rid; the untrained teacher in both BatchNorm modes
+    rng = np.random.default_rng(1)
+    rows = [{"teacher": "none", "method": "ce", "seed": s, "test_acc": 0.5 + 0.02 * rng.standard_normal()}
+            for s in range(seeds)]
+    rows += [{"teacher": k, "method": m, "seed": s, "test_acc": 0.3 + 0.1 * i + 0.05 * j + 0.02 * rng.standard_normal()}
+             for s in range(seeds) for i, k in enumerate(cfg.teacher_kinds()) for j, m in enumerate(("vid_rid", "rid"))]
+    rows = json.loads(json.dumps(rows))
+    return Result(cfg.to_dict(), tuple(rows), tuple(summarise(rows)), {"untrained": 0.1, "trained": 0.8}), rows
+
+
+def test_accuracy_figure_bars_are_mean_and_sd_over_seeds_in_words():
+    """accuracy.png: one bar per (teacher, method) at the mean over seeds with one ± 1 sd whisker (numpy's ddof = 1 sd
+    of the rows), said in the title; the student alone and the trained teacher as lines; no code name anywhere."""
+    from matplotlib.container import ErrorbarContainer
+
+    from kdbounds.studies.nuisance_teacher import TEACHER_LABELS, accuracy_figure
+
+    result, rows = _nuisance_result(3)
+    fig = accuracy_figure(result)
+    ax = fig.axes[0]
+    texts = _all_texts(fig)
+    assert not _code_names(texts) and not [t for t in texts if "bn-train" in t or "vid" in t or "untrained-" in t], texts
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {TEACHER_LABELS[k] for k in ("trained", "untrained", "untrained-bn-train")} <= set(legend)
+    assert "BatchNorm in train mode" in TEACHER_LABELS["untrained-bn-train"]
+    assert "mean ± 1 sd over 3 seeds" in ax.get_title()
+    whiskers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(fig.kdbounds_bars) == 6 and len(whiskers) == 6, "one whisker per bar"
+    heights = sorted(round(p.get_height(), 12) for p in ax.patches)
+    for (kind, m, mean, sd, n), cont in zip(fig.kdbounds_bars, whiskers):
+        accs = [r["test_acc"] for r in rows if (r["teacher"], r["method"]) == (kind, m)]
+        assert (mean, n) == (pytest.approx(np.mean(accs)), 3) and round(mean, 12) in heights
+        seg = cont.lines[2][0].get_segments()[0][:, 1]
+        assert seg == pytest.approx([np.mean(accs) - np.std(accs, ddof=1), np.mean(accs) + np.std(accs, ddof=1)])
+    ce = [r["test_acc"] for r in rows if r["method"] == "ce"]
+    hlines = {round(float(ln.get_ydata()[0]), 12) for ln in ax.get_lines() if len(set(ln.get_ydata())) == 1}
+    assert round(float(np.mean(ce)), 12) in hlines and 0.8 in hlines, "the student alone and the trained teacher"
+    assert ax.get_ylim()[1] >= max(0.8, max(r["test_acc"] for r in rows))
+
+
+def test_accuracy_figure_with_one_seed_draws_no_whisker_and_says_so():
+    from matplotlib.container import ErrorbarContainer
+
+    from kdbounds.studies.nuisance_teacher import accuracy_figure
+
+    fig = accuracy_figure(_nuisance_result(1)[0])
+    ax = fig.axes[0]
+    assert not [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert "one seed" in ax.get_title() and "sd" not in ax.get_title()
+
+
+# ---- notebook 05: the certificate of the user's own model ----------------------------------------------------------
+
+def _own_model_certificates(test: bool = True):
+    """A posterior (a shifted copy of a small linear network) and the prior alone, certified by kdbounds.certify."""
+    import torch
+    from torch import nn
+
+    from kdbounds import GaussianKernel, certify
+
+    torch.manual_seed(0)
+    net = nn.Linear(6, 3)
+    x, y = torch.randn(300, 6), torch.randint(0, 3, (300,))
+    xt, yt = torch.randn(200, 6), torch.randint(0, 3, (200,))
+    prior = GaussianKernel.from_model(net, 0.05)
+    with torch.no_grad():
+        net.weight.add_(0.1)
+    posterior = GaussianKernel.from_model(net, 0.05)
+    cert = certify(posterior, prior, (x, y), n_draws=2, seed=0, test_data=(xt, yt) if test else None)
+    base = certify(prior, prior, (x, y), n_draws=2, seed=1)
+    return json.loads(dumps_strict(cert.to_dict())), json.loads(dumps_strict(base.to_dict()))
+
+
+def test_prior_posterior_certificate_figure_draws_the_held_out_interval_and_both_certificates():
+    from matplotlib.container import ErrorbarContainer
+
+    from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+
+    cert, base = _own_model_certificates()
+    fig = prior_posterior_certificate_figure(cert, base)
+    ax = fig.axes[0]
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    held = cert["test_gibbs_risk"]
+    assert list(fig.kdbounds_bars.values()) == [held["value"], base["risk_upper"], cert["risk_upper"]]
+    assert sorted(p.get_height() for p in ax.patches) == sorted(fig.kdbounds_bars.values())
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1, "the held-out risk carries its interval; a certificate carries none"
+    seg = bars[0].lines[2][0].get_segments()[0][:, 1]
+    assert seg == pytest.approx([held["ci_low"], held["ci_high"]])
+    assert [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == ":"] == [cert["trivial"]]
+    assert f"{cert['confidence']:.3f}" in ax.get_title()
+    top = max(held["ci_high"], base["risk_upper"], cert["risk_upper"], cert["trivial"])
+    assert top <= ax.get_ylim()[1] <= max(1.0, 1.15 * top) and ax.get_ylim()[1] <= 1.0
+    low = {**cert, "risk_upper": 0.4, "test_gibbs_risk": {**held, "value": 0.3, "ci_low": 0.25, "ci_high": 0.35}}
+    assert cert["trivial"] == pytest.approx(2 / 3)  # three classes
+    lo_ax = prior_posterior_certificate_figure(low, {**base, "risk_upper": 0.45}).axes[0]
+    assert 2 / 3 < lo_ax.get_ylim()[1] <= 1.15 * 2 / 3, "the axis fits the bars and the vacuous level, not [0, 1]"
+    assert sorted(t.get_text() for t in ax.texts if t.get_text()[:1].isdigit()) == sorted(
+        f"{v:.3f}" for v in fig.kdbounds_bars.values()), "each value written on its bar"
+
+
+def test_prior_posterior_certificate_figure_without_a_held_out_estimate_says_so():
+    from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+
+    cert, base = _own_model_certificates(test=False)
+    fig = prior_posterior_certificate_figure(cert, base)
+    assert len(fig.kdbounds_bars) == 2 and fig.kdbounds_interval is None
+    assert any("no held-out estimate" in t.get_text() for t in fig.axes[0].texts)
+
+
+# ---- notebook 01: the linear-Gaussian sweeps and the frontier (linear_gaussian.plots) -------------------------------
+
+def _lg_rows():
+    from linear_gaussian.sweeps import TradeoffConfig, run_sweeps
+
+    cfg = TradeoffConfig(d=6, k=3, n=60, ns=(30, 120), tau_ratios=(0.5, 1.0), lam_Ss=(0.1, 1.0), seeds=(0, 1))
+    return run_sweeps(cfg, progress=False)
+
+
+def _oracle_mean_se(rows, sweep, key):
+    """Mean and SE over seeds per x, from the rows by numpy (not linear_gaussian.sweeps.mean_by_x)."""
+    xs = sorted({r["x"] for r in rows if r["sweep"] == sweep})
+    vals = [np.array([r[key] for r in rows if r["sweep"] == sweep and r["x"] == x], float) for x in xs]
+    return xs, [v.mean() for v in vals], [v.std(ddof=1) / np.sqrt(v.size) for v in vals]
+
+
+def test_linear_gaussian_terms_grid_draws_the_standard_errors_and_zeros_inside_the_frame():
+    from linear_gaussian.plots import terms_grid_figure
+
+    rows = _lg_rows()
+    fig = terms_grid_figure(rows)
+    assert len(fig.axes) == 4 and not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    assert "2 seed(s)" in fig._suptitle.get_text()
+    for ax, sweep in zip(fig.axes, ("rank", "n", "tau_ratio", "lam_S")):
+        assert len(ax.containers) == 4, "K, B, R_r, V each with its error bars"
+        for cont, key in zip(ax.containers, ("total", "bias", "rank_bottleneck", "variance")):
+            xs, mean, se = _oracle_mean_se(rows, sweep, key)
+            assert list(cont.lines[0].get_xdata()) == xs and cont.lines[0].get_ydata() == pytest.approx(mean)
+            widths = [seg[1, 1] - seg[0, 1] for seg in cont.lines[2][0].get_segments()]
+            assert widths == pytest.approx([2 * s for s in se], abs=1e-12), "± 1 SE over the seeds"
+        lo, hi = ax.get_ylim()
+        ys = [v for c in ax.containers for v in np.asarray(c.lines[0].get_ydata(), float)]
+        assert lo < min(ys) and max(ys) < hi, "no term on the frame"
+    rank_ax = fig.axes[0]
+    assert min(rank_ax.containers[2].lines[0].get_ydata()) == 0.0 and rank_ax.get_ylim()[0] < 0, \
+        "R_r = 0 at full rank, drawn inside the frame"
+
+
+def test_linear_gaussian_ratios_grid_is_log_with_the_tight_line_and_fitted():
+    from linear_gaussian.plots import ratios_grid_figure
+
+    rows = _lg_rows()
+    fig = ratios_grid_figure(rows)
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    for ax, sweep in zip(fig.axes, ("rank", "n", "tau_ratio", "lam_S")):
+        assert ax.get_yscale() == "log" and 1.0 in [ln.get_ydata()[0] for ln in ax.get_lines()]
+        tops, bottoms = [1.0], [1.0]
+        for cont, key in zip(ax.containers, ("ratio_theorem3b", "ratio_subgamma", "ratio_theorem1", "ratio_theorem3a")):
+            _, mean, se = _oracle_mean_se(rows, sweep, key)
+            seg = cont.lines[2][0].get_segments()
+            assert [s[1, 1] - s[0, 1] for s in seg] == pytest.approx([2 * e for e in se])
+            tops += [m + e for m, e in zip(mean, se)]
+            bottoms += [m - e if m - e > 0 else m for m, e in zip(mean, se)]
+        lo, hi = ax.get_ylim()
+        assert lo <= min(bottoms) and hi >= max(tops) and hi / lo <= 3 * max(tops) / min(bottoms), "fitted"
+
+
+def test_linear_gaussian_frontier_keeps_every_curve_inside_the_frame():
+    from linear_gaussian.plots import frontier_figure
+
+    ks = np.geomspace(1e-2, 1e4, 50)
+    bounds = {"theorem3b_upper": np.sqrt(2 * ks) + ks / 10, "theorem3b_lower": -np.sqrt(2 * ks),
+              "subgamma_upper": np.sqrt(2 * ks) + ks / 8, "subgamma_lower": -np.sqrt(2 * ks) - ks / 50,
+              "theorem1_bound": np.sqrt(2 * ks)}
+    tilted = (ks[::5], bounds["theorem3b_upper"][::5])
+    fig = frontier_figure(ks, bounds, tilted, {"rank": ([10.0, 100.0], [0.01, -0.5]), "tau_ratio": ([], [])})
+    ax = fig.axes[0]
+    assert not _code_names(_all_texts(fig)), _code_names(_all_texts(fig))
+    lo, hi = ax.get_ylim()
+    ys = np.concatenate([np.asarray(ln.get_ydata(), float) for ln in ax.get_lines() if len(ln.get_ydata()) > 2])
+    assert lo < ys.min() and ys.max() < hi, "no curve on the top or bottom frame"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("student rank sweep" in t for t in legend) and not any("temperature" in t for t in legend), \
+        "a sweep without points gets no legend entry"
+    assert ax.get_xlim() == pytest.approx((ks.min(), ks.max()))
