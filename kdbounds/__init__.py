@@ -95,6 +95,7 @@ _export(
     "HVP_MODES", "HVP_BACKENDS", "resolve_backend", "CurvatureOperator", "GapHessianOperator", "HessianOperator", "MatrixOperator",
     "as_operator", "select_parameters", "dense_hessian", "hutchinson_trace", "hutchpp_trace",
     "frobenius_norm_sq", "diagonal_estimate", "gradient_norm", "top_eigenvalues", "power_iteration",
+    "start_vector", "EIGEN_STARTS", "EIGEN_STOPS",
     "lanczos", "spectral_density", "gaussian_density", "make_generator", "probe_vectors", "TraceEstimate",
     "DiagonalEstimate", "EigenEstimate", "PowerIterationResult", "SpectralDensity", "GradientNorm",
 )
