@@ -26,7 +26,7 @@ from kdbounds import _cli_types as T
 from kdbounds.studies import _cli
 
 STUDY = "kdbounds.studies.certify_students"  # imported after parsing (torch): a bad flag fails at once
-OVERRIDES = {"split_seed": T.seed}
+OVERRIDES = {"split_seed": T.seed, "pbkd_alpha": T.nonneg_float}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

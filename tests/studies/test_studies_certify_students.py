@@ -166,6 +166,31 @@ def test_cli_merge_keeps_working(tmp_path):
     assert merged["config"]["seeds"] == [0, 1] and len(merged["certificates"]) == 2
 
 
+def test_cli_sets_the_kd_weight_of_certified_distillation_and_merge_refuses_mixed_weights(tmp_path, capsys):
+    """``--pbkd-alpha`` (the KD weight of the ``pbkd`` posteriors) reaches the config; a negative weight is refused by
+    name; runs with different weights do not merge into one table."""
+    from kdbounds._io import atomic_write_json
+    from kdbounds.studies import _cli
+
+    spec = importlib.util.spec_from_file_location("certify_cli", ROOT / "experiments" / "certify_students.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    a = cli.parse_args(["--preset", "scale", "--pbkd-alpha", "0.01", "--seeds", "3", "--split-seed", "3"])
+    cfg = _cli.config_from_args(cs.PRESETS, a, tuple(cli.OVERRIDES), seeds=(3,))
+    assert (cfg.pbkd_alpha, cfg.seeds, cfg.split_seed) == (0.01, (3,), 3)
+    assert cfg.students == cs.PRESETS["scale"].students
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--preset", "scale", "--pbkd-alpha", "-1"])
+    assert "--pbkd-alpha" in capsys.readouterr().err
+    base = cs.PRESETS["smoke"].to_dict()
+    for seed, alpha in ((0, 0.1), (1, 0.01)):
+        atomic_write_json(tmp_path / str(seed) / "results.json",
+                          {"config": {**base, "seeds": [seed], "pbkd_alpha": alpha}, "certificates": [], "priors": [],
+                           "students": [], "split": {}, "summary": {}, "seconds": 1.0, "environment": {}})
+    with pytest.raises(ValueError, match="pbkd_alpha"):
+        cs.merge_results([tmp_path / "0", tmp_path / "1"], tmp_path / "m")
+
+
 @needs_ray
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
