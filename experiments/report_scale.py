@@ -10,9 +10,9 @@ The results each block reads (``REPORTS``):
   split (``runs/seed-N``, written by ``python experiments/certify_students.py --preset scale --seeds N --split-seed N
   --out reports/certify_students-scale/runs/seed-N``), by ``python experiments/certify_students.py --merge
   reports/certify_students-scale/runs/seed-* --out reports/certify_students-scale``;
-* ``sharpness_vs_gap``: ``reports/sharpness_vs_gap-scale/results.json``, written by ``python
+* ``sharpness_vs_gap``: ``reports/sharpness_vs_gap-scale/results.json.gz``, the ``results.json`` written by ``python
   experiments/sharpness_vs_gap.py --preset scale --executor ray --workers 2 --threads 1 --out
-  reports/sharpness_vs_gap-scale``.
+  reports/sharpness_vs_gap-scale``, compressed by ``gzip -9 -n`` (2.4 MB of JSON, 0.17 MB compressed).
 
 ``tests/test_readme_numbers.py`` fails when a README block differs from what this prints.
 """
@@ -31,7 +31,7 @@ README = ROOT / "README.md"
 REPORTS = {
     "certify_students": (ROOT / "reports" / "certify_students-scale" / "results.json", "readme_table",
                          "certify_students_scale"),
-    "sharpness_vs_gap": (ROOT / "reports" / "sharpness_vs_gap-scale" / "results.json", "readme_report",
+    "sharpness_vs_gap": (ROOT / "reports" / "sharpness_vs_gap-scale" / "results.json.gz", "readme_report",
                          "sharpness_vs_gap_scale"),
 }
 

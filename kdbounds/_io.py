@@ -175,13 +175,20 @@ class DamagedFileError(ValueError):
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Parse a strict JSON file; an unreadable, truncated or non-strict file raises ``DamagedFileError``
-    (a ``ValueError``) naming the file and the fix."""
+    """Parse a strict JSON file (gzip-compressed when its name ends in ``.gz``, as committed large results are); an
+    unreadable, truncated or non-strict file raises ``DamagedFileError`` (a ``ValueError``) naming the file and the fix."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
+        data = p.read_bytes()
+        if p.suffix == ".gz":
+            import gzip
+
+            data = gzip.decompress(data)
+        text = data.decode("utf-8")
+    except OSError as e:  # gzip.BadGzipFile and EOFError of a truncated archive included (EOFError below)
         raise DamagedFileError(f"cannot read {p}: {e.strerror or e}") from None
+    except EOFError:
+        raise DamagedFileError(f"{p} is a truncated gzip file; it is damaged — delete it and write it again") from None
     except UnicodeDecodeError as e:
         raise DamagedFileError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason}); it is damaged — "
                          f"delete it (or its run folder) and run again") from None

@@ -55,3 +55,29 @@ def test_group_comparison_writes_null_with_reason_for_infinite_statistics():
     assert d["welch_t"] is None and d["welch_t_reason"] == "+inf: zero variance in both groups"
     assert d["cohens_d"] is None and float_field(d, "cohens_d") == math.inf
     assert d["diff"] == pytest.approx(0.2) and "diff_reason" not in d
+
+
+def test_read_json_reads_gzip_strictly_and_names_a_damaged_archive(tmp_path):
+    """Committed large results are gzip-compressed (``results.json.gz``): read as the same strict JSON; NaN inside
+    refused; a truncated or non-gzip archive a ``DamagedFileError`` naming the file."""
+    import gzip
+
+    import pytest
+
+    from kdbounds._io import DamagedFileError, read_json
+
+    good = tmp_path / "r.json.gz"
+    good.write_bytes(gzip.compress(b'{"a": [1, 2.5]}'))
+    assert read_json(good) == {"a": [1, 2.5]}
+    bad = tmp_path / "nan.json.gz"
+    bad.write_bytes(gzip.compress(b'{"a": NaN}'))
+    with pytest.raises(DamagedFileError, match="nan.json.gz"):
+        read_json(bad)
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(gzip.compress(b'{"a": [1, 2.5]}' * 50)[:20])
+    with pytest.raises(DamagedFileError, match="cut.json.gz"):
+        read_json(cut)
+    plain = tmp_path / "plain.json.gz"
+    plain.write_text('{"a": 1}')
+    with pytest.raises(DamagedFileError, match="plain.json.gz"):
+        read_json(plain)

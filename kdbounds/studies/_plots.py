@@ -313,6 +313,20 @@ def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.Pat
 UNDEFINED = "—"
 
 
+def format_number(v: Any, spec: str = ".3f") -> str:
+    """``format(v, spec)`` for a finite number, :data:`UNDEFINED` ("—") for anything else (``None``, NaN, inf):
+    the one number cell of the generated README tables.
+
+    Args:
+        v: the value.
+        spec: its format.
+
+    Returns:
+        The text.
+    """
+    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else UNDEFINED
+
+
 def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: str = ".4g") -> str:
     """A GitHub-markdown table of ``cols`` from ``rows``.
 

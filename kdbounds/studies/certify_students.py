@@ -83,6 +83,7 @@ from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
 from ._provenance import with_provenance
+from ._plots import format_number
 
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates", "certificates_figure",
            "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior",
@@ -845,12 +846,8 @@ _PRIOR_LABELS = {"random": "(a) random init", "learnt": "(b) learnt on D_T", "te
                  "distilled": "(d) distilled from the teacher on D_T"}
 
 
-def _num(v: Any, fmt: str = ".3f") -> str:
-    return "–" if v is None else format(v, fmt)
-
-
 def _heldout_cell(r: Mapping[str, Any]) -> str:
-    return f"{_num(r.get('test_gibbs_risk'))} [{_num(r.get('test_gibbs_ci_low'))}, {_num(r.get('test_gibbs_ci_high'))}]"
+    return f"{format_number(r.get('test_gibbs_risk'))} [{format_number(r.get('test_gibbs_ci_low'))}, {format_number(r.get('test_gibbs_ci_high'))}]"
 
 
 def _n_test(results: Mapping[str, Any]) -> int | None:
@@ -902,7 +899,7 @@ def readme_table(results: Mapping[str, Any]) -> str:
     reps = sp.get("replicates") or [sp]
     split_note = ("" if len(reps) < 2 else
                   f" (each seed its own split: split seeds {', '.join(str(r.get('seed')) for r in reps)})")
-    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set{split_note}, {_num(_n_test(results), ',')} held-out test images; "
+    intro = (f"D_T {sp['n_t']:,} / D_S {sp['n_s']:,} images of the training set{split_note}, {format_number(_n_test(results), ',')} held-out test images; "
              f"teacher {cfg['teacher_arch']} ({cfg['recipe']} recipe, {cfg['teacher_epochs']} epochs on D_T), student "
              f"{cfg['student_arch']}; the prior centres' test accuracy: {centres or '–'}; seeds {', '.join(map(str, cfg['seeds']))}; every row one "
              f"certificate at confidence {', '.join(f'{c:g}' for c in conf)} (δ = {cfg['delta']:g}, δ′ = {cfg['delta_mc']:g}); "
@@ -917,15 +914,15 @@ def readme_table(results: Mapping[str, Any]) -> str:
         name = st.split("@")[0]
         kind = "wrapped" if name in WRAPPED else "learnt"
         cell = lambda f: ", ".join(f(r) for r in g)  # noqa: E731
-        acc = cell(lambda r: _num(r.get("student_test_acc"))
+        acc = cell(lambda r: format_number(r.get("student_test_acc"))
                    + ("" if r.get("mean_acc_change") is None else f" ({r['mean_acc_change']:+.3f})"))
         head.append(
             f"| {_PRIOR_LABELS.get(k[0], k[0])} | `{name}` ({kind}, {arch}) | "
-            f"{cell(lambda r: _num(r['risk_upper']) + (' (vacuous)' if r['vacuous'] else ''))} | "
-            f"{cell(lambda r: _num(r.get('prior_heldout_bound')))} | "
-            f"{cell(lambda r: _num(r.get('prior_mean_heldout_bound')))} | "
+            f"{cell(lambda r: format_number(r['risk_upper']) + (' (vacuous)' if r['vacuous'] else ''))} | "
+            f"{cell(lambda r: format_number(r.get('prior_heldout_bound')))} | "
+            f"{cell(lambda r: format_number(r.get('prior_mean_heldout_bound')))} | "
             f"{cell(_heldout_cell)} | "
-            f"{cell(lambda r: _num(r['mean_term'], '.3g') + ' / ' + _num(r['variance_term'], '.3g'))} | {acc} |")
+            f"{cell(lambda r: format_number(r['mean_term'], '.3g') + ' / ' + format_number(r['variance_term'], '.3g'))} | {acc} |")
     return "\n".join(head) + "\n\n" + "\n".join(_findings(rows))
 
 
@@ -949,14 +946,14 @@ def _findings(rows: list[Mapping[str, Any]]) -> list[str]:
            f"{_PRIOR_LABELS.get(low['prior'], low['prior'])}, seed {low['seed']}); as the minimum over the {n} learnt-posterior "
            f"certificates {where} it holds at {conf:.3f} (union bound), each row alone at {low['confidence']:.3f}. "
            f"The prior alone gives {low['prior_heldout_bound']:.3f} (`Q = P`) and its mean network "
-           f"{_num(low.get('prior_mean_heldout_bound'))} (test-set bound): the posterior added "
+           f"{format_number(low.get('prior_mean_heldout_bound'))} (test-set bound): the posterior added "
            f"{low['risk_upper'] - low['prior_heldout_bound']:+.3f} against `Q = P`."]
     head = _headline_rows(learnt)
     if head:
         out.append(f"- Headline, named after seed 0 and before seeds 1 and 2 were certified (`HEADLINE`: `{head[0]['student']}`, prior "
                    f"{_PRIOR_LABELS[HEADLINE['prior']]}; no selection, so each at its own confidence): "
                    + "; ".join(f"seed {r['seed']} **{r['risk_upper']:.4f}** at {r['confidence']:.3f} (`Q = P` "
-                               f"{_num(r.get('prior_heldout_bound'))}, held-out Gibbs {_num(r.get('test_gibbs_risk'))})"
+                               f"{format_number(r.get('prior_heldout_bound'))}, held-out Gibbs {format_number(r.get('test_gibbs_risk'))})"
                                for r in head) + ".")
     if head:
         out.append(_goal_line("Goal: headline certified ≤ " + f"{GOALS['risk']:g}",

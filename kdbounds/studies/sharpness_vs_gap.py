@@ -94,7 +94,7 @@ from ..runs.cache import code_fingerprint, resolve_cache_root
 from ..runs.grid import DataSpec, TeacherRecipe, Timed, load_data, train_spec, train_timed
 from ..runs.locking import compute_once
 from ..runs.splits import SplitSpec, split_data, train_on_split
-from ._plots import UNDEFINED, format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
+from ._plots import UNDEFINED, format_number, format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
 from ._provenance import with_provenance
 from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
@@ -1307,11 +1307,6 @@ def summary(result: StudyResult) -> str:
 GOALS = {"teacher_test_acc": 0.85}
 
 
-def _num(v: Any, spec: str = ".3f") -> str:
-    """``v`` formatted, or "—" when it is not a finite number."""
-    return UNDEFINED if not isinstance(v, (int, float)) or not math.isfinite(v) else format(v, spec)
-
-
 def _count(v: Any) -> str:
     """An integer count, or "—" when it is not defined (e.g. recipes of a within-design test)."""
     return str(v) if isinstance(v, int) else UNDEFINED
@@ -1322,7 +1317,7 @@ def _spread(vals: Sequence[Any], spec: str = ".3f") -> str:
     xs = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
     if not xs:
         return UNDEFINED
-    return f"{_num(float(np.mean(xs)), spec)} [{_num(min(xs), spec)}, {_num(max(xs), spec)}]"
+    return f"{format_number(float(np.mean(xs)), spec)} [{format_number(min(xs), spec)}, {format_number(max(xs), spec)}]"
 
 
 def _recipe_knobs(t: Mapping[str, Any]) -> str:
@@ -1341,9 +1336,9 @@ def _md_teachers(results: Mapping[str, Any]) -> tuple[str, str]:
              "|---|---|---|---|---|---|"]
     for name, r in first.items():
         tr = results["curvature"][name]["train_trace"]
-        lines.append(f"| `{name}` | {_recipe_knobs(recipes[r['teacher_recipe']])} | {_num(r['teacher_test_acc'], '.4f')} | "
-                     f"{_num(r['teacher_train_acc'], '.4f')} | {_num(tr['value'], '.4g')} ± {_num(tr['stderr'], '.2g')} | "
-                     f"{_num(results['curvature'][name].get('gap_eig_max'), '.3g')} |")
+        lines.append(f"| `{name}` | {_recipe_knobs(recipes[r['teacher_recipe']])} | {format_number(r['teacher_test_acc'], '.4f')} | "
+                     f"{format_number(r['teacher_train_acc'], '.4f')} | {format_number(tr['value'], '.4g')} ± {format_number(tr['stderr'], '.2g')} | "
+                     f"{format_number(results['curvature'][name].get('gap_eig_max'), '.3g')} |")
     goal = GOALS["teacher_test_acc"]
     miss = [n for n, r in first.items() if not (isinstance(r["teacher_test_acc"], float) and r["teacher_test_acc"] >= goal)]
     verdict = (f"**Goal: every teacher at ≥ {goal * 100:.0f} % test accuracy — {len(first) - len(miss)} of {len(first)} reach it"
@@ -1373,8 +1368,8 @@ def _md_kendall(results: Mapping[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for k in results["kendall"]:
         gap = k["gap"].replace("student_gap_", "").replace("_", " ")
-        lines.append(f"| {k['level']} | {k['students']} | {gap} | {k['statistic']} | {_num(k['tau'], '+.2f')} | "
-                     f"{_num(k['p_value'], '.3g')} | {_num(k['p_holm'], '.3g')} | "
+        lines.append(f"| {k['level']} | {k['students']} | {gap} | {k['statistic']} | {format_number(k['tau'], '+.2f')} | "
+                     f"{format_number(k['p_value'], '.3g')} | {format_number(k['p_holm'], '.3g')} | "
                      f"{_count(k['n_recipes'])} / {_count(k['n_teachers'])} / {_count(k['n_students'])} |"
                      + ("" if not k.get("note") else f" {k['note']}"))
     return "\n".join(lines)
@@ -1397,16 +1392,16 @@ def _md_violations(results: Mapping[str, Any]) -> str:
         return "Violated checks: none."
     return "Violated checks: " + "; ".join(
         f"`{c['name']}` ({c['kind']}) on teacher `{c['teacher']}`, student `{c['student']}`, {c['loss'].replace('_', ' ')}: "
-        f"observed {_num(c['observed'], '.3g')} ± {_num(c.get('observed_se'), '.2g')} (SE) against the bound "
-        f"{_num(c['bound'], '.3g')}" for c in bad) + "."
+        f"observed {format_number(c['observed'], '.3g')} ± {format_number(c.get('observed_se'), '.2g')} (SE) against the bound "
+        f"{format_number(c['bound'], '.3g')}" for c in bad) + "."
 
 
 def _md_tightness(results: Mapping[str, Any]) -> str:
     lines = ["| check (kind) | student | pairs | kernel divergence K (nats): median (min) | bound / observed: min, median | within 10× | "
              "holds / violated / inconclusive |", "|---|---|---|---|---|---|---|"]
     for t in kernel_tightness(results["checks"]):
-        lines.append(f"| `{t['name']}` ({t['kind']}) | `{t['student']}` | {t['n_pairs']} | {_num(t['K_median'], '.3g')} "
-                     f"({_num(t['K_min'], '.3g')}) | {_num(t['ratio_min'], '.3g')}, {_num(t['ratio_median'], '.3g')} | "
+        lines.append(f"| `{t['name']}` ({t['kind']}) | `{t['student']}` | {t['n_pairs']} | {format_number(t['K_median'], '.3g')} "
+                     f"({format_number(t['K_min'], '.3g')}) | {format_number(t['ratio_min'], '.3g')}, {format_number(t['ratio_median'], '.3g')} | "
                      f"{t['within_10x']} | {t['holds']} / {t['violated']} / {t['inconclusive']} |")
     return "\n".join(lines)
 
