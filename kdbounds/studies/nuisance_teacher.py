@@ -503,12 +503,13 @@ def train_teacher(config: Config, cache_root: str | os.PathLike, data: Any = Non
 
 
 def _jobs(config: Config) -> list[tuple[int, str, str]]:
-    """(seed, method, teacher kind) in run order: everything that does not need the trained teacher
-    first, so a process can work while another trains the teacher."""
+    """(seed, method, teacher kind) in run order: seed by seed, so a run stopped early has whole replicates
+    (every method under every teacher for its first seeds), not one half of the claim for every seed. While the
+    trained teacher trains (it is the sweep's first run, :func:`training_specs`), the sweep starts the runs
+    that do not need it, in this order."""
     seeds = range(config.seed, config.seed + config.seeds)
-    jobs = [(s, m, k) for s in seeds for m in config.methods
+    return [(s, m, k) for s in seeds for m in config.methods
             for k in (["none"] if m == "ce" else config.teacher_kinds())]
-    return sorted(jobs, key=lambda j: j[2] == "trained")
 
 
 def _job_key(seed: int, method: str, kind: str) -> str:
@@ -517,7 +518,7 @@ def _job_key(seed: int, method: str, kind: str) -> str:
 
 def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool = False) -> list[RunSpec]:
     """The study's training grid: per :func:`_jobs` entry a run ``"<method>-<teacher kind>-seed<s>"``,
-    and the trained teacher (key ``"teacher"``) before its students, which depend on it.
+    and the trained teacher (key ``"teacher"``) first, so it starts at once (its students depend on it).
 
     The untrained teacher's students name its model file (:func:`untrained_teacher_path`, one per BatchNorm mode;
     :func:`run` writes them before the sweep). With ``bank_teacher`` the trained teacher comes from the teacher
@@ -536,15 +537,15 @@ def training_specs(config: Config, cache_root: str | os.PathLike, progress: bool
     untrained = {kind: str(untrained_teacher_path(config, cache_root, bn))
                  for bn, kind in _UNTRAINED_KIND.items() if bn in config.untrained_bn}
     specs: list[RunSpec] = []
-    for seed, m, kind in _jobs(config):
-        if kind == "trained" and not any(s.key == "teacher" for s in specs):
-            if config.bank_teacher:
-                from ..runs.bank import bank_teacher
+    if any(kind == "trained" for _, _, kind in _jobs(config)):
+        if config.bank_teacher:
+            from ..runs.bank import bank_teacher
 
-                specs.append(RunSpec("teacher", bank_teacher, {"spec": config._bank_spec(), "root": config.bank_root,
-                                                               "data_root": config.data_root, "progress": progress}))
-            else:
-                specs.append(grid.train_spec("teacher", _teacher_config(config), cache_root, data, progress=progress))
+            specs.append(RunSpec("teacher", bank_teacher, {"spec": config._bank_spec(), "root": config.bank_root,
+                                                           "data_root": config.data_root, "progress": progress}))
+        else:
+            specs.append(grid.train_spec("teacher", _teacher_config(config), cache_root, data, progress=progress))
+    for seed, m, kind in _jobs(config):
         c = dataclasses.replace(base_config(config, config.student_arch, config.epochs, seed),
                                 method=m, method_kwargs=method_kwargs(config, m), grad_clip=grad_clip(m),
                                 teacher_ckpt=untrained.get(kind))

@@ -103,12 +103,14 @@ def test_config_rejects_bad_values():
         dataclasses.replace(cfg, rid_r=1.0)
 
 
-def test_jobs_put_the_trained_teacher_last_and_honour_the_first_seed():
+def test_jobs_go_seed_by_seed_and_honour_the_first_seed():
+    """A run stopped early has whole replicates: every (method, teacher) of seed s before any job of seed s + 1."""
     cfg = dataclasses.replace(nt.PRESETS["cpu"], seed=5, seeds=2)
     jobs = nt._jobs(cfg)
-    kinds = [k for _, _, k in jobs]
-    assert kinds.index("trained") == len(kinds) - kinds.count("trained")  # all trained at the end
-    assert {s for s, _, _ in jobs} == {5, 6} and len(jobs) == 2 * 5
+    seeds = [s for s, _, _ in jobs]
+    assert seeds == sorted(seeds) == [5] * 5 + [6] * 5
+    assert {(m, k) for s, m, k in jobs if s == 5} == {(m, k) for s, m, k in jobs if s == 6}
+    assert {k for _, _, k in jobs} == {"none", "untrained", "trained"} and len(set(jobs)) == 2 * 5
     assert ("ce" in {m for _, m, k in jobs if k == "none"}) and all(m != "ce" for _, m, k in jobs if k != "none")
 
 
@@ -183,7 +185,8 @@ def test_training_specs_the_grid_and_its_dependencies(tmp_path):
     specs = nt.training_specs(cfg, tmp_path)
     keys = [s.key for s in specs]
     assert len(keys) == len(set(keys)) == 1 + 2 * 5
-    assert keys.index("teacher") == keys.index("vid_rid-trained-seed3") - 1  # right before its students
+    assert keys[0] == "teacher"  # first: it starts at once, its students wait for it
+    assert [k.rsplit("seed", 1)[1] for k in keys[1:]] == ["3"] * 5 + ["4"] * 5  # seed by seed
     untrained = str(nt.untrained_teacher_path(cfg, tmp_path))
     for s in specs:
         c = s.kwargs["config"]
