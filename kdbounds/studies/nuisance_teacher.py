@@ -61,6 +61,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ __all__ = ["METHODS", "Config", "PRESETS", "PUBLISHED", "Result", "run", "write_
            "accuracy_figure", "METHOD_LABELS", "TEACHER_LABELS",
            "summary", "summarise", "base_config", "method_kwargs", "grad_clip", "train_teacher",
            "claim_tests", "data_spec", "training_specs", "untrained_teacher_path", "UNTRAINED_BN", "CLAIMS_BN_TRAIN",
-           "bn_train_teacher", "train_mode_accuracy"]
+           "bn_train_teacher", "train_mode_accuracy", "readme_report", "GOALS"]
 
 METHODS = ("ce", "kd", "vid", "vid_rid", "rid", "itrd")
 #: the methods of the published table: BAS, VID (the RID paper's variant), RID
@@ -253,16 +254,23 @@ PRESETS: dict[str, Config] = {
 
 @dataclass(frozen=True)
 class Result:
-    """One row per student run, the per-(teacher, method) summary and the teachers' own accuracy."""
+    """One row per student run, the per-(teacher, method) summary, the teachers' own accuracy and the cost.
+
+    ``timing``: ``wall_s`` of this invocation's sweep, ``teacher_train_wall_s`` (the trained teacher's training, as its
+    run recorded it), ``student_train_wall_s`` (the sum of the students' training wall times, each as its run
+    recorded it, so runs reused from the cache count what they cost when they ran), ``executor``, ``workers``,
+    ``threads``.
+    """
 
     config: dict[str, Any]
     rows: tuple[dict[str, Any], ...]
     summary: tuple[dict[str, Any], ...]
     teacher_test_acc: dict[str, float | None]
+    timing: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "teacher_test_acc": self.teacher_test_acc, "rows": list(self.rows),
-                "summary": list(self.summary)}
+                "summary": list(self.summary), "timing": self.timing}
 
 
 def data_spec(cfg: Config) -> grid.DataSpec:
@@ -610,20 +618,27 @@ def run(config: Config, out_dir: str | os.PathLike, *, cache_root: str | os.Path
     teacher_acc["trained"] = None
     local = sweep.get("executor", "local") == "local"
     specs = training_specs(config, cache, progress=progress and local)
+    start = time.perf_counter()
     trained = run_sweep(specs, progress=progress, desc="nuisance_teacher", **sweep)
+    timing: dict[str, Any] = {"executor": sweep.get("executor", "local"), "workers": sweep.get("workers"),
+                              "threads": sweep.get("threads"), "teacher_train_wall_s": None}
+    if "teacher" in trained:
+        teacher = trained.pop("teacher")
+        teacher_acc["trained"] = teacher.final.get("test_acc")
+        timing["teacher_train_wall_s"] = float(teacher.wall_time_s)
+        log(f"trained teacher {config.teacher_arch}: test accuracy {teacher_acc['trained']}")
     rows: list[dict[str, Any]] = []
     for seed, m, kind in _jobs(config):
-        if kind == "trained" and "teacher" in trained:
-            teacher_acc["trained"] = trained.pop("teacher").final.get("test_acc")
-            log(f"trained teacher {config.teacher_arch}: test accuracy {teacher_acc['trained']}")
         res = trained[_job_key(seed, m, kind)]
         rows.append({"teacher": kind, "method": m, "seed": seed,
                      "test_acc": float(res.final["test_acc"]),
                      "train_acc": float(res.final.get("train_acc", float("nan"))),
-                     "run_dir": res.paths["out_dir"]})
+                     "train_wall_s": float(res.wall_time_s), "run_dir": res.paths["out_dir"]})
         log(f"seed {seed} {m} ({kind} teacher): test accuracy {rows[-1]['test_acc']:.4f}")
     rows.sort(key=lambda r: (r["seed"], config.methods.index(r["method"]), r["teacher"]))
-    result = Result(config.to_dict(), tuple(rows), tuple(summarise(rows)), teacher_acc)
+    timing["student_train_wall_s"] = sum(r["train_wall_s"] for r in rows)
+    timing["wall_s"] = time.perf_counter() - start
+    result = Result(config.to_dict(), tuple(rows), tuple(summarise(rows)), teacher_acc, timing)
     write_results(result, out)
     plot_accuracy(result, out / "accuracy.png")
     return result
@@ -860,17 +875,123 @@ def summary(result: Result) -> str:
     if bas and result.teacher_test_acc.get("trained") is not None:
         above = 100 * (result.teacher_test_acc["trained"] - bas[0])
         lines += ["", f"Trained teacher − BAS (mean over seeds): {above:+.1f} points (issue 23 asks for ≥ 10)."]
-    claims = claim_tests(result.rows)
-    if claims:
-        lines += ["", "| claim | diff (a - b) | 95% CI | Welch p (1-sided) | Holm | MWU p | all seeds agree |",
-                  "|---|---|---|---|---|---|---|"]
-        cut = False
-        for c in claims:
-            ci, was_cut = _accuracy_diff_ci(c["diff_ci_low"], c["diff_ci_high"])
-            cut |= was_cut
-            lines.append(f"| {c['claim']} | {_fmt(c['diff'], '+.4f')} | {ci} | {_fmt(c['welch_p'])} "
-                         f"| {_fmt(c['welch_p_holm'])} | {_fmt(c['mwu_p'])} | {c['all_seeds_agree']} |")
-        if cut:
-            lines += ["", "† Welch's interval reaches past ±1 (few seeds: few degrees of freedom); shown cut at ±1, "
-                          "the range of an accuracy difference (claims.json keeps the uncut interval)."]
+    lines += _claims_table(claim_tests(result.rows))
     return "\n".join(lines)
+
+
+#: the issue's goals for the scale run: the trained teacher this many points above the student alone (BAS), and
+#: at least this many seeds per part of the claim
+GOALS = {"teacher_above_bas_points": 10.0, "seeds": 5}
+
+
+def _verdict(claim: Mapping[str, Any], alpha: float) -> str:
+    """``holds`` (Holm-adjusted one-sided Welch p < ``alpha``: the p is one-sided in the claimed direction),
+    ``opposite`` (the 95 % interval of the difference excludes 0 on the other side), else ``not shown``."""
+    sign = 1.0 if claim["alternative"] == "greater" else -1.0
+    holm = claim.get("welch_p_holm")
+    if isinstance(holm, (int, float)) and holm < alpha:
+        return "**holds**"
+    far = claim["diff_ci_high"] if sign > 0 else claim["diff_ci_low"]
+    if isinstance(far, (int, float)) and sign * far < 0:
+        return "opposite"
+    return "not shown"
+
+
+def readme_report(results: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """README's block for a committed run (generated from its ``results.json``, never typed by hand): the design and
+    cost in one paragraph, the goal lines (computed), the accuracies per student and teacher next to the published
+    ones, and the tests of the claim's parts (:func:`claim_tests`, one Holm family) with a verdict each at ``alpha``.
+
+    Args:
+        results: the parsed ``results.json`` of :func:`run`.
+        alpha: the family-wise level of the verdicts.
+
+    Returns:
+        The markdown text.
+    """
+    from ._plots import format_number
+
+    cfg, rows, acc = results["config"], results["rows"], results["teacher_test_acc"]
+    tm = results.get("timing", {})
+    seeds = sorted({int(r["seed"]) for r in rows})
+    n_train = f"{10 * cfg['n_per_class']:,} training images ({cfg['n_per_class']} per class)" \
+        if cfg["n_per_class"] else "all 50,000 training images"
+    n_test = f"{10 * cfg['test_per_class']:,} test images" if cfg["test_per_class"] else "the 10,000 test images"
+    bank = (f"the teacher bank's {cfg['teacher_arch']} (fast recipe, {cfg['teacher_epochs']} epochs on "
+            + (f"{cfg['teacher_n_per_class']} images per class)" if cfg.get("teacher_n_per_class")
+               else "all 50,000 training images)")) if cfg.get("bank_teacher") else \
+        f"{cfg['teacher_arch']} trained here ({cfg['teacher_epochs']} epochs of the students' SGD recipe)"
+    words = {"untrained": "with BatchNorm in eval mode (initial statistics)",
+             "untrained-bn-train": "with the training images' statistics"}
+    own = "; ".join(f"{format_number(v, '.4f')} {words.get(k, 'with ' + k.removeprefix('untrained (').rstrip(')'))}"
+                    for k, v in acc.items() if k != "trained")
+    per_run = sorted(r["train_wall_s"] for r in rows if isinstance(r.get("train_wall_s"), (int, float)))
+    cost = "not recorded"
+    if per_run:
+        cost = (f"students {sum(per_run) / 3600:.1f} h of training wall time in all ({len(per_run)} runs, median "
+                f"{per_run[len(per_run) // 2] / 60:.1f} min, each as its run recorded it)")
+        if isinstance(tm.get("teacher_train_wall_s"), (int, float)):
+            cost += f", the trained teacher {tm['teacher_train_wall_s'] / 60:.1f} min"
+        if isinstance(tm.get("wall_s"), (int, float)):
+            cost += (f"; this invocation's sweep {tm['wall_s'] / 3600:.2f} h wall ({tm.get('executor')} executor, "
+                     f"{tm.get('workers') or 1} worker(s) × {tm.get('threads') or 'default'} thread(s); runs found "
+                     "finished in the run cache cost it nothing)")
+    intro = (f"Preset `{cfg['preset']}`: trained teacher: {bank}, test accuracy "
+             f"{format_number(acc.get('trained'), '.4f')}; untrained teacher: {cfg['teacher_arch']} at initialisation, "
+             f"test accuracy {own}; students {cfg['student_arch']} on {n_train}, {cfg['epochs']} epochs, batch "
+             f"{cfg['batch_size']}, lr {cfg['lr']:g}"
+             f"{', no augmentation' if not cfg.get('augment') else ''}; last-epoch accuracy on {n_test}; "
+             f"{len(seeds)} seeds ({', '.join(map(str, seeds))}). Cost: {cost}.")
+    by = {(s["teacher"], s["method"]): s for s in results["summary"]}
+    per_seed: dict[tuple[str, str], list[float]] = {}
+    for r in sorted(rows, key=lambda r: int(r["seed"])):
+        per_seed.setdefault((r["teacher"], r["method"]), []).append(float(r["test_acc"]))
+    table = ["| student | teacher | test accuracy, mean ± sd over seeds | per seed | published (kd-rid, full "
+             "recipe) |", "|---|---|---|---|---|"]
+    order = [("none", "ce")] + [(k, m) for m in cfg["methods"] if m != "ce"
+                                for k in ("trained", "untrained", "untrained-bn-train") if (k, m) in by]
+    for key in order:
+        if key not in by:
+            continue
+        s = by[key]
+        pub = s.get("published_test_acc")
+        table.append(f"| {METHOD_LABELS.get(key[1], key[1])} | {TEACHER_LABELS.get(key[0], 'none')} "
+                     f"| {s['mean_test_acc']:.4f} ± {s['std']:.4f} | {', '.join(f'{a:.4f}' for a in per_seed[key])} "
+                     f"| {'–' if pub is None else f'{pub:.3f}'} |")
+    lines = [intro, "", *table]
+    bas = by.get(("none", "ce"))
+    goal = GOALS["teacher_above_bas_points"]
+    if bas is not None and isinstance(acc.get("trained"), (int, float)):
+        above = 100 * (acc["trained"] - bas["mean_test_acc"])
+        lines += ["", f"- Goal: the trained teacher ≥ {goal:g} points above the student alone: "
+                      f"{'**met**' if above >= goal - 1e-9 else '**not met**'} ({above:+.2f} points: "
+                      f"{acc['trained']:.4f} vs {bas['mean_test_acc']:.4f})."]
+    claims = claim_tests(rows)
+    n_min = min((min(c["n_a"], c["n_b"]) for c in claims), default=0)
+    lines.append(f"- Goal: every part of the claim with its effect, interval and Holm p over ≥ {GOALS['seeds']} "
+                 f"seeds: {'**met**' if claims and n_min >= GOALS['seeds'] else '**not met**'} ({len(claims)} parts, "
+                 f"at least {n_min} seeds per group).")
+    lines += _claims_table(claims, alpha)
+    return "\n".join(lines)
+
+
+def _claims_table(claims: list[dict[str, Any]], alpha: float = 0.05) -> list[str]:
+    """The markdown lines of :func:`claim_tests`' parts (a blank line first; none without parts): difference, its
+    95 % Welch interval cut at ±1 (:func:`_accuracy_diff_ci`), Welch and Holm p, Mann–Whitney p, whether every seed
+    agrees, and the verdict at ``alpha`` (:func:`_verdict`)."""
+    if not claims:
+        return []
+    lines = ["", f"| part of the claim | difference (a − b) | 95 % CI (Welch) | Welch p, one-sided | Holm "
+                 f"({len(claims)} parts) | Mann–Whitney p | every seed agrees | verdict at {alpha:g} |",
+             "|---|---|---|---|---|---|---|---|"]
+    cut = False
+    for c in claims:
+        ci, was_cut = _accuracy_diff_ci(c["diff_ci_low"], c["diff_ci_high"])
+        cut |= was_cut
+        lines.append(f"| {c['claim']} | {_fmt(c['diff'], '+.4f')} | {ci} | {_fmt(c['welch_p'])} "
+                     f"| {_fmt(c['welch_p_holm'])} | {_fmt(c['mwu_p'])} | {'yes' if c['all_seeds_agree'] else 'no'} "
+                     f"| {_verdict(c, alpha)} |")
+    if cut:
+        lines += ["", "† Welch's interval reaches past ±1 (few seeds: few degrees of freedom); shown cut at ±1, "
+                      "the range of an accuracy difference (claims.json keeps the uncut interval)."]
+    return lines

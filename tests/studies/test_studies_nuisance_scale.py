@@ -179,3 +179,39 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root):
     assert [c["claim"] for c in claims] == [c[0] for c in nt.CLAIMS + nt.CLAIMS_BN_TRAIN]
     json.loads((tmp_path / "out" / "results.json").read_text(), parse_constant=refuse)
     assert "Trained teacher − BAS" in nt.summary(res)
+
+
+def _fake_results(trained: float = 0.85, seeds: int = 5, rid_ut: float = 0.40) -> dict:
+    """A results.json of the scale preset with chosen accuracies (per seed a small, seed-dependent wobble)."""
+    cfg = nt.PRESETS["scale"]
+    means = {("none", "ce"): 0.60, ("trained", "vid_rid"): 0.66, ("untrained", "vid_rid"): 0.30,
+             ("untrained-bn-train", "vid_rid"): 0.31, ("trained", "rid"): 0.55, ("untrained", "rid"): rid_ut,
+             ("untrained-bn-train", "rid"): 0.36}
+    rows = [{"teacher": t, "method": m, "seed": s, "test_acc": a + 0.004 * ((s * 7 + len(t) + len(m)) % 5 - 2),
+             "train_acc": 0.9, "train_wall_s": 600.0 + s, "run_dir": "x"}
+            for (t, m), a in means.items() for s in range(seeds)]
+    return {"config": cfg.to_dict(), "rows": rows, "summary": nt.summarise(rows),
+            "teacher_test_acc": {"untrained": 0.1, "untrained-bn-train": 0.1, "trained": trained},
+            "timing": {"executor": "ray", "workers": 2, "threads": 1, "teacher_train_wall_s": 2500.0,
+                       "student_train_wall_s": 35 * 600.0, "wall_s": 9000.0}}
+
+
+def test_readme_report_goal_lines_are_computed():
+    """The teacher-above-BAS goal at its edge (exactly 10 points reaches it, 9.99 does not), the seeds goal with 5
+    and 4 seeds, every claim part listed with its verdict: a clear effect in the claimed direction holds after Holm,
+    one whose interval lies on the other side is called opposite."""
+    bas = float(np.mean([r["test_acc"] for r in _fake_results()["rows"] if r["method"] == "ce"]))
+    text = nt.readme_report(_fake_results(trained=bas + 0.10))
+    assert "above the student alone: **met** (+10.00 points" in text
+    assert "above the student alone: **not met** (+10.00 points" not in text
+    assert "**not met** (+9.99 points" in nt.readme_report(_fake_results(trained=bas + 0.0999))
+    assert "over ≥ 5 seeds: **met** (6 parts, at least 5 seeds" in text
+    assert "over ≥ 5 seeds: **not met** (6 parts, at least 4 seeds" in nt.readme_report(_fake_results(seeds=4))
+    verdicts = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1].rstrip(" |")
+                for line in text.splitlines() if line.startswith("| ") and (" below " in line or " above " in line)}
+    assert set(verdicts) == {c[0] for c in nt.CLAIMS + nt.CLAIMS_BN_TRAIN}
+    assert verdicts["VID-ut below BAS"] == "**holds**" and verdicts["VID-tt above BAS"] == "**holds**"
+    assert verdicts["RID-tt above BAS"] == "opposite"  # 0.55 vs 0.60: the interval lies below 0
+    assert verdicts["RID-ut above VID-ut"] == "**holds**"
+    assert nt.readme_report(_fake_results(rid_ut=0.30)).count("not shown") >= 1  # RID-ut = VID-ut: no effect
+    assert "students 5.9 h of training wall time in all (35 runs" in text and "ray executor, 2 worker(s)" in text

@@ -211,7 +211,7 @@ def numbers(res: nt.Result) -> dict:
     rows = []
     for r in res.rows:
         rec = json.loads((Path(r["run_dir"]) / "result.json").read_text())
-        rows.append({**{k: v for k, v in r.items() if k != "run_dir"},
+        rows.append({**{k: v for k, v in r.items() if k not in ("run_dir", "train_wall_s")},
                      "run_id": Path(r["run_dir"]).name if r["teacher"] != "trained" else None,
                      "final": {k: v for k, v in rec["final"].items() if not k.endswith("time_s")}})
     return {"rows": rows, "summary": res.summary, "teacher_test_acc": res.teacher_test_acc}
