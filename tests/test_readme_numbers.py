@@ -94,3 +94,29 @@ def test_sharpness_scale_goal_line_names_every_teacher_below_85_percent():
     assert f"{len(teachers) - 1} of {len(teachers)} reach it; missed by `{teachers[1]}`." in text
     bad = [c for c in res["checks"] if c["verdict"] == "violated"]
     assert all(f"teacher `{c['teacher']}`, student `{c['student']}`" in readme_report(res) for c in bad)
+
+
+def test_bound_anatomy_of_the_committed_flagship_run():
+    """Oracle: the quadratic 3B records' own inputs. K = ‖Δ‖²/(2s²) and √(2vK) + c₊K = the recorded bound (to
+    1e-9), so the linear floor ‖Δ‖·G₀/|observed| lies under every record's bound / observed; the anatomy's rows
+    are those records, and the README row says "not excluded" exactly where a floor is ≤ 10."""
+    import math
+
+    from kdbounds.studies._results import read_results
+    from kdbounds.studies.sharpness_vs_gap import bound_anatomy
+
+    rep = _load(ROOT / "experiments" / "report_scale.py")
+    res = read_results(rep.REPORTS["sharpness_vs_gap"][0])
+    quad = [c for c in res["checks"] if c["name"] == "thm3b_subgamma_quadratic" and c["verdict"] != "not_defined"]
+    assert quad
+    for c in quad:
+        i = c["inputs"]
+        assert math.isclose(i["K"], i["gap_delta_norm"] ** 2 / (2 * i["s"] ** 2), rel_tol=1e-6)
+        assert math.isclose(math.sqrt(2 * i["v"] * i["K"]) + i["c_plus"] * i["K"], c["bound"], rel_tol=1e-9)
+        assert i["gap_delta_norm"] * i["G0"] / abs(c["observed"]) <= c["ratio"] * (1 + 1e-12)
+    rows = bound_anatomy(res["checks"])
+    assert sum(r["n_pairs"] for r in rows) == len(quad) and max(r["recomputed_rel_diff"] for r in rows) < 1e-9
+    block = rep.render("sharpness_vs_gap")
+    for r in rows:
+        line = next(ln for ln in block.splitlines() if ln.startswith(f"| `{r['student']}` | {r['n_pairs']} | "))
+        assert line.endswith("not excluded |") == (r["linear_floor_min"] <= 10)

@@ -103,7 +103,7 @@ __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "St
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
            "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES",
            "GAP_SAMPLES", "from_teacher_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness",
-           "readme_report", "GOALS"]
+           "bound_anatomy", "readme_report", "GOALS"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
 SHARPNESS = "teacher_train_trace"
@@ -1269,6 +1269,42 @@ def kernel_tightness(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
+def bound_anatomy(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    r"""Where the quadratic Theorem 3B bound's size comes from, per student (``thm3b_subgamma_quadratic`` records).
+
+    The bound is :math:`\sqrt{2vK} + c_+K` with :math:`v = s^2G_0^2 + \tfrac12 s^4\|H\|_F^2` and
+    :math:`K = \|\Delta\|^2/(2s^2)`, so :math:`\sqrt{2vK} = \|\Delta\|\sqrt{G_0^2 + \tfrac12 s^2\|H\|_F^2} \ge
+    \|\Delta\|G_0 \ge |b^\top\Delta|` (:math:`b = \nabla f(w_T)`, :math:`G_0 = \|b\|`) and the ratio bound / observed
+    is at least the **linear floor** :math:`\|\Delta\|G_0 / |\text{observed}|`: whatever the curvature, a bound
+    within 10x needs the student's displacement to carry a tenth of the gap's gradient, :math:`|b^\top\Delta| \gtrsim
+    0.1\,\|b\|\|\Delta\|` when the observed gap is mostly linear. ``curvature_share`` is :math:`c_+K` over the bound.
+
+    Args:
+        checks: the run's records (``inputs``: ``v``, ``K``, ``c_plus``, ``G0``, ``gap_delta_norm``).
+
+    Returns:
+        One row per student: pairs, the curvature share (min, max) and the linear floor (min, median), with the
+        largest relative difference between :math:`\sqrt{2vK} + c_+K` recomputed from the inputs and the recorded
+        bound (``recomputed_rel_diff``, a consistency check).
+    """
+    groups: dict[str, list[tuple[float, float, float]]] = {}
+    for c in checks:
+        i = c.get("inputs") or {}
+        need = ("v", "K", "c_plus", "G0", "gap_delta_norm")
+        if c["name"] != "thm3b_subgamma_quadratic" or c["verdict"] == "not_defined" \
+                or not all(isinstance(i.get(k), (int, float)) for k in need) \
+                or not isinstance(c.get("observed"), (int, float)) or c["observed"] == 0:
+            continue
+        root, curv = math.sqrt(2 * i["v"] * i["K"]), i["c_plus"] * i["K"]
+        rel = abs(root + curv - c["bound"]) / abs(c["bound"])
+        groups.setdefault(c.get("student") or "", []).append(
+            (curv / (root + curv), i["gap_delta_norm"] * i["G0"] / abs(c["observed"]), rel))
+    return [{"student": st, "n_pairs": len(v), "curvature_share_min": min(x[0] for x in v),
+             "curvature_share_max": max(x[0] for x in v), "linear_floor_min": min(x[1] for x in v),
+             "linear_floor_median": float(np.median([x[1] for x in v])),
+             "recomputed_rel_diff": max(x[2] for x in v)} for st, v in groups.items()]
+
+
 _TIGHTNESS_COLUMNS = ("name", "kind", "student", "n_pairs", "K_median", "K_min", "ratio_min", "ratio_median",
                       "within_10x", "holds", "violated", "inconclusive")
 
@@ -1403,6 +1439,18 @@ def _md_tightness(results: Mapping[str, Any]) -> str:
         lines.append(f"| `{t['name']}` ({t['kind']}) | `{t['student']}` | {t['n_pairs']} | {format_number(t['K_median'], '.3g')} "
                      f"({format_number(t['K_min'], '.3g')}) | {format_number(t['ratio_min'], '.3g')}, {format_number(t['ratio_median'], '.3g')} | "
                      f"{t['within_10x']} | {t['holds']} / {t['violated']} / {t['inconclusive']} |")
+    anatomy = bound_anatomy(results["checks"])
+    if anatomy:
+        lines += ["", "Where the quadratic 3B bound √(2vK) + c₊K comes from (`bound_anatomy`): the share of its curvature "
+                      "term, and the floor ‖Δ‖·‖∇f(w_T)‖ / |observed| ≤ √(2vK) / |observed| that its other term puts "
+                      "under bound / observed whatever the curvature constant:", "",
+                  "| student | pairs | c₊K share of the bound (min–max) | linear floor: min, median | within 10× "
+                  "reachable by a smaller curvature term |", "|---|---|---|---|---|"]
+        for a in anatomy:
+            lines.append(f"| `{a['student']}` | {a['n_pairs']} | {100 * a['curvature_share_min']:.1f}–"
+                         f"{100 * a['curvature_share_max']:.1f} % | {format_number(a['linear_floor_min'], '.3g')}, "
+                         f"{format_number(a['linear_floor_median'], '.3g')} | "
+                         f"{'no: every observed gap (absolute) < ‖Δ‖·‖∇f(w_T)‖ / 10' if a['linear_floor_min'] > 10 else 'not excluded'} |")
     return "\n".join(lines)
 
 
