@@ -122,7 +122,7 @@ _export(
     "checks",
     "C_MODES", "KERNEL_CHECK_NAMES", "KINDS", "LOSSES", "PAIR_LOSSES", "SIDES", "VERDICTS", "CheckRecord",
     "KernelGaps", "LossGap", "PairChecks", "PermutationKendall", "TeacherCurvature", "FROB_UCL_METHODS",
-    "assign_verdicts", "clipped_cross_entropy", "frobenius_upper_limit", "evaluate_pair", "gibbs_bound",
+    "assign_verdicts", "clipped_cross_entropy", "frobenius_upper_limit", "evaluate_pair", "gentle_student", "gibbs_bound",
     "gibbs_classifier", "gibbs_error", "holm_reject", "kendall_tau_b", "kendall_tests", "kernel_checks",
     "kernel_constants", "kernel_gaps", "kernel_std_from_loss_increase", "loss_gap", "loss_range",
     "make_record", "mean_estimate", "measure_teacher_curvature", "not_defined", "one_sided_pvalues",

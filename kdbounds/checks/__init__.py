@@ -10,10 +10,12 @@ One job per module:
 ``conditional``    Theorems 1/2 with the sigma^2/n rate (conditional) and the product-law proxy
 ``teacher_stats``  Kendall tau with a permutation test at the teacher or recipe level, Holm across tests
 ``pair``           :func:`evaluate_pair`: every record of one pair
+``gentle``         :func:`gentle_student`: the teacher moved by a few full-batch gradient steps (3B's tight case)
 =================  ==============================================================================
 """
 
 from .conditional import product_law_proxy, theorem1_sigma_n, theorem2_central
+from .gentle import gentle_student
 from .gibbs import gibbs_bound, gibbs_classifier
 from .kernel_checks import (
     C_MODES,
@@ -60,7 +62,7 @@ from .verdicts import (
 __all__ = [
     "C_MODES", "KERNEL_CHECK_NAMES", "KINDS", "LOSSES", "PAIR_LOSSES", "SIDES", "VERDICTS",
     "CheckRecord", "KernelGaps", "LossGap", "PairChecks", "PermutationKendall", "TeacherCurvature",
-    "FROB_UCL_METHODS", "assign_verdicts", "clipped_cross_entropy", "frobenius_upper_limit", "evaluate_pair", "gibbs_bound", "gibbs_classifier",
+    "FROB_UCL_METHODS", "assign_verdicts", "clipped_cross_entropy", "frobenius_upper_limit", "evaluate_pair", "gentle_student", "gibbs_bound", "gibbs_classifier",
     "gibbs_error", "holm_adjust", "holm_reject", "kendall_tau_b", "kendall_tests", "kernel_checks",
     "kernel_constants", "kernel_gaps", "kernel_std_from_loss_increase", "loss_gap", "loss_range",
     "make_record", "mean_estimate", "measure_teacher_curvature", "not_defined", "one_sided_pvalues",
