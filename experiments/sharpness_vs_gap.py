@@ -16,6 +16,8 @@ same numbers as --executor local at equal --threads (unset: torch's default loca
     python experiments/sharpness_vs_gap.py --executor ray --workers 2 --threads 1   # 2 runs at once
     python experiments/sharpness_vs_gap.py --preset gpu         # full CIFAR-10, GPU
     python experiments/sharpness_vs_gap.py --preset scale --executor ray --workers 2 --threads 1   # <= 3 h, 2 cores
+    python experiments/sharpness_vs_gap.py --preset scale --methods ce --from-teacher none --gentle-steps 1,3,10
+        # the scale teachers with gentle students (each teacher moved by 1, 3, 10 full-batch gradient steps)
 
 Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), cpu, the
 default (6 resnet8 teachers -> self-distilled resnet8 students by kd/rid and the student alone, CIFAR-10
@@ -44,7 +46,12 @@ STUDY = "kdbounds.studies.sharpness_vs_gap"  # imported after parsing (torch): a
 # (unset: torch's default on the local executor, 1 per run on Ray)
 OVERRIDES = {"teacher_epochs": T.positive_int, "student_epochs": T.positive_int, "n_per_class": T.train_per_class,
              "threads": T.threads, "from_teacher_epochs": T.positive_int, "from_teacher_lr_scale": T.positive_float,
-             "kernel_std": T.positive_float}
+             "kernel_std": T.positive_float, "gentle_steps": T.positive_int_list, "gentle_lr": T.positive_float}
+
+
+def _from_teacher(text: str) -> tuple[str, ...]:
+    """``--from-teacher``: comma-separated methods of the students started at their teacher, or ``none``."""
+    return () if text.strip().lower() == "none" else T.name_list(_methods)(text)
 
 
 def _methods() -> tuple[str, ...]:
@@ -56,6 +63,9 @@ def _methods() -> tuple[str, ...]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _cli.study_parser(__doc__, _cli.module_names(STUDY, "PRESETS"), "cpu")
     p.add_argument("--methods", type=T.name_list(_methods), default=None, help="comma-separated, e.g. ce,kd,rid")
+    p.add_argument("--from-teacher", type=_from_teacher, default=None,
+                   help="methods of the students started at their teacher (needs the split of the scale presets), "
+                        "comma-separated, or none")
     _cli.add_overrides(p, OVERRIDES)
     return p.parse_args(argv)
 
@@ -63,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     study = importlib.import_module(STUDY)
-    cfg = _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=a.methods)
+    cfg = _cli.config_from_args(study.PRESETS, a, OVERRIDES, methods=a.methods, from_teacher=a.from_teacher)
     return _cli.main(study, "sharpness_vs_gap", cfg, a)
 
 

@@ -70,16 +70,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .._checks import check_choice, check_int, check_positive
 from .._io import atomic_write_csv, atomic_write_json, atomic_write_text, file_sha256, json_sha256
-from .._torch import resolve_device
+from .._torch import collect_logits, resolve_device
 from ..checks import (
     CheckRecord,
     PairChecks,
     TeacherCurvature,
     assign_verdicts,
     evaluate_pair,
+    gentle_student,
     kendall_tests,
     measure_teacher_curvature,
     permutation_kendall,
@@ -102,7 +104,7 @@ __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "St
            "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
            "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES",
-           "GAP_SAMPLES", "from_teacher_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness",
+           "GAP_SAMPLES", "from_teacher_label", "gentle_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness",
            "bound_anatomy", "readme_report", "GOALS"]
 
 #: The teacher sharpness the Kendall tests use (Hutchinson ``tr ∇²L_train`` on the kernel sample).
@@ -150,6 +152,14 @@ class StudyConfig:
     all of it), ``n_per_class`` must be ``None``. ``gap_sample="kernel"`` measures every gap, ``K̂`` and check
     on the kernel sample (where the curvature is measured) instead of on the whole training and test sets
     (``"all"``).
+
+    Gentle students (``gentle_steps``, needs the split and ``gap_sample="kernel"``): per entry ``k`` a student that
+    is its teacher moved by ``k`` full-batch gradient-descent steps of size ``gentle_lr`` on the cross-entropy of its
+    own training sample — the kernel sample's ``D_S`` images — with BatchNorm in evaluation mode
+    (:func:`kdbounds.checks.gentle_student`; label :func:`gentle_label`). No training run: the measurement run builds
+    them from the teacher. They are the pairs on which Theorem 3B's quadratic bound can come within 10x of the gap
+    (:func:`bound_anatomy`: the bound needs a displacement along the gap's gradient); they stay out of the Kendall
+    tests.
     """
 
     preset: str
@@ -195,6 +205,8 @@ class StudyConfig:
     from_teacher_lr_scale: float = 0.1
     gap_sample: str = "all"
     kernel_std: float | None = None
+    gentle_steps: tuple[int, ...] = ()
+    gentle_lr: float = 0.01
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -257,6 +269,16 @@ class StudyConfig:
             raise ValueError(f"from_teacher: unknown methods {bad}; valid: {sorted(methods)}")
         if len(set(self.from_teacher)) != len(self.from_teacher):
             raise ValueError(f"from_teacher: a method is listed twice: {self.from_teacher}")
+        object.__setattr__(self, "gentle_steps", tuple(self.gentle_steps))
+        for k in self.gentle_steps:
+            check_int("gentle_steps", k, minimum=1)
+        if len(set(self.gentle_steps)) != len(self.gentle_steps):
+            raise ValueError(f"gentle_steps: a step count is listed twice: {self.gentle_steps}")
+        check_positive("gentle_lr", self.gentle_lr)
+        if self.gentle_steps and (self.n_s is None or self.gap_sample != "kernel"):
+            raise ValueError("gentle_steps: a gentle student takes its steps on the kernel sample's D_S images, its "
+                             "own training sample; set n_s (the split) and gap_sample='kernel', or leave gentle_steps "
+                             "empty")
         if self.n_s is None:
             if self.n_t is not None:
                 raise ValueError("n_t: the size of D_T is for the split mode; set n_s (the students' D_S) too")
@@ -313,13 +335,34 @@ class StudyConfig:
         d["teachers"] = [t.to_dict() for t in self.teachers]
         d["extra_students"] = [list(e) for e in self.extra_students]
         d["from_teacher"] = list(self.from_teacher)
+        d["gentle_steps"] = list(self.gentle_steps)
         return d
+
+    def gentle_students(self) -> tuple[str, ...]:
+        """The labels of the gentle students (:func:`gentle_label` of each of ``gentle_steps``).
+
+        Returns:
+            One label per entry of ``gentle_steps``, in order.
+        """
+        return tuple(gentle_label(k) for k in self.gentle_steps)
 
 
 #: the training recipes of the study (:class:`StudyConfig` ``recipe``)
 STUDY_RECIPES = ("standard", "fast")
 #: where gaps, ``K̂`` and the checks are measured: the whole training and test sets, or the kernel sample
 GAP_SAMPLES = ("all", "kernel")
+
+
+def gentle_label(steps: int) -> str:
+    """The label of a gentle student (:class:`StudyConfig` ``gentle_steps``).
+
+    Args:
+        steps: its number of full-batch gradient steps from the teacher.
+
+    Returns:
+        ``gd<steps>-from-teacher``.
+    """
+    return f"gd{steps}-from-teacher"
 
 
 def from_teacher_label(method: str) -> str:
@@ -387,7 +430,7 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
                         student_epochs=2, from_teacher_epochs=2, student_batch_size=10, curvature_per_class=2,
                         curvature_batch_size=40, trace_matvecs=6, lanczos_matvecs=3, mc_draws=4, n_boot=50,
                         n_perm=200, curvature_params="*", gap_sample="kernel", kernel_std=1e-2, device="cpu",
-                        method_kwargs={"rid": {"q": 2, "r": 0.5}}),
+                        method_kwargs={"rid": {"q": 2, "r": 0.5}}, gentle_steps=(1,)),
     # Flagship at scale on 2 CPU cores (issue 23): 6 fast-recipe recipes x 2 seeds = 12 airbench_s teachers from the
     # teacher bank, 10 epochs on D_T (45,000 images); on D_S (5,000 images the teachers never see) students from
     # scratch (ce, kd with the fast recipe; rid with the standard one: its own optimisers) and students started at
@@ -754,6 +797,8 @@ class TeacherMeasurement:
             (records before the run-level verdicts). models: ``{run key: SHA-256 of the model file}``
             of every model measured. cpu: process CPU seconds spent by this call per phase (``data``,
             ``curvature``, ``evaluation``). reused: the measurement was loaded from the measurement cache.
+            gentle: ``(label, test accuracy, accuracy on its training sample)`` of each gentle student, whose
+            pairs follow the trained students' in ``pairs``.
     """
 
     teacher: str
@@ -762,6 +807,7 @@ class TeacherMeasurement:
     models: dict[str, str]
     cpu: dict[str, float]
     reused: bool = False
+    gentle: tuple[tuple[str, float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The measurement as plain data (what the measurement store publishes).
@@ -771,7 +817,7 @@ class TeacherMeasurement:
         """
         return {"teacher": self.teacher, "curvature": self.curvature.to_dict(),
                 "pairs": [p.to_dict() for p in self.pairs], "models": dict(self.models), "cpu": dict(self.cpu),
-                "reused": self.reused}
+                "reused": self.reused, "gentle": [list(g) for g in self.gentle]}
 
 
 def _measurement_params(cfg: StudyConfig) -> dict[str, Any]:
@@ -780,9 +826,11 @@ def _measurement_params(cfg: StudyConfig) -> dict[str, Any]:
             "mc_draws", "curvature_params", "p_min", "temperature", "loss_increase", "alpha", "seed", "n_boot",
             "device")
     out = {k: getattr(cfg, k) for k in keys}
-    for k, default in (("gap_sample", "all"), ("kernel_std", None)):
+    for k, default in (("gap_sample", "all"), ("kernel_std", None), ("gentle_steps", ())):
         if getattr(cfg, k) != default:  # only when set: the measurements cached before the options stay valid
             out[k] = getattr(cfg, k)
+    if cfg.gentle_steps:
+        out["gentle_lr"] = cfg.gentle_lr
     return out
 
 
@@ -850,18 +898,25 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
                                          seed=params["seed"], params=params["curvature_params"])
         t = _lap(cpu, "curvature", t)
         gap_train, gap_test = (kernel_train, kernel_test) if params.get("gap_sample") == "kernel" else (tr_t, te_t)
-        pairs = []
-        for label, key, _ in students:
-            s_model = load_checkpoint_model(deps[key].value.paths["model"], map_location=dev)
-            pairs.append(evaluate_pair(t_model, s_model, gap_train, gap_test, curvature=curv, p_min=params["p_min"],
-                                       temperature=params["temperature"], loss_increase=params["loss_increase"],
-                                       kernel_std=params.get("kernel_std"),
-                                       mc_draws=params["mc_draws"], n_boot=params["n_boot"], alpha=params["alpha"],
-                                       seed=params["seed"], teacher_label=recipe, student_label=label))
+        def pair(s_model: nn.Module, label: str) -> PairChecks:
+            return evaluate_pair(t_model, s_model, gap_train, gap_test, curvature=curv, p_min=params["p_min"],
+                                 temperature=params["temperature"], loss_increase=params["loss_increase"],
+                                 kernel_std=params.get("kernel_std"), mc_draws=params["mc_draws"],
+                                 n_boot=params["n_boot"], alpha=params["alpha"], seed=params["seed"],
+                                 teacher_label=recipe, student_label=label)
+
+        pairs = [pair(load_checkpoint_model(deps[key].value.paths["model"], map_location=dev), label)
+                 for label, key, _ in students]
+        gentle = []
+        for k in params.get("gentle_steps", ()):  # built here from the teacher: no training run
+            s_model = gentle_student(t_model, *kernel_train, steps=k, lr=params["gentle_lr"],
+                                     batch_size=params["curvature_batch_size"])
+            gentle.append((gentle_label(k), _accuracy(s_model, te_t), _accuracy(s_model, kernel_train)))
+            pairs.append(pair(s_model, gentle_label(k)))
         _lap(cpu, "evaluation", t)
         # the curvature's computation-only fields (Hessian operator, closures, the model) stay here
         small = dataclasses.replace(curv, gradient=None, operator=None, gap_function=None, teacher_model=None)
-        return TeacherMeasurement(recipe, small, tuple(pairs), models, cpu)
+        return TeacherMeasurement(recipe, small, tuple(pairs), models, cpu, gentle=tuple(gentle))
 
     if store is None:
         return compute()
@@ -884,6 +939,28 @@ def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str
     if computed:
         return payload["result"]
     return dataclasses.replace(payload["result"], cpu={"data": time.process_time() - t0}, reused=True)
+
+
+@dataclass(frozen=True)
+class _GentleRun:
+    """What a row needs of a gentle student (no training run: no folder, accuracies from its measurement)."""
+
+    test_acc: float
+    train_acc: float
+
+    @property
+    def final(self) -> dict[str, float]:
+        return {"test_acc": self.test_acc, "train_acc": self.train_acc}
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {}
+
+
+def _accuracy(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """The fraction of ``data = (x, y)`` that ``model`` (eval mode) classifies right."""
+    (logits,) = collect_logits(model, data)
+    return float((logits.argmax(1).to(data[1].device) == data[1]).double().mean())
 
 
 @functools.lru_cache(maxsize=1)
@@ -1081,9 +1158,10 @@ def _teacher_lines(cfg: StudyConfig, log: Callable[[str], None]) -> Callable[[st
             + ("; measurements reused" if meas.reused else ""))
         log(f"  tr ∇²L_train {curv.train_trace.value:.1f} ± {curv.train_trace.stderr:.1f}, G0 {curv.grad_norm:.3f}, "
             f"‖∇²f‖_F² ≤ {curv.frob_sq_upper:.3g} ({curv.n_matvecs} Hessian products)")
-        for (label, _, m), pc in zip(cfg.students(), meas.pairs):
-            s_res = seen[_student_key(name, label, m)].value
-            log(f"  {label}: student test acc {s_res.final.get('test_acc'):.4f}, K̂ {pc.divergence_train.value:.4f}, "
+        accs = [seen[_student_key(name, label, m)].value.final.get("test_acc") for label, _, m in cfg.students()]
+        labels = [label for label, _, _ in cfg.students()] + [g[0] for g in meas.gentle]
+        for label, acc, pc in zip(labels, accs + [g[1] for g in meas.gentle], meas.pairs):
+            log(f"  {label}: student test acc {acc:.4f}, K̂ {pc.divergence_train.value:.4f}, "
                 f"gap diff (clipped CE) {pc.gap_difference['clipped_ce'].value:+.4f}")
 
     return on_result
@@ -1149,6 +1227,9 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
         curvatures[name] = curv.to_dict()
         for (label, arch, m), pc in zip(students, meas.pairs):
             pairs.append((name, recipe, seed, label, arch, t_res, done[_student_key(name, label, m)].value, pc, curv))
+        for (label, test_acc, train_acc), pc in zip(meas.gentle, meas.pairs[len(students):]):
+            pairs.append((name, recipe, seed, label, cfg.teacher_arch, t_res, _GentleRun(test_acc, train_acc), pc,
+                          curv))
     flat = [r for p in pairs for r in p[7].records]
     judged = run_verdicts(flat, alpha=cfg.alpha)
     rows, reports, k = [], [], 0
@@ -1157,9 +1238,10 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
         k += len(pc.records)
         row = flatten_record(name, recipe, label, t_res, s_res, pc, recs, curv, student_arch=arch)
         row["teacher_recipe"], row["teacher_seed"] = recipe.name, seed
-        row["student_start"] = "teacher" if label in from_teacher else "scratch"
+        row["student_start"] = ("teacher" if label in from_teacher else
+                                "teacher, gradient steps" if isinstance(s_res, _GentleRun) else "scratch")
         row["teacher_run"] = Path(t_res.paths["out_dir"]).name
-        row["student_run"] = Path(s_res.paths["out_dir"]).name
+        row["student_run"] = Path(s_res.paths["out_dir"]).name if s_res.paths else None
         rows.append(row)
         reports.append({"teacher": name, "method": label, "student_arch": arch,
                         **pc.to_dict(), "records": [r.to_dict() for r in recs]})

@@ -69,6 +69,10 @@ def test_scale_preset_can_answer_at_the_recipe_level():
     ({"n_s": 0, "n_per_class": None}, "n_s: expected an integer >= 1"),
     ({"from_teacher_lr_scale": 0.0}, "from_teacher_lr_scale"),
     ({"kernel_std": -1.0}, "kernel_std"),
+    ({"gentle_steps": (1,)}, "gentle_steps: a gentle student takes its steps on the kernel sample's D_S images"),
+    ({"gentle_steps": (0,)}, "gentle_steps: expected an integer >= 1"),
+    ({"gentle_steps": (2, 2)}, "gentle_steps: a step count is listed twice"),
+    ({"gentle_lr": 0.0}, "gentle_lr"),
 ])
 def test_scale_fields_are_checked_when_the_config_is_made(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -239,6 +243,9 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     for row in res.rows:
         key = read_json(Path(a / "bank" / row["teacher_run"]) / "run.json")["key"]
         assert key["data"] == data_fingerprint(d.data_t)
+        if row["student_start"] == "teacher, gradient steps":  # gentle: built by the measurement, no run folder
+            assert row["method"] == ss.gentle_label(1) and row["student_run"] is None
+            continue
         skey = read_json(Path(a / "cache" / row["student_run"]) / "run.json")["key"]
         assert skey["data"] == data_fingerprint(d.data_s)
         assert ("init_sha256" in skey) == (row["student_start"] == "teacher")
@@ -262,6 +269,7 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
     ft, kd = ss.from_teacher_label("kd"), "kd"
     assert tight[("thm3b_subgamma_quadratic", ft)]["K_median"] < tight[("thm3b_subgamma_quadratic", kd)]["K_min"]
     assert (tmp_path / "out" / "tightness.csv").is_file()
+    _check_gentle_students(cfg, res, a / "bank")
     assert "Theorems 3A/3B" in (tmp_path / "out" / "report.md").read_text()
     block = ss.readme_report(doc)  # README's generated block (experiments/report_scale.py)
     assert "None" not in block and "nan" not in block.lower()
@@ -294,3 +302,42 @@ def test_command_line_sets_the_start_at_the_teacher():
     assert cfg.teachers == ss.PRESETS["scale"].teachers
     with pytest.raises(SystemExit):
         cli.parse_args(["--preset", "scale", "--from-teacher-lr-scale", "0"])
+    # README's pre-registered gentle run: the scale teachers, only the teacher-free student trained, gentle students
+    a = cli.parse_args(["--preset", "scale", "--methods", "ce", "--from-teacher", "none", "--gentle-steps", "1,3,10",
+                        "--gentle-lr", "0.01"])
+    cfg = _cli.config_from_args(ss.PRESETS, a, cli.OVERRIDES, methods=a.methods, from_teacher=a.from_teacher)
+    assert (cfg.methods, cfg.from_teacher, cfg.gentle_steps, cfg.gentle_lr) == (("ce",), (), (1, 3, 10), 0.01)
+    assert cfg.students() == (("ce", "airbench_s", "ce"),) and len(cfg.gentle_students()) == 3
+    assert cli.parse_args(["--from-teacher", "kd,ce"]).from_teacher == ("kd", "ce")
+    for bad in (["--from-teacher", "kd,nope"], ["--gentle-steps", "0"], ["--gentle-steps", "a"]):
+        with pytest.raises(SystemExit):
+            cli.parse_args(bad)
+
+
+def _check_gentle_students(cfg, res, bank: Path) -> None:
+    """Each teacher's gentle student is :func:`kdbounds.checks.gentle_student` of that teacher on the kernel
+    sample's D_S images (oracle: rebuilt here from the bank teacher; the record's ‖Δ‖ and the row's accuracy on its
+    sample agree to float rounding), not on D_T or the test images; it is outside the Kendall groups."""
+    import math
+
+    from kdbounds.checks import gentle_student, student_in_teacher_space
+    from kdbounds.distill import load_checkpoint_model
+
+    label = ss.gentle_label(1)
+    _, _, te_t, kernel_train, _ = ss._measurement_inputs(ss.data_spec(cfg), cfg.device, cfg.curvature_per_class,
+                                                         cfg.seed)
+    recs = {c["teacher"]: c for c in res.checks if c["name"] == "thm3b_subgamma_quadratic" and c["student"] == label}
+    rows = {r["teacher"]: r for r in res.rows if r["method"] == label}
+    assert set(recs) == set(rows) == {n for n, _, _ in cfg.teacher_runs()}
+    for name, row in rows.items():
+        teacher = load_checkpoint_model(bank / row["teacher_run"] / "model.pt")
+        student = gentle_student(teacher, *kernel_train, steps=1, lr=cfg.gentle_lr,
+                                 batch_size=cfg.curvature_batch_size)
+        params, _ = student_in_teacher_space(student, teacher)
+        norm = math.sqrt(sum(float((params[n] - p.detach()).pow(2).sum()) for n, p in teacher.named_parameters()))
+        assert recs[name]["inputs"]["gap_delta_norm"] == pytest.approx(norm, rel=1e-5)
+        assert row["student_train_acc"] == pytest.approx(ss._accuracy(student, kernel_train))
+        assert row["student_test_acc"] == pytest.approx(ss._accuracy(student, te_t))
+    n_teachers = len(cfg.teacher_runs())
+    sizes = {"distilled": n_teachers * 2, "from-teacher": n_teachers * len(cfg.from_teacher)}  # kd, rid; no gentle
+    assert all(k["n_students"] == sizes[k["students"]] for k in res.kendall)
