@@ -1482,6 +1482,9 @@ def _md_students(results: Mapping[str, Any]) -> str:
 
 
 def _md_kendall(results: Mapping[str, Any]) -> str:
+    if not results["kendall"]:
+        return ("No Kendall test of sharpness against the student gap: this run has no student distilled from its "
+                "teacher by training (the teacher-free student and gentle students are not in the tests).")
     lines = ["| level | students | gap | statistic | τ_b | p | Holm p | recipes / teachers / students |",
              "|---|---|---|---|---|---|---|---|"]
     for k in results["kendall"]:

@@ -341,3 +341,25 @@ def _check_gentle_students(cfg, res, bank: Path) -> None:
     n_teachers = len(cfg.teacher_runs())
     sizes = {"distilled": n_teachers * 2, "from-teacher": n_teachers * len(cfg.from_teacher)}  # kd, rid; no gentle
     assert all(k["n_students"] == sizes[k["students"]] for k in res.kendall)
+
+
+@pytest.mark.slow
+def test_gentle_only_run_writes_every_output(tmp_path, fake_root):
+    """README's pre-registered gentle run in miniature (only the teacher-free student trained, no student started
+    at the teacher by training, gentle students of 1 and 3 steps): results, CSVs, figures, report and README's
+    generated block are written (no Kendall group has students: the tests are left out, said so), every gentle pair
+    has its 3B records, and the anatomy table lists the gentle students."""
+    cfg = smoke_scale(fake_root, tmp_path / "bank", teachers=ss.PRESETS["smoke-scale"].teachers[:2], teacher_seeds=1,
+                      methods=("ce",), from_teacher=(), gentle_steps=(1, 3))
+    res = ss.run(cfg, tmp_path / "out", cache_root=tmp_path / "cache", progress=False, log=lambda s: None)
+    out = tmp_path / "out"
+    for f in ("results.json", "results.csv", "checks.csv", "kendall.csv", "tightness.csv", "report.md",
+              "sharpness_vs_gap.png", "bound_vs_observed.png"):
+        assert (out / f).is_file(), f
+    assert {r["method"] for r in res.rows} == {"ce", ss.gentle_label(1), ss.gentle_label(3)}
+    doc = _strict_loads((out / "results.json").read_text())
+    block = ss.readme_report(doc)
+    assert "None" not in block and "nan" not in block.lower()
+    for label in (ss.gentle_label(1), ss.gentle_label(3)):
+        assert f"| `{label}` | 2 |" in block  # tightness and anatomy rows, both teachers
+    assert res.kendall == () and "No Kendall test of sharpness" in block
