@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-#: ``{study: (results.json, the study's function that renders it, README's block name)}``
+#: ``{report: (results.json, the study's function that renders it, README's block name, the study)}``; a report
+#: named after its study needs no fourth entry
 REPORTS = {
     "certify_students": (ROOT / "reports" / "certify_students-scale" / "results.json", "readme_table",
                          "certify_students_scale"),
@@ -36,11 +37,24 @@ REPORTS = {
 }
 
 
-def render(study: str, path: Path | None = None) -> str:
-    """The block of ``study``'s committed run (or of the ``results.json`` at ``path``).
+def study_of(report: str) -> str:
+    """The study module (``kdbounds.studies.<name>``) that renders ``report``.
 
     Args:
-        study: a key of :data:`REPORTS`.
+        report: a key of :data:`REPORTS`.
+
+    Returns:
+        The study's name.
+    """
+    entry = REPORTS[report]
+    return entry[3] if len(entry) > 3 else report
+
+
+def render(study: str, path: Path | None = None) -> str:
+    """The block of report ``study``'s committed run (or of the ``results.json`` at ``path``).
+
+    Args:
+        study: a key of :data:`REPORTS` (a study's name, or a report of it such as ``sharpness_vs_gap-gentle``).
         path: another ``results.json`` of that study (default: the committed one).
 
     Returns:
@@ -48,8 +62,9 @@ def render(study: str, path: Path | None = None) -> str:
     """
     from kdbounds.studies._results import read_results
 
-    results, function, _ = REPORTS[study]
-    return getattr(importlib.import_module(f"kdbounds.studies.{study}"), function)(read_results(path or results))
+    results, function = REPORTS[study][:2]
+    module = importlib.import_module(f"kdbounds.studies.{study_of(study)}")
+    return getattr(module, function)(read_results(path or results))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ def test_time_to_accuracy_table_matches_results():
         "README's fast-recipe table is stale: run `python benchmarks/report_time_to_accuracy.py --write`"
 
 
-@pytest.mark.parametrize("study", ["certify_students", "sharpness_vs_gap"])
+@pytest.mark.parametrize("study", list(_load(ROOT / "experiments" / "report_scale.py").REPORTS))
 def test_scale_blocks_match_results(study):
     rep = _load(ROOT / "experiments" / "report_scale.py")
     inside = marked_block((ROOT / "README.md").read_text(), rep.REPORTS[study][2])
