@@ -34,6 +34,8 @@ REPORTS = {
                          "certify_students_scale"),
     "sharpness_vs_gap": (ROOT / "reports" / "sharpness_vs_gap-scale" / "results.json.gz", "readme_report",
                          "sharpness_vs_gap_scale"),
+    "sharpness_vs_gap-cpu": (ROOT / "reports" / "sharpness_vs_gap-cpu" / "results.json.gz", "readme_report",
+                             "sharpness_vs_gap_cpu", "sharpness_vs_gap"),
 }
 
 
