@@ -89,9 +89,9 @@ def test_one_step_moves_along_the_gap_gradient():
     p, _ = student_in_teacher_space(gentle_student(net, x, y, steps=1, lr=lr), net)
 
     def f(q):
-        return float(mean_ce(q, xt, yt) - mean_ce(q, x, y))
+        return float((mean_ce(q, xt, yt) - mean_ce(q, x, y)).detach())
 
-    predicted = lr * sum(float((g_tr[n] * g_tr[n]).sum() - (g_te[n] * g_tr[n]).sum()) for n in params)
+    predicted = lr * sum(float(((g_tr[n] - g_te[n]) * g_tr[n]).sum().detach()) for n in params)
     assert f(p) - f(params) == pytest.approx(predicted, rel=1e-4)
 
 
