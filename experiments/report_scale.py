@@ -12,7 +12,10 @@ The results each block reads (``REPORTS``):
   reports/certify_students-scale/runs/seed-* --out reports/certify_students-scale``;
 * ``sharpness_vs_gap``: ``reports/sharpness_vs_gap-scale/results.json.gz``, the ``results.json`` written by ``python
   experiments/sharpness_vs_gap.py --preset scale --executor ray --workers 2 --threads 1 --out
-  reports/sharpness_vs_gap-scale``, compressed by ``gzip -9 -n`` (2.4 MB of JSON, 0.17 MB compressed).
+  reports/sharpness_vs_gap-scale``, compressed by ``gzip -9 -n`` (2.4 MB of JSON, 0.17 MB compressed);
+* ``sharpness_vs_gap-cpu``: ``reports/sharpness_vs_gap-cpu/results.json.gz``, the default preset (``python
+  experiments/sharpness_vs_gap.py --preset cpu --threads 1 --out reports/sharpness_vs_gap-cpu``), compressed the same
+  way.
 
 ``tests/test_readme_numbers.py`` fails when a README block differs from what this prints.
 """
