@@ -39,6 +39,8 @@ REPORTS = {
                          "sharpness_vs_gap_scale"),
     "sharpness_vs_gap-cpu": (ROOT / "reports" / "sharpness_vs_gap-cpu" / "results.json.gz", "readme_report",
                              "sharpness_vs_gap_cpu", "sharpness_vs_gap"),
+    "sharpness_vs_gap-gentle": (ROOT / "reports" / "sharpness_vs_gap-gentle" / "results.json.gz", "readme_report",
+                                "sharpness_vs_gap_gentle", "sharpness_vs_gap"),
 }
 
 
