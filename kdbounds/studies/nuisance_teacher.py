@@ -830,7 +830,9 @@ def plot_accuracy(result: Result, path: str | os.PathLike) -> Path:
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:
-    return "n/a" if not isinstance(v, (int, float)) else format(v, spec)
+    from ._plots import format_number
+
+    return format_number(v, spec)
 
 
 def _accuracy_diff_ci(low: Any, high: Any) -> tuple[str, bool]:
