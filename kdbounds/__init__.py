@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # Topic modules, importable as attributes (``kdbounds.bounds``) without an explicit import.
 _SUBMODULES = (
     "bounds", "pid", "stats", "certificates", "curvature", "divergence", "fidelity", "checks", "pacbayes",
-    "data", "models", "distill", "runs", "studies", "train",
+    "data", "models", "distill", "runs", "studies", "train", "figures",
 )
 
 # Topic packages whose every public name (``__all__``, and the lazy names of ``certificates``) is

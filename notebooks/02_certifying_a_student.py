@@ -107,7 +107,7 @@ from kdbounds.certificates import diag_gaussian_kl, pac_bayes_kl_bound
 from kdbounds.certificates.oracle import (gibbs_error, population_gibbs_risk, repeat_certificates,
                                           sample_halfspace)
 from kdbounds.studies import certify_students as net_study
-from kdbounds.studies._notebook_plots import network_certificates_figure, oracle_certificate_figure
+from kdbounds.figures import network_certificates_figure, oracle_certificate_figure
 from kdbounds.runs.cache import code_fingerprint
 
 # %% [markdown]

@@ -107,8 +107,7 @@ from kdbounds.data import stratified_subset
 from kdbounds.data.transforms import normalization, normalize_uint8
 from kdbounds.distill import load_checkpoint_model
 from kdbounds.studies import sharpness_vs_gap as study
-from kdbounds.studies._notebook_plots import spectrum_figure, verdict_counts_figure
-from kdbounds.studies._plots import bound_vs_observed_figure, sharpness_vs_gap_figure
+from kdbounds.figures import bound_vs_observed_figure, sharpness_vs_gap_figure, spectrum_figure, verdict_counts_figure
 from kdbounds.runs.cache import code_fingerprint, load_cached
 
 # %% [markdown]
@@ -431,9 +430,10 @@ for c in checks:
 # above the bound). The second counts the verdicts of each check over the pairs, in the same colours.
 
 # %%
-reports = results.get("reports", [])
-if any(r.get("records") for r in reports):
-    show(bound_vs_observed_figure(reports))
+# the run-level records (`checks`); results written before they were stored once kept them per pair
+records = results.get("checks") or [c for r in results.get("reports", []) for c in r.get("records", [])]
+if any("verdict" in c for c in records):
+    show(bound_vs_observed_figure(records))
 else:
     print("these results carry no kdbounds.checks records (an older schema): no bound-vs-observed figure")
 if checks:

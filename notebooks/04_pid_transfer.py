@@ -93,7 +93,7 @@ def show(fig):
 from kdbounds._io import atomic_write_json, bytes_sha256, dumps_strict, read_json
 from kdbounds.data import load_cifar, stratified_subset
 from kdbounds.distill import TrainConfig, available_methods, train
-from kdbounds.studies._notebook_plots import pid_curves_figure
+from kdbounds.figures import pid_curves_figure
 from kdbounds.studies.pid_transfer import PIDTracker
 from kdbounds.runs.cache import code_fingerprint, train_cached
 

@@ -249,13 +249,13 @@ print(f"total time {time.perf_counter() - started:.0f} s")
 
 # %%
 # The certificate next to what it bounds: the held-out Gibbs risk (95 % interval), the certificate of the
-# prior alone (Q = P: a plain held-out bound) and the certificate of the posterior. The figure function is this
-# notebook's own helper (kdbounds.studies._notebook_plots), not part of the API the guide uses.
+# prior alone (Q = P: a plain held-out bound) and the certificate of the posterior, drawn by the public
+# `kdbounds.figures.prior_posterior_certificate_figure` from the two certificates' `to_dict()`.
 import io
 
 from IPython.display import Image, display
 
-from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+from kdbounds.figures import prior_posterior_certificate_figure
 
 fig = prior_posterior_certificate_figure(cert.to_dict(), baseline.to_dict())
 buf = io.BytesIO()

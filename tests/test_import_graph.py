@@ -2,6 +2,7 @@
 cycle, and every import goes down the layer table of docs/architecture.md:
 
     plumbing -> math -> {measurement || training} -> runs -> studies -> scripts
+    plumbing -> figures -> studies
 
 (a module may import its own layer and the layers below it; measurement and training never import
 each other; no study imports another; every kdbounds module has a layer). linear_gaussian never
@@ -107,21 +108,23 @@ LAYERS: dict[str, str] = {
     **{f"kdbounds.{m}": "measurement" for m in ("curvature", "divergence", "fidelity", "checks", "pacbayes")},
     **{f"kdbounds.{m}": "training" for m in ("data", "models", "distill")},
     **{f"kdbounds.{m}": "runs" for m in ("runs", "train")},
+    "kdbounds.figures": "figures",
     "kdbounds.studies": "studies",
 }
-#: layer -> the layers it may import (its own included); measurement and training are side by side
+#: layer -> the layers it may import (its own included); measurement and training are side by side; the figures
+#: (matplotlib, no torch) draw plain records and sit beside them, imported by the studies
 ALLOWED: dict[str, set[str]] = {
     "plumbing": {"plumbing"},
+    "figures": {"plumbing", "figures"},
     "math": {"plumbing", "math"},
     "measurement": {"plumbing", "math", "measurement"},
     "training": {"plumbing", "math", "training"},
     "runs": {"plumbing", "math", "measurement", "training", "runs"},
-    "studies": {"plumbing", "math", "measurement", "training", "runs", "studies"},
+    "studies": {"plumbing", "math", "measurement", "training", "runs", "figures", "studies"},
 }
-#: the modules of kdbounds.studies that are not studies (the command line and the shared figures)
-STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._plots",
+#: the modules of kdbounds.studies that are not studies (the command line, the report tables, provenance)
+STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._tables",
                   "kdbounds.studies._provenance", "kdbounds.studies._results",
-                  "kdbounds.studies._notebook_plots",
                   "kdbounds.studies.__main__"}
 
 

@@ -3,7 +3,7 @@
 Every study has the same shape (a frozen ``Config``, ``PRESETS``, ``run``, ``write_results``, plots) and
 runs as ``kdbounds-study <name>``: any public module here is a study, and no study imports another.
 What they share lives below them: the run cache, sweep runner, training grids, splits and priors in
-:mod:`kdbounds.runs`; here only the command line (``_cli``, ``__main__``), the figures (``_plots``; those of the
-notebooks in ``_notebook_plots``) and the provenance of a result (``_provenance``).
+:mod:`kdbounds.runs`, the figures in :mod:`kdbounds.figures`; here only the command line (``_cli``, ``__main__``), the
+report tables (``_tables``), a result read back (``_results``) and the provenance of a result (``_provenance``).
 Nothing is imported here, so ``import kdbounds.studies`` stays cheap.
 """

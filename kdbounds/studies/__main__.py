@@ -1,7 +1,8 @@
 """``kdbounds-study <name> [options]`` (also ``python -m kdbounds.studies <name> ...``): run a study by name.
 
 A study is any public module of :mod:`kdbounds.studies` (found by listing the package; only the chosen
-one is imported); the private ``_cli``, ``_plots`` and ``__main__`` are the command line and the shared figures. In a source checkout the options are exactly those of
+one is imported); the private modules (``_cli``, ``_tables``, ``__main__``, …) are not studies. In a source checkout
+the options are exactly those of
 ``experiments/<name>.py`` (its ``main`` is called); in an installed package without ``experiments/``,
 a generic command line is built from the study's ``PRESETS``: the common options plus one
 ``--<field>`` per plain (int/float/str) field of its ``Config``.

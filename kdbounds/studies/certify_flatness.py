@@ -1008,7 +1008,7 @@ def flatness_figure(result: Result) -> Any:
     Returns:
         The :class:`matplotlib.figure.Figure` (not saved).
     """
-    from ._plots import plt_figure
+    from ..figures import plt_figure
 
     T = result.teachers
     kinds = ["reference", *result.config["posteriors"]]
@@ -1094,7 +1094,7 @@ def plot_flatness(result: Result, path: str | os.PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from ._plots import save_figure
+    from ..figures import save_figure
 
     return save_figure(flatness_figure(result), path)
 
@@ -1108,7 +1108,7 @@ def summary(result: Result) -> str:
     Returns:
         The text.
     """
-    from ._plots import format_table
+    from ._tables import format_table
 
     kinds = [*_REFERENCES, *result.config["posteriors"]]
     cols = ["teacher", "teacher_test_acc", "teacher_ds_error", "top_eig", "trace", "trace_se", "weight_norm",

@@ -83,7 +83,7 @@ from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
 from ._provenance import with_provenance
-from ._plots import format_number
+from ._tables import format_number
 
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "merge_results", "summarise", "plot_certificates", "certificates_figure",
            "STUDENTS", "WRAPPED", "LEARNT", "split_spec", "sweep_specs", "student_config", "certify_prior",
@@ -1101,7 +1101,7 @@ def plot_certificates(rows: Any, path: str | os.PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from ._plots import save_figure
+    from ..figures import save_figure
 
     return save_figure(certificates_figure(rows), path, dpi=110)
 
@@ -1121,7 +1121,7 @@ def certificates_figure(rows: Any) -> Any:
     Returns:
         The matplotlib figure.
     """
-    from ._plots import plt_figure
+    from ..figures import plt_figure
 
     z = [r for r in rows if r["loss"] == "zero_one"] or list(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}

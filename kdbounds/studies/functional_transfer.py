@@ -280,7 +280,7 @@ def agreement_split_figure(result: Result) -> Any:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from ._plots import binomial_interval, plt_figure
+    from ..figures import binomial_interval, plt_figure
 
     groups = [g for g in GROUPS if result.reports.get(g)]
     fig, (ax, ax_d) = plt_figure(1, 2, figsize=(12.5, 4.8), width_ratios=(1.35, 1.0))
@@ -374,7 +374,7 @@ def plot_agreement_split(result: Result, path: str | os.PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from ._plots import save_figure
+    from ..figures import save_figure
 
     return save_figure(agreement_split_figure(result), path)
 

@@ -25,7 +25,7 @@ from linear_gaussian.sweeps import SWEEPS, TradeoffConfig, summarize, sweep_rows
 
 from .._io import atomic_write_csv, atomic_write_json
 from ..runs.sweep import RunSpec, run_sweep
-from ._plots import save_figure
+from ..figures import save_figure
 from ._provenance import with_provenance
 
 __all__ = ["Config", "PRESETS", "Result", "run", "write_results", "summary"]

@@ -755,7 +755,7 @@ def accuracy_figure(result: Result) -> Any:
     Returns:
         The figure; ``kdbounds_bars`` lists ``(teacher, method, mean, sd, n)`` per bar drawn.
     """
-    from ._plots import plt_figure
+    from ..figures import plt_figure
 
     cfg = result.config
     methods = [m for m in cfg["methods"] if m != "ce"]
@@ -824,13 +824,13 @@ def plot_accuracy(result: Result, path: str | os.PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from ._plots import save_figure
+    from ..figures import save_figure
 
     return save_figure(accuracy_figure(result), path)
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:
-    from ._plots import format_number
+    from ._tables import format_number
 
     return format_number(v, spec)
 
@@ -911,7 +911,7 @@ def readme_report(results: Mapping[str, Any], alpha: float = 0.05) -> str:
     Returns:
         The markdown text.
     """
-    from ._plots import format_number
+    from ._tables import format_number
 
     cfg, rows, acc = results["config"], results["rows"], results["teacher_test_acc"]
     tm = results.get("timing", {})

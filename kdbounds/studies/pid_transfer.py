@@ -461,7 +461,7 @@ def plot_curves(result: Result, path: str | os.PathLike) -> Path:
     Returns:
         ``path``.
     """
-    from ._plots import save_figure
+    from ..figures import save_figure
 
     return save_figure(curves_figure(result.rows), path, dpi=120)
 
@@ -480,7 +480,7 @@ def curves_figure(rows: Any) -> Any:
     """
     from matplotlib.ticker import MaxNLocator
 
-    from ._plots import plt_figure
+    from ..figures import plt_figure
 
     fig, axes = plt_figure(1, 2, figsize=(11, 4.4), sharey=True)
     drawn = 0

@@ -96,7 +96,8 @@ from ..runs.cache import code_fingerprint, resolve_cache_root
 from ..runs.grid import DataSpec, TeacherRecipe, Timed, load_data, train_spec, train_timed
 from ..runs.locking import compute_once
 from ..runs.splits import SplitSpec, split_data, train_on_split
-from ._plots import UNDEFINED, format_number, format_table, plot_bound_vs_observed, plot_sharpness_vs_gap
+from ..figures import plot_bound_vs_observed, plot_sharpness_vs_gap
+from ._tables import UNDEFINED, format_number, format_table
 from ._provenance import with_provenance
 from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
@@ -1243,8 +1244,9 @@ def run_study(cfg: StudyConfig, cache_root: str | os.PathLike, *, progress: bool
         row["teacher_run"] = Path(t_res.paths["out_dir"]).name
         row["student_run"] = Path(s_res.paths["out_dir"]).name if s_res.paths else None
         rows.append(row)
+        # the pair's check records are in ``checks`` (run-level verdicts), once: not repeated here
         reports.append({"teacher": name, "method": label, "student_arch": arch,
-                        **pc.to_dict(), "records": [r.to_dict() for r in recs]})
+                        **{k: v for k, v in pc.to_dict().items() if k != "records"}})
     counts = {"by_name": verdict_counts(judged, by="name"), "by_kind": verdict_counts(judged, by="kind")}
     sharp = {name: c["train_trace"]["value"] for name, c in curvatures.items()}
     groups = {"distilled": tuple(lab for lab, _, m in students if not _is_free(lab, m) and lab not in from_teacher)}
@@ -1303,7 +1305,7 @@ def write_plots(result: StudyResult, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     return {"sharpness_vs_gap": plot_sharpness_vs_gap(result.rows, out / "sharpness_vs_gap.png",
                                                       sharpness=SHARPNESS, kendall=result.kendall),
-            "bound_vs_observed": plot_bound_vs_observed(result.reports, out / "bound_vs_observed.png")}
+            "bound_vs_observed": plot_bound_vs_observed(result.checks, out / "bound_vs_observed.png")}
 
 
 _REPORT_COLUMNS = ("teacher", "method", "same_architecture", "teacher_train_trace", "teacher_train_trace_se",

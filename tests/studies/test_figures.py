@@ -16,10 +16,10 @@ import pytest
 
 from kdbounds._io import dumps_strict
 from kdbounds.checks import assign_verdicts, make_record
-from kdbounds.studies._plots import VERDICT_COLOURS, bound_vs_observed_figure, sharpness_vs_gap_figure
+from kdbounds.figures import VERDICT_COLOURS, bound_vs_observed_figure, sharpness_vs_gap_figure
 
 
-def _reports() -> list[dict]:
+def _checks() -> list[dict]:
     """Holds (bound far above), violated (bound far below, small SE), inconclusive (interval crosses), zero."""
     spec = [("thm1_sigma_n", "zero_one", 0.5, 0.02, 0.005), ("thm1_sigma_n", "zero_one", 0.001, 0.2, 0.002),
             ("thm1_sigma_n", "clipped_ce", 0.05, 0.04, 0.03), ("thm1_product_proxy", "zero_one", 2.0, 0.0, 0.01),
@@ -28,7 +28,7 @@ def _reports() -> list[dict]:
                         bound=b, observed=o, observed_se=se, assumptions_met=n == "gibbs_classifier",
                         assumption="test", teacher=f"t{i}", student="kd") for i, (n, loss, b, o, se) in enumerate(spec)]
     final = assign_verdicts(recs, alpha=0.05)
-    return json.loads(dumps_strict([{"records": [r.to_dict()]} for r in final]))
+    return json.loads(dumps_strict([r.to_dict() for r in final]))
 
 
 def _texts(fig) -> list[str]:
@@ -41,10 +41,10 @@ def _texts(fig) -> list[str]:
 
 
 def test_bound_vs_observed_colours_intervals_axes_and_zeros():
-    reports = _reports()
-    verdicts = [rep["records"][0]["verdict"] for rep in reports]
+    checks = _checks()
+    verdicts = [c["verdict"] for c in checks]
     assert {"holds", "violated", "inconclusive"} <= set(verdicts), verdicts  # the fixture covers every colour
-    fig = bound_vs_observed_figure(reports)
+    fig = bound_vs_observed_figure(checks)
     ax = fig.axes[0]
     assert ax.get_xscale() == ax.get_yscale() == "log"
     assert all("_" not in t for t in _texts(fig)), _texts(fig)
@@ -54,8 +54,7 @@ def test_bound_vs_observed_colours_intervals_axes_and_zeros():
     containers = [c for c in ax.containers if c.has_xerr]
     assert len(containers) == len(drawn)
     for (name, loss, verdict, x, y), cont in zip(drawn, containers):
-        rec = next(r["records"][0] for r in reports if r["records"][0]["name"] == name and r["records"][0]["loss"]
-                   == loss and abs(abs(r["records"][0]["observed"]) - x) < 1e-12)
+        rec = next(c for c in checks if c["name"] == name and c["loss"] == loss and abs(abs(c["observed"]) - x) < 1e-12)
         assert verdict == rec["verdict"]
         line = cont.lines[0]
         assert mcolors.same_color(line.get_markerfacecolor(), VERDICT_COLOURS[rec["verdict"]]), (name, verdict)
@@ -154,7 +153,7 @@ def test_linear_gaussian_zero_terms_are_inside_the_frame_and_axes_read():
     assert at[-1] - at[0] == pytest.approx(2 * se), "the band is ± 1 SE of Theorem 3B's upper bound at rank 1"
 
 
-# ---- the figures of notebooks 02–04 (kdbounds.studies._notebook_plots) ---------------------------------------------
+# ---- the figures of notebooks 02–04 (kdbounds.figures) ---------------------------------------------
 
 def _code_names(texts: list[str]) -> list[str]:
     """Texts with an underscore outside ``$…$`` (a code name such as ``n_S`` instead of the maths ``$n_S$``)."""
@@ -192,7 +191,7 @@ def _oracle_rows():
 
 
 def test_oracle_certificate_figure_states_zeros_instead_of_flooring_them():
-    from kdbounds.studies._notebook_plots import oracle_certificate_figure
+    from kdbounds.figures import oracle_certificate_figure
 
     rows_n, rows_sp, rows_type = _oracle_rows()
     fig = oracle_certificate_figure(rows_n, rows_sp, rows_type, population=0.12, sigma_q=0.05, sigma_p=0.05,
@@ -212,7 +211,7 @@ def test_oracle_certificate_figure_states_zeros_instead_of_flooring_them():
 
 
 def test_network_certificates_figure_has_the_held_out_interval_and_says_zero():
-    from kdbounds.studies._notebook_plots import network_certificates_figure
+    from kdbounds.figures import network_certificates_figure
 
     certs = [{"prior": p, "student": s, "risk_upper": 0.6, "test_gibbs_risk": 0.4, "test_gibbs_ci_low": 0.33,
               "test_gibbs_ci_high": 0.46, "mean_term": 5.0, "variance_term": v}
@@ -229,7 +228,7 @@ def test_network_certificates_figure_has_the_held_out_interval_and_says_zero():
 
 
 def test_spectrum_figure_draws_residual_intervals_and_no_floor():
-    from kdbounds.studies._notebook_plots import spectrum_figure
+    from kdbounds.figures import spectrum_figure
 
     g = np.linspace(-5, 60, 400)
     d = np.exp(-g ** 2 / 2) + 1e-3 * np.exp(-(g - 50) ** 2 / 4)
@@ -245,9 +244,9 @@ def test_spectrum_figure_draws_residual_intervals_and_no_floor():
 
 
 def test_verdict_counts_figure_colours_and_counts_match_the_records():
-    from kdbounds.studies._notebook_plots import verdict_counts_figure
+    from kdbounds.figures import verdict_counts_figure
 
-    records = [c for rep in _reports() for c in rep["records"]]
+    records = _checks()
     fig = verdict_counts_figure(records)
     ax = fig.axes[0]
     assert not _code_names(_all_texts(fig))
@@ -267,7 +266,7 @@ def test_pid_curves_figure_draws_bootstrap_and_binomial_intervals():
     """Red's bootstrap interval is drawn as it is, also where it misses the biased plug-in estimate (real data do)."""
     from scipy import stats as st
 
-    from kdbounds.studies._notebook_plots import pid_curves_figure
+    from kdbounds.figures import pid_curves_figure
 
     rows = [{"method": m, "epoch": e, "redundancy": 0.4, "redundancy_ci_low": 0.45, "redundancy_ci_high": 0.58,
              "redundancy_shuffle_mean": 0.1, "redundancy_shuffle_sd": 0.02, "unique_t": 0.3,
@@ -504,7 +503,7 @@ def _own_model_certificates(test: bool = True):
 def test_prior_posterior_certificate_figure_draws_the_held_out_interval_and_both_certificates():
     from matplotlib.container import ErrorbarContainer
 
-    from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+    from kdbounds.figures import prior_posterior_certificate_figure
 
     cert, base = _own_model_certificates()
     fig = prior_posterior_certificate_figure(cert, base)
@@ -530,7 +529,7 @@ def test_prior_posterior_certificate_figure_draws_the_held_out_interval_and_both
 
 
 def test_prior_posterior_certificate_figure_without_a_held_out_estimate_says_so():
-    from kdbounds.studies._notebook_plots import prior_posterior_certificate_figure
+    from kdbounds.figures import prior_posterior_certificate_figure
 
     cert, base = _own_model_certificates(test=False)
     fig = prior_posterior_certificate_figure(cert, base)

@@ -1,118 +1,23 @@
-"""Tables and figures for the experiments (orchestration layer).
-
-Figures are built as :class:`matplotlib.figure.Figure` objects directly, never through ``pyplot``: no
-backend is selected or switched (a notebook kernel keeps its inline backend and shows every later
-figure), nothing is registered with pyplot's figure manager (no figure leaks in long runs), and
-``savefig`` renders with the Agg canvas matplotlib attaches for the file format.
+"""Figures of the sharpness-vs-gap study and of check records: the student gap against the teacher's sharpness,
+every bound against its observed value with the interval its verdict was decided on, verdict counts per check, and
+a Hessian spectrum (SLQ density with the top Lanczos eigenvalues).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import sys
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_bytes
+import numpy as np
 
-__all__ = ["VERDICT_COLOURS", "CHECK_LABELS", "LOSS_LABELS", "QUANTITY_LABELS", "UNDEFINED", "plot_sharpness_vs_gap",
-           "sharpness_vs_gap_figure", "plot_bound_vs_observed", "bound_vs_observed_figure", "format_table", "plt_figure",
-           "save_figure", "binomial_interval"]
+from .base import CHECK_LABELS, LOSS_LABELS, QUANTITY_LABELS, VERDICT_COLOURS, plt_figure, save_figure
 
-#: keyword arguments of ``pyplot.subplots`` that go to ``Figure.subplots`` (the rest go to ``Figure``)
-_SUBPLOTS_KW = frozenset({"sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
-                          "gridspec_kw"})
-
-
-def plt_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Any, Any]:
-    """A new figure and its axes, like ``pyplot.subplots`` but without pyplot.
-
-    The figure is a plain :class:`matplotlib.figure.Figure` (matplotlib imported on first use): the
-    process's backend is left as it is, and the figure is not registered with pyplot.
-
-    Args:
-        nrows: rows of the grid of axes.
-        ncols: columns of the grid of axes.
-        **kwargs: the keywords of ``pyplot.subplots``: ``sharex``, ``sharey``, ``squeeze``,
-            ``width_ratios``, ``height_ratios``, ``subplot_kw``, ``gridspec_kw`` go to
-            ``Figure.subplots``, the others (``figsize``, ``dpi``, ``layout``, ...) to ``Figure``.
-
-    Returns:
-        ``(figure, axes)``: one ``Axes`` for a 1 x 1 grid, else an array of them (as ``pyplot.subplots``).
-    """
-    from matplotlib.figure import Figure
-
-    sub = {k: v for k, v in kwargs.items() if k in _SUBPLOTS_KW}
-    fig = Figure(**{k: v for k, v in kwargs.items() if k not in _SUBPLOTS_KW})
-    return fig, fig.subplots(nrows, ncols, **sub)
-
-
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
-    """Save ``fig`` to ``path`` atomically (format from the suffix) and release it.
-
-    A figure made by :func:`plt_figure` needs no closing; one made with ``pyplot`` (when pyplot is
-    already imported) is closed, so that loops do not accumulate open figures. The backend is not touched.
-
-    Args:
-        fig: a matplotlib figure.
-        path: the output file; its parent folder is created when missing.
-        dpi: resolution.
-
-    Returns:
-        ``path`` as a ``Path``.
-    """
-    buf = io.BytesIO()
-    path = Path(path)
-    try:
-        fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None:  # a pyplot-managed figure: drop it from pyplot's registry (a no-op otherwise)
-            plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def binomial_interval(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Clopper–Pearson interval of a rate measured on ``n`` examples, each right or wrong (an accuracy, an agreement):
-    scipy's exact binomial interval of ``round(rate * n)`` successes.
-
-    Args:
-        rate: the measured rate, a multiple of ``1/n``.
-        n: the number of examples (>= 1).
-        level: the confidence level.
-
-    Returns:
-        ``(low, high)``.
-    """
-    from scipy.stats import binomtest
-
-    k = int(round(rate * n))
-    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
-    return float(ci.low), float(ci.high)
-
-
-#: one colour per verdict, in every figure that draws verdicts (colour-blind-safe: Okabe–Ito)
-VERDICT_COLOURS = {"holds": "#009E73", "violated": "#D55E00", "inconclusive": "#E69F00", "not_defined": "#999999"}
-
-#: check names as they read in a figure
-CHECK_LABELS = {"gibbs_classifier": "Gibbs classifier", "thm1_sigma_n": "Thm 1, σ²/n form",
-                "thm1_product_proxy": "Thm 1, product-law proxy", "thm2_central": "Thm 2, central condition",
-                "thm3a_radius": "Thm 3A, radius ρ₀", "thm3b_subgamma_quadratic": "Thm 3B, sub-gamma (quadratic)",
-                "thm3b_subgamma_mc": "Thm 3B, sub-gamma (Monte Carlo)"}
-
-#: losses as they read in a figure
-LOSS_LABELS = {"clipped_ce": "clipped CE", "zero_one": "0–1", "gibbs_zero_one": "Gibbs 0–1", "ce": "CE"}
-
-#: row keys of the sharpness-vs-gap table as axis labels (maths, not code names)
-QUANTITY_LABELS = {"teacher_train_top_eig": "teacher λ_max(H) on the training loss",
-                   "teacher_train_trace": "teacher tr H on the training loss",
-                   "teacher_gap_trace": "teacher tr(H_test − H_train)",
-                   "teacher_gap_frob_sq": "teacher ‖H_test − H_train‖²_F",
-                   "student_gap_clipped_ce": "student gap gen(S), clipped CE",
-                   "student_gap_zero_one": "student gap gen(S), 0–1 loss"}
+__all__ = ["sharpness_vs_gap_figure", "plot_sharpness_vs_gap", "bound_vs_observed_figure", "plot_bound_vs_observed",
+           "verdict_counts_figure", "spectrum_figure"]
 
 
 def _label(key: str) -> str:
@@ -217,11 +122,7 @@ def plot_sharpness_vs_gap(rows: Sequence[dict[str, Any]], path: str | os.PathLik
     return save_figure(sharpness_vs_gap_figure(rows, sharpness=sharpness, gaps=gaps, kendall=kendall), path)
 
 
-def _checks(rep: dict[str, Any]) -> list[dict[str, Any]]:
-    return rep.get("records", rep.get("checks", []))
-
-
-def _observed_interval(c: dict[str, Any]) -> tuple[float, float, float]:
+def _observed_interval(c: Mapping[str, Any]) -> tuple[float, float, float]:
     """``|d̂|`` and the interval the verdict was decided on, ``|d̂| ± z·SE`` (z = 1.96 when not recorded)."""
     x = abs(float(c["observed"]))
     se = c.get("observed_se") or 0.0
@@ -229,11 +130,12 @@ def _observed_interval(c: dict[str, Any]) -> tuple[float, float, float]:
     return x, x - z * se, x + z * se
 
 
-def bound_vs_observed_figure(reports: Sequence[dict[str, Any]]) -> Any:
+def bound_vs_observed_figure(checks: Sequence[Mapping[str, Any]]) -> Any:
     """The figure of :func:`plot_bound_vs_observed` (a :class:`matplotlib.figure.Figure`, not saved).
 
     Args:
-        reports: the pair reports (``PairChecks.to_dict()`` with ``records``; older reports with ``checks``).
+        checks: check records (``CheckRecord.to_dict()``: ``name``, ``loss``, ``kind``, ``side``, ``verdict``,
+            ``bound``, ``observed``, ``observed_se``, ``z``), e.g. a study's ``results["checks"]``.
 
     Returns:
         The figure; its ``kdbounds_points`` attribute lists, per drawn point, ``(check, loss, verdict,
@@ -241,13 +143,13 @@ def bound_vs_observed_figure(reports: Sequence[dict[str, Any]]) -> Any:
         on a log axis, stated in the figure).
     """
     fig, ax = plt_figure(figsize=(8.6, 5.2))
-    kinds = {(c["name"], c["loss"]): c.get("kind", "") for rep in reports for c in _checks(rep)}
-    names = sorted({(c["name"], c["loss"]) for rep in reports for c in _checks(rep)
+    kinds = {(c["name"], c["loss"]): c.get("kind", "") for c in checks}
+    names = sorted({(c["name"], c["loss"]) for c in checks
                     if c["side"] == "abs" and c.get("verdict") != "not_defined"})
     xs_all, ys_all, points, zero = [], [], [], 0
     markers = "osD^v<>ph*"
     for i, (name, loss) in enumerate(names):
-        recs = [c for rep in reports for c in _checks(rep) if c["name"] == name and c["loss"] == loss
+        recs = [c for c in checks if c["name"] == name and c["loss"] == loss
                 and c.get("verdict") != "not_defined" and c.get("observed") is not None and c.get("bound") is not None
                 and math.isfinite(c["bound"]) and c["bound"] > 0]
         zero += sum(1 for c in recs if c["observed"] == 0)
@@ -292,61 +194,116 @@ def bound_vs_observed_figure(reports: Sequence[dict[str, Any]]) -> Any:
     return fig
 
 
-def plot_bound_vs_observed(reports: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+def plot_bound_vs_observed(checks: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Each bound on |gen(S) − gen(T)| against the observed value, log–log, with the line y = x (points
     below it are violations): each point coloured by its verdict, with the interval ``|d̂| ± z·SE`` the
     verdict was decided on, axes fitted to the points.
 
     Args:
-        reports: the pair reports (``PairChecks.to_dict()`` with ``records``; older reports with ``checks``).
-            Records that are not defined or have no number are skipped; an observed value of exactly 0 is
+        checks: check records, as for :func:`bound_vs_observed_figure`. Records that are not defined or have no number are skipped; an observed value of exactly 0 is
             counted in the figure's note.
         path: the image file written (atomically).
 
     Returns:
         ``path``.
     """
-    return save_figure(bound_vs_observed_figure(reports), path)
+    return save_figure(bound_vs_observed_figure(checks), path)
 
 
-#: what a table shows for a value that is not defined (``None``, NaN): never "None" or "nan"
-UNDEFINED = "—"
+def spectrum_figure(grid: Sequence[float], density: Sequence[float], eigenvalues: Sequence[float],
+                    residuals: Sequence[float], nodes: Sequence[float], weights: Sequence[float], *,
+                    title: str = "", dynamic_range: float = 1e8) -> Any:
+    """The Hessian spectrum: the SLQ density (log scale) with the top Lanczos eigenvalues and their
+    residual intervals, and the quadrature nodes with their weights.
 
-
-def format_number(v: Any, spec: str = ".3f") -> str:
-    """``format(v, spec)`` for a finite number, :data:`UNDEFINED` ("—") for anything else (``None``, NaN, inf):
-    the one number cell of the generated README tables.
-
-    Args:
-        v: the value.
-        spec: its format.
-
-    Returns:
-        The text.
-    """
-    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else UNDEFINED
-
-
-def format_table(rows: Sequence[dict[str, Any]], cols: Sequence[str], floatfmt: str = ".4g") -> str:
-    """A GitHub-markdown table of ``cols`` from ``rows``.
+    The density is drawn where it is within ``dynamic_range`` of its peak (below that it is numerically zero and is
+    not floored onto the axis; the figure says so); a node of weight 0 is counted, not drawn.
 
     Args:
-        rows: dicts (missing keys print empty).
-        cols: the columns, in order.
-        floatfmt: format of float cells.
+        grid: eigenvalue grid of the density.
+        density: the SLQ density on ``grid``.
+        eigenvalues: top eigenvalues (Lanczos).
+        residuals: their residual bounds (each true eigenvalue lies within its residual of the Ritz value).
+        nodes: the SLQ nodes (Ritz values), all runs.
+        weights: their quadrature weights.
+        title: the left panel's title.
+        dynamic_range: the density range drawn below its peak.
 
     Returns:
-        The table as text; a value that is not defined (``None``, NaN) is shown as :data:`UNDEFINED` ("—"; the
-        caller says why, e.g. in a ``note`` column), never as "None" or "nan".
+        The figure; ``kdbounds_hidden_nodes`` counts the nodes of weight 0.
     """
-    def fmt(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return UNDEFINED
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v)
+    g, d = np.asarray(grid, float), np.asarray(density, float)
+    peak = float(np.nanmax(d)) if d.size else 1.0
+    keep = d > peak / dynamic_range
+    fig, (a1, a2) = plt_figure(1, 2, figsize=(13, 4.4))
+    a1.plot(g, np.where(keep, d, np.nan), color="C0", label="SLQ density")  # a gap where it is numerically 0
+    a1.set_yscale("log")
+    a1.set_ylim(peak / dynamic_range, peak * 3)
+    for i, (v, r) in enumerate(zip(eigenvalues, residuals)):
+        a1.axvspan(v - r, v + r, color="C3", alpha=0.25, lw=0)
+        a1.axvline(v, color="C3", lw=0.8, ls="--", label="top Lanczos eigenvalues ± residual" if i == 0 else None)
+    a1.set_xlabel("eigenvalue $\\lambda$ of $\\nabla^2 L_{\\mathrm{train}}$ (clipped CE)")
+    a1.set_ylabel("density (log scale)")
+    a1.set_title(title or "Hessian spectrum")
+    a1.text(0.0, -0.16, f"density drawn down to $10^{{{-round(math.log10(dynamic_range))}}}$ × its peak (below: "
+            "numerically 0, not drawn)",
+            transform=a1.transAxes, fontsize=8, color="0.3", va="top")
+    a1.legend(fontsize=8)
+    n, w = np.asarray(nodes, float).ravel(), np.asarray(weights, float).ravel()
+    pos = w > 0
+    a2.scatter(n[pos], w[pos], s=12, color="C0", label="SLQ nodes (Ritz values) and weights")
+    a2.set_yscale("log")
+    if pos.any():
+        a2.set_ylim(w[pos].min() / 3, min(1.5, w[pos].max() * 3))
+    hidden = int((~pos).sum())
+    a2.set_xlabel("Ritz value $\\theta$")
+    a2.set_ylabel("quadrature weight (share of the spectral mass)")
+    a2.set_title("where the spectral mass sits")
+    if hidden:
+        a2.text(0.0, -0.16, f"{hidden} node(s) of weight 0 not drawn (log axis)", transform=a2.transAxes,
+                fontsize=8, color="0.3", va="top")
+    a2.legend(fontsize=8)
+    for a in (a1, a2):
+        a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.kdbounds_hidden_nodes = hidden
+    return fig
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |")
-    return "\n".join(lines)
+
+def verdict_counts_figure(checks: Sequence[Mapping[str, Any]]) -> Any:
+    """The verdict table as one bar per check (name and loss, with its kind): how many pairs got each
+    verdict, in the verdict colours of every figure. Compact whatever the number of pairs.
+
+    Args:
+        checks: check records (``name``, ``loss``, ``kind``, ``verdict``).
+
+    Returns:
+        The figure; ``kdbounds_counts`` maps ``(name, loss)`` to its verdict counts.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    keys = sorted({(c["name"], c["loss"]) for c in checks})
+    kinds = {(c["name"], c["loss"]): c.get("kind", "") for c in checks}
+    counts = {k: Counter(c["verdict"] for c in checks if (c["name"], c["loss"]) == k) for k in keys}
+    order = [v for v in ("holds", "inconclusive", "violated", "not_defined") if any(v in cn for cn in counts.values())]
+    order += sorted({v for cn in counts.values() for v in cn} - set(order))
+    fig, ax = plt_figure(figsize=(9.5, 0.42 * len(keys) + 1.6))
+    left = np.zeros(len(keys))
+    for v in order:
+        n = np.array([counts[k].get(v, 0) for k in keys], dtype=float)
+        ax.barh(np.arange(len(keys)), n, left=left, color=VERDICT_COLOURS.get(v, "#999999"), label=v.replace("_", " "),
+                edgecolor="white", lw=0.5)
+        left += n
+    ax.set_yticks(np.arange(len(keys)))
+    ax.set_yticklabels([f"{CHECK_LABELS.get(n, n)}, {LOSS_LABELS.get(loss, loss)} ({kinds[(n, loss)]})"
+                        for n, loss in keys], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(left.max() if left.size else 1, 1) * 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("teacher–student pairs")
+    ax.set_title("verdict of each check over the pairs (Holm-corrected, one family per run)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="verdict", title_fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.kdbounds_counts = {k: dict(cn) for k, cn in counts.items()}
+    return fig
