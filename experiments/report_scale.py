@@ -15,7 +15,10 @@ The results each block reads (``REPORTS``):
   reports/sharpness_vs_gap-scale``, compressed by ``gzip -9 -n`` (2.4 MB of JSON, 0.17 MB compressed);
 * ``sharpness_vs_gap-cpu``: ``reports/sharpness_vs_gap-cpu/results.json.gz``, the default preset (``python
   experiments/sharpness_vs_gap.py --preset cpu --threads 1 --out reports/sharpness_vs_gap-cpu``), compressed the same
-  way.
+  way;
+* ``nuisance_teacher``: ``reports/nuisance_teacher-scale/results.json``, written by ``python
+  experiments/nuisance_teacher.py --preset scale --executor ray --workers 2 --threads 1 --out
+  reports/nuisance_teacher-scale`` (12 kB: not compressed).
 
 ``tests/test_readme_numbers.py`` fails when a README block differs from what this prints.
 """
@@ -41,6 +44,8 @@ REPORTS = {
                              "sharpness_vs_gap_cpu", "sharpness_vs_gap"),
     "sharpness_vs_gap-gentle": (ROOT / "reports" / "sharpness_vs_gap-gentle" / "results.json.gz", "readme_report",
                                 "sharpness_vs_gap_gentle", "sharpness_vs_gap"),
+    "nuisance_teacher": (ROOT / "reports" / "nuisance_teacher-scale" / "results.json", "readme_report",
+                         "nuisance_teacher_scale"),
 }
 
 

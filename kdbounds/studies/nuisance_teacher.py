@@ -931,9 +931,11 @@ def readme_report(results: Mapping[str, Any], alpha: float = 0.05) -> str:
     cost = "not recorded"
     if per_run:
         cost = (f"students {sum(per_run) / 3600:.1f} h of training wall time in all ({len(per_run)} runs, median "
-                f"{per_run[len(per_run) // 2] / 60:.1f} min, each as its run recorded it)")
+                f"{per_run[len(per_run) // 2] / 60:.1f} min)")
         if isinstance(tm.get("teacher_train_wall_s"), (int, float)):
             cost += f", the trained teacher {tm['teacher_train_wall_s'] / 60:.1f} min"
+        cost += (" — each the wall time of the process that finished the run, so a run resumed after an interruption "
+                 "counts only its last part")
         if isinstance(tm.get("wall_s"), (int, float)):
             cost += (f"; this invocation's sweep {tm['wall_s'] / 3600:.2f} h wall ({tm.get('executor')} executor, "
                      f"{tm.get('workers') or 1} worker(s) × {tm.get('threads') or 'default'} thread(s); runs found "
