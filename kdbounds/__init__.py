@@ -87,7 +87,7 @@ _export(
 )
 
 # ---- statistics across seeds (numpy/scipy) ----
-_export("stats", "GroupComparison", "compare_groups", "holm_adjust", "mean_interval")
+_export("stats", "GroupComparison", "compare_groups", "holm_adjust", "mean_interval", "clopper_pearson")
 
 # ---- curvature (torch): Hessian operators and matrix-free estimators ----
 _export(

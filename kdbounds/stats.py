@@ -17,7 +17,7 @@ import numpy as np
 from ._io import with_reasons
 from ._records import Estimate
 
-__all__ = ["GroupComparison", "compare_groups", "holm_adjust", "mean_interval"]
+__all__ = ["GroupComparison", "clopper_pearson", "compare_groups", "holm_adjust", "mean_interval"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,3 +280,37 @@ def mean_interval(values: Sequence[float], level: float = 0.95, name: str = "val
     se = float(x.std(ddof=1) / math.sqrt(n))
     h = float(stats.t.ppf(0.5 + float(level) / 2.0, n - 1)) * se
     return Estimate(m, se, n, m - h, m + h, float(level))
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    r"""The exact (Clopper–Pearson) two-sided interval of a binomial rate: ``k`` successes in ``n`` trials.
+
+    .. math::
+        \big[\,B_{\alpha/2}(k,\, n-k+1),\; B_{1-\alpha/2}(k+1,\, n-k)\,\big],\qquad \alpha = 1 - \ell,
+
+    with :math:`B_q(a, b)` the ``q``-quantile of the Beta law (the lower end 0 when ``k = 0``, the upper 1 when
+    ``k = n``). Coverage at least ``level`` for every true rate.
+
+    Args:
+        k: successes, ``0 <= k <= n``.
+        n: trials, ``>= 1``.
+        level: the confidence level in (0, 1).
+
+    Returns:
+        ``(low, high)``.
+
+    Raises:
+        ValueError: ``n < 1``, ``k`` outside ``[0, n]`` or ``level`` outside (0, 1).
+    """
+    from scipy.stats import beta
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected an integer number of trials >= 1, got {n!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
+        raise ValueError(f"k: expected an integer number of successes in [0, n={n}], got {k!r}")
+    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
+    a = 1.0 - float(level)
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi

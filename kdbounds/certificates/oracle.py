@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
-from scipy.stats import beta as beta_dist
 
 from .._checks import check_choice, check_int, check_open_unit, check_positive, check_probability
 from .._records import Estimate
+from ..stats import clopper_pearson
 from .bounds import check_confidences, compose_certificate, kl_inverse_upper, mc_risk_upper, pac_bayes_complexity
 
 __all__ = [
@@ -296,13 +296,6 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(x, y, rcond=None)[0]
 
 
-def _clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    a = 1.0 - level
-    lo = 0.0 if k == 0 else float(beta_dist.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta_dist.ppf(1 - a / 2, k + 1, n - k))
-    return lo, hi
-
-
 def repeat_certificates(
     *,
     d: int,
@@ -430,7 +423,7 @@ def repeat_certificates(
     pop = np.asarray(population_gibbs_risk(m_q, s_all, ws, e), dtype=np.float64).reshape(reps)
     fails = int(np.sum(cert < pop))
     rate = fails / reps
-    lo, hi = _clopper_pearson(fails, reps)
+    lo, hi = clopper_pearson(int(fails), int(reps))
     return RepeatResult(
         d=d,
         n_t=n_t,

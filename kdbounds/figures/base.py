@@ -73,7 +73,7 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> Path:
 
 def binomial_interval(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
     """Clopper–Pearson interval of a rate measured on ``n`` examples, each right or wrong (an accuracy, an agreement):
-    scipy's exact binomial interval of ``round(rate * n)`` successes.
+    :func:`kdbounds.stats.clopper_pearson` of ``round(rate * n)`` successes.
 
     Args:
         rate: the measured rate, a multiple of ``1/n``.
@@ -83,11 +83,9 @@ def binomial_interval(rate: float, n: int, level: float = 0.95) -> tuple[float, 
     Returns:
         ``(low, high)``.
     """
-    from scipy.stats import binomtest
+    from ..stats import clopper_pearson
 
-    k = int(round(rate * n))
-    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
-    return float(ci.low), float(ci.high)
+    return clopper_pearson(int(round(rate * n)), int(n), level)
 
 
 #: one colour per verdict, in every figure that draws verdicts (colour-blind-safe: Okabe–Ito)
