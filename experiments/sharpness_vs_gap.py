@@ -20,8 +20,8 @@ same numbers as --executor local at equal --threads (unset: torch's default loca
         # the scale teachers with gentle students (each teacher moved by 1, 3, 10 full-batch gradient steps)
 
 Presets: smoke (3 resnet8 teachers, resnet8 and resnet14 students, 10 images/class, 1 epoch), cpu, the
-default (6 resnet8 teachers -> self-distilled resnet8 students by kd/rid and the student alone, CIFAR-10
-subset), gpu (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes), scale (12 airbench_s
+default (6 airbench_s teachers of 6 fast-recipe recipes on D_T = 5,000 training images -> on D_S = 1,000 others
+airbench_s students by ce/kd/rid from scratch and kd started at the teacher; 1,000 test images), gpu (resnet56 -> resnet20 and resnet56, full CIFAR-10, 200 epochs, 6 recipes), scale (12 airbench_s
 teachers of 6 fast-recipe recipes from the teacher bank on D_T = 45,000 images; on D_S = 5,000 images students from
 scratch and started at their teacher; curvature and gaps on one kernel sample; <= 3 h on 2 cores, estimate in
 the study), smoke-scale (its miniature, CI); the old names default and paper still work. Writes results.json,

@@ -102,7 +102,7 @@ def show(fig):
 
 # %%
 # Every kdbounds import of this notebook is in this one cell.
-from kdbounds._io import bytes_sha256, dumps_strict, file_sha256, read_json
+from kdbounds.io import bytes_sha256, dumps_strict, file_sha256, read_json
 from kdbounds.certificates import diag_gaussian_kl, pac_bayes_kl_bound
 from kdbounds.certificates.oracle import (gibbs_error, population_gibbs_risk, repeat_certificates,
                                           sample_halfspace)

@@ -101,7 +101,7 @@ def show(fig):
 # %%
 # Every kdbounds import of this notebook is in this one cell.
 import kdbounds
-from kdbounds._io import bytes_sha256, dumps_strict, file_sha256, read_json
+from kdbounds.io import bytes_sha256, dumps_strict, file_sha256, read_json
 from kdbounds.curvature import HessianOperator, hutchinson_trace, spectral_density, top_eigenvalues
 from kdbounds.data import stratified_subset
 from kdbounds.data.transforms import normalization, normalize_uint8

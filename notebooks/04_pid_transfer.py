@@ -90,7 +90,7 @@ def show(fig):
 
 # %%
 # Every kdbounds import of this notebook is in this one cell.
-from kdbounds._io import atomic_write_json, bytes_sha256, dumps_strict, read_json
+from kdbounds.io import atomic_write_json, bytes_sha256, dumps_strict, read_json
 from kdbounds.data import load_cifar, stratified_subset
 from kdbounds.distill import TrainConfig, available_methods, train
 from kdbounds.figures import pid_curves_figure

@@ -101,7 +101,7 @@ def test_no_import_cycle():
 
 #: the layer table of docs/architecture.md: first component(s) of a module's name -> its layer
 LAYERS: dict[str, str] = {
-    **{f"kdbounds.{m}": "plumbing" for m in ("_io", "_checks", "_cli_types", "_records", "_torch", "_progress",
+    **{f"kdbounds.{m}": "plumbing" for m in ("_io", "io", "_checks", "_cli_types", "_records", "_torch", "_progress",
                                              "_params", "_data", "_interrupts")},
     **{f"kdbounds.{m}": "math" for m in ("bounds", "pid", "stats", "certificates")},
     "linear_gaussian": "math",

@@ -378,33 +378,27 @@ def from_teacher_label(method: str) -> str:
     return f"{method}-from-teacher"
 
 
-_RECIPES_CPU = (
-    TeacherRecipe("lr0.2-bs32", lr=0.2, batch_size=32),
-    TeacherRecipe("lr0.1-bs32-wd0", lr=0.1, batch_size=32, weight_decay=0.0),
-    TeacherRecipe("lr0.05-bs64", lr=0.05, batch_size=64),
-    TeacherRecipe("lr0.05-bs64-wd0", lr=0.05, batch_size=64, weight_decay=0.0),
-    TeacherRecipe("lr0.02-bs128", lr=0.02, batch_size=128),
-    TeacherRecipe("lr0.01-bs256", lr=0.01, batch_size=256),
-)
+def _fast_recipes(batch: int) -> tuple[TeacherRecipe, ...]:
+    """The six fast-recipe teacher recipes at ``batch`` (airbench94's learning rate and weight decay in the fast
+    recipe's units, :func:`kdbounds.distill.fast_sgd_hparams`), whose recipes move them to flatter or sharper minima:
+    the recipe itself, label smoothing off, weight decay off or x3, learning rate x0.3, and twice the batch at the
+    same learning rate (half the noise scale lr/B)."""
+    h = fast_sgd_hparams(batch)
+    return (TeacherRecipe("fast", h["lr"], batch, h["weight_decay"]),
+            TeacherRecipe("fast-ls0", h["lr"], batch, h["weight_decay"], label_smoothing=0.0),
+            TeacherRecipe("fast-wd0", h["lr"], batch, 0.0),
+            TeacherRecipe("fast-wd3x", h["lr"], batch, 3 * h["weight_decay"]),
+            TeacherRecipe("fast-lr0.3x", 0.3 * h["lr"], batch, h["weight_decay"]),
+            TeacherRecipe(f"fast-bs{2 * batch}", h["lr"], 2 * batch, h["weight_decay"]))
 
-#: airbench94's learning rate and weight decay at batch 1024 (the fast recipe's units: kdbounds.distill.recipe_settings)
-_FAST = fast_sgd_hparams(1024)
-#: fast-recipe teachers whose recipes move them to flatter or sharper minima: label smoothing off, weight decay off or
-#: x3, learning rate x0.3, batch 2048 at batch 1024's learning rate (half the noise scale lr/B)
-_RECIPES_FAST = (
-    TeacherRecipe("fast", _FAST["lr"], 1024, _FAST["weight_decay"]),
-    TeacherRecipe("fast-ls0", _FAST["lr"], 1024, _FAST["weight_decay"], label_smoothing=0.0),
-    TeacherRecipe("fast-wd0", _FAST["lr"], 1024, 0.0),
-    TeacherRecipe("fast-wd3x", _FAST["lr"], 1024, 3 * _FAST["weight_decay"]),
-    TeacherRecipe("fast-lr0.3x", 0.3 * _FAST["lr"], 1024, _FAST["weight_decay"]),
-    TeacherRecipe("fast-bs2048", _FAST["lr"], 2048, _FAST["weight_decay"]),
-)
+
+#: the scale preset's teachers: the six recipes at airbench94's batch 1024
+_RECIPES_FAST = _fast_recipes(1024)
+#: the cpu preset's (the default's) teachers: the same six at batch 100 (a D_T of 5,000 images: 50 steps per epoch)
+_RECIPES_FAST_CPU = _fast_recipes(100)
 
 #: their miniature for CI: batch 10 (the learning rate scaled with it), so that a few images give the lookahead steps
-_SMALL = fast_sgd_hparams(10)
-_RECIPES_FAST_SMOKE = (TeacherRecipe("fast", _SMALL["lr"], 10, _SMALL["weight_decay"]),
-                       TeacherRecipe("fast-ls0", _SMALL["lr"], 10, _SMALL["weight_decay"], label_smoothing=0.0),
-                       TeacherRecipe("fast-lr0.3x", 0.3 * _SMALL["lr"], 10, _SMALL["weight_decay"]))
+_RECIPES_FAST_SMOKE = tuple(r for r in _fast_recipes(10) if r.name in ("fast", "fast-ls0", "fast-lr0.3x"))
 
 _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
     # CI: tiny everything; 3 teachers (so the teacher-level Kendall test runs), a self-distillation
@@ -415,13 +409,21 @@ _PRESET_SETTINGS: dict[str, dict[str, Any]] = {
                   methods=("ce", "kd"), extra_students=(("resnet14", "kd"),), n_per_class=10, test_per_class=10,
                   teacher_epochs=1, student_epochs=1, curvature_per_class=3, curvature_batch_size=60,
                   trace_matvecs=6, lanczos_matvecs=3, mc_draws=4, n_boot=50, n_perm=200, device="cpu"),
-    # cpu (the default): 6 resnet8 teachers, self-distilled resnet8 students (kd, rid) and the teacher-free
-    # student on a CIFAR-10 subset, sized for about 10 minutes on 2 idle CPU cores.
-    "cpu": dict(teacher_arch="resnet8", student_arch="resnet8", teachers=_RECIPES_CPU,
-                    methods=("ce", "kd", "rid"), n_per_class=100, test_per_class=100, teacher_epochs=12,
-                    student_epochs=12, curvature_per_class=10, curvature_batch_size=200,
-                    trace_matvecs=32, lanczos_matvecs=10, mc_draws=16, device="auto",
-                    method_kwargs={"rid": {"q": 4, "r": 0.25}}),
+    # cpu (the default, `make run`, <= 10 minutes on 2 idle cores; issue 23 item 5): the scale preset in small.
+    # 6 fast-recipe airbench_s teachers (the six recipes at batch 100) on D_T (5,000 training images); on D_S (1,000
+    # others, never seen by a teacher) students from scratch (ce, kd with the fast recipe; rid with the standard one;
+    # 6 epochs) and kd started at the teacher (2 epochs at 0.1 x the learning rate); 1,000 test images; curvature,
+    # gaps, K-hat and every check on one kernel sample (100 D_S + 100 test images), every parameter under the
+    # kernels. Sized by cost, not by its accuracies: the teachers from benchmarks/results/sharpness_default_budget.jsonl
+    # (airbench_s, 5,000 images, 10 epochs: 70 CPU-s each); a first run with 10 student epochs and a 200 + 200 kernel
+    # sample cost 1,188 CPU-s at one thread on the shared machine (about 13 min of make run), so the students' epochs
+    # and the kernel sample were cut to what the old preset measured on.
+    "cpu": dict(teacher_arch="airbench_s", student_arch="airbench_s", teachers=_RECIPES_FAST_CPU, recipe="fast",
+                n_s=1000, n_t=5000, n_per_class=None, test_per_class=100, methods=("ce", "kd", "rid"),
+                from_teacher=("kd",), teacher_epochs=10, student_epochs=6, from_teacher_epochs=2,
+                from_teacher_lr_scale=0.1, student_batch_size=100, student_lr=0.05, curvature_per_class=10,
+                curvature_batch_size=200, trace_matvecs=32, lanczos_matvecs=10, mc_draws=16, curvature_params="*",
+                gap_sample="kernel", device="auto", method_kwargs={"rid": {"q": 5, "r": 0.2}}),
     # The scale preset in miniature for CI (under a minute): fast recipe, 3 recipes x 2 bank teachers on D_T (in the
     # bank root the caller chooses: bank_root or $KDBOUNDS_BANK), students on D_S from scratch and started at the
     # teacher, gaps on the kernel sample.
