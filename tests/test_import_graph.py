@@ -123,7 +123,7 @@ ALLOWED: dict[str, set[str]] = {
     "studies": {"plumbing", "math", "measurement", "training", "runs", "figures", "studies"},
 }
 #: the modules of kdbounds.studies that are not studies (the command line, the report tables, provenance)
-STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._tables",
+STUDY_PLUMBING = {"kdbounds.studies", "kdbounds.studies._cli", "kdbounds.studies._tables", "kdbounds.studies._config",
                   "kdbounds.studies._provenance", "kdbounds.studies._results",
                   "kdbounds.studies.__main__"}
 

@@ -86,6 +86,7 @@ from ..certificates.bounds import check_confidences
 from ..runs.grid import TeacherRecipe
 from ..runs.splits import SplitSpec, split_data, train_on_split
 from ..runs.sweep import RunSpec, run_sweep
+from ._config import ConfigRecord
 from ._provenance import with_provenance
 
 __all__ = ["POSTERIORS", "OUTCOMES", "SHARPNESS_MEASURES", "SCALE_AWARE_TESTS", "relative_flatness", "flatness_figure",
@@ -115,7 +116,7 @@ _CPU_RECIPES = (TeacherRecipe("lr0.05-bs32", 0.05, 32), TeacherRecipe("lr0.02-bs
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ConfigRecord):
     """Everything that determines a run of the study (recorded in ``results.json``).
 
     Attributes:
@@ -260,25 +261,6 @@ class Config:
     def data(self) -> SplitSpec:
         """The data description the runs rebuild their arrays from (held-out subset seeded 0)."""
         return SplitSpec(self.n_s, self.n_t, self.test_n, self.split_seed, self.data_root, test_seed=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain data (``results.json``'s ``config``).
-
-        Returns:
-            A dict of every field.
-        """
-        return dataclasses.asdict(self)
-
-    def replace(self, **kw: Any) -> "Config":
-        """A copy with some fields changed (checked again).
-
-        Args:
-            **kw: the fields to change.
-
-        Returns:
-            The new :class:`Config`.
-        """
-        return dataclasses.replace(self, **kw)
 
 
 PRESETS: dict[str, Config] = {

@@ -58,7 +58,6 @@ executor, one thread per run, decoded CIFAR cache warm): 66 CPU-s in all, of whi
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -82,6 +81,7 @@ from kdbounds.stats import mean_interval
 from kdbounds.data.transforms import normalized_images
 from kdbounds.distill import TrainConfig, load_checkpoint_model
 
+from ._config import ConfigRecord
 from ._provenance import with_provenance
 from ._tables import format_number
 
@@ -108,7 +108,7 @@ GOALS = {"risk": 0.15, "gap": 0.05}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ConfigRecord):
     """Everything that determines a run of the study (recorded in ``results.json``).
 
     Sizes: ``n_s`` = |D_S|, ``n_t`` = |D_T| (None: the rest of the training set), ``test_n`` held-out
@@ -215,25 +215,6 @@ class Config:
         if not self.posterior_scales or any(not s > 0 for s in self.posterior_scales):
             raise ValueError(f"posterior_scales: expected positive scales, got {self.posterior_scales}")
         scale_grid(self.scale_low, self.scale_high, self.n_scales)  # validates the grid
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain data (``results.json``'s ``config``).
-
-        Returns:
-            A dict of every field.
-        """
-        return dataclasses.asdict(self)
-
-    def replace(self, **kw: Any) -> "Config":
-        """A copy with some fields changed (checked again).
-
-        Args:
-            **kw: the fields to change.
-
-        Returns:
-            The new :class:`Config`.
-        """
-        return dataclasses.replace(self, **kw)
 
 
 PRESETS: dict[str, Config] = {

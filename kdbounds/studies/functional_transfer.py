@@ -38,6 +38,7 @@ from ..fidelity import compare_methods, fidelity_report
 from ..runs.cache import resolve_cache_root
 from ..runs.grid import DataSpec, load_data, test_subset, train_spec
 from ..runs.sweep import RunSpec, run_sweep
+from ._config import ConfigRecord
 from ._provenance import with_provenance
 
 __all__ = ["GROUPS", "Config", "PRESETS", "Result", "run", "write_results", "plot_agreement_split",
@@ -48,7 +49,7 @@ GROUPS = ("kd", "rcd", "siddo", "alone")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ConfigRecord):
     """Everything that determines a functional-transfer run."""
 
     preset: str
@@ -73,9 +74,6 @@ class Config:
                 raise ValueError(f"{name}: expected >= 1, got {v}")
         if self.n_test is not None and self.n_test < 10:
             raise ValueError(f"n_test: expected >= 10, got {self.n_test}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def params(self) -> dict[str, Any]:
         """The preset's numbers (without ``preset`` and ``data_root``), as recorded in ``config.json``."""

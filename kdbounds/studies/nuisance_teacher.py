@@ -76,6 +76,7 @@ from ..distill.controls import make_untrained_teacher
 from ..runs import grid
 from ..runs.cache import resolve_cache_root, train_cached
 from ..runs.sweep import RunSpec, run_sweep
+from ._config import ConfigRecord
 from ._provenance import with_provenance
 
 __all__ = ["METHODS", "Config", "PRESETS", "PUBLISHED", "Result", "run", "write_results", "plot_accuracy",
@@ -99,7 +100,7 @@ PUBLISHED: dict[tuple[str, str], float] = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ConfigRecord):
     """Everything that determines a nuisance-teacher run (recorded in ``results.json``).
 
     ``seed`` is the first student seed, ``seeds`` their number (seeds ``seed .. seed+seeds-1``).
@@ -197,9 +198,6 @@ class Config:
             statistics) as ``untrained_bn`` asks, then ``"trained"``.
         """
         return tuple(_UNTRAINED_KIND[m] for m in self.untrained_bn) + ("trained",)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 #: the BatchNorm modes of the untrained teacher (:class:`Config` ``untrained_bn``)

@@ -44,6 +44,7 @@ from .._torch import eval_mode
 from ..pid import RepresentationPID, pid_of_representations
 from ..runs import grid
 from ..runs.sweep import RunSpec, SweepError, run_sweep
+from ._config import ConfigRecord
 from ._provenance import with_provenance
 
 __all__ = ["PIDTracker", "extract_features", "Config", "PRESETS", "Result", "run", "write_results",
@@ -180,7 +181,7 @@ class PIDTracker:
 
 # ------------------------------------------------------------------------------------------ the study
 @dataclass(frozen=True)
-class Config:
+class Config(ConfigRecord):
     """Everything that determines a PID-transfer run."""
 
     preset: str
@@ -207,9 +208,6 @@ class Config:
         missing = [m for m in self.methods if m not in available_methods()]
         if missing or not self.methods:
             raise ValueError(f"methods: not registered {missing}; available: {available_methods()}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 PRESETS: dict[str, Config] = {
