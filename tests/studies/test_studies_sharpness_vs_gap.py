@@ -57,11 +57,16 @@ def test_preset_errors():
 
 def test_cpu_preset_can_answer():
     """≥ 6 teachers, so the exact teacher-level Kendall test can reach p < 0.05 (2/6! = 0.0028), and
-    same-architecture (self-distillation) students, so Theorems 3A/3B are defined."""
+    same-architecture (self-distillation) students, so Theorems 3A/3B are defined; since issue 23 item 5 the
+    default is the scale design in small: fast-recipe teachers on D_T, students on a D_S they never saw, one of
+    them started at its teacher (so that K is small), every check on the kernel sample."""
     cfg = ss.PRESETS["cpu"]
     assert len(cfg.teachers) >= 6
     assert 2 / math.factorial(len(cfg.teachers)) < 0.005
     assert any(arch == cfg.teacher_arch and m != "ce" for _, arch, m in cfg.students())
+    assert cfg.recipe == "fast" and cfg.n_s is not None and cfg.n_per_class is None
+    assert cfg.from_teacher and cfg.gap_sample == "kernel"
+    assert [r.name for r in cfg.teachers] == [r.name for r in ss.PRESETS["scale"].teachers][:5] + ["fast-bs200"]
 
 
 def _rows(sharp, gaps_by_teacher):
