@@ -120,3 +120,15 @@ def test_bound_anatomy_of_the_committed_flagship_run():
     for r in rows:
         line = next(ln for ln in block.splitlines() if ln.startswith(f"| `{r['student']}` | {r['n_pairs']} | "))
         assert line.endswith("not excluded |") == (r["linear_floor_min"] <= 10)
+
+
+def test_make_run_wall_time_is_the_recorded_one():
+    """README's wall time of `make run` is the one /usr/bin/time recorded next to the committed default run."""
+    import re
+
+    rec = (ROOT / "reports" / "sharpness_vs_gap-cpu" / "make_run_time.txt").read_text()
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\d+):(\d+(?:\.\d+)?)", rec)
+    assert m, "make_run_time.txt has no Elapsed line"
+    total = round(int(m.group(1)) * 60 + float(m.group(2)))
+    assert f"**{total // 60} min {total % 60} s**" in (ROOT / "README.md").read_text(), \
+        "README's `make run` wall time differs from reports/sharpness_vs_gap-cpu/make_run_time.txt"
