@@ -74,7 +74,6 @@ print(f"smoke={smoke}  looking for preset {preset!r} results, else running {run_
       f"SLQ {slq_probes}x{slq_steps}, top-{top_k} in {top_matvecs} steps, trace {trace_probes} probes  cache_dir={cache_dir}")
 
 # %%
-import dataclasses
 import io
 import math
 import time
@@ -103,8 +102,6 @@ def show(fig):
 import kdbounds
 from kdbounds.io import bytes_sha256, dumps_strict, file_sha256, read_json
 from kdbounds.curvature import HessianOperator, hutchinson_trace, spectral_density, top_eigenvalues
-from kdbounds.data import stratified_subset
-from kdbounds.data.transforms import normalization, normalize_uint8
 from kdbounds.distill import load_checkpoint_model
 from kdbounds.studies import sharpness_vs_gap as study
 from kdbounds.figures import bound_vs_observed_figure, sharpness_vs_gap_figure, spectrum_figure, verdict_counts_figure
@@ -240,8 +237,10 @@ cfg = results.get("config", {})
 pairs = results.get("rows", [])
 print(f"results: {origin}")
 print(f"config: preset {cfg.get('preset')}, {cfg.get('teacher_arch')} -> {cfg.get('student_arch')}, "
-      f"{len(cfg.get('teachers', []))} teachers, methods {cfg.get('methods')}, {cfg.get('n_per_class')} img/class; "
-      f"{len(pairs)} teacher-student pairs; study time {results.get('seconds', float('nan')):.0f} s "
+      f"{len(cfg.get('teachers', []))} teachers, methods {cfg.get('methods')}, "
+      + (f"D_T {cfg.get('n_t') or 'the rest'} / D_S {cfg['n_s']} images; " if cfg.get("n_s")
+         else f"{cfg.get('n_per_class')} img/class; ")
+      + f"{len(pairs)} teacher-student pairs; study time {results.get('seconds', float('nan')):.0f} s "
       f"on {results.get('environment', {}).get('device')}")
 
 # %% [markdown]
@@ -287,7 +286,7 @@ if len(defined) < len(kendall):
 #
 # The teacher with the largest measured sharpness is reloaded from the study's run cache and its
 # training-loss Hessian `H = ∇²L_train(w_T)` (clipped cross-entropy with the study's `p_min`, eval-mode
-# BatchNorm, on the same stratified training subset the study measured) is probed with three estimators of
+# BatchNorm, on the kernel sample the study measured it on: `study.kernel_sample`) is probed with three estimators of
 # `kdbounds.curvature`, each from Hessian–vector products only:
 # - **SLQ density**: `slq_probes` Lanczos runs of `slq_steps` steps from Rademacher probes; each gives Gauss
 #   quadrature nodes (Ritz values) and weights, broadened by a Gaussian into a density of eigenvalues;
@@ -333,14 +332,9 @@ print(f"teacher {chosen['teacher']} ({cfg.get('teacher_arch')}, {n_params:,} par
       f"test accuracy {fmt(num(chosen.get('teacher_test_acc')), '.3f')}")
 
 # %%
-data_cfg = dataclasses.replace(study.PRESETS["smoke"], **{k: cfg[k] for k in ("n_per_class", "test_per_class",
-                                                                              "subset_seed", "data_root") if k in cfg})
-xtr, ytr, _, _ = study.prepare_data(data_cfg)
-per_class = spectrum_per_class or cfg.get("curvature_per_class", 10)
-idx = stratified_subset(ytr, min(per_class, int(np.bincount(ytr).min())), seed=cfg.get("seed", 0))
-mean, std = normalization("cifar10")
-x = normalize_uint8(torch.from_numpy(np.ascontiguousarray(xtr[idx])).permute(0, 3, 1, 2), mean, std)
-y = torch.from_numpy(ytr[idx])
+# the study's own kernel sample (its curvature was measured there): `curvature_per_class` images per class of the
+# students' training data (with a D_T/D_S split, of D_S) unless `spectrum_per_class` asks for another size
+(x, y), _ = study.kernel_sample({**cfg, "curvature_per_class": spectrum_per_class or cfg.get("curvature_per_class", 10)})
 bs = int(cfg.get("curvature_batch_size", 100))
 batches = [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(y), bs)]
 p_min = float(cfg.get("p_min", 1e-3))

@@ -102,7 +102,7 @@ from ._provenance import with_provenance
 from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
 __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
-           "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "flatten_record",
+           "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "kernel_sample", "flatten_record",
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
            "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES",
            "GAP_SAMPLES", "from_teacher_label", "gentle_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness",
@@ -848,6 +848,37 @@ def _measurement_inputs(data: DataSpec | SplitSpec, device: str, per_class: int,
     ci = stratified_subset(ytr, min(per_class, int(np.bincount(ytr).min())), seed=seed)
     cj = stratified_subset(yte, min(per_class, int(np.bincount(yte).min())), seed=seed)
     return dev, tr_t, te_t, (tr_t[0][ci], tr_t[1][ci]), (te_t[0][cj], te_t[1][cj])
+
+
+#: the config fields that decide the measured data and its kernel sample (:func:`kernel_sample`)
+_KERNEL_SAMPLE_FIELDS = ("n_per_class", "test_per_class", "subset_seed", "data_root", "n_s", "n_t",
+                         "curvature_per_class", "seed")
+
+
+def kernel_sample(config: StudyConfig | Mapping[str, Any]
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The kernel sample a run measured every teacher's curvature on (and, with ``gap_sample="kernel"``, every gap,
+    ``K̂`` and check): ``curvature_per_class`` images per class of the students' training data (a split's ``D_S``;
+    else the stratified subset) and of its test images, drawn with ``seed``, normalised, on the CPU.
+
+    Args:
+        config: the run's :class:`StudyConfig`, or its ``config`` as ``results.json`` records it (only the fields
+            that decide the data are read: ``n_per_class``, ``test_per_class``, ``subset_seed``, ``data_root``,
+            ``n_s``, ``n_t``, ``curvature_per_class``, ``seed``).
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``, fresh tensors (safe to modify).
+
+    Raises:
+        TypeError: ``config`` is neither a :class:`StudyConfig` nor a mapping.
+        ValueError: the fields name no valid data (the message names the field).
+    """
+    if not isinstance(config, StudyConfig):
+        if not isinstance(config, Mapping):
+            raise TypeError(f"config: expected a StudyConfig or results.json's config dict, got {type(config).__name__}")
+        config = dataclasses.replace(PRESETS["smoke"], **{k: config[k] for k in _KERNEL_SAMPLE_FIELDS if k in config})
+    _, _, _, tr, te = _measurement_inputs(data_spec(config), "cpu", config.curvature_per_class, config.seed)
+    return (tr[0].clone(), tr[1].clone()), (te[0].clone(), te[1].clone())
 
 
 def measure_teacher(teacher: str, teacher_run: str, students: Sequence[tuple[str, str, str]],

@@ -363,3 +363,29 @@ def test_gentle_only_run_writes_every_output(tmp_path, fake_root):
     for label in (ss.gentle_label(1), ss.gentle_label(3)):
         assert f"| `{label}` | 2 |" in block  # tightness and anatomy rows, both teachers
     assert res.kendall == () and "No Kendall test of sharpness" in block
+
+
+def _rows_in(rows: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """For each row of ``rows``, whether it equals some row of ``pool`` exactly."""
+    return (rows.flatten(1)[:, None, :] == pool.flatten(1)[None, :, :]).all(-1).any(1)
+
+
+def test_kernel_sample_is_drawn_from_ds_and_the_test_images_never_from_dt(fake_root):
+    """``kernel_sample``, what notebook 03 and a user re-measure on: with a split, each training row is one of D_S's
+    images (the split's own arrays, normalised the measurements' way) and none of D_T's, each test row one of the
+    held-out images, ``curvature_per_class`` per class; ``results.json``'s config dict gives the same tensors as the
+    config, and the tensors are copies (changing them changes no later call); a non-config is refused by name."""
+    from kdbounds.data.transforms import normalized_images
+
+    cfg = dataclasses.replace(ss.PRESETS["smoke-scale"], data_root=str(fake_root))
+    (xk, yk), (xt, yt) = ss.kernel_sample(cfg)
+    d = split_data(cfg.split())
+    assert _rows_in(xk, normalized_images(d.x_s)).all() and not _rows_in(xk, normalized_images(d.data_t[0])).any()
+    assert _rows_in(xt, normalized_images(d.x_test)).all()
+    assert torch.bincount(yk).tolist() == [cfg.curvature_per_class] * 10 == torch.bincount(yt).tolist()
+    again = ss.kernel_sample(json.loads(json.dumps(cfg.to_dict())))
+    assert torch.equal(again[0][0], xk) and torch.equal(again[0][1], yk) and torch.equal(again[1][0], xt)
+    xk.zero_()
+    assert not torch.equal(ss.kernel_sample(cfg)[0][0], xk)
+    with pytest.raises(TypeError, match="config"):
+        ss.kernel_sample(["n_s", 40])
