@@ -102,7 +102,8 @@ from ._provenance import with_provenance
 from ..runs.sweep import ResultStore, RunSpec, run_sweep
 
 __all__ = ["StudyConfig", "Config", "PRESETS", "preset", "run", "run_study", "StudyResult",
-           "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "kernel_sample", "flatten_record",
+           "Result", "write_results", "write_plots", "summary", "kendall_table", "prepare_data", "kernel_sample",
+           "flatten_record",
            "run_verdicts", "SHARPNESS", "KENDALL_GAPS", "KENDALL_LEVELS", "FAMILIES", "data_spec", "sweep_specs",
            "sweep_threads", "measure_teacher", "measurement_store", "TeacherMeasurement", "STUDY_RECIPES",
            "GAP_SAMPLES", "from_teacher_label", "gentle_label", "train_split_timed", "bank_teacher_timed", "kernel_tightness",
@@ -875,7 +876,8 @@ def kernel_sample(config: StudyConfig | Mapping[str, Any]
     """
     if not isinstance(config, StudyConfig):
         if not isinstance(config, Mapping):
-            raise TypeError(f"config: expected a StudyConfig or results.json's config dict, got {type(config).__name__}")
+            raise TypeError("config: expected a StudyConfig or results.json's config dict, got "
+                            f"{type(config).__name__}")
         config = dataclasses.replace(PRESETS["smoke"], **{k: config[k] for k in _KERNEL_SAMPLE_FIELDS if k in config})
     _, _, _, tr, te = _measurement_inputs(data_spec(config), "cpu", config.curvature_per_class, config.seed)
     return (tr[0].clone(), tr[1].clone()), (te[0].clone(), te[1].clone())
