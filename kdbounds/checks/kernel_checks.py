@@ -51,7 +51,6 @@ the predictive ``K̂`` is not the kernel divergence).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from .._checks import (check_choice, check_int, check_n_boot, check_open_unit, check_positive, check_probability,
