@@ -16,6 +16,8 @@ The results each block reads (``REPORTS``):
 * ``sharpness_vs_gap-cpu``: ``reports/sharpness_vs_gap-cpu/results.json.gz``, the default preset (``python
   experiments/sharpness_vs_gap.py --preset cpu --threads 1 --out reports/sharpness_vs_gap-cpu``), compressed the same
   way;
+* ``certify_students-a0.01``: ``reports/certify_students-scale-a0.01/results.json``, the pre-registered runs with
+  ``--pbkd-alpha 0.01`` (one per seed and split under ``runs/seed-N``), merged the same way;
 * ``nuisance_teacher``: ``reports/nuisance_teacher-scale/results.json``, written by ``python
   experiments/nuisance_teacher.py --preset scale --executor ray --workers 2 --threads 1 --out
   reports/nuisance_teacher-scale`` (12 kB: not compressed).
@@ -46,6 +48,8 @@ REPORTS = {
                                 "sharpness_vs_gap_gentle", "sharpness_vs_gap"),
     "nuisance_teacher": (ROOT / "reports" / "nuisance_teacher-scale" / "results.json", "readme_report",
                          "nuisance_teacher_scale"),
+    "certify_students-a0.01": (ROOT / "reports" / "certify_students-scale-a0.01" / "results.json", "readme_table",
+                               "certify_students_scale_a001", "certify_students"),
 }
 
 

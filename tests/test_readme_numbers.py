@@ -42,15 +42,16 @@ def test_report_scale_refuses_an_unknown_study(capsys):
     assert "STUDY: unknown sharpness; expected one of certify_students, sharpness_vs_gap" in capsys.readouterr().err
 
 
-def test_certify_students_scale_results_are_the_merge_of_the_committed_runs(tmp_path):
+@pytest.mark.parametrize("report,min_runs", [("certify_students", 2), ("certify_students-a0.01", 1)])
+def test_certify_students_scale_results_are_the_merge_of_the_committed_runs(tmp_path, report, min_runs):
     """The committed scale results.json is exactly the merge of its per-seed runs (runs/seed-N), so no number in it
     (or in README's table) exists without the run that produced it."""
     from kdbounds.studies.certify_students import merge_results
 
     rep = _load(ROOT / "experiments" / "report_scale.py")
-    results = rep.REPORTS["certify_students"][0]
+    results = rep.REPORTS[report][0]
     runs = sorted((results.parent / "runs").glob("seed-*"))
-    assert len(runs) >= 2, runs
+    assert len(runs) >= min_runs, runs
     merged = merge_results(runs, tmp_path).to_dict()
     committed = json.loads(results.read_text())
     for key in ("config", "certificates", "summary", "split", "teachers", "priors"):
