@@ -42,14 +42,14 @@ def table(results: dict) -> str:
     recs = results["records"]
     names = [n for n in ORDER if n in recs] + sorted(set(recs) - set(ORDER))
     lines = ["| run | network (params) | recipe | whitening fitted on | epochs | test acc. (network alone) | with TTA | "
-             "wall | CPU-s |", "|---|---|---|---|---|---|---|---|---|"]
+             "wall | CPU-s | glibc malloc |", "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         r = recs[n]
         sw = ", ".join(f"{k}={v}" for k, v in r["switches"].items())
         recipe = r["recipe"] + (f" ({sw})" if sw else "")
         lines.append(f"| `{n}` | {r['arch']} ({r['params'] / 1e6:.2f} M) | {recipe} | {_whitening(r)} | {r['epochs']} | "
                      f"{_pct(r['test_accuracy'])} | {_pct(r['test_accuracy_tta'])} | {r['wall_s'] / 60:.1f} min | "
-                     f"{r['cpu_s']:.0f} |")
+                     f"{r['cpu_s']:.0f} | {'tuned' if r.get('malloc_tuned') else 'default'} |")
     return "\n".join(lines)
 
 

@@ -306,6 +306,7 @@ def _train(args: argparse.Namespace, sub: argparse.ArgumentParser, run: dict[str
     import torch
 
     from .distill import TrainingDiverged, train
+    from .runs.allocator import tune_cpu_allocator
     from .runs.cache import train_cached
 
     try:
@@ -313,6 +314,7 @@ def _train(args: argparse.Namespace, sub: argparse.ArgumentParser, run: dict[str
             if args.threads < 1:
                 raise ValueError("--threads must be ≥ 1")
             torch.set_num_threads(args.threads)
+        tune_cpu_allocator()  # speed only: activations stay in the heap (kdbounds/runs/allocator.py)
         cfg = config_from_args(args)
         progress = not args.no_progress
         if cfg.method in ("pbb", "pbkd"):  # its loss= / train_loss is a bound with KL inside: say so first

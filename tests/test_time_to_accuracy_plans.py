@@ -40,3 +40,8 @@ def test_final_eval_point_trains_exactly_the_e16_network():
     final, every_epoch = _cfg("airbench_s-e16-final-eval"), _cfg("airbench_s-e16")
     assert final.eval_every == 16 and every_epoch.eval_every == 1
     assert dataclasses.replace(final, eval_every=1) == every_epoch
+
+
+def test_malloc_point_trains_exactly_the_final_eval_network():
+    """``airbench_s-e16-malloc`` differs from ``airbench_s-e16-final-eval`` only in the process's malloc settings."""
+    assert _cfg("airbench_s-e16-malloc") == _cfg("airbench_s-e16-final-eval")

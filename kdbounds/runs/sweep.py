@@ -53,6 +53,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .._checks import check_int, check_nonnegative
 from .._io import atomic_write_bytes, atomic_write_json, bytes_sha256, canonical_json, json_sha256
 from .._progress import progress_bar
+from .allocator import tune_cpu_allocator
 from .locking import compute_once
 
 __all__ = ["EXECUTORS", "MAX_WORKERS_PER_CPU", "RAY_LOCAL_SYSTEM_CONFIG", "RunSpec", "ResultStore", "SweepError",
@@ -353,6 +354,7 @@ def _execute(job: _Job, dep_results: Sequence[Any], in_worker: bool) -> tuple[An
     Returns ``(result, computed, seconds)``; ``computed`` is False when another process published it.
     """
     _set_threads(job.threads, env=in_worker)
+    tune_cpu_allocator()  # once per process: training's activations stay in the heap (runs/allocator.py)
     t0 = time.perf_counter()
     if job.store is None:
         return _call(job, dep_results), True, time.perf_counter() - t0

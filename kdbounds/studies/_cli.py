@@ -382,6 +382,9 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
     cache_root = resolve_cache_root(out, Path(args.cache_root).expanduser() if args.cache_root else None).resolve()
     check_output_paths(out, cache_root)
     kwargs = execution_kwargs(study, name, args)
+    from ..runs.allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()  # speed only, for the work done in this process too (kdbounds/runs/allocator.py)
     try:
         with signals_end_the_run():  # Ctrl-C and SIGTERM: one line, from the data check (a download) on
             config = with_data(config, download=not getattr(args, "no_download", False),
