@@ -152,6 +152,7 @@ _export(
     "register_method", "FastRecipeSettings", "evaluate_tta", "fast_config", "tta_logits",
 )
 _export("runs.bank", "BankTeacher", "bank_root", "bank_teacher")
+_export("runs.allocator", "tune_cpu_allocator")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

@@ -28,9 +28,11 @@ from .cache_layout import bank_root  # the one cache layout (re-exported: kdboun
 
 __all__ = ["BankTeacher", "bank_root", "bank_teacher", "bank_teacher_on_split"]
 
-#: seconds per 50,000-image epoch incl. the per-epoch test evaluation, 2 cores, fast recipe, batch 1024, measured by
-#: benchmarks/time_to_accuracy.py (airbench94-e10: 2,502 s / 10; airbench_s-e10: 400 s / 10); other networks: no estimate
-_SECONDS_PER_EPOCH = {"airbench94": 250.0, "airbench_s": 40.0}
+#: seconds per 50,000-image epoch, 2 cores, fast recipe, batch 1024, glibc's malloc tuned (runs/allocator.py), from
+#: benchmarks/time_to_accuracy.py: airbench_s-e16-malloc 424 s / 16; airbench94: its e10 run before the tuning (2,502 s
+#: / 10, per-epoch evaluations included) x 0.77, the training-time ratio benchmarks/allocator.py measured on it (7 Dec
+#: 2026); other networks: no estimate
+_SECONDS_PER_EPOCH = {"airbench94": 193.0, "airbench_s": 26.5}
 
 
 @dataclass(frozen=True)
