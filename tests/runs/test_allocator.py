@@ -18,14 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 needs_glibc = pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 
-# allocate, touch and free a 64 MiB block twenty times; print the minor page faults it took and the tuning
+# allocate, touch and free a 64 MiB block 30 times; print the minor page faults of the last 20 (the heap settles
+# in the first few: each aligned request is a little larger than the block freed before it) and the tuning
 _FAULTS = """
 import json, resource, sys
 import torch
 from kdbounds.runs import allocator
 t = allocator.tune_cpu_allocator() if sys.argv[1] == "tune" else None
-r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
+for i in range(30):
+    if i == 10:
+        r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     a = torch.empty(16 * 2**20)  # torch, not numpy: numpy asks the kernel for huge pages (few faults either way)
     a.fill_(1.0)
     del a
@@ -46,12 +48,12 @@ def _faults(mode: str, **env: str) -> dict:
 @needs_glibc
 def test_tuning_removes_the_page_faults_of_repeated_large_allocations():
     """Default glibc maps and zero-fills a 64 MiB block on every allocation (~16k faults each); tuned, the heap
-    keeps it, so only the first allocation faults."""
+    keeps it, so once the heap has settled, reusing it costs (almost) no fault."""
     default, tuned = _faults("plain"), _faults("tune")
     assert tuned["applied"] is True and tuned["reason"] == "" and tuned["state"] is True
     assert tuned["again_same"] is True  # once per process: a later call returns the first result
     assert default["faults"] > 20 * 10_000, default
-    assert tuned["faults"] < 0.25 * default["faults"], (tuned, default)
+    assert tuned["faults"] < 0.05 * default["faults"], (tuned, default)
 
 
 @needs_glibc
