@@ -9,7 +9,10 @@ time at one thread, repeats interleaved, median::
     python benchmarks/curvature_phase.py --json benchmarks/results/curvature_phase.json
 
 Prints strict JSON: ``curvature_phase_over_before`` (median CPU-s ratio), both medians, product counts, the preset's
-sizes. Inputs: the cpu preset's kernel sample sizes (``--per-class`` images per class of CIFAR-10's training and test
+sizes. With ``--malloc-compare`` it also measures what the flagship's runs do today against what they did before
+both changes: the phase in fresh processes, the earlier sequence under glibc's default malloc against the library's
+sequence under the tuned one (``kdbounds.runs.allocator``, which the sweep runner applies to every run), alternating,
+``--repeats`` of each: ``curvature_phase_tuned_over_before_default``. Inputs: the cpu preset's kernel sample sizes (``--per-class`` images per class of CIFAR-10's training and test
 sets when ``$KDBOUNDS_DATA`` or ``--data`` finds it; otherwise Gaussian inputs — the cost does not depend on the
 pixel values, and the JSON says which) and a ResNet-8 at initialisation with calibrated BatchNorm statistics.
 """
@@ -68,6 +71,48 @@ def _before(teacher, train, test, *, batch_size: int, m: int, steps: int, seed: 
     return int(h_tr.num_matvecs + h_te.num_matvecs)
 
 
+def _teacher(train):
+    """A ResNet-8 at initialisation, BatchNorm statistics from the training sample, eval mode (as in the study)."""
+    from kdbounds.models import build_model
+
+    torch.manual_seed(0)
+    teacher = build_model("resnet8")
+    with torch.no_grad():
+        teacher.train()
+        teacher(train[0])
+    return teacher.eval()
+
+
+def _phase(which: str, teacher, train, test, a: argparse.Namespace) -> int:
+    """One curvature phase, the earlier sequence (``"before"``) or the library's (``"now"``); its product count."""
+    if which == "before":
+        return _before(teacher, train, test, batch_size=a.batch_size, m=a.trace_matvecs, steps=a.lanczos_matvecs,
+                       seed=0)
+    from kdbounds.checks import measure_teacher_curvature
+
+    return measure_teacher_curvature(teacher, train, test, batch_size=a.batch_size, trace_matvecs=a.trace_matvecs,
+                                     lanczos_matvecs=a.lanczos_matvecs, seed=0).n_matvecs
+
+
+def _spawn(which: str, argv: list[str] | None) -> float:
+    """The CPU seconds of one phase in a fresh process: ``before`` under glibc's default malloc, ``now`` tuned."""
+    import os
+    import subprocess
+
+    args = [x for x in (sys.argv[1:] if argv is None else argv) if x != "--malloc-compare"]
+    if "--json" in args:
+        i = args.index("--json")
+        del args[i:i + 2]
+    env = dict(os.environ, KDBOUNDS_MALLOC="default") if which == "before" else dict(os.environ)
+    if which == "now":
+        env.pop("KDBOUNDS_MALLOC", None)
+    out = subprocess.run([sys.executable, __file__, *args, "--child", which], env=env, capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the {which} child failed:\n{out.stderr[-3000:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_s"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the JSON record.
 
@@ -85,38 +130,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each (median reported)")
     p.add_argument("--data", default=None, help="CIFAR-10 location (default: $KDBOUNDS_DATA, standard places)")
     p.add_argument("--json", default=None, help="also write the record here")
+    p.add_argument("--malloc-compare", action="store_true",
+                   help="also: earlier sequence + default malloc vs today's + tuned malloc, in fresh processes")
+    p.add_argument("--child", choices=("before", "now"), default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     for name in ("per_class", "batch_size", "trace_matvecs", "lanczos_matvecs", "repeats"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(a, name)}")
     torch.set_num_threads(1)
-    from kdbounds.checks import measure_teacher_curvature
-    from kdbounds.models import build_model
+    if a.child == "now":
+        from kdbounds.runs.allocator import tune_cpu_allocator
 
+        if not tune_cpu_allocator().applied:
+            raise SystemExit("the tuned child could not tune glibc's malloc (not Linux/glibc?)")
     train, test, source = _inputs(a.per_class, a.data, 0)
-    torch.manual_seed(0)
-    teacher = build_model("resnet8")
-    with torch.no_grad():  # BatchNorm statistics from the training sample, then eval mode as in the study
-        teacher.train()
-        teacher(train[0])
-    teacher.eval()
-    kw = dict(batch_size=a.batch_size, m=a.trace_matvecs, steps=a.lanczos_matvecs, seed=0)
+    teacher = _teacher(train)
+    if a.child is not None:
+        t = time.process_time()
+        _phase(a.child, teacher, train, test, a)
+        print(json.dumps({"cpu_s": time.process_time() - t}))
+        return 0
     times: dict[str, list[float]] = {"before": [], "now": []}
     products: dict[str, int] = {}
     for _ in range(a.repeats):
-        t = time.process_time()
-        products["before"] = _before(teacher, train, test, **kw)
-        times["before"].append(time.process_time() - t)
-        t = time.process_time()
-        c = measure_teacher_curvature(teacher, train, test, batch_size=a.batch_size, trace_matvecs=a.trace_matvecs,
-                                      lanczos_matvecs=a.lanczos_matvecs, seed=0)
-        times["now"].append(time.process_time() - t)
-        products["now"] = c.n_matvecs
+        for which in ("before", "now"):
+            t = time.process_time()
+            products[which] = _phase(which, teacher, train, test, a)
+            times[which].append(time.process_time() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     rec = {"curvature_phase_over_before": med["now"] / med["before"], "cpu_s_median": med, "cpu_s": times,
            "products": products, "inputs": source, "model": "resnet8 (initialisation, BatchNorm calibrated)",
            "sizes": {"per_class": a.per_class, "batch_size": a.batch_size, "trace_matvecs": a.trace_matvecs,
                      "lanczos_matvecs": a.lanczos_matvecs}, "threads": 1, "torch": torch.__version__}
+    if a.malloc_compare:
+        fresh: dict[str, list[float]] = {"before_default_malloc": [], "now_tuned_malloc": []}
+        for r in range(a.repeats):
+            for which in (("before", "now") if r % 2 == 0 else ("now", "before")):
+                fresh["before_default_malloc" if which == "before" else "now_tuned_malloc"].append(_spawn(which, argv))
+        fm = {k: statistics.median(v) for k, v in fresh.items()}
+        rec["fresh_processes"] = {"cpu_s": fresh, "cpu_s_median": fm}
+        rec["curvature_phase_tuned_over_before_default"] = fm["now_tuned_malloc"] / fm["before_default_malloc"]
     text = json.dumps(rec, indent=1, allow_nan=False)
     print(text)
     if a.json:
