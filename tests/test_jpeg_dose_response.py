@@ -1,0 +1,78 @@
+"""benchmarks/jpeg_dose_response.py: the re-encoding it trains on, its PSNR, and its refusals of bad arguments."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("jpeg_dose_response", ROOT / "benchmarks" / "jpeg_dose_response.py")
+J = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(J)
+
+
+def _smooth_images(n: int = 6) -> np.ndarray:
+    """Natural-ish images: smooth colour gradients plus a little noise (JPEG's regime, unlike white noise)."""
+    g = np.random.default_rng(0)
+    u, v = np.meshgrid(np.linspace(0, 1, 32), np.linspace(0, 1, 32))
+    out = []
+    for _ in range(n):
+        a = g.uniform(0, 255, (3, 3))
+        img = np.stack([a[c, 0] * u + a[c, 1] * v + a[c, 2] * u * v for c in range(3)], -1) / 2
+        out.append(np.clip(img + g.normal(0, 4, img.shape), 0, 255))
+    return np.asarray(out, dtype=np.uint8)
+
+
+def test_stronger_encoding_removes_more_and_weighs_less():
+    x = _smooth_images()
+    hi, bytes_hi = J.reencode(x, 95)
+    lo, bytes_lo = J.reencode(x, 20)
+    assert hi.shape == lo.shape == x.shape and hi.dtype == np.uint8
+    assert J.psnr(hi, x) > J.psnr(lo, x) + 3 and bytes_lo < bytes_hi
+
+
+def _as_the_copy_was_made(images: np.ndarray) -> np.ndarray:
+    """libjpeg quality 75, 4:2:0 (what benchmarks/jpeg_settings.py found in every file of the copy), decoded."""
+    import io
+
+    from PIL import Image
+
+    out, size = [], 0
+    for im in images:
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="JPEG", quality=75, subsampling=2)
+        size += buf.tell()
+        out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    return np.asarray(out), size / len(images)
+
+
+def test_encoding_at_the_copys_settings_is_idempotent():
+    """Re-encoding the copy at its own settings changes (almost) nothing — so the re-encoding uses the copy's
+    subsampling and tables, and the copy's own point is 'as-is'."""
+    copy, copy_bytes = _as_the_copy_was_made(_smooth_images())
+    again, again_bytes = J.reencode(copy, 75)
+    assert J.psnr(again, copy) > 45
+    assert again_bytes == pytest.approx(copy_bytes, rel=0.03), (again_bytes, copy_bytes)  # 4:4:4 would weigh more
+
+
+def test_psnr_against_a_hand_computed_value():
+    a = np.zeros((1, 2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0, 0] = 10  # MSE = 100 / 12
+    assert J.psnr(b, a) == pytest.approx(10 * np.log10(255 ** 2 / (100 / 12)))
+    assert J.psnr(a, a) == float("inf")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--qualities", "90,x"], "--qualities: expected comma-separated integers"),
+    (["--qualities", "0,50"], "--qualities: each must be 1 .. 100"),
+    (["--qualities", "", "--no-as-is"], "--qualities: nothing to run"),
+    (["--epochs", "0"], "--epochs: expected an integer >= 1"),
+])
+def test_bad_arguments_are_refused_before_any_work(args, words, capsys):
+    with pytest.raises(SystemExit):
+        J.main(args)
+    assert words in capsys.readouterr().err
