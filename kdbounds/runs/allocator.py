@@ -2,10 +2,11 @@
 
 Why: glibc serves every allocation above its mmap threshold (at most 32 MiB with its dynamic rule) with a
 fresh ``mmap`` and returns it to the kernel on ``free``. A training step on CIFAR-sized batches allocates and
-frees activations of hundreds of MiB (airbench94 at batch 1024: 64 channels x 32 x 32 x 1024 float32 is 256
-MiB), so every step maps fresh pages, the kernel zero-fills each one on first touch, and unmaps them again.
-Measured on this project's 2-core machine (``python benchmarks/allocator.py``): a fast-recipe epoch took about
-90 million minor page faults and a fifth of its CPU time in the kernel. PyTorch's CPU performance guide
+frees activations of hundreds of MiB (airbench94 at batch 1024: 64 channels x 32 x 32 x 1024 float32 is about
+256 MiB), so every step maps fresh pages, the kernel zero-fills each one on first touch, and unmaps them again.
+Measured on this project's 2-core machine: a 16-epoch fast-recipe run of ``airbench_s`` took 92 million minor page
+faults and spent a fifth of its CPU time in the kernel; with the tuning, one airbench94 epoch took 0.77x the time
+(``python benchmarks/allocator.py``). PyTorch's CPU performance guide
 recommends a caching allocator (jemalloc or tcmalloc through ``LD_PRELOAD``) for the same reason; this module
 gets most of the effect without a preload, by raising two glibc thresholds with ``mallopt``:
 
