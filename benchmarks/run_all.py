@@ -33,6 +33,9 @@ def main(argv=None) -> int:
         + (["--quick"] if a.quick else ["--batch", "64", "--block", "8"]),
         ["train_throughput.py", "--threads", "1", "--out", str(out / "train_throughput.json")]
         + (["--epochs", "1", "--repeats", "2"] if a.quick else []),
+        # glibc's malloc tuned (kdbounds.runs.allocator) against its defaults, fresh processes: cpu_s_tuned_over_default
+        ["allocator.py", "--json", str(out / "allocator.json")]
+        + (["--arch", "airbench_s", "--n-per-class", "400", "--repeats", "2"] if a.quick else []),
     ]
     failed = []
     for job in jobs:
