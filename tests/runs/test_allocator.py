@@ -106,3 +106,14 @@ def test_training_gives_the_same_weights_with_and_without_the_tuning():
     rec = json.loads(out.stdout)
     assert rec["same_weights"] is True
     assert len({r["weights_sha256"] for m in ("default", "tuned") for r in rec["runs"][m]}) == 1
+
+
+def test_the_training_cli_tunes_before_it_trains(monkeypatch, capsys):
+    """kdbounds-train calls the tuning once it has its arguments (here a run refused later, at the method check)."""
+    from kdbounds import train as cli
+
+    calls = []
+    monkeypatch.setattr(allocator, "tune_cpu_allocator", lambda *a, **k: calls.append(1))
+    code = cli.main(["distill", "--arch", "resnet8", "--method", "kd"])  # needs --teacher: refused after parsing
+    assert code == 2 and "needs --teacher CKPT" in capsys.readouterr().err
+    assert calls == [1]
