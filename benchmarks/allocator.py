@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _child import malloc_env, run_child  # noqa: E402
 
 MODES = ("default", "tuned")
 
@@ -73,16 +73,9 @@ def child(a: argparse.Namespace) -> dict:
 
 
 def _spawn(a: argparse.Namespace, mode: str) -> dict:
-    env = dict(os.environ)
-    if mode == "default":
-        env["KDBOUNDS_MALLOC"] = "default"  # nothing in the child may tune it
-    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--arch", a.arch, "--n-per-class",
-           str(a.n_per_class), "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--threads",
-           str(a.threads)] + (["--synthetic"] if a.synthetic else [])
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"the {mode} child failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    args = [__file__, "--child", "--mode", mode, "--arch", a.arch, "--n-per-class", str(a.n_per_class), "--epochs",
+            str(a.epochs), "--batch-size", str(a.batch_size), "--threads", str(a.threads)]
+    return run_child(args + (["--synthetic"] if a.synthetic else []), malloc_env(mode != "default"), mode)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,21 +96,13 @@ def _phase(which: str, teacher, train, test, a: argparse.Namespace) -> int:
 
 def _spawn(which: str, argv: list[str] | None) -> float:
     """The CPU seconds of one phase in a fresh process: ``before`` under glibc's default malloc, ``now`` tuned."""
-    import os
-    import subprocess
+    from _child import malloc_env, run_child
 
     args = [x for x in (sys.argv[1:] if argv is None else argv) if x != "--malloc-compare"]
     if "--json" in args:
         i = args.index("--json")
         del args[i:i + 2]
-    env = dict(os.environ, KDBOUNDS_MALLOC="default") if which == "before" else dict(os.environ)
-    if which == "now":
-        env.pop("KDBOUNDS_MALLOC", None)
-    out = subprocess.run([sys.executable, __file__, *args, "--child", which], env=env, capture_output=True, text=True,
-                         check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"the {which} child failed:\n{out.stderr[-3000:]}")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_s"])
+    return float(run_child([__file__, *args, "--child", which], malloc_env(which == "now"), which)["cpu_s"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,11 +3,10 @@ documents the public names (issue 24). pdoc comes with the ``docs`` extra, which
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from repo_files import load_file
 
 pytest.importorskip("pdoc", reason="pdoc missing: pip install -e '.[docs]' (make test installs it)")
 
@@ -15,11 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _build_module():
-    spec = importlib.util.spec_from_file_location("kdbounds_docs_build_api", ROOT / "docs" / "build_api.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("docs/build_api.py", "kdbounds_docs_build_api")
 
 
 def test_the_api_reference_builds_without_warnings(tmp_path):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("jpeg_dose_response", ROOT / "benchmarks" / "jpeg_dose_response.py")
-J = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(J)
+J = load_file("benchmarks/jpeg_dose_response.py")
 
 
 def _smooth_images(n: int = 6) -> np.ndarray:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from kdbounds._io import marked_block
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file(path)
 
 
 def test_time_to_accuracy_table_matches_results():

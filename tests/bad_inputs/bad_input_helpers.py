@@ -3,12 +3,11 @@ return its stderr, substitute path placeholders."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,12 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @lru_cache(maxsize=None)
 def script(name: str):
     """The module ``experiments/<name>.py`` (imported once, not run)."""
-    path = ROOT / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_exp_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file(f"experiments/{name}.py", f"_exp_{name}")
 
 
 def parse_error(capsys, parse, argv):

@@ -13,7 +13,6 @@ Oracle: an uninterrupted run of the same command (reference ``model.pt`` and los
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -27,6 +26,7 @@ import pytest
 
 from bad_input_helpers import ROOT
 from kdbounds.distill.checkpoint import read_checkpoint
+from repo_files import load_file
 
 RUNNER = textwrap.dedent("""
     import argparse, os, sys, time, types
@@ -71,10 +71,7 @@ EPOCHS = 3
 
 
 def _fake_cifar(root: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("_fake_cifar", ROOT / "tests" / "studies" / "fake_cifar.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_fake_cifar10(root)
+    return load_file("tests/studies/fake_cifar.py").write_fake_cifar10(root)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ reads them back from a tar archive built here.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 from pathlib import Path
@@ -14,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("jpeg_settings", ROOT / "benchmarks" / "jpeg_settings.py")
-js = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(js)
+js = load_file("benchmarks/jpeg_settings.py")
 
 
 def _jpeg(quality: int, subsampling: int, seed: int = 0) -> bytes:

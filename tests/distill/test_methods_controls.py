@@ -17,6 +17,7 @@ from kdbounds.distill.checkpoint import load_checkpoint_model
 from kdbounds.distill.controls import make_untrained_teacher, siddo_config
 from kdbounds.distill.trainer import train
 from kdbounds.models import build_model
+from repo_files import load_file
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,12 +123,7 @@ def test_nuisance_teacher_smoke_preset(tmp_path):
 
 
 def _load_experiment():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("nuisance_teacher",
-                                                  ROOT / "experiments" / "nuisance_teacher.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("experiments/nuisance_teacher.py")
 
 
 def test_experiment_summary_and_presets():

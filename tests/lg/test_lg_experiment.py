@@ -3,20 +3,17 @@ the study behind it (kdbounds.studies.linear_gaussian_tradeoffs, also ``kdbounds
 and the deprecated ``--quick`` (the smoke preset, with one line saying so)."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import linear_gaussian.sweeps as rep
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("lg_tradeoffs", ROOT / "experiments" / "linear_gaussian_tradeoffs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("experiments/linear_gaussian_tradeoffs.py")
 
 
 def test_smoke_run_writes_outputs(tmp_path):

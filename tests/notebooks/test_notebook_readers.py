@@ -9,10 +9,8 @@ after a strict-JSON round trip, as the notebook sees them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +18,14 @@ import pytest
 pytest.importorskip("jupytext", reason="notebook tools missing: pip install -e '.[test]'")
 
 from kdbounds._io import dumps_strict  # noqa: E402
+from repo_files import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "notebooks" / "03_sharpness_and_gap.py"
 
 
 def _helpers() -> dict:
-    spec = importlib.util.spec_from_file_location("kdbounds_notebooks_build_readers", REPO / "notebooks" / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = build
-    spec.loader.exec_module(build)
+    build = load_file("notebooks/build.py", "kdbounds_notebooks_build_readers")
     cells = [c.source for c in build.read_source(SOURCE).cells if c.cell_type == "code" and "def read_checks" in c.source]
     assert len(cells) == 1, "exactly one helper cell defines read_checks"
     ns: dict = {"math": math}

@@ -11,8 +11,6 @@ executed notebook is listed, with its time, in a "notebooks executed" section at
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,16 +22,13 @@ pytest.importorskip("jupytext", reason="notebook tools missing: pip install -e '
 pytest.importorskip("ipykernel", reason="notebook tools missing: pip install -e '.[test]'")
 
 import nbformat  # noqa: E402
+from repo_files import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_build():
-    spec = importlib.util.spec_from_file_location("kdbounds_notebooks_build", REPO / "notebooks" / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("notebooks/build.py", "kdbounds_notebooks_build")
 
 
 build = _load_build()

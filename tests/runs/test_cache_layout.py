@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from kdbounds.runs import cache_layout as cl
+from repo_files import load_file
 
 
 def _du(path: Path) -> int:
@@ -172,12 +173,7 @@ def test_the_command_imports_no_torch():
 
 
 def _write_fake_cifar10(root: Path) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fake_cifar", Path(__file__).parents[1] / "studies" / "fake_cifar.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_fake_cifar10(root, per_class_train=2, per_class_test=2)
+    return load_file("tests/studies/fake_cifar.py").write_fake_cifar10(root, per_class_train=2, per_class_test=2)
 
 
 def test_the_data_cache_is_freed_only_with_data_and_nothing_else_there(tmp_path, monkeypatch, capsys):

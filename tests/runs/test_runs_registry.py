@@ -10,7 +10,6 @@ the package with one line of code added for the fingerprint.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,10 +30,7 @@ def _python(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def _fake_cifar(root: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("fake_cifar", ROOT / "tests" / "studies" / "fake_cifar.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_fake_cifar10(root, per_class_train=5, per_class_test=2)
+    return load_file("tests/studies/fake_cifar.py").write_fake_cifar10(root, per_class_train=5, per_class_test=2)
 
 
 def test_fresh_interpreter_lists_the_certificate_nets_and_methods(tmp_path):

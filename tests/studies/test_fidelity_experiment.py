@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,9 +20,7 @@ def test_functional_transfer_smoke(tmp_path):
         data.find_cifar("cifar10", None)
     except data.DataNotFoundError:
         pytest.skip("real CIFAR-10 not found (set KDBOUNDS_DATA)")
-    spec = importlib.util.spec_from_file_location("functional_transfer", ROOT / "experiments" / "functional_transfer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file("experiments/functional_transfer.py")
     assert mod.main(["--preset", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["reports"]) == {"kd", "rcd", "siddo", "alone"}

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from study_helpers import needs_ray
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("lg_tradeoffs_ray", ROOT / "experiments" / "linear_gaussian_tradeoffs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file("experiments/linear_gaussian_tradeoffs.py")
 
 
 @needs_ray

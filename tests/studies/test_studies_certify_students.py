@@ -9,7 +9,6 @@ the random prior's initialisation (``build_model(seed=1000 + s)``) for "the RID 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from kdbounds.runs import cache as cache_mod
 from kdbounds.runs.splits import SplitSpec, split_data
 from kdbounds.studies import certify_students as cs
 from study_helpers import CountingTrain, needs_ray
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("prior", "student", "loss", "risk_upper", "divergence", "n_s", "test_gibbs_risk", "vacuous",
@@ -149,9 +149,7 @@ def test_rid_student_row_and_a_second_run_that_trains_nothing(tmp_path, fake_roo
 
 
 def test_cli_merge_keeps_working(tmp_path):
-    spec = importlib.util.spec_from_file_location("certify_cli", ROOT / "experiments" / "certify_students.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_file("experiments/certify_students.py")
     from kdbounds._io import atomic_write_json
 
     cfg = cs.PRESETS["smoke"].to_dict()
@@ -172,9 +170,7 @@ def test_cli_sets_the_kd_weight_of_certified_distillation_and_merge_refuses_mixe
     from kdbounds._io import atomic_write_json
     from kdbounds.studies import _cli
 
-    spec = importlib.util.spec_from_file_location("certify_cli", ROOT / "experiments" / "certify_students.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_file("experiments/certify_students.py")
     a = cli.parse_args(["--preset", "scale", "--pbkd-alpha", "0.01", "--seeds", "3", "--split-seed", "3"])
     cfg = _cli.config_from_args(cs.PRESETS, a, tuple(cli.OVERRIDES), seeds=(3,))
     assert (cfg.pbkd_alpha, cfg.seeds, cfg.split_seed) == (0.01, (3,), 3)

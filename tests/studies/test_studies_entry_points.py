@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kdbounds.studies import __main__ as study_cli
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,15 +56,11 @@ def test_study_by_name_has_the_study_and_execution_options(checkout, monkeypatch
 def test_every_experiment_script_has_the_execution_flags_and_a_study_threads_field_is_shared():
     """Each experiments/*.py built on the shared parser accepts the execution options; a study whose
     config has its own ``threads`` (nuisance_teacher) gets ``--threads`` once, applied to that field."""
-    import importlib.util
 
     from kdbounds.studies import nuisance_teacher
 
     def load(name):
-        spec = importlib.util.spec_from_file_location(f"_exp_{name}", ROOT / "experiments" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
+        return load_file(f"experiments/{name}.py")
 
     for name in ("sharpness_vs_gap", "nuisance_teacher", "functional_transfer", "pid_transfer", "certify_flatness"):
         a = load(name).parse_args(["--executor", "ray", "--workers", "2", "--threads", "2", "--no-download"])

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from kdbounds.checks import KINDS, VERDICTS
-from kdbounds.runs.splits import SplitSpec, split_data
+from kdbounds.runs.splits import split_data
 from kdbounds.studies import sharpness_vs_gap as ss
+from repo_files import load_file
 
 pytestmark = pytest.mark.usefixtures("private_data_cache")
 
@@ -287,14 +288,10 @@ def test_smoke_scale_end_to_end(tmp_path, fake_root, monkeypatch):
 def test_command_line_sets_the_start_at_the_teacher():
     """``experiments/sharpness_vs_gap.py --preset scale`` with the options of the students started at their
     teacher and of the kernel scale (what to turn if the kernel divergence comes out large)."""
-    import importlib.util
 
     from kdbounds.studies import _cli
 
-    spec = importlib.util.spec_from_file_location("svg_cli", Path(__file__).resolve().parents[2] / "experiments"
-                                                  / "sharpness_vs_gap.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_file("experiments/sharpness_vs_gap.py")
     a = cli.parse_args(["--preset", "scale", "--from-teacher-epochs", "1", "--from-teacher-lr-scale", "0.02",
                         "--kernel-std", "0.003"])
     cfg = _cli.config_from_args(ss.PRESETS, a, cli.OVERRIDES)

@@ -21,6 +21,7 @@ from scipy.stats import t as student_t
 
 from kdbounds.checks import KINDS, VERDICTS, make_record
 from kdbounds.studies import sharpness_vs_gap as ss
+from repo_files import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,11 +178,7 @@ def test_run_verdicts_one_family_for_real_checks_one_for_proxies():
 def smoke_run(tmp_path_factory):
     if not _have_data():
         pytest.skip("CIFAR-10 not found (set KDBOUNDS_DATA)")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("svg", ROOT / "experiments" / "sharpness_vs_gap.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file("experiments/sharpness_vs_gap.py")
     tmp = tmp_path_factory.mktemp("smoke")
     out = tmp / "out"
     assert mod.main(["--preset", "smoke", "--out", str(out), "--cache-root", str(tmp / "cache"),

@@ -9,7 +9,6 @@ seeds; the number of trainings and measurements counted independently of the run
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import pickle
 import re
@@ -24,6 +23,7 @@ from kdbounds.studies import sharpness_vs_gap as ss
 from kdbounds.runs import grid
 from kdbounds.runs.grid import DataSpec, load_data
 from study_helpers import needs_ray
+from repo_files import load_file
 
 
 
@@ -182,10 +182,7 @@ def test_tiny_study_on_ray_equals_local(tmp_path, fake_root, ray_cluster):
 def test_cli_passes_the_executor_and_threads_to_the_flagship(tmp_path, monkeypatch):
     """``--executor ray --workers 2 --threads 2`` reaches ``run`` as ``sweep=`` and ``config.threads``
     (the CLI no longer refuses ray for the flagship); without ``--threads`` the config keeps ``None``."""
-    spec = importlib.util.spec_from_file_location("svg_cli", Path(__file__).resolve().parents[2] / "experiments"
-                                                  / "sharpness_vs_gap.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file("experiments/sharpness_vs_gap.py")
     seen = {}
 
     def fake_run(config, out, *, cache_root=None, progress=True, log=print, sweep=None):
