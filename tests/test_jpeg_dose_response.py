@@ -56,6 +56,19 @@ def test_encoding_at_the_copys_settings_is_idempotent():
     assert again_bytes == pytest.approx(copy_bytes, rel=0.03), (again_bytes, copy_bytes)  # 4:4:4 would weigh more
 
 
+def test_the_first_encoding_proxy_moves_the_copy_off_the_block_grid():
+    """On the grid a q75 encoding of the copy removes (almost) nothing; shifted one pixel it removes a measurable
+    amount, less than a much stronger encoding would (fails if the shift is not applied, or applied to one side)."""
+    copy, _ = _as_the_copy_was_made(_smooth_images(8))
+    rec = J.first_encoding_proxy(copy, n=8)
+    assert rec["n_images"] == 8 and rec["quality"] == 75 and rec["shift_px"] == 1
+    assert rec["psnr_db_on_grid"] is None or rec["psnr_db_on_grid"] > 45
+    assert 20 < rec["psnr_db"] < 45
+    assert rec["psnr_db"] > J.first_encoding_proxy(copy, quality=10, n=8)["psnr_db"] + 2
+    with pytest.raises(ValueError, match="shift must be 1 .. 7"):
+        J.first_encoding_proxy(copy, shift=8)
+
+
 def test_psnr_against_a_hand_computed_value():
     a = np.zeros((1, 2, 2, 3), np.uint8)
     b = a.copy()

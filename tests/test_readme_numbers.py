@@ -130,3 +130,34 @@ def test_make_run_wall_time_is_the_recorded_one():
     total = round(int(m.group(1)) * 60 + float(m.group(2)))
     assert f"**{total // 60} min {total % 60} s**" in (ROOT / "README.md").read_text(), \
         "README's `make run` wall time differs from reports/sharpness_vs_gap-cpu/make_run_time.txt"
+
+
+def _jpeg_record(q, acc, db=None, nbytes=None):
+    return {"point": "as-is" if q is None else f"q{q}", "quality": q, "arch": "airbench_s", "epochs": 10, "seed": 0,
+            "test_accuracy": acc, "test_accuracy_tta": acc + 0.01, "psnr_db_vs_copy": db, "mean_bytes": nbytes,
+            "cpu_s": 100.0, "threads": 1}
+
+
+def test_jpeg_dose_response_block_extrapolates_in_proportion_to_the_distortion():
+    """By hand: the copy at 85 %, q50 at 83 % having removed 29 dB, the proxy 31 dB: the first encoding's cost is
+    2 points · 10^(−3.1) / 10^(−2.9) = 1.26 points; points that did not lose accuracy give no figure."""
+    rep = _load(ROOT / "benchmarks" / "report_jpeg_dose_response.py")
+    res = {"records": {"a": _jpeg_record(50, 0.83, 29.0, 855), "b": _jpeg_record(None, 0.85),
+                       "c": _jpeg_record(90, 0.851, 42.0, 1056)},
+           "first_encoding_proxy": {"quality": 75, "shift_px": 1, "n_images": 2000, "seed": 0, "psnr_db": 31.0,
+                                    "psnr_db_on_grid": None}}
+    text = rep.block(res)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [r.split("|")[1].strip() for r in rows] == ["`as-is`", "`q90`", "`q50`"]
+    assert "-2.00 points" in rows[2] and "+0.10 points" in rows[1]
+    assert "from `q50` 1.3 points" in text and "from `q90`" not in text
+    assert "**31.0 dB** removed (on the grid: nothing)" in text
+
+
+def test_jpeg_dose_response_table_matches_results():
+    rep = _load(ROOT / "benchmarks" / "report_jpeg_dose_response.py")
+    if not rep.RESULTS.exists():
+        pytest.fail("benchmarks/results/jpeg_dose_response/results.json is missing: run the benchmark")
+    inside = marked_block((ROOT / "README.md").read_text(), rep.BLOCK)
+    assert inside == rep.block(rep.load()), \
+        "README's JPEG dose-response block is stale: run `python benchmarks/report_jpeg_dose_response.py --write`"

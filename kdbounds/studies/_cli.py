@@ -385,6 +385,9 @@ def main(study: ModuleType, name: str, config: Any, args: argparse.Namespace,
     from ..runs.allocator import tune_cpu_allocator
 
     tune_cpu_allocator()  # speed only, for the work done in this process too (kdbounds/runs/allocator.py)
+    from ._provenance import note_start
+
+    note_start()  # results.json names the commit this run began with, not one made while it ran
     try:
         with signals_end_the_run():  # Ctrl-C and SIGTERM: one line, from the data check (a download) on
             config = with_data(config, download=not getattr(args, "no_download", False),

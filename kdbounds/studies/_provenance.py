@@ -4,7 +4,8 @@
 flag; ``None`` outside a git checkout or without git), the data source (data set, layout, path) and
 the SHA-256 of that source (the archive file itself; for a folder, a digest of its files' relative
 paths and contents), so that a result can be matched to the code and the bytes it was computed from.
-:func:`with_provenance` adds it to a results payload under ``"provenance"``.
+:func:`with_provenance` adds it to a results payload under ``"provenance"``. :func:`note_start` (called by the
+study command line before any work) pins the commit to the one a run began with.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["provenance", "with_provenance", "git_commit", "source_sha256"]
+__all__ = ["provenance", "with_provenance", "git_commit", "source_sha256", "note_start"]
 
 _REPO = Path(__file__).resolve().parents[2]
+_START: dict[str, Any] = {}  # {"git": ...} once note_start() has run in this process
 
 
 def git_commit(repo: str | os.PathLike = _REPO) -> dict[str, Any] | None:
@@ -40,6 +42,17 @@ def git_commit(repo: str | os.PathLike = _REPO) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty} if len(commit) == 40 else None
+
+
+def note_start() -> None:
+    """Remember the checkout's commit now, at the start of a study (once per process; later calls keep the first).
+
+    The provenance of a result written afterwards then names the code the run *began* with (``git``), and, when the
+    checkout has moved on while the run went (a commit, an edit), also the state at writing (``git_at_write``) — a run
+    of hours must not be credited to a commit made while it ran. Called by the study command line before any work.
+    """
+    if "git" not in _START:
+        _START["git"] = git_commit()
 
 
 @functools.lru_cache(maxsize=8)
@@ -90,7 +103,16 @@ def provenance(data_root: str | os.PathLike | None = None, dataset: str = "cifar
         data: dict[str, Any] = {**src.to_dict(), "sha256": source_sha256(src.path)}
     except DataNotFoundError as e:
         data = {"name": dataset, "error": str(e).splitlines()[0]}
-    return {"kdbounds_version": kdbounds.__version__, "git": git_commit(), "data": data}
+    return {"kdbounds_version": kdbounds.__version__, **_git_record(), "data": data}
+
+
+def _git_record() -> dict[str, Any]:
+    """``{"git": ...}``: the commit at :func:`note_start` when it ran, else now; plus ``git_at_write`` if they differ."""
+    now = git_commit()
+    if "git" not in _START:
+        return {"git": now}
+    start = _START["git"]
+    return {"git": start} if start == now else {"git": start, "git_at_write": now}
 
 
 def with_provenance(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -108,7 +130,7 @@ def with_provenance(payload: Mapping[str, Any], data: Mapping[str, Any] | None =
     if data is not None:
         import kdbounds
 
-        return {**payload, "provenance": {"kdbounds_version": kdbounds.__version__, "git": git_commit(),
+        return {**payload, "provenance": {"kdbounds_version": kdbounds.__version__, **_git_record(),
                                           "data": dict(data)}}
     cfg = payload.get("config") or {}
     cfg = cfg if isinstance(cfg, Mapping) else {}

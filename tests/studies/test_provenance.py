@@ -78,3 +78,61 @@ def test_generated_data_is_named_instead_of_looked_up():
     payload = prov.with_provenance({"config": {}, "rows": []}, data={"name": "linear-Gaussian", "kind": "synthetic"})
     assert payload["provenance"]["data"] == {"name": "linear-Gaussian", "kind": "synthetic"}
     assert payload["provenance"]["kdbounds_version"] == kdbounds.__version__
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+
+
+def test_a_run_is_credited_to_the_commit_it_began_with(tmp_path, monkeypatch):
+    """note_start() pins ``git`` to the commit at the start; a commit made while the run went appears only as
+    ``git_at_write`` (fails when provenance reads the commit at writing time only, as it did before)."""
+    try:
+        _git(tmp_path, "init", "-q")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git not available")
+    (tmp_path / "f").write_text("1")
+    _git(tmp_path, "add", "f")
+    _git(tmp_path, "commit", "-qm", "one")
+    first = _git(tmp_path, "rev-parse", "HEAD")
+    monkeypatch.setattr(prov, "_REPO", tmp_path)
+    monkeypatch.setattr(prov.git_commit, "__defaults__", (tmp_path,))
+    monkeypatch.setattr(prov, "_START", {})
+    assert prov.with_provenance({}, data={"name": "x"})["provenance"]["git"]["commit"] == first  # no start noted
+    prov.note_start()
+    (tmp_path / "f").write_text("2")
+    _git(tmp_path, "commit", "-qam", "two")
+    second = _git(tmp_path, "rev-parse", "HEAD")
+    rec = prov.with_provenance({}, data={"name": "x"})["provenance"]
+    assert rec["git"] == {"commit": first, "dirty": False}
+    assert rec["git_at_write"] == {"commit": second, "dirty": False}
+    prov.note_start()  # a second call keeps the first
+    assert prov.with_provenance({}, data={"name": "x"})["provenance"]["git"]["commit"] == first
+    monkeypatch.setattr(prov, "_START", {})
+    prov.note_start()
+    assert "git_at_write" not in prov.with_provenance({}, data={"name": "x"})["provenance"]
+
+
+def test_the_study_command_line_notes_the_start_before_the_study_runs(monkeypatch, tmp_path):
+    """_cli.main calls note_start() before study.run (fails without the call)."""
+    import argparse
+    import types
+
+    from kdbounds.studies import _cli
+
+    monkeypatch.setattr(prov, "_START", {})
+    seen = {}
+
+    def run(config, out, **kw):
+        seen["noted"] = "git" in prov._START
+        return None
+
+    study = types.SimpleNamespace(run=run, summary=None)
+    monkeypatch.setattr(_cli, "with_data", lambda c, **kw: c)
+    monkeypatch.setattr(_cli, "execution_kwargs", lambda *a: {})
+    args = argparse.Namespace(out=str(tmp_path / "out"), cache_root=None, preset="smoke", no_progress=True)
+    assert _cli.main(study, "x", types.SimpleNamespace(), args, summary=lambda r: "") == 0
+    assert seen == {"noted": True}
