@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("epochs", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name}: expected an integer >= 1, got {getattr(a, name)}")
+    from _data import require_cifar10
+
+    require_cifar10(p, "--data", a.data)
     import torch
 
     from kdbounds.data import load_cifar

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     points = [pt for pt in PLANS[plan] if args.only is None or pt[0] in args.only]
     if args.only is not None and len(points) != len(args.only):
         p.error(f"--only: unknown point(s); plan {plan!r} has {[pt[0] for pt in PLANS[plan]]}")
+    from _data import require_cifar10
+
+    require_cifar10(p, "--data-root", args.data_root)
 
     from kdbounds._io import atomic_write_json, read_json
 
