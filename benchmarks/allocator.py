@@ -2,6 +2,7 @@
 
     python benchmarks/allocator.py --json benchmarks/results/allocator.json      # airbench94, fast recipe
     python benchmarks/allocator.py --arch airbench_s --n-per-class 400 --repeats 2 --synthetic
+    python benchmarks/allocator.py --data /path/to/root                         # CIFAR-10 from there
 
 Each measurement is one fresh process (the setting is process-wide and cannot be undone), training the same
 network on the same images with the same seed through ``kdbounds.distill.train`` (fast recipe, one epoch by
@@ -32,7 +33,7 @@ from _child import malloc_env, run_child  # noqa: E402
 MODES = ("default", "tuned")
 
 
-def _data(n_per_class: int, synthetic: bool):
+def _data(n_per_class: int, synthetic: bool, root: str | None = None):
     import numpy as np
 
     if synthetic:
@@ -41,7 +42,7 @@ def _data(n_per_class: int, synthetic: bool):
         return g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10, "synthetic uint8 images"
     from kdbounds.data import load_cifar, stratified_subset
 
-    x, y = load_cifar("cifar10", split="train")
+    x, y = load_cifar("cifar10", split="train", root=root)
     idx = stratified_subset(y, n_per_class, seed=0)
     return x[idx], y[idx], "CIFAR-10"
 
@@ -57,7 +58,7 @@ def child(a: argparse.Namespace) -> dict:
 
     torch.set_num_threads(a.threads)
     tuning = tune_cpu_allocator() if a.mode == "tuned" else None
-    x, y, source = _data(a.n_per_class, a.synthetic)
+    x, y, source = _data(a.n_per_class, a.synthetic, a.data)
     cfg = fast_config(a.arch, epochs=a.epochs, batch_size=a.batch_size, eval_every=10**6, seed=0,
                       recipe_kwargs={"tta_level": 0})
     with tempfile.TemporaryDirectory() as d:
@@ -75,7 +76,8 @@ def child(a: argparse.Namespace) -> dict:
 def _spawn(a: argparse.Namespace, mode: str) -> dict:
     args = [__file__, "--child", "--mode", mode, "--arch", a.arch, "--n-per-class", str(a.n_per_class), "--epochs",
             str(a.epochs), "--batch-size", str(a.batch_size), "--threads", str(a.threads)]
-    return run_child(args + (["--synthetic"] if a.synthetic else []), malloc_env(mode != "default"), mode)
+    args += ["--synthetic"] if a.synthetic else ([] if a.data is None else ["--data", a.data])
+    return run_child(args, malloc_env(mode != "default"), mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--synthetic", action="store_true", help="random uint8 images instead of CIFAR-10")
+    p.add_argument("--data", default=None,
+                   help="CIFAR-10 root (default: $KDBOUNDS_DATA, then the standard places)")
     p.add_argument("--json", default=None, help="also write the record here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=MODES, default="tuned", help=argparse.SUPPRESS)
@@ -102,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("n_per_class", "epochs", "batch_size", "repeats", "threads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.synthetic and a.data is not None:
+        p.error("--data: not used with --synthetic (random images); drop one of the two")
+    if not a.synthetic and not a.child:
+        from _data import require_cifar10
+
+        require_cifar10(p, "--data", a.data)
     if a.child:
         print(json.dumps(child(a)))
         return 0

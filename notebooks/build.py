@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -142,6 +144,22 @@ def _kernel_spec_manager() -> Any:
     return KernelSpecManager(kernel_dirs=[])
 
 
+def _kernel_manager(socket_dir: Path) -> Any:
+    """A kernel manager whose sockets live in ``socket_dir``, a folder of this kernel's own.
+
+    Over TCP (jupyter_client's default) the client picks five free ports, closes them, and the kernel binds
+    them later: another process binding one of them in between kills the kernel at start ("Address already
+    in use", seen in CI beside the Ray tests on the other xdist worker). Unix-domain sockets in a fresh
+    folder cannot collide. Windows has no such sockets and keeps TCP.
+    """
+    from jupyter_client.manager import KernelManager
+
+    if os.name == "nt":
+        return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_kernel_spec_manager())
+    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_kernel_spec_manager(), transport="ipc",
+                         connection_file=str(socket_dir / "kernel.json"), ip=str(socket_dir / "k"))
+
+
 def _kernel_env(smoke: bool, extra_env: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # ipykernel selects the inline backend (headless, figures as PNG outputs)
@@ -183,7 +201,6 @@ def execute_notebook(
         ValueError: ``timeout`` is not a positive int.
     """
     import nbformat
-    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
@@ -199,7 +216,8 @@ def execute_notebook(
         "source": source.name,
     }
     cwd = Path(workdir) if workdir is not None else source.parent
-    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_kernel_spec_manager())
+    socket_dir = Path(tempfile.mkdtemp(prefix="kdb-kernel-"))  # short: a socket path has ~100 bytes at most
+    km = _kernel_manager(socket_dir)
     client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
                             resources={"metadata": {"path": str(cwd)}}, record_timing=False,
                             startup_timeout=STARTUP_TIMEOUT)
@@ -209,6 +227,7 @@ def execute_notebook(
     finally:
         if km.has_kernel:  # a kernel left running would keep this process alive
             km.shutdown_kernel(now=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
     if output is not None:
         output = Path(output)

@@ -89,14 +89,17 @@ def test_bad_arguments_are_refused_before_any_work(args, words, capsys):
     assert words in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("script, flag", [("jpeg_dose_response.py", "--data"), ("time_to_accuracy.py", "--data-root")])
-def test_missing_cifar_is_one_clear_error_before_any_work(script, flag, tmp_path):
+@pytest.mark.parametrize("script, flag, out_flag", [("jpeg_dose_response.py", "--data", "--out"),
+                                                    ("time_to_accuracy.py", "--data-root", "--out"),
+                                                    ("allocator.py", "--data", "--json")])
+def test_missing_cifar_is_one_clear_error_before_any_work(script, flag, out_flag, tmp_path):
     """A folder without CIFAR-10: exit 2 naming the flag and the fix, no traceback (fails without the early check)."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), flag, str(tmp_path), "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    target = tmp_path / "out" / ("results.json" if out_flag == "--json" else "")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), flag, str(tmp_path), out_flag,
+                          str(target)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"{flag}: CIFAR-10 not found" in out.stderr and "KDBOUNDS_DATA" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "out" / "results.json").exists()

@@ -95,7 +95,6 @@ def provenance(data_root: str | os.PathLike | None = None, dataset: str = "cifar
         ``{"kdbounds_version", "git", "data"}``; ``data`` is ``{"name", "kind", "path", "sha256"}``, or
         ``{"name", "error"}`` when the data set is not found (a result is never refused for this).
     """
-    import kdbounds
     from ..data import DataNotFoundError, find_cifar
 
     try:
@@ -103,7 +102,14 @@ def provenance(data_root: str | os.PathLike | None = None, dataset: str = "cifar
         data: dict[str, Any] = {**src.to_dict(), "sha256": source_sha256(src.path)}
     except DataNotFoundError as e:
         data = {"name": dataset, "error": str(e).splitlines()[0]}
-    return {"kdbounds_version": kdbounds.__version__, **_git_record(), "data": data}
+    return _record(data)
+
+
+def _record(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"kdbounds_version", "git"[, "git_at_write"], "data"}`` for the data record ``data``."""
+    import kdbounds
+
+    return {"kdbounds_version": kdbounds.__version__, **_git_record(), "data": dict(data)}
 
 
 def _git_record() -> dict[str, Any]:
@@ -128,10 +134,7 @@ def with_provenance(payload: Mapping[str, Any], data: Mapping[str, Any] | None =
         A new dict: the payload and its provenance.
     """
     if data is not None:
-        import kdbounds
-
-        return {**payload, "provenance": {"kdbounds_version": kdbounds.__version__, **_git_record(),
-                                          "data": dict(data)}}
+        return {**payload, "provenance": _record(data)}
     cfg = payload.get("config") or {}
     cfg = cfg if isinstance(cfg, Mapping) else {}
     return {**payload, "provenance": provenance(cfg.get("data_root"), cfg.get("dataset") or "cifar10")}

@@ -159,3 +159,28 @@ def test_smoke_switch_and_name_errors(tmp_path):
     assert build.find_sources(["01"]) == build.find_sources(["notebooks/01_linear_gaussian_tightness.ipynb"]) == SOURCES[:1]
     with pytest.raises(ValueError, match="timeout"):
         build.execute_notebook(src, None, smoke=True, timeout=0)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no Unix-domain sockets; the kernel keeps TCP")
+def test_kernel_talks_over_its_own_unix_sockets_not_tcp_ports(tmp_path, monkeypatch):
+    # CI once lost notebook 03 to "Address already in use" on a TCP port jupyter_client had picked
+    # and released before the kernel bound it (Ray tests ran on the other worker). Sockets in a fresh
+    # folder of the kernel's own cannot collide; the folder is gone afterwards.
+    made = []
+
+    def spy(socket_dir):
+        km = real(socket_dir)
+        made.append(km)
+        return km
+
+    real = build._kernel_manager
+    monkeypatch.setattr(build, "_kernel_manager", spy)
+    src = tmp_path / "tiny.py"
+    src.write_text("# %%\nx = 1 + 1\n# %%\nprint(x)\n", encoding="utf-8")
+    rep = build.execute_notebook(src, None, smoke=True, workdir=tmp_path, timeout=120)
+    assert rep.code_cells == 2
+    (km,) = made
+    assert km.transport == "ipc"
+    socket_dir = Path(km.ip).parent
+    assert socket_dir.name.startswith("kdb-kernel-") and km.connection_file.startswith(str(socket_dir))
+    assert not socket_dir.exists(), "the socket folder is removed with the kernel"
