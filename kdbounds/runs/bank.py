@@ -33,6 +33,9 @@ __all__ = ["BankTeacher", "bank_root", "bank_teacher", "bank_teacher_on_split"]
 #: / 10, per-epoch evaluations included) x 0.77, the training-time ratio benchmarks/allocator.py measured on it (7 Dec
 #: 2026); other networks: no estimate
 _SECONDS_PER_EPOCH = {"airbench94": 193.0, "airbench_s": 26.5}
+#: wall time on one thread over the two-core estimate: seed 5's airbench94 bank teacher of the certify_students scale
+#: preset took 2,530 s on one thread (a Ray worker with ``--threads 1``, 7 Dec 2026) against the 1,380 s estimated
+_ONE_THREAD_FACTOR = 1.83
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,20 @@ def bank_teacher(spec: BankTeacher, root: str | os.PathLike | None = None, data:
         else:
             n = len(data[0]) if data is not None else 5000 * 10 if spec.n_per_class is None else 10 * spec.n_per_class
             est = _SECONDS_PER_EPOCH.get(spec.arch) if spec.recipe == "fast" and spec.batch_size == 1024 else None
-            cost = f", about {est * spec.epochs * n / 50000 / 60:.0f} min on 2 idle cores" if est else ""
+            cost = "" if est is None else _cost_words(est * spec.epochs * n / 50000)
             print(f"teacher bank: training {spec.name} on first use ({spec.epochs} epochs on {n} images{cost}) "
                   f"into {where}; later requests reuse it", file=sys.stderr, flush=True)
     return train_cached(cfg, folder, data=data, progress=progress)
+
+
+def _cost_words(two_core_s: float) -> str:
+    """``", about N min on 2 idle cores"``, and the one-thread figure when this process trains on one thread."""
+    import torch
+
+    words = f", about {two_core_s / 60:.0f} min on 2 idle cores"
+    if torch.get_num_threads() == 1:
+        words += f" (this process uses 1 thread: about {two_core_s * _ONE_THREAD_FACTOR / 60:.0f} min)"
+    return words
 
 
 def bank_teacher_on_split(spec: BankTeacher, split: Any, root: str | os.PathLike | None = None,

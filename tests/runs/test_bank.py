@@ -77,3 +77,22 @@ def test_cli_bank_writes_the_file_a_study_gets(tmp_path, monkeypatch):
     monkeypatch.setenv("KDBOUNDS_BANK", str(tmp_path / "bank"))
     r = bank_teacher(spec, progress=False)
     assert f'"model": "{r.paths["model"]}"' in cli.stdout
+
+
+def test_first_use_cost_names_the_one_thread_time_when_training_on_one_thread():
+    # A Ray worker with --threads 1 trained seed 5's teacher in 42 min while the line said "about 23 min on 2 idle
+    # cores"; on one thread the line now gives the one-thread figure too.
+    import torch
+
+    from kdbounds.runs.bank import _ONE_THREAD_FACTOR, _cost_words
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _cost_words(1380.0) == ", about 23 min on 2 idle cores"
+        torch.set_num_threads(1)
+        assert _cost_words(1380.0) == (f", about 23 min on 2 idle cores (this process uses 1 thread: about "
+                                       f"{1380.0 * _ONE_THREAD_FACTOR / 60:.0f} min)")
+        assert 40 <= 1380.0 * _ONE_THREAD_FACTOR / 60 <= 44
+    finally:
+        torch.set_num_threads(before)
