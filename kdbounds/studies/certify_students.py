@@ -923,6 +923,15 @@ def _ci_cell(d: Mapping[str, Any]) -> str:
     return f"{d['mean']:+.3f}{ci}"
 
 
+def _union_words(n: int, confidence: float) -> str:
+    """What a minimum over ``n`` certificates, each at ``confidence``, holds at: ``1 - n (1 - confidence)``."""
+    union = 1.0 - n * (1.0 - confidence)
+    if union > 0:
+        return f"it holds at {union:.3f} (union bound)"
+    return (f"it holds at no confidence (union bound 1 − {n} × {1.0 - confidence:.3g} < 0: read the pre-named headline, "
+            f"not this minimum)")
+
+
 def _findings(rows: list[Mapping[str, Any]], pbkd_alpha: float = 0.1) -> list[str]:
     """README's lines under the table: what the posterior and the distillation added, as differences (with
     95 % t intervals over the replicates when there are several seeds)."""
@@ -932,11 +941,10 @@ def _findings(rows: list[Mapping[str, Any]], pbkd_alpha: float = 0.1) -> list[st
     low = min(learnt, key=lambda r: r["risk_upper"])
     n = len(learnt)
     seeds = sorted({r["seed"] for r in learnt})
-    conf = max(0.0, 1.0 - n * (1.0 - low["confidence"]))  # a minimum over n certificates: the union bound
     where = "on this D_S" if len(seeds) == 1 else f"over the {len(seeds)} seeds"
     out = [f"- Lowest certificate of a learnt posterior: **{low['risk_upper']:.3f}** (`{low['student']}`, prior "
            f"{_PRIOR_LABELS.get(low['prior'], low['prior'])}, seed {low['seed']}); as the minimum over the {n} learnt-posterior "
-           f"certificates {where} it holds at {conf:.3f} (union bound), each row alone at {low['confidence']:.3f}. "
+           f"certificates {where} {_union_words(n, low['confidence'])}, each row alone at {low['confidence']:.3f}. "
            f"The prior alone gives {low['prior_heldout_bound']:.3f} (`Q = P`) and its mean network "
            f"{format_number(low.get('prior_mean_heldout_bound'))} (test-set bound): the posterior added "
            f"{low['risk_upper'] - low['prior_heldout_bound']:+.3f} against `Q = P`."]

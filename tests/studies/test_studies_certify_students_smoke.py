@@ -260,3 +260,13 @@ def test_findings_say_which_rows_miss_the_goals():
     assert next(ln for ln in lines if "headline certified" in ln).endswith("met by all 1.")
     gap = next(ln for ln in lines if "held-out Gibbs risk ≤ 0.05" in ln)
     assert "**not met** by 1 of 4" in gap and "`teacher/pbkd@airbench94` seed 0 0.0501" in gap
+
+
+def test_minimum_over_many_certificates_says_when_the_union_bound_proves_nothing():
+    # 32 learnt posteriors at 0.965 each: 1 - 32 x 0.035 < 0; README printed "holds at 0.000" before
+    from kdbounds.studies.certify_students import _union_words
+
+    assert _union_words(24, 0.965) == "it holds at 0.160 (union bound)"
+    words = _union_words(32, 0.965)
+    assert words.startswith("it holds at no confidence") and "32 × 0.035 < 0" in words
+    assert "0.000" not in words
