@@ -372,9 +372,14 @@ def test_fast_recipe_beats_the_old_recipe_at_equal_cpu_time(tmp_path):
         c1 = cpu()
         train(old_cfg(1), tmp_path / "probe", data=data, progress=False)
         epochs = max(1, int(np.ceil(budget / (cpu() - c1))))
-        c2 = cpu()
-        old = train(old_cfg(epochs), tmp_path / "old", data=data, progress=False)
-        assert cpu() - c2 >= 0.8 * budget  # the old recipe had (about) the same CPU time or more
+        for _ in range(3):  # the probe carries the run's start-up and the load, so it may overstate an epoch (CI:
+            c2 = cpu()      # 3 epochs got 7.9 CPU-s against a 10.9 s budget): then one more epoch, from scratch
+            old = train(old_cfg(epochs), tmp_path / f"old-e{epochs}", data=data, progress=False)
+            used = cpu() - c2
+            if used >= 0.8 * budget:
+                break
+            epochs += 1
+        assert used >= 0.8 * budget, (used, budget)  # the old recipe had (about) the same CPU time or more
     finally:
         torch.set_num_threads(n)
     assert fast.final["test_acc"] > old.final["test_acc"], (fast.final["test_acc"], old.final["test_acc"], epochs)
