@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -216,18 +215,18 @@ def execute_notebook(
         "source": source.name,
     }
     cwd = Path(workdir) if workdir is not None else source.parent
-    socket_dir = Path(tempfile.mkdtemp(prefix="kdb-kernel-"))  # short: a socket path has ~100 bytes at most
-    km = _kernel_manager(socket_dir)
-    client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}}, record_timing=False,
-                            startup_timeout=STARTUP_TIMEOUT)
     t0 = time.perf_counter()
-    try:
-        client.execute(env=_kernel_env(smoke, extra_env), cwd=str(cwd))
-    finally:
-        if km.has_kernel:  # a kernel left running would keep this process alive
-            km.shutdown_kernel(now=True)
-        shutil.rmtree(socket_dir, ignore_errors=True)
+    # sockets in a short folder (a socket path holds ~100 bytes at most), removed whatever happens
+    with tempfile.TemporaryDirectory(prefix="kdb-kernel-", ignore_cleanup_errors=True) as socket_dir:
+        km = _kernel_manager(Path(socket_dir))
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=False,
+                                resources={"metadata": {"path": str(cwd)}}, record_timing=False,
+                                startup_timeout=STARTUP_TIMEOUT)
+        try:
+            client.execute(env=_kernel_env(smoke, extra_env), cwd=str(cwd))
+        finally:
+            if km.has_kernel:  # a kernel left running would keep this process alive
+                km.shutdown_kernel(now=True)
     seconds = time.perf_counter() - t0
     if output is not None:
         output = Path(output)

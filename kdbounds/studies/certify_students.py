@@ -808,7 +808,7 @@ def summarise(rows: list[dict[str, Any]] | tuple[dict[str, Any], ...], pbkd_alph
         out["lowest_certified_learnt_posterior"] = {
             "prior": low["prior"], "student": low["student"], "seed": low["seed"], "risk_upper": low["risk_upper"],
             "test_gibbs_risk": low["test_gibbs_risk"], "min_over": len(learnt),
-            "confidence": None if d is None else max(0.0, 1.0 - len(learnt) * (d + dmc)),
+            "confidence": None if d is None else max(0.0, _union_confidence(len(learnt), d + dmc)),
             "note": "the minimum over every learnt-posterior 0-1 certificate (priors x posteriors x seeds, on every "
                     "seed's D_S): it holds at 1 - min_over * (delta + delta_mc) (union bound)"}
         head = _headline_rows(learnt)
@@ -923,9 +923,15 @@ def _ci_cell(d: Mapping[str, Any]) -> str:
     return f"{d['mean']:+.3f}{ci}"
 
 
+def _union_confidence(n: int, miss: float) -> float:
+    """The union bound for a minimum over ``n`` certificates, each failing with probability ``miss``: ``1 - n miss``
+    (below 0 when nothing is proven)."""
+    return 1.0 - n * miss
+
+
 def _union_words(n: int, confidence: float) -> str:
-    """What a minimum over ``n`` certificates, each at ``confidence``, holds at: ``1 - n (1 - confidence)``."""
-    union = 1.0 - n * (1.0 - confidence)
+    """What a minimum over ``n`` certificates, each at ``confidence``, holds at: :func:`_union_confidence`."""
+    union = _union_confidence(n, 1.0 - confidence)
     if union > 0:
         return f"it holds at {union:.3f} (union bound)"
     return (f"it holds at no confidence (union bound 1 − {n} × {1.0 - confidence:.3g} < 0: read the pre-named headline, "
